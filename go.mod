@@ -1,0 +1,3 @@
+module github.com/mycel-net/mycel
+
+go 1.26

@@ -1,0 +1,136 @@
+package kernels
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// RopeStyle says which elements of a head rotary position embedding pairs.
+type RopeStyle uint8
+
+const (
+	// RopeAdjacent rotates (x[2i], x[2i+1]): llama2.c and GGUF's llama.
+	RopeAdjacent RopeStyle = iota
+	// RopeNeoX rotates (x[i], x[i+d/2]) for a head of size d: GPT-NeoX,
+	// Qwen2 and Hugging Face's Llama layout.
+	RopeNeoX
+)
+
+func (s RopeStyle) String() string {
+	if s == RopeNeoX {
+		return "neox"
+	}
+	return "adjacent"
+}
+
+// RopeParams describe a rotary embedding applied to n positions of a
+// tensor with Heads heads of HeadDim values each.
+type RopeParams struct {
+	Heads, HeadDim int
+	// Pos0 is the position of the first row.
+	Pos0 int
+	// Theta is the frequency base (10000 for Llama 2, 1e6 for Qwen3).
+	Theta float32
+	Style RopeStyle
+}
+
+// AttnParams describe causal attention with grouped-query heads.
+//
+// For query row t (0 ≤ t < N) at position Pos0+t, head h attends to
+// positions 0..Pos0+t of KV head h/(Heads/KVHeads):
+//
+//	out[t,h] = Σ_p softmax_p(Scale · q[t,h]·k[p,kvh]) · v[p,kvh]
+type AttnParams struct {
+	Heads, KVHeads, HeadDim int
+	// Pos0 is the position of the first query row; N is the number of rows.
+	Pos0, N int
+	// Scale multiplies q·k before the softmax, usually 1/√HeadDim.
+	Scale float32
+}
+
+// Backend is a compute device. All slices are host memory in float32; a
+// backend may cache device copies of a Matrix, keyed by its pointer, for the
+// Matrix's lifetime.
+//
+// Methods panic on mismatched lengths: those are programming errors, not
+// runtime conditions. A Backend is safe for use by one goroutine at a time.
+type Backend interface {
+	// Name identifies the backend and the code path it chose, e.g.
+	// "cpu/avx512".
+	Name() string
+
+	// Threads is the number of workers the backend uses.
+	Threads() int
+
+	// MatMul multiplies n rows of activations by w transposed:
+	// out[t·w.Rows + r] = Σ_c w[r,c] · x[t·w.Cols + c] for t < n.
+	// len(x) ≥ n·w.Cols and len(out) ≥ n·w.Rows; out must not overlap x.
+	MatMul(out []float32, w *Matrix, x []float32, n int)
+
+	// RMSNorm normalizes each of the len(x)/len(weight) rows of x:
+	// out = x / sqrt(mean(x²) + eps) · weight. out may equal x.
+	RMSNorm(out, x, weight []float32, eps float32)
+
+	// RoPE rotates, in place, the len(x)/(Heads·HeadDim) rows of x, row t
+	// at position Pos0+t.
+	RoPE(x []float32, p RopeParams)
+
+	// Attention computes causal attention for N query rows. q and out are
+	// [N, Heads·HeadDim]; k and v are caches [≥Pos0+N, KVHeads·HeadDim]
+	// whose rows 0..Pos0+N-1 are filled.
+	Attention(out, q, k, v []float32, p AttnParams)
+
+	// SwiGLU sets out[i] = silu(gate[i]) · up[i]. out may equal gate.
+	SwiGLU(out, gate, up []float32)
+
+	// Add sets dst[i] += src[i].
+	Add(dst, src []float32)
+
+	// Close releases the backend's workers. The backend must not be used
+	// afterwards.
+	Close() error
+}
+
+// Factory makes a backend with the given number of threads (0: the
+// backend's default).
+type Factory func(threads int) (Backend, error)
+
+var (
+	registryMu sync.Mutex
+	registry   = map[string]Factory{}
+)
+
+// Register makes a backend available by name. It panics if the name is
+// taken: two backends claiming one name is a build mistake.
+func Register(name string, f Factory) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := registry[name]; dup {
+		panic("kernels: backend " + name + " registered twice")
+	}
+	registry[name] = f
+}
+
+// Open makes the named backend.
+func Open(name string, threads int) (Backend, error) {
+	registryMu.Lock()
+	f, ok := registry[name]
+	registryMu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("kernels: no backend %q (have %v)", name, Backends())
+	}
+	return f(threads)
+}
+
+// Backends lists the registered backend names.
+func Backends() []string {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
