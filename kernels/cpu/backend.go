@@ -1,0 +1,153 @@
+// Package cpu is the CPU implementation of kernels.Backend.
+//
+// Hot loops have an assembly version for amd64 (AVX2+FMA, and AVX-512 with
+// VNNI where the CPU has it), chosen at run time from the CPU's features, and
+// a pure-Go twin that passes the same tests; the build tag noasm forces the
+// twin. Work is split over a pool of goroutines sized to GOMAXPROCS.
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/mycel-net/mycel/kernels"
+)
+
+func init() {
+	kernels.Register("cpu", func(threads int) (kernels.Backend, error) { return New(threads), nil })
+}
+
+// Backend runs kernels on the CPU.
+type Backend struct {
+	pool *pool
+
+	// Preallocated tasks: handing these to the pool allocates nothing.
+	mm   matmulTask
+	attn attnTask
+
+	// Scratch, grown on demand and kept.
+	xq     []byte      // activations quantized to Q8_0
+	scores [][]float32 // per worker: attention scores
+}
+
+var _ kernels.Backend = (*Backend)(nil)
+
+// New makes a CPU backend with the given number of threads (0: GOMAXPROCS).
+func New(threads int) *Backend {
+	b := &Backend{pool: newPool(threads)}
+	b.scores = make([][]float32, b.pool.threads)
+	return b
+}
+
+// Name reports "cpu/" and the instruction set the kernels use.
+func (b *Backend) Name() string { return "cpu/" + isaName() }
+
+// Threads is the number of workers, the caller included.
+func (b *Backend) Threads() int { return b.pool.threads }
+
+// Close stops the workers.
+func (b *Backend) Close() error {
+	b.pool.close()
+	return nil
+}
+
+// RMSNorm normalizes each row of x by its root mean square and scales it by
+// weight.
+func (b *Backend) RMSNorm(out, x, weight []float32, eps float32) {
+	d := len(weight)
+	if d == 0 || len(x)%d != 0 || len(out) < len(x) {
+		panic(fmt.Sprintf("cpu: RMSNorm of %d values with a weight of %d into %d", len(x), d, len(out)))
+	}
+	for r := 0; r < len(x); r += d {
+		row := x[r : r+d]
+		ss := sumSquares(row)
+		inv := float32(1 / math.Sqrt(float64(ss)/float64(d)+float64(eps)))
+		scaleMul(out[r:r+d], row, weight, inv)
+	}
+}
+
+// RoPE applies the rotary position embedding in place.
+func (b *Backend) RoPE(x []float32, p kernels.RopeParams) {
+	w := p.Heads * p.HeadDim
+	if w == 0 || len(x)%w != 0 || p.HeadDim%2 != 0 {
+		panic(fmt.Sprintf("cpu: RoPE of %d values, %d heads of %d", len(x), p.Heads, p.HeadDim))
+	}
+	half := p.HeadDim / 2
+	var freqBuf [256]float64
+	freqs := freqBuf[:0]
+	if half > len(freqBuf) {
+		freqs = make([]float64, 0, half)
+	}
+	for i := 0; i < half; i++ {
+		freqs = append(freqs, math.Pow(float64(p.Theta), -float64(2*i)/float64(p.HeadDim)))
+	}
+	for t := 0; t*w < len(x); t++ {
+		pos := float64(p.Pos0 + t)
+		row := x[t*w : (t+1)*w]
+		for i := 0; i < half; i++ {
+			s, c := math.Sincos(pos * freqs[i])
+			fc, fs := float32(c), float32(s)
+			for h := 0; h < p.Heads; h++ {
+				head := row[h*p.HeadDim : (h+1)*p.HeadDim]
+				var a, bi int
+				if p.Style == kernels.RopeNeoX {
+					a, bi = i, i+half
+				} else {
+					a, bi = 2*i, 2*i+1
+				}
+				x0, x1 := head[a], head[bi]
+				head[a] = x0*fc - x1*fs
+				head[bi] = x0*fs + x1*fc
+			}
+		}
+	}
+}
+
+// SwiGLU sets out = silu(gate) · up.
+func (b *Backend) SwiGLU(out, gate, up []float32) {
+	if len(gate) != len(up) || len(out) < len(gate) {
+		panic("cpu: SwiGLU length mismatch")
+	}
+	swiglu(out[:len(gate)], gate, up)
+}
+
+// Add sets dst += src.
+func (b *Backend) Add(dst, src []float32) {
+	if len(dst) != len(src) {
+		panic("cpu: Add length mismatch")
+	}
+	addTo(dst, src)
+}
+
+func sumSquaresGeneric(x []float32) float32 {
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += x[i] * x[i]
+		s1 += x[i+1] * x[i+1]
+		s2 += x[i+2] * x[i+2]
+		s3 += x[i+3] * x[i+3]
+	}
+	for ; i < len(x); i++ {
+		s0 += x[i] * x[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func scaleMulGeneric(out, x, w []float32, s float32) {
+	for i := range x {
+		out[i] = x[i] * s * w[i]
+	}
+}
+
+func swigluGeneric(out, gate, up []float32) {
+	for i, g := range gate {
+		out[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
+	}
+}
+
+func addToGeneric(dst, src []float32) {
+	for i := range dst {
+		dst[i] += src[i]
+	}
+}
