@@ -15,7 +15,7 @@ type Layer struct {
 	Wk       *kernels.Matrix
 	Wv       *kernels.Matrix
 	Wo       *kernels.Matrix
-	FFNNorm  []float32 // [Dim]
+	FFNNorm  []float32       // [Dim]
 	W1       *kernels.Matrix // gate
 	W2       *kernels.Matrix // down
 	W3       *kernels.Matrix // up

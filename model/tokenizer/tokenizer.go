@@ -72,8 +72,8 @@ type BPEVocab struct {
 	Merges []string
 	// Pre names the pre-tokenizer (GGUF tokenizer.ggml.pre), such as
 	// "qwen2", "llama-bpe" or "gpt2".
-	Pre     string
-	BOS     int // -1 where absent
-	EOS     int
-	AddBOS  bool
+	Pre    string
+	BOS    int // -1 where absent
+	EOS    int
+	AddBOS bool
 }

@@ -1,0 +1,19 @@
+// Package model is the Llama-family transformer: its configuration, its
+// weights, a forward pass over any span of layers for a batch of positions
+// (prompt prefill) or a single one (decode) with a KV cache, the embedding,
+// final norm and output head as separate steps, and sampling.
+//
+// The steps are separate because in a swarm no single node holds the whole
+// model: a client embeds tokens and computes logits, and servers run spans
+// of layers on hidden states they receive. On one machine the same steps
+// run back to back:
+//
+//	e := model.NewEngine(weights, backend)
+//	c, _ := e.NewCache(0, cfg.Layers, 512)
+//	e.Embed(x, ids)          // x: [len(ids), Dim]
+//	e.Forward(c, x, len(ids)) // layers [0, Layers), positions appended to c
+//	e.Logits(logits, x[(len(ids)-1)*Dim:])
+//
+// Package model knows nothing of networks or file formats; checkpoints
+// builds Weights from files, and kernels does the math.
+package model

@@ -1,0 +1,190 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/mycel-net/mycel/kernels"
+)
+
+// ErrContextFull is returned when a forward pass would run past the end of
+// its KV cache.
+var ErrContextFull = errors.New("context full")
+
+// Engine runs the steps of a model on a backend. It keeps scratch buffers
+// between calls, so after the first token a decode step allocates nothing.
+// An Engine is used by one goroutine at a time.
+type Engine struct {
+	w  *Weights
+	be kernels.Backend
+
+	// Scratch for up to cap positions: xb [n,Dim], q [n,Dim], att [n,Dim],
+	// h1, h3 [n,Hidden], row [Dim].
+	cap           int
+	xb, q, att    []float32
+	h1, h3, delta []float32
+	row           []float32
+}
+
+// NewEngine returns an engine for w on be.
+func NewEngine(w *Weights, be kernels.Backend) *Engine {
+	return &Engine{w: w, be: be}
+}
+
+// Weights returns the weights the engine runs.
+func (e *Engine) Weights() *Weights { return e.w }
+
+// Backend returns the backend the engine runs on.
+func (e *Engine) Backend() kernels.Backend { return e.be }
+
+// Cache is the key/value cache of one sequence over a span of layers
+// [First, Last).
+type Cache struct {
+	First, Last int
+	// Len is the number of positions filled; Cap the most it holds.
+	Len, Cap int
+	kvDim    int
+	k, v     [][]float32 // per layer of the span: [Cap, KVDim]
+}
+
+// NewCache allocates a cache for layers [first, last) and up to capacity
+// positions (at most the model's context).
+func (e *Engine) NewCache(first, last, capacity int) (*Cache, error) {
+	c := &e.w.Config
+	if first < 0 || last > c.Layers || first >= last {
+		return nil, fmt.Errorf("layer span [%d, %d) outside the model's %d layers", first, last, c.Layers)
+	}
+	if !e.w.HasLayers(first, last) {
+		return nil, fmt.Errorf("layer span [%d, %d) is not all loaded", first, last)
+	}
+	if capacity <= 0 || capacity > c.Context {
+		return nil, fmt.Errorf("cache of %d positions: must be between 1 and the model's context %d", capacity, c.Context)
+	}
+	kv := c.KVDim()
+	ca := &Cache{First: first, Last: last, Cap: capacity, kvDim: kv}
+	for i := first; i < last; i++ {
+		ca.k = append(ca.k, make([]float32, capacity*kv))
+		ca.v = append(ca.v, make([]float32, capacity*kv))
+	}
+	return ca, nil
+}
+
+// Reset empties the cache, keeping its memory.
+func (c *Cache) Reset() { c.Len = 0 }
+
+// Truncate drops positions from n on, so that they can be recomputed.
+func (c *Cache) Truncate(n int) {
+	if n >= 0 && n < c.Len {
+		c.Len = n
+	}
+}
+
+// Bytes is the memory the cache holds.
+func (c *Cache) Bytes() int64 { return int64(len(c.k)) * 2 * int64(c.Cap) * int64(c.kvDim) * 4 }
+
+func (e *Engine) grow(n int) {
+	if n <= e.cap {
+		return
+	}
+	c := &e.w.Config
+	e.cap = n
+	e.xb = make([]float32, n*c.Dim)
+	e.q = make([]float32, n*c.Dim)
+	e.att = make([]float32, n*c.Dim)
+	e.delta = make([]float32, n*c.Dim)
+	e.h1 = make([]float32, n*c.Hidden)
+	e.h3 = make([]float32, n*c.Hidden)
+	e.row = make([]float32, c.Dim)
+}
+
+// Embed writes the embedding rows of ids into x, which must hold
+// len(ids)·Dim values.
+func (e *Engine) Embed(x []float32, ids []int) error {
+	c := &e.w.Config
+	if e.w.Embedding == nil {
+		return errors.New("embed: this node does not hold the token embedding")
+	}
+	if len(x) < len(ids)*c.Dim {
+		return fmt.Errorf("embed: %d ids need %d values, buffer has %d", len(ids), len(ids)*c.Dim, len(x))
+	}
+	for i, id := range ids {
+		if id < 0 || id >= c.Vocab {
+			return fmt.Errorf("embed: token id %d outside the vocabulary of %d", id, c.Vocab)
+		}
+		e.w.Embedding.RowF32(x[i*c.Dim:(i+1)*c.Dim], id)
+	}
+	return nil
+}
+
+// Forward runs the cache's span of layers on n positions of hidden state
+// x ([n, Dim], updated in place), at positions c.Len..c.Len+n-1, and
+// appends their keys and values to the cache.
+func (e *Engine) Forward(c *Cache, x []float32, n int) error {
+	cfg := &e.w.Config
+	d := cfg.Dim
+	if n <= 0 {
+		return nil
+	}
+	if len(x) < n*d {
+		return fmt.Errorf("forward: %d positions need %d values, got %d", n, n*d, len(x))
+	}
+	if c.Len+n > c.Cap {
+		return fmt.Errorf("forward: %d positions after %d: %w (cache holds %d)", n, c.Len, ErrContextFull, c.Cap)
+	}
+	e.grow(n)
+	x = x[:n*d]
+	hd := cfg.HeadDim()
+	kv := cfg.KVDim()
+	pos := c.Len
+	xb, q, att, delta := e.xb[:n*d], e.q[:n*d], e.att[:n*d], e.delta[:n*d]
+	h1, h3 := e.h1[:n*cfg.Hidden], e.h3[:n*cfg.Hidden]
+	ropeQ := kernels.RopeParams{Heads: cfg.Heads, HeadDim: hd, Pos0: pos, Theta: cfg.RopeTheta, Style: cfg.RopeStyle}
+	ropeK := ropeQ
+	ropeK.Heads = cfg.KVHeads
+	attn := kernels.AttnParams{
+		Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: hd,
+		Pos0: pos, N: n, Scale: float32(1 / math.Sqrt(float64(hd))),
+	}
+	be := e.be
+	for li := c.First; li < c.Last; li++ {
+		l := e.w.Layers[li]
+		kc, vc := c.k[li-c.First], c.v[li-c.First]
+		kNew, vNew := kc[pos*kv:(pos+n)*kv], vc[pos*kv:(pos+n)*kv]
+
+		be.RMSNorm(xb, x, l.AttnNorm, cfg.NormEps)
+		be.MatMul(q, l.Wq, xb, n)
+		be.MatMul(kNew, l.Wk, xb, n)
+		be.MatMul(vNew, l.Wv, xb, n)
+		be.RoPE(q, ropeQ)
+		be.RoPE(kNew, ropeK)
+		be.Attention(att, q, kc, vc, attn)
+		be.MatMul(delta, l.Wo, att, n)
+		be.Add(x, delta)
+
+		be.RMSNorm(xb, x, l.FFNNorm, cfg.NormEps)
+		be.MatMul(h1, l.W1, xb, n)
+		be.MatMul(h3, l.W3, xb, n)
+		be.SwiGLU(h1, h1, h3)
+		be.MatMul(delta, l.W2, h1, n)
+		be.Add(x, delta)
+	}
+	c.Len += n
+	return nil
+}
+
+// Logits applies the final norm and the output head to one row of hidden
+// state x ([Dim]) and writes Vocab logits.
+func (e *Engine) Logits(logits, x []float32) error {
+	cfg := &e.w.Config
+	if e.w.Output == nil || e.w.FinalNorm == nil {
+		return errors.New("logits: this node does not hold the output head")
+	}
+	if len(x) < cfg.Dim || len(logits) < cfg.Vocab {
+		return fmt.Errorf("logits: need %d hidden values and room for %d logits, got %d and %d", cfg.Dim, cfg.Vocab, len(x), len(logits))
+	}
+	e.grow(1)
+	e.be.RMSNorm(e.row, x[:cfg.Dim], e.w.FinalNorm, cfg.NormEps)
+	e.be.MatMul(logits[:cfg.Vocab], e.w.Output, e.row, 1)
+	return nil
+}

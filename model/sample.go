@@ -1,0 +1,152 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+)
+
+// SamplerConfig chooses how the next token is drawn from the logits.
+type SamplerConfig struct {
+	// Temperature divides the logits; 0 picks the most likely token
+	// (greedy decoding) and ignores the other fields.
+	Temperature float32
+	// TopK keeps only the K most likely tokens (0: all).
+	TopK int
+	// TopP keeps the smallest set of most likely tokens whose
+	// probabilities sum to at least P (nucleus sampling; 0 or 1: all).
+	TopP float32
+	// Seed makes a run reproducible: the same seed, model and prompt give
+	// the same tokens.
+	Seed uint64
+}
+
+// Validate checks the ranges of the fields.
+func (c SamplerConfig) Validate() error {
+	switch {
+	case c.Temperature < 0 || math.IsNaN(float64(c.Temperature)) || math.IsInf(float64(c.Temperature), 0):
+		return fmt.Errorf("temperature %g must be 0 or positive", c.Temperature)
+	case c.TopK < 0:
+		return fmt.Errorf("top-k %d must be 0 (off) or positive", c.TopK)
+	case !(c.TopP >= 0 && c.TopP <= 1):
+		return fmt.Errorf("top-p %g must be between 0 and 1", c.TopP)
+	}
+	return nil
+}
+
+// Sampler draws tokens from logits. It keeps its scratch between calls and
+// allocates nothing per token once warm.
+type Sampler struct {
+	cfg  SamplerConfig
+	rng  *rand.Rand
+	cand []candidate
+}
+
+type candidate struct {
+	id int
+	p  float32
+}
+
+// NewSampler returns a sampler seeded from cfg.Seed.
+func NewSampler(cfg SamplerConfig) (*Sampler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Sampler{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))}, nil
+}
+
+// Argmax returns the index of the largest value (the first on ties).
+func Argmax(x []float32) int {
+	best, bv := 0, float32(math.Inf(-1))
+	for i, v := range x {
+		if v > bv {
+			best, bv = i, v
+		}
+	}
+	return best
+}
+
+// Sample picks the next token id from logits. logits may be modified.
+func (s *Sampler) Sample(logits []float32) int {
+	c := s.cfg
+	if c.Temperature == 0 {
+		return Argmax(logits)
+	}
+	// Softmax with temperature.
+	maxv := logits[Argmax(logits)]
+	var sum float64
+	for i, v := range logits {
+		e := math.Exp(float64((v - maxv) / c.Temperature))
+		logits[i] = float32(e)
+		sum += e
+	}
+	inv := float32(1 / sum)
+	for i := range logits {
+		logits[i] *= inv
+	}
+	k := c.TopK
+	if k <= 0 || k > len(logits) {
+		k = len(logits)
+	}
+	topP := c.TopP
+	if topP <= 0 || topP >= 1 {
+		topP = 1
+	}
+	if k == len(logits) && topP == 1 {
+		return s.draw(logits)
+	}
+	// Candidates: with nucleus sampling alone, tokens below
+	// (1-P)/(V-1) can never be in the nucleus, which prunes most of them
+	// before the sort.
+	cutoff := float32(0)
+	if topP < 1 && len(logits) > 1 {
+		cutoff = (1 - topP) / float32(len(logits)-1)
+	}
+	s.cand = s.cand[:0]
+	for i, p := range logits {
+		if p >= cutoff {
+			s.cand = append(s.cand, candidate{i, p})
+		}
+	}
+	slices.SortFunc(s.cand, func(a, b candidate) int {
+		switch {
+		case a.p > b.p:
+			return -1
+		case a.p < b.p:
+			return 1
+		}
+		return a.id - b.id
+	})
+	cand := s.cand[:min(k, len(s.cand))]
+	var total float32
+	for i, cd := range cand {
+		total += cd.p
+		if total >= topP {
+			cand = cand[:i+1]
+			break
+		}
+	}
+	r := s.rng.Float32() * total
+	var acc float32
+	for _, cd := range cand {
+		acc += cd.p
+		if r < acc {
+			return cd.id
+		}
+	}
+	return cand[len(cand)-1].id
+}
+
+// draw samples an index from probabilities that sum to about 1.
+func (s *Sampler) draw(p []float32) int {
+	r := s.rng.Float32()
+	var acc float32
+	for i, v := range p {
+		acc += v
+		if r < acc {
+			return i
+		}
+	}
+	return len(p) - 1 // rounding left r above the sum
+}
