@@ -109,15 +109,10 @@ func (s *Sampler) Sample(logits []float32) int {
 			s.cand = append(s.cand, candidate{i, p})
 		}
 	}
-	slices.SortFunc(s.cand, func(a, b candidate) int {
-		switch {
-		case a.p > b.p:
-			return -1
-		case a.p < b.p:
-			return 1
-		}
-		return a.id - b.id
-	})
+	if k < len(s.cand) {
+		s.cand = topK(s.cand, k)
+	}
+	slices.SortFunc(s.cand, byProbDesc)
 	cand := s.cand[:min(k, len(s.cand))]
 	var total float32
 	for i, cd := range cand {
@@ -149,4 +144,49 @@ func (s *Sampler) draw(p []float32) int {
 		}
 	}
 	return len(p) - 1 // rounding left r above the sum
+}
+
+func byProbDesc(a, b candidate) int {
+	switch {
+	case a.p > b.p:
+		return -1
+	case a.p < b.p:
+		return 1
+	}
+	return a.id - b.id
+}
+
+// topK moves the k most likely candidates to the front of c (in no
+// particular order) and returns them, in O(len(c)·log k): a min-heap of the
+// best k seen so far, whose root is the weakest of them.
+func topK(c []candidate, k int) []candidate {
+	h := c[:k]
+	less := func(i, j int) bool { return byProbDesc(h[i], h[j]) > 0 } // i is worse than j
+	down := func(i int) {
+		for {
+			l := 2*i + 1
+			if l >= k {
+				return
+			}
+			m := l
+			if r := l + 1; r < k && less(r, l) {
+				m = r
+			}
+			if !less(m, i) {
+				return
+			}
+			h[i], h[m] = h[m], h[i]
+			i = m
+		}
+	}
+	for i := k/2 - 1; i >= 0; i-- {
+		down(i)
+	}
+	for _, cd := range c[k:] {
+		if byProbDesc(cd, h[0]) < 0 {
+			h[0] = cd
+			down(0)
+		}
+	}
+	return h
 }
