@@ -2,6 +2,32 @@ package cpu
 
 import "github.com/mycel-net/mycel/kernels"
 
+// quantKernels is one instruction set's version of the quantized kernels.
+//
+//	quantize(dst, x):     x (a multiple of 32 values) to Q8_0 blocks in dst,
+//	                      bit for bit as kernels.Encode does it.
+//	q8(out, w, nb, xq):   out[i] = Σ_b d_w·d_x·Σ_j qw·qx over the nb Q8_0
+//	                      blocks of row i of w and the Q8_0 row xq.
+//	q4(out, w, nb, xq):   the same for Q4_0 weights, qw = nibble − 8.
+//
+// xq must come from quantize: its values lie in [−127, 127].
+type quantKernels struct {
+	name     string
+	quantize func(dst []byte, x []float32)
+	q8, q4   func(out []float32, w []byte, nb int, xq []byte)
+}
+
+var genericQuant = quantKernels{"go", quantizeQ8Generic, matvecQ8Generic, matvecQ4Generic}
+
+// quantISA names the quantized kernel set in use.
+var quantISA = "go"
+
+// install makes s the kernel set MatMul uses.
+func (s quantKernels) install() {
+	quantizeQ8, matvecQ8, matvecQ4 = s.quantize, s.q8, s.q4
+	quantISA = s.name
+}
+
 // runQuant computes rows [lo, hi) of a block-quantized weight matrix for
 // every token, against the activations already quantized to Q8_0 in t.xq.
 func runQuant(t *matmulTask, lo, hi int) {

@@ -1,0 +1,97 @@
+//go:build amd64 && !noasm
+
+package cpu
+
+import (
+	"os"
+
+	"golang.org/x/sys/cpu"
+
+	"github.com/mycel-net/mycel/kernels"
+)
+
+// The assembly kernels of quant_amd64.s. Each matvec computes rows
+// consecutive rows of nb blocks against one Q8_0 activation row; the caller
+// checks the lengths.
+
+//go:noescape
+func quantizeQ8AVX512(dst *byte, x *float32, nb int)
+
+//go:noescape
+func quantizeQ8AVX2(dst *byte, x *float32, nb int)
+
+//go:noescape
+func q8MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
+
+//go:noescape
+func q4MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
+
+// quantSets lists the quantized kernel sets this CPU can run, best first.
+func quantSets() []quantKernels {
+	var l []quantKernels
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
+		cpu.X86.HasAVX512VNNI && cpu.X86.HasF16C && cpu.X86.HasFMA {
+		l = append(l, quantKernels{"avx512", quantizeQ8Asm512, matvecQ8VNNI, matvecQ4VNNI})
+	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
+		l = append(l, quantKernels{"avx2", quantizeQ8Asm2, matvecQ8Generic, matvecQ4Generic})
+	}
+	return append(l, genericQuant)
+}
+
+func init() {
+	sets := quantSets()
+	pick := sets[0]
+	if want := os.Getenv("MYCEL_ISA"); want != "" {
+		for _, s := range sets {
+			if s.name == want {
+				pick = s
+			}
+		}
+	}
+	pick.install()
+}
+
+func quantizeQ8Asm512(dst []byte, x []float32) {
+	nb := len(x) / kernels.QK
+	if nb == 0 {
+		return
+	}
+	_ = dst[nb*kernels.Q8_0BlockBytes-1]
+	quantizeQ8AVX512(&dst[0], &x[0], nb)
+}
+
+func quantizeQ8Asm2(dst []byte, x []float32) {
+	nb := len(x) / kernels.QK
+	if nb == 0 {
+		return
+	}
+	_ = dst[nb*kernels.Q8_0BlockBytes-1]
+	quantizeQ8AVX2(&dst[0], &x[0], nb)
+}
+
+// checkQuantArgs panics unless w holds len(out) rows of nb blocks of bs
+// bytes and xq one Q8_0 row of nb blocks. It reports whether there is work.
+func checkQuantArgs(out []float32, w []byte, nb, bs int, xq []byte) bool {
+	if len(out) == 0 || nb <= 0 {
+		for i := range out {
+			out[i] = 0
+		}
+		return false
+	}
+	_ = w[len(out)*nb*bs-1]
+	_ = xq[nb*kernels.Q8_0BlockBytes-1]
+	return true
+}
+
+func matvecQ8VNNI(out []float32, w []byte, nb int, xq []byte) {
+	if checkQuantArgs(out, w, nb, kernels.Q8_0BlockBytes, xq) {
+		q8MatvecVNNI(&out[0], &w[0], len(out), nb, &xq[0])
+	}
+}
+
+func matvecQ4VNNI(out []float32, w []byte, nb int, xq []byte) {
+	if checkQuantArgs(out, w, nb, kernels.Q4_0BlockBytes, xq) {
+		q4MatvecVNNI(&out[0], &w[0], len(out), nb, &xq[0])
+	}
+}

@@ -1,0 +1,404 @@
+//go:build amd64 && !noasm
+
+#include "textflag.h"
+
+// Constants shared by the quantized kernels.
+DATA q8c80<>+0(SB)/4, $0x80808080
+GLOBL q8c80<>(SB), RODATA|NOPTR, $4
+DATA q8c08<>+0(SB)/4, $0x08080808
+GLOBL q8c08<>(SB), RODATA|NOPTR, $4
+DATA q8c0f<>+0(SB)/4, $0x0f0f0f0f
+GLOBL q8c0f<>(SB), RODATA|NOPTR, $4
+DATA q8ones16<>+0(SB)/4, $0x00010001
+GLOBL q8ones16<>(SB), RODATA|NOPTR, $4
+DATA q8absmask<>+0(SB)/4, $0x7fffffff
+GLOBL q8absmask<>(SB), RODATA|NOPTR, $4
+DATA q8signmask<>+0(SB)/4, $0x80000000
+GLOBL q8signmask<>(SB), RODATA|NOPTR, $4
+DATA q8half<>+0(SB)/4, $0x3f000000
+GLOBL q8half<>(SB), RODATA|NOPTR, $4
+DATA q8one<>+0(SB)/4, $0x3f800000
+GLOBL q8one<>(SB), RODATA|NOPTR, $4
+DATA q8f127<>+0(SB)/4, $0x42fe0000
+GLOBL q8f127<>(SB), RODATA|NOPTR, $4
+
+// Per-qword right shifts that move the high nibbles of a Q4_0 block,
+// broadcast to both 128-bit lanes, into the upper lane's low nibbles.
+DATA q4shift<>+0(SB)/8, $0
+DATA q4shift<>+8(SB)/8, $0
+DATA q4shift<>+16(SB)/8, $4
+DATA q4shift<>+24(SB)/8, $4
+GLOBL q4shift<>(SB), RODATA|NOPTR, $32
+
+// vpermd indexes that undo the lane interleaving of vpackssdw+vpacksswb.
+DATA q8packperm<>+0(SB)/4, $0
+DATA q8packperm<>+4(SB)/4, $4
+DATA q8packperm<>+8(SB)/4, $1
+DATA q8packperm<>+12(SB)/4, $5
+DATA q8packperm<>+16(SB)/4, $2
+DATA q8packperm<>+20(SB)/4, $6
+DATA q8packperm<>+24(SB)/4, $3
+DATA q8packperm<>+28(SB)/4, $7
+GLOBL q8packperm<>(SB), RODATA|NOPTR, $32
+
+// ---------------------------------------------------------------------------
+// Activation quantization.
+//
+// Per block of 32 values: amax = max|x|, d = amax/127, id = d != 0 ? 1/d : 0,
+// q = roundHalfAway(x·id) saturated to int8, scale stored as f16(d) rounded
+// to nearest even. Rounding half away from zero is t = trunc(p), plus
+// sign(p) where |p − t| ≥ 0.5 (p − t is exact).
+
+// QSCALE leaves id broadcast in Y6 (low lanes) given amax in X2[0], and
+// writes f16(d) to (DI). Clobbers X3-X5, X7, AX.
+#define QSCALE \
+	VDIVSS    X10, X2, X4      \
+	VCVTPS2PH $0, X4, X5       \
+	VMOVD     X5, AX           \
+	MOVW      AX, (DI)         \
+	VDIVSS    X4, X11, X3      \
+	VXORPS    X7, X7, X7       \
+	VCMPSS    $4, X7, X4, X7   \
+	VANDPS    X7, X3, X6
+
+// func quantizeQ8AVX512(dst *byte, x *float32, nb int)
+TEXT ·quantizeQ8AVX512(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ nb+16(FP), CX
+	VBROADCASTSS q8absmask<>(SB), Z31
+	VBROADCASTSS q8half<>(SB), Z30
+	VBROADCASTSS q8one<>(SB), Z29
+	VBROADCASTSS q8signmask<>(SB), Z28
+	VMOVSS       q8f127<>(SB), X10
+	VMOVSS       q8one<>(SB), X11
+
+q8a512loop:
+	TESTQ CX, CX
+	JEQ   q8a512done
+	VMOVUPS        (SI), Z0
+	VMOVUPS        64(SI), Z1
+	VANDPS         Z31, Z0, Z2
+	VANDPS         Z31, Z1, Z3
+	VMAXPS         Z3, Z2, Z2
+	VEXTRACTF64X4  $1, Z2, Y3
+	VMAXPS         Y3, Y2, Y2
+	VEXTRACTF128   $1, Y2, X3
+	VMAXPS         X3, X2, X2
+	VMOVHLPS       X2, X2, X3
+	VMAXPS         X3, X2, X2
+	VPSHUFD        $1, X2, X3
+	VMAXSS         X3, X2, X2
+	QSCALE
+	VBROADCASTSS   X6, Z6
+	VMULPS         Z6, Z0, Z0
+	VMULPS         Z6, Z1, Z1
+
+	VRNDSCALEPS    $11, Z0, Z2
+	VSUBPS         Z2, Z0, Z3
+	VANDPS         Z31, Z3, Z3
+	VCMPPS         $13, Z30, Z3, K1
+	VANDPS         Z28, Z0, Z4
+	VORPS          Z29, Z4, Z4
+	VADDPS         Z4, Z2, K1, Z2
+	VCVTTPS2DQ     Z2, Z2
+	VPMOVSDB       Z2, X2
+	VMOVDQU        X2, 2(DI)
+
+	VRNDSCALEPS    $11, Z1, Z2
+	VSUBPS         Z2, Z1, Z3
+	VANDPS         Z31, Z3, Z3
+	VCMPPS         $13, Z30, Z3, K1
+	VANDPS         Z28, Z1, Z4
+	VORPS          Z29, Z4, Z4
+	VADDPS         Z4, Z2, K1, Z2
+	VCVTTPS2DQ     Z2, Z2
+	VPMOVSDB       Z2, X2
+	VMOVDQU        X2, 18(DI)
+
+	ADDQ $128, SI
+	ADDQ $34, DI
+	DECQ CX
+	JMP  q8a512loop
+
+q8a512done:
+	VZEROUPPER
+	RET
+
+// QROUND2 rounds p in r half away from zero and converts it to int32.
+// Needs Y12 = absmask, Y13 = 0.5, Y14 = 1.0, Y15 = signmask. Clobbers Y3-Y5.
+#define QROUND2(r) \
+	VROUNDPS  $11, r, Y3    \
+	VSUBPS    Y3, r, Y4     \
+	VANDPS    Y12, Y4, Y4   \
+	VCMPPS    $13, Y13, Y4, Y4 \
+	VANDPS    Y15, r, Y5    \
+	VORPS     Y14, Y5, Y5   \
+	VANDPS    Y4, Y5, Y5    \
+	VADDPS    Y5, Y3, Y3    \
+	VCVTTPS2DQ Y3, r
+
+// func quantizeQ8AVX2(dst *byte, x *float32, nb int)
+TEXT ·quantizeQ8AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ nb+16(FP), CX
+	VBROADCASTSS q8absmask<>(SB), Y12
+	VBROADCASTSS q8half<>(SB), Y13
+	VBROADCASTSS q8one<>(SB), Y14
+	VBROADCASTSS q8signmask<>(SB), Y15
+	VMOVSS       q8f127<>(SB), X10
+	VMOVSS       q8one<>(SB), X11
+	VMOVDQU      q8packperm<>(SB), Y9
+
+q8a2loop:
+	TESTQ CX, CX
+	JEQ   q8a2done
+	VMOVUPS      (SI), Y0
+	VMOVUPS      32(SI), Y1
+	VANDPS       Y12, Y0, Y2
+	VANDPS       Y12, Y1, Y3
+	VMAXPS       Y3, Y2, Y2
+	VMOVUPS      64(SI), Y3
+	VANDPS       Y12, Y3, Y3
+	VMAXPS       Y3, Y2, Y2
+	VMOVUPS      96(SI), Y3
+	VANDPS       Y12, Y3, Y3
+	VMAXPS       Y3, Y2, Y2
+	VEXTRACTF128 $1, Y2, X3
+	VMAXPS       X3, X2, X2
+	VMOVHLPS     X2, X2, X3
+	VMAXPS       X3, X2, X2
+	VPSHUFD      $1, X2, X3
+	VMAXSS       X3, X2, X2
+	QSCALE
+	VBROADCASTSS X6, Y6
+
+	VMULPS  Y6, Y0, Y0
+	QROUND2(Y0)
+	VMULPS  Y6, Y1, Y1
+	QROUND2(Y1)
+	VMULPS  64(SI), Y6, Y2
+	QROUND2(Y2)
+	VMULPS  96(SI), Y6, Y7
+	QROUND2(Y7)
+	VPACKSSDW Y1, Y0, Y0
+	VPACKSSDW Y7, Y2, Y2
+	VPACKSSWB Y2, Y0, Y0
+	VPERMD    Y0, Y9, Y0
+	VMOVDQU   Y0, 2(DI)
+
+	ADDQ $128, SI
+	ADDQ $34, DI
+	DECQ CX
+	JMP  q8a2loop
+
+q8a2done:
+	VZEROUPPER
+	RET
+
+// ---------------------------------------------------------------------------
+// Q8_0 × Q8_0 matvec with AVX-512 VNNI (on 256-bit vectors).
+//
+// vpdpbusd multiplies unsigned by signed bytes, so the weights are offset
+// by +128 (xor 0x80) and the block's 128·Σqx is subtracted: the integer sum
+// per block stays exact. Each block's int32 lanes become floats scaled by
+// d_w·d_x and accumulate in one float vector per row.
+//
+// Registers: SI xq, BX block offset (both layouts are 34 bytes per block),
+// Y0 qx, Y1 d_x, Y2 −128·Σqx partials, Y15 0x80 bytes, Y8-Y11 row sums.
+
+// Q8VNNIROW accumulates one row's block into acc. ptr is the row base.
+#define Q8VNNIROW(ptr, acc) \
+	VPXOR       2(ptr)(BX*1), Y15, Y4 \
+	VMOVDQA     Y2, Y5                \
+	VPDPBUSD    Y0, Y4, Y5            \
+	VCVTDQ2PS   Y5, Y5                \
+	VPBROADCASTW (ptr)(BX*1), X6      \
+	VCVTPH2PS   X6, Y6                \
+	VMULPS      Y1, Y6, Y6            \
+	VFMADD231PS Y6, Y5, acc
+
+// Q8XBLOCK loads the activation block at BX into Y0, Y1, Y2 (Q8 offset
+// correction: −128·Σqx, from the constant in Y15).
+#define Q8XBLOCK \
+	VMOVDQU      2(SI)(BX*1), Y0 \
+	VPBROADCASTW (SI)(BX*1), X1   \
+	VCVTPH2PS    X1, Y1           \
+	VPXOR        Y3, Y3, Y3       \
+	VPXOR        Y2, Y2, Y2       \
+	VPDPBUSD     Y0, Y15, Y2      \
+	VPSUBD       Y2, Y3, Y2
+
+// HSUM4 reduces Y8-Y11 to four floats stored at (DX).
+#define HSUM4 \
+	VHADDPS      Y9, Y8, Y8   \
+	VHADDPS      Y11, Y10, Y10 \
+	VHADDPS      Y10, Y8, Y8  \
+	VEXTRACTF128 $1, Y8, X9   \
+	VADDPS       X9, X8, X8   \
+	VMOVUPS      X8, (DX)
+
+// HSUM1 reduces Y8 to one float stored at (DX).
+#define HSUM1 \
+	VEXTRACTF128 $1, Y8, X9 \
+	VADDPS       X9, X8, X8 \
+	VHADDPS      X8, X8, X8 \
+	VHADDPS      X8, X8, X8 \
+	VMOVSS       X8, (DX)
+
+// func q8MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
+TEXT ·q8MatvecVNNI(SB), NOSPLIT, $0-40
+	MOVQ out+0(FP), DX
+	MOVQ w+8(FP), DI
+	MOVQ rows+16(FP), R8
+	MOVQ nb+24(FP), R10
+	MOVQ xq+32(FP), SI
+	IMULQ $34, R10 // row bytes
+	VPBROADCASTD q8c80<>(SB), Y15
+
+q8v4rows:
+	CMPQ R8, $4
+	JLT  q8v1rows
+	LEAQ (DI)(R10*1), R11
+	LEAQ (R11)(R10*1), R12
+	LEAQ (R12)(R10*1), R13
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	XORQ BX, BX
+
+q8v4blk:
+	Q8XBLOCK
+	Q8VNNIROW(DI, Y8)
+	Q8VNNIROW(R11, Y9)
+	Q8VNNIROW(R12, Y10)
+	Q8VNNIROW(R13, Y11)
+	ADDQ $34, BX
+	CMPQ BX, R10
+	JLT  q8v4blk
+
+	HSUM4
+	ADDQ $16, DX
+	LEAQ (R13)(R10*1), DI
+	SUBQ $4, R8
+	JMP  q8v4rows
+
+q8v1rows:
+	TESTQ R8, R8
+	JEQ   q8vdone
+	VXORPS Y8, Y8, Y8
+	XORQ BX, BX
+
+q8v1blk:
+	Q8XBLOCK
+	Q8VNNIROW(DI, Y8)
+	ADDQ $34, BX
+	CMPQ BX, R10
+	JLT  q8v1blk
+
+	HSUM1
+	ADDQ $4, DX
+	ADDQ R10, DI
+	DECQ R8
+	JMP  q8v1rows
+
+q8vdone:
+	VZEROUPPER
+	RET
+
+// ---------------------------------------------------------------------------
+// Q4_0 × Q8_0 matvec with AVX-512 VNNI (on 256-bit vectors).
+//
+// The nibbles are already unsigned (0..15), so vpdpbusd takes them as they
+// are and the block's 8·Σqx is subtracted. AX walks the weights (18 bytes
+// per block), BX the activations (34 bytes per block).
+
+#define Q4VNNIROW(ptr, acc) \
+	VBROADCASTI128 2(ptr)(AX*1), Y4 \
+	VPSRLVQ     Y14, Y4, Y4           \
+	VPAND       Y13, Y4, Y4           \
+	VMOVDQA     Y2, Y5                \
+	VPDPBUSD    Y0, Y4, Y5            \
+	VCVTDQ2PS   Y5, Y5                \
+	VPBROADCASTW (ptr)(AX*1), X6      \
+	VCVTPH2PS   X6, Y6                \
+	VMULPS      Y1, Y6, Y6            \
+	VFMADD231PS Y6, Y5, acc
+
+#define Q4XBLOCK \
+	VMOVDQU      2(SI)(BX*1), Y0 \
+	VPBROADCASTW (SI)(BX*1), X1   \
+	VCVTPH2PS    X1, Y1           \
+	VPXOR        Y3, Y3, Y3       \
+	VPXOR        Y2, Y2, Y2       \
+	VPDPBUSD     Y0, Y15, Y2      \
+	VPSUBD       Y2, Y3, Y2
+
+// func q4MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
+TEXT ·q4MatvecVNNI(SB), NOSPLIT, $0-40
+	MOVQ out+0(FP), DX
+	MOVQ w+8(FP), DI
+	MOVQ rows+16(FP), R8
+	MOVQ nb+24(FP), R10
+	MOVQ xq+32(FP), SI
+	IMULQ $18, R10 // row bytes
+	VPBROADCASTD q8c08<>(SB), Y15
+	VMOVDQU      q4shift<>(SB), Y14
+	VPBROADCASTD q8c0f<>(SB), Y13
+
+q4v4rows:
+	CMPQ R8, $4
+	JLT  q4v1rows
+	LEAQ (DI)(R10*1), R11
+	LEAQ (R11)(R10*1), R12
+	LEAQ (R12)(R10*1), R13
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	XORQ AX, AX
+	XORQ BX, BX
+
+q4v4blk:
+	Q4XBLOCK
+	Q4VNNIROW(DI, Y8)
+	Q4VNNIROW(R11, Y9)
+	Q4VNNIROW(R12, Y10)
+	Q4VNNIROW(R13, Y11)
+	ADDQ $34, BX
+	ADDQ $18, AX
+	CMPQ AX, R10
+	JLT  q4v4blk
+
+	HSUM4
+	ADDQ $16, DX
+	LEAQ (R13)(R10*1), DI
+	SUBQ $4, R8
+	JMP  q4v4rows
+
+q4v1rows:
+	TESTQ R8, R8
+	JEQ   q4vdone
+	VXORPS Y8, Y8, Y8
+	XORQ AX, AX
+	XORQ BX, BX
+
+q4v1blk:
+	Q4XBLOCK
+	Q4VNNIROW(DI, Y8)
+	ADDQ $34, BX
+	ADDQ $18, AX
+	CMPQ AX, R10
+	JLT  q4v1blk
+
+	HSUM1
+	ADDQ $4, DX
+	ADDQ R10, DI
+	DECQ R8
+	JMP  q4v1rows
+
+q4vdone:
+	VZEROUPPER
+	RET
