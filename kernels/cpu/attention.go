@@ -73,8 +73,8 @@ func (t *attnTask) run(worker, lo, hi int) {
 	}
 }
 
-// axpy sets y += a·x.
-func axpy(y, x []float32, a float32) {
+// axpyGeneric sets y += a·x.
+func axpyGeneric(y, x []float32, a float32) {
 	x = x[:len(y)]
 	for i := range y {
 		y[i] += a * x[i]

@@ -1,0 +1,55 @@
+//go:build amd64 && !noasm
+
+package cpu
+
+import "golang.org/x/sys/cpu"
+
+// supportedISAs lists the code paths this CPU can run, fastest first; "go"
+// is always last.
+func supportedISAs() []string {
+	x := cpu.X86
+	var s []string
+	avx2 := x.HasAVX2 && x.HasFMA && x.HasF16C
+	if avx2 && x.HasAVX512F && x.HasAVX512BW && x.HasAVX512DQ && x.HasAVX512VL {
+		s = append(s, "avx512")
+	}
+	if avx2 {
+		s = append(s, "avx2")
+	}
+	return append(s, "go")
+}
+
+// setISA installs the float kernels of one code path. It reports false,
+// and changes nothing, if the CPU cannot run it.
+func setISA(name string) bool {
+	ok := false
+	for _, s := range supportedISAs() {
+		ok = ok || s == name
+	}
+	if !ok {
+		return false
+	}
+	setGeneric()
+	isa = name
+	switch name {
+	case "avx512":
+		setAVX2Elementwise()
+		matvecF32 = matvecF32AVX512
+		matvecF16 = matvecF16AVX512
+		matvecBF16 = matvecBF16AVX512
+	case "avx2":
+		setAVX2Elementwise()
+		matvecF32 = matvecF32AVX2
+		matvecF16 = matvecF16AVX2
+		matvecBF16 = matvecBF16AVX2
+	}
+	return true
+}
+
+func setAVX2Elementwise() {
+	dotF32 = dotF32AVX2
+	sumSquares = sumSquaresAVX2
+	scaleMul = scaleMulAVX2Go
+	addTo = addToAVX2Go
+	axpy = axpyAVX2Go
+}

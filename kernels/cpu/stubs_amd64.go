@@ -1,0 +1,217 @@
+//go:build amd64 && !noasm
+
+package cpu
+
+import (
+	"math"
+	"unsafe"
+
+	"github.com/mycel-net/mycel/kernels"
+)
+
+// Assembly kernels; see matvec_amd64.s and vec_amd64.s for their reference
+// loops.
+
+//go:noescape
+func mv4F32AVX512(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int, mask uint64)
+
+//go:noescape
+func mv4F16AVX512(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int, mask uint64)
+
+//go:noescape
+func mv4BF16AVX512(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int, mask uint64)
+
+//go:noescape
+func mv4F32AVX2(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int)
+
+//go:noescape
+func mv4F16AVX2(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int)
+
+//go:noescape
+func mv4BF16AVX2(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int)
+
+//go:noescape
+func dotAVX2(a, b *float32, n int) float32
+
+//go:noescape
+func scaleMulAVX2(out, x, w *float32, n int, s float32)
+
+//go:noescape
+func addToAVX2(dst, src *float32, n int)
+
+//go:noescape
+func axpyAVX2(y, x *float32, n int, a float32)
+
+type mv4AVX512 func(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int, mask uint64)
+
+// matvecAVX512 runs k over out's rows, four at a time; each leftover row
+// runs alone with a zero stride (four copies of one row). esize is the size
+// of a stored weight in bytes.
+func matvecAVX512(k mv4AVX512, out []float32, w unsafe.Pointer, esize, cols int, x []float32) {
+	rows := len(out)
+	if rows == 0 {
+		return
+	}
+	mask := uint64(1)<<(cols&15) - 1
+	stride := cols * esize
+	r4 := rows &^ 3
+	if r4 > 0 {
+		k(&out[0], w, &x[0], r4, cols, stride, mask)
+	}
+	for r := r4; r < rows; r++ {
+		var t [4]float32
+		k(&t[0], unsafe.Add(w, r*stride), &x[0], 4, cols, 0, mask)
+		out[r] = t[0]
+	}
+}
+
+type mv4AVX2 func(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int)
+
+// matvecAVX2 is matvecAVX512 for kernels that need a multiple of 8
+// columns: the asm covers cols&^7 and the caller adds the rest.
+func matvecAVX2(k mv4AVX2, out []float32, w unsafe.Pointer, esize, cols int, x []float32) {
+	rows := len(out)
+	if rows == 0 {
+		return
+	}
+	stride := cols * esize
+	c8 := cols &^ 7
+	r4 := rows &^ 3
+	if r4 > 0 {
+		k(&out[0], w, &x[0], r4, c8, stride)
+	}
+	for r := r4; r < rows; r++ {
+		var t [4]float32
+		k(&t[0], unsafe.Add(w, r*stride), &x[0], 4, c8, 0)
+		out[r] = t[0]
+	}
+}
+
+func matvecF32AVX512(out, w []float32, cols int, x []float32) {
+	if len(out) == 0 {
+		return
+	}
+	_, _ = w[len(out)*cols-1], x[cols-1]
+	matvecAVX512(mv4F32AVX512, out, unsafe.Pointer(&w[0]), 4, cols, x)
+}
+
+func matvecF16AVX512(out []float32, w []byte, cols int, x []float32) {
+	if len(out) == 0 {
+		return
+	}
+	_, _ = w[2*len(out)*cols-1], x[cols-1]
+	matvecAVX512(mv4F16AVX512, out, unsafe.Pointer(&w[0]), 2, cols, x)
+}
+
+func matvecBF16AVX512(out []float32, w []byte, cols int, x []float32) {
+	if len(out) == 0 {
+		return
+	}
+	_, _ = w[2*len(out)*cols-1], x[cols-1]
+	matvecAVX512(mv4BF16AVX512, out, unsafe.Pointer(&w[0]), 2, cols, x)
+}
+
+func matvecF32AVX2(out, w []float32, cols int, x []float32) {
+	if len(out) == 0 {
+		return
+	}
+	_, _ = w[len(out)*cols-1], x[cols-1]
+	matvecAVX2(mv4F32AVX2, out, unsafe.Pointer(&w[0]), 4, cols, x)
+	if c8 := cols &^ 7; c8 < cols {
+		for r := range out {
+			var s float32
+			for c := c8; c < cols; c++ {
+				s += w[r*cols+c] * x[c]
+			}
+			out[r] += s
+		}
+	}
+}
+
+func matvecF16AVX2(out []float32, w []byte, cols int, x []float32) {
+	if len(out) == 0 {
+		return
+	}
+	_, _ = w[2*len(out)*cols-1], x[cols-1]
+	matvecAVX2(mv4F16AVX2, out, unsafe.Pointer(&w[0]), 2, cols, x)
+	if c8 := cols &^ 7; c8 < cols {
+		h := kernels.BytesU16(w)
+		for r := range out {
+			var s float32
+			for c := c8; c < cols; c++ {
+				s += kernels.F16ToF32(h[r*cols+c]) * x[c]
+			}
+			out[r] += s
+		}
+	}
+}
+
+func matvecBF16AVX2(out []float32, w []byte, cols int, x []float32) {
+	if len(out) == 0 {
+		return
+	}
+	_, _ = w[2*len(out)*cols-1], x[cols-1]
+	matvecAVX2(mv4BF16AVX2, out, unsafe.Pointer(&w[0]), 2, cols, x)
+	if c8 := cols &^ 7; c8 < cols {
+		h := kernels.BytesU16(w)
+		for r := range out {
+			var s float32
+			for c := c8; c < cols; c++ {
+				s += math.Float32frombits(uint32(h[r*cols+c])<<16) * x[c]
+			}
+			out[r] += s
+		}
+	}
+}
+
+func dotF32AVX2(a, b []float32) float32 {
+	n := len(a)
+	b = b[:n]
+	n8 := n &^ 7
+	var s float32
+	if n8 > 0 {
+		s = dotAVX2(&a[0], &b[0], n8)
+	}
+	for i := n8; i < n; i++ {
+		s += a[i] * b[i]
+	}
+	return s
+}
+
+func sumSquaresAVX2(x []float32) float32 { return dotF32AVX2(x, x) }
+
+func scaleMulAVX2Go(out, x, w []float32, s float32) {
+	n := len(x)
+	out, w = out[:n], w[:n]
+	n8 := n &^ 7
+	if n8 > 0 {
+		scaleMulAVX2(&out[0], &x[0], &w[0], n8, s)
+	}
+	for i := n8; i < n; i++ {
+		out[i] = x[i] * s * w[i]
+	}
+}
+
+func addToAVX2Go(dst, src []float32) {
+	n := len(dst)
+	src = src[:n]
+	n8 := n &^ 7
+	if n8 > 0 {
+		addToAVX2(&dst[0], &src[0], n8)
+	}
+	for i := n8; i < n; i++ {
+		dst[i] += src[i]
+	}
+}
+
+func axpyAVX2Go(y, x []float32, a float32) {
+	n := len(y)
+	x = x[:n]
+	n8 := n &^ 7
+	if n8 > 0 {
+		axpyAVX2(&y[0], &x[0], n8, a)
+	}
+	for i := n8; i < n; i++ {
+		y[i] += a * x[i]
+	}
+}

@@ -1,0 +1,298 @@
+package kerneltest
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/mycel-net/mycel/kernels"
+)
+
+// u is the unit roundoff of float32.
+const u = 1.0 / (1 << 24)
+
+// guard is the number of NaN-filled values on each side of every output.
+const guard = 19
+
+// Sizes the suite covers: few are multiples of 8 or 32, so vector tails run.
+var (
+	floatRows = []int{1, 3, 7, 13, 33, 65}
+	floatCols = []int{1, 3, 17, 63, 95, 257}
+	quantCols = []int{32, 64, 96, 288}
+	tokens    = []int{1, 2, 5, 13, 37}
+)
+
+// TestBackend runs every method of b on random inputs of awkward sizes and
+// compares the results with the float64 references, within tolerances
+// derived from float32 rounding (and, for Q8_0 and Q4_0 weights, from the
+// quantization of the activations to Q8_0). Every output lies between
+// NaN-filled guard bands that must stay untouched.
+func TestBackend(t *testing.T, b kernels.Backend) {
+	t.Run("MatMul", func(t *testing.T) { testMatMul(t, b) })
+	t.Run("MatMulLarge", func(t *testing.T) { testMatMulLarge(t, b) })
+	t.Run("RMSNorm", func(t *testing.T) { testRMSNorm(t, b) })
+	t.Run("RoPE", func(t *testing.T) { testRoPE(t, b) })
+	t.Run("Attention", func(t *testing.T) { testAttention(t, b) })
+	t.Run("SwiGLU", func(t *testing.T) { testSwiGLU(t, b) })
+	t.Run("Add", func(t *testing.T) { testAdd(t, b) })
+}
+
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x6d7963656c)) }
+
+// randF32 returns n values uniform in [-scale, scale).
+func randF32(r *rand.Rand, n int, scale float32) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = (2*r.Float32() - 1) * scale
+	}
+	return s
+}
+
+// guarded returns a slice of n values (capacity n) inside a NaN-filled
+// buffer, filled with init if it is not nil.
+func guarded(n int, init []float32) (buf, s []float32) {
+	buf = make([]float32, n+2*guard)
+	for i := range buf {
+		buf[i] = float32(math.NaN())
+	}
+	s = buf[guard : guard+n : guard+n]
+	if init != nil {
+		copy(s, init)
+	}
+	return buf, s
+}
+
+// checkGuards fails t if a value around the n-value slice of buf changed.
+func checkGuards(t *testing.T, what string, buf []float32, n int) {
+	t.Helper()
+	for i, v := range buf {
+		if (i < guard || i >= guard+n) && !math.IsNaN(float64(v)) {
+			t.Errorf("%s: wrote %v at guard offset %d (output has %d values)", what, v, i-guard, n)
+			return
+		}
+	}
+}
+
+// compare fails t at the first value with |got-want| > tol(i).
+func compare(t *testing.T, what string, got []float32, want []float64, tol func(i int) float64) {
+	t.Helper()
+	bad := 0
+	for i, w := range want {
+		g := float64(got[i])
+		if d := math.Abs(g - w); !(d <= tol(i)) {
+			if bad < 3 {
+				t.Errorf("%s: [%d] = %v, want %v (error %.3g > tolerance %.3g)", what, i, g, w, d, tol(i))
+			}
+			bad++
+		}
+	}
+	if bad > 3 {
+		t.Errorf("%s: %d of %d values out of tolerance", what, bad, len(want))
+	}
+}
+
+// randMatrix makes a rows×cols matrix of type dt with values in [-1, 1).
+func randMatrix(r *rand.Rand, dt kernels.DType, rows, cols int) *kernels.Matrix {
+	data := kernels.Encode(nil, dt, randF32(r, rows*cols, 1))
+	m, err := kernels.NewMatrix(dt, rows, cols, data)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// matMulTolerance bounds the error of out[t·Rows+r]. Float weights: the
+// error of a float32 sum of cols products, (cols+4)·u·Σ|w·x|. Quantized
+// weights: the activations are rounded to Q8_0, each value by at most
+// amax/254 of its block plus the f16 rounding of the block scale,
+// amax·2⁻¹¹; that error is weighted by |w|.
+func matMulTolerance(w *kernels.Matrix, x []float32, n int, abs []float64) func(i int) float64 {
+	floatTol := func(i int) float64 { return float64(w.Cols+4)*u*abs[i] + 1e-30 }
+	if !w.Type.Quantized() {
+		return floatTol
+	}
+	// q[t·Rows+r] = Σ_b amax(x[t], b) · Σ_{c in b} |w[r,c]|
+	q := make([]float64, n*w.Rows)
+	row := make([]float32, w.Cols)
+	nb := w.Cols / kernels.QK
+	for r := 0; r < w.Rows; r++ {
+		w.RowF32(row, r)
+		for t := 0; t < n; t++ {
+			var s float64
+			for b := 0; b < nb; b++ {
+				var amax, wsum float64
+				for c := b * kernels.QK; c < (b+1)*kernels.QK; c++ {
+					amax = math.Max(amax, math.Abs(float64(x[t*w.Cols+c])))
+					wsum += math.Abs(float64(row[c]))
+				}
+				s += amax * wsum
+			}
+			q[t*w.Rows+r] = s
+		}
+	}
+	return func(i int) float64 { return floatTol(i) + q[i]*(1.0/254+1.0/2048)*1.01 }
+}
+
+func checkMatMul(t *testing.T, b kernels.Backend, r *rand.Rand, dt kernels.DType, rows, cols, n int) {
+	t.Helper()
+	w := randMatrix(r, dt, rows, cols)
+	x := randF32(r, n*cols, 1)
+	x0 := slices.Clone(x)
+	buf, out := guarded(n*rows, nil)
+	b.MatMul(out, w, x, n)
+	what := fmt.Sprintf("%s %dx%d, n=%d", dt, rows, cols, n)
+	checkGuards(t, what, buf, n*rows)
+	if !slices.Equal(x, x0) {
+		t.Errorf("%s: MatMul changed x", what)
+	}
+	want, abs := matMulAbs(w, x, n)
+	compare(t, what, out, want, matMulTolerance(w, x, n, abs))
+}
+
+func testMatMul(t *testing.T, b kernels.Backend) {
+	r := newRand(1)
+	for _, dt := range []kernels.DType{kernels.F32, kernels.F16, kernels.BF16, kernels.Q8_0, kernels.Q4_0} {
+		cols := floatCols
+		if dt.Quantized() {
+			cols = quantCols
+		}
+		for _, rows := range floatRows {
+			for _, c := range cols {
+				for _, n := range tokens {
+					checkMatMul(t, b, r, dt, rows, c, n)
+				}
+			}
+		}
+	}
+}
+
+// testMatMulLarge covers shapes past the cache blocking of a GEMM: depth
+// beyond a few hundred, many row panels, partial tiles on every side.
+func testMatMulLarge(t *testing.T, b kernels.Backend) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	r := newRand(2)
+	for _, dt := range []kernels.DType{kernels.F32, kernels.F16, kernels.BF16, kernels.Q8_0, kernels.Q4_0} {
+		checkMatMul(t, b, r, dt, 333, 608, 71)
+		checkMatMul(t, b, r, dt, 1000, 1056, 3)
+		checkMatMul(t, b, r, dt, 131, 2080, 29)
+	}
+}
+
+func testRMSNorm(t *testing.T, b kernels.Backend) {
+	r := newRand(3)
+	for _, d := range []int{1, 3, 17, 64, 95, 257, 768} {
+		for _, rows := range []int{1, 3} {
+			x := randF32(r, rows*d, 3)
+			w := randF32(r, d, 2)
+			want := RMSNorm(x, w, 1e-5)
+			tol := func(i int) float64 { return float64(d+16)*u*math.Abs(want[i]) + 1e-30 }
+			what := fmt.Sprintf("d=%d rows=%d", d, rows)
+
+			buf, out := guarded(rows*d, nil)
+			b.RMSNorm(out, x, w, 1e-5)
+			checkGuards(t, what, buf, rows*d)
+			compare(t, what, out, want, tol)
+
+			buf, inplace := guarded(rows*d, x)
+			b.RMSNorm(inplace, inplace, w, 1e-5)
+			checkGuards(t, what+" in place", buf, rows*d)
+			compare(t, what+" in place", inplace, want, tol)
+		}
+	}
+}
+
+func testRoPE(t *testing.T, b kernels.Backend) {
+	r := newRand(4)
+	for _, style := range []kernels.RopeStyle{kernels.RopeAdjacent, kernels.RopeNeoX} {
+		for _, c := range []struct{ heads, hd, pos0, rows int }{
+			{1, 2, 0, 1}, {3, 6, 7, 2}, {4, 64, 0, 5}, {2, 34, 1000, 3}, {5, 128, 31, 1},
+		} {
+			p := kernels.RopeParams{Heads: c.heads, HeadDim: c.hd, Pos0: c.pos0, Theta: 10000, Style: style}
+			if c.hd == 128 {
+				p.Theta = 1e6
+			}
+			n := c.rows * c.heads * c.hd
+			x := randF32(r, n, 2)
+			want := RoPE(x, p)
+			buf, s := guarded(n, x)
+			b.RoPE(s, p)
+			what := fmt.Sprintf("%s %+v", style, c)
+			checkGuards(t, what, buf, n)
+			// The angle is rounded once to float32 sine and cosine.
+			compare(t, what, s, want, func(i int) float64 { return 8 * u * 4 })
+		}
+	}
+}
+
+func testAttention(t *testing.T, b kernels.Backend) {
+	r := newRand(5)
+	for _, c := range []kernels.AttnParams{
+		{Heads: 1, KVHeads: 1, HeadDim: 1, Pos0: 0, N: 1},
+		{Heads: 4, KVHeads: 2, HeadDim: 8, Pos0: 0, N: 3},
+		{Heads: 6, KVHeads: 2, HeadDim: 17, Pos0: 5, N: 1},
+		{Heads: 4, KVHeads: 1, HeadDim: 64, Pos0: 9, N: 7},
+		{Heads: 8, KVHeads: 8, HeadDim: 48, Pos0: 40, N: 2},
+		{Heads: 2, KVHeads: 2, HeadDim: 33, Pos0: 0, N: 30},
+	} {
+		c.Scale = float32(1 / math.Sqrt(float64(c.HeadDim)))
+		qw, kw := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+		ctx := c.Pos0 + c.N
+		q := randF32(r, c.N*qw, 2)
+		k := randF32(r, (ctx+2)*kw, 2) // two spare rows past the context
+		v := randF32(r, (ctx+2)*kw, 1)
+		q0, k0, v0 := slices.Clone(q), slices.Clone(k), slices.Clone(v)
+		want := Attention(q, k, v, c)
+		buf, out := guarded(c.N*qw, nil)
+		b.Attention(out, q, k, v, c)
+		what := fmt.Sprintf("%+v", c)
+		checkGuards(t, what, buf, c.N*qw)
+		if !slices.Equal(q, q0) || !slices.Equal(k, k0) || !slices.Equal(v, v0) {
+			t.Errorf("%s: Attention changed its inputs", what)
+		}
+		// A score is off by about HeadDim·u·Σ|q·k|·Scale ≤ HeadDim·u·4·√HeadDim;
+		// the weights inherit that relative error, and the output, a
+		// convex combination of values in [-1, 1], the sum of both.
+		hd := float64(c.HeadDim)
+		tol := (hd*4*math.Sqrt(hd)+float64(ctx)+16)*u*2 + 1e-7
+		compare(t, what, out, want, func(int) float64 { return tol })
+	}
+}
+
+func testSwiGLU(t *testing.T, b kernels.Backend) {
+	r := newRand(6)
+	for _, n := range []int{1, 7, 33, 257, 2048} {
+		g := randF32(r, n, 12)
+		up := randF32(r, n, 3)
+		want := SwiGLU(g, up)
+		tol := func(i int) float64 { return 4e-6*math.Abs(want[i]) + 1e-30 }
+		buf, out := guarded(n, nil)
+		b.SwiGLU(out, g, up)
+		what := fmt.Sprintf("n=%d", n)
+		checkGuards(t, what, buf, n)
+		compare(t, what, out, want, tol)
+
+		buf, inplace := guarded(n, g)
+		b.SwiGLU(inplace, inplace, up)
+		checkGuards(t, what+" in place", buf, n)
+		compare(t, what+" in place", inplace, want, tol)
+	}
+}
+
+func testAdd(t *testing.T, b kernels.Backend) {
+	r := newRand(7)
+	for _, n := range []int{1, 7, 33, 257, 768} {
+		dst := randF32(r, n, 5)
+		src := randF32(r, n, 5)
+		want := Add(dst, src)
+		buf, s := guarded(n, dst)
+		b.Add(s, src)
+		what := fmt.Sprintf("n=%d", n)
+		checkGuards(t, what, buf, n)
+		// One rounding of an exact sum.
+		compare(t, what, s, want, func(i int) float64 { return u * math.Abs(want[i]) })
+	}
+}
