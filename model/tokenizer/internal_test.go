@@ -1,0 +1,199 @@
+package tokenizer
+
+import (
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func split(p preTokenizer, s string) []string {
+	var out []string
+	p(s, func(w string) { out = append(out, w) })
+	return out
+}
+
+func TestPreTokenizers(t *testing.T) {
+	for _, c := range []struct {
+		pre  string
+		text string
+		want []string
+	}{
+		{"qwen2", "Hello world", []string{"Hello", " world"}},
+		{"qwen2", "  a  b  ", []string{" ", " a", " ", " b", "  "}},
+		{"qwen2", "x \n\n y", []string{"x", " \n\n", " y"}},
+		{"qwen2", "a\t\tb", []string{"a", "\t", "\tb"}},
+		{"qwen2", "12345", []string{"1", "2", "3", "4", "5"}},
+		{"qwen2", "We'VE it's", []string{"We", "'VE", " it", "'s"}},
+		{"qwen2", "a...\n\nb", []string{"a", "...\n\n", "b"}},
+		{"qwen2", " !!x", []string{" !!", "x"}},
+		{"qwen2", ".hello", []string{".hello"}},
+		{"qwen2", "a\u00a0b", []string{"a", "\u00a0b"}},
+		{"qwen2", "\xff\xfeab", []string{"\xff\xfe", "ab"}},
+		{"llama-bpe", "12345 abc", []string{"123", "45", " abc"}},
+		{"gpt2", "Hello  world's 123!!", []string{"Hello", " ", " world", "'s", " 123", "!!"}},
+		{"gpt2", "it'S x\n\ny", []string{"it", "'", "S", " x", "\n", "\n", "y"}},
+		{"gpt2", "a \n", []string{"a", " \n"}},
+		{"smollm", "a 123b", []string{"a", " ", "1", "2", "3", "b"}},
+		{"smollm", "hi  you", []string{"hi", " ", " you"}},
+	} {
+		p, err := lookupPreTokenizer(c.pre)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := split(p, c.text); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s %q: got %q, want %q", c.pre, c.text, got, c.want)
+		}
+	}
+	if _, err := lookupPreTokenizer("tekken"); err == nil || !strings.Contains(err.Error(), `"tekken"`) {
+		t.Errorf("unknown pre-tokenizer: err = %v", err)
+	}
+	if _, err := NewBPE(BPEVocab{Tokens: []string{"a"}, Pre: "tekken"}); err == nil || !strings.Contains(err.Error(), "tekken") {
+		t.Errorf("NewBPE with unknown pre: err = %v", err)
+	}
+}
+
+// The words of every pre-tokenizer cover the text exactly.
+func FuzzPreTokenizers(f *testing.F) {
+	f.Add("Hello  world's 123!!\r\n\n\t x")
+	f.Add("\xff\u00a0 \u3000\u2028 'LL")
+	f.Fuzz(func(t *testing.T, s string) {
+		for name, p := range preTokenizers {
+			var b strings.Builder
+			p(s, func(w string) {
+				if w == "" {
+					t.Fatalf("%s: empty word in %q", name, s)
+				}
+				b.WriteString(w)
+			})
+			if b.String() != s {
+				t.Fatalf("%s: words of %q join to %q", name, s, b.String())
+			}
+		}
+	})
+}
+
+func TestAppendValidUTF8(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"abc", "abc"},
+		{"\xc3", "\uFFFD"},
+		{"\xe2\x80", "\uFFFD"},
+		{"\xe2\x80a", "\uFFFDa"},
+		{"\xf0\x80\x80", "\uFFFD\uFFFD\uFFFD"}, // F0 80: 80 is no valid second byte
+		{"\xed\xa0\x80", "\uFFFD\uFFFD\uFFFD"}, // a surrogate
+		{"\xf4\x90\x80\x80", "\uFFFD\uFFFD\uFFFD\uFFFD"},
+		{"\xf0\x9f\x98", "\uFFFD"},
+		{"\xf0\x9f\x98\x80\x80", "😀\uFFFD"},
+		{"\xc0\xaf", "\uFFFD\uFFFD"},
+		{"\xff", "\uFFFD"},
+		{"é€😀", "é€😀"},
+	} {
+		if got := string(appendValidUTF8(nil, []byte(c.in))); got != c.want {
+			t.Errorf("%q: got %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+// The streaming decoder gives the same text as decoding all bytes at once,
+// however the bytes are cut into pieces.
+func TestDecoderChunking(t *testing.T) {
+	tab := newDecodeTable(256, false)
+	for b := range 256 {
+		tab.add([]byte{byte(b)}, kindText)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte{'a', 0x80, 0x9f, 0xbf, 0xc3, 0xa9, 0xe2, 0x82, 0xac, 0xed, 0xa0, 0xf0, 0x9f, 0x98, 0xf4, 0x90, 0xff, 0xc0}
+	for range 20000 {
+		n := rng.IntN(8)
+		ids := make([]int, n)
+		raw := make([]byte, n)
+		for i := range ids {
+			raw[i] = alphabet[rng.IntN(len(alphabet))]
+			ids[i] = int(raw[i])
+		}
+		want := string(appendValidUTF8(nil, raw))
+		d := newDecoder(tab)
+		var b strings.Builder
+		for _, id := range ids {
+			s := d.Next(id)
+			if !utf8.ValidString(s) {
+				t.Fatalf("%x: Next returned invalid UTF-8 %q", raw, s)
+			}
+			b.WriteString(s)
+		}
+		b.WriteString(d.Flush())
+		if b.String() != want {
+			t.Fatalf("%x: streamed %q, want %q", raw, b.String(), want)
+		}
+		if got := decodeAll(tab, ids, false); got != want {
+			t.Fatalf("%x: decodeAll %q, want %q", raw, got, want)
+		}
+	}
+}
+
+// naiveMerge is the textbook loop: scan all adjacent pairs, merge the best
+// (lowest key, leftmost), repeat. It is the oracle for mergeAll.
+func naiveMerge(ids []int32, pair func(l, r int32) (int32, float64, bool)) []int32 {
+	ids = slices.Clone(ids)
+	for {
+		best, bestKey, bestID := -1, 0.0, int32(0)
+		for i := 0; i+1 < len(ids); i++ {
+			if id, key, ok := pair(ids[i], ids[i+1]); ok && (best < 0 || key < bestKey) {
+				best, bestKey, bestID = i, key, id
+			}
+		}
+		if best < 0 {
+			return ids
+		}
+		ids[best] = bestID
+		ids = slices.Delete(ids, best+1, best+2)
+	}
+}
+
+// Random vocabularies with many equal keys: the heap loop and the naive
+// loop agree.
+func TestMergeAllMatchesNaive(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for trial := range 300 {
+		// Tokens 0..3 are the alphabet; each merge makes a new token.
+		type mk struct{ l, r int32 }
+		rules := map[mk]struct {
+			id  int32
+			key float64
+		}{}
+		next := int32(4)
+		for range 40 {
+			l, r := rng.Int32N(next), rng.Int32N(next)
+			if _, ok := rules[mk{l, r}]; ok {
+				continue
+			}
+			rules[mk{l, r}] = struct {
+				id  int32
+				key float64
+			}{next, float64(rng.IntN(6))}
+			next++
+		}
+		pair := func(l, r int32) (int32, float64, bool) {
+			v, ok := rules[mk{l, r}]
+			return v.id, v.key, ok
+		}
+		n := 1 + rng.IntN(30)
+		ids := make([]int32, n)
+		syms := make([]symbol, n)
+		for i := range ids {
+			ids[i] = rng.Int32N(4)
+			syms[i] = symbol{start: int32(i), end: int32(i + 1), id: ids[i], prev: int32(i - 1), next: int32(i + 1)}
+		}
+		syms[n-1].next = -1
+		mergeAll(syms, nil, func(l, r *symbol) (int32, float64, bool) { return pair(l.id, r.id) })
+		var got []int32
+		for i := 0; i >= 0; i = int(syms[i].next) {
+			got = append(got, syms[i].id)
+		}
+		if want := naiveMerge(ids, pair); !slices.Equal(got, want) {
+			t.Fatalf("trial %d, input %v: heap %v, naive %v", trial, ids, got, want)
+		}
+	}
+}
