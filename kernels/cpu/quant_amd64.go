@@ -95,3 +95,16 @@ func matvecQ4VNNI(out []float32, w []byte, nb int, xq []byte) {
 		q4MatvecVNNI(&out[0], &w[0], len(out), nb, &xq[0])
 	}
 }
+
+//go:noescape
+func readBytesAVX2(p *byte, n int) uint64
+
+// readBytes reads b and returns a checksum of it; the bandwidth baseline of
+// BenchQuant.
+func readBytes(b []byte) uint64 {
+	n := len(b) &^ 127
+	if n == 0 || !cpu.X86.HasAVX2 {
+		return readBytesGo(b)
+	}
+	return readBytesAVX2(&b[0], n)
+}

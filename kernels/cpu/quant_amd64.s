@@ -208,6 +208,8 @@ q8a2done:
 // Registers: SI xq, BX block offset (both layouts are 34 bytes per block),
 // Y0 qx, Y1 d_x, Y2 −128·Σqx partials, Y15 0x80 bytes, Y8-Y11 row sums.
 
+#define PFD 2048
+
 // Q8VNNIROW accumulates one row's block into acc. ptr is the row base.
 #define Q8VNNIROW(ptr, acc) \
 	VPXOR       2(ptr)(BX*1), Y15, Y4 \
@@ -263,6 +265,7 @@ q8v4rows:
 	LEAQ (DI)(R10*1), R11
 	LEAQ (R11)(R10*1), R12
 	LEAQ (R12)(R10*1), R13
+	LEAQ (R13)(R10*1), R14
 	VXORPS Y8, Y8, Y8
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
@@ -270,6 +273,9 @@ q8v4rows:
 	XORQ BX, BX
 
 q8v4blk:
+	PREFETCHT0 (R14)(BX*4)
+	PREFETCHT0 64(R14)(BX*4)
+	PREFETCHT0 128(R14)(BX*4)
 	Q8XBLOCK
 	Q8VNNIROW(DI, Y8)
 	Q8VNNIROW(R11, Y9)
@@ -292,6 +298,7 @@ q8v1rows:
 	XORQ BX, BX
 
 q8v1blk:
+	PREFETCHT0 PFD(DI)(BX*1)
 	Q8XBLOCK
 	Q8VNNIROW(DI, Y8)
 	ADDQ $34, BX
@@ -354,6 +361,7 @@ q4v4rows:
 	LEAQ (DI)(R10*1), R11
 	LEAQ (R11)(R10*1), R12
 	LEAQ (R12)(R10*1), R13
+	LEAQ (R13)(R10*1), R14
 	VXORPS Y8, Y8, Y8
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
@@ -362,6 +370,8 @@ q4v4rows:
 	XORQ BX, BX
 
 q4v4blk:
+	PREFETCHT0 (R14)(AX*4)
+	PREFETCHT0 64(R14)(AX*4)
 	Q4XBLOCK
 	Q4VNNIROW(DI, Y8)
 	Q4VNNIROW(R11, Y9)
@@ -386,6 +396,7 @@ q4v1rows:
 	XORQ BX, BX
 
 q4v1blk:
+	PREFETCHT0 PFD(DI)(AX*1)
 	Q4XBLOCK
 	Q4VNNIROW(DI, Y8)
 	ADDQ $34, BX
@@ -400,5 +411,41 @@ q4v1blk:
 	JMP  q4v1rows
 
 q4vdone:
+	VZEROUPPER
+	RET
+
+// ---------------------------------------------------------------------------
+// func readBytesAVX2(p *byte, n int) uint64
+// Reads n bytes (a multiple of 128) and returns a checksum, to measure the
+// memory read bandwidth the matvecs compete for.
+TEXT ·readBytesAVX2(SB), NOSPLIT, $0-24
+	MOVQ p+0(FP), SI
+	MOVQ n+8(FP), CX
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	VPXOR Y2, Y2, Y2
+	VPXOR Y3, Y3, Y3
+	SHRQ  $7, CX
+	JEQ   rbdone
+
+rbloop:
+	VPADDQ (SI), Y0, Y0
+	VPADDQ 32(SI), Y1, Y1
+	VPADDQ 64(SI), Y2, Y2
+	VPADDQ 96(SI), Y3, Y3
+	ADDQ   $128, SI
+	DECQ   CX
+	JNE    rbloop
+
+rbdone:
+	VPADDQ       Y1, Y0, Y0
+	VPADDQ       Y3, Y2, Y2
+	VPADDQ       Y2, Y0, Y0
+	VEXTRACTI128 $1, Y0, X1
+	VPADDQ       X1, X0, X0
+	VPSHUFD      $0x4e, X0, X1
+	VPADDQ       X1, X0, X0
+	VMOVQ        X0, AX
+	MOVQ         AX, ret+16(FP)
 	VZEROUPPER
 	RET
