@@ -310,6 +310,16 @@ func (c *wordCache) get(word string) ([]int32, bool) {
 	return v, ok
 }
 
+func (c *wordCache) getBytes(word []byte) ([]int32, bool) {
+	if len(word) > wordCacheMaxWord {
+		return nil, false
+	}
+	c.mu.RLock()
+	v, ok := c.m[string(word)]
+	c.mu.RUnlock()
+	return v, ok
+}
+
 func (c *wordCache) put(word string, ids []int) {
 	if len(word) > wordCacheMaxWord {
 		return

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/mycel-net/mycel/internal/testmodels"
 )
 
 func split(p preTokenizer, s string) []string {
@@ -196,4 +198,113 @@ func TestMergeAllMatchesNaive(t *testing.T) {
 			t.Fatalf("trial %d, input %v: heap %v, naive %v", trial, ids, got, want)
 		}
 	}
+}
+
+// naiveLlama2C is llama2.c's encoder loop (rescan every pair after each
+// merge), the baseline for the chunked heap encoder.
+func naiveLlama2C(t *SentencePiece, text string) []int {
+	if text == "" {
+		return nil
+	}
+	s := " " + text
+	var ids []int
+	for i := 0; i < len(s); {
+		_, w := utf8.DecodeRuneInString(s[i:])
+		if id, ok := t.pieces[s[i:i+w]]; ok {
+			ids = append(ids, int(id))
+		} else {
+			for j := i; j < i+w; j++ {
+				ids = append(ids, int(t.byteID[s[j]]))
+			}
+		}
+		i += w
+	}
+	for {
+		best, bestScore, bestID := -1, float32(0), 0
+		for i := 0; i+1 < len(ids); i++ {
+			l, r := t.tokens[ids[i]], t.tokens[ids[i+1]]
+			if id, ok := t.pieces[l+r]; ok && t.types[ids[i]] == TypeNormal && t.types[ids[i+1]] == TypeNormal && (best < 0 || t.scores[id] > bestScore) {
+				best, bestScore, bestID = i, t.scores[id], int(id)
+			}
+		}
+		if best < 0 {
+			return ids
+		}
+		ids[best] = bestID
+		ids = slices.Delete(ids, best+1, best+2)
+	}
+}
+
+func loadLlama2(tb testing.TB) *SentencePiece {
+	tok, err := LoadLlama2C(testmodels.Path(tb, "tokenizer.bin"), 32000)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
+}
+
+var oracleTexts = []string{
+	"Hello, world! Les élèves étudient à l'école; Здравствуй, мир. 你好，世界。🌍🚀",
+	"   spaces    everywhere   ",
+	"The quick brown fox jumps over the lazy dog. 1234567890 !@#$%^&*()",
+}
+
+// The chunked heap encoder and llama2.c's loop agree.
+func TestSentencePieceMatchesNaive(t *testing.T) {
+	tok := loadLlama2(t)
+	if !tok.chunked {
+		t.Error("tokenizer.bin should allow chunked encoding")
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	texts := slices.Clone(oracleTexts)
+	for range 200 {
+		var b strings.Builder
+		for range rng.IntN(12) {
+			b.WriteString([]string{" ", "  ", "the", "un", "believ", "able", "é", "😀", "\n", "x", "ing", "–", "中文"}[rng.IntN(13)])
+		}
+		texts = append(texts, b.String())
+	}
+	for _, text := range texts {
+		got := tok.Encode(text, EncodeOptions{})
+		if want := naiveLlama2C(tok, text); !slices.Equal(got, want) {
+			t.Errorf("%q: got %v, naive %v", text, got, want)
+		}
+		tok.chunked = false // the unchunked path too
+		if got := tok.Encode(text, EncodeOptions{}); !slices.Equal(got, naiveLlama2C(tok, text)) {
+			t.Errorf("%q unchunked: got %v", text, got)
+		}
+		tok.chunked = true
+	}
+}
+
+// BenchmarkSentencePiece compares llama2.c's loop (baseline) with the
+// heap, without and with chunking, on 4 KB of text.
+func BenchmarkSentencePiece(b *testing.B) {
+	tok := loadLlama2(b)
+	var sb strings.Builder
+	for sb.Len() < 4096 {
+		sb.WriteString(oracleTexts[0] + " " + oracleTexts[2] + " ")
+	}
+	text := sb.String()[:4096]
+	text = strings.ToValidUTF8(text, "")
+	b.Run("naive", func(b *testing.B) {
+		b.SetBytes(int64(len(text)))
+		for b.Loop() {
+			naiveLlama2C(tok, text)
+		}
+	})
+	b.Run("heap", func(b *testing.B) {
+		tok.chunked = false
+		defer func() { tok.chunked = true }()
+		b.SetBytes(int64(len(text)))
+		for b.Loop() {
+			tok.Encode(text, EncodeOptions{})
+		}
+	})
+	b.Run("heap-chunked-cached", func(b *testing.B) {
+		b.SetBytes(int64(len(text)))
+		for b.Loop() {
+			tok.Encode(text, EncodeOptions{})
+		}
+	})
 }

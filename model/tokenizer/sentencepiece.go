@@ -33,6 +33,11 @@ type SentencePiece struct {
 	special *specialMatcher
 	dec     *decodeTable
 	eog     map[int]bool
+	// chunked: no piece has a space after another character, so no merge
+	// crosses the start of a space run and each run of spaces plus the
+	// word after it is encoded alone (and cached).
+	chunked bool
+	cache   wordCache
 
 	pool sync.Pool // *spScratch
 }
@@ -107,6 +112,7 @@ func newSentencePiece(v SPVocab, matchSpecial bool) (*SentencePiece, error) {
 	}
 	t.dec = newDecodeTable(n, true)
 	var tmp []byte
+	chunkable := true
 	for id, s := range v.Tokens {
 		typ := types[id]
 		switch typ {
@@ -125,6 +131,9 @@ func newSentencePiece(v SPVocab, matchSpecial bool) (*SentencePiece, error) {
 			t.dec.add([]byte(s), kindControl)
 		default: // normal, user-defined, and anything unexpected
 			text := strings.ReplaceAll(s, spaceMark, " ")
+			if strings.Contains(strings.TrimLeft(text, " "), " ") {
+				chunkable = false
+			}
 			if _, dup := t.pieces[text]; !dup && text != "" {
 				t.pieces[text] = int32(id)
 				t.maxLen = max(t.maxLen, len(text))
@@ -139,6 +148,8 @@ func newSentencePiece(v SPVocab, matchSpecial bool) (*SentencePiece, error) {
 	if t.eos >= 0 {
 		t.eog[t.eos] = true
 	}
+	t.chunked = chunkable
+	t.cache.m = make(map[string][]int32)
 	if matchSpecial {
 		t.special = newSpecialMatcher(v.Tokens, types)
 	}
@@ -199,6 +210,35 @@ func (t *SentencePiece) Encode(text string, o EncodeOptions) []int {
 
 // encodeFragment appends the ids of s, which holds no added tokens.
 func (t *SentencePiece) encodeFragment(ids []int, sc *spScratch, s []byte) []int {
+	if !t.chunked {
+		return t.encodeChunk(ids, sc, s)
+	}
+	from := 0
+	for i := 1; i < len(s); i++ {
+		if s[i] == ' ' && s[i-1] != ' ' {
+			ids = t.encodeCached(ids, sc, s[from:i])
+			from = i
+		}
+	}
+	return t.encodeCached(ids, sc, s[from:])
+}
+
+// encodeCached is encodeChunk through the word cache.
+func (t *SentencePiece) encodeCached(ids []int, sc *spScratch, s []byte) []int {
+	if cached, ok := t.cache.getBytes(s); ok {
+		for _, id := range cached {
+			ids = append(ids, int(id))
+		}
+		return ids
+	}
+	start := len(ids)
+	ids = t.encodeChunk(ids, sc, s)
+	t.cache.put(string(s), ids[start:])
+	return ids
+}
+
+// encodeChunk runs the merge loop over s.
+func (t *SentencePiece) encodeChunk(ids []int, sc *spScratch, s []byte) []int {
 	syms := sc.syms[:0]
 	for i := 0; i < len(s); {
 		_, w := utf8.DecodeRune(s[i:])
