@@ -26,6 +26,12 @@ func q8MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
 //go:noescape
 func q4MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
 
+//go:noescape
+func q8MatvecAVX2(out *float32, w *byte, rows, nb int, xq *byte)
+
+//go:noescape
+func q4MatvecAVX2(out *float32, w *byte, rows, nb int, xq *byte)
+
 // quantSets lists the quantized kernel sets this CPU can run, best first.
 func quantSets() []quantKernels {
 	var l []quantKernels
@@ -34,7 +40,7 @@ func quantSets() []quantKernels {
 		l = append(l, quantKernels{"avx512", quantizeQ8Asm512, matvecQ8VNNI, matvecQ4VNNI})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
-		l = append(l, quantKernels{"avx2", quantizeQ8Asm2, matvecQ8Generic, matvecQ4Generic})
+		l = append(l, quantKernels{"avx2", quantizeQ8Asm2, matvecQ8AVX2, matvecQ4AVX2})
 	}
 	return append(l, genericQuant)
 }
@@ -93,6 +99,18 @@ func matvecQ8VNNI(out []float32, w []byte, nb int, xq []byte) {
 func matvecQ4VNNI(out []float32, w []byte, nb int, xq []byte) {
 	if checkQuantArgs(out, w, nb, kernels.Q4_0BlockBytes, xq) {
 		q4MatvecVNNI(&out[0], &w[0], len(out), nb, &xq[0])
+	}
+}
+
+func matvecQ8AVX2(out []float32, w []byte, nb int, xq []byte) {
+	if checkQuantArgs(out, w, nb, kernels.Q8_0BlockBytes, xq) {
+		q8MatvecAVX2(&out[0], &w[0], len(out), nb, &xq[0])
+	}
+}
+
+func matvecQ4AVX2(out []float32, w []byte, nb int, xq []byte) {
+	if checkQuantArgs(out, w, nb, kernels.Q4_0BlockBytes, xq) {
+		q4MatvecAVX2(&out[0], &w[0], len(out), nb, &xq[0])
 	}
 }
 

@@ -449,3 +449,184 @@ rbdone:
 	MOVQ         AX, ret+16(FP)
 	VZEROUPPER
 	RET
+
+// ---------------------------------------------------------------------------
+// AVX2 matvecs (no VNNI). Q8_0 uses the sign trick: vpmaddubsw(|w|,
+// qx·sign(w)) then vpmaddwd by ones; |w| ≤ 128 and |qx| ≤ 127 keep the
+// int16 pair sums below 2^15. Q4_0 multiplies the unsigned nibbles
+// directly and subtracts the int16 pair sums of 8·qx.
+// Y12 holds int16 ones.
+
+#define Q8AVX2ROW(ptr, acc) \
+	VMOVDQU      2(ptr)(BX*1), Y4 \
+	VPSIGNB      Y4, Y4, Y5       \
+	VPSIGNB      Y4, Y0, Y4       \
+	VPMADDUBSW   Y4, Y5, Y4       \
+	VPMADDWD     Y12, Y4, Y4      \
+	VCVTDQ2PS    Y4, Y4           \
+	VPBROADCASTW (ptr)(BX*1), X6  \
+	VCVTPH2PS    X6, Y6           \
+	VMULPS       Y1, Y6, Y6       \
+	VFMADD231PS  Y6, Y4, acc
+
+#define Q8AVX2XBLOCK \
+	VMOVDQU      2(SI)(BX*1), Y0 \
+	VPBROADCASTW (SI)(BX*1), X1   \
+	VCVTPH2PS    X1, Y1
+
+// func q8MatvecAVX2(out *float32, w *byte, rows, nb int, xq *byte)
+TEXT ·q8MatvecAVX2(SB), NOSPLIT, $0-40
+	MOVQ out+0(FP), DX
+	MOVQ w+8(FP), DI
+	MOVQ rows+16(FP), R8
+	MOVQ nb+24(FP), R10
+	MOVQ xq+32(FP), SI
+	IMULQ $34, R10
+	VPBROADCASTD q8ones16<>(SB), Y12
+
+q8a4rows:
+	CMPQ R8, $4
+	JLT  q8a1rows
+	LEAQ (DI)(R10*1), R11
+	LEAQ (R11)(R10*1), R12
+	LEAQ (R12)(R10*1), R13
+	LEAQ (R13)(R10*1), R14
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	XORQ BX, BX
+
+q8a4blk:
+	PREFETCHT0 (R14)(BX*4)
+	PREFETCHT0 64(R14)(BX*4)
+	PREFETCHT0 128(R14)(BX*4)
+	Q8AVX2XBLOCK
+	Q8AVX2ROW(DI, Y8)
+	Q8AVX2ROW(R11, Y9)
+	Q8AVX2ROW(R12, Y10)
+	Q8AVX2ROW(R13, Y11)
+	ADDQ $34, BX
+	CMPQ BX, R10
+	JLT  q8a4blk
+
+	HSUM4
+	ADDQ $16, DX
+	MOVQ R14, DI
+	SUBQ $4, R8
+	JMP  q8a4rows
+
+q8a1rows:
+	TESTQ R8, R8
+	JEQ   q8adone
+	VXORPS Y8, Y8, Y8
+	XORQ BX, BX
+
+q8a1blk:
+	PREFETCHT0 PFD(DI)(BX*1)
+	Q8AVX2XBLOCK
+	Q8AVX2ROW(DI, Y8)
+	ADDQ $34, BX
+	CMPQ BX, R10
+	JLT  q8a1blk
+
+	HSUM1
+	ADDQ $4, DX
+	ADDQ R10, DI
+	DECQ R8
+	JMP  q8a1rows
+
+q8adone:
+	VZEROUPPER
+	RET
+
+#define Q4AVX2ROW(ptr, acc) \
+	VBROADCASTI128 2(ptr)(AX*1), Y4 \
+	VPSRLVQ      Y14, Y4, Y4      \
+	VPAND        Y13, Y4, Y4      \
+	VPMADDUBSW   Y0, Y4, Y4       \
+	VPSUBW       Y2, Y4, Y4       \
+	VPMADDWD     Y12, Y4, Y4      \
+	VCVTDQ2PS    Y4, Y4           \
+	VPBROADCASTW (ptr)(AX*1), X6  \
+	VCVTPH2PS    X6, Y6           \
+	VMULPS       Y1, Y6, Y6       \
+	VFMADD231PS  Y6, Y4, acc
+
+#define Q4AVX2XBLOCK \
+	VMOVDQU      2(SI)(BX*1), Y0 \
+	VPBROADCASTW (SI)(BX*1), X1   \
+	VCVTPH2PS    X1, Y1           \
+	VPMADDUBSW   Y0, Y15, Y2
+
+// func q4MatvecAVX2(out *float32, w *byte, rows, nb int, xq *byte)
+TEXT ·q4MatvecAVX2(SB), NOSPLIT, $0-40
+	MOVQ out+0(FP), DX
+	MOVQ w+8(FP), DI
+	MOVQ rows+16(FP), R8
+	MOVQ nb+24(FP), R10
+	MOVQ xq+32(FP), SI
+	IMULQ $18, R10
+	VPBROADCASTD q8ones16<>(SB), Y12
+	VPBROADCASTD q8c0f<>(SB), Y13
+	VMOVDQU      q4shift<>(SB), Y14
+	VPBROADCASTD q8c08<>(SB), Y15
+
+q4a4rows:
+	CMPQ R8, $4
+	JLT  q4a1rows
+	LEAQ (DI)(R10*1), R11
+	LEAQ (R11)(R10*1), R12
+	LEAQ (R12)(R10*1), R13
+	LEAQ (R13)(R10*1), R14
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	XORQ AX, AX
+	XORQ BX, BX
+
+q4a4blk:
+	PREFETCHT0 (R14)(AX*4)
+	PREFETCHT0 64(R14)(AX*4)
+	Q4AVX2XBLOCK
+	Q4AVX2ROW(DI, Y8)
+	Q4AVX2ROW(R11, Y9)
+	Q4AVX2ROW(R12, Y10)
+	Q4AVX2ROW(R13, Y11)
+	ADDQ $34, BX
+	ADDQ $18, AX
+	CMPQ AX, R10
+	JLT  q4a4blk
+
+	HSUM4
+	ADDQ $16, DX
+	MOVQ R14, DI
+	SUBQ $4, R8
+	JMP  q4a4rows
+
+q4a1rows:
+	TESTQ R8, R8
+	JEQ   q4adone
+	VXORPS Y8, Y8, Y8
+	XORQ AX, AX
+	XORQ BX, BX
+
+q4a1blk:
+	PREFETCHT0 PFD(DI)(AX*1)
+	Q4AVX2XBLOCK
+	Q4AVX2ROW(DI, Y8)
+	ADDQ $34, BX
+	ADDQ $18, AX
+	CMPQ AX, R10
+	JLT  q4a1blk
+
+	HSUM1
+	ADDQ $4, DX
+	ADDQ R10, DI
+	DECQ R8
+	JMP  q4a1rows
+
+q4adone:
+	VZEROUPPER
+	RET
