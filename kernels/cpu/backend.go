@@ -24,10 +24,14 @@ type Backend struct {
 	// Preallocated tasks: handing these to the pool allocates nothing.
 	mm   matmulTask
 	attn attnTask
+	gm   gemmTask
 
 	// Scratch, grown on demand and kept.
 	xq     []byte      // activations quantized to Q8_0
 	scores [][]float32 // per worker: attention scores
+	packA  []float32   // GEMM: x in panels
+	packB  [][]float32 // per worker: GEMM W panels
+	tile   [][]float32 // per worker: GEMM edge tile
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -36,6 +40,8 @@ var _ kernels.Backend = (*Backend)(nil)
 func New(threads int) *Backend {
 	b := &Backend{pool: newPool(threads)}
 	b.scores = make([][]float32, b.pool.threads)
+	b.packB = make([][]float32, b.pool.threads)
+	b.tile = make([][]float32, b.pool.threads)
 	return b
 }
 

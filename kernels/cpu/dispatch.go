@@ -57,6 +57,8 @@ func setGeneric() {
 	swiglu = swigluGeneric
 	addTo = addToGeneric
 	axpy = axpyGeneric
+	gemmImpl = gemmGo
+	pack8 = nil
 }
 
 func isaName() string { return isa }

@@ -18,6 +18,10 @@ func (b *Backend) MatMul(out []float32, w *kernels.Matrix, x []float32, n int) {
 	if len(x) < n*w.Cols || len(out) < n*w.Rows {
 		panic(fmt.Sprintf("cpu: MatMul %dx%d by %d rows: x has %d values, out %d", w.Rows, w.Cols, n, len(x), len(out)))
 	}
+	if n >= gemmMinN && !w.Type.Quantized() {
+		b.gemm(out, w, x, n)
+		return
+	}
 	t := &b.mm
 	t.out, t.w, t.x, t.n = out, w, x, n
 	if w.Type.Quantized() {

@@ -31,6 +31,12 @@ func mv4F16AVX2(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride i
 func mv4BF16AVX2(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int)
 
 //go:noescape
+func gemm12x32AVX512(kc int, a, b, c *float32, ldc, acc int)
+
+//go:noescape
+func gemm6x16AVX2(kc int, a, b, c *float32, ldc, acc int)
+
+//go:noescape
 func dotAVX2(a, b *float32, n int) float32
 
 //go:noescape
@@ -214,4 +220,51 @@ func axpyAVX2Go(y, x []float32, a float32) {
 	for i := n8; i < n; i++ {
 		y[i] += a * x[i]
 	}
+}
+
+//go:noescape
+func sumAVX2(x *float32, n int) float32
+
+// readSum sums x (a multiple of 64 values) as fast as memory allows.
+func readSum(x []float32) float32 {
+	if !hasAVX2() {
+		return sumSquaresGeneric(x)
+	}
+	return sumAVX2(&x[0], len(x)&^63)
+}
+
+func hasAVX2() bool { return len(supportedISAs()) > 1 }
+
+//go:noescape
+func pack8F32AVX2(dst *float32, nr int, src unsafe.Pointer, stride, kc int)
+
+//go:noescape
+func pack8F16AVX2(dst *float32, nr int, src unsafe.Pointer, stride, kc int)
+
+//go:noescape
+func pack8BF16AVX2(dst *float32, nr int, src unsafe.Pointer, stride, kc int)
+
+// pack8AVX2 packs rows [r0, r0+8) of w, columns [pc, pc+kc&^7), into dst
+// as packW does; it reports how many columns it did.
+func pack8AVX2(dst []float32, w *kernels.Matrix, r0, nr, pc, kc int) int {
+	k8 := kc &^ 7
+	if k8 == 0 {
+		return 0
+	}
+	K := w.Cols
+	_ = dst[(k8-1)*nr+7]
+	switch w.Type {
+	case kernels.F32:
+		src := w.Data[4*(r0*K+pc) : 4*((r0+7)*K+pc+k8)]
+		pack8F32AVX2(&dst[0], nr, unsafe.Pointer(&src[0]), K, k8)
+	case kernels.F16:
+		src := w.Data[2*(r0*K+pc) : 2*((r0+7)*K+pc+k8)]
+		pack8F16AVX2(&dst[0], nr, unsafe.Pointer(&src[0]), K, k8)
+	case kernels.BF16:
+		src := w.Data[2*(r0*K+pc) : 2*((r0+7)*K+pc+k8)]
+		pack8BF16AVX2(&dst[0], nr, unsafe.Pointer(&src[0]), K, k8)
+	default:
+		return 0
+	}
+	return k8
 }
