@@ -9,15 +9,23 @@ import "github.com/mycel-net/mycel/kernels"
 //	q8(out, w, nb, xq):   out[i] = Σ_b d_w·d_x·Σ_j qw·qx over the nb Q8_0
 //	                      blocks of row i of w and the Q8_0 row xq.
 //	q4(out, w, nb, xq):   the same for Q4_0 weights, qw = nibble − 8.
+//	gemm8, gemm4(out, ldo, w, rows, nb, xq, n): out[t·ldo + r] for r < rows
+//	                      and t < n tokens of Q8_0 rows xq (nb blocks each);
+//	                      nil where the set has no tiled kernel.
 //
 // xq must come from quantize: its values lie in [−127, 127].
 type quantKernels struct {
 	name     string
 	quantize func(dst []byte, x []float32)
 	q8, q4   func(out []float32, w []byte, nb int, xq []byte)
+	gemm8    func(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int)
+	gemm4    func(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int)
 }
 
-var genericQuant = quantKernels{"go", quantizeQ8Generic, matvecQ8Generic, matvecQ4Generic}
+var genericQuant = quantKernels{"go", quantizeQ8Generic, matvecQ8Generic, matvecQ4Generic, nil, nil}
+
+// The tiled prefill kernels in use; nil: a matvec per token.
+var gemmQ8, gemmQ4 func(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int)
 
 // quantISA names the quantized kernel set in use.
 var quantISA = "go"
@@ -25,6 +33,7 @@ var quantISA = "go"
 // install makes s the kernel set MatMul uses.
 func (s quantKernels) install() {
 	quantizeQ8, matvecQ8, matvecQ4 = s.quantize, s.q8, s.q4
+	gemmQ8, gemmQ4 = s.gemm8, s.gemm4
 	quantISA = s.name
 }
 
@@ -36,6 +45,16 @@ func runQuant(t *matmulTask, lo, hi int) {
 	nb := w.Cols / kernels.QK
 	rb := nb * w.Type.BlockBytes()
 	xb := nb * kernels.Q8_0BlockBytes
+	if t.n > 1 {
+		gemm := gemmQ8
+		if w.Type == kernels.Q4_0 {
+			gemm = gemmQ4
+		}
+		if gemm != nil {
+			gemm(t.out[lo:], rows, w.Data[lo*rb:hi*rb], hi-lo, nb, t.xq, t.n)
+			return
+		}
+	}
 	for tok := 0; tok < t.n; tok++ {
 		out := t.out[tok*rows+lo : tok*rows+hi]
 		xq := t.xq[tok*xb : (tok+1)*xb]

@@ -27,6 +27,12 @@ func q8MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
 func q4MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
 
 //go:noescape
+func q8GemmVNNI(out *float32, ldo int, w *byte, nb int, xq *byte)
+
+//go:noescape
+func q4GemmVNNI(out *float32, ldo int, w *byte, nb int, xq *byte)
+
+//go:noescape
 func q8MatvecAVX2(out *float32, w *byte, rows, nb int, xq *byte)
 
 //go:noescape
@@ -37,10 +43,10 @@ func quantSets() []quantKernels {
 	var l []quantKernels
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
 		cpu.X86.HasAVX512VNNI && cpu.X86.HasF16C && cpu.X86.HasFMA {
-		l = append(l, quantKernels{"avx512", quantizeQ8Asm512, matvecQ8VNNI, matvecQ4VNNI})
+		l = append(l, quantKernels{"avx512", quantizeQ8Asm512, matvecQ8VNNI, matvecQ4VNNI, gemmQ8VNNI, gemmQ4VNNI})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
-		l = append(l, quantKernels{"avx2", quantizeQ8Asm2, matvecQ8AVX2, matvecQ4AVX2})
+		l = append(l, quantKernels{"avx2", quantizeQ8Asm2, matvecQ8AVX2, matvecQ4AVX2, nil, nil})
 	}
 	return append(l, genericQuant)
 }
@@ -111,6 +117,44 @@ func matvecQ8AVX2(out []float32, w []byte, nb int, xq []byte) {
 func matvecQ4AVX2(out []float32, w []byte, nb int, xq []byte) {
 	if checkQuantArgs(out, w, nb, kernels.Q4_0BlockBytes, xq) {
 		q4MatvecAVX2(&out[0], &w[0], len(out), nb, &xq[0])
+	}
+}
+
+func gemmQ8VNNI(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int) {
+	gemmTiles(q8GemmVNNI, matvecQ8VNNI, kernels.Q8_0BlockBytes, out, ldo, w, rows, nb, xq, n)
+}
+
+func gemmQ4VNNI(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int) {
+	gemmTiles(q4GemmVNNI, matvecQ4VNNI, kernels.Q4_0BlockBytes, out, ldo, w, rows, nb, xq, n)
+}
+
+// gemmTiles covers rows × n with 4×4 tiles and the matvec for the rest.
+// Tiles go token-group by token-group within a row group, so the group's
+// weights stay in L1 while every token passes over them.
+func gemmTiles(tile func(out *float32, ldo int, w *byte, nb int, xq *byte),
+	mv func(out []float32, w []byte, nb int, xq []byte),
+	bs int, out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int) {
+	if rows <= 0 || n <= 0 || nb <= 0 {
+		return
+	}
+	rb, xb := nb*bs, nb*kernels.Q8_0BlockBytes
+	_ = out[(n-1)*ldo+rows-1]
+	_ = w[rows*rb-1]
+	_ = xq[n*xb-1]
+	r4, n4 := rows&^3, n&^3
+	for r := 0; r < r4; r += 4 {
+		for t := 0; t < n4; t += 4 {
+			tile(&out[t*ldo+r], ldo, &w[r*rb], nb, &xq[t*xb])
+		}
+	}
+	for t := 0; t < n; t++ {
+		lo := r4
+		if t >= n4 {
+			lo = 0
+		}
+		if lo < rows {
+			mv(out[t*ldo+lo:t*ldo+rows], w[lo*rb:rows*rb], nb, xq[t*xb:(t+1)*xb])
+		}
 	}
 }
 

@@ -630,3 +630,176 @@ q4a1blk:
 q4adone:
 	VZEROUPPER
 	RET
+
+// ---------------------------------------------------------------------------
+// Prefill tiles with AVX-512 VNNI: 4 rows × 4 tokens over nb blocks, so each
+// weight block is loaded once for four tokens and each activation block
+// once for four rows.
+//
+// out[t·ldo + r] = Σ_b d_w[r,b]·d_x[t,b]·Σ_j qw·qx for r, t < 4.
+//
+// Registers: rows at DI, R11, R12, R13; tokens at SI, R8, R9, R10 (stride
+// ldx = nb·34); Y0-Y3 qx of the four tokens, Y4-Y7 their d_x, Y8-Y11 their
+// offset corrections, Y12 the weights, Y13 d_w, Y14 the int32 products,
+// Y15 the offset constant, Y16-Y31 the 16 sums (row-major: Y16+4r+t).
+
+// GXTOK loads token t's block: qx into q, d_x into d, the correction into c.
+#define GXTOK(ptr, off, q, d, c) \
+	VMOVDQU      2(ptr)(off*1), q \
+	VPBROADCASTW (ptr)(off*1), X14 \
+	VCVTPH2PS    X14, d           \
+	VPXOR        Y14, Y14, Y14    \
+	VPDPBUSD     q, Y15, Y14      \
+	VPXOR        c, c, c          \
+	VPSUBD       Y14, c, c
+
+// GPAIR accumulates the current row (Y12, Y13) times token t.
+#define GPAIR(q, d, c, acc) \
+	VMOVDQA     c, Y14      \
+	VPDPBUSD    q, Y12, Y14 \
+	VCVTDQ2PS   Y14, Y14    \
+	VMULPS      d, Y14, Y14 \
+	VFMADD231PS Y13, Y14, acc
+
+#define GROW4(a0, a1, a2, a3) \
+	GPAIR(Y0, Y4, Y8, a0)  \
+	GPAIR(Y1, Y5, Y9, a1)  \
+	GPAIR(Y2, Y6, Y10, a2) \
+	GPAIR(Y3, Y7, Y11, a3)
+
+#define GQ8W(ptr) \
+	VPXOR        2(ptr)(BX*1), Y15, Y12 \
+	VPBROADCASTW (ptr)(BX*1), X13        \
+	VCVTPH2PS    X13, Y13
+
+#define GQ4W(ptr) \
+	VBROADCASTI128 2(ptr)(AX*1), Y12          \
+	VPSRLVQ        q4shift<>(SB), Y12, Y12    \
+	VPANDD.BCST    q8c0f<>(SB), Y12, Y12      \
+	VPBROADCASTW   (ptr)(AX*1), X13           \
+	VCVTPH2PS      X13, Y13
+
+#define GZERO \
+	VPXORD Y16, Y16, Y16 \
+	VPXORD Y17, Y17, Y17 \
+	VPXORD Y18, Y18, Y18 \
+	VPXORD Y19, Y19, Y19 \
+	VPXORD Y20, Y20, Y20 \
+	VPXORD Y21, Y21, Y21 \
+	VPXORD Y22, Y22, Y22 \
+	VPXORD Y23, Y23, Y23 \
+	VPXORD Y24, Y24, Y24 \
+	VPXORD Y25, Y25, Y25 \
+	VPXORD Y26, Y26, Y26 \
+	VPXORD Y27, Y27, Y27 \
+	VPXORD Y28, Y28, Y28 \
+	VPXORD Y29, Y29, Y29 \
+	VPXORD Y30, Y30, Y30 \
+	VPXORD Y31, Y31, Y31
+
+// GSTORE reduces the sums of token t (rows a0-a3) and stores them at (DX).
+#define GSTORE(a0, a1, a2, a3) \
+	VMOVAPS      a0, Y8    \
+	VMOVAPS      a1, Y9    \
+	VMOVAPS      a2, Y10   \
+	VMOVAPS      a3, Y11   \
+	HSUM4
+
+// GSTOREALL stores the 16 sums; CX holds ldo in bytes.
+#define GSTOREALL \
+	GSTORE(Y16, Y20, Y24, Y28) \
+	ADDQ CX, DX                \
+	GSTORE(Y17, Y21, Y25, Y29) \
+	ADDQ CX, DX                \
+	GSTORE(Y18, Y22, Y26, Y30) \
+	ADDQ CX, DX                \
+	GSTORE(Y19, Y23, Y27, Y31)
+
+// GPROLOGUE sets the row and token pointers from DI (w), SI (xq) and CX
+// (nb); CX ends up as the weights' row bytes and R14 as the next row group.
+#define GPROLOGUE(bs) \
+	MOVQ CX, R14           \
+	IMULQ $34, R14         \
+	LEAQ (SI)(R14*1), R8   \
+	LEAQ (R8)(R14*1), R9   \
+	LEAQ (R9)(R14*1), R10  \
+	IMULQ $bs, CX          \
+	LEAQ (DI)(CX*1), R11   \
+	LEAQ (R11)(CX*1), R12  \
+	LEAQ (R12)(CX*1), R13  \
+	LEAQ (R13)(CX*1), R14
+
+// func q8GemmVNNI(out *float32, ldo int, w *byte, nb int, xq *byte)
+TEXT ·q8GemmVNNI(SB), NOSPLIT, $0-40
+	MOVQ out+0(FP), DX
+	MOVQ w+16(FP), DI
+	MOVQ nb+24(FP), CX
+	MOVQ xq+32(FP), SI
+	GPROLOGUE(34)
+	VPBROADCASTD q8c80<>(SB), Y15
+	GZERO
+	XORQ BX, BX
+
+q8gblk:
+	PREFETCHT0 (R14)(BX*4)
+	PREFETCHT0 64(R14)(BX*4)
+	PREFETCHT0 128(R14)(BX*4)
+	GXTOK(SI, BX, Y0, Y4, Y8)
+	GXTOK(R8, BX, Y1, Y5, Y9)
+	GXTOK(R9, BX, Y2, Y6, Y10)
+	GXTOK(R10, BX, Y3, Y7, Y11)
+	GQ8W(DI)
+	GROW4(Y16, Y17, Y18, Y19)
+	GQ8W(R11)
+	GROW4(Y20, Y21, Y22, Y23)
+	GQ8W(R12)
+	GROW4(Y24, Y25, Y26, Y27)
+	GQ8W(R13)
+	GROW4(Y28, Y29, Y30, Y31)
+	ADDQ $34, BX
+	CMPQ BX, CX
+	JLT  q8gblk
+
+	MOVQ ldo+8(FP), CX
+	SHLQ $2, CX
+	GSTOREALL
+	VZEROUPPER
+	RET
+
+// func q4GemmVNNI(out *float32, ldo int, w *byte, nb int, xq *byte)
+TEXT ·q4GemmVNNI(SB), NOSPLIT, $0-40
+	MOVQ out+0(FP), DX
+	MOVQ w+16(FP), DI
+	MOVQ nb+24(FP), CX
+	MOVQ xq+32(FP), SI
+	GPROLOGUE(18)
+	VPBROADCASTD q8c08<>(SB), Y15
+	GZERO
+	XORQ AX, AX
+	XORQ BX, BX
+
+q4gblk:
+	PREFETCHT0 (R14)(AX*4)
+	PREFETCHT0 64(R14)(AX*4)
+	GXTOK(SI, BX, Y0, Y4, Y8)
+	GXTOK(R8, BX, Y1, Y5, Y9)
+	GXTOK(R9, BX, Y2, Y6, Y10)
+	GXTOK(R10, BX, Y3, Y7, Y11)
+	GQ4W(DI)
+	GROW4(Y16, Y17, Y18, Y19)
+	GQ4W(R11)
+	GROW4(Y20, Y21, Y22, Y23)
+	GQ4W(R12)
+	GROW4(Y24, Y25, Y26, Y27)
+	GQ4W(R13)
+	GROW4(Y28, Y29, Y30, Y31)
+	ADDQ $34, BX
+	ADDQ $18, AX
+	CMPQ AX, CX
+	JLT  q4gblk
+
+	MOVQ ldo+8(FP), CX
+	SHLQ $2, CX
+	GSTOREALL
+	VZEROUPPER
+	RET

@@ -288,3 +288,60 @@ func TestMatMulQuant(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmQuant checks the tiled prefill kernels against the matvec twin,
+// token by token, with an output stride wider than the rows so that writes
+// into the gaps show.
+func TestGemmQuant(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, set := range quantSets() {
+		for _, dt := range []kernels.DType{kernels.Q8_0, kernels.Q4_0} {
+			gemm, gen := set.gemm8, matvecQ8Generic
+			if dt == kernels.Q4_0 {
+				gemm, gen = set.gemm4, matvecQ4Generic
+			}
+			if gemm == nil {
+				continue
+			}
+			for _, rows := range quantTestRows {
+				for _, nb := range quantTestNB {
+					for _, n := range []int{1, 2, 4, 5, 8, 11} {
+						w := randQuantMatrix(r, dt, rows, nb, false)
+						xq := make([]byte, 0, n*nb*kernels.Q8_0BlockBytes)
+						for range n {
+							xq = append(xq, randXQ(r, nb, false)...)
+						}
+						ldo := rows + 3
+						got := make([]float32, n*ldo+guard)
+						for i := range got {
+							got[i] = float32(math.NaN())
+						}
+						gemm(got, ldo, w, rows, nb, xq, n)
+						name := fmt.Sprintf("%s %s rows=%d nb=%d n=%d", set.name, dt, rows, nb, n)
+						for tok := 0; tok < n; tok++ {
+							x := xq[tok*nb*34 : (tok+1)*nb*34]
+							want, mag := refMatvec(dt, w, rows, nb, x)
+							twin := make([]float32, rows)
+							gen(twin, w, nb, x)
+							for i := 0; i < rows; i++ {
+								g := float64(got[tok*ldo+i])
+								tol := 1e-5*mag[i] + 1e-30
+								if !(math.Abs(g-want[i]) <= tol) || !(math.Abs(g-float64(twin[i])) <= tol) {
+									t.Fatalf("%s: out[%d,%d] = %g, reference %g, twin %g", name, tok, i, g, want[i], twin[i])
+								}
+							}
+						}
+						for i := range got {
+							if i < n*ldo && i%ldo < rows {
+								continue
+							}
+							if !math.IsNaN(float64(got[i])) {
+								t.Fatalf("%s: wrote out[%d] outside the result", name, i)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
