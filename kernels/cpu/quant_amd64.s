@@ -634,132 +634,207 @@ q4adone:
 // ---------------------------------------------------------------------------
 // Prefill tiles with AVX-512 VNNI: 4 rows × 4 tokens over nb blocks, so each
 // weight block is loaded once for four tokens and each activation block
-// once for four rows.
+// once for four rows. Two blocks share a 512-bit vector (lanes 0-7 the
+// first, 8-15 the second); an odd last block runs with the upper half zero.
 //
 // out[t·ldo + r] = Σ_b d_w[r,b]·d_x[t,b]·Σ_j qw·qx for r, t < 4.
 //
-// Registers: rows at DI, R11, R12, R13; tokens at SI, R8, R9, R10 (stride
-// ldx = nb·34); Y0-Y3 qx of the four tokens, Y4-Y7 their d_x, Y8-Y11 their
-// offset corrections, Y12 the weights, Y13 d_w, Y14 the int32 products,
-// Y15 the offset constant, Y16-Y31 the 16 sums (row-major: Y16+4r+t).
+// Registers: rows at DI, R11, R12, R13 and R14 the next row group; tokens
+// at SI, R8, R9, R10; BX the activation offset (34 bytes per block), AX
+// the Q4_0 weight offset, CX the last block's activation offset. Z0-Z3 qx
+// of the four tokens, Z4-Z7 their d_x, Z8-Z11 their offset corrections,
+// Z12 the weights, Z13 d_w, Z14 the int32 products, Z15 the offset
+// constant, Z16-Z31 the 16 sums (Z16+4r+t).
 
-// GXTOK loads token t's block: qx into q, d_x into d, the correction into c.
-#define GXTOK(ptr, off, q, d, c) \
-	VMOVDQU      2(ptr)(off*1), q \
-	VPBROADCASTW (ptr)(off*1), X14 \
-	VCVTPH2PS    X14, d           \
-	VPXOR        Y14, Y14, Y14    \
-	VPDPBUSD     q, Y15, Y14      \
-	VPXOR        c, c, c          \
-	VPSUBD       Y14, c, c
+DATA q4shift512<>+0(SB)/8, $0
+DATA q4shift512<>+8(SB)/8, $0
+DATA q4shift512<>+16(SB)/8, $4
+DATA q4shift512<>+24(SB)/8, $4
+DATA q4shift512<>+32(SB)/8, $0
+DATA q4shift512<>+40(SB)/8, $0
+DATA q4shift512<>+48(SB)/8, $4
+DATA q4shift512<>+56(SB)/8, $4
+GLOBL q4shift512<>(SB), RODATA|NOPTR, $64
 
-// GPAIR accumulates the current row (Y12, Y13) times token t.
-#define GPAIR(q, d, c, acc) \
-	VMOVDQA     c, Y14      \
-	VPDPBUSD    q, Y12, Y14 \
-	VCVTDQ2PS   Y14, Y14    \
-	VMULPS      d, Y14, Y14 \
-	VFMADD231PS Y13, Y14, acc
+// GCORR sets c to −(Σ of the offset constant times q), per int32 lane.
+#define GCORR(q, c) \
+	VPXORD   Z14, Z14, Z14 \
+	VPDPBUSD q, Z15, Z14   \
+	VPXORD   c, c, c       \
+	VPSUBD   Z14, c, c
 
-#define GROW4(a0, a1, a2, a3) \
-	GPAIR(Y0, Y4, Y8, a0)  \
-	GPAIR(Y1, Y5, Y9, a1)  \
-	GPAIR(Y2, Y6, Y10, a2) \
-	GPAIR(Y3, Y7, Y11, a3)
+// GXTOK2 loads blocks b, b+1 of one token: qx into zq, d_x into zd.
+#define GXTOK2(ptr, yq, zq, zd, zc) \
+	VMOVDQU      2(ptr)(BX*1), yq          \
+	VINSERTI64X4 $1, 36(ptr)(BX*1), zq, zq \
+	VPBROADCASTW (ptr)(BX*1), Y14          \
+	VPBROADCASTW 34(ptr)(BX*1), X13        \
+	VINSERTI128  $1, X13, Y14, Y14         \
+	VCVTPH2PS    Y14, zd                   \
+	GCORR(zq, zc)
 
-#define GQ8W(ptr) \
+// GXTOK1 loads block b alone; VEX loads clear the upper halves.
+#define GXTOK1(ptr, yq, zq, yd, zc) \
+	VMOVDQU      2(ptr)(BX*1), yq \
+	VPBROADCASTW (ptr)(BX*1), X14 \
+	VCVTPH2PS    X14, yd          \
+	GCORR(zq, zc)
+
+#define GQ8W2(ptr) \
+	VMOVDQU      2(ptr)(BX*1), Y12          \
+	VINSERTI64X4 $1, 36(ptr)(BX*1), Z12, Z12 \
+	VPXORD       Z15, Z12, Z12              \
+	VPBROADCASTW (ptr)(BX*1), Y13           \
+	VPBROADCASTW 34(ptr)(BX*1), X14         \
+	VINSERTI128  $1, X14, Y13, Y13          \
+	VCVTPH2PS    Y13, Z13
+
+#define GQ8W1(ptr) \
 	VPXOR        2(ptr)(BX*1), Y15, Y12 \
-	VPBROADCASTW (ptr)(BX*1), X13        \
+	VPBROADCASTW (ptr)(BX*1), X13       \
 	VCVTPH2PS    X13, Y13
 
-#define GQ4W(ptr) \
-	VBROADCASTI128 2(ptr)(AX*1), Y12          \
-	VPSRLVQ        q4shift<>(SB), Y12, Y12    \
-	VPANDD.BCST    q8c0f<>(SB), Y12, Y12      \
-	VPBROADCASTW   (ptr)(AX*1), X13           \
+#define GQ4W2(ptr) \
+	VBROADCASTI128 2(ptr)(AX*1), Y12           \
+	VBROADCASTI128 20(ptr)(AX*1), Y14          \
+	VINSERTI64X4   $1, Y14, Z12, Z12           \
+	VPSRLVQ        q4shift512<>(SB), Z12, Z12  \
+	VPANDD.BCST    q8c0f<>(SB), Z12, Z12       \
+	VPBROADCASTW   (ptr)(AX*1), Y13            \
+	VPBROADCASTW   18(ptr)(AX*1), X14          \
+	VINSERTI128    $1, X14, Y13, Y13           \
+	VCVTPH2PS      Y13, Z13
+
+#define GQ4W1(ptr) \
+	VBROADCASTI128 2(ptr)(AX*1), Y12      \
+	VPSRLVQ        q4shift<>(SB), Y12, Y12 \
+	VPANDD.BCST    q8c0f<>(SB), Y12, Y12   \
+	VPBROADCASTW   (ptr)(AX*1), X13        \
 	VCVTPH2PS      X13, Y13
 
-#define GZERO \
-	VPXORD Y16, Y16, Y16 \
-	VPXORD Y17, Y17, Y17 \
-	VPXORD Y18, Y18, Y18 \
-	VPXORD Y19, Y19, Y19 \
-	VPXORD Y20, Y20, Y20 \
-	VPXORD Y21, Y21, Y21 \
-	VPXORD Y22, Y22, Y22 \
-	VPXORD Y23, Y23, Y23 \
-	VPXORD Y24, Y24, Y24 \
-	VPXORD Y25, Y25, Y25 \
-	VPXORD Y26, Y26, Y26 \
-	VPXORD Y27, Y27, Y27 \
-	VPXORD Y28, Y28, Y28 \
-	VPXORD Y29, Y29, Y29 \
-	VPXORD Y30, Y30, Y30 \
-	VPXORD Y31, Y31, Y31
+// GPAIR accumulates the current row (Z12, Z13) times one token.
+#define GPAIR(q, d, c, acc) \
+	VMOVDQA64   c, Z14      \
+	VPDPBUSD    q, Z12, Z14 \
+	VCVTDQ2PS   Z14, Z14    \
+	VMULPS      d, Z14, Z14 \
+	VFMADD231PS Z13, Z14, acc
 
-// GSTORE reduces the sums of token t (rows a0-a3) and stores them at (DX).
-#define GSTORE(a0, a1, a2, a3) \
-	VMOVAPS      a0, Y8    \
-	VMOVAPS      a1, Y9    \
-	VMOVAPS      a2, Y10   \
-	VMOVAPS      a3, Y11   \
+#define GROW4(a0, a1, a2, a3) \
+	GPAIR(Z0, Z4, Z8, a0)  \
+	GPAIR(Z1, Z5, Z9, a1)  \
+	GPAIR(Z2, Z6, Z10, a2) \
+	GPAIR(Z3, Z7, Z11, a3)
+
+#define GTOKS2 \
+	GXTOK2(SI, Y0, Z0, Z4, Z8)  \
+	GXTOK2(R8, Y1, Z1, Z5, Z9)  \
+	GXTOK2(R9, Y2, Z2, Z6, Z10) \
+	GXTOK2(R10, Y3, Z3, Z7, Z11)
+
+#define GTOKS1 \
+	GXTOK1(SI, Y0, Z0, Y4, Z8)  \
+	GXTOK1(R8, Y1, Z1, Y5, Z9)  \
+	GXTOK1(R9, Y2, Z2, Y6, Z10) \
+	GXTOK1(R10, Y3, Z3, Y7, Z11)
+
+// GROWS runs the four rows with the weight loader wl.
+#define GROWS(wl) \
+	wl(DI)                     \
+	GROW4(Z16, Z17, Z18, Z19)  \
+	wl(R11)                    \
+	GROW4(Z20, Z21, Z22, Z23)  \
+	wl(R12)                    \
+	GROW4(Z24, Z25, Z26, Z27)  \
+	wl(R13)                    \
+	GROW4(Z28, Z29, Z30, Z31)
+
+#define GZERO \
+	VPXORD Z16, Z16, Z16 \
+	VPXORD Z17, Z17, Z17 \
+	VPXORD Z18, Z18, Z18 \
+	VPXORD Z19, Z19, Z19 \
+	VPXORD Z20, Z20, Z20 \
+	VPXORD Z21, Z21, Z21 \
+	VPXORD Z22, Z22, Z22 \
+	VPXORD Z23, Z23, Z23 \
+	VPXORD Z24, Z24, Z24 \
+	VPXORD Z25, Z25, Z25 \
+	VPXORD Z26, Z26, Z26 \
+	VPXORD Z27, Z27, Z27 \
+	VPXORD Z28, Z28, Z28 \
+	VPXORD Z29, Z29, Z29 \
+	VPXORD Z30, Z30, Z30 \
+	VPXORD Z31, Z31, Z31
+
+// GFOLD adds the upper half of z (lower half y) into the low register r.
+#define GFOLD(z, y, r) \
+	VEXTRACTF64X4 $1, z, r \
+	VADDPS        y, r, r
+
+// GSTORE reduces token t's sums (rows 0-3) and stores them at (DX).
+#define GSTORE(z0, y0, z1, y1, z2, y2, z3, y3) \
+	GFOLD(z0, y0, Y8)  \
+	GFOLD(z1, y1, Y9)  \
+	GFOLD(z2, y2, Y10) \
+	GFOLD(z3, y3, Y11) \
 	HSUM4
 
 // GSTOREALL stores the 16 sums; CX holds ldo in bytes.
 #define GSTOREALL \
-	GSTORE(Y16, Y20, Y24, Y28) \
-	ADDQ CX, DX                \
-	GSTORE(Y17, Y21, Y25, Y29) \
-	ADDQ CX, DX                \
-	GSTORE(Y18, Y22, Y26, Y30) \
-	ADDQ CX, DX                \
-	GSTORE(Y19, Y23, Y27, Y31)
+	GSTORE(Z16, Y16, Z20, Y20, Z24, Y24, Z28, Y28) \
+	ADDQ CX, DX                                    \
+	GSTORE(Z17, Y17, Z21, Y21, Z25, Y25, Z29, Y29) \
+	ADDQ CX, DX                                    \
+	GSTORE(Z18, Y18, Z22, Y22, Z26, Y26, Z30, Y30) \
+	ADDQ CX, DX                                    \
+	GSTORE(Z19, Y19, Z23, Y23, Z27, Y27, Z31, Y31)
 
-// GPROLOGUE sets the row and token pointers from DI (w), SI (xq) and CX
-// (nb); CX ends up as the weights' row bytes and R14 as the next row group.
-#define GPROLOGUE(bs) \
-	MOVQ CX, R14           \
-	IMULQ $34, R14         \
-	LEAQ (SI)(R14*1), R8   \
-	LEAQ (R8)(R14*1), R9   \
-	LEAQ (R9)(R14*1), R10  \
-	IMULQ $bs, CX          \
-	LEAQ (DI)(CX*1), R11   \
-	LEAQ (R11)(CX*1), R12  \
-	LEAQ (R12)(CX*1), R13  \
-	LEAQ (R13)(CX*1), R14
+// GPTRS sets the token pointers from SI with stride CX, the row pointers
+// from DI with stride rb, and R14 to the next row group.
+#define GPTRS(rb) \
+	LEAQ (SI)(CX*1), R8   \
+	LEAQ (R8)(CX*1), R9   \
+	LEAQ (R9)(CX*1), R10  \
+	LEAQ (DI)(rb*1), R11  \
+	LEAQ (R11)(rb*1), R12 \
+	LEAQ (R12)(rb*1), R13 \
+	LEAQ (R13)(rb*1), R14
 
 // func q8GemmVNNI(out *float32, ldo int, w *byte, nb int, xq *byte)
 TEXT ·q8GemmVNNI(SB), NOSPLIT, $0-40
-	MOVQ out+0(FP), DX
-	MOVQ w+16(FP), DI
-	MOVQ nb+24(FP), CX
-	MOVQ xq+32(FP), SI
-	GPROLOGUE(34)
-	VPBROADCASTD q8c80<>(SB), Y15
+	MOVQ  out+0(FP), DX
+	MOVQ  w+16(FP), DI
+	MOVQ  nb+24(FP), CX
+	MOVQ  xq+32(FP), SI
+	IMULQ $34, CX
+	GPTRS(CX)
+	SUBQ  $34, CX
+	VPBROADCASTD q8c80<>(SB), Z15
 	GZERO
-	XORQ BX, BX
+	XORQ  BX, BX
+	CMPQ  BX, CX
+	JGE   q8gtail
 
-q8gblk:
+q8gpair:
 	PREFETCHT0 (R14)(BX*4)
 	PREFETCHT0 64(R14)(BX*4)
 	PREFETCHT0 128(R14)(BX*4)
-	GXTOK(SI, BX, Y0, Y4, Y8)
-	GXTOK(R8, BX, Y1, Y5, Y9)
-	GXTOK(R9, BX, Y2, Y6, Y10)
-	GXTOK(R10, BX, Y3, Y7, Y11)
-	GQ8W(DI)
-	GROW4(Y16, Y17, Y18, Y19)
-	GQ8W(R11)
-	GROW4(Y20, Y21, Y22, Y23)
-	GQ8W(R12)
-	GROW4(Y24, Y25, Y26, Y27)
-	GQ8W(R13)
-	GROW4(Y28, Y29, Y30, Y31)
-	ADDQ $34, BX
+	PREFETCHT0 192(R14)(BX*4)
+	PREFETCHT0 256(R14)(BX*4)
+	GTOKS2
+	GROWS(GQ8W2)
+	ADDQ $68, BX
 	CMPQ BX, CX
-	JLT  q8gblk
+	JLT  q8gpair
 
+q8gtail:
+	CMPQ BX, CX
+	JNE  q8gstore
+	GTOKS1
+	GROWS(GQ8W1)
+
+q8gstore:
 	MOVQ ldo+8(FP), CX
 	SHLQ $2, CX
 	GSTOREALL
@@ -768,36 +843,40 @@ q8gblk:
 
 // func q4GemmVNNI(out *float32, ldo int, w *byte, nb int, xq *byte)
 TEXT ·q4GemmVNNI(SB), NOSPLIT, $0-40
-	MOVQ out+0(FP), DX
-	MOVQ w+16(FP), DI
-	MOVQ nb+24(FP), CX
-	MOVQ xq+32(FP), SI
-	GPROLOGUE(18)
-	VPBROADCASTD q8c08<>(SB), Y15
+	MOVQ  out+0(FP), DX
+	MOVQ  w+16(FP), DI
+	MOVQ  nb+24(FP), CX
+	MOVQ  xq+32(FP), SI
+	MOVQ  CX, AX
+	IMULQ $34, CX
+	IMULQ $18, AX
+	GPTRS(AX)
+	SUBQ  $34, CX
+	VPBROADCASTD q8c08<>(SB), Z15
 	GZERO
-	XORQ AX, AX
-	XORQ BX, BX
+	XORQ  AX, AX
+	XORQ  BX, BX
+	CMPQ  BX, CX
+	JGE   q4gtail
 
-q4gblk:
+q4gpair:
 	PREFETCHT0 (R14)(AX*4)
 	PREFETCHT0 64(R14)(AX*4)
-	GXTOK(SI, BX, Y0, Y4, Y8)
-	GXTOK(R8, BX, Y1, Y5, Y9)
-	GXTOK(R9, BX, Y2, Y6, Y10)
-	GXTOK(R10, BX, Y3, Y7, Y11)
-	GQ4W(DI)
-	GROW4(Y16, Y17, Y18, Y19)
-	GQ4W(R11)
-	GROW4(Y20, Y21, Y22, Y23)
-	GQ4W(R12)
-	GROW4(Y24, Y25, Y26, Y27)
-	GQ4W(R13)
-	GROW4(Y28, Y29, Y30, Y31)
-	ADDQ $34, BX
-	ADDQ $18, AX
-	CMPQ AX, CX
-	JLT  q4gblk
+	PREFETCHT0 128(R14)(AX*4)
+	GTOKS2
+	GROWS(GQ4W2)
+	ADDQ $68, BX
+	ADDQ $36, AX
+	CMPQ BX, CX
+	JLT  q4gpair
 
+q4gtail:
+	CMPQ BX, CX
+	JNE  q4gstore
+	GTOKS1
+	GROWS(GQ4W1)
+
+q4gstore:
 	MOVQ ldo+8(FP), CX
 	SHLQ $2, CX
 	GSTOREALL
