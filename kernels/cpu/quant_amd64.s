@@ -2,6 +2,9 @@
 
 #include "textflag.h"
 
+// PFD is how far ahead (bytes) the one-row matvec loops prefetch.
+#define PFD 1024
+
 // Constants shared by the quantized kernels.
 DATA q8c80<>+0(SB)/4, $0x80808080
 GLOBL q8c80<>(SB), RODATA|NOPTR, $4
@@ -198,39 +201,7 @@ q8a2done:
 	RET
 
 // ---------------------------------------------------------------------------
-// Q8_0 × Q8_0 matvec with AVX-512 VNNI (on 256-bit vectors).
-//
-// vpdpbusd multiplies unsigned by signed bytes, so the weights are offset
-// by +128 (xor 0x80) and the block's 128·Σqx is subtracted: the integer sum
-// per block stays exact. Each block's int32 lanes become floats scaled by
-// d_w·d_x and accumulate in one float vector per row.
-//
-// Registers: SI xq, BX block offset (both layouts are 34 bytes per block),
-// Y0 qx, Y1 d_x, Y2 −128·Σqx partials, Y15 0x80 bytes, Y8-Y11 row sums.
-
-#define PFD 2048
-
-// Q8VNNIROW accumulates one row's block into acc. ptr is the row base.
-#define Q8VNNIROW(ptr, acc) \
-	VPXOR       2(ptr)(BX*1), Y15, Y4 \
-	VMOVDQA     Y2, Y5                \
-	VPDPBUSD    Y0, Y4, Y5            \
-	VCVTDQ2PS   Y5, Y5                \
-	VPBROADCASTW (ptr)(BX*1), X6      \
-	VCVTPH2PS   X6, Y6                \
-	VMULPS      Y1, Y6, Y6            \
-	VFMADD231PS Y6, Y5, acc
-
-// Q8XBLOCK loads the activation block at BX into Y0, Y1, Y2 (Q8 offset
-// correction: −128·Σqx, from the constant in Y15).
-#define Q8XBLOCK \
-	VMOVDQU      2(SI)(BX*1), Y0 \
-	VPBROADCASTW (SI)(BX*1), X1   \
-	VCVTPH2PS    X1, Y1           \
-	VPXOR        Y3, Y3, Y3       \
-	VPXOR        Y2, Y2, Y2       \
-	VPDPBUSD     Y0, Y15, Y2      \
-	VPSUBD       Y2, Y3, Y2
+// Horizontal sums shared by the matvecs.
 
 // HSUM4 reduces Y8-Y11 to four floats stored at (DX).
 #define HSUM4 \
@@ -248,207 +219,6 @@ q8a2done:
 	VHADDPS      X8, X8, X8 \
 	VHADDPS      X8, X8, X8 \
 	VMOVSS       X8, (DX)
-
-// func q8MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
-TEXT ·q8MatvecVNNI(SB), NOSPLIT, $0-40
-	MOVQ out+0(FP), DX
-	MOVQ w+8(FP), DI
-	MOVQ rows+16(FP), R8
-	MOVQ nb+24(FP), R10
-	MOVQ xq+32(FP), SI
-	IMULQ $34, R10 // row bytes
-	VPBROADCASTD q8c80<>(SB), Y15
-
-q8v4rows:
-	CMPQ R8, $4
-	JLT  q8v1rows
-	LEAQ (DI)(R10*1), R11
-	LEAQ (R11)(R10*1), R12
-	LEAQ (R12)(R10*1), R13
-	LEAQ (R13)(R10*1), R14
-	VXORPS Y8, Y8, Y8
-	VXORPS Y9, Y9, Y9
-	VXORPS Y10, Y10, Y10
-	VXORPS Y11, Y11, Y11
-	XORQ BX, BX
-
-q8v4blk:
-	PREFETCHT0 (R14)(BX*4)
-	PREFETCHT0 64(R14)(BX*4)
-	PREFETCHT0 128(R14)(BX*4)
-	Q8XBLOCK
-	Q8VNNIROW(DI, Y8)
-	Q8VNNIROW(R11, Y9)
-	Q8VNNIROW(R12, Y10)
-	Q8VNNIROW(R13, Y11)
-	ADDQ $34, BX
-	CMPQ BX, R10
-	JLT  q8v4blk
-
-	HSUM4
-	ADDQ $16, DX
-	LEAQ (R13)(R10*1), DI
-	SUBQ $4, R8
-	JMP  q8v4rows
-
-q8v1rows:
-	TESTQ R8, R8
-	JEQ   q8vdone
-	VXORPS Y8, Y8, Y8
-	XORQ BX, BX
-
-q8v1blk:
-	PREFETCHT0 PFD(DI)(BX*1)
-	Q8XBLOCK
-	Q8VNNIROW(DI, Y8)
-	ADDQ $34, BX
-	CMPQ BX, R10
-	JLT  q8v1blk
-
-	HSUM1
-	ADDQ $4, DX
-	ADDQ R10, DI
-	DECQ R8
-	JMP  q8v1rows
-
-q8vdone:
-	VZEROUPPER
-	RET
-
-// ---------------------------------------------------------------------------
-// Q4_0 × Q8_0 matvec with AVX-512 VNNI (on 256-bit vectors).
-//
-// The nibbles are already unsigned (0..15), so vpdpbusd takes them as they
-// are and the block's 8·Σqx is subtracted. AX walks the weights (18 bytes
-// per block), BX the activations (34 bytes per block).
-
-#define Q4VNNIROW(ptr, acc) \
-	VBROADCASTI128 2(ptr)(AX*1), Y4 \
-	VPSRLVQ     Y14, Y4, Y4           \
-	VPAND       Y13, Y4, Y4           \
-	VMOVDQA     Y2, Y5                \
-	VPDPBUSD    Y0, Y4, Y5            \
-	VCVTDQ2PS   Y5, Y5                \
-	VPBROADCASTW (ptr)(AX*1), X6      \
-	VCVTPH2PS   X6, Y6                \
-	VMULPS      Y1, Y6, Y6            \
-	VFMADD231PS Y6, Y5, acc
-
-#define Q4XBLOCK \
-	VMOVDQU      2(SI)(BX*1), Y0 \
-	VPBROADCASTW (SI)(BX*1), X1   \
-	VCVTPH2PS    X1, Y1           \
-	VPXOR        Y3, Y3, Y3       \
-	VPXOR        Y2, Y2, Y2       \
-	VPDPBUSD     Y0, Y15, Y2      \
-	VPSUBD       Y2, Y3, Y2
-
-// func q4MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
-TEXT ·q4MatvecVNNI(SB), NOSPLIT, $0-40
-	MOVQ out+0(FP), DX
-	MOVQ w+8(FP), DI
-	MOVQ rows+16(FP), R8
-	MOVQ nb+24(FP), R10
-	MOVQ xq+32(FP), SI
-	IMULQ $18, R10 // row bytes
-	VPBROADCASTD q8c08<>(SB), Y15
-	VMOVDQU      q4shift<>(SB), Y14
-	VPBROADCASTD q8c0f<>(SB), Y13
-
-q4v4rows:
-	CMPQ R8, $4
-	JLT  q4v1rows
-	LEAQ (DI)(R10*1), R11
-	LEAQ (R11)(R10*1), R12
-	LEAQ (R12)(R10*1), R13
-	LEAQ (R13)(R10*1), R14
-	VXORPS Y8, Y8, Y8
-	VXORPS Y9, Y9, Y9
-	VXORPS Y10, Y10, Y10
-	VXORPS Y11, Y11, Y11
-	XORQ AX, AX
-	XORQ BX, BX
-
-q4v4blk:
-	PREFETCHT0 (R14)(AX*4)
-	PREFETCHT0 64(R14)(AX*4)
-	Q4XBLOCK
-	Q4VNNIROW(DI, Y8)
-	Q4VNNIROW(R11, Y9)
-	Q4VNNIROW(R12, Y10)
-	Q4VNNIROW(R13, Y11)
-	ADDQ $34, BX
-	ADDQ $18, AX
-	CMPQ AX, R10
-	JLT  q4v4blk
-
-	HSUM4
-	ADDQ $16, DX
-	LEAQ (R13)(R10*1), DI
-	SUBQ $4, R8
-	JMP  q4v4rows
-
-q4v1rows:
-	TESTQ R8, R8
-	JEQ   q4vdone
-	VXORPS Y8, Y8, Y8
-	XORQ AX, AX
-	XORQ BX, BX
-
-q4v1blk:
-	PREFETCHT0 PFD(DI)(AX*1)
-	Q4XBLOCK
-	Q4VNNIROW(DI, Y8)
-	ADDQ $34, BX
-	ADDQ $18, AX
-	CMPQ AX, R10
-	JLT  q4v1blk
-
-	HSUM1
-	ADDQ $4, DX
-	ADDQ R10, DI
-	DECQ R8
-	JMP  q4v1rows
-
-q4vdone:
-	VZEROUPPER
-	RET
-
-// ---------------------------------------------------------------------------
-// func readBytesAVX2(p *byte, n int) uint64
-// Reads n bytes (a multiple of 128) and returns a checksum, to measure the
-// memory read bandwidth the matvecs compete for.
-TEXT ·readBytesAVX2(SB), NOSPLIT, $0-24
-	MOVQ p+0(FP), SI
-	MOVQ n+8(FP), CX
-	VPXOR Y0, Y0, Y0
-	VPXOR Y1, Y1, Y1
-	VPXOR Y2, Y2, Y2
-	VPXOR Y3, Y3, Y3
-	SHRQ  $7, CX
-	JEQ   rbdone
-
-rbloop:
-	VPADDQ (SI), Y0, Y0
-	VPADDQ 32(SI), Y1, Y1
-	VPADDQ 64(SI), Y2, Y2
-	VPADDQ 96(SI), Y3, Y3
-	ADDQ   $128, SI
-	DECQ   CX
-	JNE    rbloop
-
-rbdone:
-	VPADDQ       Y1, Y0, Y0
-	VPADDQ       Y3, Y2, Y2
-	VPADDQ       Y2, Y0, Y0
-	VEXTRACTI128 $1, Y0, X1
-	VPADDQ       X1, X0, X0
-	VPSHUFD      $0x4e, X0, X1
-	VPADDQ       X1, X0, X0
-	VMOVQ        X0, AX
-	MOVQ         AX, ret+16(FP)
-	VZEROUPPER
-	RET
 
 // ---------------------------------------------------------------------------
 // AVX2 matvecs (no VNNI). Q8_0 uses the sign trick: vpmaddubsw(|w|,
@@ -767,7 +537,8 @@ GLOBL q4shift512<>(SB), RODATA|NOPTR, $64
 	VPXORD Z30, Z30, Z30 \
 	VPXORD Z31, Z31, Z31
 
-// GFOLD adds the upper half of z (lower half y) into the low register r.
+// GFOLD sets the low register r to the sum of z's halves (y: its lower
+// half; r must differ from y).
 #define GFOLD(z, y, r) \
 	VEXTRACTF64X4 $1, z, r \
 	VADDPS        y, r, r
@@ -880,5 +651,265 @@ q4gstore:
 	MOVQ ldo+8(FP), CX
 	SHLQ $2, CX
 	GSTOREALL
+	VZEROUPPER
+	RET
+
+// ---------------------------------------------------------------------------
+// Matvecs with AVX-512 VNNI, four rows per pass sharing the activation
+// loads, two blocks per 512-bit vector (the prefill tiles' loaders above,
+// with one token).
+//
+// vpdpbusd multiplies unsigned by signed bytes. Q8_0 weights are offset by
+// +128 (xor 0x80) and the block's 128·Σqx is subtracted; Q4_0 nibbles are
+// unsigned already and 8·Σqx is subtracted. The integer sums stay exact;
+// each block's int32 lanes are scaled by d_w·d_x and accumulate in floats.
+//
+// Four interleaved row streams defeat the hardware prefetcher, so each
+// pass prefetches the next four-row group as one linear stream.
+//
+// Registers: DI, R11-R13 the rows, R14 the next group, R10 the row bytes,
+// R8 the rows left, SI the activations, BX their offset, AX the Q4_0
+// weight offset, CX the last block's activation offset; Z0 qx, Z1 d_x,
+// Z2 the offset correction, Z8-Z11 the row sums, Z12-Z15 as in the tiles.
+
+// MROW accumulates the current row (Z12, Z13) into acc.
+#define MROW(acc) GPAIR(Z0, Z1, Z2, acc)
+
+// MFOLD adds the upper half of z into its lower half y.
+#define MFOLD(z, y) \
+	VEXTRACTF64X4 $1, z, Y12 \
+	VADDPS        Y12, y, y
+
+#define MFOLD4 \
+	MFOLD(Z8, Y8)   \
+	MFOLD(Z9, Y9)   \
+	MFOLD(Z10, Y10) \
+	MFOLD(Z11, Y11)
+
+// MROWS4 runs the four rows with the weight loader wl.
+#define MROWS4(wl) \
+	wl(DI)     \
+	MROW(Z8)   \
+	wl(R11)    \
+	MROW(Z9)   \
+	wl(R12)    \
+	MROW(Z10)  \
+	wl(R13)    \
+	MROW(Z11)
+
+// func q8MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
+TEXT ·q8MatvecVNNI(SB), NOSPLIT, $0-40
+	MOVQ  out+0(FP), DX
+	MOVQ  w+8(FP), DI
+	MOVQ  rows+16(FP), R8
+	MOVQ  nb+24(FP), R10
+	MOVQ  xq+32(FP), SI
+	IMULQ $34, R10
+	LEAQ  -34(R10), CX
+	VPBROADCASTD q8c80<>(SB), Z15
+
+q8v4rows:
+	CMPQ R8, $4
+	JLT  q8v1rows
+	LEAQ (DI)(R10*1), R11
+	LEAQ (R11)(R10*1), R12
+	LEAQ (R12)(R10*1), R13
+	LEAQ (R13)(R10*1), R14
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	XORQ BX, BX
+	CMPQ BX, CX
+	JGE  q8v4tail
+
+q8v4pair:
+	PREFETCHT0 (R14)(BX*4)
+	PREFETCHT0 64(R14)(BX*4)
+	PREFETCHT0 128(R14)(BX*4)
+	PREFETCHT0 192(R14)(BX*4)
+	PREFETCHT0 256(R14)(BX*4)
+	GXTOK2(SI, Y0, Z0, Z1, Z2)
+	MROWS4(GQ8W2)
+	ADDQ $68, BX
+	CMPQ BX, CX
+	JLT  q8v4pair
+
+q8v4tail:
+	CMPQ BX, CX
+	JNE  q8v4store
+	GXTOK1(SI, Y0, Z0, Y1, Z2)
+	MROWS4(GQ8W1)
+
+q8v4store:
+	MFOLD4
+	HSUM4
+	ADDQ $16, DX
+	MOVQ R14, DI
+	SUBQ $4, R8
+	JMP  q8v4rows
+
+q8v1rows:
+	TESTQ R8, R8
+	JEQ   q8vdone
+	VPXORD Z8, Z8, Z8
+	XORQ  BX, BX
+	CMPQ  BX, CX
+	JGE   q8v1tail
+
+q8v1pair:
+	PREFETCHT0 PFD(DI)(BX*1)
+	PREFETCHT0 PFD+64(DI)(BX*1)
+	GXTOK2(SI, Y0, Z0, Z1, Z2)
+	GQ8W2(DI)
+	MROW(Z8)
+	ADDQ $68, BX
+	CMPQ BX, CX
+	JLT  q8v1pair
+
+q8v1tail:
+	CMPQ BX, CX
+	JNE  q8v1store
+	GXTOK1(SI, Y0, Z0, Y1, Z2)
+	GQ8W1(DI)
+	MROW(Z8)
+
+q8v1store:
+	MFOLD(Z8, Y8)
+	HSUM1
+	ADDQ $4, DX
+	ADDQ R10, DI
+	DECQ R8
+	JMP  q8v1rows
+
+q8vdone:
+	VZEROUPPER
+	RET
+
+// func q4MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
+TEXT ·q4MatvecVNNI(SB), NOSPLIT, $0-40
+	MOVQ  out+0(FP), DX
+	MOVQ  w+8(FP), DI
+	MOVQ  rows+16(FP), R8
+	MOVQ  nb+24(FP), R10
+	MOVQ  xq+32(FP), SI
+	MOVQ  R10, CX
+	IMULQ $34, CX
+	SUBQ  $34, CX
+	IMULQ $18, R10
+	VPBROADCASTD q8c08<>(SB), Z15
+
+q4v4rows:
+	CMPQ R8, $4
+	JLT  q4v1rows
+	LEAQ (DI)(R10*1), R11
+	LEAQ (R11)(R10*1), R12
+	LEAQ (R12)(R10*1), R13
+	LEAQ (R13)(R10*1), R14
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	XORQ AX, AX
+	XORQ BX, BX
+	CMPQ BX, CX
+	JGE  q4v4tail
+
+q4v4pair:
+	PREFETCHT0 (R14)(AX*4)
+	PREFETCHT0 64(R14)(AX*4)
+	PREFETCHT0 128(R14)(AX*4)
+	GXTOK2(SI, Y0, Z0, Z1, Z2)
+	MROWS4(GQ4W2)
+	ADDQ $68, BX
+	ADDQ $36, AX
+	CMPQ BX, CX
+	JLT  q4v4pair
+
+q4v4tail:
+	CMPQ BX, CX
+	JNE  q4v4store
+	GXTOK1(SI, Y0, Z0, Y1, Z2)
+	MROWS4(GQ4W1)
+
+q4v4store:
+	MFOLD4
+	HSUM4
+	ADDQ $16, DX
+	MOVQ R14, DI
+	SUBQ $4, R8
+	JMP  q4v4rows
+
+q4v1rows:
+	TESTQ R8, R8
+	JEQ   q4vdone
+	VPXORD Z8, Z8, Z8
+	XORQ  AX, AX
+	XORQ  BX, BX
+	CMPQ  BX, CX
+	JGE   q4v1tail
+
+q4v1pair:
+	PREFETCHT0 PFD(DI)(AX*1)
+	GXTOK2(SI, Y0, Z0, Z1, Z2)
+	GQ4W2(DI)
+	MROW(Z8)
+	ADDQ $68, BX
+	ADDQ $36, AX
+	CMPQ BX, CX
+	JLT  q4v1pair
+
+q4v1tail:
+	CMPQ BX, CX
+	JNE  q4v1store
+	GXTOK1(SI, Y0, Z0, Y1, Z2)
+	GQ4W1(DI)
+	MROW(Z8)
+
+q4v1store:
+	MFOLD(Z8, Y8)
+	HSUM1
+	ADDQ $4, DX
+	ADDQ R10, DI
+	DECQ R8
+	JMP  q4v1rows
+
+q4vdone:
+	VZEROUPPER
+	RET
+
+// ---------------------------------------------------------------------------
+// func readBytesAVX2(p *byte, n int) uint64
+// Reads n bytes (a multiple of 128) and returns a checksum, to measure the
+// memory read bandwidth the matvecs compete for.
+TEXT ·readBytesAVX2(SB), NOSPLIT, $0-24
+	MOVQ p+0(FP), SI
+	MOVQ n+8(FP), CX
+	VPXOR Y0, Y0, Y0
+	VPXOR Y1, Y1, Y1
+	VPXOR Y2, Y2, Y2
+	VPXOR Y3, Y3, Y3
+	SHRQ  $7, CX
+	JEQ   rbdone
+
+rbloop:
+	VPADDQ (SI), Y0, Y0
+	VPADDQ 32(SI), Y1, Y1
+	VPADDQ 64(SI), Y2, Y2
+	VPADDQ 96(SI), Y3, Y3
+	ADDQ   $128, SI
+	DECQ   CX
+	JNE    rbloop
+
+rbdone:
+	VPADDQ       Y1, Y0, Y0
+	VPADDQ       Y3, Y2, Y2
+	VPADDQ       Y2, Y0, Y0
+	VEXTRACTI128 $1, Y0, X1
+	VPADDQ       X1, X0, X0
+	VPSHUFD      $0x4e, X0, X1
+	VPADDQ       X1, X0, X0
+	VMOVQ        X0, AX
+	MOVQ         AX, ret+16(FP)
 	VZEROUPPER
 	RET
