@@ -308,3 +308,61 @@ func BenchmarkSentencePiece(b *testing.B) {
 		}
 	})
 }
+
+// toyBPE is a byte-level vocabulary: the 256 byte symbols, "ab", "abc"
+// (reachable only through merges "a b", "ab c") and "xyz" (no merges), a
+// control and a user-defined token.
+func toyBPE(t *testing.T, pre string) *BPE {
+	t.Helper()
+	var tokens []string
+	for b := range 256 {
+		tokens = append(tokens, string(byteToRune[b]))
+	}
+	tokens = append(tokens, "ab", "abc", "xyz", "<|end|>", "<x>")
+	types := make([]int32, len(tokens))
+	for i := range types {
+		types[i] = TypeNormal
+	}
+	types[259], types[260] = TypeControl, TypeUserDefined
+	tok, err := NewBPE(BPEVocab{Tokens: tokens, Types: types, Merges: []string{"a b", "ab c"}, Pre: pre, BOS: -1, EOS: 259})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestToyBPE(t *testing.T) {
+	q := toyBPE(t, "qwen2")
+	if got := q.Encode("abc xyz", EncodeOptions{}); !slices.Equal(got, []int{257, ' ', 'x', 'y', 'z'}) {
+		t.Errorf("qwen2 Encode = %v", got)
+	}
+	// llama-bpe emits a word that is a token as is (ignore_merges).
+	l := toyBPE(t, "llama-bpe")
+	if got := l.Encode("xyz", EncodeOptions{}); !slices.Equal(got, []int{258}) {
+		t.Errorf("llama-bpe Encode(xyz) = %v", got)
+	}
+	// Control tokens only with ParseSpecial; user-defined always.
+	if got := q.Encode("a<|end|><x>", EncodeOptions{}); got[len(got)-1] != 260 || slices.Contains(got, 259) {
+		t.Errorf("Encode without ParseSpecial = %v", got)
+	}
+	if got := q.Encode("a<|end|><x>", EncodeOptions{ParseSpecial: true}); !slices.Equal(got, []int{'a', 259, 260}) {
+		t.Errorf("Encode with ParseSpecial = %v", got)
+	}
+	ids := []int{'a', 259, 260, 99999, -1}
+	if got := q.Decode(ids); got != "a<x>" {
+		t.Errorf("Decode = %q", got)
+	}
+	if got := q.DecodeSpecial(ids); got != "a<|end|><x>" {
+		t.Errorf("DecodeSpecial = %q", got)
+	}
+	if !q.IsEOG(259) || q.IsEOG(260) || q.IsEOG(-5) {
+		t.Error("IsEOG")
+	}
+	// A vocabulary without every byte is refused.
+	if _, err := NewBPE(BPEVocab{Tokens: []string{"a", "b"}, Pre: "gpt2", BOS: -1, EOS: -1}); err == nil || !strings.Contains(err.Error(), "byte 0x00") {
+		t.Errorf("missing bytes: err = %v", err)
+	}
+	if _, err := NewBPE(BPEVocab{Tokens: q.tokens, Merges: []string{"ab"}, Pre: "gpt2", BOS: -1, EOS: -1}); err == nil || !strings.Contains(err.Error(), `merge 0 "ab"`) {
+		t.Errorf("bad merge: err = %v", err)
+	}
+}

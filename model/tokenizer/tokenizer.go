@@ -3,6 +3,45 @@
 // SentencePiece-style "llama" model (scores, byte fallback) and GGUF's
 // byte-level BPE "gpt2" model (merges and a pre-tokenizer regex, as Llama 3,
 // Qwen2/3 and SmolLM use).
+//
+// # SentencePiece
+//
+// [SentencePiece] (from [LoadLlama2C], [ParseLlama2C] or [NewSentencePiece])
+// prepends a space to the text (the dummy prefix; again after each added
+// token matched in the text), makes one symbol per UTF-8 code point that is
+// a piece and one byte-fallback symbol ("<0xXX>") per byte of any other code
+// point, and then merges the adjacent pair whose concatenation is the
+// highest-scoring piece, leftmost first, until no pair is a piece. Candidate
+// merges sit in a heap, so this costs O(n log n). When no piece has a space
+// after another character (true of the Llama 2 and TinyStories
+// vocabularies), no merge can cross the start of a run of spaces, so the text
+// is cut there and each word is encoded alone and cached.
+//
+// # Byte-level BPE
+//
+// [BPE] (from [NewBPE]) first splits out added tokens: user-defined ones
+// always, control ones such as "<|im_start|>" only with
+// [EncodeOptions].ParseSpecial, the longest at each position. The text
+// between them is normalized to NFC and cut into words by the pre-tokenizer
+// named in the vocabulary ("qwen2", "llama-bpe", "gpt2"/"default",
+// "smollm"): hand-written scanners equivalent to the models' regular
+// expressions, which need a lookahead Go's regexp lacks. Each word's bytes
+// are then merged by merge rank, lowest first, leftmost on ties; results are
+// cached per word.
+//
+// # Decoding
+//
+// Decode and the streaming [Decoder] map ids back to bytes. Control tokens
+// print nothing unless asked (DecodeSpecial, [Decoder].ShowControl). For
+// SentencePiece, "▁" is a space, byte pieces are bytes, and the space that
+// opens the first piece after the start or after BOS (or any control token)
+// is dropped, undoing the dummy prefix. Bytes that do not form valid UTF-8
+// become U+FFFD, one per maximal ill-formed subpart (the WHATWG rule); the
+// streaming decoder holds back a sequence that later byte pieces may still
+// complete. To decode generated ids in context, prime a decoder with the
+// prompt ids.
+//
+// All tokenizers are safe for concurrent use; a Decoder is not.
 package tokenizer
 
 // EncodeOptions control Encode.
