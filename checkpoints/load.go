@@ -1,0 +1,472 @@
+package checkpoints
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
+	"github.com/mycel-net/mycel/model/tokenizer"
+)
+
+// Option configures Load.
+type Option func(*options) error
+
+type options struct {
+	dequantizeQ8 bool
+}
+
+// DequantizeQ8 makes Load turn the int8 tensors of a llama2.c v2 file into
+// f32 with the file's exact float32 scales, instead of repacking them into
+// Q8_0 blocks (whose scales are f16).
+func DequantizeQ8() Option {
+	return func(o *options) error { o.dequantizeQ8 = true; return nil }
+}
+
+func applyOptions(opts []Option) (*options, error) {
+	o := &options{}
+	for _, f := range opts {
+		if f == nil {
+			continue
+		}
+		if err := f(o); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// Model is a loaded model file.
+type Model struct {
+	// Weights may refer to the file's memory map: they are read-only, and
+	// valid until Close.
+	Weights *model.Weights
+	// Tokenizer is the vocabulary stored in the file, nil when it has none
+	// (llama2.c checkpoints keep theirs in a separate tokenizer.bin).
+	Tokenizer tokenizer.Tokenizer
+	// Format is "gguf", "llama2c-v0", "llama2c-v1" or "llama2c-v2".
+	Format string
+	// GGUF is the parsed file for GGUF models (its metadata), nil
+	// otherwise. It shares the memory map with Weights.
+	GGUF *GGUF
+	// Path is the file loaded.
+	Path string
+}
+
+// Close releases the memory map behind the weights. Safe to call twice.
+func (m *Model) Close() error {
+	if m.Weights == nil {
+		return nil
+	}
+	return m.Weights.Close()
+}
+
+// Load opens a model file, detecting its format from its first bytes:
+// GGUF, llama2.c "ak42" (v1, v2) or llama2.c legacy (v0, headerless, which
+// is recognised by its exact size). The file is memory-mapped; F32 (and
+// GGUF F16, BF16, Q8_0, Q4_0) tensors are used from the map without
+// copying.
+func Load(path string, opts ...Option) (*Model, error) {
+	o, err := applyOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	data, unmap, err := mapFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoints: %w", err)
+	}
+	m, err := loadBytes(data, path, o)
+	if err != nil {
+		unmap()
+		return nil, err
+	}
+	m.Weights.SetCloser(unmap)
+	if m.GGUF != nil {
+		m.GGUF.unmap = nil // the weights own the map
+	}
+	return m, nil
+}
+
+// LoadBytes is Load over a file held in memory. The model refers to data,
+// which must not change while it is in use.
+func LoadBytes(data []byte, opts ...Option) (*Model, error) {
+	o, err := applyOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	return loadBytes(data, "", o)
+}
+
+func loadBytes(data []byte, path string, o *options) (*Model, error) {
+	name := path
+	if name == "" {
+		name = "model"
+	}
+	if len(data) >= 4 && binary.LittleEndian.Uint32(data) == ggufMagic {
+		g, err := parseGGUF(data, path)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoints: %w", err)
+		}
+		m, err := modelFromGGUF(g)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoints: %s: %w", name, err)
+		}
+		m.Path = path
+		return m, nil
+	}
+	w, format, err := parseLlama2C(data, o)
+	if err != nil {
+		if format == FormatLlama2CV0 {
+			n := min(len(data), 8)
+			return nil, fmt.Errorf("checkpoints: %s: not a model file: its first bytes (% x %q) are not GGUF's or llama2.c's \"ak42\" magic, and as a legacy llama2.c checkpoint: %w",
+				name, data[:n], printable(data[:n]), err)
+		}
+		return nil, fmt.Errorf("checkpoints: %s: %w", name, err)
+	}
+	return &Model{Weights: w, Format: format, Path: path}, nil
+}
+
+// llama GGUF tensor names.
+const (
+	tnEmbedding = "token_embd.weight"
+	tnFinalNorm = "output_norm.weight"
+	tnOutput    = "output.weight"
+)
+
+// modelFromGGUF builds weights (and the tokenizer) from a "llama" GGUF.
+func modelFromGGUF(g *GGUF) (*Model, error) {
+	arch, err := g.String("general.architecture")
+	if err != nil {
+		return nil, err
+	}
+	if arch != "llama" {
+		return nil, fmt.Errorf("unsupported architecture %q", arch)
+	}
+	c, err := ggufConfig(g)
+	if err != nil {
+		return nil, err
+	}
+	w := &model.Weights{Config: c, Layers: make([]*model.Layer, c.Layers)}
+	if w.Embedding, err = ggufMatrix(g, tnEmbedding, c.Vocab, c.Dim); err != nil {
+		return nil, err
+	}
+	if w.FinalNorm, err = ggufNorm(g, tnFinalNorm, c.Dim); err != nil {
+		return nil, err
+	}
+	if _, ok := g.Tensor(tnOutput); ok {
+		if w.Output, err = ggufMatrix(g, tnOutput, c.Vocab, c.Dim); err != nil {
+			return nil, err
+		}
+		w.Config.SharedClassifier = false
+	} else {
+		w.Output = w.Embedding
+		w.Config.SharedClassifier = true
+	}
+	kv := c.KVDim()
+	for i := range w.Layers {
+		l := &model.Layer{}
+		p := "blk." + strconv.Itoa(i) + "."
+		for _, t := range []struct {
+			name       string
+			dst        **kernels.Matrix
+			rows, cols int
+		}{
+			{"attn_q", &l.Wq, c.Dim, c.Dim},
+			{"attn_k", &l.Wk, kv, c.Dim},
+			{"attn_v", &l.Wv, kv, c.Dim},
+			{"attn_output", &l.Wo, c.Dim, c.Dim},
+			{"ffn_gate", &l.W1, c.Hidden, c.Dim},
+			{"ffn_down", &l.W2, c.Dim, c.Hidden},
+			{"ffn_up", &l.W3, c.Hidden, c.Dim},
+		} {
+			if *t.dst, err = ggufMatrix(g, p+t.name+".weight", t.rows, t.cols); err != nil {
+				return nil, err
+			}
+		}
+		if l.AttnNorm, err = ggufNorm(g, p+"attn_norm.weight", c.Dim); err != nil {
+			return nil, err
+		}
+		if l.FFNNorm, err = ggufNorm(g, p+"ffn_norm.weight", c.Dim); err != nil {
+			return nil, err
+		}
+		w.Layers[i] = l
+	}
+	if err := w.Validate(); err != nil {
+		return nil, err
+	}
+	m := &Model{Weights: w, Format: FormatGGUF, GGUF: g}
+	if m.Tokenizer, err = ggufTokenizer(g); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// ggufInt reads an integer key as an int in [lo, hi], or def when the key
+// is absent and def >= 0.
+func ggufInt(g *GGUF, key string, def, lo, hi int) (int, error) {
+	v, err := g.Uint(key)
+	if errors.Is(err, ErrNoKey) && def >= 0 {
+		return def, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if v < uint64(lo) || v > uint64(hi) {
+		return 0, fmt.Errorf("%s = %d is outside [%d, %d]", key, v, lo, hi)
+	}
+	return int(v), nil
+}
+
+func ggufFloat(g *GGUF, key string, def float64) (float32, error) {
+	v, err := g.Float(key)
+	if errors.Is(err, ErrNoKey) {
+		return float32(def), nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return float32(v), nil
+}
+
+func ggufConfig(g *GGUF) (model.Config, error) {
+	c := model.Config{Arch: "llama", RopeStyle: kernels.RopeAdjacent}
+	var err error
+	const big = 1 << 30
+	for _, f := range []struct {
+		key string
+		dst *int
+		def int
+	}{
+		{"llama.embedding_length", &c.Dim, -1},
+		{"llama.feed_forward_length", &c.Hidden, -1},
+		{"llama.block_count", &c.Layers, -1},
+		{"llama.attention.head_count", &c.Heads, -1},
+		{"llama.context_length", &c.Context, -1},
+	} {
+		if *f.dst, err = ggufInt(g, f.key, f.def, 1, big); err != nil {
+			return c, err
+		}
+	}
+	if c.KVHeads, err = ggufInt(g, "llama.attention.head_count_kv", c.Heads, 1, big); err != nil {
+		return c, err
+	}
+	if c.RopeTheta, err = ggufFloat(g, "llama.rope.freq_base", 10000); err != nil {
+		return c, err
+	}
+	if c.NormEps, err = ggufFloat(g, "llama.attention.layer_norm_rms_epsilon", 1e-5); err != nil {
+		return c, err
+	}
+	emb, ok := g.Tensor(tnEmbedding)
+	if !ok {
+		return c, fmt.Errorf("tensor %s missing", tnEmbedding)
+	}
+	if len(emb.Dims) != 2 || emb.Dims[1] == 0 || emb.Dims[1] > big {
+		return c, fmt.Errorf("tensor %s has dims %v, want [%d, vocab]", tnEmbedding, emb.Dims, c.Dim)
+	}
+	c.Vocab = int(emb.Dims[1])
+	if v, err := ggufInt(g, "llama.vocab_size", c.Vocab, 1, big); err != nil {
+		return c, err
+	} else if v != c.Vocab {
+		return c, fmt.Errorf("llama.vocab_size %d disagrees with %s's %d rows", v, tnEmbedding, c.Vocab)
+	}
+	if c.Heads > 0 && c.Dim%c.Heads == 0 {
+		if rd, err := ggufInt(g, "llama.rope.dimension_count", c.HeadDim(), 1, big); err != nil {
+			return c, err
+		} else if rd != c.HeadDim() {
+			return c, fmt.Errorf("llama.rope.dimension_count %d differs from the head size %d (partial rotary embedding is not supported)", rd, c.HeadDim())
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// tensorDType returns the kernels type of a tensor, or an error naming it.
+func tensorDType(t *TensorInfo) (kernels.DType, error) {
+	if !t.Supported {
+		return 0, fmt.Errorf("tensor %s has type %s, which is not supported (use F32, F16, BF16, Q8_0 or Q4_0)", t.Name, t.Type)
+	}
+	return t.DType, nil
+}
+
+// ggufMatrix returns the named matrix, which must be [cols, rows] in
+// GGUF's innermost-first order.
+func ggufMatrix(g *GGUF, name string, rows, cols int) (*kernels.Matrix, error) {
+	t, ok := g.Tensor(name)
+	if !ok {
+		return nil, fmt.Errorf("tensor %s missing", name)
+	}
+	dt, err := tensorDType(t)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.Dims) != 2 || t.Dims[0] != uint64(cols) || t.Dims[1] != uint64(rows) {
+		return nil, fmt.Errorf("tensor %s has dims %v, want [%d, %d]", name, t.Dims, cols, rows)
+	}
+	m, err := kernels.NewMatrix(dt, rows, cols, alignedBytes(t.Data, 4))
+	if err != nil {
+		return nil, fmt.Errorf("tensor %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// ggufNorm returns a norm vector as float32, a view of the file for F32.
+func ggufNorm(g *GGUF, name string, n int) ([]float32, error) {
+	t, ok := g.Tensor(name)
+	if !ok {
+		return nil, fmt.Errorf("tensor %s missing", name)
+	}
+	dt, err := tensorDType(t)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.Dims) != 1 || t.Dims[0] != uint64(n) {
+		return nil, fmt.Errorf("tensor %s has dims %v, want [%d]", name, t.Dims, n)
+	}
+	if dt == kernels.F32 {
+		return f32View(t.Data), nil
+	}
+	out := make([]float32, n)
+	kernels.Decode(out, dt, t.Data)
+	return out, nil
+}
+
+// ggufTokenizer builds the tokenizer stored in a GGUF file, nil if none.
+func ggufTokenizer(g *GGUF) (tokenizer.Tokenizer, error) {
+	kind, err := g.String("tokenizer.ggml.model")
+	if errors.Is(err, ErrNoKey) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := g.Strings("tokenizer.ggml.tokens")
+	if err != nil {
+		return nil, err
+	}
+	n := len(tokens)
+	var types []int32
+	if _, ok := g.Get("tokenizer.ggml.token_type"); ok {
+		if types, err = g.Int32s("tokenizer.ggml.token_type"); err != nil {
+			return nil, err
+		}
+		if len(types) != n {
+			return nil, fmt.Errorf("tokenizer.ggml.token_type has %d entries for %d tokens", len(types), n)
+		}
+	}
+	id := func(key string, def int) (int, error) {
+		v, err := g.Uint(key)
+		if errors.Is(err, ErrNoKey) {
+			return def, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		if v >= uint64(n) {
+			return 0, fmt.Errorf("%s = %d is outside the vocabulary of %d tokens", key, v, n)
+		}
+		return int(v), nil
+	}
+	addBOS := func(def bool) (bool, error) {
+		b, err := g.Bool("tokenizer.ggml.add_bos_token")
+		if errors.Is(err, ErrNoKey) {
+			return def, nil
+		}
+		return b, err
+	}
+	orNone := func(def int) int {
+		if def < n {
+			return def
+		}
+		return -1
+	}
+	switch kind {
+	case "llama":
+		v := tokenizer.SPVocab{Tokens: tokens, Types: types}
+		if _, ok := g.Get("tokenizer.ggml.scores"); ok {
+			if v.Scores, err = g.Float32s("tokenizer.ggml.scores"); err != nil {
+				return nil, err
+			}
+			if len(v.Scores) != n {
+				return nil, fmt.Errorf("tokenizer.ggml.scores has %d entries for %d tokens", len(v.Scores), n)
+			}
+		}
+		if v.BOS, err = id("tokenizer.ggml.bos_token_id", orNone(1)); err != nil {
+			return nil, err
+		}
+		if v.EOS, err = id("tokenizer.ggml.eos_token_id", orNone(2)); err != nil {
+			return nil, err
+		}
+		if v.UNK, err = id("tokenizer.ggml.unknown_token_id", orNone(0)); err != nil {
+			return nil, err
+		}
+		if v.AddBOS, err = addBOS(true); err != nil {
+			return nil, err
+		}
+		t, err := tokenizer.NewSentencePiece(v)
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	case "gpt2":
+		v := tokenizer.BPEVocab{Tokens: tokens, Types: types}
+		if v.Merges, err = g.Strings("tokenizer.ggml.merges"); err != nil {
+			return nil, err
+		}
+		if v.Pre, err = g.String("tokenizer.ggml.pre"); err != nil && !errors.Is(err, ErrNoKey) {
+			return nil, err
+		}
+		if v.BOS, err = id("tokenizer.ggml.bos_token_id", -1); err != nil {
+			return nil, err
+		}
+		if v.EOS, err = id("tokenizer.ggml.eos_token_id", -1); err != nil {
+			return nil, err
+		}
+		if v.AddBOS, err = addBOS(false); err != nil {
+			return nil, err
+		}
+		t, err := tokenizer.NewBPE(v)
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
+	return nil, fmt.Errorf("tokenizer.ggml.model %q is not supported (want llama or gpt2)", kind)
+}
+
+// LoadTokenizer reads a tokenizer file: a GGUF file's vocabulary, or a
+// llama2.c tokenizer.bin of vocabSize entries (that format does not store
+// its size).
+func LoadTokenizer(path string, vocabSize int) (tokenizer.Tokenizer, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoints: %w", err)
+	}
+	var magic [4]byte
+	_, rerr := f.ReadAt(magic[:], 0)
+	f.Close()
+	if rerr == nil && binary.LittleEndian.Uint32(magic[:]) == ggufMagic {
+		g, err := OpenGGUF(path)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoints: %w", err)
+		}
+		defer g.Close()
+		t, err := ggufTokenizer(g)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoints: %s: %w", path, err)
+		}
+		if t == nil {
+			return nil, fmt.Errorf("checkpoints: %s has no tokenizer (no tokenizer.ggml.model key)", path)
+		}
+		return t, nil
+	}
+	t, err := tokenizer.LoadLlama2C(path, vocabSize)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoints: %w", err)
+	}
+	return t, nil
+}
