@@ -1,0 +1,68 @@
+# Mycel: make run (the main job on a built-in default), make test, make bench.
+
+GO      ?= go
+BIN     := bin/mycel
+BUILD   := build
+# make run MODEL=FILE [TOKENIZER=FILE] runs on a real model instead.
+MODEL   ?=
+TOKENIZER ?=
+PROMPT  ?= Once upon a time
+SYNTH   := $(BUILD)/synth-stories15M-q8_0.gguf
+
+.PHONY: all build run test test-noasm test-race fuzz bench bench-go bench-models vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/mycel
+
+$(SYNTH): | build
+	@mkdir -p $(BUILD)
+	./$(BIN) models synth --shape stories15M --dtype q8_0 --seed 1 -o $@
+
+ifeq ($(MODEL),)
+run: build $(SYNTH)
+	@echo "== No model given: running a synthetic stories15M-shaped model (random weights, Q8_0)."
+	@echo "== Its text is gibberish by design; try: make run MODEL=path/to/model.gguf"
+	./$(BIN) run -m $(SYNTH) -n 64 --seed 42 -v "$(PROMPT)"
+else
+run: build
+	./$(BIN) run -m $(MODEL) $(if $(TOKENIZER),-z $(TOKENIZER)) -n 128 -v "$(PROMPT)"
+endif
+
+# The full suite: every package, the assembly and its pure-Go twin.
+test: vet
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -tags noasm ./kernels/... ./model/...
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags noasm ./kernels/...
+
+# Short fuzzing runs of every parser (go test -fuzz runs one target at a time).
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test ./checkpoints -run '^$$' -fuzz '^FuzzGGUF$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./checkpoints -run '^$$' -fuzz '^FuzzLlama2C$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./model/tokenizer -run '^$$' -fuzz '^FuzzParseLlama2C$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./model/tokenizer -run '^$$' -fuzz '^FuzzEncodeDecode$$' -fuzztime $(FUZZTIME)
+
+# Benchmarks: kernel microbenchmarks, then whole-model decode on synthetic
+# stories110M-shaped models in each weight type with 1 and 2 threads.
+bench: bench-go bench-models
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchtime 1s ./kernels/...
+
+BENCH_SHAPE ?= stories110M
+bench-models: build
+	@mkdir -p $(BUILD)
+	./$(BIN) bench kernels
+	@for dt in f32 q8_0 q4_0; do \
+	  f=$(BUILD)/synth-$(BENCH_SHAPE)-$$dt.gguf; \
+	  [ -f $$f ] || ./$(BIN) models synth --shape $(BENCH_SHAPE) --dtype $$dt -o $$f || exit 1; \
+	  for t in 1 2; do ./$(BIN) bench decode -m $$f --threads $$t || exit 1; done; \
+	done
+
+clean:
+	rm -rf bin $(BUILD)

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
+)
+
+func newBenchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure this machine: model decode speed, kernel GFLOPS, memory bandwidth",
+	}
+	cmd.AddCommand(newBenchDecodeCmd(), newBenchKernelsCmd())
+	return cmd
+}
+
+type benchDecodeFlags struct {
+	model   string
+	threads int
+	prompt  int
+	steps   int
+	runs    int
+	bw      bool
+}
+
+func newBenchDecodeCmd() *cobra.Command {
+	var f benchDecodeFlags
+	cmd := &cobra.Command{
+		Use:   "decode -m MODEL",
+		Short: "Prompt and decode tokens per second of a model",
+		Long: `Runs a prompt of --prompt tokens through the model, then decodes --steps
+tokens greedily, --runs times, and prints the best prompt and decode rates.
+It also prints the weight bytes read per decoded token and, with
+--bandwidth, the ratio of the decode rate to the memory-bandwidth bound
+(read bandwidth measured in the same run).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return benchDecode(cmd, &f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.model, "model", "m", "", "model file (required)")
+	fl.IntVarP(&f.threads, "threads", "t", 0, "compute threads (default: all cores)")
+	fl.IntVarP(&f.prompt, "prompt", "p", 128, "prompt tokens")
+	fl.IntVarP(&f.steps, "steps", "n", 128, "decoded tokens")
+	fl.IntVar(&f.runs, "runs", 3, "repetitions (the best is reported)")
+	fl.BoolVar(&f.bw, "bandwidth", true, "measure memory read bandwidth and report the ratio to the bound")
+	_ = cmd.MarkFlagRequired("model")
+	return cmd
+}
+
+func benchDecode(cmd *cobra.Command, f *benchDecodeFlags) error {
+	l, err := openModel(f.model, "", false)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	w := l.m.Weights
+	cfg := w.Config
+	if f.prompt < 1 || f.steps < 1 || f.runs < 1 {
+		return fmt.Errorf("--prompt, --steps and --runs must be at least 1")
+	}
+	if f.prompt+f.steps > cfg.Context {
+		return fmt.Errorf("--prompt %d + --steps %d exceed the model's context of %d", f.prompt, f.steps, cfg.Context)
+	}
+	be, err := kernels.Open("cpu", f.threads)
+	if err != nil {
+		return err
+	}
+	defer be.Close()
+	out := cmd.OutOrStdout()
+	eng := model.NewEngine(w, be)
+	cache, err := eng.NewCache(0, cfg.Layers, f.prompt+f.steps)
+	if err != nil {
+		return err
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	ids := make([]int, f.prompt)
+	for i := range ids {
+		ids[i] = rng.IntN(cfg.Vocab)
+	}
+	x := make([]float32, f.prompt*cfg.Dim)
+	logits := make([]float32, cfg.Vocab)
+	var promptRates, decodeRates []float64
+	for r := 0; r < f.runs; r++ {
+		if err := cmd.Context().Err(); err != nil {
+			return err
+		}
+		cache.Reset()
+		start := time.Now()
+		if err := eng.Embed(x, ids); err != nil {
+			return err
+		}
+		if err := eng.Forward(cache, x, len(ids)); err != nil {
+			return err
+		}
+		if err := eng.Logits(logits, x[(len(ids)-1)*cfg.Dim:]); err != nil {
+			return err
+		}
+		promptRates = append(promptRates, float64(len(ids))/time.Since(start).Seconds())
+		start = time.Now()
+		next := []int{0}
+		for s := 0; s < f.steps; s++ {
+			next[0] = model.Argmax(logits)
+			if err := eng.Embed(x, next); err != nil {
+				return err
+			}
+			if err := eng.Forward(cache, x, 1); err != nil {
+				return err
+			}
+			if err := eng.Logits(logits, x[:cfg.Dim]); err != nil {
+				return err
+			}
+		}
+		decodeRates = append(decodeRates, float64(f.steps)/time.Since(start).Seconds())
+	}
+	bytesPerTok := decodeBytes(w)
+	bestP, bestD := slices.Max(promptRates), slices.Max(decodeRates)
+	fmt.Fprintf(out, "model      %s (%s): %d layers, dim %d, hidden %d, vocab %d, %s\n",
+		f.model, l.m.Format, cfg.Layers, cfg.Dim, cfg.Hidden, cfg.Vocab, weightTypes(w))
+	fmt.Fprintf(out, "backend    %s, %d threads\n", be.Name(), be.Threads())
+	fmt.Fprintf(out, "prompt     %8.1f tok/s  (%d tokens, best of %d)\n", bestP, f.prompt, f.runs)
+	fmt.Fprintf(out, "decode     %8.1f tok/s  (%d tokens after the prompt, best of %d)\n", bestD, f.steps, f.runs)
+	fmt.Fprintf(out, "weights    %8.1f MB read per decoded token, %.1f GB/s at the decode rate\n",
+		float64(bytesPerTok)/1e6, float64(bytesPerTok)*bestD/1e9)
+	if f.bw {
+		gbs := cpuReadBandwidth(be)
+		bound := gbs * 1e9 / float64(bytesPerTok)
+		fmt.Fprintf(out, "bandwidth  %8.1f GB/s read (measured now); bound %.1f tok/s; decode at %.0f%% of the bound\n",
+			gbs, bound, 100*bestD/bound)
+	}
+	return nil
+}
+
+// decodeBytes is the weight bytes one decode step reads: every layer's
+// matrices and norms, the final norm, the output head, and one embedding row.
+func decodeBytes(w *model.Weights) int64 {
+	n := w.Bytes()
+	if w.Output != w.Embedding && w.Embedding != nil {
+		n -= int64(len(w.Embedding.Data))
+		n += int64(w.Embedding.RowBytes())
+	} else if w.Embedding != nil {
+		n += int64(w.Embedding.RowBytes())
+	}
+	return n
+}
+
+// weightTypes describes the dtypes of the layer matrices.
+func weightTypes(w *model.Weights) string {
+	seen := map[kernels.DType]int{}
+	for _, l := range w.Layers {
+		if l == nil {
+			continue
+		}
+		for _, m := range []*kernels.Matrix{l.Wq, l.Wk, l.Wv, l.Wo, l.W1, l.W2, l.W3} {
+			seen[m.Type]++
+		}
+	}
+	var s string
+	for _, t := range []kernels.DType{kernels.F32, kernels.F16, kernels.BF16, kernels.Q8_0, kernels.Q4_0} {
+		if seen[t] > 0 {
+			if s != "" {
+				s += "+"
+			}
+			s += t.String()
+		}
+	}
+	return s
+}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mycel-net/mycel/internal/testmodels"
+)
+
+// mycel runs the CLI in process and returns stdout, stderr and the error.
+func mycel(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := newRootCmd()
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), errb.String(), err
+}
+
+const (
+	refFromBOS = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high"
+	refPrompt  = "Lily wanted to go on a walk. She saw a big box with a big box. She wanted to see what was inside. She wanted to see what was inside.\n\"Hello, little boy,\" Lily said. \"What are"
+)
+
+func TestRunStories260KGreedy(t *testing.T) {
+	bin := testmodels.Path(t, "stories260K.bin")
+	tok := testmodels.Path(t, "tok512.bin")
+	gguf := testmodels.Path(t, "stories260K.gguf")
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"bin", []string{"-m", bin, "-z", tok}},
+		{"gguf", []string{"-m", gguf}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"run", "--temp", "0", "-n", "60"}, tc.args...)
+			out, stderr, err := mycel(t, args...)
+			if err != nil {
+				t.Fatalf("run: %v\n%s", err, stderr)
+			}
+			if got := strings.TrimSuffix(out, "\n"); got != refFromBOS {
+				t.Errorf("from BOS:\n got %q\nwant %q", got, refFromBOS)
+			}
+			if !strings.Contains(stderr, "generated: 60 tokens") {
+				t.Errorf("summary on stderr: %q", stderr)
+			}
+			// 81 positions in all: 5 prompt tokens (BOS included), 76 new.
+			args = append([]string{"run", "--temp", "0", "-n", "76"}, append(tc.args, "Lily wanted to")...)
+			out, stderr, err = mycel(t, args...)
+			if err != nil {
+				t.Fatalf("run: %v\n%s", err, stderr)
+			}
+			if !strings.HasPrefix(out, refPrompt) {
+				t.Errorf("from a prompt:\n got %q\nwant %q...", out, refPrompt)
+			}
+		})
+	}
+}
+
+func TestRunSamplingIsSeeded(t *testing.T) {
+	bin := testmodels.Path(t, "stories260K.bin")
+	tok := testmodels.Path(t, "tok512.bin")
+	run := func(seed string) string {
+		out, stderr, err := mycel(t, "run", "-m", bin, "-z", tok, "-n", "30", "--temp", "1", "--top-p", "0.9", "--seed", seed)
+		if err != nil {
+			t.Fatalf("run: %v\n%s", err, stderr)
+		}
+		return out
+	}
+	a, b, c := run("5"), run("5"), run("6")
+	if a != b {
+		t.Errorf("the same seed gave different text:\n%q\n%q", a, b)
+	}
+	if a == c {
+		t.Errorf("seeds 5 and 6 gave the same text %q", a)
+	}
+}
+
+func TestRunTinyRandomGGUF(t *testing.T) {
+	p := testmodels.Path(t, "llama-2-tiny-random.gguf")
+	out, stderr, err := mycel(t, "run", "-m", p, "--temp", "0", "-n", "8", "Hello")
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr)
+	}
+	if !strings.HasPrefix(out, "Hello") || !strings.Contains(stderr, "generated: ") {
+		t.Errorf("stdout %q, stderr %q", out, stderr)
+	}
+}
+
+// TestRunBadInput checks that each kind of bad input is refused with a
+// one-line error naming the problem.
+func TestRunBadInput(t *testing.T) {
+	bin := testmodels.Path(t, "stories260K.bin")
+	tok := testmodels.Path(t, "tok512.bin")
+	bigTok := testmodels.Path(t, "tokenizer.bin")
+	dir := t.TempDir()
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(dir, "truncated.bin")
+	os.WriteFile(truncated, data[:len(data)/2], 0o644)
+	garbage := filepath.Join(dir, "garbage.gguf")
+	os.WriteFile(garbage, []byte("this is not a model file at all, not even close"), 0o644)
+	long := strings.Repeat("Lily wanted to play. ", 200)
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // a fragment the error must contain
+	}{
+		{"missing model", []string{"run", "-m", filepath.Join(dir, "nope.bin"), "-z", tok}, "nope.bin"},
+		{"truncated model", []string{"run", "-m", truncated, "-z", tok}, "truncated.bin"},
+		{"not a model", []string{"run", "-m", garbage, "-z", tok}, "garbage.gguf"},
+		{"no tokenizer", []string{"run", "-m", bin}, "-z"},
+		{"wrong tokenizer", []string{"run", "-m", bin, "-z", bigTok}, "tokenizer"},
+		{"prompt over context", []string{"run", "-m", bin, "-z", tok, long}, "context"},
+		{"-n over context", []string{"run", "-m", bin, "-z", tok, "-n", "600"}, "context"},
+		{"negative -n", []string{"run", "-m", bin, "-z", tok, "-n", "-1"}, "-n"},
+		{"bad temperature", []string{"run", "-m", bin, "-z", tok, "--temp", "-1"}, "temperature"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := mycel(t, tc.args...)
+			if err == nil {
+				t.Fatalf("accepted; stdout %q", out)
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error spans lines: %q", msg)
+			}
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("error %q does not mention %q", msg, tc.want)
+			}
+		})
+	}
+}
+
+// TestExitStatus runs the real binary: errors exit non-zero with one line
+// on stderr and nothing on stdout.
+func TestExitStatus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	exe := filepath.Join(t.TempDir(), "mycel")
+	build := exec.Command("go", "build", "-o", exe, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(exe, "run", "-m", filepath.Join(t.TempDir(), "missing.gguf"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
+		t.Fatalf("exit: %v", err)
+	}
+	if stdout.Len() != 0 || strings.Count(stderr.String(), "\n") != 1 || !strings.HasPrefix(stderr.String(), "mycel: ") {
+		t.Errorf("stdout %q, stderr %q", stdout.String(), stderr.String())
+	}
+}
+
+func TestSynthRuns(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "tiny.gguf")
+	if _, stderr, err := mycel(t, "models", "synth", "--shape", "stories260K", "--dtype", "f32", "-o", p); err != nil {
+		t.Fatalf("synth: %v\n%s", err, stderr)
+	}
+	out, stderr, err := mycel(t, "run", "-m", p, "--temp", "0", "-n", "5", "hi")
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr)
+	}
+	if !strings.HasPrefix(out, "hi") {
+		t.Errorf("stdout %q", out)
+	}
+	out, _, err = mycel(t, "bench", "decode", "-m", p, "-p", "4", "-n", "4", "--runs", "1", "--bandwidth=false")
+	if err != nil || !strings.Contains(out, "decode") {
+		t.Errorf("bench decode: %v\n%s", err, out)
+	}
+}

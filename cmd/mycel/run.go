@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mycel-net/mycel/checkpoints"
+	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
+	"github.com/mycel-net/mycel/model/tokenizer"
+)
+
+type runFlags struct {
+	model     string
+	tokenizer string
+	steps     int
+	temp      float32
+	topK      int
+	topP      float32
+	seed      int64
+	threads   int
+	verbose   bool
+}
+
+func newRunCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run -m MODEL [flags] [PROMPT]",
+		Short: "Generate text with a model",
+		Long: `Generate text with a model. MODEL is a llama2.c checkpoint (.bin) or a GGUF
+file. stdout carries the prompt followed by the generated text, streamed as
+it comes; a summary goes to stderr. Without a prompt, generation starts from
+the beginning-of-sequence token.`,
+		Example: `  mycel run -m stories15M.bin -z tokenizer.bin "Once upon a time"
+  mycel run -m model.gguf --temp 0 -n 64 "The capital of France is"`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			prompt := ""
+			if len(args) == 1 {
+				prompt = args[0]
+			}
+			return runGenerate(cmd, &f, prompt, cmd.Flags().Changed("seed"), cmd.Flags().Changed("steps"))
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.model, "model", "m", "", "model file: llama2.c .bin or .gguf (required)")
+	fl.StringVarP(&f.tokenizer, "tokenizer", "z", "", "tokenizer file (llama2.c tokenizer.bin or a .gguf); default: the model's own")
+	fl.IntVarP(&f.steps, "steps", "n", 256, "number of new tokens (stops earlier at end of sequence)")
+	fl.Float32Var(&f.temp, "temp", 1.0, "sampling temperature; 0 is greedy")
+	fl.IntVar(&f.topK, "top-k", 0, "sample from the K most likely tokens (0: off)")
+	fl.Float32Var(&f.topP, "top-p", 0.9, "nucleus sampling threshold (1: off)")
+	fl.Int64Var(&f.seed, "seed", 0, "random seed (default: from the clock, printed in the summary)")
+	fl.IntVarP(&f.threads, "threads", "t", 0, "compute threads (default: all cores)")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print the model's shape and backend to stderr")
+	_ = cmd.MarkFlagRequired("model")
+	return cmd
+}
+
+// loaded is a model opened for running, with its tokenizer.
+type loaded struct {
+	m   *checkpoints.Model
+	tok tokenizer.Tokenizer
+}
+
+func (l *loaded) Close() error { return l.m.Close() }
+
+// openModel loads a model file and its tokenizer (the model's own, or the
+// one named by tokPath), checking that their vocabularies agree.
+func openModel(path, tokPath string, needTokenizer bool) (*loaded, error) {
+	m, err := checkpoints.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	tok := m.Tokenizer
+	vocab := m.Weights.Config.Vocab
+	if tokPath != "" {
+		t, err := checkpoints.LoadTokenizer(tokPath, vocab)
+		if err != nil {
+			m.Close()
+			return nil, err
+		}
+		tok = t
+	}
+	if tok == nil && needTokenizer {
+		m.Close()
+		return nil, fmt.Errorf("%s has no tokenizer inside: name one with -z (for llama2.c models, the tokenizer.bin that came with it)", path)
+	}
+	if tok != nil && tok.VocabSize() != vocab {
+		m.Close()
+		return nil, fmt.Errorf("tokenizer has %d tokens but model %s has a vocabulary of %d: they do not belong together", tok.VocabSize(), path, vocab)
+	}
+	return &loaded{m: m, tok: tok}, nil
+}
+
+func runGenerate(cmd *cobra.Command, f *runFlags, prompt string, seedSet, stepsSet bool) error {
+	if f.steps < 0 {
+		return fmt.Errorf("-n %d: the number of new tokens cannot be negative", f.steps)
+	}
+	seed := uint64(f.seed)
+	if !seedSet {
+		seed = uint64(time.Now().UnixNano())
+	}
+	sc := model.SamplerConfig{Temperature: f.temp, TopK: f.topK, TopP: f.topP, Seed: seed}
+	if err := sc.Validate(); err != nil {
+		return err
+	}
+	l, err := openModel(f.model, f.tokenizer, true)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	cfg := l.m.Weights.Config
+	ids := l.tok.Encode(prompt, tokenizer.EncodeOptions{BOS: l.tok.AddBOS(), ParseSpecial: true})
+	if len(ids) == 0 {
+		if l.tok.BOS() < 0 {
+			return errors.New("empty prompt and the tokenizer has no beginning-of-sequence token to start from")
+		}
+		ids = []int{l.tok.BOS()}
+	}
+	if len(ids) >= cfg.Context {
+		return fmt.Errorf("prompt is %d tokens, the model's context is %d: shorten the prompt", len(ids), cfg.Context)
+	}
+	steps := f.steps
+	if len(ids)+steps > cfg.Context {
+		if stepsSet {
+			return fmt.Errorf("-n %d: %d prompt tokens + %d new tokens exceed the model's context of %d (at most -n %d)",
+				steps, len(ids), steps, cfg.Context, cfg.Context-len(ids))
+		}
+		steps = cfg.Context - len(ids)
+	}
+	be, err := kernels.Open("cpu", f.threads)
+	if err != nil {
+		return err
+	}
+	defer be.Close()
+	stderr := cmd.ErrOrStderr()
+	if f.verbose {
+		fmt.Fprintf(stderr, "model: %s (%s), %d layers, dim %d, %d heads (%d kv), vocab %d, context %d, %.1f MB of weights\n",
+			f.model, l.m.Format, cfg.Layers, cfg.Dim, cfg.Heads, cfg.KVHeads, cfg.Vocab, cfg.Context, float64(l.m.Weights.Bytes())/1e6)
+		fmt.Fprintf(stderr, "backend: %s, %d threads; prompt: %d tokens\n", be.Name(), be.Threads(), len(ids))
+	}
+
+	out := bufio.NewWriter(cmd.OutOrStdout())
+	defer out.Flush()
+	io.WriteString(out, prompt)
+	out.Flush()
+	dec := l.tok.NewDecoder()
+	for _, id := range ids {
+		dec.Next(id) // prime: the decoder needs to know what came before
+	}
+	eng := model.NewEngine(l.m.Weights, be)
+	st, err := eng.Generate(cmd.Context(), ids, model.GenerateOptions{
+		MaxTokens: steps,
+		Sampler:   sc,
+		Stop:      l.tok.IsEOG,
+	}, func(id int) error {
+		if _, err := io.WriteString(out, dec.Next(id)); err != nil {
+			return err
+		}
+		return out.Flush()
+	})
+	io.WriteString(out, dec.Flush())
+	if !strings.HasSuffix(prompt, "\n") || st.Generated > 0 {
+		io.WriteString(out, "\n")
+	}
+	out.Flush()
+	if err != nil {
+		return err
+	}
+	stop := ""
+	if st.StoppedAtEOS {
+		stop = ", stopped at end of sequence"
+	}
+	fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generated: %d tokens, %.1f tok/s%s (seed %d, %s, %d threads)\n",
+		st.PromptTokens, st.PromptRate(), st.Generated, st.GenerateRate(), stop, seed, be.Name(), be.Threads())
+	return nil
+}
