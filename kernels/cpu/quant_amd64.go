@@ -33,6 +33,12 @@ func q8GemmVNNI(out *float32, ldo int, w *byte, nb int, xq *byte)
 func q4GemmVNNI(out *float32, ldo int, w *byte, nb int, xq *byte)
 
 //go:noescape
+func q8GemmAVX2(out *float32, ldo int, w *byte, nb int, xq *byte)
+
+//go:noescape
+func q4GemmAVX2(out *float32, ldo int, w *byte, nb int, xq *byte)
+
+//go:noescape
 func q8MatvecAVX2(out *float32, w *byte, rows, nb int, xq *byte)
 
 //go:noescape
@@ -46,7 +52,7 @@ func quantSets() []quantKernels {
 		l = append(l, quantKernels{"avx512", quantizeQ8Asm512, matvecQ8VNNI, matvecQ4VNNI, gemmQ8VNNI, gemmQ4VNNI})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
-		l = append(l, quantKernels{"avx2", quantizeQ8Asm2, matvecQ8AVX2, matvecQ4AVX2, nil, nil})
+		l = append(l, quantKernels{"avx2", quantizeQ8Asm2, matvecQ8AVX2, matvecQ4AVX2, gemmQ8AVX2, gemmQ4AVX2})
 	}
 	return append(l, genericQuant)
 }
@@ -121,17 +127,26 @@ func matvecQ4AVX2(out []float32, w []byte, nb int, xq []byte) {
 }
 
 func gemmQ8VNNI(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int) {
-	gemmTiles(q8GemmVNNI, matvecQ8VNNI, kernels.Q8_0BlockBytes, out, ldo, w, rows, nb, xq, n)
+	gemmTiles(q8GemmVNNI, 4, matvecQ8VNNI, kernels.Q8_0BlockBytes, out, ldo, w, rows, nb, xq, n)
 }
 
 func gemmQ4VNNI(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int) {
-	gemmTiles(q4GemmVNNI, matvecQ4VNNI, kernels.Q4_0BlockBytes, out, ldo, w, rows, nb, xq, n)
+	gemmTiles(q4GemmVNNI, 4, matvecQ4VNNI, kernels.Q4_0BlockBytes, out, ldo, w, rows, nb, xq, n)
 }
 
-// gemmTiles covers rows × n with 4×4 tiles and the matvec for the rest.
-// Tiles go token-group by token-group within a row group, so the group's
-// weights stay in L1 while every token passes over them.
-func gemmTiles(tile func(out *float32, ldo int, w *byte, nb int, xq *byte),
+func gemmQ8AVX2(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int) {
+	gemmTiles(q8GemmAVX2, 2, matvecQ8AVX2, kernels.Q8_0BlockBytes, out, ldo, w, rows, nb, xq, n)
+}
+
+func gemmQ4AVX2(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int) {
+	gemmTiles(q4GemmAVX2, 2, matvecQ4AVX2, kernels.Q4_0BlockBytes, out, ldo, w, rows, nb, xq, n)
+}
+
+// gemmTiles covers rows × n with tiles of tr rows × 4 tokens and the
+// matvec for the rest. Tiles go token-group by token-group within a row
+// group, so the group's weights stay in L1 while every token passes over
+// them.
+func gemmTiles(tile func(out *float32, ldo int, w *byte, nb int, xq *byte), tr int,
 	mv func(out []float32, w []byte, nb int, xq []byte),
 	bs int, out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int) {
 	if rows <= 0 || n <= 0 || nb <= 0 {
@@ -141,8 +156,8 @@ func gemmTiles(tile func(out *float32, ldo int, w *byte, nb int, xq *byte),
 	_ = out[(n-1)*ldo+rows-1]
 	_ = w[rows*rb-1]
 	_ = xq[n*xb-1]
-	r4, n4 := rows&^3, n&^3
-	for r := 0; r < r4; r += 4 {
+	r4, n4 := rows-rows%tr, n&^3
+	for r := 0; r < r4; r += tr {
 		for t := 0; t < n4; t += 4 {
 			tile(&out[t*ldo+r], ldo, &w[r*rb], nb, &xq[t*xb])
 		}

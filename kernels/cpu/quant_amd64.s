@@ -913,3 +913,182 @@ rbdone:
 	MOVQ         AX, ret+16(FP)
 	VZEROUPPER
 	RET
+
+// ---------------------------------------------------------------------------
+// Prefill tiles with AVX2: 2 rows × 4 tokens, one block per pass.
+//
+// Registers: rows at DI, R11 (R14 the next row pair); tokens at SI, R8,
+// R9, R10 (stride nb·34); BX the activation offset, AX the Q4_0 weight
+// offset, CX the activations' row bytes. Y0-Y7 the sums (Y0+4r+t), Y8
+// int16 ones, Y9-Y10 d_w of the two rows, Y11 qx, Y12 d_x, Y13-Y15 scratch.
+
+#define A2DW(ptr, off, d) \
+	VPBROADCASTW (ptr)(off*1), X13 \
+	VCVTPH2PS    X13, d
+
+#define A2TOK(ptr) \
+	VMOVDQU      2(ptr)(BX*1), Y11 \
+	VPBROADCASTW (ptr)(BX*1), X12  \
+	VCVTPH2PS    X12, Y12
+
+// A2Q8PAIR accumulates row ptr (scale dw) times the current token.
+#define A2Q8PAIR(ptr, dw, acc) \
+	VPABSB      2(ptr)(BX*1), Y13       \
+	VPSIGNB     2(ptr)(BX*1), Y11, Y14  \
+	VPMADDUBSW  Y14, Y13, Y13           \
+	VPMADDWD    Y8, Y13, Y13            \
+	VCVTDQ2PS   Y13, Y13                \
+	VMULPS      Y12, dw, Y14            \
+	VFMADD231PS Y14, Y13, acc
+
+// A2Q4PAIR does the same for Q4_0; Y15 holds the token's 8·qx pair sums.
+#define A2Q4PAIR(ptr, dw, acc) \
+	VBROADCASTI128 2(ptr)(AX*1), Y13       \
+	VPSRLVQ        q4shift<>(SB), Y13, Y13 \
+	VPAND          q4mask<>(SB), Y13, Y13  \
+	VPMADDUBSW     Y11, Y13, Y13           \
+	VPSUBW         Y15, Y13, Y13           \
+	VPMADDWD       Y8, Y13, Y13            \
+	VCVTDQ2PS      Y13, Y13                \
+	VMULPS         Y12, dw, Y14            \
+	VFMADD231PS    Y14, Y13, acc
+
+#define A2Q4CORR \
+	VPMADDUBSW Y11, Y15, Y15
+
+DATA q4mask<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA q4mask<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA q4mask<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA q4mask<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL q4mask<>(SB), RODATA|NOPTR, $32
+
+DATA q4eights<>+0(SB)/8, $0x0808080808080808
+DATA q4eights<>+8(SB)/8, $0x0808080808080808
+DATA q4eights<>+16(SB)/8, $0x0808080808080808
+DATA q4eights<>+24(SB)/8, $0x0808080808080808
+GLOBL q4eights<>(SB), RODATA|NOPTR, $32
+
+#define A2ZERO \
+	VXORPS Y0, Y0, Y0 \
+	VXORPS Y1, Y1, Y1 \
+	VXORPS Y2, Y2, Y2 \
+	VXORPS Y3, Y3, Y3 \
+	VXORPS Y4, Y4, Y4 \
+	VXORPS Y5, Y5, Y5 \
+	VXORPS Y6, Y6, Y6 \
+	VXORPS Y7, Y7, Y7
+
+// A2STORE stores token t's two sums a (row 0) and b (row 1) at (DX).
+#define A2STORE(a, xa, b, xb) \
+	VHADDPS      b, a, a    \
+	VEXTRACTF128 $1, a, X13 \
+	VADDPS       X13, xa, xa \
+	VHADDPS      xa, xa, xa \
+	VMOVLPS      xa, (DX)
+
+// A2STOREALL stores the 8 sums; CX holds ldo in bytes.
+#define A2STOREALL \
+	A2STORE(Y0, X0, Y4, X4) \
+	ADDQ CX, DX             \
+	A2STORE(Y1, X1, Y5, X5) \
+	ADDQ CX, DX             \
+	A2STORE(Y2, X2, Y6, X6) \
+	ADDQ CX, DX             \
+	A2STORE(Y3, X3, Y7, X7)
+
+// func q8GemmAVX2(out *float32, ldo int, w *byte, nb int, xq *byte)
+TEXT ·q8GemmAVX2(SB), NOSPLIT, $0-40
+	MOVQ  out+0(FP), DX
+	MOVQ  w+16(FP), DI
+	MOVQ  nb+24(FP), CX
+	MOVQ  xq+32(FP), SI
+	IMULQ $34, CX
+	LEAQ  (SI)(CX*1), R8
+	LEAQ  (R8)(CX*1), R9
+	LEAQ  (R9)(CX*1), R10
+	LEAQ  (DI)(CX*1), R11
+	LEAQ  (R11)(CX*1), R14
+	VPBROADCASTD q8ones16<>(SB), Y8
+	A2ZERO
+	XORQ BX, BX
+
+q8g2blk:
+	PREFETCHT0 (R14)(BX*2)
+	PREFETCHT0 64(R14)(BX*2)
+	A2DW(DI, BX, Y9)
+	A2DW(R11, BX, Y10)
+	A2TOK(SI)
+	A2Q8PAIR(DI, Y9, Y0)
+	A2Q8PAIR(R11, Y10, Y4)
+	A2TOK(R8)
+	A2Q8PAIR(DI, Y9, Y1)
+	A2Q8PAIR(R11, Y10, Y5)
+	A2TOK(R9)
+	A2Q8PAIR(DI, Y9, Y2)
+	A2Q8PAIR(R11, Y10, Y6)
+	A2TOK(R10)
+	A2Q8PAIR(DI, Y9, Y3)
+	A2Q8PAIR(R11, Y10, Y7)
+	ADDQ $34, BX
+	CMPQ BX, CX
+	JLT  q8g2blk
+
+	MOVQ ldo+8(FP), CX
+	SHLQ $2, CX
+	A2STOREALL
+	VZEROUPPER
+	RET
+
+// func q4GemmAVX2(out *float32, ldo int, w *byte, nb int, xq *byte)
+TEXT ·q4GemmAVX2(SB), NOSPLIT, $0-40
+	MOVQ  out+0(FP), DX
+	MOVQ  w+16(FP), DI
+	MOVQ  nb+24(FP), CX
+	MOVQ  xq+32(FP), SI
+	MOVQ  CX, AX
+	IMULQ $34, CX
+	IMULQ $18, AX
+	LEAQ  (SI)(CX*1), R8
+	LEAQ  (R8)(CX*1), R9
+	LEAQ  (R9)(CX*1), R10
+	LEAQ  (DI)(AX*1), R11
+	LEAQ  (R11)(AX*1), R14
+	VPBROADCASTD q8ones16<>(SB), Y8
+	A2ZERO
+	XORQ AX, AX
+	XORQ BX, BX
+
+q4g2blk:
+	PREFETCHT0 (R14)(AX*2)
+	A2DW(DI, AX, Y9)
+	A2DW(R11, AX, Y10)
+	A2TOK(SI)
+	VMOVDQU q4eights<>(SB), Y15
+	A2Q4CORR
+	A2Q4PAIR(DI, Y9, Y0)
+	A2Q4PAIR(R11, Y10, Y4)
+	A2TOK(R8)
+	VMOVDQU q4eights<>(SB), Y15
+	A2Q4CORR
+	A2Q4PAIR(DI, Y9, Y1)
+	A2Q4PAIR(R11, Y10, Y5)
+	A2TOK(R9)
+	VMOVDQU q4eights<>(SB), Y15
+	A2Q4CORR
+	A2Q4PAIR(DI, Y9, Y2)
+	A2Q4PAIR(R11, Y10, Y6)
+	A2TOK(R10)
+	VMOVDQU q4eights<>(SB), Y15
+	A2Q4CORR
+	A2Q4PAIR(DI, Y9, Y3)
+	A2Q4PAIR(R11, Y10, Y7)
+	ADDQ $34, BX
+	ADDQ $18, AX
+	CMPQ BX, CX
+	JLT  q4g2blk
+
+	MOVQ ldo+8(FP), CX
+	SHLQ $2, CX
+	A2STOREALL
+	VZEROUPPER
+	RET
