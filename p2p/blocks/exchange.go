@@ -1,0 +1,485 @@
+package blocks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ipfs/boxo/bitswap"
+	"github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/exchange"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/core/routing"
+
+	"github.com/mycel-net/mycel/p2p"
+)
+
+// Defaults for the exchange options.
+const (
+	DefaultStallTimeout   = 30 * time.Second
+	DefaultProvideTimeout = 2 * time.Minute
+	DefaultFindTimeout    = 30 * time.Second
+	DefaultProviderDelay  = time.Second
+)
+
+// windowSize is how many CIDs one fetch asks for at a time. Bitswap servers
+// keep at most 1024 wants per peer; asking for more would drop wants.
+const windowSize = 256
+
+// ErrNoProviders means the DHT knows no peer that provides a CID.
+var ErrNoProviders = errors.New("blocks: no providers found")
+
+// NotFoundError is the error for a CID that no peer delivered: no block came
+// in for After while it was wanted. It matches ErrNotFound with errors.Is.
+type NotFoundError struct {
+	CID   cid.Cid
+	After time.Duration
+}
+
+func (e *NotFoundError) Error() string {
+	return fmt.Sprintf("blocks: %s not found in %s", e.CID, e.After)
+}
+
+func (e *NotFoundError) Unwrap() error { return ErrNotFound }
+
+// Result is the outcome for one CID of a Fetch: the block, or Err (with
+// Block.CID still set to the CID it is about).
+type Result struct {
+	Block
+	Err error
+}
+
+// ExchangeOption configures NewExchange.
+type ExchangeOption func(*exchangeConfig) error
+
+type exchangeConfig struct {
+	stall, provide, find, provDelay time.Duration
+}
+
+// StallTimeout is how long a fetch waits without receiving any block before
+// it gives up on the CIDs still missing (NotFoundError). It is a stall
+// timeout, not a total one, so that large fetches over slow links succeed;
+// a context deadline bounds the total.
+func StallTimeout(d time.Duration) ExchangeOption {
+	return func(c *exchangeConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("blocks: StallTimeout %s: must be positive", d)
+		}
+		c.stall = d
+		return nil
+	}
+}
+
+// ProvideTimeout bounds Provide when its context has no deadline.
+func ProvideTimeout(d time.Duration) ExchangeOption {
+	return func(c *exchangeConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("blocks: ProvideTimeout %s: must be positive", d)
+		}
+		c.provide = d
+		return nil
+	}
+}
+
+// FindTimeout bounds FindProviders when its context has no deadline.
+func FindTimeout(d time.Duration) ExchangeOption {
+	return func(c *exchangeConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("blocks: FindTimeout %s: must be positive", d)
+		}
+		c.find = d
+		return nil
+	}
+}
+
+// ProviderSearchDelay is how long a fetch asks only the connected peers
+// before it also looks for providers in the DHT.
+func ProviderSearchDelay(d time.Duration) ExchangeOption {
+	return func(c *exchangeConfig) error {
+		if d <= 0 {
+			return fmt.Errorf("blocks: ProviderSearchDelay %s: must be positive", d)
+		}
+		c.provDelay = d
+		return nil
+	}
+}
+
+// Exchange fetches blocks from peers into a Store and serves the Store's
+// blocks to peers, over bitswap (BitswapProtocol). It finds providers through
+// content routing (the DHT) and announces blocks there.
+//
+// The Exchange does not own the host, the routing or the store: close it
+// before them.
+type Exchange struct {
+	h     host.Host
+	r     routing.ContentRouting
+	store *Store
+	bs    *bitswap.Bitswap
+	cfg   exchangeConfig
+
+	ctx    context.Context // cancelled by Close; ends every fetch
+	cancel context.CancelFunc
+	mu     sync.Mutex // guards closed and wg.Add against Close
+	closed bool
+	wg     sync.WaitGroup // one per running Fetch
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewExchange starts bitswap on h, serving and filling store. r finds and
+// announces providers; it may be nil, and then only connected peers are
+// asked and Provide and FindProviders fail.
+func NewExchange(h host.Host, r routing.ContentRouting, store *Store, opts ...ExchangeOption) (*Exchange, error) {
+	if h == nil || store == nil {
+		return nil, errors.New("blocks: NewExchange needs a host and a store")
+	}
+	cfg := exchangeConfig{}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.stall == 0 {
+		cfg.stall = DefaultStallTimeout
+	}
+	if cfg.provide == 0 {
+		cfg.provide = DefaultProvideTimeout
+	}
+	if cfg.find == 0 {
+		cfg.find = DefaultFindTimeout
+	}
+	if cfg.provDelay == 0 {
+		cfg.provDelay = DefaultProviderDelay
+	}
+
+	e := &Exchange{h: h, r: r, store: store, cfg: cfg}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	net := bsnet.NewFromIpfsHost(h,
+		bsnet.Prefix(p2p.ProtocolPrefix),
+		bsnet.SupportedProtocols([]protocol.ID{p2p.BitswapProtocolSuffix}),
+	)
+	var finder routing.ContentDiscovery
+	if r != nil {
+		finder = r
+	}
+	e.bs = bitswap.New(e.ctx, net, finder, bstore{store},
+		bitswap.ProviderSearchDelay(cfg.provDelay),
+		// Let a peer have several 1 MiB blocks in flight to us at once,
+		// not one: it keeps the stream busy between round trips.
+		bitswap.MaxOutstandingBytesPerPeer(8*ChunkSize),
+	)
+	return e, nil
+}
+
+// track registers a running fetch, unless the exchange is closed.
+func (e *Exchange) track() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.wg.Add(1)
+	return true
+}
+
+// Fetch gets the blocks for cids: from the store when it has them (verified),
+// else from peers over one bitswap session, which asks all peers that have
+// the blocks in parallel. Every fetched block is stored before it is
+// delivered.
+//
+// The channel gets exactly one Result per CID in cids, in the order the
+// blocks arrive, and is then closed. It is buffered for all of them, so the
+// fetch never waits for the reader. A CID no peer delivers fails with a
+// NotFoundError after the stall timeout; when ctx ends or the exchange
+// closes, the CIDs still missing fail with an error wrapping ErrNotFound and
+// ctx.Err() (or ErrClosed).
+func (e *Exchange) Fetch(ctx context.Context, cids []cid.Cid) <-chan Result {
+	out := make(chan Result, len(cids))
+	if !e.track() {
+		for _, c := range cids {
+			out <- Result{Block: Block{CID: c}, Err: fmt.Errorf("blocks: fetch %s: %w", c, ErrClosed)}
+		}
+		close(out)
+		return out
+	}
+	go func() {
+		defer e.wg.Done()
+		defer close(out)
+		e.fetch(ctx, cids, out)
+	}()
+	return out
+}
+
+func (e *Exchange) fetch(ctx context.Context, cids []cid.Cid, out chan<- Result) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(e.ctx, cancel)
+	defer stop()
+
+	// count[c] is how many results c is owed (cids may repeat).
+	count := make(map[cid.Cid]int, len(cids))
+	var missing []cid.Cid
+	isMissing := make(map[cid.Cid]bool)
+	emit := func(r Result) {
+		for range count[r.CID] {
+			out <- r
+		}
+		delete(count, r.CID)
+	}
+	for _, c := range cids {
+		count[c]++
+	}
+	for _, c := range cids {
+		if _, owed := count[c]; !owed {
+			continue // a repeat already answered
+		}
+		b, err := e.store.Get(ctx, c)
+		switch {
+		case err == nil:
+			emit(Result{Block: b})
+		case errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):
+			if !isMissing[c] {
+				isMissing[c] = true
+				missing = append(missing, c)
+			}
+		default:
+			emit(Result{Block: Block{CID: c}, Err: err})
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+
+	sess := e.bs.NewSession(ctx)
+	for len(missing) > 0 {
+		n := min(windowSize, len(missing))
+		window := missing[:n]
+		missing = missing[n:]
+		if err := e.fetchWindow(ctx, sess, window, emit); err != nil {
+			for _, c := range append(window, missing...) {
+				if _, owed := count[c]; owed {
+					emit(Result{Block: Block{CID: c}, Err: err(c)})
+				}
+			}
+			return
+		}
+	}
+}
+
+// fetchWindow asks the session for window and emits a Result for each block
+// received. If it stops early it returns how to describe the failure of each
+// CID still owed.
+func (e *Exchange) fetchWindow(ctx context.Context, sess exchange.Fetcher, window []cid.Cid, emit func(Result)) func(cid.Cid) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := sess.GetBlocks(wctx, window)
+	if err != nil {
+		return func(c cid.Cid) error { return fmt.Errorf("blocks: fetch %s: %w", c, err) }
+	}
+	pending := make(map[cid.Cid]struct{}, len(window))
+	for _, c := range window {
+		pending[c] = struct{}{}
+	}
+	timer := time.NewTimer(e.cfg.stall)
+	defer timer.Stop()
+	for len(pending) > 0 {
+		select {
+		case blk, ok := <-ch:
+			if !ok {
+				return e.stopReason(ctx)
+			}
+			c := blk.Cid()
+			if _, want := pending[c]; !want {
+				continue
+			}
+			delete(pending, c)
+			b := Block{CID: c, Data: blk.RawData()}
+			var perr error
+			if err := e.store.putVerified(ctx, []Block{b}); err != nil {
+				perr = fmt.Errorf("blocks: store fetched %s: %w", c, err)
+			} else if err := e.bs.NotifyNewBlocks(ctx, blk); err != nil {
+				log.Debug("announce fetched block", "cid", c, "err", err)
+			}
+			emit(Result{Block: b, Err: perr})
+			timer.Reset(e.cfg.stall)
+		case <-timer.C:
+			stall := e.cfg.stall
+			return func(c cid.Cid) error { return &NotFoundError{CID: c, After: stall} }
+		case <-ctx.Done():
+			return e.stopReason(ctx)
+		}
+	}
+	return nil
+}
+
+// stopReason describes why a fetch under ctx ended before its blocks came.
+func (e *Exchange) stopReason(ctx context.Context) func(cid.Cid) error {
+	cause := ctx.Err()
+	if e.ctx.Err() != nil {
+		cause = ErrClosed
+	}
+	if cause == nil {
+		cause = errors.New("bitswap session ended")
+	}
+	return func(c cid.Cid) error { return fmt.Errorf("%w: %s: %w", ErrNotFound, c, cause) }
+}
+
+// GetBlocks fetches cids like Fetch and returns the blocks in the order of
+// cids. If any CID fails it returns the first failure (in cids order) and
+// how many failed.
+func (e *Exchange) GetBlocks(ctx context.Context, cids []cid.Cid) ([]Block, error) {
+	got := make(map[cid.Cid]Result, len(cids))
+	for r := range e.Fetch(ctx, cids) {
+		got[r.CID] = r
+	}
+	out := make([]Block, len(cids))
+	var (
+		first  error
+		failed int
+	)
+	for i, c := range cids {
+		r := got[c]
+		if r.Err != nil {
+			failed++
+			if first == nil {
+				first = r.Err
+			}
+			continue
+		}
+		out[i] = r.Block
+	}
+	if first != nil {
+		return nil, fmt.Errorf("blocks: %d of %d blocks failed: %w", failed, len(cids), first)
+	}
+	return out, nil
+}
+
+// Get fetches one block.
+func (e *Exchange) Get(ctx context.Context, c cid.Cid) (Block, error) {
+	r := <-e.Fetch(ctx, []cid.Cid{c})
+	return r.Block, r.Err
+}
+
+// Provide announces on the DHT that this node has the blocks for cids. It
+// retries while the routing table is still empty (a node that has just
+// started) or the network fails, with backoff, until ctx ends; without a
+// deadline on ctx it gives up after the provide timeout.
+func (e *Exchange) Provide(ctx context.Context, cids ...cid.Cid) error {
+	if e.r == nil {
+		return errors.New("blocks: provide: no content routing")
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.cfg.provide)
+		defer cancel()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(e.ctx, cancel)()
+
+	for _, c := range cids {
+		backoff := 50 * time.Millisecond
+		for {
+			err := e.r.Provide(ctx, c, true)
+			if err == nil {
+				break
+			}
+			log.Debug("provide failed, retrying", "cid", c, "err", err, "in", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				cause := ctx.Err()
+				if e.ctx.Err() != nil {
+					cause = ErrClosed
+				}
+				return fmt.Errorf("blocks: provide %s: %w (last error: %w)", c, cause, err)
+			case <-t.C:
+			}
+			backoff = min(2*backoff, 2*time.Second)
+		}
+	}
+	return nil
+}
+
+// FindProviders asks the DHT for up to max peers (max <= 0: as many as it
+// finds) that provide c, other than this node. No provider at all is
+// ErrNoProviders. Without a deadline on ctx the search stops after the find
+// timeout.
+func (e *Exchange) FindProviders(ctx context.Context, c cid.Cid, max int) ([]peer.AddrInfo, error) {
+	if e.r == nil {
+		return nil, errors.New("blocks: find providers: no content routing")
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.cfg.find)
+		defer cancel()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(e.ctx, cancel)()
+
+	var out []peer.AddrInfo
+	for ai := range e.r.FindProvidersAsync(ctx, c, max) {
+		if ai.ID == e.h.ID() {
+			continue
+		}
+		out = append(out, ai)
+	}
+	if len(out) == 0 {
+		if err := ctx.Err(); err != nil && e.ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("blocks: find providers of %s: %w", c, err)
+		}
+		return nil, fmt.Errorf("%w: %s", ErrNoProviders, c)
+	}
+	return out, nil
+}
+
+// Stats are counters of the block exchange since it started.
+type Stats struct {
+	BlocksReceived, BlocksSent uint64
+	DataReceived, DataSent     uint64
+	DupBlocksReceived          uint64
+	Peers                      int
+}
+
+// Stats reports the exchange's counters.
+func (e *Exchange) Stats() (Stats, error) {
+	st, err := e.bs.Stat()
+	if err != nil {
+		return Stats{}, fmt.Errorf("blocks: bitswap stats: %w", err)
+	}
+	return Stats{
+		BlocksReceived:    st.BlocksReceived,
+		BlocksSent:        st.BlocksSent,
+		DataReceived:      st.DataReceived,
+		DataSent:          st.DataSent,
+		DupBlocksReceived: st.DupBlksReceived,
+		Peers:             len(st.Peers),
+	}, nil
+}
+
+// Close ends every running fetch (their remaining CIDs fail with ErrClosed),
+// waits for them and stops bitswap. It is safe to call more than once.
+func (e *Exchange) Close() error {
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		e.mu.Unlock()
+		e.cancel()
+		e.wg.Wait()
+		if err := e.bs.Close(); err != nil {
+			e.closeErr = fmt.Errorf("blocks: close bitswap: %w", err)
+		}
+	})
+	return e.closeErr
+}

@@ -1,0 +1,26 @@
+package p2p
+
+import "github.com/libp2p/go-libp2p/core/protocol"
+
+// Protocol IDs spoken by Mycel nodes. Every ID is versioned; a change to a
+// wire format gets a new version, and docs/protocol.md specifies each one.
+const (
+	// ProtocolPrefix namespaces every Mycel protocol. It keeps Mycel's DHT
+	// and block exchange apart from the public IPFS (Amino) network.
+	ProtocolPrefix protocol.ID = "/mycel"
+
+	// DHTProtocol is the Kademlia DHT used for peer routing and provider
+	// records (go-libp2p-kad-dht under ProtocolPrefix).
+	DHTProtocol protocol.ID = ProtocolPrefix + "/kad/1.0.0"
+
+	// BitswapProtocol is the block exchange: bitswap 1.2.0 under
+	// ProtocolPrefix. It is the only bitswap version Mycel speaks.
+	BitswapProtocol protocol.ID = ProtocolPrefix + bitswapSuffix
+
+	// bitswapSuffix is the upstream bitswap ID that BitswapProtocol prefixes.
+	bitswapSuffix = "/ipfs/bitswap/1.2.0"
+)
+
+// BitswapProtocolSuffix is the part of BitswapProtocol after ProtocolPrefix,
+// as the bitswap network layer wants it (prefix and suffix are set apart).
+const BitswapProtocolSuffix protocol.ID = bitswapSuffix
