@@ -941,11 +941,17 @@ rbdone:
 	VMULPS      Y12, dw, Y14            \
 	VFMADD231PS Y14, Y13, acc
 
-// A2Q4PAIR does the same for Q4_0; Y15 holds the token's 8·qx pair sums.
-#define A2Q4PAIR(ptr, dw, acc) \
+// A2Q4UNPACK unpacks row ptr's nibbles to the scratch slot at off(SP).
+#define A2Q4UNPACK(ptr, off) \
 	VBROADCASTI128 2(ptr)(AX*1), Y13       \
 	VPSRLVQ        q4shift<>(SB), Y13, Y13 \
 	VPAND          q4mask<>(SB), Y13, Y13  \
+	VMOVDQU        Y13, off(SP)
+
+// A2Q4PAIR does the same as A2Q8PAIR for Q4_0, with the row's nibbles in
+// the scratch slot at off(SP); Y15 holds the token's 8·qx pair sums.
+#define A2Q4PAIR(off, dw, acc) \
+	VMOVDQU        off(SP), Y13            \
 	VPMADDUBSW     Y11, Y13, Y13           \
 	VPSUBW         Y15, Y13, Y13           \
 	VPMADDWD       Y8, Y13, Y13            \
@@ -1040,7 +1046,7 @@ q8g2blk:
 	RET
 
 // func q4GemmAVX2(out *float32, ldo int, w *byte, nb int, xq *byte)
-TEXT ·q4GemmAVX2(SB), NOSPLIT, $0-40
+TEXT ·q4GemmAVX2(SB), NOSPLIT, $64-40
 	MOVQ  out+0(FP), DX
 	MOVQ  w+16(FP), DI
 	MOVQ  nb+24(FP), CX
@@ -1062,26 +1068,28 @@ q4g2blk:
 	PREFETCHT0 (R14)(AX*2)
 	A2DW(DI, AX, Y9)
 	A2DW(R11, AX, Y10)
+	A2Q4UNPACK(DI, 0)
+	A2Q4UNPACK(R11, 32)
 	A2TOK(SI)
 	VMOVDQU q4eights<>(SB), Y15
 	A2Q4CORR
-	A2Q4PAIR(DI, Y9, Y0)
-	A2Q4PAIR(R11, Y10, Y4)
+	A2Q4PAIR(0, Y9, Y0)
+	A2Q4PAIR(32, Y10, Y4)
 	A2TOK(R8)
 	VMOVDQU q4eights<>(SB), Y15
 	A2Q4CORR
-	A2Q4PAIR(DI, Y9, Y1)
-	A2Q4PAIR(R11, Y10, Y5)
+	A2Q4PAIR(0, Y9, Y1)
+	A2Q4PAIR(32, Y10, Y5)
 	A2TOK(R9)
 	VMOVDQU q4eights<>(SB), Y15
 	A2Q4CORR
-	A2Q4PAIR(DI, Y9, Y2)
-	A2Q4PAIR(R11, Y10, Y6)
+	A2Q4PAIR(0, Y9, Y2)
+	A2Q4PAIR(32, Y10, Y6)
 	A2TOK(R10)
 	VMOVDQU q4eights<>(SB), Y15
 	A2Q4CORR
-	A2Q4PAIR(DI, Y9, Y3)
-	A2Q4PAIR(R11, Y10, Y7)
+	A2Q4PAIR(0, Y9, Y3)
+	A2Q4PAIR(32, Y10, Y7)
 	ADDQ $34, BX
 	ADDQ $18, AX
 	CMPQ BX, CX
