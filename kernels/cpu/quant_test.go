@@ -49,6 +49,11 @@ func quantTestInput(r *rand.Rand, x []float32, shape int) {
 			blk[r.IntN(kernels.QK)] = 127 * k
 			blk[0] = 0.49999997 * k
 			blk[1] = -0.5 * k
+		case 5: // tiny and subnormal values: 1/d may overflow
+			s := float32(math.Ldexp(1, -r.IntN(30)-120))
+			for j := range blk {
+				blk[j] *= s
+			}
 		case 4: // values near ±amax and sign changes
 			a := float32(r.Float64()*100 + 1e-3)
 			for j := range blk {
@@ -62,7 +67,7 @@ func TestQuantizeQ8MatchesEncode(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, set := range quantSets() {
 		for _, nb := range quantTestNB {
-			for shape := 0; shape < 5; shape++ {
+			for shape := 0; shape < 6; shape++ {
 				for iter := 0; iter < 20; iter++ {
 					x := make([]float32, nb*kernels.QK)
 					quantTestInput(r, x, shape)
@@ -95,12 +100,12 @@ func firstDiff(a, b []byte) int {
 }
 
 // randF16Scale returns an f16 scale: zero one time in eight, otherwise of
-// either sign and a magnitude from 2^-14 to 2^4.
+// either sign and a magnitude from 2^-24 (subnormal) to 2^15 (exclusive).
 func randF16Scale(r *rand.Rand) uint16 {
 	if r.IntN(8) == 0 {
 		return 0
 	}
-	v := float32(math.Ldexp(1+r.Float64(), r.IntN(19)-15))
+	v := float32(math.Ldexp(1+r.Float64(), r.IntN(39)-24))
 	if r.IntN(2) == 0 {
 		v = -v
 	}
