@@ -672,6 +672,26 @@ q4gstore:
 // weight offset, CX the last block's activation offset; Z0 qx, Z1 d_x,
 // Z2 the offset correction, Z8-Z11 the row sums, Z12-Z15 as in the tiles.
 
+// MQ4W2 and MQ4W1 are GQ4W2 and GQ4W1 with the shifts in Z3 and the
+// nibble mask in Z4 (the matvecs have the registers to spare).
+#define MQ4W2(ptr) \
+	VBROADCASTI128 2(ptr)(AX*1), Y12  \
+	VBROADCASTI128 20(ptr)(AX*1), Y14 \
+	VINSERTI64X4   $1, Y14, Z12, Z12  \
+	VPSRLVQ        Z3, Z12, Z12       \
+	VPANDD         Z4, Z12, Z12       \
+	VPBROADCASTW   (ptr)(AX*1), Y13   \
+	VPBROADCASTW   18(ptr)(AX*1), X14 \
+	VINSERTI128    $1, X14, Y13, Y13  \
+	VCVTPH2PS      Y13, Z13
+
+#define MQ4W1(ptr) \
+	VBROADCASTI128 2(ptr)(AX*1), Y12 \
+	VPSRLVQ        Y3, Y12, Y12      \
+	VPAND          Y4, Y12, Y12      \
+	VPBROADCASTW   (ptr)(AX*1), X13  \
+	VCVTPH2PS      X13, Y13
+
 // MROW accumulates the current row (Z12, Z13) into acc.
 #define MROW(acc) GPAIR(Z0, Z1, Z2, acc)
 
@@ -798,6 +818,8 @@ TEXT ·q4MatvecVNNI(SB), NOSPLIT, $0-40
 	SUBQ  $34, CX
 	IMULQ $18, R10
 	VPBROADCASTD q8c08<>(SB), Z15
+	VMOVDQU64    q4shift512<>(SB), Z3
+	VPBROADCASTD q8c0f<>(SB), Z4
 
 q4v4rows:
 	CMPQ R8, $4
@@ -820,7 +842,7 @@ q4v4pair:
 	PREFETCHT0 64(R14)(AX*4)
 	PREFETCHT0 128(R14)(AX*4)
 	GXTOK2(SI, Y0, Z0, Z1, Z2)
-	MROWS4(GQ4W2)
+	MROWS4(MQ4W2)
 	ADDQ $68, BX
 	ADDQ $36, AX
 	CMPQ BX, CX
@@ -830,7 +852,7 @@ q4v4tail:
 	CMPQ BX, CX
 	JNE  q4v4store
 	GXTOK1(SI, Y0, Z0, Y1, Z2)
-	MROWS4(GQ4W1)
+	MROWS4(MQ4W1)
 
 q4v4store:
 	MFOLD4
@@ -852,7 +874,7 @@ q4v1rows:
 q4v1pair:
 	PREFETCHT0 PFD(DI)(AX*1)
 	GXTOK2(SI, Y0, Z0, Z1, Z2)
-	GQ4W2(DI)
+	MQ4W2(DI)
 	MROW(Z8)
 	ADDQ $68, BX
 	ADDQ $36, AX
@@ -863,7 +885,7 @@ q4v1tail:
 	CMPQ BX, CX
 	JNE  q4v1store
 	GXTOK1(SI, Y0, Z0, Y1, Z2)
-	GQ4W1(DI)
+	MQ4W1(DI)
 	MROW(Z8)
 
 q4v1store:

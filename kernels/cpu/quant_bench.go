@@ -79,25 +79,30 @@ func quantBenchActivations(n int) []float32 {
 	return x
 }
 
-// quantBenchTime returns the fastest of three measurements of f's time per
-// call, each at least about 100 ms long.
+// quantBenchTime returns f's time per call: the fastest batch of calls
+// (each batch at least 200 µs) seen in about 300 ms. The minimum is the
+// robust statistic on a machine shared with other work.
 func quantBenchTime(f func()) time.Duration {
 	f()
-	best := time.Duration(1 << 62)
-	for range 3 {
-		iters := 1
-		for {
-			start := time.Now()
-			for range iters {
-				f()
-			}
-			el := time.Since(start)
-			if el >= 100*time.Millisecond || iters >= 1<<20 {
-				best = min(best, el/time.Duration(iters))
-				break
-			}
-			iters *= 2
+	k := 1
+	for {
+		start := time.Now()
+		for range k {
+			f()
 		}
+		if time.Since(start) >= 200*time.Microsecond {
+			break
+		}
+		k *= 2
+	}
+	best := time.Duration(1 << 62)
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for n := 0; n < 5 || time.Now().Before(deadline); n++ {
+		start := time.Now()
+		for range k {
+			f()
+		}
+		best = min(best, time.Since(start)/time.Duration(k))
 	}
 	return best
 }
