@@ -16,28 +16,41 @@ type task interface {
 // pool runs a task over a range of items on a fixed set of workers: the
 // calling goroutine plus threads-1 goroutines owned by the pool.
 //
-// A job is published by bumping gen. Workers spin on gen for a short while
-// after each job (decode issues jobs back to back, microseconds apart) and
-// then park on a condition variable, so an idle node costs no CPU. Items are
-// handed out in chunks through an atomic counter, which balances the load
-// when one core is busy with something else.
+// A job is published through state, which packs a generation number, a
+// "closed" flag and the count of workers inside the job. A worker that sees
+// a new generation joins by incrementing the count, unless the job is
+// already closed, and takes chunks of items from an atomic counter until
+// none are left. The caller works too; when the items run out it closes
+// the job and waits only for the workers that joined. A worker the OS has
+// not scheduled yet therefore costs the caller nothing: it wakes to a
+// closed job and goes back to waiting. On a small machine shared with other
+// processes this is what keeps the per-call cost low.
+//
+// Idle workers spin on state for a while after each job (decode issues jobs
+// back to back, microseconds apart) and then park on a condition variable,
+// so an idle node costs no CPU.
 type pool struct {
 	threads int
 
-	gen     atomic.Uint64
-	closed  atomic.Bool
-	parked  atomic.Int32
-	mu      sync.Mutex
-	cond    *sync.Cond
-	running atomic.Int32 // workers still inside the current job
-	wg      sync.WaitGroup
+	state  atomic.Uint64 // gen<<32 | closedBit | active workers
+	closed atomic.Bool
+	parked atomic.Int32
+	mu     sync.Mutex
+	cond   *sync.Cond
+	wg     sync.WaitGroup
 
-	// The current job; written before gen is bumped.
+	// The current job; written before state moves to its generation and
+	// left alone until the job is closed with no worker inside.
 	t     task
 	n     int
 	chunk int
 	next  atomic.Int64
 }
+
+const (
+	closedBit  = 1 << 31
+	activeMask = closedBit - 1
+)
 
 // spinIters is how many times an idle worker polls for a new job before it
 // parks. At a few ns per poll this is tens of microseconds.
@@ -49,6 +62,7 @@ func newPool(threads int) *pool {
 	}
 	p := &pool{threads: threads}
 	p.cond = sync.NewCond(&p.mu)
+	p.state.Store(closedBit) // generation 0: no job
 	for w := 1; w < threads; w++ {
 		p.wg.Add(1)
 		go p.worker(w)
@@ -58,33 +72,37 @@ func newPool(threads int) *pool {
 
 func (p *pool) worker(id int) {
 	defer p.wg.Done()
-	var seen uint64
+	seen := uint64(0)
 	for {
-		g := p.wait(seen)
+		s := p.wait(seen)
 		if p.closed.Load() {
 			return
 		}
-		seen = g
+		seen = s >> 32
+		if s&closedBit != 0 || !p.state.CompareAndSwap(s, s+1) {
+			continue // the job is over or moved on; wait for the next
+		}
 		p.work(id)
-		p.running.Add(-1)
+		p.state.Add(^uint64(0)) // active--
 	}
 }
 
-// wait returns once gen differs from seen or the pool is closed.
+// wait returns the state once its generation differs from seen or the pool
+// is closed.
 func (p *pool) wait(seen uint64) uint64 {
 	for i := 0; i < spinIters; i++ {
-		if g := p.gen.Load(); g != seen || p.closed.Load() {
-			return g
+		if s := p.state.Load(); s>>32 != seen || p.closed.Load() {
+			return s
 		}
 	}
 	p.mu.Lock()
 	p.parked.Add(1)
-	for p.gen.Load() == seen && !p.closed.Load() {
+	for p.state.Load()>>32 == seen && !p.closed.Load() {
 		p.cond.Wait()
 	}
 	p.parked.Add(-1)
 	p.mu.Unlock()
-	return p.gen.Load()
+	return p.state.Load()
 }
 
 func (p *pool) work(worker int) {
@@ -112,16 +130,21 @@ func (p *pool) run(t task, n, grain int) {
 	chunk := max(grain, (n+4*p.threads-1)/(4*p.threads))
 	p.t, p.n, p.chunk = t, n, chunk
 	p.next.Store(0)
-	p.running.Store(int32(p.threads - 1))
-	p.gen.Add(1)
+	gen := p.state.Load()>>32 + 1
+	p.state.Store(gen << 32)
 	if p.parked.Load() > 0 {
 		p.mu.Lock()
 		p.cond.Broadcast()
 		p.mu.Unlock()
 	}
 	p.work(0)
-	for p.running.Load() != 0 {
-		runtime.Gosched()
+	// Close the job to latecomers, then wait for those inside.
+	s := p.state.Or(closedBit) | closedBit
+	for spins := 0; s&activeMask != 0; spins++ {
+		if spins > 100 {
+			runtime.Gosched()
+		}
+		s = p.state.Load()
 	}
 	p.t = nil
 }
