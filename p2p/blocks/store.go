@@ -98,7 +98,7 @@ func OpenStore(dir string, opts ...StoreOption) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blocks: open store %s: %w", dir, err)
 	}
-	s := &Store{dir: dir, fs: fs, bs: blockstore.NewBlockstoreNoPrefix(fs), cap: cfg.cap}
+	s := &Store{dir: dir, fs: fs, bs: blockstore.NewBlockstore(fs, blockstore.NoPrefix()), cap: cfg.cap}
 	used, err := s.scanSize()
 	if err != nil {
 		fs.Close()

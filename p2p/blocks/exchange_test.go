@@ -1,0 +1,452 @@
+package blocks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/boxo/bitswap"
+	"github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/blockstore"
+	blockfmt "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+
+	"github.com/mycel-net/mycel/p2p"
+)
+
+// node is one peer of a test: host with DHT, block store and exchange.
+type node struct {
+	host  *p2p.Host
+	store *Store
+	ex    *Exchange
+	lh    host.Host // a mocknet host the node does not own, or nil
+
+	once sync.Once
+}
+
+// nodeConfig says how to build a test node.
+type nodeConfig struct {
+	dataDir string    // persistent identity, DHT and blocks; "" for a temp store and memory DHT
+	mock    host.Host // run on this mocknet host instead of loopback TCP
+	stall   time.Duration
+}
+
+func newNode(t testing.TB, cfg nodeConfig) *node {
+	t.Helper()
+	opts := []p2p.Option{p2p.NoMDNS(), p2p.ForceDHTMode(p2p.DHTModeServer)}
+	if cfg.mock != nil {
+		opts = append(opts, p2p.WithHost(cfg.mock))
+	} else {
+		opts = append(opts, p2p.LoopbackOnly(), p2p.NoQUIC(), p2p.NoNAT(), p2p.NoRelay())
+	}
+	storeDir := t.TempDir()
+	if cfg.dataDir != "" {
+		opts = append(opts, p2p.DataDir(cfg.dataDir))
+		storeDir = filepath.Join(cfg.dataDir, "blocks")
+	}
+	h, err := p2p.New(opts...)
+	if err != nil {
+		t.Fatalf("p2p.New: %v", err)
+	}
+	s, err := OpenStore(storeDir)
+	if err != nil {
+		h.Close()
+		t.Fatalf("OpenStore: %v", err)
+	}
+	if cfg.stall == 0 {
+		cfg.stall = 10 * time.Second
+	}
+	ex, err := NewExchange(h.Libp2p(), h.Routing(), s, StallTimeout(cfg.stall), ProviderSearchDelay(50*time.Millisecond))
+	if err != nil {
+		t.Fatalf("NewExchange: %v", err)
+	}
+	n := &node{host: h, store: s, ex: ex, lh: cfg.mock}
+	t.Cleanup(func() { n.close(t) })
+	return n
+}
+
+// close stops the node, the mocknet host included: the peer is gone.
+func (n *node) close(t testing.TB) {
+	n.once.Do(func() {
+		if err := n.ex.Close(); err != nil {
+			t.Errorf("close exchange: %v", err)
+		}
+		if err := n.host.Close(); err != nil {
+			t.Errorf("close host: %v", err)
+		}
+		if n.lh != nil {
+			n.lh.Close()
+		}
+		if err := n.store.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+}
+
+func connect(t testing.TB, ctx context.Context, from, to *node) {
+	t.Helper()
+	if err := from.host.Connect(ctx, to.host.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func importData(t testing.TB, n *node, data []byte) []cid.Cid {
+	t.Helper()
+	cids, err := Import(context.Background(), n.store, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cids
+}
+
+func assemble(t testing.TB, bs []Block) []byte {
+	t.Helper()
+	var out []byte
+	for _, b := range bs {
+		if err := b.Verify(); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b.Data...)
+	}
+	return out
+}
+
+// TestFindThroughDHTAndFetch: A and C know only B. A stores and provides
+// blocks; C finds A through the DHT and fetches everything from it.
+func TestFindThroughDHTAndFetch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, b, c := newNode(t, nodeConfig{}), newNode(t, nodeConfig{}), newNode(t, nodeConfig{})
+	connect(t, ctx, a, b)
+	connect(t, ctx, c, b)
+	for _, n := range []*node{a, b, c} {
+		if err := n.host.WaitRoutable(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := randBytes(20, 5*ChunkSize+777)
+	cids := importData(t, a, data)
+	start := time.Now()
+	if err := a.ex.Provide(ctx, cids...); err != nil {
+		t.Fatalf("Provide: %v", err)
+	}
+	t.Logf("provided %d CIDs in %s", len(cids), time.Since(start).Round(time.Millisecond))
+
+	provs, err := c.ex.FindProviders(ctx, cids[0], 1)
+	if err != nil {
+		t.Fatalf("FindProviders: %v", err)
+	}
+	if len(provs) != 1 || provs[0].ID != a.host.ID() {
+		t.Fatalf("providers %v, want only A (%s)", provs, a.host.ID())
+	}
+
+	// The DHT lookups may have connected C to A; cut that, so the fetch
+	// has to find A itself: B says it has nothing, then the session asks the
+	// DHT for providers and dials A.
+	if err := c.host.Libp2p().Network().ClosePeer(a.host.ID()); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	got, err := c.ex.GetBlocks(ctx, cids)
+	if err != nil {
+		t.Fatalf("GetBlocks: %v", err)
+	}
+	t.Logf("fetched %d blocks in %s", len(cids), time.Since(start).Round(time.Millisecond))
+	if !bytes.Equal(assemble(t, got), data) {
+		t.Fatal("fetched content differs")
+	}
+	for _, id := range cids {
+		if ok, _ := c.store.Has(ctx, id); !ok {
+			t.Errorf("C did not store %s", id)
+		}
+	}
+	st, _ := c.ex.Stats()
+	if st.BlocksReceived != uint64(len(cids)) {
+		t.Errorf("C received %d blocks, want %d", st.BlocksReceived, len(cids))
+	}
+	// A second fetch is served from C's own store.
+	again, err := c.ex.GetBlocks(ctx, cids)
+	if err != nil || !bytes.Equal(assemble(t, again), data) {
+		t.Fatalf("second fetch: %v", err)
+	}
+	if st2, _ := c.ex.Stats(); st2.BlocksReceived != st.BlocksReceived {
+		t.Error("second fetch went to the network")
+	}
+}
+
+// TestProviderLeavesMidFetch: C fetches from A and B, which hold the same
+// blocks; A vanishes after the first block; the fetch completes from B.
+func TestProviderLeavesMidFetch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	mn := mocknet.New()
+	t.Cleanup(func() { mn.Close() })
+	// Slow links, so that the fetch is still running when A goes.
+	mn.SetLinkDefaults(mocknet.LinkOptions{Bandwidth: 8 << 20, Latency: 2 * time.Millisecond})
+	var nodes []*node
+	for range 3 {
+		mh, err := mn.GenPeer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, newNode(t, nodeConfig{mock: mh}))
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	connect(t, ctx, c, a)
+	connect(t, ctx, c, b)
+
+	data := randBytes(21, 12*ChunkSize)
+	cids := importData(t, a, data)
+	importData(t, b, data)
+
+	results := c.ex.Fetch(ctx, cids)
+	got := map[cid.Cid][]byte{}
+	first := <-results
+	if first.Err != nil {
+		t.Fatalf("first block: %v", first.Err)
+	}
+	got[first.CID] = first.Data
+	aSent, _ := a.ex.Stats()
+	a.close(t)
+	t.Logf("A sent %d blocks before it left", aSent.BlocksSent)
+	for r := range results {
+		if r.Err != nil {
+			t.Fatalf("block %s: %v", r.CID, r.Err)
+		}
+		got[r.CID] = r.Data
+	}
+	if len(got) != len(cids) {
+		t.Fatalf("got %d blocks, want %d", len(got), len(cids))
+	}
+	var back []byte
+	for _, id := range cids {
+		back = append(back, got[id]...)
+	}
+	if !bytes.Equal(back, data) {
+		t.Fatal("fetched content differs")
+	}
+	bSent, _ := b.ex.Stats()
+	if bSent.BlocksSent == 0 {
+		t.Error("B sent nothing; the fetch cannot have completed from B")
+	}
+	if int(bSent.BlocksSent) >= len(cids) && aSent.BlocksSent == 0 {
+		t.Log("A had sent nothing yet; the fetch ran from B alone")
+	}
+}
+
+// liar runs plain bitswap over a blockstore that holds wrong bytes under a
+// CID, as a malicious or broken peer would serve them.
+func liar(t testing.TB, h host.Host, c cid.Cid, wrong []byte) *bitswap.Bitswap {
+	t.Helper()
+	bstore := blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
+	blk, err := blockfmt.NewBlockWithCid(wrong, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bstore.Put(context.Background(), blk); err != nil {
+		t.Fatal(err)
+	}
+	net := bsnet.NewFromIpfsHost(h, bsnet.Prefix(p2p.ProtocolPrefix),
+		bsnet.SupportedProtocols([]protocol.ID{p2p.BitswapProtocolSuffix}))
+	bs := bitswap.New(context.Background(), net, nil, bstore)
+	t.Cleanup(func() { bs.Close() })
+	return bs
+}
+
+// TestWrongBytesAreRejected: a peer that answers a want with bytes that do
+// not hash to the CID gets nothing stored; the honest peer's copy is used.
+func TestWrongBytesAreRejected(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mn := mocknet.New()
+	t.Cleanup(func() { mn.Close() })
+	lh, err := mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := mn.GenPeer()
+	hh, _ := mn.GenPeer()
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	good := NewBlock(randBytes(30, 4096))
+	wrong := randBytes(31, 4096)
+	lb := liar(t, lh, good.CID, wrong)
+	c := newNode(t, nodeConfig{mock: ch, stall: time.Second})
+	honest := newNode(t, nodeConfig{mock: hh})
+	if err := honest.store.Put(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.host.Connect(ctx, peer.AddrInfo{ID: lh.ID(), Addrs: lh.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	_, err = c.ex.Get(ctx, good.CID)
+	var nf *NotFoundError
+	if !errors.As(err, &nf) || !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get from the liar: %v, want NotFoundError", err)
+	}
+	t.Logf("%v after %s", err, time.Since(start).Round(time.Millisecond))
+	if st, _ := lb.Stat(); st.BlocksSent == 0 {
+		t.Fatal("the liar never sent its block; nothing was tested")
+	}
+	if keys, _ := c.store.AllKeys(ctx); len(keys) != 0 {
+		t.Fatalf("C stored %v from the liar", keys)
+	}
+
+	connect(t, ctx, c, honest)
+	b, err := c.ex.Get(ctx, good.CID)
+	if err != nil {
+		t.Fatalf("Get with an honest peer: %v", err)
+	}
+	if !bytes.Equal(b.Data, good.Data) {
+		t.Fatal("wrong content")
+	}
+}
+
+// TestUnknownCIDFailsInTime: nobody has the block; the fetch fails with a
+// clear error by its stall timeout, and by a shorter context deadline.
+func TestUnknownCIDFailsInTime(t *testing.T) {
+	a, b := newNode(t, nodeConfig{stall: time.Second}), newNode(t, nodeConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	connect(t, ctx, a, b)
+	if err := a.host.WaitRoutable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	missing := NewBlock([]byte("no one has this")).CID
+
+	start := time.Now()
+	_, err := a.ex.Get(ctx, missing)
+	took := time.Since(start)
+	var nf *NotFoundError
+	if !errors.As(err, &nf) || !nf.CID.Equals(missing) {
+		t.Fatalf("Get: %v, want NotFoundError for %s", err, missing)
+	}
+	if took > 5*time.Second {
+		t.Errorf("took %s for a 1s stall timeout", took)
+	}
+	t.Logf("%v (after %s)", err, took.Round(time.Millisecond))
+
+	dctx, dcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer dcancel()
+	_, err = a.ex.GetBlocks(dctx, []cid.Cid{missing, NewBlock([]byte("nor this")).CID})
+	if !errors.Is(err, ErrNotFound) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("GetBlocks past its deadline: %v, want ErrNotFound and DeadlineExceeded", err)
+	}
+	t.Log(err)
+
+	if _, err := a.ex.FindProviders(dctx, missing, 0); !errors.Is(err, ErrNoProviders) {
+		t.Fatalf("FindProviders: %v, want ErrNoProviders", err)
+	}
+
+	// A closed exchange fails fetches at once.
+	a.ex.Close()
+	if _, err := a.ex.Get(ctx, missing); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Get after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestCloseEndsRunningFetch: Close does not wait for a fetch's stall timeout.
+func TestCloseEndsRunningFetch(t *testing.T) {
+	a := newNode(t, nodeConfig{stall: time.Hour})
+	results := a.ex.Fetch(context.Background(), []cid.Cid{NewBlock([]byte("x")).CID})
+	time.Sleep(50 * time.Millisecond)
+	done := make(chan struct{})
+	go func() { a.ex.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs on a running fetch")
+	}
+	r := <-results
+	if !errors.Is(r.Err, ErrClosed) {
+		t.Fatalf("fetch ended with %v, want ErrClosed", r.Err)
+	}
+}
+
+// TestRestartKeepsIdentityAndBlocks: a node closed and opened again on the
+// same data dir has the same peer ID and still serves its blocks.
+func TestRestartKeepsIdentityAndBlocks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	a := newNode(t, nodeConfig{dataDir: dir})
+	id := a.host.ID()
+	data := randBytes(40, 2*ChunkSize+5)
+	cids := importData(t, a, data)
+	a.close(t)
+
+	a2 := newNode(t, nodeConfig{dataDir: dir})
+	if a2.host.ID() != id {
+		t.Fatalf("peer ID changed: %s -> %s", id, a2.host.ID())
+	}
+	keys, err := a2.store.AllKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cids {
+		if !slices.ContainsFunc(keys, c.Equals) {
+			t.Fatalf("block %s lost across restart", c)
+		}
+	}
+	b := newNode(t, nodeConfig{})
+	connect(t, ctx, b, a2)
+	got, err := b.ex.GetBlocks(ctx, cids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(assemble(t, got), data) {
+		t.Fatal("fetched content differs")
+	}
+}
+
+// TestFetchIntoFullStore: blocks that do not fit fail with ErrStoreFull.
+func TestFetchIntoFullStore(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a := newNode(t, nodeConfig{})
+	b := newNode(t, nodeConfig{})
+	// Swap in a small store for b (its exchange is rebuilt on it).
+	b.ex.Close()
+	small := openTestStore(t, t.TempDir(), Cap(ChunkSize+ChunkSize/2))
+	ex, err := NewExchange(b.host.Libp2p(), b.host.Routing(), small, StallTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ex.Close() })
+	cids := importData(t, a, randBytes(50, 3*ChunkSize))
+	connect(t, ctx, b, a)
+	var full, ok int
+	for r := range ex.Fetch(ctx, cids) {
+		switch {
+		case r.Err == nil:
+			ok++
+		case errors.Is(r.Err, ErrStoreFull):
+			full++
+		default:
+			t.Fatalf("block %s: %v", r.CID, r.Err)
+		}
+	}
+	if ok != 1 || full != 2 {
+		t.Fatalf("%d stored, %d refused; want 1 and 2", ok, full)
+	}
+	if small.Size() > small.Cap() {
+		t.Fatalf("store holds %d bytes over its cap %d", small.Size(), small.Cap())
+	}
+}

@@ -1,0 +1,241 @@
+package p2p
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// testOpts are the options of a node that stays on loopback and talks only
+// to the other nodes of its test.
+func testOpts(extra ...Option) []Option {
+	return append([]Option{LoopbackOnly(), NoQUIC(), NoNAT(), NoRelay(), NoMDNS(), ForceDHTMode(DHTModeServer)}, extra...)
+}
+
+func newTestHost(t testing.TB, extra ...Option) *Host {
+	t.Helper()
+	h, err := New(testOpts(extra...)...)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func TestIdentityCreatedOnceWithPrivatePerms(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "node")
+	k1, err := LoadOrCreateIdentity(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k1.Type() != crypto.Ed25519 {
+		t.Errorf("key type %v, want Ed25519", k1.Type())
+	}
+	info, err := os.Stat(filepath.Join(dir, IdentityFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := info.Mode().Perm(); perm != 0o600 {
+		t.Errorf("identity key mode %o, want 600", perm)
+	}
+	k2, err := LoadOrCreateIdentity(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k1.Equals(k2) {
+		t.Error("second load returned a different key")
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(dir, ".*tmp*"))
+	if len(leftovers) > 0 {
+		t.Errorf("temporary files left behind: %v", leftovers)
+	}
+}
+
+func TestIdentityCorruptFileIsAnErrorAndKept(t *testing.T) {
+	for name, content := range map[string][]byte{
+		"garbage":   []byte("not a key at all"),
+		"empty":     {},
+		"truncated": nil, // filled below from a real key
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, IdentityFile)
+			if content == nil {
+				k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+				b, _ := crypto.MarshalPrivateKey(k)
+				content = b[:len(b)/2]
+			}
+			if err := os.WriteFile(path, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadOrCreateIdentity(dir)
+			if !errors.Is(err, ErrCorruptIdentity) {
+				t.Fatalf("LoadOrCreateIdentity: %v, want ErrCorruptIdentity", err)
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("error %q does not name the file", err)
+			}
+			_, err = New(testOpts(DataDir(dir))...)
+			if !errors.Is(err, ErrCorruptIdentity) {
+				t.Fatalf("New: %v, want ErrCorruptIdentity", err)
+			}
+			after, _ := os.ReadFile(path)
+			if string(after) != string(content) {
+				t.Error("corrupt key file was changed")
+			}
+		})
+	}
+}
+
+func TestOptionConflicts(t *testing.T) {
+	k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	mn := mocknet.New()
+	t.Cleanup(func() { mn.Close() })
+	mh, err := mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string][]Option{
+		"two identities":         {Identity(k), Identity(k)},
+		"listen and loopback":    {ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), LoopbackOnly()},
+		"loopback and listen":    {LoopbackOnly(), ListenAddrStrings("/ip4/127.0.0.1/tcp/0")},
+		"bad listen addr":        {ListenAddrStrings("/ip4/nope")},
+		"no quic with quic addr": {ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"), NoQUIC()},
+		"host then identity":     {WithHost(mh), Identity(k)},
+		"identity then host":     {Identity(k), WithHost(mh)},
+		"conn manager inverted":  {ConnManager(10, 5)},
+		"high water above cap":   {Limits(100, 0), ConnManager(50, 150)},
+		"tiny memory":            {Limits(100, 1<<20)},
+		"two dht modes":          {ForceDHTMode(DHTModeServer), ForceDHTMode(DHTModeClient)},
+		"bootstrap without peer": {BootstrapStrings("/ip4/127.0.0.1/tcp/1")},
+		"data dir twice":         {DataDir("a"), DataDir("b")},
+		"limits twice":           {Limits(10, 0), Limits(20, 0)},
+	}
+	for name, opts := range cases {
+		t.Run(name, func(t *testing.T) {
+			h, err := New(append(opts, NoMDNS())...)
+			if err == nil {
+				h.Close()
+				t.Fatal("New succeeded, want an error")
+			}
+			t.Log(err)
+		})
+	}
+	// nil options are skipped.
+	h, err := New(testOpts(nil)...)
+	if err != nil {
+		t.Fatalf("nil option: %v", err)
+	}
+	h.Close()
+}
+
+func TestHostListensAndCloses(t *testing.T) {
+	// QUIC stays on here: the host listens on TCP and QUIC, loopback only.
+	h, err := New(LoopbackOnly(), NoNAT(), NoRelay(), NoMDNS(), ForceDHTMode(DHTModeServer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tcp, quic bool
+	for _, a := range h.Addrs() {
+		if v, err := a.ValueForProtocol(ma.P_IP4); err != nil || v != "127.0.0.1" {
+			t.Errorf("address %s is not on 127.0.0.1", a)
+		}
+		_, errT := a.ValueForProtocol(ma.P_TCP)
+		tcp = tcp || errT == nil
+		quic = quic || isQUIC(a)
+	}
+	if !tcp || !quic {
+		t.Errorf("addresses %v: want TCP and QUIC", h.Addrs())
+	}
+	if !slices.Contains(h.Libp2p().Mux().Protocols(), DHTProtocol) {
+		t.Errorf("DHT protocol %s not registered: %v", DHTProtocol, h.Libp2p().Mux().Protocols())
+	}
+	if err := h.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestRestartKeepsPeerID(t *testing.T) {
+	dir := t.TempDir()
+	a := newTestHost(t, DataDir(dir))
+	id := a.ID()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, DHTDir)); err != nil {
+		t.Errorf("no DHT datastore in the data dir: %v", err)
+	}
+	b := newTestHost(t, DataDir(dir))
+	if b.ID() != id {
+		t.Fatalf("peer ID changed across restart: %s -> %s", id, b.ID())
+	}
+}
+
+func TestBootstrapJoinsTheDHT(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b := newTestHost(t)
+	a := newTestHost(t, Bootstrap(b.AddrInfo()))
+	c := newTestHost(t, Bootstrap(b.AddrInfo()))
+	for _, n := range []*Host{a, c} {
+		if err := n.Bootstrap(ctx); err != nil {
+			t.Fatalf("Bootstrap: %v", err)
+		}
+		if err := n.WaitRoutable(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// C learns A's addresses from B through the DHT.
+	ai, err := c.DHT().FindPeer(ctx, a.ID())
+	if err != nil {
+		t.Fatalf("FindPeer: %v", err)
+	}
+	if err := c.Connect(ctx, ai); err != nil {
+		t.Fatal(err)
+	}
+
+	dead := newTestHost(t)
+	deadInfo := dead.AddrInfo()
+	dead.Close()
+	d := newTestHost(t, Bootstrap(deadInfo))
+	sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+	defer scancel()
+	if err := d.Bootstrap(sctx); !errors.Is(err, ErrNoBootstrap) {
+		t.Fatalf("Bootstrap to a closed peer: %v, want ErrNoBootstrap", err)
+	}
+}
+
+func TestWithHostDoesNotCloseIt(t *testing.T) {
+	mn := mocknet.New()
+	t.Cleanup(func() { mn.Close() })
+	mh, err := mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(WithHost(mh), NoMDNS(), ForceDHTMode(DHTModeServer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.ID() != mh.ID() {
+		t.Fatal("Host does not use the given host's identity")
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(mh.Network().ListenAddresses()) == 0 {
+		t.Error("given host was closed")
+	}
+}
