@@ -1,11 +1,115 @@
 package cpu
 
 import (
+	"fmt"
+	"io"
 	"math/rand/v2"
-	"unsafe"
+	"text/tabwriter"
+	"time"
 
 	"github.com/mycel-net/mycel/kernels"
 )
+
+// KernelResult is one measurement of BenchKernels.
+type KernelResult struct {
+	Name   string
+	GFLOPS float64 // 0 where it does not apply
+	GBps   float64 // bytes read per second / 1e9; 0 where it does not apply
+	Nanos  float64 // time per call
+}
+
+// MeasureKernels times the kernels that bound inference speed on this CPU
+// with the given number of threads (0: GOMAXPROCS): DRAM read bandwidth,
+// the f32/f16/bf16 matvec of decode on a matrix larger than the caches,
+// the f32 GEMM of prefill, and the pool's round trip. It takes a few
+// seconds.
+func MeasureKernels(threads int) []KernelResult {
+	b := New(threads)
+	defer b.Close()
+	var res []KernelResult
+
+	buf := make([]float32, 64<<20) // 256 MB
+	for i := range buf {
+		buf[i] = 1
+	}
+	ns := timeIt(func() { readAll(b, buf) })
+	res = append(res, KernelResult{Name: "read bandwidth (256 MB)", GBps: float64(len(buf)*4) / ns, Nanos: ns})
+	buf = nil
+
+	for _, dt := range []kernels.DType{kernels.F32, kernels.F16, kernels.BF16} {
+		// Several copies, so that each call reads from DRAM.
+		ws := make([]*kernels.Matrix, max(2, (192<<20)/(4096*4096*dt.BlockBytes())))
+		for i := range ws {
+			ws[i] = randMatrixF(dt, 4096, 4096, 1)
+		}
+		x := randVecSeed(4096, 1)
+		out := make([]float32, 4096)
+		i := 0
+		ns := timeIt(func() {
+			b.MatMul(out, ws[i%len(ws)], x, 1)
+			i++
+		})
+		res = append(res, KernelResult{Name: "matvec " + dt.String() + " 4096x4096",
+			GFLOPS: 2 * 4096 * 4096 / ns, GBps: float64(len(ws[0].Data)) / ns, Nanos: ns})
+	}
+
+	for _, s := range [][3]int{{1024, 1024, 1024}, {128, 768, 768}, {128, 2048, 768}} {
+		n, rows, cols := s[0], s[1], s[2]
+		w := randMatrixF(kernels.F32, rows, cols, 1)
+		x := randVecSeed(n*cols, 2)
+		out := make([]float32, n*rows)
+		ns := timeIt(func() { b.MatMul(out, w, x, n) })
+		res = append(res, KernelResult{Name: fmt.Sprintf("gemm f32 %dx%dx%d", n, rows, cols),
+			GFLOPS: 2 * float64(n*rows*cols) / ns, Nanos: ns})
+	}
+
+	var c emptyTask
+	ns = timeIt(func() { b.pool.run(&c, 2*b.pool.threads, 1) })
+	res = append(res, KernelResult{Name: "pool round trip", Nanos: ns})
+	return res
+}
+
+// BenchKernels runs MeasureKernels and writes a table of the results.
+func BenchKernels(w io.Writer, threads int) error {
+	b := New(threads)
+	name, n := b.Name(), b.Threads()
+	b.Close()
+	res := MeasureKernels(threads)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%s, %d threads\t GFLOPS\t GB/s\t time\t\n", name, n)
+	for _, r := range res {
+		fmt.Fprintf(tw, "%s\t %s\t %s\t %s\t\n", r.Name, orDash(r.GFLOPS), orDash(r.GBps),
+			time.Duration(r.Nanos*float64(time.Nanosecond)).Round(time.Nanosecond))
+	}
+	return tw.Flush()
+}
+
+func orDash(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+// timeIt returns the best time of f in ns over about half a second.
+func timeIt(f func()) float64 {
+	f()
+	best := time.Duration(1 << 62)
+	start := time.Now()
+	for reps := 0; reps < 3 || time.Since(start) < 500*time.Millisecond; reps++ {
+		t0 := time.Now()
+		f()
+		best = min(best, time.Since(t0))
+		if reps > 100000 {
+			break
+		}
+	}
+	return float64(best.Nanoseconds())
+}
+
+type emptyTask struct{}
+
+func (emptyTask) run(_, _, _ int) {}
 
 // randMatrixF makes a rows×cols matrix of type dt with values in
 // [-scale, scale) from a fixed seed.
@@ -54,6 +158,5 @@ func readAll(b *Backend, buf []float32) float32 {
 	for _, v := range t.sums {
 		s += v
 	}
-	_ = unsafe.Sizeof(s)
 	return s
 }
