@@ -139,9 +139,16 @@ func makeLlama2C(t testing.TB, c model.Config, version int, seed uint64) []byte 
 	return b
 }
 
+// nanoConfig is smaller still; its tensors are only f32-compatible for
+// GGUF (rows of 16) but fit llama2.c v2's groups of 32.
+var nanoConfig = model.Config{Arch: "llama", Dim: 16, Hidden: 32, Layers: 1, Heads: 2, KVHeads: 1, Vocab: 8, Context: 8,
+	RopeTheta: 10000, RopeStyle: kernels.RopeAdjacent, NormEps: 1e-5, SharedClassifier: true}
+
 // microGGUF writes a tiny llama GGUF with a tokenizer.
-func microGGUF(t testing.TB, dt kernels.DType) []byte {
-	c := microConfig
+func microGGUF(t testing.TB, dt kernels.DType) []byte { return smallGGUF(t, microConfig, dt) }
+
+// smallGGUF writes a llama GGUF of config c (vocab 8) with a tokenizer.
+func smallGGUF(t testing.TB, c model.Config, dt kernels.DType) []byte {
 	mt, _ := GGMLTypeOf(dt)
 	rng := splitmix64(3)
 	var tensors []TensorSpec
