@@ -378,3 +378,52 @@ func TestOpenMissing(t *testing.T) {
 		t.Fatalf("empty: %v", err)
 	}
 }
+
+// rewriteGGUF re-encodes a parsed GGUF, letting edit change each tensor.
+func rewriteGGUF(t *testing.T, g *GGUF, edit func(*TensorSpec)) []byte {
+	t.Helper()
+	var ts []TensorSpec
+	for _, ti := range g.Tensors {
+		s := TensorSpec{Name: ti.Name, Type: ti.Type, Dims: ti.Dims, Data: ti.Data}
+		edit(&s)
+		ts = append(ts, s)
+	}
+	var buf bytes.Buffer
+	if err := WriteGGUF(&buf, g.KVs, ts); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestGGUFNormTypesAndVersion2(t *testing.T) {
+	ref := load(t, "stories260K.gguf")
+	for _, dt := range []kernels.DType{kernels.F16, kernels.BF16} {
+		gt, _ := GGMLTypeOf(dt)
+		data := rewriteGGUF(t, ref.GGUF, func(s *TensorSpec) {
+			if strings.HasSuffix(s.Name, "norm.weight") {
+				s.Type, s.Data = gt, kernels.Encode(nil, dt, kernels.BytesF32(s.Data))
+			}
+		})
+		m, err := LoadBytes(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, want := norms(m.Weights), norms(ref.Weights)
+		for name, v := range want {
+			for i := range v {
+				if d := math.Abs(float64(got[name][i] - v[i])); d > math.Abs(float64(v[i]))/128 {
+					t.Fatalf("%s norm %s[%d] = %g, want %g", dt, name, i, got[name][i], v[i])
+				}
+			}
+		}
+	}
+	v2 := bytes.Clone(ref.GGUF.Bytes())
+	v2[4] = 2
+	m, err := LoadBytes(v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.GGUF.Version != 2 || m.Weights.Config.Dim != 64 {
+		t.Fatal("v2")
+	}
+}
