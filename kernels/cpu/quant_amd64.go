@@ -21,10 +21,10 @@ func quantizeQ8AVX512(dst *byte, x *float32, nb int)
 func quantizeQ8AVX2(dst *byte, x *float32, nb int)
 
 //go:noescape
-func q8MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
+func q8MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte, pfd int)
 
 //go:noescape
-func q4MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
+func q4MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte, pfd int)
 
 //go:noescape
 func q8GemmVNNI(out *float32, ldo int, w *byte, nb int, xq *byte)
@@ -39,10 +39,10 @@ func q8GemmAVX2(out *float32, ldo int, w *byte, nb int, xq *byte)
 func q4GemmAVX2(out *float32, ldo int, w *byte, nb int, xq *byte)
 
 //go:noescape
-func q8MatvecAVX2(out *float32, w *byte, rows, nb int, xq *byte)
+func q8MatvecAVX2(out *float32, w *byte, rows, nb int, xq *byte, pfd int)
 
 //go:noescape
-func q4MatvecAVX2(out *float32, w *byte, rows, nb int, xq *byte)
+func q4MatvecAVX2(out *float32, w *byte, rows, nb int, xq *byte, pfd int)
 
 // quantSets lists the quantized kernel sets this CPU can run, best first.
 func quantSets() []quantKernels {
@@ -102,27 +102,39 @@ func checkQuantArgs(out []float32, w []byte, nb, bs int, xq []byte) bool {
 	return true
 }
 
+// prefetchDistance is how far ahead of the rows in use the matvecs
+// prefetch: enough bytes in flight to cover the memory latency at full
+// bandwidth.
+var prefetchDistance = 16 << 10
+
+// prefetchAhead returns the matvecs' prefetch distance for rows of rb
+// bytes: a whole number of four-row groups, at least one.
+func prefetchAhead(rb int) int {
+	g := 4 * rb
+	return max(1, (prefetchDistance+g-1)/g) * g
+}
+
 func matvecQ8VNNI(out []float32, w []byte, nb int, xq []byte) {
 	if checkQuantArgs(out, w, nb, kernels.Q8_0BlockBytes, xq) {
-		q8MatvecVNNI(&out[0], &w[0], len(out), nb, &xq[0])
+		q8MatvecVNNI(&out[0], &w[0], len(out), nb, &xq[0], prefetchAhead(nb*kernels.Q8_0BlockBytes))
 	}
 }
 
 func matvecQ4VNNI(out []float32, w []byte, nb int, xq []byte) {
 	if checkQuantArgs(out, w, nb, kernels.Q4_0BlockBytes, xq) {
-		q4MatvecVNNI(&out[0], &w[0], len(out), nb, &xq[0])
+		q4MatvecVNNI(&out[0], &w[0], len(out), nb, &xq[0], prefetchAhead(nb*kernels.Q4_0BlockBytes))
 	}
 }
 
 func matvecQ8AVX2(out []float32, w []byte, nb int, xq []byte) {
 	if checkQuantArgs(out, w, nb, kernels.Q8_0BlockBytes, xq) {
-		q8MatvecAVX2(&out[0], &w[0], len(out), nb, &xq[0])
+		q8MatvecAVX2(&out[0], &w[0], len(out), nb, &xq[0], prefetchAhead(nb*kernels.Q8_0BlockBytes))
 	}
 }
 
 func matvecQ4AVX2(out []float32, w []byte, nb int, xq []byte) {
 	if checkQuantArgs(out, w, nb, kernels.Q4_0BlockBytes, xq) {
-		q4MatvecAVX2(&out[0], &w[0], len(out), nb, &xq[0])
+		q4MatvecAVX2(&out[0], &w[0], len(out), nb, &xq[0], prefetchAhead(nb*kernels.Q4_0BlockBytes))
 	}
 }
 

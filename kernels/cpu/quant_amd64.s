@@ -245,12 +245,13 @@ q8a2done:
 	VCVTPH2PS    X1, Y1
 
 // func q8MatvecAVX2(out *float32, w *byte, rows, nb int, xq *byte)
-TEXT ·q8MatvecAVX2(SB), NOSPLIT, $0-40
+TEXT ·q8MatvecAVX2(SB), NOSPLIT, $0-48
 	MOVQ out+0(FP), DX
 	MOVQ w+8(FP), DI
 	MOVQ rows+16(FP), R8
 	MOVQ nb+24(FP), R10
 	MOVQ xq+32(FP), SI
+	MOVQ  pfd+40(FP), R9
 	IMULQ $34, R10
 	VPBROADCASTD q8ones16<>(SB), Y12
 
@@ -260,7 +261,7 @@ q8a4rows:
 	LEAQ (DI)(R10*1), R11
 	LEAQ (R11)(R10*1), R12
 	LEAQ (R12)(R10*1), R13
-	LEAQ (R13)(R10*1), R14
+	LEAQ (DI)(R9*1), R14
 	VXORPS Y8, Y8, Y8
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
@@ -282,7 +283,7 @@ q8a4blk:
 
 	HSUM4
 	ADDQ $16, DX
-	MOVQ R14, DI
+	LEAQ (R13)(R10*1), DI
 	SUBQ $4, R8
 	JMP  q8a4rows
 
@@ -330,12 +331,13 @@ q8adone:
 	VPMADDUBSW   Y0, Y15, Y2
 
 // func q4MatvecAVX2(out *float32, w *byte, rows, nb int, xq *byte)
-TEXT ·q4MatvecAVX2(SB), NOSPLIT, $0-40
+TEXT ·q4MatvecAVX2(SB), NOSPLIT, $0-48
 	MOVQ out+0(FP), DX
 	MOVQ w+8(FP), DI
 	MOVQ rows+16(FP), R8
 	MOVQ nb+24(FP), R10
 	MOVQ xq+32(FP), SI
+	MOVQ  pfd+40(FP), R9
 	IMULQ $18, R10
 	VPBROADCASTD q8ones16<>(SB), Y12
 	VPBROADCASTD q8c0f<>(SB), Y13
@@ -348,7 +350,7 @@ q4a4rows:
 	LEAQ (DI)(R10*1), R11
 	LEAQ (R11)(R10*1), R12
 	LEAQ (R12)(R10*1), R13
-	LEAQ (R13)(R10*1), R14
+	LEAQ (DI)(R9*1), R14
 	VXORPS Y8, Y8, Y8
 	VXORPS Y9, Y9, Y9
 	VXORPS Y10, Y10, Y10
@@ -371,7 +373,7 @@ q4a4blk:
 
 	HSUM4
 	ADDQ $16, DX
-	MOVQ R14, DI
+	LEAQ (R13)(R10*1), DI
 	SUBQ $4, R8
 	JMP  q4a4rows
 
@@ -665,9 +667,11 @@ q4gstore:
 // each block's int32 lanes are scaled by d_w·d_x and accumulate in floats.
 //
 // Four interleaved row streams defeat the hardware prefetcher, so each
-// pass prefetches the next four-row group as one linear stream.
+// pass prefetches as one linear stream the rows pfd bytes ahead (at least
+// the next four-row group; far enough to cover the memory latency).
 //
-// Registers: DI, R11-R13 the rows, R14 the next group, R10 the row bytes,
+// Registers: DI, R11-R13 the rows, R14 the prefetch stream (DI+pfd, R9),
+// R10 the row bytes,
 // R8 the rows left, SI the activations, BX their offset, AX the Q4_0
 // weight offset, CX the last block's activation offset; Z0 qx, Z1 d_x,
 // Z2 the offset correction, Z8-Z11 the row sums, Z12-Z15 as in the tiles.
@@ -718,12 +722,13 @@ q4gstore:
 	MROW(Z11)
 
 // func q8MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
-TEXT ·q8MatvecVNNI(SB), NOSPLIT, $0-40
+TEXT ·q8MatvecVNNI(SB), NOSPLIT, $0-48
 	MOVQ  out+0(FP), DX
 	MOVQ  w+8(FP), DI
 	MOVQ  rows+16(FP), R8
 	MOVQ  nb+24(FP), R10
 	MOVQ  xq+32(FP), SI
+	MOVQ  pfd+40(FP), R9
 	IMULQ $34, R10
 	LEAQ  -34(R10), CX
 	VPBROADCASTD q8c80<>(SB), Z15
@@ -734,7 +739,7 @@ q8v4rows:
 	LEAQ (DI)(R10*1), R11
 	LEAQ (R11)(R10*1), R12
 	LEAQ (R12)(R10*1), R13
-	LEAQ (R13)(R10*1), R14
+	LEAQ (DI)(R9*1), R14
 	VPXORD Z8, Z8, Z8
 	VPXORD Z9, Z9, Z9
 	VPXORD Z10, Z10, Z10
@@ -765,7 +770,7 @@ q8v4store:
 	MFOLD4
 	HSUM4
 	ADDQ $16, DX
-	MOVQ R14, DI
+	LEAQ (R13)(R10*1), DI
 	SUBQ $4, R8
 	JMP  q8v4rows
 
@@ -807,12 +812,13 @@ q8vdone:
 	RET
 
 // func q4MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte)
-TEXT ·q4MatvecVNNI(SB), NOSPLIT, $0-40
+TEXT ·q4MatvecVNNI(SB), NOSPLIT, $0-48
 	MOVQ  out+0(FP), DX
 	MOVQ  w+8(FP), DI
 	MOVQ  rows+16(FP), R8
 	MOVQ  nb+24(FP), R10
 	MOVQ  xq+32(FP), SI
+	MOVQ  pfd+40(FP), R9
 	MOVQ  R10, CX
 	IMULQ $34, CX
 	SUBQ  $34, CX
@@ -827,7 +833,7 @@ q4v4rows:
 	LEAQ (DI)(R10*1), R11
 	LEAQ (R11)(R10*1), R12
 	LEAQ (R12)(R10*1), R13
-	LEAQ (R13)(R10*1), R14
+	LEAQ (DI)(R9*1), R14
 	VPXORD Z8, Z8, Z8
 	VPXORD Z9, Z9, Z9
 	VPXORD Z10, Z10, Z10
@@ -858,7 +864,7 @@ q4v4store:
 	MFOLD4
 	HSUM4
 	ADDQ $16, DX
-	MOVQ R14, DI
+	LEAQ (R13)(R10*1), DI
 	SUBQ $4, R8
 	JMP  q4v4rows
 
@@ -903,7 +909,8 @@ q4vdone:
 // ---------------------------------------------------------------------------
 // func readBytesAVX2(p *byte, n int) uint64
 // Reads n bytes (a multiple of 128) and returns a checksum, to measure the
-// memory read bandwidth the matvecs compete for.
+// memory read bandwidth the matvecs compete for (one linear stream per
+// thread, which the hardware prefetcher follows well).
 TEXT ·readBytesAVX2(SB), NOSPLIT, $0-24
 	MOVQ p+0(FP), SI
 	MOVQ n+8(FP), CX
