@@ -154,10 +154,13 @@ func gemmQ4AVX2(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int
 	gemmTiles(q4GemmAVX2, 2, matvecQ4AVX2, kernels.Q4_0BlockBytes, out, ldo, w, rows, nb, xq, n)
 }
 
-// gemmTiles covers rows × n with tiles of tr rows × 4 tokens and the
-// matvec for the rest. Tiles go token-group by token-group within a row
-// group, so the group's weights stay in L1 while every token passes over
-// them.
+// gemmTiles covers rows × n with tiles of tr rows × 4 tokens. Tiles go
+// token-group by token-group within a row group, so the group's weights
+// stay in L1 while every token passes over them. When rows or n is not a
+// multiple of the tile, the last tile is moved back to overlap the one
+// before: it recomputes a few outputs, bit for bit the same, instead of
+// streaming the weights again per leftover token. Fewer than four tokens,
+// or fewer rows than a tile, use the matvec.
 func gemmTiles(tile func(out *float32, ldo int, w *byte, nb int, xq *byte), tr int,
 	mv func(out []float32, w []byte, nb int, xq []byte),
 	bs int, out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int) {
@@ -168,19 +171,17 @@ func gemmTiles(tile func(out *float32, ldo int, w *byte, nb int, xq *byte), tr i
 	_ = out[(n-1)*ldo+rows-1]
 	_ = w[rows*rb-1]
 	_ = xq[n*xb-1]
-	r4, n4 := rows-rows%tr, n&^3
-	for r := 0; r < r4; r += tr {
-		for t := 0; t < n4; t += 4 {
-			tile(&out[t*ldo+r], ldo, &w[r*rb], nb, &xq[t*xb])
+	if n < 4 || rows < tr {
+		for t := 0; t < n; t++ {
+			mv(out[t*ldo:t*ldo+rows], w[:rows*rb], nb, xq[t*xb:(t+1)*xb])
 		}
+		return
 	}
-	for t := 0; t < n; t++ {
-		lo := r4
-		if t >= n4 {
-			lo = 0
-		}
-		if lo < rows {
-			mv(out[t*ldo+lo:t*ldo+rows], w[lo*rb:rows*rb], nb, xq[t*xb:(t+1)*xb])
+	for r := 0; r < rows; r += tr {
+		r0 := min(r, rows-tr)
+		for t := 0; t < n; t += 4 {
+			t0 := min(t, n-4)
+			tile(&out[t0*ldo+r0], ldo, &w[r0*rb], nb, &xq[t0*xb])
 		}
 	}
 }
