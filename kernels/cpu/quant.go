@@ -2,6 +2,24 @@ package cpu
 
 import "github.com/mycel-net/mycel/kernels"
 
+// The quantized path of MatMul. The activations are quantized to Q8_0
+// (per 32 values: d = max|x|/127 as f16, q = round(x/d)), so every dot
+// product with Q8_0 or Q4_0 weights is an exact int8 sum per block,
+// scaled by d_w·d_x:
+//
+//	out[t,r] = Σ_b d_w[r,b]·d_x[t,b]·Σ_j qw[r,b,j]·qx[t,b,j]
+//
+// One token (decode) runs a matvec that streams the weights once, four
+// rows per pass sharing the activation loads. Several tokens (prefill) run
+// tiles of rows × 4 tokens, so each weight block is read from memory once
+// per four tokens rather than once per token.
+//
+// quant_amd64.s has AVX-512 VNNI and AVX2 versions; quantSets lists those
+// the CPU runs and init installs the best, or the one MYCEL_ISA names
+// ("avx512", "avx2" or "go", read once at start-up). The pure-Go twins
+// (rows_generic.go) define the results the assembly must reproduce: the
+// quantizer bit for bit, the dot products to float rounding.
+
 // quantKernels is one instruction set's version of the quantized kernels.
 //
 //	quantize(dst, x):     x (a multiple of 32 values) to Q8_0 blocks in dst,
