@@ -42,10 +42,10 @@ vet:
 # Short fuzzing runs of every parser (go test -fuzz runs one target at a time).
 FUZZTIME ?= 20s
 fuzz:
-	$(GO) test ./checkpoints -run '^$$' -fuzz '^FuzzGGUF$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./checkpoints -run '^$$' -fuzz '^FuzzLlama2C$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./model/tokenizer -run '^$$' -fuzz '^FuzzParseLlama2C$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./model/tokenizer -run '^$$' -fuzz '^FuzzEncodeDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./checkpoints -run '^$$' -fuzz '^FuzzGGUF$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./checkpoints -run '^$$' -fuzz '^FuzzLlama2C$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./model/tokenizer -run '^$$' -fuzz '^FuzzParseLlama2C$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	$(GO) test ./model/tokenizer -run '^$$' -fuzz '^FuzzEncodeDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
 # Benchmarks: kernel microbenchmarks, then whole-model decode on synthetic
 # stories110M-shaped models in each weight type with 1 and 2 threads.
