@@ -1,9 +1,13 @@
 // Package cpu is the CPU implementation of kernels.Backend.
 //
-// Hot loops have an assembly version for amd64 (AVX2+FMA, and AVX-512 with
-// VNNI where the CPU has it), chosen at run time from the CPU's features, and
-// a pure-Go twin that passes the same tests; the build tag noasm forces the
-// twin. Work is split over a pool of goroutines sized to GOMAXPROCS.
+// Hot loops have an assembly version for amd64 (AVX-512 and AVX2+FMA),
+// chosen at run time from the CPU's features (dispatch.go), and a pure-Go
+// twin that passes the same tests; the build tag noasm forces the twin and
+// MYCEL_ISA=avx2|go forces a lower path. MatMul with one row of activations
+// (decode) is a matrix-vector product bound by memory bandwidth; with
+// several rows (prefill) it is a packed, cache-blocked GEMM (gemm.go). Work
+// is split over a pool of goroutines sized to GOMAXPROCS (pool.go); work too
+// small to share runs on the caller.
 package cpu
 
 import (
