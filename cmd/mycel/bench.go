@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -28,6 +30,7 @@ type benchDecodeFlags struct {
 	steps   int
 	runs    int
 	bw      bool
+	profile string
 }
 
 func newBenchDecodeCmd() *cobra.Command {
@@ -50,6 +53,7 @@ It also prints the weight bytes read per decoded token and, with
 	fl.IntVarP(&f.steps, "steps", "n", 128, "decoded tokens")
 	fl.IntVar(&f.runs, "runs", 3, "repetitions (the best is reported)")
 	fl.BoolVar(&f.bw, "bandwidth", true, "measure memory read bandwidth and report the ratio to the bound")
+	fl.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of the runs to this file")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }
@@ -87,6 +91,17 @@ func benchDecode(cmd *cobra.Command, f *benchDecodeFlags) error {
 	x := make([]float32, f.prompt*cfg.Dim)
 	logits := make([]float32, cfg.Vocab)
 	var promptRates, decodeRates []float64
+	if f.profile != "" {
+		pf, err := os.Create(f.profile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	for r := 0; r < f.runs; r++ {
 		if err := cmd.Context().Err(); err != nil {
 			return err
