@@ -10,6 +10,7 @@ import (
 	"github.com/ipfs/boxo/bitswap"
 	"github.com/ipfs/boxo/bitswap/network/bsnet"
 	"github.com/ipfs/boxo/exchange"
+	blockfmt "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -59,6 +60,7 @@ type ExchangeOption func(*exchangeConfig) error
 
 type exchangeConfig struct {
 	stall, provide, find, provDelay time.Duration
+	maxOutstanding                  int // bytes we queue for one peer at a time
 }
 
 // StallTimeout is how long a fetch waits without receiving any block before
@@ -160,6 +162,11 @@ func NewExchange(h host.Host, r routing.ContentRouting, store *Store, opts ...Ex
 	if cfg.provDelay == 0 {
 		cfg.provDelay = DefaultProviderDelay
 	}
+	if cfg.maxOutstanding == 0 {
+		// Serving: queue several 1 MiB blocks for a peer at once, not one
+		// (bitswap's default), so its stream stays busy between messages.
+		cfg.maxOutstanding = 8 * ChunkSize
+	}
 
 	e := &Exchange{h: h, r: r, store: store, cfg: cfg}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
@@ -173,9 +180,7 @@ func NewExchange(h host.Host, r routing.ContentRouting, store *Store, opts ...Ex
 	}
 	e.bs = bitswap.New(e.ctx, net, finder, bstore{store},
 		bitswap.ProviderSearchDelay(cfg.provDelay),
-		// Let a peer have several 1 MiB blocks in flight to us at once,
-		// not one: it keeps the stream busy between round trips.
-		bitswap.MaxOutstandingBytesPerPeer(8*ChunkSize),
+		bitswap.MaxOutstandingBytesPerPeer(cfg.maxOutstanding),
 	)
 	return e, nil
 }
@@ -285,6 +290,29 @@ func (e *Exchange) fetchWindow(ctx context.Context, sess exchange.Fetcher, windo
 	if err != nil {
 		return func(c cid.Cid) error { return fmt.Errorf("blocks: fetch %s: %w", c, err) }
 	}
+
+	// A writer stores and delivers the blocks while this loop keeps taking
+	// them from bitswap, so that the network does not wait on the disk. It
+	// alone calls emit until it is done.
+	received := make(chan Block, 16)
+	var writer sync.WaitGroup
+	writer.Go(func() {
+		for b := range received {
+			var perr error
+			if err := e.store.putVerified(ctx, []Block{b}); err != nil {
+				perr = fmt.Errorf("blocks: store fetched %s: %w", b.CID, err)
+			} else if blk, err := blockfmt.NewBlockWithCid(b.Data, b.CID); err == nil {
+				// Peers that want this block from us can have it now.
+				if err := e.bs.NotifyNewBlocks(ctx, blk); err != nil {
+					log.Debug("announce fetched block", "cid", b.CID, "err", err)
+				}
+			}
+			emit(Result{Block: b, Err: perr})
+		}
+	})
+	defer writer.Wait()
+	defer close(received)
+
 	pending := make(map[cid.Cid]struct{}, len(window))
 	for _, c := range window {
 		pending[c] = struct{}{}
@@ -302,14 +330,7 @@ func (e *Exchange) fetchWindow(ctx context.Context, sess exchange.Fetcher, windo
 				continue
 			}
 			delete(pending, c)
-			b := Block{CID: c, Data: blk.RawData()}
-			var perr error
-			if err := e.store.putVerified(ctx, []Block{b}); err != nil {
-				perr = fmt.Errorf("blocks: store fetched %s: %w", c, err)
-			} else if err := e.bs.NotifyNewBlocks(ctx, blk); err != nil {
-				log.Debug("announce fetched block", "cid", c, "err", err)
-			}
-			emit(Result{Block: b, Err: perr})
+			received <- Block{CID: c, Data: blk.RawData()}
 			timer.Reset(e.cfg.stall)
 		case <-timer.C:
 			stall := e.cfg.stall
