@@ -136,9 +136,14 @@ func New(opts ...Option) (_ *Host, err error) {
 	relays.dht.Store(n.dht)
 
 	if !cfg.noMDNS {
-		n.mdns = mdns.NewMdnsService(n.h, MDNSServiceName, (*mdnsNotifee)(n))
-		if err := n.mdns.Start(); err != nil {
-			return nil, fmt.Errorf("p2p: start mDNS: %w", err)
+		// A machine without multicast still makes a good node: mDNS only
+		// finds neighbours faster, so its failure is logged, not fatal.
+		m := mdns.NewMdnsService(n.h, MDNSServiceName, (*mdnsNotifee)(n))
+		if err := m.Start(); err != nil {
+			log.Warn("mDNS discovery off", "err", err)
+			m.Close()
+		} else {
+			n.mdns = m
 		}
 	}
 	log.Info("host started", "peer", n.h.ID(), "addrs", n.h.Addrs(), "dht", cfg.dhtMode)
@@ -305,6 +310,10 @@ func (n *Host) Close() error {
 		}
 		n.wg.Wait()
 		if n.dht != nil {
+			if !n.ownsHost {
+				// The host lives on; stop it handing streams to a closed DHT.
+				n.h.RemoveStreamHandler(DHTProtocol)
+			}
 			if err := n.dht.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("p2p: close DHT: %w", err))
 			}

@@ -239,3 +239,20 @@ func TestWithHostDoesNotCloseIt(t *testing.T) {
 		t.Error("given host was closed")
 	}
 }
+
+func TestDefaultsStartAndStop(t *testing.T) {
+	// Everything on (AutoNAT, port mapping, relay client and service, hole
+	// punching, mDNS, persistent state), only bound to loopback.
+	dir := t.TempDir()
+	h, err := New(LoopbackOnly(), DataDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	protos := h.Libp2p().Mux().Protocols()
+	if slices.Contains(protos, DHTProtocol) {
+		t.Error("DHT in auto mode answers queries before it knows it is reachable")
+	}
+	if err := h.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}

@@ -457,7 +457,10 @@ func (e *Exchange) FindProviders(ctx context.Context, c cid.Cid, max int) ([]pee
 		out = append(out, ai)
 	}
 	if len(out) == 0 {
-		if err := ctx.Err(); err != nil && e.ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+		switch err := ctx.Err(); {
+		case e.ctx.Err() != nil:
+			return nil, fmt.Errorf("blocks: find providers of %s: %w", c, ErrClosed)
+		case errors.Is(err, context.Canceled):
 			return nil, fmt.Errorf("blocks: find providers of %s: %w", c, err)
 		}
 		return nil, fmt.Errorf("%w: %s", ErrNoProviders, c)
@@ -496,6 +499,9 @@ func (e *Exchange) Close() error {
 		e.mu.Lock()
 		e.closed = true
 		e.mu.Unlock()
+		// The host outlives the exchange: stop it handing streams to a
+		// closed bitswap.
+		e.h.RemoveStreamHandler(p2p.BitswapProtocol)
 		e.cancel()
 		e.wg.Wait()
 		if err := e.bs.Close(); err != nil {

@@ -450,3 +450,32 @@ func TestFetchIntoFullStore(t *testing.T) {
 		t.Fatalf("store holds %d bytes over its cap %d", small.Size(), small.Cap())
 	}
 }
+
+// TestProvideWaitsForRoutingTable: a node that provides before it has any
+// peer retries until it has one, and gives up at its deadline.
+func TestProvideWaitsForRoutingTable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a, b := newNode(t, nodeConfig{}), newNode(t, nodeConfig{})
+	c := NewBlock([]byte("provided early")).CID
+
+	sctx, scancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer scancel()
+	if err := a.ex.Provide(sctx, c); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Provide with no peers: %v, want DeadlineExceeded", err)
+	} else {
+		t.Log(err)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- a.ex.Provide(ctx, c) }()
+	time.Sleep(200 * time.Millisecond)
+	connect(t, ctx, a, b)
+	if err := <-done; err != nil {
+		t.Fatalf("Provide once a peer came: %v", err)
+	}
+	provs, err := b.ex.FindProviders(ctx, c, 0)
+	if err != nil || len(provs) != 1 || provs[0].ID != a.host.ID() {
+		t.Fatalf("FindProviders from B: %v, %v", provs, err)
+	}
+}
