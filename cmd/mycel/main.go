@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mycel-net/mycel/node"
+
 	_ "github.com/mycel-net/mycel/kernels/cpu" // the CPU backend
 )
 
@@ -39,6 +41,7 @@ and (as a node of the swarm) shares model shards and serves layers to peers.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newBenchCmd(), newModelsCmd(), newVersionCmd())
+	root.PersistentFlags().StringVar(&apiAddr, "api", "", "control API of the node to use (default $MYCEL_API or "+node.DefaultAPIAddr+")")
+	root.AddCommand(newRunCmd(), newBenchCmd(), newModelsCmd(), newNodeCmd(), newStatusCmd(), newVersionCmd())
 	return root
 }

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mycel-net/mycel/node"
+)
+
+// apiAddr is the global --api flag: where the commands that talk to a
+// running node find its control API.
+var apiAddr string
+
+func apiClient() *node.Client {
+	addr := apiAddr
+	if addr == "" {
+		addr = os.Getenv(node.EnvAPI)
+	}
+	return node.NewClient(addr)
+}
+
+func newNodeCmd() *cobra.Command {
+	var cfg node.Config
+	var storeCap string
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "Run a Mycel node in the foreground",
+		Long: `Run a Mycel node: a libp2p host in the Kademlia DHT, an on-disk block store
+shared over bitswap, and a control API on the loopback interface that the
+other commands use. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
+		Example: `  mycel node
+  mycel node --data /srv/mycel --listen /ip4/0.0.0.0/tcp/4001 --bootstrap /ip4/203.0.113.7/tcp/4001/p2p/12D3Koo...`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if storeCap != "" {
+				n, err := parseBytes(storeCap)
+				if err != nil {
+					return fmt.Errorf("--store-cap: %w", err)
+				}
+				cfg.StoreCap = n
+			}
+			if apiAddr != "" {
+				cfg.APIAddr = strings.TrimPrefix(apiAddr, "http://")
+			} else if env := os.Getenv(node.EnvAPI); env != "" {
+				cfg.APIAddr = strings.TrimPrefix(env, "http://")
+			}
+			n, err := node.New(cfg)
+			if err != nil {
+				return err
+			}
+			defer n.Close()
+			ctx := cmd.Context()
+			if err := n.Start(ctx); err != nil {
+				return err
+			}
+			st := n.Status()
+			w := cmd.ErrOrStderr()
+			fmt.Fprintf(w, "mycel node %s\n", st.ID)
+			for _, a := range st.Addrs {
+				fmt.Fprintf(w, "  listening on %s\n", a)
+			}
+			fmt.Fprintf(w, "  control API on %s, data in %s\n", n.APIURL(), st.DataDir)
+			<-ctx.Done()
+			fmt.Fprintln(w, "mycel node: shutting down")
+			return n.Close()
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.DataDir, "data", "", "data directory (default $"+node.EnvData+" or ~/.mycel)")
+	fl.StringSliceVar(&cfg.Listen, "listen", nil, "libp2p listen multiaddr (repeatable; default TCP and QUIC on port 4001)")
+	fl.StringSliceVar(&cfg.Bootstrap, "bootstrap", nil, "peer to join through, as /.../p2p/ID (repeatable)")
+	fl.StringVar(&storeCap, "store-cap", "", "most disk the block store may use, e.g. 50GB (default: no cap)")
+	fl.StringVar(&cfg.DHTMode, "dht", "auto", "DHT mode: auto, server or client")
+	fl.BoolVar(&cfg.NoMDNS, "no-mdns", false, "do not look for peers on the local network")
+	return cmd
+}
+
+func newStatusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the running node's identity, addresses, peers and DHT",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := apiClient().Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			fmt.Fprintf(out, "id        %s\n", st.ID)
+			for i, a := range st.Addrs {
+				label := ""
+				if i == 0 {
+					label = "addrs"
+				}
+				fmt.Fprintf(out, "%-9s %s\n", label, a)
+			}
+			fmt.Fprintf(out, "peers     %d connected\n", len(st.Peers))
+			fmt.Fprintf(out, "dht       %s mode, %d peers in the routing table\n", st.DHTMode, st.RoutingTable)
+			capStr := "no cap"
+			if st.StoreCap > 0 {
+				capStr = "cap " + formatBytes(st.StoreCap)
+			}
+			fmt.Fprintf(out, "store     %s (%s) in %s\n", formatBytes(st.StoreBytes), capStr, st.DataDir)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object")
+	return cmd
+}
+
+// parseBytes reads sizes such as "512MB", "50GB", "1.5TiB" or "1048576".
+func parseBytes(s string) (int64, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	mult := 1.0
+	for _, u := range []struct {
+		suffix string
+		m      float64
+	}{{"TIB", 1 << 40}, {"GIB", 1 << 30}, {"MIB", 1 << 20}, {"KIB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}} {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.m
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || v < 0 || v*mult > 1<<62 {
+		return 0, fmt.Errorf("%q is not a size (like 512MB or 50GB)", s)
+	}
+	return int64(v * mult), nil
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.1f GB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,113 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/mycel-net/mycel/p2p"
+)
+
+// DefaultAPIAddr is where the control API listens unless told otherwise.
+const DefaultAPIAddr = "127.0.0.1:5150"
+
+// EnvAPI names the environment variable the command line reads the API
+// address from.
+const EnvAPI = "MYCEL_API"
+
+// EnvData names the environment variable for the default data directory.
+const EnvData = "MYCEL_DATA"
+
+// Config is what a node needs to start. The zero value of each field means
+// its default.
+type Config struct {
+	// DataDir holds the identity key, the block store, the DHT datastore
+	// and the model list. Default: $MYCEL_DATA or ~/.mycel.
+	DataDir string
+	// Listen are libp2p multiaddrs (default: TCP and QUIC on port 4001, all
+	// interfaces).
+	Listen []string
+	// APIAddr is host:port of the control API (default 127.0.0.1:5150;
+	// port 0 picks a free one). It must be a loopback address: the API has
+	// no authentication.
+	APIAddr string
+	// Bootstrap are /p2p/ multiaddrs of peers to join through.
+	Bootstrap []string
+	// StoreCap is the most bytes the block store may hold (0: no cap).
+	StoreCap int64
+	// DHTMode is "auto" (server when reachable), "server" or "client".
+	DHTMode string
+	// LoopbackOnly, NoMDNS, NoNAT, NoQUIC and NoRelay turn pieces off
+	// (tests, private deployments).
+	LoopbackOnly, NoMDNS, NoNAT, NoQUIC, NoRelay bool
+}
+
+// DefaultDataDir is $MYCEL_DATA, or .mycel in the home directory.
+func DefaultDataDir() string {
+	if d := os.Getenv(EnvData); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".mycel"
+	}
+	return filepath.Join(home, ".mycel")
+}
+
+func (c *Config) fill() error {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir()
+	}
+	if c.APIAddr == "" {
+		c.APIAddr = DefaultAPIAddr
+	}
+	host, _, err := net.SplitHostPort(c.APIAddr)
+	if err != nil {
+		return fmt.Errorf("node: API address %q: %w", c.APIAddr, err)
+	}
+	ip := net.ParseIP(host)
+	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("node: API address %q is not a loopback address; the API has no authentication", c.APIAddr)
+	}
+	if c.StoreCap < 0 {
+		return errors.New("node: negative store cap")
+	}
+	return nil
+}
+
+func (c *Config) p2pOptions() ([]p2p.Option, error) {
+	opts := []p2p.Option{p2p.DataDir(c.DataDir)}
+	if len(c.Listen) > 0 {
+		opts = append(opts, p2p.ListenAddrStrings(c.Listen...))
+	}
+	if len(c.Bootstrap) > 0 {
+		opts = append(opts, p2p.BootstrapStrings(c.Bootstrap...))
+	}
+	if c.LoopbackOnly {
+		opts = append(opts, p2p.LoopbackOnly())
+	}
+	if c.NoMDNS {
+		opts = append(opts, p2p.NoMDNS())
+	}
+	if c.NoNAT {
+		opts = append(opts, p2p.NoNAT())
+	}
+	if c.NoQUIC {
+		opts = append(opts, p2p.NoQUIC())
+	}
+	if c.NoRelay {
+		opts = append(opts, p2p.NoRelay())
+	}
+	switch c.DHTMode {
+	case "", "auto":
+	case "server":
+		opts = append(opts, p2p.ForceDHTMode(p2p.DHTModeServer))
+	case "client":
+		opts = append(opts, p2p.ForceDHTMode(p2p.DHTModeClient))
+	default:
+		return nil, fmt.Errorf("node: DHT mode %q: want auto, server or client", c.DHTMode)
+	}
+	return opts, nil
+}

@@ -1,0 +1,189 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/mycel-net/mycel/p2p"
+	"github.com/mycel-net/mycel/p2p/blocks"
+)
+
+var log = slog.Default().With("sys", "node")
+
+// BlocksDir is the block store's directory inside the data directory.
+const BlocksDir = "blocks"
+
+// Node is a running Mycel daemon.
+type Node struct {
+	cfg   Config
+	host  *p2p.Host
+	store *blocks.Store
+	ex    *blocks.Exchange
+
+	api   *http.Server
+	apiLn net.Listener
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the node's stores and starts its libp2p host; it dials nobody
+// and serves nothing until Start. On error everything opened is closed.
+func New(cfg Config) (_ *Node, err error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("node: data directory: %w", err)
+	}
+	n := &Node{cfg: cfg}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	var sopts []blocks.StoreOption
+	if cfg.StoreCap > 0 {
+		sopts = append(sopts, blocks.Cap(cfg.StoreCap))
+	}
+	if n.store, err = blocks.OpenStore(filepath.Join(cfg.DataDir, BlocksDir), sopts...); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	popts, err := cfg.p2pOptions()
+	if err != nil {
+		return nil, err
+	}
+	if n.host, err = p2p.New(popts...); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if n.ex, err = blocks.NewExchange(n.host.Libp2p(), n.host.Routing(), n.store); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return n, nil
+}
+
+// Start binds the control API and joins the network in the background
+// (bootstrap peers, then the DHT). It returns once the API is listening.
+func (n *Node) Start(ctx context.Context) error {
+	ln, err := net.Listen("tcp", n.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("node: control API on %s: %w (is another node running? stop it, or pick another address with --api)", n.cfg.APIAddr, err)
+	}
+	n.apiLn = ln
+	n.api = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 10 * time.Second}
+	n.wg.Go(func() {
+		if err := n.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("control API stopped", "err", err)
+		}
+	})
+	n.wg.Go(func() {
+		bctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+		defer cancel()
+		if err := n.host.Bootstrap(bctx); err != nil {
+			log.Warn("bootstrap", "err", err)
+		}
+	})
+	return nil
+}
+
+// APIURL is the base URL of the control API (valid after Start).
+func (n *Node) APIURL() string {
+	if n.apiLn == nil {
+		return ""
+	}
+	return "http://" + n.apiLn.Addr().String()
+}
+
+// Host is the node's network endpoint.
+func (n *Node) Host() *p2p.Host { return n.host }
+
+// Store is the node's block store.
+func (n *Node) Store() *blocks.Store { return n.store }
+
+// Exchange is the node's bitswap exchange.
+func (n *Node) Exchange() *blocks.Exchange { return n.ex }
+
+// Close stops the API, the exchange, the host and the store, in that order.
+// Safe to call more than once.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.cancel()
+		var errs []error
+		if n.api != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := n.api.Shutdown(sctx); err != nil {
+				errs = append(errs, fmt.Errorf("node: stop control API: %w", err))
+			}
+			cancel()
+		}
+		n.wg.Wait()
+		if n.ex != nil {
+			errs = append(errs, n.ex.Close())
+		}
+		if n.host != nil {
+			errs = append(errs, n.host.Close())
+		}
+		if n.store != nil {
+			errs = append(errs, n.store.Close())
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// Status is a snapshot of the node, as `mycel status` shows it.
+type Status struct {
+	ID    string   `json:"id"`
+	Addrs []string `json:"addrs"` // with /p2p/<id>
+	Peers []string `json:"peers"`
+	// DHTMode is "server" or "client"; RoutingTable the number of peers in
+	// the DHT routing table.
+	DHTMode      string `json:"dht_mode"`
+	RoutingTable int    `json:"routing_table"`
+	StoreBytes   int64  `json:"store_bytes"`
+	StoreCap     int64  `json:"store_cap"`
+	DataDir      string `json:"data_dir"`
+}
+
+// Status reports the node's identity, addresses, peers and stores.
+func (n *Node) Status() Status {
+	h := n.host.Libp2p()
+	st := Status{
+		ID:           h.ID().String(),
+		RoutingTable: n.host.DHT().RoutingTable().Size(),
+		StoreBytes:   n.store.Size(),
+		StoreCap:     n.store.Cap(),
+		DataDir:      n.cfg.DataDir,
+		Addrs:        []string{},
+		Peers:        []string{},
+	}
+	if n.host.DHT().Mode() == dht.ModeServer {
+		st.DHTMode = "server"
+	} else {
+		st.DHTMode = "client"
+	}
+	self, _ := ma.NewComponent("p2p", h.ID().String())
+	for _, a := range h.Addrs() {
+		st.Addrs = append(st.Addrs, a.Encapsulate(self).String())
+	}
+	for _, p := range h.Network().Peers() {
+		st.Peers = append(st.Peers, p.String())
+	}
+	return st
+}
