@@ -144,7 +144,7 @@ func benchDecode(cmd *cobra.Command, f *benchDecodeFlags) error {
 	fmt.Fprintf(out, "weights    %8.1f MB read per decoded token, %.1f GB/s at the decode rate\n",
 		float64(bytesPerTok)/1e6, float64(bytesPerTok)*bestD/1e9)
 	if f.bw {
-		gbs := cpuReadBandwidth(be)
+		gbs := readBandwidth(be)
 		bound := gbs * 1e9 / float64(bytesPerTok)
 		fmt.Fprintf(out, "bandwidth  %8.1f GB/s read (measured now); bound %.1f tok/s; decode at %.0f%% of the bound\n",
 			gbs, bound, 100*bestD/bound)

@@ -28,13 +28,8 @@ func MeasureKernels(threads int) []KernelResult {
 	defer b.Close()
 	var res []KernelResult
 
-	buf := make([]float32, 64<<20) // 256 MB
-	for i := range buf {
-		buf[i] = 1
-	}
-	ns := timeIt(func() { readAll(b, buf) })
-	res = append(res, KernelResult{Name: "read bandwidth (256 MB)", GBps: float64(len(buf)*4) / ns, Nanos: ns})
-	buf = nil
+	gbs, ns := readBandwidth(b)
+	res = append(res, KernelResult{Name: "read bandwidth (256 MB)", GBps: gbs, Nanos: ns})
 
 	for _, dt := range []kernels.DType{kernels.F32, kernels.F16, kernels.BF16} {
 		// Several copies, so that each call reads from DRAM.
@@ -133,6 +128,23 @@ func randVecSeed(n int, seed uint64) []float32 {
 		v[i] = 2*r.Float32() - 1
 	}
 	return v
+}
+
+// ReadBandwidth measures how fast b's threads read memory, in GB/s: the
+// best of repeated sums over a 256 MB buffer, far larger than the caches.
+// Decode reads every weight once per token, so this bounds its speed.
+func ReadBandwidth(b *Backend) float64 {
+	gbs, _ := readBandwidth(b)
+	return gbs
+}
+
+func readBandwidth(b *Backend) (gbs, ns float64) {
+	buf := make([]float32, 64<<20) // 256 MB
+	for i := range buf {
+		buf[i] = 1
+	}
+	ns = timeIt(func() { readAll(b, buf) })
+	return float64(len(buf)*4) / ns, ns
 }
 
 // readTask sums a buffer in chunks, one partial sum per worker.

@@ -185,16 +185,3 @@ func gemmTiles(tile func(out *float32, ldo int, w *byte, nb int, xq *byte), tr i
 		}
 	}
 }
-
-//go:noescape
-func readBytesAVX2(p *byte, n int) uint64
-
-// readBytes reads b and returns a checksum of it; the bandwidth baseline of
-// BenchQuant.
-func readBytes(b []byte) uint64 {
-	n := len(b) &^ 127
-	if n == 0 || !cpu.X86.HasAVX2 {
-		return readBytesGo(b)
-	}
-	return readBytesAVX2(&b[0], n)
-}

@@ -907,43 +907,6 @@ q4vdone:
 	RET
 
 // ---------------------------------------------------------------------------
-// func readBytesAVX2(p *byte, n int) uint64
-// Reads n bytes (a multiple of 128) and returns a checksum, to measure the
-// memory read bandwidth the matvecs compete for (one linear stream per
-// thread, which the hardware prefetcher follows well).
-TEXT ·readBytesAVX2(SB), NOSPLIT, $0-24
-	MOVQ p+0(FP), SI
-	MOVQ n+8(FP), CX
-	VPXOR Y0, Y0, Y0
-	VPXOR Y1, Y1, Y1
-	VPXOR Y2, Y2, Y2
-	VPXOR Y3, Y3, Y3
-	SHRQ  $7, CX
-	JEQ   rbdone
-
-rbloop:
-	VPADDQ (SI), Y0, Y0
-	VPADDQ 32(SI), Y1, Y1
-	VPADDQ 64(SI), Y2, Y2
-	VPADDQ 96(SI), Y3, Y3
-	ADDQ   $128, SI
-	DECQ   CX
-	JNE    rbloop
-
-rbdone:
-	VPADDQ       Y1, Y0, Y0
-	VPADDQ       Y3, Y2, Y2
-	VPADDQ       Y2, Y0, Y0
-	VEXTRACTI128 $1, Y0, X1
-	VPADDQ       X1, X0, X0
-	VPSHUFD      $0x4e, X0, X1
-	VPADDQ       X1, X0, X0
-	VMOVQ        X0, AX
-	MOVQ         AX, ret+16(FP)
-	VZEROUPPER
-	RET
-
-// ---------------------------------------------------------------------------
 // Prefill tiles with AVX2: 2 rows × 4 tokens, one block per pass.
 //
 // Registers: rows at DI, R11 (R14 the next row pair); tokens at SI, R8,

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/mycel-net/mycel/kernels"
@@ -20,11 +19,11 @@ import (
 func BenchQuant(w io.Writer, threads int) error {
 	b := New(threads)
 	defer b.Close()
-	bw := quantReadBandwidth(b.Threads())
+	bw := ReadBandwidth(b) * 1e9
 	fmt.Fprintf(w, "quantized kernels: cpu/%s, %d threads\n", quantISA, b.Threads())
-	fmt.Fprintf(w, "read bandwidth (asm sum over 256 MiB): %.1f GB/s\n", bw/1e9)
+	fmt.Fprintf(w, "read bandwidth (256 MB): %.1f GB/s\n", bw/1e9)
 	for _, dt := range []kernels.DType{kernels.Q8_0, kernels.Q4_0} {
-		fmt.Fprintf(w, "%s matvec (n=1):\n", dt)
+		fmt.Fprintf(w, "%s matvec (n=1, one matrix, cache-resident where it fits the L3):\n", dt)
 		for _, s := range quantBenchShapes {
 			gbs := quantBenchMatMul(b, dt, s[0], s[1], 1)
 			fmt.Fprintf(w, "  %5dx%-5d %7.1f GB/s  %5.2fx bandwidth\n", s[0], s[1], gbs/1e9, gbs/bw)
@@ -149,43 +148,4 @@ func quantBenchDecode(b *Backend, dt kernels.DType) (float64, int) {
 		}
 	})
 	return 1 / t.Seconds(), bytes
-}
-
-// quantReadBandwidth measures how fast threads goroutines read a 256 MiB
-// buffer, in bytes per second.
-func quantReadBandwidth(threads int) float64 {
-	threads = max(threads, 1)
-	buf := make([]byte, 256<<20)
-	for i := 0; i < len(buf); i += 4096 {
-		buf[i] = byte(i >> 12)
-	}
-	part := len(buf) / threads &^ 4095
-	var sink uint64
-	var mu sync.Mutex
-	t := quantBenchTime(func() {
-		var wg sync.WaitGroup
-		for i := range threads {
-			wg.Go(func() {
-				s := readBytes(buf[i*part : (i+1)*part])
-				mu.Lock()
-				sink += s
-				mu.Unlock()
-			})
-		}
-		wg.Wait()
-	})
-	_ = sink
-	return float64(part*threads) / t.Seconds()
-}
-
-func readBytesGo(b []byte) uint64 {
-	var s uint64
-	for len(b) >= 8 {
-		s += binary.LittleEndian.Uint64(b)
-		b = b[8:]
-	}
-	for _, c := range b {
-		s += uint64(c)
-	}
-	return s
 }
