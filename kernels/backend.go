@@ -35,19 +35,32 @@ type RopeParams struct {
 	Style RopeStyle
 }
 
-// AttnParams describe causal attention with grouped-query heads.
+// AttnParams describe causal attention with grouped-query heads over a KV
+// cache.
 //
 // For query row t (0 ≤ t < N) at position Pos0+t, head h attends to
 // positions 0..Pos0+t of KV head h/(Heads/KVHeads):
 //
 //	out[t,h] = Σ_p softmax_p(Scale · q[t,h]·k[p,kvh]) · v[p,kvh]
+//
+// The cache of one layer holds Cap positions per KV head, in the layout
+// decode reads fastest: keys head-major, k[kvh][p][i] at
+// (kvh·Cap + p)·HeadDim + i, so one head's keys are a contiguous matrix;
+// values head-major and transposed, v[kvh][i][p] at (kvh·HeadDim + i)·Cap + p,
+// so each output element is one dot product over positions. Each cache is
+// KVHeads·HeadDim·Cap floats. StoreKV writes new positions into it.
 type AttnParams struct {
 	Heads, KVHeads, HeadDim int
 	// Pos0 is the position of the first query row; N is the number of rows.
 	Pos0, N int
+	// Cap is the number of positions the cache holds per head.
+	Cap int
 	// Scale multiplies q·k before the softmax, usually 1/√HeadDim.
 	Scale float32
 }
+
+// KVSize is the number of floats in one layer's key (or value) cache.
+func (p AttnParams) KVSize() int { return p.KVHeads * p.HeadDim * p.Cap }
 
 // Backend is a compute device. All slices are host memory in float32; a
 // backend may cache device copies of a Matrix, keyed by its pointer, for the
@@ -76,9 +89,14 @@ type Backend interface {
 	// at position Pos0+t.
 	RoPE(x []float32, p RopeParams)
 
+	// StoreKV writes the keys and values of N new positions, k and v
+	// [N, KVHeads·HeadDim] row by row, into the caches kc and vc at
+	// positions Pos0..Pos0+N-1 (layout in AttnParams).
+	StoreKV(kc, vc, k, v []float32, p AttnParams)
+
 	// Attention computes causal attention for N query rows. q and out are
-	// [N, Heads·HeadDim]; k and v are caches [≥Pos0+N, KVHeads·HeadDim]
-	// whose rows 0..Pos0+N-1 are filled.
+	// [N, Heads·HeadDim]; k and v are the caches (layout in AttnParams),
+	// whose positions 0..Pos0+N-1 are filled.
 	Attention(out, q, k, v []float32, p AttnParams)
 
 	// SwiGLU sets out[i] = silu(gate[i]) · up[i]. out may equal gate.

@@ -19,10 +19,11 @@ type Engine struct {
 	w  *Weights
 	be kernels.Backend
 
-	// Scratch for up to cap positions: xb [n,Dim], q [n,Dim], att [n,Dim],
-	// h1, h3 [n,Hidden], row [Dim].
+	// Scratch for up to cap positions: xb, q, att, delta [n,Dim], k, v
+	// [n,KVDim], h1, h3 [n,Hidden], row [Dim].
 	cap           int
 	xb, q, att    []float32
+	k, v          []float32
 	h1, h3, delta []float32
 	row           []float32
 }
@@ -44,8 +45,8 @@ type Cache struct {
 	First, Last int
 	// Len is the number of positions filled; Cap the most it holds.
 	Len, Cap int
-	kvDim    int
-	k, v     [][]float32 // per layer of the span: [Cap, KVDim]
+	size     int         // floats per layer and per cache (keys or values)
+	k, v     [][]float32 // per layer of the span, in kernels.AttnParams's layout
 }
 
 // NewCache allocates a cache for layers [first, last) and up to capacity
@@ -61,11 +62,11 @@ func (e *Engine) NewCache(first, last, capacity int) (*Cache, error) {
 	if capacity <= 0 || capacity > c.Context {
 		return nil, fmt.Errorf("cache of %d positions: must be between 1 and the model's context %d", capacity, c.Context)
 	}
-	kv := c.KVDim()
-	ca := &Cache{First: first, Last: last, Cap: capacity, kvDim: kv}
+	size := c.KVDim() * capacity
+	ca := &Cache{First: first, Last: last, Cap: capacity, size: size}
 	for i := first; i < last; i++ {
-		ca.k = append(ca.k, make([]float32, capacity*kv))
-		ca.v = append(ca.v, make([]float32, capacity*kv))
+		ca.k = append(ca.k, make([]float32, size))
+		ca.v = append(ca.v, make([]float32, size))
 	}
 	return ca, nil
 }
@@ -81,7 +82,7 @@ func (c *Cache) Truncate(n int) {
 }
 
 // Bytes is the memory the cache holds.
-func (c *Cache) Bytes() int64 { return int64(len(c.k)) * 2 * int64(c.Cap) * int64(c.kvDim) * 4 }
+func (c *Cache) Bytes() int64 { return int64(len(c.k)) * 2 * int64(c.size) * 4 }
 
 func (e *Engine) grow(n int) {
 	if n <= e.cap {
@@ -93,6 +94,8 @@ func (e *Engine) grow(n int) {
 	e.q = make([]float32, n*c.Dim)
 	e.att = make([]float32, n*c.Dim)
 	e.delta = make([]float32, n*c.Dim)
+	e.k = make([]float32, n*c.KVDim())
+	e.v = make([]float32, n*c.KVDim())
 	e.h1 = make([]float32, n*c.Hidden)
 	e.h3 = make([]float32, n*c.Hidden)
 	e.row = make([]float32, c.Dim)
@@ -138,19 +141,19 @@ func (e *Engine) Forward(c *Cache, x []float32, n int) error {
 	kv := cfg.KVDim()
 	pos := c.Len
 	xb, q, att, delta := e.xb[:n*d], e.q[:n*d], e.att[:n*d], e.delta[:n*d]
+	kNew, vNew := e.k[:n*kv], e.v[:n*kv]
 	h1, h3 := e.h1[:n*cfg.Hidden], e.h3[:n*cfg.Hidden]
 	ropeQ := kernels.RopeParams{Heads: cfg.Heads, HeadDim: hd, Pos0: pos, Theta: cfg.RopeTheta, Style: cfg.RopeStyle}
 	ropeK := ropeQ
 	ropeK.Heads = cfg.KVHeads
 	attn := kernels.AttnParams{
 		Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: hd,
-		Pos0: pos, N: n, Scale: float32(1 / math.Sqrt(float64(hd))),
+		Pos0: pos, N: n, Cap: c.Cap, Scale: float32(1 / math.Sqrt(float64(hd))),
 	}
 	be := e.be
 	for li := c.First; li < c.Last; li++ {
 		l := e.w.Layers[li]
 		kc, vc := c.k[li-c.First], c.v[li-c.First]
-		kNew, vNew := kc[pos*kv:(pos+n)*kv], vc[pos*kv:(pos+n)*kv]
 
 		be.RMSNorm(xb, x, l.AttnNorm, cfg.NormEps)
 		be.MatMul(q, l.Wq, xb, n)
@@ -158,6 +161,7 @@ func (e *Engine) Forward(c *Cache, x []float32, n int) error {
 		be.MatMul(vNew, l.Wv, xb, n)
 		be.RoPE(q, ropeQ)
 		be.RoPE(kNew, ropeK)
+		be.StoreKV(kc, vc, kNew, vNew, attn)
 		be.Attention(att, q, kc, vc, attn)
 		be.MatMul(delta, l.Wo, att, n)
 		be.Add(x, delta)

@@ -24,10 +24,13 @@ func TestNoAllocs(t *testing.T) {
 			}
 		}
 		q := randVecSeed(8*256, 2)
-		kv := randVecSeed(300*128, 3)
-		p := kernels.AttnParams{Heads: 8, KVHeads: 2, HeadDim: 32, Pos0: 200, N: 8, Scale: 0.17}
+		kv := randVecSeed(300*64, 3)
+		p := kernels.AttnParams{Heads: 8, KVHeads: 2, HeadDim: 32, Pos0: 200, N: 8, Cap: 300, Scale: 0.17}
 		o := make([]float32, 8*256)
 		b.Attention(o, q, kv, kv, p)
+		if a := testing.AllocsPerRun(5, func() { b.StoreKV(kv, kv, q[:8*64], q[:8*64], p) }); a != 0 {
+			t.Errorf("%s: StoreKV: %v allocations", name, a)
+		}
 		if a := testing.AllocsPerRun(5, func() { b.Attention(o, q, kv, kv, p) }); a != 0 {
 			t.Errorf("%s: Attention: %v allocations", name, a)
 		}

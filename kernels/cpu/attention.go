@@ -2,26 +2,60 @@ package cpu
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/mycel-net/mycel/kernels"
 )
 
-// Attention computes causal grouped-query attention; see kernels.Backend.
-func (b *Backend) Attention(out, q, k, v []float32, p kernels.AttnParams) {
-	qw := p.Heads * p.HeadDim
-	kw := p.KVHeads * p.HeadDim
+func checkAttn(what string, p kernels.AttnParams, kc, vc []float32) {
+	if p.KVHeads <= 0 || p.Heads%p.KVHeads != 0 || p.HeadDim <= 0 || p.Pos0 < 0 || p.Pos0+p.N > p.Cap ||
+		len(kc) < p.KVSize() || len(vc) < p.KVSize() {
+		panic(fmt.Sprintf("cpu: %s %+v with caches of %d and %d", what, p, len(kc), len(vc)))
+	}
+}
+
+// StoreKV writes N new positions into the caches; see kernels.AttnParams
+// for the layout.
+func (b *Backend) StoreKV(kc, vc, k, v []float32, p kernels.AttnParams) {
 	if p.N <= 0 {
 		return
 	}
-	if p.KVHeads <= 0 || p.Heads%p.KVHeads != 0 || len(q) < p.N*qw || len(out) < p.N*qw ||
-		len(k) < (p.Pos0+p.N)*kw || len(v) < (p.Pos0+p.N)*kw {
-		panic(fmt.Sprintf("cpu: Attention %+v with q %d, k %d, v %d, out %d", p, len(q), len(k), len(v), len(out)))
+	checkAttn("StoreKV", p, kc, vc)
+	hd, kw := p.HeadDim, p.KVHeads*p.HeadDim
+	if len(k) < p.N*kw || len(v) < p.N*kw {
+		panic(fmt.Sprintf("cpu: StoreKV %+v of %d keys and %d values", p, len(k), len(v)))
+	}
+	for t := 0; t < p.N; t++ {
+		pos := p.Pos0 + t
+		for h := 0; h < p.KVHeads; h++ {
+			copy(kc[(h*p.Cap+pos)*hd:(h*p.Cap+pos+1)*hd], k[t*kw+h*hd:t*kw+(h+1)*hd])
+			src := v[t*kw+h*hd : t*kw+(h+1)*hd]
+			col := vc[h*hd*p.Cap+pos:]
+			for i, x := range src {
+				col[i*p.Cap] = x
+			}
+		}
+	}
+}
+
+// Attention computes causal grouped-query attention; see kernels.Backend.
+//
+// For each query row and head: the scores are a matrix-vector product of
+// the head's keys (contiguous in the cache) with the query, the softmax
+// runs in place, and each output element is a dot product of a row of the
+// transposed values with the weights. All three run in the vector kernels.
+func (b *Backend) Attention(out, q, k, v []float32, p kernels.AttnParams) {
+	if p.N <= 0 {
+		return
+	}
+	checkAttn("Attention", p, k, v)
+	qw := p.Heads * p.HeadDim
+	if len(q) < p.N*qw || len(out) < p.N*qw {
+		panic(fmt.Sprintf("cpu: Attention %+v with q %d, out %d", p, len(q), len(out)))
 	}
 	ctx := p.Pos0 + p.N
 	for w := range b.scores {
 		if cap(b.scores[w]) < ctx {
-			b.scores[w] = make([]float32, ctx+ctx/2)
+			b.scores[w] = make([]float32, max(ctx+ctx/2, 64))
 		}
 	}
 	t := &b.attn
@@ -41,9 +75,8 @@ type attnTask struct {
 
 func (t *attnTask) run(worker, lo, hi int) {
 	p := t.p
-	hd := p.HeadDim
+	hd, c := p.HeadDim, p.Cap
 	qw := p.Heads * hd
-	kw := p.KVHeads * hd
 	group := p.Heads / p.KVHeads
 	scores := t.b.scores[worker]
 	for item := lo; item < hi; item++ {
@@ -52,25 +85,30 @@ func (t *attnTask) run(worker, lo, hi int) {
 		n := p.Pos0 + row + 1
 		qh := t.q[row*qw+h*hd : row*qw+(h+1)*hd]
 		sc := scores[:n]
-		maxv := float32(math.Inf(-1))
-		for pos := 0; pos < n; pos++ {
-			s := dotF32(qh, t.k[pos*kw+kvh*hd:pos*kw+(kvh+1)*hd]) * p.Scale
-			sc[pos] = s
-			maxv = max(maxv, s)
-		}
-		var sum float32
-		for pos := range sc {
-			e := float32(math.Exp(float64(sc[pos] - maxv)))
-			sc[pos] = e
-			sum += e
-		}
-		inv := 1 / sum
+		matvecF32(sc, t.k[kvh*c*hd:(kvh*c+n)*hd], hd, qh)
+		inv := softmaxScaled(sc, p.Scale)
+		vt := t.v[kvh*hd*c : (kvh+1)*hd*c]
 		o := t.out[row*qw+h*hd : row*qw+(h+1)*hd]
-		clear(o)
-		for pos, s := range sc {
-			axpy(o, t.v[pos*kw+kvh*hd:pos*kw+(kvh+1)*hd], s*inv)
+		for i := range o {
+			o[i] = dotF32(vt[i*c:i*c+n], sc) * inv
 		}
 	}
+}
+
+// softmaxScaled sets x[i] = exp(scale·(x[i] − max x)) and returns 1/Σ x[i]:
+// the softmax of scale·x, left unnormalized.
+func softmaxScaled(x []float32, scale float32) float32 {
+	m := x[0]
+	for _, v := range x[1:] {
+		m = max(m, v)
+	}
+	var sum float32
+	for i, v := range x {
+		e := expf((v - m) * scale)
+		x[i] = e
+		sum += e
+	}
+	return 1 / sum
 }
 
 // axpyGeneric sets y += a·x.

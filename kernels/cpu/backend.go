@@ -152,7 +152,7 @@ func scaleMulGeneric(out, x, w []float32, s float32) {
 
 func swigluGeneric(out, gate, up []float32) {
 	for i, g := range gate {
-		out[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
+		out[i] = g / (1 + expf(-g)) * up[i]
 	}
 }
 

@@ -48,12 +48,43 @@ func addToAVX2(dst, src *float32, n int)
 //go:noescape
 func axpyAVX2(y, x *float32, n int, a float32)
 
-type mv4AVX512 func(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int, mask uint64)
+// mvKind selects a four-row matvec kernel by weight type. The kernels are
+// called directly, not through a function value, so that the compiler can
+// see that the leftover rows' stack buffer does not escape.
+type mvKind uint8
+
+const (
+	mvF32 mvKind = iota
+	mvF16
+	mvBF16
+)
+
+func mv4AVX512(k mvKind, out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int, mask uint64) {
+	switch k {
+	case mvF32:
+		mv4F32AVX512(out, w, x, rows, cols, stride, mask)
+	case mvF16:
+		mv4F16AVX512(out, w, x, rows, cols, stride, mask)
+	case mvBF16:
+		mv4BF16AVX512(out, w, x, rows, cols, stride, mask)
+	}
+}
+
+func mv4AVX2(k mvKind, out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int) {
+	switch k {
+	case mvF32:
+		mv4F32AVX2(out, w, x, rows, cols, stride)
+	case mvF16:
+		mv4F16AVX2(out, w, x, rows, cols, stride)
+	case mvBF16:
+		mv4BF16AVX2(out, w, x, rows, cols, stride)
+	}
+}
 
 // matvecAVX512 runs k over out's rows, four at a time; each leftover row
 // runs alone with a zero stride (four copies of one row). esize is the size
 // of a stored weight in bytes.
-func matvecAVX512(k mv4AVX512, out []float32, w unsafe.Pointer, esize, cols int, x []float32) {
+func matvecAVX512(k mvKind, out []float32, w unsafe.Pointer, esize, cols int, x []float32) {
 	rows := len(out)
 	if rows == 0 {
 		return
@@ -62,20 +93,19 @@ func matvecAVX512(k mv4AVX512, out []float32, w unsafe.Pointer, esize, cols int,
 	stride := cols * esize
 	r4 := rows &^ 3
 	if r4 > 0 {
-		k(&out[0], w, &x[0], r4, cols, stride, mask)
+		mv4AVX512(k, &out[0], w, &x[0], r4, cols, stride, mask)
 	}
 	for r := r4; r < rows; r++ {
 		var t [4]float32
-		k(&t[0], unsafe.Add(w, r*stride), &x[0], 4, cols, 0, mask)
+		mv4AVX512(k, &t[0], unsafe.Add(w, r*stride), &x[0], 4, cols, 0, mask)
 		out[r] = t[0]
 	}
 }
 
-type mv4AVX2 func(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int)
 
 // matvecAVX2 is matvecAVX512 for kernels that need a multiple of 8
 // columns: the asm covers cols&^7 and the caller adds the rest.
-func matvecAVX2(k mv4AVX2, out []float32, w unsafe.Pointer, esize, cols int, x []float32) {
+func matvecAVX2(k mvKind, out []float32, w unsafe.Pointer, esize, cols int, x []float32) {
 	rows := len(out)
 	if rows == 0 {
 		return
@@ -84,11 +114,11 @@ func matvecAVX2(k mv4AVX2, out []float32, w unsafe.Pointer, esize, cols int, x [
 	c8 := cols &^ 7
 	r4 := rows &^ 3
 	if r4 > 0 {
-		k(&out[0], w, &x[0], r4, c8, stride)
+		mv4AVX2(k, &out[0], w, &x[0], r4, c8, stride)
 	}
 	for r := r4; r < rows; r++ {
 		var t [4]float32
-		k(&t[0], unsafe.Add(w, r*stride), &x[0], 4, c8, 0)
+		mv4AVX2(k, &t[0], unsafe.Add(w, r*stride), &x[0], 4, c8, 0)
 		out[r] = t[0]
 	}
 }
@@ -98,7 +128,7 @@ func matvecF32AVX512(out, w []float32, cols int, x []float32) {
 		return
 	}
 	_, _ = w[len(out)*cols-1], x[cols-1]
-	matvecAVX512(mv4F32AVX512, out, unsafe.Pointer(&w[0]), 4, cols, x)
+	matvecAVX512(mvF32, out, unsafe.Pointer(&w[0]), 4, cols, x)
 }
 
 func matvecF16AVX512(out []float32, w []byte, cols int, x []float32) {
@@ -106,7 +136,7 @@ func matvecF16AVX512(out []float32, w []byte, cols int, x []float32) {
 		return
 	}
 	_, _ = w[2*len(out)*cols-1], x[cols-1]
-	matvecAVX512(mv4F16AVX512, out, unsafe.Pointer(&w[0]), 2, cols, x)
+	matvecAVX512(mvF16, out, unsafe.Pointer(&w[0]), 2, cols, x)
 }
 
 func matvecBF16AVX512(out []float32, w []byte, cols int, x []float32) {
@@ -114,7 +144,7 @@ func matvecBF16AVX512(out []float32, w []byte, cols int, x []float32) {
 		return
 	}
 	_, _ = w[2*len(out)*cols-1], x[cols-1]
-	matvecAVX512(mv4BF16AVX512, out, unsafe.Pointer(&w[0]), 2, cols, x)
+	matvecAVX512(mvBF16, out, unsafe.Pointer(&w[0]), 2, cols, x)
 }
 
 func matvecF32AVX2(out, w []float32, cols int, x []float32) {
@@ -122,7 +152,7 @@ func matvecF32AVX2(out, w []float32, cols int, x []float32) {
 		return
 	}
 	_, _ = w[len(out)*cols-1], x[cols-1]
-	matvecAVX2(mv4F32AVX2, out, unsafe.Pointer(&w[0]), 4, cols, x)
+	matvecAVX2(mvF32, out, unsafe.Pointer(&w[0]), 4, cols, x)
 	if c8 := cols &^ 7; c8 < cols {
 		for r := range out {
 			var s float32
@@ -139,7 +169,7 @@ func matvecF16AVX2(out []float32, w []byte, cols int, x []float32) {
 		return
 	}
 	_, _ = w[2*len(out)*cols-1], x[cols-1]
-	matvecAVX2(mv4F16AVX2, out, unsafe.Pointer(&w[0]), 2, cols, x)
+	matvecAVX2(mvF16, out, unsafe.Pointer(&w[0]), 2, cols, x)
 	if c8 := cols &^ 7; c8 < cols {
 		h := kernels.BytesU16(w)
 		for r := range out {
@@ -157,7 +187,7 @@ func matvecBF16AVX2(out []float32, w []byte, cols int, x []float32) {
 		return
 	}
 	_, _ = w[2*len(out)*cols-1], x[cols-1]
-	matvecAVX2(mv4BF16AVX2, out, unsafe.Pointer(&w[0]), 2, cols, x)
+	matvecAVX2(mvBF16, out, unsafe.Pointer(&w[0]), 2, cols, x)
 	if c8 := cols &^ 7; c8 < cols {
 		h := kernels.BytesU16(w)
 		for r := range out {

@@ -93,7 +93,8 @@ func RoPE(x []float32, p kernels.RopeParams) []float64 {
 }
 
 // Attention returns causal grouped-query attention (see kernels.AttnParams)
-// with an exact softmax.
+// with an exact softmax. Unlike a backend, it takes the keys and values as
+// plain rows, k and v [Pos0+N, KVHeads·HeadDim], not in the cache layout.
 func Attention(q, k, v []float32, p kernels.AttnParams) []float64 {
 	hd := p.HeadDim
 	qw, kw := p.Heads*hd, p.KVHeads*hd
@@ -148,4 +149,25 @@ func Add(dst, src []float32) []float64 {
 		out[i] = float64(dst[i]) + float64(src[i])
 	}
 	return out
+}
+
+// KVLayout returns the caches (see kernels.AttnParams) holding the rows of
+// k and v ([n, KVHeads·HeadDim]) at positions 0..n-1; positions n..Cap-1
+// hold fill.
+func KVLayout(k, v []float32, p kernels.AttnParams, fill float32) (kc, vc []float32) {
+	hd, kw := p.HeadDim, p.KVHeads*p.HeadDim
+	kc = make([]float32, p.KVSize())
+	vc = make([]float32, p.KVSize())
+	for i := range kc {
+		kc[i], vc[i] = fill, fill
+	}
+	for pos := 0; pos < len(k)/kw; pos++ {
+		for h := 0; h < p.KVHeads; h++ {
+			for i := 0; i < hd; i++ {
+				kc[(h*p.Cap+pos)*hd+i] = k[pos*kw+h*hd+i]
+				vc[(h*hd+i)*p.Cap+pos] = v[pos*kw+h*hd+i]
+			}
+		}
+	}
+	return kc, vc
 }

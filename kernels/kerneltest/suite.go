@@ -230,6 +230,7 @@ func testRoPE(t *testing.T, b kernels.Backend) {
 
 func testAttention(t *testing.T, b kernels.Backend) {
 	r := newRand(5)
+	nan := float32(math.NaN())
 	for _, c := range []kernels.AttnParams{
 		{Heads: 1, KVHeads: 1, HeadDim: 1, Pos0: 0, N: 1},
 		{Heads: 4, KVHeads: 2, HeadDim: 8, Pos0: 0, N: 3},
@@ -237,20 +238,40 @@ func testAttention(t *testing.T, b kernels.Backend) {
 		{Heads: 4, KVHeads: 1, HeadDim: 64, Pos0: 9, N: 7},
 		{Heads: 8, KVHeads: 8, HeadDim: 48, Pos0: 40, N: 2},
 		{Heads: 2, KVHeads: 2, HeadDim: 33, Pos0: 0, N: 30},
+		{Heads: 12, KVHeads: 12, HeadDim: 64, Pos0: 300, N: 1},
 	} {
 		c.Scale = float32(1 / math.Sqrt(float64(c.HeadDim)))
 		qw, kw := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 		ctx := c.Pos0 + c.N
+		c.Cap = ctx + 3 // spare positions past the context
+		what := fmt.Sprintf("%+v", c)
 		q := randF32(r, c.N*qw, 2)
-		k := randF32(r, (ctx+2)*kw, 2) // two spare rows past the context
-		v := randF32(r, (ctx+2)*kw, 1)
-		q0, k0, v0 := slices.Clone(q), slices.Clone(k), slices.Clone(v)
+		k := randF32(r, ctx*kw, 2)
+		v := randF32(r, ctx*kw, 1)
+
+		// Store the keys and values in two calls, as a prefill and the
+		// steps after it would, into NaN-filled caches: every position
+		// must land where the layout says, and nothing else may change.
+		kc, vc := KVLayout(nil, nil, c, nan)
+		early, late := c, c
+		early.Pos0, early.N = 0, c.Pos0
+		late.Pos0 = c.Pos0
+		b.StoreKV(kc, vc, k[:c.Pos0*kw], v[:c.Pos0*kw], early)
+		b.StoreKV(kc, vc, k[c.Pos0*kw:], v[c.Pos0*kw:], late)
+		wantK, wantV := KVLayout(k, v, c, nan)
+		for i := range kc {
+			if math.Float32bits(kc[i]) != math.Float32bits(wantK[i]) || math.Float32bits(vc[i]) != math.Float32bits(wantV[i]) {
+				t.Errorf("%s: StoreKV: cache value %d is k %v v %v, want k %v v %v", what, i, kc[i], vc[i], wantK[i], wantV[i])
+				break
+			}
+		}
+
+		q0, kc0, vc0 := slices.Clone(q), slices.Clone(kc), slices.Clone(vc)
 		want := Attention(q, k, v, c)
 		buf, out := guarded(c.N*qw, nil)
-		b.Attention(out, q, k, v, c)
-		what := fmt.Sprintf("%+v", c)
+		b.Attention(out, q, kc, vc, c)
 		checkGuards(t, what, buf, c.N*qw)
-		if !slices.Equal(q, q0) || !slices.Equal(k, k0) || !slices.Equal(v, v0) {
+		if !slices.Equal(q, q0) || !bitsEqual(kc, kc0) || !bitsEqual(vc, vc0) {
 			t.Errorf("%s: Attention changed its inputs", what)
 		}
 		// A score is off by about HeadDim·u·Σ|q·k|·Scale ≤ HeadDim·u·4·√HeadDim;
@@ -260,6 +281,18 @@ func testAttention(t *testing.T, b kernels.Backend) {
 		tol := (hd*4*math.Sqrt(hd)+float64(ctx)+16)*u*2 + 1e-7
 		compare(t, what, out, want, func(int) float64 { return tol })
 	}
+}
+
+func bitsEqual(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func testSwiGLU(t *testing.T, b kernels.Backend) {
