@@ -102,7 +102,6 @@ func matvecAVX512(k mvKind, out []float32, w unsafe.Pointer, esize, cols int, x 
 	}
 }
 
-
 // matvecAVX2 is matvecAVX512 for kernels that need a multiple of 8
 // columns: the asm covers cols&^7 and the caller adds the rest.
 func matvecAVX2(k mvKind, out []float32, w unsafe.Pointer, esize, cols int, x []float32) {
