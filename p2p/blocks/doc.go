@@ -36,6 +36,14 @@
 // wrong bytes sends an unwanted block, which is dropped), stored, announced
 // to local bitswap so that peers waiting for it are served, and delivered.
 //
+// A peer that lies costs time, not correctness: its wrong bytes are dropped,
+// bitswap takes its silence on the wanted block for a DONT_HAVE after a
+// timeout (at most about 7 s), and a stuck session asks every connected peer
+// and the DHT again every 5 s. Liars are not yet banned.
+//
+// Received blocks are written by a few writer goroutines beside the loop
+// that takes them from bitswap, so that the network never waits on the disk.
+//
 // Every fetch ends: a CID for which no block arrives within the stall
 // timeout fails with a NotFoundError ("not found in 30s"); the caller's
 // context and Close end it early. A fetch asks for at most 256 CIDs at a

@@ -32,6 +32,13 @@ const (
 // keep at most 1024 wants per peer; asking for more would drop wants.
 const windowSize = 256
 
+// rebroadcastDelay is how long a stuck session waits before it asks all
+// connected peers and the DHT again.
+const rebroadcastDelay = 5 * time.Second
+
+// storeWriters is how many fetched blocks a fetch writes to disk at once.
+const storeWriters = 3
+
 // ErrNoProviders means the DHT knows no peer that provides a CID.
 var ErrNoProviders = errors.New("blocks: no providers found")
 
@@ -180,6 +187,11 @@ func NewExchange(h host.Host, r routing.ContentRouting, store *Store, opts ...Ex
 	}
 	e.bs = bitswap.New(e.ctx, net, finder, bstore{store},
 		bitswap.ProviderSearchDelay(cfg.provDelay),
+		// An idle session re-asks every connected peer and searches the DHT
+		// again after this long (bitswap's default is a minute). It is what
+		// gets a fetch going again when the only peers asked so far lied or
+		// left and the peer that has the block came later.
+		bitswap.RebroadcastDelay(rebroadcastDelay),
 		bitswap.MaxOutstandingBytesPerPeer(cfg.maxOutstanding),
 	)
 	return e, nil
@@ -291,26 +303,34 @@ func (e *Exchange) fetchWindow(ctx context.Context, sess exchange.Fetcher, windo
 		return func(c cid.Cid) error { return fmt.Errorf("blocks: fetch %s: %w", c, err) }
 	}
 
-	// A writer stores and delivers the blocks while this loop keeps taking
-	// them from bitswap, so that the network does not wait on the disk. It
-	// alone calls emit until it is done.
+	// Writers store and deliver the blocks while this loop keeps taking them
+	// from bitswap, so that the network does not wait on the disk, and
+	// several files are written at once. They alone call emit until they
+	// are done.
 	received := make(chan Block, 16)
-	var writer sync.WaitGroup
-	writer.Go(func() {
-		for b := range received {
-			var perr error
-			if err := e.store.putVerified(ctx, []Block{b}); err != nil {
-				perr = fmt.Errorf("blocks: store fetched %s: %w", b.CID, err)
-			} else if blk, err := blockfmt.NewBlockWithCid(b.Data, b.CID); err == nil {
-				// Peers that want this block from us can have it now.
-				if err := e.bs.NotifyNewBlocks(ctx, blk); err != nil {
-					log.Debug("announce fetched block", "cid", b.CID, "err", err)
+	var (
+		writers sync.WaitGroup
+		emitMu  sync.Mutex
+	)
+	for range storeWriters {
+		writers.Go(func() {
+			for b := range received {
+				var perr error
+				if err := e.store.putVerified(ctx, []Block{b}); err != nil {
+					perr = fmt.Errorf("blocks: store fetched %s: %w", b.CID, err)
+				} else if blk, err := blockfmt.NewBlockWithCid(b.Data, b.CID); err == nil {
+					// Peers that want this block from us can have it now.
+					if err := e.bs.NotifyNewBlocks(ctx, blk); err != nil {
+						log.Debug("announce fetched block", "cid", b.CID, "err", err)
+					}
 				}
+				emitMu.Lock()
+				emit(Result{Block: b, Err: perr})
+				emitMu.Unlock()
 			}
-			emit(Result{Block: b, Err: perr})
-		}
-	})
-	defer writer.Wait()
+		})
+	}
+	defer writers.Wait()
 	defer close(received)
 
 	pending := make(map[cid.Cid]struct{}, len(window))

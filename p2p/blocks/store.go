@@ -69,17 +69,20 @@ func SyncWrites() StoreOption {
 // Blocks are keyed by multihash, so a block stored under one CID is found
 // under any CID with the same hash, and AllKeys reports raw-codec CIDs.
 // Every read re-hashes the block: one that no longer matches its CID is
-// deleted and reported as ErrCorrupt. Store is safe for concurrent use;
-// writes and deletes are serialized so that the size accounting stays exact.
+// deleted and reported as ErrCorrupt. Store is safe for concurrent use.
+// Writes reserve their bytes against the cap under a lock and then write
+// in parallel, so the size accounting stays exact.
 type Store struct {
 	dir string
 	fs  *flatfs.Datastore
 	bs  blockstore.Blockstore
 	cap int64
 
-	mu     sync.Mutex // serializes writes and deletes
-	used   atomic.Int64
-	closed atomic.Bool
+	mu      sync.Mutex          // guards writing, the cap check, deletes and closing
+	writing map[string]struct{} // multihashes being written
+	writes  sync.WaitGroup      // writes in progress, for Close
+	used    atomic.Int64        // bytes held, including writes in progress
+	closed  atomic.Bool
 }
 
 // OpenStore opens the block store in dir, creating it if needed. It walks the
@@ -98,7 +101,7 @@ func OpenStore(dir string, opts ...StoreOption) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blocks: open store %s: %w", dir, err)
 	}
-	s := &Store{dir: dir, fs: fs, bs: blockstore.NewBlockstore(fs, blockstore.NoPrefix()), cap: cfg.cap}
+	s := &Store{dir: dir, fs: fs, bs: blockstore.NewBlockstore(fs, blockstore.NoPrefix()), cap: cfg.cap, writing: map[string]struct{}{}}
 	used, err := s.scanSize()
 	if err != nil {
 		fs.Close()
@@ -208,65 +211,88 @@ func (s *Store) PutMany(ctx context.Context, bs []Block) error {
 
 // putVerified stores blocks already known to match their CIDs (bitswap
 // derives a received block's CID from its bytes).
+//
+// The bytes are reserved against the cap under the lock and written outside
+// it, so that writes of different blocks run in parallel. A block another
+// call is writing right now counts as present.
 func (s *Store) putVerified(ctx context.Context, bs []Block) error {
+	s.mu.Lock()
 	if s.closed.Load() {
+		s.mu.Unlock()
 		return ErrClosed
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-
 	fresh := make([]blockfmt.Block, 0, len(bs))
-	seen := make(map[string]struct{}, len(bs))
+	keys := make([]string, 0, len(bs))
 	var add int64
+	fail := func(err error) error {
+		for _, k := range keys {
+			delete(s.writing, k)
+		}
+		s.mu.Unlock()
+		return err
+	}
 	for _, b := range bs {
 		if len(b.Data) > MaxBlockSize {
-			return fmt.Errorf("blocks: put %s: %d bytes is over the %d byte block limit", b.CID, len(b.Data), MaxBlockSize)
+			return fail(fmt.Errorf("blocks: put %s: %d bytes is over the %d byte block limit", b.CID, len(b.Data), MaxBlockSize))
 		}
 		key := string(b.CID.Hash())
-		if _, dup := seen[key]; dup {
-			continue
+		if _, busy := s.writing[key]; busy {
+			continue // being written, by this call (a repeat) or another
 		}
-		seen[key] = struct{}{}
 		has, err := s.bs.Has(ctx, b.CID)
 		if err != nil {
-			return fmt.Errorf("blocks: put %s: %w", b.CID, err)
+			return fail(fmt.Errorf("blocks: put %s: %w", b.CID, err))
 		}
 		if has {
 			continue
 		}
 		blk, err := blockfmt.NewBlockWithCid(b.Data, b.CID)
 		if err != nil {
-			return fmt.Errorf("blocks: put %s: %w", b.CID, err)
+			return fail(fmt.Errorf("blocks: put %s: %w", b.CID, err))
 		}
+		s.writing[key] = struct{}{}
+		keys = append(keys, key)
 		fresh = append(fresh, blk)
 		add += int64(len(b.Data))
 	}
 	if len(fresh) == 0 {
+		s.mu.Unlock()
 		return nil
 	}
 	if used := s.used.Load(); s.cap > 0 && used+add > s.cap {
-		return fmt.Errorf("%w: %d bytes held + %d new > cap %d", ErrStoreFull, used, add, s.cap)
+		return fail(fmt.Errorf("%w: %d bytes held + %d new > cap %d", ErrStoreFull, used, add, s.cap))
 	}
-	if err := s.bs.PutMany(ctx, fresh); err != nil {
-		// Some files may have landed; count what is really there.
+	s.used.Add(add)
+	s.writes.Add(1)
+	s.mu.Unlock()
+	defer s.writes.Done()
+
+	err := s.bs.PutMany(ctx, fresh)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range keys {
+		delete(s.writing, k)
+	}
+	if err != nil {
+		// Some files may have landed; count only what is really there.
 		for _, b := range fresh {
-			if n, serr := s.bs.GetSize(ctx, b.Cid()); serr == nil {
-				s.used.Add(int64(n))
+			if _, serr := s.bs.GetSize(ctx, b.Cid()); serr != nil {
+				s.used.Add(-int64(len(b.RawData())))
 			}
 		}
 		return fmt.Errorf("blocks: write %d blocks: %w", len(fresh), err)
 	}
-	s.used.Add(add)
 	return nil
 }
 
 // Delete removes the block for c. Deleting a missing block is not an error.
 func (s *Store) Delete(ctx context.Context, c cid.Cid) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	n, err := s.bs.GetSize(ctx, c)
 	if ipld.IsNotFound(err) {
 		return nil
@@ -312,13 +338,16 @@ func (s *Store) AllKeys(ctx context.Context) ([]cid.Cid, error) {
 	return out, nil
 }
 
-// Close closes the store. It is safe to call more than once.
+// Close waits for writes in progress and closes the store. It is safe to
+// call more than once.
 func (s *Store) Close() error {
+	s.mu.Lock()
 	if s.closed.Swap(true) {
+		s.mu.Unlock()
 		return nil
 	}
-	s.mu.Lock() // wait for a write in progress
-	defer s.mu.Unlock()
+	s.mu.Unlock()
+	s.writes.Wait()
 	if err := s.fs.Close(); err != nil {
 		return fmt.Errorf("blocks: close store %s: %w", s.dir, err)
 	}

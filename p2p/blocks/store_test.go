@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ipfs/go-cid"
@@ -257,5 +258,60 @@ func TestImportSplitsInOrder(t *testing.T) {
 	}
 	if err := Split(bytes.NewReader(data), MaxBlockSize+1, func(Block) error { return nil }); err == nil {
 		t.Fatal("Split accepted a chunk size over the block limit")
+	}
+}
+
+// TestStoreConcurrentPutsKeepExactAccounting: parallel writers of
+// overlapping blocks against a cap never pass it, and Size always equals
+// the bytes really stored.
+func TestStoreConcurrentPutsKeepExactAccounting(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	const capBytes = 40_000
+	s := openTestStore(t, dir, Cap(capBytes))
+	var all []Block
+	for i := range 30 {
+		all = append(all, NewBlock(randBytes(uint64(100+i), 1000+100*i)))
+	}
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			for i := range all {
+				b := all[(i+w*5)%len(all)]
+				err := s.Put(ctx, b)
+				if err != nil && !errors.Is(err, ErrStoreFull) {
+					t.Errorf("Put: %v", err)
+				}
+				if s.Size() > capBytes {
+					t.Errorf("Size %d over the cap", s.Size())
+				}
+				if i%7 == w {
+					if err := s.Delete(ctx, b.CID); err != nil {
+						t.Errorf("Delete: %v", err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var sum int64
+	keys, err := s.AllKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range keys {
+		n, err := s.GetSize(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += int64(n)
+	}
+	if sum != s.Size() {
+		t.Fatalf("Size %d, but the stored blocks add up to %d", s.Size(), sum)
+	}
+	s.Close()
+	s2 := openTestStore(t, dir)
+	if s2.Size() != sum {
+		t.Fatalf("Size after reopen %d, want %d", s2.Size(), sum)
 	}
 }
