@@ -102,13 +102,7 @@ func softmaxScaled(x []float32, scale float32) float32 {
 	for _, v := range x[1:] {
 		m = max(m, v)
 	}
-	var sum float32
-	for i, v := range x {
-		e := expf((v - m) * scale)
-		x[i] = e
-		sum += e
-	}
-	return 1 / sum
+	return 1 / expShifted(x, x, m, scale)
 }
 
 // axpyGeneric sets y += a·x.

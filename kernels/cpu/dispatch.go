@@ -30,6 +30,7 @@ var (
 	swiglu     = swigluGeneric
 	addTo      = addToGeneric
 	axpy       = axpyGeneric
+	expShifted = expShiftedGeneric
 )
 
 func init() {
@@ -57,6 +58,7 @@ func setGeneric() {
 	swiglu = swigluGeneric
 	addTo = addToGeneric
 	axpy = axpyGeneric
+	expShifted = expShiftedGeneric
 	gemmImpl = gemmGo
 	pack8 = nil
 }

@@ -55,4 +55,6 @@ func setAVX2Elementwise() {
 	scaleMul = scaleMulAVX2Go
 	addTo = addToAVX2Go
 	axpy = axpyAVX2Go
+	expShifted = expShiftedAVX2
+	swiglu = swigluAVX2Go
 }

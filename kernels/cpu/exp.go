@@ -35,3 +35,16 @@ func expf(x float32) float32 {
 	}
 	return p * math.Float32frombits(uint32(k+127)<<23)
 }
+
+// expShiftedGeneric sets dst[i] = e^((src[i]−shift)·scale) and returns the
+// sum of the dst values. dst may equal src.
+func expShiftedGeneric(dst, src []float32, shift, scale float32) float32 {
+	dst = dst[:len(src)]
+	var s float32
+	for i, v := range src {
+		e := expf((v - shift) * scale)
+		dst[i] = e
+		s += e
+	}
+	return s
+}
