@@ -1,3 +1,5 @@
+//go:build amd64 && !noasm
+
 #include "textflag.h"
 
 // Constants of expAVX2, each broadcast to 8 lanes (32 bytes).
