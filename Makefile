@@ -30,10 +30,14 @@ run: build
 	./$(BIN) run -m $(MODEL) $(if $(TOKENIZER),-z $(TOKENIZER)) -n 128 -v "$(PROMPT)"
 endif
 
-# The full suite: every package, the assembly and its pure-Go twin.
+# The full suite: every package; the networked ones again under the race
+# detector; the kernels and the model with the assembly's pure-Go twin and
+# with the AVX2 path forced (on a CPU that has AVX-512 the default takes it).
 test: vet
 	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race ./p2p/... ./node/...
 	$(GO) test -count=1 -tags noasm ./kernels/... ./model/...
+	MYCEL_ISA=avx2 $(GO) test -count=1 ./kernels/... ./model/
 
 vet:
 	$(GO) vet ./...

@@ -300,11 +300,25 @@ func (s *Store) Delete(ctx context.Context, c cid.Cid) error {
 	if err != nil {
 		return fmt.Errorf("blocks: delete %s: %w", c, err)
 	}
-	if err := s.bs.DeleteBlock(ctx, c); err != nil && !ipld.IsNotFound(err) {
-		return fmt.Errorf("blocks: delete %s: %w", c, err)
+	// flatfs coalesces concurrent operations on one key: a delete that
+	// meets a write of the same block still in flight waits for it and then
+	// counts as done without removing anything. So delete until the block
+	// is really gone (the second try meets no write: new writes of this
+	// block wait for the lock held here).
+	for try := 0; try < 3; try++ {
+		if err := s.bs.DeleteBlock(ctx, c); err != nil && !ipld.IsNotFound(err) {
+			return fmt.Errorf("blocks: delete %s: %w", c, err)
+		}
+		has, err := s.bs.Has(ctx, c)
+		if err != nil {
+			return fmt.Errorf("blocks: delete %s: %w", c, err)
+		}
+		if !has {
+			s.used.Add(-int64(n))
+			return nil
+		}
 	}
-	s.used.Add(-int64(n))
-	return nil
+	return fmt.Errorf("blocks: delete %s: the block is still there after three tries", c)
 }
 
 // AllKeys lists the CIDs (raw codec) of every stored block, in no order.
