@@ -43,12 +43,13 @@ type RopeParams struct {
 //
 //	out[t,h] = Σ_p softmax_p(Scale · q[t,h]·k[p,kvh]) · v[p,kvh]
 //
-// The cache of one layer holds Cap positions per KV head, in the layout
-// decode reads fastest: keys head-major, k[kvh][p][i] at
-// (kvh·Cap + p)·HeadDim + i, so one head's keys are a contiguous matrix;
-// values head-major and transposed, v[kvh][i][p] at (kvh·HeadDim + i)·Cap + p,
-// so each output element is one dot product over positions. Each cache is
-// KVHeads·HeadDim·Cap floats. StoreKV writes new positions into it.
+// The cache of one layer holds Cap positions per KV head, in the layouts
+// decode reads fastest. Keys are transposed: k[kvh][i][p] at
+// (kvh·HeadDim + i)·Cap + p, so the scores of all positions are one
+// column-major matrix-vector product. Values are head-major:
+// v[kvh][p][i] at (kvh·Cap + p)·HeadDim + i, so the output is another.
+// Each cache is KVHeads·HeadDim·Cap floats. StoreKV writes new positions
+// into it.
 type AttnParams struct {
 	Heads, KVHeads, HeadDim int
 	// Pos0 is the position of the first query row; N is the number of rows.

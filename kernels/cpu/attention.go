@@ -27,9 +27,9 @@ func (b *Backend) StoreKV(kc, vc, k, v []float32, p kernels.AttnParams) {
 	for t := 0; t < p.N; t++ {
 		pos := p.Pos0 + t
 		for h := 0; h < p.KVHeads; h++ {
-			copy(kc[(h*p.Cap+pos)*hd:(h*p.Cap+pos+1)*hd], k[t*kw+h*hd:t*kw+(h+1)*hd])
-			src := v[t*kw+h*hd : t*kw+(h+1)*hd]
-			col := vc[h*hd*p.Cap+pos:]
+			copy(vc[(h*p.Cap+pos)*hd:(h*p.Cap+pos+1)*hd], v[t*kw+h*hd:t*kw+(h+1)*hd])
+			src := k[t*kw+h*hd : t*kw+(h+1)*hd]
+			col := kc[h*hd*p.Cap+pos:]
 			for i, x := range src {
 				col[i*p.Cap] = x
 			}
@@ -39,10 +39,11 @@ func (b *Backend) StoreKV(kc, vc, k, v []float32, p kernels.AttnParams) {
 
 // Attention computes causal grouped-query attention; see kernels.Backend.
 //
-// For each query row and head: the scores are a matrix-vector product of
-// the head's keys (contiguous in the cache) with the query, the softmax
-// runs in place, and each output element is a dot product of a row of the
-// transposed values with the weights. All three run in the vector kernels.
+// For each query row and head: the scores are a column-major
+// matrix-vector product of the head's transposed keys with the query, the
+// softmax runs in place, and the output is a column-major product of the
+// head's values with the weights. Both products keep their outputs in
+// vector registers while streaming the cache.
 func (b *Backend) Attention(out, q, k, v []float32, p kernels.AttnParams) {
 	if p.N <= 0 {
 		return
@@ -85,12 +86,12 @@ func (t *attnTask) run(worker, lo, hi int) {
 		n := p.Pos0 + row + 1
 		qh := t.q[row*qw+h*hd : row*qw+(h+1)*hd]
 		sc := scores[:n]
-		matvecF32(sc, t.k[kvh*c*hd:(kvh*c+n)*hd], hd, qh)
+		gemvCM(sc, t.k[kvh*hd*c:(kvh+1)*hd*c], c, qh)
 		inv := softmaxScaled(sc, p.Scale)
-		vt := t.v[kvh*hd*c : (kvh+1)*hd*c]
 		o := t.out[row*qw+h*hd : row*qw+(h+1)*hd]
+		gemvCM(o, t.v[kvh*c*hd:(kvh*c+n)*hd], hd, sc)
 		for i := range o {
-			o[i] = dotF32(vt[i*c:i*c+n], sc) * inv
+			o[i] *= inv
 		}
 	}
 }

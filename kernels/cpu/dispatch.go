@@ -31,6 +31,7 @@ var (
 	addTo      = addToGeneric
 	axpy       = axpyGeneric
 	expShifted = expShiftedGeneric
+	gemvCM     = gemvCMGeneric
 )
 
 func init() {
@@ -59,6 +60,7 @@ func setGeneric() {
 	addTo = addToGeneric
 	axpy = axpyGeneric
 	expShifted = expShiftedGeneric
+	gemvCM = gemvCMGeneric
 	gemmImpl = gemmGo
 	pack8 = nil
 }

@@ -37,12 +37,14 @@ func setISA(name string) bool {
 		matvecF32 = matvecF32AVX512
 		matvecF16 = matvecF16AVX512
 		matvecBF16 = matvecBF16AVX512
+		gemvCM = gemvCMAVX512
 		gemmImpl = gemmShape{12, 32, gemm12x32AVX512}
 	case "avx2":
 		setAVX2Elementwise()
 		matvecF32 = matvecF32AVX2
 		matvecF16 = matvecF16AVX2
 		matvecBF16 = matvecBF16AVX2
+		gemvCM = gemvCMAVX2
 		gemmImpl = gemmShape{6, 16, gemm6x16AVX2}
 	}
 	return true

@@ -97,3 +97,17 @@ func matvecQ4Generic(out []float32, w []byte, nb int, xq []byte) {
 		out[i] = s
 	}
 }
+
+// gemvCMGeneric computes y[r] = Σ_c x[c]·a[c·lda + r] for r < len(y), c <
+// len(x): a matrix-vector product with the matrix stored column by column
+// (column c at a[c·lda:]). The attention kernels use it both ways round:
+// scores from transposed keys, and outputs from values.
+func gemvCMGeneric(y, a []float32, lda int, x []float32) {
+	clear(y)
+	for c, xc := range x {
+		col := a[c*lda : c*lda+len(y)]
+		for r := range y {
+			y[r] += xc * col[r]
+		}
+	}
+}

@@ -164,8 +164,8 @@ func KVLayout(k, v []float32, p kernels.AttnParams, fill float32) (kc, vc []floa
 	for pos := 0; pos < len(k)/kw; pos++ {
 		for h := 0; h < p.KVHeads; h++ {
 			for i := 0; i < hd; i++ {
-				kc[(h*p.Cap+pos)*hd+i] = k[pos*kw+h*hd+i]
-				vc[(h*hd+i)*p.Cap+pos] = v[pos*kw+h*hd+i]
+				kc[(h*hd+i)*p.Cap+pos] = k[pos*kw+h*hd+i]
+				vc[(h*p.Cap+pos)*hd+i] = v[pos*kw+h*hd+i]
 			}
 		}
 	}
