@@ -143,11 +143,19 @@ func benchDecode(cmd *cobra.Command, f *benchDecodeFlags) error {
 	fmt.Fprintf(out, "decode     %8.1f tok/s  (%d tokens after the prompt, best of %d)\n", bestD, f.steps, f.runs)
 	fmt.Fprintf(out, "weights    %8.1f MB read per decoded token, %.1f GB/s at the decode rate\n",
 		float64(bytesPerTok)/1e6, float64(bytesPerTok)*bestD/1e9)
+	// The KV cache is read too: every layer's keys and values of all
+	// earlier positions, on average those of the middle of the decode.
+	meanPos := float64(f.prompt) + float64(f.steps)/2
+	kvBytes := int64(meanPos * float64(2*cfg.Layers*cfg.KVDim()*4))
+	fmt.Fprintf(out, "kv cache   %8.1f MB read per decoded token on average (f32, %.0f positions)\n", float64(kvBytes)/1e6, meanPos)
 	if f.bw {
 		gbs := readBandwidth(be)
 		bound := gbs * 1e9 / float64(bytesPerTok)
-		fmt.Fprintf(out, "bandwidth  %8.1f GB/s read (measured now); bound %.1f tok/s; decode at %.0f%% of the bound\n",
-			gbs, bound, 100*bestD/bound)
+		boundKV := gbs * 1e9 / float64(bytesPerTok+kvBytes)
+		fmt.Fprintf(out, "bandwidth  %8.1f GB/s read (measured now); bound %.1f tok/s from the weights alone, %.1f with the KV cache\n",
+			gbs, bound, boundKV)
+		fmt.Fprintf(out, "ratio      decode at %.0f%% of the weights-only bound, %.0f%% of the bound with the KV cache\n",
+			100*bestD/bound, 100*bestD/boundKV)
 	}
 	return nil
 }
