@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/mycel-net/mycel/kernels"
 )
 
 // SamplerConfig chooses how the next token is drawn from the logits.
@@ -41,6 +43,7 @@ type Sampler struct {
 	cfg  SamplerConfig
 	rng  *rand.Rand
 	cand []candidate
+	hist [probBuckets]float32
 }
 
 type candidate struct {
@@ -75,45 +78,39 @@ func (s *Sampler) Sample(logits []float32) int {
 	}
 	// Softmax with temperature.
 	maxv := logits[Argmax(logits)]
+	inv := 1 / c.Temperature
 	var sum float64
 	for i, v := range logits {
-		e := math.Exp(float64((v - maxv) / c.Temperature))
-		logits[i] = float32(e)
-		sum += e
+		e := kernels.Exp32((v - maxv) * inv)
+		logits[i] = e
+		sum += float64(e)
 	}
-	inv := float32(1 / sum)
+	norm := float32(1 / sum)
 	for i := range logits {
-		logits[i] *= inv
-	}
-	k := c.TopK
-	if k <= 0 || k > len(logits) {
-		k = len(logits)
+		logits[i] *= norm
 	}
 	topP := c.TopP
 	if topP <= 0 || topP >= 1 {
 		topP = 1
 	}
-	if k == len(logits) && topP == 1 {
-		return s.draw(logits)
-	}
-	// Candidates: with nucleus sampling alone, tokens below
-	// (1-P)/(V-1) can never be in the nucleus, which prunes most of them
-	// before the sort.
-	cutoff := float32(0)
-	if topP < 1 && len(logits) > 1 {
-		cutoff = (1 - topP) / float32(len(logits)-1)
-	}
-	s.cand = s.cand[:0]
-	for i, p := range logits {
-		if p >= cutoff {
+	if k := c.TopK; k > 0 && k < len(logits) {
+		s.cand = s.cand[:0]
+		for i, p := range logits {
 			s.cand = append(s.cand, candidate{i, p})
 		}
-	}
-	if k < len(s.cand) {
 		s.cand = topK(s.cand, k)
+		slices.SortFunc(s.cand, byProbDesc)
+		return s.drawSorted(s.cand, topP)
 	}
-	slices.SortFunc(s.cand, byProbDesc)
-	cand := s.cand[:min(k, len(s.cand))]
+	if topP == 1 {
+		return s.draw(logits)
+	}
+	return s.drawNucleus(logits, topP)
+}
+
+// drawSorted draws from the shortest prefix of cand (sorted by falling
+// probability) whose mass reaches topP.
+func (s *Sampler) drawSorted(cand []candidate, topP float32) int {
 	var total float32
 	for i, cd := range cand {
 		total += cd.p
@@ -133,17 +130,76 @@ func (s *Sampler) Sample(logits []float32) int {
 	return cand[len(cand)-1].id
 }
 
-// draw samples an index from probabilities that sum to about 1.
-func (s *Sampler) draw(p []float32) int {
-	r := s.rng.Float32()
-	var acc float32
+// probBucket orders probabilities coarsely: the float32 bits of a
+// non-negative value grow with it, and the top 16 (exponent and 7 bits of
+// mantissa) split each octave in 128. Probabilities in [0, 1] fall in
+// buckets 0..16256.
+func probBucket(p float32) int { return int(math.Float32bits(p) >> 16) }
+
+const probBuckets = 16384
+
+// nucleus finds the smallest set of most likely tokens whose mass reaches
+// topP, in O(V) without sorting the vocabulary: a histogram of mass by
+// bucket locates the bucket where the running mass from the top crosses
+// topP; every token in a higher bucket is in, and only the boundary
+// bucket's tokens are sorted to pick the rest. It returns the boundary
+// bucket, the boundary tokens taken (in s.cand) and the set's total mass.
+func (s *Sampler) nucleus(p []float32, topP float32) (boundary int, taken []candidate, total float32) {
+	clear(s.hist[:])
+	for _, v := range p {
+		s.hist[probBucket(v)] += v
+	}
+	var above float32
+	boundary = 0
+	for b := probBuckets - 1; b >= 0; b-- {
+		if above+s.hist[b] >= topP {
+			boundary = b
+			break
+		}
+		above += s.hist[b]
+	}
+	s.cand = s.cand[:0]
 	for i, v := range p {
-		acc += v
-		if r < acc {
-			return i
+		if probBucket(v) == boundary {
+			s.cand = append(s.cand, candidate{i, v})
 		}
 	}
-	return len(p) - 1 // rounding left r above the sum
+	slices.SortFunc(s.cand, byProbDesc)
+	total = above
+	for i, cd := range s.cand {
+		total += cd.p
+		if total >= topP {
+			return boundary, s.cand[:i+1], total
+		}
+	}
+	return boundary, s.cand, total
+}
+
+// drawNucleus samples from the nucleus of p. The tokens above the boundary
+// bucket are visited in vocabulary order: any fixed order gives the same
+// distribution.
+func (s *Sampler) drawNucleus(p []float32, topP float32) int {
+	boundary, taken, total := s.nucleus(p, topP)
+	r := s.rng.Float32() * total
+	var acc float32
+	last := -1
+	for i, v := range p {
+		if probBucket(v) > boundary {
+			acc += v
+			last = i
+			if r < acc {
+				return i
+			}
+		}
+	}
+	for _, cd := range taken {
+		acc += cd.p
+		last = cd.id
+		if r < acc {
+			return cd.id
+		}
+	}
+	return last // rounding left r above the sum
 }
 
 func byProbDesc(a, b candidate) int {
@@ -189,4 +245,17 @@ func topK(c []candidate, k int) []candidate {
 		}
 	}
 	return h
+}
+
+// draw samples an index from probabilities that sum to about 1.
+func (s *Sampler) draw(p []float32) int {
+	r := s.rng.Float32()
+	var acc float32
+	for i, v := range p {
+		acc += v
+		if r < acc {
+			return i
+		}
+	}
+	return len(p) - 1 // rounding left r above the sum
 }

@@ -2,6 +2,8 @@ package model_test
 
 import (
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/mycel-net/mycel/model"
@@ -123,5 +125,74 @@ func TestSamplerAllocatesNothing(t *testing.T) {
 	s.Sample(buf)
 	if n := testing.AllocsPerRun(20, func() { copy(buf, logits); s.Sample(buf) }); n != 0 {
 		t.Errorf("sampling allocates %.1f times per token", n)
+	}
+}
+
+// TestNucleusMatchesSorting checks the bucketed nucleus against the
+// definition: sort by falling probability (ties by id) and take the
+// shortest prefix whose mass reaches P.
+func TestNucleusMatchesSorting(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	for trial := 0; trial < 200; trial++ {
+		n := 1 + r.IntN(3000)
+		p := make([]float32, n)
+		var sum float64
+		peak := r.Float64() * 12 // 0: flat; 12: one token dominates
+		for i := range p {
+			v := math.Exp(r.NormFloat64() * peak / 3)
+			if r.IntN(10) == 0 && i > 0 {
+				v = float64(p[i-1]) // ties
+			}
+			p[i] = float32(v)
+			sum += v
+		}
+		for i := range p {
+			p[i] = float32(float64(p[i]) / sum)
+		}
+		topP := float32(0.05 + 0.9*r.Float64())
+		idx := make([]int, n)
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortFunc(idx, func(a, b int) int {
+			if p[a] != p[b] {
+				if p[a] > p[b] {
+					return -1
+				}
+				return 1
+			}
+			return a - b
+		})
+		var acc float32
+		want := map[int]bool{}
+		for _, i := range idx {
+			want[i] = true
+			acc += p[i]
+			if acc >= topP {
+				break
+			}
+		}
+		got := model.NucleusIDs(p, topP)
+		if len(got) != len(want) {
+			t.Fatalf("trial %d (n=%d, P=%.3f): nucleus of %d tokens, want %d", trial, n, topP, len(got), len(want))
+		}
+		for _, i := range got {
+			if !want[i] {
+				t.Fatalf("trial %d: token %d (p=%g) in the nucleus, but not in the sorted prefix", trial, i, p[i])
+			}
+		}
+	}
+}
+
+func BenchmarkSampleTopP(b *testing.B) {
+	logits := make([]float32, 32000)
+	buf := make([]float32, len(logits))
+	for i := range logits {
+		logits[i] = float32(math.Sin(float64(i)*0.37)) * 0.1 // nearly flat: the worst case
+	}
+	s, _ := model.NewSampler(model.SamplerConfig{Temperature: 1, TopP: 0.9, Seed: 1})
+	for b.Loop() {
+		copy(buf, logits)
+		s.Sample(buf)
 	}
 }
