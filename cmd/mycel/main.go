@@ -41,7 +41,8 @@ and (as a node of the swarm) shares model shards and serves layers to peers.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&apiAddr, "api", "", "control API of the node to use (default $MYCEL_API or "+node.DefaultAPIAddr+")")
-	root.AddCommand(newRunCmd(), newBenchCmd(), newModelsCmd(), newNodeCmd(), newStatusCmd(), newVersionCmd())
+	g := &globals{}
+	root.PersistentFlags().StringVar(&g.api, "api", "", "control API of the node to use (default $MYCEL_API or "+node.DefaultAPIAddr+")")
+	root.AddCommand(newRunCmd(), newBenchCmd(), newModelsCmd(), newNodeCmd(g), newStatusCmd(g), newVersionCmd())
 	return root
 }

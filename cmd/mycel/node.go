@@ -12,19 +12,23 @@ import (
 	"github.com/mycel-net/mycel/node"
 )
 
-// apiAddr is the global --api flag: where the commands that talk to a
-// running node find its control API.
-var apiAddr string
-
-func apiClient() *node.Client {
-	addr := apiAddr
-	if addr == "" {
-		addr = os.Getenv(node.EnvAPI)
-	}
-	return node.NewClient(addr)
+// globals are the flags every subcommand sees.
+type globals struct {
+	// api is where the commands that talk to a running node find its
+	// control API (--api; default $MYCEL_API, then node.DefaultAPIAddr).
+	api string
 }
 
-func newNodeCmd() *cobra.Command {
+func (g *globals) apiAddr() string {
+	if g.api != "" {
+		return g.api
+	}
+	return os.Getenv(node.EnvAPI)
+}
+
+func (g *globals) client() *node.Client { return node.NewClient(g.apiAddr()) }
+
+func newNodeCmd(g *globals) *cobra.Command {
 	var cfg node.Config
 	var storeCap string
 	cmd := &cobra.Command{
@@ -44,10 +48,8 @@ other commands use. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
 				}
 				cfg.StoreCap = n
 			}
-			if apiAddr != "" {
-				cfg.APIAddr = strings.TrimPrefix(apiAddr, "http://")
-			} else if env := os.Getenv(node.EnvAPI); env != "" {
-				cfg.APIAddr = strings.TrimPrefix(env, "http://")
+			if a := g.apiAddr(); a != "" {
+				cfg.APIAddr = strings.TrimPrefix(a, "http://")
 			}
 			n, err := node.New(cfg)
 			if err != nil {
@@ -80,14 +82,14 @@ other commands use. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
 	return cmd
 }
 
-func newStatusCmd() *cobra.Command {
+func newStatusCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the running node's identity, addresses, peers and DHT",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := apiClient().Status(cmd.Context())
+			st, err := g.client().Status(cmd.Context())
 			if err != nil {
 				return err
 			}
