@@ -34,6 +34,10 @@ type Node struct {
 	api   *http.Server
 	apiLn net.Listener
 
+	compMu     sync.Mutex
+	completers map[string]Completer // by name, for the OpenAI API
+	started    time.Time
+
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -51,7 +55,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: data directory: %w", err)
 	}
-	n := &Node{cfg: cfg}
+	n := &Node{cfg: cfg, started: time.Now()}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {

@@ -31,6 +31,9 @@ func (g *globals) client() *node.Client { return node.NewClient(g.apiAddr()) }
 func newNodeCmd(g *globals) *cobra.Command {
 	var cfg node.Config
 	var storeCap string
+	var models []string
+	var tokPath string
+	var threads int
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Run a Mycel node in the foreground",
@@ -38,6 +41,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 shared over bitswap, and a control API on the loopback interface that the
 other commands use. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
 		Example: `  mycel node
+  mycel node --model stories15M=stories15M.bin -z tokenizer.bin   # and an OpenAI client at http://127.0.0.1:5150/v1
   mycel node --data /srv/mycel --listen /ip4/0.0.0.0/tcp/4001 --bootstrap /ip4/203.0.113.7/tcp/4001/p2p/12D3Koo...`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -56,6 +60,18 @@ other commands use. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
 				return err
 			}
 			defer n.Close()
+			for _, spec := range models {
+				name, path, ok := strings.Cut(spec, "=")
+				if !ok {
+					name, path = "", spec
+				}
+				lm, err := node.OpenLocalModel(path, tokPath, name, threads)
+				if err != nil {
+					return fmt.Errorf("--model %s: %w", spec, err)
+				}
+				defer lm.Close()
+				n.AddCompleter(lm)
+			}
 			ctx := cmd.Context()
 			if err := n.Start(ctx); err != nil {
 				return err
@@ -67,6 +83,9 @@ other commands use. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
 				fmt.Fprintf(w, "  listening on %s\n", a)
 			}
 			fmt.Fprintf(w, "  control API on %s, data in %s\n", n.APIURL(), st.DataDir)
+			if len(models) > 0 {
+				fmt.Fprintf(w, "  OpenAI-compatible API on %s/v1 serving %s\n", n.APIURL(), strings.Join(n.CompleterNames(), ", "))
+			}
 			<-ctx.Done()
 			fmt.Fprintln(w, "mycel node: shutting down")
 			return n.Close()
@@ -79,6 +98,9 @@ other commands use. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
 	fl.StringVar(&storeCap, "store-cap", "", "most disk the block store may use, e.g. 50GB (default: no cap)")
 	fl.StringVar(&cfg.DHTMode, "dht", "auto", "DHT mode: auto, server or client")
 	fl.BoolVar(&cfg.NoMDNS, "no-mdns", false, "do not look for peers on the local network")
+	fl.StringArrayVar(&models, "model", nil, "serve a local model file through the OpenAI-compatible API, as [NAME=]FILE (repeatable)")
+	fl.StringVarP(&tokPath, "tokenizer", "z", "", "tokenizer for --model files that have none inside (llama2.c)")
+	fl.IntVarP(&threads, "threads", "t", 0, "compute threads for --model (default: all cores)")
 	return cmd
 }
 

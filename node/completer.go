@@ -1,0 +1,238 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/mycel-net/mycel/checkpoints"
+	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
+	"github.com/mycel-net/mycel/model/tokenizer"
+)
+
+// Completer generates text for the OpenAI-compatible API. A local model is
+// one; the swarm's pipeline client is another.
+type Completer interface {
+	// Name is the model's name in the API ("model" in requests).
+	Name() string
+	// ChatTemplate is the family's chat format (see chat.go).
+	ChatTemplate() ChatTemplate
+	// Complete generates from prompt, calling emit with text as it comes.
+	Complete(ctx context.Context, prompt string, o CompleteOptions, emit func(string) error) (CompleteResult, error)
+}
+
+// CompleteOptions control one completion.
+type CompleteOptions struct {
+	MaxTokens int
+	Sampler   model.SamplerConfig
+	// Stop ends the completion at the first of these strings, which is not
+	// emitted.
+	Stop []string
+	// ParseSpecial matches control tokens written in the prompt (chat
+	// templates need it).
+	ParseSpecial bool
+}
+
+// FinishReason says why a completion ended, in OpenAI's words.
+type FinishReason string
+
+const (
+	FinishStop   FinishReason = "stop"   // end of sequence or a stop string
+	FinishLength FinishReason = "length" // MaxTokens reached
+)
+
+// CompleteResult reports a finished completion.
+type CompleteResult struct {
+	PromptTokens, CompletionTokens int
+	Finish                         FinishReason
+}
+
+// ErrContextLength is returned when the prompt and the requested tokens do
+// not fit the model's context.
+var ErrContextLength = errors.New("context length exceeded")
+
+// LocalModel is a Completer over a model file loaded on this node. It runs
+// one completion at a time.
+type LocalModel struct {
+	name string
+	m    *checkpoints.Model
+	tok  tokenizer.Tokenizer
+	be   kernels.Backend
+	eng  *model.Engine
+	tmpl ChatTemplate
+
+	mu sync.Mutex // one completion at a time: the engine is single-goroutine
+}
+
+// OpenLocalModel loads a model file (with its own tokenizer, or the one at
+// tokPath) to serve under name (default: the file name without extension).
+func OpenLocalModel(path, tokPath, name string, threads int) (*LocalModel, error) {
+	m, err := checkpoints.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	tok := m.Tokenizer
+	if tokPath != "" {
+		if tok, err = checkpoints.LoadTokenizer(tokPath, m.Weights.Config.Vocab); err != nil {
+			m.Close()
+			return nil, err
+		}
+	}
+	if tok == nil {
+		m.Close()
+		return nil, fmt.Errorf("%s has no tokenizer inside; give one", path)
+	}
+	be, err := kernels.Open("cpu", threads)
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	if name == "" {
+		name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	}
+	tmpl := DetectChatTemplate("", tok)
+	if m.GGUF != nil {
+		if s, err := m.GGUF.String("tokenizer.chat_template"); err == nil {
+			tmpl = DetectChatTemplate(s, tok)
+		}
+	}
+	return &LocalModel{name: name, m: m, tok: tok, be: be, eng: model.NewEngine(m.Weights, be), tmpl: tmpl}, nil
+}
+
+// Name is the model's name in the API.
+func (l *LocalModel) Name() string { return l.name }
+
+// ChatTemplate is the model's chat format.
+func (l *LocalModel) ChatTemplate() ChatTemplate { return l.tmpl }
+
+// Close releases the model and its backend.
+func (l *LocalModel) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return errors.Join(l.be.Close(), l.m.Close())
+}
+
+// Complete runs one completion.
+func (l *LocalModel) Complete(ctx context.Context, prompt string, o CompleteOptions, emit func(string) error) (CompleteResult, error) {
+	var res CompleteResult
+	ids := l.tok.Encode(prompt, tokenizer.EncodeOptions{BOS: l.tok.AddBOS(), ParseSpecial: o.ParseSpecial})
+	if len(ids) == 0 {
+		if l.tok.BOS() < 0 {
+			return res, fmt.Errorf("%w: empty prompt", errBadRequest)
+		}
+		ids = []int{l.tok.BOS()}
+	}
+	res.PromptTokens = len(ids)
+	ctxLen := l.m.Weights.Config.Context
+	if len(ids)+o.MaxTokens > ctxLen {
+		return res, fmt.Errorf("%w: %d prompt tokens + %d max tokens > the model's context of %d",
+			ErrContextLength, len(ids), o.MaxTokens, ctxLen)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	dec := l.tok.NewDecoder()
+	for _, id := range ids {
+		dec.Next(id)
+	}
+	stop := newStopFilter(o.Stop, emit)
+	st, err := l.eng.Generate(ctx, ids, model.GenerateOptions{
+		MaxTokens: o.MaxTokens, Sampler: o.Sampler, Stop: l.tok.IsEOG,
+	}, func(id int) error {
+		return stop.write(dec.Next(id))
+	})
+	res.CompletionTokens = st.Generated
+	res.Finish = FinishLength
+	if st.StoppedAtEOS {
+		res.Finish = FinishStop
+	}
+	if errors.Is(err, errStopString) {
+		res.Finish = FinishStop
+		return res, nil
+	}
+	if err != nil {
+		return res, err
+	}
+	if err := stop.write(dec.Flush()); err != nil && !errors.Is(err, errStopString) {
+		return res, err
+	} else if err != nil {
+		res.Finish = FinishStop
+		return res, nil
+	}
+	return res, stop.flush()
+}
+
+// errStopString ends a generation when a stop string appears.
+var errStopString = errors.New("stop string reached")
+
+// stopFilter passes text through, holding back any tail that could be the
+// start of a stop string, and ends the generation (errStopString) when one
+// appears; the stop string and what follows are never emitted.
+type stopFilter struct {
+	stops []string
+	emit  func(string) error
+	held  string
+}
+
+func newStopFilter(stops []string, emit func(string) error) *stopFilter {
+	var s []string
+	for _, x := range stops {
+		if x != "" {
+			s = append(s, x)
+		}
+	}
+	return &stopFilter{stops: s, emit: emit}
+}
+
+func (f *stopFilter) write(text string) error {
+	if text == "" {
+		return nil
+	}
+	if len(f.stops) == 0 {
+		return f.emit(text)
+	}
+	buf := f.held + text
+	cut := -1
+	for _, s := range f.stops {
+		if i := strings.Index(buf, s); i >= 0 && (cut < 0 || i < cut) {
+			cut = i
+		}
+	}
+	if cut >= 0 {
+		f.held = ""
+		if cut > 0 {
+			if err := f.emit(buf[:cut]); err != nil {
+				return err
+			}
+		}
+		return errStopString
+	}
+	// Hold back the longest suffix that is a prefix of some stop string.
+	keep := 0
+	for _, s := range f.stops {
+		for n := min(len(s)-1, len(buf)); n > keep; n-- {
+			if strings.HasSuffix(buf, s[:n]) {
+				keep = n
+				break
+			}
+		}
+	}
+	f.held = buf[len(buf)-keep:]
+	if out := buf[:len(buf)-keep]; out != "" {
+		return f.emit(out)
+	}
+	return nil
+}
+
+// flush emits what was held back at the end of a generation.
+func (f *stopFilter) flush() error {
+	h := f.held
+	f.held = ""
+	if h == "" {
+		return nil
+	}
+	return f.emit(h)
+}

@@ -1,0 +1,360 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"time"
+)
+
+// The OpenAI-compatible API: GET /v1/models, POST /v1/completions and POST
+// /v1/chat/completions, with server-sent events when "stream" is true and
+// errors in OpenAI's format. Any OpenAI client pointed at
+// http://127.0.0.1:5150/v1 works with it.
+
+// maxRequestBytes bounds a request body.
+const maxRequestBytes = 4 << 20
+
+// defaultMaxTokens is used when a request names none (OpenAI's completions
+// default is 16; a chat answer needs more).
+const (
+	defaultCompletionTokens = 16
+	defaultChatTokens       = 256
+)
+
+// AddCompleter makes a model available through the OpenAI API under its
+// name. A second model with the same name replaces the first.
+func (n *Node) AddCompleter(c Completer) {
+	n.compMu.Lock()
+	defer n.compMu.Unlock()
+	if n.completers == nil {
+		n.completers = map[string]Completer{}
+	}
+	n.completers[c.Name()] = c
+}
+
+// CompleterNames lists the models the OpenAI API serves, sorted.
+func (n *Node) CompleterNames() []string {
+	n.compMu.Lock()
+	defer n.compMu.Unlock()
+	var names []string
+	for name := range n.completers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (n *Node) completer(name string) (Completer, bool) {
+	n.compMu.Lock()
+	defer n.compMu.Unlock()
+	c, ok := n.completers[name]
+	return c, ok
+}
+
+func (n *Node) openAIRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/models", n.handleModels)
+	mux.HandleFunc("POST /v1/completions", n.handleCompletions)
+	mux.HandleFunc("POST /v1/chat/completions", n.handleChat)
+}
+
+type oaiError struct {
+	Error oaiErrorBody `json:"error"`
+}
+
+type oaiErrorBody struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    *string `json:"code"`
+}
+
+func writeOAIError(w http.ResponseWriter, status int, typ, code, msg string) {
+	var c *string
+	if code != "" {
+		c = &code
+	}
+	writeJSON(w, status, oaiError{Error: oaiErrorBody{Message: msg, Type: typ, Code: c}})
+}
+
+func (n *Node) handleModels(w http.ResponseWriter, r *http.Request) {
+	type entry struct {
+		ID      string `json:"id"`
+		Object  string `json:"object"`
+		Created int64  `json:"created"`
+		OwnedBy string `json:"owned_by"`
+	}
+	n.compMu.Lock()
+	list := []entry{}
+	for name := range n.completers {
+		list = append(list, entry{ID: name, Object: "model", Created: n.started.Unix(), OwnedBy: "mycel"})
+	}
+	n.compMu.Unlock()
+	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": list})
+}
+
+// oaiRequest holds the fields of both request kinds that Mycel reads.
+type oaiRequest struct {
+	Model               string          `json:"model"`
+	Prompt              json.RawMessage `json:"prompt"`
+	Messages            []Message       `json:"messages"`
+	MaxTokens           *int            `json:"max_tokens"`
+	MaxCompletionTokens *int            `json:"max_completion_tokens"`
+	Temperature         *float64        `json:"temperature"`
+	TopP                *float64        `json:"top_p"`
+	N                   *int            `json:"n"`
+	Stream              bool            `json:"stream"`
+	Stop                json.RawMessage `json:"stop"`
+	Seed                *int64          `json:"seed"`
+}
+
+// parse reads and checks the request, writing the error response itself
+// when it fails.
+func (n *Node) parseOAI(w http.ResponseWriter, r *http.Request, chat bool) (*oaiRequest, Completer, CompleteOptions, bool) {
+	var req oaiRequest
+	var o CompleteOptions
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
+	if err != nil {
+		writeOAIError(w, http.StatusBadRequest, "invalid_request_error", "", "reading the request: "+err.Error())
+		return nil, nil, o, false
+	}
+	if len(body) > maxRequestBytes {
+		writeOAIError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "", fmt.Sprintf("request over %d bytes", maxRequestBytes))
+		return nil, nil, o, false
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeOAIError(w, http.StatusBadRequest, "invalid_request_error", "", "the request is not valid JSON: "+err.Error())
+		return nil, nil, o, false
+	}
+	bad := func(msg string) (*oaiRequest, Completer, CompleteOptions, bool) {
+		writeOAIError(w, http.StatusBadRequest, "invalid_request_error", "", msg)
+		return nil, nil, o, false
+	}
+	if req.Model == "" {
+		return bad("you must provide a model parameter")
+	}
+	c, ok := n.completer(req.Model)
+	if !ok {
+		writeOAIError(w, http.StatusNotFound, "invalid_request_error", "model_not_found",
+			fmt.Sprintf("the model %q does not exist on this node (GET /v1/models lists those it serves)", req.Model))
+		return nil, nil, o, false
+	}
+	if req.N != nil && *req.N != 1 {
+		return bad("only n=1 is supported")
+	}
+	o.MaxTokens = defaultCompletionTokens
+	if chat {
+		o.MaxTokens = defaultChatTokens
+	}
+	if req.MaxTokens != nil {
+		o.MaxTokens = *req.MaxTokens
+	}
+	if req.MaxCompletionTokens != nil {
+		o.MaxTokens = *req.MaxCompletionTokens
+	}
+	if o.MaxTokens < 0 {
+		return bad("max_tokens must not be negative")
+	}
+	o.Sampler.Temperature = 1
+	if req.Temperature != nil {
+		o.Sampler.Temperature = float32(*req.Temperature)
+	}
+	if req.TopP != nil {
+		o.Sampler.TopP = float32(*req.TopP)
+	}
+	if req.Seed != nil {
+		o.Sampler.Seed = uint64(*req.Seed)
+	} else {
+		o.Sampler.Seed = uint64(time.Now().UnixNano())
+	}
+	if err := o.Sampler.Validate(); err != nil {
+		return bad(err.Error())
+	}
+	if len(req.Stop) > 0 && string(req.Stop) != "null" {
+		var one string
+		if json.Unmarshal(req.Stop, &one) == nil {
+			o.Stop = []string{one}
+		} else if err := json.Unmarshal(req.Stop, &o.Stop); err != nil {
+			return bad("stop must be a string or an array of strings")
+		}
+		if len(o.Stop) > 4 {
+			return bad("at most 4 stop sequences")
+		}
+	}
+	return &req, c, o, true
+}
+
+func newID(prefix string) string {
+	var b [12]byte
+	rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+func (n *Node) handleCompletions(w http.ResponseWriter, r *http.Request) {
+	req, c, o, ok := n.parseOAI(w, r, false)
+	if !ok {
+		return
+	}
+	var prompt string
+	if err := json.Unmarshal(req.Prompt, &prompt); err != nil {
+		var list []string
+		if json.Unmarshal(req.Prompt, &list) != nil || len(list) != 1 {
+			writeOAIError(w, http.StatusBadRequest, "invalid_request_error", "", "prompt must be a string (or an array of one string)")
+			return
+		}
+		prompt = list[0]
+	}
+	n.runCompletion(w, r, c, req, prompt, o, false)
+}
+
+func (n *Node) handleChat(w http.ResponseWriter, r *http.Request) {
+	req, c, o, ok := n.parseOAI(w, r, true)
+	if !ok {
+		return
+	}
+	if len(req.Messages) == 0 {
+		writeOAIError(w, http.StatusBadRequest, "invalid_request_error", "", "messages must not be empty")
+		return
+	}
+	for i, m := range req.Messages {
+		switch m.Role {
+		case "system", "user", "assistant", "developer":
+		default:
+			writeOAIError(w, http.StatusBadRequest, "invalid_request_error", "",
+				fmt.Sprintf("messages[%d].role %q is not system, user or assistant", i, m.Role))
+			return
+		}
+		if m.Role == "developer" {
+			req.Messages[i].Role = "system"
+		}
+	}
+	prompt, stops := c.ChatTemplate().Render(req.Messages)
+	o.Stop = append(o.Stop, stops...)
+	o.ParseSpecial = true
+	n.runCompletion(w, r, c, req, prompt, o, true)
+}
+
+type usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+func (n *Node) runCompletion(w http.ResponseWriter, r *http.Request, c Completer, req *oaiRequest, prompt string, o CompleteOptions, chat bool) {
+	id, created := newID("cmpl-"), time.Now().Unix()
+	object := "text_completion"
+	if chat {
+		id, object = newID("chatcmpl-"), "chat.completion"
+	}
+	choice := func(text string, finish *string, first bool) map[string]any {
+		ch := map[string]any{"index": 0, "finish_reason": finish}
+		switch {
+		case chat && req.Stream:
+			delta := map[string]any{}
+			if first {
+				delta["role"] = "assistant"
+			}
+			if text != "" {
+				delta["content"] = text
+			}
+			ch["delta"] = delta
+		case chat:
+			ch["message"] = map[string]any{"role": "assistant", "content": text}
+		default:
+			ch["text"] = text
+			ch["logprobs"] = nil
+		}
+		return ch
+	}
+	if !req.Stream {
+		var text []byte
+		res, err := c.Complete(r.Context(), prompt, o, func(s string) error {
+			text = append(text, s...)
+			return nil
+		})
+		if err != nil {
+			writeCompletionError(w, err)
+			return
+		}
+		f := string(res.Finish)
+		writeJSON(w, http.StatusOK, map[string]any{
+			"id": id, "object": object, "created": created, "model": c.Name(),
+			"choices": []any{choice(string(text), &f, true)},
+			"usage":   usage{res.PromptTokens, res.CompletionTokens, res.PromptTokens + res.CompletionTokens},
+		})
+		return
+	}
+
+	flusher, _ := w.(http.Flusher)
+	started := false
+	chunkObject := object
+	if chat {
+		chunkObject = "chat.completion.chunk"
+	}
+	send := func(text string, finish *string, first bool) error {
+		if !started {
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.Header().Set("Cache-Control", "no-cache")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		b, _ := json.Marshal(map[string]any{
+			"id": id, "object": chunkObject, "created": created, "model": c.Name(),
+			"choices": []any{choice(text, finish, first)},
+		})
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+			return err
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return nil
+	}
+	first := true
+	if chat {
+		// The first chunk carries the role, as OpenAI's does.
+		if err := send("", nil, true); err != nil {
+			return
+		}
+		first = false
+	}
+	res, err := c.Complete(r.Context(), prompt, o, func(s string) error {
+		err := send(s, nil, first)
+		first = false
+		return err
+	})
+	if err != nil {
+		if !started {
+			writeCompletionError(w, err)
+			return
+		}
+		// Mid-stream: the status is sent; report the error as an event.
+		b, _ := json.Marshal(oaiError{Error: oaiErrorBody{Message: err.Error(), Type: "server_error"}})
+		fmt.Fprintf(w, "data: %s\n\n", b)
+		return
+	}
+	f := string(res.Finish)
+	if send("", &f, first) == nil {
+		fmt.Fprint(w, "data: [DONE]\n\n")
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+}
+
+func writeCompletionError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrContextLength):
+		writeOAIError(w, http.StatusBadRequest, "invalid_request_error", "context_length_exceeded", err.Error())
+	case errors.Is(err, errBadRequest):
+		writeOAIError(w, http.StatusBadRequest, "invalid_request_error", "", err.Error())
+	default:
+		writeOAIError(w, http.StatusInternalServerError, "server_error", "", err.Error())
+	}
+}
