@@ -470,3 +470,7 @@ func LoadTokenizer(path string, vocabSize int) (tokenizer.Tokenizer, error) {
 	}
 	return t, nil
 }
+
+// TokenizerFromGGUF builds the tokenizer described by a GGUF file's
+// tokenizer.* metadata; nil (and no error) when it has none.
+func TokenizerFromGGUF(g *GGUF) (tokenizer.Tokenizer, error) { return ggufTokenizer(g) }

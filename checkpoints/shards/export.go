@@ -1,0 +1,97 @@
+package shards
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/mycel-net/mycel/checkpoints"
+	"github.com/mycel-net/mycel/kernels"
+)
+
+// Export writes the model root as a GGUF file: llama.* metadata from the
+// config, the stored tokenizer's metadata, and every tensor with exactly
+// the bytes that were imported, streamed chunk by chunk. Importing the
+// result gives the same model CID.
+func Export(ctx context.Context, get Getter, root cid.Cid, w io.Writer) error {
+	m, err := GetManifest(ctx, get, root)
+	if err != nil {
+		return err
+	}
+	c := m.Config
+	if c.RopeStyle != kernels.RopeAdjacent {
+		return fmt.Errorf("shards: export: rope style %s has no llama GGUF form", c.RopeStyle)
+	}
+	name := m.Name
+	if name == "" {
+		name = "mycel " + root.String()
+	}
+	kvs := []checkpoints.KV{
+		{Key: "general.architecture", Value: checkpoints.Str("llama")},
+		{Key: "general.name", Value: checkpoints.Str(name)},
+		{Key: "llama.vocab_size", Value: checkpoints.U32(uint32(c.Vocab))},
+		{Key: "llama.context_length", Value: checkpoints.U32(uint32(c.Context))},
+		{Key: "llama.embedding_length", Value: checkpoints.U32(uint32(c.Dim))},
+		{Key: "llama.block_count", Value: checkpoints.U32(uint32(c.Layers))},
+		{Key: "llama.feed_forward_length", Value: checkpoints.U32(uint32(c.Hidden))},
+		{Key: "llama.attention.head_count", Value: checkpoints.U32(uint32(c.Heads))},
+		{Key: "llama.attention.head_count_kv", Value: checkpoints.U32(uint32(c.KVHeads))},
+		{Key: "llama.rope.dimension_count", Value: checkpoints.U32(uint32(c.HeadDim()))},
+		{Key: "llama.rope.freq_base", Value: checkpoints.F32(c.RopeTheta)},
+		{Key: "llama.attention.layer_norm_rms_epsilon", Value: checkpoints.F32(c.NormEps)},
+	}
+	if m.Tokenizer != nil {
+		data, err := readBlob(ctx, get, "tokenizer", m.Tokenizer)
+		if err != nil {
+			return err
+		}
+		g, err := checkpoints.ParseGGUF(data)
+		if err != nil {
+			return fmt.Errorf("shards: export: tokenizer: %w", err)
+		}
+		for _, kv := range g.KVs {
+			if strings.HasPrefix(kv.Key, "tokenizer.") {
+				kvs = append(kvs, kv)
+			}
+		}
+	}
+	var specs []checkpoints.TensorSpec
+	for _, pc := range m.Parts(Whole(c.Layers)) {
+		p, err := getPart(ctx, get, pc)
+		if err != nil {
+			return err
+		}
+		for _, t := range p.Tensors {
+			dt, _ := kernels.ParseDType(t.DType)
+			gt, err := checkpoints.GGMLTypeOf(dt)
+			if err != nil {
+				return fmt.Errorf("shards: export: tensor %s: %w", t.Name, err)
+			}
+			dims := make([]uint64, len(t.Shape))
+			for i, d := range t.Shape {
+				dims[len(t.Shape)-1-i] = uint64(d) // GGUF lists the innermost first
+			}
+			blob := t.Blob
+			tname := t.Name
+			specs = append(specs, checkpoints.TensorSpec{
+				Name: t.Name, Type: gt, Dims: dims,
+				Write: func(w io.Writer) error {
+					for i, ch := range blob.Chunks {
+						b, err := get.Get(ctx, ch.CID)
+						if err != nil {
+							return fmt.Errorf("shards: export: tensor %s chunk %d: %w", tname, i, err)
+						}
+						if _, err := w.Write(b.Data); err != nil {
+							return err
+						}
+					}
+					return nil
+				},
+			})
+		}
+	}
+	return checkpoints.WriteGGUF(w, kvs, specs)
+}

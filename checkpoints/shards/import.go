@@ -1,0 +1,316 @@
+package shards
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/mycel-net/mycel/checkpoints"
+	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model/tokenizer"
+	"github.com/mycel-net/mycel/p2p/blocks"
+)
+
+// Putter stores blocks; *blocks.Store is one.
+type Putter interface {
+	PutMany(ctx context.Context, bs []blocks.Block) error
+}
+
+// Getter returns a block whose bytes match its CID; *blocks.Store and
+// *blocks.Exchange are ones.
+type Getter interface {
+	Get(ctx context.Context, c cid.Cid) (blocks.Block, error)
+}
+
+// ImportOption configures Import.
+type ImportOption func(*importConfig) error
+
+type importConfig struct {
+	name     string
+	quantize kernels.DType
+	quant    bool
+	tok      tokenizer.Tokenizer
+}
+
+// Name sets the model's name in the manifest.
+func Name(s string) ImportOption {
+	return func(c *importConfig) error { c.name = s; return nil }
+}
+
+// Quantize converts the weight matrices to dt on import. Norms stay f32;
+// a matrix whose rows are not a multiple of 32 wide stays as it is for the
+// block-quantized types.
+func Quantize(dt kernels.DType) ImportOption {
+	return func(c *importConfig) error {
+		if !dt.Valid() {
+			return fmt.Errorf("shards: quantize to unknown dtype %d", dt)
+		}
+		c.quantize, c.quant = dt, true
+		return nil
+	}
+}
+
+// WithTokenizer stores tok as the model's tokenizer (for sources that keep
+// theirs outside, like llama2.c checkpoints). Only SentencePiece-style
+// vocabularies can be given this way.
+func WithTokenizer(tok tokenizer.Tokenizer) ImportOption {
+	return func(c *importConfig) error { c.tok = tok; return nil }
+}
+
+// Imported reports an import.
+type Imported struct {
+	Root     cid.Cid
+	Manifest *Manifest
+	// Announce lists what to provide on the DHT: the root and each part.
+	Announce []cid.Cid
+	// Bytes and Blocks count everything written, manifests included.
+	Bytes  int64
+	Blocks int
+}
+
+// Import cuts a loaded model into blocks, writes them to put and returns
+// the model's CID. The same model and options always give the same CID.
+func Import(ctx context.Context, src *checkpoints.Model, put Putter, opts ...ImportOption) (*Imported, error) {
+	var cfg importConfig
+	for _, o := range opts {
+		if o != nil {
+			if err := o(&cfg); err != nil {
+				return nil, err
+			}
+		}
+	}
+	w := src.Weights
+	if w.Embedding == nil || w.Output == nil || w.FinalNorm == nil || !w.HasLayers(0, w.Config.Layers) {
+		return nil, fmt.Errorf("shards: import needs the whole model")
+	}
+	im := &Imported{}
+	in := &importer{ctx: ctx, put: put, im: im, cfg: &cfg}
+	m := &Manifest{Format: ManifestFormat, Name: cfg.name, Config: w.Config}
+
+	tokGGUF, err := tokenizerGGUF(src, cfg.tok)
+	if err != nil {
+		return nil, err
+	}
+	if tokGGUF != nil {
+		b, err := in.blob(tokGGUF)
+		if err != nil {
+			return nil, fmt.Errorf("shards: store tokenizer: %w", err)
+		}
+		m.Tokenizer = &b
+	}
+
+	if m.Embedding, err = in.part([]namedTensor{matrixTensor("token_embd.weight", w.Embedding)}); err != nil {
+		return nil, err
+	}
+	for i, l := range w.Layers {
+		p := fmt.Sprintf("blk.%d.", i)
+		link, err := in.part([]namedTensor{
+			vectorTensor(p+"attn_norm.weight", l.AttnNorm),
+			matrixTensor(p+"attn_q.weight", l.Wq),
+			matrixTensor(p+"attn_k.weight", l.Wk),
+			matrixTensor(p+"attn_v.weight", l.Wv),
+			matrixTensor(p+"attn_output.weight", l.Wo),
+			vectorTensor(p+"ffn_norm.weight", l.FFNNorm),
+			matrixTensor(p+"ffn_gate.weight", l.W1),
+			matrixTensor(p+"ffn_down.weight", l.W2),
+			matrixTensor(p+"ffn_up.weight", l.W3),
+		})
+		if err != nil {
+			return nil, err
+		}
+		m.Layers = append(m.Layers, link)
+	}
+	head := []namedTensor{vectorTensor("output_norm.weight", w.FinalNorm)}
+	if !w.Config.SharedClassifier {
+		head = append(head, matrixTensor("output.weight", w.Output))
+	}
+	if m.Head, err = in.part(head); err != nil {
+		return nil, err
+	}
+	root, err := encodeBlock(m)
+	if err != nil {
+		return nil, err
+	}
+	if err := in.store(root); err != nil {
+		return nil, err
+	}
+	if err := in.flush(); err != nil {
+		return nil, err
+	}
+	im.Root, im.Manifest = root.CID, m
+	im.Announce = append([]cid.Cid{root.CID}, im.Announce...)
+	return im, nil
+}
+
+type namedTensor struct {
+	name string
+	m    *kernels.Matrix // or
+	v    []float32
+}
+
+func matrixTensor(name string, m *kernels.Matrix) namedTensor { return namedTensor{name: name, m: m} }
+func vectorTensor(name string, v []float32) namedTensor      { return namedTensor{name: name, v: v} }
+
+type importer struct {
+	ctx     context.Context
+	put     Putter
+	im      *Imported
+	cfg     *importConfig
+	pending []blocks.Block
+}
+
+func (in *importer) store(b blocks.Block) error {
+	in.pending = append(in.pending, b)
+	in.im.Bytes += int64(len(b.Data))
+	in.im.Blocks++
+	if len(in.pending) >= 16 {
+		return in.flush()
+	}
+	return nil
+}
+
+func (in *importer) flush() error {
+	if len(in.pending) == 0 {
+		return nil
+	}
+	if err := in.put.PutMany(in.ctx, in.pending); err != nil {
+		return fmt.Errorf("shards: store blocks: %w", err)
+	}
+	in.pending = in.pending[:0]
+	return in.ctx.Err()
+}
+
+// blob cuts data into chunks and stores them.
+func (in *importer) blob(data []byte) (Blob, error) {
+	b := Blob{Size: int64(len(data))}
+	for off := 0; off < len(data); off += blocks.ChunkSize {
+		blk := blocks.NewBlock(data[off:min(off+blocks.ChunkSize, len(data)):min(off+blocks.ChunkSize, len(data))])
+		if err := in.store(blk); err != nil {
+			return b, err
+		}
+		b.Chunks = append(b.Chunks, Link{blk.CID})
+	}
+	return b, nil
+}
+
+// part stores the tensors and their part block, and returns its link.
+func (in *importer) part(ts []namedTensor) (Link, error) {
+	p := Part{Format: PartFormat}
+	for _, t := range ts {
+		var (
+			data  []byte
+			dt    kernels.DType
+			shape []int
+		)
+		if t.m != nil {
+			m := in.convert(t.m)
+			data, dt, shape = m.Data, m.Type, []int{m.Rows, m.Cols}
+		} else {
+			data, dt, shape = kernels.F32Bytes(t.v), kernels.F32, []int{len(t.v)}
+		}
+		b, err := in.blob(data)
+		if err != nil {
+			return Link{}, fmt.Errorf("shards: tensor %s: %w", t.name, err)
+		}
+		p.Tensors = append(p.Tensors, Tensor{Name: t.name, DType: dt.String(), Shape: shape, Blob: b})
+	}
+	blk, err := encodeBlock(p)
+	if err != nil {
+		return Link{}, err
+	}
+	if err := in.store(blk); err != nil {
+		return Link{}, err
+	}
+	in.im.Announce = append(in.im.Announce, blk.CID)
+	return Link{blk.CID}, nil
+}
+
+// convert applies the Quantize option to one matrix.
+func (in *importer) convert(m *kernels.Matrix) *kernels.Matrix {
+	dt := in.cfg.quantize
+	if !in.cfg.quant || m.Type == dt || (dt.Quantized() && m.Cols%kernels.QK != 0) {
+		return m
+	}
+	row := make([]float32, m.Cols)
+	rb, _ := dt.RowBytes(m.Cols)
+	out := make([]byte, 0, m.Rows*rb)
+	for r := 0; r < m.Rows; r++ {
+		m.RowF32(row, r)
+		out = kernels.Encode(out, dt, row)
+	}
+	c, err := kernels.NewMatrix(dt, m.Rows, m.Cols, out)
+	if err != nil {
+		panic(err) // sizes computed from the same dtype
+	}
+	return c
+}
+
+// tokenizerGGUF returns the tokenizer as a GGUF file holding only its
+// metadata: the source GGUF's tokenizer.* entries, or a SentencePiece
+// vocabulary given by the caller; nil when there is neither.
+func tokenizerGGUF(src *checkpoints.Model, given tokenizer.Tokenizer) ([]byte, error) {
+	var kvs []checkpoints.KV
+	switch {
+	case given != nil:
+		sp, ok := given.(*tokenizer.SentencePiece)
+		if !ok {
+			return nil, fmt.Errorf("shards: only a SentencePiece tokenizer can be given separately, not %T", given)
+		}
+		kvs = sentencePieceKVs(sp)
+	case src.GGUF != nil:
+		for _, kv := range src.GGUF.KVs {
+			if strings.HasPrefix(kv.Key, "tokenizer.") {
+				kvs = append(kvs, kv)
+			}
+		}
+	}
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	if err := checkpoints.WriteGGUF(&buf, kvs, nil); err != nil {
+		return nil, fmt.Errorf("shards: tokenizer: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// sentencePieceKVs writes a SentencePiece vocabulary as GGUF's "llama"
+// tokenizer: spaces as U+2581, llama2.c's "\n<s>\n" and "\n</s>\n" as the
+// plain control pieces.
+func sentencePieceKVs(sp *tokenizer.SentencePiece) []checkpoints.KV {
+	n := sp.VocabSize()
+	tokens := make([]string, n)
+	scores := make([]float32, n)
+	types := make([]int32, n)
+	for i := 0; i < n; i++ {
+		p := sp.Piece(i)
+		switch {
+		case i == sp.BOS():
+			p = "<s>"
+		case i == sp.EOS():
+			p = "</s>"
+		default:
+			p = strings.ReplaceAll(p, " ", "\u2581")
+		}
+		tokens[i], scores[i], types[i] = p, sp.Score(i), sp.Type(i)
+	}
+	kvs := []checkpoints.KV{
+		{Key: "tokenizer.ggml.model", Value: checkpoints.Str("llama")},
+		{Key: "tokenizer.ggml.tokens", Value: checkpoints.Strs(tokens)},
+		{Key: "tokenizer.ggml.scores", Value: checkpoints.F32s(scores)},
+		{Key: "tokenizer.ggml.token_type", Value: checkpoints.I32s(types)},
+		{Key: "tokenizer.ggml.add_bos_token", Value: checkpoints.Bool(sp.AddBOS())},
+	}
+	for _, id := range []struct {
+		key string
+		v   int
+	}{{"tokenizer.ggml.bos_token_id", sp.BOS()}, {"tokenizer.ggml.eos_token_id", sp.EOS()}} {
+		if id.v >= 0 {
+			kvs = append(kvs, checkpoints.KV{Key: id.key, Value: checkpoints.U32(uint32(id.v))})
+		}
+	}
+	return kvs
+}
