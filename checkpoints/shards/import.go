@@ -152,7 +152,7 @@ type namedTensor struct {
 }
 
 func matrixTensor(name string, m *kernels.Matrix) namedTensor { return namedTensor{name: name, m: m} }
-func vectorTensor(name string, v []float32) namedTensor      { return namedTensor{name: name, v: v} }
+func vectorTensor(name string, v []float32) namedTensor       { return namedTensor{name: name, v: v} }
 
 type importer struct {
 	ctx     context.Context
