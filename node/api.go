@@ -20,6 +20,7 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("GET "+APIPrefix+"/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.Status())
 	})
+	n.modelRoutes(mux)
 	n.openAIRoutes(mux)
 	return mux
 }

@@ -83,3 +83,85 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	err := c.do(ctx, http.MethodGet, "/status", nil, &st)
 	return st, err
 }
+
+// Import asks the node to import a model file on its disk.
+func (c *Client) Import(ctx context.Context, req ImportRequest) (ImportResult, error) {
+	var res ImportResult
+	b, _ := json.Marshal(req)
+	err := c.do(ctx, http.MethodPost, "/models/import", strings.NewReader(string(b)), &res)
+	return res, err
+}
+
+// Pull asks the node to fetch a model, calling progress with each progress
+// line; it returns the pull's error, if any.
+func (c *Client) Pull(ctx context.Context, req PullRequest, progress func(PullProgress)) error {
+	b, _ := json.Marshal(req)
+	resp, err := c.send(ctx, http.MethodPost, "/models/pull", strings.NewReader(string(b)))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var p PullProgress
+		if err := dec.Decode(&p); err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("pull: the node ended the answer without saying done")
+			}
+			return fmt.Errorf("pull: %w", err)
+		}
+		if p.Error != "" {
+			return errors.New(p.Error)
+		}
+		progress(p)
+		if p.Done {
+			return nil
+		}
+	}
+}
+
+// List returns the models the node keeps.
+func (c *Client) List(ctx context.Context) ([]ModelInfo, error) {
+	var out []ModelInfo
+	err := c.do(ctx, http.MethodGet, "/models", nil, &out)
+	return out, err
+}
+
+// Inspect describes one model and which of its parts are local.
+func (c *Client) Inspect(ctx context.Context, cidStr string) (ModelInfo, error) {
+	var out ModelInfo
+	err := c.do(ctx, http.MethodGet, "/models/"+cidStr, nil, &out)
+	return out, err
+}
+
+// Remove deletes a model's blocks (those no other kept model uses).
+func (c *Client) Remove(ctx context.Context, cidStr string) (int, error) {
+	var out struct {
+		Deleted int `json:"deleted_blocks"`
+	}
+	err := c.do(ctx, http.MethodDelete, "/models/"+cidStr, nil, &out)
+	return out.Deleted, err
+}
+
+// Export streams a model as GGUF into w.
+func (c *Client) Export(ctx context.Context, cidStr string, w io.Writer) error {
+	resp, err := c.send(ctx, http.MethodGet, "/models/"+cidStr+"/gguf", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("export %s: %w", cidStr, err)
+	}
+	return nil
+}
+
+// Block reads a block the node holds (it does not fetch from peers).
+func (c *Client) Block(ctx context.Context, cidStr string) ([]byte, error) {
+	resp, err := c.send(ctx, http.MethodGet, "/blocks/"+cidStr, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+}

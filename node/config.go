@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/mycel-net/mycel/p2p"
 )
@@ -37,6 +38,9 @@ type Config struct {
 	Bootstrap []string
 	// StoreCap is the most bytes the block store may hold (0: no cap).
 	StoreCap int64
+	// FetchStall is how long a pull waits without receiving any block
+	// before it reports the missing ones not found (default 30 s).
+	FetchStall time.Duration
 	// DHTMode is "auto" (server when reachable), "server" or "client".
 	DHTMode string
 	// LoopbackOnly, NoMDNS, NoNAT, NoQUIC and NoRelay turn pieces off

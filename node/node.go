@@ -26,10 +26,11 @@ const BlocksDir = "blocks"
 
 // Node is a running Mycel daemon.
 type Node struct {
-	cfg   Config
-	host  *p2p.Host
-	store *blocks.Store
-	ex    *blocks.Exchange
+	cfg    Config
+	host   *p2p.Host
+	store  *blocks.Store
+	ex     *blocks.Exchange
+	models *registry
 
 	api   *http.Server
 	apiLn net.Listener
@@ -62,6 +63,9 @@ func New(cfg Config) (_ *Node, err error) {
 			n.Close()
 		}
 	}()
+	if n.models, err = openRegistry(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	var sopts []blocks.StoreOption
 	if cfg.StoreCap > 0 {
 		sopts = append(sopts, blocks.Cap(cfg.StoreCap))
@@ -76,7 +80,11 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.host, err = p2p.New(popts...); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	if n.ex, err = blocks.NewExchange(n.host.Libp2p(), n.host.Routing(), n.store); err != nil {
+	var xopts []blocks.ExchangeOption
+	if cfg.FetchStall > 0 {
+		xopts = append(xopts, blocks.StallTimeout(cfg.FetchStall))
+	}
+	if n.ex, err = blocks.NewExchange(n.host.Libp2p(), n.host.Routing(), n.store, xopts...); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	return n, nil

@@ -1,0 +1,501 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/mycel-net/mycel/checkpoints"
+	"github.com/mycel-net/mycel/checkpoints/shards"
+	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model/tokenizer"
+	"github.com/mycel-net/mycel/p2p/blocks"
+)
+
+// modelsFile lists the models a node has imported or pulled.
+const modelsFile = "models.json"
+
+// ModelEntry is one model the node keeps.
+type ModelEntry struct {
+	CID   string    `json:"cid"`
+	Name  string    `json:"name,omitempty"`
+	Added time.Time `json:"added"`
+}
+
+// registry is the node's list of models, saved in the data directory.
+type registry struct {
+	mu   sync.Mutex
+	path string
+	list []ModelEntry
+}
+
+func openRegistry(dir string) (*registry, error) {
+	r := &registry{path: filepath.Join(dir, modelsFile)}
+	b, err := os.ReadFile(r.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return r, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("node: model list: %w", err)
+	}
+	if err := json.Unmarshal(b, &r.list); err != nil {
+		return nil, fmt.Errorf("node: model list %s is damaged: %w", r.path, err)
+	}
+	return r, nil
+}
+
+// add records a model (replacing an entry with the same CID) and saves the
+// list atomically.
+func (r *registry) add(e ModelEntry) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	kept := r.list[:0]
+	for _, x := range r.list {
+		if x.CID != e.CID {
+			kept = append(kept, x)
+		}
+	}
+	r.list = append(kept, e)
+	return r.save()
+}
+
+func (r *registry) remove(c string) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	kept := r.list[:0]
+	found := false
+	for _, x := range r.list {
+		if x.CID == c {
+			found = true
+		} else {
+			kept = append(kept, x)
+		}
+	}
+	r.list = kept
+	return found, r.save()
+}
+
+func (r *registry) entries() []ModelEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]ModelEntry(nil), r.list...)
+}
+
+func (r *registry) save() error {
+	b, err := json.MarshalIndent(r.list, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := r.path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("node: save model list: %w", err)
+	}
+	return os.Rename(tmp, r.path)
+}
+
+// ImportRequest asks the node to import a model file on its disk.
+type ImportRequest struct {
+	Path      string `json:"path"`
+	Name      string `json:"name,omitempty"`
+	DType     string `json:"dtype,omitempty"`     // quantize on import: f16, q8_0, q4_0...
+	Tokenizer string `json:"tokenizer,omitempty"` // for files without one inside
+}
+
+// ImportResult reports an import.
+type ImportResult struct {
+	CID    string  `json:"cid"`
+	Name   string  `json:"name,omitempty"`
+	Bytes  int64   `json:"bytes"`
+	Blocks int     `json:"blocks"`
+	MBps   float64 `json:"mb_per_s"`
+}
+
+// Import stores a model file as blocks, records it and announces it on the
+// DHT in the background.
+func (n *Node) Import(ctx context.Context, req ImportRequest) (ImportResult, error) {
+	var res ImportResult
+	src, err := checkpoints.Load(req.Path)
+	if err != nil {
+		return res, fmt.Errorf("%w: %w", errBadRequest, err)
+	}
+	defer src.Close()
+	opts := []shards.ImportOption{shards.Name(req.Name)}
+	if req.DType != "" {
+		dt, err := kernels.ParseDType(req.DType)
+		if err != nil {
+			return res, fmt.Errorf("%w: %w", errBadRequest, err)
+		}
+		opts = append(opts, shards.Quantize(dt))
+	}
+	if req.Tokenizer != "" {
+		tok, err := tokenizer.LoadLlama2C(req.Tokenizer, src.Weights.Config.Vocab)
+		if err != nil {
+			return res, fmt.Errorf("%w: %w", errBadRequest, err)
+		}
+		opts = append(opts, shards.WithTokenizer(tok))
+	}
+	start := time.Now()
+	im, err := shards.Import(ctx, src, n.store, opts...)
+	if err != nil {
+		return res, err
+	}
+	if err := n.models.add(ModelEntry{CID: im.Root.String(), Name: req.Name, Added: time.Now().UTC()}); err != nil {
+		return res, err
+	}
+	n.announce(im.Announce)
+	return ImportResult{CID: im.Root.String(), Name: req.Name, Bytes: im.Bytes, Blocks: im.Blocks,
+		MBps: float64(im.Bytes) / 1e6 / time.Since(start).Seconds()}, nil
+}
+
+// announce provides CIDs on the DHT in the background; the node's context
+// bounds it.
+func (n *Node) announce(cids []cid.Cid) {
+	n.wg.Go(func() {
+		if err := n.ex.Provide(n.ctx, cids...); err != nil && n.ctx.Err() == nil {
+			log.Warn("announce on the DHT", "cids", len(cids), "err", err)
+		}
+	})
+}
+
+// PullProgress is one line of a pull's progress.
+type PullProgress struct {
+	DoneBlocks  int    `json:"done_blocks"`
+	TotalBlocks int    `json:"total_blocks"`
+	DoneBytes   int64  `json:"done_bytes"`
+	TotalBytes  int64  `json:"total_bytes"`
+	Done        bool   `json:"done,omitempty"`
+	CID         string `json:"cid,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
+// PullRequest asks the node to fetch a model, or a span of its layers.
+type PullRequest struct {
+	CID    string `json:"cid"`
+	Layers string `json:"layers,omitempty"` // "A:B"; empty: all, with embedding and head
+	// Timeout bounds the whole pull (default 10 minutes).
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// Pull fetches the blocks of a model (or a span) that the node lacks, from
+// whichever peers have them, calling progress as blocks arrive. Blocks
+// already here are not fetched again, so a pull that stopped resumes.
+func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProgress)) error {
+	root, err := cid.Decode(req.CID)
+	if err != nil {
+		return fmt.Errorf("%w: %q is not a CID: %w", errBadRequest, req.CID, err)
+	}
+	timeout := 10 * time.Minute
+	if req.Timeout != "" {
+		if timeout, err = time.ParseDuration(req.Timeout); err != nil || timeout <= 0 {
+			return fmt.Errorf("%w: timeout %q", errBadRequest, req.Timeout)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	m, err := shards.GetManifest(ctx, n.ex, root)
+	if err != nil {
+		return err
+	}
+	span := shards.Whole(m.Config.Layers)
+	if req.Layers != "" {
+		if span.First, span.Last, err = shards.ParseLayers(req.Layers, m.Config.Layers); err != nil {
+			return fmt.Errorf("%w: %w", errBadRequest, err)
+		}
+		span.Embedding, span.Head, span.Tokenizer = false, false, false
+	}
+	need, total, err := shards.BlocksFor(ctx, n.ex, root, span)
+	if err != nil {
+		return err
+	}
+	var missing []cid.Cid
+	for _, c := range need {
+		if has, err := n.store.Has(ctx, c); err != nil {
+			return err
+		} else if !has {
+			missing = append(missing, c)
+		}
+	}
+	p := PullProgress{TotalBlocks: len(need), DoneBlocks: len(need) - len(missing), TotalBytes: total}
+	p.DoneBytes = total - int64(len(missing))*blocks.ChunkSize // an estimate until blocks arrive
+	p.DoneBytes = max(p.DoneBytes, 0)
+	progress(p)
+	last := time.Now()
+	for r := range n.ex.Fetch(ctx, missing) {
+		if r.Err != nil {
+			return fmt.Errorf("pull %s: %w", root, r.Err)
+		}
+		p.DoneBlocks++
+		p.DoneBytes = min(p.DoneBytes+int64(len(r.Data)), total)
+		if time.Since(last) > 200*time.Millisecond {
+			progress(p)
+			last = time.Now()
+		}
+	}
+	name := m.Name
+	if err := n.models.add(ModelEntry{CID: root.String(), Name: name, Added: time.Now().UTC()}); err != nil {
+		return err
+	}
+	n.announce(append([]cid.Cid{root}, m.Parts(span)...))
+	p.Done, p.CID, p.DoneBytes = true, root.String(), total
+	progress(p)
+	return nil
+}
+
+// ModelInfo describes a model the node keeps, and how much of it is here.
+type ModelInfo struct {
+	ModelEntry
+	Manifest *shards.Manifest `json:"manifest,omitempty"`
+	Parts  []PartInfo       `json:"parts,omitempty"`
+	// LocalParts of TotalParts parts have every block here.
+	LocalParts int   `json:"local_parts"`
+	TotalParts int   `json:"total_parts"`
+	Bytes      int64 `json:"bytes"`
+}
+
+// PartInfo is one part of a model.
+type PartInfo struct {
+	Name    string `json:"name"` // "embedding", "layer 3", "head"
+	CID     string `json:"cid"`
+	Bytes   int64  `json:"bytes"`
+	Tensors int    `json:"tensors"`
+	Local   bool   `json:"local"`
+}
+
+// Inspect reports a model's parts and which are local, reading only local
+// blocks.
+func (n *Node) Inspect(ctx context.Context, c cid.Cid) (ModelInfo, error) {
+	info := ModelInfo{ModelEntry: ModelEntry{CID: c.String()}}
+	for _, e := range n.models.entries() {
+		if e.CID == c.String() {
+			info.ModelEntry = e
+		}
+	}
+	m, err := shards.GetManifest(ctx, n.store, c)
+	if err != nil {
+		if errors.Is(err, blocks.ErrNotFound) {
+			return info, fmt.Errorf("%w: model %s is not on this node (pull it first)", errNotFound, c)
+		}
+		return info, err
+	}
+	info.Manifest = m
+	names := []string{"embedding"}
+	for i := range m.Layers {
+		names = append(names, fmt.Sprintf("layer %d", i))
+	}
+	names = append(names, "head")
+	for i, pc := range m.Parts(shards.Whole(len(m.Layers))) {
+		pi := PartInfo{Name: names[i], CID: pc.String()}
+		local := false
+		if b, err := n.store.Get(ctx, pc); err == nil {
+			if part, err := shards.DecodePart(b.Data); err == nil {
+				local = true
+				pi.Tensors = len(part.Tensors)
+				for _, t := range part.Tensors {
+					pi.Bytes += t.Size
+					for _, ch := range t.Chunks {
+						if has, _ := n.store.Has(ctx, ch.CID); !has {
+							local = false
+						}
+					}
+				}
+			}
+		}
+		pi.Local = local
+		if local {
+			info.LocalParts++
+			info.Bytes += pi.Bytes
+		}
+		info.TotalParts++
+		info.Parts = append(info.Parts, pi)
+	}
+	return info, nil
+}
+
+// RemoveModel forgets a model and deletes its blocks, except those another
+// kept model also uses.
+func (n *Node) RemoveModel(ctx context.Context, c cid.Cid) (int, error) {
+	found, err := n.models.remove(c.String())
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, fmt.Errorf("%w: model %s is not on this node", errNotFound, c)
+	}
+	keep := map[cid.Cid]bool{}
+	for _, e := range n.models.entries() {
+		other, err := cid.Decode(e.CID)
+		if err != nil {
+			continue
+		}
+		if cs, err := n.localBlocks(ctx, other); err == nil {
+			for _, x := range cs {
+				keep[x] = true
+			}
+		}
+	}
+	cs, err := n.localBlocks(ctx, c)
+	if err != nil {
+		return 0, err
+	}
+	deleted := 0
+	for _, x := range cs {
+		if keep[x] {
+			continue
+		}
+		if err := n.store.Delete(ctx, x); err != nil {
+			return deleted, err
+		}
+		deleted++
+	}
+	return deleted, nil
+}
+
+// localBlocks lists the blocks of a model reachable through local blocks.
+func (n *Node) localBlocks(ctx context.Context, c cid.Cid) ([]cid.Cid, error) {
+	m, err := shards.GetManifest(ctx, n.store, c)
+	if err != nil {
+		return nil, err
+	}
+	out := []cid.Cid{c}
+	for _, pc := range m.Parts(shards.Whole(len(m.Layers))) {
+		out = append(out, pc)
+		b, err := n.store.Get(ctx, pc)
+		if err != nil {
+			continue
+		}
+		part, err := shards.DecodePart(b.Data)
+		if err != nil {
+			continue
+		}
+		for _, t := range part.Tensors {
+			for _, ch := range t.Chunks {
+				out = append(out, ch.CID)
+			}
+		}
+	}
+	if m.Tokenizer != nil {
+		for _, ch := range m.Tokenizer.Chunks {
+			out = append(out, ch.CID)
+		}
+	}
+	return out, nil
+}
+
+func (n *Node) modelRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST "+APIPrefix+"/models/import", func(w http.ResponseWriter, r *http.Request) {
+		var req ImportRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil || req.Path == "" {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("import: want {\"path\": ...}: %v", err))
+			return
+		}
+		res, err := n.Import(r.Context(), req)
+		if err != nil {
+			writeError(w, httpStatus(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	mux.HandleFunc("POST "+APIPrefix+"/models/pull", func(w http.ResponseWriter, r *http.Request) {
+		var req PullRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("pull: bad request: %w", err))
+			return
+		}
+		// Progress streams as JSON lines; the last one says done or
+		// carries the error.
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.WriteHeader(http.StatusOK)
+		enc := json.NewEncoder(w)
+		flusher, _ := w.(http.Flusher)
+		send := func(p PullProgress) {
+			enc.Encode(p)
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if err := n.Pull(r.Context(), req, send); err != nil {
+			send(PullProgress{Error: err.Error()})
+		}
+	})
+	mux.HandleFunc("GET "+APIPrefix+"/models", func(w http.ResponseWriter, r *http.Request) {
+		var out []ModelInfo
+		for _, e := range n.models.entries() {
+			c, err := cid.Decode(e.CID)
+			if err != nil {
+				continue
+			}
+			info, err := n.Inspect(r.Context(), c)
+			if err != nil {
+				info = ModelInfo{ModelEntry: e}
+			}
+			info.Parts, info.Manifest = nil, nil
+			out = append(out, info)
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].Added.Before(out[j].Added) })
+		if out == nil {
+			out = []ModelInfo{}
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	withCID := func(f func(w http.ResponseWriter, r *http.Request, c cid.Cid)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			c, err := cid.Decode(r.PathValue("cid"))
+			if err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("%q is not a CID: %w", r.PathValue("cid"), err))
+				return
+			}
+			f(w, r, c)
+		}
+	}
+	mux.HandleFunc("GET "+APIPrefix+"/models/{cid}", withCID(func(w http.ResponseWriter, r *http.Request, c cid.Cid) {
+		info, err := n.Inspect(r.Context(), c)
+		if err != nil {
+			writeError(w, httpStatus(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, info)
+	}))
+	mux.HandleFunc("GET "+APIPrefix+"/models/{cid}/gguf", withCID(func(w http.ResponseWriter, r *http.Request, c cid.Cid) {
+		if _, err := shards.GetManifest(r.Context(), n.store, c); err != nil {
+			writeError(w, http.StatusNotFound, fmt.Errorf("model %s is not on this node: %w", c, err))
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		if err := shards.Export(r.Context(), n.store, c, w); err != nil {
+			// The status is sent; cut the stream so the client sees a
+			// short file, never a complete-looking one.
+			log.Warn("export", "cid", c, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+	}))
+	mux.HandleFunc("DELETE "+APIPrefix+"/models/{cid}", withCID(func(w http.ResponseWriter, r *http.Request, c cid.Cid) {
+		n, err := n.RemoveModel(r.Context(), c)
+		if err != nil {
+			writeError(w, httpStatus(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"deleted_blocks": n})
+	}))
+	mux.HandleFunc("GET "+APIPrefix+"/blocks/{cid}", withCID(func(w http.ResponseWriter, r *http.Request, c cid.Cid) {
+		b, err := n.store.Get(r.Context(), c)
+		if errors.Is(err, blocks.ErrNotFound) {
+			writeError(w, http.StatusNotFound, err)
+			return
+		}
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(b.Data)
+	}))
+}

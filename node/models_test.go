@@ -1,0 +1,146 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/mycel-net/mycel/checkpoints/shards"
+	"github.com/mycel-net/mycel/internal/testmodels"
+	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
+	"github.com/mycel-net/mycel/p2p/blocks"
+)
+
+var refFromBOS = []int{403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337}
+
+// swarm3 starts A, B and C, where A and C know only B.
+func swarm3(t *testing.T) (a, b, c *Node) {
+	t.Helper()
+	b = startNode(t, testConfig(t))
+	addr := b.Status().Addrs[0]
+	cfg := func() Config {
+		c := testConfig(t, addr)
+		c.FetchStall = 3 * time.Second
+		return c
+	}
+	a, c = startNode(t, cfg()), startNode(t, cfg())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, n := range []*Node{a, c} {
+		if err := n.Host().WaitRoutable(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a, b, c
+}
+
+func TestImportPullRun(t *testing.T) {
+	a, _, c := swarm3(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := NewClient(a.APIURL()).Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.gguf"), Name: "stories260K"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := cid.Decode(res.CID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// C knows only B; it finds A through the DHT and pulls everything.
+	var last PullProgress
+	err = NewClient(c.APIURL()).Pull(ctx, PullRequest{CID: res.CID}, func(p PullProgress) { last = p })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !last.Done || last.DoneBlocks != last.TotalBlocks || last.DoneBytes != last.TotalBytes {
+		t.Errorf("last progress %+v", last)
+	}
+	l, err := shards.Load(ctx, c.Store(), root, shards.Whole(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, _ := kernels.Open("cpu", 1)
+	defer be.Close()
+	var ids []int
+	model.NewEngine(l.Weights, be).Generate(ctx, []int{1}, model.GenerateOptions{MaxTokens: len(refFromBOS)}, func(id int) error {
+		ids = append(ids, id)
+		return nil
+	})
+	if fmt.Sprint(ids) != fmt.Sprint(refFromBOS) {
+		t.Errorf("C generates %v, want %v", ids, refFromBOS)
+	}
+	info, err := NewClient(c.APIURL()).Inspect(ctx, res.CID)
+	if err != nil || info.LocalParts != info.TotalParts || info.TotalParts != 7 || info.Name != "stories260K" {
+		t.Errorf("inspect on C: %+v, %v", info, err)
+	}
+	list, err := NewClient(c.APIURL()).List(ctx)
+	if err != nil || len(list) != 1 || list[0].CID != res.CID {
+		t.Errorf("list on C: %+v, %v", list, err)
+	}
+	// Removing deletes its blocks; inspecting then says it is gone.
+	if n, err := NewClient(c.APIURL()).Remove(ctx, res.CID); err != nil || n == 0 {
+		t.Errorf("remove: %d blocks, %v", n, err)
+	}
+	if c.Store().Size() != 0 {
+		t.Errorf("%d bytes left in C's store after removing its only model", c.Store().Size())
+	}
+	if _, err := NewClient(c.APIURL()).Inspect(ctx, res.CID); err == nil || !strings.Contains(err.Error(), "not on this node") {
+		t.Errorf("inspect after remove: %v", err)
+	}
+}
+
+// TestPullSpan pulls layers 2:4 and checks that only their blocks came.
+func TestPullSpan(t *testing.T) {
+	a, _, c := swarm3(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := a.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.gguf")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := cid.Decode(res.CID)
+	if err := c.Pull(ctx, PullRequest{CID: res.CID, Layers: "2:4"}, func(PullProgress) {}); err != nil {
+		t.Fatal(err)
+	}
+	want, _, err := shards.BlocksFor(ctx, a.Store(), root, shards.Span{First: 2, Last: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := c.Store().AllKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != len(want) {
+		t.Errorf("C holds %d blocks after pulling layers 2:4, want %d", len(keys), len(want))
+	}
+	l, err := shards.Load(ctx, c.Store(), root, shards.Span{First: 2, Last: 4})
+	if err != nil || !l.Weights.HasLayers(2, 4) {
+		t.Fatalf("span load on C: %v", err)
+	}
+	if _, err := shards.Load(ctx, c.Store(), root, shards.Whole(5)); !errors.Is(err, blocks.ErrNotFound) {
+		t.Errorf("loading the whole model after pulling two layers: %v, want not found", err)
+	}
+}
+
+func TestPullUnknownCID(t *testing.T) {
+	_, _, c := swarm3(t)
+	ctx := context.Background()
+	unknown := "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+	start := time.Now()
+	err := NewClient(c.APIURL()).Pull(ctx, PullRequest{CID: unknown, Timeout: "20s"}, func(PullProgress) {})
+	if err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("pull of an unknown CID: %v", err)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("pull of an unknown CID took %v", d)
+	}
+	if err := NewClient(c.APIURL()).Pull(ctx, PullRequest{CID: "not-a-cid"}, func(PullProgress) {}); err == nil || !strings.Contains(err.Error(), "not a CID") {
+		t.Errorf("pull of garbage: %v", err)
+	}
+}
