@@ -254,7 +254,7 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 type ModelInfo struct {
 	ModelEntry
 	Manifest *shards.Manifest `json:"manifest,omitempty"`
-	Parts  []PartInfo       `json:"parts,omitempty"`
+	Parts    []PartInfo       `json:"parts,omitempty"`
 	// LocalParts of TotalParts parts have every block here.
 	LocalParts int   `json:"local_parts"`
 	TotalParts int   `json:"total_parts"`
