@@ -14,12 +14,12 @@ import (
 	"github.com/mycel-net/mycel/model"
 )
 
-func newBenchCmd() *cobra.Command {
+func newBenchCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure this machine: model decode speed, kernel GFLOPS, memory bandwidth",
 	}
-	cmd.AddCommand(newBenchDecodeCmd(), newBenchKernelsCmd())
+	cmd.AddCommand(newBenchDecodeCmd(g), newBenchKernelsCmd())
 	return cmd
 }
 
@@ -33,10 +33,10 @@ type benchDecodeFlags struct {
 	profile string
 }
 
-func newBenchDecodeCmd() *cobra.Command {
+func newBenchDecodeCmd(g *globals) *cobra.Command {
 	var f benchDecodeFlags
 	cmd := &cobra.Command{
-		Use:   "decode -m MODEL",
+		Use:   "decode -m MODEL|CID",
 		Short: "Prompt and decode tokens per second of a model",
 		Long: `Runs a prompt of --prompt tokens through the model, then decodes --steps
 tokens greedily, --runs times, and prints the best prompt and decode rates.
@@ -44,7 +44,7 @@ It also prints the weight bytes read per decoded token and, with
 --bandwidth, the ratio of the decode rate to the memory-bandwidth bound
 (read bandwidth measured in the same run).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return benchDecode(cmd, &f) },
+		RunE: func(cmd *cobra.Command, _ []string) error { return benchDecode(cmd, g, &f) },
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.model, "model", "m", "", "model file (required)")
@@ -58,13 +58,13 @@ It also prints the weight bytes read per decoded token and, with
 	return cmd
 }
 
-func benchDecode(cmd *cobra.Command, f *benchDecodeFlags) error {
-	l, err := openModel(f.model, "", false)
+func benchDecode(cmd *cobra.Command, g *globals, f *benchDecodeFlags) error {
+	l, err := openModel(cmd.Context(), g, f.model, "", false)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	w := l.m.Weights
+	w := l.w
 	cfg := w.Config
 	if f.prompt < 1 || f.steps < 1 || f.runs < 1 {
 		return fmt.Errorf("--prompt, --steps and --runs must be at least 1")
@@ -137,7 +137,7 @@ func benchDecode(cmd *cobra.Command, f *benchDecodeFlags) error {
 	bytesPerTok := decodeBytes(w)
 	bestP, bestD := slices.Max(promptRates), slices.Max(decodeRates)
 	fmt.Fprintf(out, "model      %s (%s): %d layers, dim %d, hidden %d, vocab %d, %s\n",
-		f.model, l.m.Format, cfg.Layers, cfg.Dim, cfg.Hidden, cfg.Vocab, weightTypes(w))
+		f.model, l.format, cfg.Layers, cfg.Dim, cfg.Hidden, cfg.Vocab, weightTypes(w))
 	fmt.Fprintf(out, "backend    %s, %d threads\n", be.Name(), be.Threads())
 	fmt.Fprintf(out, "prompt     %8.1f tok/s  (%d tokens, best of %d)\n", bestP, f.prompt, f.runs)
 	fmt.Fprintf(out, "decode     %8.1f tok/s  (%d tokens after the prompt, best of %d)\n", bestD, f.steps, f.runs)

@@ -13,12 +13,13 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 )
 
-func newModelsCmd() *cobra.Command {
+func newModelsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "models",
-		Short: "Create and inspect model files",
+		Short: "Share models as content-addressed blocks; create and inspect model files",
 	}
-	cmd.AddCommand(newSynthCmd())
+	cmd.AddCommand(newModelsImportCmd(g), newModelsPullCmd(g), newModelsLsCmd(g), newModelsInspectCmd(g),
+		newModelsExportCmd(g), newModelsRmCmd(g), newSynthCmd())
 	return cmd
 }
 

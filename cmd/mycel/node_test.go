@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mycel-net/mycel/internal/testmodels"
 )
 
 func freeAddr(t *testing.T) string {
@@ -20,6 +23,84 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// startNodeCmd runs `mycel node` in the background until the test ends and
+// returns its API address.
+func startNodeCmd(t *testing.T) string {
+	t.Helper()
+	api := freeAddr(t)
+	data := t.TempDir() // before the cleanup below, so removed after the node stops
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		cmd := newRootCmd()
+		cmd.SetArgs([]string{"node", "--api", api, "--data", data, "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"})
+		cmd.SetErr(&bytes.Buffer{})
+		cmd.SetOut(&bytes.Buffer{})
+		done <- cmd.ExecuteContext(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, _, err := mycel(t, "--api", api, "status"); err == nil {
+			return api
+		}
+	}
+	t.Fatal("node did not start")
+	return ""
+}
+
+// TestModelsThroughTheNode imports a llama2.c model with its tokenizer,
+// runs it by CID, lists, inspects, exports and removes it.
+func TestModelsThroughTheNode(t *testing.T) {
+	bin := testmodels.Path(t, "stories260K.bin")
+	tok := testmodels.Path(t, "tok512.bin")
+	api := startNodeCmd(t)
+	out, stderr, err := mycel(t, "--api", api, "models", "import", bin, "-z", tok, "--name", "stories260K")
+	if err != nil {
+		t.Fatalf("import: %v\n%s", err, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	c := lines[len(lines)-1]
+	if !strings.HasPrefix(c, "bafk") {
+		t.Fatalf("import printed %q, want a CID last", out)
+	}
+	out2, _, err := mycel(t, "--api", api, "models", "import", bin, "-z", tok, "--name", "stories260K")
+	if err != nil || strings.TrimSpace(out2) != c {
+		t.Errorf("second import gave %q (%v), first %s", out2, err, c)
+	}
+	out, stderr, err = mycel(t, "--api", api, "run", "-m", c, "--temp", "0", "-n", "60")
+	if err != nil {
+		t.Fatalf("run -m CID: %v\n%s", err, stderr)
+	}
+	if got := strings.TrimSuffix(out, "\n"); got != refFromBOS {
+		t.Errorf("run -m CID:\n got %q\nwant %q", got, refFromBOS)
+	}
+	out, _, err = mycel(t, "--api", api, "models", "ls")
+	if err != nil || !strings.Contains(out, c) || !strings.Contains(out, "7/7") {
+		t.Errorf("ls: %q (%v)", out, err)
+	}
+	out, _, err = mycel(t, "--api", api, "models", "inspect", c)
+	if err != nil || !strings.Contains(out, "layer 4") || !strings.Contains(out, "5 layers") {
+		t.Errorf("inspect: %q (%v)", out, err)
+	}
+	gguf := filepath.Join(t.TempDir(), "out.gguf")
+	if _, stderr, err := mycel(t, "--api", api, "models", "export", c, "-o", gguf); err != nil {
+		t.Fatalf("export: %v\n%s", err, stderr)
+	}
+	out, _, err = mycel(t, "run", "-m", gguf, "--temp", "0", "-n", "60")
+	if err != nil || strings.TrimSuffix(out, "\n") != refFromBOS {
+		t.Errorf("run of the exported GGUF: %q (%v)", out, err)
+	}
+	if _, _, err := mycel(t, "--api", api, "models", "rm", c); err != nil {
+		t.Errorf("rm: %v", err)
+	}
+	if _, _, err := mycel(t, "--api", api, "run", "-m", c, "-n", "5"); err == nil || !strings.Contains(err.Error(), "not on the node") {
+		t.Errorf("run of a removed model: %v", err)
+	}
+}
+
 // TestNodeAndStatus runs `mycel node` until cancelled and asks it for its
 // status, as JSON and as text, through --api.
 func TestNodeAndStatus(t *testing.T) {
@@ -27,9 +108,10 @@ func TestNodeAndStatus(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var nodeErr bytes.Buffer
+	data := t.TempDir()
 	go func() {
 		cmd := newRootCmd()
-		cmd.SetArgs([]string{"node", "--api", api, "--data", t.TempDir(), "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--dht", "server"})
+		cmd.SetArgs([]string{"node", "--api", api, "--data", data, "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--dht", "server"})
 		cmd.SetErr(&nodeErr)
 		cmd.SetOut(&bytes.Buffer{})
 		done <- cmd.ExecuteContext(ctx)

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
 
 	"github.com/mycel-net/mycel/checkpoints"
@@ -28,13 +31,13 @@ type runFlags struct {
 	verbose   bool
 }
 
-func newRunCmd() *cobra.Command {
+func newRunCmd(g *globals) *cobra.Command {
 	var f runFlags
 	cmd := &cobra.Command{
 		Use:   "run -m MODEL [flags] [PROMPT]",
 		Short: "Generate text with a model",
-		Long: `Generate text with a model. MODEL is a llama2.c checkpoint (.bin) or a GGUF
-file. stdout carries the prompt followed by the generated text, streamed as
+		Long: `Generate text with a model. MODEL is a llama2.c checkpoint (.bin), a GGUF
+file, or the CID of a model whose blocks the running node holds. stdout carries the prompt followed by the generated text, streamed as
 it comes; a summary goes to stderr. Without a prompt, generation starts from
 the beginning-of-sequence token.`,
 		Example: `  mycel run -m stories15M.bin -z tokenizer.bin "Once upon a time"
@@ -45,7 +48,7 @@ the beginning-of-sequence token.`,
 			if len(args) == 1 {
 				prompt = args[0]
 			}
-			return runGenerate(cmd, &f, prompt, cmd.Flags().Changed("seed"), cmd.Flags().Changed("steps"))
+			return runGenerate(cmd, g, &f, prompt, cmd.Flags().Changed("seed"), cmd.Flags().Changed("steps"))
 		},
 	}
 	fl := cmd.Flags()
@@ -64,41 +67,57 @@ the beginning-of-sequence token.`,
 
 // loaded is a model opened for running, with its tokenizer.
 type loaded struct {
-	m   *checkpoints.Model
-	tok tokenizer.Tokenizer
+	w      *model.Weights
+	tok    tokenizer.Tokenizer
+	format string
+	close  func() error
 }
 
-func (l *loaded) Close() error { return l.m.Close() }
+func (l *loaded) Close() error { return l.close() }
 
-// openModel loads a model file and its tokenizer (the model's own, or the
-// one named by tokPath), checking that their vocabularies agree.
-func openModel(path, tokPath string, needTokenizer bool) (*loaded, error) {
-	m, err := checkpoints.Load(path)
-	if err != nil {
-		return nil, err
+// openModel loads a model, from a file or (for a CID) from the blocks the
+// running node holds, with its tokenizer (the model's own, or the one
+// named by tokPath), checking that their vocabularies agree.
+func openModel(ctx context.Context, g *globals, path, tokPath string, needTokenizer bool) (*loaded, error) {
+	var l *loaded
+	if _, statErr := os.Stat(path); statErr != nil {
+		c, err := cid.Decode(path)
+		if err != nil {
+			return nil, fmt.Errorf("model %s: %w", path, statErr)
+		}
+		sl, err := loadFromNode(ctx, g, c)
+		if err != nil {
+			return nil, fmt.Errorf("model %s: %w", path, err)
+		}
+		l = &loaded{w: sl.Weights, tok: sl.Tokenizer, format: "blocks", close: func() error { return nil }}
+	} else {
+		m, err := checkpoints.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		l = &loaded{w: m.Weights, tok: m.Tokenizer, format: m.Format, close: m.Close}
 	}
-	tok := m.Tokenizer
-	vocab := m.Weights.Config.Vocab
+	vocab := l.w.Config.Vocab
 	if tokPath != "" {
 		t, err := checkpoints.LoadTokenizer(tokPath, vocab)
 		if err != nil {
-			m.Close()
+			l.Close()
 			return nil, err
 		}
-		tok = t
+		l.tok = t
 	}
-	if tok == nil && needTokenizer {
-		m.Close()
+	if l.tok == nil && needTokenizer {
+		l.Close()
 		return nil, fmt.Errorf("%s has no tokenizer inside: name one with -z (for llama2.c models, the tokenizer.bin that came with it)", path)
 	}
-	if tok != nil && tok.VocabSize() != vocab {
-		m.Close()
-		return nil, fmt.Errorf("tokenizer has %d tokens but model %s has a vocabulary of %d: they do not belong together", tok.VocabSize(), path, vocab)
+	if l.tok != nil && l.tok.VocabSize() != vocab {
+		l.Close()
+		return nil, fmt.Errorf("tokenizer has %d tokens but model %s has a vocabulary of %d: they do not belong together", l.tok.VocabSize(), path, vocab)
 	}
-	return &loaded{m: m, tok: tok}, nil
+	return l, nil
 }
 
-func runGenerate(cmd *cobra.Command, f *runFlags, prompt string, seedSet, stepsSet bool) error {
+func runGenerate(cmd *cobra.Command, g *globals, f *runFlags, prompt string, seedSet, stepsSet bool) error {
 	if f.steps < 0 {
 		return fmt.Errorf("-n %d: the number of new tokens cannot be negative", f.steps)
 	}
@@ -110,12 +129,12 @@ func runGenerate(cmd *cobra.Command, f *runFlags, prompt string, seedSet, stepsS
 	if err := sc.Validate(); err != nil {
 		return err
 	}
-	l, err := openModel(f.model, f.tokenizer, true)
+	l, err := openModel(cmd.Context(), g, f.model, f.tokenizer, true)
 	if err != nil {
 		return err
 	}
 	defer l.Close()
-	cfg := l.m.Weights.Config
+	cfg := l.w.Config
 	ids := l.tok.Encode(prompt, tokenizer.EncodeOptions{BOS: l.tok.AddBOS(), ParseSpecial: true})
 	if len(ids) == 0 {
 		if l.tok.BOS() < 0 {
@@ -142,7 +161,7 @@ func runGenerate(cmd *cobra.Command, f *runFlags, prompt string, seedSet, stepsS
 	stderr := cmd.ErrOrStderr()
 	if f.verbose {
 		fmt.Fprintf(stderr, "model: %s (%s), %d layers, dim %d, %d heads (%d kv), vocab %d, context %d, %.1f MB of weights\n",
-			f.model, l.m.Format, cfg.Layers, cfg.Dim, cfg.Heads, cfg.KVHeads, cfg.Vocab, cfg.Context, float64(l.m.Weights.Bytes())/1e6)
+			f.model, l.format, cfg.Layers, cfg.Dim, cfg.Heads, cfg.KVHeads, cfg.Vocab, cfg.Context, float64(l.w.Bytes())/1e6)
 		fmt.Fprintf(stderr, "backend: %s, %d threads; prompt: %d tokens\n", be.Name(), be.Threads(), len(ids))
 	}
 
@@ -154,7 +173,7 @@ func runGenerate(cmd *cobra.Command, f *runFlags, prompt string, seedSet, stepsS
 	for _, id := range ids {
 		dec.Next(id) // prime: the decoder needs to know what came before
 	}
-	eng := model.NewEngine(l.m.Weights, be)
+	eng := model.NewEngine(l.w, be)
 	st, err := eng.Generate(cmd.Context(), ids, model.GenerateOptions{
 		MaxTokens: steps,
 		Sampler:   sc,
