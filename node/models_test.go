@@ -144,3 +144,69 @@ func TestPullUnknownCID(t *testing.T) {
 		t.Errorf("pull of garbage: %v", err)
 	}
 }
+
+// TestRestartKeepsModels imports a model on a node that is alone (so its
+// announcements reach nobody), restarts it with the same data directory
+// and a bootstrap peer: it keeps its identity, its blocks and what it
+// provides, so a node that knows only the bootstrap peer finds and pulls
+// the model.
+func TestRestartKeepsModels(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfgA := testConfig(t)
+	a, err := New(cfgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.gguf")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := a.Status().ID
+	a.Close()
+
+	b := startNode(t, testConfig(t))
+	addr := b.Status().Addrs[0]
+	cfgA.Bootstrap = []string{addr}
+	a2 := startNode(t, cfgA)
+	if a2.Status().ID != id {
+		t.Errorf("identity changed across a restart")
+	}
+	if has, _ := a2.Store().Has(ctx, mustCID(t, res.CID)); !has {
+		t.Fatal("blocks lost across a restart")
+	}
+	cfgC := testConfig(t, addr)
+	cfgC.FetchStall = 5 * time.Second
+	c := startNode(t, cfgC)
+	if err := c.Host().WaitRoutable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The DHT must answer for the model with the restarted node: its
+	// announcements at start, and its own provider records kept in its
+	// data directory, both make sure of that.
+	for {
+		ps, _ := c.Exchange().FindProviders(ctx, mustCID(t, res.CID), 1)
+		if len(ps) > 0 && ps[0].ID.String() == id {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the restarted node never announced its model")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err := c.Pull(ctx, PullRequest{CID: res.CID}, func(PullProgress) {}); err != nil {
+		t.Fatalf("pull from the restarted node: %v", err)
+	}
+}
+
+func mustCID(t *testing.T, s string) cid.Cid {
+	c, err := cid.Decode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -110,8 +111,47 @@ func (n *Node) Start(ctx context.Context) error {
 		if err := n.host.Bootstrap(bctx); err != nil {
 			log.Warn("bootstrap", "err", err)
 		}
+		n.reprovideLoop()
 	})
 	return nil
+}
+
+// ReprovideInterval is how often a node announces again what it holds:
+// well within the DHT's 48-hour provider record lifetime.
+const ReprovideInterval = 12 * time.Hour
+
+// reprovideLoop announces every kept model (its root and the parts held
+// here) at start, so a restarted node is found again, and then every
+// ReprovideInterval, until the node closes.
+func (n *Node) reprovideLoop() {
+	t := time.NewTicker(ReprovideInterval)
+	defer t.Stop()
+	for {
+		for _, e := range n.models.entries() {
+			c, err := cid.Decode(e.CID)
+			if err != nil {
+				continue
+			}
+			info, err := n.Inspect(n.ctx, c)
+			if err != nil {
+				continue
+			}
+			cids := []cid.Cid{c}
+			for _, p := range info.Parts {
+				if pc, err := cid.Decode(p.CID); err == nil && p.Local {
+					cids = append(cids, pc)
+				}
+			}
+			if err := n.ex.Provide(n.ctx, cids...); err != nil && n.ctx.Err() == nil {
+				log.Warn("reprovide", "model", e.CID, "err", err)
+			}
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // APIURL is the base URL of the control API (valid after Start).
