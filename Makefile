@@ -51,12 +51,14 @@ fuzz:
 	$(GO) test ./model/tokenizer -run '^$$' -fuzz '^FuzzParseLlama2C$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 	$(GO) test ./model/tokenizer -run '^$$' -fuzz '^FuzzEncodeDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
 
-# Benchmarks: kernel microbenchmarks, then whole-model decode on synthetic
+# Benchmarks: kernel microbenchmarks, model import and pull between two
+# nodes next to a raw stream, then whole-model decode on synthetic
 # stories110M-shaped models in each weight type with 1 and 2 threads.
 bench: bench-go bench-models
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./kernels/...
+	$(GO) test -run '^$$' -bench ImportPull -benchtime 1x ./node
 
 BENCH_SHAPE ?= stories110M
 bench-models: build

@@ -1,0 +1,83 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/mycel-net/mycel/checkpoints"
+	"github.com/mycel-net/mycel/kernels"
+)
+
+// BenchmarkImportPull measures, in one run on loopback: the import rate of
+// a synthetic stories110M-shaped model in f16 (about 220 MB; hashing and
+// disk included), its pull from one node to another, and a raw libp2p
+// stream copy of as many bytes over the same transport and security.
+//
+//	go test -run '^$' -bench ImportPull -benchtime 1x ./node
+func BenchmarkImportPull(b *testing.B) {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "s110m-f16.gguf")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bw := bufio.NewWriterSize(f, 1<<20)
+	if err := checkpoints.Synth(bw, "stories110M", kernels.F16, 1); err != nil {
+		b.Fatal(err)
+	}
+	bw.Flush()
+	f.Close()
+	a := startNode(b, testConfig(b))
+	c := startNode(b, testConfig(b, a.Status().Addrs[0]))
+	ctx := context.Background()
+	if err := c.Host().WaitRoutable(ctx); err != nil {
+		b.Fatal(err)
+	}
+	const rawProto = "/mycel/bench-raw/1"
+	a.Host().Libp2p().SetStreamHandler(rawProto, func(s network.Stream) {
+		io.Copy(io.Discard, s)
+		s.Close()
+	})
+	for b.Loop() {
+		start := time.Now()
+		res, err := a.Import(ctx, ImportRequest{Path: path})
+		if err != nil {
+			b.Fatal(err)
+		}
+		importMBps := float64(res.Bytes) / 1e6 / time.Since(start).Seconds()
+
+		start = time.Now()
+		if err := c.Pull(ctx, PullRequest{CID: res.CID}, func(PullProgress) {}); err != nil {
+			b.Fatal(err)
+		}
+		pullMBps := float64(res.Bytes) / 1e6 / time.Since(start).Seconds()
+
+		s, err := c.Host().Libp2p().NewStream(ctx, a.Host().ID(), rawProto)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf := make([]byte, 1<<20)
+		start = time.Now()
+		for sent := int64(0); sent < res.Bytes; sent += int64(len(buf)) {
+			if _, err := s.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s.CloseWrite()
+		io.Copy(io.Discard, s)
+		rawMBps := float64(res.Bytes) / 1e6 / time.Since(start).Seconds()
+
+		b.ReportMetric(float64(res.Bytes)/1e6, "MB")
+		b.ReportMetric(importMBps, "import-MB/s")
+		b.ReportMetric(pullMBps, "pull-MB/s")
+		b.ReportMetric(rawMBps, "raw-stream-MB/s")
+		b.ReportMetric(pullMBps/rawMBps, "pull/raw")
+	}
+}
