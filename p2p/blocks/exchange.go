@@ -297,7 +297,7 @@ func (e *Exchange) fetch(ctx context.Context, cids []cid.Cid, out chan<- Result)
 // CID still owed.
 func (e *Exchange) fetchWindow(ctx context.Context, sess exchange.Fetcher, window []cid.Cid, emit func(Result)) func(cid.Cid) error {
 	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	defer func() { cancel() }()
 	ch, err := sess.GetBlocks(wctx, window)
 	if err != nil {
 		return func(c cid.Cid) error { return fmt.Errorf("blocks: fetch %s: %w", c, err) }
@@ -339,10 +339,21 @@ func (e *Exchange) fetchWindow(ctx context.Context, sess exchange.Fetcher, windo
 	}
 	timer := time.NewTimer(e.cfg.stall)
 	defer timer.Stop()
+	// A session that received nothing for a quarter of the stall timeout
+	// is replaced by a fresh one for the CIDs still pending: a session can
+	// stay fixed on a peer that answered HAVE and then sent bytes that fail
+	// verification (bitswap drops them and keeps waiting on that peer),
+	// while a new session asks every connected peer again.
+	retry := time.NewTicker(max(e.cfg.stall/4, 100*time.Millisecond))
+	defer retry.Stop()
+	progressed := false
 	for len(pending) > 0 {
 		select {
 		case blk, ok := <-ch:
 			if !ok {
+				if ctx.Err() == nil && wctx.Err() != nil {
+					continue // an abandoned session's channel; the new one is read below
+				}
 				return e.stopReason(ctx)
 			}
 			c := blk.Cid()
@@ -352,6 +363,21 @@ func (e *Exchange) fetchWindow(ctx context.Context, sess exchange.Fetcher, windo
 			delete(pending, c)
 			received <- Block{CID: c, Data: blk.RawData()}
 			timer.Reset(e.cfg.stall)
+			progressed = true
+		case <-retry.C:
+			if progressed {
+				progressed = false
+				continue
+			}
+			rest := make([]cid.Cid, 0, len(pending))
+			for c := range pending {
+				rest = append(rest, c)
+			}
+			cancel() // ends the old session and its channel
+			wctx, cancel = sessionContext(ctx)
+			if ch, err = e.bs.NewSession(wctx).GetBlocks(wctx, rest); err != nil {
+				return func(c cid.Cid) error { return fmt.Errorf("blocks: fetch %s: %w", c, err) }
+			}
 		case <-timer.C:
 			stall := e.cfg.stall
 			return func(c cid.Cid) error { return &NotFoundError{CID: c, After: stall} }
@@ -529,4 +555,10 @@ func (e *Exchange) Close() error {
 		}
 	})
 	return e.closeErr
+}
+
+// sessionContext gives a replacement session its own context; the caller's
+// deferred cancel of the current one covers it.
+func sessionContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithCancel(ctx)
 }
