@@ -82,6 +82,12 @@ type Backend interface {
 	// len(x) ≥ n·w.Cols and len(out) ≥ n·w.Rows; out must not overlap x.
 	MatMul(out []float32, w *Matrix, x []float32, n int)
 
+	// MatMulMany runs MatMul(outs[i], ws[i], x, n) for every i: several
+	// products of one input, such as the query, key and value projections,
+	// as one job (one quantization of x, one hand-off to the workers). All
+	// ws have the same Cols.
+	MatMulMany(outs [][]float32, ws []*Matrix, x []float32, n int)
+
 	// RMSNorm normalizes each of the len(x)/len(weight) rows of x:
 	// out = x / sqrt(mean(x²) + eps) · weight. out may equal x.
 	RMSNorm(out, x, weight []float32, eps float32)

@@ -26,6 +26,10 @@ type Engine struct {
 	k, v          []float32
 	h1, h3, delta []float32
 	row           []float32
+
+	// Reused argument arrays for MatMulMany, so a step allocates nothing.
+	outs3 [3][]float32
+	ws3   [3]*kernels.Matrix
 }
 
 // NewEngine returns an engine for w on be.
@@ -156,9 +160,9 @@ func (e *Engine) Forward(c *Cache, x []float32, n int) error {
 		kc, vc := c.k[li-c.First], c.v[li-c.First]
 
 		be.RMSNorm(xb, x, l.AttnNorm, cfg.NormEps)
-		be.MatMul(q, l.Wq, xb, n)
-		be.MatMul(kNew, l.Wk, xb, n)
-		be.MatMul(vNew, l.Wv, xb, n)
+		e.outs3[0], e.outs3[1], e.outs3[2] = q, kNew, vNew
+		e.ws3[0], e.ws3[1], e.ws3[2] = l.Wq, l.Wk, l.Wv
+		be.MatMulMany(e.outs3[:], e.ws3[:], xb, n)
 		be.RoPE(q, ropeQ)
 		be.RoPE(kNew, ropeK)
 		be.StoreKV(kc, vc, kNew, vNew, attn)
@@ -167,8 +171,9 @@ func (e *Engine) Forward(c *Cache, x []float32, n int) error {
 		be.Add(x, delta)
 
 		be.RMSNorm(xb, x, l.FFNNorm, cfg.NormEps)
-		be.MatMul(h1, l.W1, xb, n)
-		be.MatMul(h3, l.W3, xb, n)
+		e.outs3[0], e.outs3[1] = h1, h3
+		e.ws3[0], e.ws3[1] = l.W1, l.W3
+		be.MatMulMany(e.outs3[:2], e.ws3[:2], xb, n)
 		be.SwiGLU(h1, h1, h3)
 		be.MatMul(delta, l.W2, h1, n)
 		be.Add(x, delta)

@@ -27,6 +27,7 @@ type Backend struct {
 
 	// Preallocated tasks: handing these to the pool allocates nothing.
 	mm   matmulTask
+	many manyTask
 	attn attnTask
 	gm   gemmTask
 

@@ -78,3 +78,72 @@ func runFloat(t *matmulTask, lo, hi int) {
 		}
 	}
 }
+
+// maxMany bounds the matrices of one MatMulMany.
+const maxMany = 8
+
+// MatMulMany runs several matrix products of one input as one job. For one
+// row of activations (decode) the rows of all matrices are split over the
+// workers together, so the query, key and value projections (or the gate
+// and up projections) cost one hand-off instead of three (or two), and the
+// activations are quantized once. Longer inputs go through MatMul each:
+// the GEMM paths have enough work per call.
+func (b *Backend) MatMulMany(outs [][]float32, ws []*kernels.Matrix, x []float32, n int) {
+	if len(outs) != len(ws) {
+		panic(fmt.Sprintf("cpu: MatMulMany of %d matrices into %d outputs", len(ws), len(outs)))
+	}
+	if n != 1 || len(ws) == 1 || len(ws) > maxMany {
+		for i, w := range ws {
+			b.MatMul(outs[i], w, x, n)
+		}
+		return
+	}
+	t := &b.many
+	cols := ws[0].Cols
+	total := 0
+	quant := false
+	for i, w := range ws {
+		if w.Cols != cols || len(outs[i]) < w.Rows {
+			panic(fmt.Sprintf("cpu: MatMulMany: matrix %d is %dx%d (cols %d expected), output %d", i, w.Rows, w.Cols, cols, len(outs[i])))
+		}
+		t.starts[i] = total
+		total += w.Rows
+		quant = quant || w.Type.Quantized()
+	}
+	if len(x) < cols {
+		panic(fmt.Sprintf("cpu: MatMulMany: x has %d values, matrices %d columns", len(x), cols))
+	}
+	t.starts[len(ws)] = total
+	t.outs, t.ws, t.x, t.xq = outs, ws, x, nil
+	if quant {
+		need := cols / kernels.QK * kernels.Q8_0BlockBytes
+		if cap(b.xq) < need {
+			b.xq = make([]byte, need)
+		}
+		t.xq = b.xq[:need]
+		quantizeQ8(t.xq, x[:cols])
+	}
+	b.pool.run(t, total, max(1, macsPerChunk/cols))
+	t.outs, t.ws, t.x, t.xq = nil, nil, nil, nil
+}
+
+// manyTask is one MatMulMany job: item r is row r of the matrices' rows
+// laid end to end (starts[i] is where matrix i begins).
+type manyTask struct {
+	outs   [][]float32
+	ws     []*kernels.Matrix
+	x      []float32
+	xq     []byte
+	starts [maxMany + 1]int
+}
+
+func (t *manyTask) run(worker, lo, hi int) {
+	for i, w := range t.ws {
+		a, z := max(lo, t.starts[i]), min(hi, t.starts[i+1])
+		if a >= z {
+			continue
+		}
+		one := matmulTask{out: t.outs[i], w: w, x: t.x, xq: t.xq, n: 1}
+		one.run(worker, a-t.starts[i], z-t.starts[i])
+	}
+}

@@ -32,6 +32,7 @@ var (
 func TestBackend(t *testing.T, b kernels.Backend) {
 	t.Run("MatMul", func(t *testing.T) { testMatMul(t, b) })
 	t.Run("MatMulLarge", func(t *testing.T) { testMatMulLarge(t, b) })
+	t.Run("MatMulMany", func(t *testing.T) { testMatMulMany(t, b) })
 	t.Run("RMSNorm", func(t *testing.T) { testRMSNorm(t, b) })
 	t.Run("RoPE", func(t *testing.T) { testRoPE(t, b) })
 	t.Run("Attention", func(t *testing.T) { testAttention(t, b) })
@@ -163,6 +164,48 @@ func testMatMul(t *testing.T, b kernels.Backend) {
 				for _, n := range tokens {
 					checkMatMul(t, b, r, dt, rows, c, n)
 				}
+			}
+		}
+	}
+}
+
+// testMatMulMany checks that several products of one input in one call give
+// what separate MatMul calls give, for mixed weight types and row counts,
+// with guard bands around every output. The results may differ in the
+// last bits: which rows a kernel takes four at a time depends on how the
+// rows are split over the workers.
+func testMatMulMany(t *testing.T, b kernels.Backend) {
+	r := newRand(11)
+	for _, cols := range []int{32, 96, 288} {
+		for _, n := range []int{1, 3} {
+			ws := []*kernels.Matrix{
+				randMatrix(r, kernels.Q8_0, 37, cols),
+				randMatrix(r, kernels.F32, 5, cols),
+				randMatrix(r, kernels.Q4_0, 64, cols),
+				randMatrix(r, kernels.F16, 1, cols),
+				randMatrix(r, kernels.Q8_0, 130, cols),
+			}
+			x := randF32(r, n*cols, 1)
+			outs := make([][]float32, len(ws))
+			bufs := make([][]float32, len(ws))
+			for i, w := range ws {
+				bufs[i], outs[i] = guarded(n*w.Rows, nil)
+			}
+			b.MatMulMany(outs, ws, x, n)
+			for i, w := range ws {
+				what := fmt.Sprintf("MatMulMany cols=%d n=%d matrix %d (%s %dx%d)", cols, n, i, w.Type, w.Rows, w.Cols)
+				checkGuards(t, what, bufs[i], n*w.Rows)
+				want := make([]float32, n*w.Rows)
+				b.MatMul(want, w, x, n)
+				var scale float64
+				for _, v := range want {
+					scale = math.Max(scale, math.Abs(float64(v)))
+				}
+				want64 := make([]float64, len(want))
+				for j, v := range want {
+					want64[j] = float64(v)
+				}
+				compare(t, what, outs[i], want64, func(int) float64 { return 1e-5 * scale })
 			}
 		}
 	}

@@ -1,0 +1,91 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/mycel-net/mycel/kernels"
+)
+
+// ForwardRows runs one new position of each of len(caches) sequences
+// through their span of layers as one batch: row i of x ([len(caches),
+// Dim], updated in place) is the hidden state of sequence i at position
+// caches[i].Len, and its keys and values go to caches[i]. Every cache must
+// cover the same span, and no cache may appear twice.
+//
+// The matrix products run on all rows at once (continuous batching of
+// decode steps); rotary embedding and attention run row by row, each over
+// its own cache. Row i gives the result Forward(caches[i], row, 1) gives,
+// exactly while the batch is narrower than the backend's matrix-matrix
+// threshold and to rounding above it.
+func (e *Engine) ForwardRows(caches []*Cache, x []float32) error {
+	n := len(caches)
+	if n == 0 {
+		return nil
+	}
+	cfg := &e.w.Config
+	d := cfg.Dim
+	if len(x) < n*d {
+		return fmt.Errorf("forward rows: %d rows need %d values, got %d", n, n*d, len(x))
+	}
+	first, last := caches[0].First, caches[0].Last
+	for i, c := range caches {
+		if c.First != first || c.Last != last {
+			return fmt.Errorf("forward rows: cache %d covers [%d, %d), cache 0 [%d, %d)", i, c.First, c.Last, first, last)
+		}
+		if c.Len+1 > c.Cap {
+			return fmt.Errorf("forward rows: row %d at position %d: %w (cache holds %d)", i, c.Len, ErrContextFull, c.Cap)
+		}
+		for _, o := range caches[:i] {
+			if o == c {
+				return fmt.Errorf("forward rows: cache of row %d appears twice", i)
+			}
+		}
+	}
+	e.grow(n)
+	x = x[:n*d]
+	hd := cfg.HeadDim()
+	kv := cfg.KVDim()
+	xb, q, att, delta := e.xb[:n*d], e.q[:n*d], e.att[:n*d], e.delta[:n*d]
+	kNew, vNew := e.k[:n*kv], e.v[:n*kv]
+	h1, h3 := e.h1[:n*cfg.Hidden], e.h3[:n*cfg.Hidden]
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	be := e.be
+	for li := first; li < last; li++ {
+		l := e.w.Layers[li]
+
+		be.RMSNorm(xb, x, l.AttnNorm, cfg.NormEps)
+		be.MatMul(q, l.Wq, xb, n)
+		be.MatMul(kNew, l.Wk, xb, n)
+		be.MatMul(vNew, l.Wv, xb, n)
+		for i, c := range caches {
+			pos := c.Len
+			rq := kernels.RopeParams{Heads: cfg.Heads, HeadDim: hd, Pos0: pos, Theta: cfg.RopeTheta, Style: cfg.RopeStyle}
+			rk := rq
+			rk.Heads = cfg.KVHeads
+			qi, ki, vi := q[i*d:(i+1)*d], kNew[i*kv:(i+1)*kv], vNew[i*kv:(i+1)*kv]
+			be.RoPE(qi, rq)
+			be.RoPE(ki, rk)
+			attn := kernels.AttnParams{
+				Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: hd,
+				Pos0: pos, N: 1, Cap: c.Cap, Scale: scale,
+			}
+			kc, vc := c.k[li-first], c.v[li-first]
+			be.StoreKV(kc, vc, ki, vi, attn)
+			be.Attention(att[i*d:(i+1)*d], qi, kc, vc, attn)
+		}
+		be.MatMul(delta, l.Wo, att, n)
+		be.Add(x, delta)
+
+		be.RMSNorm(xb, x, l.FFNNorm, cfg.NormEps)
+		be.MatMul(h1, l.W1, xb, n)
+		be.MatMul(h3, l.W3, xb, n)
+		be.SwiGLU(h1, h1, h3)
+		be.MatMul(delta, l.W2, h1, n)
+		be.Add(x, delta)
+	}
+	for _, c := range caches {
+		c.Len++
+	}
+	return nil
+}
