@@ -12,10 +12,14 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 )
 
-// Export writes the model root as a GGUF file: llama.* metadata from the
-// config, the stored tokenizer's metadata, and every tensor with exactly
-// the bytes that were imported, streamed chunk by chunk. Importing the
-// result gives the same model CID.
+// Export writes the model root as a GGUF file: general.name (when the
+// manifest has one), llama.* metadata from the config, the stored
+// tokenizer's metadata, and every tensor with exactly the bytes that were
+// imported, streamed chunk by chunk, each chunk verified against its CID.
+// Importing the result gives the same model CID. Tensors are listed in
+// part order (embedding, layers, head), so a GGUF source's tensor bytes
+// come back bit for bit, though its metadata other than the name, the
+// config and the tokenizer does not.
 func Export(ctx context.Context, get Getter, root cid.Cid, w io.Writer) error {
 	m, err := GetManifest(ctx, get, root)
 	if err != nil {
@@ -25,13 +29,11 @@ func Export(ctx context.Context, get Getter, root cid.Cid, w io.Writer) error {
 	if c.RopeStyle != kernels.RopeAdjacent {
 		return fmt.Errorf("shards: export: rope style %s has no llama GGUF form", c.RopeStyle)
 	}
-	name := m.Name
-	if name == "" {
-		name = "mycel " + root.String()
+	kvs := []checkpoints.KV{{Key: "general.architecture", Value: checkpoints.Str("llama")}}
+	if m.Name != "" {
+		kvs = append(kvs, checkpoints.KV{Key: "general.name", Value: checkpoints.Str(m.Name)})
 	}
-	kvs := []checkpoints.KV{
-		{Key: "general.architecture", Value: checkpoints.Str("llama")},
-		{Key: "general.name", Value: checkpoints.Str(name)},
+	kvs = append(kvs, []checkpoints.KV{
 		{Key: "llama.vocab_size", Value: checkpoints.U32(uint32(c.Vocab))},
 		{Key: "llama.context_length", Value: checkpoints.U32(uint32(c.Context))},
 		{Key: "llama.embedding_length", Value: checkpoints.U32(uint32(c.Dim))},
@@ -42,7 +44,7 @@ func Export(ctx context.Context, get Getter, root cid.Cid, w io.Writer) error {
 		{Key: "llama.rope.dimension_count", Value: checkpoints.U32(uint32(c.HeadDim()))},
 		{Key: "llama.rope.freq_base", Value: checkpoints.F32(c.RopeTheta)},
 		{Key: "llama.attention.layer_norm_rms_epsilon", Value: checkpoints.F32(c.NormEps)},
-	}
+	}...)
 	if m.Tokenizer != nil {
 		data, err := readBlob(ctx, get, "tokenizer", m.Tokenizer)
 		if err != nil {
@@ -59,8 +61,8 @@ func Export(ctx context.Context, get Getter, root cid.Cid, w io.Writer) error {
 		}
 	}
 	var specs []checkpoints.TensorSpec
-	for _, pc := range m.Parts(Whole(c.Layers)) {
-		p, err := getPart(ctx, get, pc)
+	for _, r := range m.PartRefs(Whole(c.Layers)) {
+		p, err := m.GetPart(ctx, get, r)
 		if err != nil {
 			return err
 		}
@@ -75,20 +77,14 @@ func Export(ctx context.Context, get Getter, root cid.Cid, w io.Writer) error {
 				dims[len(t.Shape)-1-i] = uint64(d) // GGUF lists the innermost first
 			}
 			blob := t.Blob
-			tname := t.Name
+			what := "tensor " + t.Name
 			specs = append(specs, checkpoints.TensorSpec{
 				Name: t.Name, Type: gt, Dims: dims,
 				Write: func(w io.Writer) error {
-					for i, ch := range blob.Chunks {
-						b, err := get.Get(ctx, ch.CID)
-						if err != nil {
-							return fmt.Errorf("shards: export: tensor %s chunk %d: %w", tname, i, err)
-						}
-						if _, err := w.Write(b.Data); err != nil {
-							return err
-						}
-					}
-					return nil
+					return eachChunk(ctx, get, what, &blob, func(d []byte) error {
+						_, err := w.Write(d)
+						return err
+					})
 				},
 			})
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/ipfs/go-cid"
 
@@ -73,6 +74,11 @@ type Imported struct {
 
 // Import cuts a loaded model into blocks, writes them to put and returns
 // the model's CID. The same model and options always give the same CID.
+// The manifest's name is the Name option, else the source's general.name.
+//
+// Tensor bytes are not copied: chunks are views of the source (its memory
+// map), and up to four batches of blocks are written at once. The root
+// is written last, after every other block is stored.
 func Import(ctx context.Context, src *checkpoints.Model, put Putter, opts ...ImportOption) (*Imported, error) {
 	var cfg importConfig
 	for _, o := range opts {
@@ -86,24 +92,50 @@ func Import(ctx context.Context, src *checkpoints.Model, put Putter, opts ...Imp
 	if w.Embedding == nil || w.Output == nil || w.FinalNorm == nil || !w.HasLayers(0, w.Config.Layers) {
 		return nil, fmt.Errorf("shards: import needs the whole model")
 	}
+	if cfg.name == "" && src.GGUF != nil {
+		cfg.name, _ = src.GGUF.String("general.name")
+	}
 	im := &Imported{}
-	in := &importer{ctx: ctx, put: put, im: im, cfg: &cfg}
-	m := &Manifest{Format: ManifestFormat, Name: cfg.name, Config: w.Config}
-
-	tokGGUF, err := tokenizerGGUF(src, cfg.tok)
+	in := newImporter(ctx, put, im, &cfg)
+	root, err := in.run(src)
+	if werr := in.wait(); err == nil {
+		err = werr
+	}
 	if err != nil {
 		return nil, err
 	}
+	// The root goes last: a store that holds it holds the whole model.
+	if err := put.PutMany(ctx, []blocks.Block{root}); err != nil {
+		return nil, fmt.Errorf("shards: store manifest %s: %w", root.CID, err)
+	}
+	im.Bytes += int64(len(root.Data))
+	im.Blocks++
+	im.Root = root.CID
+	im.Announce = append([]cid.Cid{root.CID}, im.Announce...)
+	return im, nil
+}
+
+// run stores everything but the root block, which it returns.
+func (in *importer) run(src *checkpoints.Model) (blocks.Block, error) {
+	w := src.Weights
+	m := &Manifest{Format: ManifestFormat, Name: in.cfg.name, Config: w.Config}
+	tokGGUF, err := tokenizerGGUF(src, in.cfg.tok)
+	if err != nil {
+		return blocks.Block{}, err
+	}
 	if tokGGUF != nil {
+		if len(tokGGUF) > MaxTokenizerBytes {
+			return blocks.Block{}, fmt.Errorf("shards: tokenizer of %d bytes, over the %d-byte limit", len(tokGGUF), MaxTokenizerBytes)
+		}
 		b, err := in.blob(tokGGUF)
 		if err != nil {
-			return nil, fmt.Errorf("shards: store tokenizer: %w", err)
+			return blocks.Block{}, fmt.Errorf("shards: store tokenizer: %w", err)
 		}
 		m.Tokenizer = &b
 	}
 
 	if m.Embedding, err = in.part([]namedTensor{matrixTensor("token_embd.weight", w.Embedding)}); err != nil {
-		return nil, err
+		return blocks.Block{}, err
 	}
 	for i, l := range w.Layers {
 		p := fmt.Sprintf("blk.%d.", i)
@@ -119,7 +151,7 @@ func Import(ctx context.Context, src *checkpoints.Model, put Putter, opts ...Imp
 			matrixTensor(p+"ffn_up.weight", l.W3),
 		})
 		if err != nil {
-			return nil, err
+			return blocks.Block{}, err
 		}
 		m.Layers = append(m.Layers, link)
 	}
@@ -128,21 +160,17 @@ func Import(ctx context.Context, src *checkpoints.Model, put Putter, opts ...Imp
 		head = append(head, matrixTensor("output.weight", w.Output))
 	}
 	if m.Head, err = in.part(head); err != nil {
-		return nil, err
-	}
-	root, err := encodeBlock(m)
-	if err != nil {
-		return nil, err
-	}
-	if err := in.store(root); err != nil {
-		return nil, err
+		return blocks.Block{}, err
 	}
 	if err := in.flush(); err != nil {
-		return nil, err
+		return blocks.Block{}, err
 	}
-	im.Root, im.Manifest = root.CID, m
-	im.Announce = append([]cid.Cid{root.CID}, im.Announce...)
-	return im, nil
+	root, err := m.Encode()
+	if err != nil {
+		return blocks.Block{}, err
+	}
+	in.im.Manifest = m
+	return root, nil
 }
 
 type namedTensor struct {
@@ -154,40 +182,92 @@ type namedTensor struct {
 func matrixTensor(name string, m *kernels.Matrix) namedTensor { return namedTensor{name: name, m: m} }
 func vectorTensor(name string, v []float32) namedTensor       { return namedTensor{name: name, v: v} }
 
+// Writes in flight at once, and blocks per write.
+const (
+	importWriters = 4
+	importBatch   = 16
+)
+
+// importer hashes blocks on the calling goroutine and writes batches of
+// them on up to importWriters others, so that hashing overlaps the
+// store's disk writes.
 type importer struct {
 	ctx     context.Context
 	put     Putter
 	im      *Imported
 	cfg     *importConfig
 	pending []blocks.Block
+
+	slots chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	err   error
+}
+
+func newImporter(ctx context.Context, put Putter, im *Imported, cfg *importConfig) *importer {
+	return &importer{ctx: ctx, put: put, im: im, cfg: cfg, slots: make(chan struct{}, importWriters)}
 }
 
 func (in *importer) store(b blocks.Block) error {
 	in.pending = append(in.pending, b)
 	in.im.Bytes += int64(len(b.Data))
 	in.im.Blocks++
-	if len(in.pending) >= 16 {
+	if len(in.pending) >= importBatch {
 		return in.flush()
 	}
 	return nil
 }
 
+// failed returns the first write error, or the context's.
+func (in *importer) failed() error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.err != nil {
+		return in.err
+	}
+	return in.ctx.Err()
+}
+
+// flush hands the pending blocks to a writer, waiting for a free one.
 func (in *importer) flush() error {
+	if err := in.failed(); err != nil {
+		return err
+	}
 	if len(in.pending) == 0 {
 		return nil
 	}
-	if err := in.put.PutMany(in.ctx, in.pending); err != nil {
-		return fmt.Errorf("shards: store blocks: %w", err)
+	batch := in.pending
+	in.pending = make([]blocks.Block, 0, importBatch)
+	select {
+	case in.slots <- struct{}{}:
+	case <-in.ctx.Done():
+		return in.ctx.Err()
 	}
-	in.pending = in.pending[:0]
-	return in.ctx.Err()
+	in.wg.Go(func() {
+		defer func() { <-in.slots }()
+		if err := in.put.PutMany(in.ctx, batch); err != nil {
+			in.mu.Lock()
+			if in.err == nil {
+				in.err = fmt.Errorf("shards: store blocks: %w", err)
+			}
+			in.mu.Unlock()
+		}
+	})
+	return nil
+}
+
+// wait waits for the writes in flight and returns the first error.
+func (in *importer) wait() error {
+	in.wg.Wait()
+	return in.failed()
 }
 
 // blob cuts data into chunks and stores them.
 func (in *importer) blob(data []byte) (Blob, error) {
 	b := Blob{Size: int64(len(data))}
 	for off := 0; off < len(data); off += blocks.ChunkSize {
-		blk := blocks.NewBlock(data[off:min(off+blocks.ChunkSize, len(data)):min(off+blocks.ChunkSize, len(data))])
+		end := min(off+blocks.ChunkSize, len(data))
+		blk := blocks.NewBlock(data[off:end:end])
 		if err := in.store(blk); err != nil {
 			return b, err
 		}
@@ -217,7 +297,7 @@ func (in *importer) part(ts []namedTensor) (Link, error) {
 		}
 		p.Tensors = append(p.Tensors, Tensor{Name: t.name, DType: dt.String(), Shape: shape, Blob: b})
 	}
-	blk, err := encodeBlock(p)
+	blk, err := p.Encode()
 	if err != nil {
 		return Link{}, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/model/tokenizer"
+	"github.com/mycel-net/mycel/p2p/blocks"
 )
 
 // Span selects what of a model to fetch or load: layers [First, Last),
@@ -49,10 +50,13 @@ func ParseLayers(s string, n int) (first, last int, err error) {
 	return first, last, nil
 }
 
-// GetManifest fetches and decodes a model's manifest.
+// GetManifest fetches, verifies and decodes a model's manifest.
 func GetManifest(ctx context.Context, get Getter, root cid.Cid) (*Manifest, error) {
 	b, err := get.Get(ctx, root)
 	if err != nil {
+		return nil, fmt.Errorf("shards: manifest %s: %w", root, err)
+	}
+	if err := b.Verify(); err != nil {
 		return nil, fmt.Errorf("shards: manifest %s: %w", root, err)
 	}
 	m, err := DecodeManifest(b.Data)
@@ -62,54 +66,83 @@ func GetManifest(ctx context.Context, get Getter, root cid.Cid) (*Manifest, erro
 	return m, nil
 }
 
-// Parts lists the part CIDs a span needs. With a shared classifier the
-// head needs the embedding too.
-func (m *Manifest) Parts(s Span) []cid.Cid {
-	var out []cid.Cid
-	if s.Embedding || (s.Head && m.Config.SharedClassifier) {
-		out = append(out, m.Embedding.CID)
+// checkSpan checks that s lies within the model's layers.
+func (m *Manifest) checkSpan(s Span) error {
+	if s.First < 0 || s.Last > len(m.Layers) || s.First > s.Last {
+		return fmt.Errorf("shards: layers %d:%d outside the model's %d", s.First, s.Last, len(m.Layers))
 	}
-	for _, l := range m.Layers[s.First:s.Last] {
-		out = append(out, l.CID)
+	return nil
+}
+
+// PartRefs lists the parts a span needs, in model order: the embedding,
+// the layers, the head. With a shared classifier the head needs the
+// embedding too. s must lie within the model.
+func (m *Manifest) PartRefs(s Span) []PartRef {
+	var out []PartRef
+	if s.Embedding || (s.Head && m.Config.SharedClassifier) {
+		out = append(out, PartRef{Kind: EmbeddingPart, CID: m.Embedding.CID})
+	}
+	for i := s.First; i < s.Last; i++ {
+		out = append(out, PartRef{Kind: LayerPart, Layer: i, CID: m.Layers[i].CID})
 	}
 	if s.Head {
-		out = append(out, m.Head.CID)
+		out = append(out, PartRef{Kind: HeadPart, CID: m.Head.CID})
 	}
 	return out
 }
 
-func getPart(ctx context.Context, get Getter, c cid.Cid) (*Part, error) {
-	b, err := get.Get(ctx, c)
+// Parts lists the part CIDs a span needs (see PartRefs).
+func (m *Manifest) Parts(s Span) []cid.Cid {
+	refs := m.PartRefs(s)
+	out := make([]cid.Cid, len(refs))
+	for i, r := range refs {
+		out[i] = r.CID
+	}
+	return out
+}
+
+// GetPart fetches, verifies and decodes one part of m, and checks it
+// against m's config.
+func (m *Manifest) GetPart(ctx context.Context, get Getter, r PartRef) (*Part, error) {
+	b, err := get.Get(ctx, r.CID)
 	if err != nil {
-		return nil, fmt.Errorf("shards: part %s: %w", c, err)
+		return nil, fmt.Errorf("shards: %s part %s: %w", r, r.CID, err)
+	}
+	if err := b.Verify(); err != nil {
+		return nil, fmt.Errorf("shards: %s part %s: %w", r, r.CID, err)
 	}
 	p, err := DecodePart(b.Data)
 	if err != nil {
-		return nil, fmt.Errorf("%w (CID %s)", err, c)
+		return nil, fmt.Errorf("%w (%s part %s)", err, r, r.CID)
+	}
+	if err := m.CheckPart(r, p); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
 
 // BlocksFor lists every block a span of the model needs, in order: the
 // manifest, the parts, then the chunks (with the tokenizer's when the span
-// asks for it). It fetches the manifest and the parts through get.
+// asks for it), and the bytes of those chunks. It fetches the manifest and
+// the parts through get, and checks each part against the config, so a
+// hostile manifest cannot make a node fetch more than its config implies.
 func BlocksFor(ctx context.Context, get Getter, root cid.Cid, s Span) ([]cid.Cid, int64, error) {
 	m, err := GetManifest(ctx, get, root)
 	if err != nil {
 		return nil, 0, err
 	}
-	if s.First < 0 || s.Last > len(m.Layers) || s.First > s.Last {
-		return nil, 0, fmt.Errorf("shards: layers %d:%d outside the model's %d", s.First, s.Last, len(m.Layers))
+	if err := m.checkSpan(s); err != nil {
+		return nil, 0, err
 	}
 	out := []cid.Cid{root}
 	var bytes int64
 	var chunks []cid.Cid
-	for _, pc := range m.Parts(s) {
-		p, err := getPart(ctx, get, pc)
+	for _, r := range m.PartRefs(s) {
+		p, err := m.GetPart(ctx, get, r)
 		if err != nil {
 			return nil, 0, err
 		}
-		out = append(out, pc)
+		out = append(out, r.CID)
 		for _, t := range p.Tensors {
 			bytes += t.Size
 			for _, c := range t.Chunks {
@@ -126,23 +159,41 @@ func BlocksFor(ctx context.Context, get Getter, root cid.Cid, s Span) ([]cid.Cid
 	return append(out, chunks...), bytes, nil
 }
 
-// readBlob fetches and joins a blob's chunks.
-func readBlob(ctx context.Context, get Getter, what string, b *Blob) ([]byte, error) {
-	out := make([]byte, 0, b.Size)
+// eachChunk fetches a blob's chunks in order, verifies each against its
+// CID and its expected length (blocks.ChunkSize but for the last), and
+// hands it to fn.
+func eachChunk(ctx context.Context, get Getter, what string, b *Blob, fn func([]byte) error) error {
+	left := b.Size
 	for i, c := range b.Chunks {
 		blk, err := get.Get(ctx, c.CID)
 		if err != nil {
-			return nil, fmt.Errorf("shards: %s chunk %d: %w", what, i, err)
+			return fmt.Errorf("shards: %s chunk %d (%s): %w", what, i, c.CID, err)
 		}
 		if err := blk.Verify(); err != nil {
-			return nil, fmt.Errorf("shards: %s chunk %d: %w", what, i, err)
+			return fmt.Errorf("shards: %s chunk %d: %w", what, i, err)
 		}
-		out = append(out, blk.Data...)
+		if want := min(left, blocks.ChunkSize); int64(len(blk.Data)) != want {
+			return fmt.Errorf("shards: %s chunk %d (%s): %d bytes, want %d", what, i, c.CID, len(blk.Data), want)
+		}
+		left -= int64(len(blk.Data))
+		if err := fn(blk.Data); err != nil {
+			return err
+		}
 	}
-	if int64(len(out)) != b.Size {
-		return nil, fmt.Errorf("shards: %s: %d bytes in its chunks, %d listed", what, len(out), b.Size)
+	if left != 0 {
+		return fmt.Errorf("shards: %s: chunks short of the %d bytes listed", what, b.Size)
 	}
-	return out, nil
+	return nil
+}
+
+// readBlob fetches and joins a blob's chunks into one buffer.
+func readBlob(ctx context.Context, get Getter, what string, b *Blob) ([]byte, error) {
+	out := make([]byte, 0, b.Size)
+	err := eachChunk(ctx, get, what, b, func(d []byte) error {
+		out = append(out, d...)
+		return nil
+	})
+	return out, err
 }
 
 // Loaded is a model (or a span of it) rebuilt from blocks.
@@ -160,18 +211,16 @@ func Load(ctx context.Context, get Getter, root cid.Cid, s Span) (*Loaded, error
 		return nil, err
 	}
 	c := m.Config
-	if s.First < 0 || s.Last > c.Layers || s.First > s.Last {
-		return nil, fmt.Errorf("shards: layers %d:%d outside the model's %d", s.First, s.Last, c.Layers)
+	if err := m.checkSpan(s); err != nil {
+		return nil, err
 	}
 	w := &model.Weights{Config: c, Layers: make([]*model.Layer, c.Layers)}
 	tensors := map[string]*Tensor{}
-	var parts []*Part
-	for _, pc := range m.Parts(s) {
-		p, err := getPart(ctx, get, pc)
+	for _, r := range m.PartRefs(s) {
+		p, err := m.GetPart(ctx, get, r)
 		if err != nil {
 			return nil, err
 		}
-		parts = append(parts, p)
 		for i := range p.Tensors {
 			tensors[p.Tensors[i].Name] = &p.Tensors[i]
 		}
@@ -203,9 +252,7 @@ func Load(ctx context.Context, get Getter, root cid.Cid, s Span) (*Loaded, error
 		if err != nil {
 			return nil, err
 		}
-		out := make([]float32, n)
-		kernels.Decode(out, kernels.DType(mustDType(t.DType)), data)
-		return out, nil
+		return kernels.BytesF32(data), nil // f32, checked by CheckPart
 	}
 	kv := c.KVDim()
 	if s.Embedding || (s.Head && c.SharedClassifier) {
@@ -265,9 +312,4 @@ func Load(ctx context.Context, get Getter, root cid.Cid, s Span) (*Loaded, error
 		}
 	}
 	return out, nil
-}
-
-func mustDType(s string) kernels.DType {
-	dt, _ := kernels.ParseDType(s) // checked by DecodePart
-	return dt
 }

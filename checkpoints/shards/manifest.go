@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
 
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
@@ -19,6 +21,12 @@ const (
 	PartFormat     = "mycel-part/1"
 )
 
+// NodePrefix addresses manifest and part blocks: CIDv1, DAG-JSON codec,
+// sha2-256. Tensor and tokenizer chunks are raw blocks (blocks.Prefix).
+// With the DAG-JSON codec any IPLD tool can follow the links of a model,
+// down to its chunks.
+var NodePrefix = cid.Prefix{Version: 1, Codec: cid.DagJSON, MhType: mh.SHA2_256, MhLength: -1}
+
 // Limits checked when decoding, before anything is sized from a field.
 const (
 	// MaxManifestBytes bounds a manifest or part block: one block.
@@ -27,6 +35,9 @@ const (
 	MaxTensorsPerPart = 64
 	// MaxTensorBytes bounds one tensor (64 GiB).
 	MaxTensorBytes = 64 << 30
+	// MaxTokenizerBytes bounds the tokenizer blob (64 MiB; the largest
+	// vocabularies with their merges take about a tenth of that).
+	MaxTokenizerBytes = 64 << 20
 )
 
 // Link is a CID, written in JSON as {"/": "<cid>"} (the DAG-JSON link
@@ -55,15 +66,18 @@ func (l *Link) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Blob is a byte string cut into blocks.
+// Blob is a byte string cut into blocks: every chunk but the last holds
+// exactly blocks.ChunkSize bytes.
 type Blob struct {
 	Size   int64  `json:"size"`
 	Chunks []Link `json:"chunks"`
 }
 
-// Manifest is the root of a model.
+// Manifest is the root of a model. Its block's CID is the model's
+// identity.
 type Manifest struct {
-	Format string       `json:"format"`
+	Format string `json:"format"`
+	// Name is the source file's general.name, or the one given on import.
 	Name   string       `json:"name,omitempty"`
 	Config model.Config `json:"config"`
 	// Tokenizer is a GGUF file with only tokenizer.* metadata; absent
@@ -75,7 +89,7 @@ type Manifest struct {
 }
 
 // Tensor is one tensor of a part. Shape is [rows, cols] for a matrix (rows
-// are outputs) and [n] for a vector.
+// are outputs: GGUF's dims reversed) and [n] for a vector.
 type Tensor struct {
 	Name  string `json:"name"`
 	DType string `json:"dtype"`
@@ -89,16 +103,51 @@ type Part struct {
 	Tensors []Tensor `json:"tensors"`
 }
 
-// encodeBlock marshals v as compact JSON in a block.
-func encodeBlock(v any) (blocks.Block, error) {
+// Encode returns the manifest's block; its CID is the model's.
+func (m *Manifest) Encode() (blocks.Block, error) { return encodeNode(m) }
+
+// Encode returns the part's block.
+func (p *Part) Encode() (blocks.Block, error) { return encodeNode(p) }
+
+// encodeNode writes v as canonical DAG-JSON (object keys sorted by their
+// bytes, no whitespace, no HTML escaping) in a block addressed with
+// NodePrefix, so that equal values always give equal CIDs whatever the
+// order of the Go struct fields.
+func encodeNode(v any) (blocks.Block, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return blocks.Block{}, err
+		return blocks.Block{}, fmt.Errorf("shards: encode: %w", err)
+	}
+	b, err = canonicalJSON(b)
+	if err != nil {
+		return blocks.Block{}, fmt.Errorf("shards: encode: %w", err)
 	}
 	if len(b) > MaxManifestBytes {
 		return blocks.Block{}, fmt.Errorf("shards: %d-byte manifest over the %d-byte block limit", len(b), MaxManifestBytes)
 	}
-	return blocks.NewBlock(b), nil
+	c, err := NodePrefix.Sum(b)
+	if err != nil {
+		return blocks.Block{}, fmt.Errorf("shards: encode: %w", err)
+	}
+	return blocks.Block{CID: c, Data: b}, nil
+}
+
+// canonicalJSON rewrites a JSON document with sorted keys and no
+// whitespace. Numbers keep their literal text.
+func canonicalJSON(b []byte) ([]byte, error) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var tree any
+	if err := d.Decode(&tree); err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	e := json.NewEncoder(&out)
+	e.SetEscapeHTML(false)
+	if err := e.Encode(tree); err != nil { // maps are written with sorted keys
+		return nil, err
+	}
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), nil
 }
 
 func decodeStrict(b []byte, v any) error {
@@ -116,7 +165,9 @@ func decodeStrict(b []byte, v any) error {
 	return nil
 }
 
-// DecodeManifest parses and checks a manifest block.
+// DecodeManifest parses and checks a manifest block: the format, the
+// config (bounded by model.Config.Validate), one layer link per layer,
+// and the tokenizer blob's size and chunk count.
 func DecodeManifest(b []byte) (*Manifest, error) {
 	var m Manifest
 	if err := decodeStrict(b, &m); err != nil {
@@ -134,7 +185,15 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 	if !m.Embedding.CID.Defined() || !m.Head.CID.Defined() {
 		return nil, errors.New("shards: manifest without embedding or head")
 	}
+	for i, l := range m.Layers {
+		if !l.CID.Defined() {
+			return nil, fmt.Errorf("shards: manifest: layer %d has no CID", i)
+		}
+	}
 	if m.Tokenizer != nil {
+		if m.Tokenizer.Size > MaxTokenizerBytes {
+			return nil, fmt.Errorf("shards: tokenizer of %d bytes, over the %d-byte limit", m.Tokenizer.Size, MaxTokenizerBytes)
+		}
 		if err := checkBlob("tokenizer", m.Tokenizer); err != nil {
 			return nil, err
 		}
@@ -159,8 +218,9 @@ func checkBlob(what string, b *Blob) error {
 	return nil
 }
 
-// DecodePart parses and checks a part block: every tensor's size must be
-// what its dtype and shape say.
+// DecodePart parses and checks a part block on its own: every tensor's
+// size must be what its dtype and shape say, bounded by MaxTensorBytes.
+// Manifest.CheckPart then checks it against the model's config.
 func DecodePart(b []byte) (*Part, error) {
 	var p Part
 	if err := decodeStrict(b, &p); err != nil {
@@ -215,4 +275,94 @@ func tensorSize(t *Tensor) (int64, error) {
 		return 0, fmt.Errorf("shape %v over %d bytes", t.Shape, int64(MaxTensorBytes))
 	}
 	return int64(rows) * int64(rb), nil
+}
+
+// PartKind says which part of a model a part is.
+type PartKind int
+
+// The kinds of part.
+const (
+	EmbeddingPart PartKind = iota
+	LayerPart
+	HeadPart
+)
+
+// PartRef names one part of a model: its kind, its layer (for LayerPart)
+// and its CID.
+type PartRef struct {
+	Kind  PartKind
+	Layer int
+	CID   cid.Cid
+}
+
+// String is "embedding", "layer 3" or "head".
+func (r PartRef) String() string {
+	switch r.Kind {
+	case EmbeddingPart:
+		return "embedding"
+	case LayerPart:
+		return fmt.Sprintf("layer %d", r.Layer)
+	case HeadPart:
+		return "head"
+	}
+	return fmt.Sprintf("part kind %d", int(r.Kind))
+}
+
+// want is a tensor a part must hold.
+type want struct {
+	name  string
+	shape []int
+}
+
+// expected lists, in order, the tensors the config puts in a part. Norms
+// are vectors; everything else is a matrix [rows, cols].
+func expected(c *model.Config, r PartRef) []want {
+	d, kv := c.Dim, c.KVDim()
+	switch r.Kind {
+	case EmbeddingPart:
+		return []want{{"token_embd.weight", []int{c.Vocab, d}}}
+	case LayerPart:
+		p := fmt.Sprintf("blk.%d.", r.Layer)
+		return []want{
+			{p + "attn_norm.weight", []int{d}},
+			{p + "attn_q.weight", []int{d, d}},
+			{p + "attn_k.weight", []int{kv, d}},
+			{p + "attn_v.weight", []int{kv, d}},
+			{p + "attn_output.weight", []int{d, d}},
+			{p + "ffn_norm.weight", []int{d}},
+			{p + "ffn_gate.weight", []int{c.Hidden, d}},
+			{p + "ffn_down.weight", []int{d, c.Hidden}},
+			{p + "ffn_up.weight", []int{c.Hidden, d}},
+		}
+	default:
+		ws := []want{{"output_norm.weight", []int{d}}}
+		if !c.SharedClassifier {
+			ws = append(ws, want{"output.weight", []int{c.Vocab, d}})
+		}
+		return ws
+	}
+}
+
+// CheckPart checks a decoded part against the manifest's config: the
+// tensors the part must hold, in order, with their shapes; norms in f32.
+// Sizes follow from the shapes (DecodePart checked them), so a part that
+// passes is bounded by the config.
+func (m *Manifest) CheckPart(r PartRef, p *Part) error {
+	ws := expected(&m.Config, r)
+	if len(p.Tensors) != len(ws) {
+		return fmt.Errorf("shards: %s part %s: %d tensors, want %d", r, r.CID, len(p.Tensors), len(ws))
+	}
+	for i, w := range ws {
+		t := &p.Tensors[i]
+		if t.Name != w.name {
+			return fmt.Errorf("shards: %s part %s: tensor %d is %q, want %q", r, r.CID, i, t.Name, w.name)
+		}
+		if !slices.Equal(t.Shape, w.shape) {
+			return fmt.Errorf("shards: %s part %s: tensor %s has shape %v, the config says %v", r, r.CID, t.Name, t.Shape, w.shape)
+		}
+		if len(w.shape) == 1 && t.DType != kernels.F32.String() {
+			return fmt.Errorf("shards: %s part %s: norm %s is %s, want f32", r, r.CID, t.Name, t.DType)
+		}
+	}
+	return nil
 }
