@@ -17,6 +17,11 @@ const (
 	// ProtocolPrefix. It is the only bitswap version Mycel speaks.
 	BitswapProtocol protocol.ID = ProtocolPrefix + bitswapSuffix
 
+	// InferProtocol is the inference session with a server for a span of
+	// a model's layers (package swarm): hidden states in, hidden states
+	// out, the KV cache kept on the server per session.
+	InferProtocol protocol.ID = ProtocolPrefix + "/infer/1"
+
 	// bitswapSuffix is the upstream bitswap ID that BitswapProtocol prefixes.
 	bitswapSuffix = "/ipfs/bitswap/1.2.0"
 )

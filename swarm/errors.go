@@ -1,0 +1,67 @@
+package swarm
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrorCode is the code of an ERROR message.
+type ErrorCode uint8
+
+// Error codes. A client may retry a request refused with CodeBusy later or
+// elsewhere; the others describe the request itself.
+const (
+	CodeBadMessage   ErrorCode = 1 // malformed, oversized or unexpected message
+	CodeUnknownModel ErrorCode = 2 // the server does not serve this model
+	CodeBadSpan      ErrorCode = 3 // the span is outside the layers served
+	CodeBusy         ErrorCode = 4 // the memory budget or session limit is spent
+	CodeBadStep      ErrorCode = 5 // wrong shape, dtype, position or step id
+	CodeContextFull  ErrorCode = 6 // the step runs past the session's positions
+	CodeInternal     ErrorCode = 7 // the forward pass failed
+	CodeShutdown     ErrorCode = 8 // the server is closing
+)
+
+var codeNames = map[ErrorCode]string{
+	CodeBadMessage: "bad message", CodeUnknownModel: "unknown model", CodeBadSpan: "bad span",
+	CodeBusy: "busy", CodeBadStep: "bad step", CodeContextFull: "context full",
+	CodeInternal: "internal error", CodeShutdown: "shutting down",
+}
+
+func (c ErrorCode) String() string {
+	if s, ok := codeNames[c]; ok {
+		return s
+	}
+	return fmt.Sprintf("code %d", uint8(c))
+}
+
+var (
+	// ErrBusy is wrapped by errors for a session the server refused for
+	// lack of memory or session slots.
+	ErrBusy = errors.New("server busy")
+	// ErrDeadline is wrapped when a read or write on a stream did not
+	// finish in time and the stream was reset.
+	ErrDeadline = errors.New("deadline exceeded")
+	// ErrClosed is returned by a closed Server or Session.
+	ErrClosed = errors.New("closed")
+	// ErrNoRoute is wrapped when a failed hop has no replacement left.
+	ErrNoRoute = errors.New("no server left for the span")
+)
+
+// RemoteError is an ERROR message received from a peer.
+type RemoteError struct {
+	Code    ErrorCode
+	Step    uint64
+	Message string
+}
+
+func (e *RemoteError) Error() string {
+	if e.Step != 0 {
+		return fmt.Sprintf("remote error (%s) at step %d: %s", e.Code, e.Step, e.Message)
+	}
+	return fmt.Sprintf("remote error (%s): %s", e.Code, e.Message)
+}
+
+// Is lets errors.Is match a busy refusal with ErrBusy.
+func (e *RemoteError) Is(target error) bool {
+	return target == ErrBusy && e.Code == CodeBusy
+}

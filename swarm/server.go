@@ -1,0 +1,553 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/gologshim"
+
+	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
+	"github.com/mycel-net/mycel/p2p"
+)
+
+var log = gologshim.Logger("swarm")
+
+// Span is a range of layers [First, Last).
+type Span struct{ First, Last int }
+
+func (s Span) String() string { return fmt.Sprintf("[%d,%d)", s.First, s.Last) }
+
+// Len is the number of layers in the span.
+func (s Span) Len() int { return s.Last - s.First }
+
+// Contains reports whether o lies within s.
+func (s Span) Contains(o Span) bool { return o.First >= s.First && o.Last <= s.Last && o.First < o.Last }
+
+// Defaults of ServerConfig.
+const (
+	DefaultMemoryBudget = 1 << 30
+	DefaultMaxStep      = 512
+	DefaultIdleTimeout  = 2 * time.Minute
+	DefaultIOTimeout    = 30 * time.Second
+	DefaultMaxBatch     = 32
+)
+
+// ServerConfig configures a Server. Zero fields take the defaults above.
+type ServerConfig struct {
+	// Model names the model served; OPEN must name the same.
+	Model string
+	// Span is the layers served; the weights must hold them all.
+	Span Span
+	// MemoryBudget bounds the bytes of all sessions' KV caches and step
+	// buffers together. A session that would exceed it is refused.
+	MemoryBudget int64
+	// PeerBudget bounds what the sessions of one peer may hold together
+	// (0: half the MemoryBudget), so that one client cannot lock out the
+	// others.
+	PeerBudget int64
+	// MaxPositions bounds one session's positions (0: the model's context).
+	MaxPositions int
+	// MaxStep bounds the positions of one STEP.
+	MaxStep int
+	// IdleTimeout frees a session that sends nothing for this long.
+	IdleTimeout time.Duration
+	// IOTimeout bounds the rest of a frame once its first byte came, and
+	// every write.
+	IOTimeout time.Duration
+	// MaxBatch is the most single-position steps of different sessions run
+	// as one batch; 1 turns batching off.
+	MaxBatch int
+}
+
+func (c *ServerConfig) validate(w *model.Weights) error {
+	mc := &w.Config
+	if c.Model == "" {
+		return errors.New("swarm: server: no model id")
+	}
+	if c.Span.First < 0 || c.Span.Last > mc.Layers || c.Span.First >= c.Span.Last {
+		return fmt.Errorf("swarm: server: span %s outside the model's %d layers", c.Span, mc.Layers)
+	}
+	if !w.HasLayers(c.Span.First, c.Span.Last) {
+		return fmt.Errorf("swarm: server: the weights do not hold every layer of %s", c.Span)
+	}
+	if c.MemoryBudget <= 0 {
+		c.MemoryBudget = DefaultMemoryBudget
+	}
+	if c.PeerBudget <= 0 || c.PeerBudget > c.MemoryBudget {
+		c.PeerBudget = c.MemoryBudget / 2
+	}
+	if c.MaxPositions <= 0 || c.MaxPositions > mc.Context {
+		c.MaxPositions = mc.Context
+	}
+	if c.MaxStep <= 0 {
+		c.MaxStep = DefaultMaxStep
+	}
+	c.MaxStep = min(c.MaxStep, c.MaxPositions)
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.IOTimeout <= 0 {
+		c.IOTimeout = DefaultIOTimeout
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = DefaultMaxBatch
+	}
+	return nil
+}
+
+// ServerStats is a snapshot of a server's state.
+type ServerStats struct {
+	Sessions      int   // open now
+	ReservedBytes int64 // of the memory budget
+	Steps         int64 // steps run (a batch counts each of its rows)
+	Batches       int64 // forward passes that ran more than one session's step
+	Refused       int64 // sessions refused for lack of memory
+}
+
+// Server serves a span of a model's layers over /mycel/infer/1. One
+// worker goroutine runs every forward pass, so the engine is never used
+// concurrently; single-position steps of different sessions that wait at
+// the same time run as one batch.
+type Server struct {
+	h   host.Host
+	e   *model.Engine
+	cfg ServerConfig
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	jobs   chan *job
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	started  bool
+	closed   bool
+	reserved int64
+	perPeer  map[peer.ID]int64
+	streams  map[network.Stream]struct{}
+	nextID   uint64
+
+	steps, batches, refused atomic.Int64
+}
+
+// NewServer returns a server for cfg.Span of w, computing on be. It starts
+// nothing; call Start. The server owns neither w nor be.
+func NewServer(h host.Host, w *model.Weights, be kernels.Backend, cfg ServerConfig) (*Server, error) {
+	if err := cfg.validate(w); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		h: h, e: model.NewEngine(w, be), cfg: cfg,
+		jobs:    make(chan *job),
+		streams: map[network.Stream]struct{}{},
+		perPeer: map[peer.ID]int64{},
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Config returns the configuration in force, defaults filled in.
+func (s *Server) Config() ServerConfig { return s.cfg }
+
+// Start registers the protocol handler and starts the worker.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if s.started {
+		return errors.New("swarm: server already started")
+	}
+	s.started = true
+	s.wg.Go(s.worker)
+	s.h.SetStreamHandler(p2p.InferProtocol, s.handle)
+	log.Info("serving", "model", s.cfg.Model, "span", s.cfg.Span, "budget", s.cfg.MemoryBudget)
+	return nil
+}
+
+// Close stops serving: it removes the handler, resets every session's
+// stream and waits for every goroutine it started. Safe to call twice.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	started := s.started
+	for st := range s.streams {
+		st.Reset()
+	}
+	s.mu.Unlock()
+	if started {
+		s.h.RemoveStreamHandler(p2p.InferProtocol)
+	}
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// Stats returns a snapshot of the server's sessions and work.
+func (s *Server) Stats() ServerStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ServerStats{
+		Sessions: len(s.streams), ReservedBytes: s.reserved,
+		Steps: s.steps.Load(), Batches: s.batches.Load(), Refused: s.refused.Load(),
+	}
+}
+
+// session is the server's state for one stream. Only its handler
+// goroutine touches it, except the cache, which the worker uses while the
+// handler waits for the job.
+type session struct {
+	id    uint64
+	span  Span
+	dtype kernels.DType
+	cache *model.Cache
+	bytes int64 // reserved from the budget
+
+	// The last step, kept so that a retry returns the same bytes.
+	lastID     uint64
+	lastStart  int
+	lastN      int
+	lastResult []byte // encoded activations
+
+	x []float32 // activations of the step in flight
+}
+
+// job is one step handed to the worker.
+type job struct {
+	sess *session
+	n    int
+	done chan error // buffered: the worker never blocks on it
+}
+
+// sessionBytes is what a session reserves: keys and values of every layer
+// for every position, and the step buffers (input, output, activations).
+func (s *Server) sessionBytes(span Span, maxPos int, dt kernels.DType) int64 {
+	c := &s.e.Weights().Config
+	kv := int64(span.Len()) * 2 * int64(c.KVDim()) * int64(maxPos) * 4
+	step := int64(s.cfg.MaxStep) * int64(c.Dim) * (4 + 2*int64(activationSize(dt)))
+	return kv + step
+}
+
+// handle serves one stream: OPEN, then STEPs until CLOSE, an idle
+// timeout, a framing error or the server's Close.
+func (s *Server) handle(st network.Stream) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		st.Reset()
+		return
+	}
+	s.wg.Add(1)
+	s.streams[st] = struct{}{}
+	s.mu.Unlock()
+	c := newConn(st)
+	peerID := st.Conn().RemotePeer()
+	var sess *session
+	defer func() {
+		s.mu.Lock()
+		delete(s.streams, st)
+		if sess != nil {
+			s.release(peerID, sess.bytes)
+		}
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+
+	sess, err := s.open(c, peerID)
+	if err != nil {
+		log.Debug("session not opened", "peer", peerID, "err", err)
+		return
+	}
+	log.Debug("session open", "peer", peerID, "session", sess.id, "span", sess.span, "positions", sess.cache.Cap)
+	if err := s.serve(c, sess); err != nil {
+		log.Debug("session ended", "peer", peerID, "session", sess.id, "err", err)
+	}
+}
+
+// refuse sends an ERROR and ends the stream gracefully.
+func (s *Server) refuse(c *conn, code ErrorCode, step uint64, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if len(msg) > MaxErrorMessage {
+		msg = msg[:MaxErrorMessage]
+	}
+	err := c.send(&Error{Code: code, Step: step, Message: msg}, s.cfg.IOTimeout)
+	c.finish()
+	return errors.Join(&RemoteError{Code: code, Step: step, Message: msg}, err)
+}
+
+// reply sends an ERROR and keeps the session.
+func (s *Server) reply(c *conn, code ErrorCode, step uint64, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if len(msg) > MaxErrorMessage {
+		msg = msg[:MaxErrorMessage]
+	}
+	if err := c.send(&Error{Code: code, Step: step, Message: msg}, s.cfg.IOTimeout); err != nil {
+		c.reset()
+		return err
+	}
+	return nil
+}
+
+// release returns n reserved bytes of p to the budget; s.mu is held.
+func (s *Server) release(p peer.ID, n int64) {
+	s.reserved -= n
+	if s.perPeer[p] -= n; s.perPeer[p] <= 0 {
+		delete(s.perPeer, p)
+	}
+}
+
+func (s *Server) open(c *conn, p peer.ID) (*session, error) {
+	m, err := c.recv(MaxControlFrame, s.cfg.IOTimeout, s.cfg.IOTimeout)
+	if err != nil {
+		if errors.Is(err, ErrProtocol) {
+			return nil, s.refuse(c, CodeBadMessage, 0, "%v", err)
+		}
+		c.reset()
+		return nil, err
+	}
+	o, ok := m.(*Open)
+	if !ok {
+		return nil, s.refuse(c, CodeBadMessage, 0, "expected OPEN, got %s", m.Type())
+	}
+	mc := &s.e.Weights().Config
+	span := Span{o.First, o.Last}
+	switch {
+	case o.Model != s.cfg.Model:
+		return nil, s.refuse(c, CodeUnknownModel, 0, "model %q not served here (serving %q)", o.Model, s.cfg.Model)
+	case !s.cfg.Span.Contains(span):
+		return nil, s.refuse(c, CodeBadSpan, 0, "span %s not within the layers served, %s", span, s.cfg.Span)
+	case o.MaxPositions < 1 || o.MaxPositions > s.cfg.MaxPositions:
+		return nil, s.refuse(c, CodeBadMessage, 0, "max positions %d outside 1..%d", o.MaxPositions, s.cfg.MaxPositions)
+	}
+	need := s.sessionBytes(span, o.MaxPositions, o.DType)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, s.refuse(c, CodeShutdown, 0, "server closing")
+	}
+	free := s.cfg.MemoryBudget - s.reserved
+	if need > free {
+		s.mu.Unlock()
+		s.refused.Add(1)
+		return nil, s.refuse(c, CodeBusy, 0, "out of memory: a session of %d positions over %s needs %d bytes, %d of %d free",
+			o.MaxPositions, span, need, free, s.cfg.MemoryBudget)
+	}
+	if held := s.perPeer[p]; held+need > s.cfg.PeerBudget {
+		s.mu.Unlock()
+		s.refused.Add(1)
+		return nil, s.refuse(c, CodeBusy, 0, "out of memory for this peer: a session of %d positions over %s needs %d bytes, the peer holds %d of its %d",
+			o.MaxPositions, span, need, held, s.cfg.PeerBudget)
+	}
+	s.reserved += need
+	s.perPeer[p] += need
+	s.nextID++
+	sess := &session{id: s.nextID, span: span, dtype: o.DType, bytes: need}
+	s.mu.Unlock()
+
+	// From here on the handler's deferred release returns sess.bytes.
+	cache, err := s.e.NewCache(span.First, span.Last, o.MaxPositions)
+	if err != nil {
+		s.mu.Lock()
+		s.release(p, need)
+		s.mu.Unlock()
+		return nil, s.refuse(c, CodeInternal, 0, "%v", err)
+	}
+	sess.cache = cache
+	ok2 := &OK{Session: sess.id, First: span.First, Last: span.Last, MaxPositions: o.MaxPositions,
+		Dim: mc.Dim, MaxStep: s.cfg.MaxStep, IdleMillis: int(s.cfg.IdleTimeout / time.Millisecond)}
+	if err := c.send(ok2, s.cfg.IOTimeout); err != nil {
+		c.reset()
+		s.mu.Lock()
+		s.release(p, need)
+		s.mu.Unlock()
+		return nil, err
+	}
+	return sess, nil
+}
+
+func (s *Server) serve(c *conn, sess *session) error {
+	dim := s.e.Weights().Config.Dim
+	maxFrame := max(MaxControlFrame, tensorFrameMax(s.cfg.MaxStep, dim, sess.dtype))
+	for {
+		m, err := c.recv(maxFrame, s.cfg.IdleTimeout, s.cfg.IOTimeout)
+		if err != nil {
+			if errors.Is(err, ErrUnknownType) {
+				// The frame was read whole: say so and go on.
+				if err := s.reply(c, CodeBadMessage, 0, "%v", err); err != nil {
+					return err
+				}
+				continue
+			}
+			if errors.Is(err, ErrProtocol) {
+				return s.refuse(c, CodeBadMessage, 0, "%v", err)
+			}
+			c.reset()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		switch m := m.(type) {
+		case *Step:
+			if err := s.step(c, sess, m); err != nil {
+				return err
+			}
+		case *Close:
+			c.finish()
+			return nil
+		default:
+			if err := s.reply(c, CodeBadMessage, 0, "unexpected %s in an open session", m.Type()); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// step checks a STEP, runs it (or replays the last result) and answers.
+// An error return ends the session.
+func (s *Server) step(c *conn, sess *session, m *Step) error {
+	dim := s.e.Weights().Config.Dim
+	cache := sess.cache
+	t := &m.Tensor
+	switch {
+	case m.ID == 0:
+		return s.reply(c, CodeBadStep, m.ID, "step id 0 is reserved")
+	case m.N < 1 || m.N > s.cfg.MaxStep:
+		return s.reply(c, CodeBadStep, m.ID, "%d positions outside 1..%d", m.N, s.cfg.MaxStep)
+	case t.DType != sess.dtype:
+		return s.reply(c, CodeBadStep, m.ID, "tensor of %s in a session of %s", t.DType, sess.dtype)
+	case len(t.Shape) != 2 || t.Shape[0] != m.N || t.Shape[1] != dim:
+		return s.reply(c, CodeBadStep, m.ID, "tensor of shape %v, want [%d %d]", t.Shape, m.N, dim)
+	case m.Start+m.N > cache.Cap:
+		return s.reply(c, CodeContextFull, m.ID, "positions %d..%d past the session's %d", m.Start, m.Start+m.N-1, cache.Cap)
+	case m.ID == sess.lastID && (m.Start != sess.lastStart || m.N != sess.lastN):
+		return s.reply(c, CodeBadStep, m.ID, "step %d repeated with positions %d+%d, first sent with %d+%d",
+			m.ID, m.Start, m.N, sess.lastStart, sess.lastN)
+	case m.ID == sess.lastID && cache.Len == m.Start+m.N:
+		// A retry of the last step: the cache already holds its
+		// positions, so answer with the same bytes.
+		return s.sendResult(c, sess, m.ID, m.N)
+	case m.Start > cache.Len:
+		return s.reply(c, CodeBadStep, m.ID, "step starts at position %d, the session holds %d", m.Start, cache.Len)
+	}
+	// Positions from Start on are recomputed: drop them first, so the
+	// cache never holds a position twice.
+	cache.Truncate(m.Start)
+	sess.lastID = 0 // the kept result is stale from here on
+	if cap(sess.x) < m.N*dim {
+		sess.x = make([]float32, s.cfg.MaxStep*dim)
+	}
+	sess.x = sess.x[:m.N*dim]
+	kernels.Decode(sess.x, t.DType, t.Data)
+
+	j := &job{sess: sess, n: m.N, done: make(chan error, 1)}
+	select {
+	case s.jobs <- j:
+	case <-s.ctx.Done():
+		return s.refuse(c, CodeShutdown, m.ID, "server closing")
+	}
+	if err := <-j.done; err != nil {
+		cache.Truncate(m.Start)
+		return s.reply(c, CodeInternal, m.ID, "forward pass: %v", err)
+	}
+	sess.lastID, sess.lastStart, sess.lastN = m.ID, m.Start, m.N
+	sess.lastResult = kernels.Encode(sess.lastResult[:0], sess.dtype, sess.x)
+	return s.sendResult(c, sess, m.ID, m.N)
+}
+
+func (s *Server) sendResult(c *conn, sess *session, id uint64, n int) error {
+	dim := s.e.Weights().Config.Dim
+	r := &Result{ID: id, Tensor: Tensor{DType: sess.dtype, Shape: []int{n, dim}, Data: sess.lastResult}}
+	if err := c.send(r, s.cfg.IOTimeout); err != nil {
+		c.reset()
+		return err
+	}
+	return nil
+}
+
+// worker runs the jobs one pass at a time until the server closes. Every
+// job it takes gets an answer.
+func (s *Server) worker() {
+	var batch []*job
+	for {
+		select {
+		case j := <-s.jobs:
+			batch = append(batch[:0], j)
+		case <-s.ctx.Done():
+			return
+		}
+		// Steps that arrive while the worker is busy wait in the channel;
+		// take all of them now.
+	drain:
+		for len(batch) < s.cfg.MaxBatch {
+			select {
+			case j := <-s.jobs:
+				batch = append(batch, j)
+			default:
+				break drain
+			}
+		}
+		s.run(batch)
+		clear(batch)
+	}
+}
+
+// run executes a batch: single-position steps over the same span go
+// through the layers together, everything else alone.
+func (s *Server) run(batch []*job) {
+	dim := s.e.Weights().Config.Dim
+	var rows []*job
+	for _, j := range batch {
+		if j.n != 1 || s.cfg.MaxBatch == 1 {
+			j.done <- s.e.Forward(j.sess.cache, j.sess.x, j.n)
+			s.steps.Add(1)
+			continue
+		}
+		rows = append(rows, j)
+	}
+	for len(rows) > 0 {
+		// Group the rows with the first row's span.
+		span := rows[0].sess.span
+		var group, rest []*job
+		for _, j := range rows {
+			if j.sess.span == span {
+				group = append(group, j)
+			} else {
+				rest = append(rest, j)
+			}
+		}
+		rows = rest
+		if len(group) == 1 {
+			j := group[0]
+			j.done <- s.e.Forward(j.sess.cache, j.sess.x, 1)
+			s.steps.Add(1)
+			continue
+		}
+		caches := make([]*model.Cache, len(group))
+		x := make([]float32, len(group)*dim)
+		for i, j := range group {
+			caches[i] = j.sess.cache
+			copy(x[i*dim:], j.sess.x)
+		}
+		err := s.e.ForwardRows(caches, x)
+		for i, j := range group {
+			copy(j.sess.x, x[i*dim:(i+1)*dim])
+			j.done <- err
+		}
+		s.steps.Add(int64(len(group)))
+		s.batches.Add(1)
+	}
+}

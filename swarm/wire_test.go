@@ -1,0 +1,130 @@
+package swarm
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/mycel-net/mycel/kernels"
+)
+
+func sampleMessages() []Message {
+	return []Message{
+		&Open{Model: "stories260K", First: 2, Last: 4, MaxPositions: 512, DType: kernels.F16},
+		&OK{Session: 7, First: 2, Last: 4, MaxPositions: 512, Dim: 64, MaxStep: 256, IdleMillis: 120000},
+		&Error{Code: CodeBusy, Step: 3, Message: "out of memory"},
+		&Error{Code: CodeBadMessage},
+		&Step{ID: 1, Start: 0, N: 2, Tensor: Tensor{DType: kernels.F32, Shape: []int{2, 3}, Data: make([]byte, 24)}},
+		&Step{ID: 1 << 40, Start: 300, N: 1, Tensor: Tensor{DType: kernels.BF16, Shape: []int{1, 4}, Data: []byte{1, 2, 3, 4, 5, 6, 7, 8}}},
+		&Result{ID: 9, Tensor: Tensor{DType: kernels.F16, Shape: []int{1, 2}, Data: []byte{0, 0x3c, 0, 0xbc}}},
+		&Close{},
+	}
+}
+
+func TestMessageRoundTrip(t *testing.T) {
+	var stream []byte
+	for _, m := range sampleMessages() {
+		stream = AppendMessage(stream, m)
+	}
+	r := bufio.NewReader(bytes.NewReader(stream))
+	for _, want := range sampleMessages() {
+		got, err := ReadMessage(r, 1<<10)
+		if err != nil {
+			t.Fatalf("%s: %v", want.Type(), err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: decoded %+v, want %+v", want.Type(), got, want)
+		}
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	frame := func(m Message) []byte {
+		b := AppendMessage(nil, m)
+		_, n := uvarintFrom(b)
+		return b[n:]
+	}
+	step := frame(&Step{ID: 1, N: 1, Tensor: Tensor{DType: kernels.F32, Shape: []int{1, 2}, Data: make([]byte, 8)}})
+	for name, body := range map[string][]byte{
+		"empty":           {},
+		"unknown type":    {0x7f, 1, 2},
+		"truncated step":  step[:len(step)-1],
+		"trailing bytes":  append(bytes.Clone(step), 0),
+		"q8 tensor":       {byte(MsgResult), 1, byte(kernels.Q8_0), 1, 1, 0},
+		"rank 0":          {byte(MsgResult), 1, byte(kernels.F32), 0},
+		"rank 5":          {byte(MsgResult), 1, byte(kernels.F32), 5, 1, 1, 1, 1, 1, 0, 0, 0, 0},
+		"zero dim":        {byte(MsgResult), 1, byte(kernels.F32), 2, 0, 1},
+		"huge dims":       {byte(MsgResult), 1, byte(kernels.F32), 2, 0xff, 0xff, 0xff, 0xff, 0x0f, 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0, 0},
+		"overlong varint": {byte(MsgClose + 0), 0x80, 0x00},
+		"long model id":   append([]byte{byte(MsgOpen), 0x81, 0x02}, make([]byte, 257)...),
+		"string past end": {byte(MsgError), 1, 0, 5, 'a'},
+	} {
+		if _, err := DecodeMessage(body); !errors.Is(err, ErrProtocol) {
+			t.Errorf("%s: %v, want ErrProtocol", name, err)
+		}
+	}
+	if _, err := DecodeMessage([]byte{0x7f}); !errors.Is(err, ErrUnknownType) {
+		t.Errorf("unknown type: %v, want ErrUnknownType", err)
+	}
+}
+
+func uvarintFrom(b []byte) (uint64, int) {
+	var v uint64
+	for i, c := range b {
+		v |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			return v, i + 1
+		}
+	}
+	return 0, 0
+}
+
+func TestFrameBoundedBeforeAllocation(t *testing.T) {
+	// A length of 2^40 must be refused without reading or allocating.
+	b := []byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x20}
+	f := frameReader{r: bufio.NewReader(bytes.NewReader(b))}
+	if _, err := f.readBody(1 << 20); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("got %v, want ErrFrameTooLarge", err)
+	}
+	if cap(f.buf) != 0 {
+		t.Fatalf("allocated %d bytes for a refused frame", cap(f.buf))
+	}
+}
+
+// FuzzDecodeMessage feeds arbitrary bytes to the frame reader and the
+// decoder. Whatever decodes must encode back to a frame that decodes to
+// the same message, and nothing may panic or allocate past the bound.
+func FuzzDecodeMessage(f *testing.F) {
+	for _, m := range sampleMessages() {
+		f.Add(AppendMessage(nil, m))
+	}
+	f.Add([]byte{0x03, 0x7f, 0x00, 0x00})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		const max = 1 << 12
+		r := bufio.NewReader(bytes.NewReader(data))
+		for {
+			m, err := ReadMessage(r, max)
+			if errors.Is(err, ErrProtocol) {
+				continue // a bad frame; every read consumes input
+			}
+			if err != nil {
+				if r.Buffered() > 0 {
+					t.Fatalf("non-protocol error with input left: %v", err)
+				}
+				return
+			}
+			enc := AppendMessage(nil, m)
+			_, n := uvarintFrom(enc)
+			back, err := DecodeMessage(enc[n:])
+			if err != nil {
+				t.Fatalf("re-encoded %s does not decode: %v", m.Type(), err)
+			}
+			if !reflect.DeepEqual(back, m) {
+				t.Fatalf("round trip changed %+v into %+v", m, back)
+			}
+		}
+	})
+}
