@@ -312,12 +312,3 @@ func TestRealStore(t *testing.T) {
 		t.Errorf("greedy %v", got)
 	}
 }
-
-func FuzzManifest(f *testing.F) {
-	f.Add([]byte(`{"format":"mycel-model/1","config":{"dim":64,"hidden":172,"layers":1,"heads":8,"kv_heads":4,"vocab":512,"context":512,"rope_theta":10000,"norm_eps":1e-5},"embedding":{"/":"bafkqaaa"},"layers":[{"/":"bafkqaaa"}],"head":{"/":"bafkqaaa"}}`))
-	f.Add([]byte(`{"format":"mycel-part/1","tensors":[{"name":"x","dtype":"f32","shape":[4],"size":16,"chunks":[{"/":"bafkqaaa"}]}]}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		shards.DecodeManifest(b)
-		shards.DecodePart(b)
-	})
-}
