@@ -30,7 +30,9 @@ func (s Span) String() string { return fmt.Sprintf("[%d,%d)", s.First, s.Last) }
 func (s Span) Len() int { return s.Last - s.First }
 
 // Contains reports whether o lies within s.
-func (s Span) Contains(o Span) bool { return o.First >= s.First && o.Last <= s.Last && o.First < o.Last }
+func (s Span) Contains(o Span) bool {
+	return o.First >= s.First && o.Last <= s.Last && o.First < o.Last
+}
 
 // Defaults of ServerConfig.
 const (

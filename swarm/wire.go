@@ -38,7 +38,7 @@ func (t MsgType) String() string {
 	case MsgClose:
 		return "CLOSE"
 	}
-	return fmt.Sprintf("type 0x%02x", uint8(t))
+	return fmt.Sprintf("0x%02x", uint8(t))
 }
 
 // Wire limits that do not depend on a session.

@@ -1,0 +1,617 @@
+package swarm_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+
+	"github.com/mycel-net/mycel/checkpoints"
+	"github.com/mycel-net/mycel/internal/testmodels"
+	"github.com/mycel-net/mycel/kernels"
+	_ "github.com/mycel-net/mycel/kernels/cpu"
+	"github.com/mycel-net/mycel/model"
+	"github.com/mycel-net/mycel/p2p"
+	"github.com/mycel-net/mycel/swarm"
+)
+
+// The reference greedy continuation of stories260K from BOS (the same ids
+// as model/reference_test.go).
+var refFromBOS = []int{403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337,
+	410, 408, 419, 292, 411, 322, 265, 282, 295, 433, 426, 385, 328, 432, 358, 394, 261, 370, 432, 352}
+
+const modelID = "stories260K"
+
+// net is a mock network of hosts with the stories260K weights loaded once.
+type testNet struct {
+	t  *testing.T
+	mn mocknet.Mocknet
+	w  *model.Weights
+}
+
+func newNet(t *testing.T) *testNet {
+	t.Helper()
+	m, err := checkpoints.Load(testmodels.Path(t, "stories260K.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	mn := mocknet.New()
+	t.Cleanup(func() { mn.Close() })
+	return &testNet{t: t, mn: mn, w: m.Weights}
+}
+
+// host adds a host linked and connected to every other one.
+func (n *testNet) host() host.Host {
+	n.t.Helper()
+	h, err := n.mn.GenPeer()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if err := n.mn.LinkAll(); err != nil {
+		n.t.Fatal(err)
+	}
+	if err := n.mn.ConnectAllButSelf(); err != nil {
+		n.t.Fatal(err)
+	}
+	return h
+}
+
+func backend(t testing.TB) kernels.Backend {
+	be, err := kernels.Open("cpu", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	return be
+}
+
+// server starts a server for span on a new host.
+func (n *testNet) server(span swarm.Span, cfg swarm.ServerConfig) (*swarm.Server, swarm.Hop) {
+	n.t.Helper()
+	h := n.host()
+	cfg.Model, cfg.Span = modelID, span
+	s, err := swarm.NewServer(h, n.w, backend(n.t), cfg)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.t.Cleanup(func() { s.Close() })
+	return s, swarm.Hop{Peer: h.ID(), Span: span}
+}
+
+// pipeline starts three servers splitting the five layers.
+func (n *testNet) pipeline(cfg swarm.ServerConfig) ([]*swarm.Server, []swarm.Hop) {
+	var srvs []*swarm.Server
+	var route []swarm.Hop
+	for _, sp := range []swarm.Span{{0, 2}, {2, 4}, {4, 5}} {
+		s, h := n.server(sp, cfg)
+		srvs, route = append(srvs, s), append(route, h)
+	}
+	return srvs, route
+}
+
+func (n *testNet) client(cfg swarm.ClientConfig) *swarm.Client {
+	n.t.Helper()
+	cfg.Model = modelID
+	c, err := swarm.NewClient(n.host(), n.w, backend(n.t), cfg)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return c
+}
+
+// events collects a client's events and logs them (visible with -v).
+type events struct {
+	t  *testing.T
+	mu sync.Mutex
+	ev []swarm.Event
+}
+
+func (e *events) add(ev swarm.Event) {
+	e.mu.Lock()
+	e.ev = append(e.ev, ev)
+	e.mu.Unlock()
+	e.t.Logf("event: %s", ev)
+}
+
+func (e *events) kinds(k swarm.EventKind) []swarm.Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []swarm.Event
+	for _, ev := range e.ev {
+		if ev.Kind == k {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// generate runs greedy generation from BOS; after is called after each
+// emitted token with the count so far.
+func generate(t *testing.T, c *swarm.Client, route []swarm.Hop, n int, after func(int)) ([]int, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := c.Open(ctx, route, 64)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	var ids []int
+	_, err = s.Generate(ctx, []int{1}, model.GenerateOptions{MaxTokens: n}, func(id int) error {
+		ids = append(ids, id)
+		if after != nil {
+			after(len(ids))
+		}
+		return nil
+	})
+	return ids, err
+}
+
+func firstDiff(got, want []int) string {
+	for i := range want {
+		if i >= len(got) || got[i] != want[i] {
+			return fmt.Sprintf("differ at %d:\n got %v\nwant %v", i, got, want)
+		}
+	}
+	return ""
+}
+
+func TestPipelineReference(t *testing.T) {
+	n := newNet(t)
+	_, route := n.pipeline(swarm.ServerConfig{})
+	for _, tc := range []struct {
+		dt    kernels.DType
+		match int
+	}{{kernels.F32, 40}, {kernels.F16, 20}, {kernels.BF16, 10}} {
+		t.Run(tc.dt.String(), func(t *testing.T) {
+			c := n.client(swarm.ClientConfig{DType: tc.dt})
+			ids, err := generate(t, c, route, 40, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := firstDiff(ids[:tc.match], refFromBOS[:tc.match]); d != "" {
+				t.Error(d)
+			}
+			t.Logf("%s on the wire: %d of 40 ids match the reference", tc.dt, common(ids, refFromBOS))
+		})
+	}
+}
+
+func common(a, b []int) int {
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	return i
+}
+
+// TestFailover kills the server of the middle span mid-generation; the
+// client moves the span to a replica, replays, and the ids stay the
+// reference ones.
+func TestFailover(t *testing.T) {
+	n := newNet(t)
+	srvs, route := n.pipeline(swarm.ServerConfig{})
+	_, replica := n.server(swarm.Span{First: 2, Last: 4}, swarm.ServerConfig{})
+	ev := &events{t: t}
+	c := n.client(swarm.ClientConfig{DType: kernels.F32, Alternatives: []swarm.Hop{replica}, OnEvent: ev.add})
+	ids, err := generate(t, c, route, 40, func(k int) {
+		if k == 15 {
+			srvs[1].Close()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := firstDiff(ids, refFromBOS); d != "" {
+		t.Error(d)
+	}
+	re := ev.kinds(swarm.EventReroute)
+	if len(re) != 1 || re[0].Hop != replica || re[0].Replaced != route[1].Peer || re[0].Replayed != 16 {
+		t.Errorf("re-route events %v, want one to %s replacing %s after 16 positions", re, replica, route[1].Peer)
+	}
+	if f := ev.kinds(swarm.EventHopFailed); len(f) != 1 || !strings.Contains(f[0].Err.Error(), route[1].Peer.String()) {
+		t.Errorf("hop failure events %v, want one naming %s", f, route[1].Peer)
+	}
+}
+
+// TestReplanSplitsSpan kills the middle server with no spare of its exact
+// span; Replan offers two servers that each take half of it, and the
+// replay runs through both in turn.
+func TestReplanSplitsSpan(t *testing.T) {
+	n := newNet(t)
+	srvs, route := n.pipeline(swarm.ServerConfig{})
+	_, a := n.server(swarm.Span{First: 2, Last: 4}, swarm.ServerConfig{})
+	_, b := n.server(swarm.Span{First: 3, Last: 5}, swarm.ServerConfig{})
+	ev := &events{t: t}
+	var asked []swarm.Span
+	replan := func(ctx context.Context, span swarm.Span, exclude []peer.ID) ([]swarm.Hop, error) {
+		asked = append(asked, span)
+		if len(exclude) != 1 || exclude[0] != route[1].Peer {
+			return nil, fmt.Errorf("exclude %v", exclude)
+		}
+		return []swarm.Hop{{Peer: a.Peer, Span: swarm.Span{First: 2, Last: 3}}, {Peer: b.Peer, Span: swarm.Span{First: 3, Last: 4}}}, nil
+	}
+	c := n.client(swarm.ClientConfig{DType: kernels.F16, Replan: replan, OnEvent: ev.add})
+	// The same f16 run without a failure is the baseline.
+	want, err := generate(t, c, route, 30, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := generate(t, c, route, 30, func(k int) {
+		if k == 7 {
+			srvs[1].Close()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := firstDiff(ids, want); d != "" {
+		t.Error(d)
+	}
+	if len(asked) != 1 || asked[0] != route[1].Span {
+		t.Errorf("replan asked for %v, want [%s]", asked, route[1].Span)
+	}
+	if re := ev.kinds(swarm.EventReroute); len(re) != 2 {
+		t.Errorf("re-route events %v, want two", re)
+	}
+}
+
+// TestNoReplacement: a dead hop with nowhere to go ends generation with an
+// error naming the peer.
+func TestNoReplacement(t *testing.T) {
+	n := newNet(t)
+	srvs, route := n.pipeline(swarm.ServerConfig{})
+	c := n.client(swarm.ClientConfig{DType: kernels.F32})
+	_, err := generate(t, c, route, 20, func(k int) {
+		if k == 3 {
+			srvs[2].Close()
+		}
+	})
+	if !errors.Is(err, swarm.ErrNoRoute) || !strings.Contains(err.Error(), route[2].Peer.String()) {
+		t.Fatalf("got %v, want ErrNoRoute naming %s", err, route[2].Peer)
+	}
+}
+
+// fakeServer answers OPEN properly and then misbehaves on STEP.
+func fakeServer(t *testing.T, n *testNet, span swarm.Span, onStep func(s network.Stream, step *swarm.Step)) swarm.Hop {
+	h := n.host()
+	h.SetStreamHandler(p2p.InferProtocol, func(s network.Stream) {
+		defer s.Reset()
+		r := bufio.NewReader(s)
+		m, err := swarm.ReadMessage(r, swarm.MaxControlFrame)
+		if err != nil {
+			return
+		}
+		o := m.(*swarm.Open)
+		ok := &swarm.OK{Session: 1, First: o.First, Last: o.Last, MaxPositions: o.MaxPositions, Dim: 64, MaxStep: 16, IdleMillis: 1000}
+		if _, err := s.Write(swarm.AppendMessage(nil, ok)); err != nil {
+			return
+		}
+		for {
+			m, err := swarm.ReadMessage(r, 1<<20)
+			if err != nil {
+				return
+			}
+			if st, isStep := m.(*swarm.Step); isStep {
+				onStep(s, st)
+			}
+		}
+	})
+	return swarm.Hop{Peer: h.ID(), Span: span}
+}
+
+func TestMisbehavingServer(t *testing.T) {
+	n := newNet(t)
+	_, route := n.pipeline(swarm.ServerConfig{})
+	cases := map[string]func(s network.Stream, st *swarm.Step){
+		"wrong shape": func(s network.Stream, st *swarm.Step) {
+			r := &swarm.Result{ID: st.ID, Tensor: swarm.Tensor{DType: st.Tensor.DType, Shape: []int{st.N, 65}, Data: make([]byte, st.N*65*4)}}
+			s.Write(swarm.AppendMessage(nil, r))
+		},
+		"wrong dtype": func(s network.Stream, st *swarm.Step) {
+			r := &swarm.Result{ID: st.ID, Tensor: swarm.Tensor{DType: kernels.F16, Shape: []int{st.N, 64}, Data: make([]byte, st.N*64*2)}}
+			s.Write(swarm.AppendMessage(nil, r))
+		},
+		"garbage": func(s network.Stream, st *swarm.Step) {
+			s.Write([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 1, 2, 3})
+		},
+		"unknown type": func(s network.Stream, st *swarm.Step) {
+			s.Write([]byte{3, 0x7f, 0, 0})
+		},
+		"silent": func(s network.Stream, st *swarm.Step) {},
+	}
+	for name, onStep := range cases {
+		t.Run(name, func(t *testing.T) {
+			bad := fakeServer(t, n, swarm.Span{First: 2, Last: 4}, onStep)
+			c := n.client(swarm.ClientConfig{DType: kernels.F32, StepTimeout: 300 * time.Millisecond})
+			r := []swarm.Hop{route[0], bad, route[2]}
+			_, err := generate(t, c, r, 5, nil)
+			if err == nil || !strings.Contains(err.Error(), bad.Peer.String()) {
+				t.Fatalf("got %v, want an error naming %s", err, bad.Peer)
+			}
+			if name == "silent" && !errors.Is(err, swarm.ErrDeadline) {
+				t.Errorf("got %v, want ErrDeadline", err)
+			}
+			if name != "silent" && !errors.Is(err, swarm.ErrProtocol) {
+				t.Errorf("got %v, want ErrProtocol", err)
+			}
+			t.Logf("%v", err)
+		})
+	}
+}
+
+// rawSession opens a session by hand, for tests that speak the protocol
+// directly.
+type rawSession struct {
+	t *testing.T
+	s network.Stream
+	r *bufio.Reader
+}
+
+func openRaw(t *testing.T, h host.Host, to peer.ID, o *swarm.Open) (*rawSession, swarm.Message) {
+	t.Helper()
+	s, err := h.NewStream(context.Background(), to, p2p.InferProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Reset() })
+	rs := &rawSession{t: t, s: s, r: bufio.NewReader(s)}
+	rs.send(o)
+	return rs, rs.recv()
+}
+
+func (rs *rawSession) send(m swarm.Message) {
+	rs.t.Helper()
+	if _, err := rs.s.Write(swarm.AppendMessage(nil, m)); err != nil {
+		rs.t.Fatal(err)
+	}
+}
+
+func (rs *rawSession) recv() swarm.Message {
+	rs.t.Helper()
+	m, err := swarm.ReadMessage(rs.r, 1<<20)
+	if err != nil {
+		rs.t.Fatal(err)
+	}
+	return m
+}
+
+// TestBudget: a peer that opens sessions without end is refused once its
+// share of the memory is spent, and another client is still served.
+func TestBudget(t *testing.T) {
+	n := newNet(t)
+	// A session of 64 positions over 2 layers holds 2·2·32·64·4 bytes of
+	// keys and values, plus its step buffers.
+	cfg := swarm.ServerConfig{MemoryBudget: 600 << 10, PeerBudget: 200 << 10, MaxStep: 64}
+	srvs, route := n.pipeline(cfg)
+	greedy := n.host()
+	opened := 0
+	var refusal *swarm.Error
+	for i := 0; i < 100 && refusal == nil; i++ {
+		_, m := openRaw(t, greedy, route[0].Peer, &swarm.Open{Model: modelID, First: 0, Last: 2, MaxPositions: 64, DType: kernels.F32})
+		switch m := m.(type) {
+		case *swarm.OK:
+			opened++
+		case *swarm.Error:
+			refusal = m
+		}
+	}
+	if refusal == nil || refusal.Code != swarm.CodeBusy || !strings.Contains(refusal.Message, "memory") {
+		t.Fatalf("after %d sessions: refusal %+v, want a busy error about memory", opened, refusal)
+	}
+	t.Logf("refused after %d sessions: %s", opened, refusal.Message)
+	if st := srvs[0].Stats(); st.Refused != 1 || st.ReservedBytes > cfg.PeerBudget {
+		t.Errorf("stats %+v", st)
+	}
+	c := n.client(swarm.ClientConfig{DType: kernels.F32})
+	ids, err := generate(t, c, route, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := firstDiff(ids, refFromBOS[:10]); d != "" {
+		t.Error(d)
+	}
+	// A client-side view of the refusal: errors.Is(err, ErrBusy).
+	big := n.client(swarm.ClientConfig{DType: kernels.F32})
+	_, err = big.Open(context.Background(), route, 512)
+	if !errors.Is(err, swarm.ErrBusy) || !strings.Contains(err.Error(), route[0].Peer.String()) {
+		t.Errorf("oversized session: %v, want ErrBusy naming %s", err, route[0].Peer)
+	}
+}
+
+// TestStalledClient: a client that stops in the middle of a frame, or
+// sends nothing, is cut off at the deadline and its memory freed.
+func TestStalledClient(t *testing.T) {
+	n := newNet(t)
+	cfg := swarm.ServerConfig{IdleTimeout: 400 * time.Millisecond, IOTimeout: 200 * time.Millisecond}
+	srv, hop := n.server(swarm.Span{First: 0, Last: 5}, cfg)
+	h := n.host()
+	open := &swarm.Open{Model: modelID, First: 0, Last: 5, MaxPositions: 16, DType: kernels.F32}
+
+	half, m := openRaw(t, h, hop.Peer, open)
+	if _, ok := m.(*swarm.OK); !ok {
+		t.Fatalf("open: %v", m)
+	}
+	frame := swarm.AppendMessage(nil, &swarm.Step{ID: 1, N: 1, Tensor: swarm.Tensor{DType: kernels.F32, Shape: []int{1, 64}, Data: make([]byte, 256)}})
+	if _, err := half.s.Write(frame[:100]); err != nil {
+		t.Fatal(err)
+	}
+	idle, m := openRaw(t, h, hop.Peer, open)
+	if _, ok := m.(*swarm.OK); !ok {
+		t.Fatalf("open: %v", m)
+	}
+	if st := srv.Stats(); st.Sessions != 2 || st.ReservedBytes == 0 {
+		t.Fatalf("stats %+v, want two sessions", st)
+	}
+	start := time.Now()
+	for _, rs := range []*rawSession{half, idle} {
+		rs.s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := swarm.ReadMessage(rs.r, 1<<10); err == nil {
+			t.Fatal("stalled stream still open")
+		}
+	}
+	took := time.Since(start)
+	if took > 2*time.Second {
+		t.Errorf("stalled streams closed after %v", took)
+	}
+	waitFor(t, func() bool { st := srv.Stats(); return st.Sessions == 0 && st.ReservedBytes == 0 })
+	t.Logf("stalled and idle streams closed after %v", took)
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestStepsIdempotent speaks the protocol by hand: a repeated step gets
+// the same bytes, an old step is recomputed after truncation, and errors
+// leave the session usable.
+func TestStepsIdempotent(t *testing.T) {
+	n := newNet(t)
+	srv, hop := n.server(swarm.Span{First: 0, Last: 2}, swarm.ServerConfig{})
+	rs, m := openRaw(t, n.host(), hop.Peer, &swarm.Open{Model: modelID, First: 0, Last: 2, MaxPositions: 16, DType: kernels.F32})
+	if _, ok := m.(*swarm.OK); !ok {
+		t.Fatalf("open: %v", m)
+	}
+	x := func(n int, seed float32) swarm.Tensor {
+		v := make([]float32, n*64)
+		for i := range v {
+			v[i] = seed * float32(i%7-3) / 10
+		}
+		return swarm.Tensor{DType: kernels.F32, Shape: []int{n, 64}, Data: kernels.F32Bytes(v)}
+	}
+	result := func(m swarm.Message) []byte {
+		t.Helper()
+		r, ok := m.(*swarm.Result)
+		if !ok {
+			t.Fatalf("got %+v, want RESULT", m)
+		}
+		return r.Tensor.Data
+	}
+	errCode := func(m swarm.Message) swarm.ErrorCode {
+		t.Helper()
+		e, ok := m.(*swarm.Error)
+		if !ok {
+			t.Fatalf("got %+v, want ERROR", m)
+		}
+		return e.Code
+	}
+	rs.send(&swarm.Step{ID: 1, Start: 0, N: 3, Tensor: x(3, 1)})
+	r1 := string(result(rs.recv()))
+	rs.send(&swarm.Step{ID: 1, Start: 0, N: 3, Tensor: x(3, 1)})
+	if string(result(rs.recv())) != r1 {
+		t.Error("retried step: different bytes")
+	}
+	rs.send(&swarm.Step{ID: 2, Start: 3, N: 1, Tensor: x(1, 2)})
+	r2 := string(result(rs.recv()))
+	// Step 2 again, as a fresh id: the cache drops position 3 first.
+	rs.send(&swarm.Step{ID: 3, Start: 3, N: 1, Tensor: x(1, 2)})
+	if string(result(rs.recv())) != r2 {
+		t.Error("step recomputed at the same position: different bytes (position held twice?)")
+	}
+	// Step 1 again after later steps: recomputed from position 0.
+	rs.send(&swarm.Step{ID: 1, Start: 0, N: 3, Tensor: x(3, 1)})
+	if string(result(rs.recv())) != r1 {
+		t.Error("old step recomputed: different bytes")
+	}
+	rs.send(&swarm.Step{ID: 4, Start: 3, N: 1, Tensor: x(1, 2)})
+	if string(result(rs.recv())) != r2 {
+		t.Error("step after the recomputed one: different bytes")
+	}
+	for name, bad := range map[string]*swarm.Step{
+		"gap":          {ID: 5, Start: 9, N: 1, Tensor: x(1, 1)},
+		"shape":        {ID: 5, Start: 4, N: 2, Tensor: x(1, 1)},
+		"dtype":        {ID: 5, Start: 4, N: 1, Tensor: swarm.Tensor{DType: kernels.F16, Shape: []int{1, 64}, Data: make([]byte, 128)}},
+		"reused id":    {ID: 4, Start: 0, N: 1, Tensor: x(1, 1)},
+		"past the end": {ID: 5, Start: 4, N: 13, Tensor: x(13, 1)},
+	} {
+		rs.send(bad)
+		if c := errCode(rs.recv()); c != swarm.CodeBadStep && c != swarm.CodeContextFull {
+			t.Errorf("%s: code %s", name, c)
+		}
+	}
+	if _, err := rs.s.Write([]byte{2, 0x7f, 0}); err != nil {
+		t.Fatal(err)
+	}
+	if c := errCode(rs.recv()); c != swarm.CodeBadMessage {
+		t.Errorf("unknown type: code %s", c)
+	}
+	rs.send(&swarm.Step{ID: 5, Start: 4, N: 1, Tensor: x(1, 3)})
+	result(rs.recv())
+	rs.send(&swarm.Close{})
+	waitFor(t, func() bool { return srv.Stats().Sessions == 0 })
+}
+
+// TestConcurrentSessionsBatch runs several generations at once through one
+// pipeline; their decode steps meet in the servers' workers and run as
+// batches, and every one still gives the reference ids.
+func TestConcurrentSessionsBatch(t *testing.T) {
+	n := newNet(t)
+	srvs, route := n.pipeline(swarm.ServerConfig{})
+	const clients = 4
+	var wg sync.WaitGroup
+	errs := make([]error, clients)
+	got := make([][]int, clients)
+	cls := make([]*swarm.Client, clients)
+	for i := range cls {
+		cls[i] = n.client(swarm.ClientConfig{DType: kernels.F32})
+	}
+	for i := range clients {
+		wg.Go(func() { got[i], errs[i] = generate(t, cls[i], route, 40, nil) })
+	}
+	wg.Wait()
+	for i := range clients {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if d := firstDiff(got[i], refFromBOS); d != "" {
+			t.Errorf("client %d: %s", i, d)
+		}
+	}
+	for i, s := range srvs {
+		st := s.Stats()
+		t.Logf("server %s: %d steps, %d batched passes", route[i].Span, st.Steps, st.Batches)
+	}
+}
+
+func TestServerCloseStopsEverything(t *testing.T) {
+	n := newNet(t)
+	srv, hop := n.server(swarm.Span{First: 0, Last: 5}, swarm.ServerConfig{})
+	rs, _ := openRaw(t, n.host(), hop.Peer, &swarm.Open{Model: modelID, First: 0, Last: 5, MaxPositions: 8, DType: kernels.F32})
+	done := make(chan error, 1)
+	go func() {
+		_, err := swarm.ReadMessage(rs.r, 1<<10)
+		done <- err
+	}()
+	srv.Close()
+	srv.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("session stream still open after Close")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("session stream not closed by Close")
+	}
+	if st := srv.Stats(); st.Sessions != 0 {
+		t.Errorf("stats after Close: %+v", st)
+	}
+}
