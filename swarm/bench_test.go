@@ -48,19 +48,25 @@ func synthModel(b testing.TB, shape string, dt kernels.DType) *model.Weights {
 	return m.Weights
 }
 
-// BenchmarkPipelineDecode decodes the same tokens with a synthetic
-// stories15M (Q8_0) in one process and through three servers on loopback
+// BenchmarkPipelineDecode decodes the same tokens with a synthetic model
+// (Q8_0 weights) in one process and through three servers on loopback
 // TCP, in the same run, and reports both rates, their ratio and the cost
 // of one hop per token. Every engine runs one thread; the servers and the
 // client share the machine's cores.
 //
 //	go test -run - -bench PipelineDecode ./swarm/
 func BenchmarkPipelineDecode(b *testing.B) {
-	const shape = "stories15M"
+	for _, shape := range []string{"stories15M", "stories110M"} {
+		b.Run(shape, func(b *testing.B) { benchPipeline(b, shape) })
+	}
+}
+
+func benchPipeline(b *testing.B, shape string) {
 	const tokens = 128
 	w := synthModel(b, shape, kernels.Q8_0)
 	cfg := &w.Config
-	spans := []swarm.Span{{0, 2}, {2, 4}, {4, cfg.Layers}}
+	third := cfg.Layers / 3
+	spans := []swarm.Span{{0, third}, {third, 2 * third}, {2 * third, cfg.Layers}}
 
 	var route []swarm.Hop
 	var infos []peer.AddrInfo
