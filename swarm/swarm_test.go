@@ -198,32 +198,71 @@ func common(a, b []int) int {
 	return i
 }
 
-// TestFailover kills the server of the middle span mid-generation; the
-// client moves the span to a replica, replays, and the ids stay the
-// reference ones.
+// TestFailover kills the server of the middle span mid-generation, in
+// three ways; the client moves the span to a replica, replays, and the ids
+// stay the reference ones.
 func TestFailover(t *testing.T) {
+	for _, how := range []string{"server closed", "host crashed", "link cut"} {
+		t.Run(how, func(t *testing.T) {
+			n := newNet(t)
+			srvs, route := n.pipeline(swarm.ServerConfig{})
+			_, replica := n.server(swarm.Span{First: 2, Last: 4}, swarm.ServerConfig{})
+			ev := &events{t: t}
+			c := n.client(swarm.ClientConfig{DType: kernels.F32, Alternatives: []swarm.Hop{replica}, OnEvent: ev.add})
+			victim := route[1].Peer
+			ids, err := generate(t, c, route, 40, func(k int) {
+				if k != 15 {
+					return
+				}
+				switch how {
+				case "server closed":
+					srvs[1].Close()
+				case "host crashed":
+					n.mn.Host(victim).Close()
+				case "link cut":
+					for _, p := range n.mn.Peers() {
+						if p != victim {
+							n.mn.UnlinkPeers(p, victim)
+							n.mn.DisconnectPeers(p, victim)
+						}
+					}
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := firstDiff(ids, refFromBOS); d != "" {
+				t.Error(d)
+			}
+			re := ev.kinds(swarm.EventReroute)
+			if len(re) != 1 || re[0].Hop != replica || re[0].Replaced != victim || re[0].Replayed != 16 {
+				t.Errorf("re-route events %v, want one to %s replacing %s after 16 positions", re, replica, victim)
+			}
+			if f := ev.kinds(swarm.EventHopFailed); len(f) != 1 || !strings.Contains(f[0].Err.Error(), victim.String()) {
+				t.Errorf("hop failure events %v, want one naming %s", f, victim)
+			}
+		})
+	}
+}
+
+// TestSilentHopRerouted: a server that stops answering is dropped at the
+// step deadline and its span moves to a spare.
+func TestSilentHopRerouted(t *testing.T) {
 	n := newNet(t)
-	srvs, route := n.pipeline(swarm.ServerConfig{})
-	_, replica := n.server(swarm.Span{First: 2, Last: 4}, swarm.ServerConfig{})
+	_, route := n.pipeline(swarm.ServerConfig{})
+	silent := fakeServer(t, n, swarm.Span{First: 2, Last: 4}, func(network.Stream, *swarm.Step) {})
 	ev := &events{t: t}
-	c := n.client(swarm.ClientConfig{DType: kernels.F32, Alternatives: []swarm.Hop{replica}, OnEvent: ev.add})
-	ids, err := generate(t, c, route, 40, func(k int) {
-		if k == 15 {
-			srvs[1].Close()
-		}
-	})
+	c := n.client(swarm.ClientConfig{DType: kernels.F32, StepTimeout: 300 * time.Millisecond,
+		Alternatives: []swarm.Hop{route[1]}, OnEvent: ev.add})
+	ids, err := generate(t, c, []swarm.Hop{route[0], silent, route[2]}, 20, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := firstDiff(ids, refFromBOS); d != "" {
+	if d := firstDiff(ids, refFromBOS[:20]); d != "" {
 		t.Error(d)
 	}
-	re := ev.kinds(swarm.EventReroute)
-	if len(re) != 1 || re[0].Hop != replica || re[0].Replaced != route[1].Peer || re[0].Replayed != 16 {
-		t.Errorf("re-route events %v, want one to %s replacing %s after 16 positions", re, replica, route[1].Peer)
-	}
-	if f := ev.kinds(swarm.EventHopFailed); len(f) != 1 || !strings.Contains(f[0].Err.Error(), route[1].Peer.String()) {
-		t.Errorf("hop failure events %v, want one naming %s", f, route[1].Peer)
+	if f := ev.kinds(swarm.EventHopFailed); len(f) != 1 || !errors.Is(f[0].Err, swarm.ErrDeadline) {
+		t.Errorf("hop failure events %v, want one deadline", f)
 	}
 }
 

@@ -403,12 +403,9 @@ type frameReader struct {
 // readBody reads one frame and returns its body, valid until the next
 // call. A length above max is refused before anything is allocated.
 func (f *frameReader) readBody(max int) ([]byte, error) {
-	n, err := binary.ReadUvarint(f.r)
+	n, err := f.readLength()
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("frame length: %w", errors.Join(ErrProtocol, err))
+		return nil, err
 	}
 	if n == 0 {
 		return nil, fmt.Errorf("%w: empty frame", ErrProtocol)
@@ -427,6 +424,35 @@ func (f *frameReader) readBody(max int) ([]byte, error) {
 		return nil, fmt.Errorf("frame body: %w", err)
 	}
 	return b, nil
+}
+
+// readLength reads a frame's length prefix: a canonical uvarint of at
+// most 10 bytes. A clean end of stream before it is io.EOF.
+func (f *frameReader) readLength() (uint64, error) {
+	var v uint64
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		c, err := f.r.ReadByte()
+		if err != nil {
+			if i == 0 && errors.Is(err, io.EOF) {
+				return 0, io.EOF
+			}
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, fmt.Errorf("frame length: %w", err)
+		}
+		if i == binary.MaxVarintLen64-1 && c > 1 {
+			return 0, fmt.Errorf("%w: frame length overflows 64 bits", ErrProtocol)
+		}
+		v |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			if i > 0 && c == 0 {
+				return 0, fmt.Errorf("%w: frame length not in shortest form", ErrProtocol)
+			}
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: frame length longer than 10 bytes", ErrProtocol)
 }
 
 // ReadMessage reads and decodes one frame of at most max body bytes. A

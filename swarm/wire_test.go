@@ -91,6 +91,16 @@ func TestFrameBoundedBeforeAllocation(t *testing.T) {
 	if cap(f.buf) != 0 {
 		t.Fatalf("allocated %d bytes for a refused frame", cap(f.buf))
 	}
+	for name, b := range map[string][]byte{
+		"not shortest": {0x82, 0x00, 0x06},
+		"11 bytes":     {0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01},
+		"overflow":     {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},
+		"empty":        {0x00},
+	} {
+		if _, err := ReadMessage(bufio.NewReader(bytes.NewReader(b)), 1<<20); !errors.Is(err, ErrProtocol) {
+			t.Errorf("%s: %v, want ErrProtocol", name, err)
+		}
+	}
 }
 
 // FuzzDecodeMessage feeds arbitrary bytes to the frame reader and the

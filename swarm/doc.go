@@ -1,0 +1,73 @@
+// Package swarm runs a model as a pipeline across peers: servers each hold
+// a span of the transformer's layers, and a client drives generation
+// through a route of them over the /mycel/infer/1 protocol
+// (p2p.InferProtocol, specified byte by byte in docs/protocol.md).
+//
+// # The protocol in short
+//
+// A client opens one stream per hop and keeps a session on it. Every
+// message is a frame: a uvarint length, a type byte and the body.
+//
+//	client                                   server
+//	OPEN {model, span, max positions, dtype} →
+//	                                         ← OK {session, span, limits} | ERROR
+//	STEP {id, start, n, tensor [n, dim]}     →
+//	                                         ← RESULT {id, tensor [n, dim]} | ERROR
+//	… one STEP per prefill chunk or decoded token …
+//	CLOSE                                    →
+//
+// Tensors are a header (dtype, shape) and raw little-endian bytes in the
+// session's activation dtype (f32, f16 or bf16). Every length read from the
+// network is bounded before anything is allocated: a frame by the largest
+// step the session allows, a string by a fixed maximum, a tensor by the
+// bytes its frame holds.
+//
+// # A session's life on the server
+//
+//  1. OPEN is checked (model, span within the layers served, positions,
+//     dtype) and the session's memory, its KV cache for every position
+//     plus step buffers, is reserved from the server's budget and the
+//     peer's share of it. A request that does not fit is refused with
+//     ERROR (code busy); the server goes on serving the others.
+//  2. Each STEP is checked (shape [n, dim], dtype, 0 < n ≤ max step,
+//     start ≤ positions held, start+n ≤ max positions) and handed to the
+//     server's worker, the one goroutine that runs forward passes, so the
+//     engine is never shared. Single-position steps of different sessions
+//     that wait together run through the layers as one batch
+//     (model.Engine.ForwardRows). A step that fails its checks gets an
+//     ERROR and the session stays open.
+//  3. Step ids make retries safe. The KV cache of a session holds exactly
+//     positions [0, start) before a step and [0, start+n) after it: a step
+//     that starts below the positions held first truncates the cache to
+//     its start, so no position is ever held twice. A repeat of the last
+//     step (same id, start and n) is answered with the kept result without
+//     running again; the same id with another start is an error.
+//  4. The session ends with CLOSE, the end of the stream, a framing error,
+//     IdleTimeout without a message, or a frame or write that outlives
+//     IOTimeout (a stalled peer); its memory goes back to the budget.
+//     Server.Close resets every stream and waits for every goroutine.
+//
+// # The client
+//
+// A Client holds the embedding and the output head. Session.Step embeds
+// tokens, sends the hidden state through the hops in order and computes
+// the logits of the last position; Session.Generate samples with
+// model.Sampler as model.Engine.Generate does on one machine.
+//
+// For every hop the session keeps the inputs it sent (the exact wire
+// bytes). When a hop fails (a reset stream, a deadline, an ERROR or a
+// malformed answer) the session marks the peer failed, takes a spare from
+// ClientConfig.Alternatives with exactly that span or asks
+// ClientConfig.Replan for a chain of hops covering it, replays the kept
+// inputs step by step (pipelined: all STEPs are written while the results
+// are read) so that each new server builds the same KV cache the old one
+// had, and goes on with the step in flight. Steps are replayed as they
+// were first sent, not merged, because a matrix kernel may round a batch
+// of rows differently from single rows: so the output is bit for bit the
+// output without the failure. Events (EventRoute, EventHopFailed,
+// EventReroute) go to ClientConfig.OnEvent.
+//
+// Every read and write on a stream has a deadline, enforced by a timer
+// that resets the stream (libp2p's in-memory network ignores
+// SetDeadline), so a silent peer cannot hold a goroutine.
+package swarm
