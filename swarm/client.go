@@ -210,13 +210,21 @@ func (cl *Client) Open(ctx context.Context, route []Hop, maxPositions int) (*Ses
 	s := &Session{cl: cl, maxPos: maxPositions, dim: mc.Dim, nextStep: 1,
 		failed: map[peer.ID]bool{}, conns: map[*conn]struct{}{}}
 	for _, h := range route {
-		hs, err := s.openHop(ctx, h)
-		if err != nil {
+		s.hops = append(s.hops, &hopState{hop: h})
+	}
+	// A hop that cannot be opened is replaced as a failed one would be,
+	// with nothing to replay.
+	for k := 0; k < len(s.hops); k++ {
+		hs, err := s.openHop(ctx, s.hops[k].hop)
+		if err == nil {
+			s.hops[k] = hs
+			cl.emit(Event{Kind: EventRoute, Hop: hs.hop})
+			continue
+		}
+		if _, k, err = s.failover(ctx, k, err); err != nil {
 			s.Close()
 			return nil, err
 		}
-		s.hops = append(s.hops, hs)
-		cl.emit(Event{Kind: EventRoute, Hop: h})
 	}
 	return s, nil
 }
@@ -394,6 +402,9 @@ func (s *Session) Step(ctx context.Context, ids []int, logits []float32) error {
 	if s.err != nil {
 		return s.err
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	n := len(ids)
 	switch {
 	case n == 0:
@@ -425,6 +436,11 @@ func (s *Session) Step(ctx context.Context, ids []int, logits []float32) error {
 		rec := record{id: id, start: s.pos, n: n, data: data}
 		hs.hist = append(hs.hist, rec)
 		out, err := s.roundTrip(hs, rec)
+		if err != nil && ctx.Err() != nil {
+			s.err = fmt.Errorf("swarm: step %d: %w", id, ctx.Err())
+			s.Close()
+			return s.err
+		}
 		if err != nil {
 			err = fmt.Errorf("swarm: hop %s at %s, session %d, step %d: %w", hs.hop.Span, hs.hop.Peer, hs.ok.Session, id, err)
 			if out, k, err = s.failover(ctx, k, err); err != nil {
@@ -487,7 +503,9 @@ func (s *Session) nextChain(ctx context.Context, span Span, tried map[peer.ID]bo
 func (s *Session) failover(ctx context.Context, k int, cause error) ([]byte, int, error) {
 	old := s.hops[k]
 	s.cl.emit(Event{Kind: EventHopFailed, Hop: old.hop, Err: cause})
-	s.drop(old.c)
+	if old.c != nil {
+		s.drop(old.c)
+	}
 	s.failed[old.hop.Peer] = true
 	tried := map[peer.ID]bool{}
 	for {
@@ -554,6 +572,9 @@ func (s *Session) rebuild(ctx context.Context, chain []Hop, hist []record) ([]*h
 			next[i] = record{id: r.id, start: r.start, n: r.n, data: outs[i]}
 		}
 		in = next
+	}
+	if len(in) == 0 {
+		return states, nil, nil
 	}
 	return states, in[len(in)-1].data, nil
 }

@@ -654,3 +654,51 @@ func TestServerCloseStopsEverything(t *testing.T) {
 		t.Errorf("stats after Close: %+v", st)
 	}
 }
+
+// TestOpenUsesAlternative: a hop of the initial route that does not speak
+// the protocol is replaced before the first step.
+func TestOpenUsesAlternative(t *testing.T) {
+	n := newNet(t)
+	_, route := n.pipeline(swarm.ServerConfig{})
+	dead := swarm.Hop{Peer: n.host().ID(), Span: route[1].Span}
+	ev := &events{t: t}
+	c := n.client(swarm.ClientConfig{DType: kernels.F32, Alternatives: []swarm.Hop{route[1]}, OnEvent: ev.add})
+	ids, err := generate(t, c, []swarm.Hop{route[0], dead, route[2]}, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := firstDiff(ids, refFromBOS[:10]); d != "" {
+		t.Error(d)
+	}
+	if re := ev.kinds(swarm.EventReroute); len(re) != 1 || re[0].Replaced != dead.Peer || re[0].Replayed != 0 {
+		t.Errorf("re-route events %v", re)
+	}
+}
+
+// TestCancelledContext: cancelling the context of a generation stops it
+// with the context's error, without re-routing.
+func TestCancelledContext(t *testing.T) {
+	n := newNet(t)
+	_, route := n.pipeline(swarm.ServerConfig{})
+	ev := &events{t: t}
+	c := n.client(swarm.ClientConfig{DType: kernels.F32, Alternatives: route, OnEvent: ev.add})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := c.Open(ctx, route, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = s.Generate(ctx, []int{1}, model.GenerateOptions{MaxTokens: 40}, func(id int) error {
+		if id == refFromBOS[5] {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	if f := ev.kinds(swarm.EventHopFailed); len(f) != 0 {
+		t.Errorf("hop failures after cancel: %v", f)
+	}
+}
