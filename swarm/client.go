@@ -464,8 +464,9 @@ func (s *Session) Step(ctx context.Context, ids []int, logits []float32) error {
 	return nil
 }
 
-// candidates returns the chains to try for span, in order: the
-// alternatives with exactly that span, then what Replan offers.
+// nextChain returns the next chain of hops to try for span: an
+// alternative with exactly that span not tried yet, else what Replan
+// offers.
 func (s *Session) nextChain(ctx context.Context, span Span, tried map[peer.ID]bool) ([]Hop, error) {
 	cfg := &s.cl.cfg
 	for _, h := range cfg.Alternatives {

@@ -108,7 +108,7 @@ func (c *ServerConfig) validate(w *model.Weights) error {
 
 // ServerStats is a snapshot of a server's state.
 type ServerStats struct {
-	Sessions      int   // open now
+	Sessions      int   // streams being served (sessions open or opening)
 	ReservedBytes int64 // of the memory budget
 	Steps         int64 // steps run (a batch counts each of its rows)
 	Batches       int64 // forward passes that ran more than one session's step
