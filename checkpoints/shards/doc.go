@@ -4,13 +4,29 @@
 //
 // A model is a manifest block, whose CID is the model's identity. The
 // manifest holds the architecture config and links to parts: one for the
-// token embedding, one per layer and one for the head (final norm and
-// output matrix). A part lists its tensors (name, dtype, shape, size) and,
-// for each, the ordered CIDs of the 1 MiB raw blocks its bytes are cut
-// into. The tokenizer travels as a blob: a small GGUF file holding only the
-// tokenizer's metadata, cut into blocks the same way. Every block is
-// CIDv1, raw codec, sha2-256, so the same input always gives the same
-// model CID, and a node that hosts layers 10 to 19 fetches exactly those
-// parts' blocks, verified one by one. docs/formats.md specifies the JSON of
-// manifests and parts.
+// token embedding, one per layer and one for the head (final norm and,
+// unless it is shared with the embedding, the output matrix). A part lists
+// its tensors (GGUF name, dtype, shape as [rows, cols], size) and, for
+// each, the ordered CIDs of the 1 MiB raw blocks its bytes are cut into.
+// The tokenizer travels as a blob: a small GGUF file holding only the
+// tokenizer's metadata, cut into blocks the same way.
+//
+// Manifests and parts are canonical DAG-JSON (sorted keys, no whitespace)
+// addressed with NodePrefix (CIDv1, dag-json, sha2-256); chunks are raw
+// blocks (blocks.Prefix). The same input always gives the same model CID,
+// and a node that hosts layers 10 to 19 fetches exactly those parts'
+// blocks, verified one by one.
+//
+// The caller's duties:
+//
+//   - Import writes every block through a Putter (a *blocks.Store) and
+//     returns the CIDs to announce on the DHT: the root and each part.
+//   - BlocksFor plans a pull: the blocks a Span needs, after checking each
+//     part against the config. Fetch those, then Load the span from the
+//     local store. Load, BlocksFor, Inspect and Export take any Getter (the
+//     local store, or the network exchange) and re-hash every block.
+//   - Export streams a GGUF file; importing it gives the same CID.
+//
+// docs/formats.md specifies the JSON of manifests and parts and the
+// limits enforced when decoding them.
 package shards

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -430,4 +431,31 @@ func topKeys(b []byte) []string {
 		d.Decode(&skip)
 	}
 	return keys
+}
+
+// TestImportStoreFull: a write error stops the import, and the root, which
+// goes last, is not stored.
+func TestImportStoreFull(t *testing.T) {
+	ctx := context.Background()
+	st, err := blocks.OpenStore(t.TempDir(), blocks.Cap(200<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	src := load(t, "stories260K.gguf")
+	if _, err := shards.Import(ctx, src, st); !errors.Is(err, blocks.ErrStoreFull) {
+		t.Fatalf("import into a full store: %v", err)
+	}
+	im, err := shards.Import(ctx, src, newMem())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := st.Has(ctx, im.Root); ok {
+		t.Error("the root was stored by a failed import")
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := shards.Import(cctx, src, newMem()); !errors.Is(err, context.Canceled) {
+		t.Errorf("import with a cancelled context: %v", err)
+	}
 }
