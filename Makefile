@@ -9,7 +9,7 @@ TOKENIZER ?=
 PROMPT  ?= Once upon a time
 SYNTH   := $(BUILD)/synth-stories15M-q8_0.gguf
 
-.PHONY: all build run test test-noasm test-race fuzz bench bench-go bench-models vet clean
+.PHONY: all build run test fuzz bench bench-go bench-models vet clean
 
 all: build
 
