@@ -702,3 +702,47 @@ func TestCancelledContext(t *testing.T) {
 		t.Errorf("hop failures after cancel: %v", f)
 	}
 }
+
+// TestGarbageClient: a client that sends bytes that are not frames gets an
+// ERROR and loses its stream; the server goes on serving others.
+func TestGarbageClient(t *testing.T) {
+	n := newNet(t)
+	srvs, route := n.pipeline(swarm.ServerConfig{})
+	// An OPEN whose dtype byte is q8_0, which activations cannot use.
+	q8Open := swarm.AppendMessage(nil, &swarm.Open{Model: modelID, First: 0, Last: 2, MaxPositions: 8, DType: kernels.F32})
+	q8Open[len(q8Open)-1] = byte(kernels.Q8_0)
+	for name, junk := range map[string][]byte{
+		"huge length":  {0xff, 0xff, 0xff, 0xff, 0x0f},
+		"bad dtype":    q8Open,
+		"close first":  swarm.AppendMessage(nil, &swarm.Close{}),
+		"unknown type": {1, 0x42},
+	} {
+		s, err := n.host().NewStream(context.Background(), route[0].Peer, p2p.InferProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Write(junk); err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(s)
+		m, err := swarm.ReadMessage(r, 1<<12)
+		if e, ok := m.(*swarm.Error); err != nil || !ok || e.Code != swarm.CodeBadMessage {
+			t.Errorf("%s: got %v, %v; want ERROR bad message", name, m, err)
+		} else {
+			t.Logf("%s: %s", name, e.Message)
+		}
+		if _, err := swarm.ReadMessage(r, 1<<12); err == nil {
+			t.Errorf("%s: stream still open", name)
+		}
+		s.Reset()
+	}
+	c := n.client(swarm.ClientConfig{DType: kernels.F32})
+	ids, err := generate(t, c, route, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := firstDiff(ids, refFromBOS[:10]); d != "" {
+		t.Error(d)
+	}
+	waitFor(t, func() bool { return srvs[0].Stats().Sessions == 0 })
+}
