@@ -20,14 +20,16 @@ $(SYNTH): | build
 	@mkdir -p $(BUILD)
 	./$(BIN) models synth --shape stories15M --dtype q8_0 --seed 1 -o $@
 
+# The main job: a local swarm of three nodes on loopback, each serving a
+# span of the model's layers, and a generation through the pipeline.
 ifeq ($(MODEL),)
 run: build $(SYNTH)
-	@echo "== No model given: running a synthetic stories15M-shaped model (random weights, Q8_0)."
-	@echo "== Its text is gibberish by design; try: make run MODEL=path/to/model.gguf"
-	./$(BIN) run -m $(SYNTH) -n 64 --seed 42 -v "$(PROMPT)"
+	@echo "== No model given: a synthetic stories15M-shaped model (random weights, Q8_0)."
+	@echo "== Its text is gibberish by design; try: make run MODEL=stories15M.bin TOKENIZER=tokenizer.bin"
+	./$(BIN) swarm demo -m $(SYNTH) --nodes 3 -n 48 --temp 0.9 --seed 42 "$(PROMPT)"
 else
 run: build
-	./$(BIN) run -m $(MODEL) $(if $(TOKENIZER),-z $(TOKENIZER)) -n 128 -v "$(PROMPT)"
+	./$(BIN) swarm demo -m $(MODEL) $(if $(TOKENIZER),-z $(TOKENIZER)) --nodes 3 -n 128 "$(PROMPT)"
 endif
 
 # The full suite: every package; the networked ones again under the race

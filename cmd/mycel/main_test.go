@@ -183,3 +183,20 @@ func TestSynthRuns(t *testing.T) {
 		t.Errorf("bench decode: %v\n%s", err, out)
 	}
 }
+
+// TestSwarmDemo runs the local swarm demo on stories260K: three servers on
+// loopback, greedy generation through them gives the reference text.
+func TestSwarmDemo(t *testing.T) {
+	bin := testmodels.Path(t, "stories260K.bin")
+	tok := testmodels.Path(t, "tok512.bin")
+	out, stderr, err := mycel(t, "swarm", "demo", "-m", bin, "-z", tok, "-n", "60", "--wire", "f32", "")
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, stderr)
+	}
+	if got := strings.TrimSuffix(out, "\n"); got != refFromBOS {
+		t.Errorf("demo text:\n got %q\nwant %q", got, refFromBOS)
+	}
+	if strings.Count(stderr, "route: ") != 3 || !strings.Contains(stderr, "serves layers [0,1)") {
+		t.Errorf("demo did not show its route:\n%s", stderr)
+	}
+}
