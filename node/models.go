@@ -279,38 +279,18 @@ func (n *Node) Inspect(ctx context.Context, c cid.Cid) (ModelInfo, error) {
 			info.ModelEntry = e
 		}
 	}
-	m, err := shards.GetManifest(ctx, n.store, c)
+	in, err := shards.Inspect(ctx, n.store, n.store, c)
 	if err != nil {
 		if errors.Is(err, blocks.ErrNotFound) {
 			return info, fmt.Errorf("%w: model %s is not on this node (pull it first)", errNotFound, c)
 		}
 		return info, err
 	}
-	info.Manifest = m
-	names := []string{"embedding"}
-	for i := range m.Layers {
-		names = append(names, fmt.Sprintf("layer %d", i))
-	}
-	names = append(names, "head")
-	for i, pc := range m.Parts(shards.Whole(len(m.Layers))) {
-		pi := PartInfo{Name: names[i], CID: pc.String()}
-		local := false
-		if b, err := n.store.Get(ctx, pc); err == nil {
-			if part, err := shards.DecodePart(b.Data); err == nil {
-				local = true
-				pi.Tensors = len(part.Tensors)
-				for _, t := range part.Tensors {
-					pi.Bytes += t.Size
-					for _, ch := range t.Chunks {
-						if has, _ := n.store.Has(ctx, ch.CID); !has {
-							local = false
-						}
-					}
-				}
-			}
-		}
-		pi.Local = local
-		if local {
+	info.Manifest = in.Manifest
+	for i := range in.Parts {
+		p := &in.Parts[i]
+		pi := PartInfo{Name: p.String(), CID: p.CID.String(), Bytes: p.Bytes, Tensors: p.Tensors, Local: p.Local()}
+		if pi.Local {
 			info.LocalParts++
 			info.Bytes += pi.Bytes
 		}
