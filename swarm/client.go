@@ -583,58 +583,17 @@ func (s *Session) rebuild(ctx context.Context, chain []Hop, hist []record) ([]*h
 // Generate runs prompt through the route, then samples up to
 // opts.MaxTokens new tokens, calling emit with each, as
 // model.Engine.Generate does on one machine. The session must be fresh.
-func (s *Session) Generate(ctx context.Context, prompt []int, opts model.GenerateOptions, emit func(id int) error) (st model.Stats, err error) {
+func (s *Session) Generate(ctx context.Context, prompt []int, opts model.GenerateOptions, emit func(id int) error) (model.Stats, error) {
 	if s.pos != 0 {
-		return st, errors.New("swarm: generate needs a fresh session")
-	}
-	if len(prompt) == 0 {
-		return st, errors.New("swarm: generate: empty prompt (start from the BOS token)")
+		return model.Stats{}, errors.New("swarm: generate needs a fresh session")
 	}
 	if opts.MaxTokens < 0 || len(prompt)+opts.MaxTokens > s.maxPos {
-		return st, fmt.Errorf("swarm: generate: %d prompt tokens + %d new tokens exceed the session's %d positions", len(prompt), opts.MaxTokens, s.maxPos)
+		return model.Stats{}, fmt.Errorf("swarm: generate: %d prompt tokens + %d new tokens exceed the session's %d positions", len(prompt), opts.MaxTokens, s.maxPos)
 	}
-	sampler, err := model.NewSampler(opts.Sampler)
-	if err != nil {
-		return st, fmt.Errorf("swarm: generate: %w", err)
+	if opts.PrefillChunk <= 0 || opts.PrefillChunk > s.MaxStep() {
+		opts.PrefillChunk = s.MaxStep()
 	}
-	chunk := opts.PrefillChunk
-	if chunk <= 0 {
-		chunk = 256
-	}
-	logits := make([]float32, s.cl.e.Weights().Config.Vocab)
-	start := time.Now()
-	for i := 0; i < len(prompt); {
-		n := min(chunk, s.MaxStep(), len(prompt)-i)
-		if err := s.Step(ctx, prompt[i:i+n], logits); err != nil {
-			return st, err
-		}
-		i += n
-	}
-	st.PromptTokens = len(prompt)
-	st.PromptDuration = time.Since(start)
-
-	start = time.Now()
-	defer func() { st.GenerateDuration = time.Since(start) }()
-	ids := []int{0}
-	for st.Generated < opts.MaxTokens {
-		next := sampler.Sample(logits)
-		if opts.Stop != nil && opts.Stop(next) {
-			st.StoppedAtEOS = true
-			break
-		}
-		st.Generated++
-		if err := emit(next); err != nil {
-			return st, err
-		}
-		if st.Generated == opts.MaxTokens {
-			break
-		}
-		ids[0] = next
-		if err := s.Step(ctx, ids, logits); err != nil {
-			return st, err
-		}
-	}
-	return st, nil
+	return model.GenerateWith(ctx, s, s.cl.e.Weights().Config.Vocab, prompt, opts, emit)
 }
 
 // Close ends the session with every hop (CLOSE, then the end of the
