@@ -45,13 +45,19 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags noasm ./kernels/...
 
-# Short fuzzing runs of every parser (go test -fuzz runs one target at a time).
+# Short fuzzing runs of every parser and wire message (go test -fuzz runs
+# one target at a time).
 FUZZTIME ?= 20s
+FUZZ_TARGETS := \
+	./checkpoints:FuzzGGUF ./checkpoints:FuzzLlama2C \
+	./checkpoints/shards:FuzzManifest ./checkpoints/shards:FuzzPart \
+	./model/tokenizer:FuzzParseLlama2C ./model/tokenizer:FuzzEncodeDecode ./model/tokenizer:FuzzPreTokenizers \
+	./swarm:FuzzDecodeMessage
 fuzz:
-	$(GO) test ./checkpoints -run '^$$' -fuzz '^FuzzGGUF$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
-	$(GO) test ./checkpoints -run '^$$' -fuzz '^FuzzLlama2C$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
-	$(GO) test ./model/tokenizer -run '^$$' -fuzz '^FuzzParseLlama2C$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
-	$(GO) test ./model/tokenizer -run '^$$' -fuzz '^FuzzEncodeDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \
+	  $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; \
+	done
 
 # Benchmarks: kernel microbenchmarks, model import and pull between two
 # nodes next to a raw stream, then whole-model decode on synthetic
