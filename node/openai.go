@@ -316,15 +316,21 @@ func (n *Node) runCompletion(w http.ResponseWriter, r *http.Request, c Completer
 		}
 		return nil
 	}
+	// The first chunk of a chat stream carries the role alone, as
+	// OpenAI's does. It goes out with the first text, so that a request the
+	// model refuses (too long, say) still gets a plain error status.
 	first := true
-	if chat {
-		// The first chunk carries the role, as OpenAI's does.
-		if err := send("", nil, true); err != nil {
-			return
+	roleFirst := func() error {
+		if chat && first {
+			first = false
+			return send("", nil, true)
 		}
-		first = false
+		return nil
 	}
 	res, err := c.Complete(r.Context(), prompt, o, func(s string) error {
+		if err := roleFirst(); err != nil {
+			return err
+		}
 		err := send(s, nil, first)
 		first = false
 		return err
@@ -340,7 +346,7 @@ func (n *Node) runCompletion(w http.ResponseWriter, r *http.Request, c Completer
 		return
 	}
 	f := string(res.Finish)
-	if send("", &f, first) == nil {
+	if roleFirst() == nil && send("", &f, first) == nil {
 		fmt.Fprint(w, "data: [DONE]\n\n")
 		if flusher != nil {
 			flusher.Flush()

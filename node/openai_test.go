@@ -256,3 +256,15 @@ func TestOfficialOpenAIClient(t *testing.T) {
 		t.Errorf("unknown model: %+v", res.Error)
 	}
 }
+
+// TestChatStreamRefusedBeforeItStarts: a streamed chat that cannot run
+// (prompt and max_tokens over the context) gets a plain 400, not a 200
+// with an error event.
+func TestChatStreamRefusedBeforeItStarts(t *testing.T) {
+	_, base := openAINode(t)
+	code, m := post(t, base+"/chat/completions", `{"model":"stories260K","stream":true,"max_tokens":100000,"messages":[{"role":"user","content":"hi"}]}`)
+	e, _ := m["error"].(map[string]any)
+	if code != 400 || e == nil || e["code"] != "context_length_exceeded" {
+		t.Errorf("status %d, body %v", code, m)
+	}
+}
