@@ -21,15 +21,16 @@ $(SYNTH): | build
 	./$(BIN) models synth --shape stories15M --dtype q8_0 --seed 1 -o $@
 
 # The main job: a local swarm of three nodes on loopback, each serving a
-# span of the model's layers, and a generation through the pipeline.
+# span of the model's layers, and a generation through the pipeline; half
+# way, the second node stops and the client fails over to a spare.
 ifeq ($(MODEL),)
 run: build $(SYNTH)
 	@echo "== No model given: a synthetic stories15M-shaped model (random weights, Q8_0)."
 	@echo "== Its text is gibberish by design; try: make run MODEL=stories15M.bin TOKENIZER=tokenizer.bin"
-	./$(BIN) swarm demo -m $(SYNTH) --nodes 3 -n 48 --temp 0.9 --seed 42 "$(PROMPT)"
+	./$(BIN) swarm demo -m $(SYNTH) --nodes 3 -n 48 --temp 0.9 --seed 42 --kill-after 24 "$(PROMPT)"
 else
 run: build
-	./$(BIN) swarm demo -m $(MODEL) $(if $(TOKENIZER),-z $(TOKENIZER)) --nodes 3 -n 128 "$(PROMPT)"
+	./$(BIN) swarm demo -m $(MODEL) $(if $(TOKENIZER),-z $(TOKENIZER)) --nodes 3 -n 128 --kill-after 64 "$(PROMPT)"
 endif
 
 # The full suite: every package; the networked ones again under the race

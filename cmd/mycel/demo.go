@@ -23,6 +23,7 @@ type demoFlags struct {
 	temp             float32
 	seed             uint64
 	wire             string
+	killAfter        int
 }
 
 func newSwarmCmd(g *globals) *cobra.Command {
@@ -60,6 +61,7 @@ It prints which node serves which layers, then the text, then the speed.`,
 	fl.Float32Var(&f.temp, "temp", 0, "sampling temperature (0: greedy)")
 	fl.Uint64Var(&f.seed, "seed", 1, "random seed")
 	fl.StringVar(&f.wire, "wire", "f16", "activation type on the wire: f32, f16 or bf16")
+	fl.IntVar(&f.killAfter, "kill-after", 0, "start a spare for the second node's span and stop the second node after this many tokens, to show failover (0: off)")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }
@@ -96,6 +98,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 	}()
 	var route []swarm.Hop
 	var servers []peer.AddrInfo
+	var victims []func() error
 	for i := 0; i < f.nodes; i++ {
 		span := swarm.Span{First: i * cfg.Layers / f.nodes, Last: (i + 1) * cfg.Layers / f.nodes}
 		h, err := demoHost()
@@ -116,9 +119,44 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 			return err
 		}
 		closers = append(closers, srv.Close)
+		if i == 1 {
+			victims = append(victims, h.Close) // --kill-after stops this node's host
+		}
 		route = append(route, swarm.Hop{Peer: h.ID(), Span: span})
 		servers = append(servers, h.AddrInfo())
 		fmt.Fprintf(stderr, "node %d  %s  serves layers %s  at %s\n", i+1, h.ID(), span, h.Addrs()[0])
+	}
+	// With --kill-after, a spare serves the span of the node that will be
+	// stopped; the client fails over to it and replays what it sent.
+	var spares []swarm.Hop
+	var victim func() error
+	if f.killAfter > 0 {
+		if f.nodes < 2 {
+			return fmt.Errorf("--kill-after needs at least 2 nodes")
+		}
+		span := route[1].Span
+		h, err := demoHost()
+		if err != nil {
+			return err
+		}
+		closers = append(closers, h.Close)
+		be, err := kernels.Open("cpu", 1)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, be.Close)
+		srv, err := swarm.NewServer(h.Libp2p(), l.w, be, swarm.ServerConfig{Model: "demo", Span: span})
+		if err != nil {
+			return err
+		}
+		if err := srv.Start(); err != nil {
+			return err
+		}
+		closers = append(closers, srv.Close)
+		spares = append(spares, swarm.Hop{Peer: h.ID(), Span: span})
+		servers = append(servers, h.AddrInfo())
+		victim = victims[0]
+		fmt.Fprintf(stderr, "spare   %s  serves layers %s  at %s\n", h.ID(), span, h.Addrs()[0])
 	}
 	ch, err := demoHost()
 	if err != nil {
@@ -138,7 +176,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 	}
 	closers = append(closers, cbe.Close)
 	cl, err := swarm.NewClient(ch.Libp2p(), l.w, cbe, swarm.ClientConfig{
-		Model: "demo", DType: wire,
+		Model: "demo", DType: wire, Alternatives: spares,
 		OnEvent: func(ev swarm.Event) {
 			if ev.Kind != swarm.EventRoute { // the route is printed below
 				fmt.Fprintf(stderr, "event: %s\n", ev)
@@ -167,12 +205,20 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 		dec.Next(id)
 	}
 	start := time.Now()
+	emitted := 0
 	st, err := sess.Generate(ctx, ids, model.GenerateOptions{
 		MaxTokens: f.steps,
 		Sampler:   model.SamplerConfig{Temperature: f.temp, Seed: f.seed},
 		Stop:      l.tok.IsEOG,
 	}, func(id int) error {
 		io.WriteString(out, dec.Next(id))
+		emitted++
+		if victim != nil && emitted == f.killAfter {
+			out.Flush()
+			fmt.Fprintf(stderr, "\n(stopping node 2 after %d tokens)\n", emitted)
+			victim()
+			victim = nil
+		}
 		return out.Flush()
 	})
 	io.WriteString(out, dec.Flush()+"\n")

@@ -199,4 +199,16 @@ func TestSwarmDemo(t *testing.T) {
 	if strings.Count(stderr, "route: ") != 3 || !strings.Contains(stderr, "serves layers [0,1)") {
 		t.Errorf("demo did not show its route:\n%s", stderr)
 	}
+	// Stopping the second node mid-generation: the client moves to the
+	// spare, replays, and the text is the same.
+	out, stderr, err = mycel(t, "swarm", "demo", "-m", bin, "-z", tok, "-n", "60", "--wire", "f32", "--kill-after", "15", "")
+	if err != nil {
+		t.Fatalf("demo with a failure: %v\n%s", err, stderr)
+	}
+	if got := strings.TrimSuffix(out, "\n"); got != refFromBOS {
+		t.Errorf("demo text after failover:\n got %q\nwant %q", got, refFromBOS)
+	}
+	if !strings.Contains(stderr, "re-route") || !strings.Contains(stderr, "16 positions replayed") {
+		t.Errorf("demo did not show the re-route:\n%s", stderr)
+	}
 }
