@@ -1,10 +1,8 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"io"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -24,16 +22,9 @@ import (
 func BenchmarkImportPull(b *testing.B) {
 	dir := b.TempDir()
 	path := filepath.Join(dir, "s110m-f16.gguf")
-	f, err := os.Create(path)
-	if err != nil {
+	if err := checkpoints.SynthFile(path, "stories110M", kernels.F16, 1); err != nil {
 		b.Fatal(err)
 	}
-	bw := bufio.NewWriterSize(f, 1<<20)
-	if err := checkpoints.Synth(bw, "stories110M", kernels.F16, 1); err != nil {
-		b.Fatal(err)
-	}
-	bw.Flush()
-	f.Close()
 	a := startNode(b, testConfig(b))
 	c := startNode(b, testConfig(b, a.Status().Addrs[0]))
 	ctx := context.Background()

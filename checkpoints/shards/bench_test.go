@@ -1,10 +1,8 @@
 package shards_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -21,18 +19,7 @@ import (
 func benchModel(b *testing.B) *checkpoints.Model {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "synth110M-f16.gguf")
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	bw := bufio.NewWriterSize(f, 1<<20)
-	if err := checkpoints.Synth(bw, "stories110M", kernels.F16, 1); err != nil {
-		b.Fatal(err)
-	}
-	if err := bw.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
+	if err := checkpoints.SynthFile(path, "stories110M", kernels.F16, 1); err != nil {
 		b.Fatal(err)
 	}
 	m, err := checkpoints.Load(path)

@@ -96,67 +96,59 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 			closers[i]()
 		}
 	}()
-	var route []swarm.Hop
+	// serve starts a host with a server for span; its closers run when the
+	// demo ends.
 	var servers []peer.AddrInfo
-	var victims []func() error
-	for i := 0; i < f.nodes; i++ {
-		span := swarm.Span{First: i * cfg.Layers / f.nodes, Last: (i + 1) * cfg.Layers / f.nodes}
+	serve := func(span swarm.Span) (*p2p.Host, error) {
 		h, err := demoHost()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		closers = append(closers, h.Close)
 		be, err := kernels.Open("cpu", 1)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		closers = append(closers, be.Close)
 		srv, err := swarm.NewServer(h.Libp2p(), l.w, be, swarm.ServerConfig{Model: "demo", Span: span})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := srv.Start(); err != nil {
-			return err
+			return nil, err
 		}
 		closers = append(closers, srv.Close)
-		if i == 1 {
-			victims = append(victims, h.Close) // --kill-after stops this node's host
-		}
-		route = append(route, swarm.Hop{Peer: h.ID(), Span: span})
 		servers = append(servers, h.AddrInfo())
+		return h, nil
+	}
+	var route []swarm.Hop
+	var hosts []*p2p.Host
+	for i := 0; i < f.nodes; i++ {
+		span := swarm.Span{First: i * cfg.Layers / f.nodes, Last: (i + 1) * cfg.Layers / f.nodes}
+		h, err := serve(span)
+		if err != nil {
+			return err
+		}
+		hosts = append(hosts, h)
+		route = append(route, swarm.Hop{Peer: h.ID(), Span: span})
 		fmt.Fprintf(stderr, "node %d  %s  serves layers %s  at %s\n", i+1, h.ID(), span, h.Addrs()[0])
 	}
-	// With --kill-after, a spare serves the span of the node that will be
-	// stopped; the client fails over to it and replays what it sent.
+	// With --kill-after, a spare serves the span of the second node, which
+	// is stopped mid-generation; the client fails over to the spare and
+	// replays what it sent.
 	var spares []swarm.Hop
 	var victim func() error
 	if f.killAfter > 0 {
 		if f.nodes < 2 {
 			return fmt.Errorf("--kill-after needs at least 2 nodes")
 		}
-		span := route[1].Span
-		h, err := demoHost()
+		h, err := serve(route[1].Span)
 		if err != nil {
 			return err
 		}
-		closers = append(closers, h.Close)
-		be, err := kernels.Open("cpu", 1)
-		if err != nil {
-			return err
-		}
-		closers = append(closers, be.Close)
-		srv, err := swarm.NewServer(h.Libp2p(), l.w, be, swarm.ServerConfig{Model: "demo", Span: span})
-		if err != nil {
-			return err
-		}
-		if err := srv.Start(); err != nil {
-			return err
-		}
-		closers = append(closers, srv.Close)
-		spares = append(spares, swarm.Hop{Peer: h.ID(), Span: span})
-		servers = append(servers, h.AddrInfo())
-		victim = victims[0]
-		fmt.Fprintf(stderr, "spare   %s  serves layers %s  at %s\n", h.ID(), span, h.Addrs()[0])
+		spares = append(spares, swarm.Hop{Peer: h.ID(), Span: route[1].Span})
+		victim = hosts[1].Close
+		fmt.Fprintf(stderr, "spare   %s  serves layers %s  at %s\n", h.ID(), route[1].Span, h.Addrs()[0])
 	}
 	ch, err := demoHost()
 	if err != nil {

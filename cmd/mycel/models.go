@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -40,24 +38,7 @@ func newSynthCmd() *cobra.Command {
 			if outPath == "" {
 				return fmt.Errorf("name the output file with -o")
 			}
-			tmp, err := os.CreateTemp(filepath.Dir(outPath), ".synth-*")
-			if err != nil {
-				return err
-			}
-			defer os.Remove(tmp.Name())
-			bw := bufio.NewWriterSize(tmp, 1<<20)
-			if err := checkpoints.Synth(bw, shape, dt, seed); err != nil {
-				tmp.Close()
-				return err
-			}
-			if err := bw.Flush(); err != nil {
-				tmp.Close()
-				return fmt.Errorf("write %s: %w", outPath, err)
-			}
-			if err := tmp.Close(); err != nil {
-				return fmt.Errorf("write %s: %w", outPath, err)
-			}
-			if err := os.Rename(tmp.Name(), outPath); err != nil {
+			if err := checkpoints.SynthFile(outPath, shape, dt, seed); err != nil {
 				return err
 			}
 			fi, _ := os.Stat(outPath)
