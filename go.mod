@@ -1,6 +1,6 @@
 module github.com/mycel-net/mycel
 
-go 1.26.0
+go 1.26.6
 
 require (
 	github.com/ipfs/boxo v0.43.0
@@ -13,6 +13,7 @@ require (
 	github.com/ipld/go-ipld-prime v0.24.0
 	github.com/libp2p/go-libp2p v0.51.0
 	github.com/libp2p/go-libp2p-kad-dht v0.42.2
+	github.com/libp2p/go-libp2p-pubsub v0.19.0
 	github.com/multiformats/go-multiaddr v0.16.1
 	github.com/multiformats/go-multihash v0.2.3
 	github.com/spf13/cobra v1.10.2

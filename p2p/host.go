@@ -14,9 +14,11 @@ import (
 	pebbleds "github.com/ipfs/go-ds-pebble"
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/libp2p/go-libp2p/gologshim"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
@@ -45,6 +47,7 @@ type Host struct {
 	dht      *dht.IpfsDHT
 	dstore   ds.Batching
 	mdns     mdns.Service
+	ps       *pubsub.PubSub
 
 	bootstrap []peer.AddrInfo
 
@@ -135,6 +138,16 @@ func New(opts ...Option) (_ *Host, err error) {
 	}
 	relays.dht.Store(n.dht)
 
+	if !cfg.noPubSub {
+		n.ps, err = pubsub.NewGossipSub(n.ctx, n.h,
+			pubsub.WithGossipSubProtocols([]protocol.ID{PubSubProtocol}, pubsubFeatures),
+			pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("p2p: start pubsub: %w", err)
+		}
+	}
+
 	if !cfg.noMDNS {
 		// A machine without multicast still makes a good node: mDNS only
 		// finds neighbours faster, so its failure is logged, not fatal.
@@ -217,6 +230,16 @@ func (n *Host) Libp2p() host.Host { return n.h }
 
 // DHT is the node's Kademlia DHT.
 func (n *Host) DHT() *dht.IpfsDHT { return n.dht }
+
+// PubSub is the node's gossipsub router (nil with NoPubSub). Topics
+// carry fast, signed updates such as the servers of a model.
+func (n *Host) PubSub() *pubsub.PubSub { return n.ps }
+
+// pubsubFeatures says what PubSubProtocol supports: the gossipsub v1.1
+// mesh and peer exchange.
+func pubsubFeatures(f pubsub.GossipSubFeature, p protocol.ID) bool {
+	return p == PubSubProtocol && (f == pubsub.GossipSubFeatureMesh || f == pubsub.GossipSubFeaturePX)
+}
 
 // Routing is the DHT seen as content routing (provide, find providers).
 func (n *Host) Routing() routing.Routing { return n.dht }

@@ -66,6 +66,7 @@ type config struct {
 	noNAT       bool
 	noRelay     bool
 	noMDNS      bool
+	noPubSub    bool
 	userAgent   string
 
 	maxConns  int
@@ -270,6 +271,14 @@ func NoRelay() Option {
 func NoMDNS() Option {
 	return func(c *config) error {
 		c.noMDNS = true
+		return nil
+	}
+}
+
+// NoPubSub turns off the gossipsub router; Host.PubSub returns nil.
+func NoPubSub() Option {
+	return func(c *config) error {
+		c.noPubSub = true
 		return nil
 	}
 }

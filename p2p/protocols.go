@@ -22,6 +22,15 @@ const (
 	// out, the KV cache kept on the server per session.
 	InferProtocol protocol.ID = ProtocolPrefix + "/infer/1"
 
+	// ServersProtocol asks a peer for the signed server records it holds
+	// for a model (its own and those it heard): the pull side of server
+	// discovery, next to the model's pubsub topic (package swarm).
+	ServersProtocol protocol.ID = ProtocolPrefix + "/servers/1"
+
+	// PubSubProtocol is gossipsub v1.1 under ProtocolPrefix, so Mycel's
+	// topics stay apart from other libp2p networks.
+	PubSubProtocol protocol.ID = ProtocolPrefix + "/meshsub/1.1.0"
+
 	// bitswapSuffix is the upstream bitswap ID that BitswapProtocol prefixes.
 	bitswapSuffix = "/ipfs/bitswap/1.2.0"
 )

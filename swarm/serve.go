@@ -1,0 +1,351 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+
+	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
+)
+
+// Defaults of ServeConfig.
+const (
+	DefaultRebalanceInterval = time.Minute
+	DefaultRebalanceDelay    = 2 * time.Second
+	DefaultMargin            = 0.2
+)
+
+// LoadFunc fetches and loads the layers of span (pulling them from the
+// swarm if needed). release frees them once the server is done with them.
+type LoadFunc func(ctx context.Context, span Span) (w *model.Weights, release func() error, err error)
+
+// ServeConfig configures Serve.
+type ServeConfig struct {
+	// Model is the model's id (its manifest CID); Layers its layer count.
+	Model  string
+	Layers int
+	// Span, if set, is the layers to serve, for good. If zero, the node
+	// chooses the span that helps the swarm most (ChooseSpan) and moves
+	// when the swarm changes (Rebalance).
+	Span Span
+	// MaxLayers bounds how many layers the node holds (0: all).
+	MaxLayers int
+	// Load loads a span's weights.
+	Load LoadFunc
+	// Backend runs the server's forward passes.
+	Backend kernels.Backend
+	// Server is the template of the server's configuration; Model and
+	// Span are filled in.
+	Server ServerConfig
+	// AnnounceInterval is how often the record is announced again
+	// (default: a third of the directory's RecordTTL).
+	AnnounceInterval time.Duration
+	// RebalanceInterval is how often the node checks whether to move,
+	// besides whenever the records of the model change.
+	RebalanceInterval time.Duration
+	// RebalanceDelay is the most a node waits (at random) before acting on
+	// a change, so that nodes seeing the same change do not all move to
+	// the same gap: the first to move announces it, the others see it.
+	RebalanceDelay time.Duration
+	// Margin is the hysteresis of Rebalance.
+	Margin float64
+	// Software goes into the record.
+	Software string
+	// OnEvent, if set, hears of every span taken.
+	OnEvent func(ServeEvent)
+}
+
+// ServeEvent reports that a node took a span: at start, or moving from
+// another.
+type ServeEvent struct {
+	Span, From Span
+	Moved      bool
+	// Throughput is the decode rate measured on the new span (tokens/s).
+	Throughput float64
+}
+
+func (e ServeEvent) String() string {
+	if e.Moved {
+		return fmt.Sprintf("moved from layers %s to %s (%.0f tok/s)", e.From, e.Span, e.Throughput)
+	}
+	return fmt.Sprintf("serving layers %s (%.0f tok/s)", e.Span, e.Throughput)
+}
+
+// Serving is a node's service of one model: the span it holds, its
+// server, and the loop that announces it and moves it when the swarm
+// changes.
+type Serving struct {
+	h   host.Host
+	dir *Directory
+	cfg ServeConfig
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	span     Span
+	rate     float64
+	kvPerPos int64 // KV-cache bytes of one position of one layer
+	srv      *Server
+	release  func() error
+	closed   bool
+}
+
+// Serve chooses (or takes) a span, loads it, measures its throughput,
+// starts a server for it and announces it; then, until Close, it keeps the
+// record fresh and moves the span when that helps the swarm. It returns
+// once the server is up.
+func Serve(ctx context.Context, h host.Host, dir *Directory, cfg ServeConfig) (*Serving, error) {
+	if cfg.Load == nil || cfg.Backend == nil {
+		return nil, errors.New("swarm: serve: no loader or backend")
+	}
+	if cfg.Model == "" || cfg.Layers <= 0 {
+		return nil, fmt.Errorf("swarm: serve: bad model %q with %d layers", cfg.Model, cfg.Layers)
+	}
+	fixed := cfg.Span != (Span{})
+	if fixed && (cfg.Span.First < 0 || cfg.Span.Last > cfg.Layers || cfg.Span.First >= cfg.Span.Last) {
+		return nil, fmt.Errorf("swarm: serve: span %s outside the model's %d layers", cfg.Span, cfg.Layers)
+	}
+	if cfg.MaxLayers <= 0 || cfg.MaxLayers > cfg.Layers {
+		cfg.MaxLayers = cfg.Layers
+	}
+	if cfg.AnnounceInterval <= 0 {
+		cfg.AnnounceInterval = dir.Config().RecordTTL / 3
+	}
+	if cfg.RebalanceInterval <= 0 {
+		cfg.RebalanceInterval = DefaultRebalanceInterval
+	}
+	if cfg.RebalanceDelay <= 0 {
+		cfg.RebalanceDelay = DefaultRebalanceDelay
+	}
+	if cfg.Margin <= 0 {
+		cfg.Margin = DefaultMargin
+	}
+	s := &Serving{h: h, dir: dir, cfg: cfg}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	span := cfg.Span
+	if !fixed {
+		recs, err := dir.Servers(ctx, cfg.Model)
+		if err != nil {
+			return nil, err
+		}
+		span = ChooseSpan(NewCoverage(cfg.Layers, recs, h.ID()), cfg.MaxLayers, 0)
+	}
+	if err := s.take(ctx, span); err != nil {
+		s.cancel()
+		return nil, err
+	}
+	s.wg.Go(func() { s.loop(!fixed) })
+	return s, nil
+}
+
+// Span is the layers served now.
+func (s *Serving) Span() Span {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.span
+}
+
+// Throughput is the decode rate measured on the current span.
+func (s *Serving) Throughput() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rate
+}
+
+// Server is the server of the current span.
+func (s *Serving) Server() *Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.srv
+}
+
+// take loads span, measures it, replaces the running server (if any)
+// with one for span and announces it. While it loads, the node announces
+// itself as joining span, so that others count it.
+func (s *Serving) take(ctx context.Context, span Span) error {
+	s.mu.Lock()
+	from, moving := s.span, s.srv != nil
+	s.mu.Unlock()
+	if err := s.dir.Announce(ctx, ServerRecord{Model: s.cfg.Model, Span: span, State: StateJoining, Software: s.cfg.Software}); err != nil {
+		log.Warn("announce joining", "model", s.cfg.Model, "span", span, "err", err)
+	}
+	w, release, err := s.cfg.Load(ctx, span)
+	if err != nil {
+		return fmt.Errorf("swarm: serve: load layers %s: %w", span, err)
+	}
+	rate, err := MeasureThroughput(w, s.cfg.Backend, span)
+	if err != nil {
+		release()
+		return fmt.Errorf("swarm: serve: measure layers %s: %w", span, err)
+	}
+	scfg := s.cfg.Server
+	scfg.Model, scfg.Span = s.cfg.Model, span
+	srv, err := NewServer(s.h, w, s.cfg.Backend, scfg)
+	if err != nil {
+		release()
+		return err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		release()
+		return ErrClosed
+	}
+	old, oldRelease := s.srv, s.release
+	s.span, s.rate, s.srv, s.release = span, rate, srv, release
+	s.kvPerPos = int64(2 * w.Config.KVDim() * 4)
+	s.mu.Unlock()
+	if old != nil {
+		old.Close()
+		oldRelease()
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	s.announce(ctx)
+	ev := ServeEvent{Span: span, From: from, Moved: moving, Throughput: rate}
+	log.Info("serve", "model", s.cfg.Model, "event", ev.String())
+	if s.cfg.OnEvent != nil {
+		s.cfg.OnEvent(ev)
+	}
+	return nil
+}
+
+// record is the current state as a record to announce.
+func (s *Serving) record() ServerRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := ServerRecord{Model: s.cfg.Model, Span: s.span, Throughput: s.rate, State: StateServing, Software: s.cfg.Software}
+	if s.srv != nil {
+		cfg := s.srv.Config()
+		st := s.srv.Stats()
+		if per := s.kvPerPos * int64(s.span.Len()); per > 0 {
+			r.FreePositions = int(max(cfg.MemoryBudget-st.ReservedBytes, 0) / per)
+		}
+		r.MaxPositions = cfg.MaxPositions
+	}
+	return r
+}
+
+func (s *Serving) announce(ctx context.Context) {
+	if err := s.dir.Announce(ctx, s.record()); err != nil && s.ctx.Err() == nil {
+		log.Warn("announce", "model", s.cfg.Model, "err", err)
+	}
+}
+
+// loop re-announces the record and, if the span is not fixed, checks
+// whether to move: every RebalanceInterval and after each change of the
+// model's records, once a random delay has passed.
+func (s *Serving) loop(rebalance bool) {
+	announce := time.NewTicker(s.cfg.AnnounceInterval)
+	defer announce.Stop()
+	var changed <-chan struct{}
+	if rebalance {
+		ch, stop, err := s.dir.Watch(s.cfg.Model)
+		if err == nil {
+			defer stop()
+			changed = ch
+		}
+	}
+	check := time.NewTimer(s.cfg.RebalanceInterval)
+	defer check.Stop()
+	if !rebalance {
+		check.Stop()
+	}
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-announce.C:
+			s.announce(s.ctx)
+		case <-changed:
+			check.Reset(rand.N(s.cfg.RebalanceDelay) + time.Millisecond)
+		case <-check.C:
+			s.rebalance()
+			check.Reset(s.cfg.RebalanceInterval)
+		}
+	}
+}
+
+// rebalance moves the span if Rebalance says so.
+func (s *Serving) rebalance() {
+	recs := s.dir.Known(s.cfg.Model)
+	s.mu.Lock()
+	cur, rate := s.span, s.rate
+	s.mu.Unlock()
+	next, move := Rebalance(NewCoverage(s.cfg.Layers, recs, s.h.ID()), cur, rate, s.cfg.Margin)
+	if !move {
+		return
+	}
+	log.Info("moving span", "model", s.cfg.Model, "from", cur, "to", next)
+	if err := s.take(s.ctx, next); err != nil && s.ctx.Err() == nil {
+		log.Warn("move span", "model", s.cfg.Model, "to", next, "err", err)
+		s.announce(s.ctx) // back to the current span
+	}
+}
+
+// Close withdraws the node's record (telling the swarm at once, so that
+// others can take over its layers), stops the server and frees the
+// weights.
+func (s *Serving) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.dir.Withdraw(ctx, s.cfg.Model)
+	s.mu.Lock()
+	srv, release := s.srv, s.release
+	s.srv, s.release = nil, nil
+	s.mu.Unlock()
+	if srv != nil {
+		srv.Close()
+		if release != nil {
+			err = errors.Join(err, release())
+		}
+	}
+	return err
+}
+
+// MeasureThroughput runs a few decode steps of span on be and returns the
+// tokens per second of one session.
+func MeasureThroughput(w *model.Weights, be kernels.Backend, span Span) (float64, error) {
+	const warm, steps = 2, 8
+	e := model.NewEngine(w, be)
+	c, err := e.NewCache(span.First, span.Last, warm+steps)
+	if err != nil {
+		return 0, err
+	}
+	x := make([]float32, w.Config.Dim)
+	for i := range x {
+		x[i] = float32(i%7-3) * 0.1
+	}
+	var start time.Time
+	for i := range warm + steps {
+		if i == warm {
+			start = time.Now()
+		}
+		if err := e.Forward(c, x, 1); err != nil {
+			return 0, err
+		}
+		for j := range x {
+			x[j] = max(min(x[j], 10), -10)
+		}
+	}
+	d := time.Since(start)
+	return float64(steps) / max(d.Seconds(), 1e-9), nil
+}

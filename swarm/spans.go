@@ -1,0 +1,152 @@
+package swarm
+
+import (
+	"math"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Coverage is, for each layer of a model, the decode throughput (tokens
+// per second) that the swarm's servers offer for it: the sum of the
+// throughputs of the servers whose span holds the layer. A pipeline runs
+// no faster than its weakest layer, so the minimum of Coverage bounds the
+// swarm's rate.
+type Coverage []float64
+
+// NewCoverage sums the records of servers that serve or are joining,
+// leaving out the peer skip (a server judging the swarm without itself).
+// Spans beyond layers are clipped.
+func NewCoverage(layers int, recs []ServerRecord, skip peer.ID) Coverage {
+	c := make(Coverage, layers)
+	for i := range recs {
+		r := &recs[i]
+		if r.Peer == skip || r.State == StateLeaving {
+			continue
+		}
+		for l := max(r.Span.First, 0); l < min(r.Span.Last, layers); l++ {
+			c[l] += recordRate(r)
+		}
+	}
+	return c
+}
+
+// recordRate is what a server adds to each of its layers. A server that
+// has not measured itself yet still counts: a layer it holds is served.
+func recordRate(r *ServerRecord) float64 {
+	return max(r.Throughput, minRate)
+}
+
+// minRate stands for a server whose throughput is unknown (0).
+const minRate = 1e-3
+
+// Add returns c with rate added to the layers of s.
+func (c Coverage) Add(s Span, rate float64) Coverage {
+	out := append(Coverage(nil), c...)
+	for l := max(s.First, 0); l < min(s.Last, len(c)); l++ {
+		out[l] += max(rate, minRate)
+	}
+	return out
+}
+
+// Missing lists the runs of layers that no server covers.
+func (c Coverage) Missing() []Span {
+	var out []Span
+	for l := 0; l < len(c); l++ {
+		if c[l] > 0 {
+			continue
+		}
+		first := l
+		for l < len(c) && c[l] <= 0 {
+			l++
+		}
+		out = append(out, Span{first, l})
+	}
+	return out
+}
+
+// unserved counts the layers no server covers.
+func (c Coverage) unserved() int {
+	n := 0
+	for _, v := range c {
+		if v <= 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// Min is the weakest layer's throughput (0 for no layers).
+func (c Coverage) Min() float64 {
+	if len(c) == 0 {
+		return 0
+	}
+	m := math.Inf(1)
+	for _, v := range c {
+		m = min(m, v)
+	}
+	return m
+}
+
+// better says whether coverage a is a better swarm than b by more than
+// the factor 1+margin: fewer unserved layers, or as many and a weakest
+// layer faster by that factor.
+func better(a, b Coverage, margin float64) bool {
+	ua, ub := a.unserved(), b.unserved()
+	if ua != ub {
+		return ua < ub
+	}
+	return a.Min() > b.Min()*(1+margin)
+}
+
+// ChooseSpan picks where a server that can hold n consecutive layers and
+// runs them at rate tokens per second should serve, given the coverage
+// of the others: the span that leaves the swarm best, by fewest unserved
+// layers, then the fastest weakest layer, then the weakest window (the
+// span whose own layers are served least, so that capacity goes where it
+// is thinnest), then the lowest first layer.
+func ChooseSpan(c Coverage, n int, rate float64) Span {
+	layers := len(c)
+	n = min(max(n, 1), layers)
+	best := Span{0, n}
+	var bestCov Coverage
+	bestSum := math.Inf(1)
+	for first := 0; first+n <= layers; first++ {
+		s := Span{first, first + n}
+		cov := c.Add(s, rate)
+		sum := 0.0
+		for l := s.First; l < s.Last; l++ {
+			sum += c[l]
+		}
+		switch {
+		case bestCov == nil, better(cov, bestCov, 0):
+		case better(bestCov, cov, 0):
+			continue
+		case sum < bestSum:
+		default:
+			continue
+		}
+		best, bestCov, bestSum = s, cov, sum
+	}
+	return best
+}
+
+// Rebalance decides whether a server now at cur should move, given the
+// coverage of the others (without itself). It moves to ChooseSpan's pick
+// only when that leaves the swarm better by more than margin (hysteresis:
+// small gains do not make servers chase each other), and never when a
+// layer it serves now would be left to nobody.
+func Rebalance(others Coverage, cur Span, rate, margin float64) (Span, bool) {
+	next := ChooseSpan(others, cur.Len(), rate)
+	if next == cur {
+		return cur, false
+	}
+	for l := max(cur.First, 0); l < min(cur.Last, len(others)); l++ {
+		if others[l] <= 0 && (l < next.First || l >= next.Last) {
+			return cur, false
+		}
+	}
+	if !better(others.Add(next, rate), others.Add(cur, rate), margin) {
+		return cur, false
+	}
+	return next, true
+}

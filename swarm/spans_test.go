@@ -1,0 +1,248 @@
+package swarm
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+func rec(p string, first, last int, tps float64) ServerRecord {
+	return ServerRecord{Peer: peer.ID(p), Model: "m", Span: Span{first, last}, Throughput: tps,
+		State: StateServing, FreePositions: 1 << 20, Expires: time.Now().Add(time.Minute)}
+}
+
+// Nodes that join one after another, each able to hold 3 of 5 layers,
+// first cover every layer, then add capacity where it is thinnest.
+func TestChooseSpanFillsGaps(t *testing.T) {
+	var recs []ServerRecord
+	want := []Span{{0, 3}, {2, 5}, {0, 3}}
+	for i, w := range want {
+		got := ChooseSpan(NewCoverage(5, recs, ""), 3, 10)
+		if got != w {
+			t.Fatalf("node %d chose %s, want %s (swarm %v)", i, got, w, NewCoverage(5, recs, ""))
+		}
+		recs = append(recs, rec(string(rune('a'+i)), got.First, got.Last, 10))
+	}
+	// A slow swarm on the last layers draws the next node there.
+	recs = []ServerRecord{rec("a", 0, 3, 100), rec("b", 2, 5, 5)}
+	if got := ChooseSpan(NewCoverage(5, recs, ""), 2, 10); got != (Span{3, 5}) {
+		t.Fatalf("chose %s, want [3,5) where the swarm is slowest", got)
+	}
+	// A node that holds every layer takes them all.
+	if got := ChooseSpan(NewCoverage(5, nil, ""), 9, 1); got != (Span{0, 5}) {
+		t.Fatalf("chose %s, want [0,5)", got)
+	}
+}
+
+func TestCoverageMissing(t *testing.T) {
+	c := NewCoverage(8, []ServerRecord{rec("a", 1, 3, 1), rec("b", 5, 6, 1), rec("c", 0, 8, 0)}, "c")
+	got := c.Missing()
+	want := []Span{{0, 1}, {3, 5}, {6, 8}}
+	if len(got) != len(want) {
+		t.Fatalf("missing %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("missing %v, want %v", got, want)
+		}
+	}
+	// A joining server counts; a leaving one does not; an unmeasured one
+	// still serves.
+	j := rec("j", 0, 8, 0)
+	j.State = StateJoining
+	l := rec("l", 0, 8, 5)
+	l.State = StateLeaving
+	if m := NewCoverage(8, []ServerRecord{j, l}, "").Missing(); len(m) != 0 {
+		t.Fatalf("joining server not counted: missing %v", m)
+	}
+	if m := NewCoverage(8, []ServerRecord{l}, "").Missing(); len(m) != 1 || m[0] != (Span{0, 8}) {
+		t.Fatalf("leaving server counted: missing %v", m)
+	}
+}
+
+func TestRebalance(t *testing.T) {
+	// b left: layers 3 and 4 are unserved; c, whose layers a also holds,
+	// moves to cover them.
+	others := NewCoverage(5, []ServerRecord{rec("a", 0, 3, 10)}, "")
+	next, move := Rebalance(others, Span{0, 3}, 10, DefaultMargin)
+	if !move || next != (Span{2, 5}) {
+		t.Fatalf("Rebalance = %s, %v; want a move to [2,5)", next, move)
+	}
+	// The only server of layers 0-2 never leaves them, even to cover
+	// others.
+	others = NewCoverage(5, []ServerRecord{rec("a", 3, 5, 10)}, "")
+	if next, move := Rebalance(others, Span{0, 3}, 10, DefaultMargin); move {
+		t.Fatalf("moved to %s, leaving layers unserved", next)
+	}
+	// A balanced swarm stays put.
+	others = NewCoverage(5, []ServerRecord{rec("a", 0, 3, 10), rec("b", 2, 5, 10)}, "")
+	if next, move := Rebalance(others, Span{0, 3}, 10, DefaultMargin); move {
+		t.Fatalf("balanced swarm: moved to %s", next)
+	}
+	// Hysteresis: a 10% gain does not move a server; a 2x gain does.
+	others = NewCoverage(4, []ServerRecord{rec("a", 0, 4, 100), rec("b", 2, 4, 10)}, "")
+	// cur [0,2): weakest layer 2-3 at 110; moving to [2,4) gives min(100, 120) = 100: worse.
+	if next, move := Rebalance(others, Span{0, 2}, 10, DefaultMargin); move {
+		t.Fatalf("moved to %s for no gain", next)
+	}
+	others = NewCoverage(4, []ServerRecord{rec("a", 0, 2, 100), rec("b", 2, 4, 10)}, "")
+	// cur [0,2) gives min 10; [2,4) gives min(100, 20) = 20: a 2x gain.
+	if next, move := Rebalance(others, Span{0, 2}, 10, DefaultMargin); !move || next != (Span{2, 4}) {
+		t.Fatalf("Rebalance = %s, %v; want a move to [2,4)", next, move)
+	}
+	others = NewCoverage(4, []ServerRecord{rec("a", 0, 2, 100), rec("b", 2, 4, 100)}, "")
+	// [0,2) gives min 100; [2,4) min 100: no gain.
+	if next, move := Rebalance(others, Span{0, 2}, 10, DefaultMargin); move {
+		t.Fatalf("moved to %s for a 0%% gain", next)
+	}
+}
+
+func TestPlan(t *testing.T) {
+	recs := []ServerRecord{
+		rec("whole-slow", 0, 6, 1), // 1 s per token
+		rec("front", 0, 3, 100),    // 10 ms per token for 3 layers
+		rec("back", 3, 6, 100),     //
+		rec("mid", 2, 4, 1000),     //
+		rec("tail", 4, 6, 1000),    //
+	}
+	hops, err := Plan(recs, PlanOptions{Span: Span{0, 6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// front(0-3) 10ms + back(3-6) 10ms + 2 hops: 120 ms; three hops
+	// front(0-2)+mid(2-4)+tail: ~6.7+1+1 ms + 150 ms; one hop on
+	// whole-slow: 1.05 s.
+	want := []Hop{{"front", Span{0, 3}}, {"back", Span{3, 6}}}
+	if !sameHops(hops, want) {
+		t.Fatalf("route %v, want %v", hops, want)
+	}
+	// With "back" excluded, the tail of the route goes through mid and tail.
+	hops, err = Plan(recs, PlanOptions{Span: Span{0, 6}, Exclude: []peer.ID{"back"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// mid is 10x faster per layer than front: it takes layer 2 too.
+	want = []Hop{{"front", Span{0, 2}}, {"mid", Span{2, 4}}, {"tail", Span{4, 6}}}
+	if !sameHops(hops, want) {
+		t.Fatalf("route without back %v, want %v", hops, want)
+	}
+	// Low latency to whole-slow does not make it win; a server without
+	// room is avoided.
+	full := rec("front-full", 0, 3, 1e6)
+	full.FreePositions = 10
+	hops, err = Plan(append(recs, full), PlanOptions{Span: Span{0, 6}, Positions: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hops[0].Peer == "front-full" {
+		t.Fatalf("route %v uses a server without room", hops)
+	}
+	// A sub-span, as failover asks for.
+	hops, err = Plan(recs, PlanOptions{Span: Span{3, 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hops) != 1 || hops[0].Span != (Span{3, 5}) {
+		t.Fatalf("route for [3,5) = %v", hops)
+	}
+	// Missing layers are named, with the command that serves them.
+	expired := rec("old", 0, 6, 1000)
+	expired.Expires = time.Now().Add(-time.Second)
+	_, err = Plan([]ServerRecord{rec("a", 0, 2, 1), rec("b", 3, 4, 1), expired}, PlanOptions{Span: Span{0, 6}})
+	var nr *NoRouteError
+	if !errors.As(err, &nr) {
+		t.Fatalf("err = %v, want NoRouteError", err)
+	}
+	if len(nr.Missing) != 2 || nr.Missing[0] != (Span{2, 3}) || nr.Missing[1] != (Span{4, 6}) {
+		t.Fatalf("missing %v, want [2,3) and [4,6)", nr.Missing)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "layers 2, 4-5") || !strings.Contains(msg, "--serve m --layers 2:3") {
+		t.Fatalf("error %q does not say which layers and how to serve them", msg)
+	}
+}
+
+func sameHops(a, b []Hop) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestRecordSignOpen(t *testing.T) {
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPrivateKey(key)
+	r := ServerRecord{Model: "bafy-model", Span: Span{2, 4}, Throughput: 12.5, FreePositions: 1000, MaxPositions: 512,
+		State: StateServing, Seq: 7, Expires: time.Now().Add(time.Minute).Truncate(time.Second), Software: "mycel test",
+		Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/4747")}}
+	raw, err := SignRecord(&r, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := OpenRecord(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Peer != id || got.Model != r.Model || got.Span != r.Span || got.Throughput != r.Throughput ||
+		got.FreePositions != r.FreePositions || got.Seq != r.Seq || !got.Expires.Equal(r.Expires) ||
+		len(got.Addrs) != 1 || !got.Addrs[0].Equal(r.Addrs[0]) || got.State != StateServing {
+		t.Fatalf("round trip: got %+v, want %+v", got, r)
+	}
+	if !got.Valid(time.Now()) || got.Valid(time.Now().Add(2*time.Minute)) {
+		t.Fatal("validity does not follow expiry")
+	}
+	// Any changed byte breaks the signature or the decoding.
+	for i := range raw {
+		bad := bytes.Clone(raw)
+		bad[i] ^= 0x20
+		if g, err := OpenRecord(bad); err == nil && (g.Peer != id || g.Model != r.Model || g.Span != r.Span || g.Throughput != r.Throughput) {
+			t.Fatalf("byte %d flipped: accepted a changed record %+v", i, g)
+		}
+	}
+	// Bad fields are refused at signing and opening.
+	for _, bad := range []ServerRecord{
+		{Model: "", Span: Span{0, 1}, State: StateServing},
+		{Model: "m", Span: Span{3, 3}, State: StateServing},
+		{Model: "m", Span: Span{0, 1}, State: "asleep"},
+		{Model: "m", Span: Span{0, 1}, State: StateServing, Throughput: -1},
+	} {
+		if _, err := SignRecord(&bad, key); err == nil {
+			t.Fatalf("signed a bad record %+v", bad)
+		}
+	}
+	if _, err := OpenRecord(make([]byte, MaxRecordBytes+1)); err == nil {
+		t.Fatal("opened an oversized record")
+	}
+}
+
+func FuzzOpenRecord(f *testing.F) {
+	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	r := ServerRecord{Model: "m", Span: Span{0, 2}, State: StateServing, Expires: time.Now().Add(time.Minute)}
+	raw, _ := SignRecord(&r, key)
+	f.Add(raw)
+	f.Add([]byte{})
+	f.Add([]byte("{}"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := OpenRecord(b)
+		if err != nil {
+			return
+		}
+		if err := got.check(); err != nil {
+			t.Fatalf("opened a record that fails its checks: %v", err)
+		}
+	})
+}
