@@ -36,10 +36,29 @@ func (b *Backend) MatMul(out []float32, w *kernels.Matrix, x []float32, n int) {
 		for i := 0; i < n; i++ {
 			quantizeQ8(t.xq[i*nb*kernels.Q8_0BlockBytes:(i+1)*nb*kernels.Q8_0BlockBytes], x[i*w.Cols:(i+1)*w.Cols])
 		}
+		if n == 1 && w.Type == kernels.Q4_0 {
+			t.xp = b.prepQ4(t.xq, nb)
+		}
 	}
 	grain := max(1, macsPerChunk/(w.Cols*n))
 	b.pool.run(t, w.Rows, grain)
-	t.out, t.w, t.x, t.xq = nil, nil, nil, nil
+	t.out, t.w, t.x, t.xq, t.xp = nil, nil, nil, nil, nil
+}
+
+// prepQ4 rearranges one Q8_0 activation row of nb blocks for the Q4_0
+// decode kernel, into scratch kept by the backend. It returns nil where
+// the kernel set has no such kernel.
+func (b *Backend) prepQ4(xq []byte, nb int) []byte {
+	if prepQ4 == nil {
+		return nil
+	}
+	need := q4PrepBytes(nb)
+	if cap(b.xp) < need {
+		b.xp = make([]byte, need)
+	}
+	xp := b.xp[:need]
+	prepQ4(xp, xq, nb)
+	return xp
 }
 
 type matmulTask struct {
@@ -47,6 +66,7 @@ type matmulTask struct {
 	w   *kernels.Matrix
 	x   []float32
 	xq  []byte
+	xp  []byte // Q4_0 decode: xq prepared by prepQ4, or nil
 	n   int
 }
 
@@ -101,7 +121,7 @@ func (b *Backend) MatMulMany(outs [][]float32, ws []*kernels.Matrix, x []float32
 	t := &b.many
 	cols := ws[0].Cols
 	total := 0
-	quant := false
+	quant, q4 := false, false
 	for i, w := range ws {
 		if w.Cols != cols || len(outs[i]) < w.Rows {
 			panic(fmt.Sprintf("cpu: MatMulMany: matrix %d is %dx%d (cols %d expected), output %d", i, w.Rows, w.Cols, cols, len(outs[i])))
@@ -109,12 +129,13 @@ func (b *Backend) MatMulMany(outs [][]float32, ws []*kernels.Matrix, x []float32
 		t.starts[i] = total
 		total += w.Rows
 		quant = quant || w.Type.Quantized()
+		q4 = q4 || w.Type == kernels.Q4_0
 	}
 	if len(x) < cols {
 		panic(fmt.Sprintf("cpu: MatMulMany: x has %d values, matrices %d columns", len(x), cols))
 	}
 	t.starts[len(ws)] = total
-	t.outs, t.ws, t.x, t.xq = outs, ws, x, nil
+	t.outs, t.ws, t.x, t.xq, t.xp = outs, ws, x, nil, nil
 	if quant {
 		need := cols / kernels.QK * kernels.Q8_0BlockBytes
 		if cap(b.xq) < need {
@@ -122,9 +143,12 @@ func (b *Backend) MatMulMany(outs [][]float32, ws []*kernels.Matrix, x []float32
 		}
 		t.xq = b.xq[:need]
 		quantizeQ8(t.xq, x[:cols])
+		if q4 {
+			t.xp = b.prepQ4(t.xq, cols/kernels.QK)
+		}
 	}
 	b.pool.run(t, total, max(1, macsPerChunk/cols))
-	t.outs, t.ws, t.x, t.xq = nil, nil, nil, nil
+	t.outs, t.ws, t.x, t.xq, t.xp = nil, nil, nil, nil, nil
 }
 
 // manyTask is one MatMulMany job: item r is row r of the matrices' rows
@@ -134,6 +158,7 @@ type manyTask struct {
 	ws     []*kernels.Matrix
 	x      []float32
 	xq     []byte
+	xp     []byte
 	starts [maxMany + 1]int
 }
 
@@ -144,6 +169,9 @@ func (t *manyTask) run(worker, lo, hi int) {
 			continue
 		}
 		one := matmulTask{out: t.outs[i], w: w, x: t.x, xq: t.xq, n: 1}
+		if w.Type == kernels.Q4_0 {
+			one.xp = t.xp
+		}
 		one.run(worker, a-t.starts[i], z-t.starts[i])
 	}
 }

@@ -30,6 +30,10 @@ import "github.com/mycel-net/mycel/kernels"
 //	gemm8, gemm4(out, ldo, w, rows, nb, xq, n): out[t·ldo + r] for r < rows
 //	                      and t < n tokens of Q8_0 rows xq (nb blocks each);
 //	                      nil where the set has no tiled kernel.
+//	prep4(xp, xq, nb):    xq rearranged for q4x (layout in q4x.go).
+//	q4x(out, w, nb, xp):  q4 on the prepared activations xp; decode uses
+//	                      it, with prep4 once per MatMul. Both nil where
+//	                      the set has no such kernel.
 //
 // xq must come from quantize: its values lie in [−127, 127].
 type quantKernels struct {
@@ -38,12 +42,20 @@ type quantKernels struct {
 	q8, q4   func(out []float32, w []byte, nb int, xq []byte)
 	gemm8    func(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int)
 	gemm4    func(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int)
+	prep4    func(xp, xq []byte, nb int)
+	q4x      func(out []float32, w []byte, nb int, xp []byte)
 }
 
-var genericQuant = quantKernels{"go", quantizeQ8Generic, matvecQ8Generic, matvecQ4Generic, nil, nil}
+var genericQuant = quantKernels{"go", quantizeQ8Generic, matvecQ8Generic, matvecQ4Generic, nil, nil, nil, nil}
 
 // The tiled prefill kernels in use; nil: a matvec per token.
 var gemmQ8, gemmQ4 func(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int)
+
+// The Q4_0 decode kernel on prepared activations in use; nil: matvecQ4.
+var (
+	prepQ4    func(xp, xq []byte, nb int)
+	matvecQ4x func(out []float32, w []byte, nb int, xp []byte)
+)
 
 // quantISA names the quantized kernel set in use.
 var quantISA = "go"
@@ -52,6 +64,7 @@ var quantISA = "go"
 func (s quantKernels) install() {
 	quantizeQ8, matvecQ8, matvecQ4 = s.quantize, s.q8, s.q4
 	gemmQ8, gemmQ4 = s.gemm8, s.gemm4
+	prepQ4, matvecQ4x = s.prep4, s.q4x
 	quantISA = s.name
 }
 
@@ -76,9 +89,12 @@ func runQuant(t *matmulTask, lo, hi int) {
 	for tok := 0; tok < t.n; tok++ {
 		out := t.out[tok*rows+lo : tok*rows+hi]
 		xq := t.xq[tok*xb : (tok+1)*xb]
-		if w.Type == kernels.Q8_0 {
+		switch {
+		case w.Type == kernels.Q8_0:
 			matvecQ8(out, w.Data[lo*rb:hi*rb], nb, xq)
-		} else {
+		case t.xp != nil:
+			matvecQ4x(out, w.Data[lo*rb:hi*rb], nb, t.xp)
+		default:
 			matvecQ4(out, w.Data[lo*rb:hi*rb], nb, xq)
 		}
 	}

@@ -49,10 +49,14 @@ func quantSets() []quantKernels {
 	var l []quantKernels
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
 		cpu.X86.HasAVX512VNNI && cpu.X86.HasF16C && cpu.X86.HasFMA {
-		l = append(l, quantKernels{"avx512", quantizeQ8Asm512, matvecQ8VNNI, matvecQ4VNNI, gemmQ8VNNI, gemmQ4VNNI})
+		s := quantKernels{"avx512", quantizeQ8Asm512, matvecQ8VNNI, matvecQ4VNNI, gemmQ8VNNI, gemmQ4VNNI, nil, nil}
+		if cpu.X86.HasAVX512VBMI && cpu.X86.HasAVX512GFNI {
+			s.prep4, s.q4x = prepQ4VBMI, matvecQ4VBMI
+		}
+		l = append(l, s)
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
-		l = append(l, quantKernels{"avx2", quantizeQ8Asm2, matvecQ8AVX2, matvecQ4AVX2, gemmQ8AVX2, gemmQ4AVX2})
+		l = append(l, quantKernels{"avx2", quantizeQ8Asm2, matvecQ8AVX2, matvecQ4AVX2, gemmQ8AVX2, gemmQ4AVX2, nil, nil})
 	}
 	return append(l, genericQuant)
 }
