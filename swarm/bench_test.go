@@ -2,6 +2,8 @@ package swarm_test
 
 import (
 	"context"
+	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -123,6 +125,219 @@ func benchPipeline(b *testing.B, shape string) {
 			b.ReportMetric(swarmRate, "swarm-tok/s")
 			b.ReportMetric(swarmRate/localRate, "ratio")
 			b.ReportMetric((tSwarm-tLocal).Seconds()/n/float64(len(route))*1e6, "µs/hop/tok")
+		})
+	}
+}
+
+// batchWait sets the servers' ServerConfig.BatchWait in the benchmarks
+// (0: the default), to compare batching policies.
+var batchWait = flag.Duration("batchwait", 0, "the benchmark servers' BatchWait (negative: no wait)")
+
+// benchNet is a pipeline of servers on loopback hosts and a client host
+// connected to all of them.
+type benchNet struct {
+	b      *testing.B
+	w      *model.Weights
+	shape  string
+	client *p2p.Host
+	route  []swarm.Hop
+	srvs   []*swarm.Server
+	hosts  []*p2p.Host
+}
+
+// thirds splits the model's layers into three spans.
+func thirds(layers int) []swarm.Span {
+	t := layers / 3
+	return []swarm.Span{{0, t}, {t, 2 * t}, {2 * t, layers}}
+}
+
+func newBenchNet(b *testing.B, w *model.Weights, shape string) *benchNet {
+	return &benchNet{b: b, w: w, shape: shape, client: loopbackHost(b)}
+}
+
+// server starts a server for span on a new host, connects the client host
+// to it and returns its hop. The host closes with the benchmark.
+func (n *benchNet) server(span swarm.Span) (*swarm.Server, *p2p.Host, swarm.Hop) {
+	b := n.b
+	h := loopbackHost(b)
+	cfg := swarm.ServerConfig{Model: n.shape, Span: span}
+	cfg.BatchWait = *batchWait
+	s, err := swarm.NewServer(h.Libp2p(), n.w, backend(b), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	if err := n.client.Connect(context.Background(), h.AddrInfo()); err != nil {
+		b.Fatal(err)
+	}
+	return s, h, swarm.Hop{Peer: h.ID(), Span: span}
+}
+
+// pipeline starts one server per span, in order.
+func (n *benchNet) pipeline(spans []swarm.Span) {
+	for _, sp := range spans {
+		s, h, hop := n.server(sp)
+		n.srvs, n.hosts, n.route = append(n.srvs, s), append(n.hosts, h), append(n.route, hop)
+	}
+}
+
+func (n *benchNet) newClient(cfg swarm.ClientConfig) *swarm.Client {
+	cfg.Model = n.shape
+	c, err := swarm.NewClient(n.client.Libp2p(), n.w, backend(n.b), cfg)
+	if err != nil {
+		n.b.Fatal(err)
+	}
+	return c
+}
+
+// stats sums the servers' counters.
+func (n *benchNet) stats() swarm.ServerStats {
+	var t swarm.ServerStats
+	for _, s := range n.srvs {
+		st := s.Stats()
+		t.Steps += st.Steps
+		t.Passes += st.Passes
+		t.Batches += st.Batches
+		for i, v := range st.BatchRows {
+			t.BatchRows[i] += v
+		}
+	}
+	return t
+}
+
+// BenchmarkPipelineThroughput runs 1, 4 and 16 concurrent streams, each
+// its own client and session generating its own tokens, through three
+// servers on loopback TCP serving a synthetic stories110M-shaped Q8_0
+// model, one compute thread per server and per client. Each iteration
+// first runs one stream alone, then all the streams together, so the
+// ratio compares two rates measured in the same run. Reported: the
+// aggregate and per-stream decode rates, the one-stream rate, their
+// ratio, and the mean rows per forward pass over the servers.
+//
+//	go test -run - -bench PipelineThroughput -benchtime 2x ./swarm/
+func BenchmarkPipelineThroughput(b *testing.B) {
+	const shape = "stories110M"
+	w := synthModel(b, shape, kernels.Q8_0)
+	n := newBenchNet(b, w, shape)
+	n.pipeline(thirds(w.Config.Layers))
+	var clients []*swarm.Client
+	for _, streams := range []int{1, 4, 16} {
+		for len(clients) < streams {
+			clients = append(clients, n.newClient(swarm.ClientConfig{DType: kernels.F16}))
+		}
+		b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
+			var one, all float64
+			var rows []float64
+			for b.Loop() {
+				one += runStreams(b, n, clients[:1])
+				before := n.stats()
+				all += runStreams(b, n, clients[:streams])
+				after := n.stats()
+				rows = append(rows, float64(after.Steps-before.Steps)/float64(after.Passes-before.Passes))
+			}
+			one /= float64(b.N)
+			all /= float64(b.N)
+			b.ReportMetric(all, "tok/s")
+			b.ReportMetric(all/float64(streams), "tok/s/stream")
+			b.ReportMetric(one, "1stream-tok/s")
+			b.ReportMetric(all/one, "x1stream")
+			var avg float64
+			for _, r := range rows {
+				avg += r
+			}
+			b.ReportMetric(avg/float64(len(rows)), "rows/pass")
+		})
+	}
+}
+
+// streamTokens is what each stream of the throughput benchmark generates.
+const streamTokens = 64
+
+// runStreams opens a session per client, starts them all at once, each
+// generating streamTokens tokens from its own prompt, and returns the
+// aggregate rate: tokens over the wall time until the last one finished.
+func runStreams(b *testing.B, n *benchNet, clients []*swarm.Client) float64 {
+	ctx := context.Background()
+	sessions := make([]*swarm.Session, len(clients))
+	for i, c := range clients {
+		s, err := c.Open(ctx, n.route, streamTokens+1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sessions[i] = s
+	}
+	opts := model.GenerateOptions{MaxTokens: streamTokens}
+	errs := make(chan error, len(sessions))
+	start := time.Now()
+	for i, s := range sessions {
+		go func() {
+			_, err := s.Generate(ctx, []int{1 + i}, opts, func(int) error { return nil })
+			errs <- err
+		}()
+	}
+	for range sessions {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	d := time.Since(start)
+	for _, s := range sessions {
+		s.Close()
+	}
+	return float64(len(sessions)*streamTokens) / d.Seconds()
+}
+
+// BenchmarkForwardRows is one server's forward pass over a third of a
+// synthetic stories110M-shaped Q8_0 model (one thread) for batches of 1
+// to 16 sessions' decode steps, each session holding 64 positions: the
+// cost of a pass and of each row in it.
+//
+//	go test -run - -bench ForwardRows ./swarm/
+func BenchmarkForwardRows(b *testing.B) {
+	const shape, hist = "stories110M", 64
+	w := synthModel(b, shape, kernels.Q8_0)
+	sp := thirds(w.Config.Layers)[1]
+	e := model.NewEngine(w, backend(b))
+	d := w.Config.Dim
+	for _, rows := range []int{1, 2, 4, 8, 16} {
+		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
+			caches := make([]*model.Cache, rows)
+			for i := range caches {
+				c, err := e.NewCache(sp.First, sp.Last, hist+1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				x := make([]float32, hist*d)
+				for j := range x {
+					x[j] = float32(j%17-8) / 16
+				}
+				if err := e.Forward(c, x, hist); err != nil {
+					b.Fatal(err)
+				}
+				caches[i] = c
+			}
+			x := make([]float32, rows*d)
+			for b.Loop() {
+				for j := range x {
+					x[j] = float32(j%13-6) / 16
+				}
+				var err error
+				if rows == 1 {
+					err = e.Forward(caches[0], x, 1)
+				} else {
+					err = e.ForwardRows(caches, x)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, c := range caches {
+					c.Truncate(hist)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(rows), "µs/row")
 		})
 	}
 }

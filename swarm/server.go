@@ -41,6 +41,7 @@ const (
 	DefaultIdleTimeout  = 2 * time.Minute
 	DefaultIOTimeout    = 30 * time.Second
 	DefaultMaxBatch     = 32
+	DefaultBatchWait    = 2 * time.Millisecond
 )
 
 // ServerConfig configures a Server. Zero fields take the defaults above.
@@ -68,6 +69,9 @@ type ServerConfig struct {
 	// MaxBatch is the most single-position steps of different sessions run
 	// as one batch; 1 turns batching off.
 	MaxBatch int
+	// BatchWait bounds how long a single-position step waits for the steps
+	// of other open sessions to join its batch (negative: not at all).
+	BatchWait time.Duration
 }
 
 func (c *ServerConfig) validate(w *model.Weights) error {
@@ -103,6 +107,9 @@ func (c *ServerConfig) validate(w *model.Weights) error {
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = DefaultMaxBatch
 	}
+	if c.BatchWait == 0 {
+		c.BatchWait = DefaultBatchWait
+	}
 	return nil
 }
 
@@ -111,8 +118,32 @@ type ServerStats struct {
 	Sessions      int   // streams being served (sessions open or opening)
 	ReservedBytes int64 // of the memory budget
 	Steps         int64 // steps run (a batch counts each of its rows)
+	Passes        int64 // forward passes run (a batch is one pass)
 	Batches       int64 // forward passes that ran more than one session's step
 	Refused       int64 // sessions refused for lack of memory
+	// BatchRows counts passes by their rows: BatchRows[i] passes ran
+	// between 2^(i-1)+1 and 2^i rows (1, 2, 3–4, 5–8, 9–16, …).
+	BatchRows [BatchBuckets]int64
+}
+
+// BatchBuckets is the length of ServerStats.BatchRows.
+const BatchBuckets = 8
+
+// AvgBatch is the mean number of steps per forward pass.
+func (st ServerStats) AvgBatch() float64 {
+	if st.Passes == 0 {
+		return 0
+	}
+	return float64(st.Steps) / float64(st.Passes)
+}
+
+// batchBucket is the index of ServerStats.BatchRows for a pass of n rows.
+func batchBucket(n int) int {
+	b := 0
+	for m := 1; m < n && b < BatchBuckets-1; m <<= 1 {
+		b++
+	}
+	return b
 }
 
 // Server serves a span of a model's layers over /mycel/infer/1. One
@@ -137,7 +168,19 @@ type Server struct {
 	streams  map[network.Stream]struct{}
 	nextID   uint64
 
-	steps, batches, refused atomic.Int64
+	live                            map[*session]struct{} // open sessions; under mu
+	steps, passes, batches, refused atomic.Int64
+	batchRows                       [BatchBuckets]atomic.Int64
+}
+
+// count records a forward pass of n rows.
+func (s *Server) count(n int) {
+	s.steps.Add(int64(n))
+	s.passes.Add(1)
+	if n > 1 {
+		s.batches.Add(1)
+	}
+	s.batchRows[batchBucket(n)].Add(1)
 }
 
 // NewServer returns a server for cfg.Span of w, computing on be. It starts
@@ -150,6 +193,7 @@ func NewServer(h host.Host, w *model.Weights, be kernels.Backend, cfg ServerConf
 		h: h, e: model.NewEngine(w, be), cfg: cfg,
 		jobs:    make(chan *job),
 		streams: map[network.Stream]struct{}{},
+		live:    map[*session]struct{}{},
 		perPeer: map[peer.ID]int64{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -202,10 +246,14 @@ func (s *Server) Close() error {
 func (s *Server) Stats() ServerStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return ServerStats{
+	st := ServerStats{
 		Sessions: len(s.streams), ReservedBytes: s.reserved,
-		Steps: s.steps.Load(), Batches: s.batches.Load(), Refused: s.refused.Load(),
+		Steps: s.steps.Load(), Passes: s.passes.Load(), Batches: s.batches.Load(), Refused: s.refused.Load(),
 	}
+	for i := range st.BatchRows {
+		st.BatchRows[i] = s.batchRows[i].Load()
+	}
+	return st
 }
 
 // session is the server's state for one stream. Only its handler
@@ -225,6 +273,11 @@ type session struct {
 	lastResult []byte // encoded activations
 
 	x []float32 // activations of the step in flight
+
+	// lastRow is when the session last handed the worker a
+	// single-position step (UnixNano), read by the worker to decide which
+	// sessions are likely to send another soon.
+	lastRow atomic.Int64
 }
 
 // job is one step handed to the worker.
@@ -274,6 +327,14 @@ func (s *Server) handle(st network.Stream) {
 		return
 	}
 	log.Debug("session open", "peer", peerID, "session", sess.id, "span", sess.span, "positions", sess.cache.Cap)
+	s.mu.Lock()
+	s.live[sess] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.live, sess)
+		s.mu.Unlock()
+	}()
 	if err := s.serve(c, sess); err != nil {
 		log.Debug("session ended", "peer", peerID, "session", sess.id, "err", err)
 	}
@@ -455,6 +516,9 @@ func (s *Server) step(c *conn, sess *session, m *Step) error {
 	sess.x = sess.x[:m.N*dim]
 	kernels.Decode(sess.x, t.DType, t.Data)
 
+	if m.N == 1 {
+		sess.lastRow.Store(time.Now().UnixNano())
+	}
 	j := &job{sess: sess, n: m.N, done: make(chan error, 1)}
 	select {
 	case s.jobs <- j:
@@ -484,6 +548,8 @@ func (s *Server) sendResult(c *conn, sess *session, id uint64, n int) error {
 // job it takes gets an answer.
 func (s *Server) worker() {
 	var batch []*job
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
 	for {
 		select {
 		case j := <-s.jobs:
@@ -502,9 +568,47 @@ func (s *Server) worker() {
 				break drain
 			}
 		}
+		// Other open sessions are likely to send their next step soon:
+		// give them a short while to join.
+		if s.cfg.BatchWait > 0 && s.cfg.MaxBatch > 1 && batch[0].n == 1 && len(batch) < s.cfg.MaxBatch {
+			if want := min(s.decoding(), s.cfg.MaxBatch); len(batch) < want {
+				wait.Reset(s.cfg.BatchWait)
+			gather:
+				for len(batch) < want {
+					select {
+					case j := <-s.jobs:
+						batch = append(batch, j)
+					case <-wait.C:
+						break gather
+					case <-s.ctx.Done():
+						break gather
+					}
+				}
+				wait.Stop()
+			}
+		}
 		s.run(batch)
 		clear(batch)
 	}
+}
+
+// activeFor is how recently a session must have sent a single-position
+// step to count as decoding, in multiples of BatchWait.
+const activeFor = 50
+
+// decoding counts the sessions that sent a single-position step lately:
+// those whose next step is worth waiting for.
+func (s *Server) decoding() int {
+	since := time.Now().Add(-activeFor * s.cfg.BatchWait).UnixNano()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for sess := range s.live {
+		if sess.lastRow.Load() >= since {
+			n++
+		}
+	}
+	return n
 }
 
 // run executes a batch: single-position steps over the same span go
@@ -515,7 +619,7 @@ func (s *Server) run(batch []*job) {
 	for _, j := range batch {
 		if j.n != 1 || s.cfg.MaxBatch == 1 {
 			j.done <- s.e.Forward(j.sess.cache, j.sess.x, j.n)
-			s.steps.Add(1)
+			s.count(1)
 			continue
 		}
 		rows = append(rows, j)
@@ -535,7 +639,7 @@ func (s *Server) run(batch []*job) {
 		if len(group) == 1 {
 			j := group[0]
 			j.done <- s.e.Forward(j.sess.cache, j.sess.x, 1)
-			s.steps.Add(1)
+			s.count(1)
 			continue
 		}
 		caches := make([]*model.Cache, len(group))
@@ -549,7 +653,6 @@ func (s *Server) run(batch []*job) {
 			copy(j.sess.x, x[i*dim:(i+1)*dim])
 			j.done <- err
 		}
-		s.steps.Add(int64(len(group)))
-		s.batches.Add(1)
+		s.count(len(group))
 	}
 }
