@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mycel-net/mycel/checkpoints"
@@ -340,4 +343,167 @@ func BenchmarkForwardRows(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(rows), "µs/row")
 		})
 	}
+}
+
+// BenchmarkFailover measures the time from a hop's death to the next
+// token. A session runs through three servers on loopback TCP (synthetic
+// stories110M-shaped Q8_0 model, one compute thread each) with a spare
+// server for the middle span in ClientConfig.Alternatives. After history
+// single-token steps the middle server dies and the client asks for the
+// next token; that step detects the failure, opens a session with the
+// spare, replays the history to it and goes on.
+//
+// kill=reset closes the middle server's host, which resets its
+// connections: the client sees the reset at once. kill=silent puts the
+// middle server behind a relay that stops forwarding without resetting
+// anything, as a hung or partitioned peer would: only StepTimeout (set to
+// 250 ms here) tells the client.
+//
+// Reported: kill-ms, from the kill to the next token (the mean over the
+// iterations); step-ms, an ordinary step at the same history in the same
+// iteration; close-ms, how long the host's Close itself took (part of
+// kill-ms for kill=reset).
+//
+//	go test -run - -bench Failover -benchtime 5x ./swarm/
+func BenchmarkFailover(b *testing.B) {
+	const shape = "stories110M"
+	w := synthModel(b, shape, kernels.Q8_0)
+	n := newBenchNet(b, w, shape)
+	spans := thirds(w.Config.Layers)
+	_, _, first := n.server(spans[0])
+	_, _, last := n.server(spans[2])
+	_, _, spare := n.server(spans[1])
+	const silentTimeout = 250 * time.Millisecond
+	for _, kill := range []string{"reset", "silent"} {
+		for _, hist := range []int{16, 128} {
+			b.Run(fmt.Sprintf("kill=%s/history=%d", kill, hist), func(b *testing.B) {
+				rerouted := 0
+				cfg := swarm.ClientConfig{DType: kernels.F16, Alternatives: []swarm.Hop{spare},
+					OnEvent: func(ev swarm.Event) {
+						if ev.Kind == swarm.EventReroute && ev.Replayed == hist+1 {
+							rerouted++
+						}
+					}}
+				if kill == "silent" {
+					cfg.StepTimeout = silentTimeout
+				}
+				c := n.newClient(cfg)
+				var tKill, tStep, tClose time.Duration
+				for b.Loop() {
+					k, st, cl := failoverOnce(b, n, c, first, last, spans[1], hist, kill == "silent")
+					tKill += k
+					tStep += st
+					tClose += cl
+				}
+				if rerouted != b.N {
+					b.Fatalf("%d re-routes replaying %d positions in %d iterations", rerouted, hist+1, b.N)
+				}
+				ms := func(d time.Duration) float64 { return d.Seconds() * 1e3 / float64(b.N) }
+				b.ReportMetric(ms(tKill), "kill-ms")
+				b.ReportMetric(ms(tStep), "step-ms")
+				b.ReportMetric(ms(tClose), "close-ms")
+			})
+		}
+	}
+}
+
+// failoverOnce starts a middle server for span (behind a relay when
+// silent), opens a session through first, it and last, runs hist steps,
+// kills the middle server and returns the time from the kill to the next
+// token, the time of the last ordinary step, and the time the kill took.
+func failoverOnce(b *testing.B, n *benchNet, c *swarm.Client, first, last swarm.Hop, span swarm.Span, hist int, silent bool) (kill, step, closing time.Duration) {
+	ctx := context.Background()
+	srv, h, mid := n.server(span)
+	defer srv.Close()
+	var r *relay
+	if silent {
+		r = newRelay(b, n, h)
+		defer r.close()
+		mid.Peer = r.h.ID()
+	}
+	s, err := c.Open(ctx, []swarm.Hop{first, mid, last}, hist+1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	logits := make([]float32, n.w.Config.Vocab)
+	for i := 0; i < hist; i++ {
+		t := time.Now()
+		if err := s.Step(ctx, []int{1 + i%100}, logits); err != nil {
+			b.Fatal(err)
+		}
+		step = time.Since(t)
+	}
+	t := time.Now()
+	if silent {
+		r.silence()
+	} else {
+		h.Close()
+	}
+	closing = time.Since(t)
+	if err := s.Step(ctx, []int{7}, logits); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(t), step, closing
+}
+
+// relay forwards infer streams to a server's host until silenced; then it
+// drops what it reads and holds the streams open, answering nothing.
+type relay struct {
+	h    *p2p.Host
+	mute atomic.Bool
+	quit chan struct{}
+	wg   sync.WaitGroup
+}
+
+func newRelay(b *testing.B, n *benchNet, to *p2p.Host) *relay {
+	r := &relay{h: loopbackHost(b), quit: make(chan struct{})}
+	ctx := context.Background()
+	if err := r.h.Connect(ctx, to.AddrInfo()); err != nil {
+		b.Fatal(err)
+	}
+	if err := n.client.Connect(ctx, r.h.AddrInfo()); err != nil {
+		b.Fatal(err)
+	}
+	r.h.Libp2p().SetStreamHandler(p2p.InferProtocol, func(in network.Stream) {
+		out, err := r.h.Libp2p().NewStream(ctx, to.ID(), p2p.InferProtocol)
+		if err != nil {
+			in.Reset()
+			return
+		}
+		r.wg.Go(func() { r.pipe(out, in) })
+		r.wg.Go(func() { r.pipe(in, out) })
+	})
+	return r
+}
+
+// pipe copies src to dst until an error, or, once muted, until quit.
+func (r *relay) pipe(dst, src network.Stream) {
+	defer src.Reset()
+	defer dst.Reset()
+	buf := make([]byte, 32<<10)
+	for {
+		k, err := src.Read(buf)
+		if r.mute.Load() {
+			<-r.quit
+			return
+		}
+		if k > 0 {
+			if _, werr := dst.Write(buf[:k]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (r *relay) silence() { r.mute.Store(true) }
+
+// close ends the relay's goroutines and its host.
+func (r *relay) close() {
+	close(r.quit)
+	r.h.Close()
+	r.wg.Wait()
 }
