@@ -34,8 +34,23 @@ const (
 	// EventHopFailed: a hop failed (Err says how); a replacement is sought.
 	EventHopFailed
 	// EventReroute: a replacement hop took over a failed hop's layers,
-	// after the inputs kept for them were replayed to it.
+	// after the inputs kept for them were replayed to it, or a hop's
+	// shadow took its place (Replayed is then 0: it was already in step).
 	EventReroute
+	// EventBanned: the client banned Hop.Peer for ClientConfig.BanDuration
+	// (Err says why); no session of the client uses it until the ban ends.
+	EventBanned
+	// EventMismatch: with ClientConfig.Verify, Hop's server and its shadow
+	// (Other) returned different activations for the same step (Err, which
+	// wraps ErrVerification, says by how much); a referee is sought.
+	EventMismatch
+	// EventUnverified: with ClientConfig.Verify, no shadow could be found
+	// for Hop (Err says why): its results are used unchecked until a
+	// failover or a verdict gives it one.
+	EventUnverified
+	// EventShadow: with ClientConfig.Verify, a shadow session with Hop's
+	// server runs the same steps as the hop's primary, Other.
+	EventShadow
 )
 
 func (k EventKind) String() string {
@@ -46,6 +61,14 @@ func (k EventKind) String() string {
 		return "hop failed"
 	case EventReroute:
 		return "re-route"
+	case EventBanned:
+		return "banned"
+	case EventMismatch:
+		return "mismatch"
+	case EventUnverified:
+		return "unverified"
+	case EventShadow:
+		return "shadow"
 	}
 	return fmt.Sprintf("event(%d)", int(k))
 }
@@ -56,9 +79,14 @@ type Event struct {
 	Hop  Hop
 	// Replaced is the failed peer an EventReroute's hop took over from.
 	Replaced peer.ID
+	// Other is the second server of an EventMismatch (Hop is the first,
+	// the primary), or the primary an EventShadow's hop follows.
+	Other peer.ID
 	// Replayed is the number of positions replayed to the new hop.
 	Replayed int
-	// Err is why the hop failed (EventHopFailed).
+	// Err is why the hop failed (EventHopFailed), why the peer is banned
+	// (EventBanned), how two results differ (EventMismatch) or why there is
+	// no shadow (EventUnverified).
 	Err error
 }
 
@@ -68,6 +96,14 @@ func (e Event) String() string {
 		return fmt.Sprintf("%s %s: %v", e.Kind, e.Hop, e.Err)
 	case EventReroute:
 		return fmt.Sprintf("%s %s (replaces %s, %d positions replayed)", e.Kind, e.Hop, e.Replaced.ShortString(), e.Replayed)
+	case EventBanned:
+		return fmt.Sprintf("%s %s: %v", e.Kind, e.Hop.Peer, e.Err)
+	case EventMismatch:
+		return fmt.Sprintf("%s %s vs %s: %v", e.Kind, e.Hop, e.Other.ShortString(), e.Err)
+	case EventUnverified:
+		return fmt.Sprintf("%s %s: %v", e.Kind, e.Hop, e.Err)
+	case EventShadow:
+		return fmt.Sprintf("%s %s (follows %s, %d positions replayed)", e.Kind, e.Hop, e.Other.ShortString(), e.Replayed)
 	}
 	return fmt.Sprintf("%s %s", e.Kind, e.Hop)
 }
@@ -77,7 +113,11 @@ const (
 	DefaultStepTimeout = 30 * time.Second
 	DefaultOpenTimeout = 10 * time.Second
 	DefaultMaxReroutes = 8
+	DefaultBanDuration = 10 * time.Minute
 )
+
+// ErrBanned is wrapped by the error of a hop whose peer the client bans.
+var ErrBanned = errors.New("peer banned")
 
 // ClientConfig configures a Client. Zero durations take the defaults.
 type ClientConfig struct {
@@ -94,14 +134,29 @@ type ClientConfig struct {
 	// its span are tried in order.
 	Alternatives []Hop
 	// Replan, if set, is asked for a chain of hops covering a failed hop's
-	// span once the alternatives are spent. exclude lists the peers that
-	// failed in this session.
+	// span once the alternatives are spent, and, with Verify, for a single
+	// server of exactly a hop's span to shadow it or referee it. exclude
+	// lists the peers not to offer: those that failed in this session,
+	// those the client bans and, for a shadow or referee, the servers
+	// already running that span.
 	Replan func(ctx context.Context, span Span, exclude []peer.ID) ([]Hop, error)
 	// OnEvent, if set, is called with every route change, on the
 	// goroutine that runs the session.
 	OnEvent func(Event)
-	// MaxReroutes bounds the replacements tried over a session's life.
+	// MaxReroutes bounds the servers a session adds after Open (failover
+	// replacements, shadows and referees) over its life.
 	MaxReroutes int
+	// BanDuration is how long a peer that failed a hop or was caught
+	// returning wrong activations stays banned.
+	BanDuration time.Duration
+	// Verify runs every step of every hop on a second server of the same
+	// span, the hop's shadow, and compares the two results; see
+	// VerifyTolerance and the package documentation.
+	Verify bool
+	// VerifyTolerance is how far two results may differ and still agree:
+	// row by row, max|a-b| <= VerifyTolerance × max(max|a|, max|b|, 1).
+	// Zero means DefaultVerifyTolerance.
+	VerifyTolerance float32
 }
 
 // Client runs generation through a pipeline of servers. It holds the
@@ -112,6 +167,15 @@ type Client struct {
 
 	mu sync.Mutex // guards e: one embedding or head pass at a time
 	e  *model.Engine
+
+	banMu sync.Mutex
+	bans  map[peer.ID]ban
+}
+
+// ban is why and until when a peer is banned.
+type ban struct {
+	until  time.Time
+	reason error
 }
 
 // NewClient returns a client that embeds tokens and computes logits with
@@ -135,8 +199,74 @@ func NewClient(h host.Host, w *model.Weights, be kernels.Backend, cfg ClientConf
 	if cfg.MaxReroutes <= 0 {
 		cfg.MaxReroutes = DefaultMaxReroutes
 	}
-	return &Client{h: h, cfg: cfg, e: model.NewEngine(w, be)}, nil
+	if cfg.BanDuration <= 0 {
+		cfg.BanDuration = DefaultBanDuration
+	}
+	if cfg.VerifyTolerance < 0 || cfg.VerifyTolerance != cfg.VerifyTolerance {
+		return nil, fmt.Errorf("swarm: client: verify tolerance %g", cfg.VerifyTolerance)
+	}
+	if cfg.VerifyTolerance == 0 {
+		cfg.VerifyTolerance = DefaultVerifyTolerance
+	}
+	return &Client{h: h, cfg: cfg, e: model.NewEngine(w, be), bans: map[peer.ID]ban{}}, nil
 }
+
+// Ban keeps every session of the client away from p for d (zero or less:
+// ClientConfig.BanDuration): it is neither opened nor offered as a
+// replacement, shadow or referee, and ClientConfig.Replan gets it in its
+// exclude list. A longer ban already in force is kept. Sessions already
+// using p go on using it.
+func (cl *Client) Ban(p peer.ID, d time.Duration, reason error) {
+	if d <= 0 {
+		d = cl.cfg.BanDuration
+	}
+	until := time.Now().Add(d)
+	cl.banMu.Lock()
+	defer cl.banMu.Unlock()
+	if b, ok := cl.bans[p]; ok && b.until.After(until) {
+		return
+	}
+	cl.bans[p] = ban{until: until, reason: reason}
+	log.Debug("peer banned", "peer", p, "for", d, "reason", reason)
+}
+
+// Banned returns the peers banned now, in order, and forgets expired bans.
+func (cl *Client) Banned() []peer.ID {
+	now := time.Now()
+	cl.banMu.Lock()
+	defer cl.banMu.Unlock()
+	var out []peer.ID
+	for p, b := range cl.bans {
+		if !now.Before(b.until) {
+			delete(cl.bans, p)
+			continue
+		}
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// banReason returns why p is banned, or nil if it is not (an expired ban
+// is forgotten).
+func (cl *Client) banReason(p peer.ID) error {
+	cl.banMu.Lock()
+	defer cl.banMu.Unlock()
+	b, ok := cl.bans[p]
+	if !ok {
+		return nil
+	}
+	if !time.Now().Before(b.until) {
+		delete(cl.bans, p)
+		return nil
+	}
+	if b.reason == nil {
+		return ErrBanned
+	}
+	return fmt.Errorf("%w: %w", ErrBanned, b.reason)
+}
+
+func (cl *Client) isBanned(p peer.ID) bool { return cl.banReason(p) != nil }
 
 func (cl *Client) emit(ev Event) {
 	if cl.cfg.OnEvent != nil {
@@ -169,12 +299,16 @@ type record struct {
 	data     []byte // activations in the wire dtype
 }
 
-// hopState is a live session with one server.
+// hopState is a live session with one server. A hop's primary keeps the
+// inputs sent to the hop; the primary and its shadow each keep their own
+// outputs for them.
 type hopState struct {
-	hop  Hop
-	c    *conn
-	ok   OK
-	hist []record
+	hop    Hop
+	c      *conn
+	ok     OK
+	hist   []record  // inputs, in order (the primary's only)
+	outs   [][]byte  // this server's output for each record of hist
+	shadow *hopState // the second server running the same steps (Verify)
 }
 
 // Session is one sequence being generated through a route. It is used by
@@ -189,16 +323,21 @@ type Session struct {
 	nextStep uint64
 	failed   map[peer.ID]bool
 	reroutes int
+	opened   bool  // Open is done: new servers count against MaxReroutes
 	err      error // set once the session is unusable
 
 	mu    sync.Mutex // guards conns against an aborting context
 	conns map[*conn]struct{}
 
-	x []float32
+	x   []float32
+	cmp [2][]float32 // rows being compared (verify)
 }
 
 // Open opens a session with every hop of route, which must cover all the
-// model's layers in order, for up to maxPositions positions.
+// model's layers in order, for up to maxPositions positions. A hop whose
+// server cannot be opened, or which the client bans, is replaced as a
+// failed hop would be. With ClientConfig.Verify every hop then gets a
+// shadow where one can be found.
 func (cl *Client) Open(ctx context.Context, route []Hop, maxPositions int) (*Session, error) {
 	mc := &cl.e.Weights().Config
 	if err := checkChain(route, Span{0, mc.Layers}); err != nil {
@@ -215,17 +354,32 @@ func (cl *Client) Open(ctx context.Context, route []Hop, maxPositions int) (*Ses
 	// A hop that cannot be opened is replaced as a failed one would be,
 	// with nothing to replay.
 	for k := 0; k < len(s.hops); k++ {
-		hs, err := s.openHop(ctx, s.hops[k].hop)
-		if err == nil {
-			s.hops[k] = hs
-			cl.emit(Event{Kind: EventRoute, Hop: hs.hop})
-			continue
+		h := s.hops[k].hop
+		err := cl.banReason(h.Peer)
+		if err != nil {
+			err = fmt.Errorf("swarm: hop %s at %s: %w", h.Span, h.Peer, err)
+		} else {
+			var hs *hopState
+			if hs, err = s.openHop(ctx, h); err == nil {
+				s.hops[k] = hs
+				cl.emit(Event{Kind: EventRoute, Hop: hs.hop})
+				continue
+			}
 		}
-		if _, k, err = s.failover(ctx, k, err); err != nil {
+		if k, err = s.failover(ctx, k, err); err != nil {
 			s.Close()
 			return nil, err
 		}
 	}
+	if cl.cfg.Verify {
+		for k := range s.hops {
+			if err := s.findShadow(ctx, k); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
+	}
+	s.opened = true
 	return s, nil
 }
 
@@ -238,6 +392,18 @@ func (s *Session) Route() []Hop {
 	return r
 }
 
+// Shadows returns, for each hop of Route, the server that verifies it
+// (ClientConfig.Verify), or a zero Hop where there is none.
+func (s *Session) Shadows() []Hop {
+	r := make([]Hop, len(s.hops))
+	for i, h := range s.hops {
+		if h.shadow != nil {
+			r[i] = h.shadow.hop
+		}
+	}
+	return r
+}
+
 // Pos is the number of positions the session holds.
 func (s *Session) Pos() int { return s.pos }
 
@@ -246,6 +412,9 @@ func (s *Session) MaxStep() int {
 	m := s.maxPos
 	for _, h := range s.hops {
 		m = min(m, h.ok.MaxStep)
+		if h.shadow != nil {
+			m = min(m, h.shadow.ok.MaxStep)
+		}
 	}
 	return m
 }
@@ -270,6 +439,47 @@ func (s *Session) abort() {
 	for c := range s.conns {
 		c.reset()
 	}
+}
+
+// closeHop ends hs's session gracefully (CLOSE, then the end of the
+// stream).
+func (s *Session) closeHop(hs *hopState) {
+	if hs.c == nil {
+		return
+	}
+	hs.c.send(&Close{}, time.Second)
+	hs.c.finish()
+	s.mu.Lock()
+	delete(s.conns, hs.c)
+	s.mu.Unlock()
+	hs.c = nil
+}
+
+// fault records that h failed or lied: the session does not use it again,
+// and the client bans it (EventBanned) unless it is banned already or the
+// failure is the context's.
+func (s *Session) fault(ctx context.Context, h Hop, err error) {
+	s.failed[h.Peer] = true
+	if ctx.Err() != nil || errors.Is(err, ErrBanned) {
+		return
+	}
+	s.cl.Ban(h.Peer, 0, err)
+	s.cl.emit(Event{Kind: EventBanned, Hop: h, Err: err})
+}
+
+// excluded reports whether p may not serve this session.
+func (s *Session) excluded(p peer.ID) bool { return s.failed[p] || s.cl.isBanned(p) }
+
+// exclusions lists the peers failed in this session, those the client
+// bans and extra, sorted and without repeats.
+func (s *Session) exclusions(extra ...peer.ID) []peer.ID {
+	ex := s.cl.Banned()
+	for p := range s.failed {
+		ex = append(ex, p)
+	}
+	ex = append(ex, extra...)
+	slices.Sort(ex)
+	return slices.Compact(ex)
 }
 
 func (s *Session) openHop(ctx context.Context, h Hop) (_ *hopState, err error) {
@@ -351,12 +561,33 @@ func (s *Session) result(hs *hopState, rec record) ([]byte, error) {
 // roundTrip sends rec to hs and waits for its output.
 func (s *Session) roundTrip(hs *hopState, rec record) ([]byte, error) {
 	cfg := &s.cl.cfg
-	st := &Step{ID: rec.id, Start: rec.start, N: rec.n,
-		Tensor: Tensor{DType: cfg.DType, Shape: []int{rec.n, s.dim}, Data: rec.data}}
-	if err := hs.c.send(st, cfg.StepTimeout); err != nil {
+	if err := hs.c.send(s.stepMsg(rec), cfg.StepTimeout); err != nil {
 		return nil, err
 	}
 	return s.result(hs, rec)
+}
+
+// roundTrip2 sends rec to a and to b, then reads both answers, so that
+// the two servers compute at the same time. Each server reads its whole
+// frame before it answers, so the second write cannot wait on the first
+// answer.
+func (s *Session) roundTrip2(a, b *hopState, rec record) (outA, outB []byte, errA, errB error) {
+	cfg := &s.cl.cfg
+	st := s.stepMsg(rec)
+	errA = a.c.send(st, cfg.StepTimeout)
+	errB = b.c.send(st, cfg.StepTimeout)
+	if errA == nil {
+		outA, errA = s.result(a, rec)
+	}
+	if errB == nil {
+		outB, errB = s.result(b, rec)
+	}
+	return outA, outB, errA, errB
+}
+
+func (s *Session) stepMsg(r record) *Step {
+	return &Step{ID: r.id, Start: r.start, N: r.n,
+		Tensor: Tensor{DType: s.cl.cfg.DType, Shape: []int{r.n, s.dim}, Data: r.data}}
 }
 
 // replay sends every record to hs, all at once, and returns the outputs
@@ -397,7 +628,9 @@ func (s *Session) replay(hs *hopState, recs []record) ([][]byte, error) {
 // route and writes the logits of the last one to logits (Vocab values).
 // len(ids) must not exceed MaxStep. When a hop fails the session moves
 // its layers to another server, replays what that hop was sent, and goes
-// on; the result is the same as without the failure.
+// on; the result is the same as without the failure. With
+// ClientConfig.Verify each hop's result is checked against its shadow's
+// before it goes on to the next hop.
 func (s *Session) Step(ctx context.Context, ids []int, logits []float32) error {
 	if s.err != nil {
 		return s.err
@@ -431,25 +664,22 @@ func (s *Session) Step(ctx context.Context, ids []int, logits []float32) error {
 	data := kernels.Encode(nil, cfg.DType, x)
 	id := s.nextStep
 	s.nextStep++
-	for k := 0; k < len(s.hops); k++ {
-		hs := s.hops[k]
-		rec := record{id: id, start: s.pos, n: n, data: data}
-		hs.hist = append(hs.hist, rec)
-		out, err := s.roundTrip(hs, rec)
-		if err != nil && ctx.Err() != nil {
-			s.err = fmt.Errorf("swarm: step %d: %w", id, ctx.Err())
-			s.Close()
-			return s.err
-		}
-		if err != nil {
-			err = fmt.Errorf("swarm: hop %s at %s, session %d, step %d: %w", hs.hop.Span, hs.hop.Peer, hs.ok.Session, id, err)
-			if out, k, err = s.failover(ctx, k, err); err != nil {
-				s.err = err
-				s.Close()
-				return err
+	for k := 0; k < len(s.hops); {
+		if err := s.advance(ctx, k, []record{{id: id, start: s.pos, n: n, data: data}}, false); err != nil {
+			if ctx.Err() != nil {
+				err = fmt.Errorf("swarm: step %d: %w", id, ctx.Err())
 			}
+			s.err = err
+			s.Close()
+			return err
 		}
-		data = out
+		// A failover may have put a chain of hops in the place of hop k,
+		// each of which has run the step already.
+		for k < len(s.hops) && s.holds(k) {
+			k++
+		}
+		hs := s.hops[k-1]
+		data = hs.outs[len(hs.outs)-1]
 	}
 	// The last row of the output is the new token's hidden state.
 	last := x[:s.dim]
@@ -464,13 +694,117 @@ func (s *Session) Step(ctx context.Context, ids []int, logits []float32) error {
 	return nil
 }
 
+// holds reports whether hop k has run the step at the current position.
+func (s *Session) holds(k int) bool {
+	h := s.hops[k].hist
+	return len(h) > 0 && h[len(h)-1].start == s.pos
+}
+
+// advance runs recs through hop k's primary and its shadow, if any, and
+// keeps their outputs: appended to the hop's history for a new step, or,
+// with redo, in place of the whole history (recs then hold every input
+// anew, as a refeed sends them). A failed shadow is dropped and another
+// sought; a failed primary is replaced by its shadow, or else by
+// failover; results that disagree go to a referee (mismatch).
+func (s *Session) advance(ctx context.Context, k int, recs []record, redo bool) error {
+	hs := s.hops[k]
+	sh := hs.shadow
+	if redo {
+		hs.hist = recs
+	} else {
+		hs.hist = append(hs.hist, recs...)
+	}
+	var outP, outS [][]byte
+	var errP, errS error
+	if !redo && len(recs) == 1 {
+		var p, q []byte
+		if sh == nil {
+			p, errP = s.roundTrip(hs, recs[0])
+		} else {
+			p, q, errP, errS = s.roundTrip2(hs, sh, recs[0])
+		}
+		outP, outS = [][]byte{p}, [][]byte{q}
+	} else {
+		outP, errP = s.replay(hs, recs)
+		if sh != nil {
+			outS, errS = s.replay(sh, recs)
+		}
+	}
+	if (errP != nil || errS != nil) && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	keep := func(st *hopState, outs [][]byte) {
+		if redo {
+			st.outs = outs
+		} else {
+			st.outs = append(st.outs, outs...)
+		}
+	}
+	last := recs[len(recs)-1]
+	describe := func(st *hopState, err error) error {
+		return fmt.Errorf("swarm: hop %s at %s, session %d, step %d: %w", st.hop.Span, st.hop.Peer, st.ok.Session, last.id, err)
+	}
+	if errS != nil {
+		s.loseShadow(ctx, hs, describe(sh, errS))
+		sh = nil
+	}
+	switch {
+	case errP != nil && sh == nil:
+		_, err := s.failover(ctx, k, describe(hs, errP))
+		return err
+	case errP != nil:
+		// The shadow ran every step the primary did: it takes over as it
+		// is, and a new shadow is sought.
+		err := describe(hs, errP)
+		s.cl.emit(Event{Kind: EventHopFailed, Hop: hs.hop, Err: err})
+		s.drop(hs.c)
+		hs.c = nil
+		s.fault(ctx, hs.hop, err)
+		keep(sh, outS)
+		sh.hist, hs.shadow = hs.hist, nil
+		s.hops[k] = sh
+		s.cl.emit(Event{Kind: EventReroute, Hop: sh.hop, Replaced: hs.hop.Peer})
+		if err := s.findShadow(ctx, k); err != nil {
+			return err
+		}
+	default:
+		keep(hs, outP)
+		if sh != nil {
+			keep(sh, outS)
+			if i, _, _ := s.differ(hs.outs, sh.outs, len(hs.outs)-len(outP)); i >= 0 {
+				if err := s.mismatch(ctx, k); err != nil {
+					return err
+				}
+			}
+		} else if errS != nil {
+			if err := s.findShadow(ctx, k); err != nil {
+				return err
+			}
+		}
+	}
+	if redo {
+		return s.refeed(ctx, k+1, s.hops[k].outs)
+	}
+	return nil
+}
+
+// loseShadow drops hs's shadow, which failed with err.
+func (s *Session) loseShadow(ctx context.Context, hs *hopState, err error) {
+	sh := hs.shadow
+	hs.shadow = nil
+	s.cl.emit(Event{Kind: EventHopFailed, Hop: sh.hop, Err: err})
+	s.drop(sh.c)
+	sh.c = nil
+	s.fault(ctx, sh.hop, err)
+}
+
 // nextChain returns the next chain of hops to try for span: an
 // alternative with exactly that span not tried yet, else what Replan
 // offers.
 func (s *Session) nextChain(ctx context.Context, span Span, tried map[peer.ID]bool) ([]Hop, error) {
 	cfg := &s.cl.cfg
 	for _, h := range cfg.Alternatives {
-		if h.Span == span && !s.failed[h.Peer] && !tried[h.Peer] {
+		if h.Span == span && !s.excluded(h.Peer) && !tried[h.Peer] {
 			tried[h.Peer] = true
 			return []Hop{h}, nil
 		}
@@ -478,12 +812,7 @@ func (s *Session) nextChain(ctx context.Context, span Span, tried map[peer.ID]bo
 	if cfg.Replan == nil {
 		return nil, ErrNoRoute
 	}
-	exclude := make([]peer.ID, 0, len(s.failed))
-	for p := range s.failed {
-		exclude = append(exclude, p)
-	}
-	slices.Sort(exclude)
-	chain, err := cfg.Replan(ctx, span, exclude)
+	chain, err := cfg.Replan(ctx, span, s.exclusions())
 	if err != nil {
 		return nil, fmt.Errorf("%w: replan: %w", ErrNoRoute, err)
 	}
@@ -494,45 +823,81 @@ func (s *Session) nextChain(ctx context.Context, span Span, tried map[peer.ID]bo
 		if s.failed[h.Peer] {
 			return nil, fmt.Errorf("%w: replan offered %s, which failed before", ErrNoRoute, h.Peer)
 		}
+		if err := s.cl.banReason(h.Peer); err != nil {
+			return nil, fmt.Errorf("%w: replan offered %s: %w", ErrNoRoute, h.Peer, err)
+		}
 	}
 	return chain, nil
 }
 
 // failover replaces hop k, which failed with cause, by another chain of
-// hops for its span, replays the inputs kept for it, and returns the
-// output of the step in flight and the index of the chain's last hop.
-func (s *Session) failover(ctx context.Context, k int, cause error) ([]byte, int, error) {
+// hops for its span and replays the inputs kept for it, so that the new
+// hops hold the step in flight too. It returns the index of the chain's
+// last hop.
+func (s *Session) failover(ctx context.Context, k int, cause error) (int, error) {
 	old := s.hops[k]
 	s.cl.emit(Event{Kind: EventHopFailed, Hop: old.hop, Err: cause})
 	if old.c != nil {
 		s.drop(old.c)
+		old.c = nil
 	}
-	s.failed[old.hop.Peer] = true
+	if old.shadow != nil {
+		s.closeHop(old.shadow)
+		old.shadow = nil
+	}
+	s.fault(ctx, old.hop, cause)
 	tried := map[peer.ID]bool{}
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, k, fmt.Errorf("%w (after %w)", err, cause)
+			return k, fmt.Errorf("%w (after %w)", err, cause)
 		}
 		if s.reroutes >= s.cl.cfg.MaxReroutes {
-			return nil, k, fmt.Errorf("%w; %w: %d re-routes already", cause, ErrNoRoute, s.reroutes)
+			return k, fmt.Errorf("%w; %w: %d re-routes already", cause, ErrNoRoute, s.reroutes)
 		}
 		chain, err := s.nextChain(ctx, old.hop.Span, tried)
 		if err != nil {
-			return nil, k, fmt.Errorf("%w; %w", cause, err)
+			return k, fmt.Errorf("%w; %w", cause, err)
 		}
 		s.reroutes++
-		states, out, err := s.rebuild(ctx, chain, old.hist)
+		states, bad, err := s.rebuild(ctx, chain, old.hist)
 		if err != nil {
+			if ctx.Err() != nil {
+				return k, fmt.Errorf("%w (after %w)", ctx.Err(), cause)
+			}
 			log.Debug("replacement failed", "span", old.hop.Span, "err", err)
-			s.cl.emit(Event{Kind: EventHopFailed, Hop: chain[0], Err: err})
+			s.cl.emit(Event{Kind: EventHopFailed, Hop: bad, Err: err})
+			s.fault(ctx, bad, err)
 			continue
 		}
 		s.hops = slices.Replace(s.hops, k, k+1, states...)
 		for _, hs := range states {
 			s.cl.emit(Event{Kind: EventReroute, Hop: hs.hop, Replaced: old.hop.Peer, Replayed: positions(hs.hist)})
 		}
-		return out, k + len(states) - 1, nil
+		if !s.cl.cfg.Verify || !s.opened {
+			return k + len(states) - 1, nil
+		}
+		// Each new hop gets a shadow, and what they computed from the
+		// replayed inputs is checked before anything goes further.
+		for _, hs := range states {
+			if i := slices.Index(s.hops, hs); i >= 0 {
+				if err := s.findShadow(ctx, i); err != nil {
+					return k, err
+				}
+			}
+		}
+		last := s.endingAt(old.hop.Span.Last)
+		return last, s.refeed(ctx, last+1, s.hops[last].outs)
 	}
+}
+
+// endingAt returns the index of the hop whose span ends at layer l.
+func (s *Session) endingAt(l int) int {
+	for i, hs := range s.hops {
+		if hs.hop.Span.Last == l {
+			return i
+		}
+	}
+	panic(fmt.Sprintf("swarm: no hop of the route ends at layer %d", l))
 }
 
 func positions(recs []record) int {
@@ -543,41 +908,47 @@ func positions(recs []record) int {
 	return n
 }
 
+// join opens a session with h and replays recs to it, so that its cache
+// holds what the hop's other servers hold; the new state keeps its
+// outputs but not the inputs.
+func (s *Session) join(ctx context.Context, h Hop, recs []record) (*hopState, error) {
+	hs, err := s.openHop(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) > 0 {
+		if hs.outs, err = s.replay(hs, recs); err != nil {
+			s.drop(hs.c)
+			return nil, fmt.Errorf("swarm: hop %s at %s: replay of %d steps: %w", h.Span, h.Peer, len(recs), err)
+		}
+	}
+	return hs, nil
+}
+
 // rebuild opens sessions with chain and replays hist through it: the
 // inputs of each hop are the previous hop's outputs, step by step as the
 // original route saw them, so every new cache holds what the old one did.
-func (s *Session) rebuild(ctx context.Context, chain []Hop, hist []record) ([]*hopState, []byte, error) {
+// On failure it returns the hop that failed.
+func (s *Session) rebuild(ctx context.Context, chain []Hop, hist []record) ([]*hopState, Hop, error) {
 	var states []*hopState
-	fail := func(err error) ([]*hopState, []byte, error) {
-		for _, hs := range states {
-			s.drop(hs.c)
-		}
-		return nil, nil, err
-	}
 	in := hist
 	for _, h := range chain {
-		hs, err := s.openHop(ctx, h)
+		hs, err := s.join(ctx, h, in)
 		if err != nil {
-			s.failed[h.Peer] = true
-			return fail(err)
-		}
-		states = append(states, hs)
-		outs, err := s.replay(hs, in)
-		if err != nil {
-			s.failed[h.Peer] = true
-			return fail(fmt.Errorf("swarm: hop %s at %s: replay of %d steps: %w", h.Span, h.Peer, len(in), err))
+			for _, hs := range states {
+				s.drop(hs.c)
+			}
+			return nil, h, err
 		}
 		hs.hist = slices.Clone(in)
+		states = append(states, hs)
 		next := make([]record, len(in))
 		for i, r := range in {
-			next[i] = record{id: r.id, start: r.start, n: r.n, data: outs[i]}
+			next[i] = record{id: r.id, start: r.start, n: r.n, data: hs.outs[i]}
 		}
 		in = next
 	}
-	if len(in) == 0 {
-		return states, nil, nil
-	}
-	return states, in[len(in)-1].data, nil
+	return states, Hop{}, nil
 }
 
 // Generate runs prompt through the route, then samples up to
@@ -596,19 +967,14 @@ func (s *Session) Generate(ctx context.Context, prompt []int, opts model.Generat
 	return model.GenerateWith(ctx, s, s.cl.e.Weights().Config.Vocab, prompt, opts, emit)
 }
 
-// Close ends the session with every hop (CLOSE, then the end of the
-// stream). Safe to call twice.
+// Close ends the session with every hop and shadow (CLOSE, then the end
+// of the stream). Safe to call twice.
 func (s *Session) Close() error {
 	for _, hs := range s.hops {
-		if hs.c == nil {
-			continue
+		if hs.shadow != nil {
+			s.closeHop(hs.shadow)
 		}
-		hs.c.send(&Close{}, time.Second)
-		hs.c.finish()
-		s.mu.Lock()
-		delete(s.conns, hs.c)
-		s.mu.Unlock()
-		hs.c = nil
+		s.closeHop(hs)
 	}
 	if s.err == nil {
 		s.err = ErrClosed
