@@ -98,7 +98,8 @@ type modelDir struct {
 	own      []byte             // this node's signed record, if it serves
 	ownSeq   uint64
 	looked   time.Time // last lookup
-	provided time.Time // last DHT provide of ServersKey
+	provided time.Time     // last DHT provide of ServersKey
+	provideC chan struct{} // closed when the last provide ended
 	watchers map[chan struct{}]struct{}
 }
 
@@ -236,6 +237,17 @@ func (d *Directory) merge(md *modelDir, r *ServerRecord, raw []byte) bool {
 	return true
 }
 
+// forget drops what md holds from p (records from p's own mouth or a
+// newer announcement bring it back).
+func (d *Directory) forget(md *modelDir, p peer.ID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := md.recs[p]; ok {
+		delete(md.recs, p)
+		md.notify()
+	}
+}
+
 func (md *modelDir) notify() {
 	for ch := range md.watchers {
 		select {
@@ -345,6 +357,14 @@ func (d *Directory) Lookup(ctx context.Context, model string) error {
 			ask[p] = true
 		}
 	}
+	// Neighbours hold what they heard: right after joining, before the
+	// DHT or the topic has anything to say, they are the quickest source.
+	for _, p := range d.h.Network().Peers() {
+		if len(ask) >= maxLookupPeers {
+			break
+		}
+		ask[p] = true
+	}
 	if r := d.cfg.Routing; r != nil {
 		for ai := range r.FindProvidersAsync(ctx, ServersKey(model), maxLookupPeers) {
 			if ai.ID == d.h.ID() {
@@ -369,13 +389,22 @@ func (d *Directory) Lookup(ctx context.Context, model string) error {
 			defer func() { <-sem }()
 			raws, err := d.fetch(ctx, p, model)
 			if err != nil {
+				// A server that cannot be reached cannot serve: forget
+				// it until it announces itself again.
 				log.Debug("server records", "peer", p, "err", err)
+				d.forget(md, p)
 				return
 			}
+			self := false
 			for _, raw := range raws {
 				if r, err := OpenRecord(raw); err == nil {
+					self = self || r.Peer == p
 					d.merge(md, r, raw)
 				}
+			}
+			if !self {
+				// p speaks for itself: it no longer serves the model.
+				d.forget(md, p)
 			}
 		})
 	}
@@ -519,7 +548,12 @@ func (d *Directory) Announce(ctx context.Context, r ServerRecord) error {
 	d.mu.Unlock()
 	d.merge(md, rec, raw)
 	if provide {
+		done := make(chan struct{})
+		d.mu.Lock()
+		md.provideC = done
+		d.mu.Unlock()
 		d.wg.Go(func() {
+			defer close(done)
 			pctx, cancel := context.WithTimeout(d.ctx, time.Minute)
 			defer cancel()
 			if err := d.cfg.Routing.Provide(pctx, ServersKey(r.Model), true); err != nil && d.ctx.Err() == nil {
@@ -531,6 +565,26 @@ func (d *Directory) Announce(ctx context.Context, r ServerRecord) error {
 		})
 	}
 	return d.publish(ctx, md, raw)
+}
+
+// WaitProvided waits until the last DHT provide of model's servers key
+// that Announce started has ended (at once if none is under way).
+func (d *Directory) WaitProvided(ctx context.Context, model string) error {
+	d.mu.Lock()
+	var ch chan struct{}
+	if md := d.models[model]; md != nil {
+		ch = md.provideC
+	}
+	d.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Withdraw tells the swarm this node no longer serves model: it

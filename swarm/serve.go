@@ -136,11 +136,15 @@ func Serve(ctx context.Context, h host.Host, dir *Directory, cfg ServeConfig) (*
 		if err != nil {
 			return nil, err
 		}
-		span = ChooseSpan(NewCoverage(cfg.Layers, recs, h.ID()), cfg.MaxLayers, 0)
+		span = ChooseSpan(NewCoverage(cfg.Layers, recs, h.ID()), cfg.MaxLayers, TypicalRate(recs))
 	}
 	if err := s.take(ctx, span); err != nil {
 		s.cancel()
 		return nil, err
+	}
+	// Once the DHT knows it, the node can be found by anyone.
+	if err := dir.WaitProvided(ctx, cfg.Model); err != nil {
+		log.Warn("servers key not yet provided", "model", cfg.Model, "err", err)
 	}
 	s.wg.Go(func() { s.loop(!fixed) })
 	return s, nil

@@ -16,24 +16,41 @@ type Coverage []float64
 // NewCoverage sums the records of servers that serve or are joining,
 // leaving out the peer skip (a server judging the swarm without itself).
 // Spans beyond layers are clipped.
+// A server that has not measured itself yet (Throughput 0, as when it is
+// joining) counts as a typical one (TypicalRate).
 func NewCoverage(layers int, recs []ServerRecord, skip peer.ID) Coverage {
 	c := make(Coverage, layers)
+	typical := TypicalRate(recs)
 	for i := range recs {
 		r := &recs[i]
 		if r.Peer == skip || r.State == StateLeaving {
 			continue
 		}
+		rate := r.Throughput
+		if rate <= 0 {
+			rate = typical
+		}
 		for l := max(r.Span.First, 0); l < min(r.Span.Last, layers); l++ {
-			c[l] += recordRate(r)
+			c[l] += rate
 		}
 	}
 	return c
 }
 
-// recordRate is what a server adds to each of its layers. A server that
-// has not measured itself yet still counts: a layer it holds is served.
-func recordRate(r *ServerRecord) float64 {
-	return max(r.Throughput, minRate)
+// TypicalRate is the mean throughput of the records that have one: what
+// an unmeasured server is assumed to add (minRate if none has one).
+func TypicalRate(recs []ServerRecord) float64 {
+	sum, n := 0.0, 0
+	for i := range recs {
+		if recs[i].Throughput > 0 && recs[i].State != StateLeaving {
+			sum += recs[i].Throughput
+			n++
+		}
+	}
+	if n == 0 {
+		return minRate
+	}
+	return sum / float64(n)
 }
 
 // minRate stands for a server whose throughput is unknown (0).
