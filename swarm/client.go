@@ -675,6 +675,11 @@ func (s *Session) Step(ctx context.Context, ids []int, logits []float32) error {
 		}
 		// A failover may have put a chain of hops in the place of hop k,
 		// each of which has run the step already.
+		if !s.holds(k) {
+			s.err = fmt.Errorf("swarm: step %d: hop %s did not keep the step", id, s.hops[k].hop)
+			s.Close()
+			return s.err
+		}
 		for k < len(s.hops) && s.holds(k) {
 			k++
 		}

@@ -231,8 +231,10 @@ func (s *Session) verdict(ctx context.Context, k int, voters, majority []*hopSta
 			continue
 		}
 		reason := fmt.Errorf("%w: hop %s: %s disagrees with %s", ErrVerification, v.hop.Span, v.hop.Peer, strings.Join(names, " and "))
-		s.drop(v.c)
-		v.c = nil
+		if v.c != nil {
+			s.drop(v.c)
+			v.c = nil
+		}
 		s.fault(ctx, v.hop, reason)
 	}
 	p, sh := majority[0], majority[1]
@@ -242,7 +244,11 @@ func (s *Session) verdict(ctx context.Context, k int, voters, majority []*hopSta
 	p.hist, p.shadow, sh.shadow = old.hist, sh, nil
 	s.hops[k] = p
 	if p != old {
-		s.cl.emit(Event{Kind: EventReroute, Hop: p.hop, Replaced: old.hop.Peer})
+		ev := Event{Kind: EventReroute, Hop: p.hop, Replaced: old.hop.Peer}
+		if p != old.shadow {
+			ev.Replayed = positions(old.hist) // a referee
+		}
+		s.cl.emit(ev)
 	}
 }
 

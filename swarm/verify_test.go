@@ -510,3 +510,74 @@ func TestBanAcrossSessions(t *testing.T) {
 	want = slices.DeleteFunc(want, func(p peer.ID) bool { return p == replica.Peer })
 	waitFor(t, func() bool { return slices.Equal(c2.Banned(), want) })
 }
+
+// TestVerifyChainLiar: the two servers of layers [2,4) die together and
+// Replan splits the span over two servers, the first of which lies. The
+// replay fed the second one the liar's outputs; once the first hop's
+// shadow and a referee out-vote the liar, the second hop is fed the
+// majority's outputs again, so the ids stay the reference ones.
+func TestVerifyChainLiar(t *testing.T) {
+	n := newNet(t)
+	srvs, route := n.pipeline(swarm.ServerConfig{})
+	bSrv2, b2 := n.server(route[1].Span, swarm.ServerConfig{})
+	lo, hi := swarm.Span{First: 2, Last: 3}, swarm.Span{First: 3, Last: 4}
+	liar := n.serverWith(perturbed(t, n.w, 2, 1.25), lo)
+	mSrv, m := n.server(hi, swarm.ServerConfig{})
+	h1, h2 := n.serverWith(n.w, lo), n.serverWith(n.w, lo)
+	m2 := n.serverWith(n.w, hi)
+
+	// The liar alone changes the output.
+	bad, err := generate(t, n.client(swarm.ClientConfig{DType: kernels.F32}), []swarm.Hop{route[0], liar, m, route[2]}, 40, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if firstDiff(bad, refFromBOS) == "" {
+		t.Fatal("the perturbed server gives the reference ids")
+	}
+	stepsBefore := mSrv.Stats().Steps
+
+	byspan := map[swarm.Span][]swarm.Hop{lo: {h1, h2}, hi: {m2}}
+	var asked []swarm.Span
+	replan := func(_ context.Context, span swarm.Span, exclude []peer.ID) ([]swarm.Hop, error) {
+		asked = append(asked, span)
+		if span == route[1].Span {
+			return []swarm.Hop{liar, m}, nil
+		}
+		for _, h := range byspan[span] {
+			if !slices.Contains(exclude, h.Peer) {
+				return []swarm.Hop{h}, nil
+			}
+		}
+		return nil, errors.New("none left")
+	}
+	ev := &events{t: t}
+	c := n.client(swarm.ClientConfig{DType: kernels.F32, Verify: true, Alternatives: []swarm.Hop{b2}, Replan: replan, OnEvent: ev.add})
+	ids, s, err := run(t, c, route, 40, func(k int) {
+		if k == 7 {
+			srvs[1].Close()
+			bSrv2.Close()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := firstDiff(ids, refFromBOS); d != "" {
+		t.Error(d)
+	}
+	if r, sh := s.Route(), s.Shadows(); !slices.Equal(r, []swarm.Hop{route[0], h1, m, route[2]}) || sh[1] != h2 || sh[2] != m2 {
+		t.Errorf("route %v shadows %v", r, sh)
+	}
+	want := []peer.ID{route[1].Peer, b2.Peer, liar.Peer}
+	slices.Sort(want)
+	if b := c.Banned(); !slices.Equal(b, want) {
+		t.Errorf("banned %v, want %v", b, want)
+	}
+	if mm := ev.kinds(swarm.EventMismatch); len(mm) != 1 || mm[0].Hop != liar || mm[0].Other != h1.Peer {
+		t.Errorf("mismatch events %v", mm)
+	}
+	// m ran 8 replayed steps, 8 again fed by the majority, then 32 more.
+	if got := mSrv.Stats().Steps - stepsBefore; got != 48 {
+		t.Errorf("the hop after the liar ran %d steps, want 48", got)
+	}
+	t.Logf("replan asked for %v", asked)
+}
