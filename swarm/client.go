@@ -307,7 +307,7 @@ type hopState struct {
 	c      *conn
 	ok     OK
 	hist   []record  // inputs, in order (the primary's only)
-	outs   [][]byte  // this server's output for each record of hist
+	outs   [][]byte  // this server's output for each record of hist (without Verify, the last only)
 	shadow *hopState // the second server running the same steps (Verify)
 }
 
@@ -739,9 +739,13 @@ func (s *Session) advance(ctx context.Context, k int, recs []record, redo bool) 
 		return ctx.Err()
 	}
 	keep := func(st *hopState, outs [][]byte) {
-		if redo {
+		switch {
+		case redo:
 			st.outs = outs
-		} else {
+		case !s.cl.cfg.Verify:
+			// Only verification looks back; the last output is enough.
+			st.outs = append(st.outs[:0], outs...)
+		default:
 			st.outs = append(st.outs, outs...)
 		}
 	}

@@ -93,7 +93,8 @@
 // disagree (EventMismatch) the session replays the hop's kept inputs to a
 // referee, a third server of the span, and then to more if the referee
 // agrees with neither; the servers that disagree with the majority are
-// banned and dropped. If the primary lost, the agreeing shadow (whose
+// banned and dropped. (Servers that lie alike out-vote an honest one:
+// verification catches a wrong server, not a coordinated majority.) If the primary lost, the agreeing shadow (whose
 // cache is in step) becomes the primary and the referee its shadow, and
 // the hops after it, which were fed the loser's outputs, are fed the
 // majority's again under new step ids (the servers recompute their caches

@@ -586,3 +586,40 @@ func TestVerifyChainLiar(t *testing.T) {
 	}
 	t.Logf("replan asked for %v", asked)
 }
+
+// TestVerifyTwoLiars: the shadow and the first referee lie, each in its
+// own way; the referee agrees with nobody, so a second referee is asked,
+// which sides with the primary. Both liars are banned.
+func TestVerifyTwoLiars(t *testing.T) {
+	n := newNet(t)
+	_, route := n.pipeline(swarm.ServerConfig{})
+	span := route[1].Span
+	liarA := n.serverWith(perturbed(t, n.w, 2, 1.25), span)
+	liarB := n.serverWith(perturbed(t, n.w, 3, 0.7), span)
+	honest := n.serverWith(n.w, span)
+	ev := &events{t: t}
+	c := n.client(swarm.ClientConfig{DType: kernels.F16, Verify: true,
+		Alternatives: []swarm.Hop{liarA, liarB, honest}, OnEvent: ev.add})
+	want, err := generate(t, n.client(swarm.ClientConfig{DType: kernels.F16}), route, 30, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, s, err := run(t, c, route, 30, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := firstDiff(ids, want); d != "" {
+		t.Error(d)
+	}
+	wantBans := []peer.ID{liarA.Peer, liarB.Peer}
+	slices.Sort(wantBans)
+	if b := c.Banned(); !slices.Equal(b, wantBans) {
+		t.Errorf("banned %v, want %v", b, wantBans)
+	}
+	if s.Route()[1] != route[1] || s.Shadows()[1] != honest {
+		t.Errorf("hop [2,4) ends on %s shadowed by %s", s.Route()[1], s.Shadows()[1])
+	}
+	if mm := ev.kinds(swarm.EventMismatch); len(mm) != 1 || mm[0].Other != liarA.Peer {
+		t.Errorf("mismatch events %v", mm)
+	}
+}
