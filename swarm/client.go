@@ -455,12 +455,17 @@ func (s *Session) closeHop(hs *hopState) {
 	hs.c = nil
 }
 
+// errUnfit marks a server that cannot take a hop's place for a reason
+// that is no fault of its own (its step limit is below the steps to
+// replay): the session passes it over without banning it.
+var errUnfit = errors.New("server unfit for the replay")
+
 // fault records that h failed or lied: the session does not use it again,
-// and the client bans it (EventBanned) unless it is banned already or the
-// failure is the context's.
+// and the client bans it (EventBanned) unless it is banned already, is
+// merely unfit for the replay, or the failure is the context's.
 func (s *Session) fault(ctx context.Context, h Hop, err error) {
 	s.failed[h.Peer] = true
-	if ctx.Err() != nil || errors.Is(err, ErrBanned) {
+	if ctx.Err() != nil || errors.Is(err, ErrBanned) || errors.Is(err, errUnfit) {
 		return
 	}
 	s.cl.Ban(h.Peer, 0, err)
@@ -924,6 +929,15 @@ func (s *Session) join(ctx context.Context, h Hop, recs []record) (*hopState, er
 	hs, err := s.openHop(ctx, h)
 	if err != nil {
 		return nil, err
+	}
+	need := 0
+	for _, r := range recs {
+		need = max(need, r.n)
+	}
+	if need > hs.ok.MaxStep {
+		s.closeHop(hs)
+		return nil, fmt.Errorf("swarm: hop %s at %s: %w: it takes %d positions a step, the kept steps need %d",
+			h.Span, h.Peer, errUnfit, hs.ok.MaxStep, need)
 	}
 	if len(recs) > 0 {
 		if hs.outs, err = s.replay(hs, recs); err != nil {

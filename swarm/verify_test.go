@@ -623,3 +623,48 @@ func TestVerifyTwoLiars(t *testing.T) {
 		t.Errorf("mismatch events %v", mm)
 	}
 }
+
+// TestUnfitSpareNotBanned: a spare whose step limit is below the prefill
+// step it would have to replay is passed over, not banned; the next
+// spare takes the span.
+func TestUnfitSpareNotBanned(t *testing.T) {
+	n := newNet(t)
+	srvs, route := n.pipeline(swarm.ServerConfig{})
+	_, small := n.server(route[1].Span, swarm.ServerConfig{MaxStep: 4})
+	_, replica := n.server(route[1].Span, swarm.ServerConfig{})
+	prompt := append([]int{1}, refFromBOS[:7]...)
+	gen := func(c *swarm.Client, kill bool) []int {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s, err := c.Open(ctx, route, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var ids []int
+		_, err = s.Generate(ctx, prompt, model.GenerateOptions{MaxTokens: 10}, func(id int) error {
+			ids = append(ids, id)
+			if kill && len(ids) == 3 {
+				srvs[1].Close()
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	want := gen(n.client(swarm.ClientConfig{DType: kernels.F32}), false)
+	ev := &events{t: t}
+	c := n.client(swarm.ClientConfig{DType: kernels.F32, Alternatives: []swarm.Hop{small, replica}, OnEvent: ev.add})
+	if d := firstDiff(gen(c, true), want); d != "" {
+		t.Error(d)
+	}
+	if b := c.Banned(); len(b) != 1 || b[0] != route[1].Peer {
+		t.Errorf("banned %v, want only the dead server %s", b, route[1].Peer)
+	}
+	if re := ev.kinds(swarm.EventReroute); len(re) != 1 || re[0].Hop != replica {
+		t.Errorf("re-routes %v, want one to %s", re, replica)
+	}
+}
