@@ -22,6 +22,7 @@ func (n *Node) routes() http.Handler {
 	})
 	n.modelRoutes(mux)
 	n.openAIRoutes(mux)
+	n.swarmRoutes(mux)
 	return mux
 }
 

@@ -118,29 +118,40 @@ func (l *LocalModel) Close() error {
 
 // Complete runs one completion.
 func (l *LocalModel) Complete(ctx context.Context, prompt string, o CompleteOptions, emit func(string) error) (CompleteResult, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return complete(l.tok, l.m.Weights.Config.Context, prompt, o, emit, func(ids []int, g model.GenerateOptions, tok func(int) error) (model.Stats, error) {
+		return l.eng.Generate(ctx, ids, g, tok)
+	})
+}
+
+// generateFunc runs a generation from prompt ids, calling tok with each
+// new id: a local engine's or a swarm session's.
+type generateFunc func(ids []int, g model.GenerateOptions, tok func(int) error) (model.Stats, error)
+
+// complete is one completion with tok over gen: encoding, the context
+// check, decoding to text, stop strings and the finish reason.
+func complete(tok tokenizer.Tokenizer, ctxLen int, prompt string, o CompleteOptions, emit func(string) error, gen generateFunc) (CompleteResult, error) {
 	var res CompleteResult
-	ids := l.tok.Encode(prompt, tokenizer.EncodeOptions{BOS: l.tok.AddBOS(), ParseSpecial: o.ParseSpecial})
+	ids := tok.Encode(prompt, tokenizer.EncodeOptions{BOS: tok.AddBOS(), ParseSpecial: o.ParseSpecial})
 	if len(ids) == 0 {
-		if l.tok.BOS() < 0 {
+		if tok.BOS() < 0 {
 			return res, fmt.Errorf("%w: empty prompt", errBadRequest)
 		}
-		ids = []int{l.tok.BOS()}
+		ids = []int{tok.BOS()}
 	}
 	res.PromptTokens = len(ids)
-	ctxLen := l.m.Weights.Config.Context
 	if len(ids)+o.MaxTokens > ctxLen {
 		return res, fmt.Errorf("%w: %d prompt tokens + %d max tokens > the model's context of %d",
 			ErrContextLength, len(ids), o.MaxTokens, ctxLen)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	dec := l.tok.NewDecoder()
+	dec := tok.NewDecoder()
 	for _, id := range ids {
 		dec.Next(id)
 	}
 	stop := newStopFilter(o.Stop, emit)
-	st, err := l.eng.Generate(ctx, ids, model.GenerateOptions{
-		MaxTokens: o.MaxTokens, Sampler: o.Sampler, Stop: l.tok.IsEOG,
+	st, err := gen(ids, model.GenerateOptions{
+		MaxTokens: o.MaxTokens, Sampler: o.Sampler, Stop: tok.IsEOG,
 	}, func(id int) error {
 		return stop.write(dec.Next(id))
 	})

@@ -41,6 +41,9 @@ type Config struct {
 	// FetchStall is how long a pull waits without receiving any block
 	// before it reports the missing ones not found (default 30 s).
 	FetchStall time.Duration
+	// LookupInterval is how long the swarm directory answers from what it
+	// holds before it asks the network again (0: the default).
+	LookupInterval time.Duration
 	// DHTMode is "auto" (server when reachable), "server" or "client".
 	DHTMode string
 	// LoopbackOnly, NoMDNS, NoNAT, NoQUIC and NoRelay turn pieces off

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mycel-net/mycel/p2p"
 	"github.com/mycel-net/mycel/p2p/blocks"
+	"github.com/mycel-net/mycel/swarm"
 )
 
 var log = slog.Default().With("sys", "node")
@@ -38,7 +39,13 @@ type Node struct {
 
 	compMu     sync.Mutex
 	completers map[string]Completer // by name, for the OpenAI API
-	started    time.Time
+
+	dir         *swarm.Directory
+	swarmMu     sync.Mutex
+	closing     bool
+	servings    []servingEntry
+	swarmModels map[string]*SwarmModel // by CID
+	started     time.Time
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -57,7 +64,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: data directory: %w", err)
 	}
-	n := &Node{cfg: cfg, started: time.Now()}
+	n := &Node{cfg: cfg, started: time.Now(), swarmModels: map[string]*SwarmModel{}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -86,6 +93,11 @@ func New(cfg Config) (_ *Node, err error) {
 		xopts = append(xopts, blocks.StallTimeout(cfg.FetchStall))
 	}
 	if n.ex, err = blocks.NewExchange(n.host.Libp2p(), n.host.Routing(), n.store, xopts...); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if n.dir, err = swarm.NewDirectory(n.host.Libp2p(), swarm.DirectoryConfig{
+		Routing: n.host.Routing(), PubSub: n.host.PubSub(), LookupInterval: cfg.LookupInterval,
+	}); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	return n, nil
@@ -185,6 +197,7 @@ func (n *Node) Close() error {
 			cancel()
 		}
 		n.wg.Wait()
+		errs = append(errs, n.closeSwarm())
 		if n.ex != nil {
 			errs = append(errs, n.ex.Close())
 		}

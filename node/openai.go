@@ -95,6 +95,19 @@ func (n *Node) handleModels(w http.ResponseWriter, r *http.Request) {
 		list = append(list, entry{ID: name, Object: "model", Created: n.started.Unix(), OwnedBy: "mycel"})
 	}
 	n.compMu.Unlock()
+	// The models of the registry run through the swarm, by name and CID.
+	seen := map[string]bool{}
+	for _, e := range list {
+		seen[e.ID] = true
+	}
+	for _, e := range n.models.entries() {
+		for _, id := range []string{e.Name, e.CID} {
+			if id != "" && !seen[id] {
+				seen[id] = true
+				list = append(list, entry{ID: id, Object: "model", Created: e.Added.Unix(), OwnedBy: "mycel-swarm"})
+			}
+		}
+	}
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": list})
 }
@@ -141,9 +154,20 @@ func (n *Node) parseOAI(w http.ResponseWriter, r *http.Request, chat bool) (*oai
 	}
 	c, ok := n.completer(req.Model)
 	if !ok {
-		writeOAIError(w, http.StatusNotFound, "invalid_request_error", "model_not_found",
-			fmt.Sprintf("the model %q does not exist on this node (GET /v1/models lists those it serves)", req.Model))
-		return nil, nil, o, false
+		// Not loaded here: a model of the registry, or any model CID,
+		// runs through the swarm.
+		sm, err := n.SwarmModel(r.Context(), req.Model)
+		if errors.Is(err, errNotFound) {
+			writeOAIError(w, http.StatusNotFound, "invalid_request_error", "model_not_found",
+				fmt.Sprintf("the model %q does not exist on this node (GET /v1/models lists those it serves)", req.Model))
+			return nil, nil, o, false
+		}
+		if err != nil {
+			writeOAIError(w, http.StatusServiceUnavailable, "server_error", "model_unavailable",
+				fmt.Sprintf("the model %q cannot run through the swarm: %v", req.Model, err))
+			return nil, nil, o, false
+		}
+		c = sm
 	}
 	if req.N != nil && *req.N != 1 {
 		return bad("only n=1 is supported")

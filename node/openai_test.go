@@ -202,6 +202,36 @@ func TestChatTemplates(t *testing.T) {
 // completion. tests/openai holds the script and its lockfile; `npm ci
 // --prefix tests/openai` installs the package (.ci/run does).
 func TestOfficialOpenAIClient(t *testing.T) {
+	_, base := openAINode(t)
+	res := runOfficialClient(t, base, "stories260K")
+	if len(res.Models) != 1 || res.Models[0] != "stories260K" {
+		t.Errorf("models: %v", res.Models)
+	}
+}
+
+// officialResult is what tests/openai/check.mjs prints.
+type officialResult struct {
+	Chat struct {
+		Text   string
+		Chunks int
+		Finish string
+	}
+	Completion struct {
+		Text   string
+		Finish string
+		Usage  struct{ Prompt_tokens, Completion_tokens int }
+	}
+	Models []string
+	Error  *struct {
+		Status  int
+		Message string
+	}
+}
+
+// runOfficialClient runs check.mjs against the API at base for model and
+// checks what every model of the stories260K family must give.
+func runOfficialClient(t *testing.T, base, modelName string) officialResult {
+	t.Helper()
 	script, err := filepath.Abs(filepath.Join("..", "tests", "openai", "check.mjs"))
 	if err != nil {
 		t.Fatal(err)
@@ -215,30 +245,13 @@ func TestOfficialOpenAIClient(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
-	_, base := openAINode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*60e9)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, nodeBin, script, base, "stories260K").CombinedOutput()
+	out, err := exec.CommandContext(ctx, nodeBin, script, base, modelName).CombinedOutput()
 	if err != nil {
 		t.Fatalf("node check.mjs: %v\n%s", err, out)
 	}
-	var res struct {
-		Chat struct {
-			Text   string
-			Chunks int
-			Finish string
-		}
-		Completion struct {
-			Text   string
-			Finish string
-			Usage  struct{ Prompt_tokens, Completion_tokens int }
-		}
-		Models []string
-		Error  *struct {
-			Status  int
-			Message string
-		}
-	}
+	var res officialResult
 	if err := json.Unmarshal(out, &res); err != nil {
 		t.Fatalf("output %q: %v", out, err)
 	}
@@ -249,12 +262,10 @@ func TestOfficialOpenAIClient(t *testing.T) {
 		res.Completion.Usage.Prompt_tokens != 5 || res.Completion.Usage.Completion_tokens != 10 {
 		t.Errorf("completion: %+v", res.Completion)
 	}
-	if len(res.Models) != 1 || res.Models[0] != "stories260K" {
-		t.Errorf("models: %v", res.Models)
-	}
 	if res.Error == nil || res.Error.Status != 404 {
 		t.Errorf("unknown model: %+v", res.Error)
 	}
+	return res
 }
 
 // TestChatStreamRefusedBeforeItStarts: a streamed chat that cannot run

@@ -1,0 +1,547 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/mycel-net/mycel/checkpoints/shards"
+	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
+	"github.com/mycel-net/mycel/model/tokenizer"
+	"github.com/mycel-net/mycel/swarm"
+)
+
+// Directory is the node's view of the swarm's servers.
+func (n *Node) Directory() *swarm.Directory { return n.dir }
+
+// resolve turns a model reference, a CID or the name of a model in the
+// registry, into the model's CID.
+func (n *Node) resolve(ref string) (cid.Cid, error) {
+	if c, err := cid.Decode(ref); err == nil {
+		return c, nil
+	}
+	for _, e := range n.models.entries() {
+		if e.Name == ref {
+			return cid.Decode(e.CID)
+		}
+	}
+	return cid.Undef, fmt.Errorf("%w: model %q is neither a CID nor the name of a model on this node (mycel models ls)", errNotFound, ref)
+}
+
+// manifest fetches a model's manifest, from the store or the swarm.
+func (n *Node) manifest(ctx context.Context, root cid.Cid) (*shards.Manifest, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	m, err := shards.GetManifest(ctx, n.ex, root)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", root, err)
+	}
+	return m, nil
+}
+
+// ServeRequest asks the node to serve layers of a model to the swarm.
+type ServeRequest struct {
+	// Model is a CID or the name of a model in the registry.
+	Model string
+	// Layers is "A:B" to serve those layers for good; empty: the node
+	// chooses and moves as the swarm changes.
+	Layers string
+	// MaxLayers bounds how many layers the node holds when it chooses
+	// (0: as many as MemoryCap allows, else all).
+	MaxLayers int
+	// MemoryCap bounds the bytes of weights and KV caches together
+	// (0: no bound but MaxLayers).
+	MemoryCap int64
+	// Threads of the server's backend (0: all cores).
+	Threads int
+	// Server tunes the server (budgets, timeouts, batching).
+	Server swarm.ServerConfig
+	// RebalanceInterval and RebalanceDelay tune moving (0: defaults).
+	RebalanceInterval, RebalanceDelay time.Duration
+}
+
+// Serve starts serving a model: it chooses a span (or takes Layers),
+// pulls its blocks from the swarm, loads them, measures them and announces
+// the node as a server, then keeps the announcement fresh and moves when
+// the swarm needs it, until the node closes.
+func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, error) {
+	root, err := n.resolve(req.Model)
+	if err != nil {
+		return nil, err
+	}
+	m, err := n.manifest(ctx, root)
+	if err != nil {
+		return nil, err
+	}
+	c := m.Config
+	var span swarm.Span
+	if req.Layers != "" {
+		if span.First, span.Last, err = shards.ParseLayers(req.Layers, c.Layers); err != nil {
+			return nil, fmt.Errorf("--layers: %w", err)
+		}
+	}
+	maxLayers := req.MaxLayers
+	if req.MemoryCap > 0 {
+		part, err := m.GetPart(ctx, n.ex, shards.PartRef{Kind: shards.LayerPart, Layer: 0, CID: m.Layers[0].CID})
+		if err != nil {
+			return nil, err
+		}
+		perLayer := int64(2 * c.KVDim() * 4 * c.Context)
+		for _, t := range part.Tensors {
+			perLayer += t.Size
+		}
+		fit := int(req.MemoryCap / max(perLayer, 1))
+		if fit < 1 {
+			return nil, fmt.Errorf("a memory cap of %d bytes holds no layer of %s (%d bytes each with a full KV cache)", req.MemoryCap, root, perLayer)
+		}
+		if maxLayers == 0 || fit < maxLayers {
+			maxLayers = fit
+		}
+	}
+	be, err := kernels.Open("cpu", req.Threads)
+	if err != nil {
+		return nil, err
+	}
+	// Wait (a while) for the DHT: a node that sees no one yet would
+	// choose its span blind.
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if len(n.cfg.Bootstrap) > 0 {
+		if err := n.host.WaitRoutable(wctx); err != nil {
+			log.Warn("serving before the DHT has peers", "err", err)
+		}
+	}
+	cancel()
+	load := func(ctx context.Context, s swarm.Span) (*model.Weights, func() error, error) {
+		pr := PullRequest{CID: root.String(), Layers: fmt.Sprintf("%d:%d", s.First, s.Last)}
+		if err := n.Pull(ctx, pr, func(PullProgress) {}); err != nil {
+			return nil, nil, err
+		}
+		l, err := shards.Load(ctx, n.store, root, shards.Span{First: s.First, Last: s.Last})
+		if err != nil {
+			return nil, nil, err
+		}
+		return l.Weights, func() error { return nil }, nil
+	}
+	sv, err := swarm.Serve(ctx, n.host.Libp2p(), n.dir, swarm.ServeConfig{
+		Model: root.String(), Layers: c.Layers, Span: span, MaxLayers: maxLayers,
+		Load: load, Backend: be, Server: req.Server, Software: "mycel " + Version,
+		RebalanceInterval: req.RebalanceInterval, RebalanceDelay: req.RebalanceDelay,
+	})
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	n.swarmMu.Lock()
+	if n.closing {
+		n.swarmMu.Unlock()
+		sv.Close()
+		be.Close()
+		return nil, ErrClosed
+	}
+	n.servings = append(n.servings, servingEntry{sv, be})
+	n.swarmMu.Unlock()
+	return sv, nil
+}
+
+type servingEntry struct {
+	s  *swarm.Serving
+	be kernels.Backend
+}
+
+// ErrClosed is returned by a node that is shutting down.
+var ErrClosed = errors.New("node: closed")
+
+// Version is the software version nodes announce (set by the command).
+var Version = "dev"
+
+// SwarmStatus is the swarm's coverage of one model, as this node sees it.
+type SwarmStatus struct {
+	Model  string `json:"model"`
+	Name   string `json:"name,omitempty"`
+	Layers int    `json:"layers"`
+	// Servers are the live records, sorted by first layer.
+	Servers []ServerInfo `json:"servers"`
+	// Coverage is each layer's throughput (tokens/s) summed over its
+	// servers; Missing the runs of layers nobody serves; Weak the layers
+	// whose coverage is under a third of the median.
+	Coverage []float64   `json:"coverage"`
+	Missing  []LayerSpan `json:"missing"`
+	Weak     []int       `json:"weak"`
+}
+
+// ServerInfo is one server of a model.
+type ServerInfo struct {
+	Peer          string    `json:"peer"`
+	First         int       `json:"first"`
+	Last          int       `json:"last"`
+	Throughput    float64   `json:"throughput"`
+	FreePositions int       `json:"free_positions"`
+	State         string    `json:"state"`
+	Latency       string    `json:"latency,omitempty"`
+	Expires       time.Time `json:"expires"`
+	Self          bool      `json:"self,omitempty"`
+	Software      string    `json:"software,omitempty"`
+}
+
+// LayerSpan is layers [First, Last).
+type LayerSpan struct {
+	First int `json:"first"`
+	Last  int `json:"last"`
+}
+
+// SwarmStatus looks up the servers of a model.
+func (n *Node) SwarmStatus(ctx context.Context, ref string) (SwarmStatus, error) {
+	root, err := n.resolve(ref)
+	if err != nil {
+		return SwarmStatus{}, err
+	}
+	m, err := n.manifest(ctx, root)
+	if err != nil {
+		return SwarmStatus{}, err
+	}
+	if err := n.dir.Lookup(ctx, root.String()); err != nil {
+		return SwarmStatus{}, err
+	}
+	recs := n.dir.Known(root.String())
+	st := SwarmStatus{Model: root.String(), Name: m.Name, Layers: m.Config.Layers, Servers: []ServerInfo{}, Missing: []LayerSpan{}, Weak: []int{}}
+	for _, r := range recs {
+		si := ServerInfo{Peer: r.Peer.String(), First: r.Span.First, Last: r.Span.Last, Throughput: r.Throughput,
+			FreePositions: r.FreePositions, State: string(r.State), Expires: r.Expires, Self: r.Peer == n.host.ID(), Software: r.Software}
+		if l := n.dir.Latency(r.Peer); l > 0 {
+			si.Latency = l.Round(10 * time.Microsecond).String()
+		}
+		st.Servers = append(st.Servers, si)
+	}
+	var serving []swarm.ServerRecord
+	for _, r := range recs {
+		if r.State == swarm.StateServing {
+			serving = append(serving, r)
+		}
+	}
+	cov := swarm.NewCoverage(m.Config.Layers, serving, "")
+	st.Coverage = cov
+	for _, s := range cov.Missing() {
+		st.Missing = append(st.Missing, LayerSpan{s.First, s.Last})
+	}
+	med := median(cov)
+	for l, v := range cov {
+		if v > 0 && v < med/3 {
+			st.Weak = append(st.Weak, l)
+		}
+	}
+	return st, nil
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return s[len(s)/2]
+}
+
+// SwarmModel generates through the swarm: it holds a model's embedding,
+// final norm, head and tokenizer, plans a route over the servers the
+// directory knows, and runs a pipeline session per completion. It is a
+// Completer, so the OpenAI API serves any model the swarm serves.
+type SwarmModel struct {
+	name, cid string
+	w         *model.Weights
+	tok       tokenizer.Tokenizer
+	tmpl      ChatTemplate
+	be        kernels.Backend
+	cl        *swarm.Client
+	pl        *swarm.Planner
+
+	mu       sync.Mutex // one completion at a time (the client's engine)
+	listener func(swarm.Event)
+}
+
+// SwarmModel returns the swarm client of a model (a CID or a registry
+// name), fetching its embedding, head and tokenizer on first use.
+func (n *Node) SwarmModel(ctx context.Context, ref string) (*SwarmModel, error) {
+	root, err := n.resolve(ref)
+	if err != nil {
+		return nil, err
+	}
+	n.swarmMu.Lock()
+	sm := n.swarmModels[root.String()]
+	n.swarmMu.Unlock()
+	if sm != nil {
+		return sm, nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	l, err := shards.Load(lctx, n.ex, root, shards.Span{Embedding: true, Head: true, Tokenizer: true})
+	if err != nil {
+		return nil, fmt.Errorf("model %s: embedding and head: %w", root, err)
+	}
+	if l.Tokenizer == nil {
+		return nil, fmt.Errorf("model %s has no tokenizer in its manifest", root)
+	}
+	be, err := kernels.Open("cpu", 0)
+	if err != nil {
+		return nil, err
+	}
+	name := l.Manifest.Name
+	if name == "" {
+		name = root.String()
+	}
+	sm = &SwarmModel{name: name, cid: root.String(), w: l.Weights, tok: l.Tokenizer, be: be,
+		tmpl: DetectChatTemplate("", l.Tokenizer)}
+	sm.pl = &swarm.Planner{Dir: n.dir, Model: root.String(), Layers: l.Weights.Config.Layers}
+	sm.cl, err = swarm.NewClient(n.host.Libp2p(), l.Weights, be, swarm.ClientConfig{
+		Model: root.String(), DType: kernels.F16, Replan: sm.pl.Replan,
+		OnEvent: func(ev swarm.Event) {
+			if sm.listener != nil { // set under sm.mu by the completion running
+				sm.listener(ev)
+			}
+		},
+	})
+	if err != nil {
+		be.Close()
+		return nil, err
+	}
+	n.swarmMu.Lock()
+	defer n.swarmMu.Unlock()
+	if n.closing {
+		be.Close()
+		return nil, ErrClosed
+	}
+	if old := n.swarmModels[root.String()]; old != nil {
+		be.Close()
+		return old, nil
+	}
+	n.swarmModels[root.String()] = sm
+	return sm, nil
+}
+
+// Name is the model's name in the OpenAI API: its manifest name, or CID.
+func (s *SwarmModel) Name() string { return s.name }
+
+// CID is the model's CID.
+func (s *SwarmModel) CID() string { return s.cid }
+
+// ChatTemplate is the model's chat format.
+func (s *SwarmModel) ChatTemplate() ChatTemplate { return s.tmpl }
+
+// Tokenizer is the model's tokenizer.
+func (s *SwarmModel) Tokenizer() tokenizer.Tokenizer { return s.tok }
+
+// Complete runs one completion through the swarm.
+func (s *SwarmModel) Complete(ctx context.Context, prompt string, o CompleteOptions, emit func(string) error) (CompleteResult, error) {
+	return s.CompleteWithEvents(ctx, prompt, o, emit, nil)
+}
+
+// CompleteWithEvents is Complete, with the session's route changes
+// (route, hop failed, re-route) passed to onEvent.
+func (s *SwarmModel) CompleteWithEvents(ctx context.Context, prompt string, o CompleteOptions, emit func(string) error, onEvent func(swarm.Event)) (CompleteResult, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.listener = onEvent
+	defer func() { s.listener = nil }()
+	return complete(s.tok, s.w.Config.Context, prompt, o, emit, func(ids []int, g model.GenerateOptions, tok func(int) error) (model.Stats, error) {
+		s.pl.Positions = len(ids) + o.MaxTokens
+		route, err := s.pl.Route(ctx, s.cl.Banned())
+		if err != nil {
+			return model.Stats{}, err
+		}
+		sess, err := s.cl.Open(ctx, route, len(ids)+o.MaxTokens)
+		if err != nil {
+			return model.Stats{}, err
+		}
+		defer sess.Close()
+		return sess.Generate(ctx, ids, g, tok)
+	})
+}
+
+// close frees the model's backend.
+func (s *SwarmModel) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.be.Close()
+}
+
+// closeSwarm withdraws the node's servers and closes the swarm clients and
+// the directory (before the host goes).
+func (n *Node) closeSwarm() error {
+	n.swarmMu.Lock()
+	n.closing = true
+	servings, models := n.servings, n.swarmModels
+	n.servings, n.swarmModels = nil, map[string]*SwarmModel{}
+	n.swarmMu.Unlock()
+	var errs []error
+	for _, e := range servings {
+		errs = append(errs, e.s.Close(), e.be.Close())
+	}
+	for _, m := range models {
+		errs = append(errs, m.close())
+	}
+	if n.dir != nil {
+		errs = append(errs, n.dir.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Node) swarmRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+APIPrefix+"/swarm/{model}", func(w http.ResponseWriter, r *http.Request) {
+		st, err := n.SwarmStatus(r.Context(), r.PathValue("model"))
+		if err != nil {
+			writeError(w, httpStatus(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
+	mux.HandleFunc("POST "+APIPrefix+"/generate", n.handleGenerate)
+}
+
+// GenerateRequest asks the node to generate through the swarm (POST
+// /api/v0/generate); the answer is a stream of GenerateEvent lines.
+type GenerateRequest struct {
+	Model     string  `json:"model"`
+	Prompt    string  `json:"prompt"`
+	MaxTokens int     `json:"max_tokens"`
+	Temp      float32 `json:"temperature"`
+	TopK      int     `json:"top_k,omitempty"`
+	TopP      float32 `json:"top_p,omitempty"`
+	Seed      uint64  `json:"seed"`
+}
+
+// GenerateEvent is one line of a generation's stream: text, a route
+// change, or the end (Done, with the counts, or Error).
+type GenerateEvent struct {
+	Text  string     `json:"text,omitempty"`
+	Route *RouteInfo `json:"route,omitempty"`
+	Done  bool       `json:"done,omitempty"`
+	Error string     `json:"error,omitempty"`
+	// At the end:
+	PromptTokens     int     `json:"prompt_tokens,omitempty"`
+	CompletionTokens int     `json:"completion_tokens,omitempty"`
+	Seconds          float64 `json:"seconds,omitempty"`
+}
+
+// RouteInfo is a route event: kind is "route", "hop failed" or
+// "re-route".
+type RouteInfo struct {
+	Kind     string `json:"kind"`
+	Peer     string `json:"peer"`
+	First    int    `json:"first"`
+	Last     int    `json:"last"`
+	Replaced string `json:"replaced,omitempty"`
+	Replayed int    `json:"replayed,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+func routeInfo(ev swarm.Event) *RouteInfo {
+	ri := &RouteInfo{Kind: ev.Kind.String(), Peer: ev.Hop.Peer.String(), First: ev.Hop.Span.First, Last: ev.Hop.Span.Last,
+		Replayed: ev.Replayed}
+	if ev.Replaced != "" {
+		ri.Replaced = ev.Replaced.String()
+	}
+	if ev.Err != nil {
+		ri.Error = ev.Err.Error()
+	}
+	return ri
+}
+
+func (n *Node) handleGenerate(w http.ResponseWriter, r *http.Request) {
+	var req GenerateRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("generate: bad request: %w", err))
+		return
+	}
+	sc := model.SamplerConfig{Temperature: req.Temp, TopK: req.TopK, TopP: req.TopP, Seed: req.Seed}
+	if err := sc.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	if req.MaxTokens <= 0 {
+		writeError(w, http.StatusBadRequest, errors.New("max_tokens must be positive"))
+		return
+	}
+	sm, err := n.SwarmModel(r.Context(), req.Model)
+	if err != nil {
+		writeError(w, httpStatus(err), err)
+		return
+	}
+	// The stream is JSON lines: text and route events as they come, then
+	// one line that says done or carries the error.
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	var mu sync.Mutex
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	send := func(ev GenerateEvent) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := enc.Encode(ev); err != nil {
+			return err
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return nil
+	}
+	start := time.Now()
+	res, err := sm.CompleteWithEvents(r.Context(), req.Prompt, CompleteOptions{MaxTokens: req.MaxTokens, Sampler: sc},
+		func(text string) error { return send(GenerateEvent{Text: text}) },
+		func(ev swarm.Event) { send(GenerateEvent{Route: routeInfo(ev)}) })
+	end := GenerateEvent{Done: true, PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens,
+		Seconds: time.Since(start).Seconds()}
+	if err != nil {
+		end = GenerateEvent{Error: err.Error()}
+	}
+	send(end)
+}
+
+// Generate runs a generation through the swarm on the node (POST
+// /api/v0/generate), calling on with each event of the stream.
+func (c *Client) Generate(ctx context.Context, req GenerateRequest, on func(GenerateEvent) error) error {
+	b, _ := json.Marshal(req)
+	resp, err := c.send(ctx, http.MethodPost, "/generate", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev GenerateEvent
+		if err := dec.Decode(&ev); err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("generate: the node ended the answer without saying done")
+			}
+			return fmt.Errorf("generate: %w", err)
+		}
+		if ev.Error != "" {
+			return errors.New(ev.Error)
+		}
+		if err := on(ev); err != nil {
+			return err
+		}
+		if ev.Done {
+			return nil
+		}
+	}
+}
+
+// SwarmStatus asks the node for the servers of a model.
+func (c *Client) SwarmStatus(ctx context.Context, ref string) (SwarmStatus, error) {
+	var st SwarmStatus
+	err := c.do(ctx, http.MethodGet, "/swarm/"+url.PathEscape(ref), nil, &st)
+	return st, err
+}

@@ -1,0 +1,162 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mycel-net/mycel/internal/testmodels"
+	"github.com/mycel-net/mycel/model"
+	"github.com/mycel-net/mycel/swarm"
+)
+
+// servingSwarm starts a bootstrap node B, a publisher A that imports
+// stories260K, three volunteers that serve two layers each (chosen by
+// themselves) and a client node E that serves nothing. It returns A's
+// model CID and E.
+func servingSwarm(t *testing.T) (string, *Node, []*Node) {
+	t.Helper()
+	b := startNode(t, testConfig(t))
+	addr := b.Status().Addrs[0]
+	cfg := func() Config {
+		c := testConfig(t, addr)
+		c.FetchStall = 5 * time.Second
+		c.LookupInterval = 200 * time.Millisecond
+		return c
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a := startNode(t, cfg())
+	if err := a.Host().WaitRoutable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin"), Name: "stories260K"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var servers []*Node
+	for range 3 {
+		s := startNode(t, cfg())
+		if _, err := s.Serve(ctx, ServeRequest{Model: res.CID, MaxLayers: 2, Threads: 1, RebalanceDelay: 200 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+		servers = append(servers, s)
+	}
+	e := startNode(t, cfg())
+	if err := e.Host().WaitRoutable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until E sees every layer served.
+	for {
+		st, err := e.SwarmStatus(ctx, res.CID)
+		if err == nil && len(st.Missing) == 0 && len(st.Servers) == 3 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the swarm never covered the model: %+v, %v", st, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return res.CID, e, servers
+}
+
+// A node that holds none of the layers generates through three volunteers
+// that chose their spans, by the control API (with route events) and the
+// OpenAI API (the official client, by CID), and gets the reference text.
+func TestSwarmGenerate(t *testing.T) {
+	cidStr, e, servers := servingSwarm(t)
+	var spans []swarm.Span
+	for _, s := range servers {
+		for _, sv := range s.servings {
+			spans = append(spans, sv.s.Span())
+		}
+	}
+	t.Logf("spans: %v", spans)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var text strings.Builder
+	var routes []RouteInfo
+	var done GenerateEvent
+	err := NewClient(e.APIURL()).Generate(ctx, GenerateRequest{Model: cidStr, Prompt: "Lily wanted to", MaxTokens: 20},
+		func(ev GenerateEvent) error {
+			text.WriteString(ev.Text)
+			if ev.Route != nil {
+				routes = append(routes, *ev.Route)
+			}
+			if ev.Done {
+				done = ev
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text.String() != lilyContinues {
+		t.Errorf("text %q, want %q", text.String(), lilyContinues)
+	}
+	if done.PromptTokens != 5 || done.CompletionTokens != 20 {
+		t.Errorf("end %+v", done)
+	}
+	at := 0
+	for _, r := range routes {
+		if r.Kind != "route" || r.First != at {
+			t.Fatalf("route events %+v do not chain from layer 0", routes)
+		}
+		at = r.Last
+	}
+	if at != 5 {
+		t.Fatalf("route events %+v do not reach layer 5", routes)
+	}
+
+	st, err := NewClient(e.APIURL()).SwarmStatus(ctx, cidStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Layers != 5 || len(st.Servers) != 3 || len(st.Missing) != 0 || slices.Contains(st.Coverage, 0) {
+		t.Errorf("swarm status %+v", st)
+	}
+
+	res := runOfficialClient(t, e.APIURL()+"/v1", cidStr)
+	t.Logf("official client through the swarm: %+v", res)
+}
+
+// A model whose layers are not all served: the error names the missing
+// layers and how to serve them; an unknown model is "not found".
+func TestSwarmMissingLayers(t *testing.T) {
+	b := startNode(t, testConfig(t))
+	addr := b.Status().Addrs[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a := startNode(t, testConfig(t, addr))
+	if err := a.Host().WaitRoutable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin"), Name: "stories260K"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startNode(t, testConfig(t, addr))
+	if _, err := s.Serve(ctx, ServeRequest{Model: res.CID, Layers: "0:3", Threads: 1}); err != nil {
+		t.Fatal(err)
+	}
+	e := startNode(t, testConfig(t, addr))
+	if err := e.Host().WaitRoutable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sm, err := e.SwarmModel(ctx, res.CID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sm.Complete(ctx, "Lily", CompleteOptions{MaxTokens: 4, Sampler: model.SamplerConfig{}}, func(string) error { return nil })
+	var nr *swarm.NoRouteError
+	if !errors.As(err, &nr) || !strings.Contains(err.Error(), "layers 3-4") || !strings.Contains(err.Error(), "--serve "+res.CID+" --layers 3:5") {
+		t.Fatalf("err = %v; want the missing layers 3-4 and how to serve them", err)
+	}
+	if _, err := e.SwarmModel(ctx, "no-such-model"); !errors.Is(err, errNotFound) {
+		t.Fatalf("unknown model: %v", err)
+	}
+}
