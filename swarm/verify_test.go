@@ -668,3 +668,45 @@ func TestUnfitSpareNotBanned(t *testing.T) {
 		t.Errorf("re-routes %v, want one to %s", re, replica)
 	}
 }
+
+// TestVerifyConcurrentSessions runs several verified generations at once
+// on one client, with a liar first among the spares of layers [2,4):
+// each session that meets it catches it, the ban is shared, and every
+// generation gives the reference ids.
+func TestVerifyConcurrentSessions(t *testing.T) {
+	n := newNet(t)
+	_, route := n.pipeline(swarm.ServerConfig{})
+	_, spares := n.pipeline(swarm.ServerConfig{})
+	liar := n.serverWith(perturbed(t, n.w, 3, 1.25), route[1].Span)
+	ev := &events{t: t}
+	c := n.client(swarm.ClientConfig{DType: kernels.F32, Verify: true,
+		Alternatives: append([]swarm.Hop{liar}, spares...), OnEvent: ev.add})
+	const sessions = 4
+	var wg sync.WaitGroup
+	got := make([][]int, sessions)
+	errs := make([]error, sessions)
+	for i := range sessions {
+		wg.Go(func() { got[i], _, errs[i] = run(t, c, route, 40, nil) })
+	}
+	wg.Wait()
+	for i := range sessions {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if d := firstDiff(got[i], refFromBOS); d != "" {
+			t.Errorf("session %d: %s", i, d)
+		}
+	}
+	if b := c.Banned(); len(b) != 1 || b[0] != liar.Peer {
+		t.Errorf("banned %v, want %s", b, liar.Peer)
+	}
+	mm := ev.kinds(swarm.EventMismatch)
+	if len(mm) == 0 || len(mm) > sessions {
+		t.Errorf("%d mismatch events, want 1 to %d", len(mm), sessions)
+	}
+	for _, e := range mm {
+		if e.Other != liar.Peer {
+			t.Errorf("mismatch %v does not name the liar", e)
+		}
+	}
+}
