@@ -76,7 +76,8 @@
 // or Open fails with an error wrapping ErrBanned that names it), banned
 // alternatives are passed over, and Replan's exclude list holds the bans
 // as well as the session's own failures. A failure caused by the caller's
-// context bans nobody.
+// context bans nobody, nor does a spare whose step limit is below the
+// steps it would have to replay (it is only passed over).
 //
 // With ClientConfig.Verify each hop of the route gets a shadow: a second
 // server of exactly its span, taken from the alternatives or from a
@@ -84,31 +85,35 @@
 // failed peer. Every step goes to both (both STEPs are written, then both
 // RESULTs read, so the two compute at once) with the same id, start and
 // n, and the two results are compared row by row: they agree when
-// max|a-b| <= ClientConfig.VerifyTolerance × max(max|a|, max|b|, 1)
-// (DefaultVerifyTolerance, 1%, is far above what honest servers running
+// max|a-b| <= ClientConfig.VerifyTolerance × max(max|a|, max|b|, 1).
+// DefaultVerifyTolerance, 1%, is far above what honest servers running
 // the same kernels differ by in f32, f16 or bf16 and far below what a
 // perturbed layer does; servers running other quantizations of the model
-// need a larger one). The primary's result goes on, so an honest swarm
-// gives exactly the output it gives without verification. When they
-// disagree (EventMismatch) the session replays the hop's kept inputs to a
-// referee, a third server of the span, and then to more if the referee
-// agrees with neither; the servers that disagree with the majority are
-// banned and dropped. (Servers that lie alike out-vote an honest one:
-// verification catches a wrong server, not a coordinated majority.) If the primary lost, the agreeing shadow (whose
-// cache is in step) becomes the primary and the referee its shadow, and
-// the hops after it, which were fed the loser's outputs, are fed the
-// majority's again under new step ids (the servers recompute their caches
-// from position 0) wherever those differ beyond the tolerance. With no
-// referee left the session ends with an error wrapping ErrVerification
-// (and ErrNoRoute) that names both servers: the client cannot tell which
-// one lies, and bans neither. A hop for which no shadow can be found runs
-// unverified (EventUnverified says so and why) until a failover or a
-// verdict gives it one; a new shadow is sought at Open, after a failover
-// and after a shadow is lost, not at every step. A failed shadow is
-// dropped and replaced; a failed primary is replaced by its shadow, with
-// nothing to replay, and a new shadow joins after a replay of the hop's
-// inputs, its outputs compared with the primary's. Shadows and referees
-// added after Open count against ClientConfig.MaxReroutes.
+// need a larger one. The primary's result goes on, so an honest swarm
+// gives exactly the output it gives without verification.
+//
+// When the two disagree (EventMismatch) the session replays the hop's
+// kept inputs to a referee, a third server of the span, and to more if
+// the referee agrees with neither; the servers that disagree with the
+// majority are banned and dropped. (Servers that lie alike out-vote an
+// honest one: verification catches a wrong server, not a coordinated
+// majority.) If the primary lost, the agreeing shadow, whose cache is in
+// step, becomes the primary and the referee its shadow; the hops after
+// it, which were fed the loser's outputs, are fed the majority's again
+// under new step ids (their servers recompute their caches from position
+// 0) wherever the two differ beyond the tolerance. With no referee left
+// the session ends with an error wrapping ErrVerification (and
+// ErrNoRoute) that names both servers: the client cannot tell which one
+// lies, and bans neither.
+//
+// A hop for which no shadow can be found runs unverified (EventUnverified
+// says so and why) until a failover or a verdict gives it one: a shadow
+// is sought at Open, after a failover and after a shadow is lost, not at
+// every step. A failed shadow is dropped and replaced; a failed primary is
+// replaced by its shadow, with nothing to replay; a new shadow joins
+// after a replay of the hop's inputs, and its outputs are compared with
+// the primary's (EventShadow). Shadows and referees added after Open
+// count against ClientConfig.MaxReroutes.
 //
 // Every read and write on a stream has a deadline, enforced by a timer
 // that resets the stream (libp2p's in-memory network ignores

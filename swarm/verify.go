@@ -176,6 +176,9 @@ func (s *Session) mismatch(ctx context.Context, k int) error {
 	hs, sh := s.hops[k], s.hops[k].shadow
 	span := hs.hop.Span
 	i, d, bound := s.differ(hs.outs, sh.outs, 0)
+	if i < 0 {
+		return nil
+	}
 	r := hs.hist[i]
 	cause := fmt.Errorf("%w: hop %s: %s and %s disagree at step %d (positions %d..%d): max |a-b| %.4g, tolerance %.4g",
 		ErrVerification, span, hs.hop.Peer, sh.hop.Peer, r.id, r.start, r.start+r.n-1, d, bound)
