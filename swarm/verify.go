@@ -188,7 +188,7 @@ func (s *Session) mismatch(ctx context.Context, k int) error {
 	for range s.cl.cfg.MaxReroutes + len(s.cl.cfg.Alternatives) + 1 {
 		h, err := s.spare(ctx, span, tried, peersOf(voters))
 		if err != nil {
-			return fmt.Errorf("%w; no third server to tell which is wrong: %w", cause, err)
+			return fmt.Errorf("%w; no server left to tell which is wrong: %w", cause, err)
 		}
 		ref, err := s.join(ctx, h, hs.hist)
 		if err != nil {
