@@ -31,7 +31,7 @@ func newSwarmCmd(g *globals) *cobra.Command {
 		Use:   "swarm",
 		Short: "Inference across a pipeline of nodes",
 	}
-	cmd.AddCommand(newSwarmDemoCmd(g))
+	cmd.AddCommand(newSwarmDemoCmd(g), newSwarmStatusCmd(g))
 	return cmd
 }
 

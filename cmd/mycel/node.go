@@ -34,6 +34,8 @@ func newNodeCmd(g *globals) *cobra.Command {
 	var models []string
 	var tokPath string
 	var threads int
+	var serve node.ServeRequest
+	var serveMem string
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Run a Mycel node in the foreground",
@@ -42,6 +44,8 @@ shared over bitswap, and a control API on the loopback interface that the
 other commands use. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
 		Example: `  mycel node
   mycel node --model stories15M=stories15M.bin -z tokenizer.bin   # and an OpenAI client at http://127.0.0.1:5150/v1
+  mycel node --serve bagu...model-cid --max-layers 8              # volunteer: serve the layers the swarm needs most
+  mycel node --serve stories15M --layers 0:3                      # serve layers 0-2 for good
   mycel node --data /srv/mycel --listen /ip4/0.0.0.0/tcp/4001 --bootstrap /ip4/203.0.113.7/tcp/4001/p2p/12D3Koo...`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -86,6 +90,21 @@ other commands use. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
 			if len(models) > 0 {
 				fmt.Fprintf(w, "  OpenAI-compatible API on %s/v1 serving %s\n", n.APIURL(), strings.Join(n.CompleterNames(), ", "))
 			}
+			if serve.Model != "" {
+				if serveMem != "" {
+					if serve.MemoryCap, err = parseBytes(serveMem); err != nil {
+						return fmt.Errorf("--serve-memory: %w", err)
+					}
+				}
+				serve.Threads = threads
+				fmt.Fprintf(w, "  joining the swarm of %s...\n", serve.Model)
+				sv, err := n.Serve(ctx, serve)
+				if err != nil {
+					return fmt.Errorf("--serve %s: %w", serve.Model, err)
+				}
+				fmt.Fprintf(w, "  serving layers %d:%d of %s (%.0f tok/s measured); the span moves when the swarm needs it elsewhere\n",
+					sv.Span().First, sv.Span().Last, serve.Model, sv.Throughput())
+			}
 			<-ctx.Done()
 			fmt.Fprintln(w, "mycel node: shutting down")
 			return n.Close()
@@ -100,7 +119,11 @@ other commands use. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
 	fl.BoolVar(&cfg.NoMDNS, "no-mdns", false, "do not look for peers on the local network")
 	fl.StringArrayVar(&models, "model", nil, "serve a local model file through the OpenAI-compatible API, as [NAME=]FILE (repeatable)")
 	fl.StringVarP(&tokPath, "tokenizer", "z", "", "tokenizer for --model files that have none inside (llama2.c)")
-	fl.IntVarP(&threads, "threads", "t", 0, "compute threads for --model (default: all cores)")
+	fl.IntVarP(&threads, "threads", "t", 0, "compute threads for --model and --serve (default: all cores)")
+	fl.StringVar(&serve.Model, "serve", "", "serve layers of this model (CID or name) to the swarm")
+	fl.StringVar(&serve.Layers, "layers", "", "with --serve: serve layers A:B for good (default: choose, and move as the swarm needs)")
+	fl.IntVar(&serve.MaxLayers, "max-layers", 0, "with --serve: hold at most this many layers (default: all that --serve-memory allows)")
+	fl.StringVar(&serveMem, "serve-memory", "", "with --serve: most memory for weights and KV caches, e.g. 8GB (default: no cap)")
 	return cmd
 }
 

@@ -27,7 +27,7 @@ func freeAddr(t *testing.T) string {
 
 // startNodeCmd runs `mycel node` in the background until the test ends and
 // returns its API address.
-func startNodeCmd(t *testing.T) string {
+func startNodeCmd(t *testing.T, extra ...string) string {
 	t.Helper()
 	api := freeAddr(t)
 	data := t.TempDir() // before the cleanup below, so removed after the node stops
@@ -35,7 +35,7 @@ func startNodeCmd(t *testing.T) string {
 	done := make(chan error, 1)
 	go func() {
 		cmd := newRootCmd()
-		cmd.SetArgs([]string{"node", "--api", api, "--data", data, "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"})
+		cmd.SetArgs(append([]string{"node", "--api", api, "--data", data, "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"}, extra...))
 		cmd.SetErr(&bytes.Buffer{})
 		cmd.SetOut(&bytes.Buffer{})
 		done <- cmd.ExecuteContext(ctx)

@@ -17,6 +17,7 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/model/tokenizer"
+	"github.com/mycel-net/mycel/node"
 )
 
 type runFlags struct {
@@ -29,6 +30,7 @@ type runFlags struct {
 	seed      int64
 	threads   int
 	verbose   bool
+	swarm     bool
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -37,11 +39,16 @@ func newRunCmd(g *globals) *cobra.Command {
 		Use:   "run -m MODEL [flags] [PROMPT]",
 		Short: "Generate text with a model",
 		Long: `Generate text with a model. MODEL is a llama2.c checkpoint (.bin), a GGUF
-file, or the CID of a model whose blocks the running node holds. stdout carries the prompt followed by the generated text, streamed as
-it comes; a summary goes to stderr. Without a prompt, generation starts from
-the beginning-of-sequence token.`,
+file, or the CID (or name) of a model known to the running node. A model
+whose blocks the node holds entirely runs here; any other runs through the
+swarm, each layer on a volunteer that serves it (--swarm forces that). stdout
+carries the prompt followed by the generated text, streamed as it comes; a
+summary goes to stderr (with -v, the route: one "route:" line per hop and a
+line for each re-route). Without a prompt, generation starts from the
+beginning-of-sequence token.`,
 		Example: `  mycel run -m stories15M.bin -z tokenizer.bin "Once upon a time"
-  mycel run -m model.gguf --temp 0 -n 64 "The capital of France is"`,
+  mycel run -m model.gguf --temp 0 -n 64 "The capital of France is"
+  mycel run -m bagu...model-cid -v "Once upon a time"            # through the swarm`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			prompt := ""
@@ -60,7 +67,8 @@ the beginning-of-sequence token.`,
 	fl.Float32Var(&f.topP, "top-p", 0.9, "nucleus sampling threshold (1: off)")
 	fl.Int64Var(&f.seed, "seed", 0, "random seed (default: from the clock, printed in the summary)")
 	fl.IntVarP(&f.threads, "threads", "t", 0, "compute threads (default: all cores)")
-	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print the model's shape and backend to stderr")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print the model's shape and backend, or the swarm route, to stderr")
+	fl.BoolVar(&f.swarm, "swarm", false, "run through the swarm even when the node holds every block")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }
@@ -128,6 +136,11 @@ func runGenerate(cmd *cobra.Command, g *globals, f *runFlags, prompt string, see
 	sc := model.SamplerConfig{Temperature: f.temp, TopK: f.topK, TopP: f.topP, Seed: seed}
 	if err := sc.Validate(); err != nil {
 		return err
+	}
+	if useSwarm, err := wantSwarm(cmd.Context(), g, f); err != nil {
+		return err
+	} else if useSwarm {
+		return runSwarm(cmd, g, f, prompt, sc, stepsSet)
 	}
 	l, err := openModel(cmd.Context(), g, f.model, f.tokenizer, true)
 	if err != nil {
@@ -198,5 +211,79 @@ func runGenerate(cmd *cobra.Command, g *globals, f *runFlags, prompt string, see
 	}
 	fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generated: %d tokens, %.1f tok/s%s (seed %d, %s, %d threads)\n",
 		st.PromptTokens, st.PromptRate(), st.Generated, st.GenerateRate(), stop, seed, be.Name(), be.Threads())
+	return nil
+}
+
+// wantSwarm says whether f.model runs through the swarm: not a file, and
+// either --swarm or a model the node does not hold entirely.
+func wantSwarm(ctx context.Context, g *globals, f *runFlags) (bool, error) {
+	if _, err := os.Stat(f.model); err == nil {
+		if f.swarm {
+			return false, fmt.Errorf("--swarm runs a model the swarm serves, by CID or name; %s is a file (import it with mycel models import, then serve it with mycel node --serve)", f.model)
+		}
+		return false, nil
+	}
+	if f.swarm {
+		return true, nil
+	}
+	c, err := cid.Decode(f.model)
+	if err != nil {
+		return true, nil // a name: the node resolves it
+	}
+	info, err := g.client().Inspect(ctx, c.String())
+	if err != nil || info.TotalParts == 0 || info.LocalParts < info.TotalParts {
+		return true, nil
+	}
+	return false, nil
+}
+
+// runSwarm generates through the swarm by the node's control API.
+func runSwarm(cmd *cobra.Command, g *globals, f *runFlags, prompt string, sc model.SamplerConfig, stepsSet bool) error {
+	if f.tokenizer != "" {
+		return errors.New("-z: a model in the swarm carries its own tokenizer")
+	}
+	stderr := cmd.ErrOrStderr()
+	out := bufio.NewWriter(cmd.OutOrStdout())
+	defer out.Flush()
+	io.WriteString(out, prompt)
+	out.Flush()
+	var done node.GenerateEvent
+	err := g.client().Generate(cmd.Context(), node.GenerateRequest{
+		Model: f.model, Prompt: prompt, MaxTokens: f.steps,
+		Temp: sc.Temperature, TopK: sc.TopK, TopP: sc.TopP, Seed: sc.Seed,
+	}, func(ev node.GenerateEvent) error {
+		if r := ev.Route; r != nil && f.verbose {
+			out.Flush()
+			switch r.Kind {
+			case "route":
+				fmt.Fprintf(stderr, "route: %s layers %d:%d\n", r.Peer, r.First, r.Last)
+			case "re-route":
+				fmt.Fprintf(stderr, "re-route: %s layers %d:%d replaces %s (%d positions replayed)\n", r.Peer, r.First, r.Last, r.Replaced, r.Replayed)
+			default:
+				fmt.Fprintf(stderr, "%s: %s layers %d:%d: %s\n", r.Kind, r.Peer, r.First, r.Last, r.Error)
+			}
+		}
+		if ev.Done {
+			done = ev
+		}
+		if ev.Text != "" {
+			io.WriteString(out, ev.Text)
+			return out.Flush()
+		}
+		return nil
+	})
+	if !strings.HasSuffix(prompt, "\n") || done.CompletionTokens > 0 {
+		io.WriteString(out, "\n")
+	}
+	out.Flush()
+	if err != nil {
+		return err
+	}
+	rate := 0.0
+	if done.Seconds > 0 {
+		rate = float64(done.CompletionTokens) / done.Seconds
+	}
+	fmt.Fprintf(stderr, "prompt: %d tokens; generated: %d tokens through the swarm in %.2f s, %.1f tok/s (seed %d)\n",
+		done.PromptTokens, done.CompletionTokens, done.Seconds, rate, sc.Seed)
 	return nil
 }

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mycel-net/mycel/internal/testmodels"
+	"github.com/mycel-net/mycel/node"
+)
+
+// Real `mycel node` processes in one test: a publisher imports
+// stories260K, three volunteers run `mycel node --serve CID --max-layers 2`
+// and choose their spans, and a node that holds no layer runs
+// `mycel run -m CID -v`: the reference text on stdout, the route on stderr;
+// `mycel swarm status` shows the servers.
+func TestRunThroughTheSwarm(t *testing.T) {
+	bin := testmodels.Path(t, "stories260K.bin")
+	tok := testmodels.Path(t, "tok512.bin")
+	pub := startNodeCmd(t, "--dht", "server")
+	out, _, err := mycel(t, "--api", pub, "models", "import", bin, "-z", tok, "--name", "stories260K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	c := lines[len(lines)-1]
+	js, _, err := mycel(t, "--api", pub, "status", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st node.Status
+	if err := json.Unmarshal([]byte(js), &st); err != nil {
+		t.Fatal(err)
+	}
+	boot := st.Addrs[0]
+	for range 3 {
+		startNodeCmd(t, "--dht", "server", "--bootstrap", boot, "--serve", c, "--max-layers", "2", "-t", "1")
+	}
+	client := startNodeCmd(t, "--dht", "server", "--bootstrap", boot)
+
+	var ss node.SwarmStatus
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		js, _, err := mycel(t, "--api", client, "swarm", "status", c, "--json")
+		if err == nil && json.Unmarshal([]byte(js), &ss) == nil && len(ss.Servers) == 3 && len(ss.Missing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the volunteers never covered the model: %s %v", js, err)
+		}
+	}
+	table, _, err := mycel(t, "--api", client, "swarm", "status", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table, "3 servers") || !strings.Contains(table, "every layer is served") || strings.Count(table, "serving") != 3 {
+		t.Errorf("swarm status table:\n%s", table)
+	}
+
+	stdout, stderr, err := mycel(t, "--api", client, "run", "-m", c, "-v", "--temp", "0", "-n", "20", "Lily wanted to")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if want := "Lily wanted to go on a walk. She saw a big box with a big bo\n"; stdout != want {
+		t.Errorf("stdout %q, want %q", stdout, want)
+	}
+	at := 0
+	for _, l := range strings.Split(stderr, "\n") {
+		if !strings.HasPrefix(l, "route: ") {
+			continue
+		}
+		var first, last int
+		var peer string
+		if _, err := fmt.Sscanf(l, "route: %s layers %d:%d", &peer, &first, &last); err != nil || first != at {
+			t.Fatalf("route line %q does not continue from layer %d", l, at)
+		}
+		at = last
+	}
+	if at != 5 {
+		t.Fatalf("the route lines do not cover the 5 layers:\n%s", stderr)
+	}
+	if !strings.Contains(stderr, "generated: 20 tokens through the swarm") {
+		t.Errorf("summary missing:\n%s", stderr)
+	}
+
+	// An unknown model, and a file with --swarm, are clear errors.
+	if _, stderr, err := mycel(t, "--api", client, "run", "-m", "no-such-model", "Hi"); err == nil || !strings.Contains(stderr+err.Error(), "no-such-model") {
+		t.Errorf("unknown model: %v %s", err, stderr)
+	}
+	if _, stderr, err := mycel(t, "--api", client, "run", "-m", bin, "-z", tok, "--swarm", "Hi"); err == nil || !strings.Contains(stderr+err.Error(), "is a file") {
+		t.Errorf("--swarm with a file: %v %s", err, stderr)
+	}
+}
