@@ -1,3 +1,5 @@
+//go:build unix
+
 package swarm_test
 
 import (
@@ -8,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -146,6 +149,8 @@ type benchNet struct {
 	route  []swarm.Hop
 	srvs   []*swarm.Server
 	hosts  []*p2p.Host
+	// threads is each server's compute threads.
+	threads int
 }
 
 // thirds splits the model's layers into three spans.
@@ -155,7 +160,17 @@ func thirds(layers int) []swarm.Span {
 }
 
 func newBenchNet(b *testing.B, w *model.Weights, shape string) *benchNet {
-	return &benchNet{b: b, w: w, shape: shape, client: loopbackHost(b)}
+	return &benchNet{b: b, w: w, shape: shape, client: loopbackHost(b), threads: 1}
+}
+
+// backendThreads opens the cpu backend with the given number of threads.
+func backendThreads(b testing.TB, threads int) kernels.Backend {
+	be, err := kernels.Open("cpu", threads)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.Close() })
+	return be
 }
 
 // server starts a server for span on a new host, connects the client host
@@ -165,7 +180,7 @@ func (n *benchNet) server(span swarm.Span) (*swarm.Server, *p2p.Host, swarm.Hop)
 	h := loopbackHost(b)
 	cfg := swarm.ServerConfig{Model: n.shape, Span: span}
 	cfg.BatchWait = *batchWait
-	s, err := swarm.NewServer(h.Libp2p(), n.w, backend(b), cfg)
+	s, err := swarm.NewServer(h.Libp2p(), n.w, backendThreads(b, n.threads), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -214,44 +229,51 @@ func (n *benchNet) stats() swarm.ServerStats {
 // BenchmarkPipelineThroughput runs 1, 4 and 16 concurrent streams, each
 // its own client and session generating its own tokens, through three
 // servers on loopback TCP serving a synthetic stories110M-shaped Q8_0
-// model, one compute thread per server and per client. Each iteration
-// first runs one stream alone, then all the streams together, so the
-// ratio compares two rates measured in the same run. Reported: the
-// aggregate and per-stream decode rates, the one-stream rate, their
-// ratio, and the mean rows per forward pass over the servers.
+// model, with one compute thread per client and one or two per server.
+// Each iteration first runs one stream alone, then all the streams
+// together, so the ratio compares two rates measured in the same run.
+// Reported: the aggregate and per-stream decode rates, the one-stream
+// rate, their ratio, and the mean rows per forward pass over the servers.
 //
-//	go test -run - -bench PipelineThroughput -benchtime 2x ./swarm/
+//	go test -run - -bench PipelineThroughput -benchtime 3x ./swarm/
 func BenchmarkPipelineThroughput(b *testing.B) {
 	const shape = "stories110M"
 	w := synthModel(b, shape, kernels.Q8_0)
-	n := newBenchNet(b, w, shape)
-	n.pipeline(thirds(w.Config.Layers))
-	var clients []*swarm.Client
-	for _, streams := range []int{1, 4, 16} {
-		for len(clients) < streams {
-			clients = append(clients, n.newClient(swarm.ClientConfig{DType: kernels.F16}))
-		}
-		b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
-			var one, all float64
-			var rows []float64
-			for b.Loop() {
-				one += runStreams(b, n, clients[:1])
-				before := n.stats()
-				all += runStreams(b, n, clients[:streams])
-				after := n.stats()
-				rows = append(rows, float64(after.Steps-before.Steps)/float64(after.Passes-before.Passes))
+	for _, threads := range []int{1, 2} {
+		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) {
+			n := newBenchNet(b, w, shape)
+			n.threads = threads
+			n.pipeline(thirds(w.Config.Layers))
+			var clients []*swarm.Client
+			for _, streams := range []int{1, 4, 16} {
+				for len(clients) < streams {
+					clients = append(clients, n.newClient(swarm.ClientConfig{DType: kernels.F16}))
+				}
+				b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
+					var one, all, cpuOne, cpuAll float64
+					before := n.stats()
+					for b.Loop() {
+						r, c := runStreams(b, n, clients[:1])
+						one, cpuOne = one+r, cpuOne+c
+						r, c = runStreams(b, n, clients[:streams])
+						all, cpuAll = all+r, cpuAll+c
+					}
+					after := n.stats()
+					one /= float64(b.N)
+					all /= float64(b.N)
+					b.ReportMetric(all, "tok/s")
+					b.ReportMetric(all/float64(streams), "tok/s/stream")
+					b.ReportMetric(one, "1stream-tok/s")
+					b.ReportMetric(all/one, "x1stream")
+					b.ReportMetric(cpuAll/float64(b.N)*1e3, "cpu-ms/tok")
+					b.ReportMetric(cpuOne/cpuAll, "x1stream-cpu")
+					// The one-stream runs add passes of one row each: take
+					// them out.
+					single := int64(b.N) * int64(streamTokens) * int64(len(n.srvs))
+					steps, passes := after.Steps-before.Steps-single, after.Passes-before.Passes-single
+					b.ReportMetric(float64(steps)/float64(passes), "rows/pass")
+				})
 			}
-			one /= float64(b.N)
-			all /= float64(b.N)
-			b.ReportMetric(all, "tok/s")
-			b.ReportMetric(all/float64(streams), "tok/s/stream")
-			b.ReportMetric(one, "1stream-tok/s")
-			b.ReportMetric(all/one, "x1stream")
-			var avg float64
-			for _, r := range rows {
-				avg += r
-			}
-			b.ReportMetric(avg/float64(len(rows)), "rows/pass")
 		})
 	}
 }
@@ -261,8 +283,10 @@ const streamTokens = 64
 
 // runStreams opens a session per client, starts them all at once, each
 // generating streamTokens tokens from its own prompt, and returns the
-// aggregate rate: tokens over the wall time until the last one finished.
-func runStreams(b *testing.B, n *benchNet, clients []*swarm.Client) float64 {
+// aggregate rate: tokens over the wall time until the last one finished,
+// and the process's CPU time per token meanwhile (servers and clients
+// together).
+func runStreams(b *testing.B, n *benchNet, clients []*swarm.Client) (rate, cpuPerToken float64) {
 	ctx := context.Background()
 	sessions := make([]*swarm.Session, len(clients))
 	for i, c := range clients {
@@ -274,6 +298,7 @@ func runStreams(b *testing.B, n *benchNet, clients []*swarm.Client) float64 {
 	}
 	opts := model.GenerateOptions{MaxTokens: streamTokens}
 	errs := make(chan error, len(sessions))
+	cpu0 := cpuTime()
 	start := time.Now()
 	for i, s := range sessions {
 		go func() {
@@ -287,10 +312,21 @@ func runStreams(b *testing.B, n *benchNet, clients []*swarm.Client) float64 {
 		}
 	}
 	d := time.Since(start)
+	cpu := cpuTime() - cpu0
 	for _, s := range sessions {
 		s.Close()
 	}
-	return float64(len(sessions)*streamTokens) / d.Seconds()
+	tokens := float64(len(sessions) * streamTokens)
+	return tokens / d.Seconds(), cpu.Seconds() / tokens
+}
+
+// cpuTime is the user and system CPU time of the process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkForwardRows is one server's forward pass over a third of a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +42,7 @@ const (
 	DefaultIdleTimeout  = 2 * time.Minute
 	DefaultIOTimeout    = 30 * time.Second
 	DefaultMaxBatch     = 32
-	DefaultBatchWait    = 2 * time.Millisecond
+	DefaultBatchWait    = 5 * time.Millisecond
 )
 
 // ServerConfig configures a Server. Zero fields take the defaults above.
@@ -70,7 +71,8 @@ type ServerConfig struct {
 	// as one batch; 1 turns batching off.
 	MaxBatch int
 	// BatchWait bounds how long a single-position step waits for the steps
-	// of other open sessions to join its batch (negative: not at all).
+	// of other decoding sessions to join its batch: only those due within
+	// it are waited for (negative: no waiting).
 	BatchWait time.Duration
 }
 
@@ -168,7 +170,12 @@ type Server struct {
 	streams  map[network.Stream]struct{}
 	nextID   uint64
 
-	live                            map[*session]struct{} // open sessions; under mu
+	live map[*session]struct{} // open sessions; under mu
+	// The worker's buffers for run.
+	rows, group []*job
+	caches      []*model.Cache
+	x           []float32
+
 	steps, passes, batches, refused atomic.Int64
 	batchRows                       [BatchBuckets]atomic.Int64
 }
@@ -272,18 +279,22 @@ type session struct {
 	lastN      int
 	lastResult []byte // encoded activations
 
-	x []float32 // activations of the step in flight
+	x   []float32 // activations of the step in flight
+	job job       // the step in flight, as handed to the worker
 
-	// lastRow is when the session last handed the worker a
-	// single-position step (UnixNano), read by the worker to decide which
-	// sessions are likely to send another soon.
-	lastRow atomic.Int64
+	// For the worker's guess of which sessions will send a step soon
+	// (UnixNano): when the session last handed the worker a
+	// single-position step, and when the worker finished its last step.
+	lastRow, doneAt atomic.Int64
 }
 
-// job is one step handed to the worker.
+// job is one step handed to the worker; each session reuses its own.
 type job struct {
 	sess *session
 	n    int
+	// more: the session's next frame has already arrived (a replay, or
+	// pipelined steps), so waiting for other sessions would only delay it.
+	more bool
 	done chan error // buffered: the worker never blocks on it
 }
 
@@ -418,6 +429,7 @@ func (s *Server) open(c *conn, p peer.ID) (*session, error) {
 	s.perPeer[p] += need
 	s.nextID++
 	sess := &session{id: s.nextID, span: span, dtype: o.DType, bytes: need}
+	sess.job = job{sess: sess, done: make(chan error, 1)}
 	s.mu.Unlock()
 
 	// From here on the handler's deferred release returns sess.bytes.
@@ -519,7 +531,8 @@ func (s *Server) step(c *conn, sess *session, m *Step) error {
 	if m.N == 1 {
 		sess.lastRow.Store(time.Now().UnixNano())
 	}
-	j := &job{sess: sess, n: m.N, done: make(chan error, 1)}
+	j := &sess.job
+	j.n, j.more = m.N, c.r.Buffered() > 0
 	select {
 	case s.jobs <- j:
 	case <-s.ctx.Done():
@@ -568,66 +581,96 @@ func (s *Server) worker() {
 				break drain
 			}
 		}
-		// Other open sessions are likely to send their next step soon:
-		// give them a short while to join.
-		if s.cfg.BatchWait > 0 && s.cfg.MaxBatch > 1 && batch[0].n == 1 && len(batch) < s.cfg.MaxBatch {
-			if want := min(s.decoding(), s.cfg.MaxBatch); len(batch) < want {
-				wait.Reset(s.cfg.BatchWait)
-			gather:
-				for len(batch) < want {
-					select {
-					case j := <-s.jobs:
-						batch = append(batch, j)
-					case <-wait.C:
-						break gather
-					case <-s.ctx.Done():
-						break gather
-					}
-				}
-				wait.Stop()
-			}
+		if s.cfg.BatchWait > 0 && s.cfg.MaxBatch > 1 {
+			batch = s.gather(batch, wait)
 		}
 		s.run(batch)
 		clear(batch)
 	}
 }
 
+// gather waits, BatchWait at the most, for the next single-position steps
+// of the other sessions that are decoding, so that they join batch: a
+// session decoding through a pipeline comes back after the rest of its
+// route and its client have run, and sessions that once ran together
+// arrive together again. It waits for nothing when a step in batch
+// is not a single position or its session has more input waiting already
+// (a replay, where waiting only delays it), and returns as soon as every
+// session it waits for is in.
+func (s *Server) gather(batch []*job, wait *time.Timer) []*job {
+	urgent := func(j *job) bool { return j.n != 1 || j.more }
+	if slices.ContainsFunc(batch, urgent) || len(batch) >= s.cfg.MaxBatch {
+		return batch
+	}
+	want := min(len(batch)+s.expected(time.Now()), s.cfg.MaxBatch)
+	if len(batch) >= want {
+		return batch
+	}
+	wait.Reset(s.cfg.BatchWait)
+	defer wait.Stop()
+	for len(batch) < want {
+		select {
+		case j := <-s.jobs:
+			batch = append(batch, j)
+			if urgent(j) {
+				return batch
+			}
+		case <-wait.C:
+			return batch
+		case <-s.ctx.Done():
+			return batch
+		}
+	}
+	return batch
+}
+
 // activeFor is how recently a session must have sent a single-position
-// step to count as decoding, in multiples of BatchWait.
+// step to be waited for, in multiples of BatchWait: one that sent nothing
+// for longer is thinking (a person reading), or gone.
 const activeFor = 50
 
-// decoding counts the sessions that sent a single-position step lately:
-// those whose next step is worth waiting for.
-func (s *Server) decoding() int {
-	since := time.Now().Add(-activeFor * s.cfg.BatchWait).UnixNano()
+// expected counts the other sessions that are decoding (sent a
+// single-position step lately) and have not sent their next step yet.
+func (s *Server) expected(now time.Time) int {
+	since := now.Add(-activeFor * s.cfg.BatchWait).UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	for sess := range s.live {
-		if sess.lastRow.Load() >= since {
+		last := sess.lastRow.Load()
+		if last >= since && last < sess.doneAt.Load() {
 			n++
 		}
 	}
 	return n
 }
 
+// finish hands a job's outcome back to its handler; the worker must not
+// touch the job afterwards.
+func finish(j *job, err error) {
+	j.sess.doneAt.Store(time.Now().UnixNano())
+	j.done <- err
+}
+
 // run executes a batch: single-position steps over the same span go
-// through the layers together, everything else alone.
+// through the layers together, everything else alone. Its buffers are the
+// worker's, reused from pass to pass.
 func (s *Server) run(batch []*job) {
 	dim := s.e.Weights().Config.Dim
-	var rows []*job
+	rows := s.rows[:0]
 	for _, j := range batch {
 		if j.n != 1 || s.cfg.MaxBatch == 1 {
-			j.done <- s.e.Forward(j.sess.cache, j.sess.x, j.n)
+			finish(j, s.e.Forward(j.sess.cache, j.sess.x, j.n))
 			s.count(1)
 			continue
 		}
 		rows = append(rows, j)
 	}
 	for len(rows) > 0 {
-		// Group the rows with the first row's span.
+		// Take the rows with the first row's span; keep the others, in
+		// order, for the next pass.
 		span := rows[0].sess.span
-		var group, rest []*job
+		group, rest := s.group[:0], rows[:0]
 		for _, j := range rows {
 			if j.sess.span == span {
 				group = append(group, j)
@@ -638,21 +681,29 @@ func (s *Server) run(batch []*job) {
 		rows = rest
 		if len(group) == 1 {
 			j := group[0]
-			j.done <- s.e.Forward(j.sess.cache, j.sess.x, 1)
+			finish(j, s.e.Forward(j.sess.cache, j.sess.x, 1))
 			s.count(1)
 			continue
 		}
-		caches := make([]*model.Cache, len(group))
-		x := make([]float32, len(group)*dim)
+		caches := s.caches[:0]
+		if cap(s.x) < len(group)*dim {
+			s.x = make([]float32, s.cfg.MaxBatch*dim)
+		}
+		x := s.x[:len(group)*dim]
 		for i, j := range group {
-			caches[i] = j.sess.cache
+			caches = append(caches, j.sess.cache)
 			copy(x[i*dim:], j.sess.x)
 		}
 		err := s.e.ForwardRows(caches, x)
 		for i, j := range group {
 			copy(j.sess.x, x[i*dim:(i+1)*dim])
-			j.done <- err
+			finish(j, err)
 		}
 		s.count(len(group))
+		clear(caches)
+		s.caches, s.group = caches, group
+		clear(group)
 	}
+	clear(rows[:cap(rows)])
+	s.rows = rows
 }
