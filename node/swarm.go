@@ -18,6 +18,7 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/model/tokenizer"
+	"github.com/mycel-net/mycel/p2p/blocks"
 	"github.com/mycel-net/mycel/swarm"
 )
 
@@ -284,6 +285,18 @@ func (n *Node) SwarmModel(ctx context.Context, ref string) (*SwarmModel, error) 
 	n.swarmMu.Unlock()
 	if sm != nil {
 		return sm, nil
+	}
+	// A model that is neither here nor provided by any peer fails fast,
+	// instead of waiting for blocks nobody will send.
+	if has, err := n.store.Has(ctx, root); err != nil {
+		return nil, err
+	} else if !has {
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := n.ex.FindProviders(fctx, root, 1)
+		cancel()
+		if errors.Is(err, blocks.ErrNoProviders) {
+			return nil, fmt.Errorf("%w: model %s is not on the node, and no peer of the swarm provides it", errNotFound, root)
+		}
 	}
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()

@@ -222,6 +222,8 @@ func wantSwarm(ctx context.Context, g *globals, f *runFlags) (bool, error) {
 			return false, fmt.Errorf("--swarm runs a model the swarm serves, by CID or name; %s is a file (import it with mycel models import, then serve it with mycel node --serve)", f.model)
 		}
 		return false, nil
+	} else if looksLikePath(f.model) {
+		return false, fmt.Errorf("model %w", err)
 	}
 	if f.swarm {
 		return true, nil
@@ -237,6 +239,20 @@ func wantSwarm(ctx context.Context, g *globals, f *runFlags) (bool, error) {
 	return false, nil
 }
 
+// looksLikePath says whether a model argument names a file rather than a
+// CID or a model name.
+func looksLikePath(s string) bool {
+	if strings.ContainsRune(s, os.PathSeparator) || strings.ContainsRune(s, '/') {
+		return true
+	}
+	for _, ext := range []string{".gguf", ".bin"} {
+		if strings.HasSuffix(strings.ToLower(s), ext) {
+			return true
+		}
+	}
+	return false
+}
+
 // runSwarm generates through the swarm by the node's control API.
 func runSwarm(cmd *cobra.Command, g *globals, f *runFlags, prompt string, sc model.SamplerConfig, stepsSet bool) error {
 	if f.tokenizer != "" {
@@ -245,13 +261,22 @@ func runSwarm(cmd *cobra.Command, g *globals, f *runFlags, prompt string, sc mod
 	stderr := cmd.ErrOrStderr()
 	out := bufio.NewWriter(cmd.OutOrStdout())
 	defer out.Flush()
-	io.WriteString(out, prompt)
-	out.Flush()
+	// The prompt goes out with the first event: an error before any
+	// (unknown model, no route) leaves stdout empty.
+	started := false
+	start := func() {
+		if !started {
+			started = true
+			io.WriteString(out, prompt)
+			out.Flush()
+		}
+	}
 	var done node.GenerateEvent
 	err := g.client().Generate(cmd.Context(), node.GenerateRequest{
 		Model: f.model, Prompt: prompt, MaxTokens: f.steps,
 		Temp: sc.Temperature, TopK: sc.TopK, TopP: sc.TopP, Seed: sc.Seed,
 	}, func(ev node.GenerateEvent) error {
+		start()
 		if r := ev.Route; r != nil && f.verbose {
 			out.Flush()
 			switch r.Kind {
@@ -272,7 +297,7 @@ func runSwarm(cmd *cobra.Command, g *globals, f *runFlags, prompt string, sc mod
 		}
 		return nil
 	})
-	if !strings.HasSuffix(prompt, "\n") || done.CompletionTokens > 0 {
+	if started && (!strings.HasSuffix(prompt, "\n") || done.CompletionTokens > 0) {
 		io.WriteString(out, "\n")
 	}
 	out.Flush()
