@@ -114,6 +114,7 @@ const (
 	DefaultOpenTimeout = 10 * time.Second
 	DefaultMaxReroutes = 8
 	DefaultBanDuration = 10 * time.Minute
+	DefaultBusyBan     = 30 * time.Second
 )
 
 // ErrBanned is wrapped by the error of a hop whose peer the client bans.
@@ -149,6 +150,9 @@ type ClientConfig struct {
 	// BanDuration is how long a peer that failed a hop or was caught
 	// returning wrong activations stays banned.
 	BanDuration time.Duration
+	// BusyBan is how long a server that refused a session as busy (its
+	// memory budget spent: no fault of its own) is left alone.
+	BusyBan time.Duration
 	// Verify runs every step of every hop on a second server of the same
 	// span, the hop's shadow, and compares the two results; see
 	// VerifyTolerance and the package documentation.
@@ -201,6 +205,9 @@ func NewClient(h host.Host, w *model.Weights, be kernels.Backend, cfg ClientConf
 	}
 	if cfg.BanDuration <= 0 {
 		cfg.BanDuration = DefaultBanDuration
+	}
+	if cfg.BusyBan <= 0 {
+		cfg.BusyBan = DefaultBusyBan
 	}
 	if cfg.VerifyTolerance < 0 || cfg.VerifyTolerance != cfg.VerifyTolerance {
 		return nil, fmt.Errorf("swarm: client: verify tolerance %g", cfg.VerifyTolerance)
@@ -468,7 +475,12 @@ func (s *Session) fault(ctx context.Context, h Hop, err error) {
 	if ctx.Err() != nil || errors.Is(err, ErrBanned) || errors.Is(err, errUnfit) {
 		return
 	}
-	s.cl.Ban(h.Peer, 0, err)
+	d := time.Duration(0) // the client's BanDuration
+	if errors.Is(err, ErrBusy) {
+		// An honest server that is full: try it again soon.
+		d = min(s.cl.cfg.BusyBan, s.cl.cfg.BanDuration)
+	}
+	s.cl.Ban(h.Peer, d, err)
 	s.cl.emit(Event{Kind: EventBanned, Hop: h, Err: err})
 }
 

@@ -97,7 +97,7 @@ type modelDir struct {
 	seqs     map[peer.ID]uint64 // highest Seq seen, leaving records included
 	own      []byte             // this node's signed record, if it serves
 	ownSeq   uint64
-	looked   time.Time // last lookup
+	looked   time.Time     // last lookup
 	provided time.Time     // last DHT provide of ServersKey
 	provideC chan struct{} // closed when the last provide ended
 	watchers map[chan struct{}]struct{}

@@ -464,10 +464,19 @@ func TestBudget(t *testing.T) {
 		t.Error(d)
 	}
 	// A client-side view of the refusal: errors.Is(err, ErrBusy).
-	big := n.client(swarm.ClientConfig{DType: kernels.F32})
+	big := n.client(swarm.ClientConfig{DType: kernels.F32, BusyBan: 300 * time.Millisecond})
 	_, err = big.Open(context.Background(), route, 512)
 	if !errors.Is(err, swarm.ErrBusy) || !strings.Contains(err.Error(), route[0].Peer.String()) {
 		t.Errorf("oversized session: %v, want ErrBusy naming %s", err, route[0].Peer)
+	}
+	// A busy server is honest: it is left alone for BusyBan only, not for
+	// the full BanDuration.
+	if b := big.Banned(); len(b) != 1 || b[0] != route[0].Peer {
+		t.Errorf("banned after a busy refusal: %v, want %s", b, route[0].Peer)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if b := big.Banned(); len(b) != 0 {
+		t.Errorf("still banned after BusyBan: %v", b)
 	}
 }
 
