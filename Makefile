@@ -20,9 +20,10 @@ $(SYNTH): | build
 	@mkdir -p $(BUILD)
 	./$(BIN) models synth --shape stories15M --dtype q8_0 --seed 1 -o $@
 
-# The main job: a local swarm of three nodes on loopback, each serving a
-# span of the model's layers, and a generation through the pipeline; half
-# way, the second node stops and the client fails over to a spare.
+# The main job: a local swarm of three nodes on loopback that choose and
+# serve spans of the model's layers, found by a client through the DHT and
+# pubsub, and a generation through the pipeline; half way, a node of the
+# route stops and the client fails over to a spare.
 ifeq ($(MODEL),)
 run: build $(SYNTH)
 	@echo "== No model given: a synthetic stories15M-shaped model (random weights, Q8_0)."
@@ -53,7 +54,7 @@ FUZZ_TARGETS := \
 	./checkpoints:FuzzGGUF ./checkpoints:FuzzLlama2C \
 	./checkpoints/shards:FuzzManifest ./checkpoints/shards:FuzzPart \
 	./model/tokenizer:FuzzParseLlama2C ./model/tokenizer:FuzzEncodeDecode ./model/tokenizer:FuzzPreTokenizers \
-	./swarm:FuzzDecodeMessage
+	./swarm:FuzzDecodeMessage ./swarm:FuzzOpenRecord
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \

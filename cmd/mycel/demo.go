@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -39,11 +40,15 @@ func newSwarmDemoCmd(g *globals) *cobra.Command {
 	var f demoFlags
 	cmd := &cobra.Command{
 		Use:   "demo -m MODEL [PROMPT]",
-		Short: "Run a local swarm: servers on loopback each serve a span of layers; a client generates through them",
-		Long: `Start --nodes libp2p hosts on the loopback interface, each serving one span
-of the model's layers over /mycel/infer/1, and a client host that holds the
-embedding and the head, opens a session through the chain and generates.
-It prints which node serves which layers, then the text, then the speed.`,
+		Short: "Run a local swarm: nodes on loopback choose spans of layers and serve them; a client finds them and generates through them",
+		Long: `Start --nodes libp2p hosts on the loopback interface, each with a Kademlia
+DHT and gossipsub. Each in turn looks up what the others serve, chooses the
+span of layers that helps the pipeline most, loads and measures it, and
+announces a signed record. A client host that holds the embedding and the
+head finds the servers, plans a route, opens a session through it over
+/mycel/infer/1 and generates. It prints which node serves which layers, the
+route, then the text, then the speed. With --kill-after, a spare joins and a
+node of the route is stopped mid-generation: the client re-plans and goes on.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			prompt := "Once upon a time"
@@ -61,15 +66,49 @@ It prints which node serves which layers, then the text, then the speed.`,
 	fl.Float32Var(&f.temp, "temp", 0, "sampling temperature (0: greedy)")
 	fl.Uint64Var(&f.seed, "seed", 1, "random seed")
 	fl.StringVar(&f.wire, "wire", "f16", "activation type on the wire: f32, f16 or bf16")
-	fl.IntVar(&f.killAfter, "kill-after", 0, "start a spare for the second node's span and stop the second node after this many tokens, to show failover (0: off)")
+	fl.IntVar(&f.killAfter, "kill-after", 0, "start a spare, and stop a node of the route after this many tokens, to show failover (0: off)")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }
 
-// demoHost is a loopback-only libp2p host with nothing else running.
-func demoHost() (*p2p.Host, error) {
-	return p2p.New(p2p.LoopbackOnly(), p2p.NoMDNS(), p2p.NoNAT(), p2p.NoRelay(), p2p.NoQUIC())
+// demoNode is a loopback-only libp2p host with a DHT and gossipsub,
+// joined through boot (none for the first), and its swarm directory.
+type demoNode struct {
+	h   *p2p.Host
+	dir *swarm.Directory
 }
+
+func startDemoNode(ctx context.Context, boot []peer.AddrInfo) (*demoNode, error) {
+	opts := []p2p.Option{p2p.LoopbackOnly(), p2p.NoMDNS(), p2p.NoNAT(), p2p.NoRelay(), p2p.NoQUIC(),
+		p2p.MemoryDatastore(), p2p.ForceDHTMode(p2p.DHTModeServer)}
+	if len(boot) > 0 {
+		opts = append(opts, p2p.Bootstrap(boot...))
+	}
+	h, err := p2p.New(opts...)
+	if err != nil {
+		return nil, err
+	}
+	if len(boot) > 0 {
+		if err := h.Bootstrap(ctx); err != nil {
+			h.Close()
+			return nil, err
+		}
+		if err := h.WaitRoutable(ctx); err != nil {
+			h.Close()
+			return nil, err
+		}
+	}
+	dir, err := swarm.NewDirectory(h.Libp2p(), swarm.DirectoryConfig{
+		Routing: h.Routing(), PubSub: h.PubSub(), LookupInterval: 200 * time.Millisecond,
+	})
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	return &demoNode{h: h, dir: dir}, nil
+}
+
+func (d *demoNode) Close() error { return errors.Join(d.dir.Close(), d.h.Close()) }
 
 func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdout, stderr io.Writer) error {
 	wire, err := kernels.ParseDType(f.wire)
@@ -85,7 +124,13 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 	if f.nodes < 1 || f.nodes > cfg.Layers {
 		return fmt.Errorf("--nodes %d: between 1 and the model's %d layers", f.nodes, cfg.Layers)
 	}
+	if f.killAfter > 0 && f.nodes < 2 {
+		return fmt.Errorf("--kill-after needs at least 2 nodes")
+	}
 	ids := l.tok.Encode(prompt, tokenizer.EncodeOptions{BOS: l.tok.AddBOS(), ParseSpecial: true})
+	if len(ids) == 0 {
+		ids = []int{l.tok.BOS()}
+	}
 	if len(ids)+f.steps > cfg.Context {
 		return fmt.Errorf("prompt (%d tokens) + -n %d exceed the model's context of %d", len(ids), f.steps, cfg.Context)
 	}
@@ -96,70 +141,79 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 			closers[i]()
 		}
 	}()
-	// serve starts a host with a server for span; its closers run when the
-	// demo ends.
-	var servers []peer.AddrInfo
-	serve := func(span swarm.Span) (*p2p.Host, error) {
-		h, err := demoHost()
+	const modelID = "demo"
+	var boot []peer.AddrInfo
+	join := func() (*demoNode, error) {
+		n, err := startDemoNode(ctx, boot)
 		if err != nil {
 			return nil, err
 		}
-		closers = append(closers, h.Close)
+		closers = append(closers, n.Close)
+		if len(boot) == 0 {
+			boot = []peer.AddrInfo{n.h.AddrInfo()}
+		}
+		return n, nil
+	}
+	// Every server is a volunteer that can hold its share of the layers:
+	// it looks up what the others serve (DHT, pubsub, its neighbours),
+	// chooses the span that helps the pipeline most, loads it, measures
+	// it and announces it.
+	perNode := (cfg.Layers + f.nodes - 1) / f.nodes
+	servers := map[peer.ID]*swarm.Serving{}
+	serve := func(label string) error {
+		n, err := join()
+		if err != nil {
+			return err
+		}
 		be, err := kernels.Open("cpu", 1)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		closers = append(closers, be.Close)
-		srv, err := swarm.NewServer(h.Libp2p(), l.w, be, swarm.ServerConfig{Model: "demo", Span: span})
+		sv, err := swarm.Serve(ctx, n.h.Libp2p(), n.dir, swarm.ServeConfig{
+			Model: modelID, Layers: cfg.Layers, MaxLayers: perNode, Backend: be,
+			Load: func(context.Context, swarm.Span) (*model.Weights, func() error, error) {
+				return l.w, func() error { return nil }, nil // one copy in memory for the whole demo
+			},
+			RebalanceDelay: 200 * time.Millisecond,
+		})
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if err := srv.Start(); err != nil {
-			return nil, err
-		}
-		closers = append(closers, srv.Close)
-		servers = append(servers, h.AddrInfo())
-		return h, nil
+		closers = append(closers, sv.Close)
+		servers[n.h.ID()] = sv
+		fmt.Fprintf(stderr, "%-7s %s  chose layers %s (%.0f tok/s measured)  at %s\n", label, n.h.ID(), sv.Span(), sv.Throughput(), n.h.Addrs()[0])
+		return nil
 	}
-	var route []swarm.Hop
-	var hosts []*p2p.Host
 	for i := 0; i < f.nodes; i++ {
-		span := swarm.Span{First: i * cfg.Layers / f.nodes, Last: (i + 1) * cfg.Layers / f.nodes}
-		h, err := serve(span)
-		if err != nil {
+		if err := serve(fmt.Sprintf("node %d", i+1)); err != nil {
 			return err
 		}
-		hosts = append(hosts, h)
-		route = append(route, swarm.Hop{Peer: h.ID(), Span: span})
-		fmt.Fprintf(stderr, "node %d  %s  serves layers %s  at %s\n", i+1, h.ID(), span, h.Addrs()[0])
 	}
-	// With --kill-after, a spare serves the span of the second node, which
-	// is stopped mid-generation; the client fails over to the spare and
-	// replays what it sent.
-	var spares []swarm.Hop
-	var victim func() error
+	// With --kill-after, a spare joins (it doubles the weakest span), and
+	// a node of the route whose layers the spare also holds is stopped
+	// mid-generation: the client re-plans, replays and goes on.
 	if f.killAfter > 0 {
-		if f.nodes < 2 {
-			return fmt.Errorf("--kill-after needs at least 2 nodes")
-		}
-		h, err := serve(route[1].Span)
-		if err != nil {
+		if err := serve("spare"); err != nil {
 			return err
 		}
-		spares = append(spares, swarm.Hop{Peer: h.ID(), Span: route[1].Span})
-		victim = hosts[1].Close
-		fmt.Fprintf(stderr, "spare   %s  serves layers %s  at %s\n", h.ID(), route[1].Span, h.Addrs()[0])
 	}
-	ch, err := demoHost()
+	cn, err := join()
 	if err != nil {
 		return err
 	}
-	closers = append(closers, ch.Close)
-	// The servers are local and known; a client in the swarm finds them
-	// through the DHT instead.
-	for _, ai := range servers {
-		if err := ch.Connect(ctx, ai); err != nil {
-			return err
+	pl := &swarm.Planner{Dir: cn.dir, Model: modelID, Layers: cfg.Layers, Positions: len(ids) + f.steps}
+	// Wait until the client sees every server (the swarm is young).
+	var route []swarm.Hop
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		recs, err := cn.dir.Servers(ctx, modelID)
+		if err == nil && len(recs) == len(servers) {
+			if route, err = pl.Route(ctx, nil); err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the client did not find the servers in time: %v", err)
 		}
 	}
 	cbe, err := kernels.Open("cpu", 1)
@@ -167,8 +221,8 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 		return err
 	}
 	closers = append(closers, cbe.Close)
-	cl, err := swarm.NewClient(ch.Libp2p(), l.w, cbe, swarm.ClientConfig{
-		Model: "demo", DType: wire, Alternatives: spares,
+	cl, err := swarm.NewClient(cn.h.Libp2p(), l.w, cbe, swarm.ClientConfig{
+		Model: modelID, DType: wire, Replan: pl.Replan,
 		OnEvent: func(ev swarm.Event) {
 			if ev.Kind != swarm.EventRoute { // the route is printed below
 				fmt.Fprintf(stderr, "event: %s\n", ev)
@@ -178,7 +232,8 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "client  %s  holds the embedding and the head; activations travel as %s\n", ch.ID(), wire)
+	fmt.Fprintf(stderr, "client  %s  found %d servers through the DHT and pubsub; holds the embedding and the head; activations travel as %s\n",
+		cn.h.ID(), len(servers), wire)
 
 	sess, err := cl.Open(ctx, route, len(ids)+f.steps)
 	if err != nil {
@@ -187,6 +242,16 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 	defer sess.Close()
 	for _, h := range sess.Route() {
 		fmt.Fprintf(stderr, "route: %s layers %s\n", h.Peer, h.Span)
+	}
+	var victim peer.ID
+	if f.killAfter > 0 {
+		recs := cn.dir.Known(modelID)
+		for _, h := range sess.Route() {
+			if len(swarm.NewCoverage(cfg.Layers, recs, h.Peer).Missing()) == 0 {
+				victim = h.Peer
+				break
+			}
+		}
 	}
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
@@ -205,11 +270,11 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 	}, func(id int) error {
 		io.WriteString(out, dec.Next(id))
 		emitted++
-		if victim != nil && emitted == f.killAfter {
+		if victim != "" && emitted == f.killAfter {
 			out.Flush()
-			fmt.Fprintf(stderr, "\n(stopping node 2 after %d tokens)\n", emitted)
-			victim()
-			victim = nil
+			fmt.Fprintf(stderr, "\n(stopping %s, layers %s, after %d tokens)\n", victim, servers[victim].Span(), emitted)
+			servers[victim].Server().Close() // no goodbye: the client finds out on its next step
+			victim = ""
 		}
 		return out.Flush()
 	})
@@ -218,7 +283,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "generated %d tokens through %d nodes in %s: %.1f tok/s (prompt %d tokens at %.1f tok/s)\n",
+	fmt.Fprintf(stderr, "generated %d tokens through %d hops in %s: %.1f tok/s (prompt %d tokens at %.1f tok/s)\n",
 		st.Generated, len(route), time.Since(start).Round(time.Millisecond), st.GenerateRate(), st.PromptTokens, st.PromptRate())
 	return nil
 }
