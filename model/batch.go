@@ -7,6 +7,11 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 )
 
+// minPadRows is the batch a block-quantized batch of fewer rows is padded
+// to: the width of the backends' multi-row quantized kernels, below which
+// they run one matrix-vector product per row.
+const minPadRows = 4
+
 // ForwardRows runs one new position of each of len(caches) sequences
 // through their span of layers as one batch: row i of x ([len(caches),
 // Dim], updated in place) is the hidden state of sequence i at position
@@ -15,9 +20,13 @@ import (
 //
 // The matrix products run on all rows at once (continuous batching of
 // decode steps); rotary embedding and attention run row by row, each over
-// its own cache. Row i gives the result Forward(caches[i], row, 1) gives,
-// exactly while the batch is narrower than the backend's matrix-matrix
-// threshold and to rounding above it.
+// its own cache. With block-quantized weights a batch of two or three rows
+// is padded to minPadRows for the products (copies of the last row), so
+// that the backend's multi-row kernel reads each weight once for all of
+// them rather than once per row. Row i gives the result
+// Forward(caches[i], row, 1) gives, exactly while the batch goes through
+// the backend's row-by-row kernels and to rounding when it goes through a
+// matrix-matrix kernel.
 func (e *Engine) ForwardRows(caches []*Cache, x []float32) error {
 	n := len(caches)
 	if n == 0 {
@@ -42,22 +51,34 @@ func (e *Engine) ForwardRows(caches []*Cache, x []float32) error {
 			}
 		}
 	}
-	e.grow(n)
+	// m rows go through the matrix products: n, or n padded.
+	m := n
+	if n > 1 && n < minPadRows && e.w.Layers[first].Wq.Type.Quantized() {
+		m = minPadRows
+	}
+	e.grow(m)
 	x = x[:n*d]
 	hd := cfg.HeadDim()
 	kv := cfg.KVDim()
-	xb, q, att, delta := e.xb[:n*d], e.q[:n*d], e.att[:n*d], e.delta[:n*d]
-	kNew, vNew := e.k[:n*kv], e.v[:n*kv]
-	h1, h3 := e.h1[:n*cfg.Hidden], e.h3[:n*cfg.Hidden]
+	xb, q, att, delta := e.xb[:m*d], e.q[:m*d], e.att[:m*d], e.delta[:m*d]
+	kNew, vNew := e.k[:m*kv], e.v[:m*kv]
+	h1, h3 := e.h1[:m*cfg.Hidden], e.h3[:m*cfg.Hidden]
+	// pad fills rows n..m-1 of a [m, width] buffer with copies of row n-1.
+	pad := func(buf []float32, width int) {
+		for i := n; i < m; i++ {
+			copy(buf[i*width:(i+1)*width], buf[(n-1)*width:n*width])
+		}
+	}
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	be := e.be
 	for li := first; li < last; li++ {
 		l := e.w.Layers[li]
 
-		be.RMSNorm(xb, x, l.AttnNorm, cfg.NormEps)
-		be.MatMul(q, l.Wq, xb, n)
-		be.MatMul(kNew, l.Wk, xb, n)
-		be.MatMul(vNew, l.Wv, xb, n)
+		be.RMSNorm(xb[:n*d], x, l.AttnNorm, cfg.NormEps)
+		pad(xb, d)
+		be.MatMul(q, l.Wq, xb, m)
+		be.MatMul(kNew, l.Wk, xb, m)
+		be.MatMul(vNew, l.Wv, xb, m)
 		for i, c := range caches {
 			pos := c.Len
 			rq := kernels.RopeParams{Heads: cfg.Heads, HeadDim: hd, Pos0: pos, Theta: cfg.RopeTheta, Style: cfg.RopeStyle}
@@ -74,15 +95,17 @@ func (e *Engine) ForwardRows(caches []*Cache, x []float32) error {
 			be.StoreKV(kc, vc, ki, vi, attn)
 			be.Attention(att[i*d:(i+1)*d], qi, kc, vc, attn)
 		}
-		be.MatMul(delta, l.Wo, att, n)
-		be.Add(x, delta)
+		pad(att, d)
+		be.MatMul(delta, l.Wo, att, m)
+		be.Add(x, delta[:n*d])
 
-		be.RMSNorm(xb, x, l.FFNNorm, cfg.NormEps)
-		be.MatMul(h1, l.W1, xb, n)
-		be.MatMul(h3, l.W3, xb, n)
+		be.RMSNorm(xb[:n*d], x, l.FFNNorm, cfg.NormEps)
+		pad(xb, d)
+		be.MatMul(h1, l.W1, xb, m)
+		be.MatMul(h3, l.W3, xb, m)
 		be.SwiGLU(h1, h1, h3)
-		be.MatMul(delta, l.W2, h1, n)
-		be.Add(x, delta)
+		be.MatMul(delta, l.W2, h1, m)
+		be.Add(x, delta[:n*d])
 	}
 	for _, c := range caches {
 		c.Len++
