@@ -352,3 +352,60 @@ func TestPlannerNamesMissingLayers(t *testing.T) {
 	}
 	t.Logf("error: %v", err)
 }
+
+// A server of the route dies mid-generation without a word (its host
+// closes): the client's planner finds another chain for that span among
+// the records (dropping the dead server), replays, and the ids are the
+// reference's; the re-route is in the events.
+func TestFailoverThroughDirectory(t *testing.T) {
+	s := newDHTSwarm(t)
+	layers := s.w.Config.Layers
+	for range 4 {
+		s.serve(3, nil)
+	}
+	c := s.node()
+	waitCovered(t, c.dir, layers, func(r []swarm.ServerRecord) bool { return len(r) == 4 })
+	pl := &swarm.Planner{Dir: c.dir, Model: modelID, Layers: layers, Positions: 64}
+	ev := &events{t: t}
+	cl, err := swarm.NewClient(c.h.Libp2p(), s.w, backend(t), swarm.ClientConfig{
+		Model: modelID, DType: kernels.F32, Replan: pl.Replan, OnEvent: ev.add, StepTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	route, err := pl.Route(ctx, nil)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The victim: a hop whose layers another server also holds.
+	var victim *dhtNode
+	for _, h := range route {
+		for _, n := range s.nodes {
+			if n.h.ID() == h.Peer && len(swarm.NewCoverage(layers, c.dir.Known(modelID), h.Peer).Missing()) == 0 {
+				victim = n
+			}
+		}
+		if victim != nil {
+			break
+		}
+	}
+	if victim == nil {
+		t.Fatalf("no hop of %v can be spared", route)
+	}
+	ids, err := generate(t, cl, route, len(refFromBOS), func(n int) {
+		if n == 12 {
+			victim.h.Close()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := firstDiff(ids, refFromBOS); d != "" {
+		t.Fatal(d)
+	}
+	rr := ev.kinds(swarm.EventReroute)
+	if len(rr) == 0 || rr[0].Replaced != victim.h.ID() {
+		t.Fatalf("re-routes %v, want one replacing %s", rr, victim.h.ID())
+	}
+}
