@@ -16,6 +16,9 @@ import (
 func mv4F32AVX512(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int, mask uint64)
 
 //go:noescape
+func mv1F32AVX512(out *float32, w *float32, x *float32, rows, cols int, mask uint64)
+
+//go:noescape
 func mv4F16AVX512(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int, mask uint64)
 
 //go:noescape
@@ -127,7 +130,7 @@ func matvecF32AVX512(out, w []float32, cols int, x []float32) {
 		return
 	}
 	_, _ = w[len(out)*cols-1], x[cols-1]
-	matvecAVX512(mvF32, out, unsafe.Pointer(&w[0]), 4, cols, x)
+	mv1F32AVX512(&out[0], &w[0], &x[0], len(out), cols, uint64(1)<<(cols&15)-1)
 }
 
 func matvecF16AVX512(out []float32, w []byte, cols int, x []float32) {
