@@ -44,8 +44,7 @@
 //     may round differently from the same row run alone where the
 //     backend's multi-row kernel does (the cpu backend's Q4_0 kernels, and
 //     f32 from six rows on; its Q8_0 kernels give the same bits). A step
-//     that fails its checks gets an
-//     ERROR and the session stays open.
+//     that fails its checks gets an ERROR and the session stays open.
 //  3. Step ids make retries safe. The KV cache of a session holds exactly
 //     positions [0, start) before a step and [0, start+n) after it: a step
 //     that starts below the positions held first truncates the cache to
