@@ -35,6 +35,9 @@ type CompleteOptions struct {
 	// ParseSpecial matches control tokens written in the prompt (chat
 	// templates need it).
 	ParseSpecial bool
+	// Verify, through the swarm, checks every step against a second
+	// server of the same span (a local model ignores it).
+	Verify bool
 }
 
 // FinishReason says why a completion ended, in OpenAI's words.

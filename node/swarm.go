@@ -266,7 +266,8 @@ type SwarmModel struct {
 	tok       tokenizer.Tokenizer
 	tmpl      ChatTemplate
 	be        kernels.Backend
-	cl        *swarm.Client
+	cl        *swarm.Client // plain
+	vcl       *swarm.Client // with every step checked against a shadow server
 	pl        *swarm.Planner
 
 	mu       sync.Mutex // one completion at a time (the client's engine)
@@ -318,15 +319,20 @@ func (n *Node) SwarmModel(ctx context.Context, ref string) (*SwarmModel, error) 
 	sm = &SwarmModel{name: name, cid: root.String(), w: l.Weights, tok: l.Tokenizer, be: be,
 		tmpl: DetectChatTemplate("", l.Tokenizer)}
 	sm.pl = &swarm.Planner{Dir: n.dir, Model: root.String(), Layers: l.Weights.Config.Layers}
-	sm.cl, err = swarm.NewClient(n.host.Libp2p(), l.Weights, be, swarm.ClientConfig{
+	ccfg := swarm.ClientConfig{
 		Model: root.String(), DType: kernels.F16, Replan: sm.pl.Replan,
 		OnEvent: func(ev swarm.Event) {
 			if sm.listener != nil { // set under sm.mu by the completion running
 				sm.listener(ev)
 			}
 		},
-	})
-	if err != nil {
+	}
+	if sm.cl, err = swarm.NewClient(n.host.Libp2p(), l.Weights, be, ccfg); err != nil {
+		be.Close()
+		return nil, err
+	}
+	ccfg.Verify = true
+	if sm.vcl, err = swarm.NewClient(n.host.Libp2p(), l.Weights, be, ccfg); err != nil {
 		be.Close()
 		return nil, err
 	}
@@ -368,13 +374,19 @@ func (s *SwarmModel) CompleteWithEvents(ctx context.Context, prompt string, o Co
 	defer s.mu.Unlock()
 	s.listener = onEvent
 	defer func() { s.listener = nil }()
+	cl := s.cl
+	if o.Verify {
+		cl = s.vcl
+	}
 	return complete(s.tok, s.w.Config.Context, prompt, o, emit, func(ids []int, g model.GenerateOptions, tok func(int) error) (model.Stats, error) {
 		s.pl.Positions = len(ids) + o.MaxTokens
-		route, err := s.pl.Route(ctx, s.cl.Banned())
+		// The bans of both clients: a liar caught by the verifying one is
+		// not used by the plain one either.
+		route, err := s.pl.Route(ctx, append(s.cl.Banned(), s.vcl.Banned()...))
 		if err != nil {
 			return model.Stats{}, err
 		}
-		sess, err := s.cl.Open(ctx, route, len(ids)+o.MaxTokens)
+		sess, err := cl.Open(ctx, route, len(ids)+o.MaxTokens)
 		if err != nil {
 			return model.Stats{}, err
 		}
@@ -433,6 +445,8 @@ type GenerateRequest struct {
 	TopK      int     `json:"top_k,omitempty"`
 	TopP      float32 `json:"top_p,omitempty"`
 	Seed      uint64  `json:"seed"`
+	// Verify checks every step against a second server of the same span.
+	Verify bool `json:"verify,omitempty"`
 }
 
 // GenerateEvent is one line of a generation's stream: text, a route
@@ -448,14 +462,15 @@ type GenerateEvent struct {
 	Seconds          float64 `json:"seconds,omitempty"`
 }
 
-// RouteInfo is a route event: kind is "route", "hop failed" or
-// "re-route".
+// RouteInfo is a route event: kind is "route", "hop failed", "re-route",
+// "banned", or with verification "shadow", "unverified" or "mismatch".
 type RouteInfo struct {
 	Kind     string `json:"kind"`
 	Peer     string `json:"peer"`
 	First    int    `json:"first"`
 	Last     int    `json:"last"`
 	Replaced string `json:"replaced,omitempty"`
+	Other    string `json:"other,omitempty"` // the second server of a shadow or mismatch
 	Replayed int    `json:"replayed,omitempty"`
 	Error    string `json:"error,omitempty"`
 }
@@ -465,6 +480,9 @@ func routeInfo(ev swarm.Event) *RouteInfo {
 		Replayed: ev.Replayed}
 	if ev.Replaced != "" {
 		ri.Replaced = ev.Replaced.String()
+	}
+	if ev.Other != "" {
+		ri.Other = ev.Other.String()
 	}
 	if ev.Err != nil {
 		ri.Error = ev.Err.Error()
@@ -511,7 +529,7 @@ func (n *Node) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}
 	start := time.Now()
-	res, err := sm.CompleteWithEvents(r.Context(), req.Prompt, CompleteOptions{MaxTokens: req.MaxTokens, Sampler: sc},
+	res, err := sm.CompleteWithEvents(r.Context(), req.Prompt, CompleteOptions{MaxTokens: req.MaxTokens, Sampler: sc, Verify: req.Verify},
 		func(text string) error { return send(GenerateEvent{Text: text}) },
 		func(ev swarm.Event) { send(GenerateEvent{Route: routeInfo(ev)}) })
 	end := GenerateEvent{Done: true, PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens,

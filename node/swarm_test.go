@@ -120,6 +120,25 @@ func TestSwarmGenerate(t *testing.T) {
 		t.Errorf("swarm status %+v", st)
 	}
 
+	// With verification: no two servers share a span here, so every hop
+	// runs unverified, says so, and the text is the same.
+	text.Reset()
+	var kinds []string
+	err = NewClient(e.APIURL()).Generate(ctx, GenerateRequest{Model: cidStr, Prompt: "Lily wanted to", MaxTokens: 20, Verify: true},
+		func(ev GenerateEvent) error {
+			text.WriteString(ev.Text)
+			if ev.Route != nil {
+				kinds = append(kinds, ev.Route.Kind)
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text.String() != lilyContinues || !slices.Contains(kinds, "unverified") {
+		t.Errorf("verified generation: %q, events %v", text.String(), kinds)
+	}
+
 	res := runOfficialClient(t, e.APIURL()+"/v1", cidStr)
 	t.Logf("official client through the swarm: %+v", res)
 }

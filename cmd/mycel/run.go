@@ -31,6 +31,7 @@ type runFlags struct {
 	threads   int
 	verbose   bool
 	swarm     bool
+	verify    bool
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -69,6 +70,7 @@ beginning-of-sequence token.`,
 	fl.IntVarP(&f.threads, "threads", "t", 0, "compute threads (default: all cores)")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print the model's shape and backend, or the swarm route, to stderr")
 	fl.BoolVar(&f.swarm, "swarm", false, "run through the swarm even when the node holds every block")
+	fl.BoolVar(&f.verify, "verify", false, "through the swarm: check every step against a second server of the same span, and ban a server caught lying")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }
@@ -136,6 +138,11 @@ func runGenerate(cmd *cobra.Command, g *globals, f *runFlags, prompt string, see
 	sc := model.SamplerConfig{Temperature: f.temp, TopK: f.topK, TopP: f.topP, Seed: seed}
 	if err := sc.Validate(); err != nil {
 		return err
+	}
+	if f.verify && !f.swarm {
+		if _, err := os.Stat(f.model); err == nil {
+			return errors.New("--verify checks servers of the swarm; a model file runs here")
+		}
 	}
 	if useSwarm, err := wantSwarm(cmd.Context(), g, f); err != nil {
 		return err
@@ -274,7 +281,7 @@ func runSwarm(cmd *cobra.Command, g *globals, f *runFlags, prompt string, sc mod
 	var done node.GenerateEvent
 	err := g.client().Generate(cmd.Context(), node.GenerateRequest{
 		Model: f.model, Prompt: prompt, MaxTokens: f.steps,
-		Temp: sc.Temperature, TopK: sc.TopK, TopP: sc.TopP, Seed: sc.Seed,
+		Temp: sc.Temperature, TopK: sc.TopK, TopP: sc.TopP, Seed: sc.Seed, Verify: f.verify,
 	}, func(ev node.GenerateEvent) error {
 		start()
 		if r := ev.Route; r != nil && f.verbose {
@@ -284,6 +291,8 @@ func runSwarm(cmd *cobra.Command, g *globals, f *runFlags, prompt string, sc mod
 				fmt.Fprintf(stderr, "route: %s layers %d:%d\n", r.Peer, r.First, r.Last)
 			case "re-route":
 				fmt.Fprintf(stderr, "re-route: %s layers %d:%d replaces %s (%d positions replayed)\n", r.Peer, r.First, r.Last, r.Replaced, r.Replayed)
+			case "shadow":
+				fmt.Fprintf(stderr, "shadow: %s layers %d:%d checks %s\n", r.Peer, r.First, r.Last, r.Other)
 			default:
 				fmt.Fprintf(stderr, "%s: %s layers %d:%d: %s\n", r.Kind, r.Peer, r.First, r.Last, r.Error)
 			}
