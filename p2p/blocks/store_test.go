@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 
@@ -35,23 +33,32 @@ func openTestStore(t testing.TB, dir string, opts ...StoreOption) *Store {
 	return s
 }
 
-// blockFile finds the file flatfs keeps b in.
-func blockFile(t *testing.T, dir string, c cid.Cid) string {
+// flipBlockBit flips one bit in the middle of b's data where the store
+// keeps it on disk, as bit rot would.
+func flipBlockBit(t *testing.T, dir string, b Block) {
 	t.Helper()
-	var found string
-	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".data") {
-			data, _ := os.ReadFile(path)
-			if NewBlock(data).CID.Equals(c) {
-				found = path
-			}
+	packs, _ := filepath.Glob(filepath.Join(dir, packsDir, "*"+packSuffix))
+	for _, path := range packs {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
-	if found == "" {
-		t.Fatalf("no file holds %s", c)
+		i := bytes.Index(data, b.Data)
+		if i < 0 {
+			continue
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		at := int64(i + len(b.Data)/2)
+		if _, err := f.WriteAt([]byte{data[at] ^ 0x01}, at); err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
-	return found
+	t.Fatalf("no pack holds %s", b.CID)
 }
 
 func TestNewBlockAddressing(t *testing.T) {
@@ -167,18 +174,10 @@ func TestStoreDetectsAndDeletesCorruptFile(t *testing.T) {
 	if err := s.PutMany(ctx, []Block{good, other}); err != nil {
 		t.Fatal(err)
 	}
-	path := blockFile(t, dir, good.CID)
-	data, _ := os.ReadFile(path)
-	data[len(data)/2] ^= 0x01 // one flipped bit
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	flipBlockBit(t, dir, good)
 	_, err := s.Get(ctx, good.CID)
 	if !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("Get of a corrupt file: %v, want ErrCorrupt", err)
-	}
-	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("corrupt file still on disk: %v", err)
+		t.Fatalf("Get of a corrupt block: %v, want ErrCorrupt", err)
 	}
 	if ok, _ := s.Has(ctx, good.CID); ok {
 		t.Error("store still has the corrupt block")
