@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -177,6 +178,10 @@ type PullProgress struct {
 	Error       string `json:"error,omitempty"`
 }
 
+// pullSyncEvery is how many bytes a pull receives between background
+// syncs of the store.
+const pullSyncEvery = 64 << 20
+
 // PullRequest asks the node to fetch a model, or a span of its layers.
 type PullRequest struct {
 	CID    string `json:"cid"`
@@ -212,6 +217,13 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 		}
 		span.Embedding, span.Head, span.Tokenizer = false, false, false
 	}
+	// The parts (a small block each) come in one fetch rather than one
+	// round trip each; BlocksFor then reads them from the store.
+	for r := range n.ex.Fetch(ctx, m.Parts(span)) {
+		if r.Err != nil {
+			return fmt.Errorf("pull %s: part %s: %w", root, r.CID, r.Err)
+		}
+	}
 	need, total, err := shards.BlocksFor(ctx, n.ex, root, span)
 	if err != nil {
 		return err
@@ -228,6 +240,16 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 	p.DoneBytes = total - int64(len(missing))*blocks.ChunkSize // an estimate until blocks arrive
 	p.DoneBytes = max(p.DoneBytes, 0)
 	progress(p)
+	// The store writes without waiting for the disk; a pull is reported
+	// done only once its blocks are on disk (store.Sync). Syncing in the
+	// background as the blocks come makes the disk work alongside the
+	// network, so that little is left for the last Sync.
+	var (
+		syncs     sync.WaitGroup
+		syncing   atomic.Bool
+		sinceSync int64
+	)
+	defer syncs.Wait()
 	last := time.Now()
 	for r := range n.ex.Fetch(ctx, missing) {
 		if r.Err != nil {
@@ -235,10 +257,23 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 		}
 		p.DoneBlocks++
 		p.DoneBytes = min(p.DoneBytes+int64(len(r.Data)), total)
+		if sinceSync += int64(len(r.Data)); sinceSync >= pullSyncEvery && syncing.CompareAndSwap(false, true) {
+			sinceSync = 0
+			syncs.Go(func() {
+				defer syncing.Store(false)
+				if err := n.store.Sync(); err != nil {
+					log.Debug("sync during pull", "err", err)
+				}
+			})
+		}
 		if time.Since(last) > 200*time.Millisecond {
 			progress(p)
 			last = time.Now()
 		}
+	}
+	syncs.Wait()
+	if err := n.store.Sync(); err != nil {
+		return fmt.Errorf("pull %s: %w", root, err)
 	}
 	name := m.Name
 	if err := n.models.add(ModelEntry{CID: root.String(), Name: name, Added: time.Now().UTC()}); err != nil {
