@@ -38,6 +38,7 @@ type Backend struct {
 	packA  []float32   // GEMM: x in panels
 	packB  [][]float32 // per worker: GEMM W panels
 	tile   [][]float32 // per worker: GEMM edge tile
+	rope   ropeCache
 }
 
 var _ kernels.Backend = (*Backend)(nil)
@@ -85,20 +86,11 @@ func (b *Backend) RoPE(x []float32, p kernels.RopeParams) {
 		panic(fmt.Sprintf("cpu: RoPE of %d values, %d heads of %d", len(x), p.Heads, p.HeadDim))
 	}
 	half := p.HeadDim / 2
-	var freqBuf [256]float64
-	freqs := freqBuf[:0]
-	if half > len(freqBuf) {
-		freqs = make([]float64, 0, half)
-	}
-	for i := 0; i < half; i++ {
-		freqs = append(freqs, math.Pow(float64(p.Theta), -float64(2*i)/float64(p.HeadDim)))
-	}
 	for t := 0; t*w < len(x); t++ {
-		pos := float64(p.Pos0 + t)
+		cs := b.rope.at(p.Theta, p.HeadDim, p.Pos0+t)
 		row := x[t*w : (t+1)*w]
 		for i := 0; i < half; i++ {
-			s, c := math.Sincos(pos * freqs[i])
-			fc, fs := float32(c), float32(s)
+			fc, fs := cs[2*i], cs[2*i+1]
 			for h := 0; h < p.Heads; h++ {
 				head := row[h*p.HeadDim : (h+1)*p.HeadDim]
 				var a, bi int
@@ -113,6 +105,41 @@ func (b *Backend) RoPE(x []float32, p kernels.RopeParams) {
 			}
 		}
 	}
+}
+
+// ropeCache keeps the rotary frequencies of one (theta, head size) and the
+// cosines and sines of the last position asked for: decode rotates the
+// queries and then the keys of one position, layer after layer.
+type ropeCache struct {
+	theta float32
+	hd    int
+	freqs []float64
+	pos   int
+	cs    []float32 // cos, sin of pos·freqs[i], interleaved; nil: none
+}
+
+// at returns the cosines and sines of position pos, interleaved.
+func (c *ropeCache) at(theta float32, hd, pos int) []float32 {
+	half := hd / 2
+	if c.theta != theta || c.hd != hd || c.freqs == nil {
+		c.theta, c.hd, c.cs = theta, hd, nil
+		c.freqs = make([]float64, half)
+		for i := range c.freqs {
+			c.freqs[i] = math.Pow(float64(theta), -float64(2*i)/float64(hd))
+		}
+	}
+	if c.cs != nil && c.pos == pos {
+		return c.cs
+	}
+	if cap(c.cs) < 2*half {
+		c.cs = make([]float32, 2*half)
+	}
+	c.cs, c.pos = c.cs[:2*half], pos
+	for i, f := range c.freqs {
+		s, co := math.Sincos(float64(pos) * f)
+		c.cs[2*i], c.cs[2*i+1] = float32(co), float32(s)
+	}
+	return c.cs
 }
 
 // SwiGLU sets out = silu(gate) · up.
