@@ -261,6 +261,7 @@ func (s *Serving) loop(rebalance bool) {
 	}
 	check := time.NewTimer(s.cfg.RebalanceInterval)
 	defer check.Stop()
+	due := time.Now().Add(s.cfg.RebalanceInterval)
 	if !rebalance {
 		check.Stop()
 	}
@@ -271,10 +272,17 @@ func (s *Serving) loop(rebalance bool) {
 		case <-announce.C:
 			s.announce(s.ctx)
 		case <-changed:
-			check.Reset(rand.N(s.cfg.RebalanceDelay) + time.Millisecond)
+			// Bring the next check forward (never push it back, or a
+			// busy swarm's stream of announcements would put it off for
+			// ever).
+			if d := rand.N(s.cfg.RebalanceDelay) + time.Millisecond; time.Until(due) > d {
+				check.Reset(d)
+				due = time.Now().Add(d)
+			}
 		case <-check.C:
 			s.rebalance()
 			check.Reset(s.cfg.RebalanceInterval)
+			due = time.Now().Add(s.cfg.RebalanceInterval)
 		}
 	}
 }
