@@ -178,6 +178,19 @@ func TestRestartKeepsModels(t *testing.T) {
 	if has, _ := a2.Store().Has(ctx, mustCID(t, res.CID)); !has {
 		t.Fatal("blocks lost across a restart")
 	}
+	// B, new to the network, learns that A provides the model only from
+	// A's announcement at start (A's own records stay on A's disk).
+	for {
+		ps, err := b.Host().DHT().ProviderStore().GetProviders(ctx, mustCID(t, res.CID).Hash())
+		if err == nil && len(ps) > 0 && ps[0].ID.String() == id {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the restarted node did not announce its model to its new neighbour")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	cfgC := testConfig(t, addr)
 	cfgC.FetchStall = 5 * time.Second
 	c := startNode(t, cfgC)
