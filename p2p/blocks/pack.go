@@ -18,16 +18,18 @@ import (
 //	5       1     zero
 //	6       2     key length k (little endian), 1..255
 //	8       4     data length n, at most MaxBlockSize
-//	12      4     CRC-32C of bytes 0..3, 6..11 and the key
-//	16      k     key: the block's multihash
-//	16+k    n     data
+//	12      4     CRC-32C of the data
+//	16      4     CRC-32C of bytes 0..3, 6..15 and the key
+//	20      k     key: the block's multihash
+//	20+k    n     data
 //
 // The header checksum does not cover the state byte, so a delete is one
-// byte written in place. It does not cover the data either: a block is
-// checked against its multihash when it is read.
+// byte written in place. A block is checked against its multihash before
+// it is written; the data checksum is what a read checks, to find what the
+// disk damaged since (hardware CRC-32C costs a small fraction of a SHA-256).
 const (
 	packMagic    = "mycB"
-	recHeader    = 16
+	recHeader    = 20
 	stateLive    = 'L'
 	stateDead    = 'D'
 	maxKeyLen    = 255
@@ -44,23 +46,27 @@ var packLimit int64 = 512 << 20
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// encodeHeader is the header and key of a live record for data of n bytes.
-func encodeHeader(key string, n int) []byte {
+// encodeHeader is the header and key of a live record for data.
+func encodeHeader(key string, data []byte) []byte {
 	h := make([]byte, recHeader+len(key))
 	copy(h, packMagic)
 	h[4] = stateLive
 	binary.LittleEndian.PutUint16(h[6:], uint16(len(key)))
-	binary.LittleEndian.PutUint32(h[8:], uint32(n))
+	binary.LittleEndian.PutUint32(h[8:], uint32(len(data)))
+	binary.LittleEndian.PutUint32(h[12:], dataSum(data))
 	copy(h[recHeader:], key)
-	binary.LittleEndian.PutUint32(h[12:], headerSum(h))
+	binary.LittleEndian.PutUint32(h[16:], headerSum(h))
 	return h
 }
 
+// dataSum is the checksum of a block's data.
+func dataSum(data []byte) uint32 { return crc32.Checksum(data, castagnoli) }
+
 // headerSum checksums a header and key, leaving out the state byte and the
-// checksum itself.
+// header checksum itself.
 func headerSum(h []byte) uint32 {
 	c := crc32.Update(0, castagnoli, h[0:4])
-	c = crc32.Update(c, castagnoli, h[6:12])
+	c = crc32.Update(c, castagnoli, h[6:16])
 	return crc32.Update(c, castagnoli, h[recHeader:])
 }
 
@@ -69,6 +75,7 @@ type record struct {
 	off  int64 // of the header
 	key  string
 	size int
+	sum  uint32 // of the data
 	live bool
 }
 
@@ -89,10 +96,11 @@ func parseHeader(buf []byte, off, fileSize int64) (record, bool) {
 	if (st != stateLive && st != stateDead) || kl == 0 || kl > maxKeyLen || n > MaxBlockSize || len(buf) < recHeader+kl {
 		return record{}, false
 	}
-	if headerSum(buf[:recHeader+kl]) != binary.LittleEndian.Uint32(buf[12:]) {
+	if headerSum(buf[:recHeader+kl]) != binary.LittleEndian.Uint32(buf[16:]) {
 		return record{}, false
 	}
-	r := record{off: off, key: string(buf[recHeader : recHeader+kl]), size: int(n), live: st == stateLive}
+	r := record{off: off, key: string(buf[recHeader : recHeader+kl]), size: int(n),
+		sum: binary.LittleEndian.Uint32(buf[12:]), live: st == stateLive}
 	if r.end() > fileSize {
 		return record{}, false // cut short
 	}

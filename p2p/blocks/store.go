@@ -2,6 +2,7 @@ package blocks
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,9 +79,11 @@ func SyncWrites() StoreOption {
 //
 // Blocks are keyed by multihash, so a block stored under one CID is found
 // under any CID with the same hash, and AllKeys reports raw-codec CIDs.
-// Every read re-hashes the block it read from disk: one that no longer
-// matches its CID is deleted and reported as ErrCorrupt. Store is safe for
-// concurrent use. Writes reserve their place and their bytes against the
+// Every block is checked against its CID before it is written (PutMany
+// hashes it; the exchange stores only blocks whose CID bitswap derived from
+// the bytes), and every read checks what it read from disk against the
+// checksum written with it: a block the disk damaged is deleted and
+// reported as ErrCorrupt. Store is safe for concurrent use. Writes reserve their place and their bytes against the
 // cap under a lock and then write in parallel, so the size accounting stays
 // exact.
 type Store struct {
@@ -112,6 +115,7 @@ type loc struct {
 	off  int64 // of the record header
 	data int64 // of the data
 	size int
+	sum  uint32 // CRC-32C of the data
 }
 
 // pack is one pack file.
@@ -229,7 +233,7 @@ func (s *Store) loadRecord(p *pack, r record, synced int64) {
 	if !r.live {
 		return
 	}
-	l := loc{p: p, off: r.off, data: r.dataOff(), size: r.size}
+	l := loc{p: p, off: r.off, data: r.dataOff(), size: r.size, sum: r.sum}
 	if r.end() > synced {
 		if err := checkRecord(p.f, r); err != nil {
 			log.Warn("dropping a damaged block found at open", "pack", p.path, "offset", r.off, "err", err)
@@ -247,22 +251,16 @@ func (s *Store) loadRecord(p *pack, r record, synced int64) {
 	s.used.Add(int64(r.size))
 }
 
-// checkRecord reads a record's data and checks it against its multihash.
+// checkRecord reads a record's data and checks it against its checksum.
 func checkRecord(f *os.File, r record) error {
 	data := make([]byte, r.size)
 	if _, err := f.ReadAt(data, r.dataOff()); err != nil {
 		return err
 	}
-	return verifyKey(r.key, data)
-}
-
-// verifyKey checks data against the multihash key.
-func verifyKey(key string, data []byte) error {
-	h, err := mh.Cast([]byte(key))
-	if err != nil {
-		return fmt.Errorf("%w: bad multihash: %w", ErrCorrupt, err)
+	if dataSum(data) != r.sum {
+		return ErrCorrupt
 	}
-	return Block{CID: cid.NewCidV1(cid.Raw, h), Data: data}.Verify()
+	return nil
 }
 
 // markDead flags a record as deleted in its pack (best effort: if the flag
@@ -314,8 +312,10 @@ func (s *Store) GetSize(ctx context.Context, c cid.Cid) (int, error) {
 	return l.size, nil
 }
 
-// Get reads and verifies the block for c. A missing block is ErrNotFound; a
-// block whose bytes no longer match c is deleted and reported as ErrCorrupt.
+// Get reads the block for c and checks it against the checksum written
+// with it (the block was checked against c before it was written). A
+// missing block is ErrNotFound; a block whose bytes changed on disk is
+// deleted and reported as ErrCorrupt.
 func (s *Store) Get(ctx context.Context, c cid.Cid) (Block, error) {
 	s.files.RLock()
 	l, ok, err := s.lookup(c)
@@ -334,9 +334,8 @@ func (s *Store) Get(ctx context.Context, c cid.Cid) (Block, error) {
 	} else if err != nil {
 		return Block{}, fmt.Errorf("blocks: read %s: %w", c, err)
 	}
-	b := Block{CID: c, Data: data}
-	if err == nil {
-		err = b.Verify()
+	if err == nil && dataSum(data) != l.sum {
+		err = fmt.Errorf("%w: %s: its data changed on disk", ErrCorrupt, c)
 	}
 	if err != nil {
 		if errors.Is(err, ErrCorrupt) {
@@ -347,7 +346,7 @@ func (s *Store) Get(ctx context.Context, c cid.Cid) (Block, error) {
 		}
 		return Block{}, err
 	}
-	return b, nil
+	return Block{CID: c, Data: data}, nil
 }
 
 // Put verifies b and stores it. A block already present is not written
@@ -449,8 +448,9 @@ func (s *Store) putVerified(ctx context.Context, bs []Block) error {
 	s.removePacks(gone)
 
 	errs := make([]error, len(jobs))
+	sums := make([]uint32, len(jobs))
 	for i, j := range jobs {
-		errs[i] = writeRecord(j.p.f, j.off, j.key, j.b.Data)
+		sums[i], errs[i] = writeRecord(j.p.f, j.off, j.key, j.b.Data)
 	}
 	if s.syncWrites {
 		if err := s.syncFiles(jobs); err != nil {
@@ -465,7 +465,7 @@ func (s *Store) putVerified(ctx context.Context, bs []Block) error {
 	for i, j := range jobs {
 		delete(s.writing, j.key)
 		delete(j.p.inflight, j.off)
-		l := loc{p: j.p, off: j.off, data: j.off + recHeader + int64(len(j.key)), size: len(j.b.Data)}
+		l := loc{p: j.p, off: j.off, data: j.off + recHeader + int64(len(j.key)), size: len(j.b.Data), sum: sums[i]}
 		j.p.dirty = true
 		if errs[i] != nil {
 			s.used.Add(-int64(l.size))
@@ -491,18 +491,19 @@ func (s *Store) putVerified(ctx context.Context, bs []Block) error {
 	return nil
 }
 
-// writeRecord writes a record at off.
-func writeRecord(f *os.File, off int64, key string, data []byte) error {
-	h := encodeHeader(key, len(data))
+// writeRecord writes a record at off and returns its data checksum.
+func writeRecord(f *os.File, off int64, key string, data []byte) (uint32, error) {
+	h := encodeHeader(key, data)
+	sum := binary.LittleEndian.Uint32(h[12:])
 	if len(data) <= 64<<10 {
 		_, err := f.WriteAt(append(h, data...), off)
-		return err
+		return sum, err
 	}
 	if _, err := f.WriteAt(data, off+int64(len(h))); err != nil {
-		return err
+		return sum, err
 	}
 	_, err := f.WriteAt(h, off)
-	return err
+	return sum, err
 }
 
 // syncFiles makes the packs of jobs durable, for SyncWrites.
