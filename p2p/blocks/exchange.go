@@ -36,6 +36,14 @@ const windowSize = 256
 // connected peers and the DHT again.
 const rebroadcastDelay = 5 * time.Second
 
+// messageTarget is the size at which a serving bitswap stops adding blocks
+// to a message (its default is 16 KiB: one 1 MiB block per message). Just
+// over one chunk puts two chunks in a message, so half as many streams are
+// opened, each carrying twice as much. Bitswap overshoots the target by at
+// most one block, so a message stays under ChunkSize + MaxBlockSize plus
+// framing, below libp2p's 4 MiB message limit.
+const messageTarget = ChunkSize + 1
+
 // storeWriters is how many fetched blocks a fetch writes to disk at once.
 const storeWriters = 3
 
@@ -171,8 +179,10 @@ func NewExchange(h host.Host, r routing.ContentRouting, store *Store, opts ...Ex
 	}
 	if cfg.maxOutstanding == 0 {
 		// Serving: queue several 1 MiB blocks for a peer at once, not one
-		// (bitswap's default), so its stream stays busy between messages.
-		cfg.maxOutstanding = 8 * ChunkSize
+		// (bitswap's default), so that several messages are on their way
+		// while the peer reads: bitswap sends each message on a new stream,
+		// which starts with a small flow-control window.
+		cfg.maxOutstanding = 16 * ChunkSize
 	}
 
 	e := &Exchange{h: h, r: r, store: store, cfg: cfg}
@@ -193,6 +203,7 @@ func NewExchange(h host.Host, r routing.ContentRouting, store *Store, opts ...Ex
 		// left and the peer that has the block came later.
 		bitswap.RebroadcastDelay(rebroadcastDelay),
 		bitswap.MaxOutstandingBytesPerPeer(cfg.maxOutstanding),
+		bitswap.WithTargetMessageSize(messageTarget),
 	)
 	return e, nil
 }

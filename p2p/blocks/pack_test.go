@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/ipfs/boxo/blockstore"
-	flatfs "github.com/ipfs/go-ds-flatfs"
 	blockfmt "github.com/ipfs/go-block-format"
+	flatfs "github.com/ipfs/go-ds-flatfs"
 )
 
 // copyDir copies the files of a store's directory as they are now: what a
