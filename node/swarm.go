@@ -258,7 +258,8 @@ func median(v []float64) float64 {
 
 // SwarmModel generates through the swarm: it holds a model's embedding,
 // final norm, head and tokenizer, plans a route over the servers the
-// directory knows, and runs a pipeline session per completion. It is a
+// directory knows, and runs a pipeline session per completion; completions
+// run concurrently (the swarm's servers batch their steps). It is a
 // Completer, so the OpenAI API serves any model the swarm serves.
 type SwarmModel struct {
 	name, cid string
@@ -270,8 +271,9 @@ type SwarmModel struct {
 	vcl       *swarm.Client // with every step checked against a shadow server
 	pl        *swarm.Planner
 
-	mu       sync.Mutex // one completion at a time (the client's engine)
-	listener func(swarm.Event)
+	mu     sync.RWMutex // completions hold it shared, close exclusively
+	closed bool
+	vbe    kernels.Backend // the verifying client's (a backend runs one engine at a time)
 }
 
 // SwarmModel returns the swarm client of a model (a CID or a registry
@@ -321,29 +323,29 @@ func (n *Node) SwarmModel(ctx context.Context, ref string) (*SwarmModel, error) 
 	sm.pl = &swarm.Planner{Dir: n.dir, Model: root.String(), Layers: l.Weights.Config.Layers}
 	ccfg := swarm.ClientConfig{
 		Model: root.String(), DType: kernels.F16, Replan: sm.pl.Replan,
-		OnEvent: func(ev swarm.Event) {
-			if sm.listener != nil { // set under sm.mu by the completion running
-				sm.listener(ev)
-			}
-		},
 	}
 	if sm.cl, err = swarm.NewClient(n.host.Libp2p(), l.Weights, be, ccfg); err != nil {
 		be.Close()
 		return nil, err
 	}
-	ccfg.Verify = true
-	if sm.vcl, err = swarm.NewClient(n.host.Libp2p(), l.Weights, be, ccfg); err != nil {
+	if sm.vbe, err = kernels.Open("cpu", 1); err != nil {
 		be.Close()
+		return nil, err
+	}
+	ccfg.Verify = true
+	if sm.vcl, err = swarm.NewClient(n.host.Libp2p(), l.Weights, sm.vbe, ccfg); err != nil {
+		be.Close()
+		sm.vbe.Close()
 		return nil, err
 	}
 	n.swarmMu.Lock()
 	defer n.swarmMu.Unlock()
 	if n.closing {
-		be.Close()
+		sm.close()
 		return nil, ErrClosed
 	}
 	if old := n.swarmModels[root.String()]; old != nil {
-		be.Close()
+		sm.close()
 		return old, nil
 	}
 	n.swarmModels[root.String()] = sm
@@ -370,23 +372,25 @@ func (s *SwarmModel) Complete(ctx context.Context, prompt string, o CompleteOpti
 // CompleteWithEvents is Complete, with the session's route changes
 // (route, hop failed, re-route) passed to onEvent.
 func (s *SwarmModel) CompleteWithEvents(ctx context.Context, prompt string, o CompleteOptions, emit func(string) error, onEvent func(swarm.Event)) (CompleteResult, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.listener = onEvent
-	defer func() { s.listener = nil }()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return CompleteResult{}, ErrClosed
+	}
 	cl := s.cl
 	if o.Verify {
 		cl = s.vcl
 	}
 	return complete(s.tok, s.w.Config.Context, prompt, o, emit, func(ids []int, g model.GenerateOptions, tok func(int) error) (model.Stats, error) {
-		s.pl.Positions = len(ids) + o.MaxTokens
+		pl := *s.pl // this session's room; failover replans with any room
+		pl.Positions = len(ids) + o.MaxTokens
 		// The bans of both clients: a liar caught by the verifying one is
 		// not used by the plain one either.
-		route, err := s.pl.Route(ctx, append(s.cl.Banned(), s.vcl.Banned()...))
+		route, err := pl.Route(ctx, append(s.cl.Banned(), s.vcl.Banned()...))
 		if err != nil {
 			return model.Stats{}, err
 		}
-		sess, err := cl.Open(ctx, route, len(ids)+o.MaxTokens)
+		sess, err := cl.OpenWithEvents(ctx, route, len(ids)+o.MaxTokens, onEvent)
 		if err != nil {
 			return model.Stats{}, err
 		}
@@ -395,11 +399,15 @@ func (s *SwarmModel) CompleteWithEvents(ctx context.Context, prompt string, o Co
 	})
 }
 
-// close frees the model's backend.
+// close frees the model's backend. Completions still running fail.
 func (s *SwarmModel) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.be.Close()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return errors.Join(s.be.Close(), s.vbe.Close())
 }
 
 // closeSwarm withdraws the node's servers and closes the swarm clients and

@@ -3,8 +3,10 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -137,6 +139,36 @@ func TestSwarmGenerate(t *testing.T) {
 	}
 	if text.String() != lilyContinues || !slices.Contains(kinds, "unverified") {
 		t.Errorf("verified generation: %q, events %v", text.String(), kinds)
+	}
+
+	// Concurrent completions: each gets the reference text and its own
+	// route events only (three hops covering the layers once).
+	sm, err := e.SwarmModel(ctx, cidStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			var b strings.Builder
+			var hops []swarm.Event
+			_, err := sm.CompleteWithEvents(ctx, "Lily wanted to", CompleteOptions{MaxTokens: 20},
+				func(s string) error { b.WriteString(s); return nil },
+				func(ev swarm.Event) { hops = append(hops, ev) })
+			switch {
+			case err != nil:
+				errs[i] = err
+			case b.String() != lilyContinues:
+				errs[i] = fmt.Errorf("text %q", b.String())
+			case len(hops) != 3 || hops[0].Hop.Span.First != 0 || hops[2].Hop.Span.Last != 5:
+				errs[i] = fmt.Errorf("events %v", hops)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("concurrent completions: %v", err)
 	}
 
 	res := runOfficialClient(t, e.APIURL()+"/v1", cidStr)

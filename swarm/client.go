@@ -281,6 +281,15 @@ func (cl *Client) emit(ev Event) {
 	}
 }
 
+// emit reports a change of the session's route to the client's and the
+// session's listeners.
+func (s *Session) emit(ev Event) {
+	s.cl.emit(ev)
+	if s.onEvent != nil {
+		s.onEvent(ev)
+	}
+}
+
 // checkChain reports whether hops cover span exactly, in order.
 func checkChain(hops []Hop, span Span) error {
 	if len(hops) == 0 {
@@ -321,9 +330,10 @@ type hopState struct {
 // Session is one sequence being generated through a route. It is used by
 // one goroutine at a time.
 type Session struct {
-	cl     *Client
-	maxPos int
-	dim    int
+	cl      *Client
+	onEvent func(Event) // this session's own listener, if any
+	maxPos  int
+	dim     int
 
 	hops     []*hopState
 	pos      int
@@ -346,6 +356,13 @@ type Session struct {
 // failed hop would be. With ClientConfig.Verify every hop then gets a
 // shadow where one can be found.
 func (cl *Client) Open(ctx context.Context, route []Hop, maxPositions int) (*Session, error) {
+	return cl.OpenWithEvents(ctx, route, maxPositions, nil)
+}
+
+// OpenWithEvents is Open, with the session's own events (those of no
+// other session) also passed to onEvent, on the goroutine that runs the
+// session, after ClientConfig.OnEvent.
+func (cl *Client) OpenWithEvents(ctx context.Context, route []Hop, maxPositions int, onEvent func(Event)) (*Session, error) {
 	mc := &cl.e.Weights().Config
 	if err := checkChain(route, Span{0, mc.Layers}); err != nil {
 		return nil, err
@@ -353,7 +370,7 @@ func (cl *Client) Open(ctx context.Context, route []Hop, maxPositions int) (*Ses
 	if maxPositions < 1 || maxPositions > mc.Context {
 		return nil, fmt.Errorf("swarm: %d positions outside 1..%d", maxPositions, mc.Context)
 	}
-	s := &Session{cl: cl, maxPos: maxPositions, dim: mc.Dim, nextStep: 1,
+	s := &Session{cl: cl, onEvent: onEvent, maxPos: maxPositions, dim: mc.Dim, nextStep: 1,
 		failed: map[peer.ID]bool{}, conns: map[*conn]struct{}{}}
 	for _, h := range route {
 		s.hops = append(s.hops, &hopState{hop: h})
@@ -369,7 +386,7 @@ func (cl *Client) Open(ctx context.Context, route []Hop, maxPositions int) (*Ses
 			var hs *hopState
 			if hs, err = s.openHop(ctx, h); err == nil {
 				s.hops[k] = hs
-				cl.emit(Event{Kind: EventRoute, Hop: hs.hop})
+				s.emit(Event{Kind: EventRoute, Hop: hs.hop})
 				continue
 			}
 		}
@@ -481,7 +498,7 @@ func (s *Session) fault(ctx context.Context, h Hop, err error) {
 		d = min(s.cl.cfg.BusyBan, s.cl.cfg.BanDuration)
 	}
 	s.cl.Ban(h.Peer, d, err)
-	s.cl.emit(Event{Kind: EventBanned, Hop: h, Err: err})
+	s.emit(Event{Kind: EventBanned, Hop: h, Err: err})
 }
 
 // excluded reports whether p may not serve this session.
@@ -782,14 +799,14 @@ func (s *Session) advance(ctx context.Context, k int, recs []record, redo bool) 
 		// The shadow ran every step the primary did: it takes over as it
 		// is, and a new shadow is sought.
 		err := describe(hs, errP)
-		s.cl.emit(Event{Kind: EventHopFailed, Hop: hs.hop, Err: err})
+		s.emit(Event{Kind: EventHopFailed, Hop: hs.hop, Err: err})
 		s.drop(hs.c)
 		hs.c = nil
 		s.fault(ctx, hs.hop, err)
 		keep(sh, outS)
 		sh.hist, hs.shadow = hs.hist, nil
 		s.hops[k] = sh
-		s.cl.emit(Event{Kind: EventReroute, Hop: sh.hop, Replaced: hs.hop.Peer})
+		s.emit(Event{Kind: EventReroute, Hop: sh.hop, Replaced: hs.hop.Peer})
 		if err := s.findShadow(ctx, k); err != nil {
 			return err
 		}
@@ -818,7 +835,7 @@ func (s *Session) advance(ctx context.Context, k int, recs []record, redo bool) 
 func (s *Session) loseShadow(ctx context.Context, hs *hopState, err error) {
 	sh := hs.shadow
 	hs.shadow = nil
-	s.cl.emit(Event{Kind: EventHopFailed, Hop: sh.hop, Err: err})
+	s.emit(Event{Kind: EventHopFailed, Hop: sh.hop, Err: err})
 	s.drop(sh.c)
 	sh.c = nil
 	s.fault(ctx, sh.hop, err)
@@ -862,7 +879,7 @@ func (s *Session) nextChain(ctx context.Context, span Span, tried map[peer.ID]bo
 // last hop.
 func (s *Session) failover(ctx context.Context, k int, cause error) (int, error) {
 	old := s.hops[k]
-	s.cl.emit(Event{Kind: EventHopFailed, Hop: old.hop, Err: cause})
+	s.emit(Event{Kind: EventHopFailed, Hop: old.hop, Err: cause})
 	if old.c != nil {
 		s.drop(old.c)
 		old.c = nil
@@ -891,13 +908,13 @@ func (s *Session) failover(ctx context.Context, k int, cause error) (int, error)
 				return k, fmt.Errorf("%w (after %w)", ctx.Err(), cause)
 			}
 			log.Debug("replacement failed", "span", old.hop.Span, "err", err)
-			s.cl.emit(Event{Kind: EventHopFailed, Hop: bad, Err: err})
+			s.emit(Event{Kind: EventHopFailed, Hop: bad, Err: err})
 			s.fault(ctx, bad, err)
 			continue
 		}
 		s.hops = slices.Replace(s.hops, k, k+1, states...)
 		for _, hs := range states {
-			s.cl.emit(Event{Kind: EventReroute, Hop: hs.hop, Replaced: old.hop.Peer, Replayed: positions(hs.hist)})
+			s.emit(Event{Kind: EventReroute, Hop: hs.hop, Replaced: old.hop.Peer, Replayed: positions(hs.hist)})
 		}
 		if !s.cl.cfg.Verify || !s.opened {
 			return k + len(states) - 1, nil

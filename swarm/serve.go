@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
@@ -93,9 +94,12 @@ type Serving struct {
 	span     Span
 	rate     float64
 	kvPerPos int64 // KV-cache bytes of one position of one layer
-	srv      *Server
-	release  func() error
-	closed   bool
+	// A move held back for another server's, and since when (loop only).
+	deferred   Span
+	deferredAt time.Time
+	srv        *Server
+	release    func() error
+	closed     bool
 }
 
 // Serve chooses (or takes) a span, loads it, measures its throughput,
@@ -280,28 +284,82 @@ func (s *Serving) loop(rebalance bool) {
 				due = time.Now().Add(d)
 			}
 		case <-check.C:
-			s.rebalance()
-			check.Reset(s.cfg.RebalanceInterval)
-			due = time.Now().Add(s.cfg.RebalanceInterval)
+			next := s.rebalance()
+			if next <= 0 {
+				next = s.cfg.RebalanceInterval
+			}
+			check.Reset(next)
+			due = time.Now().Add(next)
 		}
 	}
 }
 
-// rebalance moves the span if Rebalance says so.
-func (s *Serving) rebalance() {
+// rebalance moves the span if Rebalance says so, and returns when to
+// check again if it held back (0: at the usual interval).
+//
+// Servers that see the same change would all move to the same gap, so
+// they hold an election without a word: each works out, from the same
+// records, which server's move helps the swarm most (ties: the lowest
+// peer ID), and only that one moves; the others look again a little later
+// and see its new record. A server that still wants the same move on that
+// second look moves anyway, so a winner that is gone or sees otherwise
+// does not stall the swarm.
+func (s *Serving) rebalance() time.Duration {
 	recs := s.dir.Known(s.cfg.Model)
 	s.mu.Lock()
 	cur, rate := s.span, s.rate
 	s.mu.Unlock()
 	next, move := Rebalance(NewCoverage(s.cfg.Layers, recs, s.h.ID()), cur, rate, s.cfg.Margin)
 	if !move {
-		return
+		s.deferred = Span{}
+		return 0
 	}
+	hold := 2*s.cfg.RebalanceDelay + 100*time.Millisecond
+	if s.deferred != next || time.Since(s.deferredAt) < hold {
+		if w := Mover(s.cfg.Layers, recs, s.cfg.Margin); w != "" && w != s.h.ID() {
+			log.Debug("another server moves first", "model", s.cfg.Model, "winner", w, "next", next)
+			if s.deferred != next {
+				s.deferred, s.deferredAt = next, time.Now()
+			}
+			return hold - time.Since(s.deferredAt) + time.Millisecond
+		}
+	}
+	s.deferred = Span{}
 	log.Info("moving span", "model", s.cfg.Model, "from", cur, "to", next)
 	if err := s.take(s.ctx, next); err != nil && s.ctx.Err() == nil {
 		log.Warn("move span", "model", s.cfg.Model, "to", next, "err", err)
 		s.announce(s.ctx) // back to the current span
 	}
+	return 0
+}
+
+// Mover picks, among the servers of recs, the one whose move (by
+// Rebalance) would leave the swarm best, ties going to the lowest peer
+// ID; "" if none would move.
+func Mover(layers int, recs []ServerRecord, margin float64) peer.ID {
+	var best peer.ID
+	var bestCov Coverage
+	typical := TypicalRate(recs)
+	for i := range recs {
+		r := &recs[i]
+		if r.State == StateLeaving {
+			continue
+		}
+		rate := r.Throughput
+		if rate <= 0 {
+			rate = typical
+		}
+		others := NewCoverage(layers, recs, r.Peer)
+		next, move := Rebalance(others, r.Span, rate, margin)
+		if !move {
+			continue
+		}
+		cov := others.Add(next, rate)
+		if bestCov == nil || better(cov, bestCov, 0) || (!better(bestCov, cov, 0) && r.Peer < best) {
+			best, bestCov = r.Peer, cov
+		}
+	}
+	return best
 }
 
 // Close withdraws the node's record (telling the swarm at once, so that

@@ -246,3 +246,23 @@ func FuzzOpenRecord(f *testing.F) {
 		}
 	})
 }
+
+// Servers that see the same gap agree, from the same records, on which
+// one of them moves: the one whose move helps most, else the lowest ID.
+func TestMover(t *testing.T) {
+	recs := []ServerRecord{rec("c", 0, 3, 10), rec("a", 0, 3, 10)}
+	if m := Mover(5, recs, DefaultMargin); m != "a" {
+		t.Fatalf("mover %q, want a (tie, lowest ID)", m)
+	}
+	// b is slow: a's move to [2,5) gives the weakest layer 10 tok/s,
+	// b's only 1.
+	recs = []ServerRecord{rec("a", 0, 3, 10), rec("b", 0, 3, 1), rec("c", 0, 3, 10)}
+	if m := Mover(5, recs, DefaultMargin); m != "a" {
+		t.Fatalf("mover %q, want a", m)
+	}
+	// A balanced swarm: nobody moves.
+	recs = []ServerRecord{rec("a", 0, 3, 10), rec("b", 2, 5, 10)}
+	if m := Mover(5, recs, DefaultMargin); m != "" {
+		t.Fatalf("mover %q in a balanced swarm", m)
+	}
+}

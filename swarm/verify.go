@@ -142,7 +142,7 @@ func (s *Session) findShadow(ctx context.Context, k int) error {
 	for range s.cl.cfg.MaxReroutes + len(s.cl.cfg.Alternatives) + 1 {
 		h, err := s.spare(ctx, hs.hop.Span, tried, []peer.ID{hs.hop.Peer})
 		if err != nil {
-			s.cl.emit(Event{Kind: EventUnverified, Hop: hs.hop, Err: err})
+			s.emit(Event{Kind: EventUnverified, Hop: hs.hop, Err: err})
 			return nil
 		}
 		sh, err := s.join(ctx, h, hs.hist)
@@ -150,18 +150,18 @@ func (s *Session) findShadow(ctx context.Context, k int) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			s.cl.emit(Event{Kind: EventHopFailed, Hop: h, Err: err})
+			s.emit(Event{Kind: EventHopFailed, Hop: h, Err: err})
 			s.fault(ctx, h, err)
 			continue
 		}
 		hs.shadow = sh
-		s.cl.emit(Event{Kind: EventShadow, Hop: h, Other: hs.hop.Peer, Replayed: positions(hs.hist)})
+		s.emit(Event{Kind: EventShadow, Hop: h, Other: hs.hop.Peer, Replayed: positions(hs.hist)})
 		if i, _, _ := s.differ(hs.outs, sh.outs, 0); i >= 0 {
 			return s.mismatch(ctx, k)
 		}
 		return nil
 	}
-	s.cl.emit(Event{Kind: EventUnverified, Hop: hs.hop, Err: fmt.Errorf("%w: every spare of %s failed", ErrNoRoute, hs.hop.Span)})
+	s.emit(Event{Kind: EventUnverified, Hop: hs.hop, Err: fmt.Errorf("%w: every spare of %s failed", ErrNoRoute, hs.hop.Span)})
 	return nil
 }
 
@@ -182,7 +182,7 @@ func (s *Session) mismatch(ctx context.Context, k int) error {
 	r := hs.hist[i]
 	cause := fmt.Errorf("%w: hop %s: %s and %s disagree at step %d (positions %d..%d): max |a-b| %.4g, tolerance %.4g",
 		ErrVerification, span, hs.hop.Peer, sh.hop.Peer, r.id, r.start, r.start+r.n-1, d, bound)
-	s.cl.emit(Event{Kind: EventMismatch, Hop: hs.hop, Other: sh.hop.Peer, Err: cause})
+	s.emit(Event{Kind: EventMismatch, Hop: hs.hop, Other: sh.hop.Peer, Err: cause})
 	voters := []*hopState{hs, sh}
 	tried := map[peer.ID]bool{}
 	for range s.cl.cfg.MaxReroutes + len(s.cl.cfg.Alternatives) + 1 {
@@ -195,7 +195,7 @@ func (s *Session) mismatch(ctx context.Context, k int) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			s.cl.emit(Event{Kind: EventHopFailed, Hop: h, Err: err})
+			s.emit(Event{Kind: EventHopFailed, Hop: h, Err: err})
 			s.fault(ctx, h, err)
 			continue
 		}
@@ -251,7 +251,7 @@ func (s *Session) verdict(ctx context.Context, k int, voters, majority []*hopSta
 		if p != old.shadow {
 			ev.Replayed = positions(old.hist) // a referee
 		}
-		s.cl.emit(ev)
+		s.emit(ev)
 	}
 }
 
