@@ -97,16 +97,21 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 		if err != nil {
 			return nil, err
 		}
-		perLayer := int64(2 * c.KVDim() * 4 * c.Context)
+		kvPerLayer := int64(2 * c.KVDim() * 4 * c.Context)
+		weights := int64(0)
 		for _, t := range part.Tensors {
-			perLayer += t.Size
+			weights += t.Size
 		}
-		fit := int(req.MemoryCap / max(perLayer, 1))
+		fit := int(req.MemoryCap / max(weights+kvPerLayer, 1))
 		if fit < 1 {
-			return nil, fmt.Errorf("a memory cap of %d bytes holds no layer of %s (%d bytes each with a full KV cache)", req.MemoryCap, root, perLayer)
+			return nil, fmt.Errorf("a memory cap of %d bytes holds no layer of %s (%d bytes each with a full KV cache)", req.MemoryCap, root, weights+kvPerLayer)
 		}
 		if maxLayers == 0 || fit < maxLayers {
 			maxLayers = fit
+		}
+		// What the weights leave is the sessions' budget.
+		if req.Server.MemoryBudget == 0 {
+			req.Server.MemoryBudget = req.MemoryCap - int64(maxLayers)*weights
 		}
 	}
 	be, err := kernels.Open("cpu", req.Threads)

@@ -144,6 +144,12 @@ func Serve(ctx context.Context, h host.Host, dir *Directory, cfg ServeConfig) (*
 	}
 	if err := s.take(ctx, span); err != nil {
 		s.cancel()
+		// Others counted this node as joining: tell them it is not.
+		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if werr := dir.Withdraw(wctx, cfg.Model); werr != nil {
+			log.Warn("withdraw after a failed start", "model", cfg.Model, "err", werr)
+		}
 		return nil, err
 	}
 	// Once the DHT knows it, the node can be found by anyone.
