@@ -13,16 +13,13 @@ import (
 // loops.
 
 //go:noescape
-func mv4F32AVX512(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int, mask uint64)
+func mv1F32AVX512(out *float32, w unsafe.Pointer, x *float32, rows, cols int, mask uint64)
 
 //go:noescape
-func mv1F32AVX512(out *float32, w *float32, x *float32, rows, cols int, mask uint64)
+func mv1F16AVX512(out *float32, w unsafe.Pointer, x *float32, rows, cols int, mask uint64)
 
 //go:noescape
-func mv4F16AVX512(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int, mask uint64)
-
-//go:noescape
-func mv4BF16AVX512(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int, mask uint64)
+func mv1BF16AVX512(out *float32, w unsafe.Pointer, x *float32, rows, cols int, mask uint64)
 
 //go:noescape
 func mv4F32AVX2(out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int)
@@ -62,17 +59,6 @@ const (
 	mvBF16
 )
 
-func mv4AVX512(k mvKind, out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int, mask uint64) {
-	switch k {
-	case mvF32:
-		mv4F32AVX512(out, w, x, rows, cols, stride, mask)
-	case mvF16:
-		mv4F16AVX512(out, w, x, rows, cols, stride, mask)
-	case mvBF16:
-		mv4BF16AVX512(out, w, x, rows, cols, stride, mask)
-	}
-}
-
 func mv4AVX2(k mvKind, out *float32, w unsafe.Pointer, x *float32, rows, cols, stride int) {
 	switch k {
 	case mvF32:
@@ -84,29 +70,10 @@ func mv4AVX2(k mvKind, out *float32, w unsafe.Pointer, x *float32, rows, cols, s
 	}
 }
 
-// matvecAVX512 runs k over out's rows, four at a time; each leftover row
+// matvecAVX2 runs k over out's rows, four at a time; each leftover row
 // runs alone with a zero stride (four copies of one row). esize is the size
-// of a stored weight in bytes.
-func matvecAVX512(k mvKind, out []float32, w unsafe.Pointer, esize, cols int, x []float32) {
-	rows := len(out)
-	if rows == 0 {
-		return
-	}
-	mask := uint64(1)<<(cols&15) - 1
-	stride := cols * esize
-	r4 := rows &^ 3
-	if r4 > 0 {
-		mv4AVX512(k, &out[0], w, &x[0], r4, cols, stride, mask)
-	}
-	for r := r4; r < rows; r++ {
-		var t [4]float32
-		mv4AVX512(k, &t[0], unsafe.Add(w, r*stride), &x[0], 4, cols, 0, mask)
-		out[r] = t[0]
-	}
-}
-
-// matvecAVX2 is matvecAVX512 for kernels that need a multiple of 8
-// columns: the asm covers cols&^7 and the caller adds the rest.
+// of a stored weight in bytes. The asm covers cols&^7 and the caller adds
+// the rest.
 func matvecAVX2(k mvKind, out []float32, w unsafe.Pointer, esize, cols int, x []float32) {
 	rows := len(out)
 	if rows == 0 {
@@ -130,7 +97,7 @@ func matvecF32AVX512(out, w []float32, cols int, x []float32) {
 		return
 	}
 	_, _ = w[len(out)*cols-1], x[cols-1]
-	mv1F32AVX512(&out[0], &w[0], &x[0], len(out), cols, uint64(1)<<(cols&15)-1)
+	mv1F32AVX512(&out[0], unsafe.Pointer(&w[0]), &x[0], len(out), cols, uint64(1)<<(cols&15)-1)
 }
 
 func matvecF16AVX512(out []float32, w []byte, cols int, x []float32) {
@@ -138,7 +105,7 @@ func matvecF16AVX512(out []float32, w []byte, cols int, x []float32) {
 		return
 	}
 	_, _ = w[2*len(out)*cols-1], x[cols-1]
-	matvecAVX512(mvF16, out, unsafe.Pointer(&w[0]), 2, cols, x)
+	mv1F16AVX512(&out[0], unsafe.Pointer(&w[0]), &x[0], len(out), cols, uint64(1)<<(cols&15)-1)
 }
 
 func matvecBF16AVX512(out []float32, w []byte, cols int, x []float32) {
@@ -146,7 +113,7 @@ func matvecBF16AVX512(out []float32, w []byte, cols int, x []float32) {
 		return
 	}
 	_, _ = w[2*len(out)*cols-1], x[cols-1]
-	matvecAVX512(mvBF16, out, unsafe.Pointer(&w[0]), 2, cols, x)
+	mv1BF16AVX512(&out[0], unsafe.Pointer(&w[0]), &x[0], len(out), cols, uint64(1)<<(cols&15)-1)
 }
 
 func matvecF32AVX2(out, w []float32, cols int, x []float32) {
