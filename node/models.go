@@ -206,7 +206,10 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	m, err := shards.GetManifest(ctx, n.ex, root)
+	// One bitswap session for the whole pull: the peers that had the
+	// manifest are asked straight for the parts and the chunks.
+	sess := n.ex.NewSession(ctx)
+	m, err := shards.GetManifest(ctx, sess, root)
 	if err != nil {
 		return err
 	}
@@ -219,12 +222,12 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 	}
 	// The parts (a small block each) come in one fetch rather than one
 	// round trip each; BlocksFor then reads them from the store.
-	for r := range n.ex.Fetch(ctx, m.Parts(span)) {
+	for r := range sess.Fetch(ctx, m.Parts(span)) {
 		if r.Err != nil {
 			return fmt.Errorf("pull %s: part %s: %w", root, r.CID, r.Err)
 		}
 	}
-	need, total, err := shards.BlocksFor(ctx, n.ex, root, span)
+	need, total, err := shards.BlocksFor(ctx, sess, root, span)
 	if err != nil {
 		return err
 	}
@@ -251,7 +254,7 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 	)
 	defer syncs.Wait()
 	last := time.Now()
-	for r := range n.ex.Fetch(ctx, missing) {
+	for r := range sess.Fetch(ctx, missing) {
 		if r.Err != nil {
 			return fmt.Errorf("pull %s: %w", root, r.Err)
 		}

@@ -231,6 +231,46 @@ func (e *Exchange) track() bool {
 // closes, the CIDs still missing fail with an error wrapping ErrNotFound and
 // ctx.Err() (or ErrClosed).
 func (e *Exchange) Fetch(ctx context.Context, cids []cid.Cid) <-chan Result {
+	return e.fetchIn(ctx, nil, cids)
+}
+
+// Session is a series of fetches that share one bitswap session: the
+// peers that had the blocks of one fetch are asked for the next ones
+// straight away, where a new session would first ask every connected peer
+// whether it has them, a round trip of at least 20 ms (bitswap spaces its
+// messages to a peer that far apart). Use one for fetches that follow from
+// each other, like a model's manifest, then its parts, then their chunks.
+//
+// A Session is safe for concurrent use and lasts as long as the context
+// given to NewSession; its methods behave like the Exchange's.
+type Session struct {
+	e    *Exchange
+	sess exchange.Fetcher
+}
+
+// NewSession starts a Session that ends with ctx.
+func (e *Exchange) NewSession(ctx context.Context) *Session {
+	return &Session{e: e, sess: e.bs.NewSession(ctx)}
+}
+
+// Fetch is Exchange.Fetch within the session.
+func (s *Session) Fetch(ctx context.Context, cids []cid.Cid) <-chan Result {
+	return s.e.fetchIn(ctx, s.sess, cids)
+}
+
+// GetBlocks is Exchange.GetBlocks within the session.
+func (s *Session) GetBlocks(ctx context.Context, cids []cid.Cid) ([]Block, error) {
+	return collect(s.Fetch(ctx, cids), cids)
+}
+
+// Get is Exchange.Get within the session.
+func (s *Session) Get(ctx context.Context, c cid.Cid) (Block, error) {
+	r := <-s.Fetch(ctx, []cid.Cid{c})
+	return r.Block, r.Err
+}
+
+// fetchIn runs a Fetch in sess, or in a session of its own if sess is nil.
+func (e *Exchange) fetchIn(ctx context.Context, sess exchange.Fetcher, cids []cid.Cid) <-chan Result {
 	out := make(chan Result, len(cids))
 	if !e.track() {
 		for _, c := range cids {
@@ -242,12 +282,12 @@ func (e *Exchange) Fetch(ctx context.Context, cids []cid.Cid) <-chan Result {
 	go func() {
 		defer e.wg.Done()
 		defer close(out)
-		e.fetch(ctx, cids, out)
+		e.fetch(ctx, sess, cids, out)
 	}()
 	return out
 }
 
-func (e *Exchange) fetch(ctx context.Context, cids []cid.Cid, out chan<- Result) {
+func (e *Exchange) fetch(ctx context.Context, sess exchange.Fetcher, cids []cid.Cid, out chan<- Result) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(e.ctx, cancel)
@@ -287,7 +327,9 @@ func (e *Exchange) fetch(ctx context.Context, cids []cid.Cid, out chan<- Result)
 		return
 	}
 
-	sess := e.bs.NewSession(ctx)
+	if sess == nil {
+		sess = e.bs.NewSession(ctx)
+	}
 	for len(missing) > 0 {
 		n := min(windowSize, len(missing))
 		window := missing[:n]
@@ -415,8 +457,13 @@ func (e *Exchange) stopReason(ctx context.Context) func(cid.Cid) error {
 // cids. If any CID fails it returns the first failure (in cids order) and
 // how many failed.
 func (e *Exchange) GetBlocks(ctx context.Context, cids []cid.Cid) ([]Block, error) {
+	return collect(e.Fetch(ctx, cids), cids)
+}
+
+// collect gathers the results of a fetch of cids in their order.
+func collect(results <-chan Result, cids []cid.Cid) ([]Block, error) {
 	got := make(map[cid.Cid]Result, len(cids))
-	for r := range e.Fetch(ctx, cids) {
+	for r := range results {
 		got[r.CID] = r
 	}
 	out := make([]Block, len(cids))

@@ -512,3 +512,39 @@ func TestProvideWaitsForRoutingTable(t *testing.T) {
 		t.Fatalf("FindProviders from B: %v, %v", provs, err)
 	}
 }
+
+// TestSessionFetchesInSteps: fetches that follow one another in a Session
+// get whole, verified, stored blocks, with odd sizes (two blocks share a
+// bitswap message) and a CID already local among them.
+func TestSessionFetchesInSteps(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a, c := newNode(t, nodeConfig{}), newNode(t, nodeConfig{})
+	data := randBytes(80, 5*ChunkSize+12345)
+	cids := importData(t, a, data)
+	small := NewBlock(randBytes(81, 777))
+	if err := a.store.Put(ctx, small); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, ctx, c, a)
+	sess := c.ex.NewSession(ctx)
+	first, err := sess.Get(ctx, small.CID)
+	if err != nil || !bytes.Equal(first.Data, small.Data) {
+		t.Fatalf("Get in a session: %v", err)
+	}
+	if _, err := sess.GetBlocks(ctx, cids[:2]); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := sess.GetBlocks(ctx, append([]cid.Cid{cids[0]}, cids...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := assemble(t, bs[1:]); !bytes.Equal(got, data) {
+		t.Fatal("the blocks fetched in a session do not reassemble the data")
+	}
+	for _, x := range append(cids, small.CID) {
+		if ok, _ := c.store.Has(ctx, x); !ok {
+			t.Errorf("%s was fetched but not stored", x)
+		}
+	}
+}
