@@ -116,8 +116,8 @@ func TestDirectoryRejectsForgedRecords(t *testing.T) {
 		}
 		return b
 	}
-	strangers := sign(stranger, swarm.ServerRecord{Model: model, Span: swarm.Span{2, 4}, Throughput: 1e9, State: swarm.StateServing})
-	otherModel := sign(liarKey, swarm.ServerRecord{Model: "another", Span: swarm.Span{2, 4}, Throughput: 1e9, State: swarm.StateServing})
+	strangers := sign(stranger, swarm.ServerRecord{Model: model, Span: swarm.Span{2, 4}, Throughput: 1e9, State: swarm.StateServing, Seq: 1})
+	otherModel := sign(liarKey, swarm.ServerRecord{Model: "another", Span: swarm.Span{2, 4}, Throughput: 1e9, State: swarm.StateServing, Seq: 1})
 	genuine := sign(liarKey, swarm.ServerRecord{Model: model, Span: swarm.Span{4, 5}, Throughput: 1, State: swarm.StateServing, Seq: 1})
 
 	answerWith(liar.Libp2p(), tampered, otherModel, []byte("not a record"))
