@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -167,8 +168,16 @@ type servingEntry struct {
 // ErrClosed is returned by a node that is shutting down.
 var ErrClosed = errors.New("node: closed")
 
-// Version is the software version nodes announce (set by the command).
-var Version = "dev"
+// Version is the software version: the module version the binary was
+// built from, "(devel)" for a build from a work tree. Servers announce it.
+var Version = buildVersion()
+
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
 
 // SwarmStatus is the swarm's coverage of one model, as this node sees it.
 type SwarmStatus struct {

@@ -222,7 +222,7 @@ func TestSwarmMissingLayers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sp := sv.Span(); sp.Len() != 2 || sp != (swarm.Span{3, 5}) {
+	if sp := sv.Span(); sp.Len() != 2 || sp != (swarm.Span{First: 3, Last: 5}) {
 		t.Fatalf("with 800 kB the volunteer took %s, want the 2 unserved layers [3,5)", sp)
 	}
 	if b := sv.Server().Config().MemoryBudget; b <= 0 || b >= 800<<10 {

@@ -3,11 +3,11 @@ package main
 import (
 	"fmt"
 	"runtime"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/node"
 )
 
 func newVersionCmd() *cobra.Command {
@@ -16,10 +16,7 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the version, Go runtime and compute backend",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := "(devel)"
-			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-				v = bi.Main.Version
-			}
+			v := node.Version
 			be, err := kernels.Open("cpu", 0)
 			if err != nil {
 				return err
