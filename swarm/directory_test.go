@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"io"
+	"runtime"
 	"testing"
 	"time"
 
@@ -159,5 +160,45 @@ func TestDirectoryRejectsForgedRecords(t *testing.T) {
 	}
 	if recs := client.dir.Known("another"); len(recs) != 0 {
 		t.Fatalf("records of a model the client never asked for: %v", recs)
+	}
+}
+
+// A peer that answers a servers request with absurd counts or lengths,
+// or never answers, costs the asker nothing but the lookup's deadline:
+// nothing is allocated from the numbers it sends.
+func TestDirectoryBoundsAnswers(t *testing.T) {
+	s := &dhtSwarm{t: t}
+	client := s.node()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, answer := range [][]byte{
+		binary.AppendUvarint(nil, 1<<40),                                   // records
+		binary.AppendUvarint(binary.AppendUvarint(nil, 1), 1<<40),          // bytes of one record
+		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, // an overlong varint
+	} {
+		bad, err := p2p.New(p2p.NoMDNS(), p2p.LoopbackOnly(), p2p.NoQUIC(), p2p.NoNAT(), p2p.NoRelay(), p2p.MemoryDatastore())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer bad.Close()
+		bad.Libp2p().SetStreamHandler(p2p.ServersProtocol, func(st network.Stream) {
+			defer st.Close()
+			st.Write(answer)
+		})
+		if err := client.h.Connect(ctx, bad.AddrInfo()); err != nil {
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		if err := client.dir.Lookup(ctx, "bounds-test"); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+			t.Fatalf("answer %x: the lookup allocated %d bytes", answer, grew)
+		}
+		if recs := client.dir.Known("bounds-test"); len(recs) != 0 {
+			t.Fatalf("records from garbage: %v", recs)
+		}
 	}
 }
