@@ -549,3 +549,57 @@ func (r *relay) close() {
 	r.h.Close()
 	r.wg.Wait()
 }
+
+// TestServerGathersDecodeSteps checks the servers' waiting for batches
+// (the behaviour the throughput benchmark measures) for what does not
+// depend on timing: a lone session never waits and never batches; four
+// sessions decoding at once through servers that wait for each other's
+// steps all give the reference ids, every step counted once. How much
+// they batch here, where a step takes microseconds and the scheduler's
+// jitter is as large, is only logged.
+func TestServerGathersDecodeSteps(t *testing.T) {
+	n := newNet(t)
+	srvs, route := n.pipeline(swarm.ServerConfig{BatchWait: 50 * time.Millisecond})
+	lone := n.client(swarm.ClientConfig{DType: kernels.F32})
+	ids, err := generate(t, lone, route, 20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := firstDiff(ids, refFromBOS[:20]); d != "" {
+		t.Error(d)
+	}
+	for i, s := range srvs {
+		if st := s.Stats(); st.Waits != 0 || st.Batches != 0 || st.Steps != 20 || st.Passes != 20 {
+			t.Errorf("server %s, one session: %+v, want 20 steps in 20 passes, no waits", route[i].Span, st)
+		}
+	}
+
+	const clients = 4
+	var wg sync.WaitGroup
+	errs := make([]error, clients)
+	got := make([][]int, clients)
+	cls := make([]*swarm.Client, clients)
+	for i := range cls {
+		cls[i] = n.client(swarm.ClientConfig{DType: kernels.F32})
+	}
+	for i := range clients {
+		wg.Go(func() { got[i], errs[i] = generate(t, cls[i], route, 40, nil) })
+	}
+	wg.Wait()
+	for i := range clients {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if d := firstDiff(got[i], refFromBOS); d != "" {
+			t.Errorf("client %d: %s", i, d)
+		}
+	}
+	for i, s := range srvs {
+		st := s.Stats()
+		t.Logf("server %s: %d steps in %d passes, %d waits (%d ran out), passes by rows %v",
+			route[i].Span, st.Steps, st.Passes, st.Waits, st.WaitsExpired, st.BatchRows)
+		if st.Steps != 20+clients*40 {
+			t.Errorf("server %s: %d steps, want %d", route[i].Span, st.Steps, 20+clients*40)
+		}
+	}
+}

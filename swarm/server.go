@@ -122,6 +122,8 @@ type ServerStats struct {
 	Steps         int64 // steps run (a batch counts each of its rows)
 	Passes        int64 // forward passes run (a batch is one pass)
 	Batches       int64 // forward passes that ran more than one session's step
+	Waits         int64 // passes that waited for other sessions' steps (BatchWait)
+	WaitsExpired  int64 // of those, waits that ran out before every step came
 	Refused       int64 // sessions refused for lack of memory
 	// BatchRows counts passes by their rows: BatchRows[i] passes ran
 	// between 2^(i-1)+1 and 2^i rows (1, 2, 3–4, 5–8, 9–16, …).
@@ -160,6 +162,7 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	jobs   chan *job
+	left   chan struct{} // a session ended: wakes a waiting worker
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
@@ -177,6 +180,7 @@ type Server struct {
 	x           []float32
 
 	steps, passes, batches, refused atomic.Int64
+	waits, waitsExpired             atomic.Int64
 	batchRows                       [BatchBuckets]atomic.Int64
 }
 
@@ -199,6 +203,7 @@ func NewServer(h host.Host, w *model.Weights, be kernels.Backend, cfg ServerConf
 	s := &Server{
 		h: h, e: model.NewEngine(w, be), cfg: cfg,
 		jobs:    make(chan *job),
+		left:    make(chan struct{}, 1),
 		streams: map[network.Stream]struct{}{},
 		live:    map[*session]struct{}{},
 		perPeer: map[peer.ID]int64{},
@@ -256,6 +261,7 @@ func (s *Server) Stats() ServerStats {
 	st := ServerStats{
 		Sessions: len(s.streams), ReservedBytes: s.reserved,
 		Steps: s.steps.Load(), Passes: s.passes.Load(), Batches: s.batches.Load(), Refused: s.refused.Load(),
+		Waits: s.waits.Load(), WaitsExpired: s.waitsExpired.Load(),
 	}
 	for i := range st.BatchRows {
 		st.BatchRows[i] = s.batchRows[i].Load()
@@ -282,10 +288,11 @@ type session struct {
 	x   []float32 // activations of the step in flight
 	job job       // the step in flight, as handed to the worker
 
-	// For the worker's guess of which sessions will send a step soon
-	// (UnixNano): when the session last handed the worker a
-	// single-position step, and when the worker finished its last step.
-	lastRow, doneAt atomic.Int64
+	// For the worker's guess of when the session sends its next step
+	// (UnixNano): when it last handed the worker a single-position step,
+	// when the worker finished its last step, and the smoothed time from
+	// the one to the next (0: no guess yet).
+	lastRow, doneAt, gap atomic.Int64
 }
 
 // job is one step handed to the worker; each session reuses its own.
@@ -345,6 +352,11 @@ func (s *Server) handle(st network.Stream) {
 		s.mu.Lock()
 		delete(s.live, sess)
 		s.mu.Unlock()
+		// A worker waiting for this session's next step need not.
+		select {
+		case s.left <- struct{}{}:
+		default:
+		}
 	}()
 	if err := s.serve(c, sess); err != nil {
 		log.Debug("session ended", "peer", peerID, "session", sess.id, "err", err)
@@ -529,7 +541,15 @@ func (s *Server) step(c *conn, sess *session, m *Step) error {
 	kernels.Decode(sess.x, t.DType, t.Data)
 
 	if m.N == 1 {
-		sess.lastRow.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		if done := sess.doneAt.Load(); done > 0 && now > done {
+			g, old := now-done, sess.gap.Load()
+			if old > 0 {
+				g = old + (g-old)/4
+			}
+			sess.gap.Store(g)
+		}
+		sess.lastRow.Store(now)
 	}
 	j := &sess.job
 	j.n, j.more = m.N, c.r.Buffered() > 0
@@ -590,13 +610,11 @@ func (s *Server) worker() {
 }
 
 // gather waits, BatchWait at the most, for the next single-position steps
-// of the other sessions that are decoding, so that they join batch: a
-// session decoding through a pipeline comes back after the rest of its
-// route and its client have run, and sessions that once ran together
-// arrive together again. It waits for nothing when a step in batch
-// is not a single position or its session has more input waiting already
-// (a replay, where waiting only delays it), and returns as soon as every
-// session it waits for is in.
+// of the other sessions on their way back (see expected), so that they
+// join batch. It waits for nothing when a step in batch is not a single
+// position or its session has more input waiting already (a replay, where
+// waiting only delays it), and returns as soon as every session it waits
+// for is in.
 func (s *Server) gather(batch []*job, wait *time.Timer) []*job {
 	urgent := func(j *job) bool { return j.n != 1 || j.more }
 	if slices.ContainsFunc(batch, urgent) || len(batch) >= s.cfg.MaxBatch {
@@ -606,6 +624,7 @@ func (s *Server) gather(batch []*job, wait *time.Timer) []*job {
 	if len(batch) >= want {
 		return batch
 	}
+	s.waits.Add(1)
 	wait.Reset(s.cfg.BatchWait)
 	defer wait.Stop()
 	for len(batch) < want {
@@ -615,7 +634,10 @@ func (s *Server) gather(batch []*job, wait *time.Timer) []*job {
 			if urgent(j) {
 				return batch
 			}
+		case <-s.left:
+			want = min(len(batch)+s.expected(time.Now()), s.cfg.MaxBatch)
 		case <-wait.C:
+			s.waitsExpired.Add(1)
 			return batch
 		case <-s.ctx.Done():
 			return batch
@@ -629,16 +651,26 @@ func (s *Server) gather(batch []*job, wait *time.Timer) []*job {
 // for longer is thinking (a person reading), or gone.
 const activeFor = 50
 
-// expected counts the other sessions that are decoding (sent a
-// single-position step lately) and have not sent their next step yet.
+// expected counts the sessions on their way back to this server: those
+// decoding (a single-position step lately) whose next step is not here
+// yet and that left this server at least half their usual round trip
+// ago (their gap: from the end of a step here to the next one's arrival).
+// A session that left more recently is ahead in the pipeline, not behind:
+// waiting for it would wait for most of a round, and it may be waiting
+// for this very batch at the next server. Skipping it lets the group
+// behind go on and meet the one ahead where that one waits for it.
 func (s *Server) expected(now time.Time) int {
+	t := now.UnixNano()
 	since := now.Add(-activeFor * s.cfg.BatchWait).UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	for sess := range s.live {
-		last := sess.lastRow.Load()
-		if last >= since && last < sess.doneAt.Load() {
+		last, done, gap := sess.lastRow.Load(), sess.doneAt.Load(), sess.gap.Load()
+		if last < since || last >= done {
+			continue // not decoding, or its step is here already
+		}
+		if t-done >= gap/2 {
 			n++
 		}
 	}
