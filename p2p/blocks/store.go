@@ -103,10 +103,11 @@ type Store struct {
 	nextID   uint64
 	newFiles bool // pack files were created or removed since the last directory sync
 
-	syncMu sync.Mutex     // one Sync at a time
-	writes sync.WaitGroup // writes in progress, for Close
-	used   atomic.Int64   // bytes held, including writes in progress
-	closed atomic.Bool
+	syncMu      sync.Mutex     // one Sync at a time
+	filesClosed bool           // guarded by syncMu
+	writes      sync.WaitGroup // writes in progress, for Close
+	used        atomic.Int64   // bytes held, including writes in progress
+	closed      atomic.Bool
 }
 
 // loc is where a block's record is.
@@ -430,7 +431,9 @@ func (s *Store) putVerified(ctx context.Context, bs []Block) error {
 		if s.active == nil || (s.active.end > 0 && s.active.end+n > packLimit) {
 			old, err := s.newPack()
 			if err != nil {
-				return undo(fmt.Errorf("blocks: put: %w", err))
+				err = undo(fmt.Errorf("blocks: put: %w", err))
+				s.removePacks(gone)
+				return err
 			}
 			if old != nil && s.removable(old) {
 				gone = append(gone, old)
@@ -645,6 +648,9 @@ type syncJob struct {
 func (s *Store) sync() error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
+	if s.filesClosed {
+		return ErrClosed // a Sync that waited for Close's
+	}
 
 	s.mu.Lock()
 	var jobs []syncJob
@@ -776,9 +782,12 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	s.writes.Wait()
 	err := s.sync()
+	s.syncMu.Lock()
+	s.filesClosed = true
 	if cerr := s.closeFiles(); err == nil {
 		err = cerr
 	}
+	s.syncMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("blocks: close store %s: %w", s.dir, err)
 	}
