@@ -60,3 +60,24 @@ func TestQuantNoOverread(t *testing.T) {
 		}
 	}
 }
+
+// TestQ4PrepNoOverread runs the prepared Q4_0 kernels on weights, Q8_0
+// rows and prepared rows that end at an inaccessible page, with whole and
+// partial last groups.
+func TestQ4PrepNoOverread(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, set := range q4xSets() {
+		for _, nb := range []int{1, 2, 3, 4, 5, 8, 9} {
+			for _, rows := range []int{1, 3, 4, 5, 8} {
+				xq := endOfPage(t, nb*kernels.Q8_0BlockBytes)
+				copy(xq, randXQ(r, nb, false))
+				xp := endOfPage(t, q4PrepBytes(nb))
+				set.prep4(xp, xq, nb)
+				w := endOfPage(t, rows*nb*kernels.Q4_0BlockBytes)
+				copy(w, randQuantMatrix(r, kernels.Q4_0, rows, nb, false))
+				out := make([]float32, rows)
+				set.q4x(out, w, nb, xp)
+			}
+		}
+	}
+}
