@@ -5,23 +5,38 @@
 // instance) can get the content back from any peers that hold the blocks,
 // checking every byte against its name.
 //
-// The package keeps the libraries it uses (boxo's bitswap and blockstore,
-// go-ds-flatfs) behind two types of its own, so that they can be replaced
-// without touching callers.
+// The package keeps the libraries it uses (boxo's bitswap) behind types of
+// its own, so that they can be replaced without touching callers.
 //
 // # Store
 //
-// Store is a directory of files, one per block, sharded into subdirectories
-// by the next-to-last two characters of the block's key (flatfs). A write
-// goes to a temporary file that is renamed into place, so a block is either
-// there whole or not at all. Store counts the bytes it holds (walking the
-// directory once at open) and refuses, with ErrStoreFull, any write that
-// would pass its cap; PutMany is all or nothing with respect to the cap.
+// Store keeps blocks in pack files under dir/packs: each block is a record
+// (a small header with its multihash, its length and a CRC-32C of its
+// data, then the data) appended to the current pack, and a new pack starts
+// past 512 MiB. An index in memory, built at open by reading the record
+// headers, says where each block is. Writes reserve their place in the pack
+// and their bytes against the cap under a lock, then write in parallel;
+// Store counts the bytes it holds and refuses, with ErrStoreFull, any write
+// that would pass its cap; PutMany is all or nothing with respect to the
+// cap. A delete flags the record in place; Sync then frees its disk space
+// (punching a hole on Linux), and a pack whose blocks are all deleted is
+// removed. Stores in the older one-file-per-block layout (flatfs) are moved
+// into packs when opened.
 //
-// Reads trust nothing on disk: Get re-hashes every block, and a block whose
-// bytes no longer match its CID (bit rot, a torn write after a crash, a
-// tampered file) is deleted and reported as ErrCorrupt. Bitswap serves peers
-// through the same path, so a node never sends a corrupt block.
+// Every block is checked against its CID before it is written, and reads
+// trust nothing on disk: Get checks the data it read against the CRC-32C
+// written with it, and a block that fails (bit rot, a tampered file) is
+// deleted and reported as ErrCorrupt. Bitswap serves peers through the same
+// path, so a node never sends a block the disk damaged, and the receiving
+// peer checks every block against its CID anyway.
+//
+// Writes do not wait for the disk. Sync (and Close) flush the packs and
+// record how far each is safe; after a crash, OpenStore re-checks every
+// record written since the last Sync and drops those that are incomplete
+// (a torn write, data that never reached the disk), so a block cut short
+// never looks present. A damaged record header costs that record only:
+// the scan finds the next valid header. SyncWrites makes every write wait
+// for the disk instead.
 //
 // # Exchange
 //
@@ -43,6 +58,10 @@
 //
 // Received blocks are written by a few writer goroutines beside the loop
 // that takes them from bitswap, so that the network never waits on the disk.
+// A Session runs several fetches in one bitswap session, so that the peers
+// that had the first blocks (a manifest, say) are asked straight for the
+// next ones. When serving, bitswap puts two 1 MiB blocks in a message and
+// keeps up to 16 MiB on its way to each peer.
 //
 // Every fetch ends: a CID for which no block arrives within the stall
 // timeout fails with a NotFoundError ("not found in 30s"); the caller's
