@@ -20,7 +20,9 @@ const guard = 19
 var (
 	floatRows = []int{1, 3, 7, 13, 33, 65}
 	floatCols = []int{1, 3, 17, 63, 95, 257}
-	quantCols = []int{32, 64, 96, 288}
+	// Quantized: 1, 2, 3 and 9 blocks, 4 (one whole group of four, as the
+	// Q4_0 decode kernel takes them) and 7 (a group and three more).
+	quantCols = []int{32, 64, 96, 128, 224, 288}
 	tokens    = []int{1, 2, 5, 13, 37}
 )
 
