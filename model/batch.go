@@ -12,6 +12,21 @@ import (
 // they run one matrix-vector product per row.
 const minPadRows = 4
 
+// mulRows is be.MatMul for a batch of n rows. A block-quantized batch of
+// 4k+1 rows (k ≥ 1) runs as 4k rows and one: the multi-row kernel's
+// four-row tiles would cover the odd row with a whole overlapping tile,
+// four rows' work, while the single row's matrix-vector product reads the
+// weights the tiles just brought into the cache.
+func (e *Engine) mulRows(out []float32, w *kernels.Matrix, x []float32, n int) {
+	if n > minPadRows && n%minPadRows == 1 && w.Type.Quantized() {
+		k := n - 1
+		e.be.MatMul(out[:k*w.Rows], w, x[:k*w.Cols], k)
+		e.be.MatMul(out[k*w.Rows:n*w.Rows], w, x[k*w.Cols:n*w.Cols], 1)
+		return
+	}
+	e.be.MatMul(out, w, x, n)
+}
+
 // ForwardRows runs one new position of each of len(caches) sequences
 // through their span of layers as one batch: row i of x ([len(caches),
 // Dim], updated in place) is the hidden state of sequence i at position
@@ -76,9 +91,9 @@ func (e *Engine) ForwardRows(caches []*Cache, x []float32) error {
 
 		be.RMSNorm(xb[:n*d], x, l.AttnNorm, cfg.NormEps)
 		pad(xb, d)
-		be.MatMul(q, l.Wq, xb, m)
-		be.MatMul(kNew, l.Wk, xb, m)
-		be.MatMul(vNew, l.Wv, xb, m)
+		e.mulRows(q, l.Wq, xb, m)
+		e.mulRows(kNew, l.Wk, xb, m)
+		e.mulRows(vNew, l.Wv, xb, m)
 		for i, c := range caches {
 			pos := c.Len
 			rq := kernels.RopeParams{Heads: cfg.Heads, HeadDim: hd, Pos0: pos, Theta: cfg.RopeTheta, Style: cfg.RopeStyle}
@@ -96,15 +111,15 @@ func (e *Engine) ForwardRows(caches []*Cache, x []float32) error {
 			be.Attention(att[i*d:(i+1)*d], qi, kc, vc, attn)
 		}
 		pad(att, d)
-		be.MatMul(delta, l.Wo, att, m)
+		e.mulRows(delta, l.Wo, att, m)
 		be.Add(x, delta[:n*d])
 
 		be.RMSNorm(xb[:n*d], x, l.FFNNorm, cfg.NormEps)
 		pad(xb, d)
-		be.MatMul(h1, l.W1, xb, m)
-		be.MatMul(h3, l.W3, xb, m)
+		e.mulRows(h1, l.W1, xb, m)
+		e.mulRows(h3, l.W3, xb, m)
 		be.SwiGLU(h1, h1, h3)
-		be.MatMul(delta, l.W2, h1, m)
+		e.mulRows(delta, l.W2, h1, m)
 		be.Add(x, delta[:n*d])
 	}
 	for _, c := range caches {
