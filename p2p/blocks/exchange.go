@@ -373,7 +373,10 @@ func (e *Exchange) fetchWindow(ctx context.Context, sess exchange.Fetcher, windo
 					perr = fmt.Errorf("blocks: store fetched %s: %w", b.CID, err)
 				} else if blk, err := blockfmt.NewBlockWithCid(b.Data, b.CID); err == nil {
 					// Peers that want this block from us can have it now.
-					if err := e.bs.NotifyNewBlocks(ctx, blk); err != nil {
+					// (Only the server needs telling: the client has it
+					// from the network, and its sessions would count it
+					// again as a duplicate.)
+					if err := e.bs.Server.NotifyNewBlocks(ctx, blk); err != nil {
 						log.Debug("announce fetched block", "cid", b.CID, "err", err)
 					}
 				}
