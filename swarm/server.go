@@ -692,8 +692,9 @@ func (s *Server) run(batch []*job) {
 	rows := s.rows[:0]
 	for _, j := range batch {
 		if j.n != 1 || s.cfg.MaxBatch == 1 {
-			finish(j, s.e.Forward(j.sess.cache, j.sess.x, j.n))
-			s.count(1)
+			err := s.e.Forward(j.sess.cache, j.sess.x, j.n)
+			s.count(1) // before the answer, so Stats never lags it
+			finish(j, err)
 			continue
 		}
 		rows = append(rows, j)
@@ -713,8 +714,9 @@ func (s *Server) run(batch []*job) {
 		rows = rest
 		if len(group) == 1 {
 			j := group[0]
-			finish(j, s.e.Forward(j.sess.cache, j.sess.x, 1))
+			err := s.e.Forward(j.sess.cache, j.sess.x, 1)
 			s.count(1)
+			finish(j, err)
 			continue
 		}
 		caches := s.caches[:0]
@@ -727,11 +729,11 @@ func (s *Server) run(batch []*job) {
 			copy(x[i*dim:], j.sess.x)
 		}
 		err := s.e.ForwardRows(caches, x)
+		s.count(len(group))
 		for i, j := range group {
 			copy(j.sess.x, x[i*dim:(i+1)*dim])
 			finish(j, err)
 		}
-		s.count(len(group))
 		clear(caches)
 		s.caches, s.group = caches, group
 		clear(group)
