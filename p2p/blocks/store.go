@@ -133,9 +133,12 @@ type pack struct {
 }
 
 // syncedState is the content of syncedFile: for each pack, how many of
-// its bytes are known to be on disk.
+// its bytes are known to be on disk, and the next pack number. Pack numbers
+// are not reused across a Sync, so an entry never describes a newer pack
+// that took the number of a removed one.
 type syncedState struct {
 	Synced map[string]int64 `json:"synced"`
+	Next   uint64           `json:"next"`
 }
 
 // OpenStore opens the block store in dir, creating it if needed. It reads
@@ -188,6 +191,7 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
+	s.nextID = max(s.nextID, st.Next)
 	var ids []uint64
 	for _, e := range ents {
 		name, ok := strings.CutSuffix(e.Name(), packSuffix)
@@ -195,7 +199,7 @@ func (s *Store) load() error {
 			continue
 		}
 		id, err := strconv.ParseUint(name, 16, 64)
-		if err != nil {
+		if err != nil || packName(id) != e.Name() {
 			continue
 		}
 		ids = append(ids, id)
@@ -698,7 +702,7 @@ func (s *Store) sync() error {
 	}
 
 	s.mu.Lock()
-	st := syncedState{Synced: map[string]int64{}}
+	st := syncedState{Synced: map[string]int64{}, Next: s.nextID}
 	for i, j := range jobs {
 		if synced[i] {
 			j.p.synced = max(j.p.synced, j.mark)
