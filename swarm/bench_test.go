@@ -219,6 +219,8 @@ func (n *benchNet) stats() swarm.ServerStats {
 		t.Steps += st.Steps
 		t.Passes += st.Passes
 		t.Batches += st.Batches
+		t.Waits += st.Waits
+		t.WaitsExpired += st.WaitsExpired
 		for i, v := range st.BatchRows {
 			t.BatchRows[i] += v
 		}
@@ -272,6 +274,9 @@ func BenchmarkPipelineThroughput(b *testing.B) {
 					single := int64(b.N) * int64(streamTokens) * int64(len(n.srvs))
 					steps, passes := after.Steps-before.Steps-single, after.Passes-before.Passes-single
 					b.ReportMetric(float64(steps)/float64(passes), "rows/pass")
+					if waits := after.Waits - before.Waits; waits > 0 {
+						b.ReportMetric(float64(after.WaitsExpired-before.WaitsExpired)/float64(waits), "expired/wait")
+					}
 				})
 			}
 		})
