@@ -70,9 +70,14 @@ type ServerConfig struct {
 	// MaxBatch is the most single-position steps of different sessions run
 	// as one batch; 1 turns batching off.
 	MaxBatch int
-	// BatchWait bounds how long a single-position step waits for the steps
-	// of other decoding sessions to join its batch: only those due within
-	// it are waited for (negative: no waiting).
+	// BatchWait bounds how long the worker holds single-position steps
+	// for the next steps of other decoding sessions to join their batch
+	// (negative: no waiting). Waiting draws sessions into one group that
+	// moves through the pipeline together: the best use of machines that
+	// share their cores, or that serve many more sessions than the
+	// pipeline has stages. A pipeline of servers with cores of their own
+	// and fewer sessions than stages may do better without it, the
+	// sessions spread over the stages.
 	BatchWait time.Duration
 }
 
