@@ -87,3 +87,46 @@ func TestForwardRowsErrors(t *testing.T) {
 		t.Errorf("full cache: %v, want ErrContextFull", err)
 	}
 }
+
+// TestForwardRowsQuantized checks the batches ForwardRows pads (two and
+// three rows) or splits (4k+1 rows) for block-quantized weights: every
+// row matches Forward of that row alone to rounding.
+func TestForwardRowsQuantized(t *testing.T) {
+	cfg := model.Config{
+		Arch: "llama", Dim: 64, Hidden: 96, Layers: 2, Heads: 4, KVHeads: 2, Vocab: 37,
+		Context: 16, RopeTheta: 10000, NormEps: 1e-5, SharedClassifier: true,
+	}
+	for _, dt := range []kernels.DType{kernels.Q8_0, kernels.Q4_0} {
+		w := randomWeights(t, cfg, dt, 11)
+		e := model.NewEngine(w, openBackend(t, 1))
+		d := cfg.Dim
+		for _, rows := range []int{2, 3, 4, 5, 9} {
+			var batch, alone []*model.Cache
+			for i := 0; i < rows; i++ {
+				a, _ := e.NewCache(0, 2, 8)
+				b, _ := e.NewCache(0, 2, 8)
+				batch, alone = append(batch, a), append(alone, b)
+			}
+			for step := 0; step < 2; step++ {
+				x := make([]float32, rows*d)
+				for j := range x {
+					x[j] = float32(math.Sin(float64(j*7+step*13))) * 0.5
+				}
+				want := append([]float32(nil), x...)
+				if err := e.ForwardRows(batch, x); err != nil {
+					t.Fatal(err)
+				}
+				for i, c := range alone {
+					if err := e.Forward(c, want[i*d:(i+1)*d], 1); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for j := range x {
+					if diff := math.Abs(float64(x[j] - want[j])); diff > 1e-4*(1+math.Abs(float64(want[j]))) {
+						t.Fatalf("%s, %d rows, step %d: value %d (row %d) is %g, one by one %g", dt, rows, step, j, j/d, x[j], want[j])
+					}
+				}
+			}
+		}
+	}
+}
