@@ -65,8 +65,9 @@
 //
 // Every fetch ends: a CID for which no block arrives within the stall
 // timeout fails with a NotFoundError ("not found in 30s"); the caller's
-// context and Close end it early. A fetch asks for at most 256 CIDs at a
-// time, below the 1024 wants a bitswap server keeps per peer.
+// context and Close end it early. A fetch asks for its CIDs in windows of
+// 256, two windows at a time (so that one keeps the peers busy while the
+// other drains), below the 1024 wants a bitswap server keeps per peer.
 //
 // Provide announces CIDs on the DHT, retrying with backoff while the routing
 // table is still empty. A session searches the DHT for providers of the

@@ -28,9 +28,13 @@ const (
 	DefaultProviderDelay  = time.Second
 )
 
-// windowSize is how many CIDs one fetch asks for at a time. Bitswap servers
-// keep at most 1024 wants per peer; asking for more would drop wants.
-const windowSize = 256
+// windowSize is how many CIDs a window of a fetch asks for, and
+// parallelWindows how many windows run at once. Bitswap servers keep at
+// most 1024 wants per peer; asking for more would drop wants. windowSize
+// is a var for tests.
+var windowSize = 256
+
+const parallelWindows = 2
 
 // rebroadcastDelay is how long a stuck session waits before it asks all
 // connected peers and the DHT again.
@@ -330,17 +334,52 @@ func (e *Exchange) fetch(ctx context.Context, sess exchange.Fetcher, cids []cid.
 	if sess == nil {
 		sess = e.bs.NewSession(ctx)
 	}
+	// Windows run two at a time, so that while one drains its last blocks
+	// the other keeps the peers busy. The first window to fail stops the
+	// rest: every CID still owed then fails the way it did.
+	wctx, stopWindows := context.WithCancel(ctx)
+	defer stopWindows()
+	var (
+		mu      sync.Mutex // guards emit (and count) and failure
+		failure func(cid.Cid) error
+		running sync.WaitGroup
+		slots   = make(chan struct{}, parallelWindows)
+	)
+	sharedEmit := func(r Result) {
+		mu.Lock()
+		emit(r)
+		mu.Unlock()
+	}
 	for len(missing) > 0 {
 		n := min(windowSize, len(missing))
 		window := missing[:n]
 		missing = missing[n:]
-		if err := e.fetchWindow(ctx, sess, window, emit); err != nil {
-			for _, c := range append(window, missing...) {
-				if _, owed := count[c]; owed {
-					emit(Result{Block: Block{CID: c}, Err: err(c)})
+		slots <- struct{}{}
+		mu.Lock()
+		failed := failure != nil
+		mu.Unlock()
+		if failed {
+			break
+		}
+		running.Go(func() {
+			defer func() { <-slots }()
+			if err := e.fetchWindow(wctx, sess, window, sharedEmit); err != nil {
+				mu.Lock()
+				if failure == nil {
+					failure = err
+					stopWindows()
 				}
+				mu.Unlock()
 			}
-			return
+		})
+	}
+	running.Wait()
+	if failure == nil {
+		return
+	}
+	for _, c := range cids {
+		if _, owed := count[c]; owed {
+			emit(Result{Block: Block{CID: c}, Err: failure(c)})
 		}
 	}
 }

@@ -548,3 +548,75 @@ func TestSessionFetchesInSteps(t *testing.T) {
 		}
 	}
 }
+
+// TestFetchInParallelWindows: a fetch of many more CIDs than a window, with
+// repeats, gets each block once per time it was asked for; a CID nobody
+// has fails the whole fetch's remainder in time, and every CID gets exactly
+// one result.
+func TestFetchInParallelWindows(t *testing.T) {
+	defer func(n int) { windowSize = n }(windowSize)
+	windowSize = 3
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := newNode(t, nodeConfig{})
+	c := newNode(t, nodeConfig{stall: time.Second})
+	var want []Block
+	for i := range 20 {
+		b := NewBlock(randBytes(uint64(200+i), 1000+i))
+		want = append(want, b)
+	}
+	if err := a.store.PutMany(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, ctx, c, a)
+	var cids []cid.Cid
+	for _, b := range want {
+		cids = append(cids, b.CID)
+	}
+	cids = append(cids, cids[4], cids[17])
+	got := map[cid.Cid]int{}
+	for r := range c.ex.Fetch(ctx, cids) {
+		if r.Err != nil {
+			t.Fatalf("fetch %s: %v", r.CID, r.Err)
+		}
+		if err := r.Block.Verify(); err != nil {
+			t.Fatal(err)
+		}
+		got[r.CID]++
+	}
+	for i, b := range want {
+		n := 1
+		if i == 4 || i == 17 {
+			n = 2
+		}
+		if got[b.CID] != n {
+			t.Errorf("%d results for block %d, want %d", got[b.CID], i, n)
+		}
+	}
+
+	// A missing CID in the middle: the fetch ends after the stall timeout
+	// and still answers every CID once.
+	missing := NewBlock([]byte("nobody has this")).CID
+	more := []cid.Cid{NewBlock(randBytes(300, 50)).CID}
+	if err := a.store.Put(ctx, Block{CID: more[0], Data: randBytes(300, 50)}); err != nil {
+		t.Fatal(err)
+	}
+	mixed := append(append(append([]cid.Cid{}, more...), missing), cids[:3]...)
+	start := time.Now()
+	n, notFound := 0, 0
+	for r := range c.ex.Fetch(ctx, mixed) {
+		n++
+		if r.Err != nil {
+			if !errors.Is(r.Err, ErrNotFound) {
+				t.Errorf("fetch %s: %v, want ErrNotFound", r.CID, r.Err)
+			}
+			notFound++
+		}
+	}
+	if n != len(mixed) || notFound == 0 {
+		t.Fatalf("%d results (%d not found) for %d CIDs", n, notFound, len(mixed))
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Fatalf("the fetch took %s", el)
+	}
+}
