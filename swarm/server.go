@@ -70,9 +70,10 @@ type ServerConfig struct {
 	// MaxBatch is the most single-position steps of different sessions run
 	// as one batch; 1 turns batching off.
 	MaxBatch int
-	// BatchWait bounds how long the worker holds single-position steps
-	// for the next steps of other decoding sessions to join their batch
-	// (negative: no waiting). Waiting draws sessions into one group that
+	// BatchWait is how long the worker holds single-position steps for
+	// the next steps of other decoding sessions to join their batch; it
+	// waits up to four times as long for sessions whose round trips are
+	// that long (negative: no waiting). Waiting draws sessions into one group that
 	// moves through the pipeline together: the best use of machines that
 	// share their cores, or that serve many more sessions than the
 	// pipeline has stages. A pipeline of servers with cores of their own
@@ -614,9 +615,8 @@ func (s *Server) worker() {
 	}
 }
 
-// gather waits, BatchWait at the most, for the next single-position steps
-// of the other sessions on their way back (see expected), so that they
-// join batch. It waits for nothing when a step in batch is not a single
+// gather waits for the next single-position steps of the other sessions
+// on their way back, as long as expected says, so that they join batch. It waits for nothing when a step in batch is not a single
 // position or its session has more input waiting already (a replay, where
 // waiting only delays it), and returns as soon as every session it waits
 // for is in.
@@ -625,12 +625,13 @@ func (s *Server) gather(batch []*job, wait *time.Timer) []*job {
 	if slices.ContainsFunc(batch, urgent) || len(batch) >= s.cfg.MaxBatch {
 		return batch
 	}
-	want := min(len(batch)+s.expected(time.Now()), s.cfg.MaxBatch)
+	n, d := s.expected(time.Now())
+	want := min(len(batch)+n, s.cfg.MaxBatch)
 	if len(batch) >= want {
 		return batch
 	}
 	s.waits.Add(1)
-	wait.Reset(s.cfg.BatchWait)
+	wait.Reset(d)
 	defer wait.Stop()
 	for len(batch) < want {
 		select {
@@ -640,7 +641,8 @@ func (s *Server) gather(batch []*job, wait *time.Timer) []*job {
 				return batch
 			}
 		case <-s.left:
-			want = min(len(batch)+s.expected(time.Now()), s.cfg.MaxBatch)
+			n, _ := s.expected(time.Now())
+			want = min(len(batch)+n, s.cfg.MaxBatch)
 		case <-wait.C:
 			s.waitsExpired.Add(1)
 			return batch
@@ -656,6 +658,9 @@ func (s *Server) gather(batch []*job, wait *time.Timer) []*job {
 // for longer is thinking (a person reading), or gone.
 const activeFor = 50
 
+// maxWaits bounds a wait for a batch, in multiples of BatchWait.
+const maxWaits = 4
+
 // expected counts the sessions on their way back to this server: those
 // decoding (a single-position step lately) whose next step is not here
 // yet and that left this server at least half their usual round trip
@@ -664,12 +669,15 @@ const activeFor = 50
 // waiting for it would wait for most of a round, and it may be waiting
 // for this very batch at the next server. Skipping it lets the group
 // behind go on and meet the one ahead where that one waits for it.
-func (s *Server) expected(now time.Time) int {
+// It also returns how long to wait for them: BatchWait, or until a
+// quarter of a gap after the latest is due where that is later (a loaded
+// machine stretches every gap), up to maxWaits·BatchWait.
+func (s *Server) expected(now time.Time) (n int, wait time.Duration) {
 	t := now.UnixNano()
 	since := now.Add(-activeFor * s.cfg.BatchWait).UnixNano()
+	w, most := int64(s.cfg.BatchWait), int64(maxWaits*s.cfg.BatchWait)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
 	for sess := range s.live {
 		last, done, gap := sess.lastRow.Load(), sess.doneAt.Load(), sess.gap.Load()
 		if last < since || last >= done {
@@ -677,9 +685,10 @@ func (s *Server) expected(now time.Time) int {
 		}
 		if t-done >= gap/2 {
 			n++
+			w = max(w, min(done+gap+gap/4-t, most))
 		}
 	}
-	return n
+	return n, time.Duration(w)
 }
 
 // finish hands a job's outcome back to its handler; the worker must not
