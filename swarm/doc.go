@@ -36,11 +36,12 @@
 //     (decode steps) run through the layers as one batch
 //     (model.Engine.ForwardRows, MaxBatch rows at most), so that one read
 //     of the weights serves all of them: the worker takes every step that
-//     is waiting, then waits up to BatchWait for the next step of each
-//     other session that is decoding (sent a single-position step lately)
-//     and on its way back (left this server at least half its usual round
-//     trip ago; one that left more recently is ahead in the pipeline, not
-//     behind), and starts the pass as soon as all of those are in. It
+//     is waiting, then waits for the next step of each other session that
+//     is decoding (sent a single-position step lately) and on its way back
+//     (left this server at least half its usual round trip ago; one that
+//     left more recently is ahead in the pipeline, not behind), and starts
+//     the pass as soon as all of those are in, or after BatchWait (longer,
+//     up to four times, while they are due later). It
 //     waits for nothing when a step in hand spans several positions, or
 //     when its session's next frame has already arrived (a replay). A
 //     lone session never waits. A batched row may round differently from
