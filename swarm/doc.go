@@ -41,14 +41,14 @@
 //     (left this server at least half its usual round trip ago; one that
 //     left more recently is ahead in the pipeline, not behind), and starts
 //     the pass as soon as all of those are in, or after BatchWait (longer,
-//     up to four times, while they are due later). It
-//     waits for nothing when a step in hand spans several positions, or
-//     when its session's next frame has already arrived (a replay). A
-//     lone session never waits. A batched row may round differently from
-//     the same row run alone where the backend's multi-row kernel does
-//     (the cpu backend's Q4_0 kernels, and f32 from six rows on; its Q8_0
-//     kernels give the same bits). A step that fails its checks gets an
-//     ERROR and the session stays open.
+//     up to four times, while they are due later). It waits for nothing
+//     when a step in hand spans several positions, or when its session's
+//     next frame has already arrived (a replay). A lone session never
+//     waits. A batched row may round differently from the same row run
+//     alone where the backend's multi-row kernel does (the cpu backend's
+//     Q4_0 kernels, and f32 from six rows on; its Q8_0 kernels give the
+//     same bits). A step that fails its checks gets an ERROR and the
+//     session stays open.
 //  3. Step ids make retries safe. The KV cache of a session holds exactly
 //     positions [0, start) before a step and [0, start+n) after it: a step
 //     that starts below the positions held first truncates the cache to
