@@ -130,6 +130,7 @@ type pack struct {
 	synced   int64              // records that end before this are on disk (fsync)
 	dirty    bool               // written since the last Sync
 	holes    [][2]int64         // data of deleted records, to free at the next Sync
+	reserved int64              // disk space is reserved up to here (active pack)
 }
 
 // syncedState is the content of syncedFile: for each pack, how many of
@@ -220,6 +221,9 @@ func (s *Store) load() error {
 		}
 		p.synced = min(synced, p.end)
 		p.dirty = p.synced < p.end
+		// Drop space reserved past the end by a run that crashed.
+		p.reserved = 1
+		s.release(p)
 	}
 	var gone []*pack
 	for _, p := range s.packs {
@@ -439,14 +443,20 @@ func (s *Store) putVerified(ctx context.Context, bs []Block) error {
 				s.removePacks(gone)
 				return err
 			}
-			if old != nil && s.removable(old) {
-				gone = append(gone, old)
+			if old != nil {
+				s.release(old)
+				if s.removable(old) {
+					gone = append(gone, old)
+				}
 			}
 		}
 		p := s.active
 		jobs[i].p, jobs[i].off = p, p.end
 		p.inflight[p.end] = struct{}{}
 		p.end += n
+	}
+	if p := s.active; p.end > p.reserved {
+		s.reserve(p)
 	}
 	s.used.Add(add)
 	s.writes.Add(1)
@@ -485,6 +495,9 @@ func (s *Store) putVerified(ctx context.Context, bs []Block) error {
 	}
 	gone = gone[:0]
 	for _, j := range jobs {
+		if j.p != s.active {
+			s.release(j.p) // a retired pack whose last writes just ended
+		}
 		if s.removable(j.p) && !slices.Contains(gone, j.p) {
 			delete(s.packs, j.p.id)
 			gone = append(gone, j.p)
@@ -526,6 +539,38 @@ func (s *Store) syncFiles(jobs []putJob) error {
 		}
 	}
 	return syncDir(s.packDir)
+}
+
+// reserveStep is how much disk space the active pack reserves ahead of
+// its writes at a time.
+const reserveStep = 64 << 20
+
+// reserve reserves disk space ahead of the active pack's end. The caller
+// holds mu.
+func (s *Store) reserve(p *pack) {
+	want := min((p.end+reserveStep-1)/reserveStep*reserveStep, max(packLimit, p.end)+maxRecordLen)
+	if err := preallocate(p.f, p.reserved, want-p.reserved); err != nil {
+		log.Debug("reserve space for a pack", "pack", p.path, "err", err)
+	}
+	p.reserved = want
+}
+
+// release frees the space a pack reserved past its last record once it is
+// no longer the active pack and its writes are done (cutting the file at
+// its own size drops the reservation; with a write in flight it could cut
+// that write). The caller holds mu, or is closing.
+func (s *Store) release(p *pack) {
+	if p.reserved == 0 || len(p.inflight) > 0 {
+		return
+	}
+	fi, err := p.f.Stat()
+	if err == nil {
+		err = p.f.Truncate(fi.Size())
+	}
+	if err != nil {
+		log.Debug("release a pack's reserved space", "pack", p.path, "err", err)
+	}
+	p.reserved = 0
 }
 
 // newPack starts a new active pack and returns the one it replaces. The
@@ -785,6 +830,11 @@ func (s *Store) Close() error {
 	}
 	s.mu.Unlock()
 	s.writes.Wait()
+	s.mu.Lock()
+	if p := s.active; p != nil && s.packs[p.id] == p {
+		s.release(p)
+	}
+	s.mu.Unlock()
 	err := s.sync()
 	s.syncMu.Lock()
 	s.filesClosed = true
