@@ -204,8 +204,15 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 			return fmt.Errorf("%w: timeout %q", errBadRequest, req.Timeout)
 		}
 	}
+	var finding sync.WaitGroup
+	defer finding.Wait()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// The model's providers are looked up on the DHT and dialled while
+	// bitswap asks the peers already connected: a node that is not yet
+	// connected to a provider need not wait for bitswap's own provider
+	// search, which starts after a delay.
+	finding.Go(func() { n.connectProviders(ctx, root) })
 	// One bitswap session for the whole pull: the peers that had the
 	// manifest are asked straight for the parts and the chunks.
 	sess := n.ex.NewSession(ctx)
@@ -286,6 +293,20 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 	p.Done, p.CID, p.DoneBytes = true, root.String(), total
 	progress(p)
 	return nil
+}
+
+// connectProviders dials a few providers of root found on the DHT.
+func (n *Node) connectProviders(ctx context.Context, root cid.Cid) {
+	provs, err := n.ex.FindProviders(ctx, root, 4)
+	if err != nil {
+		log.Debug("find providers for a pull", "cid", root, "err", err)
+		return
+	}
+	for _, ai := range provs {
+		if err := n.host.Connect(ctx, ai); err != nil {
+			log.Debug("connect to a provider", "peer", ai.ID, "err", err)
+		}
+	}
 }
 
 // ModelInfo describes a model the node keeps, and how much of it is here.
