@@ -73,12 +73,12 @@ type ServerConfig struct {
 	// BatchWait is how long the worker holds single-position steps for
 	// the next steps of other decoding sessions to join their batch; it
 	// waits up to four times as long for sessions whose round trips are
-	// that long (negative: no waiting). Waiting draws sessions into one group that
-	// moves through the pipeline together: the best use of machines that
-	// share their cores, or that serve many more sessions than the
-	// pipeline has stages. A pipeline of servers with cores of their own
-	// and fewer sessions than stages may do better without it, the
-	// sessions spread over the stages.
+	// that long (negative: no waiting). Waiting draws sessions into one
+	// group that moves through the pipeline together: the best use of
+	// machines that share their cores, or that serve many more sessions
+	// than the pipeline has stages. A pipeline of servers with cores of
+	// their own and fewer sessions than stages may do better without it,
+	// the sessions spread over the stages.
 	BatchWait time.Duration
 }
 
@@ -616,10 +616,11 @@ func (s *Server) worker() {
 }
 
 // gather waits for the next single-position steps of the other sessions
-// on their way back, as long as expected says, so that they join batch. It waits for nothing when a step in batch is not a single
-// position or its session has more input waiting already (a replay, where
-// waiting only delays it), and returns as soon as every session it waits
-// for is in.
+// on their way back, as long as expected says, so that they join batch.
+// It waits for nothing when a step in batch is not a single position or
+// its session has more input waiting already (a replay, where waiting
+// only delays it), and returns as soon as every session it waits for is
+// in.
 func (s *Server) gather(batch []*job, wait *time.Timer) []*job {
 	urgent := func(j *job) bool { return j.n != 1 || j.more }
 	if slices.ContainsFunc(batch, urgent) || len(batch) >= s.cfg.MaxBatch {
