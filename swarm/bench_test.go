@@ -234,10 +234,15 @@ func (n *benchNet) stats() swarm.ServerStats {
 // model, with one compute thread per client and one or two per server.
 // Each iteration first runs one stream alone, then all the streams
 // together, so the ratio compares two rates measured in the same run.
-// Reported: the aggregate and per-stream decode rates, the one-stream
-// rate, their ratio, and the mean rows per forward pass over the servers.
+// Reported: the aggregate and per-stream decode rates (tok/s,
+// tok/s/stream), the one-stream rate and their ratio (x1stream), the
+// process's CPU time per token of the many streams and the one-stream
+// figure over it (cpu-ms/tok, x1stream-cpu: the gain for the same CPU,
+// steadier than the rates on a shared machine), the mean rows per forward
+// pass over the servers, and the share of the servers' waits for a batch
+// that ran out. -batchwait sets the servers' BatchWait (-1ns: no waiting).
 //
-//	go test -run - -bench PipelineThroughput -benchtime 3x ./swarm/
+//	go test -run - -bench PipelineThroughput -benchtime 3x -count 3 ./swarm/
 func BenchmarkPipelineThroughput(b *testing.B) {
 	const shape = "stories110M"
 	w := synthModel(b, shape, kernels.Q8_0)
