@@ -60,8 +60,11 @@
 // that takes them from bitswap, so that the network never waits on the disk.
 // A Session runs several fetches in one bitswap session, so that the peers
 // that had the first blocks (a manifest, say) are asked straight for the
-// next ones. When serving, bitswap puts two 1 MiB blocks in a message and
-// keeps up to 16 MiB on its way to each peer.
+// next ones. When serving, bitswap puts two 1 MiB blocks in a message,
+// keeps up to 16 MiB on its way to each peer, and answers a want-have for a
+// block of up to 32 KiB with the block itself (bitswap spaces its messages
+// to a peer 20 ms apart, so every round trip saved on small blocks, like a
+// manifest, counts).
 //
 // Every fetch ends: a CID for which no block arrives within the stall
 // timeout fails with a NotFoundError ("not found in 30s"); the caller's
