@@ -182,6 +182,26 @@ func (e *Engine) Forward(c *Cache, x []float32, n int) error {
 	return nil
 }
 
+// LogitsRows is Logits for n rows at once: x holds n rows of hidden state
+// ([n, Dim]) and logits gets n rows of Vocab logits. One pass over the
+// head's weights serves every row.
+func (e *Engine) LogitsRows(logits, x []float32, n int) error {
+	cfg := &e.w.Config
+	if e.w.Output == nil || e.w.FinalNorm == nil {
+		return errors.New("logits: this node does not hold the output head")
+	}
+	if n < 1 || len(x) < n*cfg.Dim || len(logits) < n*cfg.Vocab {
+		return fmt.Errorf("logits: %d rows need %d hidden values and room for %d logits, got %d and %d",
+			n, n*cfg.Dim, n*cfg.Vocab, len(x), len(logits))
+	}
+	e.grow(n)
+	for i := range n {
+		e.be.RMSNorm(e.xb[i*cfg.Dim:(i+1)*cfg.Dim], x[i*cfg.Dim:(i+1)*cfg.Dim], e.w.FinalNorm, cfg.NormEps)
+	}
+	e.be.MatMul(logits[:n*cfg.Vocab], e.w.Output, e.xb[:n*cfg.Dim], n)
+	return nil
+}
+
 // Logits applies the final norm and the output head to one row of hidden
 // state x ([Dim]) and writes Vocab logits.
 func (e *Engine) Logits(logits, x []float32) error {

@@ -430,3 +430,42 @@ func TestDecodeAllocatesNothing(t *testing.T) {
 		t.Errorf("a decode step allocates %.1f times", n)
 	}
 }
+
+// LogitsRows gives each row the logits of the float64 reference, in f32
+// and Q8_0, for batches that do and do not fill the kernels' tiles.
+func TestLogitsRows(t *testing.T) {
+	for _, dt := range []kernels.DType{kernels.F32, kernels.Q8_0} {
+		cfg := testConfig(kernels.RopeAdjacent)
+		cfg.Dim, cfg.Hidden, cfg.Heads, cfg.KVHeads = 64, 96, 4, 2
+		w := randomWeights(t, cfg, dt, 7)
+		e := model.NewEngine(w, openBackend(t, 2))
+		ref := &refModel{w: w}
+		for _, n := range []int{1, 3, 4, 5, 9} {
+			x := make([]float32, n*cfg.Dim)
+			for i := range x {
+				x[i] = float32((i*7919)%23-11) / 7
+			}
+			logits := make([]float32, n*cfg.Vocab)
+			if err := e.LogitsRows(logits, x, n); err != nil {
+				t.Fatal(err)
+			}
+			for r := range n {
+				row := make([]float64, cfg.Dim)
+				for i := range row {
+					row[i] = float64(x[r*cfg.Dim+i])
+				}
+				tol := 2e-5
+				if dt == kernels.Q8_0 {
+					tol = 0.03 // the activations are quantized too
+				}
+				if d := maxRelErr(logits[r*cfg.Vocab:(r+1)*cfg.Vocab], ref.logits(row)); d > tol {
+					t.Errorf("%s, %d rows: row %d differs from float64 by %.3g (relative)", dt, n, r, d)
+				}
+			}
+		}
+	}
+	e := model.NewEngine(randomWeights(t, testConfig(kernels.RopeAdjacent), kernels.F32, 1), openBackend(t, 1))
+	if err := e.LogitsRows(make([]float32, 10), make([]float32, 10), 2); err == nil {
+		t.Error("LogitsRows accepted buffers too small for 2 rows")
+	}
+}

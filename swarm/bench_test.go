@@ -252,39 +252,61 @@ func BenchmarkPipelineThroughput(b *testing.B) {
 			n.threads = threads
 			n.pipeline(thirds(w.Config.Layers))
 			var clients []*swarm.Client
+			shared := n.newClient(swarm.ClientConfig{DType: kernels.F16})
 			for _, streams := range []int{1, 4, 16} {
 				for len(clients) < streams {
 					clients = append(clients, n.newClient(swarm.ClientConfig{DType: kernels.F16}))
 				}
 				b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
-					var one, all, cpuOne, cpuAll float64
-					before := n.stats()
-					for b.Loop() {
-						r, c := runStreams(b, n, clients[:1])
-						one, cpuOne = one+r, cpuOne+c
-						r, c = runStreams(b, n, clients[:streams])
-						all, cpuAll = all+r, cpuAll+c
-					}
-					after := n.stats()
-					one /= float64(b.N)
-					all /= float64(b.N)
-					b.ReportMetric(all, "tok/s")
-					b.ReportMetric(all/float64(streams), "tok/s/stream")
-					b.ReportMetric(one, "1stream-tok/s")
-					b.ReportMetric(all/one, "x1stream")
-					b.ReportMetric(cpuAll/float64(b.N)*1e3, "cpu-ms/tok")
-					b.ReportMetric(cpuOne/cpuAll, "x1stream-cpu")
-					// The one-stream runs add passes of one row each: take
-					// them out.
-					single := int64(b.N) * int64(streamTokens) * int64(len(n.srvs))
-					steps, passes := after.Steps-before.Steps-single, after.Passes-before.Passes-single
-					b.ReportMetric(float64(steps)/float64(passes), "rows/pass")
-					if waits := after.Waits - before.Waits; waits > 0 {
-						b.ReportMetric(float64(after.WaitsExpired-before.WaitsExpired)/float64(waits), "expired/wait")
-					}
+					benchStreams(b, n, clients[:streams])
 				})
+				// One client for every stream, as a node serving many
+				// requests runs them: its sessions share the output head.
+				if streams > 1 {
+					b.Run(fmt.Sprintf("streams=%d/client=shared", streams), func(b *testing.B) {
+						same := make([]*swarm.Client, streams)
+						for i := range same {
+							same[i] = shared
+						}
+						benchStreams(b, n, same)
+						batches, rows := shared.HeadStats()
+						if batches > 0 {
+							b.ReportMetric(float64(rows)/float64(batches), "head-rows/pass")
+						}
+					})
+				}
 			}
 		})
+	}
+}
+
+// benchStreams measures one stream alone, then all of clients' streams
+// at once, each iteration, and reports both rates and their ratio.
+func benchStreams(b *testing.B, n *benchNet, clients []*swarm.Client) {
+	streams := len(clients)
+	var one, all, cpuOne, cpuAll float64
+	before := n.stats()
+	for b.Loop() {
+		r, c := runStreams(b, n, clients[:1])
+		one, cpuOne = one+r, cpuOne+c
+		r, c = runStreams(b, n, clients)
+		all, cpuAll = all+r, cpuAll+c
+	}
+	after := n.stats()
+	one /= float64(b.N)
+	all /= float64(b.N)
+	b.ReportMetric(all, "tok/s")
+	b.ReportMetric(all/float64(streams), "tok/s/stream")
+	b.ReportMetric(one, "1stream-tok/s")
+	b.ReportMetric(all/one, "x1stream")
+	b.ReportMetric(cpuAll/float64(b.N)*1e3, "cpu-ms/tok")
+	b.ReportMetric(cpuOne/cpuAll, "x1stream-cpu")
+	// The one-stream runs add passes of one row each: take them out.
+	single := int64(b.N) * int64(streamTokens) * int64(len(n.srvs))
+	steps, passes := after.Steps-before.Steps-single, after.Passes-before.Passes-single
+	b.ReportMetric(float64(steps)/float64(passes), "rows/pass")
+	if waits := after.Waits - before.Waits; waits > 0 {
+		b.ReportMetric(float64(after.WaitsExpired-before.WaitsExpired)/float64(waits), "expired/wait")
 	}
 }
 

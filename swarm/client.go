@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -153,6 +154,11 @@ type ClientConfig struct {
 	// BusyBan is how long a server that refused a session as busy (its
 	// memory budget spent: no fault of its own) is left alone.
 	BusyBan time.Duration
+	// HeadWait bounds how long a session that reaches the output head
+	// waits for the client's other sessions in a step, so that one pass
+	// over the head's weights serves them all (0: DefaultHeadWait;
+	// negative: never wait, every session computes its own).
+	HeadWait time.Duration
 	// Verify runs every step of every hop on a second server of the same
 	// span, the hop's shadow, and compares the two results; see
 	// VerifyTolerance and the package documentation.
@@ -169,8 +175,18 @@ type Client struct {
 	h   host.Host
 	cfg ClientConfig
 
-	mu sync.Mutex // guards e: one embedding or head pass at a time
-	e  *model.Engine
+	mu     sync.Mutex // guards e, hx, hl: one embedding or head pass at a time
+	e      *model.Engine
+	hx, hl []float32 // a batched head pass's rows and logits
+
+	// The sessions reaching the output head together share one pass
+	// (head.go).
+	hmu                   sync.Mutex
+	hq                    []*headReq
+	leading               bool
+	inStep                int
+	headKick              chan struct{}
+	headBatches, headRows atomic.Int64
 
 	banMu sync.Mutex
 	bans  map[peer.ID]ban
@@ -209,13 +225,16 @@ func NewClient(h host.Host, w *model.Weights, be kernels.Backend, cfg ClientConf
 	if cfg.BusyBan <= 0 {
 		cfg.BusyBan = DefaultBusyBan
 	}
+	if cfg.HeadWait == 0 {
+		cfg.HeadWait = DefaultHeadWait
+	}
 	if cfg.VerifyTolerance < 0 || cfg.VerifyTolerance != cfg.VerifyTolerance {
 		return nil, fmt.Errorf("swarm: client: verify tolerance %g", cfg.VerifyTolerance)
 	}
 	if cfg.VerifyTolerance == 0 {
 		cfg.VerifyTolerance = DefaultVerifyTolerance
 	}
-	return &Client{h: h, cfg: cfg, e: model.NewEngine(w, be), bans: map[peer.ID]ban{}}, nil
+	return &Client{h: h, cfg: cfg, e: model.NewEngine(w, be), bans: map[peer.ID]ban{}, headKick: make(chan struct{}, 1)}, nil
 }
 
 // Ban keeps every session of the client away from p for d (zero or less:
@@ -695,6 +714,15 @@ func (s *Session) Step(ctx context.Context, ids []int, logits []float32) error {
 	if err != nil {
 		return fmt.Errorf("swarm: %w", err)
 	}
+	s.cl.enterStep()
+	left := false
+	leave := func() {
+		if !left {
+			left = true
+			s.cl.leaveStep()
+		}
+	}
+	defer leave()
 	data := kernels.Encode(nil, cfg.DType, x)
 	id := s.nextStep
 	s.nextStep++
@@ -723,11 +751,10 @@ func (s *Session) Step(ctx context.Context, ids []int, logits []float32) error {
 	// The last row of the output is the new token's hidden state.
 	last := x[:s.dim]
 	kernels.Decode(last, cfg.DType, data[(n-1)*s.dim*activationSize(cfg.DType):])
-	s.cl.mu.Lock()
-	err = s.cl.e.Logits(logits, last)
-	s.cl.mu.Unlock()
+	err = s.cl.head(last, logits)
+	leave()
 	if err != nil {
-		return fmt.Errorf("swarm: %w", err)
+		return err
 	}
 	s.pos += n
 	return nil

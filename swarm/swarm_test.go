@@ -755,3 +755,44 @@ func TestGarbageClient(t *testing.T) {
 	}
 	waitFor(t, func() bool { return srvs[0].Stats().Sessions == 0 })
 }
+
+// Sessions of one client that reach the output head together share one
+// pass over it; every session still gets the reference ids.
+func TestSessionsShareTheHead(t *testing.T) {
+	n := newNet(t)
+	_, route := n.pipeline(swarm.ServerConfig{})
+	cl := n.client(swarm.ClientConfig{DType: kernels.F32, HeadWait: 200 * time.Millisecond})
+	const sessions = 4
+	var wg sync.WaitGroup
+	errs := make([]error, sessions)
+	got := make([][]int, sessions)
+	for i := range sessions {
+		wg.Go(func() { got[i], errs[i] = generate(t, cl, route, 40, nil) })
+	}
+	wg.Wait()
+	for i := range sessions {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if d := firstDiff(got[i], refFromBOS); d != "" {
+			t.Errorf("session %d: %s", i, d)
+		}
+	}
+	batches, rows := cl.HeadStats()
+	t.Logf("%d shared head passes, %d rows", batches, rows)
+	if batches == 0 || rows < 2*batches {
+		t.Errorf("head passes shared: %d batches of %d rows in all", batches, rows)
+	}
+	// A client whose sessions never meet at the head still works alone.
+	solo := n.client(swarm.ClientConfig{DType: kernels.F32, HeadWait: -1})
+	ids, err := generate(t, solo, route, 20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := firstDiff(ids, refFromBOS[:20]); d != "" {
+		t.Error(d)
+	}
+	if b, _ := solo.HeadStats(); b != 0 {
+		t.Errorf("HeadWait < 0 batched %d head passes", b)
+	}
+}
