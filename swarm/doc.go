@@ -65,7 +65,11 @@
 // A Client holds the embedding and the output head. Session.Step embeds
 // tokens, sends the hidden state through the hops in order and computes
 // the logits of the last position; Session.Generate samples with
-// model.Sampler as model.Engine.Generate does on one machine.
+// model.Sampler as model.Engine.Generate does on one machine. A client
+// runs many sessions at once (a node serving many requests); those that
+// reach the output head together share one pass over its weights (the
+// first waits up to ClientConfig.HeadWait for the others in a step).
+// Each session may have its own listener (Client.OpenWithEvents).
 //
 // For every hop the session keeps the inputs it sent (the exact wire
 // bytes). When a hop fails (a reset stream, a deadline, an ERROR or a
@@ -76,8 +80,10 @@
 // are read) so that each new server builds the same KV cache the old one
 // had, and goes on with the step in flight. Steps are replayed as they
 // were first sent, not merged, because a matrix kernel may round a batch
-// of rows differently from single rows: so the output is bit for bit the
-// output without the failure. Events (EventRoute, EventHopFailed,
+// of rows differently from single rows: so the output is the output
+// without the failure (bit for bit, unless the server had batched the
+// step with other sessions' in a kernel that rounds rows differently; see
+// the server's section). Events (EventRoute, EventHopFailed,
 // EventReroute and the others below) go to ClientConfig.OnEvent.
 //
 // Volunteers are strangers, so a failure is held against the server: a
