@@ -96,11 +96,32 @@ func (r *registry) save() error {
 	if err != nil {
 		return err
 	}
+	// Write, sync, rename, sync the directory: a crash leaves the old list
+	// or the new one, never an empty file.
 	tmp := r.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
 		return fmt.Errorf("node: save model list: %w", err)
 	}
-	return os.Rename(tmp, r.path)
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("node: save model list: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("node: save model list: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("node: save model list: %w", err)
+	}
+	if err := os.Rename(tmp, r.path); err != nil {
+		return fmt.Errorf("node: save model list: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(r.path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
 }
 
 // ImportRequest asks the node to import a model file on its disk.
