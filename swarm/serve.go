@@ -138,6 +138,7 @@ func Serve(ctx context.Context, h host.Host, dir *Directory, cfg ServeConfig) (*
 	if !fixed {
 		recs, err := dir.Servers(ctx, cfg.Model)
 		if err != nil {
+			s.cancel()
 			return nil, err
 		}
 		span = ChooseSpan(NewCoverage(cfg.Layers, recs, h.ID()), cfg.MaxLayers, TypicalRate(recs))
