@@ -321,7 +321,7 @@ func (s *Serving) rebalance() time.Duration {
 		s.deferred = Span{}
 		return 0
 	}
-	hold := 2*s.cfg.RebalanceDelay + 100*time.Millisecond
+	hold := 3*s.cfg.RebalanceDelay + time.Second
 	if s.deferred != next || time.Since(s.deferredAt) < hold {
 		if w := Mover(s.cfg.Layers, recs, s.cfg.Margin); w != "" && w != s.h.ID() {
 			log.Debug("another server moves first", "model", s.cfg.Model, "winner", w, "next", next)
