@@ -44,7 +44,8 @@ type Node struct {
 	swarmMu     sync.Mutex
 	closing     bool
 	servings    []servingEntry
-	swarmModels map[string]*SwarmModel // by CID
+	swarmModels map[string]*SwarmModel  // by CID
+	blockModels map[string]*BlocksModel // by CID
 	started     time.Time
 
 	ctx    context.Context // cancelled by Close
@@ -64,7 +65,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: data directory: %w", err)
 	}
-	n := &Node{cfg: cfg, started: time.Now(), swarmModels: map[string]*SwarmModel{}}
+	n := &Node{cfg: cfg, started: time.Now(), swarmModels: map[string]*SwarmModel{}, blockModels: map[string]*BlocksModel{}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {

@@ -154,9 +154,9 @@ func (n *Node) parseOAI(w http.ResponseWriter, r *http.Request, chat bool) (*oai
 	}
 	c, ok := n.completer(req.Model)
 	if !ok {
-		// Not loaded here: a model of the registry, or any model CID,
-		// runs through the swarm.
-		sm, err := n.SwarmModel(r.Context(), req.Model)
+		// Not loaded from a file: a model of the registry, or any model
+		// CID, runs here if every layer is here, else through the swarm.
+		sm, err := n.modelCompleter(r.Context(), req.Model)
 		if errors.Is(err, errNotFound) {
 			writeOAIError(w, http.StatusNotFound, "invalid_request_error", "model_not_found",
 				fmt.Sprintf("the model %q does not exist on this node (GET /v1/models lists those it serves)", req.Model))

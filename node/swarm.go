@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -429,9 +430,12 @@ func (s *SwarmModel) close() error {
 func (n *Node) closeSwarm() error {
 	n.swarmMu.Lock()
 	n.closing = true
-	servings, models := n.servings, n.swarmModels
-	n.servings, n.swarmModels = nil, map[string]*SwarmModel{}
+	servings, models, blockModels := n.servings, n.swarmModels, n.blockModels
+	n.servings, n.swarmModels, n.blockModels = nil, map[string]*SwarmModel{}, map[string]*BlocksModel{}
 	n.swarmMu.Unlock()
+	for _, m := range blockModels {
+		m.close()
+	}
 	var errs []error
 	for _, e := range servings {
 		errs = append(errs, e.s.Close(), e.be.Close())
@@ -597,4 +601,109 @@ func (c *Client) SwarmStatus(ctx context.Context, ref string) (SwarmStatus, erro
 	var st SwarmStatus
 	err := c.do(ctx, http.MethodGet, "/swarm/"+url.PathEscape(ref), nil, &st)
 	return st, err
+}
+
+// BlocksModel is a Completer over a whole model loaded from the node's
+// blocks: what a node that serves every layer itself runs (a node cannot
+// be a hop of its own route). One completion at a time.
+type BlocksModel struct {
+	name string
+	w    *model.Weights
+	tok  tokenizer.Tokenizer
+	tmpl ChatTemplate
+	be   kernels.Backend
+	eng  *model.Engine
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// Name is the model's name in the OpenAI API.
+func (b *BlocksModel) Name() string { return b.name }
+
+// ChatTemplate is the model's chat format.
+func (b *BlocksModel) ChatTemplate() ChatTemplate { return b.tmpl }
+
+// Complete runs one completion on this node.
+func (b *BlocksModel) Complete(ctx context.Context, prompt string, o CompleteOptions, emit func(string) error) (CompleteResult, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return CompleteResult{}, ErrClosed
+	}
+	return complete(b.tok, b.w.Config.Context, prompt, o, emit, func(ids []int, g model.GenerateOptions, tok func(int) error) (model.Stats, error) {
+		return b.eng.Generate(ctx, ids, g, tok)
+	})
+}
+
+func (b *BlocksModel) close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	return b.be.Close()
+}
+
+// modelCompleter is the Completer for a model the node knows by CID or
+// name but has not loaded from a file: the whole model from its blocks
+// when every layer is here (the embedding and head are fetched if they
+// are not), else a SwarmModel.
+func (n *Node) modelCompleter(ctx context.Context, ref string) (Completer, error) {
+	root, err := n.resolve(ref)
+	if err != nil {
+		return nil, err
+	}
+	key := root.String()
+	n.swarmMu.Lock()
+	bm := n.blockModels[key]
+	n.swarmMu.Unlock()
+	if bm != nil {
+		return bm, nil
+	}
+	info, err := n.Inspect(ctx, root)
+	allLayers := err == nil && info.TotalParts > 0
+	for _, p := range info.Parts {
+		if !p.Local && strings.HasPrefix(p.Name, "layer ") {
+			allLayers = false
+		}
+	}
+	if !allLayers {
+		return n.SwarmModel(ctx, ref)
+	}
+	if info.LocalParts < info.TotalParts {
+		if err := n.Pull(ctx, PullRequest{CID: key}, func(PullProgress) {}); err != nil {
+			return nil, err
+		}
+	}
+	l, err := shards.Load(ctx, n.store, root, shards.Whole(info.Manifest.Config.Layers))
+	if err != nil {
+		return nil, err
+	}
+	if l.Tokenizer == nil {
+		return nil, fmt.Errorf("model %s has no tokenizer in its manifest", root)
+	}
+	be, err := kernels.Open("cpu", 0)
+	if err != nil {
+		return nil, err
+	}
+	name := l.Manifest.Name
+	if name == "" {
+		name = key
+	}
+	bm = &BlocksModel{name: name, w: l.Weights, tok: l.Tokenizer, tmpl: DetectChatTemplate("", l.Tokenizer),
+		be: be, eng: model.NewEngine(l.Weights, be)}
+	n.swarmMu.Lock()
+	defer n.swarmMu.Unlock()
+	if n.closing {
+		bm.close()
+		return nil, ErrClosed
+	}
+	if old := n.blockModels[key]; old != nil {
+		bm.close()
+		return old, nil
+	}
+	n.blockModels[key] = bm
+	return bm, nil
 }

@@ -229,3 +229,43 @@ func TestSwarmMissingLayers(t *testing.T) {
 		t.Fatalf("session budget %d: want what the weights leave of the cap", b)
 	}
 }
+
+// A volunteer that serves every layer itself cannot be a hop of its own
+// route: its OpenAI API runs the model here instead, from its blocks
+// (fetching the embedding and head it did not need to serve).
+func TestServingNodeRunsWholeModelItself(t *testing.T) {
+	b := startNode(t, testConfig(t))
+	addr := b.Status().Addrs[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a := startNode(t, testConfig(t, addr))
+	if err := a.Host().WaitRoutable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin"), Name: "stories260K"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := startNode(t, testConfig(t, addr))
+	sv, err := v.Serve(ctx, ServeRequest{Model: res.CID, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp := sv.Span(); sp.First != 0 || sp.Last != 5 {
+		t.Fatalf("a lone volunteer took %s, want every layer", sp)
+	}
+	code, m := post(t, v.APIURL()+"/v1/completions", `{"model":"`+res.CID+`","prompt":"Lily wanted to","max_tokens":20,"temperature":0}`)
+	if code != 200 {
+		t.Fatalf("status %d: %v", code, m)
+	}
+	if ch := m["choices"].([]any)[0].(map[string]any); ch["text"] != lilyContinues {
+		t.Errorf("choice %v", ch)
+	}
+	c, err := v.modelCompleter(ctx, res.CID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.(*BlocksModel); !ok {
+		t.Errorf("the volunteer's completer is a %T, want its own blocks", c)
+	}
+}

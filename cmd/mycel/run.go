@@ -240,7 +240,21 @@ func wantSwarm(ctx context.Context, g *globals, f *runFlags) (bool, error) {
 		return true, nil // a name: the node resolves it
 	}
 	info, err := g.client().Inspect(ctx, c.String())
-	if err != nil || info.TotalParts == 0 || info.LocalParts < info.TotalParts {
+	if err != nil || info.TotalParts == 0 {
+		return true, nil
+	}
+	if info.LocalParts == info.TotalParts {
+		return false, nil
+	}
+	// A node that serves every layer itself (a volunteer with the whole
+	// model) lacks only the embedding and head: fetch those and run here,
+	// since a node cannot be a hop of its own route.
+	for _, p := range info.Parts {
+		if !p.Local && strings.HasPrefix(p.Name, "layer ") {
+			return true, nil
+		}
+	}
+	if err := g.client().Pull(ctx, node.PullRequest{CID: c.String()}, func(node.PullProgress) {}); err != nil {
 		return true, nil
 	}
 	return false, nil

@@ -84,6 +84,26 @@ func TestRunThroughTheSwarm(t *testing.T) {
 		t.Errorf("summary missing:\n%s", stderr)
 	}
 
+	// A volunteer that serves every layer runs the model itself (a node is
+	// never a hop of its own route): it fetches the embedding and head.
+	whole := startNodeCmd(t, "--dht", "server", "--bootstrap", boot, "--serve", c, "-t", "1")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		js, _, err := mycel(t, "--api", whole, "models", "ls")
+		if err == nil && strings.Contains(js, c) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the whole-model volunteer never pulled its layers: %s %v", js, err)
+		}
+	}
+	stdout, stderr, err = mycel(t, "--api", whole, "run", "-m", c, "--temp", "0", "-n", "20", "Lily wanted to")
+	if err != nil {
+		t.Fatalf("run on the whole-model volunteer: %v\n%s", err, stderr)
+	}
+	if want := "Lily wanted to go on a walk. She saw a big box with a big bo\n"; stdout != want || strings.Contains(stderr, "through the swarm") {
+		t.Errorf("run on the whole-model volunteer: stdout %q, stderr %q", stdout, stderr)
+	}
+
 	// An unknown model, and a file with --swarm, are clear errors.
 	if _, stderr, err := mycel(t, "--api", client, "run", "-m", "no-such-model", "Hi"); err == nil || !strings.Contains(stderr+err.Error(), "no-such-model") {
 		t.Errorf("unknown model: %v %s", err, stderr)
