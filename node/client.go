@@ -101,21 +101,30 @@ func (c *Client) Pull(ctx context.Context, req PullRequest, progress func(PullPr
 		return err
 	}
 	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var p PullProgress
-		if err := dec.Decode(&p); err != nil {
-			if errors.Is(err, io.EOF) {
-				return errors.New("pull: the node ended the answer without saying done")
-			}
-			return fmt.Errorf("pull: %w", err)
-		}
+	return readLines(resp.Body, "pull", func(p PullProgress) (bool, error) {
 		if p.Error != "" {
-			return errors.New(p.Error)
+			return false, errors.New(p.Error)
 		}
 		progress(p)
-		if p.Done {
-			return nil
+		return p.Done, nil
+	})
+}
+
+// readLines decodes a stream of JSON lines of type T, calling each with
+// every line until it reports the stream done or fails; a stream that
+// ends before that is an error.
+func readLines[T any](r io.Reader, what string, each func(T) (done bool, err error)) error {
+	dec := json.NewDecoder(r)
+	for {
+		var v T
+		if err := dec.Decode(&v); err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("%s: the node ended the answer without saying done", what)
+			}
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if done, err := each(v); err != nil || done {
+			return err
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"runtime/debug"
@@ -318,20 +317,9 @@ func (n *Node) SwarmModel(ctx context.Context, ref string) (*SwarmModel, error) 
 	}
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	l, err := shards.Load(lctx, n.ex, root, shards.Span{Embedding: true, Head: true, Tokenizer: true})
-	if err != nil {
-		return nil, fmt.Errorf("model %s: embedding and head: %w", root, err)
-	}
-	if l.Tokenizer == nil {
-		return nil, fmt.Errorf("model %s has no tokenizer in its manifest", root)
-	}
-	be, err := kernels.Open("cpu", 0)
+	l, name, be, err := n.loadForCompletion(lctx, n.ex, root, shards.Span{Embedding: true, Head: true, Tokenizer: true})
 	if err != nil {
 		return nil, err
-	}
-	name := l.Manifest.Name
-	if name == "" {
-		name = root.String()
 	}
 	sm = &SwarmModel{name: name, cid: root.String(), w: l.Weights, tok: l.Tokenizer, be: be,
 		tmpl: DetectChatTemplate("", l.Tokenizer)}
@@ -575,25 +563,12 @@ func (c *Client) Generate(ctx context.Context, req GenerateRequest, on func(Gene
 		return err
 	}
 	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var ev GenerateEvent
-		if err := dec.Decode(&ev); err != nil {
-			if errors.Is(err, io.EOF) {
-				return errors.New("generate: the node ended the answer without saying done")
-			}
-			return fmt.Errorf("generate: %w", err)
-		}
+	return readLines(resp.Body, "generate", func(ev GenerateEvent) (bool, error) {
 		if ev.Error != "" {
-			return errors.New(ev.Error)
+			return false, errors.New(ev.Error)
 		}
-		if err := on(ev); err != nil {
-			return err
-		}
-		if ev.Done {
-			return nil
-		}
-	}
+		return ev.Done, on(ev)
+	})
 }
 
 // SwarmStatus asks the node for the servers of a model.
@@ -677,20 +652,9 @@ func (n *Node) modelCompleter(ctx context.Context, ref string) (Completer, error
 			return nil, err
 		}
 	}
-	l, err := shards.Load(ctx, n.store, root, shards.Whole(info.Manifest.Config.Layers))
+	l, name, be, err := n.loadForCompletion(ctx, n.store, root, shards.Whole(info.Manifest.Config.Layers))
 	if err != nil {
 		return nil, err
-	}
-	if l.Tokenizer == nil {
-		return nil, fmt.Errorf("model %s has no tokenizer in its manifest", root)
-	}
-	be, err := kernels.Open("cpu", 0)
-	if err != nil {
-		return nil, err
-	}
-	name := l.Manifest.Name
-	if name == "" {
-		name = key
 	}
 	bm = &BlocksModel{name: name, w: l.Weights, tok: l.Tokenizer, tmpl: DetectChatTemplate("", l.Tokenizer),
 		be: be, eng: model.NewEngine(l.Weights, be)}
@@ -706,4 +670,26 @@ func (n *Node) modelCompleter(ctx context.Context, ref string) (Completer, error
 	}
 	n.blockModels[key] = bm
 	return bm, nil
+}
+
+// loadForCompletion loads span s of model root (with its tokenizer) for a
+// completer, and opens a backend for it; name is the manifest's name, or
+// the CID.
+func (n *Node) loadForCompletion(ctx context.Context, get shards.Getter, root cid.Cid, s shards.Span) (*shards.Loaded, string, kernels.Backend, error) {
+	l, err := shards.Load(ctx, get, root, s)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("model %s: %w", root, err)
+	}
+	if l.Tokenizer == nil {
+		return nil, "", nil, fmt.Errorf("model %s has no tokenizer in its manifest", root)
+	}
+	be, err := kernels.Open("cpu", 0)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	name := l.Manifest.Name
+	if name == "" {
+		name = root.String()
+	}
+	return l, name, be, nil
 }

@@ -178,18 +178,9 @@ func TestSwarmGenerate(t *testing.T) {
 // A model whose layers are not all served: the error names the missing
 // layers and how to serve them; an unknown model is "not found".
 func TestSwarmMissingLayers(t *testing.T) {
-	b := startNode(t, testConfig(t))
-	addr := b.Status().Addrs[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	a := startNode(t, testConfig(t, addr))
-	if err := a.Host().WaitRoutable(ctx); err != nil {
-		t.Fatal(err)
-	}
-	res, err := a.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin"), Name: "stories260K"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr, res := publish(ctx, t)
 	s := startNode(t, testConfig(t, addr))
 	if _, err := s.Serve(ctx, ServeRequest{Model: res.CID, Layers: "0:3", Threads: 1}); err != nil {
 		t.Fatal(err)
@@ -234,18 +225,9 @@ func TestSwarmMissingLayers(t *testing.T) {
 // route: its OpenAI API runs the model here instead, from its blocks
 // (fetching the embedding and head it did not need to serve).
 func TestServingNodeRunsWholeModelItself(t *testing.T) {
-	b := startNode(t, testConfig(t))
-	addr := b.Status().Addrs[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	a := startNode(t, testConfig(t, addr))
-	if err := a.Host().WaitRoutable(ctx); err != nil {
-		t.Fatal(err)
-	}
-	res, err := a.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin"), Name: "stories260K"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr, res := publish(ctx, t)
 	v := startNode(t, testConfig(t, addr))
 	sv, err := v.Serve(ctx, ServeRequest{Model: res.CID, Threads: 1})
 	if err != nil {
@@ -268,4 +250,21 @@ func TestServingNodeRunsWholeModelItself(t *testing.T) {
 	if _, ok := c.(*BlocksModel); !ok {
 		t.Errorf("the volunteer's completer is a %T, want its own blocks", c)
 	}
+}
+
+// publish starts a bootstrap node and a node that imports stories260K; it
+// returns the bootstrap address and the import's result.
+func publish(ctx context.Context, t *testing.T) (string, ImportResult) {
+	t.Helper()
+	b := startNode(t, testConfig(t))
+	addr := b.Status().Addrs[0]
+	a := startNode(t, testConfig(t, addr))
+	if err := a.Host().WaitRoutable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin"), Name: "stories260K"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr, res
 }
