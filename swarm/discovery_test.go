@@ -160,23 +160,9 @@ func TestServersChooseSpansAndClientPlans(t *testing.T) {
 		}
 	}
 	t.Logf("spans: %v", spans)
-	pl := &swarm.Planner{Dir: c.dir, Model: modelID, Layers: layers, Positions: 64}
 	for _, wire := range []kernels.DType{kernels.F32, kernels.F16} {
 		ev := &events{t: t}
-		cl, err := swarm.NewClient(c.h.Libp2p(), s.w, backend(t), swarm.ClientConfig{
-			Model: modelID, DType: wire, Replan: pl.Replan, OnEvent: ev.add})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		route, err := pl.Route(ctx, nil)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := checkRoute(route, layers); err != nil {
-			t.Fatal(err)
-		}
+		cl, route := s.plannedClient(c, swarm.ClientConfig{DType: wire, OnEvent: ev.add})
 		ids, err := generate(t, cl, route, len(refFromBOS), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -189,6 +175,29 @@ func TestServersChooseSpansAndClientPlans(t *testing.T) {
 			t.Fatalf("%s wire, route %v: %s", wire, route, d)
 		}
 	}
+}
+
+// plannedClient makes a client on node n that plans its routes from n's
+// directory, and plans a first route over every layer.
+func (s *dhtSwarm) plannedClient(n *dhtNode, cfg swarm.ClientConfig) (*swarm.Client, []swarm.Hop) {
+	t := s.t
+	t.Helper()
+	pl := &swarm.Planner{Dir: n.dir, Model: modelID, Layers: s.w.Config.Layers, Positions: 64}
+	cfg.Model, cfg.Replan = modelID, pl.Replan
+	cl, err := swarm.NewClient(n.h.Libp2p(), s.w, backend(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	route, err := pl.Route(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkRoute(route, s.w.Config.Layers); err != nil {
+		t.Fatal(err)
+	}
+	return cl, route
 }
 
 func checkRoute(route []swarm.Hop, layers int) error {
@@ -284,17 +293,7 @@ func TestGracefulLeaveTakeover(t *testing.T) {
 	if nmoves != 1 {
 		t.Fatalf("%d nodes moved, want exactly 1 (records %v)", nmoves, recs)
 	}
-	pl := &swarm.Planner{Dir: client.dir, Model: modelID, Layers: layers}
-	cl, err := swarm.NewClient(client.h.Libp2p(), s.w, backend(t), swarm.ClientConfig{Model: modelID, DType: kernels.F32, Replan: pl.Replan})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	route, err := pl.Route(ctx, nil)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, route := s.plannedClient(client, swarm.ClientConfig{DType: kernels.F32})
 	for _, h := range route {
 		if h.Peer == victim.h.ID() {
 			t.Fatalf("route %v goes through the node that left", route)
@@ -356,19 +355,8 @@ func TestFailoverThroughDirectory(t *testing.T) {
 	}
 	c := s.node()
 	waitCovered(t, c.dir, layers, func(r []swarm.ServerRecord) bool { return len(r) == 4 })
-	pl := &swarm.Planner{Dir: c.dir, Model: modelID, Layers: layers, Positions: 64}
 	ev := &events{t: t}
-	cl, err := swarm.NewClient(c.h.Libp2p(), s.w, backend(t), swarm.ClientConfig{
-		Model: modelID, DType: kernels.F32, Replan: pl.Replan, OnEvent: ev.add, StepTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	route, err := pl.Route(ctx, nil)
-	cancel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl, route := s.plannedClient(c, swarm.ClientConfig{DType: kernels.F32, OnEvent: ev.add, StepTimeout: 5 * time.Second})
 	// The victim: a hop whose layers another server also holds.
 	var victim *dhtNode
 	for _, h := range route {
