@@ -34,6 +34,7 @@ type Backend struct {
 	// Scratch, grown on demand and kept.
 	xq     []byte      // activations quantized to Q8_0
 	xp     []byte      // xq prepared for the Q4_0 decode kernel
+	xg     []byte      // xq prepared for the Q8_0 prefill kernel (64-byte aligned)
 	scores [][]float32 // per worker: attention scores
 	packA  []float32   // GEMM: x in panels
 	packB  [][]float32 // per worker: GEMM W panels

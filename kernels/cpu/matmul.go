@@ -39,10 +39,15 @@ func (b *Backend) MatMul(out []float32, w *kernels.Matrix, x []float32, n int) {
 		if n == 1 && w.Type == kernels.Q4_0 {
 			t.xp = b.prepQ4(t.xq, nb)
 		}
+		if n >= 4 && w.Type == kernels.Q8_0 && prepQ8g != nil {
+			b.xg = alignedScratch(b.xg, prep8Bytes(nb, n))
+			t.xg = b.xg
+			prepQ8g(t.xg, t.xq, nb, n)
+		}
 	}
 	grain := max(1, macsPerChunk/(w.Cols*n))
 	b.pool.run(t, w.Rows, grain)
-	t.out, t.w, t.x, t.xq, t.xp = nil, nil, nil, nil, nil
+	t.out, t.w, t.x, t.xq, t.xp, t.xg = nil, nil, nil, nil, nil, nil
 }
 
 // prepQ4 rearranges one Q8_0 activation row of nb blocks for the Q4_0
@@ -67,6 +72,7 @@ type matmulTask struct {
 	x   []float32
 	xq  []byte
 	xp  []byte // Q4_0 decode: xq prepared by prepQ4, or nil
+	xg  []byte // Q8_0 prefill: xq prepared by prepQ8g, or nil
 	n   int
 }
 

@@ -1,6 +1,10 @@
 package cpu
 
-import "github.com/mycel-net/mycel/kernels"
+import (
+	"unsafe"
+
+	"github.com/mycel-net/mycel/kernels"
+)
 
 // The quantized path of MatMul. The activations are quantized to Q8_0
 // (per 32 values: d = max|x|/127 as f16, q = round(x/d)), so every dot
@@ -30,6 +34,11 @@ import "github.com/mycel-net/mycel/kernels"
 //	gemm8, gemm4(out, ldo, w, rows, nb, xq, n): out[t·ldo + r] for r < rows
 //	                      and t < n tokens of Q8_0 rows xq (nb blocks each);
 //	                      nil where the set has no tiled kernel.
+//	prep8(xg, xq, nb, n): n ≥ 4 tokens of xq rearranged for gemm8p, into
+//	                      prep8Bytes(nb, n) bytes of xg; nil where the set
+//	                      has no such kernel.
+//	gemm8p(out, ldo, w, rows, nb, xg, xq, n): gemm8 on xg from prep8
+//	                      (n ≥ 4); xq serves where rows < 4.
 //	prep4(xp, xq, nb):    xq rearranged for q4x (layout in q4x.go).
 //	q4x(out, w, nb, xp):  q4 on the prepared activations xp; decode uses
 //	                      it, with prep4 once per MatMul. Both nil where
@@ -44,12 +53,20 @@ type quantKernels struct {
 	gemm4    func(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int)
 	prep4    func(xp, xq []byte, nb int)
 	q4x      func(out []float32, w []byte, nb int, xp []byte)
+	prep8    func(xg, xq []byte, nb, n int)
+	gemm8p   func(out []float32, ldo int, w []byte, rows, nb int, xg, xq []byte, n int)
 }
 
-var genericQuant = quantKernels{"go", quantizeQ8Generic, matvecQ8Generic, matvecQ4Generic, nil, nil, nil, nil}
+var genericQuant = quantKernels{name: "go", quantize: quantizeQ8Generic, q8: matvecQ8Generic, q4: matvecQ4Generic}
 
 // The tiled prefill kernels in use; nil: a matvec per token.
 var gemmQ8, gemmQ4 func(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int)
+
+// The Q8_0 prefill kernel on prepared activations in use; nil: gemmQ8.
+var (
+	prepQ8g func(xg, xq []byte, nb, n int)
+	gemmQ8p func(out []float32, ldo int, w []byte, rows, nb int, xg, xq []byte, n int)
+)
 
 // The Q4_0 decode kernel on prepared activations in use; nil: matvecQ4.
 var (
@@ -65,6 +82,7 @@ func (s quantKernels) install() {
 	quantizeQ8, matvecQ8, matvecQ4 = s.quantize, s.q8, s.q4
 	gemmQ8, gemmQ4 = s.gemm8, s.gemm4
 	prepQ4, matvecQ4x = s.prep4, s.q4x
+	prepQ8g, gemmQ8p = s.prep8, s.gemm8p
 	quantISA = s.name
 }
 
@@ -76,6 +94,10 @@ func runQuant(t *matmulTask, lo, hi int) {
 	nb := w.Cols / kernels.QK
 	rb := nb * w.Type.BlockBytes()
 	xb := nb * kernels.Q8_0BlockBytes
+	if t.xg != nil {
+		gemmQ8p(t.out[lo:], rows, w.Data[lo*rb:hi*rb], hi-lo, nb, t.xg, t.xq, t.n)
+		return
+	}
 	if t.n > 1 {
 		gemm := gemmQ8
 		if w.Type == kernels.Q4_0 {
@@ -98,4 +120,24 @@ func runQuant(t *matmulTask, lo, hi int) {
 			matvecQ4(out, w.Data[lo*rb:hi*rb], nb, xq)
 		}
 	}
+}
+
+// prep8Group is the size of one block of four tokens prepared for gemm8p:
+// their low and high quant halves, offset corrections and scales, 64 bytes
+// each (layout in quant_amd64.s).
+const prep8Group = 256
+
+// prep8Bytes is the size of n ≥ 4 tokens of nb blocks prepared for gemm8p:
+// one group per four tokens, the last moved back to end at token n.
+func prep8Bytes(nb, n int) int { return (n + 3) / 4 * nb * prep8Group }
+
+// alignedScratch returns need bytes starting at a multiple of 64, from buf
+// where it has room (buf must come from alignedScratch) or else new.
+func alignedScratch(buf []byte, need int) []byte {
+	if cap(buf) >= need {
+		return buf[:need]
+	}
+	buf = make([]byte, need+64)
+	off := int(-uintptr(unsafe.Pointer(&buf[0])) & 63)
+	return buf[off : off+need : off+need]
 }

@@ -27,7 +27,10 @@ func q8MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte, pfd int)
 func q4MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte, pfd int)
 
 //go:noescape
-func q8GemmVNNI(out *float32, ldo int, w *byte, nb int, xq *byte)
+func q8GemmVNNI(out *float32, ldo int, w *byte, nb int, xg *byte)
+
+//go:noescape
+func q8GemmPrepVNNI(xg *byte, xq *byte, nb int)
 
 //go:noescape
 func q4GemmVNNI(out *float32, ldo int, w *byte, nb int, xq *byte)
@@ -49,14 +52,16 @@ func quantSets() []quantKernels {
 	var l []quantKernels
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
 		cpu.X86.HasAVX512VNNI && cpu.X86.HasF16C && cpu.X86.HasFMA {
-		s := quantKernels{"avx512", quantizeQ8Asm512, matvecQ8VNNI, matvecQ4VNNI, gemmQ8VNNI, gemmQ4VNNI, nil, nil}
+		s := quantKernels{name: "avx512", quantize: quantizeQ8Asm512, q8: matvecQ8VNNI, q4: matvecQ4VNNI,
+			gemm8: gemmQ8VNNI, gemm4: gemmQ4VNNI, prep8: prepQ8VNNI, gemm8p: gemmQ8PVNNI}
 		if cpu.X86.HasAVX512VBMI && cpu.X86.HasAVX512GFNI {
 			s.prep4, s.q4x = prepQ4VBMI, matvecQ4VBMI
 		}
 		l = append(l, s)
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
-		l = append(l, quantKernels{"avx2", quantizeQ8Asm2, matvecQ8AVX2, matvecQ4AVX2, gemmQ8AVX2, gemmQ4AVX2, nil, nil})
+		l = append(l, quantKernels{name: "avx2", quantize: quantizeQ8Asm2, q8: matvecQ8AVX2, q4: matvecQ4AVX2,
+			gemm8: gemmQ8AVX2, gemm4: gemmQ4AVX2})
 	}
 	return append(l, genericQuant)
 }
@@ -142,8 +147,61 @@ func matvecQ4AVX2(out []float32, w []byte, nb int, xq []byte) {
 	}
 }
 
+// gemmQ8VNNI is gemmQ8PVNNI with the preparation of xq done here, into
+// new scratch (MatMul prepares once per call into scratch it keeps).
 func gemmQ8VNNI(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int) {
-	gemmTiles(q8GemmVNNI, 4, matvecQ8VNNI, kernels.Q8_0BlockBytes, out, ldo, w, rows, nb, xq, n)
+	if rows <= 0 || n <= 0 || nb <= 0 {
+		return
+	}
+	if n < 4 {
+		gemmQ8PVNNI(out, ldo, w, rows, nb, nil, xq, n)
+		return
+	}
+	xg := alignedScratch(nil, prep8Bytes(nb, n))
+	prepQ8VNNI(xg, xq, nb, n)
+	gemmQ8PVNNI(out, ldo, w, rows, nb, xg, xq, n)
+}
+
+// prepQ8VNNI prepares n ≥ 4 tokens of xq for q8GemmVNNI: group g holds
+// tokens 4g..4g+3, the last group tokens n−4..n−1.
+func prepQ8VNNI(xg, xq []byte, nb, n int) {
+	xb := nb * kernels.Q8_0BlockBytes
+	gb := nb * prep8Group
+	groups := (n + 3) / 4
+	_ = xq[n*xb-1]
+	_ = xg[groups*gb-1]
+	for g := 0; g < groups; g++ {
+		t0 := min(4*g, n-4)
+		q8GemmPrepVNNI(&xg[g*gb], &xq[t0*xb], nb)
+	}
+}
+
+// gemmQ8PVNNI covers rows × n with q8GemmVNNI tiles of 4 rows × 4 tokens
+// on xg from prepQ8VNNI, in gemmTiles' order and with its overlapping
+// last tiles; fewer than four tokens or rows use the matvec on xq.
+func gemmQ8PVNNI(out []float32, ldo int, w []byte, rows, nb int, xg, xq []byte, n int) {
+	if rows <= 0 || n <= 0 || nb <= 0 {
+		return
+	}
+	rb, xb, gb := nb*kernels.Q8_0BlockBytes, nb*kernels.Q8_0BlockBytes, nb*prep8Group
+	_ = out[(n-1)*ldo+rows-1]
+	_ = w[rows*rb-1]
+	if n < 4 || rows < 4 {
+		_ = xq[n*xb-1]
+		for t := 0; t < n; t++ {
+			matvecQ8VNNI(out[t*ldo:t*ldo+rows], w[:rows*rb], nb, xq[t*xb:(t+1)*xb])
+		}
+		return
+	}
+	groups := (n + 3) / 4
+	_ = xg[groups*gb-1]
+	for r := 0; r < rows; r += 4 {
+		r0 := min(r, rows-4)
+		for g := 0; g < groups; g++ {
+			t0 := min(4*g, n-4)
+			q8GemmVNNI(&out[t0*ldo+r0], ldo, &w[r0*rb], nb, &xg[g*gb])
+		}
+	}
 }
 
 func gemmQ4VNNI(out []float32, ldo int, w []byte, rows, nb int, xq []byte, n int) {

@@ -404,7 +404,8 @@ q4adone:
 	RET
 
 // ---------------------------------------------------------------------------
-// Prefill tiles with AVX-512 VNNI: 4 rows × 4 tokens over nb blocks, so each
+// Prefill tiles with AVX-512 VNNI (Q4_0 here; Q8_0 has its own tile below,
+// with the tokens in the lanes): 4 rows × 4 tokens over nb blocks, so each
 // weight block is loaded once for four tokens and each activation block
 // once for four rows. Two blocks share a 512-bit vector (lanes 0-7 the
 // first, 8-15 the second); an odd last block runs with the upper half zero.
@@ -574,43 +575,219 @@ GLOBL q4shift512<>(SB), RODATA|NOPTR, $64
 	LEAQ (R12)(rb*1), R13 \
 	LEAQ (R13)(rb*1), R14
 
-// func q8GemmVNNI(out *float32, ldo int, w *byte, nb int, xq *byte)
+// ---------------------------------------------------------------------------
+// The Q8_0 prefill tile with the tokens in the lanes: 4 rows × 4 tokens,
+// one block at a time, on activations prepared once per MatMul by
+// q8GemmPrepVNNI. The 128-bit lane t of a vector belongs to token t. Per
+// block of four tokens the preparation holds four 64-byte vectors:
+//
+//	+0   quants 0-15 of each token's block (lane t: token t)
+//	+64  quants 16-31
+//	+128 −128·Σqx over the bytes that meet each int32 lane (exact offset
+//	     correction for the weights' +128)
+//	+192 d_x[t] at lane 4r+t (r = 0..3)
+//
+// Each half of a row's block is broadcast to the four lanes (xor 0x80:
+// unsigned), so two vpdpbusd give every token's 32 products of the block
+// in its lane's four int32 (8 each, starting from the correction: the sum
+// stays exact), and one conversion, one scale and one fma per row and
+// block cover the four tokens. Z3 = d_w[r]·d_x[t] at lane 4r+t; Z20-Z23
+// pick row r's d_w·d_x for the lanes of each token. At the end, each
+// token's four int32 lanes are summed per row and token t's four rows
+// stored at out+t·ldo.
+//
+// Registers: rows at DI, R11, R12, R13 and R14 the next row group; SI the
+// prepared block; BX the weights' block offset (34 bytes a block), CX the
+// end; AX, DX scratch for the scales. Z0-Z2 the prepared quants and
+// correction, Z15 the offset constant, Z16-Z19 the row sums (token t at
+// lanes 4t..4t+3).
+
+DATA q8gidx0<>+0(SB)/8, $0x0000000000000000
+DATA q8gidx0<>+8(SB)/8, $0x0000000000000000
+DATA q8gidx0<>+16(SB)/8, $0x0000000100000001
+DATA q8gidx0<>+24(SB)/8, $0x0000000100000001
+DATA q8gidx0<>+32(SB)/8, $0x0000000200000002
+DATA q8gidx0<>+40(SB)/8, $0x0000000200000002
+DATA q8gidx0<>+48(SB)/8, $0x0000000300000003
+DATA q8gidx0<>+56(SB)/8, $0x0000000300000003
+GLOBL q8gidx0<>(SB), RODATA|NOPTR, $64
+
+DATA q8gidx1<>+0(SB)/8, $0x0000000400000004
+DATA q8gidx1<>+8(SB)/8, $0x0000000400000004
+DATA q8gidx1<>+16(SB)/8, $0x0000000500000005
+DATA q8gidx1<>+24(SB)/8, $0x0000000500000005
+DATA q8gidx1<>+32(SB)/8, $0x0000000600000006
+DATA q8gidx1<>+40(SB)/8, $0x0000000600000006
+DATA q8gidx1<>+48(SB)/8, $0x0000000700000007
+DATA q8gidx1<>+56(SB)/8, $0x0000000700000007
+GLOBL q8gidx1<>(SB), RODATA|NOPTR, $64
+
+DATA q8gidx2<>+0(SB)/8, $0x0000000800000008
+DATA q8gidx2<>+8(SB)/8, $0x0000000800000008
+DATA q8gidx2<>+16(SB)/8, $0x0000000900000009
+DATA q8gidx2<>+24(SB)/8, $0x0000000900000009
+DATA q8gidx2<>+32(SB)/8, $0x0000000a0000000a
+DATA q8gidx2<>+40(SB)/8, $0x0000000a0000000a
+DATA q8gidx2<>+48(SB)/8, $0x0000000b0000000b
+DATA q8gidx2<>+56(SB)/8, $0x0000000b0000000b
+GLOBL q8gidx2<>(SB), RODATA|NOPTR, $64
+
+DATA q8gidx3<>+0(SB)/8, $0x0000000c0000000c
+DATA q8gidx3<>+8(SB)/8, $0x0000000c0000000c
+DATA q8gidx3<>+16(SB)/8, $0x0000000d0000000d
+DATA q8gidx3<>+24(SB)/8, $0x0000000d0000000d
+DATA q8gidx3<>+32(SB)/8, $0x0000000e0000000e
+DATA q8gidx3<>+40(SB)/8, $0x0000000e0000000e
+DATA q8gidx3<>+48(SB)/8, $0x0000000f0000000f
+DATA q8gidx3<>+56(SB)/8, $0x0000000f0000000f
+GLOBL q8gidx3<>(SB), RODATA|NOPTR, $64
+
+DATA q8gidxt<>+0(SB)/8, $0x0000000100000000
+DATA q8gidxt<>+8(SB)/8, $0x0000000300000002
+DATA q8gidxt<>+16(SB)/8, $0x0000000100000000
+DATA q8gidxt<>+24(SB)/8, $0x0000000300000002
+DATA q8gidxt<>+32(SB)/8, $0x0000000100000000
+DATA q8gidxt<>+40(SB)/8, $0x0000000300000002
+DATA q8gidxt<>+48(SB)/8, $0x0000000100000000
+DATA q8gidxt<>+56(SB)/8, $0x0000000300000002
+GLOBL q8gidxt<>(SB), RODATA|NOPTR, $64
+
+
+// GVROW accumulates one row's block into acc (idx: the row's scale index).
+#define GVROW(ptr, idx, acc) \
+	VBROADCASTI32X4 2(ptr)(BX*1), Z7  \
+	VBROADCASTI32X4 18(ptr)(BX*1), Z8 \
+	VPXORD          Z15, Z7, Z7       \
+	VPXORD          Z15, Z8, Z8       \
+	VMOVDQA64       Z2, Z9            \
+	VPDPBUSD        Z0, Z7, Z9        \
+	VPDPBUSD        Z1, Z8, Z9        \
+	VCVTDQ2PS       Z9, Z9            \
+	VPERMPS         Z3, idx, Z10      \
+	VFMADD231PS     Z10, Z9, acc
+
+// GVF16x4 packs the f16 scales at (p0..p3)(BX) into AX (DX scratch).
+#define GVF16x4(p0, p1, p2, p3) \
+	MOVWLZX (p0)(BX*1), AX \
+	MOVWLZX (p1)(BX*1), DX \
+	SHLL    $16, DX        \
+	ORL     DX, AX         \
+	MOVWLZX (p2)(BX*1), DX \
+	SHLQ    $32, DX        \
+	ORQ     DX, AX         \
+	MOVWLZX (p3)(BX*1), DX \
+	SHLQ    $48, DX        \
+	ORQ     DX, AX
+
+// func q8GemmPrepVNNI(xg *byte, xq *byte, nb int)
+// Prepares the four tokens at xq (nb blocks each, consecutive) into xg
+// (nb·256 bytes, 64-byte aligned).
+TEXT ·q8GemmPrepVNNI(SB), NOSPLIT, $0-24
+	MOVQ  xg+0(FP), DI
+	MOVQ  xq+8(FP), SI
+	MOVQ  nb+16(FP), CX
+	IMULQ $34, CX
+	LEAQ  (SI)(CX*1), R8
+	LEAQ  (R8)(CX*1), R9
+	LEAQ  (R9)(CX*1), R10
+	VPBROADCASTD q8c80<>(SB), Z15
+	VMOVDQU32    q8gidxt<>(SB), Z24
+	VPXORD       Z26, Z26, Z26
+	XORQ         BX, BX
+
+q8vprep:
+	VMOVDQU      2(SI)(BX*1), Y5
+	VINSERTI64X4 $1, 2(R8)(BX*1), Z5, Z5
+	VMOVDQU      2(R9)(BX*1), Y6
+	VINSERTI64X4 $1, 2(R10)(BX*1), Z6, Z6
+	VSHUFI64X2   $0x88, Z6, Z5, Z0
+	VSHUFI64X2   $0xdd, Z6, Z5, Z1
+	VMOVDQA64    Z0, (DI)
+	VMOVDQA64    Z1, 64(DI)
+	VPXORD       Z4, Z4, Z4
+	VPDPBUSD     Z0, Z15, Z4
+	VPDPBUSD     Z1, Z15, Z4
+	VPSUBD       Z4, Z26, Z2
+	VMOVDQA64    Z2, 128(DI)
+	GVF16x4(SI, R8, R9, R10)
+	VMOVQ        AX, X4
+	VCVTPH2PS    X4, X4
+	VPERMPS      Z4, Z24, Z5
+	VMOVAPS      Z5, 192(DI)
+	ADDQ         $256, DI
+	ADDQ         $34, BX
+	CMPQ         BX, CX
+	JLT          q8vprep
+	VZEROUPPER
+	RET
+
+// func q8GemmVNNI(out *float32, ldo int, w *byte, nb int, xg *byte)
 TEXT ·q8GemmVNNI(SB), NOSPLIT, $0-40
-	MOVQ  out+0(FP), DX
 	MOVQ  w+16(FP), DI
 	MOVQ  nb+24(FP), CX
-	MOVQ  xq+32(FP), SI
+	MOVQ  xg+32(FP), SI
 	IMULQ $34, CX
-	GPTRS(CX)
-	SUBQ  $34, CX
+	LEAQ  (DI)(CX*1), R11
+	LEAQ  (R11)(CX*1), R12
+	LEAQ  (R12)(CX*1), R13
+	LEAQ  (R13)(CX*1), R14
 	VPBROADCASTD q8c80<>(SB), Z15
-	GZERO
-	XORQ  BX, BX
-	CMPQ  BX, CX
-	JGE   q8gtail
+	VMOVDQU32    q8gidx0<>(SB), Z20
+	VMOVDQU32    q8gidx1<>(SB), Z21
+	VMOVDQU32    q8gidx2<>(SB), Z22
+	VMOVDQU32    q8gidx3<>(SB), Z23
+	VPXORD       Z16, Z16, Z16
+	VPXORD       Z17, Z17, Z17
+	VPXORD       Z18, Z18, Z18
+	VPXORD       Z19, Z19, Z19
+	XORQ         BX, BX
 
-q8gpair:
+q8vblk:
 	PREFETCHT0 (R14)(BX*4)
 	PREFETCHT0 64(R14)(BX*4)
 	PREFETCHT0 128(R14)(BX*4)
-	PREFETCHT0 192(R14)(BX*4)
-	PREFETCHT0 256(R14)(BX*4)
-	GTOKS2
-	GROWS(GQ8W2)
-	ADDQ $68, BX
-	CMPQ BX, CX
-	JLT  q8gpair
 
-q8gtail:
-	CMPQ BX, CX
-	JNE  q8gstore
-	GTOKS1
-	GROWS(GQ8W1)
+	// Z3 = d_w[r]·d_x[t] at lane 4r+t.
+	GVF16x4(DI, R11, R12, R13)
+	VMOVQ     AX, X4
+	VCVTPH2PS X4, X4
+	VPERMPS   Z4, Z20, Z5
+	VMULPS    192(SI), Z5, Z3
+	VMOVDQA64 (SI), Z0
+	VMOVDQA64 64(SI), Z1
+	VMOVDQA64 128(SI), Z2
 
-q8gstore:
+	GVROW(DI, Z20, Z16)
+	GVROW(R11, Z21, Z17)
+	GVROW(R12, Z22, Z18)
+	GVROW(R13, Z23, Z19)
+
+	ADDQ $256, SI
+	ADDQ $34, BX
+	CMPQ BX, CX
+	JLT  q8vblk
+
+	// Sum each token's four lanes per row: Z8 lane t = rows 0-3 of token t.
+	VUNPCKLPS Z17, Z16, Z5
+	VUNPCKHPS Z17, Z16, Z6
+	VADDPS    Z6, Z5, Z5
+	VUNPCKLPS Z19, Z18, Z6
+	VUNPCKHPS Z19, Z18, Z7
+	VADDPS    Z7, Z6, Z6
+	VUNPCKLPD Z6, Z5, Z8
+	VUNPCKHPD Z6, Z5, Z9
+	VADDPS    Z9, Z8, Z8
+
 	MOVQ ldo+8(FP), CX
 	SHLQ $2, CX
-	GSTOREALL
+	MOVQ out+0(FP), DX
+	VMOVUPS       X8, (DX)
+	ADDQ          CX, DX
+	VEXTRACTF32X4 $1, Z8, (DX)
+	ADDQ          CX, DX
+	VEXTRACTF32X4 $2, Z8, (DX)
+	ADDQ          CX, DX
+	VEXTRACTF32X4 $3, Z8, (DX)
 	VZEROUPPER
 	RET
 

@@ -70,3 +70,24 @@ func BenchmarkDecodeQuant(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBatchQuant reports GFLOPS-equivalent of Backend.MatMul with a
+// few tokens, as in a batched decode pass.
+func BenchmarkBatchQuant(b *testing.B) {
+	for _, n := range []int{4, 8} {
+		for _, s := range [][2]int{{768, 768}, {2048, 768}, {768, 2048}} {
+			rows, cols := s[0], s[1]
+			b.Run(fmt.Sprintf("q8_0/n=%d/%dx%d", n, rows, cols), func(b *testing.B) {
+				be := New(1)
+				defer be.Close()
+				m := quantBenchMatrix(kernels.Q8_0, rows, cols, 1)
+				x := quantBenchActivations(n * cols)
+				out := make([]float32, n*rows)
+				for b.Loop() {
+					be.MatMul(out, m, x, n)
+				}
+				b.ReportMetric(2*float64(rows*cols*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+			})
+		}
+	}
+}

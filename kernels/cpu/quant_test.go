@@ -350,3 +350,67 @@ func TestGemmQuant(t *testing.T) {
 		}
 	}
 }
+
+// TestGemmQ8Prepared checks the Q8_0 prefill kernel on prepared activations
+// against the matvec twin, with guard bands after the preparation and
+// around every output.
+func TestGemmQ8Prepared(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, set := range quantSets() {
+		if set.prep8 == nil {
+			continue
+		}
+		for _, rows := range quantTestRows {
+			for _, nb := range quantTestNB {
+				for _, n := range []int{4, 5, 7, 8, 9, 13} {
+					extreme := n == 9 // the largest int32 sums
+					w := randQuantMatrix(r, kernels.Q8_0, rows, nb, extreme)
+					xq := make([]byte, 0, n*nb*kernels.Q8_0BlockBytes)
+					for range n {
+						xq = append(xq, randXQ(r, nb, extreme)...)
+					}
+					need := prep8Bytes(nb, n)
+					buf := alignedScratch(nil, need+prep8Group)
+					for i := range buf {
+						buf[i] = 0xa5
+					}
+					xg := buf[:need]
+					set.prep8(xg, xq, nb, n)
+					name := fmt.Sprintf("%s rows=%d nb=%d n=%d", set.name, rows, nb, n)
+					for i := need; i < len(buf); i++ {
+						if buf[i] != 0xa5 {
+							t.Fatalf("%s: prep8 wrote byte %d past its %d", name, i, need)
+						}
+					}
+					ldo := rows + 5
+					got := make([]float32, n*ldo+guard)
+					for i := range got {
+						got[i] = float32(math.NaN())
+					}
+					set.gemm8p(got, ldo, w, rows, nb, xg, xq, n)
+					for tok := 0; tok < n; tok++ {
+						x := xq[tok*nb*34 : (tok+1)*nb*34]
+						want, mag := refMatvec(kernels.Q8_0, w, rows, nb, x)
+						twin := make([]float32, rows)
+						matvecQ8Generic(twin, w, nb, x)
+						for i := 0; i < rows; i++ {
+							g := float64(got[tok*ldo+i])
+							tol := 1e-5*mag[i] + 1e-30
+							if !(math.Abs(g-want[i]) <= tol) || !(math.Abs(g-float64(twin[i])) <= tol) {
+								t.Fatalf("%s: out[%d,%d] = %g, reference %g, twin %g", name, tok, i, g, want[i], twin[i])
+							}
+						}
+					}
+					for i := range got {
+						if i < n*ldo && i%ldo < rows {
+							continue
+						}
+						if !math.IsNaN(float64(got[i])) {
+							t.Fatalf("%s: wrote out[%d] outside the result", name, i)
+						}
+					}
+				}
+			}
+		}
+	}
+}
