@@ -27,7 +27,7 @@ func q8MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte, pfd int)
 func q4MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte, pfd int)
 
 //go:noescape
-func q8GemmVNNI(out *float32, ldo int, w *byte, nb int, xg *byte)
+func q8GemmVNNI(out *float32, ldo int, w *byte, nb int, xg *byte, pfd int)
 
 //go:noescape
 func q8GemmPrepVNNI(xg *byte, xq *byte, nb int)
@@ -195,11 +195,12 @@ func gemmQ8PVNNI(out []float32, ldo int, w []byte, rows, nb int, xg, xq []byte, 
 	}
 	groups := (n + 3) / 4
 	_ = xg[groups*gb-1]
+	pfd := prefetchAhead(rb)
 	for r := 0; r < rows; r += 4 {
 		r0 := min(r, rows-4)
 		for g := 0; g < groups; g++ {
 			t0 := min(4*g, n-4)
-			q8GemmVNNI(&out[t0*ldo+r0], ldo, &w[r0*rb], nb, &xg[g*gb])
+			q8GemmVNNI(&out[t0*ldo+r0], ldo, &w[r0*rb], nb, &xg[g*gb], pfd)
 		}
 	}
 }

@@ -596,7 +596,11 @@ GLOBL q4shift512<>(SB), RODATA|NOPTR, $64
 // token's four int32 lanes are summed per row and token t's four rows
 // stored at out+t·ldo.
 //
-// Registers: rows at DI, R11, R12, R13 and R14 the next row group; SI the
+// Like the matvecs, the tile prefetches as one linear stream the rows pfd
+// bytes ahead (a whole number of four-row groups), far enough to cover
+// the memory latency when the weights come from memory.
+//
+// Registers: rows at DI, R11, R12, R13 and R14 the prefetch stream; SI the
 // prepared block; BX the weights' block offset (34 bytes a block), CX the
 // end; AX, DX scratch for the scales. Z0-Z2 the prepared quants and
 // correction, Z15 the offset constant, Z16-Z19 the row sums (token t at
@@ -721,16 +725,17 @@ q8vprep:
 	VZEROUPPER
 	RET
 
-// func q8GemmVNNI(out *float32, ldo int, w *byte, nb int, xg *byte)
-TEXT ·q8GemmVNNI(SB), NOSPLIT, $0-40
+// func q8GemmVNNI(out *float32, ldo int, w *byte, nb int, xg *byte, pfd int)
+TEXT ·q8GemmVNNI(SB), NOSPLIT, $0-48
 	MOVQ  w+16(FP), DI
 	MOVQ  nb+24(FP), CX
 	MOVQ  xg+32(FP), SI
+	MOVQ  pfd+40(FP), R14
 	IMULQ $34, CX
 	LEAQ  (DI)(CX*1), R11
 	LEAQ  (R11)(CX*1), R12
 	LEAQ  (R12)(CX*1), R13
-	LEAQ  (R13)(CX*1), R14
+	ADDQ  DI, R14
 	VPBROADCASTD q8c80<>(SB), Z15
 	VMOVDQU32    q8gidx0<>(SB), Z20
 	VMOVDQU32    q8gidx1<>(SB), Z21
