@@ -30,6 +30,9 @@ func q4MatvecVNNI(out *float32, w *byte, rows, nb int, xq *byte, pfd int)
 func q8GemmVNNI(out *float32, ldo int, w *byte, nb int, xg *byte, pfd int)
 
 //go:noescape
+func q8Gemm8VNNI(outA, outB *float32, ldo int, w *byte, nb int, xg *byte, pfd int)
+
+//go:noescape
 func q8GemmPrepVNNI(xg *byte, xq *byte, nb int)
 
 //go:noescape
@@ -176,9 +179,11 @@ func prepQ8VNNI(xg, xq []byte, nb, n int) {
 	}
 }
 
-// gemmQ8PVNNI covers rows × n with q8GemmVNNI tiles of 4 rows × 4 tokens
-// on xg from prepQ8VNNI, in gemmTiles' order and with its overlapping
-// last tiles; fewer than four tokens or rows use the matvec on xq.
+// gemmQ8PVNNI covers rows × n with q8Gemm8VNNI tiles of 4 rows × 8 tokens
+// (two prepared groups) and a q8GemmVNNI tile of 4 rows × 4 tokens for an
+// odd last group, on xg from prepQ8VNNI, in gemmTiles' order and with its
+// overlapping last tiles; fewer than four tokens or rows use the matvec
+// on xq.
 func gemmQ8PVNNI(out []float32, ldo int, w []byte, rows, nb int, xg, xq []byte, n int) {
 	if rows <= 0 || n <= 0 || nb <= 0 {
 		return
@@ -198,7 +203,12 @@ func gemmQ8PVNNI(out []float32, ldo int, w []byte, rows, nb int, xg, xq []byte, 
 	pfd := prefetchAhead(rb)
 	for r := 0; r < rows; r += 4 {
 		r0 := min(r, rows-4)
-		for g := 0; g < groups; g++ {
+		g := 0
+		for ; g+1 < groups; g += 2 {
+			t0, t1 := 4*g, min(4*g+4, n-4)
+			q8Gemm8VNNI(&out[t0*ldo+r0], &out[t1*ldo+r0], ldo, &w[r0*rb], nb, &xg[g*gb], pfd)
+		}
+		if g < groups {
 			t0 := min(4*g, n-4)
 			q8GemmVNNI(&out[t0*ldo+r0], ldo, &w[r0*rb], nb, &xg[g*gb], pfd)
 		}

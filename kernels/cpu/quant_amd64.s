@@ -796,6 +796,119 @@ q8vblk:
 	VZEROUPPER
 	RET
 
+// The same tile for 8 tokens: two prepared groups of four (B at nb·256
+// bytes after A) share each row's broadcast weights and d_w. Registers as
+// in q8GemmVNNI, and R8 the offset of group B, Z11-Z13 its quants and
+// correction, Z14 its d_w·d_x, Z24-Z27 its row sums.
+
+// GVROW2 accumulates one row's block for both groups.
+#define GVROW2(ptr, idx, accA, accB) \
+	VBROADCASTI32X4 2(ptr)(BX*1), Z7  \
+	VBROADCASTI32X4 18(ptr)(BX*1), Z8 \
+	VPXORD          Z15, Z7, Z7       \
+	VPXORD          Z15, Z8, Z8       \
+	VMOVDQA64       Z2, Z9            \
+	VPDPBUSD        Z0, Z7, Z9        \
+	VPDPBUSD        Z1, Z8, Z9        \
+	VMOVDQA64       Z13, Z28          \
+	VPDPBUSD        Z11, Z7, Z28      \
+	VPDPBUSD        Z12, Z8, Z28      \
+	VCVTDQ2PS       Z9, Z9            \
+	VPERMPS         Z3, idx, Z10      \
+	VFMADD231PS     Z10, Z9, accA     \
+	VCVTDQ2PS       Z28, Z28          \
+	VPERMPS         Z14, idx, Z29     \
+	VFMADD231PS     Z29, Z28, accB
+
+// GVSUM sets Z8 lane t to the sums of rows 0-3 (a0-a3) of token t.
+#define GVSUM(a0, a1, a2, a3) \
+	VUNPCKLPS a1, a0, Z5 \
+	VUNPCKHPS a1, a0, Z6 \
+	VADDPS    Z6, Z5, Z5 \
+	VUNPCKLPS a3, a2, Z6 \
+	VUNPCKHPS a3, a2, Z7 \
+	VADDPS    Z7, Z6, Z6 \
+	VUNPCKLPD Z6, Z5, Z8 \
+	VUNPCKHPD Z6, Z5, Z9 \
+	VADDPS    Z9, Z8, Z8
+
+// GVSTORE stores Z8's four lanes at DX, DX+CX, DX+2CX, DX+3CX.
+#define GVSTORE \
+	VMOVUPS       X8, (DX)   \
+	ADDQ          CX, DX     \
+	VEXTRACTF32X4 $1, Z8, (DX) \
+	ADDQ          CX, DX     \
+	VEXTRACTF32X4 $2, Z8, (DX) \
+	ADDQ          CX, DX     \
+	VEXTRACTF32X4 $3, Z8, (DX)
+
+// func q8Gemm8VNNI(outA, outB *float32, ldo int, w *byte, nb int, xg *byte, pfd int)
+TEXT ·q8Gemm8VNNI(SB), NOSPLIT, $0-56
+	MOVQ  w+24(FP), DI
+	MOVQ  nb+32(FP), CX
+	MOVQ  xg+40(FP), SI
+	MOVQ  pfd+48(FP), R14
+	MOVQ  CX, R8
+	SHLQ  $8, R8
+	IMULQ $34, CX
+	LEAQ  (DI)(CX*1), R11
+	LEAQ  (R11)(CX*1), R12
+	LEAQ  (R12)(CX*1), R13
+	ADDQ  DI, R14
+	VPBROADCASTD q8c80<>(SB), Z15
+	VMOVDQU32    q8gidx0<>(SB), Z20
+	VMOVDQU32    q8gidx1<>(SB), Z21
+	VMOVDQU32    q8gidx2<>(SB), Z22
+	VMOVDQU32    q8gidx3<>(SB), Z23
+	VPXORD       Z16, Z16, Z16
+	VPXORD       Z17, Z17, Z17
+	VPXORD       Z18, Z18, Z18
+	VPXORD       Z19, Z19, Z19
+	VPXORD       Z24, Z24, Z24
+	VPXORD       Z25, Z25, Z25
+	VPXORD       Z26, Z26, Z26
+	VPXORD       Z27, Z27, Z27
+	XORQ         BX, BX
+
+q8v8blk:
+	PREFETCHT0 (R14)(BX*4)
+	PREFETCHT0 64(R14)(BX*4)
+	PREFETCHT0 128(R14)(BX*4)
+
+	GVF16x4(DI, R11, R12, R13)
+	VMOVQ     AX, X4
+	VCVTPH2PS X4, X4
+	VPERMPS   Z4, Z20, Z5
+	VMULPS    192(SI), Z5, Z3
+	VMULPS    192(SI)(R8*1), Z5, Z14
+	VMOVDQA64 (SI), Z0
+	VMOVDQA64 64(SI), Z1
+	VMOVDQA64 128(SI), Z2
+	VMOVDQA64 (SI)(R8*1), Z11
+	VMOVDQA64 64(SI)(R8*1), Z12
+	VMOVDQA64 128(SI)(R8*1), Z13
+
+	GVROW2(DI, Z20, Z16, Z24)
+	GVROW2(R11, Z21, Z17, Z25)
+	GVROW2(R12, Z22, Z18, Z26)
+	GVROW2(R13, Z23, Z19, Z27)
+
+	ADDQ $256, SI
+	ADDQ $34, BX
+	CMPQ BX, CX
+	JLT  q8v8blk
+
+	MOVQ ldo+16(FP), CX
+	SHLQ $2, CX
+	GVSUM(Z16, Z17, Z18, Z19)
+	MOVQ outA+0(FP), DX
+	GVSTORE
+	GVSUM(Z24, Z25, Z26, Z27)
+	MOVQ outB+8(FP), DX
+	GVSTORE
+	VZEROUPPER
+	RET
+
 // func q4GemmVNNI(out *float32, ldo int, w *byte, nb int, xq *byte)
 TEXT ·q4GemmVNNI(SB), NOSPLIT, $0-40
 	MOVQ  out+0(FP), DX
