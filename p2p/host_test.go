@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"os"
 	"path/filepath"
 	"slices"
@@ -198,10 +199,19 @@ func TestBootstrapJoinsTheDHT(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// C learns A's addresses from B through the DHT.
-	ai, err := c.DHT().FindPeer(ctx, a.ID())
-	if err != nil {
-		t.Fatalf("FindPeer: %v", err)
+	// C learns A's addresses from B through the DHT (once B has taken A
+	// into its routing table: it does so after identifying A).
+	var ai peer.AddrInfo
+	for {
+		var err error
+		if ai, err = c.DHT().FindPeer(ctx, a.ID()); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("FindPeer: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	if err := c.Connect(ctx, ai); err != nil {
 		t.Fatal(err)
