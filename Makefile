@@ -9,7 +9,7 @@ TOKENIZER ?=
 PROMPT  ?= Once upon a time
 SYNTH   := $(BUILD)/synth-stories15M-q8_0.gguf
 
-.PHONY: all build run test fuzz bench bench-go bench-models vet clean
+.PHONY: all build run test fuzz bench bench-go bench-models bench-swarm vet clean
 
 all: build
 
@@ -69,6 +69,13 @@ bench: bench-go bench-models
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 1s ./kernels/...
 	$(GO) test -run '^$$' -bench ImportPull -benchtime 1x ./node
+
+# The swarm on loopback: per-hop cost of a 3-hop pipeline against one
+# process, aggregate decode with 1, 4 and 16 streams, and failover time.
+bench-swarm:
+	$(GO) test -run '^$$' -bench 'PipelineDecode/stories110M' -benchtime 1x -count 3 ./swarm
+	$(GO) test -run '^$$' -bench 'PipelineThroughput/threads=1' -benchtime 3x -count 3 ./swarm
+	$(GO) test -run '^$$' -bench Failover -benchtime 5x -count 2 ./swarm
 
 BENCH_SHAPE ?= stories110M
 bench-models: build
