@@ -402,7 +402,7 @@ func (s *SwarmModel) CompleteWithEvents(ctx context.Context, prompt string, o Co
 	})
 }
 
-// close frees the model's backend. Completions still running fail.
+// close waits for the completions running, then frees the backends.
 func (s *SwarmModel) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
