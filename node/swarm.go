@@ -288,6 +288,7 @@ type SwarmModel struct {
 	mu     sync.RWMutex // completions hold it shared, close exclusively
 	closed bool
 	vbe    kernels.Backend // the verifying client's (a backend runs one engine at a time)
+	life   context.Context // the node's: its end ends the completions running
 }
 
 // SwarmModel returns the swarm client of a model (a CID or a registry
@@ -322,7 +323,7 @@ func (n *Node) SwarmModel(ctx context.Context, ref string) (*SwarmModel, error) 
 		return nil, err
 	}
 	sm = &SwarmModel{name: name, cid: root.String(), w: l.Weights, tok: l.Tokenizer, be: be,
-		tmpl: DetectChatTemplate("", l.Tokenizer)}
+		tmpl: DetectChatTemplate("", l.Tokenizer), life: n.ctx}
 	sm.pl = &swarm.Planner{Dir: n.dir, Model: root.String(), Layers: l.Weights.Config.Layers}
 	ccfg := swarm.ClientConfig{
 		Model: root.String(), DType: kernels.F16, Replan: sm.pl.Replan,
@@ -380,6 +381,9 @@ func (s *SwarmModel) CompleteWithEvents(ctx context.Context, prompt string, o Co
 	if s.closed {
 		return CompleteResult{}, ErrClosed
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.life, cancel)()
 	cl := s.cl
 	if o.Verify {
 		cl = s.vcl

@@ -268,3 +268,44 @@ func publish(ctx context.Context, t *testing.T) (string, ImportResult) {
 	}
 	return addr, res
 }
+
+// A node that closes ends the completions it runs through the swarm,
+// rather than waiting for them.
+func TestCloseEndsSwarmCompletions(t *testing.T) {
+	cidStr, e, _ := servingSwarm(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sm, err := e.SwarmModel(ctx, cidStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	var once sync.Once
+	done := make(chan error, 1)
+	go func() {
+		_, err := sm.Complete(context.Background(), "Lily wanted to", CompleteOptions{MaxTokens: 500, Sampler: model.SamplerConfig{}},
+			func(string) error {
+				once.Do(func() { close(started) })
+				time.Sleep(5 * time.Millisecond) // a slow reader keeps it going
+				return nil
+			})
+		done <- err
+	}()
+	<-started
+	closed := make(chan error, 1)
+	go func() { closed <- e.Close() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the completion ran to its end after the node closed")
+		}
+		t.Logf("completion ended: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the completion outlived the node's close")
+	}
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return")
+	}
+}
