@@ -137,4 +137,27 @@
 // Every read and write on a stream has a deadline, enforced by a timer
 // that resets the stream (libp2p's in-memory network ignores
 // SetDeadline), so a silent peer cannot hold a goroutine.
+//
+// # Finding servers, choosing spans, planning routes
+//
+// A server announces a ServerRecord (model, span, measured throughput,
+// free KV-cache room, state, expiry), sealed in a libp2p signed envelope.
+// A Directory spreads and gathers records three ways: DHT providers of
+// ServersKey(model), the model's gossipsub topic (TopicFor), and
+// /mycel/servers/1, which asks a peer for the records it holds; every
+// record is checked on arrival, and a record on the topic must be signed
+// by the peer that published it.
+//
+// Serve makes a node a volunteer: it reads the swarm's Coverage (each
+// layer's summed throughput), takes the span ChooseSpan picks for the
+// layers it can hold, loads and measures it, starts a Server and
+// announces it; it re-announces before the record expires, and when the
+// records change it asks Rebalance whether to move (hysteresis, never
+// leaving a layer unserved), the servers that see the same gap electing
+// one mover among them (Mover). Close withdraws the record first.
+//
+// Plan finds the fastest chain of hops over a span among the records
+// (a shortest path over layer boundaries), and Planner.Replan serves as a
+// client's ClientConfig.Replan; a missing layer is a NoRouteError that
+// names it.
 package swarm
