@@ -145,13 +145,11 @@ func (s *Session) findShadow(ctx context.Context, k int) error {
 			s.emit(Event{Kind: EventUnverified, Hop: hs.hop, Err: err})
 			return nil
 		}
-		sh, err := s.join(ctx, h, hs.hist)
+		sh, err := s.tryJoin(ctx, h, hs.hist)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			s.emit(Event{Kind: EventHopFailed, Hop: h, Err: err})
-			s.fault(ctx, h, err)
+			return err
+		}
+		if sh == nil {
 			continue
 		}
 		hs.shadow = sh
@@ -163,6 +161,22 @@ func (s *Session) findShadow(ctx context.Context, k int) error {
 	}
 	s.emit(Event{Kind: EventUnverified, Hop: hs.hop, Err: fmt.Errorf("%w: every spare of %s failed", ErrNoRoute, hs.hop.Span)})
 	return nil
+}
+
+// tryJoin opens a session with h and replays hist to it. A server that
+// fails is reported and banned, and tryJoin returns nil, nil (try the
+// next); an error is only the context's.
+func (s *Session) tryJoin(ctx context.Context, h Hop, hist []record) (*hopState, error) {
+	hs, err := s.join(ctx, h, hist)
+	if err == nil {
+		return hs, nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	s.emit(Event{Kind: EventHopFailed, Hop: h, Err: err})
+	s.fault(ctx, h, err)
+	return nil, nil
 }
 
 // mismatch settles a disagreement between hop k's primary and shadow. It
@@ -190,13 +204,11 @@ func (s *Session) mismatch(ctx context.Context, k int) error {
 		if err != nil {
 			return fmt.Errorf("%w; no server left to tell which is wrong: %w", cause, err)
 		}
-		ref, err := s.join(ctx, h, hs.hist)
+		ref, err := s.tryJoin(ctx, h, hs.hist)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			s.emit(Event{Kind: EventHopFailed, Hop: h, Err: err})
-			s.fault(ctx, h, err)
+			return err
+		}
+		if ref == nil {
 			continue
 		}
 		var agree []*hopState
