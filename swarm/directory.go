@@ -320,19 +320,25 @@ func cmpPeer(a, b peer.ID) int {
 // it knows no server; otherwise it answers from what pubsub has kept up
 // to date.
 func (d *Directory) Servers(ctx context.Context, model string) ([]ServerRecord, error) {
+	recs, _, err := d.servers(ctx, model)
+	return recs, err
+}
+
+// servers is Servers, saying whether it asked the network.
+func (d *Directory) servers(ctx context.Context, model string) (recs []ServerRecord, looked bool, err error) {
 	md, err := d.join(model)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	d.mu.Lock()
 	stale := time.Since(md.looked) > d.cfg.LookupInterval || len(md.valid(time.Now())) == 0
 	d.mu.Unlock()
 	if stale {
 		if err := d.Lookup(ctx, model); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
-	return d.Known(model), nil
+	return d.Known(model), stale, nil
 }
 
 // Lookup asks the network for model's servers: the DHT for the providers

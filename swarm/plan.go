@@ -174,20 +174,20 @@ func (p *Planner) Route(ctx context.Context, exclude []peer.ID) ([]Hop, error) {
 // Replan plans a chain over span, leaving out exclude and this node
 // itself (a host cannot open a stream to itself). It plans from the
 // records at hand, and asks the network again only if they do not cover
-// span.
+// span and it has not just asked.
 func (p *Planner) Replan(ctx context.Context, span Span, exclude []peer.ID) ([]Hop, error) {
 	opts := PlanOptions{
 		Span: span, Positions: p.Positions,
 		Exclude: append(slices.Clone(exclude), p.Dir.h.ID()),
 		Latency: p.Dir.Latency,
 	}
-	recs, err := p.Dir.Servers(ctx, p.Model)
+	recs, looked, err := p.Dir.servers(ctx, p.Model)
 	if err != nil {
 		return nil, err
 	}
 	hops, err := Plan(recs, opts)
 	var nr *NoRouteError
-	if errors.As(err, &nr) {
+	if errors.As(err, &nr) && !looked {
 		if err := p.Dir.Lookup(ctx, p.Model); err != nil {
 			return nil, err
 		}
