@@ -58,17 +58,20 @@ type CompleteResult struct {
 // not fit the model's context.
 var ErrContextLength = errors.New("context length exceeded")
 
-// LocalModel is a Completer over a model file loaded on this node. It runs
-// one completion at a time.
+// LocalModel is a Completer over a whole model on this node: a model file
+// (OpenLocalModel) or a model rebuilt from the node's blocks. It runs one
+// completion at a time.
 type LocalModel struct {
-	name string
-	m    *checkpoints.Model
-	tok  tokenizer.Tokenizer
-	be   kernels.Backend
-	eng  *model.Engine
-	tmpl ChatTemplate
+	name    string
+	w       *model.Weights
+	release func() error // frees what backs w
+	tok     tokenizer.Tokenizer
+	be      kernels.Backend
+	eng     *model.Engine
+	tmpl    ChatTemplate
 
-	mu sync.Mutex // one completion at a time: the engine is single-goroutine
+	mu     sync.Mutex // one completion at a time: the engine is single-goroutine
+	closed bool
 }
 
 // OpenLocalModel loads a model file (with its own tokenizer, or the one at
@@ -103,7 +106,7 @@ func OpenLocalModel(path, tokPath, name string, threads int) (*LocalModel, error
 			tmpl = DetectChatTemplate(s, tok)
 		}
 	}
-	return &LocalModel{name: name, m: m, tok: tok, be: be, eng: model.NewEngine(m.Weights, be), tmpl: tmpl}, nil
+	return &LocalModel{name: name, w: m.Weights, release: m.Close, tok: tok, be: be, eng: model.NewEngine(m.Weights, be), tmpl: tmpl}, nil
 }
 
 // Name is the model's name in the API.
@@ -112,18 +115,26 @@ func (l *LocalModel) Name() string { return l.name }
 // ChatTemplate is the model's chat format.
 func (l *LocalModel) ChatTemplate() ChatTemplate { return l.tmpl }
 
-// Close releases the model and its backend.
+// Close releases the model and its backend, once the completion running
+// (if any) is over.
 func (l *LocalModel) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return errors.Join(l.be.Close(), l.m.Close())
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	return errors.Join(l.be.Close(), l.release())
 }
 
 // Complete runs one completion.
 func (l *LocalModel) Complete(ctx context.Context, prompt string, o CompleteOptions, emit func(string) error) (CompleteResult, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return complete(l.tok, l.m.Weights.Config.Context, prompt, o, emit, func(ids []int, g model.GenerateOptions, tok func(int) error) (model.Stats, error) {
+	if l.closed {
+		return CompleteResult{}, ErrClosed
+	}
+	return complete(l.tok, l.w.Config.Context, prompt, o, emit, func(ids []int, g model.GenerateOptions, tok func(int) error) (model.Stats, error) {
 		return l.eng.Generate(ctx, ids, g, tok)
 	})
 }

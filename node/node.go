@@ -44,8 +44,8 @@ type Node struct {
 	swarmMu     sync.Mutex
 	closing     bool
 	servings    []servingEntry
-	swarmModels map[string]*SwarmModel  // by CID
-	blockModels map[string]*BlocksModel // by CID
+	swarmModels map[string]*SwarmModel // by CID
+	blockModels map[string]*LocalModel // by CID: whole models from blocks
 	started     time.Time
 
 	ctx    context.Context // cancelled by Close
@@ -65,7 +65,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: data directory: %w", err)
 	}
-	n := &Node{cfg: cfg, started: time.Now(), swarmModels: map[string]*SwarmModel{}, blockModels: map[string]*BlocksModel{}}
+	n := &Node{cfg: cfg, started: time.Now(), swarmModels: map[string]*SwarmModel{}, blockModels: map[string]*LocalModel{}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {

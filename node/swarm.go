@@ -23,9 +23,6 @@ import (
 	"github.com/mycel-net/mycel/swarm"
 )
 
-// Directory is the node's view of the swarm's servers.
-func (n *Node) Directory() *swarm.Directory { return n.dir }
-
 // resolve turns a model reference, a CID or the name of a model in the
 // registry, into the model's CID.
 func (n *Node) resolve(ref string) (cid.Cid, error) {
@@ -276,14 +273,14 @@ func median(v []float64) float64 {
 // run concurrently (the swarm's servers batch their steps). It is a
 // Completer, so the OpenAI API serves any model the swarm serves.
 type SwarmModel struct {
-	name, cid string
-	w         *model.Weights
-	tok       tokenizer.Tokenizer
-	tmpl      ChatTemplate
-	be        kernels.Backend
-	cl        *swarm.Client // plain
-	vcl       *swarm.Client // with every step checked against a shadow server
-	pl        *swarm.Planner
+	name string
+	w    *model.Weights
+	tok  tokenizer.Tokenizer
+	tmpl ChatTemplate
+	be   kernels.Backend
+	cl   *swarm.Client // plain
+	vcl  *swarm.Client // with every step checked against a shadow server
+	pl   *swarm.Planner
 
 	mu     sync.RWMutex // completions hold it shared, close exclusively
 	closed bool
@@ -322,7 +319,7 @@ func (n *Node) SwarmModel(ctx context.Context, ref string) (*SwarmModel, error) 
 	if err != nil {
 		return nil, err
 	}
-	sm = &SwarmModel{name: name, cid: root.String(), w: l.Weights, tok: l.Tokenizer, be: be,
+	sm = &SwarmModel{name: name, w: l.Weights, tok: l.Tokenizer, be: be,
 		tmpl: DetectChatTemplate("", l.Tokenizer), life: n.ctx}
 	sm.pl = &swarm.Planner{Dir: n.dir, Model: root.String(), Layers: l.Weights.Config.Layers}
 	ccfg := swarm.ClientConfig{
@@ -359,14 +356,8 @@ func (n *Node) SwarmModel(ctx context.Context, ref string) (*SwarmModel, error) 
 // Name is the model's name in the OpenAI API: its manifest name, or CID.
 func (s *SwarmModel) Name() string { return s.name }
 
-// CID is the model's CID.
-func (s *SwarmModel) CID() string { return s.cid }
-
 // ChatTemplate is the model's chat format.
 func (s *SwarmModel) ChatTemplate() ChatTemplate { return s.tmpl }
-
-// Tokenizer is the model's tokenizer.
-func (s *SwarmModel) Tokenizer() tokenizer.Tokenizer { return s.tok }
 
 // Complete runs one completion through the swarm.
 func (s *SwarmModel) Complete(ctx context.Context, prompt string, o CompleteOptions, emit func(string) error) (CompleteResult, error) {
@@ -423,10 +414,10 @@ func (n *Node) closeSwarm() error {
 	n.swarmMu.Lock()
 	n.closing = true
 	servings, models, blockModels := n.servings, n.swarmModels, n.blockModels
-	n.servings, n.swarmModels, n.blockModels = nil, map[string]*SwarmModel{}, map[string]*BlocksModel{}
+	n.servings, n.swarmModels, n.blockModels = nil, map[string]*SwarmModel{}, map[string]*LocalModel{}
 	n.swarmMu.Unlock()
 	for _, m := range blockModels {
-		m.close()
+		m.Close()
 	}
 	var errs []error
 	for _, e := range servings {
@@ -582,49 +573,6 @@ func (c *Client) SwarmStatus(ctx context.Context, ref string) (SwarmStatus, erro
 	return st, err
 }
 
-// BlocksModel is a Completer over a whole model loaded from the node's
-// blocks: what a node that serves every layer itself runs (a node cannot
-// be a hop of its own route). One completion at a time.
-type BlocksModel struct {
-	name string
-	w    *model.Weights
-	tok  tokenizer.Tokenizer
-	tmpl ChatTemplate
-	be   kernels.Backend
-	eng  *model.Engine
-
-	mu     sync.Mutex
-	closed bool
-}
-
-// Name is the model's name in the OpenAI API.
-func (b *BlocksModel) Name() string { return b.name }
-
-// ChatTemplate is the model's chat format.
-func (b *BlocksModel) ChatTemplate() ChatTemplate { return b.tmpl }
-
-// Complete runs one completion on this node.
-func (b *BlocksModel) Complete(ctx context.Context, prompt string, o CompleteOptions, emit func(string) error) (CompleteResult, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return CompleteResult{}, ErrClosed
-	}
-	return complete(b.tok, b.w.Config.Context, prompt, o, emit, func(ids []int, g model.GenerateOptions, tok func(int) error) (model.Stats, error) {
-		return b.eng.Generate(ctx, ids, g, tok)
-	})
-}
-
-func (b *BlocksModel) close() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return nil
-	}
-	b.closed = true
-	return b.be.Close()
-}
-
 // modelCompleter is the Completer for a model the node knows by CID or
 // name but has not loaded from a file: the whole model from its blocks
 // when every layer is here (the embedding and head are fetched if they
@@ -636,10 +584,10 @@ func (n *Node) modelCompleter(ctx context.Context, ref string) (Completer, error
 	}
 	key := root.String()
 	n.swarmMu.Lock()
-	bm := n.blockModels[key]
+	lm := n.blockModels[key]
 	n.swarmMu.Unlock()
-	if bm != nil {
-		return bm, nil
+	if lm != nil {
+		return lm, nil
 	}
 	info, err := n.Inspect(ctx, root)
 	allLayers := err == nil && info.TotalParts > 0
@@ -660,20 +608,20 @@ func (n *Node) modelCompleter(ctx context.Context, ref string) (Completer, error
 	if err != nil {
 		return nil, err
 	}
-	bm = &BlocksModel{name: name, w: l.Weights, tok: l.Tokenizer, tmpl: DetectChatTemplate("", l.Tokenizer),
-		be: be, eng: model.NewEngine(l.Weights, be)}
+	lm = &LocalModel{name: name, w: l.Weights, release: func() error { return nil }, tok: l.Tokenizer,
+		tmpl: DetectChatTemplate("", l.Tokenizer), be: be, eng: model.NewEngine(l.Weights, be)}
 	n.swarmMu.Lock()
 	defer n.swarmMu.Unlock()
 	if n.closing {
-		bm.close()
+		lm.Close()
 		return nil, ErrClosed
 	}
 	if old := n.blockModels[key]; old != nil {
-		bm.close()
+		lm.Close()
 		return old, nil
 	}
-	n.blockModels[key] = bm
-	return bm, nil
+	n.blockModels[key] = lm
+	return lm, nil
 }
 
 // loadForCompletion loads span s of model root (with its tokenizer) for a

@@ -247,7 +247,7 @@ func TestServingNodeRunsWholeModelItself(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := c.(*BlocksModel); !ok {
+	if _, ok := c.(*LocalModel); !ok {
 		t.Errorf("the volunteer's completer is a %T, want its own blocks", c)
 	}
 }
