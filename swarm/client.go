@@ -351,6 +351,7 @@ type hopState struct {
 type Session struct {
 	cl      *Client
 	onEvent func(Event) // this session's own listener, if any
+	hr      headReq     // the session's request for the output head
 	maxPos  int
 	dim     int
 
@@ -751,7 +752,8 @@ func (s *Session) Step(ctx context.Context, ids []int, logits []float32) error {
 	// The last row of the output is the new token's hidden state.
 	last := x[:s.dim]
 	kernels.Decode(last, cfg.DType, data[(n-1)*s.dim*activationSize(cfg.DType):])
-	err = s.cl.head(last, logits)
+	s.hr.x, s.hr.logits = last, logits
+	err = s.cl.head(&s.hr)
 	leave()
 	if err != nil {
 		return err

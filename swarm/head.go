@@ -44,13 +44,18 @@ func (cl *Client) kick() {
 // queued its row or HeadWait has passed, and runs them all as one batch;
 // the others wait for their rows. A client with one session in a step
 // never waits.
-func (cl *Client) head(x, logits []float32) error {
+//
+// r is the session's own request, reused step after step: a decode step
+// allocates nothing here.
+func (cl *Client) head(r *headReq) error {
 	if cl.cfg.HeadWait < 0 {
 		cl.mu.Lock()
 		defer cl.mu.Unlock()
-		return cl.e.Logits(logits, x)
+		return cl.e.Logits(r.logits, r.x)
 	}
-	r := &headReq{x: x, logits: logits, done: make(chan error, 1)}
+	if r.done == nil {
+		r.done = make(chan error, 1)
+	}
 	cl.hmu.Lock()
 	cl.hq = append(cl.hq, r)
 	lead := !cl.leading
@@ -60,8 +65,7 @@ func (cl *Client) head(x, logits []float32) error {
 	if !lead {
 		return <-r.done
 	}
-	timer := time.NewTimer(cl.cfg.HeadWait)
-	defer timer.Stop()
+	var timer *time.Timer // made only if the leader has to wait
 	var batch []*headReq
 	for batch == nil {
 		cl.hmu.Lock()
@@ -71,6 +75,10 @@ func (cl *Client) head(x, logits []float32) error {
 		cl.hmu.Unlock()
 		if batch != nil {
 			break
+		}
+		if timer == nil {
+			timer = time.NewTimer(cl.cfg.HeadWait)
+			defer timer.Stop()
 		}
 		select {
 		case <-cl.headKick:
