@@ -90,7 +90,17 @@ func benchDecode(cmd *cobra.Command, g *globals, f *benchDecodeFlags) error {
 	}
 	x := make([]float32, f.prompt*cfg.Dim)
 	logits := make([]float32, cfg.Vocab)
-	var promptRates, decodeRates []float64
+	var promptRates, decodeRates, bandwidths []float64
+	// With --bandwidth, memory read bandwidth is measured before every run
+	// and after the last, each time for about as long as a run, so that
+	// each run is compared with the bandwidth of the minutes it ran in
+	// (on a shared machine it moves by tens of percent between minutes).
+	var meter *bandwidthMeter
+	if f.bw {
+		meter = newBandwidthMeter(be)
+		defer meter.close()
+	}
+	window := 300 * time.Millisecond
 	if f.profile != "" {
 		pf, err := os.Create(f.profile)
 		if err != nil {
@@ -105,6 +115,9 @@ func benchDecode(cmd *cobra.Command, g *globals, f *benchDecodeFlags) error {
 	for r := 0; r < f.runs; r++ {
 		if err := cmd.Context().Err(); err != nil {
 			return err
+		}
+		if meter != nil {
+			bandwidths = append(bandwidths, meter.measure(window))
 		}
 		cache.Reset()
 		start := time.Now()
@@ -132,7 +145,12 @@ func benchDecode(cmd *cobra.Command, g *globals, f *benchDecodeFlags) error {
 				return err
 			}
 		}
-		decodeRates = append(decodeRates, float64(f.steps)/time.Since(start).Seconds())
+		took := time.Since(start)
+		decodeRates = append(decodeRates, float64(f.steps)/took.Seconds())
+		window = min(max(took, 300*time.Millisecond), 2*time.Second)
+	}
+	if meter != nil {
+		bandwidths = append(bandwidths, meter.measure(window))
 	}
 	bytesPerTok := decodeBytes(w)
 	bestP, bestD := slices.Max(promptRates), slices.Max(decodeRates)
@@ -149,15 +167,47 @@ func benchDecode(cmd *cobra.Command, g *globals, f *benchDecodeFlags) error {
 	kvBytes := int64(meanPos * float64(2*cfg.Layers*cfg.KVDim()*4))
 	fmt.Fprintf(out, "kv cache   %8.1f MB read per decoded token on average (f32, %.0f positions)\n", float64(kvBytes)/1e6, meanPos)
 	if f.bw {
-		gbs := readBandwidth(be)
-		bound := gbs * 1e9 / float64(bytesPerTok)
-		boundKV := gbs * 1e9 / float64(bytesPerTok+kvBytes)
-		fmt.Fprintf(out, "bandwidth  %8.1f GB/s read (measured now); bound %.1f tok/s from the weights alone, %.1f with the KV cache\n",
-			gbs, bound, boundKV)
-		fmt.Fprintf(out, "ratio      decode at %.0f%% of the weights-only bound, %.0f%% of the bound with the KV cache\n",
-			100*bestD/bound, 100*bestD/boundKV)
+		// Run r is held against the mean of the bandwidths measured just
+		// before and just after it; the median of the runs is reported.
+		ratios := make([]float64, len(decodeRates))
+		ratiosKV := make([]float64, len(decodeRates))
+		for r, d := range decodeRates {
+			gbs := (bandwidths[r] + bandwidths[r+1]) / 2 * 1e9
+			ratios[r] = d * float64(bytesPerTok) / gbs
+			ratiosKV[r] = d * float64(bytesPerTok+kvBytes) / gbs
+		}
+		gbs := median(bandwidths)
+		fmt.Fprintf(out, "bandwidth  %8.1f GB/s read (median of %d measurements around the runs, %.1f–%.1f); bound %.1f tok/s from the weights alone, %.1f with the KV cache\n",
+			gbs, len(bandwidths), slices.Min(bandwidths), slices.Max(bandwidths),
+			gbs*1e9/float64(bytesPerTok), gbs*1e9/float64(bytesPerTok+kvBytes))
+		fmt.Fprintf(out, "ratio      decode at %.0f%% of the weights-only bound, %.0f%% of the bound with the KV cache (median of %d runs, each against the bandwidth measured around it; runs: %s)\n",
+			100*median(ratios), 100*median(ratiosKV), len(ratios), percents(ratios))
 	}
 	return nil
+}
+
+// median returns the median of v (the mean of the middle two for an even
+// count). v must not be empty; it is not modified.
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// percents formats ratios as "77%, 79%, 81%".
+func percents(v []float64) string {
+	var s string
+	for i, x := range v {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%.0f%%", 100*x)
+	}
+	return s
 }
 
 // decodeBytes is the weight bytes one decode step reads: every layer's

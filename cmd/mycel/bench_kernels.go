@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -33,6 +34,39 @@ than the caches, and the matrix-matrix products of prompt processing.`,
 
 // readBandwidth measures memory read bandwidth (GB/s) with the same number
 // of threads as be.
+// bandwidthMeter measures the sustained read bandwidth of be's threads
+// (cpu.SustainedBandwidth) again and again, reusing one buffer.
+type bandwidthMeter struct {
+	be    kernels.Backend
+	cpu   *cpu.Backend
+	owned bool
+	buf   []float32
+}
+
+func newBandwidthMeter(be kernels.Backend) *bandwidthMeter {
+	m := &bandwidthMeter{be: be}
+	if c, ok := be.(*cpu.Backend); ok {
+		m.cpu = c
+	} else {
+		m.cpu, m.owned = cpu.New(be.Threads()), true
+	}
+	return m
+}
+
+// measure reads memory for about d and returns GB/s.
+func (m *bandwidthMeter) measure(d time.Duration) float64 {
+	gbs, buf := cpu.SustainedBandwidth(m.cpu, d, m.buf)
+	m.buf = buf
+	return gbs
+}
+
+func (m *bandwidthMeter) close() {
+	m.buf = nil
+	if m.owned {
+		m.cpu.Close()
+	}
+}
+
 func readBandwidth(be kernels.Backend) float64 {
 	if c, ok := be.(*cpu.Backend); ok {
 		return cpu.ReadBandwidth(c)

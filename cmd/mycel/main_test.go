@@ -179,7 +179,13 @@ func TestSynthRuns(t *testing.T) {
 		t.Errorf("stdout %q", out)
 	}
 	out, _, err = mycel(t, "bench", "decode", "-m", p, "-p", "4", "-n", "4", "--runs", "1", "--bandwidth=false")
-	if err != nil || !strings.Contains(out, "decode") {
+	if err != nil || !strings.Contains(out, "decode") || strings.Contains(out, "bandwidth") {
+		t.Errorf("bench decode --bandwidth=false: %v\n%s", err, out)
+	}
+	// With the bandwidth: measured before and after the one run, and the
+	// run's ratio against their mean.
+	out, _, err = mycel(t, "bench", "decode", "-m", p, "-p", "4", "-n", "4", "--runs", "1")
+	if err != nil || !strings.Contains(out, "median of 2 measurements around the runs") || !strings.Contains(out, "(median of 1 runs") {
 		t.Errorf("bench decode: %v\n%s", err, out)
 	}
 }

@@ -138,6 +138,29 @@ func ReadBandwidth(b *Backend) float64 {
 	return gbs
 }
 
+// SustainedBandwidth measures how fast b's threads read memory over at
+// least d, in GB/s: the bytes of back-to-back sums over a 256 MB buffer
+// divided by their whole time. Where ReadBandwidth keeps the fastest pass
+// (a few milliseconds), this is an average over a window as long as a
+// decode run, the fair baseline for a decode rate averaged over that run.
+// buf may be nil, or a buffer from an earlier call to reuse.
+func SustainedBandwidth(b *Backend, d time.Duration, buf []float32) (gbs float64, reuse []float32) {
+	if len(buf) != 64<<20 {
+		buf = make([]float32, 64<<20)
+		for i := range buf {
+			buf[i] = 1
+		}
+		readAll(b, buf) // fault the pages in
+	}
+	var bytes float64
+	start := time.Now()
+	for time.Since(start) < d || bytes == 0 {
+		readAll(b, buf)
+		bytes += float64(len(buf) * 4)
+	}
+	return bytes / float64(time.Since(start).Nanoseconds()), buf
+}
+
 func readBandwidth(b *Backend) (gbs, ns float64) {
 	buf := make([]float32, 64<<20) // 256 MB
 	for i := range buf {

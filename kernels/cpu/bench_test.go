@@ -2,7 +2,9 @@ package cpu
 
 import (
 	"fmt"
+	"math"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/mycel-net/mycel/kernels"
@@ -27,6 +29,31 @@ func BenchmarkBandwidth(b *testing.B) {
 		readAll(be, buf)
 	}
 	b.ReportMetric(float64(len(buf)*4)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+}
+
+// TestSustainedBandwidth checks that the sustained read bandwidth is a
+// plausible rate, measured over at least the window asked for, and that
+// the buffer is reused.
+func TestSustainedBandwidth(t *testing.T) {
+	be := New(2)
+	defer be.Close()
+	start := time.Now()
+	gbs, buf := SustainedBandwidth(be, 50*time.Millisecond, nil)
+	if took := time.Since(start); took < 50*time.Millisecond {
+		t.Errorf("measured for %s, asked for at least 50ms", took)
+	}
+	// A 256 MB read rate below 0.1 GB/s or above 10 TB/s is a broken
+	// measurement, not a machine.
+	if math.IsNaN(gbs) || gbs < 0.1 || gbs > 10000 {
+		t.Errorf("bandwidth %v GB/s", gbs)
+	}
+	gbs2, buf2 := SustainedBandwidth(be, time.Millisecond, buf)
+	if &buf2[0] != &buf[0] {
+		t.Error("the buffer was not reused")
+	}
+	if gbs2 < 0.1 || gbs2 > 10000 {
+		t.Errorf("second measurement %v GB/s", gbs2)
+	}
 }
 
 // BenchmarkBandwidthMatVec runs the f32 matvec over a 512 MB matrix.
