@@ -17,6 +17,14 @@ const (
 	// ProtocolPrefix. It is the only bitswap version Mycel speaks.
 	BitswapProtocol protocol.ID = ProtocolPrefix + bitswapSuffix
 
+	// BlocksProtocol streams blocks between peers: a client keeps a
+	// stream per peer and sends requests on it, HAVE (which of these CIDs
+	// do you have?) and GET (send me these blocks), each answered in
+	// order; many blocks travel on one stream, without a message per
+	// block (package p2p/blocks). Bitswap stays for discovery and as the
+	// fallback.
+	BlocksProtocol protocol.ID = ProtocolPrefix + "/blocks/1"
+
 	// InferProtocol is the inference session with a server for a span of
 	// a model's layers (package swarm): hidden states in, hidden states
 	// out, the KV cache kept on the server per session.

@@ -87,6 +87,16 @@ type ExchangeOption func(*exchangeConfig) error
 type exchangeConfig struct {
 	stall, provide, find, provDelay time.Duration
 	maxOutstanding                  int // bytes we queue for one peer at a time
+	noBulk                          bool
+}
+
+// NoBulk turns BlocksProtocol off: the exchange neither serves nor fetches
+// blocks over it and speaks bitswap only.
+func NoBulk() ExchangeOption {
+	return func(c *exchangeConfig) error {
+		c.noBulk = true
+		return nil
+	}
 }
 
 // StallTimeout is how long a fetch waits without receiving any block before
@@ -138,8 +148,9 @@ func ProviderSearchDelay(d time.Duration) ExchangeOption {
 }
 
 // Exchange fetches blocks from peers into a Store and serves the Store's
-// blocks to peers, over bitswap (BitswapProtocol). It finds providers through
-// content routing (the DHT) and announces blocks there.
+// blocks to peers, over BlocksProtocol (many blocks on one stream, from
+// connected peers) and bitswap (BitswapProtocol). It finds providers
+// through content routing (the DHT) and announces blocks there.
 //
 // The Exchange does not own the host, the routing or the store: close it
 // before them.
@@ -149,6 +160,9 @@ type Exchange struct {
 	store *Store
 	bs    *bitswap.Bitswap
 	cfg   exchangeConfig
+
+	bulk   *bulkClient // nil with NoBulk
+	server *bulkServer // nil with NoBulk
 
 	ctx    context.Context // cancelled by Close; ends every fetch
 	cancel context.CancelFunc
@@ -160,7 +174,8 @@ type Exchange struct {
 	closeErr  error
 }
 
-// NewExchange starts bitswap on h, serving and filling store. r finds and
+// NewExchange starts bitswap and BlocksProtocol on h, serving and filling
+// store. r finds and
 // announces providers; it may be nil, and then only connected peers are
 // asked and Provide and FindProviders fail.
 func NewExchange(h host.Host, r routing.ContentRouting, store *Store, opts ...ExchangeOption) (*Exchange, error) {
@@ -217,6 +232,11 @@ func NewExchange(h host.Host, r routing.ContentRouting, store *Store, opts ...Ex
 		bitswap.WithTargetMessageSize(messageTarget),
 		bitswap.WithWantHaveReplaceSize(smallBlock),
 	)
+	if !cfg.noBulk {
+		e.bulk = newBulkClient(h)
+		e.server = newBulkServer(e.ctx, store)
+		h.SetStreamHandler(p2p.BlocksProtocol, e.server.handle)
+	}
 	return e, nil
 }
 
@@ -232,9 +252,11 @@ func (e *Exchange) track() bool {
 }
 
 // Fetch gets the blocks for cids: from the store when it has them (verified),
-// else from peers over one bitswap session, which asks all peers that have
-// the blocks in parallel. Every fetched block is stored before it is
-// delivered.
+// else from peers: first from the connected peers that speak
+// BlocksProtocol and have them, streamed, then whatever they did not
+// deliver over one bitswap session, which also looks for providers on the
+// DHT and asks all peers that have the blocks in parallel. Every fetched
+// block is checked against its CID and stored before it is delivered.
 //
 // The channel gets exactly one Result per CID in cids, in the order the
 // blocks arrive, and is then closed. It is buffered for all of them, so the
@@ -338,6 +360,27 @@ func (e *Exchange) fetch(ctx context.Context, sess exchange.Fetcher, cids []cid.
 	if len(missing) == 0 {
 		return
 	}
+	var (
+		mu      sync.Mutex // guards emit (and count) and failure
+		failure func(cid.Cid) error
+	)
+	sharedEmit := func(r Result) {
+		mu.Lock()
+		emit(r)
+		mu.Unlock()
+	}
+	if e.bulk != nil {
+		if missing = e.bulkFetch(ctx, missing, sharedEmit); len(missing) == 0 {
+			return
+		}
+		if ctx.Err() != nil {
+			fail := e.stopReason(ctx)
+			for _, c := range missing {
+				emit(Result{Block: Block{CID: c}, Err: fail(c)})
+			}
+			return
+		}
+	}
 
 	if sess == nil {
 		sess = e.bs.NewSession(ctx)
@@ -348,16 +391,9 @@ func (e *Exchange) fetch(ctx context.Context, sess exchange.Fetcher, cids []cid.
 	wctx, stopWindows := context.WithCancel(ctx)
 	defer stopWindows()
 	var (
-		mu      sync.Mutex // guards emit (and count) and failure
-		failure func(cid.Cid) error
 		running sync.WaitGroup
 		slots   = make(chan struct{}, parallelWindows)
 	)
-	sharedEmit := func(r Result) {
-		mu.Lock()
-		emit(r)
-		mu.Unlock()
-	}
 	for len(missing) > 0 {
 		n := min(windowSize, len(missing))
 		window := missing[:n]
@@ -622,7 +658,8 @@ func (e *Exchange) FindProviders(ctx context.Context, c cid.Cid, max int) ([]pee
 	return out, nil
 }
 
-// Stats are counters of the block exchange since it started.
+// Stats are counters of the block exchange since it started, bitswap and
+// BlocksProtocol together.
 type Stats struct {
 	BlocksReceived, BlocksSent uint64
 	DataReceived, DataSent     uint64
@@ -636,14 +673,21 @@ func (e *Exchange) Stats() (Stats, error) {
 	if err != nil {
 		return Stats{}, fmt.Errorf("blocks: bitswap stats: %w", err)
 	}
-	return Stats{
+	out := Stats{
 		BlocksReceived:    st.BlocksReceived,
 		BlocksSent:        st.BlocksSent,
 		DataReceived:      st.DataReceived,
 		DataSent:          st.DataSent,
 		DupBlocksReceived: st.DupBlksReceived,
 		Peers:             len(st.Peers),
-	}, nil
+	}
+	if e.bulk != nil {
+		out.BlocksReceived += e.bulk.blocksReceived.Load()
+		out.DataReceived += e.bulk.dataReceived.Load()
+		out.BlocksSent += e.server.blocksSent.Load()
+		out.DataSent += e.server.dataSent.Load()
+	}
+	return out, nil
 }
 
 // Close ends every running fetch (their remaining CIDs fail with ErrClosed),
@@ -656,8 +700,15 @@ func (e *Exchange) Close() error {
 		// The host outlives the exchange: stop it handing streams to a
 		// closed bitswap.
 		e.h.RemoveStreamHandler(p2p.BitswapProtocol)
+		if e.server != nil {
+			e.h.RemoveStreamHandler(p2p.BlocksProtocol)
+		}
 		e.cancel()
 		e.wg.Wait()
+		if e.server != nil {
+			e.server.close()
+			e.bulk.close()
+		}
 		if err := e.bs.Close(); err != nil {
 			e.closeErr = fmt.Errorf("blocks: close bitswap: %w", err)
 		}

@@ -326,6 +326,17 @@ func (s *Store) GetSize(ctx context.Context, c cid.Cid) (int, error) {
 // missing block is ErrNotFound; a block whose bytes changed on disk is
 // deleted and reported as ErrCorrupt.
 func (s *Store) Get(ctx context.Context, c cid.Cid) (Block, error) {
+	data, err := s.getInto(c, nil)
+	if err != nil {
+		return Block{}, err
+	}
+	return Block{CID: c, Data: data}, nil
+}
+
+// getInto is Get reading into buf, which it uses when it is large enough
+// and grows otherwise; it returns the block's bytes. A server that sends
+// one block after another reuses one buffer this way.
+func (s *Store) getInto(c cid.Cid, buf []byte) ([]byte, error) {
 	s.files.RLock()
 	l, ok, err := s.lookup(c)
 	if err != nil || !ok {
@@ -333,15 +344,20 @@ func (s *Store) Get(ctx context.Context, c cid.Cid) (Block, error) {
 		if err == nil {
 			err = fmt.Errorf("%w: %s not in store", ErrNotFound, c)
 		}
-		return Block{}, err
+		return nil, err
 	}
-	data := make([]byte, l.size)
+	var data []byte
+	if cap(buf) >= l.size {
+		data = buf[:l.size]
+	} else {
+		data = make([]byte, l.size)
+	}
 	_, err = l.p.f.ReadAt(data, l.data)
 	s.files.RUnlock()
 	if errors.Is(err, io.EOF) {
 		err = fmt.Errorf("%w: %s: the pack ends inside the block", ErrCorrupt, c)
 	} else if err != nil {
-		return Block{}, fmt.Errorf("blocks: read %s: %w", c, err)
+		return nil, fmt.Errorf("blocks: read %s: %w", c, err)
 	}
 	if err == nil && dataSum(data) != l.sum {
 		err = fmt.Errorf("%w: %s: its data changed on disk", ErrCorrupt, c)
@@ -353,9 +369,9 @@ func (s *Store) Get(ctx context.Context, c cid.Cid) (Block, error) {
 				err = errors.Join(err, derr)
 			}
 		}
-		return Block{}, err
+		return nil, err
 	}
-	return Block{CID: c, Data: data}, nil
+	return data, nil
 }
 
 // Put verifies b and stores it. A block already present is not written
