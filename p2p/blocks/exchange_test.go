@@ -40,6 +40,7 @@ type nodeConfig struct {
 	dataDir string    // persistent identity, DHT and blocks; "" for a temp store and memory DHT
 	mock    host.Host // run on this mocknet host instead of loopback TCP
 	stall   time.Duration
+	noBulk  bool // bitswap only
 }
 
 func newNode(t testing.TB, cfg nodeConfig) *node {
@@ -67,7 +68,11 @@ func newNode(t testing.TB, cfg nodeConfig) *node {
 	if cfg.stall == 0 {
 		cfg.stall = 10 * time.Second
 	}
-	ex, err := NewExchange(h.Libp2p(), h.Routing(), s, StallTimeout(cfg.stall), ProviderSearchDelay(50*time.Millisecond))
+	xopts := []ExchangeOption{StallTimeout(cfg.stall), ProviderSearchDelay(50 * time.Millisecond)}
+	if cfg.noBulk {
+		xopts = append(xopts, NoBulk())
+	}
+	ex, err := NewExchange(h.Libp2p(), h.Routing(), s, xopts...)
 	if err != nil {
 		t.Fatalf("NewExchange: %v", err)
 	}
@@ -185,9 +190,22 @@ func TestFindThroughDHTAndFetch(t *testing.T) {
 	}
 }
 
+// exchangeModes are the two ways a fetch can go: over BlocksProtocol
+// first, or over bitswap alone.
+var exchangeModes = []struct {
+	name   string
+	noBulk bool
+}{{"bulk", false}, {"bitswap", true}}
+
 // TestProviderLeavesMidFetch: C fetches from A and B, which hold the same
 // blocks; A vanishes after the first block; the fetch completes from B.
 func TestProviderLeavesMidFetch(t *testing.T) {
+	for _, mode := range exchangeModes {
+		t.Run(mode.name, func(t *testing.T) { testProviderLeavesMidFetch(t, mode.noBulk) })
+	}
+}
+
+func testProviderLeavesMidFetch(t *testing.T, noBulk bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	mn := mocknet.New()
@@ -200,7 +218,7 @@ func TestProviderLeavesMidFetch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		nodes = append(nodes, newNode(t, nodeConfig{mock: mh}))
+		nodes = append(nodes, newNode(t, nodeConfig{mock: mh, noBulk: noBulk}))
 	}
 	if err := mn.LinkAll(); err != nil {
 		t.Fatal(err)
@@ -451,14 +469,24 @@ func TestRestartKeepsIdentityAndBlocks(t *testing.T) {
 
 // TestFetchIntoFullStore: blocks that do not fit fail with ErrStoreFull.
 func TestFetchIntoFullStore(t *testing.T) {
+	for _, mode := range exchangeModes {
+		t.Run(mode.name, func(t *testing.T) { testFetchIntoFullStore(t, mode.noBulk) })
+	}
+}
+
+func testFetchIntoFullStore(t *testing.T, noBulk bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	a := newNode(t, nodeConfig{})
-	b := newNode(t, nodeConfig{})
+	a := newNode(t, nodeConfig{noBulk: noBulk})
+	b := newNode(t, nodeConfig{noBulk: noBulk})
 	// Swap in a small store for b (its exchange is rebuilt on it).
 	b.ex.Close()
 	small := openTestStore(t, t.TempDir(), Cap(ChunkSize+ChunkSize/2))
-	ex, err := NewExchange(b.host.Libp2p(), b.host.Routing(), small, StallTimeout(5*time.Second))
+	opts := []ExchangeOption{StallTimeout(5 * time.Second)}
+	if noBulk {
+		opts = append(opts, NoBulk())
+	}
+	ex, err := NewExchange(b.host.Libp2p(), b.host.Routing(), small, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,9 +545,15 @@ func TestProvideWaitsForRoutingTable(t *testing.T) {
 // get whole, verified, stored blocks, with odd sizes (two blocks share a
 // bitswap message) and a CID already local among them.
 func TestSessionFetchesInSteps(t *testing.T) {
+	for _, mode := range exchangeModes {
+		t.Run(mode.name, func(t *testing.T) { testSessionFetchesInSteps(t, mode.noBulk) })
+	}
+}
+
+func testSessionFetchesInSteps(t *testing.T, noBulk bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	a, c := newNode(t, nodeConfig{}), newNode(t, nodeConfig{})
+	a, c := newNode(t, nodeConfig{noBulk: noBulk}), newNode(t, nodeConfig{noBulk: noBulk})
 	data := randBytes(80, 5*ChunkSize+12345)
 	cids := importData(t, a, data)
 	small := NewBlock(randBytes(81, 777))
@@ -549,17 +583,17 @@ func TestSessionFetchesInSteps(t *testing.T) {
 	}
 }
 
-// TestFetchInParallelWindows: a fetch of many more CIDs than a window, with
-// repeats, gets each block once per time it was asked for; a CID nobody
-// has fails the whole fetch's remainder in time, and every CID gets exactly
-// one result.
+// TestFetchInParallelWindows: a bitswap fetch of many more CIDs than a
+// window, with repeats, gets each block once per time it was asked for; a
+// CID nobody has fails the whole fetch's remainder in time, and every CID
+// gets exactly one result.
 func TestFetchInParallelWindows(t *testing.T) {
 	defer func(n int) { windowSize = n }(windowSize)
 	windowSize = 3
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a := newNode(t, nodeConfig{})
-	c := newNode(t, nodeConfig{stall: time.Second})
+	c := newNode(t, nodeConfig{stall: time.Second, noBulk: true})
 	var want []Block
 	for i := range 20 {
 		b := NewBlock(randBytes(uint64(200+i), 1000+i))
