@@ -34,6 +34,10 @@ const (
 	// a peer before it gives the peer's blocks to others (the exchange's
 	// stall timeout, if shorter, is used instead).
 	bulkMaxStall = 10 * time.Second
+	// bulkHaveTimeout bounds the wait for a HAVE answer (one round trip),
+	// so that a peer that does not answer holds back the CIDs nobody else
+	// has, on their way to bitswap, for no longer than this.
+	bulkHaveTimeout = 2 * time.Second
 	// bulkPoolIdle is how long an unused stream is kept for the next
 	// fetch from the same peer (the server closes idle streams after
 	// bulkServerIdle), and bulkPoolPerPeer how many are kept per peer.
@@ -321,12 +325,13 @@ func (f *bulkFetch) runPeer(ctx context.Context, id peer.ID, arrivals chan<- arr
 func (f *bulkFetch) have(ctx context.Context, id peer.ID) (*bulkConn, []bool, error) {
 	bc := f.e.bulk
 	for {
-		conn, err := bc.open(ctx, id, f.stall)
+		conn, err := bc.open(ctx, id, min(f.stall, bulkHaveTimeout))
 		if err != nil {
 			return nil, nil, err
 		}
 		has, err := f.askHave(ctx, conn)
 		if err == nil {
+			conn.sr.stall = f.stall
 			return conn, has, nil
 		}
 		bc.discard(conn)

@@ -26,7 +26,7 @@
 // Every block is checked against its CID before it is written, and reads
 // trust nothing on disk: Get checks the data it read against the CRC-32C
 // written with it, and a block that fails (bit rot, a tampered file) is
-// deleted and reported as ErrCorrupt. Bitswap serves peers through the same
+// deleted and reported as ErrCorrupt. Both exchange protocols serve peers through the same
 // path, so a node never sends a block the disk damaged, and the receiving
 // peer checks every block against its CID anyway.
 //
@@ -40,21 +40,55 @@
 //
 // # Exchange
 //
-// Exchange runs bitswap 1.2 (BitswapProtocol) over the node's host with the
-// Store as its blockstore. A Fetch opens one bitswap session for its CIDs:
-// the session first asks the connected peers whether they have the blocks,
-// and after ProviderSearchDelay also looks up providers on the DHT and dials
-// them. Wants are then spread over every peer that has the blocks, so a
-// large fetch pulls from many providers in parallel, and when a provider
+// Exchange moves blocks between nodes over two protocols. A Fetch first
+// serves what the Store has, then asks the connected peers that speak
+// BlocksProtocol (/mycel/blocks/1) for the rest, and gives what they did
+// not deliver to bitswap 1.2 (BitswapProtocol), which also finds providers
+// on the DHT. NoBulk turns the first protocol off.
+//
+// BlocksProtocol streams many blocks on one stream per peer: a request is
+// an op (HAVE or GET) and up to 1024 CIDs, and the server answers each
+// request in order on the same stream (a bitmap for HAVE; for GET, each
+// block's length and bytes, or "missing"). A fetch asks up to 16 peers
+// which CIDs they have (HAVE), each on a stream that the client keeps for
+// later fetches, and starts a worker per peer as soon as its answer comes.
+// The workers take batches of the CIDs their peer has from the front of a
+// shared queue (16 per GET, fewer for small fetches, so that every peer
+// gets a share) and keep two GETs outstanding, so that the peer always has
+// the next request waiting when it finishes an answer; faster peers thus
+// take more. A worker reads each block straight into the buffer that
+// becomes Block.Data and hands it to the writers: goroutines beside the
+// readers that hash the block against its CID (once; the Store then writes
+// it without hashing again), store it, announce it to local bitswap so
+// that peers waiting for it are served, and deliver it, so that reading a
+// stream never waits on hashing or on the disk. A block that does not
+// match its CID drops its peer from the fetch; a peer whose stream breaks,
+// or that sends nothing for the stall timeout (at most 10 s), is dropped
+// too; either way the CIDs it still owed go back to the queue for the
+// others. A worker whose peer has nothing queued waits while CIDs it has
+// are still with other peers, in case they come back. When every worker is
+// done, the CIDs not delivered go to bitswap, so a fetch keeps every
+// guarantee below: stall timeout, NotFoundError, cancellation, ErrClosed.
+// The server reads blocks from the Store into a reused buffer (checked
+// against their CRC-32C, never re-hashed) and writes through a buffered
+// writer; it limits each peer to 8 streams, answers at most 16 requests at
+// once over all peers, and closes streams idle for 2 minutes.
+//
+// Over bitswap, a Fetch opens one session for its CIDs: the session first
+// asks the connected peers whether they have the blocks, and after
+// ProviderSearchDelay also looks up providers on the DHT and dials them.
+// Wants are then spread over every peer that has the blocks, so a large
+// fetch pulls from many providers in parallel, and when a provider
 // disconnects its wants move to the others. A received block is verified by
 // bitswap itself (it derives the CID from the bytes, so a peer sending the
 // wrong bytes sends an unwanted block, which is dropped), stored, announced
 // to local bitswap so that peers waiting for it are served, and delivered.
 //
-// A peer that lies costs time, not correctness: its wrong bytes are dropped,
-// bitswap takes its silence on the wanted block for a DONT_HAVE after a
-// timeout (at most about 7 s), and a stuck session asks every connected peer
-// and the DHT again every 5 s. Liars are not yet banned.
+// A peer that lies costs time, not correctness: over bitswap its wrong
+// bytes are dropped, bitswap takes its silence on the wanted block for a
+// DONT_HAVE after a timeout (at most about 7 s), and a stuck session asks
+// every connected peer and the DHT again every 5 s. Liars are not yet
+// banned beyond the fetch that caught them.
 //
 // Received blocks are written by a few writer goroutines beside the loop
 // that takes them from bitswap, so that the network never waits on the disk.
@@ -68,9 +102,10 @@
 //
 // Every fetch ends: a CID for which no block arrives within the stall
 // timeout fails with a NotFoundError ("not found in 30s"); the caller's
-// context and Close end it early. A fetch asks for its CIDs in windows of
-// 256, two windows at a time (so that one keeps the peers busy while the
-// other drains), below the 1024 wants a bitswap server keeps per peer.
+// context and Close end it early. A bitswap fetch asks for its CIDs in
+// windows of 256, two windows at a time (so that one keeps the peers busy
+// while the other drains), below the 1024 wants a bitswap server keeps per
+// peer.
 //
 // Provide announces CIDs on the DHT, retrying with backoff while the routing
 // table is still empty. A session searches the DHT for providers of the
