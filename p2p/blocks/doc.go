@@ -26,9 +26,9 @@
 // Every block is checked against its CID before it is written, and reads
 // trust nothing on disk: Get checks the data it read against the CRC-32C
 // written with it, and a block that fails (bit rot, a tampered file) is
-// deleted and reported as ErrCorrupt. Both exchange protocols serve peers through the same
-// path, so a node never sends a block the disk damaged, and the receiving
-// peer checks every block against its CID anyway.
+// deleted and reported as ErrCorrupt. Both exchange protocols serve peers
+// through the same path, so a node never sends a block the disk damaged,
+// and the receiving peer checks every block against its CID anyway.
 //
 // Writes do not wait for the disk. Sync (and Close) flush the packs and
 // record how far each is safe; after a crash, OpenStore re-checks every
