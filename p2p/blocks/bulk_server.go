@@ -71,9 +71,9 @@ func newBulkServer(ctx context.Context, store *Store) *bulkServer {
 func (sv *bulkServer) handle(s network.Stream) {
 	p := s.Conn().RemotePeer()
 	sv.mu.Lock()
-	if sv.closed || sv.perPeer[p] >= bulkStreamsPerPeer {
+	if open := sv.perPeer[p]; sv.closed || open >= bulkStreamsPerPeer {
 		sv.mu.Unlock()
-		log.Debug("refusing a blocks stream", "peer", p, "open", sv.perPeer[p])
+		log.Debug("refusing a blocks stream", "peer", p, "open", open)
 		s.Reset()
 		return
 	}

@@ -403,3 +403,56 @@ func TestBulkCancelAndClose(t *testing.T) {
 		}
 	}
 }
+
+// TestBulkServerLimitsStreams: a peer gets at most bulkStreamsPerPeer
+// streams at once; the next one is reset, and a slot freed is usable.
+func TestBulkServerLimitsStreams(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a, c := newNode(t, nodeConfig{}), newNode(t, nodeConfig{})
+	connect(t, ctx, c, a)
+	ask := []cid.Cid{NewBlock([]byte("x")).CID}
+	try := func() (network.Stream, error) {
+		s, err := c.host.Libp2p().NewStream(ctx, a.host.ID(), p2p.BlocksProtocol)
+		if err != nil {
+			return nil, err
+		}
+		s.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := s.Write(appendRequest(nil, opHave, ask)); err != nil {
+			s.Reset()
+			return nil, err
+		}
+		if err := readHave(bufio.NewReader(s), make([]bool, 1)); err != nil {
+			s.Reset()
+			return nil, err
+		}
+		return s, nil
+	}
+	var open []network.Stream
+	for i := range bulkStreamsPerPeer {
+		s, err := try()
+		if err != nil {
+			t.Fatalf("stream %d: %v", i+1, err)
+		}
+		open = append(open, s)
+	}
+	if s, err := try(); err == nil {
+		s.Reset()
+		t.Fatalf("stream %d was served", bulkStreamsPerPeer+1)
+	}
+	open[0].Close()
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var s network.Stream
+		if s, err = try(); err == nil {
+			s.Close()
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("no stream after one closed: %v", err)
+	}
+	for _, s := range open[1:] {
+		s.Close()
+	}
+}
