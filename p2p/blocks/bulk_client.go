@@ -320,8 +320,9 @@ func (f *bulkFetch) runPeer(ctx context.Context, id peer.ID, arrivals chan<- arr
 	f.work(ctx, p, conn, arrivals)
 }
 
-// have asks id which of the fetch's CIDs it has. A pooled stream that
-// fails (the server closed it meanwhile) is replaced by a new one, once.
+// have asks id which of the fetch's CIDs it has. A pooled stream
+// that fails (the server closed it meanwhile) is replaced by another; a
+// new one that fails ends the attempt.
 func (f *bulkFetch) have(ctx context.Context, id peer.ID) (*bulkConn, []bool, error) {
 	bc := f.e.bulk
 	for {
