@@ -282,13 +282,15 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 	)
 	defer syncs.Wait()
 	last := time.Now()
-	for r := range sess.Fetch(ctx, missing) {
+	// The chunks are only stored (Download), not handed over: the exchange
+	// reuses its buffers instead of allocating one per chunk.
+	for r := range sess.Download(ctx, missing) {
 		if r.Err != nil {
 			return fmt.Errorf("pull %s: %w", root, r.Err)
 		}
 		p.DoneBlocks++
-		p.DoneBytes = min(p.DoneBytes+int64(len(r.Data)), total)
-		if sinceSync += int64(len(r.Data)); sinceSync >= pullSyncEvery && syncing.CompareAndSwap(false, true) {
+		p.DoneBytes = min(p.DoneBytes+int64(r.Size), total)
+		if sinceSync += int64(r.Size); sinceSync >= pullSyncEvery && syncing.CompareAndSwap(false, true) {
 			sinceSync = 0
 			syncs.Go(func() {
 				defer syncing.Store(false)

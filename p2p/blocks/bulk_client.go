@@ -227,6 +227,7 @@ type bulkFetch struct {
 	e     *Exchange
 	cids  []cid.Cid
 	emit  func(Result)
+	keep  bool // deliver the data (Fetch), or only store it (Download)
 	stall time.Duration
 	batch int // CIDs per GET
 
@@ -255,14 +256,15 @@ type arrival struct {
 
 // bulkFetch fetches cids (no repeats, none in the store) from connected
 // peers over BlocksProtocol, emitting a Result for each block it stores
-// (or fails to store), and returns the CIDs no peer delivered.
-func (e *Exchange) bulkFetch(ctx context.Context, cids []cid.Cid, emit func(Result)) []cid.Cid {
+// (or fails to store), and returns the CIDs no peer delivered. Without
+// keep, the Results carry no data and the block buffers are reused.
+func (e *Exchange) bulkFetch(ctx context.Context, cids []cid.Cid, keep bool, emit func(Result)) []cid.Cid {
 	peers := e.bulk.candidates()
 	if len(peers) == 0 {
 		return cids
 	}
 	f := &bulkFetch{
-		e: e, cids: cids, emit: emit,
+		e: e, cids: cids, emit: emit, keep: keep,
 		stall: min(e.cfg.stall, bulkMaxStall),
 		// Small fetches are cut finer, so that every peer gets a share.
 		batch:   max(1, min(bulkBatch, len(cids)/(bulkPipeline*len(peers)))),
@@ -423,9 +425,18 @@ func (f *bulkFetch) readGet(ctx context.Context, p *bulkPeer, conn *bulkConn, ba
 			f.mu.Unlock()
 			continue
 		}
-		// The block is read straight into the buffer it is delivered in.
-		data := make([]byte, size)
+		// The block is read straight into the buffer it is delivered in
+		// (or, for a Download, into one that is reused once it is stored).
+		var data []byte
+		if f.keep {
+			data = make([]byte, size)
+		} else {
+			data = getBlockBuf(size)
+		}
 		if _, err := io.ReadFull(conn.br, data); err != nil {
+			if !f.keep {
+				putBlockBuf(data)
+			}
 			return k, fmt.Errorf("blocks: GET %s from %s: %w", f.cids[i], p.id, noEOF(err))
 		}
 		bc.blocksReceived.Add(1)
@@ -433,6 +444,9 @@ func (f *bulkFetch) readGet(ctx context.Context, p *bulkPeer, conn *bulkConn, ba
 		select {
 		case arrivals <- arrival{b: Block{CID: f.cids[i], Data: data}, i: i, p: p}:
 		case <-ctx.Done():
+			if !f.keep {
+				putBlockBuf(data)
+			}
 			return k, ctx.Err()
 		}
 	}
@@ -442,6 +456,11 @@ func (f *bulkFetch) readGet(ctx context.Context, p *bulkPeer, conn *bulkConn, ba
 // deliver checks a block against its CID, stores it and emits it. A block
 // that does not match drops its peer from the fetch.
 func (f *bulkFetch) deliver(ctx context.Context, a arrival) {
+	if !f.keep {
+		// The store and bitswap's server keep no reference to the data
+		// once their calls return.
+		defer putBlockBuf(a.b.Data)
+	}
 	if err := a.b.Verify(); err != nil {
 		log.Warn("peer sent a block that does not match its CID; asking others", "peer", a.p.id, "cid", a.b.CID, "err", err)
 		f.mu.Lock()
@@ -459,7 +478,7 @@ func (f *bulkFetch) deliver(ctx context.Context, a arrival) {
 			log.Debug("announce fetched block", "cid", a.b.CID, "err", err)
 		}
 	}
-	f.emit(Result{Block: a.b, Err: perr})
+	f.emit(result(a.b, f.keep, perr))
 	f.mu.Lock()
 	f.done(a.i)
 	f.mu.Unlock()

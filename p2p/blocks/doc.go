@@ -69,6 +69,10 @@
 // are still with other peers, in case they come back. When every worker is
 // done, the CIDs not delivered go to bitswap, so a fetch keeps every
 // guarantee below: stall timeout, NotFoundError, cancellation, ErrClosed.
+// Session.Download is a fetch whose caller wants the blocks stored, not
+// handed over (a model pull): its Results carry sizes, not data, so the
+// block buffers are reused from one block to the next.
+//
 // The server reads blocks from the Store into a reused buffer (checked
 // against their CRC-32C, never re-hashed) and writes through a buffered
 // writer; it limits each peer to 8 streams, answers at most 16 requests at

@@ -78,7 +78,10 @@ func (e *NotFoundError) Unwrap() error { return ErrNotFound }
 // Block.CID still set to the CID it is about).
 type Result struct {
 	Block
-	Err error
+	// Size is the length of the block's data; a Download sets it and
+	// leaves Data nil.
+	Size int
+	Err  error
 }
 
 // ExchangeOption configures NewExchange.
@@ -265,7 +268,7 @@ func (e *Exchange) track() bool {
 // closes, the CIDs still missing fail with an error wrapping ErrNotFound and
 // ctx.Err() (or ErrClosed).
 func (e *Exchange) Fetch(ctx context.Context, cids []cid.Cid) <-chan Result {
-	return e.fetchIn(ctx, nil, cids)
+	return e.fetchIn(ctx, nil, cids, true)
 }
 
 // Session is a series of fetches that share one bitswap session: the
@@ -289,7 +292,16 @@ func (e *Exchange) NewSession(ctx context.Context) *Session {
 
 // Fetch is Exchange.Fetch within the session.
 func (s *Session) Fetch(ctx context.Context, cids []cid.Cid) <-chan Result {
-	return s.e.fetchIn(ctx, s.sess, cids)
+	return s.e.fetchIn(ctx, s.sess, cids, true)
+}
+
+// Download is Fetch for blocks that the caller wants in the store rather
+// than in hand: each Result has the CID and the Size of the block but no
+// Data. The exchange then reuses its buffers from one block to the next
+// instead of allocating one per block, and a block already in the store is
+// checked (against the checksum written with it) but not kept.
+func (s *Session) Download(ctx context.Context, cids []cid.Cid) <-chan Result {
+	return s.e.fetchIn(ctx, s.sess, cids, false)
 }
 
 // GetBlocks is Exchange.GetBlocks within the session.
@@ -304,7 +316,8 @@ func (s *Session) Get(ctx context.Context, c cid.Cid) (Block, error) {
 }
 
 // fetchIn runs a Fetch in sess, or in a session of its own if sess is nil.
-func (e *Exchange) fetchIn(ctx context.Context, sess exchange.Fetcher, cids []cid.Cid) <-chan Result {
+// Without keep, it is a Download.
+func (e *Exchange) fetchIn(ctx context.Context, sess exchange.Fetcher, cids []cid.Cid, keep bool) <-chan Result {
 	out := make(chan Result, len(cids))
 	if !e.track() {
 		for _, c := range cids {
@@ -316,12 +329,12 @@ func (e *Exchange) fetchIn(ctx context.Context, sess exchange.Fetcher, cids []ci
 	go func() {
 		defer e.wg.Done()
 		defer close(out)
-		e.fetch(ctx, sess, cids, out)
+		e.fetch(ctx, sess, cids, keep, out)
 	}()
 	return out
 }
 
-func (e *Exchange) fetch(ctx context.Context, sess exchange.Fetcher, cids []cid.Cid, out chan<- Result) {
+func (e *Exchange) fetch(ctx context.Context, sess exchange.Fetcher, cids []cid.Cid, keep bool, out chan<- Result) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(e.ctx, cancel)
@@ -344,10 +357,21 @@ func (e *Exchange) fetch(ctx context.Context, sess exchange.Fetcher, cids []cid.
 		if _, owed := count[c]; !owed {
 			continue // a repeat already answered
 		}
-		b, err := e.store.Get(ctx, c)
+		var (
+			b   Block
+			err error
+			buf []byte
+		)
+		if keep {
+			b, err = e.store.Get(ctx, c)
+		} else {
+			buf = getBlockBuf(ChunkSize)
+			b.CID = c
+			b.Data, err = e.store.getInto(c, buf)
+		}
 		switch {
 		case err == nil:
-			emit(Result{Block: b})
+			emit(result(b, keep, nil))
 		case errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):
 			if !isMissing[c] {
 				isMissing[c] = true
@@ -355,6 +379,9 @@ func (e *Exchange) fetch(ctx context.Context, sess exchange.Fetcher, cids []cid.
 			}
 		default:
 			emit(Result{Block: Block{CID: c}, Err: err})
+		}
+		if buf != nil {
+			putBlockBuf(buf)
 		}
 	}
 	if len(missing) == 0 {
@@ -370,7 +397,7 @@ func (e *Exchange) fetch(ctx context.Context, sess exchange.Fetcher, cids []cid.
 		mu.Unlock()
 	}
 	if e.bulk != nil {
-		if missing = e.bulkFetch(ctx, missing, sharedEmit); len(missing) == 0 {
+		if missing = e.bulkFetch(ctx, missing, keep, sharedEmit); len(missing) == 0 {
 			return
 		}
 		if ctx.Err() != nil {
@@ -407,7 +434,7 @@ func (e *Exchange) fetch(ctx context.Context, sess exchange.Fetcher, cids []cid.
 		}
 		running.Go(func() {
 			defer func() { <-slots }()
-			if err := e.fetchWindow(wctx, sess, window, sharedEmit); err != nil {
+			if err := e.fetchWindow(wctx, sess, window, keep, sharedEmit); err != nil {
 				mu.Lock()
 				if failure == nil {
 					failure = err
@@ -431,7 +458,7 @@ func (e *Exchange) fetch(ctx context.Context, sess exchange.Fetcher, cids []cid.
 // fetchWindow asks the session for window and emits a Result for each block
 // received. If it stops early it returns how to describe the failure of each
 // CID still owed.
-func (e *Exchange) fetchWindow(ctx context.Context, sess exchange.Fetcher, window []cid.Cid, emit func(Result)) func(cid.Cid) error {
+func (e *Exchange) fetchWindow(ctx context.Context, sess exchange.Fetcher, window []cid.Cid, keep bool, emit func(Result)) func(cid.Cid) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer func() { cancel() }()
 	ch, err := sess.GetBlocks(wctx, window)
@@ -464,7 +491,7 @@ func (e *Exchange) fetchWindow(ctx context.Context, sess exchange.Fetcher, windo
 					}
 				}
 				emitMu.Lock()
-				emit(Result{Block: b, Err: perr})
+				emit(result(b, keep, perr))
 				emitMu.Unlock()
 			}
 		})
@@ -525,6 +552,38 @@ func (e *Exchange) fetchWindow(ctx context.Context, sess exchange.Fetcher, windo
 		}
 	}
 	return nil
+}
+
+// result is the Result for a block a fetch got: without keep (a
+// Download), its size but not its data.
+func result(b Block, keep bool, err error) Result {
+	r := Result{Block: b, Size: len(b.Data), Err: err}
+	if !keep {
+		r.Data = nil
+	}
+	return r
+}
+
+// blockBufs holds ChunkSize buffers for blocks that a Download reads,
+// checks and stores, and then no longer needs.
+var blockBufs = sync.Pool{New: func() any { b := make([]byte, ChunkSize); return &b }}
+
+// getBlockBuf gives a buffer of n bytes: from blockBufs when n fits in
+// ChunkSize.
+func getBlockBuf(n int) []byte {
+	if n > ChunkSize {
+		return make([]byte, n)
+	}
+	return (*blockBufs.Get().(*[]byte))[:n]
+}
+
+// putBlockBuf gives back a buffer from getBlockBuf that nobody uses any
+// more.
+func putBlockBuf(b []byte) {
+	if cap(b) == ChunkSize {
+		b = b[:ChunkSize]
+		blockBufs.Put(&b)
+	}
 }
 
 // stopReason describes why a fetch under ctx ended before its blocks came.

@@ -581,6 +581,44 @@ func testSessionFetchesInSteps(t *testing.T, noBulk bool) {
 			t.Errorf("%s was fetched but not stored", x)
 		}
 	}
+
+	// A Download stores the blocks and reports their sizes, not their
+	// data, for new blocks (one larger than a chunk), repeats and blocks
+	// already here.
+	more := randBytes(82, 3*ChunkSize+99)
+	big := NewBlock(randBytes(83, ChunkSize+4096))
+	if err := a.store.Put(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	newCIDs := append(importData(t, a, more), big.CID)
+	ask := append(append([]cid.Cid{cids[1], small.CID}, newCIDs...), newCIDs[0])
+	sizes := map[cid.Cid]int{}
+	n := 0
+	for r := range sess.Download(ctx, ask) {
+		if r.Err != nil {
+			t.Fatalf("download %s: %v", r.CID, r.Err)
+		}
+		if r.Data != nil {
+			t.Fatalf("download %s: a Result with data", r.CID)
+		}
+		sizes[r.CID] = r.Size
+		n++
+	}
+	if n != len(ask) {
+		t.Fatalf("%d results for %d CIDs", n, len(ask))
+	}
+	for _, x := range ask {
+		b, err := c.store.Get(ctx, x)
+		if err != nil {
+			t.Fatalf("%s downloaded but not stored: %v", x, err)
+		}
+		if err := b.Verify(); err != nil {
+			t.Fatal(err)
+		}
+		if sizes[x] != len(b.Data) {
+			t.Errorf("%s: size %d, stored %d bytes", x, sizes[x], len(b.Data))
+		}
+	}
 }
 
 // TestFetchInParallelWindows: a bitswap fetch of many more CIDs than a
