@@ -48,6 +48,11 @@ const (
 	bulkReadBuffer = 32 << 10
 )
 
+// bulkMinRate is the slowest a peer may send a block, in bytes per
+// second, on top of the stall timeout: a peer that trickles a byte now and
+// then cannot hold a fetch for longer than that. It is a var for tests.
+var bulkMinRate = 64 << 10
+
 // bulkConn is a client's stream of BlocksProtocol with a peer.
 type bulkConn struct {
 	p      peer.ID
@@ -60,14 +65,20 @@ type bulkConn struct {
 }
 
 // stallReader renews the stream's read deadline before every read, so
-// that a peer fails only when it sends nothing for stall.
+// that a peer fails when it sends nothing for stall, or when it has not
+// finished by limit (if set).
 type stallReader struct {
 	s     network.Stream
 	stall time.Duration
+	limit time.Time
 }
 
 func (r *stallReader) Read(b []byte) (int, error) {
-	r.s.SetReadDeadline(time.Now().Add(r.stall))
+	d := time.Now().Add(r.stall)
+	if !r.limit.IsZero() && r.limit.Before(d) {
+		d = r.limit
+	}
+	r.s.SetReadDeadline(d)
 	return r.s.Read(b)
 }
 
@@ -433,7 +444,10 @@ func (f *bulkFetch) readGet(ctx context.Context, p *bulkPeer, conn *bulkConn, ba
 		} else {
 			data = getBlockBuf(size)
 		}
-		if _, err := io.ReadFull(conn.br, data); err != nil {
+		conn.sr.limit = time.Now().Add(f.stall + time.Duration(size)*time.Second/time.Duration(bulkMinRate))
+		_, err = io.ReadFull(conn.br, data)
+		conn.sr.limit = time.Time{}
+		if err != nil {
 			if !f.keep {
 				putBlockBuf(data)
 			}

@@ -25,6 +25,9 @@ type fakeServer struct {
 	cutAfter int
 	// stall: answer HAVE, then never answer a GET.
 	stall bool
+	// trickle: send the blocks a few bytes at a time, never pausing long
+	// enough to count as a stall.
+	trickle bool
 
 	sent atomic.Int64 // blocks sent whole
 }
@@ -77,6 +80,17 @@ func (fs *fakeServer) handle(s network.Stream) {
 			}
 			out = append(out, data...)
 			fs.sent.Add(1)
+		}
+		if fs.trickle {
+			for len(out) > 0 {
+				n := min(len(out), 1024)
+				if _, err := s.Write(out[:n]); err != nil {
+					return
+				}
+				out = out[n:]
+				time.Sleep(100 * time.Millisecond)
+			}
+			continue
 		}
 		if _, err := s.Write(out); err != nil {
 			return
@@ -250,6 +264,39 @@ func TestBulkPeerCutsMidTransfer(t *testing.T) {
 	}
 	if n := bitswapReceived(t, c); n != 0 {
 		t.Errorf("%d blocks came over bitswap; the honest peer should have sent all the rest", n)
+	}
+}
+
+// TestBulkSlowPeer: a peer that sends a block too slowly (but never stops
+// long enough to stall) loses it to another peer.
+func TestBulkSlowPeer(t *testing.T) {
+	defer func(r int) { bulkMinRate = r }(bulkMinRate)
+	bulkMinRate = 4 << 20 // a 1 MiB block may take the stall timeout + 250 ms
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	data := randBytes(470, 6*ChunkSize)
+	honest := newNode(t, nodeConfig{})
+	cids := importData(t, honest, data)
+	all := map[cid.Cid][]byte{}
+	for i, x := range cids {
+		all[x] = data[i*ChunkSize : (i+1)*ChunkSize]
+	}
+	slow := &fakeServer{blocks: all, trickle: true}
+	c := newNode(t, nodeConfig{stall: time.Second})
+	connect(t, ctx, c, fakeProvider(t, slow))
+	connect(t, ctx, c, honest)
+	start := time.Now()
+	got := fetchAll(t, ctx, c, cids)
+	took := time.Since(start)
+	if !bytes.Equal(assemble(t, got), data) {
+		t.Fatal("fetched content differs")
+	}
+	t.Logf("fetched in %s", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("the fetch took %s; the slow peer held it", took)
+	}
+	if n := honest.ex.server.blocksSent.Load(); n != uint64(len(cids)) {
+		t.Errorf("the honest peer sent %d blocks of %d", n, len(cids))
 	}
 }
 

@@ -63,8 +63,8 @@
 // that peers waiting for it are served, and deliver it, so that reading a
 // stream never waits on hashing or on the disk. A block that does not
 // match its CID drops its peer from the fetch; a peer whose stream breaks,
-// or that sends nothing for the stall timeout (at most 10 s), is dropped
-// too; either way the CIDs it still owed go back to the queue for the
+// that sends nothing for the stall timeout (at most 10 s), or that sends a
+// block slower than 64 KiB/s beyond it, is dropped too; either way the CIDs it still owed go back to the queue for the
 // others. A worker whose peer has nothing queued waits while CIDs it has
 // are still with other peers, in case they come back. When every worker is
 // done, the CIDs not delivered go to bitswap, so a fetch keeps every
