@@ -48,8 +48,14 @@ type RopeParams struct {
 // (kvh·HeadDim + i)·Cap + p, so the scores of all positions are one
 // column-major matrix-vector product. Values are head-major:
 // v[kvh][p][i] at (kvh·Cap + p)·HeadDim + i, so the output is another.
-// Each cache is KVHeads·HeadDim·Cap floats. StoreKV writes new positions
+// Each cache is KVHeads·HeadDim·Cap values. StoreKV writes new positions
 // into it.
+//
+// A cache holds float32 (StoreKV, Attention) or half precision
+// (StoreKV16, Attention16: IEEE 754 binary16 bit patterns in uint16, the
+// same layout, half the bytes). Half precision rounds each key and value
+// to 11 significant bits once, when it is stored; the products and sums
+// over the cache still run in float32.
 type AttnParams struct {
 	Heads, KVHeads, HeadDim int
 	// Pos0 is the position of the first query row; N is the number of rows.
@@ -60,7 +66,7 @@ type AttnParams struct {
 	Scale float32
 }
 
-// KVSize is the number of floats in one layer's key (or value) cache.
+// KVSize is the number of values in one layer's key (or value) cache.
 func (p AttnParams) KVSize() int { return p.KVHeads * p.HeadDim * p.Cap }
 
 // Backend is a compute device. All slices are host memory in float32; a
@@ -105,6 +111,16 @@ type Backend interface {
 	// [N, Heads·HeadDim]; k and v are the caches (layout in AttnParams),
 	// whose positions 0..Pos0+N-1 are filled.
 	Attention(out, q, k, v []float32, p AttnParams)
+
+	// StoreKV16 is StoreKV into half-precision caches: each key and value
+	// is rounded to the nearest binary16 value (ties to even; beyond the
+	// half range, ±Inf) and stored as its bits.
+	StoreKV16(kc, vc []uint16, k, v []float32, p AttnParams)
+
+	// Attention16 is Attention over half-precision caches that StoreKV16
+	// filled: every cached value is widened exactly to float32, so the
+	// result is Attention's over those widened caches, to rounding.
+	Attention16(out, q []float32, k, v []uint16, p AttnParams)
 
 	// SwiGLU sets out[i] = silu(gate[i]) · up[i]. out may equal gate.
 	SwiGLU(out, gate, up []float32)

@@ -34,6 +34,15 @@ func TestNoAllocs(t *testing.T) {
 		if a := testing.AllocsPerRun(5, func() { b.Attention(o, q, kv, kv, p) }); a != 0 {
 			t.Errorf("%s: Attention: %v allocations", name, a)
 		}
+		kv16 := make([]uint16, 300*64)
+		b.StoreKV16(kv16, kv16, q[:8*64], q[:8*64], p)
+		b.Attention16(o, q, kv16, kv16, p)
+		if a := testing.AllocsPerRun(5, func() { b.StoreKV16(kv16, kv16, q[:8*64], q[:8*64], p) }); a != 0 {
+			t.Errorf("%s: StoreKV16: %v allocations", name, a)
+		}
+		if a := testing.AllocsPerRun(5, func() { b.Attention16(o, q, kv16, kv16, p) }); a != 0 {
+			t.Errorf("%s: Attention16: %v allocations", name, a)
+		}
 		wn := randVecSeed(768, 4)
 		if a := testing.AllocsPerRun(5, func() { b.RMSNorm(out[:768*4], x[:768*4], wn, 1e-5) }); a != 0 {
 			t.Errorf("%s: RMSNorm: %v allocations", name, a)

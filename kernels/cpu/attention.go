@@ -6,10 +6,16 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 )
 
-func checkAttn(what string, p kernels.AttnParams, kc, vc []float32) {
+func checkAttn(what string, p kernels.AttnParams, kc, vc int) {
 	if p.KVHeads <= 0 || p.Heads%p.KVHeads != 0 || p.HeadDim <= 0 || p.Pos0 < 0 || p.Pos0+p.N > p.Cap ||
-		len(kc) < p.KVSize() || len(vc) < p.KVSize() {
-		panic(fmt.Sprintf("cpu: %s %+v with caches of %d and %d", what, p, len(kc), len(vc)))
+		kc < p.KVSize() || vc < p.KVSize() {
+		panic(fmt.Sprintf("cpu: %s %+v with caches of %d and %d", what, p, kc, vc))
+	}
+}
+
+func checkStore(what string, p kernels.AttnParams, k, v []float32) {
+	if kw := p.KVHeads * p.HeadDim; len(k) < p.N*kw || len(v) < p.N*kw {
+		panic(fmt.Sprintf("cpu: %s %+v of %d keys and %d values", what, p, len(k), len(v)))
 	}
 }
 
@@ -19,11 +25,9 @@ func (b *Backend) StoreKV(kc, vc, k, v []float32, p kernels.AttnParams) {
 	if p.N <= 0 {
 		return
 	}
-	checkAttn("StoreKV", p, kc, vc)
+	checkAttn("StoreKV", p, len(kc), len(vc))
+	checkStore("StoreKV", p, k, v)
 	hd, kw := p.HeadDim, p.KVHeads*p.HeadDim
-	if len(k) < p.N*kw || len(v) < p.N*kw {
-		panic(fmt.Sprintf("cpu: StoreKV %+v of %d keys and %d values", p, len(k), len(v)))
-	}
 	for t := 0; t < p.N; t++ {
 		pos := p.Pos0 + t
 		for h := 0; h < p.KVHeads; h++ {
@@ -34,6 +38,44 @@ func (b *Backend) StoreKV(kc, vc, k, v []float32, p kernels.AttnParams) {
 				col[i*p.Cap] = x
 			}
 		}
+	}
+}
+
+// StoreKV16 writes N new positions into half-precision caches, rounding
+// each value to nearest even; see kernels.Backend.
+func (b *Backend) StoreKV16(kc, vc []uint16, k, v []float32, p kernels.AttnParams) {
+	if p.N <= 0 {
+		return
+	}
+	checkAttn("StoreKV16", p, len(kc), len(vc))
+	checkStore("StoreKV16", p, k, v)
+	hd, kw := p.HeadDim, p.KVHeads*p.HeadDim
+	half := b.half[:]
+	for t := 0; t < p.N; t++ {
+		pos := p.Pos0 + t
+		for h := 0; h < p.KVHeads; h++ {
+			toF16(vc[(h*p.Cap+pos)*hd:(h*p.Cap+pos+1)*hd], v[t*kw+h*hd:t*kw+(h+1)*hd])
+			// A key row is rounded in pieces of len(half), each then
+			// scattered down its column.
+			src := k[t*kw+h*hd : t*kw+(h+1)*hd]
+			col := kc[h*hd*p.Cap+pos:]
+			for i0 := 0; i0 < hd; i0 += len(half) {
+				piece := half[:min(len(half), hd-i0)]
+				toF16(piece, src[i0:i0+len(piece)])
+				for i, x := range piece {
+					col[(i0+i)*p.Cap] = x
+				}
+			}
+		}
+	}
+}
+
+// toF16Generic rounds src to half precision into dst (at least as long),
+// to nearest even.
+func toF16Generic(dst []uint16, src []float32) {
+	dst = dst[:len(src)]
+	for i, x := range src {
+		dst[i] = kernels.F32ToF16(x)
 	}
 }
 
@@ -48,7 +90,28 @@ func (b *Backend) Attention(out, q, k, v []float32, p kernels.AttnParams) {
 	if p.N <= 0 {
 		return
 	}
-	checkAttn("Attention", p, k, v)
+	checkAttn("Attention", p, len(k), len(v))
+	t := &b.attn
+	t.k, t.v = k, v
+	b.attend(out, q, p)
+	t.k, t.v = nil, nil
+}
+
+// Attention16 is Attention over half-precision caches: the same two
+// products, widening the cached values as they are loaded.
+func (b *Backend) Attention16(out, q []float32, k, v []uint16, p kernels.AttnParams) {
+	if p.N <= 0 {
+		return
+	}
+	checkAttn("Attention16", p, len(k), len(v))
+	t := &b.attn
+	t.k16, t.v16 = k, v
+	b.attend(out, q, p)
+	t.k16, t.v16 = nil, nil
+}
+
+// attend runs the attention task over the caches set in b.attn.
+func (b *Backend) attend(out, q []float32, p kernels.AttnParams) {
 	qw := p.Heads * p.HeadDim
 	if len(q) < p.N*qw || len(out) < p.N*qw {
 		panic(fmt.Sprintf("cpu: Attention %+v with q %d, out %d", p, len(q), len(out)))
@@ -60,17 +123,20 @@ func (b *Backend) Attention(out, q, k, v []float32, p kernels.AttnParams) {
 		}
 	}
 	t := &b.attn
-	t.b, t.out, t.q, t.k, t.v, t.p = b, out, q, k, v, p
+	t.b, t.out, t.q, t.p = b, out, q, p
 	// One item is one (query row, head) pair; its cost grows with the
 	// number of positions it attends to.
 	grain := max(1, macsPerChunk/(2*ctx*p.HeadDim))
 	b.pool.run(t, p.N*p.Heads, grain)
-	t.out, t.q, t.k, t.v = nil, nil, nil, nil
+	t.out, t.q = nil, nil
 }
 
+// attnTask is one Attention call: over float32 caches k and v, or, if
+// they are nil, half-precision caches k16 and v16.
 type attnTask struct {
 	b            *Backend
 	out, q, k, v []float32
+	k16, v16     []uint16
 	p            kernels.AttnParams
 }
 
@@ -86,10 +152,18 @@ func (t *attnTask) run(worker, lo, hi int) {
 		n := p.Pos0 + row + 1
 		qh := t.q[row*qw+h*hd : row*qw+(h+1)*hd]
 		sc := scores[:n]
-		gemvCM(sc, t.k[kvh*hd*c:(kvh+1)*hd*c], c, qh)
-		inv := softmaxScaled(sc, p.Scale)
 		o := t.out[row*qw+h*hd : row*qw+(h+1)*hd]
-		gemvCM(o, t.v[kvh*c*hd:(kvh*c+n)*hd], hd, sc)
+		if t.k != nil {
+			gemvCM(sc, t.k[kvh*hd*c:(kvh+1)*hd*c], c, qh)
+		} else {
+			gemvCM16(sc, t.k16[kvh*hd*c:(kvh+1)*hd*c], c, qh)
+		}
+		inv := softmaxScaled(sc, p.Scale)
+		if t.v != nil {
+			gemvCM(o, t.v[kvh*c*hd:(kvh*c+n)*hd], hd, sc)
+		} else {
+			gemvCM16(o, t.v16[kvh*c*hd:(kvh*c+n)*hd], hd, sc)
+		}
 		for i := range o {
 			o[i] *= inv
 		}

@@ -40,6 +40,7 @@ type Backend struct {
 	packB  [][]float32 // per worker: GEMM W panels
 	tile   [][]float32 // per worker: GEMM edge tile
 	rope   ropeCache
+	half   [64]uint16 // StoreKV16: a piece of a key row, rounded
 }
 
 var _ kernels.Backend = (*Backend)(nil)

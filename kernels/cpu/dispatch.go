@@ -32,6 +32,8 @@ var (
 	axpy       = axpyGeneric
 	expShifted = expShiftedGeneric
 	gemvCM     = gemvCMGeneric
+	gemvCM16   = gemvCM16Generic
+	toF16      = toF16Generic
 )
 
 func init() {
@@ -61,6 +63,8 @@ func setGeneric() {
 	axpy = axpyGeneric
 	expShifted = expShiftedGeneric
 	gemvCM = gemvCMGeneric
+	gemvCM16 = gemvCM16Generic
+	toF16 = toF16Generic
 	gemmImpl = gemmGo
 	pack8 = nil
 }

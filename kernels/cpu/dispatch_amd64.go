@@ -38,6 +38,7 @@ func setISA(name string) bool {
 		matvecF16 = matvecF16AVX512
 		matvecBF16 = matvecBF16AVX512
 		gemvCM = gemvCMAVX512
+		gemvCM16 = gemvCM16AVX512
 		gemmImpl = gemmShape{12, 32, gemm12x32AVX512}
 	case "avx2":
 		setAVX2Elementwise()
@@ -45,6 +46,7 @@ func setISA(name string) bool {
 		matvecF16 = matvecF16AVX2
 		matvecBF16 = matvecBF16AVX2
 		gemvCM = gemvCMAVX2
+		gemvCM16 = gemvCM16AVX2
 		gemmImpl = gemmShape{6, 16, gemm6x16AVX2}
 	}
 	return true
@@ -59,4 +61,5 @@ func setAVX2Elementwise() {
 	axpy = axpyAVX2Go
 	expShifted = expShiftedAVX2
 	swiglu = swigluAVX2Go
+	toF16 = toF16F16C
 }

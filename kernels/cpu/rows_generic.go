@@ -111,3 +111,16 @@ func gemvCMGeneric(y, a []float32, lda int, x []float32) {
 		}
 	}
 }
+
+// gemvCM16Generic is gemvCMGeneric over a half-precision matrix: y[r] =
+// Σ_c x[c]·f32(a[c·lda + r]), each value widened exactly. It is the
+// attention kernels' loop over an f16 KV cache.
+func gemvCM16Generic(y []float32, a []uint16, lda int, x []float32) {
+	clear(y)
+	for c, xc := range x {
+		col := a[c*lda : c*lda+len(y)]
+		for r := range y {
+			y[r] += xc * kernels.F16ToF32(col[r])
+		}
+	}
+}

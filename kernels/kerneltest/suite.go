@@ -38,6 +38,7 @@ func TestBackend(t *testing.T, b kernels.Backend) {
 	t.Run("RMSNorm", func(t *testing.T) { testRMSNorm(t, b) })
 	t.Run("RoPE", func(t *testing.T) { testRoPE(t, b) })
 	t.Run("Attention", func(t *testing.T) { testAttention(t, b) })
+	t.Run("Attention16", func(t *testing.T) { testAttention16(t, b) })
 	t.Run("SwiGLU", func(t *testing.T) { testSwiGLU(t, b) })
 	t.Run("Add", func(t *testing.T) { testAdd(t, b) })
 }
@@ -273,18 +274,33 @@ func testRoPE(t *testing.T, b kernels.Backend) {
 	}
 }
 
+// attnCases are the shapes the attention tests cover: head sizes and
+// context lengths on both sides of the kernels' block sizes.
+var attnCases = []kernels.AttnParams{
+	{Heads: 1, KVHeads: 1, HeadDim: 1, Pos0: 0, N: 1},
+	{Heads: 4, KVHeads: 2, HeadDim: 8, Pos0: 0, N: 3},
+	{Heads: 6, KVHeads: 2, HeadDim: 17, Pos0: 5, N: 1},
+	{Heads: 4, KVHeads: 1, HeadDim: 64, Pos0: 9, N: 7},
+	{Heads: 8, KVHeads: 8, HeadDim: 48, Pos0: 40, N: 2},
+	{Heads: 2, KVHeads: 2, HeadDim: 33, Pos0: 0, N: 30},
+	{Heads: 3, KVHeads: 1, HeadDim: 80, Pos0: 61, N: 5},
+	{Heads: 12, KVHeads: 12, HeadDim: 64, Pos0: 300, N: 1},
+}
+
+// attnTolerance bounds the error of an attention output over ctx
+// positions, keys in [-2, 2] and values in [-1, 1]. A score is off by
+// about HeadDim·u·Σ|q·k|·Scale ≤ HeadDim·u·4·√HeadDim; the weights
+// inherit that relative error, and the output, a convex combination of
+// the values, the sum of both.
+func attnTolerance(p kernels.AttnParams, ctx int) float64 {
+	hd := float64(p.HeadDim)
+	return (hd*4*math.Sqrt(hd)+float64(ctx)+16)*u*2 + 1e-7
+}
+
 func testAttention(t *testing.T, b kernels.Backend) {
 	r := newRand(5)
 	nan := float32(math.NaN())
-	for _, c := range []kernels.AttnParams{
-		{Heads: 1, KVHeads: 1, HeadDim: 1, Pos0: 0, N: 1},
-		{Heads: 4, KVHeads: 2, HeadDim: 8, Pos0: 0, N: 3},
-		{Heads: 6, KVHeads: 2, HeadDim: 17, Pos0: 5, N: 1},
-		{Heads: 4, KVHeads: 1, HeadDim: 64, Pos0: 9, N: 7},
-		{Heads: 8, KVHeads: 8, HeadDim: 48, Pos0: 40, N: 2},
-		{Heads: 2, KVHeads: 2, HeadDim: 33, Pos0: 0, N: 30},
-		{Heads: 12, KVHeads: 12, HeadDim: 64, Pos0: 300, N: 1},
-	} {
+	for _, c := range attnCases {
 		c.Scale = float32(1 / math.Sqrt(float64(c.HeadDim)))
 		qw, kw := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 		ctx := c.Pos0 + c.N
@@ -319,12 +335,113 @@ func testAttention(t *testing.T, b kernels.Backend) {
 		if !slices.Equal(q, q0) || !bitsEqual(kc, kc0) || !bitsEqual(vc, vc0) {
 			t.Errorf("%s: Attention changed its inputs", what)
 		}
-		// A score is off by about HeadDim·u·Σ|q·k|·Scale ≤ HeadDim·u·4·√HeadDim;
-		// the weights inherit that relative error, and the output, a
-		// convex combination of values in [-1, 1], the sum of both.
-		hd := float64(c.HeadDim)
-		tol := (hd*4*math.Sqrt(hd)+float64(ctx)+16)*u*2 + 1e-7
+		tol := attnTolerance(c, ctx)
 		compare(t, what, out, want, func(int) float64 { return tol })
+	}
+}
+
+// nan16 fills the unused parts of half-precision caches: a NaN that no
+// rounding produces, so that a stray write shows and a stray read
+// poisons the result.
+const nan16 = 0x7d5a
+
+// testAttention16 checks StoreKV16 and Attention16: every stored value
+// must be the round-to-nearest-even half of the input, at the place the
+// layout says, with the spare positions and the guard bands around both
+// caches untouched; the output must match the float64 reference over the
+// rounded keys and values within Attention's tolerance.
+func testAttention16(t *testing.T, b kernels.Backend) {
+	r := newRand(8)
+	nan := float32(math.NaN())
+	for _, c := range attnCases {
+		c.Scale = float32(1 / math.Sqrt(float64(c.HeadDim)))
+		qw, kw := c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
+		ctx := c.Pos0 + c.N
+		c.Cap = ctx + 3
+		what := fmt.Sprintf("%+v", c)
+		q := randF32(r, c.N*qw, 2)
+		k := randF32(r, ctx*kw, 2)
+		v := randF32(r, ctx*kw, 1)
+		// Some values exactly halfway between two halves: ties go to
+		// the even one.
+		for i := 0; i < len(k); i += 7 {
+			k[i] = tie16(k[i])
+			v[i] = tie16(v[i])
+		}
+
+		size := c.KVSize()
+		kbuf, kc := guarded16(size)
+		vbuf, vc := guarded16(size)
+		early, late := c, c
+		early.Pos0, early.N = 0, c.Pos0
+		late.Pos0 = c.Pos0
+		b.StoreKV16(kc, vc, k[:c.Pos0*kw], v[:c.Pos0*kw], early)
+		b.StoreKV16(kc, vc, k[c.Pos0*kw:], v[c.Pos0*kw:], late)
+		checkGuards16(t, what+": StoreKV16 keys", kbuf, size)
+		checkGuards16(t, what+": StoreKV16 values", vbuf, size)
+		wantK, wantV := KVLayout(k, v, c, nan)
+		for i := range kc {
+			if kc[i] != want16(wantK[i]) || vc[i] != want16(wantV[i]) {
+				t.Errorf("%s: StoreKV16: cache value %d is k %#04x v %#04x, want k %#04x v %#04x",
+					what, i, kc[i], vc[i], want16(wantK[i]), want16(wantV[i]))
+				break
+			}
+		}
+
+		q0, kc0, vc0 := slices.Clone(q), slices.Clone(kc), slices.Clone(vc)
+		want := Attention(q, round16(k), round16(v), c)
+		buf, out := guarded(c.N*qw, nil)
+		b.Attention16(out, q, kc, vc, c)
+		checkGuards(t, what, buf, c.N*qw)
+		if !slices.Equal(q, q0) || !slices.Equal(kc, kc0) || !slices.Equal(vc, vc0) {
+			t.Errorf("%s: Attention16 changed its inputs", what)
+		}
+		tol := attnTolerance(c, ctx)
+		compare(t, what, out, want, func(int) float64 { return tol })
+	}
+}
+
+// tie16 moves x to the midpoint between the half below it and the next.
+func tie16(x float32) float32 {
+	h := kernels.F32ToF16(x)
+	a, b := float64(kernels.F16ToF32(h)), float64(kernels.F16ToF32(h+1))
+	return float32((a + b) / 2)
+}
+
+// want16 is the cache value StoreKV16 must leave for a KVLayout entry: the
+// rounded half, or the fill where nothing was stored.
+func want16(x float32) uint16 {
+	if math.IsNaN(float64(x)) {
+		return nan16
+	}
+	return kernels.F32ToF16(x)
+}
+
+// round16 returns x rounded to half precision and widened back.
+func round16(x []float32) []float32 {
+	out := make([]float32, len(x))
+	for i, v := range x {
+		out[i] = kernels.F16ToF32(kernels.F32ToF16(v))
+	}
+	return out
+}
+
+// guarded16 is guarded for a half-precision buffer filled with nan16.
+func guarded16(n int) (buf, s []uint16) {
+	buf = make([]uint16, n+2*guard)
+	for i := range buf {
+		buf[i] = nan16
+	}
+	return buf, buf[guard : guard+n : guard+n]
+}
+
+func checkGuards16(t *testing.T, what string, buf []uint16, n int) {
+	t.Helper()
+	for i, v := range buf {
+		if (i < guard || i >= guard+n) && v != nan16 {
+			t.Errorf("%s: wrote %#04x at guard offset %d (buffer has %d values)", what, v, i-guard, n)
+			return
+		}
 	}
 }
 
