@@ -107,9 +107,7 @@ func (e *Engine) ForwardRows(caches []*Cache, x []float32) error {
 				Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: hd,
 				Pos0: pos, N: 1, Cap: c.Cap, Scale: scale,
 			}
-			kc, vc := c.k[li-first], c.v[li-first]
-			be.StoreKV(kc, vc, ki, vi, attn)
-			be.Attention(att[i*d:(i+1)*d], qi, kc, vc, attn)
+			c.attend(be, li, att[i*d:(i+1)*d], qi, ki, vi, attn)
 		}
 		pad(att, d)
 		e.mulRows(delta, l.Wo, att, m)

@@ -30,11 +30,53 @@ type Engine struct {
 	// Reused argument arrays for MatMulMany, so a step allocates nothing.
 	outs3 [3][]float32
 	ws3   [3]*kernels.Matrix
+
+	kv kernels.DType // element type of the caches NewCache makes
 }
 
+// DefaultKVType is the element type of an engine's KV caches unless the
+// KVType option says otherwise: half precision, which halves the bytes a
+// decode step reads from the cache and the memory a session holds.
+const DefaultKVType = kernels.F16
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// KVType sets the element type of the KV caches the engine makes:
+// kernels.F16 (the default) or kernels.F32, which keeps every key and value
+// exactly as computed. NewCache rejects any other type.
+func KVType(t kernels.DType) Option { return func(e *Engine) { e.kv = t } }
+
 // NewEngine returns an engine for w on be.
-func NewEngine(w *Weights, be kernels.Backend) *Engine {
-	return &Engine{w: w, be: be}
+func NewEngine(w *Weights, be kernels.Backend, opts ...Option) *Engine {
+	e := &Engine{w: w, be: be, kv: DefaultKVType}
+	for _, o := range opts {
+		if o != nil {
+			o(e)
+		}
+	}
+	return e
+}
+
+// KVType is the element type of the caches NewCache makes.
+func (e *Engine) KVType() kernels.DType { return e.kv }
+
+// ParseKVType maps "f16" or "f32" to a KV cache element type.
+func ParseKVType(s string) (kernels.DType, error) {
+	switch s {
+	case "f16":
+		return kernels.F16, nil
+	case "f32":
+		return kernels.F32, nil
+	}
+	return 0, fmt.Errorf("kv cache type %q: want f16 or f32", s)
+}
+
+// CacheBytes is the memory a cache of layers layers and positions
+// positions holds with elements of type t (kernels.F16 or kernels.F32):
+// keys and values, KVDim of each per position and layer.
+func CacheBytes(c *Config, t kernels.DType, layers, positions int) int64 {
+	return int64(layers) * 2 * int64(c.KVDim()) * int64(positions) * int64(t.BlockBytes())
 }
 
 // Weights returns the weights the engine runs.
@@ -44,17 +86,20 @@ func (e *Engine) Weights() *Weights { return e.w }
 func (e *Engine) Backend() kernels.Backend { return e.be }
 
 // Cache is the key/value cache of one sequence over a span of layers
-// [First, Last).
+// [First, Last). Its elements are float32 or half precision (Type); the
+// layout of each layer's keys and values is kernels.AttnParams's.
 type Cache struct {
 	First, Last int
 	// Len is the number of positions filled; Cap the most it holds.
 	Len, Cap int
-	size     int         // floats per layer and per cache (keys or values)
-	k, v     [][]float32 // per layer of the span, in kernels.AttnParams's layout
+	typ      kernels.DType
+	size     int         // values per layer and per cache (keys or values)
+	k, v     [][]float32 // per layer of the span, if typ is F32
+	k16, v16 [][]uint16  // per layer of the span, if typ is F16
 }
 
 // NewCache allocates a cache for layers [first, last) and up to capacity
-// positions (at most the model's context).
+// positions (at most the model's context), of the engine's KVType.
 func (e *Engine) NewCache(first, last, capacity int) (*Cache, error) {
 	c := &e.w.Config
 	if first < 0 || last > c.Layers || first >= last {
@@ -66,14 +111,25 @@ func (e *Engine) NewCache(first, last, capacity int) (*Cache, error) {
 	if capacity <= 0 || capacity > c.Context {
 		return nil, fmt.Errorf("cache of %d positions: must be between 1 and the model's context %d", capacity, c.Context)
 	}
+	if e.kv != kernels.F16 && e.kv != kernels.F32 {
+		return nil, fmt.Errorf("kv cache of %s: want f16 or f32", e.kv)
+	}
 	size := c.KVDim() * capacity
-	ca := &Cache{First: first, Last: last, Cap: capacity, size: size}
+	ca := &Cache{First: first, Last: last, Cap: capacity, typ: e.kv, size: size}
 	for i := first; i < last; i++ {
-		ca.k = append(ca.k, make([]float32, size))
-		ca.v = append(ca.v, make([]float32, size))
+		if e.kv == kernels.F16 {
+			ca.k16 = append(ca.k16, make([]uint16, size))
+			ca.v16 = append(ca.v16, make([]uint16, size))
+		} else {
+			ca.k = append(ca.k, make([]float32, size))
+			ca.v = append(ca.v, make([]float32, size))
+		}
 	}
 	return ca, nil
 }
+
+// Type is the element type of the cache: kernels.F16 or kernels.F32.
+func (c *Cache) Type() kernels.DType { return c.typ }
 
 // Reset empties the cache, keeping its memory.
 func (c *Cache) Reset() { c.Len = 0 }
@@ -86,7 +142,22 @@ func (c *Cache) Truncate(n int) {
 }
 
 // Bytes is the memory the cache holds.
-func (c *Cache) Bytes() int64 { return int64(len(c.k)) * 2 * int64(c.size) * 4 }
+func (c *Cache) Bytes() int64 {
+	return int64(c.Last-c.First) * 2 * int64(c.size) * int64(c.typ.BlockBytes())
+}
+
+// attend stores the keys and values of p.N new positions of layer li in
+// the cache and runs attention over it for their queries q into out.
+func (c *Cache) attend(be kernels.Backend, li int, out, q, k, v []float32, p kernels.AttnParams) {
+	i := li - c.First
+	if c.typ == kernels.F16 {
+		be.StoreKV16(c.k16[i], c.v16[i], k, v, p)
+		be.Attention16(out, q, c.k16[i], c.v16[i], p)
+		return
+	}
+	be.StoreKV(c.k[i], c.v[i], k, v, p)
+	be.Attention(out, q, c.k[i], c.v[i], p)
+}
 
 func (e *Engine) grow(n int) {
 	if n <= e.cap {
@@ -157,7 +228,6 @@ func (e *Engine) Forward(c *Cache, x []float32, n int) error {
 	be := e.be
 	for li := c.First; li < c.Last; li++ {
 		l := e.w.Layers[li]
-		kc, vc := c.k[li-c.First], c.v[li-c.First]
 
 		be.RMSNorm(xb, x, l.AttnNorm, cfg.NormEps)
 		e.outs3[0], e.outs3[1], e.outs3[2] = q, kNew, vNew
@@ -165,8 +235,7 @@ func (e *Engine) Forward(c *Cache, x []float32, n int) error {
 		be.MatMulMany(e.outs3[:], e.ws3[:], xb, n)
 		be.RoPE(q, ropeQ)
 		be.RoPE(kNew, ropeK)
-		be.StoreKV(kc, vc, kNew, vNew, attn)
-		be.Attention(att, q, kc, vc, attn)
+		c.attend(be, li, att, q, kNew, vNew, attn)
 		be.MatMul(delta, l.Wo, att, n)
 		be.Add(x, delta)
 

@@ -61,6 +61,19 @@ func randomWeights(t testing.TB, cfg model.Config, dt kernels.DType, seed uint64
 type refModel struct {
 	w    *model.Weights
 	k, v [][][]float64 // [layer][pos][kvdim]
+	// kv16 rounds every key and value to half precision as it is cached,
+	// as an engine with an f16 KV cache does.
+	kv16 bool
+}
+
+// cached is x as the reference keeps it in its KV cache.
+func (r *refModel) cached(x []float64) []float64 {
+	if r.kv16 {
+		for i, v := range x {
+			x[i] = float64(kernels.F16ToF32(kernels.F32ToF16(float32(v))))
+		}
+	}
+	return x
 }
 
 func dense(m *kernels.Matrix) [][]float64 {
@@ -129,8 +142,8 @@ func (r *refModel) step(x []float64, a, b, pos int) []float64 {
 		q, k, v := mv(l.Wq, xb), mv(l.Wk, xb), mv(l.Wv, xb)
 		rope(q, c.Heads, hd, pos, float64(c.RopeTheta), c.RopeStyle)
 		rope(k, c.KVHeads, hd, pos, float64(c.RopeTheta), c.RopeStyle)
-		r.k[li] = append(r.k[li], k)
-		r.v[li] = append(r.v[li], v)
+		r.k[li] = append(r.k[li], r.cached(k))
+		r.v[li] = append(r.v[li], r.cached(v))
 		att := make([]float64, c.Dim)
 		group := c.Heads / c.KVHeads
 		for h := 0; h < c.Heads; h++ {
@@ -213,56 +226,77 @@ func openBackend(t testing.TB, threads int) kernels.Backend {
 	return be
 }
 
+// kvTolerance is the relative error of logits the float64 reference
+// allows on top of float32 arithmetic for a KV cache of type kv. The
+// reference rounds its cached keys and values to half precision too, but
+// from float64: a value the engine computes a rounding away from a
+// midpoint between two halves can land on the other one.
+func kvTolerance(kv kernels.DType) float64 {
+	if kv == kernels.F16 {
+		return 6e-5
+	}
+	return 0
+}
+
 // TestForwardMatchesFloat64 runs a prompt as one prefill batch and then
 // decodes position by position, and compares every logit with the float64
-// reference, for both rotary layouts and with one and two threads.
+// reference, for both rotary layouts, with one and two threads, and with
+// both KV cache types (the reference rounds its cache as the engine does).
 func TestForwardMatchesFloat64(t *testing.T) {
-	for _, style := range []kernels.RopeStyle{kernels.RopeAdjacent, kernels.RopeNeoX} {
-		for _, threads := range []int{1, 2} {
-			cfg := testConfig(style)
-			cfg.SharedClassifier = threads == 1
-			w := randomWeights(t, cfg, kernels.F32, 1)
-			e := model.NewEngine(w, openBackend(t, threads))
-			ref := &refModel{w: w}
-			ids := []int{1, 5, 9, 30, 2, 7, 11}
-			c, err := e.NewCache(0, cfg.Layers, cfg.Context)
-			if err != nil {
-				t.Fatal(err)
-			}
-			const prompt = 4
-			x := make([]float32, len(ids)*cfg.Dim)
-			if err := e.Embed(x, ids[:prompt]); err != nil {
-				t.Fatal(err)
-			}
-			if err := e.Forward(c, x, prompt); err != nil {
-				t.Fatal(err)
-			}
-			logits := make([]float32, cfg.Vocab)
-			for p := 0; p < len(ids); p++ {
-				rx := ref.step(ref.embed(ids[p]), 0, cfg.Layers, p)
-				var row []float32
-				if p < prompt {
-					row = x[p*cfg.Dim : (p+1)*cfg.Dim]
-				} else {
-					if err := e.Embed(x, ids[p:p+1]); err != nil {
-						t.Fatal(err)
-					}
-					if err := e.Forward(c, x, 1); err != nil {
-						t.Fatal(err)
-					}
-					row = x[:cfg.Dim]
-				}
-				if err := e.Logits(logits, row); err != nil {
-					t.Fatal(err)
-				}
-				if d := maxRelErr(logits, ref.logits(rx)); d > 2e-5 {
-					t.Errorf("rope %s, %d threads, position %d: logits differ from float64 by %.3g (relative)", style, threads, p, d)
-				}
-			}
-			if c.Len != len(ids) {
-				t.Errorf("cache holds %d positions, want %d", c.Len, len(ids))
+	for _, kv := range []kernels.DType{kernels.F32, kernels.F16} {
+		for _, style := range []kernels.RopeStyle{kernels.RopeAdjacent, kernels.RopeNeoX} {
+			for _, threads := range []int{1, 2} {
+				testForwardMatchesFloat64(t, kv, style, threads)
 			}
 		}
+	}
+}
+
+func testForwardMatchesFloat64(t *testing.T, kv kernels.DType, style kernels.RopeStyle, threads int) {
+	t.Helper()
+	cfg := testConfig(style)
+	cfg.SharedClassifier = threads == 1
+	w := randomWeights(t, cfg, kernels.F32, 1)
+	e := model.NewEngine(w, openBackend(t, threads), model.KVType(kv))
+	ref := &refModel{w: w, kv16: kv == kernels.F16}
+	tol := 2e-5 + kvTolerance(kv)
+	ids := []int{1, 5, 9, 30, 2, 7, 11}
+	c, err := e.NewCache(0, cfg.Layers, cfg.Context)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const prompt = 4
+	x := make([]float32, len(ids)*cfg.Dim)
+	if err := e.Embed(x, ids[:prompt]); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Forward(c, x, prompt); err != nil {
+		t.Fatal(err)
+	}
+	logits := make([]float32, cfg.Vocab)
+	for p := 0; p < len(ids); p++ {
+		rx := ref.step(ref.embed(ids[p]), 0, cfg.Layers, p)
+		var row []float32
+		if p < prompt {
+			row = x[p*cfg.Dim : (p+1)*cfg.Dim]
+		} else {
+			if err := e.Embed(x, ids[p:p+1]); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Forward(c, x, 1); err != nil {
+				t.Fatal(err)
+			}
+			row = x[:cfg.Dim]
+		}
+		if err := e.Logits(logits, row); err != nil {
+			t.Fatal(err)
+		}
+		if d := maxRelErr(logits, ref.logits(rx)); d > tol {
+			t.Errorf("%s cache, rope %s, %d threads, position %d: logits differ from float64 by %.3g (relative)", kv, style, threads, p, d)
+		}
+	}
+	if c.Len != len(ids) {
+		t.Errorf("cache holds %d positions, want %d", c.Len, len(ids))
 	}
 }
 
@@ -302,29 +336,46 @@ func TestSpansCompose(t *testing.T) {
 	}
 }
 
+// TestQuantizedForwardCloseToFloat64 compares the logits of each stored
+// weight type with the float64 reference over the same stored weights,
+// with either KV cache type (the reference rounds its cache to half
+// precision when the engine does). With Q8_0 and Q4_0 weights the
+// activations are rounded to Q8_0 on the fly, a step function: a change of
+// half an ulp in a cached half moves some activations a whole Q8_0 step,
+// so the f16 cache gets a wider tolerance there, not a tighter match.
 func TestQuantizedForwardCloseToFloat64(t *testing.T) {
-	for _, dt := range []kernels.DType{kernels.F16, kernels.BF16, kernels.Q8_0, kernels.Q4_0} {
-		cfg := testConfig(kernels.RopeAdjacent)
-		cfg.Dim, cfg.Hidden, cfg.Heads, cfg.KVHeads = 64, 96, 4, 2
-		w := randomWeights(t, cfg, dt, 3)
-		e := model.NewEngine(w, openBackend(t, 2))
-		ref := &refModel{w: w}
-		c, _ := e.NewCache(0, cfg.Layers, cfg.Context)
-		x := make([]float32, cfg.Dim)
-		logits := make([]float32, cfg.Vocab)
-		tol := map[kernels.DType]float64{kernels.F16: 1e-3, kernels.BF16: 1e-3, kernels.Q8_0: 0.03, kernels.Q4_0: 0.03}[dt]
-		for p, id := range []int{1, 8, 20, 33} {
-			e.Embed(x, []int{id})
-			if err := e.Forward(c, x, 1); err != nil {
-				t.Fatal(err)
-			}
-			e.Logits(logits, x)
-			// The reference uses the same stored (rounded) weights; the
-			// difference left is the engine's arithmetic, including the
-			// on-the-fly quantization of activations for Q8_0 and Q4_0.
-			if d := maxRelErr(logits, ref.logits(ref.step(ref.embed(id), 0, cfg.Layers, p))); d > tol {
-				t.Errorf("%s position %d: logits differ from float64 by %.3g (tolerance %g)", dt, p, d, tol)
-			}
+	for _, kv := range []kernels.DType{kernels.F32, kernels.F16} {
+		for _, dt := range []kernels.DType{kernels.F16, kernels.BF16, kernels.Q8_0, kernels.Q4_0} {
+			testQuantizedForward(t, kv, dt)
+		}
+	}
+}
+
+func testQuantizedForward(t *testing.T, kv, dt kernels.DType) {
+	t.Helper()
+	cfg := testConfig(kernels.RopeAdjacent)
+	cfg.Dim, cfg.Hidden, cfg.Heads, cfg.KVHeads = 64, 96, 4, 2
+	w := randomWeights(t, cfg, dt, 3)
+	e := model.NewEngine(w, openBackend(t, 2), model.KVType(kv))
+	ref := &refModel{w: w, kv16: kv == kernels.F16}
+	c, _ := e.NewCache(0, cfg.Layers, cfg.Context)
+	x := make([]float32, cfg.Dim)
+	logits := make([]float32, cfg.Vocab)
+	tol := map[kernels.DType]float64{kernels.F16: 1e-3, kernels.BF16: 1e-3, kernels.Q8_0: 0.03, kernels.Q4_0: 0.03}[dt]
+	if dt.Quantized() && kv == kernels.F16 {
+		tol = 0.045
+	}
+	for p, id := range []int{1, 8, 20, 33} {
+		e.Embed(x, []int{id})
+		if err := e.Forward(c, x, 1); err != nil {
+			t.Fatal(err)
+		}
+		e.Logits(logits, x)
+		// The reference uses the same stored (rounded) weights; the
+		// difference left is the engine's arithmetic, including the
+		// on-the-fly quantization of activations for Q8_0 and Q4_0.
+		if d := maxRelErr(logits, ref.logits(ref.step(ref.embed(id), 0, cfg.Layers, p))); d > tol {
+			t.Errorf("%s weights, %s cache, position %d: logits differ from float64 by %.3g (tolerance %g)", dt, kv, p, d, tol)
 		}
 	}
 }
@@ -410,24 +461,103 @@ func TestGenerateLimits(t *testing.T) {
 }
 
 func TestDecodeAllocatesNothing(t *testing.T) {
+	for _, kv := range []kernels.DType{kernels.F16, kernels.F32} {
+		cfg := testConfig(kernels.RopeAdjacent)
+		cfg.Context = 512
+		w := randomWeights(t, cfg, kernels.F32, 6)
+		e := model.NewEngine(w, openBackend(t, 2), model.KVType(kv))
+		c, _ := e.NewCache(0, cfg.Layers, cfg.Context)
+		x := make([]float32, cfg.Dim)
+		logits := make([]float32, cfg.Vocab)
+		ids := []int{1}
+		step := func() {
+			e.Embed(x, ids)
+			if err := e.Forward(c, x, 1); err != nil {
+				t.Fatal(err)
+			}
+			e.Logits(logits, x)
+		}
+		step()
+		if n := testing.AllocsPerRun(50, step); n != 0 {
+			t.Errorf("%s cache: a decode step allocates %.1f times", kv, n)
+		}
+	}
+}
+
+// TestKVType checks the cache types an engine makes: half precision by
+// default, float32 on request, nothing else; and that Bytes and
+// CacheBytes agree on what each holds.
+func TestKVType(t *testing.T) {
 	cfg := testConfig(kernels.RopeAdjacent)
-	cfg.Context = 512
-	w := randomWeights(t, cfg, kernels.F32, 6)
-	e := model.NewEngine(w, openBackend(t, 2))
-	c, _ := e.NewCache(0, cfg.Layers, cfg.Context)
-	x := make([]float32, cfg.Dim)
-	logits := make([]float32, cfg.Vocab)
-	ids := []int{1}
-	step := func() {
-		e.Embed(x, ids)
-		if err := e.Forward(c, x, 1); err != nil {
+	w := randomWeights(t, cfg, kernels.F32, 8)
+	be := openBackend(t, 1)
+	if e := model.NewEngine(w, be); e.KVType() != kernels.F16 || model.DefaultKVType != kernels.F16 {
+		t.Errorf("default KV type %s, want f16", e.KVType())
+	}
+	for _, kv := range []kernels.DType{kernels.F16, kernels.F32} {
+		e := model.NewEngine(w, be, model.KVType(kv))
+		c, err := e.NewCache(1, 3, 10)
+		if err != nil {
 			t.Fatal(err)
 		}
-		e.Logits(logits, x)
+		want := int64(2*2*cfg.KVDim()*10) * int64(kv.BlockBytes())
+		if c.Type() != kv || c.Bytes() != want || model.CacheBytes(&cfg, kv, 2, 10) != want {
+			t.Errorf("%s: cache of type %s holds %d bytes (CacheBytes %d), want %d",
+				kv, c.Type(), c.Bytes(), model.CacheBytes(&cfg, kv, 2, 10), want)
+		}
 	}
-	step()
-	if n := testing.AllocsPerRun(50, step); n != 0 {
-		t.Errorf("a decode step allocates %.1f times", n)
+	for _, kv := range []kernels.DType{kernels.BF16, kernels.Q8_0} {
+		if _, err := model.NewEngine(w, be, model.KVType(kv)).NewCache(0, 1, 4); err == nil {
+			t.Errorf("a %s KV cache was made", kv)
+		}
+	}
+	for s, want := range map[string]kernels.DType{"f16": kernels.F16, "f32": kernels.F32} {
+		if got, err := model.ParseKVType(s); err != nil || got != want {
+			t.Errorf("ParseKVType(%q) = %s, %v", s, got, err)
+		}
+	}
+	if _, err := model.ParseKVType("bf16"); err == nil {
+		t.Error("ParseKVType accepted bf16")
+	}
+}
+
+// TestForwardRowsMixedKVTypes runs one batch whose sequences keep their
+// caches in different types: each row still matches Forward of that row
+// alone on a cache of its own type, bit for bit.
+func TestForwardRowsMixedKVTypes(t *testing.T) {
+	cfg := testConfig(kernels.RopeAdjacent)
+	w := randomWeights(t, cfg, kernels.F32, 9)
+	be := openBackend(t, 1)
+	e16, e32 := model.NewEngine(w, be), model.NewEngine(w, be, model.KVType(kernels.F32))
+	d := cfg.Dim
+	mk := func(e *model.Engine) *model.Cache {
+		c, err := e.NewCache(0, cfg.Layers, 8)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	batch := []*model.Cache{mk(e16), mk(e32)}
+	alone := []*model.Cache{mk(e16), mk(e32)}
+	for step := 0; step < 3; step++ {
+		x := make([]float32, 2*d)
+		for j := range x {
+			x[j] = float32((j*31+step*7)%19-9) / 10
+		}
+		want := append([]float32(nil), x...)
+		if err := e16.ForwardRows(batch, x); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range alone {
+			if err := e16.Forward(c, want[i*d:(i+1)*d], 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for j := range x {
+			if x[j] != want[j] {
+				t.Fatalf("step %d: value %d (row %d, %s cache) is %g, alone %g", step, j, j/d, batch[j/d].Type(), x[j], want[j])
+			}
+		}
 	}
 }
 

@@ -95,7 +95,7 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 		if err != nil {
 			return nil, err
 		}
-		kvPerLayer := int64(2 * c.KVDim() * 4 * c.Context)
+		kvPerLayer := model.CacheBytes(&c, model.DefaultKVType, 1, c.Context)
 		weights := int64(0)
 		for _, t := range part.Tensors {
 			weights += t.Size

@@ -216,7 +216,7 @@ func (s *Serving) take(ctx context.Context, span Span) error {
 	}
 	old, oldRelease := s.srv, s.release
 	s.span, s.rate, s.srv, s.release = span, rate, srv, release
-	s.kvPerPos = int64(2 * w.Config.KVDim() * 4)
+	s.kvPerPos = model.CacheBytes(&w.Config, srv.e.KVType(), 1, 1)
 	s.mu.Unlock()
 	if old != nil {
 		old.Close()

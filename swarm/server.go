@@ -312,10 +312,11 @@ type job struct {
 }
 
 // sessionBytes is what a session reserves: keys and values of every layer
-// for every position, and the step buffers (input, output, activations).
+// for every position (in the engine's KV cache type), and the step buffers
+// (input, output, activations).
 func (s *Server) sessionBytes(span Span, maxPos int, dt kernels.DType) int64 {
 	c := &s.e.Weights().Config
-	kv := int64(span.Len()) * 2 * int64(c.KVDim()) * int64(maxPos) * 4
+	kv := model.CacheBytes(c, s.e.KVType(), span.Len(), maxPos)
 	step := int64(s.cfg.MaxStep) * int64(c.Dim) * (4 + 2*int64(activationSize(dt)))
 	return kv + step
 }

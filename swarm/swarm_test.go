@@ -432,9 +432,10 @@ func (rs *rawSession) recv() swarm.Message {
 // share of the memory is spent, and another client is still served.
 func TestBudget(t *testing.T) {
 	n := newNet(t)
-	// A session of 64 positions over 2 layers holds 2·2·32·64·4 bytes of
-	// keys and values, plus its step buffers.
-	cfg := swarm.ServerConfig{MemoryBudget: 600 << 10, PeerBudget: 200 << 10, MaxStep: 64}
+	// A session of 64 positions over 2 layers holds 2·2·32·64·2 bytes of
+	// keys and values (f16), plus 64 KB of step buffers: two fit in a
+	// peer's share, and one of the whole context (512 positions) does not.
+	cfg := swarm.ServerConfig{MemoryBudget: 600 << 10, PeerBudget: 150 << 10, MaxStep: 64}
 	srvs, route := n.pipeline(cfg)
 	greedy := n.host()
 	opened := 0
@@ -501,8 +502,12 @@ func TestStalledClient(t *testing.T) {
 	if _, ok := m.(*swarm.OK); !ok {
 		t.Fatalf("open: %v", m)
 	}
-	if st := srv.Stats(); st.Sessions != 2 || st.ReservedBytes == 0 {
-		t.Fatalf("stats %+v, want two sessions", st)
+	// Each session reserves its KV cache, in the server's (default, f16)
+	// cache type, and its step buffers: MaxStep rows in, out and in float32.
+	c := &n.w.Config
+	perSession := model.CacheBytes(c, model.DefaultKVType, 5, 16) + int64(srv.Config().MaxStep*c.Dim)*(4+2*4)
+	if st := srv.Stats(); st.Sessions != 2 || st.ReservedBytes != 2*perSession {
+		t.Fatalf("stats %+v, want two sessions of %d bytes", st, perSession)
 	}
 	start := time.Now()
 	for _, rs := range []*rawSession{half, idle} {
