@@ -31,6 +31,7 @@ type benchDecodeFlags struct {
 	runs    int
 	bw      bool
 	profile string
+	kv      string
 }
 
 func newBenchDecodeCmd(g *globals) *cobra.Command {
@@ -53,6 +54,7 @@ It also prints the weight bytes read per decoded token and, with
 	fl.IntVarP(&f.steps, "steps", "n", 128, "decoded tokens")
 	fl.IntVar(&f.runs, "runs", 3, "repetitions (the best is reported)")
 	fl.BoolVar(&f.bw, "bandwidth", true, "measure memory read bandwidth and report the ratio to the bound")
+	fl.StringVar(&f.kv, "kv", "f16", "KV cache element type: f16 or f32")
 	fl.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of the runs to this file")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
@@ -72,13 +74,17 @@ func benchDecode(cmd *cobra.Command, g *globals, f *benchDecodeFlags) error {
 	if f.prompt+f.steps > cfg.Context {
 		return fmt.Errorf("--prompt %d + --steps %d exceed the model's context of %d", f.prompt, f.steps, cfg.Context)
 	}
+	kv, err := model.ParseKVType(f.kv)
+	if err != nil {
+		return fmt.Errorf("--kv: %w", err)
+	}
 	be, err := kernels.Open("cpu", f.threads)
 	if err != nil {
 		return err
 	}
 	defer be.Close()
 	out := cmd.OutOrStdout()
-	eng := model.NewEngine(w, be)
+	eng := model.NewEngine(w, be, model.KVType(kv))
 	cache, err := eng.NewCache(0, cfg.Layers, f.prompt+f.steps)
 	if err != nil {
 		return err
@@ -164,8 +170,9 @@ func benchDecode(cmd *cobra.Command, g *globals, f *benchDecodeFlags) error {
 	// The KV cache is read too: every layer's keys and values of all
 	// earlier positions, on average those of the middle of the decode.
 	meanPos := float64(f.prompt) + float64(f.steps)/2
-	kvBytes := int64(meanPos * float64(2*cfg.Layers*cfg.KVDim()*4))
-	fmt.Fprintf(out, "kv cache   %8.1f MB read per decoded token on average (f32, %.0f positions)\n", float64(kvBytes)/1e6, meanPos)
+	kvBytes := int64(meanPos * float64(model.CacheBytes(&cfg, cache.Type(), cfg.Layers, 1)))
+	fmt.Fprintf(out, "kv cache   %8.1f MB read per decoded token on average (%s, %.0f positions; %.1f MB held)\n",
+		float64(kvBytes)/1e6, cache.Type(), meanPos, float64(cache.Bytes())/1e6)
 	if f.bw {
 		// Run r is held against the mean of the bandwidths measured just
 		// before and just after it; the median of the runs is reported.

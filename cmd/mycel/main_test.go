@@ -39,6 +39,7 @@ func TestRunStories260KGreedy(t *testing.T) {
 	}{
 		{"bin", []string{"-m", bin, "-z", tok}},
 		{"gguf", []string{"-m", gguf}},
+		{"bin with an f32 KV cache", []string{"-m", bin, "-z", tok, "--kv", "f32"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"run", "--temp", "0", "-n", "60"}, tc.args...)
@@ -126,6 +127,7 @@ func TestRunBadInput(t *testing.T) {
 		{"-n over context", []string{"run", "-m", bin, "-z", tok, "-n", "600"}, "context"},
 		{"negative -n", []string{"run", "-m", bin, "-z", tok, "-n", "-1"}, "-n"},
 		{"bad temperature", []string{"run", "-m", bin, "-z", tok, "--temp", "-1"}, "temperature"},
+		{"bad KV cache type", []string{"run", "-m", bin, "-z", tok, "--kv", "q8_0"}, "--kv"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, _, err := mycel(t, tc.args...)
@@ -187,6 +189,12 @@ func TestSynthRuns(t *testing.T) {
 	out, _, err = mycel(t, "bench", "decode", "-m", p, "-p", "4", "-n", "4", "--runs", "1")
 	if err != nil || !strings.Contains(out, "median of 2 measurements around the runs") || !strings.Contains(out, "(median of 1 runs") {
 		t.Errorf("bench decode: %v\n%s", err, out)
+	}
+	for _, kv := range []string{"f16", "f32"} {
+		out, _, err = mycel(t, "bench", "decode", "-m", p, "-p", "4", "-n", "4", "--runs", "1", "--bandwidth=false", "--kv", kv)
+		if err != nil || !strings.Contains(out, "read per decoded token on average ("+kv+",") {
+			t.Errorf("bench decode --kv %s: %v\n%s", kv, err, out)
+		}
 	}
 }
 

@@ -32,6 +32,7 @@ type runFlags struct {
 	verbose   bool
 	swarm     bool
 	verify    bool
+	kv        string
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -70,6 +71,7 @@ beginning-of-sequence token.`,
 	fl.IntVarP(&f.threads, "threads", "t", 0, "compute threads (default: all cores)")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print the model's shape and backend, or the swarm route, to stderr")
 	fl.BoolVar(&f.swarm, "swarm", false, "run through the swarm even when the node holds every block")
+	fl.StringVar(&f.kv, "kv", "f16", "KV cache element type of a model run here: f16 (half the memory and cache reads) or f32")
 	fl.BoolVar(&f.verify, "verify", false, "through the swarm: check every step against a second server of the same span, and ban a server caught lying")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
@@ -144,9 +146,16 @@ func runGenerate(cmd *cobra.Command, g *globals, f *runFlags, prompt string, see
 			return errors.New("--verify checks servers of the swarm; a model file runs here")
 		}
 	}
+	kv, err := model.ParseKVType(f.kv)
+	if err != nil {
+		return fmt.Errorf("--kv: %w", err)
+	}
 	if useSwarm, err := wantSwarm(cmd.Context(), g, f); err != nil {
 		return err
 	} else if useSwarm {
+		if cmd.Flags().Changed("kv") {
+			return errors.New("--kv sets the cache of a model run here; through the swarm, each server keeps its own")
+		}
 		return runSwarm(cmd, g, f, prompt, sc, stepsSet)
 	}
 	l, err := openModel(cmd.Context(), g, f.model, f.tokenizer, true)
@@ -182,7 +191,7 @@ func runGenerate(cmd *cobra.Command, g *globals, f *runFlags, prompt string, see
 	if f.verbose {
 		fmt.Fprintf(stderr, "model: %s (%s), %d layers, dim %d, %d heads (%d kv), vocab %d, context %d, %.1f MB of weights\n",
 			f.model, l.format, cfg.Layers, cfg.Dim, cfg.Heads, cfg.KVHeads, cfg.Vocab, cfg.Context, float64(l.w.Bytes())/1e6)
-		fmt.Fprintf(stderr, "backend: %s, %d threads; prompt: %d tokens\n", be.Name(), be.Threads(), len(ids))
+		fmt.Fprintf(stderr, "backend: %s, %d threads; kv cache: %s; prompt: %d tokens\n", be.Name(), be.Threads(), kv, len(ids))
 	}
 
 	out := bufio.NewWriter(cmd.OutOrStdout())
@@ -193,7 +202,7 @@ func runGenerate(cmd *cobra.Command, g *globals, f *runFlags, prompt string, see
 	for _, id := range ids {
 		dec.Next(id) // prime: the decoder needs to know what came before
 	}
-	eng := model.NewEngine(l.w, be)
+	eng := model.NewEngine(l.w, be, model.KVType(kv))
 	st, err := eng.Generate(cmd.Context(), ids, model.GenerateOptions{
 		MaxTokens: steps,
 		Sampler:   sc,
