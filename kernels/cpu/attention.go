@@ -173,11 +173,16 @@ func (t *attnTask) run(worker, lo, hi int) {
 // softmaxScaled sets x[i] = exp(scale·(x[i] − max x)) and returns 1/Σ x[i]:
 // the softmax of scale·x, left unnormalized.
 func softmaxScaled(x []float32, scale float32) float32 {
+	return 1 / expShifted(x, x, maxF32(x), scale)
+}
+
+// maxF32Generic returns the largest value of x (not empty).
+func maxF32Generic(x []float32) float32 {
 	m := x[0]
 	for _, v := range x[1:] {
 		m = max(m, v)
 	}
-	return 1 / expShifted(x, x, m, scale)
+	return m
 }
 
 // axpyGeneric sets y += a·x.

@@ -21,7 +21,7 @@ func BenchmarkAttention(b *testing.B) {
 	for _, threads := range []int{1, 2} {
 		be := New(threads)
 		b.Run(fmt.Sprintf("f32/threads=%d", threads), func(b *testing.B) {
-			var kc, vc [layers][]float32
+			kc, vc := make([][]float32, layers), make([][]float32, layers)
 			for l := range kc {
 				kc[l], vc[l] = randVecSeed(p.KVSize(), uint64(2*l)), randVecSeed(p.KVSize(), uint64(2*l+1))
 			}
@@ -33,7 +33,7 @@ func BenchmarkAttention(b *testing.B) {
 			}
 		})
 		b.Run(fmt.Sprintf("f16/threads=%d", threads), func(b *testing.B) {
-			var kc, vc [layers][]uint16
+			kc, vc := make([][]uint16, layers), make([][]uint16, layers)
 			for l := range kc {
 				kc[l], vc[l] = make([]uint16, p.KVSize()), make([]uint16, p.KVSize())
 				toF16Generic(kc[l], randVecSeed(p.KVSize(), uint64(2*l)))

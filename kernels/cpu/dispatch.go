@@ -34,6 +34,7 @@ var (
 	gemvCM     = gemvCMGeneric
 	gemvCM16   = gemvCM16Generic
 	toF16      = toF16Generic
+	maxF32     = maxF32Generic
 )
 
 func init() {
@@ -65,6 +66,7 @@ func setGeneric() {
 	gemvCM = gemvCMGeneric
 	gemvCM16 = gemvCM16Generic
 	toF16 = toF16Generic
+	maxF32 = maxF32Generic
 	gemmImpl = gemmGo
 	pack8 = nil
 }

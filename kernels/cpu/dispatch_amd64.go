@@ -62,4 +62,5 @@ func setAVX2Elementwise() {
 	expShifted = expShiftedAVX2
 	swiglu = swigluAVX2Go
 	toF16 = toF16F16C
+	maxF32 = maxF32AVX2
 }

@@ -163,3 +163,24 @@ func TestToF16(t *testing.T) {
 		t.Errorf("f16(NaN) = %#04x, not a NaN", out[0])
 	}
 }
+
+// TestMaxF32 checks the AVX2 maximum against the Go twin for lengths
+// around its 8- and 32-value steps, with the maximum at every place.
+func TestMaxF32(t *testing.T) {
+	if !cpu.X86.HasAVX2 {
+		t.Skip("no AVX2")
+	}
+	for _, n := range []int{1, 2, 7, 8, 9, 31, 32, 33, 40, 63, 64, 65, 192, 301} {
+		x := randVecSeed(n, uint64(n))
+		for i := range x {
+			x[i] -= 3 // all negative: a zero start would be wrong
+		}
+		for at := range n {
+			y := append([]float32(nil), x...)
+			y[at] = -0.5
+			if got, want := maxF32AVX2(y), maxF32Generic(y); got != want || got != -0.5 {
+				t.Fatalf("n=%d, largest at %d: got %v, want %v", n, at, got, want)
+			}
+		}
+	}
+}
