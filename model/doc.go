@@ -14,6 +14,12 @@
 //	e.Forward(c, x, len(ids)) // layers [0, Layers), positions appended to c
 //	e.Logits(logits, x[(len(ids)-1)*Dim:])
 //
+// The KV cache keeps each layer's keys and values in half precision by
+// default (rounded once as they are stored; attention still computes in
+// float32), which halves what a decode step reads from it and what a
+// session holds. model.NewEngine(weights, backend, model.KVType(kernels.F32))
+// keeps them as computed instead.
+//
 // Package model knows nothing of networks or file formats; checkpoints
 // builds Weights from files, and kernels does the math.
 package model
