@@ -28,6 +28,7 @@ type benchDecodeFlags struct {
 	threads int
 	prompt  int
 	steps   int
+	depth   int
 	runs    int
 	bw      bool
 	profile string
@@ -41,9 +42,11 @@ func newBenchDecodeCmd(g *globals) *cobra.Command {
 		Short: "Prompt and decode tokens per second of a model",
 		Long: `Runs a prompt of --prompt tokens through the model, then decodes --steps
 tokens greedily, --runs times, and prints the best prompt and decode rates.
-It also prints the weight bytes read per decoded token and, with
---bandwidth, the ratio of the decode rate to the memory-bandwidth bound
-(read bandwidth measured in the same run).`,
+The decode continues after the prompt, or starts from a cache of --depth
+positions (0: an empty cache, as llama-bench's tg tests).
+It also prints the weight and KV-cache bytes read per decoded token and,
+with --bandwidth, the ratio of the decode rate to the memory-bandwidth
+bound (read bandwidth measured around each run).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return benchDecode(cmd, g, &f) },
 	}
@@ -52,6 +55,7 @@ It also prints the weight bytes read per decoded token and, with
 	fl.IntVarP(&f.threads, "threads", "t", 0, "compute threads (default: all cores)")
 	fl.IntVarP(&f.prompt, "prompt", "p", 128, "prompt tokens")
 	fl.IntVarP(&f.steps, "steps", "n", 128, "decoded tokens")
+	fl.IntVarP(&f.depth, "depth", "d", -1, "positions in the KV cache when the decode starts (default: the prompt's; 0 decodes from an empty cache, as llama-bench's tg tests do)")
 	fl.IntVar(&f.runs, "runs", 3, "repetitions (the best is reported)")
 	fl.BoolVar(&f.bw, "bandwidth", true, "measure memory read bandwidth and report the ratio to the bound")
 	fl.StringVar(&f.kv, "kv", "f16", "KV cache element type: f16 or f32")
@@ -71,8 +75,11 @@ func benchDecode(cmd *cobra.Command, g *globals, f *benchDecodeFlags) error {
 	if f.prompt < 1 || f.steps < 1 || f.runs < 1 {
 		return fmt.Errorf("--prompt, --steps and --runs must be at least 1")
 	}
-	if f.prompt+f.steps > cfg.Context {
-		return fmt.Errorf("--prompt %d + --steps %d exceed the model's context of %d", f.prompt, f.steps, cfg.Context)
+	if f.depth < 0 {
+		f.depth = f.prompt
+	}
+	if f.prompt+f.steps > cfg.Context || f.depth+f.steps > cfg.Context {
+		return fmt.Errorf("--prompt %d or --depth %d, + --steps %d, exceed the model's context of %d", f.prompt, f.depth, f.steps, cfg.Context)
 	}
 	kv, err := model.ParseKVType(f.kv)
 	if err != nil {
@@ -85,16 +92,16 @@ func benchDecode(cmd *cobra.Command, g *globals, f *benchDecodeFlags) error {
 	defer be.Close()
 	out := cmd.OutOrStdout()
 	eng := model.NewEngine(w, be, model.KVType(kv))
-	cache, err := eng.NewCache(0, cfg.Layers, f.prompt+f.steps)
+	cache, err := eng.NewCache(0, cfg.Layers, max(f.prompt, f.depth)+f.steps)
 	if err != nil {
 		return err
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	ids := make([]int, f.prompt)
+	ids := make([]int, max(f.prompt, f.depth))
 	for i := range ids {
 		ids[i] = rng.IntN(cfg.Vocab)
 	}
-	x := make([]float32, f.prompt*cfg.Dim)
+	x := make([]float32, len(ids)*cfg.Dim)
 	logits := make([]float32, cfg.Vocab)
 	var promptRates, decodeRates, bandwidths []float64
 	// With --bandwidth, memory read bandwidth is measured before every run
@@ -127,16 +134,30 @@ func benchDecode(cmd *cobra.Command, g *globals, f *benchDecodeFlags) error {
 		}
 		cache.Reset()
 		start := time.Now()
-		if err := eng.Embed(x, ids); err != nil {
+		prompt := ids[:f.prompt]
+		if err := eng.Embed(x, prompt); err != nil {
 			return err
 		}
-		if err := eng.Forward(cache, x, len(ids)); err != nil {
+		if err := eng.Forward(cache, x, len(prompt)); err != nil {
 			return err
 		}
-		if err := eng.Logits(logits, x[(len(ids)-1)*cfg.Dim:]); err != nil {
+		if err := eng.Logits(logits, x[(len(prompt)-1)*cfg.Dim:]); err != nil {
 			return err
 		}
-		promptRates = append(promptRates, float64(len(ids))/time.Since(start).Seconds())
+		promptRates = append(promptRates, float64(len(prompt))/time.Since(start).Seconds())
+		if f.depth != f.prompt {
+			// The decode starts from a cache of depth positions instead
+			// (not timed).
+			cache.Reset()
+			if f.depth > 0 {
+				if err := eng.Embed(x, ids[:f.depth]); err != nil {
+					return err
+				}
+				if err := eng.Forward(cache, x, f.depth); err != nil {
+					return err
+				}
+			}
+		}
 		start = time.Now()
 		next := []int{0}
 		for s := 0; s < f.steps; s++ {
@@ -164,12 +185,12 @@ func benchDecode(cmd *cobra.Command, g *globals, f *benchDecodeFlags) error {
 		f.model, l.format, cfg.Layers, cfg.Dim, cfg.Hidden, cfg.Vocab, weightTypes(w))
 	fmt.Fprintf(out, "backend    %s, %d threads\n", be.Name(), be.Threads())
 	fmt.Fprintf(out, "prompt     %8.1f tok/s  (%d tokens, best of %d)\n", bestP, f.prompt, f.runs)
-	fmt.Fprintf(out, "decode     %8.1f tok/s  (%d tokens after the prompt, best of %d)\n", bestD, f.steps, f.runs)
+	fmt.Fprintf(out, "decode     %8.1f tok/s  (%d tokens from %d cached positions, best of %d)\n", bestD, f.steps, f.depth, f.runs)
 	fmt.Fprintf(out, "weights    %8.1f MB read per decoded token, %.1f GB/s at the decode rate\n",
 		float64(bytesPerTok)/1e6, float64(bytesPerTok)*bestD/1e9)
 	// The KV cache is read too: every layer's keys and values of all
 	// earlier positions, on average those of the middle of the decode.
-	meanPos := float64(f.prompt) + float64(f.steps)/2
+	meanPos := float64(f.depth) + float64(f.steps)/2
 	kvBytes := int64(meanPos * float64(model.CacheBytes(&cfg, cache.Type(), cfg.Layers, 1)))
 	fmt.Fprintf(out, "kv cache   %8.1f MB read per decoded token on average (%s, %.0f positions; %.1f MB held)\n",
 		float64(kvBytes)/1e6, cache.Type(), meanPos, float64(cache.Bytes())/1e6)

@@ -184,6 +184,15 @@ func TestSynthRuns(t *testing.T) {
 	if err != nil || !strings.Contains(out, "decode") || strings.Contains(out, "bandwidth") {
 		t.Errorf("bench decode --bandwidth=false: %v\n%s", err, out)
 	}
+	for _, depth := range []string{"0", "9"} {
+		out, _, err = mycel(t, "bench", "decode", "-m", p, "-p", "4", "-n", "4", "--runs", "1", "--bandwidth=false", "--depth", depth)
+		if err != nil || !strings.Contains(out, "4 tokens from "+depth+" cached positions") {
+			t.Errorf("bench decode --depth %s: %v\n%s", depth, err, out)
+		}
+	}
+	if _, stderr, err := mycel(t, "bench", "decode", "-m", p, "--depth", "100000"); err == nil || !strings.Contains(err.Error()+stderr, "context") {
+		t.Errorf("bench decode --depth beyond the context: err %v, stderr %q", err, stderr)
+	}
 	// With the bandwidth: measured before and after the one run, and the
 	// run's ratio against their mean.
 	out, _, err = mycel(t, "bench", "decode", "-m", p, "-p", "4", "-n", "4", "--runs", "1")
