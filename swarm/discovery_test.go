@@ -158,6 +158,12 @@ func TestServersChooseSpansAndClientPlans(t *testing.T) {
 		if r.Throughput <= 0 || r.FreePositions <= 0 || r.MaxPositions != s.w.Config.Context {
 			t.Fatalf("record %+v lacks throughput or room", r)
 		}
+		// No session yet: the whole default budget, in positions of the
+		// server's (f16) KV cache over its span.
+		perPos := model.CacheBytes(&s.w.Config, model.DefaultKVType, r.Span.Len(), 1)
+		if want := int(swarm.DefaultMemoryBudget / perPos); r.FreePositions != want {
+			t.Fatalf("record %+v: %d free positions, want %d", r, r.FreePositions, want)
+		}
 	}
 	t.Logf("spans: %v", spans)
 	for _, wire := range []kernels.DType{kernels.F32, kernels.F16} {
