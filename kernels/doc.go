@@ -15,6 +15,10 @@
 //     n·w floats, position t at [t·w, (t+1)·w).
 //   - Quantized types store blocks of 32 consecutive values of one row; a row
 //     of a quantized matrix therefore needs Cols to be a multiple of 32.
+//   - A KV cache is host memory in the layout of AttnParams, float32
+//     (StoreKV, Attention) or half precision (StoreKV16, Attention16:
+//     binary16 bits rounded to nearest even on store); either way the
+//     attention computes in float32.
 //
 // Reference implementations in float64, used by tests of every backend, are
 // in package kernels/kerneltest.
