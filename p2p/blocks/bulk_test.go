@@ -503,3 +503,42 @@ func TestBulkServerLimitsStreams(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestBulkStaleStream: a stream the client kept for later but the server
+// has since closed is replaced by a new one, and the fetch still goes over
+// BlocksProtocol.
+func TestBulkStaleStream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a, c := newNode(t, nodeConfig{}), newNode(t, nodeConfig{})
+	first := importData(t, a, randBytes(480, 2*ChunkSize))
+	second := importData(t, a, randBytes(481, 2*ChunkSize))
+	connect(t, ctx, c, a)
+	fetchAll(t, ctx, c, first)
+	c.ex.bulk.mu.Lock()
+	pooled := len(c.ex.bulk.idle[a.host.ID()])
+	c.ex.bulk.mu.Unlock()
+	if pooled != 1 {
+		t.Fatalf("%d streams kept after a fetch, want 1", pooled)
+	}
+	// The server drops its end of every blocks stream.
+	closed := 0
+	for _, conn := range a.host.Libp2p().Network().ConnsToPeer(c.host.ID()) {
+		for _, s := range conn.GetStreams() {
+			if s.Protocol() == p2p.BlocksProtocol {
+				s.Reset()
+				closed++
+			}
+		}
+	}
+	if closed == 0 {
+		t.Fatal("no blocks stream on the server's side")
+	}
+	got := fetchAll(t, ctx, c, second)
+	if err := got[0].Verify(); err != nil {
+		t.Fatal(err)
+	}
+	if n := bitswapReceived(t, c); n != 0 {
+		t.Errorf("%d blocks came over bitswap after the stale stream", n)
+	}
+}
