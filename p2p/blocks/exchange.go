@@ -178,9 +178,8 @@ type Exchange struct {
 }
 
 // NewExchange starts bitswap and BlocksProtocol on h, serving and filling
-// store. r finds and
-// announces providers; it may be nil, and then only connected peers are
-// asked and Provide and FindProviders fail.
+// store. r finds and announces providers; it may be nil, and then only
+// connected peers are asked and Provide and FindProviders fail.
 func NewExchange(h host.Host, r routing.ContentRouting, store *Store, opts ...ExchangeOption) (*Exchange, error) {
 	if h == nil || store == nil {
 		return nil, errors.New("blocks: NewExchange needs a host and a store")
