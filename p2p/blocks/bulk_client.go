@@ -37,7 +37,7 @@ const (
 	// bulkHaveTimeout bounds the wait for a HAVE answer (one round trip),
 	// so that a peer that does not answer holds back the CIDs nobody else
 	// has, on their way to bitswap, for no longer than this.
-	bulkHaveTimeout = 2 * time.Second
+	bulkHaveTimeout = 5 * time.Second
 	// bulkPoolIdle is how long an unused stream is kept for the next
 	// fetch from the same peer (the server closes idle streams after
 	// bulkServerIdle), and bulkPoolPerPeer how many are kept per peer.
