@@ -22,8 +22,11 @@ const (
 	bulkStreamsPerPeer = 8
 	// bulkServing is how many requests the server answers at once, all
 	// peers together. Each answer holds a buffer of up to MaxBlockSize and
-	// a write buffer, so this bounds the server's memory.
-	bulkServing = 16
+	// a write buffer, so this bounds the server's memory. One peer gets at
+	// most bulkServingPerPeer of them, so that a few slow readers cannot
+	// take them all.
+	bulkServing        = 16
+	bulkServingPerPeer = 4
 	// bulkServerIdle is how long a stream may wait for its next request
 	// before the server closes it.
 	bulkServerIdle = 2 * time.Minute
@@ -40,7 +43,7 @@ type bulkServer struct {
 	ctx   context.Context // ends every stream when the exchange closes
 
 	mu      sync.Mutex
-	perPeer map[peer.ID]int
+	perPeer map[peer.ID]*servedPeer
 	closed  bool
 	wg      sync.WaitGroup // one per stream being served
 
@@ -51,6 +54,12 @@ type bulkServer struct {
 	blocksSent, dataSent atomic.Uint64
 }
 
+// servedPeer is what one peer holds of the server.
+type servedPeer struct {
+	streams int
+	turns   chan struct{} // one per request being answered
+}
+
 type serveSlot struct {
 	bw   *bufio.Writer
 	data []byte // a block read from the store
@@ -58,7 +67,7 @@ type serveSlot struct {
 }
 
 func newBulkServer(ctx context.Context, store *Store) *bulkServer {
-	sv := &bulkServer{store: store, ctx: ctx, perPeer: map[peer.ID]int{}, slots: make(chan *serveSlot, bulkServing)}
+	sv := &bulkServer{store: store, ctx: ctx, perPeer: map[peer.ID]*servedPeer{}, slots: make(chan *serveSlot, bulkServing)}
 	for range bulkServing {
 		// Buffers are made when first used, so an idle node holds none.
 		sv.slots <- &serveSlot{}
@@ -71,18 +80,27 @@ func newBulkServer(ctx context.Context, store *Store) *bulkServer {
 func (sv *bulkServer) handle(s network.Stream) {
 	p := s.Conn().RemotePeer()
 	sv.mu.Lock()
-	if open := sv.perPeer[p]; sv.closed || open >= bulkStreamsPerPeer {
+	sp := sv.perPeer[p]
+	if sp == nil {
+		sp = &servedPeer{turns: make(chan struct{}, bulkServingPerPeer)}
+		sv.perPeer[p] = sp
+	}
+	if sv.closed || sp.streams >= bulkStreamsPerPeer {
+		open := sp.streams
+		if open == 0 {
+			delete(sv.perPeer, p)
+		}
 		sv.mu.Unlock()
 		log.Debug("refusing a blocks stream", "peer", p, "open", open)
 		s.Reset()
 		return
 	}
-	sv.perPeer[p]++
+	sp.streams++
 	sv.wg.Add(1)
 	sv.mu.Unlock()
 	defer func() {
 		sv.mu.Lock()
-		if sv.perPeer[p]--; sv.perPeer[p] == 0 {
+		if sp.streams--; sp.streams == 0 {
 			delete(sv.perPeer, p)
 		}
 		sv.mu.Unlock()
@@ -91,7 +109,7 @@ func (sv *bulkServer) handle(s network.Stream) {
 	stop := context.AfterFunc(sv.ctx, func() { s.Reset() })
 	defer stop()
 
-	if err := sv.serve(s); err != nil {
+	if err := sv.serve(s, sp); err != nil {
 		log.Debug("blocks stream ended", "peer", p, "err", err)
 		s.Reset()
 		return
@@ -108,7 +126,7 @@ func (sv *bulkServer) close() {
 	sv.wg.Wait()
 }
 
-func (sv *bulkServer) serve(s network.Stream) error {
+func (sv *bulkServer) serve(s network.Stream, sp *servedPeer) error {
 	br := bufio.NewReaderSize(s, 4<<10)
 	for {
 		s.SetReadDeadline(time.Now().Add(bulkServerIdle))
@@ -123,14 +141,21 @@ func (sv *bulkServer) serve(s network.Stream) error {
 		if err != nil {
 			return err
 		}
+		select {
+		case sp.turns <- struct{}{}:
+		case <-sv.ctx.Done():
+			return ErrClosed
+		}
 		var slot *serveSlot
 		select {
 		case slot = <-sv.slots:
 		case <-sv.ctx.Done():
+			<-sp.turns
 			return ErrClosed
 		}
 		err = sv.answer(s, slot, req)
 		sv.slots <- slot
+		<-sp.turns
 		if err != nil {
 			return err
 		}

@@ -76,7 +76,8 @@
 // The server reads blocks from the Store into a reused buffer (checked
 // against their CRC-32C, never re-hashed) and writes through a buffered
 // writer; it limits each peer to 8 streams, answers at most 16 requests at
-// once over all peers, and closes streams idle for 2 minutes.
+// once over all peers (4 for one peer), and closes streams idle for 2
+// minutes.
 //
 // Over bitswap, a Fetch opens one session for its CIDs: the session first
 // asks the connected peers whether they have the blocks, and after
