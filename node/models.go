@@ -229,14 +229,15 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 	defer finding.Wait()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	// The model's providers are looked up on the DHT and dialled while
-	// bitswap asks the peers already connected: a node that is not yet
-	// connected to a provider need not wait for bitswap's own provider
-	// search, which starts after a delay.
-	finding.Go(func() { n.connectProviders(ctx, root) })
-	// One bitswap session for the whole pull: the peers that had the
-	// manifest are asked straight for the parts and the chunks.
+	// One session for the whole pull: the peers that had the manifest are
+	// asked straight for the parts and the chunks.
 	sess := n.ex.NewSession(ctx)
+	// The model's providers are looked up on the DHT, dialled and
+	// preferred by the session while it asks the peers already connected:
+	// a node that is not yet connected to a provider need not wait for
+	// bitswap's own provider search, which starts after a delay, and a
+	// node with many connected peers asks the providers first.
+	finding.Go(func() { n.connectProviders(ctx, root, sess) })
 	m, err := shards.GetManifest(ctx, sess, root)
 	if err != nil {
 		return err
@@ -318,8 +319,9 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 	return nil
 }
 
-// connectProviders dials a few providers of root found on the DHT.
-func (n *Node) connectProviders(ctx context.Context, root cid.Cid) {
+// connectProviders dials a few providers of root found on the DHT and
+// has sess prefer them.
+func (n *Node) connectProviders(ctx context.Context, root cid.Cid, sess *blocks.Session) {
 	provs, err := n.ex.FindProviders(ctx, root, 4)
 	if err != nil {
 		log.Debug("find providers for a pull", "cid", root, "err", err)
@@ -328,7 +330,9 @@ func (n *Node) connectProviders(ctx context.Context, root cid.Cid) {
 	for _, ai := range provs {
 		if err := n.host.Connect(ctx, ai); err != nil {
 			log.Debug("connect to a provider", "peer", ai.ID, "err", err)
+			continue
 		}
+		sess.Prefer(ai.ID)
 	}
 }
 

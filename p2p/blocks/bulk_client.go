@@ -21,9 +21,6 @@ import (
 
 // Limits of the BlocksProtocol client.
 const (
-	// bulkMaxPeers is how many connected peers one fetch asks which
-	// blocks they have.
-	bulkMaxPeers = 16
 	// bulkBatch is how many CIDs one GET request asks for, and
 	// bulkPipeline how many GET requests a fetch keeps outstanding with
 	// one peer: while the peer sends the answer to one, the next is
@@ -47,6 +44,11 @@ const (
 	// it are read straight into their own buffer.
 	bulkReadBuffer = 32 << 10
 )
+
+// bulkMaxPeers is how many connected peers one fetch asks which blocks
+// they have: first those the caller prefers (Session.Prefer), then those
+// that sent blocks lately, then the others. It is a var for tests.
+var bulkMaxPeers = 16
 
 // bulkMinRate is the slowest a peer may send a block, in bytes per
 // second, on top of the stall timeout: a peer that trickles a byte now and
@@ -106,6 +108,7 @@ type bulkClient struct {
 	mu     sync.Mutex
 	idle   map[peer.ID][]*bulkConn
 	closed bool
+	recent []peer.ID // peers that sent blocks lately, the latest first
 
 	blocksReceived, dataReceived atomic.Uint64
 }
@@ -116,20 +119,47 @@ func newBulkClient(h host.Host) *bulkClient {
 
 // candidates lists connected peers that speak BlocksProtocol, or whose
 // protocols are not known yet (identify still running), at most
-// bulkMaxPeers.
-func (bc *bulkClient) candidates() []peer.ID {
+// bulkMaxPeers: those in prefer first, then those that sent blocks lately,
+// then the others.
+func (bc *bulkClient) candidates(prefer []peer.ID) []peer.ID {
+	bc.mu.Lock()
+	recent := slices.Clone(bc.recent)
+	bc.mu.Unlock()
 	var out []peer.ID
-	for _, p := range bc.h.Network().Peers() {
-		protos, err := bc.h.Peerstore().GetProtocols(p)
-		if err == nil && len(protos) > 0 && !slices.Contains(protos, p2p.BlocksProtocol) {
-			continue
-		}
-		out = append(out, p)
-		if len(out) == bulkMaxPeers {
-			break
+	seen := map[peer.ID]bool{}
+	add := func(ps []peer.ID, connectedOnly bool) {
+		for _, p := range ps {
+			if len(out) == bulkMaxPeers || seen[p] {
+				continue
+			}
+			seen[p] = true
+			if connectedOnly && bc.h.Network().Connectedness(p) != network.Connected {
+				continue
+			}
+			protos, err := bc.h.Peerstore().GetProtocols(p)
+			if err == nil && len(protos) > 0 && !slices.Contains(protos, p2p.BlocksProtocol) {
+				continue
+			}
+			out = append(out, p)
 		}
 	}
+	add(prefer, true)
+	add(recent, true)
+	add(bc.h.Network().Peers(), false)
 	return out
+}
+
+// delivered records that p sent blocks.
+func (bc *bulkClient) delivered(p peer.ID) {
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	if i := slices.Index(bc.recent, p); i >= 0 {
+		bc.recent = slices.Delete(bc.recent, i, i+1)
+	}
+	bc.recent = slices.Insert(bc.recent, 0, p)
+	if len(bc.recent) > bulkMaxPeers {
+		bc.recent = bc.recent[:bulkMaxPeers]
+	}
 }
 
 // open gives a stream to p: a pooled one if there is one still fresh,
@@ -256,6 +286,7 @@ type bulkPeer struct {
 	open    int    // CIDs it has that are not done
 	dropped bool
 	cancel  context.CancelFunc // ends its worker
+	sent    atomic.Int64       // blocks from it that matched their CIDs
 }
 
 // arrival is a block read from a peer, not yet checked against its CID.
@@ -266,13 +297,14 @@ type arrival struct {
 }
 
 // bulkFetch fetches cids (no repeats, none in the store) from connected
-// peers over BlocksProtocol, emitting a Result for each block it stores
-// (or fails to store), and returns the CIDs no peer delivered. Without
-// keep, the Results carry no data and the block buffers are reused.
-func (e *Exchange) bulkFetch(ctx context.Context, cids []cid.Cid, keep bool, emit func(Result)) []cid.Cid {
-	peers := e.bulk.candidates()
+// peers over BlocksProtocol, asking those in prefer first, emitting a
+// Result for each block it stores (or fails to store), and returns the
+// CIDs no peer delivered and the peers that sent blocks. Without keep, the
+// Results carry no data and the block buffers are reused.
+func (e *Exchange) bulkFetch(ctx context.Context, cids []cid.Cid, prefer []peer.ID, keep bool, emit func(Result)) (rest []cid.Cid, senders []peer.ID) {
+	peers := e.bulk.candidates(prefer)
 	if len(peers) == 0 {
-		return cids
+		return cids, nil
 	}
 	f := &bulkFetch{
 		e: e, cids: cids, emit: emit, keep: keep,
@@ -302,13 +334,18 @@ func (e *Exchange) bulkFetch(ctx context.Context, cids []cid.Cid, keep bool, emi
 	close(arrivals)
 	writers.Wait()
 
-	var rest []cid.Cid
 	for i, st := range f.state {
 		if st != stDone {
 			rest = append(rest, cids[i])
 		}
 	}
-	return rest
+	for _, p := range f.peers {
+		if p.sent.Load() > 0 && !p.dropped {
+			senders = append(senders, p.id)
+			e.bulk.delivered(p.id)
+		}
+	}
+	return rest, senders
 }
 
 // runPeer asks p which CIDs it has and then fetches from it until no CID
@@ -483,6 +520,7 @@ func (f *bulkFetch) deliver(ctx context.Context, a arrival) {
 		f.mu.Unlock()
 		return
 	}
+	a.p.sent.Add(1)
 	var perr error
 	if err := f.e.store.putVerified(ctx, []Block{a.b}); err != nil {
 		perr = fmt.Errorf("blocks: store fetched %s: %w", a.b.CID, err)

@@ -543,3 +543,40 @@ func TestBulkStaleStream(t *testing.T) {
 		t.Errorf("%d blocks came over bitswap after the stale stream", n)
 	}
 }
+
+// TestBulkPrefersProviders: with more connected peers than a fetch asks,
+// the peers a session prefers are asked first, and then the peers that
+// sent blocks lately, so the blocks come over BlocksProtocol.
+func TestBulkPrefersProviders(t *testing.T) {
+	defer func(n int) { bulkMaxPeers = n }(bulkMaxPeers)
+	bulkMaxPeers = 2
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := newNode(t, nodeConfig{})
+	for range 4 {
+		connect(t, ctx, c, newNode(t, nodeConfig{}))
+	}
+	a := newNode(t, nodeConfig{})
+	connect(t, ctx, c, a)
+	first := importData(t, a, randBytes(490, 3*ChunkSize))
+	second := importData(t, a, randBytes(491, 3*ChunkSize))
+
+	sess := c.ex.NewSession(ctx)
+	sess.Prefer(a.host.ID())
+	if got, err := sess.GetBlocks(ctx, first); err != nil || assemble(t, got) == nil {
+		t.Fatalf("session fetch: %v", err)
+	}
+	if n := bitswapReceived(t, c); n != 0 {
+		t.Fatalf("%d blocks came over bitswap; the preferred provider was not asked", n)
+	}
+	// A fetch outside the session asks the peer that sent blocks lately.
+	if _, err := c.ex.GetBlocks(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	if n := bitswapReceived(t, c); n != 0 {
+		t.Fatalf("%d blocks came over bitswap; the recent sender was not asked", n)
+	}
+	if sent := a.ex.server.blocksSent.Load(); sent != uint64(len(first)+len(second)) {
+		t.Fatalf("the provider sent %d blocks of %d", sent, len(first)+len(second))
+	}
+}

@@ -49,9 +49,12 @@
 // BlocksProtocol streams many blocks on one stream per peer: a request is
 // an op (HAVE or GET) and up to 1024 CIDs, and the server answers each
 // request in order on the same stream (a bitmap for HAVE; for GET, each
-// block's length and bytes, or "missing"). A fetch asks up to 16 peers
-// which CIDs they have (HAVE), each on a stream that the client keeps for
-// later fetches, and starts a worker per peer as soon as its answer comes.
+// block's length and bytes, or "missing"). A fetch asks up to 16 connected
+// peers which CIDs they have (HAVE): first those its Session prefers (the
+// providers the caller found, the peers that sent the session's earlier
+// blocks), then those that sent blocks lately, then the others. Each is
+// asked on a stream that the client keeps for later fetches, and a worker
+// per peer starts as soon as its answer comes.
 // The workers take batches of the CIDs their peer has from the front of a
 // shared queue (16 per GET, fewer for small fetches, so that every peer
 // gets a share) and keep two GETs outstanding, so that the peer always has

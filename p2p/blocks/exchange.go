@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -282,6 +283,45 @@ func (e *Exchange) Fetch(ctx context.Context, cids []cid.Cid) <-chan Result {
 type Session struct {
 	e    *Exchange
 	sess exchange.Fetcher
+
+	mu     sync.Mutex
+	prefer []peer.ID // asked first over BlocksProtocol, the latest first
+}
+
+// Prefer asks the session to turn to these peers first (when they are
+// connected) in its next fetches: the providers of what it fetches, found
+// on the DHT, say. The peers that sent blocks in the session's fetches are
+// preferred the same way.
+func (s *Session) Prefer(peers ...peer.ID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range peers {
+		if i := slices.Index(s.prefer, p); i >= 0 {
+			s.prefer = slices.Delete(s.prefer, i, i+1)
+		}
+		s.prefer = slices.Insert(s.prefer, 0, p)
+	}
+	if len(s.prefer) > bulkMaxPeers {
+		s.prefer = s.prefer[:bulkMaxPeers]
+	}
+}
+
+// preferred lists the peers to ask first; s may be nil.
+func (s *Session) preferred() []peer.ID {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.prefer)
+}
+
+// fetcher is the session's bitswap session; s may be nil.
+func (s *Session) fetcher() exchange.Fetcher {
+	if s == nil {
+		return nil
+	}
+	return s.sess
 }
 
 // NewSession starts a Session that ends with ctx.
@@ -291,7 +331,7 @@ func (e *Exchange) NewSession(ctx context.Context) *Session {
 
 // Fetch is Exchange.Fetch within the session.
 func (s *Session) Fetch(ctx context.Context, cids []cid.Cid) <-chan Result {
-	return s.e.fetchIn(ctx, s.sess, cids, true)
+	return s.e.fetchIn(ctx, s, cids, true)
 }
 
 // Download is Fetch for blocks that the caller wants in the store rather
@@ -300,7 +340,7 @@ func (s *Session) Fetch(ctx context.Context, cids []cid.Cid) <-chan Result {
 // instead of allocating one per block, and a block already in the store is
 // checked (against the checksum written with it) but not kept.
 func (s *Session) Download(ctx context.Context, cids []cid.Cid) <-chan Result {
-	return s.e.fetchIn(ctx, s.sess, cids, false)
+	return s.e.fetchIn(ctx, s, cids, false)
 }
 
 // GetBlocks is Exchange.GetBlocks within the session.
@@ -316,7 +356,7 @@ func (s *Session) Get(ctx context.Context, c cid.Cid) (Block, error) {
 
 // fetchIn runs a Fetch in sess, or in a session of its own if sess is nil.
 // Without keep, it is a Download.
-func (e *Exchange) fetchIn(ctx context.Context, sess exchange.Fetcher, cids []cid.Cid, keep bool) <-chan Result {
+func (e *Exchange) fetchIn(ctx context.Context, sess *Session, cids []cid.Cid, keep bool) <-chan Result {
 	out := make(chan Result, len(cids))
 	if !e.track() {
 		for _, c := range cids {
@@ -333,7 +373,7 @@ func (e *Exchange) fetchIn(ctx context.Context, sess exchange.Fetcher, cids []ci
 	return out
 }
 
-func (e *Exchange) fetch(ctx context.Context, sess exchange.Fetcher, cids []cid.Cid, keep bool, out chan<- Result) {
+func (e *Exchange) fetch(ctx context.Context, s *Session, cids []cid.Cid, keep bool, out chan<- Result) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(e.ctx, cancel)
@@ -396,7 +436,12 @@ func (e *Exchange) fetch(ctx context.Context, sess exchange.Fetcher, cids []cid.
 		mu.Unlock()
 	}
 	if e.bulk != nil {
-		if missing = e.bulkFetch(ctx, missing, keep, sharedEmit); len(missing) == 0 {
+		var senders []peer.ID
+		missing, senders = e.bulkFetch(ctx, missing, s.preferred(), keep, sharedEmit)
+		if s != nil && len(senders) > 0 {
+			s.Prefer(senders...)
+		}
+		if len(missing) == 0 {
 			return
 		}
 		if ctx.Err() != nil {
@@ -408,6 +453,7 @@ func (e *Exchange) fetch(ctx context.Context, sess exchange.Fetcher, cids []cid.
 		}
 	}
 
+	sess := s.fetcher()
 	if sess == nil {
 		sess = e.bs.NewSession(ctx)
 	}
