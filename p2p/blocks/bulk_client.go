@@ -50,6 +50,12 @@ const (
 // that sent blocks lately, then the others. It is a var for tests.
 var bulkMaxPeers = 16
 
+// bulkLiarBan is how long a peer that sent a block whose bytes do not
+// match its CID is left out of block streams: such a peer is broken or
+// lying, and asking it again would only cost the next fetches a round
+// trip and its wasted blocks. It is a var for tests.
+var bulkLiarBan = 30 * time.Minute
+
 // bulkMinRate is the slowest a peer may send a block, in bytes per
 // second, on top of the stall timeout: a peer that trickles a byte now and
 // then cannot hold a fetch for longer than that. It is a var for tests.
@@ -108,25 +114,34 @@ type bulkClient struct {
 	mu     sync.Mutex
 	idle   map[peer.ID][]*bulkConn
 	closed bool
-	recent []peer.ID // peers that sent blocks lately, the latest first
+	recent []peer.ID             // peers that sent blocks lately, the latest first
+	liars  map[peer.ID]time.Time // peers left out until the time given
 
 	blocksReceived, dataReceived atomic.Uint64
 }
 
 func newBulkClient(h host.Host) *bulkClient {
-	return &bulkClient{h: h, idle: map[peer.ID][]*bulkConn{}}
+	return &bulkClient{h: h, idle: map[peer.ID][]*bulkConn{}, liars: map[peer.ID]time.Time{}}
 }
 
 // candidates lists connected peers that speak BlocksProtocol, or whose
 // protocols are not known yet (identify still running), at most
 // bulkMaxPeers: those in prefer first, then those that sent blocks lately,
-// then the others.
+// then the others. Peers caught sending wrong bytes (banLiar) are left out.
 func (bc *bulkClient) candidates(prefer []peer.ID) []peer.ID {
+	now := time.Now()
+	seen := map[peer.ID]bool{}
 	bc.mu.Lock()
 	recent := slices.Clone(bc.recent)
+	for p, until := range bc.liars {
+		if now.Before(until) {
+			seen[p] = true // never a candidate
+		} else {
+			delete(bc.liars, p)
+		}
+	}
 	bc.mu.Unlock()
 	var out []peer.ID
-	seen := map[peer.ID]bool{}
 	add := func(ps []peer.ID, connectedOnly bool) {
 		for _, p := range ps {
 			if len(out) == bulkMaxPeers || seen[p] {
@@ -147,6 +162,16 @@ func (bc *bulkClient) candidates(prefer []peer.ID) []peer.ID {
 	add(recent, true)
 	add(bc.h.Network().Peers(), false)
 	return out
+}
+
+// banLiar leaves p out of block streams for bulkLiarBan.
+func (bc *bulkClient) banLiar(p peer.ID) {
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	bc.liars[p] = time.Now().Add(bulkLiarBan)
+	if i := slices.Index(bc.recent, p); i >= 0 {
+		bc.recent = slices.Delete(bc.recent, i, i+1)
+	}
 }
 
 // delivered records that p sent blocks.
@@ -513,7 +538,8 @@ func (f *bulkFetch) deliver(ctx context.Context, a arrival) {
 		defer putBlockBuf(a.b.Data)
 	}
 	if err := a.b.Verify(); err != nil {
-		log.Warn("peer sent a block that does not match its CID; asking others", "peer", a.p.id, "cid", a.b.CID, "err", err)
+		log.Warn("peer sent a block that does not match its CID; asking others", "peer", a.p.id, "cid", a.b.CID, "err", err, "left out for", bulkLiarBan)
+		f.e.bulk.banLiar(a.p.id)
 		f.mu.Lock()
 		f.lacks(a.p, a.i)
 		f.drop(a.p)

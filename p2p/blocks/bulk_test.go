@@ -29,7 +29,8 @@ type fakeServer struct {
 	// enough to count as a stall.
 	trickle bool
 
-	sent atomic.Int64 // blocks sent whole
+	sent  atomic.Int64 // blocks sent whole
+	haves atomic.Int64 // HAVE requests answered
 }
 
 // fakeProvider starts a node that serves bitswap from an empty store and
@@ -51,6 +52,7 @@ func (fs *fakeServer) handle(s network.Stream) {
 		}
 		var out []byte
 		if req.op == opHave {
+			fs.haves.Add(1)
 			has := make([]bool, len(req.cids))
 			for i, c := range req.cids {
 				_, has[i] = fs.blocks[c]
@@ -226,6 +228,52 @@ func TestBulkRejectsWrongBytes(t *testing.T) {
 		if err != nil || b.Verify() != nil {
 			t.Fatalf("stored %s: %v %v", x, err, b.Verify())
 		}
+	}
+}
+
+// TestBulkLeavesLiarsOut: a peer that sent wrong bytes is not asked by
+// the next fetches until its ban ends.
+func TestBulkLeavesLiarsOut(t *testing.T) {
+	defer func(d time.Duration) { bulkLiarBan = d }(bulkLiarBan)
+	bulkLiarBan = 3 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	honest := newNode(t, nodeConfig{})
+	lies := map[cid.Cid][]byte{}
+	var sets [3][]cid.Cid
+	var want [3][]byte
+	for k := range sets {
+		want[k] = randBytes(uint64(430+k), 4*ChunkSize)
+		sets[k] = importData(t, honest, want[k])
+		for i, x := range sets[k] {
+			lies[x] = randBytes(uint64(440+10*k+i), ChunkSize)
+		}
+	}
+	fs := &fakeServer{blocks: lies}
+	liar := fakeProvider(t, fs)
+	c := newNode(t, nodeConfig{})
+	connect(t, ctx, c, liar)
+	connect(t, ctx, c, honest)
+
+	fetch := func(k int) {
+		t.Helper()
+		if got := fetchAll(t, ctx, c, sets[k]); !bytes.Equal(assemble(t, got), want[k]) {
+			t.Fatalf("fetch %d: content differs", k)
+		}
+	}
+	fetch(0)
+	if fs.sent.Load() == 0 {
+		t.Fatal("the liar sent nothing; nothing was tested")
+	}
+	haves := fs.haves.Load()
+	fetch(1)
+	if n := fs.haves.Load(); n != haves {
+		t.Errorf("the liar was asked HAVE %d more times during its ban", n-haves)
+	}
+	time.Sleep(bulkLiarBan)
+	fetch(2)
+	if fs.haves.Load() == haves {
+		t.Error("the liar was never asked again after its ban ended")
 	}
 }
 
