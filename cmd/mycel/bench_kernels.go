@@ -32,19 +32,16 @@ than the caches, and the matrix-matrix products of prompt processing.`,
 	return cmd
 }
 
-// readBandwidth measures memory read bandwidth (GB/s) with the same number
-// of threads as be.
 // bandwidthMeter measures the sustained read bandwidth of be's threads
 // (cpu.SustainedBandwidth) again and again, reusing one buffer.
 type bandwidthMeter struct {
-	be    kernels.Backend
 	cpu   *cpu.Backend
 	owned bool
 	buf   []float32
 }
 
 func newBandwidthMeter(be kernels.Backend) *bandwidthMeter {
-	m := &bandwidthMeter{be: be}
+	m := &bandwidthMeter{}
 	if c, ok := be.(*cpu.Backend); ok {
 		m.cpu = c
 	} else {
@@ -65,13 +62,4 @@ func (m *bandwidthMeter) close() {
 	if m.owned {
 		m.cpu.Close()
 	}
-}
-
-func readBandwidth(be kernels.Backend) float64 {
-	if c, ok := be.(*cpu.Backend); ok {
-		return cpu.ReadBandwidth(c)
-	}
-	c := cpu.New(be.Threads())
-	defer c.Close()
-	return cpu.ReadBandwidth(c)
 }

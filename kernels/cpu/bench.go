@@ -145,11 +145,8 @@ func ReadBandwidth(b *Backend) float64 {
 // decode run, the fair baseline for a decode rate averaged over that run.
 // buf may be nil, or a buffer from an earlier call to reuse.
 func SustainedBandwidth(b *Backend, d time.Duration, buf []float32) (gbs float64, reuse []float32) {
-	if len(buf) != 64<<20 {
-		buf = make([]float32, 64<<20)
-		for i := range buf {
-			buf[i] = 1
-		}
+	if len(buf) != bandwidthFloats {
+		buf = bandwidthBuffer()
 		readAll(b, buf) // fault the pages in
 	}
 	var bytes float64
@@ -161,11 +158,20 @@ func SustainedBandwidth(b *Backend, d time.Duration, buf []float32) (gbs float64
 	return bytes / float64(time.Since(start).Nanoseconds()), buf
 }
 
-func readBandwidth(b *Backend) (gbs, ns float64) {
-	buf := make([]float32, 64<<20) // 256 MB
+// bandwidthFloats is the size of the bandwidth benchmarks' buffer: 256 MB,
+// far larger than the caches.
+const bandwidthFloats = 64 << 20
+
+func bandwidthBuffer() []float32 {
+	buf := make([]float32, bandwidthFloats)
 	for i := range buf {
 		buf[i] = 1
 	}
+	return buf
+}
+
+func readBandwidth(b *Backend) (gbs, ns float64) {
+	buf := bandwidthBuffer()
 	ns = timeIt(func() { readAll(b, buf) })
 	return float64(len(buf)*4) / ns, ns
 }

@@ -178,13 +178,19 @@ func (bc *bulkClient) banLiar(p peer.ID) {
 func (bc *bulkClient) delivered(p peer.ID) {
 	bc.mu.Lock()
 	defer bc.mu.Unlock()
-	if i := slices.Index(bc.recent, p); i >= 0 {
-		bc.recent = slices.Delete(bc.recent, i, i+1)
+	bc.recent = toFront(bc.recent, p)
+}
+
+// toFront moves ps to the front of list (the last of ps first), adding
+// those not in it, and keeps at most bulkMaxPeers.
+func toFront(list []peer.ID, ps ...peer.ID) []peer.ID {
+	for _, p := range ps {
+		if i := slices.Index(list, p); i >= 0 {
+			list = slices.Delete(list, i, i+1)
+		}
+		list = slices.Insert(list, 0, p)
 	}
-	bc.recent = slices.Insert(bc.recent, 0, p)
-	if len(bc.recent) > bulkMaxPeers {
-		bc.recent = bc.recent[:bulkMaxPeers]
-	}
+	return list[:min(len(list), bulkMaxPeers)]
 }
 
 // open gives a stream to p: a pooled one if there is one still fresh,

@@ -295,15 +295,7 @@ type Session struct {
 func (s *Session) Prefer(peers ...peer.ID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, p := range peers {
-		if i := slices.Index(s.prefer, p); i >= 0 {
-			s.prefer = slices.Delete(s.prefer, i, i+1)
-		}
-		s.prefer = slices.Insert(s.prefer, 0, p)
-	}
-	if len(s.prefer) > bulkMaxPeers {
-		s.prefer = s.prefer[:bulkMaxPeers]
-	}
+	s.prefer = toFront(s.prefer, peers...)
 }
 
 // preferred lists the peers to ask first; s may be nil.
