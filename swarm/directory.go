@@ -287,6 +287,21 @@ func (d *Directory) Known(model string) []ServerRecord {
 	return md.valid(time.Now())
 }
 
+// Models lists the models the directory holds valid records for, sorted.
+func (d *Directory) Models() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	now := time.Now()
+	for m, md := range d.models {
+		if len(md.valid(now)) > 0 {
+			out = append(out, m)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func (md *modelDir) valid(now time.Time) []ServerRecord {
 	var out []ServerRecord
 	for p, e := range md.recs {

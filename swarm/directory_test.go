@@ -161,6 +161,9 @@ func TestDirectoryRejectsForgedRecords(t *testing.T) {
 	if recs := client.dir.Known("another"); len(recs) != 0 {
 		t.Fatalf("records of a model the client never asked for: %v", recs)
 	}
+	if ms := client.dir.Models(); len(ms) != 1 || ms[0] != model {
+		t.Fatalf("the client's directory lists models %v, want only %s", ms, model)
+	}
 }
 
 // A peer that answers a servers request with absurd counts or lengths,
