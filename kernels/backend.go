@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"runtime"
 	"sort"
 	"sync"
 )
@@ -153,8 +154,26 @@ func Register(name string, f Factory) {
 	registry[name] = f
 }
 
-// Open makes the named backend.
+// MaxThreads is the most compute threads a backend may be given: four
+// per core of this machine. More only adds switching between threads that
+// wait for the same memory, so a larger count is taken for a mistake.
+func MaxThreads() int { return 4 * runtime.NumCPU() }
+
+// CheckThreads checks a thread count as users give it: 0 (all cores) or
+// 1 to MaxThreads. Every command's --threads and Open use it.
+func CheckThreads(n int) error {
+	if n < 0 || n > MaxThreads() {
+		return fmt.Errorf("%d threads is out of range: give 0 for all %d cores, or 1 to %d (4 per core)", n, runtime.NumCPU(), MaxThreads())
+	}
+	return nil
+}
+
+// Open makes the named backend with the given number of threads (0: the
+// backend's default; see CheckThreads for the range).
 func Open(name string, threads int) (Backend, error) {
+	if err := CheckThreads(threads); err != nil {
+		return nil, fmt.Errorf("kernels: %w", err)
+	}
 	registryMu.Lock()
 	f, ok := registry[name]
 	registryMu.Unlock()

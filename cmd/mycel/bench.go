@@ -52,7 +52,7 @@ bound (read bandwidth measured around each run).`,
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&f.model, "model", "m", "", "model file (required)")
-	fl.IntVarP(&f.threads, "threads", "t", 0, "compute threads (default: all cores)")
+	threadsFlag(cmd, &f.threads, "compute threads")
 	fl.IntVarP(&f.prompt, "prompt", "p", 128, "prompt tokens")
 	fl.IntVarP(&f.steps, "steps", "n", 128, "decoded tokens")
 	fl.IntVarP(&f.depth, "depth", "d", -1, "positions in the KV cache when the decode starts (default: the prompt's; 0 decodes from an empty cache, as llama-bench's tg tests do)")

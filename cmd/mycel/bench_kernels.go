@@ -28,7 +28,7 @@ than the caches, and the matrix-matrix products of prompt processing.`,
 			return cpu.BenchQuant(out, threads)
 		},
 	}
-	cmd.Flags().IntVarP(&threads, "threads", "t", 0, "compute threads (default: all cores)")
+	threadsFlag(cmd, &threads, "compute threads")
 	return cmd
 }
 

@@ -119,7 +119,7 @@ other commands use. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
 	fl.BoolVar(&cfg.NoMDNS, "no-mdns", false, "do not look for peers on the local network")
 	fl.StringArrayVar(&models, "model", nil, "serve a local model file through the OpenAI-compatible API, as [NAME=]FILE (repeatable)")
 	fl.StringVarP(&tokPath, "tokenizer", "z", "", "tokenizer for --model files that have none inside (llama2.c)")
-	fl.IntVarP(&threads, "threads", "t", 0, "compute threads for --model and --serve (default: all cores)")
+	threadsFlag(cmd, &threads, "compute threads for --model and --serve")
 	fl.StringVar(&serve.Model, "serve", "", "serve layers of this model (CID or name) to the swarm")
 	fl.StringVar(&serve.Layers, "layers", "", "with --serve: serve layers A:B for good (default: choose, and move as the swarm needs)")
 	fl.IntVar(&serve.MaxLayers, "max-layers", 0, "with --serve: hold at most this many layers (default: all that --serve-memory allows)")

@@ -68,7 +68,7 @@ beginning-of-sequence token.`,
 	fl.IntVar(&f.topK, "top-k", 0, "sample from the K most likely tokens (0: off)")
 	fl.Float32Var(&f.topP, "top-p", 0.9, "nucleus sampling threshold (1: off)")
 	fl.Int64Var(&f.seed, "seed", 0, "random seed (default: from the clock, printed in the summary)")
-	fl.IntVarP(&f.threads, "threads", "t", 0, "compute threads (default: all cores)")
+	threadsFlag(cmd, &f.threads, "compute threads")
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print the model's shape and backend, or the swarm route, to stderr")
 	fl.BoolVar(&f.swarm, "swarm", false, "run through the swarm even when the node holds every block")
 	fl.StringVar(&f.kv, "kv", "f16", "KV cache element type of a model run here: f16 (half the memory and cache reads) or f32")
