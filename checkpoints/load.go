@@ -438,9 +438,10 @@ func ggufTokenizer(g *GGUF) (tokenizer.Tokenizer, error) {
 	return nil, fmt.Errorf("tokenizer.ggml.model %q is not supported (want llama or gpt2)", kind)
 }
 
-// LoadTokenizer reads a tokenizer file: a GGUF file's vocabulary, or a
-// llama2.c tokenizer.bin of vocabSize entries (that format does not store
-// its size).
+// LoadTokenizer reads a tokenizer file for a model of vocabSize tokens: a
+// GGUF file's vocabulary, or a llama2.c tokenizer.bin of vocabSize entries
+// (that format does not store its size). A vocabulary of another size is
+// an error.
 func LoadTokenizer(path string, vocabSize int) (tokenizer.Tokenizer, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -461,6 +462,9 @@ func LoadTokenizer(path string, vocabSize int) (tokenizer.Tokenizer, error) {
 		}
 		if t == nil {
 			return nil, fmt.Errorf("checkpoints: %s has no tokenizer (no tokenizer.ggml.model key)", path)
+		}
+		if t.VocabSize() != vocabSize {
+			return nil, fmt.Errorf("checkpoints: the tokenizer in %s has %d tokens but the model has a vocabulary of %d: they do not belong together", path, t.VocabSize(), vocabSize)
 		}
 		return t, nil
 	}

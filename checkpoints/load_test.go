@@ -215,6 +215,13 @@ func TestLoadTokenizer(t *testing.T) {
 			t.Errorf("%q: tok512 %v, gguf %v", s, a, b)
 		}
 	}
+	// A GGUF's vocabulary for a model of another size is refused, as a
+	// llama2.c file of the wrong size is.
+	for _, p := range []string{"stories260K.gguf", "tok512.bin"} {
+		if _, err := LoadTokenizer(testmodels.Path(t, p), 32000); err == nil {
+			t.Errorf("%s taken for a vocabulary of 32000", p)
+		}
+	}
 }
 
 func equalInts(a, b []int) bool {
