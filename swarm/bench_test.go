@@ -454,7 +454,7 @@ func BenchmarkFailover(b *testing.B) {
 				rerouted := 0
 				cfg := swarm.ClientConfig{DType: kernels.F16, Alternatives: []swarm.Hop{spare},
 					OnEvent: func(ev swarm.Event) {
-						if ev.Kind == swarm.EventReroute && ev.Replayed == hist+1 {
+						if (ev.Kind == swarm.EventReroute || ev.Kind == swarm.EventLeft) && ev.Replayed == hist+1 {
 							rerouted++
 						}
 					}}

@@ -33,6 +33,7 @@ const (
 	// EventRoute: a session with a hop of the initial route is open.
 	EventRoute EventKind = iota
 	// EventHopFailed: a hop failed (Err says how); a replacement is sought.
+	// A server that left is not reported so: see EventLeft.
 	EventHopFailed
 	// EventReroute: a replacement hop took over a failed hop's layers,
 	// after the inputs kept for them were replayed to it, or a hop's
@@ -52,6 +53,15 @@ const (
 	// EventShadow: with ClientConfig.Verify, a shadow session with Hop's
 	// server runs the same steps as the hop's primary, Other.
 	EventShadow
+	// EventLeft: the server Replaced left (Err, which wraps ErrLeft, says
+	// how: its stream or connection closed or reset, it could not be
+	// reached, or it no longer serves the span). That is no fault of its
+	// own: it is not banned, only avoided for ClientConfig.LeftAvoid. Hop
+	// is the server that took over its layers after Replayed positions
+	// were replayed to it (a chain of servers gives one event each); for
+	// a shadow that left, Hop has its span and no peer, and EventShadow
+	// reports its successor.
+	EventLeft
 )
 
 func (k EventKind) String() string {
@@ -70,6 +80,8 @@ func (k EventKind) String() string {
 		return "unverified"
 	case EventShadow:
 		return "shadow"
+	case EventLeft:
+		return "left"
 	}
 	return fmt.Sprintf("event(%d)", int(k))
 }
@@ -78,16 +90,18 @@ func (k EventKind) String() string {
 type Event struct {
 	Kind EventKind
 	Hop  Hop
-	// Replaced is the failed peer an EventReroute's hop took over from.
+	// Replaced is the failed peer an EventReroute's hop took over from,
+	// or the server that left (EventLeft).
 	Replaced peer.ID
 	// Other is the second server of an EventMismatch (Hop is the first,
-	// the primary), or the primary an EventShadow's hop follows.
+	// the primary), or the primary an EventShadow's hop follows or an
+	// EventLeft's shadow followed.
 	Other peer.ID
 	// Replayed is the number of positions replayed to the new hop.
 	Replayed int
 	// Err is why the hop failed (EventHopFailed), why the peer is banned
-	// (EventBanned), how two results differ (EventMismatch) or why there is
-	// no shadow (EventUnverified).
+	// (EventBanned), how two results differ (EventMismatch), why there is
+	// no shadow (EventUnverified) or how the server left (EventLeft).
 	Err error
 }
 
@@ -105,6 +119,11 @@ func (e Event) String() string {
 		return fmt.Sprintf("%s %s: %v", e.Kind, e.Hop, e.Err)
 	case EventShadow:
 		return fmt.Sprintf("%s %s (follows %s, %d positions replayed)", e.Kind, e.Hop, e.Other.ShortString(), e.Replayed)
+	case EventLeft:
+		if e.Hop.Peer == "" {
+			return fmt.Sprintf("%s %s (shadow of %s): %v", e.Kind, e.Replaced.ShortString(), e.Hop.Span, e.Err)
+		}
+		return fmt.Sprintf("%s %s: %s takes over (%d positions replayed): %v", e.Kind, e.Replaced.ShortString(), e.Hop, e.Replayed, e.Err)
 	}
 	return fmt.Sprintf("%s %s", e.Kind, e.Hop)
 }
@@ -116,6 +135,7 @@ const (
 	DefaultMaxReroutes = 8
 	DefaultBanDuration = 10 * time.Minute
 	DefaultBusyBan     = 30 * time.Second
+	DefaultLeftAvoid   = time.Minute
 )
 
 // ErrBanned is wrapped by the error of a hop whose peer the client bans.
@@ -139,8 +159,8 @@ type ClientConfig struct {
 	// span once the alternatives are spent, and, with Verify, for a single
 	// server of exactly a hop's span to shadow it or referee it. exclude
 	// lists the peers not to offer: those that failed in this session,
-	// those the client bans and, for a shadow or referee, the servers
-	// already running that span.
+	// those the client bans or avoids (Client.Excluded) and, for a shadow
+	// or referee, the servers already running that span.
 	Replan func(ctx context.Context, span Span, exclude []peer.ID) ([]Hop, error)
 	// OnEvent, if set, is called with every route change, on the
 	// goroutine that runs the session.
@@ -154,6 +174,9 @@ type ClientConfig struct {
 	// BusyBan is how long a server that refused a session as busy (its
 	// memory budget spent: no fault of its own) is left alone.
 	BusyBan time.Duration
+	// LeftAvoid is how long a server that left (EventLeft) is passed over
+	// by the client's sessions: it may come back, and is not banned.
+	LeftAvoid time.Duration
 	// HeadWait bounds how long a session that reaches the output head
 	// waits for the client's other sessions in a step, so that one pass
 	// over the head's weights serves them all (0: DefaultHeadWait;
@@ -192,10 +215,12 @@ type Client struct {
 	bans  map[peer.ID]ban
 }
 
-// ban is why and until when a peer is banned.
+// ban is why and until when a peer is banned, or avoided because it
+// left.
 type ban struct {
 	until  time.Time
 	reason error
+	left   bool
 }
 
 // NewClient returns a client that embeds tokens and computes logits with
@@ -225,6 +250,9 @@ func NewClient(h host.Host, w *model.Weights, be kernels.Backend, cfg ClientConf
 	if cfg.BusyBan <= 0 {
 		cfg.BusyBan = DefaultBusyBan
 	}
+	if cfg.LeftAvoid <= 0 {
+		cfg.LeftAvoid = DefaultLeftAvoid
+	}
 	if cfg.HeadWait == 0 {
 		cfg.HeadWait = DefaultHeadWait
 	}
@@ -246,18 +274,46 @@ func (cl *Client) Ban(p peer.ID, d time.Duration, reason error) {
 	if d <= 0 {
 		d = cl.cfg.BanDuration
 	}
-	until := time.Now().Add(d)
-	cl.banMu.Lock()
-	defer cl.banMu.Unlock()
-	if b, ok := cl.bans[p]; ok && b.until.After(until) {
-		return
-	}
-	cl.bans[p] = ban{until: until, reason: reason}
+	cl.keepAway(p, ban{until: time.Now().Add(d), reason: reason})
 	log.Debug("peer banned", "peer", p, "for", d, "reason", reason)
 }
 
+// avoid keeps every session of the client away from p, a server that
+// left (reason says how), for ClientConfig.LeftAvoid: as a ban does, but
+// p is not listed by Banned.
+func (cl *Client) avoid(p peer.ID, reason error) {
+	cl.keepAway(p, ban{until: time.Now().Add(cl.cfg.LeftAvoid), reason: reason, left: true})
+	log.Debug("server left: avoided", "peer", p, "for", cl.cfg.LeftAvoid, "reason", reason)
+}
+
+// keepAway records b for p, unless a ban that lasts longer is in force
+// (a ban replaces any avoidance; an avoidance never shortens a ban).
+func (cl *Client) keepAway(p peer.ID, b ban) {
+	cl.banMu.Lock()
+	defer cl.banMu.Unlock()
+	if old, ok := cl.bans[p]; ok && time.Now().Before(old.until) {
+		switch {
+		case b.left && !old.left: // a ban in force stays a ban
+			return
+		case b.left == old.left && old.until.After(b.until): // and is not shortened
+			return
+		}
+	}
+	cl.bans[p] = b
+}
+
 // Banned returns the peers banned now, in order, and forgets expired bans.
-func (cl *Client) Banned() []peer.ID {
+// Servers that left and are only avoided are not among them.
+func (cl *Client) Banned() []peer.ID { return cl.kept(false) }
+
+// Excluded returns every peer the client's sessions keep away from now,
+// in order: those banned and the servers that left within
+// ClientConfig.LeftAvoid.
+func (cl *Client) Excluded() []peer.ID { return cl.kept(true) }
+
+// kept lists the peers banned now and, with avoided, those avoided, in
+// order, and forgets what expired.
+func (cl *Client) kept(avoided bool) []peer.ID {
 	now := time.Now()
 	cl.banMu.Lock()
 	defer cl.banMu.Unlock()
@@ -267,7 +323,9 @@ func (cl *Client) Banned() []peer.ID {
 			delete(cl.bans, p)
 			continue
 		}
-		out = append(out, p)
+		if avoided || !b.left {
+			out = append(out, p)
+		}
 	}
 	slices.Sort(out)
 	return out
@@ -286,11 +344,18 @@ func (cl *Client) banReason(p peer.ID) error {
 		delete(cl.bans, p)
 		return nil
 	}
-	if b.reason == nil {
+	switch {
+	case b.left:
+		return fmt.Errorf("%w: %w", errAvoided, b.reason)
+	case b.reason == nil:
 		return ErrBanned
 	}
 	return fmt.Errorf("%w: %w", ErrBanned, b.reason)
 }
+
+// errAvoided is wrapped, with how it left, by the error of a hop whose
+// server the client avoids because it left.
+var errAvoided = errors.New("avoided since it left")
 
 func (cl *Client) isBanned(p peer.ID) bool { return cl.banReason(p) != nil }
 
@@ -504,12 +569,18 @@ func (s *Session) closeHop(hs *hopState) {
 // replay): the session passes it over without banning it.
 var errUnfit = errors.New("server unfit for the replay")
 
-// fault records that h failed or lied: the session does not use it again,
-// and the client bans it (EventBanned) unless it is banned already, is
-// merely unfit for the replay, or the failure is the context's.
+// fault records that h failed, lied or left: the session does not use
+// it again, and the client bans it (EventBanned) unless it is banned or
+// avoided already, is merely unfit for the replay, or the failure is the
+// context's. A server that left (ErrLeft) is not banned: the client only
+// avoids it for a while.
 func (s *Session) fault(ctx context.Context, h Hop, err error) {
 	s.failed[h.Peer] = true
-	if ctx.Err() != nil || errors.Is(err, ErrBanned) || errors.Is(err, errUnfit) {
+	if ctx.Err() != nil || errors.Is(err, ErrBanned) || errors.Is(err, errAvoided) || errors.Is(err, errUnfit) {
+		return
+	}
+	if errors.Is(err, ErrLeft) {
+		s.cl.avoid(h.Peer, err)
 		return
 	}
 	d := time.Duration(0) // the client's BanDuration
@@ -521,13 +592,32 @@ func (s *Session) fault(ctx context.Context, h Hop, err error) {
 	s.emit(Event{Kind: EventBanned, Hop: h, Err: err})
 }
 
+// hopFailed reports that h failed with err (EventHopFailed), unless its
+// server left: EventLeft reports that, with its replacement.
+func (s *Session) hopFailed(h Hop, err error) {
+	if !errors.Is(err, ErrLeft) {
+		s.emit(Event{Kind: EventHopFailed, Hop: h, Err: err})
+	}
+}
+
+// replaced reports that hs took over (some of) the layers of the server
+// old, which failed with cause, after replayed positions were replayed to
+// it: EventLeft if old left, else EventReroute.
+func (s *Session) replaced(hs Hop, old peer.ID, replayed int, cause error) {
+	if errors.Is(cause, ErrLeft) {
+		s.emit(Event{Kind: EventLeft, Hop: hs, Replaced: old, Replayed: replayed, Err: cause})
+		return
+	}
+	s.emit(Event{Kind: EventReroute, Hop: hs, Replaced: old, Replayed: replayed})
+}
+
 // excluded reports whether p may not serve this session.
 func (s *Session) excluded(p peer.ID) bool { return s.failed[p] || s.cl.isBanned(p) }
 
 // exclusions lists the peers failed in this session, those the client
-// bans and extra, sorted and without repeats.
+// bans or avoids and extra, sorted and without repeats.
 func (s *Session) exclusions(extra ...peer.ID) []peer.ID {
-	ex := s.cl.Banned()
+	ex := s.cl.Excluded()
 	for p := range s.failed {
 		ex = append(ex, p)
 	}
@@ -540,7 +630,7 @@ func (s *Session) openHop(ctx context.Context, h Hop) (_ *hopState, err error) {
 	cfg := &s.cl.cfg
 	defer func() {
 		if err != nil {
-			err = fmt.Errorf("swarm: hop %s at %s: open: %w", h.Span, h.Peer, err)
+			err = fmt.Errorf("swarm: hop %s at %s: open: %w", h.Span, h.Peer, markLeft(err))
 		}
 	}()
 	octx, cancel := context.WithTimeout(ctx, cfg.OpenTimeout)
@@ -814,7 +904,7 @@ func (s *Session) advance(ctx context.Context, k int, recs []record, redo bool) 
 	}
 	last := recs[len(recs)-1]
 	describe := func(st *hopState, err error) error {
-		return fmt.Errorf("swarm: hop %s at %s, session %d, step %d: %w", st.hop.Span, st.hop.Peer, st.ok.Session, last.id, err)
+		return fmt.Errorf("swarm: hop %s at %s, session %d, step %d: %w", st.hop.Span, st.hop.Peer, st.ok.Session, last.id, markLeft(err))
 	}
 	if errS != nil {
 		s.loseShadow(ctx, hs, describe(sh, errS))
@@ -828,14 +918,14 @@ func (s *Session) advance(ctx context.Context, k int, recs []record, redo bool) 
 		// The shadow ran every step the primary did: it takes over as it
 		// is, and a new shadow is sought.
 		err := describe(hs, errP)
-		s.emit(Event{Kind: EventHopFailed, Hop: hs.hop, Err: err})
+		s.hopFailed(hs.hop, err)
 		s.drop(hs.c)
 		hs.c = nil
 		s.fault(ctx, hs.hop, err)
 		keep(sh, outS)
 		sh.hist, hs.shadow = hs.hist, nil
 		s.hops[k] = sh
-		s.emit(Event{Kind: EventReroute, Hop: sh.hop, Replaced: hs.hop.Peer})
+		s.replaced(sh.hop, hs.hop.Peer, 0, err)
 		if err := s.findShadow(ctx, k); err != nil {
 			return err
 		}
@@ -864,7 +954,11 @@ func (s *Session) advance(ctx context.Context, k int, recs []record, redo bool) 
 func (s *Session) loseShadow(ctx context.Context, hs *hopState, err error) {
 	sh := hs.shadow
 	hs.shadow = nil
-	s.emit(Event{Kind: EventHopFailed, Hop: sh.hop, Err: err})
+	if errors.Is(err, ErrLeft) {
+		s.emit(Event{Kind: EventLeft, Hop: Hop{Span: sh.hop.Span}, Replaced: sh.hop.Peer, Other: hs.hop.Peer, Err: err})
+	} else {
+		s.emit(Event{Kind: EventHopFailed, Hop: sh.hop, Err: err})
+	}
 	s.drop(sh.c)
 	sh.c = nil
 	s.fault(ctx, sh.hop, err)
@@ -908,7 +1002,7 @@ func (s *Session) nextChain(ctx context.Context, span Span, tried map[peer.ID]bo
 // last hop.
 func (s *Session) failover(ctx context.Context, k int, cause error) (int, error) {
 	old := s.hops[k]
-	s.emit(Event{Kind: EventHopFailed, Hop: old.hop, Err: cause})
+	s.hopFailed(old.hop, cause)
 	if old.c != nil {
 		s.drop(old.c)
 		old.c = nil
@@ -937,13 +1031,13 @@ func (s *Session) failover(ctx context.Context, k int, cause error) (int, error)
 				return k, fmt.Errorf("%w (after %w)", ctx.Err(), cause)
 			}
 			log.Debug("replacement failed", "span", old.hop.Span, "err", err)
-			s.emit(Event{Kind: EventHopFailed, Hop: bad, Err: err})
+			s.hopFailed(bad, err)
 			s.fault(ctx, bad, err)
 			continue
 		}
 		s.hops = slices.Replace(s.hops, k, k+1, states...)
 		for _, hs := range states {
-			s.emit(Event{Kind: EventReroute, Hop: hs.hop, Replaced: old.hop.Peer, Replayed: positions(hs.hist)})
+			s.replaced(hs.hop, old.hop.Peer, positions(hs.hist), cause)
 		}
 		if !s.cl.cfg.Verify || !s.opened {
 			return k + len(states) - 1, nil
@@ -1000,7 +1094,7 @@ func (s *Session) join(ctx context.Context, h Hop, recs []record) (*hopState, er
 	if len(recs) > 0 {
 		if hs.outs, err = s.replay(hs, recs); err != nil {
 			s.drop(hs.c)
-			return nil, fmt.Errorf("swarm: hop %s at %s: replay of %d steps: %w", h.Span, h.Peer, len(recs), err)
+			return nil, fmt.Errorf("swarm: hop %s at %s: replay of %d steps: %w", h.Span, h.Peer, len(recs), markLeft(err))
 		}
 	}
 	return hs, nil

@@ -354,7 +354,7 @@ func TestPlannerNamesMissingLayers(t *testing.T) {
 // A server of the route dies mid-generation without a word (its host
 // closes): the client's planner finds another chain for that span among
 // the records (dropping the dead server), replays, and the ids are the
-// reference's; the re-route is in the events.
+// reference's; the departure and the re-route are in the events.
 func TestFailoverThroughDirectory(t *testing.T) {
 	s := newDHTSwarm(t)
 	layers := s.w.Config.Layers
@@ -391,8 +391,8 @@ func TestFailoverThroughDirectory(t *testing.T) {
 	if d := firstDiff(ids, refFromBOS); d != "" {
 		t.Fatal(d)
 	}
-	rr := ev.kinds(swarm.EventReroute)
-	if len(rr) == 0 || rr[0].Replaced != victim.h.ID() {
-		t.Fatalf("re-routes %v, want one replacing %s", rr, victim.h.ID())
+	rr := ev.kinds(swarm.EventLeft)
+	if len(rr) == 0 || rr[0].Replaced != victim.h.ID() || len(ev.kinds(swarm.EventBanned)) != 0 {
+		t.Fatalf("left events %v, bans %v: want %s left, not banned", rr, ev.kinds(swarm.EventBanned), victim.h.ID())
 	}
 }

@@ -87,14 +87,19 @@
 // EventReroute and the others below) go to ClientConfig.OnEvent.
 //
 // Volunteers are strangers, so a failure is held against the server: a
-// peer that fails a hop (reset, deadline, ERROR, malformed answer), fails
-// to take a hop's place, or is out-voted on its results is banned by the
+// peer that fails a hop (deadline, ERROR, malformed answer), fails to
+// take a hop's place, or is out-voted on its results is banned by the
 // Client (EventBanned, Client.Ban, Client.Banned) for
-// ClientConfig.BanDuration, across all its sessions. A banned peer is not
+// ClientConfig.BanDuration, across all its sessions. A server that went
+// away (its stream or connection closed or reset, a dial that fails, a
+// server shutting down or no longer serving the span: ErrLeft) is no
+// liar: it is not banned but avoided for ClientConfig.LeftAvoid
+// (Client.Excluded lists both), and its replacement is reported by one
+// EventLeft instead of EventHopFailed and EventReroute. A banned peer is not
 // opened (a route naming it is repaired at Open as if the hop had failed,
 // or Open fails with an error wrapping ErrBanned that names it), banned
 // alternatives are passed over, and Replan's exclude list holds the bans
-// as well as the session's own failures. A failure caused by the caller's
+// and the servers avoided as well as the session's own failures. A failure caused by the caller's
 // context bans nobody, nor does a spare whose step limit is below the
 // steps it would have to replay (it is only passed over).
 //

@@ -3,6 +3,12 @@ package swarm
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"syscall"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	lpswarm "github.com/libp2p/go-libp2p/p2p/net/swarm"
 )
 
 // ErrorCode is the code of an ERROR message.
@@ -45,7 +51,48 @@ var (
 	ErrClosed = errors.New("closed")
 	// ErrNoRoute is wrapped when a failed hop has no replacement left.
 	ErrNoRoute = errors.New("no server left for the span")
+	// ErrLeft is wrapped by the error of a hop whose server went away:
+	// its stream or connection was closed or reset, it could not be
+	// reached, or it is shutting down or no longer serves the model or
+	// span its record named. That is no fault of the server's: a client
+	// does not ban it, it only avoids it for a while (EventLeft).
+	ErrLeft = errors.New("server left")
 )
+
+// left reports whether err says that a server went away (ErrLeft) rather
+// than failed or misbehaved. A stream the client's own watchdog reset
+// (ErrDeadline) is not a departure: a server that stalls is held against
+// it, as are malformed answers and refusals of the request itself.
+func left(err error) bool {
+	switch {
+	case err == nil || errors.Is(err, ErrDeadline) || errors.Is(err, ErrProtocol) || errors.Is(err, ErrVerification):
+		return false
+	case errors.Is(err, ErrLeft):
+		return true
+	}
+	if re := (*RemoteError)(nil); errors.As(err, &re) {
+		return re.Code == CodeShutdown || re.Code == CodeUnknownModel || re.Code == CodeBadSpan
+	}
+	if de := (*lpswarm.DialError)(nil); errors.As(err, &de) {
+		return true
+	}
+	for _, gone := range []error{network.ErrReset, network.ErrNoConn, network.ErrNoRemoteAddrs,
+		lpswarm.ErrDialBackoff, lpswarm.ErrNoAddresses, lpswarm.ErrSwarmClosed,
+		io.EOF, io.ErrUnexpectedEOF, net.ErrClosed, syscall.ECONNRESET, syscall.ECONNREFUSED, syscall.EPIPE} {
+		if errors.Is(err, gone) {
+			return true
+		}
+	}
+	return false
+}
+
+// markLeft wraps ErrLeft around err when it says the server went away.
+func markLeft(err error) error {
+	if left(err) && !errors.Is(err, ErrLeft) {
+		return fmt.Errorf("%w: %w", ErrLeft, err)
+	}
+	return err
+}
 
 // RemoteError is an ERROR message received from a peer.
 type RemoteError struct {

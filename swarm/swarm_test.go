@@ -200,7 +200,9 @@ func common(a, b []int) int {
 
 // TestFailover kills the server of the middle span mid-generation, in
 // three ways; the client moves the span to a replica, replays, and the ids
-// stay the reference ones.
+// stay the reference ones. A server that went away is no liar: one
+// EventLeft names it, its replacement and the positions replayed, and it
+// is avoided for LeftAvoid, not banned.
 func TestFailover(t *testing.T) {
 	for _, how := range []string{"server closed", "host crashed", "link cut"} {
 		t.Run(how, func(t *testing.T) {
@@ -208,7 +210,8 @@ func TestFailover(t *testing.T) {
 			srvs, route := n.pipeline(swarm.ServerConfig{})
 			_, replica := n.server(swarm.Span{First: 2, Last: 4}, swarm.ServerConfig{})
 			ev := &events{t: t}
-			c := n.client(swarm.ClientConfig{DType: kernels.F32, Alternatives: []swarm.Hop{replica}, OnEvent: ev.add})
+			const avoid = 500 * time.Millisecond
+			c := n.client(swarm.ClientConfig{DType: kernels.F32, Alternatives: []swarm.Hop{replica}, OnEvent: ev.add, LeftAvoid: avoid})
 			victim := route[1].Peer
 			ids, err := generate(t, c, route, 40, func(k int) {
 				if k != 15 {
@@ -234,13 +237,20 @@ func TestFailover(t *testing.T) {
 			if d := firstDiff(ids, refFromBOS); d != "" {
 				t.Error(d)
 			}
-			re := ev.kinds(swarm.EventReroute)
-			if len(re) != 1 || re[0].Hop != replica || re[0].Replaced != victim || re[0].Replayed != 16 {
-				t.Errorf("re-route events %v, want one to %s replacing %s after 16 positions", re, replica, victim)
+			lv := ev.kinds(swarm.EventLeft)
+			if len(lv) != 1 || lv[0].Hop != replica || lv[0].Replaced != victim || lv[0].Replayed != 16 ||
+				!errors.Is(lv[0].Err, swarm.ErrLeft) || !strings.Contains(lv[0].Err.Error(), victim.String()) {
+				t.Errorf("left events %v, want one: %s replaced by %s after 16 positions", lv, victim, replica)
 			}
-			if f := ev.kinds(swarm.EventHopFailed); len(f) != 1 || !strings.Contains(f[0].Err.Error(), victim.String()) {
-				t.Errorf("hop failure events %v, want one naming %s", f, victim)
+			for _, k := range []swarm.EventKind{swarm.EventBanned, swarm.EventHopFailed, swarm.EventReroute} {
+				if e := ev.kinds(k); len(e) != 0 {
+					t.Errorf("%s events %v for a server that left", k, e)
+				}
 			}
+			if b, x := c.Banned(), c.Excluded(); len(b) != 0 || len(x) != 1 || x[0] != victim {
+				t.Errorf("banned %v, avoided %v: want %s avoided, nobody banned", b, x, victim)
+			}
+			waitFor(t, func() bool { return len(c.Excluded()) == 0 })
 		})
 	}
 }
@@ -303,8 +313,8 @@ func TestReplanSplitsSpan(t *testing.T) {
 	if len(asked) != 1 || asked[0] != route[1].Span {
 		t.Errorf("replan asked for %v, want [%s]", asked, route[1].Span)
 	}
-	if re := ev.kinds(swarm.EventReroute); len(re) != 2 {
-		t.Errorf("re-route events %v, want two", re)
+	if lv := ev.kinds(swarm.EventLeft); len(lv) != 2 || lv[0].Hop.Span != (swarm.Span{First: 2, Last: 3}) || lv[1].Hop.Span != (swarm.Span{First: 3, Last: 4}) {
+		t.Errorf("left events %v, want one for each server of the new chain", lv)
 	}
 }
 

@@ -174,7 +174,7 @@ func (s *Session) tryJoin(ctx context.Context, h Hop, hist []record) (*hopState,
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	s.emit(Event{Kind: EventHopFailed, Hop: h, Err: err})
+	s.hopFailed(h, err)
 	s.fault(ctx, h, err)
 	return nil, nil
 }

@@ -351,10 +351,12 @@ func TestVerifyFailover(t *testing.T) {
 			wantPrimary := route[1]
 			if victim == "primary" {
 				wantPrimary = shadow
-				re := ev.kinds(swarm.EventReroute)
-				if len(re) != 1 || re[0].Hop != shadow || re[0].Replaced != dead.Peer || re[0].Replayed != 0 {
-					t.Errorf("re-route events %v, want the shadow taking over with nothing replayed", re)
+				lv := ev.kinds(swarm.EventLeft)
+				if len(lv) != 1 || lv[0].Hop != shadow || lv[0].Replaced != dead.Peer || lv[0].Replayed != 0 {
+					t.Errorf("left events %v, want the shadow taking over with nothing replayed", lv)
 				}
+			} else if lv := ev.kinds(swarm.EventLeft); len(lv) != 1 || lv[0].Replaced != dead.Peer || lv[0].Other != route[1].Peer || lv[0].Hop.Peer != "" {
+				t.Errorf("left events %v, want the shadow of %s leaving", lv, route[1].Peer)
 			}
 			if got := []swarm.Hop{s.Route()[1], s.Shadows()[1]}; got[0] != wantPrimary || got[1] != spare {
 				t.Errorf("hop [2,4) ends on %v, want %s shadowed by %s", got, wantPrimary, spare)
@@ -363,8 +365,8 @@ func TestVerifyFailover(t *testing.T) {
 			if len(sh) != 2 || sh[1].Hop != spare || sh[1].Replayed != 16 {
 				t.Errorf("shadow events %v, want the spare joining after 16 positions", sh)
 			}
-			if b := c.Banned(); len(b) != 1 || b[0] != dead.Peer {
-				t.Errorf("banned %v, want %s", b, dead.Peer)
+			if b, x := c.Banned(), c.Excluded(); len(b) != 0 || len(x) != 1 || x[0] != dead.Peer {
+				t.Errorf("banned %v, avoided %v: want %s avoided, nobody banned", b, x, dead.Peer)
 			}
 		})
 	}
@@ -499,14 +501,25 @@ func TestBanAcrossSessions(t *testing.T) {
 		t.Errorf("open with the span's server gone: %v; replan excluded %v, want %v", err, excluded, want)
 	}
 
-	// A short ban ends on its own; a longer one in force is not shortened.
+	// A short ban ends on its own; a longer one in force is not
+	// shortened. The server that left is avoided, not banned.
 	c2.Ban(replica.Peer, 50*time.Millisecond, nil)
 	c2.Ban(silent.Peer, time.Millisecond, nil)
-	want = []peer.ID{route[1].Peer, replica.Peer, silent.Peer}
+	want = []peer.ID{replica.Peer, silent.Peer}
 	slices.Sort(want)
 	if b := c2.Banned(); !slices.Equal(b, want) {
 		t.Errorf("banned %v, want %v", b, want)
 	}
+	if x := c2.Excluded(); len(x) != 3 || !slices.Contains(x, route[1].Peer) {
+		t.Errorf("excluded %v, want the bans and %s, which left", x, route[1].Peer)
+	}
+	// A ban replaces an avoidance.
+	c2.Ban(route[1].Peer, time.Minute, errors.New("lied after all"))
+	if b := c2.Banned(); !slices.Contains(b, route[1].Peer) {
+		t.Errorf("banned %v after banning %s", b, route[1].Peer)
+	}
+	want = append(want, route[1].Peer)
+	slices.Sort(want)
 	want = slices.DeleteFunc(want, func(p peer.ID) bool { return p == replica.Peer })
 	waitFor(t, func() bool { return slices.Equal(c2.Banned(), want) })
 }
@@ -568,10 +581,14 @@ func TestVerifyChainLiar(t *testing.T) {
 	if r, sh := s.Route(), s.Shadows(); !slices.Equal(r, []swarm.Hop{route[0], h1, m, route[2]}) || sh[1] != h2 || sh[2] != m2 {
 		t.Errorf("route %v shadows %v", r, sh)
 	}
+	// The two that died are avoided; only the liar is banned.
+	if b := c.Banned(); !slices.Equal(b, []peer.ID{liar.Peer}) {
+		t.Errorf("banned %v, want %v", b, liar.Peer)
+	}
 	want := []peer.ID{route[1].Peer, b2.Peer, liar.Peer}
 	slices.Sort(want)
-	if b := c.Banned(); !slices.Equal(b, want) {
-		t.Errorf("banned %v, want %v", b, want)
+	if x := c.Excluded(); !slices.Equal(x, want) {
+		t.Errorf("excluded %v, want %v", x, want)
 	}
 	if mm := ev.kinds(swarm.EventMismatch); len(mm) != 1 || mm[0].Hop != liar || mm[0].Other != h1.Peer {
 		t.Errorf("mismatch events %v", mm)
@@ -661,11 +678,11 @@ func TestUnfitSpareNotBanned(t *testing.T) {
 	if d := firstDiff(gen(c, true), want); d != "" {
 		t.Error(d)
 	}
-	if b := c.Banned(); len(b) != 1 || b[0] != route[1].Peer {
-		t.Errorf("banned %v, want only the dead server %s", b, route[1].Peer)
+	if b, x := c.Banned(), c.Excluded(); len(b) != 0 || len(x) != 1 || x[0] != route[1].Peer {
+		t.Errorf("banned %v, avoided %v: want only the dead server %s avoided", b, x, route[1].Peer)
 	}
-	if re := ev.kinds(swarm.EventReroute); len(re) != 1 || re[0].Hop != replica {
-		t.Errorf("re-routes %v, want one to %s", re, replica)
+	if lv := ev.kinds(swarm.EventLeft); len(lv) != 1 || lv[0].Hop != replica {
+		t.Errorf("left events %v, want one: %s replaced by %s", lv, route[1].Peer, replica)
 	}
 }
 
