@@ -12,8 +12,9 @@ type GenerateOptions struct {
 	// MaxTokens is the most new tokens to generate.
 	MaxTokens int
 	Sampler   SamplerConfig
-	// Stop reports whether a generated id ends the generation (EOS). The
-	// stopping id is not passed to Emit. Nil: never stop early.
+	// Stop reports whether a generated id ends the generation: the
+	// tokenizer's end of text, tokenizer.StopRule. The stopping id is not
+	// passed to Emit. Nil: never stop early.
 	Stop func(id int) bool
 	// PrefillChunk is the most prompt positions run in one forward pass
 	// (0: 256). Larger chunks use more scratch memory.

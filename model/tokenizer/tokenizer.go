@@ -72,9 +72,24 @@ type Tokenizer interface {
 	EOS() int
 	// AddBOS is the model's default for EncodeOptions.BOS.
 	AddBOS() bool
-	// IsEOG reports whether generation should stop at id (EOS, end of turn
-	// and similar control tokens).
+	// IsEOG reports whether id is EOS, an end of turn or a similar
+	// control token. StopRule is the whole rule that ends a generation.
 	IsEOG(id int) bool
+}
+
+// StopRule returns the rule that ends a generation with t, for
+// model.GenerateOptions.Stop: a generated id ends it when IsEOG says so
+// (EOS, the GGUF's tokenizer.ggml.eos_token_id, end of text or of a turn)
+// or when it is BOS, which a model only produces to begin another text
+// (the TinyStories models end a story so, as llama2.c's run.c knows).
+// With ignoreEOS it returns nil: nothing ends the generation before its
+// token budget.
+func StopRule(t Tokenizer, ignoreEOS bool) func(id int) bool {
+	if ignoreEOS {
+		return nil
+	}
+	bos := t.BOS()
+	return func(id int) bool { return t.IsEOG(id) || (bos >= 0 && id == bos) }
 }
 
 // Token types, as GGUF's tokenizer.ggml.token_type stores them.
