@@ -38,6 +38,9 @@ type CompleteOptions struct {
 	// Verify, through the swarm, checks every step against a second
 	// server of the same span (a local model ignores it).
 	Verify bool
+	// IgnoreEOS generates past the model's end of text
+	// (tokenizer.StopRule) up to MaxTokens.
+	IgnoreEOS bool
 }
 
 // FinishReason says why a completion ended, in OpenAI's words.
@@ -165,7 +168,7 @@ func complete(tok tokenizer.Tokenizer, ctxLen int, prompt string, o CompleteOpti
 	}
 	stop := newStopFilter(o.Stop, emit)
 	st, err := gen(ids, model.GenerateOptions{
-		MaxTokens: o.MaxTokens, Sampler: o.Sampler, Stop: tok.IsEOG,
+		MaxTokens: o.MaxTokens, Sampler: o.Sampler, Stop: tokenizer.StopRule(tok, o.IgnoreEOS),
 	}, func(id int) error {
 		return stop.write(dec.Next(id))
 	})

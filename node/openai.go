@@ -125,6 +125,8 @@ type oaiRequest struct {
 	Stream              bool            `json:"stream"`
 	Stop                json.RawMessage `json:"stop"`
 	Seed                *int64          `json:"seed"`
+	// IgnoreEOS (vLLM's extension) generates past the end of text.
+	IgnoreEOS bool `json:"ignore_eos"`
 }
 
 // parse reads and checks the request, writing the error response itself
@@ -200,6 +202,7 @@ func (n *Node) parseOAI(w http.ResponseWriter, r *http.Request, chat bool) (*oai
 	if err := o.Sampler.Validate(); err != nil {
 		return bad(err.Error())
 	}
+	o.IgnoreEOS = req.IgnoreEOS
 	if len(req.Stop) > 0 && string(req.Stop) != "null" {
 		var one string
 		if json.Unmarshal(req.Stop, &one) == nil {

@@ -383,8 +383,8 @@ func (s *SwarmModel) CompleteWithEvents(ctx context.Context, prompt string, o Co
 		pl := *s.pl // this session's room; failover replans with any room
 		pl.Positions = len(ids) + o.MaxTokens
 		// The bans of both clients: a liar caught by the verifying one is
-		// not used by the plain one either.
-		route, err := pl.Route(ctx, append(s.cl.Banned(), s.vcl.Banned()...))
+		// not used by the plain one either; nor is a server that left.
+		route, err := pl.Route(ctx, append(s.cl.Excluded(), s.vcl.Excluded()...))
 		if err != nil {
 			return model.Stats{}, err
 		}
@@ -456,6 +456,8 @@ type GenerateRequest struct {
 	Seed      uint64  `json:"seed"`
 	// Verify checks every step against a second server of the same span.
 	Verify bool `json:"verify,omitempty"`
+	// IgnoreEOS generates past the model's end of text up to MaxTokens.
+	IgnoreEOS bool `json:"ignore_eos,omitempty"`
 }
 
 // GenerateEvent is one line of a generation's stream: text, a route
@@ -469,24 +471,33 @@ type GenerateEvent struct {
 	PromptTokens     int     `json:"prompt_tokens,omitempty"`
 	CompletionTokens int     `json:"completion_tokens,omitempty"`
 	Seconds          float64 `json:"seconds,omitempty"`
+	// Finish is why the generation ended: "stop" (the end of text) or
+	// "length" (max_tokens).
+	Finish FinishReason `json:"finish_reason,omitempty"`
 }
 
 // RouteInfo is a route event: kind is "route", "hop failed", "re-route",
-// "banned", or with verification "shadow", "unverified" or "mismatch".
+// "left" (a server went away: replaced by peer, or by nobody yet for a
+// shadow), "banned", or with verification "shadow", "unverified" or
+// "mismatch".
 type RouteInfo struct {
 	Kind     string `json:"kind"`
 	Peer     string `json:"peer"`
 	First    int    `json:"first"`
 	Last     int    `json:"last"`
 	Replaced string `json:"replaced,omitempty"`
-	Other    string `json:"other,omitempty"` // the second server of a shadow or mismatch
+	Other    string `json:"other,omitempty"` // the second server of a shadow or mismatch, or the primary a shadow that left followed
 	Replayed int    `json:"replayed,omitempty"`
 	Error    string `json:"error,omitempty"`
 }
 
-func routeInfo(ev swarm.Event) *RouteInfo {
-	ri := &RouteInfo{Kind: ev.Kind.String(), Peer: ev.Hop.Peer.String(), First: ev.Hop.Span.First, Last: ev.Hop.Span.Last,
+// NewRouteInfo describes ev as the API reports it.
+func NewRouteInfo(ev swarm.Event) *RouteInfo {
+	ri := &RouteInfo{Kind: ev.Kind.String(), First: ev.Hop.Span.First, Last: ev.Hop.Span.Last,
 		Replayed: ev.Replayed}
+	if ev.Hop.Peer != "" {
+		ri.Peer = ev.Hop.Peer.String()
+	}
 	if ev.Replaced != "" {
 		ri.Replaced = ev.Replaced.String()
 	}
@@ -538,11 +549,12 @@ func (n *Node) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}
 	start := time.Now()
-	res, err := sm.CompleteWithEvents(r.Context(), req.Prompt, CompleteOptions{MaxTokens: req.MaxTokens, Sampler: sc, Verify: req.Verify},
+	res, err := sm.CompleteWithEvents(r.Context(), req.Prompt,
+		CompleteOptions{MaxTokens: req.MaxTokens, Sampler: sc, Verify: req.Verify, IgnoreEOS: req.IgnoreEOS},
 		func(text string) error { return send(GenerateEvent{Text: text}) },
-		func(ev swarm.Event) { send(GenerateEvent{Route: routeInfo(ev)}) })
+		func(ev swarm.Event) { send(GenerateEvent{Route: NewRouteInfo(ev)}) })
 	end := GenerateEvent{Done: true, PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens,
-		Seconds: time.Since(start).Seconds()}
+		Seconds: time.Since(start).Seconds(), Finish: res.Finish}
 	if err != nil {
 		end = GenerateEvent{Error: err.Error()}
 	}

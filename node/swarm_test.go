@@ -100,7 +100,7 @@ func TestSwarmGenerate(t *testing.T) {
 	if text.String() != lilyContinues {
 		t.Errorf("text %q, want %q", text.String(), lilyContinues)
 	}
-	if done.PromptTokens != 5 || done.CompletionTokens != 20 {
+	if done.PromptTokens != 5 || done.CompletionTokens != 20 || done.Finish != FinishLength {
 		t.Errorf("end %+v", done)
 	}
 	at := 0
@@ -139,6 +139,32 @@ func TestSwarmGenerate(t *testing.T) {
 	}
 	if text.String() != lilyContinues || !slices.Contains(kinds, "unverified") {
 		t.Errorf("verified generation: %q, events %v", text.String(), kinds)
+	}
+
+	// The greedy story from BOS ends with the model's end of text after
+	// storyTokens tokens; with IgnoreEOS the next story follows.
+	for _, ignore := range []bool{false, true} {
+		text.Reset()
+		done = GenerateEvent{}
+		err = NewClient(e.APIURL()).Generate(ctx, GenerateRequest{Model: cidStr, MaxTokens: storyTokens + 20, IgnoreEOS: ignore},
+			func(ev GenerateEvent) error {
+				text.WriteString(ev.Text)
+				if ev.Done {
+					done = ev
+				}
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := GenerateEvent{Done: true, PromptTokens: 1, CompletionTokens: storyTokens, Finish: FinishStop}
+		if ignore {
+			want.CompletionTokens, want.Finish = storyTokens+20, FinishLength
+		}
+		if done.Done != want.Done || done.PromptTokens != want.PromptTokens || done.CompletionTokens != want.CompletionTokens || done.Finish != want.Finish ||
+			strings.Count(text.String(), "Once upon a time") != 1+btoi(ignore) {
+			t.Errorf("ignore EOS %v: end %+v, want %+v; text %q", ignore, done, want, text.String())
+		}
 	}
 
 	// Concurrent completions: each gets the reference text and its own
