@@ -181,7 +181,7 @@ func TestRestartKeepsModels(t *testing.T) {
 	// B, new to the network, learns that A provides the model only from
 	// A's announcement at start (A's own records stay on A's disk).
 	for {
-		ps, err := b.Host().DHT().ProviderStore().GetProviders(ctx, mustCID(t, res.CID).Hash())
+		ps, err := b.Host().DHT().LAN.ProviderStore().GetProviders(ctx, mustCID(t, res.CID).Hash())
 		if err == nil && len(ps) > 0 && ps[0].ID.String() == id {
 			break
 		}

@@ -6,15 +6,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mycel-net/mycel/p2p"
 )
 
-// testConfig is a node on loopback only, with a free API port.
+// testConfig is a node on loopback only, with a free API port, in the
+// default DHT mode: the nodes of a test meet in the LAN DHT, as those of a
+// home network do.
 func testConfig(t testing.TB, bootstrap ...string) Config {
 	return Config{
 		DataDir:      t.TempDir(),
 		APIAddr:      "127.0.0.1:0",
 		Bootstrap:    bootstrap,
-		DHTMode:      "server",
 		LoopbackOnly: true, NoMDNS: true, NoNAT: true, NoQUIC: true, NoRelay: true,
 	}
 }
@@ -50,9 +53,12 @@ func TestStatusAndBootstrap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(sb.Peers) == 1 && sb.Peers[0] == sa.ID && sb.RoutingTable >= 1 {
-			if sb.DHTMode != "server" {
-				t.Errorf("DHT mode %q, want server", sb.DHTMode)
+		if len(sb.Peers) == 1 && sb.Peers[0] == sa.ID && sb.DHT.LAN.Peers >= 1 {
+			// On loopback with the defaults: the LAN DHT serves, the WAN
+			// DHT (public peers only) stays an empty client.
+			want := p2p.DHTStatus{Setting: "auto", LAN: p2p.DHTTable{Mode: "server", Peers: 1}, WAN: p2p.DHTTable{Mode: "client"}}
+			if sb.DHT != want {
+				t.Errorf("DHT status %+v, want %+v", sb.DHT, want)
 			}
 			break
 		}

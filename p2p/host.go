@@ -13,7 +13,6 @@ import (
 	dssync "github.com/ipfs/go-datastore/sync"
 	pebbleds "github.com/ipfs/go-ds-pebble"
 	"github.com/libp2p/go-libp2p"
-	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -44,7 +43,8 @@ const DHTDir = "dht"
 type Host struct {
 	h        host.Host
 	ownsHost bool
-	dht      *dht.IpfsDHT
+	dht      *DHT
+	dhtMode  DHTMode
 	dstore   ds.Batching
 	mdns     mdns.Service
 	ps       *pubsub.PubSub
@@ -75,7 +75,7 @@ func New(opts ...Option) (_ *Host, err error) {
 		return nil, err
 	}
 
-	n := &Host{bootstrap: cfg.bootstrap}
+	n := &Host{bootstrap: cfg.bootstrap, dhtMode: cfg.dhtMode}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -120,23 +120,10 @@ func New(opts ...Option) (_ *Host, err error) {
 		n.dstore = dssync.MutexWrap(ds.NewMapDatastore())
 	}
 
-	mode := dht.ModeAuto
-	switch cfg.dhtMode {
-	case DHTModeServer:
-		mode = dht.ModeServer
-	case DHTModeClient:
-		mode = dht.ModeClient
-	}
-	n.dht, err = dht.New(n.h,
-		dht.Mode(mode),
-		dht.ProtocolPrefix(ProtocolPrefix),
-		dht.Datastore(n.dstore),
-		dht.BootstrapPeers(cfg.bootstrap...),
-	)
-	if err != nil {
+	if n.dht, err = newDHT(n.h, cfg.dhtMode, n.dstore, cfg.bootstrap); err != nil {
 		return nil, fmt.Errorf("p2p: start DHT: %w", err)
 	}
-	relays.dht.Store(n.dht)
+	relays.dht.Store(n.dht.WAN)
 
 	if !cfg.noPubSub {
 		n.ps, err = pubsub.NewGossipSub(n.ctx, n.h,
@@ -228,8 +215,11 @@ func (n *Host) AddrInfo() peer.AddrInfo {
 // opening streams.
 func (n *Host) Libp2p() host.Host { return n.h }
 
-// DHT is the node's Kademlia DHT.
-func (n *Host) DHT() *dht.IpfsDHT { return n.dht }
+// DHT is the node's pair of Kademlia DHTs (LAN and WAN).
+func (n *Host) DHT() *DHT { return n.dht }
+
+// DHTStatus reports the mode and routing table size of each DHT.
+func (n *Host) DHTStatus() DHTStatus { return n.dht.Status(n.dhtMode) }
 
 // PubSub is the node's gossipsub router (nil with NoPubSub). Topics
 // carry fast, signed updates such as the servers of a model.
@@ -241,7 +231,7 @@ func pubsubFeatures(f pubsub.GossipSubFeature, p protocol.ID) bool {
 	return p == PubSubProtocol && (f == pubsub.GossipSubFeatureMesh || f == pubsub.GossipSubFeaturePX)
 }
 
-// Routing is the DHT seen as content routing (provide, find providers).
+// Routing is the DHTs seen as content routing (provide, find providers).
 func (n *Host) Routing() routing.Routing { return n.dht }
 
 // Connect dials p (if not already connected) and remembers its addresses.
@@ -252,11 +242,15 @@ func (n *Host) Connect(ctx context.Context, p peer.AddrInfo) error {
 	return nil
 }
 
+// bootstrapIdentifyWait bounds how long Bootstrap waits for a connected
+// bootstrap peer to enter a DHT routing table.
+const bootstrapIdentifyWait = 5 * time.Second
+
 // ErrNoBootstrap means none of the bootstrap peers could be reached.
 var ErrNoBootstrap = errors.New("p2p: no bootstrap peer reachable")
 
 // Bootstrap connects to the bootstrap peers in parallel and refreshes the
-// DHT routing table. It fails only if there were bootstrap peers and none of
+// DHT routing tables. It fails only if there were bootstrap peers and none of
 // them answered. With no bootstrap peers it returns at once: such a node is
 // the first of its network and waits to be dialed (or found by mDNS).
 func (n *Host) Bootstrap(ctx context.Context) error {
@@ -288,23 +282,28 @@ func (n *Host) Bootstrap(ctx context.Context) error {
 	if ok == 0 && len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrNoBootstrap, errors.Join(errs...))
 	}
-	select {
-	case err := <-n.dht.RefreshRoutingTable():
-		if err != nil {
-			log.Debug("routing table refresh", "err", err)
-		}
-	case <-ctx.Done():
-		return fmt.Errorf("p2p: bootstrap: refresh routing table: %w", ctx.Err())
+	// A connected peer enters the routing tables once identify has told
+	// which DHTs it serves; a refresh before that finds nobody to ask.
+	// (A bootstrap peer in client mode never enters them: do not wait
+	// for it long.)
+	wctx, cancel := context.WithTimeout(ctx, bootstrapIdentifyWait)
+	err := n.WaitRoutable(wctx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		log.Debug("bootstrap peers are not DHT servers", "err", err)
+	}
+	if err := n.dht.refresh(ctx); err != nil {
+		return fmt.Errorf("p2p: bootstrap: %w", err)
 	}
 	return nil
 }
 
-// WaitRoutable blocks until the DHT routing table holds at least one peer:
-// before that, provide and find queries fail at once.
+// WaitRoutable blocks until a DHT routing table (LAN or WAN) holds at least
+// one peer: before that, provide and find queries fail at once.
 func (n *Host) WaitRoutable(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for n.dht.RoutingTable().Size() == 0 {
+	for !n.dht.Routable() {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("p2p: wait for DHT routing table: %w", ctx.Err())
@@ -336,6 +335,7 @@ func (n *Host) Close() error {
 			if !n.ownsHost {
 				// The host lives on; stop it handing streams to a closed DHT.
 				n.h.RemoveStreamHandler(DHTProtocol)
+				n.h.RemoveStreamHandler(LANDHTProtocol)
 			}
 			if err := n.dht.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("p2p: close DHT: %w", err))

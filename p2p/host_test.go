@@ -13,14 +13,15 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
 // testOpts are the options of a node that stays on loopback and talks only
-// to the other nodes of its test.
+// to the other nodes of its test. The DHT keeps its default mode.
 func testOpts(extra ...Option) []Option {
-	return append([]Option{LoopbackOnly(), NoQUIC(), NoNAT(), NoRelay(), NoMDNS(), ForceDHTMode(DHTModeServer)}, extra...)
+	return append([]Option{LoopbackOnly(), NoQUIC(), NoNAT(), NoRelay(), NoMDNS()}, extra...)
 }
 
 func newTestHost(t testing.TB, extra ...Option) *Host {
@@ -158,8 +159,10 @@ func TestHostListensAndCloses(t *testing.T) {
 	if !tcp || !quic {
 		t.Errorf("addresses %v: want TCP and QUIC", h.Addrs())
 	}
-	if !slices.Contains(h.Libp2p().Mux().Protocols(), DHTProtocol) {
-		t.Errorf("DHT protocol %s not registered: %v", DHTProtocol, h.Libp2p().Mux().Protocols())
+	for _, id := range []protocol.ID{DHTProtocol, LANDHTProtocol} {
+		if !slices.Contains(h.Libp2p().Mux().Protocols(), id) {
+			t.Errorf("DHT protocol %s not registered in server mode: %v", id, h.Libp2p().Mux().Protocols())
+		}
 	}
 	if err := h.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -235,7 +238,7 @@ func TestWithHostDoesNotCloseIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := New(WithHost(mh), NoMDNS(), ForceDHTMode(DHTModeServer))
+	h, err := New(WithHost(mh), NoMDNS())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +263,10 @@ func TestDefaultsStartAndStop(t *testing.T) {
 	}
 	protos := h.Libp2p().Mux().Protocols()
 	if slices.Contains(protos, DHTProtocol) {
-		t.Error("DHT in auto mode answers queries before it knows it is reachable")
+		t.Error("WAN DHT in auto mode answers queries before it knows it is reachable")
+	}
+	if !slices.Contains(protos, LANDHTProtocol) {
+		t.Error("LAN DHT in auto mode does not answer queries")
 	}
 	if err := h.Close(); err != nil {
 		t.Fatalf("Close: %v", err)

@@ -77,7 +77,7 @@ func TestDirectoryRejectsForgedRecords(t *testing.T) {
 	honest := s.node()
 	client := s.node()
 	liar, err := p2p.New(p2p.NoMDNS(), p2p.LoopbackOnly(), p2p.NoQUIC(), p2p.NoNAT(), p2p.NoRelay(),
-		p2p.MemoryDatastore(), p2p.ForceDHTMode(p2p.DHTModeServer), p2p.Bootstrap(s.boot...))
+		p2p.MemoryDatastore(), p2p.Bootstrap(s.boot...))
 	if err != nil {
 		t.Fatal(err)
 	}

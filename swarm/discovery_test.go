@@ -46,7 +46,7 @@ func (s *dhtSwarm) node() *dhtNode {
 	t := s.t
 	t.Helper()
 	opts := []p2p.Option{p2p.NoMDNS(), p2p.LoopbackOnly(), p2p.NoQUIC(), p2p.NoNAT(), p2p.NoRelay(),
-		p2p.MemoryDatastore(), p2p.ForceDHTMode(p2p.DHTModeServer)}
+		p2p.MemoryDatastore()}
 	if len(s.boot) > 0 {
 		opts = append(opts, p2p.Bootstrap(s.boot...))
 	}

@@ -113,7 +113,7 @@ func TestNodeAndStatus(t *testing.T) {
 	data := t.TempDir()
 	go func() {
 		cmd := newRootCmd()
-		cmd.SetArgs([]string{"node", "--api", api, "--data", data, "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns", "--dht", "server"})
+		cmd.SetArgs([]string{"node", "--api", api, "--data", data, "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"})
 		cmd.SetErr(&nodeErr)
 		cmd.SetOut(&bytes.Buffer{})
 		done <- cmd.ExecuteContext(ctx)
@@ -139,7 +139,7 @@ func TestNodeAndStatus(t *testing.T) {
 		t.Errorf("address %q does not end in /p2p/%s", st.Addrs[0], st.ID)
 	}
 	text, _, err := mycel(t, "--api", api, "status")
-	if err != nil || !strings.Contains(text, st.ID) || !strings.Contains(text, "server mode") {
+	if err != nil || !strings.Contains(text, st.ID) || !strings.Contains(text, "lan server, 0 peers; wan client, 0 peers (--dht auto)") {
 		t.Errorf("status: %q (%v)", text, err)
 	}
 	cancel()

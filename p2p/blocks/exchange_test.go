@@ -45,7 +45,7 @@ type nodeConfig struct {
 
 func newNode(t testing.TB, cfg nodeConfig) *node {
 	t.Helper()
-	opts := []p2p.Option{p2p.NoMDNS(), p2p.ForceDHTMode(p2p.DHTModeServer)}
+	opts := []p2p.Option{p2p.NoMDNS()}
 	if cfg.mock != nil {
 		opts = append(opts, p2p.WithHost(cfg.mock))
 	} else {
