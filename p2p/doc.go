@@ -39,15 +39,33 @@
 //
 // # The DHT
 //
-// The DHT is go-libp2p-kad-dht under ProtocolPrefix, which gives
-// DHTProtocol (/mycel/kad/1.0.0) and keeps Mycel's routing table free of
-// public IPFS nodes. In DHTModeAuto a node answers queries only while
-// AutoNAT finds it publicly reachable: a node behind NAT would only waste
-// others' queries. ForceDHTMode fixes the mode (tests use DHTModeServer).
-// Records live in a pebble datastore in DataDir/dht, or in memory.
+// A node runs two Kademlia DHTs on one host (type DHT), both
+// go-libp2p-kad-dht under ProtocolPrefix, which keeps them apart from the
+// public IPFS (Amino) network:
 //
-// A fresh node cannot provide or search until its routing table holds a
-// peer: call Bootstrap, then WaitRoutable if the next step needs the DHT.
+//   - the WAN DHT (DHTProtocol, /mycel/kad/1.0.0) takes only peers with a
+//     public address into its routing table and hands out only public
+//     addresses. In DHTModeAuto it answers queries only while AutoNAT finds
+//     the node publicly reachable: a node behind NAT would only waste
+//     others' queries, so the public DHT stays free of unreachable servers;
+//   - the LAN DHT (LANDHTProtocol, /mycel/lan/kad/1.0.0) takes only peers
+//     reached over a private or loopback address and, in DHTModeAuto,
+//     always answers their queries. A home network, a lab or one machine
+//     forms a working DHT with no flags even when no node is reachable from
+//     the internet. Unlike kad-dht's own LAN default it keeps loopback
+//     addresses, so nodes on one machine find each other too.
+//
+// Searches (providers, peers, values) ask both DHTs at once and merge the
+// answers; Provide announces on each DHT whose routing table holds a peer.
+// ForceDHTMode fixes the mode of both: DHTModeServer answers on both,
+// DHTModeClient on neither (such a node asks, and stays out of others'
+// routing tables). Records live in a pebble datastore in DataDir/dht, or in
+// memory.
+//
+// A fresh node cannot provide or search until a routing table holds a
+// peer: Bootstrap connects to the bootstrap peers and waits (briefly) for
+// one to enter a routing table before it refreshes them; WaitRoutable waits
+// for the first peer if the next step needs the DHT.
 //
 // # Lifecycle
 //
