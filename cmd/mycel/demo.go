@@ -14,6 +14,7 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/model/tokenizer"
+	"github.com/mycel-net/mycel/node"
 	"github.com/mycel-net/mycel/p2p"
 	"github.com/mycel-net/mycel/swarm"
 )
@@ -25,6 +26,7 @@ type demoFlags struct {
 	seed             uint64
 	wire             string
 	killAfter        int
+	ignoreEOS        bool
 }
 
 func newSwarmCmd(g *globals) *cobra.Command {
@@ -67,6 +69,7 @@ node of the route is stopped mid-generation: the client re-plans and goes on.`,
 	fl.Uint64Var(&f.seed, "seed", 1, "random seed")
 	fl.StringVar(&f.wire, "wire", "f16", "activation type on the wire: f32, f16 or bf16")
 	fl.IntVar(&f.killAfter, "kill-after", 0, "start a spare, and stop a node of the route after this many tokens, to show failover (0: off)")
+	fl.BoolVar(&f.ignoreEOS, "ignore-eos", false, "generate past the model's end of text, up to -n tokens")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }
@@ -182,7 +185,8 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 		}
 		closers = append(closers, sv.Close)
 		servers[n.h.ID()] = sv
-		fmt.Fprintf(stderr, "%-7s %s  chose layers %s (%.0f tok/s measured)  at %s\n", label, n.h.ID(), sv.Span(), sv.Throughput(), n.h.Addrs()[0])
+		fmt.Fprintf(stderr, "%-7s %s  chose layers %s (%.0f tok/s measured)  at %s\n",
+			label, shortPeer(n.h.ID().String()), layerRange(sv.Span().First, sv.Span().Last), sv.Throughput(), n.h.Addrs()[0])
 		return nil
 	}
 	for i := 0; i < f.nodes; i++ {
@@ -225,7 +229,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 		Model: modelID, DType: wire, Replan: pl.Replan,
 		OnEvent: func(ev swarm.Event) {
 			if ev.Kind != swarm.EventRoute { // the route is printed below
-				fmt.Fprintf(stderr, "event: %s\n", ev)
+				fmt.Fprintln(stderr, routeLine(*node.NewRouteInfo(ev)))
 			}
 		},
 	})
@@ -233,7 +237,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 		return err
 	}
 	fmt.Fprintf(stderr, "client  %s  found %d servers through the DHT and pubsub; holds the embedding and the head; activations travel as %s\n",
-		cn.h.ID(), len(servers), wire)
+		shortPeer(cn.h.ID().String()), len(servers), wire)
 
 	sess, err := cl.Open(ctx, route, len(ids)+f.steps)
 	if err != nil {
@@ -241,14 +245,14 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 	}
 	defer sess.Close()
 	for _, h := range sess.Route() {
-		fmt.Fprintf(stderr, "route: %s layers %s\n", h.Peer, h.Span)
+		fmt.Fprintln(stderr, routeLine(*node.NewRouteInfo(swarm.Event{Kind: swarm.EventRoute, Hop: h})))
 	}
-	var victim peer.ID
+	var victim swarm.Hop
 	if f.killAfter > 0 {
 		recs := cn.dir.Known(modelID)
 		for _, h := range sess.Route() {
 			if len(swarm.NewCoverage(cfg.Layers, recs, h.Peer).Missing()) == 0 {
-				victim = h.Peer
+				victim = h
 				break
 			}
 		}
@@ -266,15 +270,16 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 	st, err := sess.Generate(ctx, ids, model.GenerateOptions{
 		MaxTokens: f.steps,
 		Sampler:   model.SamplerConfig{Temperature: f.temp, Seed: f.seed},
-		Stop:      l.tok.IsEOG,
+		Stop:      tokenizer.StopRule(l.tok, f.ignoreEOS),
 	}, func(id int) error {
 		io.WriteString(out, dec.Next(id))
 		emitted++
-		if victim != "" && emitted == f.killAfter {
+		if victim.Peer != "" && emitted == f.killAfter {
 			out.Flush()
-			fmt.Fprintf(stderr, "\n(stopping %s, layers %s, after %d tokens)\n", victim, servers[victim].Span(), emitted)
-			servers[victim].Server().Close() // no goodbye: the client finds out on its next step
-			victim = ""
+			fmt.Fprintf(stderr, "\n(stopping %s, which runs layers %s of the route, after %d tokens)\n",
+				shortPeer(victim.Peer.String()), layerRange(victim.Span.First, victim.Span.Last), emitted)
+			servers[victim.Peer].Server().Close() // no goodbye: the client finds out on its next step
+			victim = swarm.Hop{}
 		}
 		return out.Flush()
 	})
@@ -283,7 +288,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "generated %d tokens through %d hops in %s: %.1f tok/s (prompt %d tokens at %.1f tok/s)\n",
-		st.Generated, len(route), time.Since(start).Round(time.Millisecond), st.GenerateRate(), st.PromptTokens, st.PromptRate())
+	fmt.Fprintf(stderr, "generated %d tokens through %d hops in %s: %.1f tok/s (prompt %d tokens at %.1f tok/s)%s\n",
+		st.Generated, len(route), time.Since(start).Round(time.Millisecond), st.GenerateRate(), st.PromptTokens, st.PromptRate(), endNote(st.StoppedAtEOS))
 	return nil
 }

@@ -220,11 +220,13 @@ func TestSwarmDemo(t *testing.T) {
 	if got := strings.TrimSuffix(out, "\n"); got != refFromBOS {
 		t.Errorf("demo text:\n got %q\nwant %q", got, refFromBOS)
 	}
-	if strings.Count(stderr, "route: ") < 1 || strings.Count(stderr, "chose layers") != 3 || !strings.Contains(stderr, "layers [0,") {
+	if strings.Count(stderr, "route: ") < 1 || strings.Count(stderr, "chose layers") != 3 || !strings.Contains(stderr, "layers 0:") {
 		t.Errorf("demo did not show its route:\n%s", stderr)
 	}
 	// Stopping the second node mid-generation: the client moves to the
-	// spare, replays, and the text is the same.
+	// spare, replays, and the text is the same. The stopped server left:
+	// one line says so and where its layers went; it is no liar, so
+	// nobody is banned.
 	out, stderr, err = mycel(t, "swarm", "demo", "-m", bin, "-z", tok, "-n", "60", "--wire", "f32", "--kill-after", "15", "")
 	if err != nil {
 		t.Fatalf("demo with a failure: %v\n%s", err, stderr)
@@ -232,7 +234,28 @@ func TestSwarmDemo(t *testing.T) {
 	if got := strings.TrimSuffix(out, "\n"); got != refFromBOS {
 		t.Errorf("demo text after failover:\n got %q\nwant %q", got, refFromBOS)
 	}
-	if !strings.Contains(stderr, "re-route") || !strings.Contains(stderr, "16 positions replayed") || !strings.Contains(stderr, "(stopping ") {
-		t.Errorf("demo did not show the re-route:\n%s", stderr)
+	var stopped, layers string
+	for _, l := range strings.Split(stderr, "\n") {
+		if rest, ok := strings.CutPrefix(l, "(stopping "); ok {
+			// (stopping ID, which runs layers A:B of the route, after N tokens)
+			if f := strings.Fields(strings.ReplaceAll(rest, ",", "")); len(f) > 4 {
+				stopped, layers = f[0], f[4]
+			}
+		}
+	}
+	left := "server " + stopped + " left; re-routing layers " + layers + " to "
+	if stopped == "" || strings.Count(stderr, left) != 1 || !strings.Contains(stderr, "(16 positions replayed)") ||
+		strings.Contains(stderr, "banned") || strings.Contains(stderr, "hop failed") {
+		t.Errorf("demo did not show one line for the server that left (%q):\n%s", left, stderr)
+	}
+	// A generation longer than the story stops at its end: 345 tokens,
+	// then the model's BOS, which would begin another story.
+	out, stderr, err = mycel(t, "swarm", "demo", "-m", bin, "-z", tok, "-n", "400", "--wire", "f32", "")
+	if err != nil {
+		t.Fatalf("demo to the end of the story: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "generated 345 tokens") || !strings.Contains(stderr, "stopped at end of sequence") ||
+		strings.Count(out, "Once upon a time") != 1 {
+		t.Errorf("demo to the end of the story:\n%s\n%s", out, stderr)
 	}
 }

@@ -102,8 +102,7 @@ other commands use. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
 				if err != nil {
 					return fmt.Errorf("--serve %s: %w", serve.Model, err)
 				}
-				fmt.Fprintf(w, "  serving layers %d:%d of %s (%.0f tok/s measured); the span moves when the swarm needs it elsewhere\n",
-					sv.Span().First, sv.Span().Last, serve.Model, sv.Throughput())
+				fmt.Fprintf(w, "  %s\n", servingLine(sv.Span().First, sv.Span().Last, serve.Model, sv.Throughput(), serve.Layers != ""))
 			}
 			<-ctx.Done()
 			fmt.Fprintln(w, "mycel node: shutting down")

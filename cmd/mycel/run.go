@@ -33,6 +33,7 @@ type runFlags struct {
 	swarm     bool
 	verify    bool
 	kv        string
+	ignoreEOS bool
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -63,7 +64,8 @@ beginning-of-sequence token.`,
 	fl := cmd.Flags()
 	fl.StringVarP(&f.model, "model", "m", "", "model file: llama2.c .bin or .gguf (required)")
 	fl.StringVarP(&f.tokenizer, "tokenizer", "z", "", "tokenizer file (llama2.c tokenizer.bin or a .gguf); default: the model's own")
-	fl.IntVarP(&f.steps, "steps", "n", 256, "number of new tokens (stops earlier at end of sequence)")
+	fl.IntVarP(&f.steps, "steps", "n", 256, "number of new tokens (stops earlier at end of sequence, unless --ignore-eos)")
+	fl.BoolVar(&f.ignoreEOS, "ignore-eos", false, "generate past the model's end of text, up to -n tokens")
 	fl.Float32Var(&f.temp, "temp", 1.0, "sampling temperature; 0 is greedy")
 	fl.IntVar(&f.topK, "top-k", 0, "sample from the K most likely tokens (0: off)")
 	fl.Float32Var(&f.topP, "top-p", 0.9, "nucleus sampling threshold (1: off)")
@@ -206,7 +208,7 @@ func runGenerate(cmd *cobra.Command, g *globals, f *runFlags, prompt string, see
 	st, err := eng.Generate(cmd.Context(), ids, model.GenerateOptions{
 		MaxTokens: steps,
 		Sampler:   sc,
-		Stop:      l.tok.IsEOG,
+		Stop:      tokenizer.StopRule(l.tok, f.ignoreEOS),
 	}, func(id int) error {
 		if _, err := io.WriteString(out, dec.Next(id)); err != nil {
 			return err
@@ -221,12 +223,8 @@ func runGenerate(cmd *cobra.Command, g *globals, f *runFlags, prompt string, see
 	if err != nil {
 		return err
 	}
-	stop := ""
-	if st.StoppedAtEOS {
-		stop = ", stopped at end of sequence"
-	}
 	fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tok/s; generated: %d tokens, %.1f tok/s%s (seed %d, %s, %d threads)\n",
-		st.PromptTokens, st.PromptRate(), st.Generated, st.GenerateRate(), stop, seed, be.Name(), be.Threads())
+		st.PromptTokens, st.PromptRate(), st.Generated, st.GenerateRate(), endNote(st.StoppedAtEOS), seed, be.Name(), be.Threads())
 	return nil
 }
 
@@ -304,21 +302,12 @@ func runSwarm(cmd *cobra.Command, g *globals, f *runFlags, prompt string, sc mod
 	var done node.GenerateEvent
 	err := g.client().Generate(cmd.Context(), node.GenerateRequest{
 		Model: f.model, Prompt: prompt, MaxTokens: f.steps,
-		Temp: sc.Temperature, TopK: sc.TopK, TopP: sc.TopP, Seed: sc.Seed, Verify: f.verify,
+		Temp: sc.Temperature, TopK: sc.TopK, TopP: sc.TopP, Seed: sc.Seed, Verify: f.verify, IgnoreEOS: f.ignoreEOS,
 	}, func(ev node.GenerateEvent) error {
 		start()
 		if r := ev.Route; r != nil && f.verbose {
 			out.Flush()
-			switch r.Kind {
-			case "route":
-				fmt.Fprintf(stderr, "route: %s layers %d:%d\n", r.Peer, r.First, r.Last)
-			case "re-route":
-				fmt.Fprintf(stderr, "re-route: %s layers %d:%d replaces %s (%d positions replayed)\n", r.Peer, r.First, r.Last, r.Replaced, r.Replayed)
-			case "shadow":
-				fmt.Fprintf(stderr, "shadow: %s layers %d:%d checks %s\n", r.Peer, r.First, r.Last, r.Other)
-			default:
-				fmt.Fprintf(stderr, "%s: %s layers %d:%d: %s\n", r.Kind, r.Peer, r.First, r.Last, r.Error)
-			}
+			fmt.Fprintln(stderr, routeLine(*r))
 		}
 		if ev.Done {
 			done = ev
@@ -340,7 +329,7 @@ func runSwarm(cmd *cobra.Command, g *globals, f *runFlags, prompt string, sc mod
 	if done.Seconds > 0 {
 		rate = float64(done.CompletionTokens) / done.Seconds
 	}
-	fmt.Fprintf(stderr, "prompt: %d tokens; generated: %d tokens through the swarm in %.2f s, %.1f tok/s (seed %d)\n",
-		done.PromptTokens, done.CompletionTokens, done.Seconds, rate, sc.Seed)
+	fmt.Fprintf(stderr, "prompt: %d tokens; generated: %d tokens through the swarm in %.2f s, %.1f tok/s%s (seed %d)\n",
+		done.PromptTokens, done.CompletionTokens, done.Seconds, rate, endNote(done.Finish == node.FinishStop), sc.Seed)
 	return nil
 }

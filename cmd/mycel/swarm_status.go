@@ -75,11 +75,11 @@ func printSwarmStatus(out io.Writer, st node.SwarmStatus) {
 		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "PEER\tLAYERS\tTOK/S\tFREE POSITIONS\tSTATE\tRTT\t")
 		for _, s := range st.Servers {
-			peer := s.Peer
+			peer := shortPeer(s.Peer)
 			if s.Self {
 				peer += " (this node)"
 			}
-			fmt.Fprintf(tw, "%s\t%d:%d\t%.1f\t%d\t%s\t%s\t\n", peer, s.First, s.Last, s.Throughput, s.FreePositions, s.State, s.Latency)
+			fmt.Fprintf(tw, "%s\t%s\t%.1f\t%d\t%s\t%s\t\n", peer, layerRange(s.First, s.Last), s.Throughput, s.FreePositions, s.State, s.Latency)
 		}
 		tw.Flush()
 	}

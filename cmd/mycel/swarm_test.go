@@ -83,6 +83,18 @@ func TestRunThroughTheSwarm(t *testing.T) {
 	if !strings.Contains(stderr, "generated: 20 tokens through the swarm") {
 		t.Errorf("summary missing:\n%s", stderr)
 	}
+	// Through the swarm too the story ends at the model's end of text,
+	// unless --ignore-eos.
+	stdout, stderr, err = mycel(t, "--api", client, "run", "-m", c, "--temp", "0", "-n", "400", "")
+	if err != nil || strings.Count(stdout, "Once upon a time") != 1 ||
+		!strings.Contains(stderr, "generated: "+storyTokens+" tokens through the swarm") || !strings.Contains(stderr, "stopped at end of sequence") {
+		t.Errorf("run to the end of the story: %v\n%s\n%s", err, stdout, stderr)
+	}
+	stdout, stderr, err = mycel(t, "--api", client, "run", "-m", c, "--temp", "0", "-n", "400", "--ignore-eos", "")
+	if err != nil || strings.Count(stdout, "Once upon a time") != 2 ||
+		!strings.Contains(stderr, "generated: 400 tokens through the swarm") || strings.Contains(stderr, "stopped") {
+		t.Errorf("run --ignore-eos: %v\n%s\n%s", err, stdout, stderr)
+	}
 
 	// A volunteer that serves every layer runs the model itself (a node is
 	// never a hop of its own route): it fetches the embedding and head.
