@@ -27,8 +27,8 @@ type Config struct {
 	// DataDir holds the identity key, the block store, the DHT datastore
 	// and the model list. Default: $MYCEL_DATA or ~/.mycel.
 	DataDir string
-	// Listen are libp2p multiaddrs (default: TCP and QUIC on port 4001, all
-	// interfaces).
+	// Listen are libp2p multiaddrs (default: TCP and QUIC on
+	// p2p.DefaultPort, all interfaces).
 	Listen []string
 	// APIAddr is host:port of the control API (default 127.0.0.1:5150;
 	// port 0 picks a free one). It must be a loopback address: the API has

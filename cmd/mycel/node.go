@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mycel-net/mycel/node"
+	"github.com/mycel-net/mycel/p2p"
 )
 
 // globals are the flags every subcommand sees.
@@ -36,17 +37,19 @@ func newNodeCmd(g *globals) *cobra.Command {
 	var threads int
 	var serve node.ServeRequest
 	var serveMem string
+	port := strconv.Itoa(p2p.DefaultPort)
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Run a Mycel node in the foreground",
 		Long: `Run a Mycel node: a libp2p host in the Kademlia DHT, an on-disk block store
-shared over bitswap, and a control API on the loopback interface that the
-other commands use. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
+shared over block streams and bitswap, and a control API on the loopback
+interface that the other commands use. Stop it with Ctrl-C (SIGINT) or
+SIGTERM.`,
 		Example: `  mycel node
   mycel node --model stories15M=stories15M.bin -z tokenizer.bin   # and an OpenAI client at http://127.0.0.1:5150/v1
   mycel node --serve bagu...model-cid --max-layers 8              # volunteer: serve the layers the swarm needs most
   mycel node --serve stories15M --layers 0:3                      # serve layers 0-2 for good
-  mycel node --data /srv/mycel --listen /ip4/0.0.0.0/tcp/4001 --bootstrap /ip4/203.0.113.7/tcp/4001/p2p/12D3Koo...`,
+  mycel node --data /srv/mycel --listen /ip4/0.0.0.0/tcp/` + port + ` --bootstrap /ip4/203.0.113.7/tcp/` + port + `/p2p/12D3Koo...`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if storeCap != "" {
@@ -111,7 +114,7 @@ other commands use. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&cfg.DataDir, "data", "", "data directory (default $"+node.EnvData+" or ~/.mycel)")
-	fl.StringSliceVar(&cfg.Listen, "listen", nil, "libp2p listen multiaddr (repeatable; default TCP and QUIC on port 4001)")
+	fl.StringSliceVar(&cfg.Listen, "listen", nil, "libp2p listen multiaddr (repeatable; default TCP and QUIC on port "+port+")")
 	fl.StringSliceVar(&cfg.Bootstrap, "bootstrap", nil, "peer to join through, as /.../p2p/ID (repeatable)")
 	fl.StringVar(&storeCap, "store-cap", "", "most disk the block store may use, e.g. 50GB (default: no cap)")
 	fl.StringVar(&cfg.DHTMode, "dht", "auto", "DHT mode: auto, server or client")
