@@ -29,6 +29,7 @@ const BlocksDir = "blocks"
 // Node is a running Mycel daemon.
 type Node struct {
 	cfg    Config
+	lock   *dirLock // the data directory's, held until Close
 	host   *p2p.Host
 	store  *blocks.Store
 	ex     *blocks.Exchange
@@ -72,6 +73,9 @@ func New(cfg Config) (_ *Node, err error) {
 			n.Close()
 		}
 	}()
+	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	if n.models, err = openRegistry(cfg.DataDir); err != nil {
 		return nil, err
 	}
@@ -184,7 +188,8 @@ func (n *Node) Store() *blocks.Store { return n.store }
 // Exchange is the node's bitswap exchange.
 func (n *Node) Exchange() *blocks.Exchange { return n.ex }
 
-// Close stops the API, the exchange, the host and the store, in that order.
+// Close stops the API, the exchange, the host and the store, in that order,
+// and lets the data directory go.
 // Safe to call more than once.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
@@ -208,6 +213,7 @@ func (n *Node) Close() error {
 		if n.store != nil {
 			errs = append(errs, n.store.Close())
 		}
+		errs = append(errs, n.lock.release())
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
