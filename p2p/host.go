@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -258,10 +259,11 @@ func (n *Host) Bootstrap(ctx context.Context) error {
 		return nil
 	}
 	var (
-		mu   sync.Mutex
-		errs []error
-		ok   int
-		wg   sync.WaitGroup
+		mu        sync.Mutex
+		errs      []error
+		ok        int
+		wg        sync.WaitGroup
+		connected []peer.ID
 	)
 	for _, p := range n.bootstrap {
 		if p.ID == n.h.ID() {
@@ -275,6 +277,7 @@ func (n *Host) Bootstrap(ctx context.Context) error {
 				errs = append(errs, err)
 			} else {
 				ok++
+				connected = append(connected, p.ID)
 			}
 		})
 	}
@@ -284,16 +287,44 @@ func (n *Host) Bootstrap(ctx context.Context) error {
 	}
 	// A connected peer enters the routing tables once identify has told
 	// which DHTs it serves; a refresh before that finds nobody to ask.
-	// (A bootstrap peer in client mode never enters them: do not wait
-	// for it long.)
 	wctx, cancel := context.WithTimeout(ctx, bootstrapIdentifyWait)
-	err := n.WaitRoutable(wctx)
+	err := n.waitDHTPeer(wctx, connected)
 	cancel()
 	if err != nil && ctx.Err() == nil {
-		log.Debug("bootstrap peers are not DHT servers", "err", err)
+		log.Debug("no bootstrap peer entered a DHT routing table", "err", err)
 	}
 	if err := n.dht.refresh(ctx); err != nil {
 		return fmt.Errorf("p2p: bootstrap: %w", err)
+	}
+	return nil
+}
+
+// waitDHTPeer waits until a routing table holds a peer, or until every
+// peer in ps has been identified and none of them serves a DHT (such peers
+// never enter a routing table, so there is nothing to wait for).
+func (n *Host) waitDHTPeer(ctx context.Context, ps []peer.ID) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !n.dht.Routable() {
+		identified, servers := 0, 0
+		for _, p := range ps {
+			protos, err := n.h.Peerstore().GetProtocols(p)
+			if err != nil || len(protos) == 0 {
+				continue
+			}
+			identified++
+			if slices.Contains(protos, DHTProtocol) || slices.Contains(protos, LANDHTProtocol) {
+				servers++
+			}
+		}
+		if identified == len(ps) && servers == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("p2p: wait for a DHT peer: %w", ctx.Err())
+		case <-t.C:
+		}
 	}
 	return nil
 }
