@@ -477,9 +477,9 @@ type GenerateEvent struct {
 }
 
 // RouteInfo is a route event: kind is "route", "hop failed", "re-route",
-// "left" (a server went away: replaced by peer, or by nobody yet for a
-// shadow), "banned", or with verification "shadow", "unverified" or
-// "mismatch".
+// "left" (the server replaced went away; first:last moved to chain, and
+// to peer when one server took it all; a shadow has no chain), "banned",
+// or with verification "shadow", "unverified" or "mismatch".
 type RouteInfo struct {
 	Kind     string `json:"kind"`
 	Peer     string `json:"peer"`
@@ -489,6 +489,15 @@ type RouteInfo struct {
 	Other    string `json:"other,omitempty"` // the second server of a shadow or mismatch, or the primary a shadow that left followed
 	Replayed int    `json:"replayed,omitempty"`
 	Error    string `json:"error,omitempty"`
+	// Chain is the servers that took over the layers of a server that left.
+	Chain []RouteHop `json:"chain,omitempty"`
+}
+
+// RouteHop is a server of a route and the layers it runs.
+type RouteHop struct {
+	Peer  string `json:"peer"`
+	First int    `json:"first"`
+	Last  int    `json:"last"`
 }
 
 // NewRouteInfo describes ev as the API reports it.
@@ -506,6 +515,9 @@ func NewRouteInfo(ev swarm.Event) *RouteInfo {
 	}
 	if ev.Err != nil {
 		ri.Error = ev.Err.Error()
+	}
+	for _, h := range ev.Chain {
+		ri.Chain = append(ri.Chain, RouteHop{Peer: h.Peer.String(), First: h.Span.First, Last: h.Span.Last})
 	}
 	return ri
 }

@@ -56,11 +56,12 @@ const (
 	// EventLeft: the server Replaced left (Err, which wraps ErrLeft, says
 	// how: its stream or connection closed or reset, it could not be
 	// reached, or it no longer serves the span). That is no fault of its
-	// own: it is not banned, only avoided for ClientConfig.LeftAvoid. Hop
-	// is the server that took over its layers after Replayed positions
-	// were replayed to it (a chain of servers gives one event each); for
-	// a shadow that left, Hop has its span and no peer, and EventShadow
-	// reports its successor.
+	// own: it is not banned, only avoided for ClientConfig.LeftAvoid.
+	// Hop.Span is the layers it ran; Chain the servers that took them
+	// over, in order, after Replayed positions were replayed to them, and
+	// Hop.Peer that server when there is one. For a shadow that left
+	// (of the primary Other) Chain is empty: EventShadow reports its
+	// successor.
 	EventLeft
 )
 
@@ -99,6 +100,8 @@ type Event struct {
 	Other peer.ID
 	// Replayed is the number of positions replayed to the new hop.
 	Replayed int
+	// Chain is the servers that took over an EventLeft's layers.
+	Chain []Hop
 	// Err is why the hop failed (EventHopFailed), why the peer is banned
 	// (EventBanned), how two results differ (EventMismatch), why there is
 	// no shadow (EventUnverified) or how the server left (EventLeft).
@@ -120,10 +123,10 @@ func (e Event) String() string {
 	case EventShadow:
 		return fmt.Sprintf("%s %s (follows %s, %d positions replayed)", e.Kind, e.Hop, e.Other.ShortString(), e.Replayed)
 	case EventLeft:
-		if e.Hop.Peer == "" {
-			return fmt.Sprintf("%s %s (shadow of %s): %v", e.Kind, e.Replaced.ShortString(), e.Hop.Span, e.Err)
+		if len(e.Chain) == 0 {
+			return fmt.Sprintf("%s %s (shadow of %s at %s): %v", e.Kind, e.Replaced.ShortString(), e.Other.ShortString(), e.Hop.Span, e.Err)
 		}
-		return fmt.Sprintf("%s %s: %s takes over (%d positions replayed): %v", e.Kind, e.Replaced.ShortString(), e.Hop, e.Replayed, e.Err)
+		return fmt.Sprintf("%s %s: %v takes over %s (%d positions replayed): %v", e.Kind, e.Replaced.ShortString(), e.Chain, e.Hop.Span, e.Replayed, e.Err)
 	}
 	return fmt.Sprintf("%s %s", e.Kind, e.Hop)
 }
@@ -600,15 +603,21 @@ func (s *Session) hopFailed(h Hop, err error) {
 	}
 }
 
-// replaced reports that hs took over (some of) the layers of the server
-// old, which failed with cause, after replayed positions were replayed to
-// it: EventLeft if old left, else EventReroute.
-func (s *Session) replaced(hs Hop, old peer.ID, replayed int, cause error) {
+// replaced reports that hops took over the layers of old, which failed
+// with cause, after replayed positions were replayed to them: one
+// EventLeft if old's server left, else an EventReroute for each hop.
+func (s *Session) replaced(old Hop, hops []Hop, replayed int, cause error) {
 	if errors.Is(cause, ErrLeft) {
-		s.emit(Event{Kind: EventLeft, Hop: hs, Replaced: old, Replayed: replayed, Err: cause})
+		ev := Event{Kind: EventLeft, Hop: Hop{Span: old.Span}, Replaced: old.Peer, Chain: hops, Replayed: replayed, Err: cause}
+		if len(hops) == 1 {
+			ev.Hop.Peer = hops[0].Peer
+		}
+		s.emit(ev)
 		return
 	}
-	s.emit(Event{Kind: EventReroute, Hop: hs, Replaced: old, Replayed: replayed})
+	for _, h := range hops {
+		s.emit(Event{Kind: EventReroute, Hop: h, Replaced: old.Peer, Replayed: replayed})
+	}
 }
 
 // excluded reports whether p may not serve this session.
@@ -925,7 +934,7 @@ func (s *Session) advance(ctx context.Context, k int, recs []record, redo bool) 
 		keep(sh, outS)
 		sh.hist, hs.shadow = hs.hist, nil
 		s.hops[k] = sh
-		s.replaced(sh.hop, hs.hop.Peer, 0, err)
+		s.replaced(hs.hop, []Hop{sh.hop}, 0, err)
 		if err := s.findShadow(ctx, k); err != nil {
 			return err
 		}
@@ -1036,9 +1045,11 @@ func (s *Session) failover(ctx context.Context, k int, cause error) (int, error)
 			continue
 		}
 		s.hops = slices.Replace(s.hops, k, k+1, states...)
-		for _, hs := range states {
-			s.replaced(hs.hop, old.hop.Peer, positions(hs.hist), cause)
+		hops := make([]Hop, len(states))
+		for i, hs := range states {
+			hops[i] = hs.hop
 		}
+		s.replaced(old.hop, hops, positions(old.hist), cause)
 		if !s.cl.cfg.Verify || !s.opened {
 			return k + len(states) - 1, nil
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -238,7 +239,7 @@ func TestFailover(t *testing.T) {
 				t.Error(d)
 			}
 			lv := ev.kinds(swarm.EventLeft)
-			if len(lv) != 1 || lv[0].Hop != replica || lv[0].Replaced != victim || lv[0].Replayed != 16 ||
+			if len(lv) != 1 || lv[0].Hop != replica || lv[0].Replaced != victim || lv[0].Replayed != 16 || !slices.Equal(lv[0].Chain, []swarm.Hop{replica}) ||
 				!errors.Is(lv[0].Err, swarm.ErrLeft) || !strings.Contains(lv[0].Err.Error(), victim.String()) {
 				t.Errorf("left events %v, want one: %s replaced by %s after 16 positions", lv, victim, replica)
 			}
@@ -313,8 +314,10 @@ func TestReplanSplitsSpan(t *testing.T) {
 	if len(asked) != 1 || asked[0] != route[1].Span {
 		t.Errorf("replan asked for %v, want [%s]", asked, route[1].Span)
 	}
-	if lv := ev.kinds(swarm.EventLeft); len(lv) != 2 || lv[0].Hop.Span != (swarm.Span{First: 2, Last: 3}) || lv[1].Hop.Span != (swarm.Span{First: 3, Last: 4}) {
-		t.Errorf("left events %v, want one for each server of the new chain", lv)
+	chain := []swarm.Hop{{Peer: a.Peer, Span: swarm.Span{First: 2, Last: 3}}, {Peer: b.Peer, Span: swarm.Span{First: 3, Last: 4}}}
+	if lv := ev.kinds(swarm.EventLeft); len(lv) != 1 || lv[0].Hop != (swarm.Hop{Span: route[1].Span}) || lv[0].Replaced != route[1].Peer ||
+		!slices.Equal(lv[0].Chain, chain) || lv[0].Replayed != 8 {
+		t.Errorf("left events %v, want one: %s replaced by the chain %v after 8 positions", lv, route[1], chain)
 	}
 }
 

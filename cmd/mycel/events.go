@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"regexp"
+	"strings"
 
 	"github.com/mycel-net/mycel/node"
 )
@@ -30,8 +31,17 @@ func routeLine(r node.RouteInfo) string {
 	case "route":
 		return fmt.Sprintf("route: %s layers %s", p, layers)
 	case "left":
-		if r.Peer == "" {
+		switch len(r.Chain) {
+		case 0:
 			return fmt.Sprintf("server %s left; it was checking layers %s of %s, another is sought", shortPeer(r.Replaced), layers, shortPeer(r.Other))
+		case 1:
+			p = shortPeer(r.Chain[0].Peer)
+		default:
+			parts := make([]string, len(r.Chain))
+			for i, h := range r.Chain {
+				parts[i] = fmt.Sprintf("%s (%s)", shortPeer(h.Peer), layerRange(h.First, h.Last))
+			}
+			p = strings.Join(parts, ", ")
 		}
 		return fmt.Sprintf("server %s left; re-routing layers %s to %s (%d positions replayed)", shortPeer(r.Replaced), layers, p, r.Replayed)
 	case "re-route":

@@ -38,8 +38,12 @@ func TestRouteLines(t *testing.T) {
 	}{
 		{swarm.Event{Kind: swarm.EventRoute, Hop: swarm.Hop{Peer: spare, Span: swarm.Span{First: 0, Last: 2}}},
 			"route: " + short(spare) + " layers 0:2"},
-		{swarm.Event{Kind: swarm.EventLeft, Hop: swarm.Hop{Peer: spare, Span: swarm.Span{First: 2, Last: 4}}, Replaced: gone, Replayed: 16, Err: cause},
+		{swarm.Event{Kind: swarm.EventLeft, Hop: swarm.Hop{Peer: spare, Span: swarm.Span{First: 2, Last: 4}}, Replaced: gone, Replayed: 16, Err: cause,
+			Chain: []swarm.Hop{{Peer: spare, Span: swarm.Span{First: 2, Last: 4}}}},
 			"server " + short(gone) + " left; re-routing layers 2:4 to " + short(spare) + " (16 positions replayed)"},
+		{swarm.Event{Kind: swarm.EventLeft, Hop: swarm.Hop{Span: swarm.Span{First: 1, Last: 3}}, Replaced: gone, Replayed: 16, Err: cause,
+			Chain: []swarm.Hop{{Peer: spare, Span: swarm.Span{First: 1, Last: 2}}, {Peer: other, Span: swarm.Span{First: 2, Last: 3}}}},
+			"server " + short(gone) + " left; re-routing layers 1:3 to " + short(spare) + " (1:2), " + short(other) + " (2:3) (16 positions replayed)"},
 		{swarm.Event{Kind: swarm.EventLeft, Hop: swarm.Hop{Span: swarm.Span{First: 2, Last: 4}}, Replaced: gone, Other: other, Err: cause},
 			"server " + short(gone) + " left; it was checking layers 2:4 of " + short(other) + ", another is sought"},
 		{swarm.Event{Kind: swarm.EventBanned, Hop: swarm.Hop{Peer: gone, Span: swarm.Span{First: 2, Last: 4}},
