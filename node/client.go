@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
+	"syscall"
 )
 
 // Client calls a node's control API.
@@ -60,10 +62,16 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return nil, ctx.Err()
+		case errors.Is(err, syscall.ECONNREFUSED):
+			// Nothing listens there.
+			return nil, fmt.Errorf("%w at %s: start one with `mycel node` (or point --api or %s at a running one)", ErrNoNode, c.base, EnvAPI)
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			return nil, fmt.Errorf("node API %s %s: the node at %s closed the connection without answering (its log says why)", method, path, c.base)
 		}
-		return nil, fmt.Errorf("%w at %s: start one with `mycel node` (or point --api or %s at a running one)", ErrNoNode, c.base, EnvAPI)
+		return nil, fmt.Errorf("node API %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
@@ -136,31 +144,45 @@ func (c *Client) List(ctx context.Context) ([]ModelInfo, error) {
 	return out, err
 }
 
-// Inspect describes one model and which of its parts are local.
-func (c *Client) Inspect(ctx context.Context, cidStr string) (ModelInfo, error) {
+// Resolve asks the node for the CID of a model reference: a CID, or the
+// name of a model the node knows.
+func (c *Client) Resolve(ctx context.Context, ref string) (ModelEntry, error) {
+	var out ModelEntry
+	err := c.do(ctx, http.MethodGet, "/resolve/"+url.PathEscape(ref), nil, &out)
+	return out, err
+}
+
+// Inspect describes one model (by CID or name) and which of its parts are
+// local.
+func (c *Client) Inspect(ctx context.Context, ref string) (ModelInfo, error) {
 	var out ModelInfo
-	err := c.do(ctx, http.MethodGet, "/models/"+cidStr, nil, &out)
+	err := c.do(ctx, http.MethodGet, "/models/"+url.PathEscape(ref), nil, &out)
 	return out, err
 }
 
 // Remove deletes a model's blocks (those no other kept model uses).
-func (c *Client) Remove(ctx context.Context, cidStr string) (int, error) {
+func (c *Client) Remove(ctx context.Context, ref string) (int, error) {
 	var out struct {
 		Deleted int `json:"deleted_blocks"`
 	}
-	err := c.do(ctx, http.MethodDelete, "/models/"+cidStr, nil, &out)
+	err := c.do(ctx, http.MethodDelete, "/models/"+url.PathEscape(ref), nil, &out)
 	return out.Deleted, err
 }
 
-// Export streams a model as GGUF into w.
-func (c *Client) Export(ctx context.Context, cidStr string, w io.Writer) error {
-	resp, err := c.send(ctx, http.MethodGet, "/models/"+cidStr+"/gguf", nil)
+// Export streams a model (by CID or name) as GGUF into w. An error the
+// node meets while streaming (ExportErrorTrailer) is returned; w then
+// holds a partial file.
+func (c *Client) Export(ctx context.Context, ref string, w io.Writer) error {
+	resp, err := c.send(ctx, http.MethodGet, "/models/"+url.PathEscape(ref)+"/gguf", nil)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if _, err := io.Copy(w, resp.Body); err != nil {
-		return fmt.Errorf("export %s: %w", cidStr, err)
+		return fmt.Errorf("export %s: %w", ref, err)
+	}
+	if msg := resp.Trailer.Get(ExportErrorTrailer); msg != "" {
+		return errors.New(msg)
 	}
 	return nil
 }

@@ -77,14 +77,39 @@ type LocalModel struct {
 	closed bool
 }
 
-// OpenLocalModel loads a model file (with its own tokenizer, or the one at
-// tokPath) to serve under name (default: the file name without extension).
-func OpenLocalModel(path, tokPath, name string, threads int) (*LocalModel, error) {
+// LocalModelConfig names a model file to serve and its tokenizer.
+type LocalModelConfig struct {
+	Path string
+	// Name is the model's name in the API (default: the file name
+	// without extension).
+	Name string
+	// Tokenizer, when set, is used instead of the model's own.
+	Tokenizer string
+	// DefaultTokenizer is the tokenizer of a model with none inside
+	// (llama2.c checkpoints keep theirs in a separate file); a model with
+	// its own vocabulary (a GGUF) ignores it.
+	DefaultTokenizer string
+	// Threads of the model's backend (0: all cores).
+	Threads int
+}
+
+// ErrNoTokenizer is returned for a model file with no tokenizer inside
+// when none was given (llama2.c checkpoints keep theirs in a separate
+// tokenizer.bin).
+var ErrNoTokenizer = errors.New("no tokenizer inside")
+
+// OpenLocalModel loads a model file with its tokenizer (see
+// LocalModelConfig) to serve through the OpenAI API.
+func OpenLocalModel(cfg LocalModelConfig) (*LocalModel, error) {
+	path, name, threads := cfg.Path, cfg.Name, cfg.Threads
 	m, err := checkpoints.Load(path)
 	if err != nil {
 		return nil, err
 	}
-	tok := m.Tokenizer
+	tok, tokPath := m.Tokenizer, cfg.Tokenizer
+	if tokPath == "" && tok == nil {
+		tokPath = cfg.DefaultTokenizer
+	}
 	if tokPath != "" {
 		if tok, err = checkpoints.LoadTokenizer(tokPath, m.Weights.Config.Vocab); err != nil {
 			m.Close()
@@ -93,7 +118,7 @@ func OpenLocalModel(path, tokPath, name string, threads int) (*LocalModel, error
 	}
 	if tok == nil {
 		m.Close()
-		return nil, fmt.Errorf("%s has no tokenizer inside; give one", path)
+		return nil, fmt.Errorf("%s has %w", path, ErrNoTokenizer)
 	}
 	be, err := kernels.Open("cpu", threads)
 	if err != nil {

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,6 +127,70 @@ func (r *registry) save() error {
 	return nil
 }
 
+// resolve turns a model reference into the model's CID: a CID stands for
+// itself; a name is looked up among the models the node keeps, then among
+// those it has loaded to answer for (swarm clients, whole models from
+// blocks). Every path that takes a model resolves it here: the control
+// API, the OpenAI API and serving.
+func (n *Node) resolve(ref string) (cid.Cid, error) {
+	if ref == "" {
+		return cid.Undef, fmt.Errorf("%w: no model given (a CID, or a name from mycel models ls)", errBadRequest)
+	}
+	if c, err := cid.Decode(ref); err == nil {
+		return c, nil
+	}
+	var found []string
+	add := func(c string) {
+		if !slices.Contains(found, c) {
+			found = append(found, c)
+		}
+	}
+	for _, e := range n.models.entries() {
+		if e.Name == ref {
+			add(e.CID)
+		}
+	}
+	n.swarmMu.Lock()
+	for c, sm := range n.swarmModels {
+		if sm.name == ref {
+			add(c)
+		}
+	}
+	for c, lm := range n.blockModels {
+		if lm.name == ref {
+			add(c)
+		}
+	}
+	n.swarmMu.Unlock()
+	switch len(found) {
+	case 0:
+		return cid.Undef, fmt.Errorf("%w: model %q is neither a CID nor the name of a model on this node (mycel models ls)", errNotFound, ref)
+	case 1:
+		return cid.Decode(found[0])
+	}
+	sort.Strings(found)
+	return cid.Undef, fmt.Errorf("%w: %d models are named %q (%s): give the CID of the one you mean", errBadRequest, len(found), ref, strings.Join(found, ", "))
+}
+
+// Resolve reports the CID of a model reference (a CID, or the name of a
+// model the node knows) and the model's name, if it has one here.
+func (n *Node) Resolve(ref string) (ModelEntry, error) {
+	c, err := n.resolve(ref)
+	if err != nil {
+		return ModelEntry{}, err
+	}
+	e := ModelEntry{CID: c.String()}
+	for _, x := range n.models.entries() {
+		if x.CID == e.CID {
+			e = x
+		}
+	}
+	if e.Name == "" && ref != e.CID {
+		e.Name = ref
+	}
+	return e, nil
+}
+
 // ImportRequest asks the node to import a model file on its disk.
 type ImportRequest struct {
 	Path      string `json:"path"`
@@ -150,6 +217,10 @@ func (n *Node) Import(ctx context.Context, req ImportRequest) (ImportResult, err
 		return res, fmt.Errorf("%w: %w", errBadRequest, err)
 	}
 	defer src.Close()
+	// A model without a tokenizer could be stored but never run.
+	if src.Tokenizer == nil && req.Tokenizer == "" {
+		return res, fmt.Errorf("%w: %s has no tokenizer inside (llama2.c checkpoints keep it in a separate tokenizer.bin): import it with its tokenizer, -z tokenizer.bin (\"tokenizer\" in the API request)", errBadRequest, req.Path)
+	}
 	opts := []shards.ImportOption{shards.Name(req.Name)}
 	if req.DType != "" {
 		dt, err := kernels.ParseDType(req.DType)
@@ -179,8 +250,13 @@ func (n *Node) Import(ctx context.Context, req ImportRequest) (ImportResult, err
 }
 
 // announce provides CIDs on the DHT in the background; the node's context
-// bounds it.
+// bounds it. A node that knows no peer yet leaves it to the reprovide loop,
+// which announces everything kept once the first peer joins.
 func (n *Node) announce(cids []cid.Cid) {
+	if !n.host.DHT().Routable() {
+		log.Debug("announce once a peer joins the DHT", "cids", len(cids))
+		return
+	}
 	n.wg.Go(func() {
 		if err := n.ex.Provide(n.ctx, cids...); err != nil && n.ctx.Err() == nil {
 			log.Warn("announce on the DHT", "cids", len(cids), "err", err)
@@ -345,6 +421,8 @@ type ModelInfo struct {
 	LocalParts int   `json:"local_parts"`
 	TotalParts int   `json:"total_parts"`
 	Bytes      int64 `json:"bytes"`
+	// Whole: every block of the model is here, its tokenizer's included.
+	Whole bool `json:"whole"`
 }
 
 // PartInfo is one part of a model.
@@ -383,6 +461,7 @@ func (n *Node) Inspect(ctx context.Context, c cid.Cid) (ModelInfo, error) {
 		info.TotalParts++
 		info.Parts = append(info.Parts, pi)
 	}
+	info.Whole = info.LocalParts == info.TotalParts && in.TokenizerLocalChunks == in.TokenizerChunks
 	return info, nil
 }
 
@@ -395,6 +474,14 @@ func (n *Node) RemoveModel(ctx context.Context, c cid.Cid) (int, error) {
 	}
 	if !found {
 		return 0, fmt.Errorf("%w: model %s is not on this node", errNotFound, c)
+	}
+	// A whole model loaded from these blocks goes with them.
+	n.swarmMu.Lock()
+	lm := n.blockModels[c.String()]
+	delete(n.blockModels, c.String())
+	n.swarmMu.Unlock()
+	if lm != nil {
+		lm.Close()
 	}
 	keep := map[cid.Cid]bool{}
 	for _, e := range n.models.entries() {
@@ -454,6 +541,36 @@ func (n *Node) localBlocks(ctx context.Context, c cid.Cid) ([]cid.Cid, error) {
 		}
 	}
 	return out, nil
+}
+
+// wholeHere checks that every block of model c is in the store: the
+// manifest, every part with its chunks, and the tokenizer.
+func (n *Node) wholeHere(ctx context.Context, c cid.Cid) (ModelInfo, error) {
+	info, err := n.Inspect(ctx, c)
+	if err != nil || info.Whole {
+		return info, err
+	}
+	what := fmt.Sprintf("%d of %d parts", info.LocalParts, info.TotalParts)
+	if info.LocalParts == info.TotalParts {
+		what = "every part but its tokenizer"
+	}
+	return info, fmt.Errorf("%w: only part of model %s is on this node (%s): fetch the rest with mycel models pull %s", errNotFound, c, what, c)
+}
+
+// ExportErrorTrailer is the trailer of a GGUF export that failed after its
+// first bytes were sent: it carries the error.
+const ExportErrorTrailer = "Mycel-Error"
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	k, err := c.w.Write(p)
+	c.n += int64(k)
+	return k, err
 }
 
 func (n *Node) modelRoutes(mux *http.ServeMux) {
@@ -522,7 +639,26 @@ func (n *Node) modelRoutes(mux *http.ServeMux) {
 			f(w, r, c)
 		}
 	}
-	mux.HandleFunc("GET "+APIPrefix+"/models/{cid}", withCID(func(w http.ResponseWriter, r *http.Request, c cid.Cid) {
+	// A model is named by CID or by name; the node resolves it.
+	withModel := func(f func(w http.ResponseWriter, r *http.Request, c cid.Cid)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			c, err := n.resolve(r.PathValue("model"))
+			if err != nil {
+				writeError(w, httpStatus(err), err)
+				return
+			}
+			f(w, r, c)
+		}
+	}
+	mux.HandleFunc("GET "+APIPrefix+"/resolve/{model}", func(w http.ResponseWriter, r *http.Request) {
+		e, err := n.Resolve(r.PathValue("model"))
+		if err != nil {
+			writeError(w, httpStatus(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, e)
+	})
+	mux.HandleFunc("GET "+APIPrefix+"/models/{model}", withModel(func(w http.ResponseWriter, r *http.Request, c cid.Cid) {
 		info, err := n.Inspect(r.Context(), c)
 		if err != nil {
 			writeError(w, httpStatus(err), err)
@@ -530,20 +666,28 @@ func (n *Node) modelRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, info)
 	}))
-	mux.HandleFunc("GET "+APIPrefix+"/models/{cid}/gguf", withCID(func(w http.ResponseWriter, r *http.Request, c cid.Cid) {
-		if _, err := shards.GetManifest(r.Context(), n.store, c); err != nil {
-			writeError(w, http.StatusNotFound, fmt.Errorf("model %s is not on this node: %w", c, err))
+	mux.HandleFunc("GET "+APIPrefix+"/models/{model}/gguf", withModel(func(w http.ResponseWriter, r *http.Request, c cid.Cid) {
+		// A model that is not all here fails before the stream starts,
+		// with a status and the reason.
+		if _, err := n.wholeHere(r.Context(), c); err != nil {
+			writeError(w, httpStatus(err), err)
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
-		if err := shards.Export(r.Context(), n.store, c, w); err != nil {
-			// The status is sent; cut the stream so the client sees a
-			// short file, never a complete-looking one.
+		w.Header().Set("Trailer", ExportErrorTrailer)
+		cw := &countingWriter{w: w}
+		if err := shards.Export(r.Context(), n.store, c, cw); err != nil {
 			log.Warn("export", "cid", c, "err", err)
-			panic(http.ErrAbortHandler)
+			if cw.n == 0 {
+				w.Header().Del("Trailer")
+				writeError(w, httpStatus(err), fmt.Errorf("export %s: %w", c, err))
+				return
+			}
+			// The status is sent: the error goes in the trailer.
+			w.Header().Set(ExportErrorTrailer, fmt.Sprintf("export %s: %v", c, err))
 		}
 	}))
-	mux.HandleFunc("DELETE "+APIPrefix+"/models/{cid}", withCID(func(w http.ResponseWriter, r *http.Request, c cid.Cid) {
+	mux.HandleFunc("DELETE "+APIPrefix+"/models/{model}", withModel(func(w http.ResponseWriter, r *http.Request, c cid.Cid) {
 		n, err := n.RemoveModel(r.Context(), c)
 		if err != nil {
 			writeError(w, httpStatus(err), err)

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"sort"
 	"time"
+
+	"github.com/ipfs/go-cid"
 )
 
 // The OpenAI-compatible API: GET /v1/models, POST /v1/completions and POST
@@ -82,6 +84,11 @@ func writeOAIError(w http.ResponseWriter, status int, typ, code, msg string) {
 	writeJSON(w, status, oaiError{Error: oaiErrorBody{Message: msg, Type: typ, Code: c}})
 }
 
+// handleModels lists the models the node answers for: model files loaded
+// with --model and whole models held as blocks run here (owned by
+// "mycel"); other kept models, and those of the swarm it knows, run
+// through the swarm ("mycel-swarm"). Each is listed by name and by CID;
+// every id resolves in a request.
 func (n *Node) handleModels(w http.ResponseWriter, r *http.Request) {
 	type entry struct {
 		ID      string `json:"id"`
@@ -89,23 +96,36 @@ func (n *Node) handleModels(w http.ResponseWriter, r *http.Request) {
 		Created int64  `json:"created"`
 		OwnedBy string `json:"owned_by"`
 	}
-	n.compMu.Lock()
 	list := []entry{}
-	for name := range n.completers {
-		list = append(list, entry{ID: name, Object: "model", Created: n.started.Unix(), OwnedBy: "mycel"})
-	}
-	n.compMu.Unlock()
-	// The models of the registry run through the swarm, by name and CID.
 	seen := map[string]bool{}
-	for _, e := range list {
-		seen[e.ID] = true
+	add := func(id string, created time.Time, owner string) {
+		if id != "" && !seen[id] {
+			seen[id] = true
+			list = append(list, entry{ID: id, Object: "model", Created: created.Unix(), OwnedBy: owner})
+		}
+	}
+	for _, name := range n.CompleterNames() {
+		add(name, n.started, "mycel")
 	}
 	for _, e := range n.models.entries() {
-		for _, id := range []string{e.Name, e.CID} {
-			if id != "" && !seen[id] {
-				seen[id] = true
-				list = append(list, entry{ID: id, Object: "model", Created: e.Added.Unix(), OwnedBy: "mycel-swarm"})
+		owner := "mycel-swarm"
+		if c, err := cid.Decode(e.CID); err == nil {
+			if info, err := n.Inspect(r.Context(), c); err == nil && info.Whole {
+				owner = "mycel"
 			}
+		}
+		add(e.Name, e.Added, owner)
+		add(e.CID, e.Added, owner)
+	}
+	n.swarmMu.Lock()
+	for c, sm := range n.swarmModels {
+		add(sm.name, n.started, "mycel-swarm")
+		add(c, n.started, "mycel-swarm")
+	}
+	n.swarmMu.Unlock()
+	if n.dir != nil {
+		for _, c := range n.dir.Models() {
+			add(c, n.started, "mycel-swarm")
 		}
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })

@@ -19,7 +19,7 @@ import (
 // openAINode starts a node serving stories260K through the OpenAI API.
 func openAINode(t *testing.T) (*Node, string) {
 	t.Helper()
-	lm, err := OpenLocalModel(testmodels.Path(t, "stories260K.bin"), testmodels.Path(t, "tok512.bin"), "stories260K", 1)
+	lm, err := OpenLocalModel(LocalModelConfig{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin"), Name: "stories260K", Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
