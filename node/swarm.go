@@ -23,20 +23,6 @@ import (
 	"github.com/mycel-net/mycel/swarm"
 )
 
-// resolve turns a model reference, a CID or the name of a model in the
-// registry, into the model's CID.
-func (n *Node) resolve(ref string) (cid.Cid, error) {
-	if c, err := cid.Decode(ref); err == nil {
-		return c, nil
-	}
-	for _, e := range n.models.entries() {
-		if e.Name == ref {
-			return cid.Decode(e.CID)
-		}
-	}
-	return cid.Undef, fmt.Errorf("%w: model %q is neither a CID nor the name of a model on this node (mycel models ls)", errNotFound, ref)
-}
-
 // manifest fetches a model's manifest, from the store or the swarm.
 func (n *Node) manifest(ctx context.Context, root cid.Cid) (*shards.Manifest, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
