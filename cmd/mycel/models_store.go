@@ -141,7 +141,7 @@ func newModelsLsCmd(g *globals) *cobra.Command {
 func newModelsInspectCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "inspect CID|FILE",
+		Use:   "inspect CID|NAME|FILE",
 		Short: "Show a model's config, parts and sizes (and which parts are local)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -149,10 +149,11 @@ func newModelsInspectCmd(g *globals) *cobra.Command {
 			if _, err := os.Stat(args[0]); err == nil {
 				return inspectFile(out, args[0])
 			}
-			if _, err := cid.Decode(args[0]); err != nil {
-				return fmt.Errorf("%s is neither a file nor a CID", args[0])
+			root, err := nodeModel(cmd.Context(), g, args[0])
+			if err != nil {
+				return err
 			}
-			info, err := g.client().Inspect(cmd.Context(), args[0])
+			info, err := g.client().Inspect(cmd.Context(), root.String())
 			if err != nil {
 				return err
 			}
@@ -200,7 +201,7 @@ func inspectFile(out io.Writer, path string) error {
 func newModelsExportCmd(g *globals) *cobra.Command {
 	var outPath string
 	cmd := &cobra.Command{
-		Use:   "export CID -o FILE.gguf",
+		Use:   "export CID|NAME -o FILE.gguf",
 		Short: "Write a model on the node as a GGUF file",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -234,7 +235,7 @@ func newModelsExportCmd(g *globals) *cobra.Command {
 
 func newModelsRmCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "rm CID",
+		Use:   "rm CID|NAME",
 		Short: "Remove a model's blocks from the node (those no other model uses)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -47,6 +48,7 @@ interface that the other commands use. Stop it with Ctrl-C (SIGINT) or
 SIGTERM.`,
 		Example: `  mycel node
   mycel node --model stories15M=stories15M.bin -z tokenizer.bin   # and an OpenAI client at http://127.0.0.1:5150/v1
+  mycel node --model tiny=stories260K.bin:tok512.bin --model llama=model.gguf   # a tokenizer per model; a GGUF has its own
   mycel node --serve bagu...model-cid --max-layers 8              # volunteer: serve the layers the swarm needs most
   mycel node --serve stories15M --layers 0:3                      # serve layers 0-2 for good
   mycel node --data /srv/mycel --listen /ip4/0.0.0.0/tcp/` + port + ` --bootstrap /ip4/203.0.113.7/tcp/` + port + `/p2p/12D3Koo...`,
@@ -68,11 +70,15 @@ SIGTERM.`,
 			}
 			defer n.Close()
 			for _, spec := range models {
-				name, path, ok := strings.Cut(spec, "=")
-				if !ok {
-					name, path = "", spec
+				mc, err := parseModelSpec(spec)
+				if err != nil {
+					return fmt.Errorf("--model %s: %w", spec, err)
 				}
-				lm, err := node.OpenLocalModel(path, tokPath, name, threads)
+				mc.DefaultTokenizer, mc.Threads = tokPath, threads
+				lm, err := node.OpenLocalModel(mc)
+				if errors.Is(err, node.ErrNoTokenizer) {
+					return fmt.Errorf("--model %s: %w: give it one as NAME=FILE:TOKENIZER (for llama2.c models, the tokenizer.bin that came with it), or with -z for every model that has none", spec, err)
+				}
 				if err != nil {
 					return fmt.Errorf("--model %s: %w", spec, err)
 				}
@@ -119,14 +125,45 @@ SIGTERM.`,
 	fl.StringVar(&storeCap, "store-cap", "", "most disk the block store may use, e.g. 50GB (default: no cap)")
 	fl.StringVar(&cfg.DHTMode, "dht", "auto", "DHT mode: auto, server or client")
 	fl.BoolVar(&cfg.NoMDNS, "no-mdns", false, "do not look for peers on the local network")
-	fl.StringArrayVar(&models, "model", nil, "serve a local model file through the OpenAI-compatible API, as [NAME=]FILE (repeatable)")
-	fl.StringVarP(&tokPath, "tokenizer", "z", "", "tokenizer for --model files that have none inside (llama2.c)")
+	fl.StringArrayVar(&models, "model", nil, "serve a local model file through the OpenAI-compatible API, as [NAME=]FILE[:TOKENIZER] (repeatable); TOKENIZER replaces the file's own")
+	fl.StringVarP(&tokPath, "tokenizer", "z", "", "tokenizer for the --model files that have none inside (llama2.c); a GGUF keeps its own")
 	threadsFlag(cmd, &threads, "compute threads for --model and --serve")
 	fl.StringVar(&serve.Model, "serve", "", "serve layers of this model (CID or name) to the swarm")
 	fl.StringVar(&serve.Layers, "layers", "", "with --serve: serve layers A:B for good (default: choose, and move as the swarm needs)")
 	fl.IntVar(&serve.MaxLayers, "max-layers", 0, "with --serve: hold at most this many layers (default: all that --serve-memory allows)")
 	fl.StringVar(&serveMem, "serve-memory", "", "with --serve: most memory for weights and KV caches, e.g. 8GB (default: no cap)")
 	return cmd
+}
+
+// parseModelSpec reads a --model value, [NAME=]FILE[:TOKENIZER]. A FILE
+// whose name holds a colon is told from FILE:TOKENIZER by which exists:
+// the whole value when it is a file, else the first colon after a file.
+func parseModelSpec(spec string) (node.LocalModelConfig, error) {
+	var mc node.LocalModelConfig
+	name, rest, ok := strings.Cut(spec, "=")
+	if !ok {
+		name, rest = "", spec
+	}
+	mc.Name, mc.Path = name, rest
+	isFile := func(p string) bool {
+		fi, err := os.Stat(p)
+		return err == nil && !fi.IsDir()
+	}
+	if isFile(rest) || !strings.Contains(rest, ":") {
+		return mc, nil
+	}
+	cut := strings.LastIndexByte(rest, ':')
+	for i := range len(rest) {
+		if rest[i] == ':' && isFile(rest[:i]) {
+			cut = i
+			break
+		}
+	}
+	mc.Path, mc.Tokenizer = rest[:cut], rest[cut+1:]
+	if mc.Tokenizer == "" {
+		return mc, fmt.Errorf("nothing after the colon: give FILE:TOKENIZER, or FILE alone for a model with its own tokenizer")
+	}
+	return mc, nil
 }
 
 func newStatusCmd(g *globals) *cobra.Command {

@@ -89,15 +89,16 @@ type loaded struct {
 
 func (l *loaded) Close() error { return l.close() }
 
-// openModel loads a model, from a file or (for a CID) from the blocks the
-// running node holds, with its tokenizer (the model's own, or the one
-// named by tokPath), checking that their vocabularies agree.
+// openModel loads a model, from a file or (for a CID or a name the node
+// knows) from the blocks the running node holds, with its tokenizer (the
+// model's own, or the one named by tokPath), checking that their
+// vocabularies agree.
 func openModel(ctx context.Context, g *globals, path, tokPath string, needTokenizer bool) (*loaded, error) {
 	var l *loaded
 	if _, statErr := os.Stat(path); statErr != nil {
-		c, err := cid.Decode(path)
+		c, err := nodeModel(ctx, g, path)
 		if err != nil {
-			return nil, fmt.Errorf("model %s: %w", path, statErr)
+			return nil, err
 		}
 		sl, err := loadFromNode(ctx, g, c)
 		if err != nil {
@@ -242,9 +243,9 @@ func wantSwarm(ctx context.Context, g *globals, f *runFlags) (bool, error) {
 	if f.swarm {
 		return true, nil
 	}
-	c, err := cid.Decode(f.model)
+	c, err := nodeModel(ctx, g, f.model)
 	if err != nil {
-		return true, nil // a name: the node resolves it
+		return false, err
 	}
 	info, err := g.client().Inspect(ctx, c.String())
 	if err != nil || info.TotalParts == 0 {
@@ -265,6 +266,25 @@ func wantSwarm(ctx context.Context, g *globals, f *runFlags) (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// nodeModel resolves a model argument that is not a file, a CID or the
+// name of a model the running node knows, to the model's CID; the node
+// does the resolving. An argument that looks like a path is a missing
+// file.
+func nodeModel(ctx context.Context, g *globals, ref string) (cid.Cid, error) {
+	if looksLikePath(ref) {
+		_, err := os.Stat(ref)
+		return cid.Undef, fmt.Errorf("model %w", err)
+	}
+	e, err := g.client().Resolve(ctx, ref)
+	if errors.Is(err, node.ErrNoNode) {
+		return cid.Undef, fmt.Errorf("model %s is not a file, so it names a model of a node: %w", ref, err)
+	}
+	if err != nil {
+		return cid.Undef, err // the node's own error names ref
+	}
+	return cid.Decode(e.CID)
 }
 
 // looksLikePath says whether a model argument names a file rather than a
