@@ -281,7 +281,7 @@ const pullSyncEvery = 64 << 20
 
 // PullRequest asks the node to fetch a model, or a span of its layers.
 type PullRequest struct {
-	CID    string `json:"cid"`
+	CID    string `json:"cid"`              // or the name of a model the node knows
 	Layers string `json:"layers,omitempty"` // "A:B"; empty: all, with embedding and head
 	// Timeout bounds the whole pull (default 10 minutes).
 	Timeout string `json:"timeout,omitempty"`
@@ -291,9 +291,11 @@ type PullRequest struct {
 // whichever peers have them, calling progress as blocks arrive. Blocks
 // already here are not fetched again, so a pull that stopped resumes.
 func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProgress)) error {
-	root, err := cid.Decode(req.CID)
+	// A name the node knows stands for the CID: a pull that stopped
+	// resumes by name.
+	root, err := n.resolve(req.CID)
 	if err != nil {
-		return fmt.Errorf("%w: %q is not a CID: %w", errBadRequest, req.CID, err)
+		return err
 	}
 	timeout := 10 * time.Minute
 	if req.Timeout != "" {

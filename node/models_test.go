@@ -140,7 +140,7 @@ func TestPullUnknownCID(t *testing.T) {
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("pull of an unknown CID took %v", d)
 	}
-	if err := NewClient(c.APIURL()).Pull(ctx, PullRequest{CID: "not-a-cid"}, func(PullProgress) {}); err == nil || !strings.Contains(err.Error(), "not a CID") {
+	if err := NewClient(c.APIURL()).Pull(ctx, PullRequest{CID: "not-a-cid"}, func(PullProgress) {}); err == nil || !strings.Contains(err.Error(), `"not-a-cid" is neither a CID nor the name`) {
 		t.Errorf("pull of garbage: %v", err)
 	}
 }

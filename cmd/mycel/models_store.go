@@ -60,7 +60,7 @@ model's CID: the same file always gives the same CID.`,
 func newModelsPullCmd(g *globals) *cobra.Command {
 	var req node.PullRequest
 	cmd := &cobra.Command{
-		Use:   "pull CID",
+		Use:   "pull CID|NAME",
 		Short: "Fetch a model (or a span of its layers) from the peers that have it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -131,6 +131,14 @@ func TestExportErrorsInTheCLI(t *testing.T) {
 		t.Errorf("export of a partly pulled model: %v", err)
 	}
 	noFiles("the refused export")
+	// The name came with the part pulled: pulling by name finishes it.
+	if _, stderr, err := mycel(t, "--api", other, "models", "pull", "s260"); err != nil {
+		t.Fatalf("pull by name: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := mycel(t, "--api", other, "models", "export", "s260", "-o", out); err != nil {
+		t.Fatalf("export after the pull: %v\n%s", err, stderr)
+	}
+	os.Remove(out)
 
 	// Damage the last block of the head, which the export reads last.
 	cl := node.NewClient(pub)
