@@ -23,6 +23,7 @@ func (n *Node) routes() http.Handler {
 	n.modelRoutes(mux)
 	n.openAIRoutes(mux)
 	n.swarmRoutes(mux)
+	n.storeRoutes(mux)
 	return mux
 }
 
@@ -43,6 +44,8 @@ func httpStatus(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, errNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, errBusy):
+		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
 }

@@ -43,7 +43,13 @@ type registry struct {
 }
 
 func openRegistry(dir string) (*registry, error) {
-	r := &registry{path: filepath.Join(dir, modelsFile)}
+	return openList(filepath.Join(dir, modelsFile))
+}
+
+// openList opens a list of models saved at path: the model list, or the
+// unfinished pulls (gc.go).
+func openList(path string) (*registry, error) {
+	r := &registry{path: path}
 	b, err := os.ReadFile(r.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return r, nil
@@ -212,6 +218,7 @@ type ImportResult struct {
 // DHT in the background.
 func (n *Node) Import(ctx context.Context, req ImportRequest) (ImportResult, error) {
 	var res ImportResult
+	defer n.beginBlockWrites()()
 	src, err := checkpoints.Load(req.Path)
 	if err != nil {
 		return res, fmt.Errorf("%w: %w", errBadRequest, err)
@@ -303,6 +310,11 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 			return fmt.Errorf("%w: timeout %q", errBadRequest, req.Timeout)
 		}
 	}
+	endPull, err := n.beginPull(root)
+	if err != nil {
+		return err
+	}
+	defer endPull()
 	var finding sync.WaitGroup
 	defer finding.Wait()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -391,6 +403,9 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 	if err := n.models.add(ModelEntry{CID: root.String(), Name: name, Added: time.Now().UTC()}); err != nil {
 		return err
 	}
+	if err := n.pullDone(root); err != nil {
+		return err
+	}
 	n.announce(append([]cid.Cid{root}, m.Parts(span)...))
 	p.Done, p.CID, p.DoneBytes = true, root.String(), total
 	progress(p)
@@ -474,6 +489,11 @@ func (n *Node) RemoveModel(ctx context.Context, c cid.Cid) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if unfinished, err := n.pulls.remove(c.String()); err != nil {
+		return 0, err
+	} else if unfinished {
+		found = true
+	}
 	if !found {
 		return 0, fmt.Errorf("%w: model %s is not on this node", errNotFound, c)
 	}
@@ -485,17 +505,9 @@ func (n *Node) RemoveModel(ctx context.Context, c cid.Cid) (int, error) {
 	if lm != nil {
 		lm.Close()
 	}
-	keep := map[cid.Cid]bool{}
-	for _, e := range n.models.entries() {
-		other, err := cid.Decode(e.CID)
-		if err != nil {
-			continue
-		}
-		if cs, err := n.localBlocks(ctx, other); err == nil {
-			for _, x := range cs {
-				keep[x] = true
-			}
-		}
+	keep, err := n.reachable(ctx)
+	if err != nil {
+		return 0, err
 	}
 	cs, err := n.localBlocks(ctx, c)
 	if err != nil {
@@ -503,7 +515,7 @@ func (n *Node) RemoveModel(ctx context.Context, c cid.Cid) (int, error) {
 	}
 	deleted := 0
 	for _, x := range cs {
-		if keep[x] {
+		if keep[string(x.Hash())] {
 			continue
 		}
 		if err := n.store.Delete(ctx, x); err != nil {
@@ -524,8 +536,11 @@ func (n *Node) localBlocks(ctx context.Context, c cid.Cid) ([]cid.Cid, error) {
 	for _, pc := range m.Parts(shards.Whole(len(m.Layers))) {
 		out = append(out, pc)
 		b, err := n.store.Get(ctx, pc)
+		if errors.Is(err, blocks.ErrNotFound) || errors.Is(err, blocks.ErrCorrupt) {
+			continue // not here: nor is anything known below it
+		}
 		if err != nil {
-			continue
+			return nil, err
 		}
 		part, err := shards.DecodePart(b.Data)
 		if err != nil {

@@ -35,6 +35,11 @@ type Node struct {
 	ex     *blocks.Exchange
 	models *registry
 
+	// blockOps: imports and pulls hold it shared, store GC exclusively;
+	// pulls lists the pulls begun and not completed (gc.go).
+	blockOps sync.RWMutex
+	pulls    *registry
+
 	api   *http.Server
 	apiLn net.Listener
 
@@ -86,6 +91,10 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.store, err = blocks.OpenStore(filepath.Join(cfg.DataDir, BlocksDir), sopts...); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	if n.pulls, err = openList(filepath.Join(cfg.DataDir, pullsFile)); err != nil {
+		return nil, err
+	}
+	n.collectAtStart()
 	popts, err := cfg.p2pOptions()
 	if err != nil {
 		return nil, err
@@ -231,6 +240,11 @@ type Status struct {
 	StoreBytes   int64  `json:"store_bytes"`
 	StoreCap     int64  `json:"store_cap"`
 	DataDir      string `json:"data_dir"`
+
+	// UnreferencedBytes are the bytes of blocks that no kept model or
+	// unfinished pull uses, which mycel store gc removes (-1: not counted
+	// while an import or pull runs).
+	UnreferencedBytes int64 `json:"unreferenced_bytes"`
 }
 
 // Status reports the node's identity, addresses, peers and stores.
@@ -257,5 +271,6 @@ func (n *Node) Status() Status {
 	for _, p := range h.Network().Peers() {
 		st.Peers = append(st.Peers, p.String())
 	}
+	st.UnreferencedBytes = n.unreferencedBytes(n.ctx)
 	return st
 }

@@ -198,6 +198,12 @@ func newStatusCmd(g *globals) *cobra.Command {
 				capStr = "cap " + formatBytes(st.StoreCap)
 			}
 			fmt.Fprintf(out, "store     %s (%s) in %s\n", formatBytes(st.StoreBytes), capStr, st.DataDir)
+			switch {
+			case st.UnreferencedBytes > 0:
+				fmt.Fprintf(out, "unused    %s in blocks no kept model uses (mycel store gc removes them)\n", formatBytes(st.UnreferencedBytes))
+			case st.UnreferencedBytes < 0:
+				fmt.Fprintln(out, "unused    not counted while an import or pull runs")
+			}
 			return nil
 		},
 	}
