@@ -3,7 +3,6 @@ package model
 import (
 	"errors"
 	"fmt"
-	"math"
 
 	"github.com/mycel-net/mycel/kernels"
 )
@@ -27,9 +26,17 @@ type Engine struct {
 	h1, h3, delta []float32
 	row           []float32
 
-	// Reused argument arrays for MatMulMany, so a step allocates nothing.
-	outs3 [3][]float32
-	ws3   [3]*kernels.Matrix
+	// Reused arguments, so that a step allocates nothing: MatMulMany's
+	// arrays, the segments of a batch, the block's buffers.
+	outs, outsLast [3][]float32
+	ws             [3]*kernels.Matrix
+	segs           []segment
+	bufs           blockBufs
+
+	// lin holds the linear maps of each layer held, by absolute layer
+	// number; head is the output head's.
+	lin  [][numProj]Linear
+	head *Dense
 
 	kv kernels.DType // element type of the caches NewCache makes
 }
@@ -55,8 +62,31 @@ func NewEngine(w *Weights, be kernels.Backend, opts ...Option) *Engine {
 			o(e)
 		}
 	}
+	e.lin = make([][numProj]Linear, len(w.Layers))
+	for li, l := range w.Layers {
+		if l == nil {
+			continue
+		}
+		for p := range numProj {
+			e.lin[li][p] = NewDense(be, l.matrix(p))
+		}
+	}
+	if w.Output != nil {
+		e.head = NewDense(be, w.Output)
+	}
 	return e
 }
+
+// Linear returns the linear map p of layer li, a *Dense of the layer's
+// weight unless SetLinear replaced it; nil for a layer the weights do not
+// hold.
+func (e *Engine) Linear(li int, p Proj) Linear { return e.lin[li][p] }
+
+// SetLinear makes l the linear map p of layer li for every later forward
+// and backward pass: an adapter (such as LoRA) wraps Linear(li, p) and
+// adds its own term. l must map Dim- (Hidden- for ProjDown) wide rows to
+// rows as wide as the weight it replaces.
+func (e *Engine) SetLinear(li int, p Proj, l Linear) { e.lin[li][p] = l }
 
 // KVType is the element type of the caches NewCache makes.
 func (e *Engine) KVType() kernels.DType { return e.kv }
@@ -210,44 +240,8 @@ func (e *Engine) Forward(c *Cache, x []float32, n int) error {
 	if c.Len+n > c.Cap {
 		return fmt.Errorf("forward: %d positions after %d: %w (cache holds %d)", n, c.Len, ErrContextFull, c.Cap)
 	}
-	e.grow(n)
-	x = x[:n*d]
-	hd := cfg.HeadDim()
-	kv := cfg.KVDim()
-	pos := c.Len
-	xb, q, att, delta := e.xb[:n*d], e.q[:n*d], e.att[:n*d], e.delta[:n*d]
-	kNew, vNew := e.k[:n*kv], e.v[:n*kv]
-	h1, h3 := e.h1[:n*cfg.Hidden], e.h3[:n*cfg.Hidden]
-	ropeQ := kernels.RopeParams{Heads: cfg.Heads, HeadDim: hd, Pos0: pos, Theta: cfg.RopeTheta, Style: cfg.RopeStyle}
-	ropeK := ropeQ
-	ropeK.Heads = cfg.KVHeads
-	attn := kernels.AttnParams{
-		Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: hd,
-		Pos0: pos, N: n, Cap: c.Cap, Scale: float32(1 / math.Sqrt(float64(hd))),
-	}
-	be := e.be
-	for li := c.First; li < c.Last; li++ {
-		l := e.w.Layers[li]
-
-		be.RMSNorm(xb, x, l.AttnNorm, cfg.NormEps)
-		e.outs3[0], e.outs3[1], e.outs3[2] = q, kNew, vNew
-		e.ws3[0], e.ws3[1], e.ws3[2] = l.Wq, l.Wk, l.Wv
-		be.MatMulMany(e.outs3[:], e.ws3[:], xb, n)
-		be.RoPE(q, ropeQ)
-		be.RoPE(kNew, ropeK)
-		c.attend(be, li, att, q, kNew, vNew, attn)
-		be.MatMul(delta, l.Wo, att, n)
-		be.Add(x, delta)
-
-		be.RMSNorm(xb, x, l.FFNNorm, cfg.NormEps)
-		e.outs3[0], e.outs3[1] = h1, h3
-		e.ws3[0], e.ws3[1] = l.W1, l.W3
-		be.MatMulMany(e.outs3[:2], e.ws3[:2], xb, n)
-		be.SwiGLU(h1, h1, h3)
-		be.MatMul(delta, l.W2, h1, n)
-		be.Add(x, delta)
-	}
-	c.Len += n
+	e.segs = append(e.segs[:0], segment{c: c, rows: n})
+	e.run(c.First, c.Last, x[:n*d], n, e.segs)
 	return nil
 }
 
@@ -267,7 +261,7 @@ func (e *Engine) LogitsRows(logits, x []float32, n int) error {
 	for i := range n {
 		e.be.RMSNorm(e.xb[i*cfg.Dim:(i+1)*cfg.Dim], x[i*cfg.Dim:(i+1)*cfg.Dim], e.w.FinalNorm, cfg.NormEps)
 	}
-	e.be.MatMul(logits[:n*cfg.Vocab], e.w.Output, e.xb[:n*cfg.Dim], n)
+	e.head.Apply(logits[:n*cfg.Vocab], e.xb[:n*cfg.Dim], n)
 	return nil
 }
 
@@ -283,6 +277,6 @@ func (e *Engine) Logits(logits, x []float32) error {
 	}
 	e.grow(1)
 	e.be.RMSNorm(e.row, x[:cfg.Dim], e.w.FinalNorm, cfg.NormEps)
-	e.be.MatMul(logits[:cfg.Vocab], e.w.Output, e.row, 1)
+	e.head.Apply(logits[:cfg.Vocab], e.row, 1)
 	return nil
 }

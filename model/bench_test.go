@@ -1,0 +1,125 @@
+package model_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/mycel-net/mycel/checkpoints"
+	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
+)
+
+// synthWeights writes a synthetic model of a named shape (see
+// checkpoints.SynthShapes) to a temporary file and loads it, memory-mapped
+// as a real model file is.
+func synthWeights(b testing.TB, shape string, dt kernels.DType) *model.Weights {
+	b.Helper()
+	p := filepath.Join(b.TempDir(), shape+".gguf")
+	f, err := os.Create(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := checkpoints.Synth(f, shape, dt, 1); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	m, err := checkpoints.Load(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	return m.Weights
+}
+
+// BenchmarkForward is the layer stack of a synthetic model on one thread:
+// a decode step after 64 cached positions (decode), a 64-position prompt
+// (prefill), and one decode step of 4 and of 5 sequences as one batch
+// (rows=N, ForwardRows), each at 64 cached positions. It reports the time
+// per position (or per row).
+//
+//	go test -run '^$' -bench Forward ./model/
+func BenchmarkForward(b *testing.B) {
+	const hist = 64
+	for _, tc := range []struct {
+		shape string
+		dt    kernels.DType
+	}{{"stories15M", kernels.F32}, {"stories15M", kernels.Q8_0}, {"stories110M", kernels.Q8_0}} {
+		w := synthWeights(b, tc.shape, tc.dt)
+		be, err := kernels.Open("cpu", 1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e := model.NewEngine(w, be)
+		cfg := w.Config
+		d := cfg.Dim
+		fill := func(x []float32, k int) {
+			for j := range x {
+				x[j] = float32((j*7+k)%17-8) / 16
+			}
+		}
+		newCache := func() *model.Cache {
+			c, err := e.NewCache(0, cfg.Layers, hist+1)
+			if err != nil {
+				b.Fatal(err)
+			}
+			x := make([]float32, hist*d)
+			fill(x, 1)
+			if err := e.Forward(c, x, hist); err != nil {
+				b.Fatal(err)
+			}
+			return c
+		}
+		name := tc.shape + "/" + tc.dt.String()
+		b.Run(name+"/decode", func(b *testing.B) {
+			c := newCache()
+			x := make([]float32, d)
+			for b.Loop() {
+				fill(x, 2)
+				if err := e.Forward(c, x, 1); err != nil {
+					b.Fatal(err)
+				}
+				c.Truncate(hist)
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/pos")
+		})
+		b.Run(name+"/prefill", func(b *testing.B) {
+			c, err := e.NewCache(0, cfg.Layers, hist)
+			if err != nil {
+				b.Fatal(err)
+			}
+			x := make([]float32, hist*d)
+			for b.Loop() {
+				fill(x, 3)
+				c.Reset()
+				if err := e.Forward(c, x, hist); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*hist), "µs/pos")
+		})
+		for _, rows := range []int{4, 5} {
+			b.Run(fmt.Sprintf("%s/rows=%d", name, rows), func(b *testing.B) {
+				var cs []*model.Cache
+				for range rows {
+					cs = append(cs, newCache())
+				}
+				x := make([]float32, rows*d)
+				for b.Loop() {
+					fill(x, 4)
+					if err := e.ForwardRows(cs, x); err != nil {
+						b.Fatal(err)
+					}
+					for _, c := range cs {
+						c.Truncate(hist)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*rows), "µs/row")
+			})
+		}
+		be.Close()
+	}
+}

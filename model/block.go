@@ -1,0 +1,192 @@
+package model
+
+import (
+	"math"
+
+	"github.com/mycel-net/mycel/kernels"
+)
+
+// A transformer block, written once. Decode (one position of one
+// sequence), prefill (many positions of one sequence), batched decode (one
+// position of each of many sequences) and the training forward all run
+// Engine.block; what differs between them is only
+//
+//   - the segments: which rows of the batch belong to which sequence, and
+//     so to which cache and positions (attend);
+//   - the buffers: the engine's scratch for inference, the layer's slice of
+//     an Activations for training, so that the intermediates a backward
+//     pass needs are kept where they are computed, without copies;
+//   - the linear maps, which are the engine's (Engine.SetLinear).
+//
+// One layer of n rows x ([n, Dim]) computes, with RMSNorm's weights from
+// the layer and every product through a Linear:
+//
+//	xa    = RMSNorm(x, AttnNorm)
+//	q,k,v = Q(xa), K(xa), V(xa)       // rotated by RoPE at each row's position
+//	att   = Attention(q, k, v)        // over the segment's cache, k and v appended
+//	x     = x + O(att)                // x1
+//	xf    = RMSNorm(x, FFNNorm)
+//	h1,h3 = Gate(xf), Up(xf)
+//	g     = SwiGLU(h1, h3)
+//	x     = x + Down(g)
+
+// segment is the rows of one sequence in a block's batch: rows new
+// positions appended to c, at positions c.Len..c.Len+rows-1. A batch's
+// segments lie end to end in its rows.
+type segment struct {
+	c    *Cache
+	rows int
+}
+
+// blockBufs are the buffers of one block's forward pass for m rows
+// ([m, width] each, exactly). For inference they are the engine's scratch,
+// shared by every layer (xa and xf one buffer, g the same as h1); a
+// training forward points them at its record of the layer.
+type blockBufs struct {
+	xa, xf    []float32 // normed inputs of attention and FFN [m, Dim]
+	q, att    []float32 // [m, Dim]; q after RoPE
+	k, v      []float32 // [m, KVDim]; k after RoPE
+	delta     []float32 // a branch's output before it joins x [m, Dim]
+	h1, h3, g []float32 // gate, up, SwiGLU(gate, up) [m, Hidden]
+	// x0 and x1, when not nil, get copies of the block's input and of
+	// the residual stream between attention and FFN ([n, Dim]).
+	x0, x1 []float32
+}
+
+// padRows fills rows n..m-1 of buf ([m, width]) with copies of row n-1.
+func padRows(buf []float32, width, n, m int) {
+	for i := n; i < m; i++ {
+		copy(buf[i*width:(i+1)*width], buf[(n-1)*width:n*width])
+	}
+}
+
+// productRows is the number of rows the products of a batch of n rows
+// run on in inference: a block-quantized batch of two or three rows is
+// padded to minPadRows (copies of the last row), so that the backend's
+// multi-row kernel reads each weight once for all of them rather than
+// once per row.
+func (e *Engine) productRows(first, n int) int {
+	if n > 1 && n < minPadRows && e.w.Layers[first].Wq.Type.Quantized() {
+		return minPadRows
+	}
+	return n
+}
+
+// block runs layer li on the n rows of x ([n, Dim] exactly, updated in
+// place), whose sequences segs lists in order, appending each segment's
+// keys and values to its cache (whose Len the caller advances after the
+// last layer). The products run on m ≥ n rows (see productRows): rows
+// n..m-1 repeat row n-1 and their results are dropped.
+func (e *Engine) block(li int, x []float32, n, m int, segs []segment, b *blockBufs) {
+	cfg := &e.w.Config
+	d := cfg.Dim
+	l := e.w.Layers[li]
+	lin := &e.lin[li]
+	be := e.be
+	if b.x0 != nil {
+		copy(b.x0, x)
+	}
+
+	be.RMSNorm(b.xa[:n*d], x, l.AttnNorm, cfg.NormEps)
+	padRows(b.xa, d, n, m)
+	e.outs[0], e.outs[1], e.outs[2] = b.q, b.k, b.v
+	e.applyMany(lin[ProjQ:ProjO], e.outs[:3], b.xa, m)
+	e.attend(li, segs, b.att, b.q, b.k, b.v)
+	padRows(b.att, d, n, m)
+	lin[ProjO].Apply(b.delta, b.att, m)
+	be.Add(x, b.delta[:n*d])
+	if b.x1 != nil {
+		copy(b.x1, x)
+	}
+
+	be.RMSNorm(b.xf[:n*d], x, l.FFNNorm, cfg.NormEps)
+	padRows(b.xf, d, n, m)
+	e.outs[0], e.outs[1] = b.h1, b.h3
+	e.applyMany(lin[ProjGate:ProjDown], e.outs[:2], b.xf, m)
+	be.SwiGLU(b.g, b.h1, b.h3)
+	lin[ProjDown].Apply(b.delta, b.g, m)
+	be.Add(x, b.delta[:n*d])
+}
+
+// applyMany sets outs[i] = ls[i](x) for n rows. When every map is a Dense
+// on the engine's backend, the products run as one MatMulMany (for one
+// row, one job over the rows of all matrices); a quantized batch of 4k+1
+// rows runs as 4k rows and one (see splitRows).
+func (e *Engine) applyMany(ls []Linear, outs [][]float32, x []float32, n int) {
+	ws := e.ws[:len(ls)]
+	split := false
+	for i, l := range ls {
+		d, ok := l.(*Dense)
+		if !ok || d.be != e.be {
+			for i, l := range ls {
+				l.Apply(outs[i], x, n)
+			}
+			return
+		}
+		ws[i] = d.W
+		split = split || splitRows(d.W, n)
+	}
+	if !split {
+		e.be.MatMulMany(outs, ws, x, n)
+		return
+	}
+	k := n - 1
+	cols := ws[0].Cols
+	last := e.outsLast[:len(ls)]
+	for i, w := range ws {
+		last[i] = outs[i][k*w.Rows : n*w.Rows]
+	}
+	e.be.MatMulMany(outs, ws, x[:k*cols], k)
+	e.be.MatMulMany(last, ws, x[k*cols:n*cols], 1)
+}
+
+// attend rotates the queries and keys of each segment's rows to their
+// positions, appends the segment's keys and values to its cache at layer
+// li, and runs causal attention for its queries over the cache into att.
+func (e *Engine) attend(li int, segs []segment, att, q, k, v []float32) {
+	cfg := &e.w.Config
+	d, kv, hd := cfg.Dim, cfg.KVDim(), cfg.HeadDim()
+	scale := float32(1 / math.Sqrt(float64(hd)))
+	r := 0
+	for _, s := range segs {
+		pos, n := s.c.Len, s.rows
+		rq := kernels.RopeParams{Heads: cfg.Heads, HeadDim: hd, Pos0: pos, Theta: cfg.RopeTheta, Style: cfg.RopeStyle}
+		rk := rq
+		rk.Heads = cfg.KVHeads
+		qs, ks, vs := q[r*d:(r+n)*d], k[r*kv:(r+n)*kv], v[r*kv:(r+n)*kv]
+		e.be.RoPE(qs, rq)
+		e.be.RoPE(ks, rk)
+		s.c.attend(e.be, li, att[r*d:(r+n)*d], qs, ks, vs, kernels.AttnParams{
+			Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: hd,
+			Pos0: pos, N: n, Cap: s.c.Cap, Scale: scale,
+		})
+		r += n
+	}
+}
+
+// inferBufs are the engine's scratch buffers for a block of m rows.
+func (e *Engine) inferBufs(m int) *blockBufs {
+	e.grow(m)
+	c := &e.w.Config
+	d, kv, h := c.Dim, c.KVDim(), c.Hidden
+	b := &e.bufs
+	*b = blockBufs{
+		xa: e.xb[:m*d], q: e.q[:m*d], att: e.att[:m*d], delta: e.delta[:m*d],
+		k: e.k[:m*kv], v: e.v[:m*kv], h1: e.h1[:m*h], h3: e.h3[:m*h],
+	}
+	b.xf, b.g = b.xa, b.h1
+	return b
+}
+
+// run runs layers [first, last) on the n rows of x whose sequences segs
+// lists, on inference scratch, and advances the caches.
+func (e *Engine) run(first, last int, x []float32, n int, segs []segment) {
+	m := e.productRows(first, n)
+	b := e.inferBufs(m)
+	for li := first; li < last; li++ {
+		e.block(li, x, n, m, segs, b)
+	}
+	for _, s := range segs {
+		s.c.Len += s.rows
+	}
+}
