@@ -55,7 +55,8 @@ FUZZ_TARGETS := \
 	./checkpoints/shards:FuzzManifest ./checkpoints/shards:FuzzPart \
 	./model/tokenizer:FuzzParseLlama2C ./model/tokenizer:FuzzEncodeDecode ./model/tokenizer:FuzzPreTokenizers \
 	./p2p/blocks:FuzzBlocksRequest ./p2p/blocks:FuzzBlocksAnswer \
-	./swarm:FuzzDecodeMessage ./swarm:FuzzOpenRecord
+	./swarm:FuzzDecodeMessage ./swarm:FuzzOpenRecord \
+	./train:FuzzJob ./train:FuzzData
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \
