@@ -13,8 +13,11 @@ SYNTH   := $(BUILD)/synth-stories15M-q8_0.gguf
 
 all: build
 
+# One line before every build: a first build compiles the dependencies
+# (libp2p and the rest) and takes minutes with nothing else on screen.
 build:
-	$(GO) build -o $(BIN) ./cmd/mycel
+	@echo "building mycel (the first build takes a few minutes)..."
+	@$(GO) build -o $(BIN) ./cmd/mycel
 
 $(SYNTH): | build
 	@mkdir -p $(BUILD)
@@ -37,11 +40,19 @@ endif
 # The full suite: every package; the networked ones again under the race
 # detector; the kernels and the model with the assembly's pure-Go twin and
 # with the AVX2 path forced (on a CPU that has AVX-512 the default takes it).
+# Each run goes through internal/testsummary (go test -json): it prints
+# what go test prints without -v, stops at the first run that fails with
+# its exit status, and ends with one line counting the skipped tests by
+# reason (tests that need the models of docs/testing.md skip without them).
+TESTSUMMARY := $(BUILD)/testsummary
 test: vet
-	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -race ./p2p/... ./node/... ./swarm/... ./cmd/...
-	$(GO) test -count=1 -tags noasm ./kernels/... ./model/...
-	MYCEL_ISA=avx2 $(GO) test -count=1 ./kernels/... ./model/
+	@mkdir -p $(BUILD)
+	@$(GO) build -o $(TESTSUMMARY) ./internal/testsummary
+	@./$(TESTSUMMARY) \
+	  '$(GO) test -json -count=1 ./...' \
+	  '$(GO) test -json -count=1 -race ./p2p/... ./node/... ./swarm/... ./cmd/...' \
+	  '$(GO) test -json -count=1 -tags noasm ./kernels/... ./model/...' \
+	  'MYCEL_ISA=avx2 $(GO) test -json -count=1 ./kernels/... ./model/'
 
 vet:
 	$(GO) vet ./...
