@@ -41,6 +41,7 @@ type Backend struct {
 	tile   [][]float32 // per worker: GEMM edge tile
 	rope   ropeCache
 	half   [64]uint16 // StoreKV16: a piece of a key row, rounded
+	tr     trainScratch
 }
 
 var _ kernels.Backend = (*Backend)(nil)

@@ -30,7 +30,8 @@ var (
 // compares the results with the float64 references, within tolerances
 // derived from float32 rounding (and, for Q8_0 and Q4_0 weights, from the
 // quantization of the activations to Q8_0). Every output lies between
-// NaN-filled guard bands that must stay untouched.
+// NaN-filled guard bands that must stay untouched. A backend that also
+// implements kernels.Trainer runs TestTrainer too.
 func TestBackend(t *testing.T, b kernels.Backend) {
 	t.Run("MatMul", func(t *testing.T) { testMatMul(t, b) })
 	t.Run("MatMulLarge", func(t *testing.T) { testMatMulLarge(t, b) })
@@ -41,6 +42,9 @@ func TestBackend(t *testing.T, b kernels.Backend) {
 	t.Run("Attention16", func(t *testing.T) { testAttention16(t, b) })
 	t.Run("SwiGLU", func(t *testing.T) { testSwiGLU(t, b) })
 	t.Run("Add", func(t *testing.T) { testAdd(t, b) })
+	if tr, ok := b.(kernels.Trainer); ok {
+		t.Run("Trainer", func(t *testing.T) { TestTrainer(t, tr) })
+	}
 }
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x6d7963656c)) }
