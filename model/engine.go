@@ -38,6 +38,8 @@ type Engine struct {
 	lin  [][numProj]Linear
 	head *Dense
 
+	grads *Grads // what backward passes accumulate into (SetGrads)
+
 	kv kernels.DType // element type of the caches NewCache makes
 }
 
