@@ -415,6 +415,7 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 // connectProviders dials a few providers of root found on the DHT and
 // has sess prefer them.
 func (n *Node) connectProviders(ctx context.Context, root cid.Cid, sess *blocks.Session) {
+	n.waitJoined(ctx)
 	provs, err := n.ex.FindProviders(ctx, root, 4)
 	if err != nil {
 		log.Debug("find providers for a pull", "cid", root, "err", err)

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	dht "github.com/libp2p/go-libp2p-kad-dht"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/mycel-net/mycel/p2p"
@@ -53,6 +52,7 @@ type Node struct {
 	swarmModels map[string]*SwarmModel // by CID
 	blockModels map[string]*LocalModel // by CID: whole models from blocks
 	started     time.Time
+	joined      chan struct{} // closed once the first bootstrap has ended
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -71,7 +71,8 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("node: data directory: %w", err)
 	}
-	n := &Node{cfg: cfg, started: time.Now(), swarmModels: map[string]*SwarmModel{}, blockModels: map[string]*LocalModel{}}
+	n := &Node{cfg: cfg, started: time.Now(), joined: make(chan struct{}),
+		swarmModels: map[string]*SwarmModel{}, blockModels: map[string]*LocalModel{}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -133,8 +134,10 @@ func (n *Node) Start(ctx context.Context) error {
 	})
 	n.wg.Go(func() {
 		bctx, cancel := context.WithTimeout(n.ctx, time.Minute)
-		defer cancel()
-		if err := n.host.Bootstrap(bctx); err != nil {
+		err := n.host.Bootstrap(bctx)
+		cancel()
+		close(n.joined)
+		if err != nil {
 			log.Warn("bootstrap", "err", err)
 		}
 		n.reprovideLoop()
@@ -142,40 +145,81 @@ func (n *Node) Start(ctx context.Context) error {
 	return nil
 }
 
+// waitJoined waits (until ctx ends) for the node's first bootstrap to end,
+// so that a lookup made right after start sees the network the node was
+// told to join rather than an empty routing table. A node with no bootstrap
+// peers waits for nothing: it is the first of its network.
+func (n *Node) waitJoined(ctx context.Context) {
+	if len(n.cfg.Bootstrap) == 0 {
+		return
+	}
+	select {
+	case <-n.joined:
+	case <-ctx.Done():
+	}
+}
+
 // ReprovideInterval is how often a node announces again what it holds:
 // well within the DHT's 48-hour provider record lifetime.
 const ReprovideInterval = 12 * time.Hour
 
+// routableCheck is how often the reprovide loop looks whether the node
+// has found its first DHT peer (or found one again after losing all).
+const routableCheck = time.Second
+
 // reprovideLoop announces every kept model (its root and the parts held
-// here) at start, so a restarted node is found again, and then every
-// ReprovideInterval, until the node closes.
+// here) as soon as the DHT has a peer, so a restarted node is found again
+// and a model imported on a node that was alone is announced once the
+// others arrive; then every ReprovideInterval, and again whenever the node
+// finds a peer after having none, until the node closes.
 func (n *Node) reprovideLoop() {
 	t := time.NewTicker(ReprovideInterval)
 	defer t.Stop()
+	check := time.NewTicker(routableCheck)
+	defer check.Stop()
+	routable := false
 	for {
-		for _, e := range n.models.entries() {
-			c, err := cid.Decode(e.CID)
-			if err != nil {
-				continue
-			}
-			info, err := n.Inspect(n.ctx, c)
-			if err != nil {
-				continue
-			}
-			cids := []cid.Cid{c}
-			for _, p := range info.Parts {
-				if pc, err := cid.Decode(p.CID); err == nil && p.Local {
-					cids = append(cids, pc)
-				}
-			}
-			if err := n.ex.Provide(n.ctx, cids...); err != nil && n.ctx.Err() == nil {
-				log.Warn("reprovide", "model", e.CID, "err", err)
+		for !routable {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-check.C:
+				routable = n.host.DHT().Routable()
 			}
 		}
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
+		n.reprovide()
+		for routable {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-t.C:
+				n.reprovide()
+			case <-check.C:
+				routable = n.host.DHT().Routable()
+			}
+		}
+	}
+}
+
+// reprovide announces every kept model: its root and the parts held here.
+func (n *Node) reprovide() {
+	for _, e := range n.models.entries() {
+		c, err := cid.Decode(e.CID)
+		if err != nil {
+			continue
+		}
+		info, err := n.Inspect(n.ctx, c)
+		if err != nil {
+			continue
+		}
+		cids := []cid.Cid{c}
+		for _, p := range info.Parts {
+			if pc, err := cid.Decode(p.CID); err == nil && p.Local {
+				cids = append(cids, pc)
+			}
+		}
+		if err := n.ex.Provide(n.ctx, cids...); err != nil && n.ctx.Err() == nil {
+			log.Warn("reprovide", "model", e.CID, "err", err)
 		}
 	}
 }
@@ -233,13 +277,11 @@ type Status struct {
 	ID    string   `json:"id"`
 	Addrs []string `json:"addrs"` // with /p2p/<id>
 	Peers []string `json:"peers"`
-	// DHTMode is "server" or "client"; RoutingTable the number of peers in
-	// the DHT routing table.
-	DHTMode      string `json:"dht_mode"`
-	RoutingTable int    `json:"routing_table"`
-	StoreBytes   int64  `json:"store_bytes"`
-	StoreCap     int64  `json:"store_cap"`
-	DataDir      string `json:"data_dir"`
+	// DHT is the mode and routing table size of the LAN and the WAN DHT.
+	DHT        p2p.DHTStatus `json:"dht"`
+	StoreBytes int64         `json:"store_bytes"`
+	StoreCap   int64         `json:"store_cap"`
+	DataDir    string        `json:"data_dir"`
 
 	// UnreferencedBytes are the bytes of blocks that no kept model or
 	// unfinished pull uses, which mycel store gc removes (-1: not counted
@@ -251,18 +293,13 @@ type Status struct {
 func (n *Node) Status() Status {
 	h := n.host.Libp2p()
 	st := Status{
-		ID:           h.ID().String(),
-		RoutingTable: n.host.DHT().RoutingTable().Size(),
-		StoreBytes:   n.store.Size(),
-		StoreCap:     n.store.Cap(),
-		DataDir:      n.cfg.DataDir,
-		Addrs:        []string{},
-		Peers:        []string{},
-	}
-	if n.host.DHT().Mode() == dht.ModeServer {
-		st.DHTMode = "server"
-	} else {
-		st.DHTMode = "client"
+		ID:         h.ID().String(),
+		DHT:        n.host.DHTStatus(),
+		StoreBytes: n.store.Size(),
+		StoreCap:   n.store.Cap(),
+		DataDir:    n.cfg.DataDir,
+		Addrs:      []string{},
+		Peers:      []string{},
 	}
 	self, _ := ma.NewComponent("p2p", h.ID().String())
 	for _, a := range h.Addrs() {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mycel-net/mycel/checkpoints/shards"
 	"github.com/mycel-net/mycel/kernels"
@@ -102,15 +103,11 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 	if err != nil {
 		return nil, err
 	}
-	// Wait (a while) for the DHT: a node that sees no one yet would
-	// choose its span blind.
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	if len(n.cfg.Bootstrap) > 0 {
-		if err := n.host.WaitRoutable(wctx); err != nil {
-			log.Warn("serving before the DHT has peers", "err", err)
-		}
+	// Join first: a node that sees no one yet would choose its span blind.
+	n.waitJoined(ctx)
+	if len(n.cfg.Bootstrap) > 0 && !n.host.DHT().Routable() {
+		log.Warn("serving with no DHT peer: the span is chosen from what the neighbours know")
 	}
-	cancel()
 	load := func(ctx context.Context, s swarm.Span) (*model.Weights, func() error, error) {
 		pr := PullRequest{CID: root.String(), Layers: fmt.Sprintf("%d:%d", s.First, s.Last)}
 		if err := n.Pull(ctx, pr, func(PullProgress) {}); err != nil {
@@ -203,6 +200,7 @@ func (n *Node) SwarmStatus(ctx context.Context, ref string) (SwarmStatus, error)
 	if err != nil {
 		return SwarmStatus{}, err
 	}
+	n.waitJoined(ctx)
 	m, err := n.manifest(ctx, root)
 	if err != nil {
 		return SwarmStatus{}, err
@@ -287,17 +285,8 @@ func (n *Node) SwarmModel(ctx context.Context, ref string) (*SwarmModel, error) 
 	if sm != nil {
 		return sm, nil
 	}
-	// A model that is neither here nor provided by any peer fails fast,
-	// instead of waiting for blocks nobody will send.
-	if has, err := n.store.Has(ctx, root); err != nil {
+	if err := n.findModel(ctx, root); err != nil {
 		return nil, err
-	} else if !has {
-		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := n.ex.FindProviders(fctx, root, 1)
-		cancel()
-		if errors.Is(err, blocks.ErrNoProviders) {
-			return nil, fmt.Errorf("%w: model %s is not on the node, and no peer of the swarm provides it", errNotFound, root)
-		}
 	}
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -337,6 +326,45 @@ func (n *Node) SwarmModel(ctx context.Context, ref string) (*SwarmModel, error) 
 	}
 	n.swarmModels[root.String()] = sm
 	return sm, nil
+}
+
+// findModel makes sure some peer can send root's blocks: a model that is
+// neither here, nor provided on the DHT, nor served by any server the swarm
+// directory knows fails fast, instead of waiting for blocks nobody will
+// send. The two lookups run together and either one is enough: the
+// directory's servers hold the manifest, and once connected they are asked
+// for blocks before anyone else.
+func (n *Node) findModel(ctx context.Context, root cid.Cid) error {
+	if has, err := n.store.Has(ctx, root); err != nil || has {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n.waitJoined(ctx)
+	var provErr, dirErr error
+	var servers []swarm.ServerRecord
+	var wg sync.WaitGroup
+	wg.Go(func() { _, provErr = n.ex.FindProviders(ctx, root, 1) })
+	wg.Go(func() { servers, dirErr = n.dir.Servers(ctx, root.String()) })
+	wg.Wait()
+	connected := 0
+	for _, r := range servers {
+		if r.Peer == n.host.ID() {
+			continue
+		}
+		if err := n.host.Connect(ctx, peer.AddrInfo{ID: r.Peer, Addrs: r.Addrs}); err != nil {
+			log.Debug("server of the swarm unreachable", "model", root, "peer", r.Peer, "err", err)
+			continue
+		}
+		connected++
+	}
+	switch {
+	case provErr == nil || connected > 0:
+		return nil
+	case errors.Is(provErr, blocks.ErrNoProviders) && dirErr == nil:
+		return fmt.Errorf("%w: model %s is not on the node, no peer provides it on the DHT, and the swarm directory knows no server of it that answers", errNotFound, root)
+	}
+	return fmt.Errorf("model %s: find a peer that has it: %w", root, errors.Join(provErr, dirErr))
 }
 
 // Name is the model's name in the OpenAI API: its manifest name, or CID.

@@ -83,7 +83,7 @@ type demoNode struct {
 
 func startDemoNode(ctx context.Context, boot []peer.AddrInfo) (*demoNode, error) {
 	opts := []p2p.Option{p2p.LoopbackOnly(), p2p.NoMDNS(), p2p.NoNAT(), p2p.NoRelay(), p2p.NoQUIC(),
-		p2p.MemoryDatastore(), p2p.ForceDHTMode(p2p.DHTModeServer)}
+		p2p.MemoryDatastore()}
 	if len(boot) > 0 {
 		opts = append(opts, p2p.Bootstrap(boot...))
 	}

@@ -192,7 +192,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(out, "%-9s %s\n", label, a)
 			}
 			fmt.Fprintf(out, "peers     %d connected\n", len(st.Peers))
-			fmt.Fprintf(out, "dht       %s mode, %d peers in the routing table\n", st.DHTMode, st.RoutingTable)
+			d := st.DHT
+			fmt.Fprintf(out, "dht       lan %s, %d peers; wan %s, %d peers (--dht %s)\n", d.LAN.Mode, d.LAN.Peers, d.WAN.Mode, d.WAN.Peers, d.Setting)
 			capStr := "no cap"
 			if st.StoreCap > 0 {
 				capStr = "cap " + formatBytes(st.StoreCap)

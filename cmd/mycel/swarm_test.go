@@ -19,7 +19,7 @@ import (
 func TestRunThroughTheSwarm(t *testing.T) {
 	bin := testmodels.Path(t, "stories260K.bin")
 	tok := testmodels.Path(t, "tok512.bin")
-	pub := startNodeCmd(t, "--dht", "server")
+	pub := startNodeCmd(t)
 	out, _, err := mycel(t, "--api", pub, "models", "import", bin, "-z", tok, "--name", "stories260K")
 	if err != nil {
 		t.Fatal(err)
@@ -36,9 +36,9 @@ func TestRunThroughTheSwarm(t *testing.T) {
 	}
 	boot := st.Addrs[0]
 	for range 3 {
-		startNodeCmd(t, "--dht", "server", "--bootstrap", boot, "--serve", c, "--max-layers", "2", "-t", "1")
+		startNodeCmd(t, "--bootstrap", boot, "--serve", c, "--max-layers", "2", "-t", "1")
 	}
-	client := startNodeCmd(t, "--dht", "server", "--bootstrap", boot)
+	client := startNodeCmd(t, "--bootstrap", boot)
 
 	var ss node.SwarmStatus
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
@@ -98,7 +98,7 @@ func TestRunThroughTheSwarm(t *testing.T) {
 
 	// A volunteer that serves every layer runs the model itself (a node is
 	// never a hop of its own route): it fetches the embedding and head.
-	whole := startNodeCmd(t, "--dht", "server", "--bootstrap", boot, "--serve", c, "-t", "1")
+	whole := startNodeCmd(t, "--bootstrap", boot, "--serve", c, "-t", "1")
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		js, _, err := mycel(t, "--api", whole, "models", "ls")
 		if err == nil && strings.Contains(js, c) {
