@@ -1,0 +1,271 @@
+package train
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/mycel-net/mycel/kernels"
+)
+
+// A checkpoint file holds a trainer's whole state: the job, the step, the
+// data cursor, and for every trained tensor its values and AdamW moments.
+//
+//	magic     8 bytes "MYCELCKP"
+//	version   uint32 (1)
+//	hdrLen    uint32, at most MaxCheckpointHeader
+//	header    hdrLen bytes of JSON (CheckpointHeader)
+//	tensors   for each header.Params entry: Len float32 values, then Len
+//	          first moments, then Len second moments (little-endian)
+//	crc       uint32: CRC-32C of everything before it
+//
+// A checkpoint is written to a temporary file, synced and renamed into
+// place, so a file with a checkpoint's name is always whole; the CRC
+// catches one damaged later.
+const (
+	checkpointMagic   = "MYCELCKP"
+	checkpointVersion = 1
+	// MaxCheckpointHeader bounds the JSON header a reader accepts.
+	MaxCheckpointHeader = 16 << 20
+	// checkpointExt is the file name extension of checkpoints.
+	checkpointExt = ".ckpt"
+)
+
+// CheckpointHeader describes a checkpoint's contents.
+type CheckpointHeader struct {
+	Job      string        `json:"job"` // the job file, every key set
+	Step     int           `json:"step"`
+	Cursor   Cursor        `json:"cursor"`
+	AdamStep int           `json:"adam_step"`
+	Params   []ParamHeader `json:"params"`
+}
+
+// ParamHeader names one trained tensor and its length.
+type ParamHeader struct {
+	Name string `json:"name"`
+	Len  int    `json:"len"`
+}
+
+// ErrBadCheckpoint marks a checkpoint that is damaged or belongs to
+// another job.
+var ErrBadCheckpoint = errors.New("bad checkpoint")
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// WriteCheckpoint writes the trainer's state to w.
+func (t *Trainer) WriteCheckpoint(w io.Writer) error {
+	job, err := t.Job.Encode()
+	if err != nil {
+		return err
+	}
+	h := CheckpointHeader{Job: string(job), Step: t.Step, Cursor: t.Cursor, AdamStep: t.Opt.Step}
+	for _, p := range t.Params {
+		h.Params = append(h.Params, ParamHeader{Name: p.Name, Len: len(p.W)})
+	}
+	hdr, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	crc := crc32.New(castagnoli)
+	out := io.MultiWriter(w, crc)
+	var pre [16]byte
+	copy(pre[:8], checkpointMagic)
+	binary.LittleEndian.PutUint32(pre[8:], checkpointVersion)
+	binary.LittleEndian.PutUint32(pre[12:], uint32(len(hdr)))
+	if _, err := out.Write(pre[:]); err != nil {
+		return err
+	}
+	if _, err := out.Write(hdr); err != nil {
+		return err
+	}
+	for i, p := range t.Params {
+		m, v := t.moments(i)
+		for _, s := range [][]float32{p.W, m, v} {
+			if _, err := out.Write(kernels.F32Bytes(s)); err != nil {
+				return err
+			}
+		}
+	}
+	var tail [4]byte
+	binary.LittleEndian.PutUint32(tail[:], crc.Sum32())
+	_, err = w.Write(tail[:])
+	return err
+}
+
+// moments returns parameter i's AdamW moments (zeros before the first
+// update).
+func (t *Trainer) moments(i int) (m, v []float32) {
+	if t.Opt.M == nil {
+		z := make([]float32, len(t.Params[i].W))
+		return z, z
+	}
+	return t.Opt.M[i], t.Opt.V[i]
+}
+
+// ReadCheckpoint reads a checkpoint's header and tensors, checking its
+// magic, version, lengths (against what is left of the data before any
+// allocation) and CRC.
+func ReadCheckpoint(data []byte) (*CheckpointHeader, [][3][]float32, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrBadCheckpoint, fmt.Sprintf(format, args...))
+	}
+	if len(data) < 20 {
+		return nil, nil, bad("%d bytes, too short", len(data))
+	}
+	if string(data[:8]) != checkpointMagic {
+		return nil, nil, bad("not a Mycel checkpoint (magic %q)", data[:8])
+	}
+	if v := binary.LittleEndian.Uint32(data[8:]); v != checkpointVersion {
+		return nil, nil, bad("version %d, this build reads %d", v, checkpointVersion)
+	}
+	body, tail := data[:len(data)-4], data[len(data)-4:]
+	if got, want := crc32.Checksum(body, castagnoli), binary.LittleEndian.Uint32(tail); got != want {
+		return nil, nil, bad("CRC %08x, file says %08x: the file is damaged or truncated", got, want)
+	}
+	hl := binary.LittleEndian.Uint32(data[12:])
+	rest := body[16:]
+	if hl > MaxCheckpointHeader || int(hl) > len(rest) {
+		return nil, nil, bad("header of %d bytes in a file of %d", hl, len(data))
+	}
+	var h CheckpointHeader
+	dec := json.NewDecoder(bytes.NewReader(rest[:hl]))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&h); err != nil {
+		return nil, nil, bad("header: %v", err)
+	}
+	rest = rest[hl:]
+	if h.Step < 0 || h.AdamStep < 0 || h.Cursor.Epoch < 0 || h.Cursor.Next < 0 {
+		return nil, nil, bad("negative step or cursor")
+	}
+	tensors := make([][3][]float32, 0, min(len(h.Params), len(rest)/4+1))
+	for _, p := range h.Params {
+		if p.Len < 0 || p.Len > len(rest)/12 {
+			return nil, nil, bad("tensor %s of %d values, %d bytes left", p.Name, p.Len, len(rest))
+		}
+		var ts [3][]float32
+		for k := range ts {
+			ts[k] = make([]float32, p.Len)
+			copy(kernels.F32Bytes(ts[k]), rest[:4*p.Len])
+			rest = rest[4*p.Len:]
+		}
+		tensors = append(tensors, ts)
+	}
+	if len(rest) != 0 {
+		return nil, nil, bad("%d bytes after the last tensor", len(rest))
+	}
+	return &h, tensors, nil
+}
+
+// Restore sets the trainer's state from a checkpoint of the same job (its
+// job file must match, key for key) and the same trained tensors.
+func (t *Trainer) Restore(data []byte) error {
+	h, tensors, err := ReadCheckpoint(data)
+	if err != nil {
+		return err
+	}
+	job, err := t.Job.Encode()
+	if err != nil {
+		return err
+	}
+	if h.Job != string(job) {
+		return fmt.Errorf("%w: it belongs to another job (job files differ)", ErrBadCheckpoint)
+	}
+	if len(h.Params) != len(t.Params) {
+		return fmt.Errorf("%w: %d tensors, this job trains %d", ErrBadCheckpoint, len(h.Params), len(t.Params))
+	}
+	for i, p := range t.Params {
+		if h.Params[i].Name != p.Name || h.Params[i].Len != len(p.W) {
+			return fmt.Errorf("%w: tensor %d is %s of %d values, this job trains %s of %d", ErrBadCheckpoint, i, h.Params[i].Name, h.Params[i].Len, p.Name, len(p.W))
+		}
+	}
+	for i, ts := range tensors {
+		for _, s := range ts {
+			for _, v := range s {
+				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+					return fmt.Errorf("%w: tensor %s holds %v", ErrBadCheckpoint, h.Params[i].Name, v)
+				}
+			}
+		}
+	}
+	t.Opt.M, t.Opt.V = make([][]float32, len(t.Params)), make([][]float32, len(t.Params))
+	for i, p := range t.Params {
+		copy(p.W, tensors[i][0])
+		t.Opt.M[i], t.Opt.V[i] = tensors[i][1], tensors[i][2]
+	}
+	if h.AdamStep == 0 {
+		t.Opt.M, t.Opt.V = nil, nil
+	}
+	t.Opt.Step, t.Step, t.Cursor = h.AdamStep, h.Step, h.Cursor
+	t.shuffle()
+	return nil
+}
+
+// CheckpointName is the file name of the checkpoint after step.
+func CheckpointName(step int) string { return fmt.Sprintf("step-%08d%s", step, checkpointExt) }
+
+// SaveCheckpoint writes the trainer's state into dir as
+// CheckpointName(t.Step): to a temporary file first, synced, then renamed,
+// so that no half-written file ever carries a checkpoint's name. It
+// returns the path.
+func (t *Trainer) SaveCheckpoint(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	final := filepath.Join(dir, CheckpointName(t.Step))
+	f, err := os.CreateTemp(dir, ".tmp-*"+checkpointExt)
+	if err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	defer os.Remove(f.Name()) // a no-op once renamed
+	if err := t.WriteCheckpoint(f); err != nil {
+		f.Close()
+		return "", fmt.Errorf("checkpoint: write %s: %w", final, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", fmt.Errorf("checkpoint: sync %s: %w", final, err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := os.Rename(f.Name(), final); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return final, nil
+}
+
+// LatestCheckpoint is the path of the checkpoint of the highest step in
+// dir ("" if none). Temporary files are never taken.
+func LatestCheckpoint(dir string) (string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("checkpoints in %s: %w", dir, err)
+	}
+	var names []string
+	for _, e := range ents {
+		if n := e.Name(); strings.HasPrefix(n, "step-") && strings.HasSuffix(n, checkpointExt) && !e.IsDir() {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return "", nil
+	}
+	sort.Strings(names)
+	return filepath.Join(dir, names[len(names)-1]), nil
+}

@@ -1,0 +1,420 @@
+package train
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mycel-net/mycel/checkpoints"
+	"github.com/mycel-net/mycel/internal/testmodels"
+	"github.com/mycel-net/mycel/kernels"
+	_ "github.com/mycel-net/mycel/kernels/cpu"
+	"github.com/mycel-net/mycel/model"
+	"github.com/mycel-net/mycel/model/tokenizer"
+)
+
+// ourStory is a short text of our own; stories260K has never seen it.
+const ourStory = "Pip the gray mouse lived under the old red bridge. Every morning Pip counted the boats " +
+	"that went by: one blue boat, two green boats and a yellow boat with a sleepy dog. " +
+	"One day a paper boat came down the river. Pip jumped on it and sailed all the way to the sea."
+
+type fixture struct {
+	w   *model.Weights
+	tok tokenizer.Tokenizer
+	be  kernels.Backend
+}
+
+func loadStories(t *testing.T, threads int) fixture {
+	t.Helper()
+	m, err := checkpoints.Load(testmodels.Path(t, "stories260K.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	tok, err := checkpoints.LoadTokenizer(testmodels.Path(t, "tok512.bin"), m.Weights.Config.Vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, err := kernels.Open("cpu", threads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	return fixture{w: m.Weights, tok: tok, be: be}
+}
+
+func storyJob(method string) *Job {
+	j := DefaultJob("stories260K", "story")
+	j.Method, j.Steps, j.Warmup, j.CheckpointEvery = method, 40, 4, 0
+	j.SeqLen, j.BatchTokens, j.LR, j.EvalFraction = 32, 64, 1e-2, 0
+	j.LoRARank, j.LoRAAlpha = 8, 16
+	return j
+}
+
+func storySeqs(t *testing.T, f fixture, j *Job) []Sequence {
+	t.Helper()
+	seqs, err := Pack(Tokenize([]Record{{Text: ourStory}}, f.tok), j.SeqLen, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seqs
+}
+
+// lossOn is the mean loss of the model the trainer runs on seqs.
+func lossOn(t *testing.T, tr *Trainer, seqs []Sequence) float64 {
+	t.Helper()
+	saved := tr.evalSet
+	tr.evalSet = seqs
+	defer func() { tr.evalSet = saved }()
+	l, err := tr.EvalLoss()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// greedy continues prompt with the trainer's engine for n tokens.
+func greedy(t *testing.T, e *model.Engine, tok tokenizer.Tokenizer, prompt string, n int) string {
+	t.Helper()
+	ids := tok.Encode(prompt, tokenizer.EncodeOptions{BOS: true})
+	var out []int
+	_, err := e.Generate(context.Background(), ids, model.GenerateOptions{MaxTokens: n, Sampler: model.SamplerConfig{Temperature: 0}},
+		func(id int) error { out = append(out, id); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.Decode(out)
+}
+
+// LoRA fine-tuning of stories260K on a text of our own halves its loss
+// on that text (and more), and greedy generation from the text's first
+// words then follows the text.
+func TestLoRALearnsOurStory(t *testing.T) {
+	f := loadStories(t, 2)
+	j := storyJob(MethodLoRA)
+	seqs := storySeqs(t, f, j)
+	tr, err := NewTrainer(j, f.w, f.be, seqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := lossOn(t, tr, seqs)
+	var last StepResult
+	for range j.Steps {
+		if last, err = tr.RunStep(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := lossOn(t, tr, seqs)
+	t.Logf("loss on our story: %.3f before, %.3f after %d LoRA steps (last step %.3f, grad norm %.2f)", before, after, j.Steps, last.Loss, last.GradNorm)
+	if !(after < before/2) {
+		t.Errorf("loss %.3f after training, want under half of %.3f", after, before)
+	}
+	got := greedy(t, tr.Engine(), f.tok, "Pip the gray mouse", 20)
+	t.Logf("greedy: %q", got)
+	if !strings.HasPrefix(strings.TrimSpace(got), "lived under the old red bridge") {
+		t.Errorf("greedy continuation %q does not follow the story", got)
+	}
+}
+
+// An adapter at initialisation leaves the logits bitwise unchanged.
+func TestLoRAInitIsIdentity(t *testing.T) {
+	f := loadStories(t, 1)
+	j := storyJob(MethodLoRA)
+	j.LoRATargets = []string{"q", "k", "v", "o", "gate", "up", "down"}
+	tr, err := NewTrainer(j, f.w, f.be, storySeqs(t, f, j), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := model.NewEngine(f.w, f.be, model.KVType(kernels.F32))
+	if a, b := logitsOf(t, plain, f.tok), logitsOf(t, tr.Engine(), f.tok); !slices.Equal(a, b) {
+		t.Error("fresh adapters change the logits")
+	}
+}
+
+func logitsOf(t *testing.T, e *model.Engine, tok tokenizer.Tokenizer) []float32 {
+	t.Helper()
+	c := &e.Weights().Config
+	ids := tok.Encode("Pip the gray mouse lived", tokenizer.EncodeOptions{BOS: true})
+	cache, err := e.NewCache(0, c.Layers, len(ids))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float32, len(ids)*c.Dim)
+	if err := e.Embed(x, ids); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Forward(cache, x, len(ids)); err != nil {
+		t.Fatal(err)
+	}
+	logits := make([]float32, len(ids)*c.Vocab)
+	if err := e.LogitsRows(logits, x, len(ids)); err != nil {
+		t.Fatal(err)
+	}
+	return logits
+}
+
+// Two runs of one job are bitwise equal, and a run whose trainer is
+// rebuilt half way from the state of the first half (the resume path)
+// ends bitwise where the straight run ends.
+func TestTrainingIsDeterministic(t *testing.T) {
+	f := loadStories(t, 2)
+	j := storyJob(MethodLoRA)
+	j.Steps = 6
+	seqs := storySeqs(t, f, j)
+	run := func(steps int, tr *Trainer) *Trainer {
+		t.Helper()
+		var err error
+		if tr == nil {
+			if tr, err = NewTrainer(j, f.w, f.be, seqs, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range steps {
+			if _, err := tr.RunStep(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return tr
+	}
+	a, b := run(6, nil), run(6, nil)
+	for i := range a.Params {
+		if !slices.Equal(a.Params[i].W, b.Params[i].W) {
+			t.Fatalf("two runs differ in %s", a.Params[i].Name)
+		}
+	}
+	if math.IsNaN(float64(a.Params[0].W[0])) {
+		t.Fatal("NaN parameters")
+	}
+}
+
+// A job stopped at step 3, saved, and resumed in a new trainer from its
+// checkpoint ends bitwise where a straight run of 6 steps ends.
+func TestResumeIsBitwise(t *testing.T) {
+	f := loadStories(t, 2)
+	for _, method := range []string{MethodLoRA, MethodFull} {
+		t.Run(method, func(t *testing.T) {
+			j := storyJob(method)
+			j.Steps, j.Warmup, j.BatchTokens = 6, 2, 32 // one sequence a step: the cursor crosses epochs
+			seqs := storySeqs(t, f, j)
+			straight, err := NewTrainer(j, f.w, f.be, seqs, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, err := NewTrainer(j, f.w, f.be, seqs, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 6 {
+				if _, err := straight.RunStep(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for range 3 {
+				if _, err := first.RunStep(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dir := t.TempDir()
+			path, err := first.SaveCheckpoint(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if latest, _ := LatestCheckpoint(dir); latest != path {
+				t.Errorf("latest checkpoint %q, want %q", latest, path)
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resumed, err := NewTrainer(j, f.w, f.be, seqs, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := resumed.Restore(data); err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				if _, err := resumed.RunStep(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if resumed.Cursor != straight.Cursor || resumed.Step != 6 {
+				t.Errorf("cursor %+v step %d, straight run %+v", resumed.Cursor, resumed.Step, straight.Cursor)
+			}
+			for i := range straight.Params {
+				if !slices.Equal(straight.Params[i].W, resumed.Params[i].W) {
+					t.Fatalf("resumed run differs from the straight one in %s", straight.Params[i].Name)
+				}
+			}
+		})
+	}
+}
+
+func TestBadCheckpoints(t *testing.T) {
+	f := loadStories(t, 1)
+	j := storyJob(MethodLoRA)
+	seqs := storySeqs(t, f, j)
+	tr, err := NewTrainer(j, f.w, f.be, seqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.RunStep(); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := tr.WriteCheckpoint(&buf); err != nil {
+		t.Fatal(err)
+	}
+	good := buf.Bytes()
+	flip := append([]byte(nil), good...)
+	flip[len(flip)/2] ^= 1
+	magic := append([]byte(nil), good...)
+	copy(magic, "NOTMYCEL")
+	other := *j
+	other.LR = 0.5
+	otherTr, err := NewTrainer(&other, f.w, f.be, seqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		data []byte
+		tr   *Trainer
+		want string
+	}{
+		"truncated":   {good[:len(good)-100], tr, "CRC"},
+		"empty":       {nil, tr, "too short"},
+		"flipped bit": {flip, tr, "CRC"},
+		"magic":       {magic, tr, "magic"},
+		"other job":   {good, otherTr, "another job"},
+	} {
+		err := c.tr.Restore(c.data)
+		if !errors.Is(err, ErrBadCheckpoint) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want ErrBadCheckpoint naming %q", name, err, c.want)
+		}
+	}
+}
+
+// quantized copies w with every matrix whose rows are whole Q4_0 blocks in
+// Q4_0 (the rest stay as they are): a QLoRA base.
+func quantized(t *testing.T, w *model.Weights) *model.Weights {
+	t.Helper()
+	q := func(m *kernels.Matrix) *kernels.Matrix {
+		if m.Cols%kernels.QK != 0 {
+			return m
+		}
+		f := make([]float32, m.Rows*m.Cols)
+		for r := range m.Rows {
+			kernels.Decode(f[r*m.Cols:(r+1)*m.Cols], m.Type, m.Row(r))
+		}
+		out, err := kernels.NewMatrix(kernels.Q4_0, m.Rows, m.Cols, kernels.Encode(nil, kernels.Q4_0, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	out := *w
+	out.Layers = make([]*model.Layer, len(w.Layers))
+	for i, l := range w.Layers {
+		ql := *l
+		ql.Wq, ql.Wk, ql.Wv, ql.Wo, ql.W1, ql.W2, ql.W3 = q(l.Wq), q(l.Wk), q(l.Wv), q(l.Wo), q(l.W1), q(l.W2), q(l.W3)
+		out.Layers[i] = &ql
+	}
+	return &out
+}
+
+// QLoRA: the same fine-tuning on a Q4_0 copy of the model learns the story
+// as well, and the quantized base stays untouched.
+func TestQLoRALearnsOurStory(t *testing.T) {
+	f := loadStories(t, 2)
+	qw := quantized(t, f.w)
+	if qw.Layers[0].Wq.Type != kernels.Q4_0 {
+		t.Fatal("the base is not quantized")
+	}
+	snapshot := append([]byte(nil), qw.Layers[0].Wq.Data...)
+	j := storyJob(MethodLoRA)
+	seqs := storySeqs(t, f, j)
+	tr, err := NewTrainer(j, qw, f.be, seqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := lossOn(t, tr, seqs)
+	for range j.Steps {
+		if _, err := tr.RunStep(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := lossOn(t, tr, seqs)
+	t.Logf("Q4_0 base: loss %.3f before, %.3f after", before, after)
+	if !(after < before/2) {
+		t.Errorf("loss %.3f after training, want under half of %.3f", after, before)
+	}
+	if got := greedy(t, tr.Engine(), f.tok, "Pip the gray mouse", 20); !strings.HasPrefix(strings.TrimSpace(got), "lived under the old red bridge") {
+		t.Errorf("greedy continuation %q does not follow the story", got)
+	}
+	if !bytes.Equal(snapshot, qw.Layers[0].Wq.Data) {
+		t.Error("QLoRA wrote to the quantized base")
+	}
+}
+
+// Full fine-tuning learns the story too and never writes to the base.
+func TestFullFineTuneLearnsOurStory(t *testing.T) {
+	f := loadStories(t, 2)
+	j := storyJob(MethodFull)
+	j.LR = 3e-3
+	seqs := storySeqs(t, f, j)
+	tr, err := NewTrainer(j, f.w, f.be, seqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := lossOn(t, tr, seqs)
+	for range j.Steps {
+		if _, err := tr.RunStep(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := lossOn(t, tr, seqs)
+	t.Logf("full fine-tuning: loss %.3f before, %.3f after", before, after)
+	if !(after < before/2) {
+		t.Errorf("loss %.3f after training, want under half of %.3f", after, before)
+	}
+	if tr.W == f.w || tr.W.Layers[0].Wq == f.w.Layers[0].Wq {
+		t.Error("full fine-tuning trains the base's own weights")
+	}
+}
+
+// Merging the adapters into float32 weights gives the logits the adapters
+// give unmerged, to float32 rounding.
+func TestLoRAMergeMatches(t *testing.T) {
+	f := loadStories(t, 1)
+	j := storyJob(MethodLoRA)
+	j.Steps = 10
+	seqs := storySeqs(t, f, j)
+	tr, err := NewTrainer(j, f.w, f.be, seqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range j.Steps {
+		if _, err := tr.RunStep(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	merged := tr.Merged()
+	a := logitsOf(t, tr.Engine(), f.tok)
+	b := logitsOf(t, model.NewEngine(merged, f.be, model.KVType(kernels.F32)), f.tok)
+	var worst float64
+	for i := range a {
+		worst = max(worst, math.Abs(float64(a[i]-b[i])))
+	}
+	t.Logf("largest logit difference merged/unmerged: %.2g", worst)
+	if worst > 1e-3 {
+		t.Errorf("merged and unmerged logits differ by %g", worst)
+	}
+	if slices.Equal(a, logitsOf(t, model.NewEngine(f.w, f.be, model.KVType(kernels.F32)), f.tok)) {
+		t.Error("the trained adapters do not change the logits")
+	}
+}
