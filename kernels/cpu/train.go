@@ -80,73 +80,49 @@ func (b *Backend) MatMulT(dx []float32, w *kernels.Matrix, dy []float32, n int, 
 	default:
 		panic("cpu: MatMulT of unsupported dtype " + w.Type.String())
 	}
-	b.matMulTSimple(dx, w, dy, n, accumulate)
-}
-
-// matMulTSimple splits dx's columns into blocks of 32; a worker decodes
-// its block of W once and runs over every row of dy.
-func (b *Backend) matMulTSimple(dx []float32, w *kernels.Matrix, dy []float32, n int, accumulate bool) {
-	R, C := w.Rows, w.Cols
-	const bw = 32
-	scratch := b.perWorker(R*bw + bw)
-	blocks := (C + bw - 1) / bw
-	b.pool.run(fnTask(func(worker, lo, hi int) {
-		ws := scratch[worker]
-		for blk := lo; blk < hi; blk++ {
-			c0 := blk * bw
-			nc := min(bw, C-c0)
-			wb := ws[:R*bw]
-			for r := 0; r < R; r++ {
-				decodeCols(wb[r*bw:r*bw+nc], w, r, c0)
-			}
-			acc := ws[R*bw : R*bw+nc]
-			for t := 0; t < n; t++ {
-				clear(acc)
-				for r, g := range dy[t*R : (t+1)*R] {
-					row := wb[r*bw : r*bw+nc]
-					for j, v := range row {
-						acc[j] += g * v
-					}
-				}
-				out := dx[t*C+c0 : t*C+c0+nc]
-				if accumulate {
-					for j, v := range acc {
-						out[j] += v
-					}
-				} else {
-					copy(out, acc)
-				}
-			}
-		}
-	}), blocks, max(1, macsPerChunk/(n*R*bw)))
-}
-
-// decodeCols decodes len(dst) values of row r of w from column c0.
-func decodeCols(dst []float32, w *kernels.Matrix, r, c0 int) {
-	C := w.Cols
-	switch w.Type {
-	case kernels.F32:
-		copy(dst, kernels.BytesF32(w.Data)[r*C+c0:r*C+c0+len(dst)])
-	case kernels.F16:
-		for j, h := range kernels.BytesU16(w.Data)[r*C+c0 : r*C+c0+len(dst)] {
-			dst[j] = kernels.F16ToF32(h)
-		}
-	case kernels.BF16:
-		for j, h := range kernels.BytesU16(w.Data)[r*C+c0 : r*C+c0+len(dst)] {
-			dst[j] = math.Float32frombits(uint32(h) << 16)
-		}
-	default:
-		// Whole blocks through a buffer, then the part asked for.
-		bb := w.Type.BlockBytes()
-		row := w.Row(r)
-		var blk [kernels.QK]float32
-		for j := 0; j < len(dst); {
-			c := c0 + j
-			b := c / kernels.QK
-			kernels.Decode(blk[:], w.Type, row[b*bb:(b+1)*bb])
-			j += copy(dst[j:], blk[c-b*kernels.QK:])
-		}
+	if n < gemmMinN {
+		b.matMulTRows(dx, w, dy, n, accumulate)
+		return
 	}
+	op := &gemmOp{m: n, n: w.Cols, k: w.Rows, c: dx, ldc: w.Cols, acc: accumulate,
+		packA: func(dst []float32, m0, mr, pc, kc int) {
+			packColsTFast(dst, dy, w.Rows, m0, pc, kc, mr, max(0, min(mr, n-m0)))
+		},
+		packB: func(dst []float32, n0, nr, pc, kc int) { packWRows(dst, w, n0, nr, pc, kc) },
+	}
+	b.gemmRun(op)
+}
+
+// matMulTRows is MatMulT for a few rows of dy: W streams once, row by
+// row, each row added to every row of dx it contributes to. The columns
+// are split between the workers.
+func (b *Backend) matMulTRows(dx []float32, w *kernels.Matrix, dy []float32, n int, accumulate bool) {
+	R, C := w.Rows, w.Cols
+	const bw = 128
+	scratch := b.perWorker(bw)
+	b.pool.run(fnTask(func(worker, lo, hi int) {
+		c0, c1 := lo*bw, min(hi*bw, C)
+		if !accumulate {
+			for t := 0; t < n; t++ {
+				clear(dx[t*C+c0 : t*C+c1])
+			}
+		}
+		for c := c0; c < c1; c += bw {
+			nc := min(bw, c1-c)
+			for r := 0; r < R; r++ {
+				var row []float32
+				if w.Type == kernels.F32 {
+					row = kernels.BytesF32(w.Data)[r*C+c : r*C+c+nc]
+				} else {
+					row = scratch[worker][:nc]
+					decodeCols(row, w, r, c)
+				}
+				for t := 0; t < n; t++ {
+					axpy(dx[t*C+c:t*C+c+nc], row, dy[t*R+r])
+				}
+			}
+		}
+	}), (C+bw-1)/bw, max(1, macsPerChunk/(n*R*bw)))
 }
 
 // MatMulGrad accumulates dw += dyᵀ·x; see kernels.Trainer.
@@ -157,24 +133,15 @@ func (b *Backend) MatMulGrad(dw, dy, x []float32, n, rows, cols int) {
 	if n == 0 {
 		return
 	}
-	b.matMulGradSimple(dw, dy, x, n, rows, cols)
-}
-
-// matMulGradSimple gives each worker whole rows of dw, summed over t in
-// order.
-func (b *Backend) matMulGradSimple(dw, dy, x []float32, n, rows, cols int) {
-	b.pool.run(fnTask(func(_, lo, hi int) {
-		for r := lo; r < hi; r++ {
-			out := dw[r*cols : (r+1)*cols]
-			for t := 0; t < n; t++ {
-				g := dy[t*rows+r]
-				xt := x[t*cols : (t+1)*cols]
-				for c, v := range xt {
-					out[c] += g * v
-				}
-			}
-		}
-	}), rows, max(1, macsPerChunk/(n*cols)))
+	op := &gemmOp{m: rows, n: cols, k: n, c: dw, ldc: cols, acc: true,
+		packA: func(dst []float32, m0, mr, pc, kc int) {
+			packRowsT(dst, dy, rows, pc, m0, kc, mr, max(0, min(mr, rows-m0)))
+		},
+		packB: func(dst []float32, n0, nr, pc, kc int) {
+			packRowsT(dst, x, cols, pc, n0, kc, nr, max(0, min(nr, cols-n0)))
+		},
+	}
+	b.gemmRun(op)
 }
 
 // RMSNormBackward is the gradient of RMSNorm; see kernels.Trainer.

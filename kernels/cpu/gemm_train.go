@@ -1,0 +1,263 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/mycel-net/mycel/kernels"
+)
+
+// The products of a backward pass on the GEMM micro-kernels of gemm.go.
+// Both are C[M×N] (+)= A[M×K]·B[K×N] with the operands in other layouts
+// than MatMul's, so only the packing differs:
+//
+//	MatMulT:    dx[n×Cols] (+)= dy[n×Rows] · W[Rows×Cols]
+//	            A = dy packed as MatMul packs x; B = W, whose rows are
+//	            already the rows of B: a panel is NR consecutive values of
+//	            each of kc rows, decoded to float32.
+//	MatMulGrad: dw[rows×cols] += dyᵀ · x
+//	            A = dyᵀ, whose panels are MR consecutive values of each of
+//	            kc rows of dy; B = x, whose panels are NR consecutive values
+//	            of each of kc rows of x.
+//
+// A is packed once per call, in parallel. The work is split over C's
+// columns in items of whole NR-wide panels; an item packs its panels of B
+// one depth block at a time and runs the micro-kernel over every MR×NR
+// tile of its columns, for all of C's rows, in blocks of gemmMCPanels
+// panels of A that stay in L2.
+//
+// The result is bitwise independent of the number of threads: every
+// element of C is a sum over depth blocks of gemmKC, in order, each block
+// summed by the micro-kernel (or, on the edges, by the same kernel into a
+// scratch tile, then added), whichever worker runs it and however wide
+// the items are.
+
+// gemmOp describes one product to gemmRun.
+type gemmOp struct {
+	m, n, k int
+	c       []float32
+	ldc     int
+	// acc adds the product to C; otherwise the first depth block
+	// overwrites it.
+	acc bool
+	// packA writes dst[k·mr + i] = A[m0+i, pc+k] for k < kc, i < mr;
+	// zero for rows past M.
+	packA func(dst []float32, m0, mr, pc, kc int)
+	// packB writes dst[k·nr + j] = B[pc+k, n0+j] for k < kc, j < nr;
+	// zero for columns past N.
+	packB func(dst []float32, n0, nr, pc, kc int)
+}
+
+type gemmRunTask struct {
+	b      *Backend
+	g      gemmShape
+	op     *gemmOp
+	mPads  int // M rounded up to MR
+	ncp    int // B panels per item
+	mcp    int // A panels per item
+	mItems int // items over M for each over N
+	pack   bool
+}
+
+// gemmRun computes op on the current micro-kernel.
+func (b *Backend) gemmRun(op *gemmOp) {
+	g := gemmImpl
+	mPanels := (op.m + g.mr - 1) / g.mr
+	kBlocks := (op.k + gemmKC - 1) / gemmKC
+	if need := mPanels*g.mr*op.k + kBlocks*mPanels*panelPad; cap(b.packA) < need {
+		b.packA = make([]float32, need)
+	}
+	nPanels := (op.n + g.nr - 1) / g.nr
+	// Items of up to gemmNCPanels panels of B, at least four per thread
+	// where C is wide enough; where it is not, C's rows are split too,
+	// in blocks of whole gemmMCPanels (each such item packs its panels of
+	// B again). The items' shape changes the order tiles are visited in,
+	// not the sums.
+	ncp := max(1, min(gemmNCPanels, nPanels/(4*b.pool.threads)))
+	nItems := (nPanels + ncp - 1) / ncp
+	mBlocks := (mPanels + gemmMCPanels - 1) / gemmMCPanels
+	mSplit := max(1, min(mBlocks, (4*b.pool.threads+nItems-1)/nItems))
+	mcp := (mBlocks + mSplit - 1) / mSplit * gemmMCPanels
+	nbuf := ncp * g.nr * min(gemmKC, op.k)
+	for i := range b.packB {
+		if cap(b.packB[i]) < nbuf {
+			b.packB[i] = make([]float32, nbuf)
+		}
+		if cap(b.tile[i]) < g.mr*g.nr {
+			b.tile[i] = make([]float32, g.mr*g.nr)
+		}
+	}
+	mItems := (mPanels + mcp - 1) / mcp
+	t := &gemmRunTask{b: b, g: g, op: op, mPads: mPanels * g.mr, ncp: ncp, mcp: mcp, mItems: mItems, pack: true}
+	b.pool.run(t, mPanels*kBlocks, max(1, 4096/(g.mr*min(op.k, gemmKC))))
+	t.pack = false
+	b.pool.run(t, nItems*mItems, max(1, macsPerChunk/(mcp*g.mr*ncp*g.nr*op.k)))
+}
+
+func (t *gemmRunTask) run(worker, lo, hi int) {
+	for i := lo; i < hi; i++ {
+		if t.pack {
+			t.packA(i)
+		} else {
+			t.compute(worker, i)
+		}
+	}
+}
+
+// packA packs item i: the A panel i%mPanels of depth block i/mPanels.
+func (t *gemmRunTask) packA(i int) {
+	mr := t.g.mr
+	mPanels := t.mPads / mr
+	pc := i / mPanels * gemmKC
+	mp := i % mPanels
+	kc := min(gemmKC, t.op.k-pc)
+	off := t.aOff(pc, mp, kc)
+	t.op.packA(t.b.packA[off:off+mr*kc:off+mr*kc+panelPad], mp*mr, mr, pc, kc)
+}
+
+// panelPad floats follow each packed panel of A, so that a vector packer
+// may write a little past a panel's end (packColsTFast).
+const panelPad = 8
+
+// aOff is where the packed A panel mp of the depth block at pc starts.
+func (t *gemmRunTask) aOff(pc, mp, kc int) int {
+	mPanels := t.mPads / t.g.mr
+	return pc*t.mPads + mp*t.g.mr*kc + (pc/gemmKC*mPanels+mp)*panelPad
+}
+
+// compute runs item i: C's columns [j·ncp·NR, (j+1)·ncp·NR) and rows
+// [m·mcp·MR, (m+1)·mcp·MR) for j, m = i/mItems, i%mItems.
+func (t *gemmRunTask) compute(worker, item int) {
+	g, op := t.g, t.op
+	mr, nr := g.mr, g.nr
+	N, K, ldc := op.n, op.k, op.ldc
+	n0 := item / t.mItems * t.ncp * nr
+	nPanels := min(t.ncp, (N-n0+nr-1)/nr)
+	mp0 := item % t.mItems * t.mcp
+	mPanels := min(t.mPads/mr, mp0+t.mcp)
+	tile := t.b.tile[worker][:mr*nr]
+	c := op.c
+	for pc := 0; pc < K; pc += gemmKC {
+		kc := min(gemmKC, K-pc)
+		bp := t.b.packB[worker][:nPanels*nr*kc]
+		for p := 0; p < nPanels; p++ {
+			op.packB(bp[p*nr*kc:(p+1)*nr*kc], n0+p*nr, nr, pc, kc)
+		}
+		acc := 0
+		if pc > 0 || op.acc {
+			acc = 1
+		}
+		for ic := mp0; ic < mPanels; ic += gemmMCPanels {
+			for p := 0; p < nPanels; p++ {
+				c0 := n0 + p*nr
+				nv := min(nr, N-c0)
+				bptr := &bp[p*nr*kc]
+				for mp := ic; mp < min(ic+gemmMCPanels, mPanels); mp++ {
+					m0 := mp * mr
+					mv := min(mr, op.m-m0)
+					aptr := &t.b.packA[t.aOff(pc, mp, kc)]
+					if mv == mr && nv == nr {
+						g.kernel(kc, aptr, bptr, &c[m0*ldc+c0], ldc, acc)
+						continue
+					}
+					g.kernel(kc, aptr, bptr, &tile[0], nr, 0)
+					for i := 0; i < mv; i++ {
+						o := c[(m0+i)*ldc+c0 : (m0+i)*ldc+c0+nv]
+						s := tile[i*nr : i*nr+nv]
+						if acc != 0 {
+							for j := range o {
+								o[j] += s[j]
+							}
+						} else {
+							copy(o, s)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// packRowsT writes dst[k·w + i] = src[(r0+k)·ld + c0 + i] for k < kc and
+// i < w, zero for i ≥ cnt: w consecutive values (cnt of them real) of kc
+// rows of a row-major matrix.
+func packRowsT(dst, src []float32, ld, r0, c0, kc, w, cnt int) {
+	for k := 0; k < kc; k++ {
+		d := dst[k*w : (k+1)*w]
+		o := (r0+k)*ld + c0
+		copy(d, src[o:o+cnt])
+		clear(d[cnt:])
+	}
+}
+
+// packColsT writes dst[k·w + i] = src[(r0+i)·ld + c0 + k] for k < kc and
+// i < w, zero for i ≥ cnt: kc consecutive values of w rows, transposed.
+func packColsT(dst, src []float32, ld, r0, c0, kc, w, cnt int) {
+	for i := 0; i < w; i++ {
+		d := dst[i:]
+		if i >= cnt {
+			for k := 0; k < kc; k++ {
+				d[k*w] = 0
+			}
+			continue
+		}
+		row := src[(r0+i)*ld+c0 : (r0+i)*ld+c0+kc]
+		for k, v := range row {
+			d[k*w] = v
+		}
+	}
+}
+
+// packWRows writes dst[k·nr + j] = W[pc+k, n0+j] for k < kc and j < nr,
+// decoded to float32, zero for columns past the end.
+func packWRows(dst []float32, w *kernels.Matrix, n0, nr, pc, kc int) {
+	cnt := max(0, min(nr, w.Cols-n0))
+	if w.Type == kernels.F32 {
+		packRowsT(dst, kernels.BytesF32(w.Data), w.Cols, pc, n0, kc, nr, cnt)
+		return
+	}
+	for k := 0; k < kc; k++ {
+		d := dst[k*nr : (k+1)*nr]
+		decodeCols(d[:cnt], w, pc+k, n0)
+		clear(d[cnt:])
+	}
+}
+
+// decodeCols decodes len(dst) values of row r of w from column c0.
+func decodeCols(dst []float32, w *kernels.Matrix, r, c0 int) {
+	C := w.Cols
+	switch w.Type {
+	case kernels.F32:
+		copy(dst, kernels.BytesF32(w.Data)[r*C+c0:r*C+c0+len(dst)])
+	case kernels.F16:
+		for j, h := range kernels.BytesU16(w.Data)[r*C+c0 : r*C+c0+len(dst)] {
+			dst[j] = kernels.F16ToF32(h)
+		}
+	case kernels.BF16:
+		for j, h := range kernels.BytesU16(w.Data)[r*C+c0 : r*C+c0+len(dst)] {
+			dst[j] = math.Float32frombits(uint32(h) << 16)
+		}
+	case kernels.Q8_0:
+		row := w.Row(r)
+		for j := range dst {
+			c := c0 + j
+			blk := row[c/kernels.QK*kernels.Q8_0BlockBytes:]
+			d := kernels.F16ToF32(uint16(blk[0]) | uint16(blk[1])<<8)
+			dst[j] = float32(int8(blk[2+c%kernels.QK])) * d
+		}
+	case kernels.Q4_0:
+		row := w.Row(r)
+		for j := range dst {
+			c := c0 + j
+			blk := row[c/kernels.QK*kernels.Q4_0BlockBytes:]
+			d := kernels.F16ToF32(uint16(blk[0]) | uint16(blk[1])<<8)
+			i := c % kernels.QK
+			q := blk[2+i%(kernels.QK/2)]
+			if i >= kernels.QK/2 {
+				q >>= 4
+			}
+			dst[j] = float32(int(q&0x0f)-8) * d
+		}
+	default:
+		panic("cpu: no decoder for " + w.Type.String())
+	}
+}

@@ -1,0 +1,100 @@
+package cpu
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/mycel-net/mycel/kernels"
+)
+
+// trainShapes are the products of training, as (n, rows, cols) of a
+// rows×cols weight and n positions: a square one, and the projections of
+// a stories15M-shaped model (dim 288, hidden 768) over 1024 positions.
+var trainShapes = [][3]int{{1024, 1024, 1024}, {1024, 288, 768}, {1024, 768, 288}, {1024, 288, 288}}
+
+// BenchmarkTrainGEMM times, for each shape, the forward MatMul beside the
+// two products of its backward: MatMulT (the gradient of the input) over
+// each weight type and MatMulGrad (the gradient of an f32 weight). All
+// three do 2·n·rows·cols flops, so their GFLOPS compare directly.
+func BenchmarkTrainGEMM(b *testing.B) {
+	for _, s := range trainShapes {
+		n, rows, cols := s[0], s[1], s[2]
+		shape := fmt.Sprintf("n%d/%dx%d", n, rows, cols)
+		b.Run("MatMul/f32/"+shape, func(b *testing.B) { benchTrain(b, kernels.F32, n, rows, cols, "fwd") })
+		for _, dt := range []kernels.DType{kernels.F32, kernels.BF16, kernels.Q8_0} {
+			b.Run("MatMulT/"+dt.String()+"/"+shape, func(b *testing.B) { benchTrain(b, dt, n, rows, cols, "T") })
+		}
+		b.Run("MatMulGrad/f32/"+shape, func(b *testing.B) { benchTrain(b, kernels.F32, n, rows, cols, "grad") })
+	}
+}
+
+func benchTrain(b *testing.B, dt kernels.DType, n, rows, cols int, which string) {
+	be := New(0)
+	defer be.Close()
+	w := benchMatrix(dt, rows, cols)
+	x := randVecSeed(n*cols, 5)
+	dy := randVecSeed(n*rows, 6)
+	out := make([]float32, n*rows)
+	dw := make([]float32, rows*cols)
+	f := func() {
+		switch which {
+		case "fwd":
+			be.MatMul(out, w, x, n)
+		case "T":
+			be.MatMulT(x, w, dy, n, false)
+		case "grad":
+			be.MatMulGrad(dw, dy, x, n, rows, cols)
+		}
+	}
+	f()
+	b.ResetTimer()
+	for b.Loop() {
+		f()
+	}
+	b.ReportMetric(2*float64(n)*float64(rows)*float64(cols)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+}
+
+// BenchmarkTrainGEMMRatio runs, for each shape, the forward f32 MatMul,
+// the f32 MatMulT and MatMulGrad in turn, round after round, and reports
+// each one's best time as GFLOPS and the backward products' rates as
+// ratios to the forward's: interleaving and best times keep the ratios
+// steady on a machine shared with other work.
+func BenchmarkTrainGEMMRatio(b *testing.B) {
+	for _, s := range trainShapes {
+		n, rows, cols := s[0], s[1], s[2]
+		b.Run(fmt.Sprintf("n%d/%dx%d", n, rows, cols), func(b *testing.B) {
+			be := New(0)
+			defer be.Close()
+			w := benchMatrix(kernels.F32, rows, cols)
+			x := randVecSeed(n*cols, 5)
+			dy := randVecSeed(n*rows, 6)
+			out := make([]float32, n*rows)
+			dx := make([]float32, n*cols)
+			dw := make([]float32, rows*cols)
+			fs := []func(){
+				func() { be.MatMul(out, w, x, n) },
+				func() { be.MatMulT(dx, w, dy, n, false) },
+				func() { be.MatMulGrad(dw, dy, x, n, rows, cols) },
+			}
+			best := make([]time.Duration, len(fs))
+			for i := range best {
+				best[i] = time.Hour
+			}
+			for b.Loop() {
+				for i, f := range fs {
+					t0 := time.Now()
+					f()
+					best[i] = min(best[i], time.Since(t0))
+				}
+			}
+			flop := 2 * float64(n) * float64(rows) * float64(cols)
+			gf := func(d time.Duration) float64 { return flop / float64(d.Nanoseconds()) }
+			b.ReportMetric(gf(best[0]), "fwd-GFLOPS")
+			b.ReportMetric(gf(best[1]), "T-GFLOPS")
+			b.ReportMetric(gf(best[2]), "grad-GFLOPS")
+			b.ReportMetric(gf(best[1])/gf(best[0]), "T/fwd")
+			b.ReportMetric(gf(best[2])/gf(best[0]), "grad/fwd")
+		})
+	}
+}
