@@ -26,25 +26,10 @@ func Export(ctx context.Context, get Getter, root cid.Cid, w io.Writer) error {
 		return err
 	}
 	c := m.Config
-	if c.RopeStyle != kernels.RopeAdjacent {
-		return fmt.Errorf("shards: export: rope style %s has no llama GGUF form", c.RopeStyle)
+	kvs, err := checkpoints.LlamaKVs(c, m.Name)
+	if err != nil {
+		return fmt.Errorf("shards: export: %w", err)
 	}
-	kvs := []checkpoints.KV{{Key: "general.architecture", Value: checkpoints.Str("llama")}}
-	if m.Name != "" {
-		kvs = append(kvs, checkpoints.KV{Key: "general.name", Value: checkpoints.Str(m.Name)})
-	}
-	kvs = append(kvs, []checkpoints.KV{
-		{Key: "llama.vocab_size", Value: checkpoints.U32(uint32(c.Vocab))},
-		{Key: "llama.context_length", Value: checkpoints.U32(uint32(c.Context))},
-		{Key: "llama.embedding_length", Value: checkpoints.U32(uint32(c.Dim))},
-		{Key: "llama.block_count", Value: checkpoints.U32(uint32(c.Layers))},
-		{Key: "llama.feed_forward_length", Value: checkpoints.U32(uint32(c.Hidden))},
-		{Key: "llama.attention.head_count", Value: checkpoints.U32(uint32(c.Heads))},
-		{Key: "llama.attention.head_count_kv", Value: checkpoints.U32(uint32(c.KVHeads))},
-		{Key: "llama.rope.dimension_count", Value: checkpoints.U32(uint32(c.HeadDim()))},
-		{Key: "llama.rope.freq_base", Value: checkpoints.F32(c.RopeTheta)},
-		{Key: "llama.attention.layer_norm_rms_epsilon", Value: checkpoints.F32(c.NormEps)},
-	}...)
 	if m.Tokenizer != nil {
 		data, err := readBlob(ctx, get, "tokenizer", m.Tokenizer)
 		if err != nil {

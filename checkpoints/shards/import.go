@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/ipfs/go-cid"
@@ -332,20 +331,9 @@ func (in *importer) convert(m *kernels.Matrix) *kernels.Matrix {
 // metadata: the source GGUF's tokenizer.* entries, or a SentencePiece
 // vocabulary given by the caller; nil when there is neither.
 func tokenizerGGUF(src *checkpoints.Model, given tokenizer.Tokenizer) ([]byte, error) {
-	var kvs []checkpoints.KV
-	switch {
-	case given != nil:
-		sp, ok := given.(*tokenizer.SentencePiece)
-		if !ok {
-			return nil, fmt.Errorf("shards: only a SentencePiece tokenizer can be given separately, not %T", given)
-		}
-		kvs = sentencePieceKVs(sp)
-	case src.GGUF != nil:
-		for _, kv := range src.GGUF.KVs {
-			if strings.HasPrefix(kv.Key, "tokenizer.") {
-				kvs = append(kvs, kv)
-			}
-		}
+	kvs, err := checkpoints.TokenizerKVs(src, given)
+	if err != nil {
+		return nil, fmt.Errorf("shards: %w", err)
 	}
 	if len(kvs) == 0 {
 		return nil, nil
@@ -355,42 +343,4 @@ func tokenizerGGUF(src *checkpoints.Model, given tokenizer.Tokenizer) ([]byte, e
 		return nil, fmt.Errorf("shards: tokenizer: %w", err)
 	}
 	return buf.Bytes(), nil
-}
-
-// sentencePieceKVs writes a SentencePiece vocabulary as GGUF's "llama"
-// tokenizer: spaces as U+2581, llama2.c's "\n<s>\n" and "\n</s>\n" as the
-// plain control pieces.
-func sentencePieceKVs(sp *tokenizer.SentencePiece) []checkpoints.KV {
-	n := sp.VocabSize()
-	tokens := make([]string, n)
-	scores := make([]float32, n)
-	types := make([]int32, n)
-	for i := 0; i < n; i++ {
-		p := sp.Piece(i)
-		switch {
-		case i == sp.BOS():
-			p = "<s>"
-		case i == sp.EOS():
-			p = "</s>"
-		default:
-			p = strings.ReplaceAll(p, " ", "\u2581")
-		}
-		tokens[i], scores[i], types[i] = p, sp.Score(i), sp.Type(i)
-	}
-	kvs := []checkpoints.KV{
-		{Key: "tokenizer.ggml.model", Value: checkpoints.Str("llama")},
-		{Key: "tokenizer.ggml.tokens", Value: checkpoints.Strs(tokens)},
-		{Key: "tokenizer.ggml.scores", Value: checkpoints.F32s(scores)},
-		{Key: "tokenizer.ggml.token_type", Value: checkpoints.I32s(types)},
-		{Key: "tokenizer.ggml.add_bos_token", Value: checkpoints.Bool(sp.AddBOS())},
-	}
-	for _, id := range []struct {
-		key string
-		v   int
-	}{{"tokenizer.ggml.bos_token_id", sp.BOS()}, {"tokenizer.ggml.eos_token_id", sp.EOS()}} {
-		if id.v >= 0 {
-			kvs = append(kvs, checkpoints.KV{Key: id.key, Value: checkpoints.U32(uint32(id.v))})
-		}
-	}
-	return kvs
 }
