@@ -418,3 +418,104 @@ func TestLoRAMergeMatches(t *testing.T) {
 		t.Error("the trained adapters do not change the logits")
 	}
 }
+
+// The adapter written as a GGUF and applied to a fresh engine gives the
+// trainer's logits bitwise; the merged GGUF loads as a model and gives
+// them to rounding.
+func TestExportAdapterAndMerged(t *testing.T) {
+	f := loadStories(t, 1)
+	j := storyJob(MethodLoRA)
+	j.Steps = 10
+	j.LoRATargets = []string{"q", "v", "down"}
+	tr, err := NewTrainer(j, f.w, f.be, storySeqs(t, f, j), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range j.Steps {
+		if _, err := tr.RunStep(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := logitsOf(t, tr.Engine(), f.tok)
+
+	var ab bytes.Buffer
+	if err := tr.WriteAdapter(&ab, "pip"); err != nil {
+		t.Fatal(err)
+	}
+	g, err := checkpoints.ParseGGUF(ab.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad, err := ParseAdapter(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ad.Pairs) != 3*f.w.Config.Layers || ad.Alpha != 16 {
+		t.Fatalf("adapter: %d pairs, alpha %v", len(ad.Pairs), ad.Alpha)
+	}
+	e := model.NewEngine(f.w, f.be, model.KVType(kernels.F32))
+	if err := ad.Apply(f.be, e); err != nil {
+		t.Fatal(err)
+	}
+	if got := logitsOf(t, e, f.tok); !slices.Equal(got, want) {
+		t.Error("the applied adapter file does not give the trainer's logits")
+	}
+
+	var mb bytes.Buffer
+	tokKVs, err := checkpoints.TokenizerKVs(nil, f.tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.WriteMerged(&mb, "pip-merged", tokKVs, kernels.F32); err != nil {
+		t.Fatal(err)
+	}
+	m, err := checkpoints.LoadBytes(mb.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Tokenizer == nil || m.Tokenizer.VocabSize() != f.tok.VocabSize() {
+		t.Fatal("the merged GGUF lost its tokenizer")
+	}
+	got := logitsOf(t, model.NewEngine(m.Weights, f.be, model.KVType(kernels.F32)), m.Tokenizer)
+	var worst float64
+	for i := range got {
+		worst = max(worst, math.Abs(float64(got[i]-want[i])))
+	}
+	if worst > 1e-3 {
+		t.Errorf("merged GGUF logits differ by %g", worst)
+	}
+
+	// Bad adapters: a model, a lone lora_a, a shape that does not fit.
+	mg, _ := checkpoints.ParseGGUF(mb.Bytes())
+	if _, err := ParseAdapter(mg); !errors.Is(err, ErrBadAdapter) || !strings.Contains(err.Error(), "general.type") {
+		t.Errorf("a model as an adapter: %v", err)
+	}
+	kvs := []checkpoints.KV{
+		{Key: "general.architecture", Value: checkpoints.Str("llama")},
+		{Key: "general.type", Value: checkpoints.Str("adapter")},
+		{Key: "adapter.type", Value: checkpoints.Str("lora")},
+		{Key: "adapter.lora.alpha", Value: checkpoints.F32(8)},
+	}
+	lone := []checkpoints.TensorSpec{{Name: "blk.0.attn_q.weight.lora_a", Type: checkpoints.GGMLF32, Dims: []uint64{64, 2}, Data: make([]byte, 4*128)}}
+	var lb bytes.Buffer
+	if err := checkpoints.WriteGGUF(&lb, kvs, lone); err != nil {
+		t.Fatal(err)
+	}
+	lg, _ := checkpoints.ParseGGUF(lb.Bytes())
+	if _, err := ParseAdapter(lg); !errors.Is(err, ErrBadAdapter) || !strings.Contains(err.Error(), "pairs") {
+		t.Errorf("a lone lora_a: %v", err)
+	}
+	wrong := append(lone, checkpoints.TensorSpec{Name: "blk.0.attn_q.weight.lora_b", Type: checkpoints.GGMLF32, Dims: []uint64{2, 32}, Data: make([]byte, 4*64)})
+	lb.Reset()
+	if err := checkpoints.WriteGGUF(&lb, kvs, wrong); err != nil {
+		t.Fatal(err)
+	}
+	wg, _ := checkpoints.ParseGGUF(lb.Bytes())
+	wa, err := ParseAdapter(wg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wa.Apply(f.be, model.NewEngine(f.w, f.be)); !errors.Is(err, ErrBadAdapter) || !strings.Contains(err.Error(), "32×64") {
+		t.Errorf("an adapter of the wrong shape: %v", err)
+	}
+}
