@@ -70,12 +70,13 @@ func (b *Backend) gemmRun(op *gemmOp) {
 	// Items of up to gemmNCPanels panels of B, at least four per thread
 	// where C is wide enough; where it is not, C's rows are split too,
 	// in blocks of whole gemmMCPanels (each such item packs its panels of
-	// B again). The items' shape changes the order tiles are visited in,
-	// not the sums.
+	// B again), for eight items per thread: few items of equal cost
+	// leave a thread idle at the end. The items' shape changes the order
+	// tiles are visited in, not the sums.
 	ncp := max(1, min(gemmNCPanels, nPanels/(4*b.pool.threads)))
 	nItems := (nPanels + ncp - 1) / ncp
 	mBlocks := (mPanels + gemmMCPanels - 1) / gemmMCPanels
-	mSplit := max(1, min(mBlocks, (4*b.pool.threads+nItems-1)/nItems))
+	mSplit := max(1, min(mBlocks, (8*b.pool.threads+nItems-1)/nItems))
 	mcp := (mBlocks + mSplit - 1) / mSplit * gemmMCPanels
 	nbuf := ncp * g.nr * min(gemmKC, op.k)
 	for i := range b.packB {
@@ -181,6 +182,38 @@ func (t *gemmRunTask) compute(worker, item int) {
 // i < w, zero for i ≥ cnt: w consecutive values (cnt of them real) of kc
 // rows of a row-major matrix.
 func packRowsT(dst, src []float32, ld, r0, c0, kc, w, cnt int) {
+	if cnt == w {
+		// The widths of the micro-kernels' panels, copied as arrays: a
+		// few vector moves where copy would call memmove.
+		o := r0*ld + c0
+		switch w {
+		case 32:
+			for k := 0; k < kc; k++ {
+				*(*[32]float32)(dst[k*32:]) = *(*[32]float32)(src[o+k*ld:])
+			}
+			return
+		case 16:
+			for k := 0; k < kc; k++ {
+				*(*[16]float32)(dst[k*16:]) = *(*[16]float32)(src[o+k*ld:])
+			}
+			return
+		case 12:
+			for k := 0; k < kc; k++ {
+				*(*[12]float32)(dst[k*12:]) = *(*[12]float32)(src[o+k*ld:])
+			}
+			return
+		case 6:
+			for k := 0; k < kc; k++ {
+				*(*[6]float32)(dst[k*6:]) = *(*[6]float32)(src[o+k*ld:])
+			}
+			return
+		case 4:
+			for k := 0; k < kc; k++ {
+				*(*[4]float32)(dst[k*4:]) = *(*[4]float32)(src[o+k*ld:])
+			}
+			return
+		}
+	}
 	for k := 0; k < kc; k++ {
 		d := dst[k*w : (k+1)*w]
 		o := (r0+k)*ld + c0

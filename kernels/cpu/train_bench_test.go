@@ -62,9 +62,20 @@ func benchTrain(b *testing.B, dt kernels.DType, n, rows, cols int, which string)
 // steady on a machine shared with other work.
 func BenchmarkTrainGEMMRatio(b *testing.B) {
 	for _, s := range trainShapes {
-		n, rows, cols := s[0], s[1], s[2]
-		b.Run(fmt.Sprintf("n%d/%dx%d", n, rows, cols), func(b *testing.B) {
-			be := New(0)
+		for _, threads := range []int{1, 0} {
+			benchTrainRatio(b, s[0], s[1], s[2], threads)
+		}
+	}
+}
+
+func benchTrainRatio(b *testing.B, n, rows, cols, threads int) {
+	{
+		name := fmt.Sprintf("n%d/%dx%d", n, rows, cols)
+		if threads == 1 {
+			name += "/threads=1"
+		}
+		b.Run(name, func(b *testing.B) {
+			be := New(threads)
 			defer be.Close()
 			w := benchMatrix(kernels.F32, rows, cols)
 			x := randVecSeed(n*cols, 5)
