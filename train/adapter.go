@@ -104,7 +104,12 @@ func ParseAdapter(g *checkpoints.GGUF) (*Adapter, error) {
 		return s
 	}
 	if t := str("general.type"); t != "adapter" {
-		return nil, bad("general.type is %q, not \"adapter\": is this a model rather than an adapter?", t)
+		if t == "" {
+			t = "missing"
+		} else {
+			t = strconv.Quote(t)
+		}
+		return nil, bad("general.type is %s, not \"adapter\": is this a model rather than an adapter?", t)
 	}
 	if t := str("adapter.type"); t != "lora" {
 		return nil, bad("adapter.type is %q, not \"lora\"", t)

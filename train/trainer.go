@@ -62,7 +62,8 @@ type StepResult struct {
 
 // NewTrainer prepares job on base (which the trainer does not close) with
 // the backend be (which must have training kernels) over the training and
-// evaluation sequences. For full fine-tuning it copies the base into
+// evaluation sequences (none, to restore a checkpoint and export it). For
+// full fine-tuning it copies the base into
 // float32 master weights; for LoRA it wraps the target maps of every
 // layer.
 func NewTrainer(job *Job, base *model.Weights, be kernels.Backend, trainSet, evalSet []Sequence) (*Trainer, error) {
@@ -75,9 +76,6 @@ func NewTrainer(job *Job, base *model.Weights, be kernels.Backend, trainSet, eva
 	c := &base.Config
 	if job.SeqLen > c.Context {
 		return nil, fmt.Errorf("job file: seq_len: %d is longer than the model's context of %d", job.SeqLen, c.Context)
-	}
-	if len(trainSet) == 0 {
-		return nil, fmt.Errorf("train: the data set gave no training sequence of %d tokens", job.SeqLen)
 	}
 	if base.Embedding == nil || base.Output == nil || base.FinalNorm == nil || !base.HasLayers(0, c.Layers) {
 		return nil, errors.New("train: the model is not whole here (embedding, every layer and the head are needed)")
@@ -255,6 +253,9 @@ func (t *Trainer) fill(seqs []Sequence) {
 // the step's learning rate.
 func (t *Trainer) RunStep() (StepResult, error) {
 	j := t.Job
+	if len(t.trainSet) == 0 {
+		return StepResult{}, fmt.Errorf("train: no training sequence of %d tokens to train on", j.SeqLen)
+	}
 	seqs := make([]Sequence, j.Sequences())
 	tokens := 0
 	for i := range seqs {

@@ -33,6 +33,7 @@ type runFlags struct {
 	swarm     bool
 	verify    bool
 	kv        string
+	lora      string
 	ignoreEOS bool
 }
 
@@ -74,6 +75,7 @@ beginning-of-sequence token.`,
 	fl.BoolVarP(&f.verbose, "verbose", "v", false, "print the model's shape and backend, or the swarm route, to stderr")
 	fl.BoolVar(&f.swarm, "swarm", false, "run through the swarm even when the node holds every block")
 	fl.StringVar(&f.kv, "kv", "f16", "KV cache element type of a model run here: f16 (half the memory and cache reads) or f32")
+	fl.StringVar(&f.lora, "lora", "", "apply this LoRA adapter (a GGUF adapter, as mycel train export --adapter-only or llama.cpp write them) to a model run here")
 	fl.BoolVar(&f.verify, "verify", false, "through the swarm: check every step against a second server of the same span, and ban a server caught lying")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
@@ -85,9 +87,22 @@ type loaded struct {
 	tok    tokenizer.Tokenizer
 	format string
 	close  func() error
+	// src is the model file (nil for a model from the node's blocks);
+	// tokGiven says that tok came from -z rather than from the model.
+	src      *checkpoints.Model
+	tokGiven bool
 }
 
 func (l *loaded) Close() error { return l.close() }
+
+// tokenizerKVs is the tokenizer as GGUF metadata, for writing the model
+// out: a GGUF's own entries, or those of a SentencePiece vocabulary.
+func (l *loaded) tokenizerKVs() ([]checkpoints.KV, error) {
+	if l.src != nil && l.src.GGUF != nil && !l.tokGiven {
+		return checkpoints.TokenizerKVs(l.src, nil)
+	}
+	return checkpoints.TokenizerKVs(nil, l.tok)
+}
 
 // openModel loads a model, from a file or (for a CID or a name the node
 // knows) from the blocks the running node holds, with its tokenizer (the
@@ -110,7 +125,7 @@ func openModel(ctx context.Context, g *globals, path, tokPath string, needTokeni
 		if err != nil {
 			return nil, err
 		}
-		l = &loaded{w: m.Weights, tok: m.Tokenizer, format: m.Format, close: m.Close}
+		l = &loaded{w: m.Weights, tok: m.Tokenizer, format: m.Format, close: m.Close, src: m}
 	}
 	vocab := l.w.Config.Vocab
 	if tokPath != "" {
@@ -119,7 +134,7 @@ func openModel(ctx context.Context, g *globals, path, tokPath string, needTokeni
 			l.Close()
 			return nil, err
 		}
-		l.tok = t
+		l.tok, l.tokGiven = t, true
 	}
 	if l.tok == nil && needTokenizer {
 		l.Close()
@@ -159,6 +174,9 @@ func runGenerate(cmd *cobra.Command, g *globals, f *runFlags, prompt string, see
 		if cmd.Flags().Changed("kv") {
 			return errors.New("--kv sets the cache of a model run here; through the swarm, each server keeps its own")
 		}
+		if f.lora != "" {
+			return errors.New("--lora applies an adapter to a model run here; the swarm's servers run the base model (merge the adapter with mycel train export, then import and serve the result)")
+		}
 		return runSwarm(cmd, g, f, prompt, sc, stepsSet)
 	}
 	l, err := openModel(cmd.Context(), g, f.model, f.tokenizer, true)
@@ -190,6 +208,12 @@ func runGenerate(cmd *cobra.Command, g *globals, f *runFlags, prompt string, see
 		return err
 	}
 	defer be.Close()
+	eng := model.NewEngine(l.w, be, model.KVType(kv))
+	if f.lora != "" {
+		if err := applyLoRA(be, eng, f.lora); err != nil {
+			return err
+		}
+	}
 	stderr := cmd.ErrOrStderr()
 	if f.verbose {
 		fmt.Fprintf(stderr, "model: %s (%s), %d layers, dim %d, %d heads (%d kv), vocab %d, context %d, %.1f MB of weights\n",
@@ -205,7 +229,6 @@ func runGenerate(cmd *cobra.Command, g *globals, f *runFlags, prompt string, see
 	for _, id := range ids {
 		dec.Next(id) // prime: the decoder needs to know what came before
 	}
-	eng := model.NewEngine(l.w, be, model.KVType(kv))
 	st, err := eng.Generate(cmd.Context(), ids, model.GenerateOptions{
 		MaxTokens: steps,
 		Sampler:   sc,

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mycel-net/mycel/internal/testmodels"
+)
+
+const pipStory = "Pip the gray mouse lived under the old red bridge. Every morning Pip counted the boats " +
+	"that went by: one blue boat, two green boats and a yellow boat with a sleepy dog. " +
+	"One day a paper boat came down the river. Pip jumped on it and sailed all the way to the sea.\n"
+
+// writeJob writes a LoRA job on stories260K and our story into a new
+// folder and returns the job file's path.
+func writeJob(t *testing.T, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "story.txt"), []byte(pipStory), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	job := "model = \"" + testmodels.Path(t, "stories260K.bin") + "\"\ndata = \"story.txt\"\n" +
+		"lr = 0.01\neval_fraction = 0.0\n" + extra
+	if !strings.Contains(extra, "seq_len") {
+		job += "seq_len = 32\nbatch_tokens = 64\n"
+	}
+	path := filepath.Join(dir, "story.toml")
+	if err := os.WriteFile(path, []byte(job), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// lastLine is the last line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// `mycel train run` learns our story; `train export` writes the merged
+// model and the adapter, which `mycel run` (with --lora for the adapter)
+// then runs: both continue the story from its first words.
+func TestTrainRunAndExport(t *testing.T) {
+	tok := testmodels.Path(t, "tok512.bin")
+	job := writeJob(t, "steps = 40\ncheckpoint_every = 20\n")
+	stdout, stderr, err := mycel(t, "train", "run", job, "-z", tok, "-t", "1")
+	if err != nil {
+		t.Fatalf("train run: %v\n%s", err, stderr)
+	}
+	ckpt := lastLine(stdout)
+	if filepath.Base(ckpt) != "step-00000040.ckpt" {
+		t.Fatalf("last line of stdout %q, want the final checkpoint", ckpt)
+	}
+	if !strings.Contains(stderr, "step 40/40") || !strings.Contains(stderr, "loss") {
+		t.Errorf("progress on stderr:\n%s", stderr)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(ckpt), "step-00000020.ckpt")); err != nil {
+		t.Errorf("no checkpoint at step 20: %v", err)
+	}
+	dir := t.TempDir()
+	merged, adapter := filepath.Join(dir, "pip.gguf"), filepath.Join(dir, "pip-lora.gguf")
+	if _, stderr, err := mycel(t, "train", "export", ckpt, "-z", tok, "-o", merged); err != nil {
+		t.Fatalf("export: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := mycel(t, "train", "export", ckpt, "-z", tok, "--adapter-only", "-o", adapter); err != nil {
+		t.Fatalf("export --adapter-only: %v\n%s", err, stderr)
+	}
+	want := "Pip the gray mouse lived under the old red bridge"
+	out, stderr, err := mycel(t, "run", "-m", merged, "--temp", "0", "-n", "16", "Pip the gray mouse")
+	if err != nil || !strings.HasPrefix(out, want) {
+		t.Errorf("run of the merged model: %q, %v\n%s", out, err, stderr)
+	}
+	out, stderr, err = mycel(t, "run", "-m", testmodels.Path(t, "stories260K.bin"), "-z", tok, "--lora", adapter, "--temp", "0", "-n", "16", "Pip the gray mouse")
+	if err != nil || !strings.HasPrefix(out, want) {
+		t.Errorf("run with --lora: %q, %v\n%s", out, err, stderr)
+	}
+	// A model is not an adapter; an adapter does not run through the swarm.
+	if _, _, err := mycel(t, "run", "-m", merged, "--lora", merged, "Pip"); err == nil || !strings.Contains(err.Error(), "general.type") {
+		t.Errorf("--lora with a model: %v", err)
+	}
+}
+
+func TestTrainRunBadInput(t *testing.T) {
+	tok := testmodels.Path(t, "tok512.bin")
+	for _, c := range []struct {
+		extra, want string
+	}{
+		{"stepz = 3\n", `unknown key "stepz"`},
+		{"steps = 0\n", "steps"},
+		{"seq_len = 4096\nbatch_tokens = 4096\n", "context"},
+	} {
+		_, _, err := mycel(t, "train", "run", writeJob(t, c.extra), "-z", tok)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("job with %q: %v, want an error naming %q", c.extra, err, c.want)
+		}
+	}
+	job := writeJob(t, "steps = 3\n")
+	if err := os.WriteFile(filepath.Join(filepath.Dir(job), "story.txt"), []byte("{\"text\": 3}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := mycel(t, "train", "run", job, "-z", tok); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("a data set that does not parse: %v", err)
+	}
+	if _, _, err := mycel(t, "train", "run", writeJob(t, "steps = 3\n"), "-z", tok, "--resume"); err == nil || !strings.Contains(err.Error(), "no checkpoint") {
+		t.Errorf("--resume with no checkpoint: %v", err)
+	}
+}
+
+var (
+	buildOnce sync.Once
+	builtExe  string
+	buildErr  error
+)
+
+// mycelBinary builds the command once per test binary.
+func mycelBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mycel-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtExe = filepath.Join(dir, "mycel")
+		if out, err := exec.Command("go", "build", "-o", builtExe, ".").CombinedOutput(); err != nil {
+			buildErr = err
+			t.Logf("%s", out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build: %v", buildErr)
+	}
+	return builtExe
+}
+
+// Ctrl-C stops `mycel train run` at a step boundary with a checkpoint
+// (exit status 130); `--resume` goes on from it and ends with a final
+// checkpoint byte for byte equal to a run that never stopped.
+func TestTrainInterruptAndResume(t *testing.T) {
+	exe := mycelBinary(t)
+	tok := testmodels.Path(t, "tok512.bin")
+	job := writeJob(t, "steps = 80\ncheckpoint_every = 0\n")
+	straight := filepath.Join(t.TempDir(), "straight")
+	out, err := exec.Command(exe, "train", "run", job, "-z", tok, "-t", "1", "--checkpoints", straight).Output()
+	if err != nil {
+		t.Fatalf("straight run: %v", err)
+	}
+	want, err := os.ReadFile(lastLine(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stopped := filepath.Join(t.TempDir(), "stopped")
+	cmd := exec.Command(exe, "train", "run", job, "-z", tok, "-t", "1", "--checkpoints", stopped)
+	var stdout bytes.Buffer
+	stderr := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(stderr.String(), "step 1/80"); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no progress:\n%s", stderr)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("interrupted run: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr.String(), "--resume") {
+		t.Errorf("the interrupted run does not say how to go on:\n%s", stderr)
+	}
+	mid := lastLine(stdout.String())
+	if strings.HasSuffix(mid, "step-00000080.ckpt") {
+		t.Fatal("the run ended before the interrupt arrived")
+	}
+	out, err = exec.Command(exe, "train", "run", job, "-z", tok, "-t", "1", "--checkpoints", stopped, "--resume").Output()
+	if err != nil {
+		t.Fatalf("resumed run: %v", err)
+	}
+	got, err := os.ReadFile(lastLine(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("stopped at %s and resumed, the final checkpoint differs from a straight run's", filepath.Base(mid))
+	}
+}
