@@ -9,7 +9,7 @@ TOKENIZER ?=
 PROMPT  ?= Once upon a time
 SYNTH   := $(BUILD)/synth-stories15M-q8_0.gguf
 
-.PHONY: all build run test fuzz bench bench-go bench-models bench-swarm vet clean
+.PHONY: all build run test fuzz bench bench-go bench-models bench-swarm bench-train vet clean
 
 all: build
 
@@ -89,6 +89,15 @@ bench-swarm:
 	$(GO) test -run '^$$' -bench 'PipelineDecode/stories110M' -benchtime 1x -count 3 ./swarm
 	$(GO) test -run '^$$' -bench 'PipelineThroughput/threads=1' -benchtime 3x -count 3 ./swarm
 	$(GO) test -run '^$$' -bench Failover -benchtime 5x -count 2 ./swarm
+
+# Training: tokens/s and model-FLOPs utilisation of full fine-tuning and of
+# LoRA on a Q4_0 base, stories15M-shaped, 1 and 2 threads (each run its own
+# process, so that its peak memory is its own).
+bench-train: build
+	@for t in 1 2; do \
+	  ./$(BIN) bench train --shape stories15M --method full --dtype f32 -t $$t || exit 1; \
+	  ./$(BIN) bench train --shape stories15M --method lora --dtype q4_0 -t $$t || exit 1; \
+	done
 
 BENCH_SHAPE ?= stories110M
 bench-models: build

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"time"
 
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
@@ -39,6 +40,8 @@ type Trainer struct {
 	// Step is the number of optimizer steps done.
 	Step   int
 	Cursor Cursor
+	// Time is where the steps' time went, summed over the steps run.
+	Time Timings
 
 	eng   *model.Engine
 	be    kernels.Backend
@@ -49,6 +52,11 @@ type Trainer struct {
 	trainSet, evalSet []Sequence
 	order             []int // the epoch's order of trainSet
 	ids, targets      []int
+}
+
+// Timings split the time of training steps by phase.
+type Timings struct {
+	Forward, Backward, Optimizer time.Duration
 }
 
 // StepResult is what one optimizer step did.
@@ -274,10 +282,13 @@ func (t *Trainer) RunStep() (StepResult, error) {
 		if n == 0 {
 			continue
 		}
+		t0 := time.Now()
 		l, err := t.eng.TrainForward(t.acts, t.ids, t.targets)
 		if err != nil {
 			return StepResult{}, err
 		}
+		t1 := time.Now()
+		t.Time.Forward += t1.Sub(t0)
 		// TrainForward's loss and gradients are means over this
 		// micro-batch's n targets: weight them by w = n/tokens. The
 		// backward adds into what earlier micro-batches left, so that is
@@ -293,7 +304,10 @@ func (t *Trainer) RunStep() (StepResult, error) {
 		if w != 1 {
 			scaleGrads(t.Params, w)
 		}
+		t.Time.Backward += time.Since(t1)
 	}
+	t0 := time.Now()
+	defer func() { t.Time.Optimizer += time.Since(t0) }()
 	res := StepResult{Step: t.Step + 1, Loss: loss, Tokens: tokens, LR: j.LRAt(t.Step)}
 	if tokens == 0 {
 		return res, fmt.Errorf("train: step %d: its %d sequences hold no trained token", t.Step+1, len(seqs))

@@ -19,7 +19,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 		Use:   "bench",
 		Short: "Measure this machine: model decode speed, kernel GFLOPS, memory bandwidth",
 	}
-	cmd.AddCommand(newBenchDecodeCmd(g), newBenchKernelsCmd())
+	cmd.AddCommand(newBenchDecodeCmd(g), newBenchKernelsCmd(), newBenchTrainCmd())
 	return cmd
 }
 
