@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -517,5 +518,53 @@ func TestExportAdapterAndMerged(t *testing.T) {
 	}
 	if err := wa.Apply(f.be, model.NewEngine(f.w, f.be)); !errors.Is(err, ErrBadAdapter) || !strings.Contains(err.Error(), "32×64") {
 		t.Errorf("an adapter of the wrong shape: %v", err)
+	}
+}
+
+// failingWriter fails once n bytes have been written, as a full disk does.
+type failingWriter struct{ n int }
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		k := w.n
+		w.n = 0
+		return k, errors.New("no space left on device")
+	}
+	w.n -= len(p)
+	return len(p), nil
+}
+
+// A checkpoint that cannot be written whole is an error, and no file with
+// a checkpoint's name is left behind.
+func TestCheckpointWriteFails(t *testing.T) {
+	f := loadStories(t, 1)
+	j := storyJob(MethodLoRA)
+	tr, err := NewTrainer(j, f.w, f.be, storySeqs(t, f, j), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.WriteCheckpoint(&failingWriter{n: 1000}); err == nil || !strings.Contains(err.Error(), "no space") {
+		t.Errorf("write to a full disk: %v", err)
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chmod(dir, 0o700)
+	if os.Getuid() != 0 { // root writes anywhere
+		if _, err := tr.SaveCheckpoint(dir); err == nil {
+			t.Error("a checkpoint into a folder that cannot be written succeeded")
+		}
+	}
+	if latest, _ := LatestCheckpoint(dir); latest != "" {
+		t.Errorf("a failed save left %s", latest)
+	}
+	// A temporary file is never taken for a checkpoint.
+	dir2 := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir2, ".tmp-123.ckpt"), []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if latest, _ := LatestCheckpoint(dir2); latest != "" {
+		t.Errorf("a temporary file was taken for a checkpoint: %s", latest)
 	}
 }
