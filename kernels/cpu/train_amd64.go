@@ -15,7 +15,7 @@ func packColsTFast(dst, src []float32, ld, r0, c0, kc, w, cnt int) {
 	k8 := kc &^ 7
 	rows := max(w, 8)
 	if pack8 == nil || k8 == 0 || cnt < w || (r0+rows-1)*ld+c0+k8 > len(src) ||
-		(w < 8 && cap(dst) < (k8-1)*w+8) || w > 16 {
+		(w < 8 && cap(dst) < (k8-1)*w+8) {
 		packColsT(dst, src, ld, r0, c0, kc, w, cnt)
 		return
 	}

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -106,6 +107,47 @@ func benchTrainRatio(b *testing.B, n, rows, cols, threads int) {
 			b.ReportMetric(gf(best[2]), "grad-GFLOPS")
 			b.ReportMetric(gf(best[1])/gf(best[0]), "T/fwd")
 			b.ReportMetric(gf(best[2])/gf(best[0]), "grad/fwd")
+		})
+	}
+}
+
+// BenchmarkAttentionBackward times the backward of causal attention over
+// a whole sequence beside the forward over the same positions (storing N
+// rows into an empty cache and attending from all of them), in turn,
+// round after round, and reports each one's best time and their ratio.
+// Shapes of stories15M (6 heads of 48) and stories110M (12 of 64), and a
+// grouped-query one (8 heads sharing 2 KV heads of 64).
+func BenchmarkAttentionBackward(b *testing.B) {
+	for _, c := range []struct{ heads, kv, hd, n int }{{6, 6, 48, 256}, {12, 12, 64, 256}, {8, 2, 64, 512}} {
+		p := kernels.AttnParams{Heads: c.heads, KVHeads: c.kv, HeadDim: c.hd, N: c.n, Cap: c.n}
+		p.Scale = 1 / float32(math.Sqrt(float64(c.hd)))
+		qw, kw := c.heads*c.hd, c.kv*c.hd
+		q, k, v := randVecSeed(c.n*qw, 1), randVecSeed(c.n*kw, 2), randVecSeed(c.n*kw, 3)
+		dout := randVecSeed(c.n*qw, 4)
+		b.Run(fmt.Sprintf("h%d/kv%d/hd%d/n%d", c.heads, c.kv, c.hd, c.n), func(b *testing.B) {
+			be := New(0)
+			defer be.Close()
+			kc, vc := make([]float32, p.KVSize()), make([]float32, p.KVSize())
+			out := make([]float32, c.n*qw)
+			dq, dk, dv := make([]float32, c.n*qw), make([]float32, c.n*kw), make([]float32, c.n*kw)
+			fs := []func(){
+				func() {
+					be.StoreKV(kc, vc, k, v, p)
+					be.Attention(out, q, kc, vc, p)
+				},
+				func() { be.AttentionBackward(dq, dk, dv, dout, q, k, v, p) },
+			}
+			best := []time.Duration{time.Hour, time.Hour}
+			for b.Loop() {
+				for i, f := range fs {
+					t0 := time.Now()
+					f()
+					best[i] = min(best[i], time.Since(t0))
+				}
+			}
+			b.ReportMetric(float64(best[0].Microseconds())/1e3, "fwd-ms")
+			b.ReportMetric(float64(best[1].Microseconds())/1e3, "bwd-ms")
+			b.ReportMetric(float64(best[1])/float64(best[0]), "bwd/fwd")
 		})
 	}
 }
