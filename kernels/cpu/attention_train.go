@@ -20,10 +20,12 @@ import (
 // gemm.go (gemmRun), over N×N matrices kept in scratch: Q·Kᵀ and dout·Vᵀ
 // give the raw scores and dP, one pass over the rows turns them into P and
 // dS, then dS·K, dSᵀ·Q and Pᵀ·dout give the gradients. The products run
-// over the whole square, the causal upper half being zeros: twice the
-// work of a triangle, at the GEMM's rate rather than a matrix-vector
-// product's. A key or value head shared by a group of query heads
-// accumulates their gradients in head order.
+// at the GEMM's rate rather than a matrix-vector product's, and skip
+// most of the causal triangle of zeros: the tiles of scores wholly above
+// the diagonal, and in the sums over positions the terms that are zero
+// (see triangle), to the granularity of a micro-kernel's tile. A key or
+// value head shared by a group of query heads accumulates their
+// gradients in head order.
 //
 // Every step is deterministic whatever the number of threads: the GEMMs
 // are (see gemm_train.go), and the row pass computes each row alone.
@@ -49,7 +51,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v []float32, p kerne
 		g := h / group
 		qo, ko := h*hd, g*hd
 		// S = Q_h·K_gᵀ and dP = dout_h·V_gᵀ, N×N.
-		b.gemmRun(&gemmOp{m: N, n: N, k: hd, c: S, ldc: N,
+		b.gemmRun(&gemmOp{m: N, n: N, k: hd, c: S, ldc: N, tri: triUpperUnused,
 			packA: func(dst []float32, m0, mr, pc, kc int) {
 				packColsTFast(dst, q, qw, m0, qo+pc, kc, mr, max(0, min(mr, N-m0)))
 			},
@@ -57,7 +59,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v []float32, p kerne
 				packColsTFast(dst, k, kw, n0, ko+pc, kc, nr, max(0, min(nr, N-n0)))
 			},
 		})
-		b.gemmRun(&gemmOp{m: N, n: N, k: hd, c: dP, ldc: N,
+		b.gemmRun(&gemmOp{m: N, n: N, k: hd, c: dP, ldc: N, tri: triUpperUnused,
 			packA: func(dst []float32, m0, mr, pc, kc int) {
 				packColsTFast(dst, dout, qw, m0, qo+pc, kc, mr, max(0, min(mr, N-m0)))
 			},
@@ -83,7 +85,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v []float32, p kerne
 			}
 		}), N, max(1, elemGrain/(4*N)))
 		// dq_h = dS·K_g.
-		b.gemmRun(&gemmOp{m: N, n: hd, k: N, c: dq[qo:], ldc: qw,
+		b.gemmRun(&gemmOp{m: N, n: hd, k: N, c: dq[qo:], ldc: qw, tri: triALower,
 			packA: func(dst []float32, m0, mr, pc, kc int) {
 				packColsTFast(dst, dP, N, m0, pc, kc, mr, max(0, min(mr, N-m0)))
 			},
@@ -93,7 +95,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v []float32, p kerne
 		})
 		// dk_g (+)= dSᵀ·Q_h and dv_g (+)= Pᵀ·dout_h.
 		acc := h%group != 0
-		b.gemmRun(&gemmOp{m: N, n: hd, k: N, c: dk[ko:], ldc: kw, acc: acc,
+		b.gemmRun(&gemmOp{m: N, n: hd, k: N, c: dk[ko:], ldc: kw, acc: acc, tri: triAUpper,
 			packA: func(dst []float32, m0, mr, pc, kc int) {
 				packRowsT(dst, dP, N, pc, m0, kc, mr, max(0, min(mr, N-m0)))
 			},
@@ -101,7 +103,7 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v []float32, p kerne
 				packRowsT(dst, q, qw, pc, qo+n0, kc, nr, max(0, min(nr, hd-n0)))
 			},
 		})
-		b.gemmRun(&gemmOp{m: N, n: hd, k: N, c: dv[ko:], ldc: kw, acc: acc,
+		b.gemmRun(&gemmOp{m: N, n: hd, k: N, c: dv[ko:], ldc: kw, acc: acc, tri: triAUpper,
 			packA: func(dst []float32, m0, mr, pc, kc int) {
 				packRowsT(dst, S, N, pc, m0, kc, mr, max(0, min(mr, N-m0)))
 			},

@@ -45,7 +45,25 @@ type gemmOp struct {
 	// packB writes dst[k·nr + j] = B[pc+k, n0+j] for k < kc, j < nr;
 	// zero for columns past N.
 	packB func(dst []float32, n0, nr, pc, kc int)
+	// tri says where a triangle of zeros lets work be skipped.
+	tri triangle
 }
+
+// triangle names the triangles of a causal product that gemmRun may skip.
+// Skipping is decided by the shapes alone, so results stay independent
+// of the number of threads; a skipped term is an exact zero.
+type triangle uint8
+
+const (
+	triNone triangle = iota
+	// triUpperUnused: C[i,j] for j > i is not wanted; tiles wholly
+	// above the diagonal are left as they were.
+	triUpperUnused
+	// triALower: A[i,k] = 0 for k > i; row i sums over k ≤ i only.
+	triALower
+	// triAUpper: A[i,k] = 0 for k < i; row i sums over k ≥ i only.
+	triAUpper
+)
 
 type gemmRunTask struct {
 	b      *Backend
@@ -151,16 +169,36 @@ func (t *gemmRunTask) compute(worker, item int) {
 			for p := 0; p < nPanels; p++ {
 				c0 := n0 + p*nr
 				nv := min(nr, N-c0)
-				bptr := &bp[p*nr*kc]
 				for mp := ic; mp < min(ic+gemmMCPanels, mPanels); mp++ {
 					m0 := mp * mr
 					mv := min(mr, op.m-m0)
-					aptr := &t.b.packA[t.aOff(pc, mp, kc)]
-					if mv == mr && nv == nr {
-						g.kernel(kc, aptr, bptr, &c[m0*ldc+c0], ldc, acc)
+					k0, k1 := 0, kc
+					switch op.tri {
+					case triUpperUnused:
+						if c0 > m0+mv-1 {
+							continue
+						}
+					case triALower:
+						k1 = min(kc, m0+mv-pc)
+					case triAUpper:
+						k0 = max(0, m0-pc)
+					}
+					if k0 >= k1 {
+						// Only zeros: nothing to add.
+						if acc == 0 {
+							for i := 0; i < mv; i++ {
+								clear(c[(m0+i)*ldc+c0 : (m0+i)*ldc+c0+nv])
+							}
+						}
 						continue
 					}
-					g.kernel(kc, aptr, bptr, &tile[0], nr, 0)
+					aptr := &t.b.packA[t.aOff(pc, mp, kc)+k0*mr]
+					bptr := &bp[p*nr*kc+k0*nr]
+					if mv == mr && nv == nr {
+						g.kernel(k1-k0, aptr, bptr, &c[m0*ldc+c0], ldc, acc)
+						continue
+					}
+					g.kernel(k1-k0, aptr, bptr, &tile[0], nr, 0)
 					for i := 0; i < mv; i++ {
 						o := c[(m0+i)*ldc+c0 : (m0+i)*ldc+c0+nv]
 						s := tile[i*nr : i*nr+nv]

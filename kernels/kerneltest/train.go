@@ -289,6 +289,7 @@ var attnBackwardCases = []kernels.AttnParams{
 	{Heads: 3, KVHeads: 3, HeadDim: 33, N: 129},
 	{Heads: 4, KVHeads: 1, HeadDim: 80, N: 70},
 	{Heads: 2, KVHeads: 1, HeadDim: 5, N: 2},
+	{Heads: 2, KVHeads: 1, HeadDim: 8, N: 300},
 }
 
 func testAttentionBackward(t *testing.T, tr kernels.Trainer) {
@@ -467,10 +468,10 @@ func trainerOutputs(tr kernels.Trainer) [][]float32 {
 	tr.SoftmaxBackward(sdx, sdy, y, 200)
 	outs = append(outs, sdx)
 
-	ap := kernels.AttnParams{Heads: 8, KVHeads: 2, HeadDim: 32, N: 150}
+	ap := kernels.AttnParams{Heads: 8, KVHeads: 2, HeadDim: 32, N: 300}
 	ap.Scale = float32(1 / math.Sqrt(32))
-	q, k, v := randF32(r, 150*256, 2), randF32(r, 150*64, 2), randF32(r, 150*64, 1)
-	ao := randF32(r, 150*256, 1)
+	q, k, v := randF32(r, 300*256, 2), randF32(r, 300*64, 2), randF32(r, 300*64, 1)
+	ao := randF32(r, 300*256, 1)
 	dq, dk, dv := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
 	tr.AttentionBackward(dq, dk, dv, ao, q, k, v, ap)
 	outs = append(outs, dq, dk, dv)
