@@ -9,6 +9,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	lpswarm "github.com/libp2p/go-libp2p/p2p/net/swarm"
+
+	"github.com/mycel-net/mycel/p2p/wire"
 )
 
 // ErrorCode is the code of an ERROR message.
@@ -45,8 +47,8 @@ var (
 	// lack of memory or session slots.
 	ErrBusy = errors.New("server busy")
 	// ErrDeadline is wrapped when a read or write on a stream did not
-	// finish in time and the stream was reset.
-	ErrDeadline = errors.New("deadline exceeded")
+	// finish in time and the stream was reset (it is wire.ErrDeadline).
+	ErrDeadline = wire.ErrDeadline
 	// ErrClosed is returned by a closed Server or Session.
 	ErrClosed = errors.New("closed")
 	// ErrNoRoute is wrapped when a failed hop has no replacement left.

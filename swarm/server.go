@@ -559,7 +559,7 @@ func (s *Server) step(c *conn, sess *session, m *Step) error {
 		sess.lastRow.Store(now)
 	}
 	j := &sess.job
-	j.n, j.more = m.N, c.r.Buffered() > 0
+	j.n, j.more = m.N, c.Buffered() > 0
 	select {
 	case s.jobs <- j:
 	case <-s.ctx.Done():

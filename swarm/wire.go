@@ -5,9 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/p2p/wire"
 )
 
 // MsgType is the first byte of every frame's body.
@@ -50,15 +50,15 @@ const (
 	MaxModelID      = 256
 	MaxErrorMessage = 1024
 	// MaxRank is the most dimensions a tensor header may list.
-	MaxRank = 4
+	MaxRank = wire.MaxRank
 	// tensorHeaderMax bounds everything in a STEP or RESULT frame before
 	// the tensor's bytes: type, three uvarints, dtype, rank, four dims.
-	tensorHeaderMax = 1 + 3*binary.MaxVarintLen64 + 2 + MaxRank*binary.MaxVarintLen64
+	tensorHeaderMax = 1 + 3*binary.MaxVarintLen64 + wire.TensorHeaderMax
 )
 
 // ErrProtocol is wrapped by every error about malformed or unexpected
-// bytes from a peer.
-var ErrProtocol = errors.New("protocol violation")
+// bytes from a peer (it is wire.ErrProtocol).
+var ErrProtocol = wire.ErrProtocol
 
 // Message is one decoded message: *Open, *OK, *Error, *Step, *Result or
 // *Close.
@@ -109,13 +109,9 @@ type Result struct {
 // Close ends the session.
 type Close struct{}
 
-// Tensor is a header and raw little-endian bytes. Data of a decoded tensor
-// refers to the frame it was read from.
-type Tensor struct {
-	DType kernels.DType
-	Shape []int
-	Data  []byte
-}
+// Tensor is a header and raw little-endian bytes (wire.Tensor). Data of a
+// decoded tensor refers to the frame it was read from.
+type Tensor = wire.Tensor
 
 func (*Open) Type() MsgType   { return MsgOpen }
 func (*OK) Type() MsgType     { return MsgOK }
@@ -124,64 +120,37 @@ func (*Step) Type() MsgType   { return MsgStep }
 func (*Result) Type() MsgType { return MsgResult }
 func (*Close) Type() MsgType  { return MsgClose }
 
-// activationSize is the bytes per value of a wire activation dtype, 0 for
-// a dtype that may not travel.
-func activationSize(t kernels.DType) int {
-	switch t {
-	case kernels.F32:
-		return 4
-	case kernels.F16, kernels.BF16:
-		return 2
-	}
-	return 0
-}
-
-func appendUvarint(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
-
-func appendString(b []byte, s string) []byte {
-	b = appendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
 func (m *Open) appendBody(b []byte) []byte {
-	b = appendString(b, m.Model)
-	b = appendUvarint(b, uint64(m.First))
-	b = appendUvarint(b, uint64(m.Last))
-	b = appendUvarint(b, uint64(m.MaxPositions))
+	b = wire.AppendString(b, m.Model)
+	b = wire.AppendUvarint(b, uint64(m.First))
+	b = wire.AppendUvarint(b, uint64(m.Last))
+	b = wire.AppendUvarint(b, uint64(m.MaxPositions))
 	return append(b, byte(m.DType))
 }
 
 func (m *OK) appendBody(b []byte) []byte {
 	for _, v := range []int{int(m.Session), m.First, m.Last, m.MaxPositions, m.Dim, m.MaxStep, m.IdleMillis} {
-		b = appendUvarint(b, uint64(v))
+		b = wire.AppendUvarint(b, uint64(v))
 	}
 	return b
 }
 
 func (m *Error) appendBody(b []byte) []byte {
-	b = appendUvarint(b, uint64(m.Code))
-	b = appendUvarint(b, m.Step)
-	return appendString(b, m.Message)
-}
-
-func (t *Tensor) append(b []byte) []byte {
-	b = append(b, byte(t.DType), byte(len(t.Shape)))
-	for _, d := range t.Shape {
-		b = appendUvarint(b, uint64(d))
-	}
-	return append(b, t.Data...)
+	b = wire.AppendUvarint(b, uint64(m.Code))
+	b = wire.AppendUvarint(b, m.Step)
+	return wire.AppendString(b, m.Message)
 }
 
 func (m *Step) appendBody(b []byte) []byte {
-	b = appendUvarint(b, m.ID)
-	b = appendUvarint(b, uint64(m.Start))
-	b = appendUvarint(b, uint64(m.N))
-	return m.Tensor.append(b)
+	b = wire.AppendUvarint(b, m.ID)
+	b = wire.AppendUvarint(b, uint64(m.Start))
+	b = wire.AppendUvarint(b, uint64(m.N))
+	return wire.AppendTensor(b, &m.Tensor)
 }
 
 func (m *Result) appendBody(b []byte) []byte {
-	b = appendUvarint(b, m.ID)
-	return m.Tensor.append(b)
+	b = wire.AppendUvarint(b, m.ID)
+	return wire.AppendTensor(b, &m.Tensor)
 }
 
 func (*Close) appendBody(b []byte) []byte { return b }
@@ -189,140 +158,10 @@ func (*Close) appendBody(b []byte) []byte { return b }
 // AppendMessage appends m as one frame: the body's length as a uvarint,
 // then the type byte and the body.
 func AppendMessage(dst []byte, m Message) []byte {
-	// Encode the body after room for the longest length prefix, then move
-	// it down: one pass, no second buffer.
-	start := len(dst)
-	dst = append(dst, make([]byte, binary.MaxVarintLen64)...)
+	dst, start := wire.BeginFrame(dst)
 	dst = append(dst, byte(m.Type()))
 	dst = m.appendBody(dst)
-	body := len(dst) - start - binary.MaxVarintLen64
-	var pre [binary.MaxVarintLen64]byte
-	k := binary.PutUvarint(pre[:], uint64(body))
-	copy(dst[start:], pre[:k])
-	copy(dst[start+k:], dst[start+binary.MaxVarintLen64:])
-	return dst[:start+k+body]
-}
-
-// decoder reads fields from a frame body, remembering the first error.
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) fail(format string, args ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf("%w: "+format, append([]any{ErrProtocol}, args...)...)
-	}
-}
-
-// uvarint reads a canonical (shortest-form) uvarint no larger than max.
-func (d *decoder) uvarint(what string, max uint64) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("%s: bad varint", what)
-		return 0
-	}
-	if n != uvarintLen(v) {
-		d.fail("%s: varint not in shortest form", what)
-		return 0
-	}
-	if v > max {
-		d.fail("%s %d exceeds %d", what, v, max)
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func uvarintLen(v uint64) int {
-	n := 1
-	for v >= 0x80 {
-		v >>= 7
-		n++
-	}
-	return n
-}
-
-func (d *decoder) int(what string, max int) int { return int(d.uvarint(what, uint64(max))) }
-
-func (d *decoder) byte(what string) byte {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) == 0 {
-		d.fail("%s: frame ends early", what)
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *decoder) string(what string, max int) string {
-	n := d.int(what+" length", max)
-	if d.err != nil {
-		return ""
-	}
-	if n > len(d.b) {
-		d.fail("%s: %d bytes announced, %d left in the frame", what, n, len(d.b))
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
-}
-
-func (d *decoder) dtype(what string) kernels.DType {
-	t := kernels.DType(d.byte(what))
-	if d.err == nil && activationSize(t) == 0 {
-		d.fail("%s: %s cannot travel as activations (f32, f16 or bf16)", what, t)
-	}
-	return t
-}
-
-// tensor reads a tensor that runs to the end of the frame. The element
-// count is bounded by the bytes present before anything is multiplied.
-func (d *decoder) tensor() Tensor {
-	var t Tensor
-	t.DType = d.dtype("tensor dtype")
-	rank := int(d.byte("tensor rank"))
-	if d.err != nil {
-		return t
-	}
-	if rank < 1 || rank > MaxRank {
-		d.fail("tensor rank %d outside 1..%d", rank, MaxRank)
-		return t
-	}
-	size := activationSize(t.DType)
-	count := 1
-	t.Shape = make([]int, rank)
-	for i := range t.Shape {
-		// Every dim is at least 1, so each is at most the values left.
-		dim := d.int("tensor dim", len(d.b)/size)
-		if d.err != nil {
-			return t
-		}
-		if dim == 0 {
-			d.fail("tensor dim %d is zero", i)
-			return t
-		}
-		if count > len(d.b)/size/dim {
-			d.fail("tensor shape %v: more values than the frame holds", t.Shape[:i+1])
-			return t
-		}
-		count *= dim
-		t.Shape[i] = dim
-	}
-	if count*size != len(d.b) {
-		d.fail("tensor %v of %s needs %d bytes, the frame has %d", t.Shape, t.DType, count*size, len(d.b))
-		return t
-	}
-	t.Data = d.b
-	d.b = nil
-	return t
+	return wire.EndFrame(dst, start)
 }
 
 // DecodeMessage decodes a frame body: the type byte and what follows. A
@@ -332,56 +171,53 @@ func DecodeMessage(body []byte) (Message, error) {
 	if len(body) == 0 {
 		return nil, fmt.Errorf("%w: empty frame", ErrProtocol)
 	}
-	d := &decoder{b: body[1:]}
+	d := wire.NewDecoder(body[1:])
 	const maxInt = 1<<31 - 1
 	var m Message
 	switch t := MsgType(body[0]); t {
 	case MsgOpen:
 		o := &Open{}
-		o.Model = d.string("model id", MaxModelID)
-		o.First = d.int("first layer", maxInt)
-		o.Last = d.int("last layer", maxInt)
-		o.MaxPositions = d.int("max positions", maxInt)
-		o.DType = d.dtype("activation dtype")
+		o.Model = d.String("model id", MaxModelID)
+		o.First = d.Int("first layer", maxInt)
+		o.Last = d.Int("last layer", maxInt)
+		o.MaxPositions = d.Int("max positions", maxInt)
+		o.DType = d.DType("activation dtype")
 		m = o
 	case MsgOK:
 		o := &OK{}
-		o.Session = d.uvarint("session", 1<<63-1)
-		o.First = d.int("first layer", maxInt)
-		o.Last = d.int("last layer", maxInt)
-		o.MaxPositions = d.int("max positions", maxInt)
-		o.Dim = d.int("dim", maxInt)
-		o.MaxStep = d.int("max step", maxInt)
-		o.IdleMillis = d.int("idle timeout", maxInt)
+		o.Session = d.Uvarint("session", 1<<63-1)
+		o.First = d.Int("first layer", maxInt)
+		o.Last = d.Int("last layer", maxInt)
+		o.MaxPositions = d.Int("max positions", maxInt)
+		o.Dim = d.Int("dim", maxInt)
+		o.MaxStep = d.Int("max step", maxInt)
+		o.IdleMillis = d.Int("idle timeout", maxInt)
 		m = o
 	case MsgError:
 		e := &Error{}
-		e.Code = ErrorCode(d.uvarint("error code", 255))
-		e.Step = d.uvarint("step", 1<<64-1)
-		e.Message = d.string("error message", MaxErrorMessage)
+		e.Code = ErrorCode(d.Uvarint("error code", 255))
+		e.Step = d.Uvarint("step", 1<<64-1)
+		e.Message = d.String("error message", MaxErrorMessage)
 		m = e
 	case MsgStep:
 		s := &Step{}
-		s.ID = d.uvarint("step id", 1<<64-1)
-		s.Start = d.int("start", maxInt)
-		s.N = d.int("positions", maxInt)
-		s.Tensor = d.tensor()
+		s.ID = d.Uvarint("step id", 1<<64-1)
+		s.Start = d.Int("start", maxInt)
+		s.N = d.Int("positions", maxInt)
+		s.Tensor = d.Tensor()
 		m = s
 	case MsgResult:
 		r := &Result{}
-		r.ID = d.uvarint("step id", 1<<64-1)
-		r.Tensor = d.tensor()
+		r.ID = d.Uvarint("step id", 1<<64-1)
+		r.Tensor = d.Tensor()
 		m = r
 	case MsgClose:
 		m = &Close{}
 	default:
 		return nil, fmt.Errorf("%w: %w %s", ErrProtocol, ErrUnknownType, t)
 	}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("%s: %d bytes after the message", m.Type(), len(d.b))
-	}
-	if d.err != nil {
-		return nil, fmt.Errorf("%s: %w", MsgType(body[0]), d.err)
+	if err := d.Finish(m.Type().String()); err != nil {
+		return nil, fmt.Errorf("%s: %w", MsgType(body[0]), err)
 	}
 	return m, nil
 }
@@ -391,75 +227,14 @@ func DecodeMessage(body []byte) (Message, error) {
 var ErrUnknownType = errors.New("unknown message type")
 
 // ErrFrameTooLarge is wrapped when a frame's length exceeds the reader's
-// bound; nothing of the body was read or allocated.
-var ErrFrameTooLarge = errors.New("frame too large")
-
-// frameReader reads frames into one buffer it reuses.
-type frameReader struct {
-	r   *bufio.Reader
-	buf []byte
-}
-
-// readBody reads one frame and returns its body, valid until the next
-// call. A length above max is refused before anything is allocated.
-func (f *frameReader) readBody(max int) ([]byte, error) {
-	n, err := f.readLength()
-	if err != nil {
-		return nil, err
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("%w: empty frame", ErrProtocol)
-	}
-	if n > uint64(max) {
-		return nil, fmt.Errorf("%w: %w: %d bytes, at most %d here", ErrProtocol, ErrFrameTooLarge, n, max)
-	}
-	if cap(f.buf) < int(n) {
-		f.buf = make([]byte, n)
-	}
-	b := f.buf[:n]
-	if _, err := io.ReadFull(f.r, b); err != nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, fmt.Errorf("frame body: %w", err)
-	}
-	return b, nil
-}
-
-// readLength reads a frame's length prefix: a canonical uvarint of at
-// most 10 bytes. A clean end of stream before it is io.EOF.
-func (f *frameReader) readLength() (uint64, error) {
-	var v uint64
-	for i := 0; i < binary.MaxVarintLen64; i++ {
-		c, err := f.r.ReadByte()
-		if err != nil {
-			if i == 0 && errors.Is(err, io.EOF) {
-				return 0, io.EOF
-			}
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, fmt.Errorf("frame length: %w", err)
-		}
-		if i == binary.MaxVarintLen64-1 && c > 1 {
-			return 0, fmt.Errorf("%w: frame length overflows 64 bits", ErrProtocol)
-		}
-		v |= uint64(c&0x7f) << (7 * i)
-		if c < 0x80 {
-			if i > 0 && c == 0 {
-				return 0, fmt.Errorf("%w: frame length not in shortest form", ErrProtocol)
-			}
-			return v, nil
-		}
-	}
-	return 0, fmt.Errorf("%w: frame length longer than 10 bytes", ErrProtocol)
-}
+// bound; nothing of the body was read or allocated (it is
+// wire.ErrFrameTooLarge).
+var ErrFrameTooLarge = wire.ErrFrameTooLarge
 
 // ReadMessage reads and decodes one frame of at most max body bytes. A
 // tensor in the message is a fresh copy.
 func ReadMessage(r *bufio.Reader, max int) (Message, error) {
-	f := frameReader{r: r}
-	b, err := f.readBody(max)
+	b, err := wire.ReadFrame(r, max)
 	if err != nil {
 		return nil, err
 	}
@@ -471,3 +246,7 @@ func ReadMessage(r *bufio.Reader, max int) (Message, error) {
 func tensorFrameMax(n, dim int, t kernels.DType) int {
 	return tensorHeaderMax + n*dim*activationSize(t)
 }
+
+// activationSize is the bytes per value of a wire activation dtype, 0 for
+// a dtype that may not travel.
+func activationSize(t kernels.DType) int { return wire.ElemSize(t) }

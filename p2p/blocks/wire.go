@@ -8,6 +8,8 @@ import (
 	"io"
 
 	"github.com/ipfs/go-cid"
+
+	"github.com/mycel-net/mycel/p2p/wire"
 )
 
 // The frames of BlocksProtocol (docs/protocol.md). A client sends requests;
@@ -88,37 +90,19 @@ func readRequest(r *bufio.Reader) (request, error) {
 	return req, nil
 }
 
-// readBounded reads a uvarint and checks that it lies in lo..hi.
+// readBounded reads a uvarint (wire.ReadBounded: shortest form, at most
+// ten bytes) and checks that it lies in lo..hi. The end of the stream
+// inside it, or before it, is io.ErrUnexpectedEOF (a frame is never
+// complete without it); bytes that break the rules are ErrBadFrame.
 func readBounded(r io.ByteReader, lo, hi uint64, what string) (int, error) {
-	v, err := readUvarint(r)
-	if err != nil {
-		return 0, fmt.Errorf("blocks: read %s: %w", what, err)
+	v, err := wire.ReadBounded(r, what, lo, hi)
+	if errors.Is(err, wire.ErrProtocol) {
+		return 0, fmt.Errorf("%w: %w", ErrBadFrame, err)
 	}
-	if v < lo || v > hi {
-		return 0, fmt.Errorf("%w: %s %d out of range (%d..%d)", ErrBadFrame, what, v, lo, hi)
+	if err != nil {
+		return 0, fmt.Errorf("blocks: read %s: %w", what, noEOF(err))
 	}
 	return int(v), nil
-}
-
-// readUvarint reads an unsigned varint of at most ten bytes. The end of
-// the stream inside it, or before it, is io.ErrUnexpectedEOF (a frame is
-// never complete without it); a value past 64 bits is ErrBadFrame.
-func readUvarint(r io.ByteReader) (uint64, error) {
-	var x uint64
-	for i := range binary.MaxVarintLen64 {
-		b, err := r.ReadByte()
-		if err != nil {
-			return 0, noEOF(err)
-		}
-		if b < 0x80 {
-			if i == binary.MaxVarintLen64-1 && b > 1 {
-				break
-			}
-			return x | uint64(b)<<(7*i), nil
-		}
-		x |= uint64(b&0x7f) << (7 * i)
-	}
-	return 0, fmt.Errorf("%w: varint overflows 64 bits", ErrBadFrame)
 }
 
 // noEOF turns an io.EOF inside a frame into io.ErrUnexpectedEOF.

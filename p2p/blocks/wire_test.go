@@ -63,6 +63,7 @@ func TestBadRequests(t *testing.T) {
 		{"too many CIDs", cat([]byte{opGet}, uv(maxRequestCIDs+1)), true},
 		{"huge count", cat([]byte{opHave}, uv(1<<62)), true},
 		{"varint overflow", cat([]byte{opGet}, bytes.Repeat([]byte{0xff}, 11)), true},
+		{"varint not in shortest form", cat([]byte{opGet}, []byte{0x81, 0x00}), true},
 		{"zero-length CID", cat([]byte{opGet}, uv(1), uv(0)), true},
 		{"oversized CID", cat([]byte{opGet}, uv(1), uv(maxCIDLen+1), make([]byte, maxCIDLen+1)), true},
 		{"garbage CID", cat([]byte{opGet}, uv(1), uv(5), []byte("hello")), true},
@@ -144,9 +145,8 @@ func TestEntryHeaders(t *testing.T) {
 }
 
 // FuzzBlocksRequest feeds arbitrary bytes to the request decoder: it must
-// return an error or requests that encode back to the bytes it consumed
-// (less non-minimal varints, which it accepts), never panic or allocate
-// past its bounds.
+// return an error or requests that encode back to the bytes it consumed,
+// never panic or allocate past its bounds.
 func FuzzBlocksRequest(f *testing.F) {
 	f.Add(appendRequest(nil, opGet, testCIDs(3)))
 	f.Add(appendRequest(nil, opHave, testCIDs(1)))

@@ -1,0 +1,125 @@
+package wire
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrDeadline is wrapped when a read or write on a Conn did not finish in
+// time and the stream was reset.
+var ErrDeadline = errors.New("deadline exceeded")
+
+// Stream is what a Conn needs of a stream; a libp2p network.Stream is
+// one.
+type Stream interface {
+	io.Reader
+	io.Writer
+	// Close closes the stream gracefully: what was written still arrives.
+	Close() error
+	// Reset aborts the stream both ways, unblocking a reader and a writer.
+	Reset() error
+}
+
+// Conn is one end of a framed stream: buffered frames in, writes out, and
+// a watchdog that resets the stream when an operation outlives its
+// deadline. The watchdog works on every stream implementation (libp2p's
+// in-memory mock network ignores SetDeadline), and a reset unblocks both a
+// reader and a writer. One goroutine reads and one writes at a time.
+type Conn struct {
+	s  Stream
+	r  *bufio.Reader
+	fr FrameReader
+
+	mu    sync.Mutex
+	timer *time.Timer
+	fired atomic.Bool
+}
+
+// NewConn wraps s, reading through a buffer of bufSize bytes (the default
+// size when 0).
+func NewConn(s Stream, bufSize int) *Conn {
+	if bufSize <= 0 {
+		bufSize = 4096
+	}
+	c := &Conn{s: s, r: bufio.NewReaderSize(s, bufSize)}
+	c.fr.r = c.r
+	c.timer = time.AfterFunc(time.Hour, func() {
+		c.fired.Store(true)
+		s.Reset()
+	})
+	c.timer.Stop()
+	return c
+}
+
+// arm starts (or restarts) the watchdog: the stream is reset after d
+// unless disarm comes first.
+func (c *Conn) arm(d time.Duration) {
+	c.mu.Lock()
+	c.timer.Reset(d)
+	c.mu.Unlock()
+}
+
+func (c *Conn) disarm() {
+	c.mu.Lock()
+	c.timer.Stop()
+	c.mu.Unlock()
+}
+
+// deadlineErr wraps err with ErrDeadline when the watchdog fired.
+func (c *Conn) deadlineErr(err error) error {
+	if err != nil && c.fired.Load() {
+		return fmt.Errorf("%w (%w)", ErrDeadline, err)
+	}
+	return err
+}
+
+// Write writes b (one or more whole frames) within d.
+func (c *Conn) Write(b []byte, d time.Duration) error {
+	c.arm(d)
+	_, err := c.s.Write(b)
+	c.disarm()
+	return c.deadlineErr(err)
+}
+
+// ReadFrame reads one frame of at most max bytes: its first byte must come
+// within wait, the rest within d of it. The body is valid until the next
+// ReadFrame. A clean end of the stream before the frame is io.EOF.
+func (c *Conn) ReadFrame(max int, wait, d time.Duration) ([]byte, error) {
+	c.arm(wait)
+	if _, err := c.r.Peek(1); err != nil {
+		c.disarm()
+		return nil, c.deadlineErr(err)
+	}
+	c.arm(d)
+	b, err := c.fr.Next(max)
+	c.disarm()
+	if err != nil {
+		return nil, c.deadlineErr(err)
+	}
+	return b, nil
+}
+
+// Buffered is the number of bytes read from the stream that no frame has
+// taken yet: more than 0 means the peer's next frame has begun to arrive.
+func (c *Conn) Buffered() int { return c.r.Buffered() }
+
+// Reset stops the watchdog and aborts the stream both ways.
+func (c *Conn) Reset() {
+	c.disarm()
+	c.s.Reset()
+}
+
+// Finish stops the watchdog and closes the stream gracefully: what was
+// written (an error message, say) still reaches the peer before the end
+// of the stream.
+func (c *Conn) Finish() {
+	c.disarm()
+	if err := c.s.Close(); err != nil {
+		c.s.Reset()
+	}
+}
