@@ -65,7 +65,7 @@ FUZZ_TARGETS := \
 	./checkpoints:FuzzGGUF ./checkpoints:FuzzLlama2C \
 	./checkpoints/shards:FuzzManifest ./checkpoints/shards:FuzzPart \
 	./model/tokenizer:FuzzParseLlama2C ./model/tokenizer:FuzzEncodeDecode ./model/tokenizer:FuzzPreTokenizers \
-	./p2p/wire:FuzzReadFrame ./p2p/wire:FuzzDecodeTensor \
+	./p2p/wire:FuzzReadFrame ./p2p/wire:FuzzDecodeTensor ./p2p/records:FuzzOpen \
 	./p2p/blocks:FuzzBlocksRequest ./p2p/blocks:FuzzBlocksAnswer \
 	./swarm:FuzzDecodeMessage ./swarm:FuzzOpenRecord \
 	./train:FuzzJob ./train:FuzzData

@@ -10,8 +10,9 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-	lprecord "github.com/libp2p/go-libp2p/core/record"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/mycel-net/mycel/p2p/records"
 )
 
 // State is where a server stands with a model.
@@ -37,7 +38,7 @@ const (
 	// that a record cannot outlive its server by long.
 	MaxRecordTTL    = time.Hour
 	maxRecordAddrs  = 16
-	maxModelID      = 128
+	maxModelID      = records.MaxTopic
 	maxRecordLayers = 1 << 12
 	maxSoftware     = 64
 )
@@ -155,32 +156,47 @@ func (r *ServerRecord) check() error {
 	return nil
 }
 
+// serverRecords is the kind of ServerRecord for the record machinery
+// (package p2p/records): its limits, its checks, and its withdrawal.
+var serverRecords = &records.Kind[ServerRecord, *ServerRecord]{
+	Name:     "server record",
+	MaxBytes: MaxRecordBytes,
+	MaxTTL:   MaxRecordTTL,
+	MaxAddrs: maxRecordAddrs,
+	Check:    (*ServerRecord).check,
+	Leave: func(r *ServerRecord, model string) {
+		r.Model, r.State = model, StateLeaving
+		if r.Span.Len() <= 0 {
+			r.Span = Span{0, 1}
+		}
+	},
+}
+
+// Topic is the record's model: a directory keeps server records by model.
+func (r *ServerRecord) Topic() string { return r.Model }
+
+// Leaving says the record withdraws its server.
+func (r *ServerRecord) Leaving() bool { return r.State == StateLeaving }
+
+// Stamp returns the fields the record machinery reads and fills in.
+func (r *ServerRecord) Stamp() records.Stamp {
+	return records.Stamp{Peer: r.Peer, Seq: r.Seq, Expires: r.Expires, Addrs: r.Addrs}
+}
+
+// SetStamp sets the fields the record machinery fills in.
+func (r *ServerRecord) SetStamp(s records.Stamp) {
+	r.Peer, r.Seq, r.Expires, r.Addrs = s.Peer, s.Seq, s.Expires, s.Addrs
+}
+
 // Valid says whether the record can be used at now: not expired and not
 // too far in the future.
-func (r *ServerRecord) Valid(now time.Time) bool {
-	return now.Before(r.Expires) && r.Expires.Sub(now) <= MaxRecordTTL+time.Minute
-}
+func (r *ServerRecord) Valid(now time.Time) bool { return serverRecords.Valid(r.Stamp(), now) }
 
 // SignRecord seals r with key; r.Peer is set to key's peer.
 func SignRecord(r *ServerRecord, key crypto.PrivKey) ([]byte, error) {
-	id, err := peer.IDFromPrivateKey(key)
+	b, err := serverRecords.Seal(r, key)
 	if err != nil {
-		return nil, fmt.Errorf("swarm: sign record: %w", err)
-	}
-	if err := r.check(); err != nil {
-		return nil, fmt.Errorf("swarm: sign record: %w", err)
-	}
-	r.Peer = id
-	env, err := lprecord.Seal(r, key)
-	if err != nil {
-		return nil, fmt.Errorf("swarm: sign record: %w", err)
-	}
-	b, err := env.Marshal()
-	if err != nil {
-		return nil, fmt.Errorf("swarm: sign record: %w", err)
-	}
-	if len(b) > MaxRecordBytes {
-		return nil, fmt.Errorf("swarm: sign record: %d bytes (max %d): too many addresses?", len(b), MaxRecordBytes)
+		return nil, fmt.Errorf("swarm: %w", err)
 	}
 	return b, nil
 }
@@ -188,18 +204,9 @@ func SignRecord(r *ServerRecord, key crypto.PrivKey) ([]byte, error) {
 // OpenRecord checks a signed record and returns it with Peer set to its
 // signer. It does not check expiry (see Valid).
 func OpenRecord(b []byte) (*ServerRecord, error) {
-	if len(b) > MaxRecordBytes {
-		return nil, fmt.Errorf("swarm: server record of %d bytes (max %d)", len(b), MaxRecordBytes)
-	}
-	var r ServerRecord
-	env, err := lprecord.ConsumeTypedEnvelope(b, &r)
+	r, err := serverRecords.Open(b)
 	if err != nil {
-		return nil, fmt.Errorf("swarm: server record: %w", err)
+		return nil, fmt.Errorf("swarm: %w", err)
 	}
-	id, err := peer.IDFromPublicKey(env.PublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("swarm: server record: signer: %w", err)
-	}
-	r.Peer = id
-	return &r, nil
+	return r, nil
 }
