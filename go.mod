@@ -3,6 +3,7 @@ module github.com/mycel-net/mycel
 go 1.26.6
 
 require (
+	github.com/ardanlabs/jinja v1.8.0
 	github.com/ipfs/boxo v0.43.0
 	github.com/ipfs/go-block-format v0.2.4
 	github.com/ipfs/go-cid v0.6.2
