@@ -4,6 +4,10 @@
 // tensor in its stored form, and the Backend interface that a compute device
 // implements.
 //
+// A backend that can also train implements Trainer: the products and the
+// backward of each op that a backward pass needs, deterministic whatever
+// the number of threads.
+//
 // The CPU implementation lives in kernels/cpu. A GPU backend can be added
 // beside it without touching package model, which only ever sees Backend.
 //

@@ -95,18 +95,12 @@ func (b *Backend) AttentionBackward(dq, dk, dv, dout, q, k, v []float32, p kerne
 		})
 		// dk_g (+)= dSᵀ·Q_h and dv_g (+)= Pᵀ·dout_h.
 		acc := h%group != 0
-		b.gemmRun(&gemmOp{m: N, n: hd, k: N, c: dk[ko:], ldc: kw, acc: acc, tri: triAUpper,
-			packA: func(dst []float32, m0, mr, pc, kc int) {
-				packRowsT(dst, dP, N, pc, m0, kc, mr, max(0, min(mr, N-m0)))
-			},
+		b.gemmRun(&gemmOp{m: N, n: hd, k: N, c: dk[ko:], ldc: kw, acc: acc, tri: triAUpper, aT: dP, ldaT: N,
 			packB: func(dst []float32, n0, nr, pc, kc int) {
 				packRowsT(dst, q, qw, pc, qo+n0, kc, nr, max(0, min(nr, hd-n0)))
 			},
 		})
-		b.gemmRun(&gemmOp{m: N, n: hd, k: N, c: dv[ko:], ldc: kw, acc: acc, tri: triAUpper,
-			packA: func(dst []float32, m0, mr, pc, kc int) {
-				packRowsT(dst, S, N, pc, m0, kc, mr, max(0, min(mr, N-m0)))
-			},
+		b.gemmRun(&gemmOp{m: N, n: hd, k: N, c: dv[ko:], ldc: kw, acc: acc, tri: triAUpper, aT: S, ldaT: N,
 			packB: func(dst []float32, n0, nr, pc, kc int) {
 				packRowsT(dst, dout, qw, pc, qo+n0, kc, nr, max(0, min(nr, hd-n0)))
 			},

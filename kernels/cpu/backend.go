@@ -1,4 +1,6 @@
-// Package cpu is the CPU implementation of kernels.Backend.
+// Package cpu is the CPU implementation of kernels.Backend and of
+// kernels.Trainer (train.go: the backward products on the same GEMM
+// micro-kernels, gemm_train.go).
 //
 // Hot loops have an assembly version for amd64 (AVX-512 and AVX2+FMA),
 // chosen at run time from the CPU's features (dispatch.go), and a pure-Go

@@ -2,13 +2,15 @@ package cpu
 
 import (
 	"math"
+	"unsafe"
 
 	"github.com/mycel-net/mycel/kernels"
 )
 
 // The products of a backward pass on the GEMM micro-kernels of gemm.go.
-// Both are C[M×N] (+)= A[M×K]·B[K×N] with the operands in other layouts
-// than MatMul's, so only the packing differs:
+// Each is C[M×N] (+)= A[M×K]·B[K×N] with the operands in other layouts
+// than MatMul's, so only the packing differs (AttentionBackward's five
+// products per head are more of the same):
 //
 //	MatMulT:    dx[n×Cols] (+)= dy[n×Rows] · W[Rows×Cols]
 //	            A = dy packed as MatMul packs x; B = W, whose rows are
@@ -20,10 +22,10 @@ import (
 //	            of each of kc rows of x.
 //
 // A is packed once per call, in parallel. The work is split over C's
-// columns in items of whole NR-wide panels; an item packs its panels of B
-// one depth block at a time and runs the micro-kernel over every MR×NR
-// tile of its columns, for all of C's rows, in blocks of gemmMCPanels
-// panels of A that stay in L2.
+// columns in items of whole NR-wide panels, and where C is narrow over
+// its rows too; an item packs its panels of B one depth block at a time
+// and runs the micro-kernel over every MR×NR tile of its columns and
+// rows, in blocks of gemmMCPanels panels of A that stay in L2.
 //
 // The result is bitwise independent of the number of threads: every
 // element of C is a sum over depth blocks of gemmKC, in order, each block
@@ -42,6 +44,10 @@ type gemmOp struct {
 	// packA writes dst[k·mr + i] = A[m0+i, pc+k] for k < kc, i < mr;
 	// zero for rows past M.
 	packA func(dst []float32, m0, mr, pc, kc int)
+	// aT, if not nil, is A stored transposed, A[m,k] = aT[k·ldaT + m],
+	// which gemmRun packs itself (packRowsT) instead of calling packA.
+	aT   []float32
+	ldaT int
 	// packB writes dst[k·nr + j] = B[pc+k, n0+j] for k < kc, j < nr;
 	// zero for columns past N.
 	packB func(dst []float32, n0, nr, pc, kc int)
@@ -130,7 +136,26 @@ func (t *gemmRunTask) packA(i int) {
 	mp := i % mPanels
 	kc := min(gemmKC, t.op.k-pc)
 	off := t.aOff(pc, mp, kc)
-	t.op.packA(t.b.packA[off:off+mr*kc:off+mr*kc+panelPad], mp*mr, mr, pc, kc)
+	dst := t.b.packA[off : off+mr*kc : off+mr*kc+panelPad]
+	if op := t.op; op.aT != nil {
+		// Panel by panel: measured faster than a row of aT at a time
+		// across many panels.
+		packRowsT(dst, op.aT, op.ldaT, pc, mp*mr, kc, mr, max(0, min(mr, op.m-mp*mr)))
+		return
+	}
+	t.op.packA(dst, mp*mr, mr, pc, kc)
+}
+
+// moveFloats copies n floats (even) from s to d in vector moves of four
+// and two: copy would call memmove for each few floats.
+func moveFloats(d, s unsafe.Pointer, n int) {
+	j := 0
+	for ; j+4 <= n; j += 4 {
+		*(*[4]float32)(unsafe.Add(d, 4*j)) = *(*[4]float32)(unsafe.Add(s, 4*j))
+	}
+	if j < n {
+		*(*[2]float32)(unsafe.Add(d, 4*j)) = *(*[2]float32)(unsafe.Add(s, 4*j))
+	}
 }
 
 // panelPad floats follow each packed panel of A, so that a vector packer
@@ -220,37 +245,17 @@ func (t *gemmRunTask) compute(worker, item int) {
 // i < w, zero for i ≥ cnt: w consecutive values (cnt of them real) of kc
 // rows of a row-major matrix.
 func packRowsT(dst, src []float32, ld, r0, c0, kc, w, cnt int) {
-	if cnt == w {
-		// The widths of the micro-kernels' panels, copied as arrays: a
-		// few vector moves where copy would call memmove.
+	if cnt == w && w%2 == 0 && kc > 0 {
+		// Whole panels (every micro-kernel's width is even) in pieces
+		// of four and two floats, each a vector move: copy would call
+		// memmove for every few floats.
 		o := r0*ld + c0
-		switch w {
-		case 32:
-			for k := 0; k < kc; k++ {
-				*(*[32]float32)(dst[k*32:]) = *(*[32]float32)(src[o+k*ld:])
-			}
-			return
-		case 16:
-			for k := 0; k < kc; k++ {
-				*(*[16]float32)(dst[k*16:]) = *(*[16]float32)(src[o+k*ld:])
-			}
-			return
-		case 12:
-			for k := 0; k < kc; k++ {
-				*(*[12]float32)(dst[k*12:]) = *(*[12]float32)(src[o+k*ld:])
-			}
-			return
-		case 6:
-			for k := 0; k < kc; k++ {
-				*(*[6]float32)(dst[k*6:]) = *(*[6]float32)(src[o+k*ld:])
-			}
-			return
-		case 4:
-			for k := 0; k < kc; k++ {
-				*(*[4]float32)(dst[k*4:]) = *(*[4]float32)(src[o+k*ld:])
-			}
-			return
+		_, _ = src[o+(kc-1)*ld+w-1], dst[kc*w-1]
+		sp, dp := unsafe.Pointer(&src[o]), unsafe.Pointer(&dst[0])
+		for k := 0; k < kc; k++ {
+			moveFloats(unsafe.Add(dp, 4*k*w), unsafe.Add(sp, 4*k*ld), w)
 		}
+		return
 	}
 	for k := 0; k < kc; k++ {
 		d := dst[k*w : (k+1)*w]

@@ -133,10 +133,7 @@ func (b *Backend) MatMulGrad(dw, dy, x []float32, n, rows, cols int) {
 	if n == 0 {
 		return
 	}
-	op := &gemmOp{m: rows, n: cols, k: n, c: dw, ldc: cols, acc: true,
-		packA: func(dst []float32, m0, mr, pc, kc int) {
-			packRowsT(dst, dy, rows, pc, m0, kc, mr, max(0, min(mr, rows-m0)))
-		},
+	op := &gemmOp{m: rows, n: cols, k: n, c: dw, ldc: cols, acc: true, aT: dy, ldaT: rows,
 		packB: func(dst []float32, n0, nr, pc, kc int) {
 			packRowsT(dst, x, cols, pc, n0, kc, nr, max(0, min(nr, cols-n0)))
 		},

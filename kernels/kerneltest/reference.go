@@ -1,8 +1,12 @@
 // Package kerneltest holds float64 reference implementations of every
-// kernels.Backend method and a conformance suite, TestBackend, that any
-// backend runs from its own tests:
+// kernels.Backend and kernels.Trainer method and a conformance suite,
+// TestBackend, that any backend runs from its own tests:
 //
 //	func TestConformance(t *testing.T) { kerneltest.TestBackend(t, cpu.New(2)) }
+//
+// TestBackend runs TestTrainer too where the backend implements
+// kernels.Trainer; TestTrainerDeterminism checks that the Trainer's
+// results do not depend on the number of threads.
 //
 // The references are plain loops in float64, written for clarity; they are
 // the specification the optimized kernels are checked against.
