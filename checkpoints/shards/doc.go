@@ -13,7 +13,7 @@
 //
 // Manifests and parts are canonical DAG-JSON (sorted keys, no whitespace)
 // addressed with NodePrefix (CIDv1, dag-json, sha2-256); chunks are raw
-// blocks (blocks.Prefix). The same input always gives the same model CID,
+// blocks (block.Prefix). The same input always gives the same model CID,
 // and a node that hosts layers 10 to 19 fetches exactly those parts'
 // blocks, verified one by one.
 //

@@ -9,20 +9,20 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/mycel-net/mycel/checkpoints"
+	"github.com/mycel-net/mycel/checkpoints/shards/block"
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model/tokenizer"
-	"github.com/mycel-net/mycel/p2p/blocks"
 )
 
 // Putter stores blocks; *blocks.Store is one.
 type Putter interface {
-	PutMany(ctx context.Context, bs []blocks.Block) error
+	PutMany(ctx context.Context, bs []Block) error
 }
 
 // Getter returns a block whose bytes match its CID; *blocks.Store and
 // *blocks.Exchange are ones.
 type Getter interface {
-	Get(ctx context.Context, c cid.Cid) (blocks.Block, error)
+	Get(ctx context.Context, c cid.Cid) (Block, error)
 }
 
 // ImportOption configures Import.
@@ -104,7 +104,7 @@ func Import(ctx context.Context, src *checkpoints.Model, put Putter, opts ...Imp
 		return nil, err
 	}
 	// The root goes last: a store that holds it holds the whole model.
-	if err := put.PutMany(ctx, []blocks.Block{root}); err != nil {
+	if err := put.PutMany(ctx, []Block{root}); err != nil {
 		return nil, fmt.Errorf("shards: store manifest %s: %w", root.CID, err)
 	}
 	im.Bytes += int64(len(root.Data))
@@ -115,26 +115,26 @@ func Import(ctx context.Context, src *checkpoints.Model, put Putter, opts ...Imp
 }
 
 // run stores everything but the root block, which it returns.
-func (in *importer) run(src *checkpoints.Model) (blocks.Block, error) {
+func (in *importer) run(src *checkpoints.Model) (Block, error) {
 	w := src.Weights
 	m := &Manifest{Format: ManifestFormat, Name: in.cfg.name, Config: w.Config}
 	tokGGUF, err := tokenizerGGUF(src, in.cfg.tok)
 	if err != nil {
-		return blocks.Block{}, err
+		return Block{}, err
 	}
 	if tokGGUF != nil {
 		if len(tokGGUF) > MaxTokenizerBytes {
-			return blocks.Block{}, fmt.Errorf("shards: tokenizer of %d bytes, over the %d-byte limit", len(tokGGUF), MaxTokenizerBytes)
+			return Block{}, fmt.Errorf("shards: tokenizer of %d bytes, over the %d-byte limit", len(tokGGUF), MaxTokenizerBytes)
 		}
 		b, err := in.blob(tokGGUF)
 		if err != nil {
-			return blocks.Block{}, fmt.Errorf("shards: store tokenizer: %w", err)
+			return Block{}, fmt.Errorf("shards: store tokenizer: %w", err)
 		}
 		m.Tokenizer = &b
 	}
 
 	if m.Embedding, err = in.part([]namedTensor{matrixTensor("token_embd.weight", w.Embedding)}); err != nil {
-		return blocks.Block{}, err
+		return Block{}, err
 	}
 	for i, l := range w.Layers {
 		p := fmt.Sprintf("blk.%d.", i)
@@ -150,7 +150,7 @@ func (in *importer) run(src *checkpoints.Model) (blocks.Block, error) {
 			matrixTensor(p+"ffn_up.weight", l.W3),
 		})
 		if err != nil {
-			return blocks.Block{}, err
+			return Block{}, err
 		}
 		m.Layers = append(m.Layers, link)
 	}
@@ -159,14 +159,14 @@ func (in *importer) run(src *checkpoints.Model) (blocks.Block, error) {
 		head = append(head, matrixTensor("output.weight", w.Output))
 	}
 	if m.Head, err = in.part(head); err != nil {
-		return blocks.Block{}, err
+		return Block{}, err
 	}
 	if err := in.flush(); err != nil {
-		return blocks.Block{}, err
+		return Block{}, err
 	}
 	root, err := m.Encode()
 	if err != nil {
-		return blocks.Block{}, err
+		return Block{}, err
 	}
 	in.im.Manifest = m
 	return root, nil
@@ -195,7 +195,7 @@ type importer struct {
 	put     Putter
 	im      *Imported
 	cfg     *importConfig
-	pending []blocks.Block
+	pending []Block
 
 	slots chan struct{}
 	wg    sync.WaitGroup
@@ -207,7 +207,7 @@ func newImporter(ctx context.Context, put Putter, im *Imported, cfg *importConfi
 	return &importer{ctx: ctx, put: put, im: im, cfg: cfg, slots: make(chan struct{}, importWriters)}
 }
 
-func (in *importer) store(b blocks.Block) error {
+func (in *importer) store(b Block) error {
 	in.pending = append(in.pending, b)
 	in.im.Bytes += int64(len(b.Data))
 	in.im.Blocks++
@@ -236,7 +236,7 @@ func (in *importer) flush() error {
 		return nil
 	}
 	batch := in.pending
-	in.pending = make([]blocks.Block, 0, importBatch)
+	in.pending = make([]Block, 0, importBatch)
 	select {
 	case in.slots <- struct{}{}:
 	case <-in.ctx.Done():
@@ -264,9 +264,9 @@ func (in *importer) wait() error {
 // blob cuts data into chunks and stores them.
 func (in *importer) blob(data []byte) (Blob, error) {
 	b := Blob{Size: int64(len(data))}
-	for off := 0; off < len(data); off += blocks.ChunkSize {
-		end := min(off+blocks.ChunkSize, len(data))
-		blk := blocks.NewBlock(data[off:end:end])
+	for off := 0; off < len(data); off += ChunkSize {
+		end := min(off+ChunkSize, len(data))
+		blk := block.New(data[off:end:end])
 		if err := in.store(blk); err != nil {
 			return b, err
 		}

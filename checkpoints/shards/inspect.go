@@ -6,8 +6,6 @@ import (
 	"fmt"
 
 	"github.com/ipfs/go-cid"
-
-	"github.com/mycel-net/mycel/p2p/blocks"
 )
 
 // Haser reports whether a block is at hand; *blocks.Store is one.
@@ -63,7 +61,7 @@ func (in *Info) LocalParts() int {
 }
 
 // Inspect describes the model root: the manifest and every part are read
-// through get (a part that get does not find, blocks.ErrNotFound, is
+// through get (a part that get does not find, ErrNotFound, is
 // reported with Read false), and has says which chunks are at hand. With
 // a local store as both, nothing is fetched from the network. A part that
 // is found but damaged or inconsistent with the config is an error.
@@ -90,7 +88,7 @@ func Inspect(ctx context.Context, get Getter, has Haser, root cid.Cid) (*Info, e
 		pi := PartInfo{PartRef: r}
 		p, err := m.GetPart(ctx, get, r)
 		switch {
-		case errors.Is(err, blocks.ErrNotFound):
+		case errors.Is(err, ErrNotFound):
 		case err != nil:
 			return nil, err
 		default:

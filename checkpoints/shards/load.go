@@ -12,7 +12,6 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/model/tokenizer"
-	"github.com/mycel-net/mycel/p2p/blocks"
 )
 
 // Span selects what of a model to fetch or load: layers [First, Last),
@@ -160,7 +159,7 @@ func BlocksFor(ctx context.Context, get Getter, root cid.Cid, s Span) ([]cid.Cid
 }
 
 // eachChunk fetches a blob's chunks in order, verifies each against its
-// CID and its expected length (blocks.ChunkSize but for the last), and
+// CID and its expected length (ChunkSize but for the last), and
 // hands it to fn.
 func eachChunk(ctx context.Context, get Getter, what string, b *Blob, fn func([]byte) error) error {
 	left := b.Size
@@ -172,7 +171,7 @@ func eachChunk(ctx context.Context, get Getter, what string, b *Blob, fn func([]
 		if err := blk.Verify(); err != nil {
 			return fmt.Errorf("shards: %s chunk %d: %w", what, i, err)
 		}
-		if want := min(left, blocks.ChunkSize); int64(len(blk.Data)) != want {
+		if want := min(left, ChunkSize); int64(len(blk.Data)) != want {
 			return fmt.Errorf("shards: %s chunk %d (%s): %d bytes, want %d", what, i, c.CID, len(blk.Data), want)
 		}
 		left -= int64(len(blk.Data))

@@ -10,9 +10,9 @@ import (
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/mycel-net/mycel/checkpoints/shards/block"
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
-	"github.com/mycel-net/mycel/p2p/blocks"
 )
 
 // Format versions written in manifests and parts.
@@ -22,7 +22,7 @@ const (
 )
 
 // NodePrefix addresses manifest and part blocks: CIDv1, DAG-JSON codec,
-// sha2-256. Tensor and tokenizer chunks are raw blocks (blocks.Prefix).
+// sha2-256. Tensor and tokenizer chunks are raw blocks (block.Prefix).
 // With the DAG-JSON codec any IPLD tool can follow the links of a model,
 // down to its chunks.
 var NodePrefix = cid.Prefix{Version: 1, Codec: cid.DagJSON, MhType: mh.SHA2_256, MhLength: -1}
@@ -30,7 +30,7 @@ var NodePrefix = cid.Prefix{Version: 1, Codec: cid.DagJSON, MhType: mh.SHA2_256,
 // Limits checked when decoding, before anything is sized from a field.
 const (
 	// MaxManifestBytes bounds a manifest or part block: one block.
-	MaxManifestBytes = blocks.MaxBlockSize
+	MaxManifestBytes = block.MaxBlockSize
 	// MaxTensorsPerPart bounds a part's tensor list.
 	MaxTensorsPerPart = 64
 	// MaxTensorBytes bounds one tensor (64 GiB).
@@ -67,7 +67,7 @@ func (l *Link) UnmarshalJSON(b []byte) error {
 }
 
 // Blob is a byte string cut into blocks: every chunk but the last holds
-// exactly blocks.ChunkSize bytes.
+// exactly ChunkSize bytes.
 type Blob struct {
 	Size   int64  `json:"size"`
 	Chunks []Link `json:"chunks"`
@@ -104,32 +104,32 @@ type Part struct {
 }
 
 // Encode returns the manifest's block; its CID is the model's.
-func (m *Manifest) Encode() (blocks.Block, error) { return encodeNode(m) }
+func (m *Manifest) Encode() (Block, error) { return encodeNode(m) }
 
 // Encode returns the part's block.
-func (p *Part) Encode() (blocks.Block, error) { return encodeNode(p) }
+func (p *Part) Encode() (Block, error) { return encodeNode(p) }
 
 // encodeNode writes v as canonical DAG-JSON (object keys sorted by their
 // bytes, no whitespace, no HTML escaping) in a block addressed with
 // NodePrefix, so that equal values always give equal CIDs whatever the
 // order of the Go struct fields.
-func encodeNode(v any) (blocks.Block, error) {
+func encodeNode(v any) (Block, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return blocks.Block{}, fmt.Errorf("shards: encode: %w", err)
+		return Block{}, fmt.Errorf("shards: encode: %w", err)
 	}
 	b, err = canonicalJSON(b)
 	if err != nil {
-		return blocks.Block{}, fmt.Errorf("shards: encode: %w", err)
+		return Block{}, fmt.Errorf("shards: encode: %w", err)
 	}
 	if len(b) > MaxManifestBytes {
-		return blocks.Block{}, fmt.Errorf("shards: %d-byte manifest over the %d-byte block limit", len(b), MaxManifestBytes)
+		return Block{}, fmt.Errorf("shards: %d-byte manifest over the %d-byte block limit", len(b), MaxManifestBytes)
 	}
 	c, err := NodePrefix.Sum(b)
 	if err != nil {
-		return blocks.Block{}, fmt.Errorf("shards: encode: %w", err)
+		return Block{}, fmt.Errorf("shards: encode: %w", err)
 	}
-	return blocks.Block{CID: c, Data: b}, nil
+	return Block{CID: c, Data: b}, nil
 }
 
 // canonicalJSON rewrites a JSON document with sorted keys and no
@@ -206,7 +206,7 @@ func checkBlob(what string, b *Blob) error {
 	if b.Size < 0 || b.Size > MaxTensorBytes {
 		return fmt.Errorf("shards: %s: size %d out of range", what, b.Size)
 	}
-	want := (b.Size + blocks.ChunkSize - 1) / blocks.ChunkSize
+	want := (b.Size + ChunkSize - 1) / ChunkSize
 	if int64(len(b.Chunks)) != want {
 		return fmt.Errorf("shards: %s: %d chunks for %d bytes, want %d", what, len(b.Chunks), b.Size, want)
 	}

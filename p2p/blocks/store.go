@@ -23,6 +23,8 @@ import (
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
 	mh "github.com/multiformats/go-multihash"
+
+	"github.com/mycel-net/mycel/checkpoints/shards/block"
 )
 
 // ErrStoreFull means a write would take the store past its byte cap. Nothing
@@ -30,8 +32,8 @@ import (
 var ErrStoreFull = errors.New("blocks: store full")
 
 // ErrNotFound means a block is not available: not in the local store, or no
-// peer delivered it in time.
-var ErrNotFound = errors.New("blocks: block not found")
+// peer delivered it in time (block.ErrNotFound).
+var ErrNotFound = block.ErrNotFound
 
 // ErrClosed means the store or exchange was used after Close.
 var ErrClosed = errors.New("blocks: closed")
