@@ -77,4 +77,14 @@
 // of times.
 //
 // Protocol IDs are in protocols.go and specified in docs/protocol.md.
+//
+// # Below the protocols
+//
+// Two subpackages hold what every protocol above shares: p2p/wire, the
+// bounded reads (uvarints and frames whose lengths are checked before
+// anything is allocated), a frame decoder, tensors as a header and raw
+// little-endian values, and a stream with deadlines; and p2p/records,
+// signed expiring records of peers grouped by topic and the directory
+// that spreads them over the DHT, pubsub and a pull protocol (swarm's
+// server records, train's job and peer records).
 package p2p

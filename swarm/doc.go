@@ -151,7 +151,9 @@
 // ServersKey(model), the model's gossipsub topic (TopicFor), and
 // /mycel/servers/1, which asks a peer for the records it holds; every
 // record is checked on arrival, and a record on the topic must be signed
-// by the peer that published it.
+// by the peer that published it. The machinery (envelopes, merging by
+// sequence, expiry, the three paths) is p2p/records; the frames and
+// tensors of /mycel/infer/1 are read and written with p2p/wire.
 //
 // Serve makes a node a volunteer: it reads the swarm's Coverage (each
 // layer's summed throughput), takes the span ChooseSpan picks for the

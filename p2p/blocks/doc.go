@@ -3,7 +3,9 @@
 // sha2-256); large content is cut into ChunkSize (1 MiB) blocks by Split or
 // Import, and whoever lists the CIDs in order (a model manifest, for
 // instance) can get the content back from any peers that hold the blocks,
-// checking every byte against its name.
+// checking every byte against its name. Block is block.Block
+// (checkpoints/shards/block), so layouts built on blocks take the store
+// and the exchange through small interfaces of their own.
 //
 // The package keeps the libraries it uses (boxo's bitswap) behind types of
 // its own, so that they can be replaced without touching callers.

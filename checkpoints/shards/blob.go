@@ -1,0 +1,43 @@
+package shards
+
+import (
+	"context"
+
+	"github.com/mycel-net/mycel/p2p/blocks"
+)
+
+// Other layouts built on the same blocks (data sets: checkpoints/datasets)
+// share the model's node encoding and blobs through these.
+
+// EncodeNode writes v as a canonical DAG-JSON block addressed with
+// NodePrefix, as manifests and parts are: equal values give equal CIDs.
+func EncodeNode(v any) (blocks.Block, error) { return encodeNode(v) }
+
+// DecodeNode decodes a node block into v strictly: at most
+// MaxManifestBytes, one JSON value, no unknown fields.
+func DecodeNode(b []byte, v any) error { return decodeStrict(b, v) }
+
+// Check checks that the blob's chunk count fits its size; what names it in
+// the error.
+func (b *Blob) Check(what string) error { return checkBlob(what, b) }
+
+// ReadBlob fetches a blob's chunks through get, verifying each against its
+// CID and length, and joins them.
+func ReadBlob(ctx context.Context, get Getter, what string, b *Blob) ([]byte, error) {
+	return readBlob(ctx, get, what, b)
+}
+
+// SplitBlob cuts data into the chunks of a blob (blocks.ChunkSize bytes
+// each but the last, raw blocks) without copying it, and returns the blob
+// and the chunk blocks to store.
+func SplitBlob(data []byte) (Blob, []blocks.Block) {
+	b := Blob{Size: int64(len(data))}
+	var bs []blocks.Block
+	for off := 0; off < len(data); off += blocks.ChunkSize {
+		end := min(off+blocks.ChunkSize, len(data))
+		blk := blocks.NewBlock(data[off:end:end])
+		bs = append(bs, blk)
+		b.Chunks = append(b.Chunks, Link{blk.CID})
+	}
+	return b, bs
+}
