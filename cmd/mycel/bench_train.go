@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ type benchTrainFlags struct {
 	seq     int
 	steps   int
 	rank    int
+	profile string
 }
 
 func newBenchTrainCmd() *cobra.Command {
@@ -55,6 +57,7 @@ products (the head included, the embedding lookup not), attention
 	fl.IntVar(&f.seq, "seq", 256, "tokens per sequence")
 	fl.IntVarP(&f.steps, "steps", "n", 3, "timed steps")
 	fl.IntVar(&f.rank, "rank", 8, "LoRA rank")
+	fl.StringVar(&f.profile, "cpuprofile", "", "write a CPU profile of the timed steps to this file")
 	return cmd
 }
 
@@ -110,6 +113,17 @@ func benchTrain(cmd *cobra.Command, f *benchTrainFlags) error {
 		return err
 	}
 	tr.Time = train.Timings{}
+	if f.profile != "" {
+		pf, err := os.Create(f.profile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	tokens := 0
 	for range f.steps {
