@@ -19,8 +19,8 @@ const minPadRows = 4
 // its own cache. With block-quantized weights a batch of two or three rows
 // is padded to minPadRows for the products (copies of the last row), so
 // that the backend's multi-row kernel reads each weight once for all of
-// them rather than once per row, and a batch of 4k+1 rows runs as 4k rows
-// and one (see splitRows). Row i gives the result
+// them rather than once per row, and a Q4_0 batch of 4k+1 rows runs as 4k
+// rows and one (see splitRows). Row i gives the result
 // Forward(caches[i], row, 1) gives, exactly while the batch goes through
 // the backend's row-by-row kernels and to rounding when it goes through a
 // matrix-matrix kernel.

@@ -70,12 +70,14 @@ type Dense struct {
 func NewDense(be kernels.Backend, w *kernels.Matrix) *Dense { return &Dense{W: w, be: be} }
 
 // splitRows reports whether a product of n rows over w runs best as n-1
-// rows and one: a block-quantized batch of 4k+1 rows (k ≥ 1), whose last
-// row would otherwise cost the backend's multi-row kernel a whole
-// overlapping four-row tile, while the one row's matrix-vector product
-// reads the weights the tiles just brought into the cache.
+// rows and one: a Q4_0 batch of 4k+1 rows (k ≥ 1), whose last row would
+// otherwise cost the backend's multi-row kernel a whole overlapping
+// four-row tile, while the one row's matrix-vector product reads the
+// weights the tiles just brought into the cache. Q8_0's multi-row kernel
+// (activations prepared in groups of four) covers the fifth row for less
+// than a second pass over the weights costs (docs/performance.md).
 func splitRows(w *kernels.Matrix, n int) bool {
-	return n > minPadRows && n%minPadRows == 1 && w.Type.Quantized()
+	return n > minPadRows && n%minPadRows == 1 && w.Type == kernels.Q4_0
 }
 
 // Apply sets out = x·Wᵀ for n rows.
