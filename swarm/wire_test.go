@@ -135,3 +135,22 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 	})
 }
+
+// The bytes of a few messages, written out by hand from docs/protocol.md.
+func TestMessageBytes(t *testing.T) {
+	for _, tc := range []struct {
+		m    Message
+		want []byte
+	}{
+		{&Open{Model: "ab", First: 1, Last: 3, MaxPositions: 300, DType: kernels.F16},
+			[]byte{9, 0x01, 2, 'a', 'b', 1, 3, 0xac, 0x02, 1}},
+		{&Result{ID: 5, Tensor: Tensor{DType: kernels.F32, Shape: []int{1, 2}, Data: []byte{0, 1, 2, 3, 4, 5, 6, 7}}},
+			[]byte{14, 0x05, 5, 0, 2, 1, 2, 0, 1, 2, 3, 4, 5, 6, 7}},
+		{&Error{Code: CodeBusy, Message: "x"}, []byte{5, 0x03, 4, 0, 1, 'x'}},
+		{&Close{}, []byte{1, 0x06}},
+	} {
+		if got := AppendMessage(nil, tc.m); !bytes.Equal(got, tc.want) {
+			t.Errorf("%s: % x, want % x", tc.m.Type(), got, tc.want)
+		}
+	}
+}
