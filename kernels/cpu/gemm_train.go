@@ -313,25 +313,36 @@ func decodeCols(dst []float32, w *kernels.Matrix, r, c0 int) {
 			dst[j] = math.Float32frombits(uint32(h) << 16)
 		}
 	case kernels.Q8_0:
+		// Block by block: one scale, then the quants of the columns
+		// wanted.
 		row := w.Row(r)
-		for j := range dst {
+		for j := 0; j < len(dst); {
 			c := c0 + j
-			blk := row[c/kernels.QK*kernels.Q8_0BlockBytes:]
+			blk := row[c/kernels.QK*kernels.Q8_0BlockBytes:][:kernels.Q8_0BlockBytes]
 			d := kernels.F16ToF32(uint16(blk[0]) | uint16(blk[1])<<8)
-			dst[j] = float32(int8(blk[2+c%kernels.QK])) * d
+			i0 := c % kernels.QK
+			out := dst[j:min(len(dst), j+kernels.QK-i0)]
+			for i, q := range blk[2+i0 : 2+i0+len(out)] {
+				out[i] = float32(int8(q)) * d
+			}
+			j += len(out)
 		}
 	case kernels.Q4_0:
 		row := w.Row(r)
-		for j := range dst {
+		for j := 0; j < len(dst); {
 			c := c0 + j
-			blk := row[c/kernels.QK*kernels.Q4_0BlockBytes:]
+			blk := row[c/kernels.QK*kernels.Q4_0BlockBytes:][:kernels.Q4_0BlockBytes]
 			d := kernels.F16ToF32(uint16(blk[0]) | uint16(blk[1])<<8)
-			i := c % kernels.QK
-			q := blk[2+i%(kernels.QK/2)]
-			if i >= kernels.QK/2 {
-				q >>= 4
+			i0 := c % kernels.QK
+			out := dst[j:min(len(dst), j+kernels.QK-i0)]
+			for i := range out {
+				q := blk[2+(i0+i)%(kernels.QK/2)]
+				if i0+i >= kernels.QK/2 {
+					q >>= 4
+				}
+				out[i] = float32(int(q&0x0f)-8) * d
 			}
-			dst[j] = float32(int(q&0x0f)-8) * d
+			j += len(out)
 		}
 	default:
 		panic("cpu: no decoder for " + w.Type.String())

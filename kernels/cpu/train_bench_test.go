@@ -57,10 +57,11 @@ func benchTrain(b *testing.B, dt kernels.DType, n, rows, cols int, which string)
 }
 
 // BenchmarkTrainGEMMRatio runs, for each shape, the forward f32 MatMul,
-// the f32 MatMulT and MatMulGrad in turn, round after round, and reports
-// each one's best time as GFLOPS and the backward products' rates as
-// ratios to the forward's: interleaving and best times keep the ratios
-// steady on a machine shared with other work.
+// the f32 MatMulT and MatMulGrad, and MatMulT over bf16 and Q8_0 weights
+// in turn, round after round, and reports the f32 ones' best times as
+// GFLOPS and every backward product's rate as a ratio to the forward's:
+// interleaving and best times keep the ratios steady on a machine shared
+// with other work.
 func BenchmarkTrainGEMMRatio(b *testing.B) {
 	for _, s := range trainShapes {
 		for _, threads := range []int{1, 0} {
@@ -79,6 +80,8 @@ func benchTrainRatio(b *testing.B, n, rows, cols, threads int) {
 			be := New(threads)
 			defer be.Close()
 			w := benchMatrix(kernels.F32, rows, cols)
+			wb := benchMatrix(kernels.BF16, rows, cols)
+			wq := benchMatrix(kernels.Q8_0, rows, cols)
 			x := randVecSeed(n*cols, 5)
 			dy := randVecSeed(n*rows, 6)
 			out := make([]float32, n*rows)
@@ -88,6 +91,8 @@ func benchTrainRatio(b *testing.B, n, rows, cols, threads int) {
 				func() { be.MatMul(out, w, x, n) },
 				func() { be.MatMulT(dx, w, dy, n, false) },
 				func() { be.MatMulGrad(dw, dy, x, n, rows, cols) },
+				func() { be.MatMulT(dx, wb, dy, n, false) },
+				func() { be.MatMulT(dx, wq, dy, n, false) },
 			}
 			best := make([]time.Duration, len(fs))
 			for i := range best {
@@ -107,6 +112,8 @@ func benchTrainRatio(b *testing.B, n, rows, cols, threads int) {
 			b.ReportMetric(gf(best[2]), "grad-GFLOPS")
 			b.ReportMetric(gf(best[1])/gf(best[0]), "T/fwd")
 			b.ReportMetric(gf(best[2])/gf(best[0]), "grad/fwd")
+			b.ReportMetric(gf(best[3])/gf(best[0]), "T-bf16/fwd")
+			b.ReportMetric(gf(best[4])/gf(best[0]), "T-q8_0/fwd")
 		})
 	}
 }
