@@ -3,7 +3,7 @@ package shards
 import (
 	"context"
 
-	"github.com/mycel-net/mycel/p2p/blocks"
+	"github.com/mycel-net/mycel/checkpoints/shards/block"
 )
 
 // Other layouts built on the same blocks (data sets: checkpoints/datasets)
@@ -11,7 +11,7 @@ import (
 
 // EncodeNode writes v as a canonical DAG-JSON block addressed with
 // NodePrefix, as manifests and parts are: equal values give equal CIDs.
-func EncodeNode(v any) (blocks.Block, error) { return encodeNode(v) }
+func EncodeNode(v any) (Block, error) { return encodeNode(v) }
 
 // DecodeNode decodes a node block into v strictly: at most
 // MaxManifestBytes, one JSON value, no unknown fields.
@@ -27,15 +27,15 @@ func ReadBlob(ctx context.Context, get Getter, what string, b *Blob) ([]byte, er
 	return readBlob(ctx, get, what, b)
 }
 
-// SplitBlob cuts data into the chunks of a blob (blocks.ChunkSize bytes
+// SplitBlob cuts data into the chunks of a blob (ChunkSize bytes
 // each but the last, raw blocks) without copying it, and returns the blob
 // and the chunk blocks to store.
-func SplitBlob(data []byte) (Blob, []blocks.Block) {
+func SplitBlob(data []byte) (Blob, []Block) {
 	b := Blob{Size: int64(len(data))}
-	var bs []blocks.Block
-	for off := 0; off < len(data); off += blocks.ChunkSize {
-		end := min(off+blocks.ChunkSize, len(data))
-		blk := blocks.NewBlock(data[off:end:end])
+	var bs []Block
+	for off := 0; off < len(data); off += ChunkSize {
+		end := min(off+ChunkSize, len(data))
+		blk := block.New(data[off:end:end])
 		bs = append(bs, blk)
 		b.Chunks = append(b.Chunks, Link{blk.CID})
 	}
