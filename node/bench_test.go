@@ -11,6 +11,8 @@ import (
 
 	"github.com/mycel-net/mycel/checkpoints"
 	"github.com/mycel-net/mycel/kernels"
+
+	"github.com/mycel-net/mycel/node/api"
 )
 
 // BenchmarkImportPull measures, in one run on loopback: the import rate of
@@ -49,7 +51,7 @@ func BenchmarkImportPull(b *testing.B) {
 		b.StartTimer()
 
 		start := time.Now()
-		res, err := a.Import(ctx, ImportRequest{Path: path})
+		res, err := a.Import(ctx, api.ImportRequest{Path: path})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -75,7 +77,7 @@ func BenchmarkImportPull(b *testing.B) {
 
 		cpu := processCPU()
 		start = time.Now()
-		if err := c.Pull(ctx, PullRequest{CID: res.CID}, func(PullProgress) {}); err != nil {
+		if err := c.Pull(ctx, api.PullRequest{CID: res.CID}, func(api.PullProgress) {}); err != nil {
 			b.Fatal(err)
 		}
 		pullMBps := float64(res.Bytes) / 1e6 / time.Since(start).Seconds()

@@ -8,15 +8,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/p2p"
 )
-
-// DefaultAPIAddr is where the control API listens unless told otherwise.
-const DefaultAPIAddr = "127.0.0.1:5150"
-
-// EnvAPI names the environment variable the command line reads the API
-// address from.
-const EnvAPI = "MYCEL_API"
 
 // EnvData names the environment variable for the default data directory.
 const EnvData = "MYCEL_DATA"
@@ -25,7 +19,7 @@ const EnvData = "MYCEL_DATA"
 // its default.
 type Config struct {
 	// DataDir holds the identity key, the block store, the DHT datastore
-	// and the model list. Default: $MYCEL_DATA or ~/.mycel.
+	// and the lists of models and data sets. Default: $MYCEL_DATA or ~/.mycel.
 	DataDir string
 	// Listen are libp2p multiaddrs (default: TCP and QUIC on
 	// p2p.DefaultPort, all interfaces).
@@ -68,7 +62,7 @@ func (c *Config) fill() error {
 		c.DataDir = DefaultDataDir()
 	}
 	if c.APIAddr == "" {
-		c.APIAddr = DefaultAPIAddr
+		c.APIAddr = api.DefaultAddr
 	}
 	host, _, err := net.SplitHostPort(c.APIAddr)
 	if err != nil {

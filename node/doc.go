@@ -1,9 +1,25 @@
 // Package node is the Mycel daemon: it wires a libp2p host with the DHT
-// (package p2p), an on-disk block store and the bitswap exchange
-// (p2p/blocks), and the model store (checkpoints), and serves a control API
-// over HTTP on the loopback interface that the mycel command line uses.
+// (package p2p), an on-disk block store and the block exchange
+// (p2p/blocks), the stores of models (checkpoints/shards) and data sets
+// (checkpoints/datasets), the swarm's directory, servers and clients
+// (package swarm), and serves the HTTP APIs on the loopback interface.
+//
+// The node is split the way its requests travel:
+//
+//   - node/api: the control API's request and answer types and the Go
+//     client (api.Client) that the mycel command line uses; it imports
+//     nothing of the daemon.
+//   - node/server: the HTTP handlers of the control API, over the
+//     server.Backend interface that a Node implements.
+//   - node/openai: the OpenAI-compatible API, over openai.Backend (a Node
+//     again) and the openai.Completer of each model: a LocalModel, or a
+//     SwarmModel that generates through the swarm.
+//   - node (this package): the wiring and lifecycle (node.go), the model
+//     store (models.go), data sets (data.go), store GC (gc.go), the swarm
+//     front end (swarm.go) and the models the OpenAI API runs
+//     (completers.go, local.go).
 //
 // A Node owns everything it starts: New opens the stores and the host,
-// Start joins the network and begins serving the API, and Close stops it all
-// in reverse order. Client is the API's Go client.
+// Start joins the network and begins serving the APIs, and Close stops it
+// all in reverse order.
 package node

@@ -2,28 +2,27 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/p2p/blocks"
 )
 
-// The block store keeps what the node's models are made of. A block no
-// kept model reaches is unreferenced: an import that stopped before its
-// manifest was written leaves its chunks and parts so, and nothing else
-// would ever remove them. Store GC removes unreferenced blocks.
+// The block store keeps what the node's models and data sets are made of.
+// A block no kept model or data set reaches is unreferenced: an import
+// that stopped before its manifest was written leaves its chunks and parts
+// so, and nothing else would ever remove them. Store GC removes
+// unreferenced blocks.
 //
 // A pull that stopped is not unreferenced: pulls resume, so the node
-// lists every pull from its start until it completes (pullsFile), and
-// keeps what such a pull fetched until it is resumed or the model removed
-// (mycel models rm CID).
+// lists every pull from its start until it completes (pullsFile, and
+// dataPullsFile for data sets), and keeps what such a pull fetched until
+// it is resumed or the model or data set removed (mycel models rm CID,
+// mycel data rm CID).
 //
 // GC runs when nothing writes blocks: imports and pulls hold blockOps
 // shared while they run, and GC takes it exclusively or, where an import
@@ -33,31 +32,11 @@ import (
 // pullsFile lists the pulls begun and not yet completed.
 const pullsFile = "pulls.json"
 
-// errBusy means the store is in use by an import or pull.
-var errBusy = errors.New("busy")
-
-// GCResult reports a collection of the block store.
-type GCResult struct {
-	// Blocks and Bytes are the unreferenced blocks removed; with DryRun,
-	// those that would be.
-	Blocks int   `json:"blocks"`
-	Bytes  int64 `json:"bytes"`
-	DryRun bool  `json:"dry_run,omitempty"`
-	// Unfinished are the CIDs of pulls begun and not completed, whose
-	// blocks are kept for the pull to resume.
-	Unfinished []string `json:"unfinished,omitempty"`
-}
-
-// GCRequest asks the node to collect its block store.
-type GCRequest struct {
-	DryRun bool `json:"dry_run,omitempty"`
-}
-
-// GC removes the blocks of the store that no kept model and no unfinished
-// pull reaches. It refuses while an import or pull runs.
-func (n *Node) GC(ctx context.Context, req GCRequest) (GCResult, error) {
+// GC removes the blocks of the store that no kept model or data set and no
+// unfinished pull reaches. It refuses while an import or pull runs.
+func (n *Node) GC(ctx context.Context, req api.GCRequest) (api.GCResult, error) {
 	if !n.blockOps.TryLock() {
-		return GCResult{}, fmt.Errorf("%w: store gc: an import or pull is running; run gc again once it has finished", errBusy)
+		return api.GCResult{}, fmt.Errorf("%w: store gc: an import or pull is running; run gc again once it has finished", api.ErrBusy)
 	}
 	defer n.blockOps.Unlock()
 	return n.collect(ctx, req.DryRun)
@@ -98,35 +77,36 @@ func (n *Node) beginBlockWrites() func() {
 	return n.blockOps.RUnlock
 }
 
-// beginPull marks a pull of root running, and unfinished until pullDone.
-// The returned function says the pull returned: a pull that stopped before
-// its manifest was here has nothing to resume from and is not kept.
-func (n *Node) beginPull(root cid.Cid) (func(), error) {
+// beginPull marks a pull of root running, and unfinished (in list:
+// n.pulls or n.dataPulls) until pullDone. The returned function says the
+// pull returned: a pull that stopped before its manifest was here has
+// nothing to resume from and is not kept.
+func (n *Node) beginPull(list *registry, root cid.Cid) (func(), error) {
 	end := n.beginBlockWrites()
-	if err := n.pulls.add(ModelEntry{CID: root.String(), Added: time.Now().UTC()}); err != nil {
+	if err := list.add(api.ModelEntry{CID: root.String(), Added: time.Now().UTC()}); err != nil {
 		end()
 		return nil, err
 	}
 	return func() {
 		defer end()
 		if has, err := n.store.Has(context.Background(), root); err == nil && !has {
-			if _, err := n.pulls.remove(root.String()); err != nil {
+			if _, err := list.remove(root.String()); err != nil {
 				log.Warn("forget a pull that fetched nothing", "cid", root, "err", err)
 			}
 		}
 	}, nil
 }
 
-// pullDone records that the pull of root completed.
-func (n *Node) pullDone(root cid.Cid) error {
-	_, err := n.pulls.remove(root.String())
+// pullDone records that the pull of root, listed in list, completed.
+func (n *Node) pullDone(list *registry, root cid.Cid) error {
+	_, err := list.remove(root.String())
 	return err
 }
 
 // collect removes (or with dryRun, counts) the unreferenced blocks. The
 // caller holds blockOps, or nothing else runs yet.
-func (n *Node) collect(ctx context.Context, dryRun bool) (GCResult, error) {
-	res := GCResult{DryRun: dryRun}
+func (n *Node) collect(ctx context.Context, dryRun bool) (api.GCResult, error) {
+	res := api.GCResult{DryRun: dryRun}
 	keep, err := n.reachable(ctx)
 	if err != nil {
 		return res, fmt.Errorf("store gc: %w", err)
@@ -163,56 +143,41 @@ func (n *Node) collect(ctx context.Context, dryRun bool) (GCResult, error) {
 			return res, fmt.Errorf("store gc: %w", err)
 		}
 	}
-	for _, e := range n.pulls.entries() {
+	for _, e := range append(n.pulls.entries(), n.dataPulls.entries()...) {
 		res.Unfinished = append(res.Unfinished, e.CID)
 	}
 	return res, nil
 }
 
 // reachable is the set of multihashes of the blocks to keep: every block
-// reachable through blocks here from a kept model or an unfinished pull.
+// reachable through blocks here from a kept model or data set, or an
+// unfinished pull of one.
 func (n *Node) reachable(ctx context.Context) (map[string]bool, error) {
 	keep := map[string]bool{}
-	for _, e := range append(n.models.entries(), n.pulls.entries()...) {
-		c, err := cid.Decode(e.CID)
-		if err != nil {
-			return nil, fmt.Errorf("model list: %q is not a CID: %w", e.CID, err)
+	mark := func(what string, list []api.ModelEntry, blocksOf func(context.Context, cid.Cid) ([]cid.Cid, error)) error {
+		for _, e := range list {
+			c, err := cid.Decode(e.CID)
+			if err != nil {
+				return fmt.Errorf("%s list: %q is not a CID: %w", what, e.CID, err)
+			}
+			cs, err := blocksOf(ctx, c)
+			if errors.Is(err, blocks.ErrNotFound) {
+				continue // not even its manifest is here
+			}
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", what, c, err)
+			}
+			for _, x := range cs {
+				keep[string(x.Hash())] = true
+			}
 		}
-		cs, err := n.localBlocks(ctx, c)
-		if errors.Is(err, blocks.ErrNotFound) {
-			continue // not even its manifest is here
-		}
-		if err != nil {
-			return nil, fmt.Errorf("model %s: %w", c, err)
-		}
-		for _, x := range cs {
-			keep[string(x.Hash())] = true
-		}
+		return nil
+	}
+	if err := mark("model", append(n.models.entries(), n.pulls.entries()...), n.localBlocks); err != nil {
+		return nil, err
+	}
+	if err := mark("data set", append(n.data.entries(), n.dataPulls.entries()...), n.dataBlocks); err != nil {
+		return nil, err
 	}
 	return keep, nil
-}
-
-func (n *Node) storeRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST "+APIPrefix+"/store/gc", func(w http.ResponseWriter, r *http.Request) {
-		var req GCRequest
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("store gc: want {\"dry_run\": true|false}: %w", err))
-			return
-		}
-		res, err := n.GC(r.Context(), req)
-		if err != nil {
-			writeError(w, httpStatus(err), err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
-}
-
-// GC asks the node to remove the blocks no kept model or unfinished pull
-// uses (with req.DryRun, only to count them).
-func (c *Client) GC(ctx context.Context, req GCRequest) (GCResult, error) {
-	var res GCResult
-	b, _ := json.Marshal(req)
-	err := c.do(ctx, http.MethodPost, "/store/gc", strings.NewReader(string(b)), &res)
-	return res, err
 }

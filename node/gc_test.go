@@ -16,6 +16,8 @@ import (
 	"github.com/mycel-net/mycel/checkpoints/shards"
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/p2p/blocks"
+
+	"github.com/mycel-net/mycel/node/api"
 )
 
 // synthModel writes a seeded random-weight model of the stories260K shape.
@@ -78,7 +80,7 @@ func interruptedImport(t *testing.T, n *Node, path string) int64 {
 func export(t *testing.T, n *Node, c string) []byte {
 	t.Helper()
 	var b bytes.Buffer
-	if err := NewClient(n.APIURL()).Export(context.Background(), c, &b); err != nil {
+	if err := api.NewClient(n.APIURL()).Export(context.Background(), c, &b); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
@@ -93,43 +95,43 @@ func TestStoreGC(t *testing.T) {
 	defer cancel()
 	cfg := testConfig(t)
 	n := startNode(t, cfg)
-	api := NewClient(n.APIURL())
-	kept, err := api.Import(ctx, ImportRequest{Path: synthModel(t, 1), Name: "kept"})
+	cl := api.NewClient(n.APIURL())
+	kept, err := cl.Import(ctx, api.ImportRequest{Path: synthModel(t, 1), Name: "kept"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := export(t, n, kept.CID)
 	keptSize := n.Store().Size()
-	if st, _ := api.Status(ctx); st.UnreferencedBytes != 0 {
+	if st, _ := cl.Status(ctx); st.UnreferencedBytes != 0 {
 		t.Fatalf("unreferenced bytes after a clean import: %d", st.UnreferencedBytes)
 	}
 
 	orphan := interruptedImport(t, n, synthModel(t, 2))
-	st, err := api.Status(ctx)
+	st, err := cl.Status(ctx)
 	if err != nil || st.UnreferencedBytes != orphan {
 		t.Fatalf("status after an interrupted import: %d unreferenced bytes (%v), want the %d it stored", st.UnreferencedBytes, err, orphan)
 	}
-	dry, err := api.GC(ctx, GCRequest{DryRun: true})
+	dry, err := cl.GC(ctx, api.GCRequest{DryRun: true})
 	if err != nil || dry.Bytes != orphan || dry.Blocks == 0 || !dry.DryRun {
 		t.Fatalf("dry run: %+v, %v; want %d bytes", dry, err, orphan)
 	}
 	if n.Store().Size() != keptSize+orphan {
 		t.Fatal("the dry run removed blocks")
 	}
-	res, err := api.GC(ctx, GCRequest{})
+	res, err := cl.GC(ctx, api.GCRequest{})
 	if err != nil || res.Bytes != orphan || res.Blocks != dry.Blocks {
 		t.Fatalf("gc: %+v, %v; want the dry run's %d blocks", res, err, dry.Blocks)
 	}
 	if n.Store().Size() != keptSize {
 		t.Errorf("store holds %d bytes after gc, want the kept model's %d", n.Store().Size(), keptSize)
 	}
-	if st, _ := api.Status(ctx); st.UnreferencedBytes != 0 {
+	if st, _ := cl.Status(ctx); st.UnreferencedBytes != 0 {
 		t.Errorf("unreferenced bytes after gc: %d", st.UnreferencedBytes)
 	}
 	if !bytes.Equal(export(t, n, kept.CID), want) {
 		t.Fatal("the kept model exports differently after gc")
 	}
-	if again, err := api.GC(ctx, GCRequest{}); err != nil || again.Blocks != 0 {
+	if again, err := cl.GC(ctx, api.GCRequest{}); err != nil || again.Blocks != 0 {
 		t.Errorf("second gc: %+v, %v", again, err)
 	}
 
@@ -152,7 +154,7 @@ func TestStoreGCRefusedWhileImporting(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, testConfig(t))
 	end := n.beginBlockWrites()
-	_, err := NewClient(n.APIURL()).GC(ctx, GCRequest{})
+	_, err := api.NewClient(n.APIURL()).GC(ctx, api.GCRequest{})
 	if err == nil || !strings.Contains(err.Error(), "an import or pull is running") {
 		t.Errorf("gc during an import: %v", err)
 	}
@@ -160,7 +162,7 @@ func TestStoreGCRefusedWhileImporting(t *testing.T) {
 		t.Errorf("status during an import counts %d unreferenced bytes, want -1 (not counted)", st.UnreferencedBytes)
 	}
 	end()
-	if _, err := NewClient(n.APIURL()).GC(ctx, GCRequest{}); err != nil {
+	if _, err := api.NewClient(n.APIURL()).GC(ctx, api.GCRequest{}); err != nil {
 		t.Errorf("gc after the import: %v", err)
 	}
 }
@@ -172,7 +174,7 @@ func TestStoreGCKeepsUnfinishedPull(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	a := startNode(t, testConfig(t))
-	res, err := a.Import(ctx, ImportRequest{Path: synthModel(t, 1)})
+	res, err := a.Import(ctx, api.ImportRequest{Path: synthModel(t, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +188,7 @@ func TestStoreGCKeepsUnfinishedPull(t *testing.T) {
 		t.Helper()
 		pctx, stop := context.WithCancel(ctx)
 		defer stop()
-		if err := c.Pull(pctx, PullRequest{CID: res.CID}, func(PullProgress) { stop() }); err == nil {
+		if err := c.Pull(pctx, api.PullRequest{CID: res.CID}, func(api.PullProgress) { stop() }); err == nil {
 			t.Fatal("the stopped pull completed")
 		}
 		if has, _ := c.Store().Has(ctx, mustCID(t, res.CID)); !has {
@@ -206,7 +208,7 @@ func TestStoreGCKeepsUnfinishedPull(t *testing.T) {
 	if st := c.Status(); st.UnreferencedBytes != 0 {
 		t.Errorf("an unfinished pull's %d bytes counted as unreferenced", st.UnreferencedBytes)
 	}
-	gc, err := c.GC(ctx, GCRequest{})
+	gc, err := c.GC(ctx, api.GCRequest{})
 	if err != nil || gc.Blocks != 0 || !slices.Equal(gc.Unfinished, []string{res.CID}) {
 		t.Fatalf("gc beside an unfinished pull: %+v, %v", gc, err)
 	}
@@ -215,7 +217,7 @@ func TestStoreGCKeepsUnfinishedPull(t *testing.T) {
 	if c2.Store().Size() != held {
 		t.Fatalf("the restart's gc left %d of the unfinished pull's %d bytes", c2.Store().Size(), held)
 	}
-	if err := c2.Pull(ctx, PullRequest{CID: res.CID}, func(PullProgress) {}); err != nil {
+	if err := c2.Pull(ctx, api.PullRequest{CID: res.CID}, func(api.PullProgress) {}); err != nil {
 		t.Fatalf("resume: %v", err)
 	}
 	if len(c2.pulls.entries()) != 0 {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/mycel-net/mycel/internal/testmodels"
+
+	"github.com/mycel-net/mycel/node/api"
 )
 
 // A model imported on a node that was alone (nobody to announce it to) is
@@ -16,7 +18,7 @@ func TestImportAloneIsAnnouncedLater(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a := startNode(t, testConfig(t))
-	res, err := a.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin")})
+	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +51,7 @@ func TestGenerateWhenOnlyTheDirectoryKnows(t *testing.T) {
 		return c
 	}
 	a := startNode(t, cfg())
-	res, err := a.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin")})
+	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,8 +66,8 @@ func TestGenerateWhenOnlyTheDirectoryKnows(t *testing.T) {
 		t.Fatal("the DHT found a provider: the test no longer covers the directory alone")
 	}
 	var text strings.Builder
-	err = NewClient(e.APIURL()).Generate(ctx, GenerateRequest{Model: res.CID, Prompt: "Lily wanted to", MaxTokens: 20},
-		func(ev GenerateEvent) error { text.WriteString(ev.Text); return nil })
+	err = api.NewClient(e.APIURL()).Generate(ctx, api.GenerateRequest{Model: res.CID, Prompt: "Lily wanted to", MaxTokens: 20},
+		func(ev api.GenerateEvent) error { text.WriteString(ev.Text); return nil })
 	if err != nil {
 		t.Fatalf("generation with the directory alone: %v", err)
 	}

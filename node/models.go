@@ -2,13 +2,9 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -22,116 +18,9 @@ import (
 	"github.com/mycel-net/mycel/checkpoints/shards"
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model/tokenizer"
+	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/p2p/blocks"
 )
-
-// modelsFile lists the models a node has imported or pulled.
-const modelsFile = "models.json"
-
-// ModelEntry is one model the node keeps.
-type ModelEntry struct {
-	CID   string    `json:"cid"`
-	Name  string    `json:"name,omitempty"`
-	Added time.Time `json:"added"`
-}
-
-// registry is the node's list of models, saved in the data directory.
-type registry struct {
-	mu   sync.Mutex
-	path string
-	list []ModelEntry
-}
-
-func openRegistry(dir string) (*registry, error) {
-	return openList(filepath.Join(dir, modelsFile))
-}
-
-// openList opens a list of models saved at path: the model list, or the
-// unfinished pulls (gc.go).
-func openList(path string) (*registry, error) {
-	r := &registry{path: path}
-	b, err := os.ReadFile(r.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return r, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("node: model list: %w", err)
-	}
-	if err := json.Unmarshal(b, &r.list); err != nil {
-		return nil, fmt.Errorf("node: model list %s is damaged: %w", r.path, err)
-	}
-	return r, nil
-}
-
-// add records a model (replacing an entry with the same CID) and saves the
-// list atomically.
-func (r *registry) add(e ModelEntry) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	kept := r.list[:0]
-	for _, x := range r.list {
-		if x.CID != e.CID {
-			kept = append(kept, x)
-		}
-	}
-	r.list = append(kept, e)
-	return r.save()
-}
-
-func (r *registry) remove(c string) (bool, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	kept := r.list[:0]
-	found := false
-	for _, x := range r.list {
-		if x.CID == c {
-			found = true
-		} else {
-			kept = append(kept, x)
-		}
-	}
-	r.list = kept
-	return found, r.save()
-}
-
-func (r *registry) entries() []ModelEntry {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]ModelEntry(nil), r.list...)
-}
-
-func (r *registry) save() error {
-	b, err := json.MarshalIndent(r.list, "", "  ")
-	if err != nil {
-		return err
-	}
-	// Write, sync, rename, sync the directory: a crash leaves the old list
-	// or the new one, never an empty file.
-	tmp := r.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("node: save model list: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("node: save model list: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("node: save model list: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("node: save model list: %w", err)
-	}
-	if err := os.Rename(tmp, r.path); err != nil {
-		return fmt.Errorf("node: save model list: %w", err)
-	}
-	if d, err := os.Open(filepath.Dir(r.path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
 
 // resolve turns a model reference into the model's CID: a CID stands for
 // itself; a name is looked up among the models the node keeps, then among
@@ -140,7 +29,7 @@ func (r *registry) save() error {
 // API, the OpenAI API and serving.
 func (n *Node) resolve(ref string) (cid.Cid, error) {
 	if ref == "" {
-		return cid.Undef, fmt.Errorf("%w: no model given (a CID, or a name from mycel models ls)", errBadRequest)
+		return cid.Undef, fmt.Errorf("%w: no model given (a CID, or a name from mycel models ls)", api.ErrBadRequest)
 	}
 	if c, err := cid.Decode(ref); err == nil {
 		return c, nil
@@ -170,22 +59,22 @@ func (n *Node) resolve(ref string) (cid.Cid, error) {
 	n.swarmMu.Unlock()
 	switch len(found) {
 	case 0:
-		return cid.Undef, fmt.Errorf("%w: model %q is neither a CID nor the name of a model on this node (mycel models ls)", errNotFound, ref)
+		return cid.Undef, fmt.Errorf("%w: model %q is neither a CID nor the name of a model on this node (mycel models ls)", api.ErrNotFound, ref)
 	case 1:
 		return cid.Decode(found[0])
 	}
 	sort.Strings(found)
-	return cid.Undef, fmt.Errorf("%w: %d models are named %q (%s): give the CID of the one you mean", errBadRequest, len(found), ref, strings.Join(found, ", "))
+	return cid.Undef, fmt.Errorf("%w: %d models are named %q (%s): give the CID of the one you mean", api.ErrBadRequest, len(found), ref, strings.Join(found, ", "))
 }
 
 // Resolve reports the CID of a model reference (a CID, or the name of a
 // model the node knows) and the model's name, if it has one here.
-func (n *Node) Resolve(ref string) (ModelEntry, error) {
+func (n *Node) Resolve(ref string) (api.ModelEntry, error) {
 	c, err := n.resolve(ref)
 	if err != nil {
-		return ModelEntry{}, err
+		return api.ModelEntry{}, err
 	}
-	e := ModelEntry{CID: c.String()}
+	e := api.ModelEntry{CID: c.String()}
 	for _, x := range n.models.entries() {
 		if x.CID == e.CID {
 			e = x
@@ -197,49 +86,32 @@ func (n *Node) Resolve(ref string) (ModelEntry, error) {
 	return e, nil
 }
 
-// ImportRequest asks the node to import a model file on its disk.
-type ImportRequest struct {
-	Path      string `json:"path"`
-	Name      string `json:"name,omitempty"`
-	DType     string `json:"dtype,omitempty"`     // quantize on import: f16, q8_0, q4_0...
-	Tokenizer string `json:"tokenizer,omitempty"` // for files without one inside
-}
-
-// ImportResult reports an import.
-type ImportResult struct {
-	CID    string  `json:"cid"`
-	Name   string  `json:"name,omitempty"`
-	Bytes  int64   `json:"bytes"`
-	Blocks int     `json:"blocks"`
-	MBps   float64 `json:"mb_per_s"`
-}
-
 // Import stores a model file as blocks, records it and announces it on the
 // DHT in the background.
-func (n *Node) Import(ctx context.Context, req ImportRequest) (ImportResult, error) {
-	var res ImportResult
+func (n *Node) Import(ctx context.Context, req api.ImportRequest) (api.ImportResult, error) {
+	var res api.ImportResult
 	defer n.beginBlockWrites()()
 	src, err := checkpoints.Load(req.Path)
 	if err != nil {
-		return res, fmt.Errorf("%w: %w", errBadRequest, err)
+		return res, fmt.Errorf("%w: %w", api.ErrBadRequest, err)
 	}
 	defer src.Close()
 	// A model without a tokenizer could be stored but never run.
 	if src.Tokenizer == nil && req.Tokenizer == "" {
-		return res, fmt.Errorf("%w: %s has no tokenizer inside (llama2.c checkpoints keep it in a separate tokenizer.bin): import it with its tokenizer, -z tokenizer.bin (\"tokenizer\" in the API request)", errBadRequest, req.Path)
+		return res, fmt.Errorf("%w: %s has no tokenizer inside (llama2.c checkpoints keep it in a separate tokenizer.bin): import it with its tokenizer, -z tokenizer.bin (\"tokenizer\" in the API request)", api.ErrBadRequest, req.Path)
 	}
 	opts := []shards.ImportOption{shards.Name(req.Name)}
 	if req.DType != "" {
 		dt, err := kernels.ParseDType(req.DType)
 		if err != nil {
-			return res, fmt.Errorf("%w: %w", errBadRequest, err)
+			return res, fmt.Errorf("%w: %w", api.ErrBadRequest, err)
 		}
 		opts = append(opts, shards.Quantize(dt))
 	}
 	if req.Tokenizer != "" {
 		tok, err := tokenizer.LoadLlama2C(req.Tokenizer, src.Weights.Config.Vocab)
 		if err != nil {
-			return res, fmt.Errorf("%w: %w", errBadRequest, err)
+			return res, fmt.Errorf("%w: %w", api.ErrBadRequest, err)
 		}
 		opts = append(opts, shards.WithTokenizer(tok))
 	}
@@ -248,11 +120,11 @@ func (n *Node) Import(ctx context.Context, req ImportRequest) (ImportResult, err
 	if err != nil {
 		return res, err
 	}
-	if err := n.models.add(ModelEntry{CID: im.Root.String(), Name: req.Name, Added: time.Now().UTC()}); err != nil {
+	if err := n.models.add(api.ModelEntry{CID: im.Root.String(), Name: req.Name, Added: time.Now().UTC()}); err != nil {
 		return res, err
 	}
 	n.announce(im.Announce)
-	return ImportResult{CID: im.Root.String(), Name: req.Name, Bytes: im.Bytes, Blocks: im.Blocks,
+	return api.ImportResult{CID: im.Root.String(), Name: req.Name, Bytes: im.Bytes, Blocks: im.Blocks,
 		MBps: float64(im.Bytes) / 1e6 / time.Since(start).Seconds()}, nil
 }
 
@@ -271,33 +143,14 @@ func (n *Node) announce(cids []cid.Cid) {
 	})
 }
 
-// PullProgress is one line of a pull's progress.
-type PullProgress struct {
-	DoneBlocks  int    `json:"done_blocks"`
-	TotalBlocks int    `json:"total_blocks"`
-	DoneBytes   int64  `json:"done_bytes"`
-	TotalBytes  int64  `json:"total_bytes"`
-	Done        bool   `json:"done,omitempty"`
-	CID         string `json:"cid,omitempty"`
-	Error       string `json:"error,omitempty"`
-}
-
 // pullSyncEvery is how many bytes a pull receives between background
 // syncs of the store.
 const pullSyncEvery = 64 << 20
 
-// PullRequest asks the node to fetch a model, or a span of its layers.
-type PullRequest struct {
-	CID    string `json:"cid"`              // or the name of a model the node knows
-	Layers string `json:"layers,omitempty"` // "A:B"; empty: all, with embedding and head
-	// Timeout bounds the whole pull (default 10 minutes).
-	Timeout string `json:"timeout,omitempty"`
-}
-
 // Pull fetches the blocks of a model (or a span) that the node lacks, from
 // whichever peers have them, calling progress as blocks arrive. Blocks
 // already here are not fetched again, so a pull that stopped resumes.
-func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProgress)) error {
+func (n *Node) Pull(ctx context.Context, req api.PullRequest, progress func(api.PullProgress)) error {
 	// A name the node knows stands for the CID: a pull that stopped
 	// resumes by name.
 	root, err := n.resolve(req.CID)
@@ -307,10 +160,10 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 	timeout := 10 * time.Minute
 	if req.Timeout != "" {
 		if timeout, err = time.ParseDuration(req.Timeout); err != nil || timeout <= 0 {
-			return fmt.Errorf("%w: timeout %q", errBadRequest, req.Timeout)
+			return fmt.Errorf("%w: timeout %q", api.ErrBadRequest, req.Timeout)
 		}
 	}
-	endPull, err := n.beginPull(root)
+	endPull, err := n.beginPull(n.pulls, root)
 	if err != nil {
 		return err
 	}
@@ -335,7 +188,7 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 	span := shards.Whole(m.Config.Layers)
 	if req.Layers != "" {
 		if span.First, span.Last, err = shards.ParseLayers(req.Layers, m.Config.Layers); err != nil {
-			return fmt.Errorf("%w: %w", errBadRequest, err)
+			return fmt.Errorf("%w: %w", api.ErrBadRequest, err)
 		}
 		span.Embedding, span.Head, span.Tokenizer = false, false, false
 	}
@@ -350,15 +203,37 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 	if err != nil {
 		return err
 	}
+	p, err := n.download(ctx, sess, root, need, total, progress)
+	if err != nil {
+		return err
+	}
+	name := m.Name
+	if err := n.models.add(api.ModelEntry{CID: root.String(), Name: name, Added: time.Now().UTC()}); err != nil {
+		return err
+	}
+	if err := n.pullDone(n.pulls, root); err != nil {
+		return err
+	}
+	n.announce(append([]cid.Cid{root}, m.Parts(span)...))
+	p.Done, p.CID, p.DoneBytes = true, root.String(), total
+	progress(p)
+	return nil
+}
+
+// download fetches the blocks of need (total bytes in all) that the store
+// lacks through sess, calling progress as they arrive, and syncs the store:
+// the body of a pull of root, a model's or a data set's. It returns the
+// last progress.
+func (n *Node) download(ctx context.Context, sess *blocks.Session, root cid.Cid, need []cid.Cid, total int64, progress func(api.PullProgress)) (api.PullProgress, error) {
 	var missing []cid.Cid
 	for _, c := range need {
 		if has, err := n.store.Has(ctx, c); err != nil {
-			return err
+			return api.PullProgress{}, err
 		} else if !has {
 			missing = append(missing, c)
 		}
 	}
-	p := PullProgress{TotalBlocks: len(need), DoneBlocks: len(need) - len(missing), TotalBytes: total}
+	p := api.PullProgress{TotalBlocks: len(need), DoneBlocks: len(need) - len(missing), TotalBytes: total}
 	p.DoneBytes = total - int64(len(missing))*blocks.ChunkSize // an estimate until blocks arrive
 	p.DoneBytes = max(p.DoneBytes, 0)
 	progress(p)
@@ -377,7 +252,7 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 	// reuses its buffers instead of allocating one per chunk.
 	for r := range sess.Download(ctx, missing) {
 		if r.Err != nil {
-			return fmt.Errorf("pull %s: %w", root, r.Err)
+			return p, fmt.Errorf("pull %s: %w", root, r.Err)
 		}
 		p.DoneBlocks++
 		p.DoneBytes = min(p.DoneBytes+int64(r.Size), total)
@@ -397,19 +272,9 @@ func (n *Node) Pull(ctx context.Context, req PullRequest, progress func(PullProg
 	}
 	syncs.Wait()
 	if err := n.store.Sync(); err != nil {
-		return fmt.Errorf("pull %s: %w", root, err)
+		return p, fmt.Errorf("pull %s: %w", root, err)
 	}
-	name := m.Name
-	if err := n.models.add(ModelEntry{CID: root.String(), Name: name, Added: time.Now().UTC()}); err != nil {
-		return err
-	}
-	if err := n.pullDone(root); err != nil {
-		return err
-	}
-	n.announce(append([]cid.Cid{root}, m.Parts(span)...))
-	p.Done, p.CID, p.DoneBytes = true, root.String(), total
-	progress(p)
-	return nil
+	return p, nil
 }
 
 // connectProviders dials a few providers of root found on the DHT and
@@ -430,32 +295,10 @@ func (n *Node) connectProviders(ctx context.Context, root cid.Cid, sess *blocks.
 	}
 }
 
-// ModelInfo describes a model the node keeps, and how much of it is here.
-type ModelInfo struct {
-	ModelEntry
-	Manifest *shards.Manifest `json:"manifest,omitempty"`
-	Parts    []PartInfo       `json:"parts,omitempty"`
-	// LocalParts of TotalParts parts have every block here.
-	LocalParts int   `json:"local_parts"`
-	TotalParts int   `json:"total_parts"`
-	Bytes      int64 `json:"bytes"`
-	// Whole: every block of the model is here, its tokenizer's included.
-	Whole bool `json:"whole"`
-}
-
-// PartInfo is one part of a model.
-type PartInfo struct {
-	Name    string `json:"name"` // "embedding", "layer 3", "head"
-	CID     string `json:"cid"`
-	Bytes   int64  `json:"bytes"`
-	Tensors int    `json:"tensors"`
-	Local   bool   `json:"local"`
-}
-
 // Inspect reports a model's parts and which are local, reading only local
 // blocks.
-func (n *Node) Inspect(ctx context.Context, c cid.Cid) (ModelInfo, error) {
-	info := ModelInfo{ModelEntry: ModelEntry{CID: c.String()}}
+func (n *Node) Inspect(ctx context.Context, c cid.Cid) (api.ModelInfo, error) {
+	info := api.ModelInfo{ModelEntry: api.ModelEntry{CID: c.String()}}
 	for _, e := range n.models.entries() {
 		if e.CID == c.String() {
 			info.ModelEntry = e
@@ -464,14 +307,14 @@ func (n *Node) Inspect(ctx context.Context, c cid.Cid) (ModelInfo, error) {
 	in, err := shards.Inspect(ctx, n.store, n.store, c)
 	if err != nil {
 		if errors.Is(err, blocks.ErrNotFound) {
-			return info, fmt.Errorf("%w: model %s is not on this node (pull it first)", errNotFound, c)
+			return info, fmt.Errorf("%w: model %s is not on this node (pull it first)", api.ErrNotFound, c)
 		}
 		return info, err
 	}
 	info.Manifest = in.Manifest
 	for i := range in.Parts {
 		p := &in.Parts[i]
-		pi := PartInfo{Name: p.String(), CID: p.CID.String(), Bytes: p.Bytes, Tensors: p.Tensors, Local: p.Local()}
+		pi := api.PartInfo{Name: p.String(), CID: p.CID.String(), Bytes: p.Bytes, Tensors: p.Tensors, Local: p.Local()}
 		if pi.Local {
 			info.LocalParts++
 			info.Bytes += pi.Bytes
@@ -496,7 +339,7 @@ func (n *Node) RemoveModel(ctx context.Context, c cid.Cid) (int, error) {
 		found = true
 	}
 	if !found {
-		return 0, fmt.Errorf("%w: model %s is not on this node", errNotFound, c)
+		return 0, fmt.Errorf("%w: model %s is not on this node", api.ErrNotFound, c)
 	}
 	// A whole model loaded from these blocks goes with them.
 	n.swarmMu.Lock()
@@ -563,7 +406,7 @@ func (n *Node) localBlocks(ctx context.Context, c cid.Cid) ([]cid.Cid, error) {
 
 // wholeHere checks that every block of model c is in the store: the
 // manifest, every part with its chunks, and the tokenizer.
-func (n *Node) wholeHere(ctx context.Context, c cid.Cid) (ModelInfo, error) {
+func (n *Node) wholeHere(ctx context.Context, c cid.Cid) (api.ModelInfo, error) {
 	info, err := n.Inspect(ctx, c)
 	if err != nil || info.Whole {
 		return info, err
@@ -572,158 +415,50 @@ func (n *Node) wholeHere(ctx context.Context, c cid.Cid) (ModelInfo, error) {
 	if info.LocalParts == info.TotalParts {
 		what = "every part but its tokenizer"
 	}
-	return info, fmt.Errorf("%w: only part of model %s is on this node (%s): fetch the rest with mycel models pull %s", errNotFound, c, what, c)
+	return info, fmt.Errorf("%w: only part of model %s is on this node (%s): fetch the rest with mycel models pull %s", api.ErrNotFound, c, what, c)
 }
 
-// ExportErrorTrailer is the trailer of a GGUF export that failed after its
-// first bytes were sent: it carries the error.
-const ExportErrorTrailer = "Mycel-Error"
-
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	k, err := c.w.Write(p)
-	c.n += int64(k)
-	return k, err
-}
-
-func (n *Node) modelRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST "+APIPrefix+"/models/import", func(w http.ResponseWriter, r *http.Request) {
-		var req ImportRequest
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil || req.Path == "" {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("import: want {\"path\": ...}: %v", err))
-			return
-		}
-		res, err := n.Import(r.Context(), req)
+// ListModels describes every kept model (without its manifest and parts),
+// oldest first.
+func (n *Node) ListModels(ctx context.Context) []api.ModelInfo {
+	out := []api.ModelInfo{}
+	for _, e := range n.models.entries() {
+		c, err := cid.Decode(e.CID)
 		if err != nil {
-			writeError(w, httpStatus(err), err)
-			return
+			continue
 		}
-		writeJSON(w, http.StatusOK, res)
-	})
-	mux.HandleFunc("POST "+APIPrefix+"/models/pull", func(w http.ResponseWriter, r *http.Request) {
-		var req PullRequest
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Errorf("pull: bad request: %w", err))
-			return
+		info, err := n.Inspect(ctx, c)
+		if err != nil {
+			info = api.ModelInfo{ModelEntry: e}
 		}
-		// Progress streams as JSON lines; the last one says done or
-		// carries the error.
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		w.WriteHeader(http.StatusOK)
-		enc := json.NewEncoder(w)
-		flusher, _ := w.(http.Flusher)
-		send := func(p PullProgress) {
-			enc.Encode(p)
-			if flusher != nil {
-				flusher.Flush()
-			}
-		}
-		if err := n.Pull(r.Context(), req, send); err != nil {
-			send(PullProgress{Error: err.Error()})
-		}
-	})
-	mux.HandleFunc("GET "+APIPrefix+"/models", func(w http.ResponseWriter, r *http.Request) {
-		var out []ModelInfo
-		for _, e := range n.models.entries() {
-			c, err := cid.Decode(e.CID)
-			if err != nil {
-				continue
-			}
-			info, err := n.Inspect(r.Context(), c)
-			if err != nil {
-				info = ModelInfo{ModelEntry: e}
-			}
-			info.Parts, info.Manifest = nil, nil
-			out = append(out, info)
-		}
-		sort.Slice(out, func(i, j int) bool { return out[i].Added.Before(out[j].Added) })
-		if out == nil {
-			out = []ModelInfo{}
-		}
-		writeJSON(w, http.StatusOK, out)
-	})
-	withCID := func(f func(w http.ResponseWriter, r *http.Request, c cid.Cid)) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			c, err := cid.Decode(r.PathValue("cid"))
-			if err != nil {
-				writeError(w, http.StatusBadRequest, fmt.Errorf("%q is not a CID: %w", r.PathValue("cid"), err))
-				return
-			}
-			f(w, r, c)
-		}
+		info.Parts, info.Manifest = nil, nil
+		out = append(out, info)
 	}
-	// A model is named by CID or by name; the node resolves it.
-	withModel := func(f func(w http.ResponseWriter, r *http.Request, c cid.Cid)) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			c, err := n.resolve(r.PathValue("model"))
-			if err != nil {
-				writeError(w, httpStatus(err), err)
-				return
-			}
-			f(w, r, c)
-		}
+	sort.Slice(out, func(i, j int) bool { return out[i].Added.Before(out[j].Added) })
+	return out
+}
+
+// ExportModel writes model c as a GGUF file into w. A model not all here
+// is refused before anything is written.
+func (n *Node) ExportModel(ctx context.Context, c cid.Cid, w io.Writer) error {
+	if _, err := n.wholeHere(ctx, c); err != nil {
+		return err
 	}
-	mux.HandleFunc("GET "+APIPrefix+"/resolve/{model}", func(w http.ResponseWriter, r *http.Request) {
-		e, err := n.Resolve(r.PathValue("model"))
-		if err != nil {
-			writeError(w, httpStatus(err), err)
-			return
-		}
-		writeJSON(w, http.StatusOK, e)
-	})
-	mux.HandleFunc("GET "+APIPrefix+"/models/{model}", withModel(func(w http.ResponseWriter, r *http.Request, c cid.Cid) {
-		info, err := n.Inspect(r.Context(), c)
-		if err != nil {
-			writeError(w, httpStatus(err), err)
-			return
-		}
-		writeJSON(w, http.StatusOK, info)
-	}))
-	mux.HandleFunc("GET "+APIPrefix+"/models/{model}/gguf", withModel(func(w http.ResponseWriter, r *http.Request, c cid.Cid) {
-		// A model that is not all here fails before the stream starts,
-		// with a status and the reason.
-		if _, err := n.wholeHere(r.Context(), c); err != nil {
-			writeError(w, httpStatus(err), err)
-			return
-		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Trailer", ExportErrorTrailer)
-		cw := &countingWriter{w: w}
-		if err := shards.Export(r.Context(), n.store, c, cw); err != nil {
-			log.Warn("export", "cid", c, "err", err)
-			if cw.n == 0 {
-				w.Header().Del("Trailer")
-				writeError(w, httpStatus(err), fmt.Errorf("export %s: %w", c, err))
-				return
-			}
-			// The status is sent: the error goes in the trailer.
-			w.Header().Set(ExportErrorTrailer, fmt.Sprintf("export %s: %v", c, err))
-		}
-	}))
-	mux.HandleFunc("DELETE "+APIPrefix+"/models/{model}", withModel(func(w http.ResponseWriter, r *http.Request, c cid.Cid) {
-		n, err := n.RemoveModel(r.Context(), c)
-		if err != nil {
-			writeError(w, httpStatus(err), err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]int{"deleted_blocks": n})
-	}))
-	mux.HandleFunc("GET "+APIPrefix+"/blocks/{cid}", withCID(func(w http.ResponseWriter, r *http.Request, c cid.Cid) {
-		b, err := n.store.Get(r.Context(), c)
-		if errors.Is(err, blocks.ErrNotFound) {
-			writeError(w, http.StatusNotFound, err)
-			return
-		}
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, err)
-			return
-		}
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Write(b.Data)
-	}))
+	if err := shards.Export(ctx, n.store, c, w); err != nil {
+		log.Warn("export", "cid", c, "err", err)
+		return fmt.Errorf("export %s: %w", c, err)
+	}
+	return nil
+}
+
+// Block reads a block from the local store; it does not fetch.
+func (n *Node) Block(ctx context.Context, c cid.Cid) ([]byte, error) {
+	b, err := n.store.Get(ctx, c)
+	if errors.Is(err, blocks.ErrNotFound) {
+		return nil, kindOf(err, api.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b.Data, nil
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/p2p/blocks"
+
+	"github.com/mycel-net/mycel/node/api"
 )
 
 var refFromBOS = []int{403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337}
@@ -44,7 +46,7 @@ func TestImportPullRun(t *testing.T) {
 	a, _, c := swarm3(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	res, err := NewClient(a.APIURL()).Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.gguf"), Name: "stories260K"})
+	res, err := api.NewClient(a.APIURL()).Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.gguf"), Name: "stories260K"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,8 +55,8 @@ func TestImportPullRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	// C knows only B; it finds A through the DHT and pulls everything.
-	var last PullProgress
-	err = NewClient(c.APIURL()).Pull(ctx, PullRequest{CID: res.CID}, func(p PullProgress) { last = p })
+	var last api.PullProgress
+	err = api.NewClient(c.APIURL()).Pull(ctx, api.PullRequest{CID: res.CID}, func(p api.PullProgress) { last = p })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,22 +77,22 @@ func TestImportPullRun(t *testing.T) {
 	if fmt.Sprint(ids) != fmt.Sprint(refFromBOS) {
 		t.Errorf("C generates %v, want %v", ids, refFromBOS)
 	}
-	info, err := NewClient(c.APIURL()).Inspect(ctx, res.CID)
+	info, err := api.NewClient(c.APIURL()).Inspect(ctx, res.CID)
 	if err != nil || info.LocalParts != info.TotalParts || info.TotalParts != 7 || info.Name != "stories260K" {
 		t.Errorf("inspect on C: %+v, %v", info, err)
 	}
-	list, err := NewClient(c.APIURL()).List(ctx)
+	list, err := api.NewClient(c.APIURL()).List(ctx)
 	if err != nil || len(list) != 1 || list[0].CID != res.CID {
 		t.Errorf("list on C: %+v, %v", list, err)
 	}
 	// Removing deletes its blocks; inspecting then says it is gone.
-	if n, err := NewClient(c.APIURL()).Remove(ctx, res.CID); err != nil || n == 0 {
+	if n, err := api.NewClient(c.APIURL()).Remove(ctx, res.CID); err != nil || n == 0 {
 		t.Errorf("remove: %d blocks, %v", n, err)
 	}
 	if c.Store().Size() != 0 {
 		t.Errorf("%d bytes left in C's store after removing its only model", c.Store().Size())
 	}
-	if _, err := NewClient(c.APIURL()).Inspect(ctx, res.CID); err == nil || !strings.Contains(err.Error(), "not on this node") {
+	if _, err := api.NewClient(c.APIURL()).Inspect(ctx, res.CID); err == nil || !strings.Contains(err.Error(), "not on this node") {
 		t.Errorf("inspect after remove: %v", err)
 	}
 }
@@ -100,12 +102,12 @@ func TestPullSpan(t *testing.T) {
 	a, _, c := swarm3(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	res, err := a.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.gguf")})
+	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.gguf")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	root, _ := cid.Decode(res.CID)
-	if err := c.Pull(ctx, PullRequest{CID: res.CID, Layers: "2:4"}, func(PullProgress) {}); err != nil {
+	if err := c.Pull(ctx, api.PullRequest{CID: res.CID, Layers: "2:4"}, func(api.PullProgress) {}); err != nil {
 		t.Fatal(err)
 	}
 	want, _, err := shards.BlocksFor(ctx, a.Store(), root, shards.Span{First: 2, Last: 4})
@@ -133,14 +135,14 @@ func TestPullUnknownCID(t *testing.T) {
 	ctx := context.Background()
 	unknown := "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 	start := time.Now()
-	err := NewClient(c.APIURL()).Pull(ctx, PullRequest{CID: unknown, Timeout: "20s"}, func(PullProgress) {})
+	err := api.NewClient(c.APIURL()).Pull(ctx, api.PullRequest{CID: unknown, Timeout: "20s"}, func(api.PullProgress) {})
 	if err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("pull of an unknown CID: %v", err)
 	}
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("pull of an unknown CID took %v", d)
 	}
-	if err := NewClient(c.APIURL()).Pull(ctx, PullRequest{CID: "not-a-cid"}, func(PullProgress) {}); err == nil || !strings.Contains(err.Error(), `"not-a-cid" is neither a CID nor the name`) {
+	if err := api.NewClient(c.APIURL()).Pull(ctx, api.PullRequest{CID: "not-a-cid"}, func(api.PullProgress) {}); err == nil || !strings.Contains(err.Error(), `"not-a-cid" is neither a CID nor the name`) {
 		t.Errorf("pull of garbage: %v", err)
 	}
 }
@@ -161,7 +163,7 @@ func TestRestartKeepsModels(t *testing.T) {
 	if err := a.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	res, err := a.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.gguf")})
+	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.gguf")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +213,7 @@ func TestRestartKeepsModels(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	if err := c.Pull(ctx, PullRequest{CID: res.CID}, func(PullProgress) {}); err != nil {
+	if err := c.Pull(ctx, api.PullRequest{CID: res.CID}, func(api.PullProgress) {}); err != nil {
 		t.Fatalf("pull from the restarted node: %v", err)
 	}
 }

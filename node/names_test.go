@@ -17,12 +17,14 @@ import (
 	"github.com/mycel-net/mycel/checkpoints"
 	"github.com/mycel-net/mycel/checkpoints/shards"
 	"github.com/mycel-net/mycel/internal/testmodels"
+
+	"github.com/mycel-net/mycel/node/api"
 )
 
 // importStories imports stories260K (llama2.c, with tok512) under name.
-func importStories(ctx context.Context, t *testing.T, n *Node, name, dtype string) ImportResult {
+func importStories(ctx context.Context, t *testing.T, n *Node, name, dtype string) api.ImportResult {
 	t.Helper()
-	res, err := NewClient(n.APIURL()).Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.bin"),
+	res, err := api.NewClient(n.APIURL()).Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.bin"),
 		Tokenizer: testmodels.Path(t, "tok512.bin"), Name: name, DType: dtype})
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +63,7 @@ func TestModelNames(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	a := startNode(t, testConfig(t))
-	cl := NewClient(a.APIURL())
+	cl := api.NewClient(a.APIURL())
 	res := importStories(ctx, t, a, "s260", "")
 
 	if e, err := cl.Resolve(ctx, "s260"); err != nil || e.CID != res.CID || e.Name != "s260" {
@@ -135,7 +137,7 @@ func TestSwarmModelNames(t *testing.T) {
 	if err := v.Host().WaitRoutable(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Pull(ctx, PullRequest{CID: res.CID, Layers: "0:5"}, func(PullProgress) {}); err != nil {
+	if err := v.Pull(ctx, api.PullRequest{CID: res.CID, Layers: "0:5"}, func(api.PullProgress) {}); err != nil {
 		t.Fatal(err)
 	}
 	sv, err := v.Serve(ctx, ServeRequest{Model: "stories260K", Layers: "0:5", Threads: 1})
@@ -188,8 +190,8 @@ func TestImportWithoutTokenizer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a := startNode(t, testConfig(t))
-	cl := NewClient(a.APIURL())
-	_, err := cl.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Name: "s260"})
+	cl := api.NewClient(a.APIURL())
+	_, err := cl.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Name: "s260"})
 	if err == nil || !strings.Contains(err.Error(), "no tokenizer inside") || !strings.Contains(err.Error(), "-z") {
 		t.Fatalf("import without a tokenizer: %v", err)
 	}
@@ -200,7 +202,7 @@ func TestImportWithoutTokenizer(t *testing.T) {
 		t.Errorf("%d bytes stored by a refused import", s)
 	}
 	// A GGUF carries its vocabulary: no tokenizer needed.
-	if _, err := cl.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.gguf")}); err != nil {
+	if _, err := cl.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.gguf")}); err != nil {
 		t.Errorf("import of a GGUF: %v", err)
 	}
 }
@@ -212,7 +214,7 @@ func TestExportErrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a := startNode(t, testConfig(t))
-	cl := NewClient(a.APIURL())
+	cl := api.NewClient(a.APIURL())
 	res := importStories(ctx, t, a, "s260", "")
 	root := mustCID(t, res.CID)
 	m, err := shards.GetManifest(ctx, a.Store(), root)
@@ -239,7 +241,7 @@ func TestExportErrors(t *testing.T) {
 	corruptOnDisk(t, a.Store().Dir(), b.Data)
 	var out bytes.Buffer
 	err = cl.Export(ctx, "s260", &out)
-	if err == nil || errors.Is(err, ErrNoNode) || !strings.Contains(err.Error(), "changed on disk") || out.Len() == 0 {
+	if err == nil || errors.Is(err, api.ErrNoNode) || !strings.Contains(err.Error(), "changed on disk") || out.Len() == 0 {
 		t.Errorf("export with a damaged block: %v after %d bytes; want the node's error after the stream began", err, out.Len())
 	}
 
@@ -250,7 +252,7 @@ func TestExportErrors(t *testing.T) {
 	}
 	out.Reset()
 	err = cl.Export(ctx, res.CID, &out)
-	if err == nil || errors.Is(err, ErrNoNode) || !strings.Contains(err.Error(), "only part of model "+res.CID) ||
+	if err == nil || errors.Is(err, api.ErrNoNode) || !strings.Contains(err.Error(), "only part of model "+res.CID) ||
 		!strings.Contains(err.Error(), "5 of 7 parts") || !strings.Contains(err.Error(), "mycel models pull") || out.Len() != 0 {
 		t.Errorf("export of a partial model: %v (%d bytes)", err, out.Len())
 	}
@@ -305,8 +307,8 @@ func TestClientErrors(t *testing.T) {
 			c.Close()
 		}
 	}()
-	_, err = NewClient(ln.Addr().String()).Status(context.Background())
-	if err == nil || errors.Is(err, ErrNoNode) || !strings.Contains(err.Error(), "closed the connection without answering") {
+	_, err = api.NewClient(ln.Addr().String()).Status(context.Background())
+	if err == nil || errors.Is(err, api.ErrNoNode) || !strings.Contains(err.Error(), "closed the connection without answering") {
 		t.Errorf("a listener that hangs up: %v", err)
 	}
 }

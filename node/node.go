@@ -15,6 +15,9 @@ import (
 	"github.com/ipfs/go-cid"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/mycel-net/mycel/node/api"
+	"github.com/mycel-net/mycel/node/openai"
+	"github.com/mycel-net/mycel/node/server"
 	"github.com/mycel-net/mycel/p2p"
 	"github.com/mycel-net/mycel/p2p/blocks"
 	"github.com/mycel-net/mycel/swarm"
@@ -33,17 +36,19 @@ type Node struct {
 	store  *blocks.Store
 	ex     *blocks.Exchange
 	models *registry
+	data   *registry // the data sets kept (data.go)
 
 	// blockOps: imports and pulls hold it shared, store GC exclusively;
-	// pulls lists the pulls begun and not completed (gc.go).
-	blockOps sync.RWMutex
-	pulls    *registry
+	// pulls and dataPulls list the pulls begun and not completed (gc.go).
+	blockOps  sync.RWMutex
+	pulls     *registry
+	dataPulls *registry
 
 	api   *http.Server
 	apiLn net.Listener
 
 	compMu     sync.Mutex
-	completers map[string]Completer // by name, for the OpenAI API
+	completers map[string]openai.Completer // by name, for the OpenAI API
 
 	dir         *swarm.Directory
 	swarmMu     sync.Mutex
@@ -95,6 +100,12 @@ func New(cfg Config) (_ *Node, err error) {
 	if n.pulls, err = openList(filepath.Join(cfg.DataDir, pullsFile)); err != nil {
 		return nil, err
 	}
+	if n.data, err = openList(filepath.Join(cfg.DataDir, dataFile)); err != nil {
+		return nil, err
+	}
+	if n.dataPulls, err = openList(filepath.Join(cfg.DataDir, dataPullsFile)); err != nil {
+		return nil, err
+	}
 	n.collectAtStart()
 	popts, err := cfg.p2pOptions()
 	if err != nil {
@@ -126,7 +137,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("node: control API on %s: %w (is another node running? stop it, or pick another address with --api)", n.cfg.APIAddr, err)
 	}
 	n.apiLn = ln
-	n.api = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 10 * time.Second}
+	n.api = &http.Server{Handler: server.Handler(n), ReadHeaderTimeout: 10 * time.Second}
 	n.wg.Go(func() {
 		if err := n.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("control API stopped", "err", err)
@@ -168,7 +179,7 @@ const ReprovideInterval = 12 * time.Hour
 const routableCheck = time.Second
 
 // reprovideLoop announces every kept model (its root and the parts held
-// here) as soon as the DHT has a peer, so a restarted node is found again
+// here) and data set as soon as the DHT has a peer, so a restarted node is found again
 // and a model imported on a node that was alone is announced once the
 // others arrive; then every ReprovideInterval, and again whenever the node
 // finds a peer after having none, until the node closes.
@@ -201,7 +212,8 @@ func (n *Node) reprovideLoop() {
 	}
 }
 
-// reprovide announces every kept model: its root and the parts held here.
+// reprovide announces every kept model (its root and the parts held
+// here) and every kept data set (its root).
 func (n *Node) reprovide() {
 	for _, e := range n.models.entries() {
 		c, err := cid.Decode(e.CID)
@@ -220,6 +232,15 @@ func (n *Node) reprovide() {
 		}
 		if err := n.ex.Provide(n.ctx, cids...); err != nil && n.ctx.Err() == nil {
 			log.Warn("reprovide", "model", e.CID, "err", err)
+		}
+	}
+	for _, e := range n.data.entries() {
+		c, err := cid.Decode(e.CID)
+		if err != nil {
+			continue
+		}
+		if err := n.ex.Provide(n.ctx, c); err != nil && n.ctx.Err() == nil {
+			log.Warn("reprovide", "data", e.CID, "err", err)
 		}
 	}
 }
@@ -272,27 +293,10 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
-// Status is a snapshot of the node, as `mycel status` shows it.
-type Status struct {
-	ID    string   `json:"id"`
-	Addrs []string `json:"addrs"` // with /p2p/<id>
-	Peers []string `json:"peers"`
-	// DHT is the mode and routing table size of the LAN and the WAN DHT.
-	DHT        p2p.DHTStatus `json:"dht"`
-	StoreBytes int64         `json:"store_bytes"`
-	StoreCap   int64         `json:"store_cap"`
-	DataDir    string        `json:"data_dir"`
-
-	// UnreferencedBytes are the bytes of blocks that no kept model or
-	// unfinished pull uses, which mycel store gc removes (-1: not counted
-	// while an import or pull runs).
-	UnreferencedBytes int64 `json:"unreferenced_bytes"`
-}
-
 // Status reports the node's identity, addresses, peers and stores.
-func (n *Node) Status() Status {
+func (n *Node) Status() api.Status {
 	h := n.host.Libp2p()
-	st := Status{
+	st := api.Status{
 		ID:         h.ID().String(),
 		DHT:        n.host.DHTStatus(),
 		StoreBytes: n.store.Size(),

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/mycel-net/mycel/p2p"
+
+	"github.com/mycel-net/mycel/node/api"
 )
 
 // testConfig is a node on loopback only, with a free API port, in the
@@ -39,7 +41,7 @@ func TestStatusAndBootstrap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a := startNode(t, testConfig(t))
-	sa, err := NewClient(a.APIURL()).Status(ctx)
+	sa, err := api.NewClient(a.APIURL()).Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +49,7 @@ func TestStatusAndBootstrap(t *testing.T) {
 		t.Fatalf("status of A: %+v", sa)
 	}
 	b := startNode(t, testConfig(t, sa.Addrs[0]))
-	cb := NewClient(strings.TrimPrefix(b.APIURL(), "http://")) // host:port works too
+	cb := api.NewClient(strings.TrimPrefix(b.APIURL(), "http://")) // host:port works too
 	for {
 		sb, err := cb.Status(ctx)
 		if err != nil {
@@ -94,8 +96,8 @@ func TestRestartKeepsIdentity(t *testing.T) {
 }
 
 func TestClientWithoutNode(t *testing.T) {
-	_, err := NewClient("127.0.0.1:1").Status(context.Background())
-	if !errors.Is(err, ErrNoNode) || !strings.Contains(err.Error(), "mycel node") {
+	_, err := api.NewClient("127.0.0.1:1").Status(context.Background())
+	if !errors.Is(err, api.ErrNoNode) || !strings.Contains(err.Error(), "mycel node") {
 		t.Errorf("got %v; want ErrNoNode saying how to start a node", err)
 	}
 }

@@ -1,13 +1,9 @@
 package node
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -20,6 +16,8 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/model/tokenizer"
+	"github.com/mycel-net/mycel/node/api"
+	"github.com/mycel-net/mycel/node/openai"
 	"github.com/mycel-net/mycel/p2p/blocks"
 	"github.com/mycel-net/mycel/swarm"
 )
@@ -109,8 +107,8 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 		log.Warn("serving with no DHT peer: the span is chosen from what the neighbours know")
 	}
 	load := func(ctx context.Context, s swarm.Span) (*model.Weights, func() error, error) {
-		pr := PullRequest{CID: root.String(), Layers: fmt.Sprintf("%d:%d", s.First, s.Last)}
-		if err := n.Pull(ctx, pr, func(PullProgress) {}); err != nil {
+		pr := api.PullRequest{CID: root.String(), Layers: fmt.Sprintf("%d:%d", s.First, s.Last)}
+		if err := n.Pull(ctx, pr, func(api.PullProgress) {}); err != nil {
 			return nil, nil, err
 		}
 		l, err := shards.Load(ctx, n.store, root, shards.Span{First: s.First, Last: s.Last})
@@ -145,9 +143,6 @@ type servingEntry struct {
 	be kernels.Backend
 }
 
-// ErrClosed is returned by a node that is shutting down.
-var ErrClosed = errors.New("node: closed")
-
 // Version is the software version: the module version the binary was
 // built from, "(devel)" for a build from a work tree. Servers announce it.
 var Version = buildVersion()
@@ -159,59 +154,24 @@ func buildVersion() string {
 	return "(devel)"
 }
 
-// SwarmStatus is the swarm's coverage of one model, as this node sees it.
-type SwarmStatus struct {
-	Model  string `json:"model"`
-	Name   string `json:"name,omitempty"`
-	Layers int    `json:"layers"`
-	// Servers are the live records, sorted by first layer.
-	Servers []ServerInfo `json:"servers"`
-	// Coverage is each layer's throughput (tokens/s) summed over its
-	// servers; Missing the runs of layers nobody serves; Weak the layers
-	// whose coverage is under a third of the median.
-	Coverage []float64   `json:"coverage"`
-	Missing  []LayerSpan `json:"missing"`
-	Weak     []int       `json:"weak"`
-}
-
-// ServerInfo is one server of a model.
-type ServerInfo struct {
-	Peer          string    `json:"peer"`
-	First         int       `json:"first"`
-	Last          int       `json:"last"`
-	Throughput    float64   `json:"throughput"`
-	FreePositions int       `json:"free_positions"`
-	State         string    `json:"state"`
-	Latency       string    `json:"latency,omitempty"`
-	Expires       time.Time `json:"expires"`
-	Self          bool      `json:"self,omitempty"`
-	Software      string    `json:"software,omitempty"`
-}
-
-// LayerSpan is layers [First, Last).
-type LayerSpan struct {
-	First int `json:"first"`
-	Last  int `json:"last"`
-}
-
 // SwarmStatus looks up the servers of a model.
-func (n *Node) SwarmStatus(ctx context.Context, ref string) (SwarmStatus, error) {
+func (n *Node) SwarmStatus(ctx context.Context, ref string) (api.SwarmStatus, error) {
 	root, err := n.resolve(ref)
 	if err != nil {
-		return SwarmStatus{}, err
+		return api.SwarmStatus{}, err
 	}
 	n.waitJoined(ctx)
 	m, err := n.manifest(ctx, root)
 	if err != nil {
-		return SwarmStatus{}, err
+		return api.SwarmStatus{}, err
 	}
 	if err := n.dir.Lookup(ctx, root.String()); err != nil {
-		return SwarmStatus{}, err
+		return api.SwarmStatus{}, err
 	}
 	recs := n.dir.Known(root.String())
-	st := SwarmStatus{Model: root.String(), Name: m.Name, Layers: m.Config.Layers, Servers: []ServerInfo{}, Missing: []LayerSpan{}, Weak: []int{}}
+	st := api.SwarmStatus{Model: root.String(), Name: m.Name, Layers: m.Config.Layers, Servers: []api.ServerInfo{}, Missing: []api.LayerSpan{}, Weak: []int{}}
 	for _, r := range recs {
-		si := ServerInfo{Peer: r.Peer.String(), First: r.Span.First, Last: r.Span.Last, Throughput: r.Throughput,
+		si := api.ServerInfo{Peer: r.Peer.String(), First: r.Span.First, Last: r.Span.Last, Throughput: r.Throughput,
 			FreePositions: r.FreePositions, State: string(r.State), Expires: r.Expires, Self: r.Peer == n.host.ID(), Software: r.Software}
 		if l := n.dir.Latency(r.Peer); l > 0 {
 			si.Latency = l.Round(10 * time.Microsecond).String()
@@ -227,7 +187,7 @@ func (n *Node) SwarmStatus(ctx context.Context, ref string) (SwarmStatus, error)
 	cov := swarm.NewCoverage(m.Config.Layers, serving, "")
 	st.Coverage = cov
 	for _, s := range cov.Missing() {
-		st.Missing = append(st.Missing, LayerSpan{s.First, s.Last})
+		st.Missing = append(st.Missing, api.LayerSpan{First: s.First, Last: s.Last})
 	}
 	med := median(cov)
 	for l, v := range cov {
@@ -260,7 +220,7 @@ type SwarmModel struct {
 	name string
 	w    *model.Weights
 	tok  tokenizer.Tokenizer
-	tmpl ChatTemplate
+	tmpl openai.ChatTemplate
 	be   kernels.Backend
 	cl   *swarm.Client // plain
 	vcl  *swarm.Client // with every step checked against a shadow server
@@ -295,7 +255,7 @@ func (n *Node) SwarmModel(ctx context.Context, ref string) (*SwarmModel, error) 
 		return nil, err
 	}
 	sm = &SwarmModel{name: name, w: l.Weights, tok: l.Tokenizer, be: be,
-		tmpl: DetectChatTemplate("", l.Tokenizer), life: n.ctx}
+		tmpl: openai.DetectChatTemplate("", l.Tokenizer), life: n.ctx}
 	sm.pl = &swarm.Planner{Dir: n.dir, Model: root.String(), Layers: l.Weights.Config.Layers}
 	ccfg := swarm.ClientConfig{
 		Model: root.String(), DType: kernels.F16, Replan: sm.pl.Replan,
@@ -362,7 +322,7 @@ func (n *Node) findModel(ctx context.Context, root cid.Cid) error {
 	case provErr == nil || connected > 0:
 		return nil
 	case errors.Is(provErr, blocks.ErrNoProviders) && dirErr == nil:
-		return fmt.Errorf("%w: model %s is not on the node, no peer provides it on the DHT, and the swarm directory knows no server of it that answers", errNotFound, root)
+		return fmt.Errorf("%w: model %s is not on the node, no peer provides it on the DHT, and the swarm directory knows no server of it that answers", api.ErrNotFound, root)
 	}
 	return fmt.Errorf("model %s: find a peer that has it: %w", root, errors.Join(provErr, dirErr))
 }
@@ -371,20 +331,20 @@ func (n *Node) findModel(ctx context.Context, root cid.Cid) error {
 func (s *SwarmModel) Name() string { return s.name }
 
 // ChatTemplate is the model's chat format.
-func (s *SwarmModel) ChatTemplate() ChatTemplate { return s.tmpl }
+func (s *SwarmModel) ChatTemplate() openai.ChatTemplate { return s.tmpl }
 
 // Complete runs one completion through the swarm.
-func (s *SwarmModel) Complete(ctx context.Context, prompt string, o CompleteOptions, emit func(string) error) (CompleteResult, error) {
+func (s *SwarmModel) Complete(ctx context.Context, prompt string, o openai.CompleteOptions, emit func(string) error) (openai.CompleteResult, error) {
 	return s.CompleteWithEvents(ctx, prompt, o, emit, nil)
 }
 
 // CompleteWithEvents is Complete, with the session's route changes
 // (route, hop failed, re-route) passed to onEvent.
-func (s *SwarmModel) CompleteWithEvents(ctx context.Context, prompt string, o CompleteOptions, emit func(string) error, onEvent func(swarm.Event)) (CompleteResult, error) {
+func (s *SwarmModel) CompleteWithEvents(ctx context.Context, prompt string, o openai.CompleteOptions, emit func(string) error, onEvent func(swarm.Event)) (openai.CompleteResult, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return CompleteResult{}, ErrClosed
+		return openai.CompleteResult{}, ErrClosed
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -393,7 +353,7 @@ func (s *SwarmModel) CompleteWithEvents(ctx context.Context, prompt string, o Co
 	if o.Verify {
 		cl = s.vcl
 	}
-	return complete(s.tok, s.w.Config.Context, prompt, o, emit, func(ids []int, g model.GenerateOptions, tok func(int) error) (model.Stats, error) {
+	return openai.Generate(s.tok, s.w.Config.Context, prompt, o, emit, func(ids []int, g model.GenerateOptions, tok func(int) error) (model.Stats, error) {
 		pl := *s.pl // this session's room; failover replans with any room
 		pl.Positions = len(ids) + o.MaxTokens
 		// The bans of both clients: a liar caught by the verifying one is
@@ -446,77 +406,9 @@ func (n *Node) closeSwarm() error {
 	return errors.Join(errs...)
 }
 
-func (n *Node) swarmRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET "+APIPrefix+"/swarm/{model}", func(w http.ResponseWriter, r *http.Request) {
-		st, err := n.SwarmStatus(r.Context(), r.PathValue("model"))
-		if err != nil {
-			writeError(w, httpStatus(err), err)
-			return
-		}
-		writeJSON(w, http.StatusOK, st)
-	})
-	mux.HandleFunc("POST "+APIPrefix+"/generate", n.handleGenerate)
-}
-
-// GenerateRequest asks the node to generate through the swarm (POST
-// /api/v0/generate); the answer is a stream of GenerateEvent lines.
-type GenerateRequest struct {
-	Model     string  `json:"model"`
-	Prompt    string  `json:"prompt"`
-	MaxTokens int     `json:"max_tokens"`
-	Temp      float32 `json:"temperature"`
-	TopK      int     `json:"top_k,omitempty"`
-	TopP      float32 `json:"top_p,omitempty"`
-	Seed      uint64  `json:"seed"`
-	// Verify checks every step against a second server of the same span.
-	Verify bool `json:"verify,omitempty"`
-	// IgnoreEOS generates past the model's end of text up to MaxTokens.
-	IgnoreEOS bool `json:"ignore_eos,omitempty"`
-}
-
-// GenerateEvent is one line of a generation's stream: text, a route
-// change, or the end (Done, with the counts, or Error).
-type GenerateEvent struct {
-	Text  string     `json:"text,omitempty"`
-	Route *RouteInfo `json:"route,omitempty"`
-	Done  bool       `json:"done,omitempty"`
-	Error string     `json:"error,omitempty"`
-	// At the end:
-	PromptTokens     int     `json:"prompt_tokens,omitempty"`
-	CompletionTokens int     `json:"completion_tokens,omitempty"`
-	Seconds          float64 `json:"seconds,omitempty"`
-	// Finish is why the generation ended: "stop" (the end of text) or
-	// "length" (max_tokens).
-	Finish FinishReason `json:"finish_reason,omitempty"`
-}
-
-// RouteInfo is a route event: kind is "route", "hop failed", "re-route",
-// "left" (the server replaced went away; first:last moved to chain, and
-// to peer when one server took it all; a shadow has no chain), "banned",
-// or with verification "shadow", "unverified" or "mismatch".
-type RouteInfo struct {
-	Kind     string `json:"kind"`
-	Peer     string `json:"peer"`
-	First    int    `json:"first"`
-	Last     int    `json:"last"`
-	Replaced string `json:"replaced,omitempty"`
-	Other    string `json:"other,omitempty"` // the second server of a shadow or mismatch, or the primary a shadow that left followed
-	Replayed int    `json:"replayed,omitempty"`
-	Error    string `json:"error,omitempty"`
-	// Chain is the servers that took over the layers of a server that left.
-	Chain []RouteHop `json:"chain,omitempty"`
-}
-
-// RouteHop is a server of a route and the layers it runs.
-type RouteHop struct {
-	Peer  string `json:"peer"`
-	First int    `json:"first"`
-	Last  int    `json:"last"`
-}
-
 // NewRouteInfo describes ev as the API reports it.
-func NewRouteInfo(ev swarm.Event) *RouteInfo {
-	ri := &RouteInfo{Kind: ev.Kind.String(), First: ev.Hop.Span.First, Last: ev.Hop.Span.Last,
+func NewRouteInfo(ev swarm.Event) *api.RouteInfo {
+	ri := &api.RouteInfo{Kind: ev.Kind.String(), First: ev.Hop.Span.First, Last: ev.Hop.Span.Last,
 		Replayed: ev.Replayed}
 	if ev.Hop.Peer != "" {
 		ri.Peer = ev.Hop.Peer.String()
@@ -531,91 +423,49 @@ func NewRouteInfo(ev swarm.Event) *RouteInfo {
 		ri.Error = ev.Err.Error()
 	}
 	for _, h := range ev.Chain {
-		ri.Chain = append(ri.Chain, RouteHop{Peer: h.Peer.String(), First: h.Span.First, Last: h.Span.Last})
+		ri.Chain = append(ri.Chain, api.RouteHop{Peer: h.Peer.String(), First: h.Span.First, Last: h.Span.Last})
 	}
 	return ri
 }
 
-func (n *Node) handleGenerate(w http.ResponseWriter, r *http.Request) {
-	var req GenerateRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("generate: bad request: %w", err))
-		return
-	}
+// Generate checks a generation through the swarm (the sampling and the
+// tokens asked for) and loads the model's swarm client, fetching its
+// embedding, head and tokenizer on first use; its errors come before any
+// answer. The function it returns runs the generation, calling send with
+// text and route events as they come (route events may come from other
+// goroutines), and returns the last event: done with the counts, or the
+// error.
+func (n *Node) Generate(ctx context.Context, req api.GenerateRequest) (func(send func(api.GenerateEvent) error) api.GenerateEvent, error) {
 	sc := model.SamplerConfig{Temperature: req.Temp, TopK: req.TopK, TopP: req.TopP, Seed: req.Seed}
 	if err := sc.Validate(); err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
+		return nil, kindOf(err, api.ErrBadRequest)
 	}
 	if req.MaxTokens <= 0 {
-		writeError(w, http.StatusBadRequest, errors.New("max_tokens must be positive"))
-		return
+		return nil, kindOf(errors.New("max_tokens must be positive"), api.ErrBadRequest)
 	}
-	sm, err := n.SwarmModel(r.Context(), req.Model)
+	sm, err := n.SwarmModel(ctx, req.Model)
 	if err != nil {
-		writeError(w, httpStatus(err), err)
-		return
+		return nil, err
 	}
-	// The stream is JSON lines: text and route events as they come, then
-	// one line that says done or carries the error.
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	var mu sync.Mutex
-	enc := json.NewEncoder(w)
-	flusher, _ := w.(http.Flusher)
-	send := func(ev GenerateEvent) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if err := enc.Encode(ev); err != nil {
-			return err
+	return func(send func(api.GenerateEvent) error) api.GenerateEvent {
+		start := time.Now()
+		res, err := sm.CompleteWithEvents(ctx, req.Prompt,
+			openai.CompleteOptions{MaxTokens: req.MaxTokens, Sampler: sc, Verify: req.Verify, IgnoreEOS: req.IgnoreEOS},
+			func(text string) error { return send(api.GenerateEvent{Text: text}) },
+			func(ev swarm.Event) { send(api.GenerateEvent{Route: NewRouteInfo(ev)}) })
+		if err != nil {
+			return api.GenerateEvent{Error: err.Error()}
 		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		return nil
-	}
-	start := time.Now()
-	res, err := sm.CompleteWithEvents(r.Context(), req.Prompt,
-		CompleteOptions{MaxTokens: req.MaxTokens, Sampler: sc, Verify: req.Verify, IgnoreEOS: req.IgnoreEOS},
-		func(text string) error { return send(GenerateEvent{Text: text}) },
-		func(ev swarm.Event) { send(GenerateEvent{Route: NewRouteInfo(ev)}) })
-	end := GenerateEvent{Done: true, PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens,
-		Seconds: time.Since(start).Seconds(), Finish: res.Finish}
-	if err != nil {
-		end = GenerateEvent{Error: err.Error()}
-	}
-	send(end)
-}
-
-// Generate runs a generation through the swarm on the node (POST
-// /api/v0/generate), calling on with each event of the stream.
-func (c *Client) Generate(ctx context.Context, req GenerateRequest, on func(GenerateEvent) error) error {
-	b, _ := json.Marshal(req)
-	resp, err := c.send(ctx, http.MethodPost, "/generate", bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	return readLines(resp.Body, "generate", func(ev GenerateEvent) (bool, error) {
-		if ev.Error != "" {
-			return false, errors.New(ev.Error)
-		}
-		return ev.Done, on(ev)
-	})
-}
-
-// SwarmStatus asks the node for the servers of a model.
-func (c *Client) SwarmStatus(ctx context.Context, ref string) (SwarmStatus, error) {
-	var st SwarmStatus
-	err := c.do(ctx, http.MethodGet, "/swarm/"+url.PathEscape(ref), nil, &st)
-	return st, err
+		return api.GenerateEvent{Done: true, PromptTokens: res.PromptTokens, CompletionTokens: res.CompletionTokens,
+			Seconds: time.Since(start).Seconds(), Finish: res.Finish}
+	}, nil
 }
 
 // modelCompleter is the Completer for a model the node knows by CID or
 // name but has not loaded from a file: the whole model from its blocks
 // when every layer is here (the embedding and head are fetched if they
 // are not), else a SwarmModel.
-func (n *Node) modelCompleter(ctx context.Context, ref string) (Completer, error) {
+func (n *Node) modelCompleter(ctx context.Context, ref string) (openai.Completer, error) {
 	root, err := n.resolve(ref)
 	if err != nil {
 		return nil, err
@@ -638,7 +488,7 @@ func (n *Node) modelCompleter(ctx context.Context, ref string) (Completer, error
 		return n.SwarmModel(ctx, ref)
 	}
 	if info.LocalParts < info.TotalParts {
-		if err := n.Pull(ctx, PullRequest{CID: key}, func(PullProgress) {}); err != nil {
+		if err := n.Pull(ctx, api.PullRequest{CID: key}, func(api.PullProgress) {}); err != nil {
 			return nil, err
 		}
 	}
@@ -647,7 +497,7 @@ func (n *Node) modelCompleter(ctx context.Context, ref string) (Completer, error
 		return nil, err
 	}
 	lm = &LocalModel{name: name, w: l.Weights, release: func() error { return nil }, tok: l.Tokenizer,
-		tmpl: DetectChatTemplate("", l.Tokenizer), be: be, eng: model.NewEngine(l.Weights, be)}
+		tmpl: openai.DetectChatTemplate("", l.Tokenizer), be: be, eng: model.NewEngine(l.Weights, be)}
 	n.swarmMu.Lock()
 	defer n.swarmMu.Unlock()
 	if n.closing {

@@ -13,6 +13,9 @@ import (
 	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/swarm"
+
+	"github.com/mycel-net/mycel/node/api"
+	"github.com/mycel-net/mycel/node/openai"
 )
 
 // servingSwarm starts a bootstrap node B, a publisher A that imports
@@ -35,7 +38,7 @@ func servingSwarm(t *testing.T) (string, *Node, []*Node) {
 	if err := a.Host().WaitRoutable(ctx); err != nil {
 		t.Fatal(err)
 	}
-	res, err := a.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin"), Name: "stories260K"})
+	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin"), Name: "stories260K"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,10 +84,10 @@ func TestSwarmGenerate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var text strings.Builder
-	var routes []RouteInfo
-	var done GenerateEvent
-	err := NewClient(e.APIURL()).Generate(ctx, GenerateRequest{Model: cidStr, Prompt: "Lily wanted to", MaxTokens: 20},
-		func(ev GenerateEvent) error {
+	var routes []api.RouteInfo
+	var done api.GenerateEvent
+	err := api.NewClient(e.APIURL()).Generate(ctx, api.GenerateRequest{Model: cidStr, Prompt: "Lily wanted to", MaxTokens: 20},
+		func(ev api.GenerateEvent) error {
 			text.WriteString(ev.Text)
 			if ev.Route != nil {
 				routes = append(routes, *ev.Route)
@@ -100,7 +103,7 @@ func TestSwarmGenerate(t *testing.T) {
 	if text.String() != lilyContinues {
 		t.Errorf("text %q, want %q", text.String(), lilyContinues)
 	}
-	if done.PromptTokens != 5 || done.CompletionTokens != 20 || done.Finish != FinishLength {
+	if done.PromptTokens != 5 || done.CompletionTokens != 20 || done.Finish != api.FinishLength {
 		t.Errorf("end %+v", done)
 	}
 	at := 0
@@ -114,7 +117,7 @@ func TestSwarmGenerate(t *testing.T) {
 		t.Fatalf("route events %+v do not reach layer 5", routes)
 	}
 
-	st, err := NewClient(e.APIURL()).SwarmStatus(ctx, cidStr)
+	st, err := api.NewClient(e.APIURL()).SwarmStatus(ctx, cidStr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,8 +129,8 @@ func TestSwarmGenerate(t *testing.T) {
 	// runs unverified, says so, and the text is the same.
 	text.Reset()
 	var kinds []string
-	err = NewClient(e.APIURL()).Generate(ctx, GenerateRequest{Model: cidStr, Prompt: "Lily wanted to", MaxTokens: 20, Verify: true},
-		func(ev GenerateEvent) error {
+	err = api.NewClient(e.APIURL()).Generate(ctx, api.GenerateRequest{Model: cidStr, Prompt: "Lily wanted to", MaxTokens: 20, Verify: true},
+		func(ev api.GenerateEvent) error {
 			text.WriteString(ev.Text)
 			if ev.Route != nil {
 				kinds = append(kinds, ev.Route.Kind)
@@ -145,9 +148,9 @@ func TestSwarmGenerate(t *testing.T) {
 	// storyTokens tokens; with IgnoreEOS the next story follows.
 	for _, ignore := range []bool{false, true} {
 		text.Reset()
-		done = GenerateEvent{}
-		err = NewClient(e.APIURL()).Generate(ctx, GenerateRequest{Model: cidStr, MaxTokens: storyTokens + 20, IgnoreEOS: ignore},
-			func(ev GenerateEvent) error {
+		done = api.GenerateEvent{}
+		err = api.NewClient(e.APIURL()).Generate(ctx, api.GenerateRequest{Model: cidStr, MaxTokens: storyTokens + 20, IgnoreEOS: ignore},
+			func(ev api.GenerateEvent) error {
 				text.WriteString(ev.Text)
 				if ev.Done {
 					done = ev
@@ -157,9 +160,9 @@ func TestSwarmGenerate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := GenerateEvent{Done: true, PromptTokens: 1, CompletionTokens: storyTokens, Finish: FinishStop}
+		want := api.GenerateEvent{Done: true, PromptTokens: 1, CompletionTokens: storyTokens, Finish: api.FinishStop}
 		if ignore {
-			want.CompletionTokens, want.Finish = storyTokens+20, FinishLength
+			want.CompletionTokens, want.Finish = storyTokens+20, api.FinishLength
 		}
 		if done.Done != want.Done || done.PromptTokens != want.PromptTokens || done.CompletionTokens != want.CompletionTokens || done.Finish != want.Finish ||
 			strings.Count(text.String(), "Once upon a time") != 1+btoi(ignore) {
@@ -179,7 +182,7 @@ func TestSwarmGenerate(t *testing.T) {
 		wg.Go(func() {
 			var b strings.Builder
 			var hops []swarm.Event
-			_, err := sm.CompleteWithEvents(ctx, "Lily wanted to", CompleteOptions{MaxTokens: 20},
+			_, err := sm.CompleteWithEvents(ctx, "Lily wanted to", openai.CompleteOptions{MaxTokens: 20},
 				func(s string) error { b.WriteString(s); return nil },
 				func(ev swarm.Event) { hops = append(hops, ev) })
 			switch {
@@ -219,12 +222,12 @@ func TestSwarmMissingLayers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = sm.Complete(ctx, "Lily", CompleteOptions{MaxTokens: 4, Sampler: model.SamplerConfig{}}, func(string) error { return nil })
+	_, err = sm.Complete(ctx, "Lily", openai.CompleteOptions{MaxTokens: 4, Sampler: model.SamplerConfig{}}, func(string) error { return nil })
 	var nr *swarm.NoRouteError
 	if !errors.As(err, &nr) || !strings.Contains(err.Error(), "layers 3-4") || !strings.Contains(err.Error(), "--serve "+res.CID+" --layers 3:5") {
 		t.Fatalf("err = %v; want the missing layers 3-4 and how to serve them", err)
 	}
-	if _, err := e.SwarmModel(ctx, "no-such-model"); !errors.Is(err, errNotFound) {
+	if _, err := e.SwarmModel(ctx, "no-such-model"); !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("unknown model: %v", err)
 	}
 
@@ -280,7 +283,7 @@ func TestServingNodeRunsWholeModelItself(t *testing.T) {
 
 // publish starts a bootstrap node and a node that imports stories260K; it
 // returns the bootstrap address and the import's result.
-func publish(ctx context.Context, t *testing.T) (string, ImportResult) {
+func publish(ctx context.Context, t *testing.T) (string, api.ImportResult) {
 	t.Helper()
 	b := startNode(t, testConfig(t))
 	addr := b.Status().Addrs[0]
@@ -288,7 +291,7 @@ func publish(ctx context.Context, t *testing.T) (string, ImportResult) {
 	if err := a.Host().WaitRoutable(ctx); err != nil {
 		t.Fatal(err)
 	}
-	res, err := a.Import(ctx, ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin"), Name: "stories260K"})
+	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin"), Name: "stories260K"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +312,7 @@ func TestCloseEndsSwarmCompletions(t *testing.T) {
 	var once sync.Once
 	done := make(chan error, 1)
 	go func() {
-		_, err := sm.Complete(context.Background(), "Lily wanted to", CompleteOptions{MaxTokens: 500, Sampler: model.SamplerConfig{}},
+		_, err := sm.Complete(context.Background(), "Lily wanted to", openai.CompleteOptions{MaxTokens: 500, Sampler: model.SamplerConfig{}},
 			func(string) error {
 				once.Do(func() { close(started) })
 				time.Sleep(5 * time.Millisecond) // a slow reader keeps it going

@@ -5,7 +5,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/mycel-net/mycel/node"
+	"github.com/mycel-net/mycel/node/api"
 )
 
 // shortPeerLen is how many characters of a peer ID the CLI shows.
@@ -25,7 +25,7 @@ func shortPeer(id string) string {
 func layerRange(first, last int) string { return fmt.Sprintf("%d:%d", first, last) }
 
 // routeLine is the one line the CLI prints for a route event.
-func routeLine(r node.RouteInfo) string {
+func routeLine(r api.RouteInfo) string {
 	p, layers := shortPeer(r.Peer), layerRange(r.First, r.Last)
 	switch r.Kind {
 	case "route":

@@ -16,14 +16,14 @@ import (
 
 	"github.com/mycel-net/mycel/checkpoints"
 	"github.com/mycel-net/mycel/checkpoints/shards"
-	"github.com/mycel-net/mycel/node"
+	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/p2p/blocks"
 )
 
 // The model store commands talk to a running node.
 
 func newModelsImportCmd(g *globals) *cobra.Command {
-	var req node.ImportRequest
+	var req api.ImportRequest
 	cmd := &cobra.Command{
 		Use:   "import FILE",
 		Short: "Store a model file as content-addressed blocks on the node and announce it",
@@ -58,34 +58,16 @@ model's CID: the same file always gives the same CID.`,
 }
 
 func newModelsPullCmd(g *globals) *cobra.Command {
-	var req node.PullRequest
+	var req api.PullRequest
 	cmd := &cobra.Command{
 		Use:   "pull CID|NAME",
 		Short: "Fetch a model (or a span of its layers) from the peers that have it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.CID = args[0]
-			w := cmd.ErrOrStderr()
-			tty := isTerminal(w)
-			start := time.Now()
-			var last node.PullProgress
-			err := g.client().Pull(cmd.Context(), req, func(p node.PullProgress) {
-				last = p
-				line := progressLine(p, time.Since(start))
-				if tty {
-					fmt.Fprintf(w, "\r%-78s", line)
-				} else if p.Done || p.DoneBlocks == 0 || p.DoneBlocks == p.TotalBlocks {
-					fmt.Fprintln(w, line)
-				}
+			return showPull(cmd, func(progress func(api.PullProgress)) error {
+				return g.client().Pull(cmd.Context(), req, progress)
 			})
-			if tty {
-				fmt.Fprintln(w)
-			}
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), last.CID)
-			return nil
 		},
 	}
 	cmd.Flags().StringVar(&req.Layers, "layers", "", "only layers A:B (without the embedding and head)")
@@ -93,7 +75,34 @@ func newModelsPullCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func progressLine(p node.PullProgress, elapsed time.Duration) string {
+// showPull runs a pull, showing its progress on stderr (one line redrawn
+// on a terminal, else the first and last), and prints the CID pulled on
+// stdout.
+func showPull(cmd *cobra.Command, pull func(progress func(api.PullProgress)) error) error {
+	w := cmd.ErrOrStderr()
+	tty := isTerminal(w)
+	start := time.Now()
+	var last api.PullProgress
+	err := pull(func(p api.PullProgress) {
+		last = p
+		line := progressLine(p, time.Since(start))
+		if tty {
+			fmt.Fprintf(w, "\r%-78s", line)
+		} else if p.Done || p.DoneBlocks == 0 || p.DoneBlocks == p.TotalBlocks {
+			fmt.Fprintln(w, line)
+		}
+	})
+	if tty {
+		fmt.Fprintln(w)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), last.CID)
+	return nil
+}
+
+func progressLine(p api.PullProgress, elapsed time.Duration) string {
 	mbps := float64(p.DoneBytes) / 1e6 / max(elapsed.Seconds(), 1e-3)
 	eta := "?"
 	if mbps > 0 && p.TotalBytes > p.DoneBytes {
@@ -251,7 +260,7 @@ func newModelsRmCmd(g *globals) *cobra.Command {
 
 // apiGetter reads blocks a node holds through its control API, verifying
 // each against its CID.
-type apiGetter struct{ c *node.Client }
+type apiGetter struct{ c *api.Client }
 
 func (a apiGetter) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 	data, err := a.c.Block(ctx, c.String())

@@ -14,6 +14,7 @@ import (
 	"github.com/mycel-net/mycel/checkpoints/shards"
 	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/node"
+	"github.com/mycel-net/mycel/node/api"
 )
 
 // importCmd runs `mycel models import` and returns the CID it prints.
@@ -108,7 +109,7 @@ func TestExportErrorsInTheCLI(t *testing.T) {
 	pubData := t.TempDir()
 	pub := startNodeCmd(t, "--data", pubData)
 	c := importCmd(t, pub, bin, "-z", tok, "--name", "s260")
-	st, err := node.NewClient(pub).Status(context.Background())
+	st, err := api.NewClient(pub).Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestExportErrorsInTheCLI(t *testing.T) {
 	os.Remove(out)
 
 	// Damage the last block of the head, which the export reads last.
-	cl := node.NewClient(pub)
+	cl := api.NewClient(pub)
 	info, err := cl.Inspect(context.Background(), c)
 	if err != nil {
 		t.Fatal(err)

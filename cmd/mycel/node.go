@@ -11,13 +11,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mycel-net/mycel/node"
+	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/p2p"
 )
 
 // globals are the flags every subcommand sees.
 type globals struct {
 	// api is where the commands that talk to a running node find its
-	// control API (--api; default $MYCEL_API, then node.DefaultAPIAddr).
+	// control API (--api; default $MYCEL_API, then api.DefaultAddr).
 	api string
 }
 
@@ -25,10 +26,10 @@ func (g *globals) apiAddr() string {
 	if g.api != "" {
 		return g.api
 	}
-	return os.Getenv(node.EnvAPI)
+	return os.Getenv(api.EnvAddr)
 }
 
-func (g *globals) client() *node.Client { return node.NewClient(g.apiAddr()) }
+func (g *globals) client() *api.Client { return api.NewClient(g.apiAddr()) }
 
 func newNodeCmd(g *globals) *cobra.Command {
 	var cfg node.Config

@@ -17,7 +17,7 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/model/tokenizer"
-	"github.com/mycel-net/mycel/node"
+	"github.com/mycel-net/mycel/node/api"
 )
 
 type runFlags struct {
@@ -285,7 +285,7 @@ func wantSwarm(ctx context.Context, g *globals, f *runFlags) (bool, error) {
 			return true, nil
 		}
 	}
-	if err := g.client().Pull(ctx, node.PullRequest{CID: c.String()}, func(node.PullProgress) {}); err != nil {
+	if err := g.client().Pull(ctx, api.PullRequest{CID: c.String()}, func(api.PullProgress) {}); err != nil {
 		return true, nil
 	}
 	return false, nil
@@ -301,7 +301,7 @@ func nodeModel(ctx context.Context, g *globals, ref string) (cid.Cid, error) {
 		return cid.Undef, fmt.Errorf("model %w", err)
 	}
 	e, err := g.client().Resolve(ctx, ref)
-	if errors.Is(err, node.ErrNoNode) {
+	if errors.Is(err, api.ErrNoNode) {
 		return cid.Undef, fmt.Errorf("model %s is not a file, so it names a model of a node: %w", ref, err)
 	}
 	if err != nil {
@@ -342,11 +342,11 @@ func runSwarm(cmd *cobra.Command, g *globals, f *runFlags, prompt string, sc mod
 			out.Flush()
 		}
 	}
-	var done node.GenerateEvent
-	err := g.client().Generate(cmd.Context(), node.GenerateRequest{
+	var done api.GenerateEvent
+	err := g.client().Generate(cmd.Context(), api.GenerateRequest{
 		Model: f.model, Prompt: prompt, MaxTokens: f.steps,
 		Temp: sc.Temperature, TopK: sc.TopK, TopP: sc.TopP, Seed: sc.Seed, Verify: f.verify, IgnoreEOS: f.ignoreEOS,
-	}, func(ev node.GenerateEvent) error {
+	}, func(ev api.GenerateEvent) error {
 		start()
 		if r := ev.Route; r != nil && f.verbose {
 			out.Flush()
@@ -373,6 +373,6 @@ func runSwarm(cmd *cobra.Command, g *globals, f *runFlags, prompt string, sc mod
 		rate = float64(done.CompletionTokens) / done.Seconds
 	}
 	fmt.Fprintf(stderr, "prompt: %d tokens; generated: %d tokens through the swarm in %.2f s, %.1f tok/s%s (seed %d)\n",
-		done.PromptTokens, done.CompletionTokens, done.Seconds, rate, endNote(done.Finish == node.FinishStop), sc.Seed)
+		done.PromptTokens, done.CompletionTokens, done.Seconds, rate, endNote(done.Finish == api.FinishStop), sc.Seed)
 	return nil
 }

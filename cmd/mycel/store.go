@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mycel-net/mycel/node"
+	"github.com/mycel-net/mycel/node/api"
 )
 
 func newStoreCmd(g *globals) *cobra.Command {
@@ -19,7 +19,7 @@ func newStoreCmd(g *globals) *cobra.Command {
 }
 
 func newStoreGCCmd(g *globals) *cobra.Command {
-	var req node.GCRequest
+	var req api.GCRequest
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "gc",

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mycel-net/mycel/node"
+	"github.com/mycel-net/mycel/node/api"
 )
 
 func newSwarmStatusCmd(g *globals) *cobra.Command {
@@ -35,7 +35,7 @@ func newSwarmStatusCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("the node keeps no model: name one (mycel swarm status CID)")
 				}
 			}
-			var all []node.SwarmStatus
+			var all []api.SwarmStatus
 			for _, ref := range refs {
 				st, err := cl.SwarmStatus(cmd.Context(), ref)
 				if err != nil {
@@ -65,7 +65,7 @@ func newSwarmStatusCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func printSwarmStatus(out io.Writer, st node.SwarmStatus) {
+func printSwarmStatus(out io.Writer, st api.SwarmStatus) {
 	name := st.Model
 	if st.Name != "" {
 		name = st.Name + " (" + st.Model + ")"

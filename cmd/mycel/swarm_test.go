@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/mycel-net/mycel/internal/testmodels"
-	"github.com/mycel-net/mycel/node"
+	"github.com/mycel-net/mycel/node/api"
 )
 
 // Real `mycel node` processes in one test: a publisher imports
@@ -30,7 +30,7 @@ func TestRunThroughTheSwarm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st node.Status
+	var st api.Status
 	if err := json.Unmarshal([]byte(js), &st); err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestRunThroughTheSwarm(t *testing.T) {
 	}
 	client := startNodeCmd(t, "--bootstrap", boot)
 
-	var ss node.SwarmStatus
+	var ss api.SwarmStatus
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		js, _, err := mycel(t, "--api", client, "swarm", "status", c, "--json")
 		if err == nil && json.Unmarshal([]byte(js), &ss) == nil && len(ss.Servers) == 3 && len(ss.Missing) == 0 {

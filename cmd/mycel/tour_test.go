@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mycel-net/mycel/internal/testmodels"
-	"github.com/mycel-net/mycel/node"
+	"github.com/mycel-net/mycel/node/api"
 )
 
 // syncBuffer is a bytes.Buffer that a node writes while the test reads.
@@ -101,7 +101,7 @@ func testSwarmTour(t *testing.T, clientFirst bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st node.Status
+	var st api.Status
 	if err := json.Unmarshal([]byte(js), &st); err != nil {
 		t.Fatal(err)
 	}

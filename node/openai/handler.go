@@ -1,6 +1,7 @@
-package node
+package openai
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -11,13 +12,8 @@ import (
 	"sort"
 	"time"
 
-	"github.com/ipfs/go-cid"
+	"github.com/mycel-net/mycel/node/api"
 )
-
-// The OpenAI-compatible API: GET /v1/models, POST /v1/completions and POST
-// /v1/chat/completions, with server-sent events when "stream" is true and
-// errors in OpenAI's format. Any OpenAI client pointed at
-// http://127.0.0.1:5150/v1 works with it.
 
 // maxRequestBytes bounds a request body.
 const maxRequestBytes = 4 << 20
@@ -29,40 +25,42 @@ const (
 	defaultChatTokens       = 256
 )
 
-// AddCompleter makes a model available through the OpenAI API under its
-// name. A second model with the same name replaces the first.
-func (n *Node) AddCompleter(c Completer) {
-	n.compMu.Lock()
-	defer n.compMu.Unlock()
-	if n.completers == nil {
-		n.completers = map[string]Completer{}
-	}
-	n.completers[c.Name()] = c
+// Backend is what the adapter needs of the daemon.
+type Backend interface {
+	// Completer returns the model a request names. An error that wraps
+	// api.ErrNotFound answers 404 model_not_found; any other, 503
+	// model_unavailable.
+	Completer(ctx context.Context, model string) (Completer, error)
+	// CompletionModels lists the models GET /v1/models answers with, in
+	// order of precedence: of two entries with one ID, the first counts.
+	CompletionModels(ctx context.Context) []Model
 }
 
-// CompleterNames lists the models the OpenAI API serves, sorted.
-func (n *Node) CompleterNames() []string {
-	n.compMu.Lock()
-	defer n.compMu.Unlock()
-	var names []string
-	for name := range n.completers {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
+// Model is one entry of GET /v1/models.
+type Model struct {
+	ID      string
+	Created time.Time
+	// OwnedBy says where it runs: "mycel" (on the node) or
+	// "mycel-swarm" (through the swarm).
+	OwnedBy string
 }
 
-func (n *Node) completer(name string) (Completer, bool) {
-	n.compMu.Lock()
-	defer n.compMu.Unlock()
-	c, ok := n.completers[name]
-	return c, ok
+// Register adds the adapter's routes over b to mux: GET /v1/models, POST
+// /v1/completions and POST /v1/chat/completions.
+func Register(mux *http.ServeMux, b Backend) {
+	a := &adapter{b: b}
+	mux.HandleFunc("GET /v1/models", a.handleModels)
+	mux.HandleFunc("POST /v1/completions", a.handleCompletions)
+	mux.HandleFunc("POST /v1/chat/completions", a.handleChat)
 }
 
-func (n *Node) openAIRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/models", n.handleModels)
-	mux.HandleFunc("POST /v1/completions", n.handleCompletions)
-	mux.HandleFunc("POST /v1/chat/completions", n.handleChat)
+// adapter answers the OpenAI API's requests over a Backend.
+type adapter struct{ b Backend }
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
 }
 
 type oaiError struct {
@@ -84,12 +82,9 @@ func writeOAIError(w http.ResponseWriter, status int, typ, code, msg string) {
 	writeJSON(w, status, oaiError{Error: oaiErrorBody{Message: msg, Type: typ, Code: c}})
 }
 
-// handleModels lists the models the node answers for: model files loaded
-// with --model and whole models held as blocks run here (owned by
-// "mycel"); other kept models, and those of the swarm it knows, run
-// through the swarm ("mycel-swarm"). Each is listed by name and by CID;
-// every id resolves in a request.
-func (n *Node) handleModels(w http.ResponseWriter, r *http.Request) {
+// handleModels lists the models the backend answers for, each ID once,
+// sorted; every ID resolves in a request.
+func (a *adapter) handleModels(w http.ResponseWriter, r *http.Request) {
 	type entry struct {
 		ID      string `json:"id"`
 		Object  string `json:"object"`
@@ -98,34 +93,10 @@ func (n *Node) handleModels(w http.ResponseWriter, r *http.Request) {
 	}
 	list := []entry{}
 	seen := map[string]bool{}
-	add := func(id string, created time.Time, owner string) {
-		if id != "" && !seen[id] {
-			seen[id] = true
-			list = append(list, entry{ID: id, Object: "model", Created: created.Unix(), OwnedBy: owner})
-		}
-	}
-	for _, name := range n.CompleterNames() {
-		add(name, n.started, "mycel")
-	}
-	for _, e := range n.models.entries() {
-		owner := "mycel-swarm"
-		if c, err := cid.Decode(e.CID); err == nil {
-			if info, err := n.Inspect(r.Context(), c); err == nil && info.Whole {
-				owner = "mycel"
-			}
-		}
-		add(e.Name, e.Added, owner)
-		add(e.CID, e.Added, owner)
-	}
-	n.swarmMu.Lock()
-	for c, sm := range n.swarmModels {
-		add(sm.name, n.started, "mycel-swarm")
-		add(c, n.started, "mycel-swarm")
-	}
-	n.swarmMu.Unlock()
-	if n.dir != nil {
-		for _, c := range n.dir.Models() {
-			add(c, n.started, "mycel-swarm")
+	for _, m := range a.b.CompletionModels(r.Context()) {
+		if m.ID != "" && !seen[m.ID] {
+			seen[m.ID] = true
+			list = append(list, entry{ID: m.ID, Object: "model", Created: m.Created.Unix(), OwnedBy: m.OwnedBy})
 		}
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
@@ -151,7 +122,7 @@ type oaiRequest struct {
 
 // parse reads and checks the request, writing the error response itself
 // when it fails.
-func (n *Node) parseOAI(w http.ResponseWriter, r *http.Request, chat bool) (*oaiRequest, Completer, CompleteOptions, bool) {
+func (a *adapter) parseOAI(w http.ResponseWriter, r *http.Request, chat bool) (*oaiRequest, Completer, CompleteOptions, bool) {
 	var req oaiRequest
 	var o CompleteOptions
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes+1))
@@ -174,22 +145,16 @@ func (n *Node) parseOAI(w http.ResponseWriter, r *http.Request, chat bool) (*oai
 	if req.Model == "" {
 		return bad("you must provide a model parameter")
 	}
-	c, ok := n.completer(req.Model)
-	if !ok {
-		// Not loaded from a file: a model of the registry, or any model
-		// CID, runs here if every layer is here, else through the swarm.
-		sm, err := n.modelCompleter(r.Context(), req.Model)
-		if errors.Is(err, errNotFound) {
-			writeOAIError(w, http.StatusNotFound, "invalid_request_error", "model_not_found",
-				fmt.Sprintf("the model %q does not exist on this node (GET /v1/models lists those it serves)", req.Model))
-			return nil, nil, o, false
-		}
-		if err != nil {
-			writeOAIError(w, http.StatusServiceUnavailable, "server_error", "model_unavailable",
-				fmt.Sprintf("the model %q cannot run through the swarm: %v", req.Model, err))
-			return nil, nil, o, false
-		}
-		c = sm
+	c, err := a.b.Completer(r.Context(), req.Model)
+	if errors.Is(err, api.ErrNotFound) {
+		writeOAIError(w, http.StatusNotFound, "invalid_request_error", "model_not_found",
+			fmt.Sprintf("the model %q does not exist on this node (GET /v1/models lists those it serves)", req.Model))
+		return nil, nil, o, false
+	}
+	if err != nil {
+		writeOAIError(w, http.StatusServiceUnavailable, "server_error", "model_unavailable",
+			fmt.Sprintf("the model %q cannot run through the swarm: %v", req.Model, err))
+		return nil, nil, o, false
 	}
 	if req.N != nil && *req.N != 1 {
 		return bad("only n=1 is supported")
@@ -243,8 +208,8 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
-func (n *Node) handleCompletions(w http.ResponseWriter, r *http.Request) {
-	req, c, o, ok := n.parseOAI(w, r, false)
+func (a *adapter) handleCompletions(w http.ResponseWriter, r *http.Request) {
+	req, c, o, ok := a.parseOAI(w, r, false)
 	if !ok {
 		return
 	}
@@ -257,11 +222,11 @@ func (n *Node) handleCompletions(w http.ResponseWriter, r *http.Request) {
 		}
 		prompt = list[0]
 	}
-	n.runCompletion(w, r, c, req, prompt, o, false)
+	runCompletion(w, r, c, req, prompt, o, false)
 }
 
-func (n *Node) handleChat(w http.ResponseWriter, r *http.Request) {
-	req, c, o, ok := n.parseOAI(w, r, true)
+func (a *adapter) handleChat(w http.ResponseWriter, r *http.Request) {
+	req, c, o, ok := a.parseOAI(w, r, true)
 	if !ok {
 		return
 	}
@@ -284,7 +249,7 @@ func (n *Node) handleChat(w http.ResponseWriter, r *http.Request) {
 	prompt, stops := c.ChatTemplate().Render(req.Messages)
 	o.Stop = append(o.Stop, stops...)
 	o.ParseSpecial = true
-	n.runCompletion(w, r, c, req, prompt, o, true)
+	runCompletion(w, r, c, req, prompt, o, true)
 }
 
 type usage struct {
@@ -293,7 +258,7 @@ type usage struct {
 	TotalTokens      int `json:"total_tokens"`
 }
 
-func (n *Node) runCompletion(w http.ResponseWriter, r *http.Request, c Completer, req *oaiRequest, prompt string, o CompleteOptions, chat bool) {
+func runCompletion(w http.ResponseWriter, r *http.Request, c Completer, req *oaiRequest, prompt string, o CompleteOptions, chat bool) {
 	id, created := newID("cmpl-"), time.Now().Unix()
 	object := "text_completion"
 	if chat {
@@ -405,7 +370,7 @@ func writeCompletionError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrContextLength):
 		writeOAIError(w, http.StatusBadRequest, "invalid_request_error", "context_length_exceeded", err.Error())
-	case errors.Is(err, errBadRequest):
+	case errors.Is(err, api.ErrBadRequest):
 		writeOAIError(w, http.StatusBadRequest, "invalid_request_error", "", err.Error())
 	default:
 		writeOAIError(w, http.StatusInternalServerError, "server_error", "", err.Error())

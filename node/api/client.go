@@ -1,6 +1,7 @@
-package node
+package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,16 +23,13 @@ type Client struct {
 // ("http://127.0.0.1:5150") or host:port.
 func NewClient(addr string) *Client {
 	if addr == "" {
-		addr = DefaultAPIAddr
+		addr = DefaultAddr
 	}
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
 	return &Client{base: strings.TrimRight(addr, "/"), hc: &http.Client{}}
 }
-
-// ErrNoNode means nothing answered at the API address.
-var ErrNoNode = errors.New("no Mycel node is running there")
 
 // do sends a request and decodes a JSON answer into out (if not nil).
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader, out any) error {
@@ -53,12 +51,17 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 // caller closes the body. Other statuses become errors carrying the API's
 // message.
 func (c *Client) send(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+APIPrefix+path, body)
+	return c.sendType(ctx, method, path, "application/json", body)
+}
+
+// sendType is send with a body of another content type.
+func (c *Client) sendType(ctx context.Context, method, path, contentType string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+Prefix+path, body)
 	if err != nil {
 		return nil, err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -67,7 +70,7 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 			return nil, ctx.Err()
 		case errors.Is(err, syscall.ECONNREFUSED):
 			// Nothing listens there.
-			return nil, fmt.Errorf("%w at %s: start one with `mycel node` (or point --api or %s at a running one)", ErrNoNode, c.base, EnvAPI)
+			return nil, fmt.Errorf("%w at %s: start one with `mycel node` (or point --api or %s at a running one)", ErrNoNode, c.base, EnvAddr)
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 			return nil, fmt.Errorf("node API %s %s: the node at %s closed the connection without answering (its log says why)", method, path, c.base)
 		}
@@ -75,12 +78,12 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader) 
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
-		var e apiError
+		var e ErrorBody
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return nil, errors.New(e.Error)
+			return nil, &StatusError{Status: resp.StatusCode, Message: e.Error}
 		}
-		return nil, fmt.Errorf("node API %s %s: %s", method, path, resp.Status)
+		return nil, &StatusError{Status: resp.StatusCode, Message: fmt.Sprintf("node API %s %s: %s", method, path, resp.Status)}
 	}
 	return resp, nil
 }
@@ -195,4 +198,37 @@ func (c *Client) Block(ctx context.Context, cidStr string) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	return io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+}
+
+// GC asks the node to remove the blocks no kept model, data set or
+// unfinished pull uses (with req.DryRun, only to count them).
+func (c *Client) GC(ctx context.Context, req GCRequest) (GCResult, error) {
+	var res GCResult
+	b, _ := json.Marshal(req)
+	err := c.do(ctx, http.MethodPost, "/store/gc", bytes.NewReader(b), &res)
+	return res, err
+}
+
+// Generate runs a generation through the swarm on the node (POST
+// /api/v0/generate), calling on with each event of the stream.
+func (c *Client) Generate(ctx context.Context, req GenerateRequest, on func(GenerateEvent) error) error {
+	b, _ := json.Marshal(req)
+	resp, err := c.send(ctx, http.MethodPost, "/generate", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return readLines(resp.Body, "generate", func(ev GenerateEvent) (bool, error) {
+		if ev.Error != "" {
+			return false, errors.New(ev.Error)
+		}
+		return ev.Done, on(ev)
+	})
+}
+
+// SwarmStatus asks the node for the servers of a model.
+func (c *Client) SwarmStatus(ctx context.Context, ref string) (SwarmStatus, error) {
+	var st SwarmStatus
+	err := c.do(ctx, http.MethodGet, "/swarm/"+url.PathEscape(ref), nil, &st)
+	return st, err
 }
