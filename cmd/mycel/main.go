@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mycel-net/mycel/node"
+	"github.com/mycel-net/mycel/node/api"
 
 	_ "github.com/mycel-net/mycel/kernels/cpu" // the CPU backend
 )
@@ -42,7 +42,7 @@ and (as a node of the swarm) shares model shards and serves layers to peers.`,
 		SilenceErrors: true,
 	}
 	g := &globals{}
-	root.PersistentFlags().StringVar(&g.api, "api", "", "control API of the node to use (default $MYCEL_API or "+node.DefaultAPIAddr+")")
+	root.PersistentFlags().StringVar(&g.api, "api", "", "control API of the node to use (default $MYCEL_API or "+api.DefaultAddr+")")
 	root.AddCommand(newRunCmd(g), newChatCmd(g), newBenchCmd(g), newModelsCmd(g), newNodeCmd(g), newStatusCmd(g), newSwarmCmd(g), newStoreCmd(g), newTrainCmd(g), newVersionCmd())
 	return root
 }
