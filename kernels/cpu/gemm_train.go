@@ -101,6 +101,12 @@ func (b *Backend) gemmRun(op *gemmOp) {
 	nItems := (nPanels + ncp - 1) / ncp
 	mBlocks := (mPanels + gemmMCPanels - 1) / gemmMCPanels
 	mSplit := max(1, min(mBlocks, (8*b.pool.threads+nItems-1)/nItems))
+	if b.pool.threads == 1 {
+		// One thread has nothing to balance: pack B once.
+		ncp = gemmNCPanels
+		nItems = (nPanels + ncp - 1) / ncp
+		mSplit = 1
+	}
 	mcp := (mBlocks + mSplit - 1) / mSplit * gemmMCPanels
 	nbuf := ncp * g.nr * min(gemmKC, op.k)
 	for i := range b.packB {
