@@ -43,6 +43,6 @@ and (as a node of the swarm) shares model shards and serves layers to peers.`,
 	}
 	g := &globals{}
 	root.PersistentFlags().StringVar(&g.api, "api", "", "control API of the node to use (default $MYCEL_API or "+api.DefaultAddr+")")
-	root.AddCommand(newRunCmd(g), newChatCmd(g), newBenchCmd(g), newModelsCmd(g), newNodeCmd(g), newStatusCmd(g), newSwarmCmd(g), newStoreCmd(g), newTrainCmd(g), newVersionCmd())
+	root.AddCommand(newRunCmd(g), newChatCmd(g), newBenchCmd(g), newModelsCmd(g), newNodeCmd(g), newStatusCmd(g), newSwarmCmd(g), newStoreCmd(g), newDataCmd(g), newTrainCmd(g), newVersionCmd())
 	return root
 }
