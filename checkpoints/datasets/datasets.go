@@ -35,7 +35,6 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/mycel-net/mycel/checkpoints/shards"
-	"github.com/mycel-net/mycel/p2p/blocks"
 )
 
 // ManifestFormat is the format written in data set manifests.
@@ -66,7 +65,7 @@ type Manifest struct {
 }
 
 // Encode returns the manifest's block; its CID is the data set's.
-func (m *Manifest) Encode() (blocks.Block, error) { return shards.EncodeNode(m) }
+func (m *Manifest) Encode() (shards.Block, error) { return shards.EncodeNode(m) }
 
 // Chunks lists the CIDs of the file's blocks, in order.
 func (m *Manifest) Chunks() []cid.Cid {
@@ -173,7 +172,7 @@ func Import(ctx context.Context, put shards.Putter, data []byte, name, dataForma
 		chunks = chunks[n:]
 	}
 	// The root goes last: a store that holds it holds the whole data set.
-	if err := put.PutMany(ctx, []blocks.Block{root}); err != nil {
+	if err := put.PutMany(ctx, []shards.Block{root}); err != nil {
 		return nil, fmt.Errorf("datasets: store manifest %s: %w", root.CID, err)
 	}
 	return im, nil

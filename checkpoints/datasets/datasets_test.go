@@ -12,7 +12,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/mycel-net/mycel/checkpoints/datasets"
-	"github.com/mycel-net/mycel/p2p/blocks"
+	"github.com/mycel-net/mycel/checkpoints/shards/block"
 )
 
 // memStore is a block store in memory.
@@ -25,7 +25,7 @@ type memStore struct {
 
 func newMem() *memStore { return &memStore{m: map[cid.Cid][]byte{}} }
 
-func (s *memStore) PutMany(_ context.Context, bs []blocks.Block) error {
+func (s *memStore) PutMany(_ context.Context, bs []block.Block) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, b := range bs {
@@ -35,14 +35,14 @@ func (s *memStore) PutMany(_ context.Context, bs []blocks.Block) error {
 	return nil
 }
 
-func (s *memStore) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
+func (s *memStore) Get(_ context.Context, c cid.Cid) (block.Block, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, ok := s.m[c]
 	if !ok {
-		return blocks.Block{}, fmt.Errorf("%w: %s", blocks.ErrNotFound, c)
+		return block.Block{}, fmt.Errorf("%w: %s", block.ErrNotFound, c)
 	}
-	return blocks.Block{CID: c, Data: d}, nil
+	return block.Block{CID: c, Data: d}, nil
 }
 
 // A file of a few chunks goes in and comes back byte for byte; the
@@ -50,7 +50,7 @@ func (s *memStore) Get(_ context.Context, c cid.Cid) (blocks.Block, error) {
 // gives the same CID, another name another.
 func TestImportRead(t *testing.T) {
 	ctx := context.Background()
-	file := bytes.Repeat([]byte("Once upon a time there was a data set.\n"), 3*blocks.ChunkSize/39+1)
+	file := bytes.Repeat([]byte("Once upon a time there was a data set.\n"), 3*block.ChunkSize/39+1)
 	st := newMem()
 	im, err := datasets.Import(ctx, st, file, "tales", "text", 1)
 	if err != nil {
@@ -87,7 +87,7 @@ func TestImportRead(t *testing.T) {
 }
 
 func TestDecodeManifestRefuses(t *testing.T) {
-	chunk := blocks.NewBlock([]byte("hello")).CID.String()
+	chunk := block.New([]byte("hello")).CID.String()
 	for _, tc := range []struct{ json, want string }{
 		{`{"format":"mycel-model/1","data_format":"text","examples":1,"file":{"size":5,"chunks":[{"/":"` + chunk + `"}]}}`, "not a data set manifest"},
 		{`{"format":"mycel-data/1","data_format":"text","examples":1,"file":{"size":5,"chunks":[]}}`, "chunks"},
