@@ -11,7 +11,6 @@ import (
 
 	"github.com/mycel-net/mycel/checkpoints"
 	"github.com/mycel-net/mycel/kernels"
-
 	"github.com/mycel-net/mycel/node/api"
 )
 

@@ -15,9 +15,8 @@ import (
 	"github.com/mycel-net/mycel/checkpoints"
 	"github.com/mycel-net/mycel/checkpoints/shards"
 	"github.com/mycel-net/mycel/kernels"
-	"github.com/mycel-net/mycel/p2p/blocks"
-
 	"github.com/mycel-net/mycel/node/api"
+	"github.com/mycel-net/mycel/p2p/blocks"
 )
 
 // synthModel writes a seeded random-weight model of the stories260K shape.

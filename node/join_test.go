@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mycel-net/mycel/internal/testmodels"
-
 	"github.com/mycel-net/mycel/node/api"
 )
 

@@ -14,9 +14,8 @@ import (
 	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
-	"github.com/mycel-net/mycel/p2p/blocks"
-
 	"github.com/mycel-net/mycel/node/api"
+	"github.com/mycel-net/mycel/p2p/blocks"
 )
 
 var refFromBOS = []int{403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337}

@@ -17,7 +17,6 @@ import (
 	"github.com/mycel-net/mycel/checkpoints"
 	"github.com/mycel-net/mycel/checkpoints/shards"
 	"github.com/mycel-net/mycel/internal/testmodels"
-
 	"github.com/mycel-net/mycel/node/api"
 )
 

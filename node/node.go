@@ -293,12 +293,19 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
+// dhtStatus is d as the API reports it.
+func dhtStatus(d p2p.DHTStatus) api.DHTStatus {
+	return api.DHTStatus{Setting: d.Setting,
+		LAN: api.DHTTable{Mode: d.LAN.Mode, Peers: d.LAN.Peers},
+		WAN: api.DHTTable{Mode: d.WAN.Mode, Peers: d.WAN.Peers}}
+}
+
 // Status reports the node's identity, addresses, peers and stores.
 func (n *Node) Status() api.Status {
 	h := n.host.Libp2p()
 	st := api.Status{
 		ID:         h.ID().String(),
-		DHT:        n.host.DHTStatus(),
+		DHT:        dhtStatus(n.host.DHTStatus()),
 		StoreBytes: n.store.Size(),
 		StoreCap:   n.store.Cap(),
 		DataDir:    n.cfg.DataDir,

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mycel-net/mycel/p2p"
-
 	"github.com/mycel-net/mycel/node/api"
 )
 
@@ -58,7 +56,7 @@ func TestStatusAndBootstrap(t *testing.T) {
 		if len(sb.Peers) == 1 && sb.Peers[0] == sa.ID && sb.DHT.LAN.Peers >= 1 {
 			// On loopback with the defaults: the LAN DHT serves, the WAN
 			// DHT (public peers only) stays an empty client.
-			want := p2p.DHTStatus{Setting: "auto", LAN: p2p.DHTTable{Mode: "server", Peers: 1}, WAN: p2p.DHTTable{Mode: "client"}}
+			want := api.DHTStatus{Setting: "auto", LAN: api.DHTTable{Mode: "server", Peers: 1}, WAN: api.DHTTable{Mode: "client"}}
 			if sb.DHT != want {
 				t.Errorf("DHT status %+v, want %+v", sb.DHT, want)
 			}

@@ -12,10 +12,9 @@ import (
 
 	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/model"
-	"github.com/mycel-net/mycel/swarm"
-
 	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/node/openai"
+	"github.com/mycel-net/mycel/swarm"
 )
 
 // servingSwarm starts a bootstrap node B, a publisher A that imports

@@ -1,23 +1,18 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	"github.com/spf13/cobra"
 
 	"github.com/mycel-net/mycel/checkpoints"
-	"github.com/mycel-net/mycel/checkpoints/shards"
 	"github.com/mycel-net/mycel/node/api"
-	"github.com/mycel-net/mycel/p2p/blocks"
 )
 
 // The model store commands talk to a running node.
@@ -256,32 +251,4 @@ func newModelsRmCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-}
-
-// apiGetter reads blocks a node holds through its control API, verifying
-// each against its CID.
-type apiGetter struct{ c *api.Client }
-
-func (a apiGetter) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
-	data, err := a.c.Block(ctx, c.String())
-	if err != nil {
-		if strings.Contains(err.Error(), "not in store") {
-			return blocks.Block{}, fmt.Errorf("%w: %s is not on the node (mycel models pull it first)", blocks.ErrNotFound, c)
-		}
-		return blocks.Block{}, err
-	}
-	b := blocks.Block{CID: c, Data: data}
-	if err := b.Verify(); err != nil {
-		return blocks.Block{}, err
-	}
-	return b, nil
-}
-
-// loadFromNode loads a whole model whose blocks the node holds.
-func loadFromNode(ctx context.Context, g *globals, c cid.Cid) (*shards.Loaded, error) {
-	m, err := shards.GetManifest(ctx, apiGetter{g.client()}, c)
-	if err != nil {
-		return nil, err
-	}
-	return shards.Load(ctx, apiGetter{g.client()}, c, shards.Whole(m.Config.Layers))
 }

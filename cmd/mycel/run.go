@@ -115,7 +115,7 @@ func openModel(ctx context.Context, g *globals, path, tokPath string, needTokeni
 		if err != nil {
 			return nil, err
 		}
-		sl, err := loadFromNode(ctx, g, c)
+		sl, err := g.client().LoadModel(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("model %s: %w", path, err)
 		}

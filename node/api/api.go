@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/mycel-net/mycel/checkpoints/shards"
-	"github.com/mycel-net/mycel/p2p"
 	"github.com/mycel-net/mycel/train"
 )
 
@@ -70,15 +69,33 @@ type Status struct {
 	Addrs []string `json:"addrs"` // with /p2p/<id>
 	Peers []string `json:"peers"`
 	// DHT is the mode and routing table size of the LAN and the WAN DHT.
-	DHT        p2p.DHTStatus `json:"dht"`
-	StoreBytes int64         `json:"store_bytes"`
-	StoreCap   int64         `json:"store_cap"`
-	DataDir    string        `json:"data_dir"`
+	DHT        DHTStatus `json:"dht"`
+	StoreBytes int64     `json:"store_bytes"`
+	StoreCap   int64     `json:"store_cap"`
+	DataDir    string    `json:"data_dir"`
 
 	// UnreferencedBytes are the bytes of blocks that no kept model, data
 	// set or unfinished pull uses, which mycel store gc removes (-1: not
 	// counted while an import or pull runs).
 	UnreferencedBytes int64 `json:"unreferenced_bytes"`
+}
+
+// DHTStatus is what the node's two DHTs look like now (p2p.DHTStatus).
+type DHTStatus struct {
+	// Setting is the mode the node was started with: "auto", "server" or
+	// "client".
+	Setting string   `json:"setting"`
+	LAN     DHTTable `json:"lan"`
+	WAN     DHTTable `json:"wan"`
+}
+
+// DHTTable is one DHT's mode and routing table size (p2p.DHTTable).
+type DHTTable struct {
+	// Mode is "server" while the node answers this DHT's queries, else
+	// "client".
+	Mode string `json:"mode"`
+	// Peers is the number of peers in its routing table.
+	Peers int `json:"peers"`
 }
 
 // ModelEntry is one model the node keeps (or one data set: the lists
