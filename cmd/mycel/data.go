@@ -50,8 +50,8 @@ same name always gives the same CID.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "imported %s: %s, %d examples, %s in %d blocks\n",
-				args[0], res.Format, res.Examples, formatBytes(res.Bytes), res.Blocks)
+			fmt.Fprintf(cmd.ErrOrStderr(), "imported %s: %s, %s, %s in %d blocks\n",
+				args[0], res.Format, examples(res.Examples), formatBytes(res.Bytes), res.Blocks)
 			fmt.Fprintln(cmd.OutOrStdout(), res.CID)
 			return nil
 		},
@@ -119,7 +119,7 @@ count in the loss (a prompt's do not), and the longest example.`,
 
 func printDataInfo(out io.Writer, d api.DataInfo) {
 	fmt.Fprintf(out, "data set  %s %s\n", d.CID, d.Name)
-	fmt.Fprintf(out, "format    %s, %d examples, %s\n", d.Format, d.Examples, formatBytes(d.Bytes))
+	fmt.Fprintf(out, "format    %s, %s, %s\n", d.Format, examples(d.Examples), formatBytes(d.Bytes))
 	if !d.Whole {
 		fmt.Fprintf(out, "local     %d of %d blocks (mycel data pull %s fetches the rest)\n", d.LocalBlocks, d.TotalBlocks, d.CID)
 	}
@@ -139,6 +139,14 @@ func printDataInfo(out io.Writer, d api.DataInfo) {
 			fmt.Fprintf(out, "  text        %s\n", oneLine(s.Text))
 		}
 	}
+}
+
+// examples says how many examples there are.
+func examples(n int) string {
+	if n == 1 {
+		return "1 example"
+	}
+	return fmt.Sprintf("%d examples", n)
 }
 
 // oneLine shows a text on one line: newlines as ⏎, cut at sampleLine

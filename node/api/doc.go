@@ -5,7 +5,8 @@
 // node (the mycel command line) needs no more than this package.
 //
 // The daemon answers through package node/server; errors keep their
-// message end to end. A failed call returns a *StatusError, which
-// errors.Is matches against ErrBadRequest, ErrNotFound and ErrBusy by its
-// status, the same sentinels the node's own functions wrap.
+// message end to end. A call the node answers with an error returns a
+// *StatusError, which errors.Is matches against ErrBadRequest,
+// ErrNotFound and ErrBusy by its status, the same sentinels the node's own
+// functions wrap; a call nothing answers returns ErrNoNode.
 package api
