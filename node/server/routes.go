@@ -14,13 +14,18 @@ import (
 	"github.com/mycel-net/mycel/node/api"
 )
 
-// countingWriter counts the bytes written through it.
+// countingWriter counts the bytes written through it. An empty write is
+// not passed on: it would send the status before there is anything to
+// send.
 type countingWriter struct {
 	w io.Writer
 	n int64
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	k, err := c.w.Write(p)
 	c.n += int64(k)
 	return k, err
