@@ -112,9 +112,9 @@ func runTrain(cmd *cobra.Command, g *globals, f *trainRunFlags, jobPath string) 
 		return err
 	}
 	defer l.Close()
-	data, err := os.ReadFile(job.Data)
+	data, err := readJobData(ctx, g, job.Data)
 	if err != nil {
-		return fmt.Errorf("job file: data: %w", err)
+		return err
 	}
 	format, recs, err := train.ParseData(data)
 	if err != nil {
@@ -389,4 +389,21 @@ func applyLoRA(be kernels.Backend, e *model.Engine, path string) error {
 		return fmt.Errorf("--lora %s: %w", path, err)
 	}
 	return nil
+}
+
+// readJobData reads a job's data set: a file, or else a data set (CID or
+// name) of the running node, pulled from peers if the node lacks it.
+func readJobData(ctx context.Context, g *globals, ref string) ([]byte, error) {
+	data, err := os.ReadFile(ref)
+	if err == nil {
+		return data, nil
+	}
+	if looksLikePath(ref) || !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("job file: data: %w", err)
+	}
+	data, nerr := g.client().DataBytes(ctx, ref)
+	if nerr != nil {
+		return nil, fmt.Errorf("job file: data %q is neither a file nor a data set of the node: %w", ref, nerr)
+	}
+	return data, nil
 }

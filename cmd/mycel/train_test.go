@@ -195,3 +195,45 @@ func TestTrainInterruptAndResume(t *testing.T) {
 		t.Errorf("stopped at %s and resumed, the final checkpoint differs from a straight run's", filepath.Base(mid))
 	}
 }
+
+// A job's data set may be a data set of the running node, by name or CID.
+func TestTrainOnNodeData(t *testing.T) {
+	tok := testmodels.Path(t, "tok512.bin")
+	api := startNodeCmd(t)
+	job := writeJob(t, "steps = 4\n")
+	story := filepath.Join(filepath.Dir(job), "story.txt")
+	out, stderr, err := mycel(t, "--api", api, "data", "import", story, "--name", "pip-story")
+	if err != nil {
+		t.Fatalf("data import: %v\n%s", err, stderr)
+	}
+	c := lastLine(out)
+	if err := os.Remove(story); err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{"pip-story", c} {
+		b, _ := os.ReadFile(job)
+		nj := filepath.Join(t.TempDir(), "job.toml")
+		text := strings.Replace(string(b), `data = "story.txt"`, `data = "`+ref+`"`, 1)
+		if err := os.WriteFile(nj, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, stderr, err := mycel(t, "--api", api, "train", "run", nj, "-z", tok, "-t", "1")
+		if err != nil || !strings.HasSuffix(lastLine(out), "step-00000004.ckpt") {
+			t.Errorf("train run on data %s: %v\n%s\n%s", ref, err, out, stderr)
+		}
+	}
+	if _, _, err := mycel(t, "--api", api, "train", "run", writeJobData(t, "no-such-set"), "-z", tok); err == nil || !strings.Contains(err.Error(), "no-such-set") {
+		t.Errorf("an unknown data set: %v", err)
+	}
+}
+
+// writeJobData is writeJob with data naming ref.
+func writeJobData(t *testing.T, ref string) string {
+	t.Helper()
+	job := writeJob(t, "steps = 2\n")
+	b, _ := os.ReadFile(job)
+	if err := os.WriteFile(job, []byte(strings.Replace(string(b), `data = "story.txt"`, `data = "`+ref+`"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return job
+}
