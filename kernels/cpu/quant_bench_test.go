@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/mycel-net/mycel/kernels"
 )
@@ -90,4 +91,64 @@ func BenchmarkBatchQuant(b *testing.B) {
 			})
 		}
 	}
+}
+
+// quantGEMMShapes are the compute-bound quantized products, as (n, rows,
+// cols): prompts of 128 and 512 tokens through stories110M's 768×768 and
+// 2048×768 weights, and the forward products of training a
+// stories15M-shaped model over 1024 positions (w2, w1/w3 and the head).
+var quantGEMMShapes = [][3]int{
+	{128, 768, 768}, {128, 2048, 768}, {512, 768, 768}, {512, 2048, 768},
+	{1024, 288, 768}, {1024, 768, 288}, {1024, 32000, 288},
+}
+
+// BenchmarkGEMMQuant runs, for each shape, MatMul over Q4_0, Q8_0 and f32
+// weights in turn, round after round, with 1 and 2 threads, and reports
+// each one's best time as GFLOPS (2·n·rows·cols), the Q4_0 and Q8_0 rates
+// as a fraction of the int8 dot-product peak of the threads' cores
+// (Int8PeakGOPS), and Q4_0 against f32.
+func BenchmarkGEMMQuant(b *testing.B) {
+	peak := Int8PeakGOPS()
+	for _, s := range quantGEMMShapes {
+		n, rows, cols := s[0], s[1], s[2]
+		for _, threads := range []int{1, 2} {
+			b.Run(fmt.Sprintf("n%d/%dx%d/threads=%d", n, rows, cols, threads), func(b *testing.B) {
+				be := New(threads)
+				defer be.Close()
+				ws := []*kernels.Matrix{
+					quantBenchMatrix(kernels.Q4_0, rows, cols, 1),
+					quantBenchMatrix(kernels.Q8_0, rows, cols, 1),
+					benchMatrix(kernels.F32, rows, cols),
+				}
+				x := quantBenchActivations(n * cols)
+				out := make([]float32, n*rows)
+				best := []time.Duration{time.Hour, time.Hour, time.Hour}
+				for b.Loop() {
+					for i, w := range ws {
+						t0 := time.Now()
+						be.MatMul(out, w, x, n)
+						best[i] = min(best[i], time.Since(t0))
+					}
+				}
+				flop := 2 * float64(n) * float64(rows) * float64(cols)
+				gf := func(d time.Duration) float64 { return flop / float64(d.Nanoseconds()) }
+				b.ReportMetric(gf(best[0]), "q4-GFLOPS")
+				b.ReportMetric(gf(best[1]), "q8-GFLOPS")
+				b.ReportMetric(gf(best[2]), "f32-GFLOPS")
+				b.ReportMetric(gf(best[0])/gf(best[2]), "q4/f32")
+				if peak > 0 {
+					b.ReportMetric(gf(best[0])/(peak*float64(be.Threads())), "q4/peak")
+					b.ReportMetric(gf(best[1])/(peak*float64(be.Threads())), "q8/peak")
+				}
+			})
+		}
+	}
+}
+
+func BenchmarkInt8Peak(b *testing.B) {
+	var g float64
+	for b.Loop() {
+		g = Int8PeakGOPS()
+	}
+	b.ReportMetric(g, "GOPS")
 }

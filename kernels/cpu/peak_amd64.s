@@ -1,0 +1,47 @@
+//go:build amd64 && !noasm
+
+#include "textflag.h"
+
+// func vnniPeakAVX512(n int)
+//
+// Runs n rounds of 12 independent 512-bit vpdpbusd on registers: the
+// core's int8 dot-product peak, 12·64 multiply-adds a round.
+TEXT ·vnniPeakAVX512(SB), NOSPLIT, $0-8
+	MOVQ   n+0(FP), CX
+	VPTERNLOGD $0xff, Z0, Z0, Z0
+	VPABSB Z0, Z0
+	VMOVDQA64 Z0, Z1
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	VPXORD Z24, Z24, Z24
+	VPXORD Z25, Z25, Z25
+	VPXORD Z26, Z26, Z26
+	VPXORD Z27, Z27, Z27
+	TESTQ CX, CX
+	JLE   vpdone
+
+vploop:
+	VPDPBUSD Z0, Z1, Z16
+	VPDPBUSD Z0, Z1, Z17
+	VPDPBUSD Z0, Z1, Z18
+	VPDPBUSD Z0, Z1, Z19
+	VPDPBUSD Z0, Z1, Z20
+	VPDPBUSD Z0, Z1, Z21
+	VPDPBUSD Z0, Z1, Z22
+	VPDPBUSD Z0, Z1, Z23
+	VPDPBUSD Z0, Z1, Z24
+	VPDPBUSD Z0, Z1, Z25
+	VPDPBUSD Z0, Z1, Z26
+	VPDPBUSD Z0, Z1, Z27
+	DECQ CX
+	JNZ  vploop
+
+vpdone:
+	VZEROUPPER
+	RET
