@@ -1,10 +1,6 @@
 package model
 
-import (
-	"math"
-
-	"github.com/mycel-net/mycel/kernels"
-)
+import "github.com/mycel-net/mycel/kernels"
 
 // A transformer block, written once. Decode (one position of one
 // sequence), prefill (many positions of one sequence), batched decode (one
@@ -81,7 +77,7 @@ func (e *Engine) block(li int, x []float32, n, m int, segs []segment, b *blockBu
 	cfg := &e.w.Config
 	d := cfg.Dim
 	l := e.w.Layers[li]
-	lin := &e.lin[li]
+	lm := &e.maps[li]
 	be := e.be
 	if b.x0 != nil {
 		copy(b.x0, x)
@@ -90,10 +86,11 @@ func (e *Engine) block(li int, x []float32, n, m int, segs []segment, b *blockBu
 	be.RMSNorm(b.xa[:n*d], x, l.AttnNorm, cfg.NormEps)
 	padRows(b.xa, d, n, m)
 	e.outs[0], e.outs[1], e.outs[2] = b.q, b.k, b.v
-	e.applyMany(lin[ProjQ:ProjO], e.outs[:3], b.xa, m)
+	e.apply(lm, ProjQ, e.outs[:3], b.xa, m)
 	e.attend(li, segs, b.att, b.q, b.k, b.v)
 	padRows(b.att, d, n, m)
-	lin[ProjO].Apply(b.delta, b.att, m)
+	e.outs[0] = b.delta
+	e.apply(lm, ProjO, e.outs[:1], b.att, m)
 	be.Add(x, b.delta[:n*d])
 	if b.x1 != nil {
 		copy(b.x1, x)
@@ -102,29 +99,76 @@ func (e *Engine) block(li int, x []float32, n, m int, segs []segment, b *blockBu
 	be.RMSNorm(b.xf[:n*d], x, l.FFNNorm, cfg.NormEps)
 	padRows(b.xf, d, n, m)
 	e.outs[0], e.outs[1] = b.h1, b.h3
-	e.applyMany(lin[ProjGate:ProjDown], e.outs[:2], b.xf, m)
+	e.apply(lm, ProjGate, e.outs[:2], b.xf, m)
 	be.SwiGLU(b.g, b.h1, b.h3)
-	lin[ProjDown].Apply(b.delta, b.g, m)
+	e.outs[0] = b.delta
+	e.apply(lm, ProjDown, e.outs[:1], b.g, m)
 	be.Add(x, b.delta[:n*d])
 }
 
-// applyMany sets outs[i] = ls[i](x) for n rows. When every map is a Dense
-// on the engine's backend, the products run as one MatMulMany (for one
-// row, one job over the rows of all matrices); a quantized batch of 4k+1
-// rows runs as 4k rows and one (see splitRows).
-func (e *Engine) applyMany(ls []Linear, outs [][]float32, x []float32, n int) {
-	ws := e.ws[:len(ls)]
-	split := false
-	for i, l := range ls {
+// layerMaps are the linear maps of one layer, in Proj order.
+type layerMaps struct {
+	lin  [numProj]Linear          // what the block applies
+	base [numProj]*kernels.Matrix // the layer's stored weights
+	// plain is set while every map is the engine's own Dense over its
+	// base weight: the block then reads the matrices from base, as one
+	// small array, rather than through seven maps it would have to
+	// fetch from memory one by one (a decode step's weights push them
+	// out of the cache between layers).
+	plain bool
+}
+
+// setPlain recomputes lm.plain.
+func (lm *layerMaps) setPlain(be kernels.Backend) {
+	lm.plain = true
+	for p, l := range lm.lin {
 		d, ok := l.(*Dense)
+		lm.plain = lm.plain && ok && d.W == lm.base[p] && d.be == be
+	}
+}
+
+// apply sets outs[i] to map p+i of the layer applied to x (n rows), for
+// consecutive maps of one input: query, key and value; the output
+// projection; gate and up; down. Maps that are all Dense on the engine's
+// backend run as one MatMulMany: for one row, one job over the rows of
+// every matrix.
+func (e *Engine) apply(lm *layerMaps, p Proj, outs [][]float32, x []float32, n int) {
+	if lm.plain {
+		ws := lm.base[p : int(p)+len(outs)]
+		switch {
+		case n > 1:
+			e.mulMany(outs, ws, x, n)
+		case len(ws) == 1:
+			e.be.MatMul(outs[0], ws[0], x, 1)
+		default:
+			e.be.MatMulMany(outs, ws, x, 1)
+		}
+		return
+	}
+	ws := e.ws[:len(outs)]
+	for i := range outs {
+		d, ok := lm.lin[int(p)+i].(*Dense)
 		if !ok || d.be != e.be {
-			for i, l := range ls {
-				l.Apply(outs[i], x, n)
+			for i, out := range outs {
+				lm.lin[int(p)+i].Apply(out, x, n)
 			}
 			return
 		}
 		ws[i] = d.W
-		split = split || splitRows(d.W, n)
+	}
+	e.mulMany(outs, ws, x, n)
+}
+
+// mulMany is the backend's MatMulMany, but a Q4_0 batch of 4k+1 rows
+// runs as 4k rows and one (see splitRows).
+func (e *Engine) mulMany(outs [][]float32, ws []*kernels.Matrix, x []float32, n int) {
+	if len(ws) == 1 {
+		mulRows(e.be, outs[0], ws[0], x, n)
+		return
+	}
+	split := false
+	for _, w := range ws {
+		split = split || splitRows(w, n)
 	}
 	if !split {
 		e.be.MatMulMany(outs, ws, x, n)
@@ -132,7 +176,7 @@ func (e *Engine) applyMany(ls []Linear, outs [][]float32, x []float32, n int) {
 	}
 	k := n - 1
 	cols := ws[0].Cols
-	last := e.outsLast[:len(ls)]
+	last := e.outsLast[:len(ws)]
 	for i, w := range ws {
 		last[i] = outs[i][k*w.Rows : n*w.Rows]
 	}
@@ -145,8 +189,7 @@ func (e *Engine) applyMany(ls []Linear, outs [][]float32, x []float32, n int) {
 // li, and runs causal attention for its queries over the cache into att.
 func (e *Engine) attend(li int, segs []segment, att, q, k, v []float32) {
 	cfg := &e.w.Config
-	d, kv, hd := cfg.Dim, cfg.KVDim(), cfg.HeadDim()
-	scale := float32(1 / math.Sqrt(float64(hd)))
+	d, kv, hd := cfg.Dim, e.kvDim, e.headDim
 	r := 0
 	for _, s := range segs {
 		pos, n := s.c.Len, s.rows
@@ -158,7 +201,7 @@ func (e *Engine) attend(li int, segs []segment, att, q, k, v []float32) {
 		e.be.RoPE(ks, rk)
 		s.c.attend(e.be, li, att[r*d:(r+n)*d], qs, ks, vs, kernels.AttnParams{
 			Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: hd,
-			Pos0: pos, N: n, Cap: s.c.Cap, Scale: scale,
+			Pos0: pos, N: n, Cap: s.c.Cap, Scale: e.scale,
 		})
 		r += n
 	}

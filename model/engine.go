@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/mycel-net/mycel/kernels"
 )
@@ -33,14 +34,18 @@ type Engine struct {
 	segs           []segment
 	bufs           blockBufs
 
-	// lin holds the linear maps of each layer held, by absolute layer
+	// maps holds the linear maps of each layer held, by absolute layer
 	// number; head is the output head's.
-	lin  [][numProj]Linear
+	maps []layerMaps
 	head *Dense
 
 	grads *Grads // what backward passes accumulate into (SetGrads)
 
 	kv kernels.DType // element type of the caches NewCache makes
+
+	// The config's derived sizes, and attention's scale 1/√HeadDim.
+	headDim, kvDim int
+	scale          float32
 }
 
 // DefaultKVType is the element type of an engine's KV caches unless the
@@ -64,14 +69,19 @@ func NewEngine(w *Weights, be kernels.Backend, opts ...Option) *Engine {
 			o(e)
 		}
 	}
-	e.lin = make([][numProj]Linear, len(w.Layers))
+	e.headDim, e.kvDim = w.Config.HeadDim(), w.Config.KVDim()
+	e.scale = float32(1 / math.Sqrt(float64(e.headDim)))
+	e.maps = make([]layerMaps, len(w.Layers))
 	for li, l := range w.Layers {
 		if l == nil {
 			continue
 		}
+		lm := &e.maps[li]
 		for p := range numProj {
-			e.lin[li][p] = NewDense(be, l.matrix(p))
+			lm.base[p] = l.matrix(p)
+			lm.lin[p] = NewDense(be, lm.base[p])
 		}
+		lm.setPlain(be)
 	}
 	if w.Output != nil {
 		e.head = NewDense(be, w.Output)
@@ -82,13 +92,17 @@ func NewEngine(w *Weights, be kernels.Backend, opts ...Option) *Engine {
 // Linear returns the linear map p of layer li, a *Dense of the layer's
 // weight unless SetLinear replaced it; nil for a layer the weights do not
 // hold.
-func (e *Engine) Linear(li int, p Proj) Linear { return e.lin[li][p] }
+func (e *Engine) Linear(li int, p Proj) Linear { return e.maps[li].lin[p] }
 
 // SetLinear makes l the linear map p of layer li for every later forward
 // and backward pass: an adapter (such as LoRA) wraps Linear(li, p) and
 // adds its own term. l must map Dim- (Hidden- for ProjDown) wide rows to
 // rows as wide as the weight it replaces.
-func (e *Engine) SetLinear(li int, p Proj, l Linear) { e.lin[li][p] = l }
+func (e *Engine) SetLinear(li int, p Proj, l Linear) {
+	lm := &e.maps[li]
+	lm.lin[p] = l
+	lm.setPlain(e.be)
+}
 
 // KVType is the element type of the caches NewCache makes.
 func (e *Engine) KVType() kernels.DType { return e.kv }

@@ -53,7 +53,7 @@ func (l *Layer) matrix(p Proj) *kernels.Matrix {
 }
 
 // Dense is the plain linear map y = W·x of a stored weight matrix W
-// ([Out, In]), on a backend. Its Backward needs the backend's training
+// ([Out, In]), on a backend; W must not change once the Dense is in use. Its Backward needs the backend's training
 // kernels (kernels.Trainer). With Grad set (a float32 [Out·In], as
 // Engine.SetGrads does for full fine-tuning) Backward also accumulates
 // the gradient of W there; with Grad nil, W is frozen.
@@ -81,15 +81,18 @@ func splitRows(w *kernels.Matrix, n int) bool {
 }
 
 // Apply sets out = x·Wᵀ for n rows.
-func (d *Dense) Apply(out, x []float32, n int) {
-	w := d.W
+func (d *Dense) Apply(out, x []float32, n int) { mulRows(d.be, out, d.W, x, n) }
+
+// mulRows is be.MatMul, but a Q4_0 batch of 4k+1 rows runs as 4k rows
+// and one (see splitRows).
+func mulRows(be kernels.Backend, out []float32, w *kernels.Matrix, x []float32, n int) {
 	if splitRows(w, n) {
 		k := n - 1
-		d.be.MatMul(out[:k*w.Rows], w, x[:k*w.Cols], k)
-		d.be.MatMul(out[k*w.Rows:n*w.Rows], w, x[k*w.Cols:n*w.Cols], 1)
+		be.MatMul(out[:k*w.Rows], w, x[:k*w.Cols], k)
+		be.MatMul(out[k*w.Rows:n*w.Rows], w, x[k*w.Cols:n*w.Cols], 1)
 		return
 	}
-	d.be.MatMul(out, w, x, n)
+	be.MatMul(out, w, x, n)
 }
 
 // Backward adds dy·W to dx and, when Grad is set, dyᵀ·x to Grad. It

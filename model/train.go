@@ -108,11 +108,11 @@ func (g *Grads) Zero() { clear(g.buf) }
 // to keep the base frozen.
 func (e *Engine) SetGrads(g *Grads) {
 	e.grads = g
-	for li, lin := range e.lin {
-		l := e.w.Layers[li]
-		for p, f := range lin {
+	for li := range e.maps {
+		lm := &e.maps[li]
+		for p, f := range lm.lin {
 			d, ok := f.(*Dense)
-			if !ok || l == nil || d.W != l.matrix(Proj(p)) {
+			if !ok || d.W != lm.base[p] {
 				continue
 			}
 			d.Grad = nil
@@ -286,7 +286,7 @@ func (e *Engine) blockBackward(tr kernels.Trainer, li int, a *Activations, dres 
 	d, kv, hd := cfg.Dim, cfg.KVDim(), cfg.HeadDim()
 	n := a.Rows()
 	l := e.w.Layers[li]
-	lin := &e.lin[li]
+	lin := &e.maps[li].lin
 	b := &a.layers[li-a.First]
 	be := e.be
 	var dAttnNorm, dFFNNorm []float32
