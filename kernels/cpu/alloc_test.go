@@ -14,7 +14,7 @@ func TestNoAllocs(t *testing.T) {
 		b := New(2)
 		x := randVecSeed(64*768, 1)
 		out := make([]float32, 64*768)
-		for _, dt := range []kernels.DType{kernels.F32, kernels.F16, kernels.BF16, kernels.Q8_0} {
+		for _, dt := range []kernels.DType{kernels.F32, kernels.F16, kernels.BF16, kernels.Q8_0, kernels.Q4_0} {
 			w := randMatrixF(dt, 768, 768, 1)
 			for _, n := range []int{1, 3, 64} {
 				b.MatMul(out, w, x, n)

@@ -32,18 +32,24 @@ type Backend struct {
 	many manyTask
 	attn attnTask
 	gm   gemmTask
+	qg   qgemmTask
 
 	// Scratch, grown on demand and kept.
-	xq     []byte      // activations quantized to Q8_0
-	xp     []byte      // xq prepared for the Q4_0 decode kernel
-	xg     []byte      // xq prepared for the Q8_0 prefill kernel (64-byte aligned)
-	scores [][]float32 // per worker: attention scores
-	packA  []float32   // GEMM: x in panels
-	packB  [][]float32 // per worker: GEMM W panels
-	tile   [][]float32 // per worker: GEMM edge tile
-	rope   ropeCache
-	half   [64]uint16 // StoreKV16: a piece of a key row, rounded
-	tr     trainScratch
+	xq      []byte           // activations quantized to Q8_0
+	xp      []byte           // xq prepared for the Q4_0 decode kernel
+	xg      []byte           // xq prepared for the Q8_0 prefill kernel or the quantized GEMM (64-byte aligned)
+	qgX     [][]byte         // per worker: quantized GEMM, a group of tokens in Q8_0
+	qgP     [][]byte         // per worker: quantized GEMM, a panel of weights (64-byte aligned)
+	qgO     [][qgRows]int32  // per worker: quantized GEMM, the rows of a panel
+	narrow  [][]float32      // per worker: a tile of quantized outputs (runQuantNarrow)
+	narrowW []kernels.Matrix // per worker: the rows of that tile
+	scores  [][]float32      // per worker: attention scores
+	packA   []float32        // GEMM: x in panels
+	packB   [][]float32      // per worker: GEMM W panels
+	tile    [][]float32      // per worker: GEMM edge tile
+	rope    ropeCache
+	half    [64]uint16 // StoreKV16: a piece of a key row, rounded
+	tr      trainScratch
 }
 
 var _ kernels.Backend = (*Backend)(nil)

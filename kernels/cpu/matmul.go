@@ -22,6 +22,10 @@ func (b *Backend) MatMul(out []float32, w *kernels.Matrix, x []float32, n int) {
 		b.gemm(out, w, x, n)
 		return
 	}
+	if n >= qgMinN && w.Type.Quantized() && qgemmImpl.gemm != nil {
+		b.qgemm(out, w, x, n)
+		return
+	}
 	t := &b.mm
 	t.out, t.w, t.x, t.n = out, w, x, n
 	if w.Type.Quantized() {
@@ -45,9 +49,21 @@ func (b *Backend) MatMul(out []float32, w *kernels.Matrix, x []float32, n int) {
 			prepQ8g(t.xg, t.xq, nb, n)
 		}
 	}
+	if w.Type.Quantized() && n > 1 {
+		if len(b.narrow) != b.pool.threads {
+			b.narrow = make([][]float32, b.pool.threads)
+			b.narrowW = make([]kernels.Matrix, b.pool.threads)
+		}
+		for i := range b.narrow {
+			if cap(b.narrow[i]) < n*quantTileRows {
+				b.narrow[i] = make([]float32, n*quantTileRows)
+			}
+		}
+		t.narrow, t.narrowW = b.narrow, b.narrowW
+	}
 	grain := max(1, macsPerChunk/(w.Cols*n))
 	b.pool.run(t, w.Rows, grain)
-	t.out, t.w, t.x, t.xq, t.xp, t.xg = nil, nil, nil, nil, nil, nil
+	t.out, t.w, t.x, t.xq, t.xp, t.xg, t.narrow, t.narrowW = nil, nil, nil, nil, nil, nil, nil, nil
 }
 
 // prepQ4 rearranges one Q8_0 activation row of nb blocks for the Q4_0
@@ -74,13 +90,21 @@ type matmulTask struct {
 	xp  []byte // Q4_0 decode: xq prepared by prepQ4, or nil
 	xg  []byte // Q8_0 prefill: xq prepared by prepQ8g, or nil
 	n   int
+	// narrow is per-worker scratch of n·quantTileRows floats for
+	// runQuantNarrow (quantized weights, n > 1).
+	narrow  [][]float32
+	narrowW []kernels.Matrix
 }
 
-func (t *matmulTask) run(_, lo, hi int) {
+func (t *matmulTask) run(worker, lo, hi int) {
 	switch t.w.Type {
 	case kernels.F32, kernels.F16, kernels.BF16:
 		runFloat(t, lo, hi)
 	case kernels.Q8_0, kernels.Q4_0:
+		if t.n > 1 && hi-lo < quantTileRows && t.w.Rows >= quantTileRows {
+			runQuantNarrow(t, worker, lo, hi)
+			return
+		}
 		runQuant(t, lo, hi)
 	default:
 		panic("cpu: MatMul of unsupported dtype " + t.w.Type.String())

@@ -55,6 +55,9 @@ type quantKernels struct {
 	q4x      func(out []float32, w []byte, nb int, xp []byte)
 	prep8    func(xg, xq []byte, nb, n int)
 	gemm8p   func(out []float32, ldo int, w []byte, rows, nb int, xg, xq []byte, n int)
+	// qg is the quantized GEMM of qgMinN or more rows (qgemm.go); its
+	// functions are nil where the set has none.
+	qg qgKernels
 }
 
 var genericQuant = quantKernels{name: "go", quantize: quantizeQ8Generic, q8: matvecQ8Generic, q4: matvecQ4Generic}
@@ -83,6 +86,7 @@ func (s quantKernels) install() {
 	gemmQ8, gemmQ4 = s.gemm8, s.gemm4
 	prepQ4, matvecQ4x = s.prep4, s.q4x
 	prepQ8g, gemmQ8p = s.prep8, s.gemm8p
+	qgemmImpl = s.qg
 	quantISA = s.name
 }
 
@@ -119,6 +123,31 @@ func runQuant(t *matmulTask, lo, hi int) {
 		default:
 			matvecQ4(out, w.Data[lo*rb:hi*rb], nb, xq)
 		}
+	}
+}
+
+// quantTileRows is a multiple of the rows of every multi-row tile of the
+// kernel sets: a chunk of rows at least this tall is covered by whole
+// tiles (gemmTiles moves the last one back).
+const quantTileRows = 4
+
+// runQuantNarrow is runQuant for a chunk of fewer rows than a tile, of a
+// matrix that has more: a tile's worth of rows from lo (or ending at the
+// last row) is computed into scratch and the chunk's rows copied out. Each row thus gets the tile's sums,
+// not the matvec's, however the rows are split over the workers: the
+// result does not depend on the number of threads.
+func runQuantNarrow(t *matmulTask, worker, lo, hi int) {
+	r0 := min(lo, t.w.Rows-quantTileRows)
+	hi0 := r0 + quantTileRows
+	tmp := t.narrow[worker][:t.n*quantTileRows]
+	rb := t.w.Cols / kernels.QK * t.w.Type.BlockBytes()
+	w := &t.narrowW[worker]
+	*w = kernels.Matrix{Type: t.w.Type, Rows: quantTileRows, Cols: t.w.Cols, Data: t.w.Data[r0*rb : hi0*rb]}
+	one := *t
+	one.out, one.w = tmp, w
+	runQuant(&one, 0, quantTileRows)
+	for tok := 0; tok < t.n; tok++ {
+		copy(t.out[tok*t.w.Rows+lo:tok*t.w.Rows+hi], tmp[tok*quantTileRows+lo-r0:])
 	}
 }
 

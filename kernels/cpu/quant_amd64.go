@@ -60,6 +60,9 @@ func quantSets() []quantKernels {
 		if cpu.X86.HasAVX512VBMI && cpu.X86.HasAVX512GFNI {
 			s.prep4, s.q4x = prepQ4VBMI, matvecQ4VBMI
 		}
+		if cpu.X86.HasAVX512DQ {
+			s.qg = qgVNNI
+		}
 		l = append(l, s)
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
