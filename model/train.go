@@ -187,11 +187,17 @@ func (e *Engine) NewActivations(first, last, batch, seq int) (*Activations, erro
 	n := batch * seq
 	layers := last - first
 	head := last == c.Layers && e.w.Output != nil && e.w.FinalNorm != nil
-	perLayer := n*(6*d+2*kv+2*h) + batch*2*kv*seq // record + caches
-	total := layers*perLayer + n*(d+h) + n*(4*d+2*kv+2*h)
+	// Per row: each layer's record and caches, the forward's shared
+	// scratch, the backward's, and the head's record.
+	perRow := int64(layers)*int64(6*d+4*kv+2*h) + int64(d+h) + int64(4*d+2*kv+2*h)
 	if head {
-		total += n*(2*d+v) + n
+		perRow += int64(2*d + v + 1)
 	}
+	const maxFloats = 1 << 36 // 256 GiB: a mistake, not a plan
+	if int64(batch) > maxFloats/(int64(seq)*perRow) {
+		return nil, fmt.Errorf("activations: %d sequences of %d positions, %d values a position, would take more than %d GiB", batch, seq, perRow, maxFloats*4>>30)
+	}
+	total := n * int(perRow)
 	a := &Activations{Batch: batch, Seq: seq, First: first, Last: last, head: head, buf: make([]float32, total)}
 	rest := a.buf
 	take := func(k int) []float32 {
@@ -209,7 +215,7 @@ func (e *Engine) NewActivations(first, last, batch, seq int) (*Activations, erro
 		}
 	}
 	if layers > 0 {
-		for range batch {
+		for range batch { // caches of seq positions: 2·kv values per row and layer
 			ca := &Cache{First: first, Last: last, Cap: seq, typ: kernels.F32, size: kv * seq}
 			for range layers {
 				ca.k = append(ca.k, take(kv*seq))
@@ -224,6 +230,9 @@ func (e *Engine) NewActivations(first, last, batch, seq int) (*Activations, erro
 	a.dh1, a.dh3 = take(n*h), take(n*h)
 	if head {
 		a.xL, a.xn, a.dlogits, a.lossW = take(n*d), take(n*d), take(n*v), take(n)
+	}
+	if len(rest) != 0 {
+		panic("model: activations planned larger than cut")
 	}
 	return a, nil
 }

@@ -679,6 +679,9 @@ func TestTrainErrors(t *testing.T) {
 	if _, err := e.NewActivations(0, cfg.Layers, 1, cfg.Context+1); err == nil {
 		t.Error("sequences longer than the context were accepted")
 	}
+	if _, err := e.NewActivations(0, cfg.Layers, 1<<40, cfg.Context); err == nil {
+		t.Error("activations of 2⁴⁰ sequences were accepted")
+	}
 	a, err := e.NewActivations(0, 1, 1, 4)
 	if err != nil {
 		t.Fatal(err)
