@@ -91,14 +91,11 @@ type story struct {
 }
 
 var (
-	girls = []string{"Lily", "Mia", "Anna", "Lucy", "Zoe", "Emma", "Rosa", "Nina", "Ivy", "Ruby",
-		"Sara", "Ella", "Maya", "Hana", "Lena", "Olive", "Daisy", "Amy", "Clara", "Kate"}
-	boys = []string{"Tom", "Ben", "Sam", "Max", "Leo", "Jack", "Finn", "Theo", "Omar", "Kai",
-		"Tim", "Noah", "Eli", "Hugo", "Luke", "Jake", "Adam", "Ravi", "Dan", "Oscar"}
+	girls   = []string{"Lily", "Mia", "Anna", "Lucy", "Zoe", "Emma", "Rosa", "Nina", "Ivy", "Ruby", "Sara", "Ella"}
+	boys    = []string{"Tom", "Ben", "Sam", "Max", "Leo", "Jack", "Finn", "Theo", "Omar", "Kai", "Tim", "Noah"}
 	animals = []string{"rabbit", "fox", "bear", "cat", "dog", "duck", "frog", "mouse", "owl",
 		"turtle", "squirrel", "bird", "pig", "lamb", "puppy", "kitten", "hedgehog", "goat"}
-	petNames = []string{"Pip", "Bo", "Dot", "Rex", "Fluff", "Sunny", "Coco", "Bean", "Momo", "Tiki",
-		"Nutmeg", "Patch", "Biscuit", "Pebble", "Socks", "Button", "Ziggy", "Maple", "Honey", "Pepper"}
+	petNames = []string{"Pip", "Bo", "Dot", "Rex", "Fluff", "Sunny", "Coco", "Bean", "Momo", "Patch", "Pebble", "Socks"}
 	heroAdjs = []string{"little", "small", "happy", "brave", "kind", "curious", "shy", "funny",
 		"cheerful", "gentle", "clever", "playful"}
 	parents = []string{"mom", "dad", "grandma", "grandpa"}
@@ -129,29 +126,29 @@ func (g *Generator) pick(opts ...string) string { return opts[g.r.IntN(len(opts)
 
 func (g *Generator) chance(p float64) bool { return g.r.Float64() < p }
 
-// newCharacter draws a child or an animal whose name is not taken.
-func (g *Generator) newCharacter(taken string) character {
-	for {
-		var c character
-		c.adj = heroAdjs[g.r.IntN(len(heroAdjs))]
-		switch g.r.IntN(3) {
-		case 0:
-			c.name, c.kind = girls[g.r.IntN(len(girls))], "girl"
-		case 1:
-			c.name, c.kind, c.male = boys[g.r.IntN(len(boys))], "boy", true
-		default:
-			c.name, c.kind, c.male = petNames[g.r.IntN(len(petNames))], animals[g.r.IntN(len(animals))], g.r.IntN(2) == 0
-		}
-		if c.name != taken {
-			return c
-		}
+// newCharacter draws a child (a girl or a boy) or, with animal, an
+// animal with a pet's name.
+func (g *Generator) newCharacter(animal bool) character {
+	c := character{adj: heroAdjs[g.r.IntN(len(heroAdjs))]}
+	switch {
+	case animal:
+		c.name, c.kind, c.male = petNames[g.r.IntN(len(petNames))], animals[g.r.IntN(len(animals))], g.r.IntN(2) == 0
+	case g.r.IntN(2) == 0:
+		c.name, c.kind = girls[g.r.IntN(len(girls))], "girl"
+	default:
+		c.name, c.kind, c.male = boys[g.r.IntN(len(boys))], "boy", true
 	}
+	return c
 }
+
+func (c character) animal() bool { return c.kind != "girl" && c.kind != "boy" }
 
 func (g *Generator) cast() *story {
 	s := &story{g: g}
-	s.hero = g.newCharacter("")
-	s.friend = g.newCharacter(s.hero.name)
+	// A child's friend is an animal and an animal's friend a child, so
+	// the two never share a name or a kind of name.
+	s.hero = g.newCharacter(g.r.IntN(3) == 0)
+	s.friend = g.newCharacter(!s.hero.animal())
 	s.parent = parents[g.r.IntN(len(parents))]
 	s.place = places[g.r.IntN(len(places))]
 	s.thing = things[g.r.IntN(len(things))]
