@@ -69,6 +69,7 @@ func setGeneric() {
 	maxF32 = maxF32Generic
 	gemmImpl = gemmGo
 	pack8 = nil
+	decodeRowsVec = nil
 }
 
 func isaName() string { return isa }

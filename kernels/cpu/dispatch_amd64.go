@@ -40,6 +40,7 @@ func setISA(name string) bool {
 		gemvCM = gemvCMAVX512
 		gemvCM16 = gemvCM16AVX512
 		gemmImpl = gemmShape{12, 32, gemm12x32AVX512}
+		decodeRowsVec = decodeRowsAVX512
 	case "avx2":
 		setAVX2Elementwise()
 		matvecF32 = matvecF32AVX2
@@ -48,6 +49,7 @@ func setISA(name string) bool {
 		gemvCM = gemvCMAVX2
 		gemvCM16 = gemvCM16AVX2
 		gemmImpl = gemmShape{6, 16, gemm6x16AVX2}
+		decodeRowsVec = decodeRowsAVX2
 	}
 	return true
 }

@@ -297,10 +297,11 @@ func packWRows(dst []float32, w *kernels.Matrix, n0, nr, pc, kc int) {
 		packRowsT(dst, kernels.BytesF32(w.Data), w.Cols, pc, n0, kc, nr, cnt)
 		return
 	}
-	for k := 0; k < kc; k++ {
-		d := dst[k*nr : (k+1)*nr]
-		decodeCols(d[:cnt], w, pc+k, n0)
-		clear(d[cnt:])
+	decodeRows(dst, nr, w, pc, kc, n0, cnt)
+	if cnt < nr {
+		for k := 0; k < kc; k++ {
+			clear(dst[k*nr+cnt : (k+1)*nr])
+		}
 	}
 }
 

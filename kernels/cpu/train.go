@@ -115,7 +115,7 @@ func (b *Backend) matMulTRows(dx []float32, w *kernels.Matrix, dy []float32, n i
 					row = kernels.BytesF32(w.Data)[r*C+c : r*C+c+nc]
 				} else {
 					row = scratch[worker][:nc]
-					decodeCols(row, w, r, c)
+					decodeRows(row, nc, w, r, 1, c, nc)
 				}
 				for t := 0; t < n; t++ {
 					axpy(dx[t*C+c:t*C+c+nc], row, dy[t*R+r])

@@ -57,8 +57,8 @@ func benchTrain(b *testing.B, dt kernels.DType, n, rows, cols int, which string)
 }
 
 // BenchmarkTrainGEMMRatio runs, for each shape, the forward f32 MatMul,
-// the f32 MatMulT and MatMulGrad, and MatMulT over bf16 and Q8_0 weights
-// in turn, round after round, and reports the f32 ones' best times as
+// the f32 MatMulT and MatMulGrad, and MatMulT over bf16, Q8_0 and Q4_0
+// weights in turn, round after round, and reports the f32 ones' best times as
 // GFLOPS and every backward product's rate as a ratio to the forward's:
 // interleaving and best times keep the ratios steady on a machine shared
 // with other work.
@@ -82,6 +82,7 @@ func benchTrainRatio(b *testing.B, n, rows, cols, threads int) {
 			w := benchMatrix(kernels.F32, rows, cols)
 			wb := benchMatrix(kernels.BF16, rows, cols)
 			wq := benchMatrix(kernels.Q8_0, rows, cols)
+			wq4 := benchMatrix(kernels.Q4_0, rows, cols)
 			x := randVecSeed(n*cols, 5)
 			dy := randVecSeed(n*rows, 6)
 			out := make([]float32, n*rows)
@@ -93,6 +94,7 @@ func benchTrainRatio(b *testing.B, n, rows, cols, threads int) {
 				func() { be.MatMulGrad(dw, dy, x, n, rows, cols) },
 				func() { be.MatMulT(dx, wb, dy, n, false) },
 				func() { be.MatMulT(dx, wq, dy, n, false) },
+				func() { be.MatMulT(dx, wq4, dy, n, false) },
 			}
 			best := make([]time.Duration, len(fs))
 			for i := range best {
@@ -114,6 +116,7 @@ func benchTrainRatio(b *testing.B, n, rows, cols, threads int) {
 			b.ReportMetric(gf(best[2])/gf(best[0]), "grad/fwd")
 			b.ReportMetric(gf(best[3])/gf(best[0]), "T-bf16/fwd")
 			b.ReportMetric(gf(best[4])/gf(best[0]), "T-q8_0/fwd")
+			b.ReportMetric(gf(best[5])/gf(best[0]), "T-q4_0/fwd")
 		})
 	}
 }
