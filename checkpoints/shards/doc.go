@@ -9,7 +9,8 @@
 // its tensors (GGUF name, dtype, shape as [rows, cols], size) and, for
 // each, the ordered CIDs of the 1 MiB raw blocks its bytes are cut into.
 // The tokenizer travels as a blob: a small GGUF file holding only the
-// tokenizer's metadata, cut into blocks the same way.
+// tokenizer's metadata (the chat template, tokenizer.chat_template,
+// included; Loaded.ChatTemplate), cut into blocks the same way.
 //
 // Manifests and parts are canonical DAG-JSON (sorted keys, no whitespace)
 // addressed with NodePrefix (CIDv1, dag-json, sha2-256); chunks are raw

@@ -200,7 +200,16 @@ type Loaded struct {
 	Manifest  *Manifest
 	Weights   *model.Weights
 	Tokenizer tokenizer.Tokenizer // nil if the span did not ask for it or the model has none
+	// ChatTemplate is the Jinja chat template kept in the tokenizer part
+	// (the source GGUF's tokenizer.chat_template, which model/chat
+	// renders); "" when the model has none or the span did not ask for
+	// the tokenizer.
+	ChatTemplate string
 }
+
+// chatTemplateKey is the GGUF key of a model's chat template (model/chat's
+// MetadataKey).
+const chatTemplateKey = "tokenizer.chat_template"
 
 // Load rebuilds the span s of the model root from blocks, verifying each
 // one, and checks every tensor's shape against the config.
@@ -308,6 +317,11 @@ func Load(ctx context.Context, get Getter, root cid.Cid, s Span) (*Loaded, error
 		}
 		if out.Tokenizer != nil && out.Tokenizer.VocabSize() != c.Vocab {
 			return nil, fmt.Errorf("shards: tokenizer has %d tokens, the model %d", out.Tokenizer.VocabSize(), c.Vocab)
+		}
+		if _, ok := g.Get(chatTemplateKey); ok {
+			if out.ChatTemplate, err = g.String(chatTemplateKey); err != nil {
+				return nil, fmt.Errorf("shards: tokenizer: %w", err)
+			}
 		}
 	}
 	return out, nil
