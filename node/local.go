@@ -11,6 +11,7 @@ import (
 	"github.com/mycel-net/mycel/checkpoints"
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
+	"github.com/mycel-net/mycel/model/chat"
 	"github.com/mycel-net/mycel/model/tokenizer"
 	"github.com/mycel-net/mycel/node/openai"
 )
@@ -25,7 +26,7 @@ type LocalModel struct {
 	tok     tokenizer.Tokenizer
 	be      kernels.Backend
 	eng     *model.Engine
-	tmpl    openai.ChatTemplate
+	tmpl    *chat.Template
 
 	mu     sync.Mutex // one completion at a time: the engine is single-goroutine
 	closed bool
@@ -37,7 +38,9 @@ type LocalModelConfig struct {
 	// Name is the model's name in the API (default: the file name
 	// without extension).
 	Name string
-	// Tokenizer, when set, is used instead of the model's own.
+	// Tokenizer, when set, is used instead of the model's own (and the
+	// model's chat template with it: the chat format is then the built-in
+	// one its vocabulary calls for).
 	Tokenizer string
 	// DefaultTokenizer is the tokenizer of a model with none inside
 	// (llama2.c checkpoints keep theirs in a separate file); a model with
@@ -53,7 +56,10 @@ type LocalModelConfig struct {
 var ErrNoTokenizer = errors.New("no tokenizer inside")
 
 // OpenLocalModel loads a model file with its tokenizer (see
-// LocalModelConfig) to serve through the OpenAI API.
+// LocalModelConfig) to serve through the OpenAI API. Chats are formatted
+// with the chat template the file carries (GGUF tokenizer.chat_template),
+// or without one with the built-in format model/chat picks; a template
+// that does not compile is logged and the built-in format used.
 func OpenLocalModel(cfg LocalModelConfig) (*LocalModel, error) {
 	path, name, threads := cfg.Path, cfg.Name, cfg.Threads
 	m, err := checkpoints.Load(path)
@@ -82,12 +88,17 @@ func OpenLocalModel(cfg LocalModelConfig) (*LocalModel, error) {
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	}
-	tmpl := openai.DetectChatTemplate("", tok)
-	if m.GGUF != nil {
-		if s, err := m.GGUF.String("tokenizer.chat_template"); err == nil {
-			tmpl = openai.DetectChatTemplate(s, tok)
+	src := ""
+	if m.GGUF != nil && tokPath == "" {
+		if _, ok := m.GGUF.Get(chat.MetadataKey); ok {
+			if src, err = m.GGUF.String(chat.MetadataKey); err != nil {
+				be.Close()
+				m.Close()
+				return nil, err
+			}
 		}
 	}
+	tmpl := chatTemplate(name, src, tok)
 	return &LocalModel{name: name, w: m.Weights, release: m.Close, tok: tok, be: be, eng: model.NewEngine(m.Weights, be), tmpl: tmpl}, nil
 }
 
@@ -95,7 +106,19 @@ func OpenLocalModel(cfg LocalModelConfig) (*LocalModel, error) {
 func (l *LocalModel) Name() string { return l.name }
 
 // ChatTemplate is the model's chat format.
-func (l *LocalModel) ChatTemplate() openai.ChatTemplate { return l.tmpl }
+func (l *LocalModel) ChatTemplate() *chat.Template { return l.tmpl }
+
+// chatTemplate is the chat format of model name, whose Jinja template is
+// src ("" where it has none) and whose vocabulary is tok (chat.ForModel).
+// A template that does not compile is logged, and the built-in format
+// used.
+func chatTemplate(name, src string, tok tokenizer.Tokenizer) *chat.Template {
+	t, err := chat.ForModel(src, tok)
+	if err != nil {
+		log.Warn("the model's chat template does not compile; chats use a built-in format", "model", name, "format", t.Family(), "err", err)
+	}
+	return t
+}
 
 // Close releases the model and its backend, once the completion running
 // (if any) is over.

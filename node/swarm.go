@@ -15,6 +15,7 @@ import (
 	"github.com/mycel-net/mycel/checkpoints/shards"
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
+	"github.com/mycel-net/mycel/model/chat"
 	"github.com/mycel-net/mycel/model/tokenizer"
 	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/node/openai"
@@ -220,7 +221,7 @@ type SwarmModel struct {
 	name string
 	w    *model.Weights
 	tok  tokenizer.Tokenizer
-	tmpl openai.ChatTemplate
+	tmpl *chat.Template
 	be   kernels.Backend
 	cl   *swarm.Client // plain
 	vcl  *swarm.Client // with every step checked against a shadow server
@@ -255,7 +256,7 @@ func (n *Node) SwarmModel(ctx context.Context, ref string) (*SwarmModel, error) 
 		return nil, err
 	}
 	sm = &SwarmModel{name: name, w: l.Weights, tok: l.Tokenizer, be: be,
-		tmpl: openai.DetectChatTemplate("", l.Tokenizer), life: n.ctx}
+		tmpl: chatTemplate(name, l.ChatTemplate, l.Tokenizer), life: n.ctx}
 	sm.pl = &swarm.Planner{Dir: n.dir, Model: root.String(), Layers: l.Weights.Config.Layers}
 	ccfg := swarm.ClientConfig{
 		Model: root.String(), DType: kernels.F16, Replan: sm.pl.Replan,
@@ -331,7 +332,7 @@ func (n *Node) findModel(ctx context.Context, root cid.Cid) error {
 func (s *SwarmModel) Name() string { return s.name }
 
 // ChatTemplate is the model's chat format.
-func (s *SwarmModel) ChatTemplate() openai.ChatTemplate { return s.tmpl }
+func (s *SwarmModel) ChatTemplate() *chat.Template { return s.tmpl }
 
 // Complete runs one completion through the swarm.
 func (s *SwarmModel) Complete(ctx context.Context, prompt string, o openai.CompleteOptions, emit func(string) error) (openai.CompleteResult, error) {
@@ -497,7 +498,7 @@ func (n *Node) modelCompleter(ctx context.Context, ref string) (openai.Completer
 		return nil, err
 	}
 	lm = &LocalModel{name: name, w: l.Weights, release: func() error { return nil }, tok: l.Tokenizer,
-		tmpl: openai.DetectChatTemplate("", l.Tokenizer), be: be, eng: model.NewEngine(l.Weights, be)}
+		tmpl: chatTemplate(name, l.ChatTemplate, l.Tokenizer), be: be, eng: model.NewEngine(l.Weights, be)}
 	n.swarmMu.Lock()
 	defer n.swarmMu.Unlock()
 	if n.closing {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/mycel-net/mycel/model"
+	"github.com/mycel-net/mycel/model/chat"
 	"github.com/mycel-net/mycel/model/tokenizer"
 	"github.com/mycel-net/mycel/node/api"
 )
@@ -15,8 +16,10 @@ import (
 type Completer interface {
 	// Name is the model's name in the API ("model" in requests).
 	Name() string
-	// ChatTemplate is the family's chat format (chat.go).
-	ChatTemplate() ChatTemplate
+	// ChatTemplate is the model's chat format: its own Jinja template
+	// (GGUF tokenizer.chat_template), or the built-in format model/chat
+	// picks for it (chat.ForModel). Nil: plain "Role: text" lines.
+	ChatTemplate() *chat.Template
 	// Complete generates from prompt, calling emit with text as it comes.
 	Complete(ctx context.Context, prompt string, o CompleteOptions, emit func(string) error) (CompleteResult, error)
 }
@@ -28,9 +31,13 @@ type CompleteOptions struct {
 	// Stop ends the completion at the first of these strings, which is not
 	// emitted.
 	Stop []string
-	// ParseSpecial matches control tokens written in the prompt (chat
-	// templates need it).
-	ParseSpecial bool
+	// Chat is the template a chat prompt was rendered with (nil for a
+	// plain completion). With it the prompt is encoded as chat.Encode does
+	// (control tokens written in it, such as "<|im_start|>", become their
+	// tokens; BOS unless the prompt begins with it), and the generation
+	// also ends at the template's end-of-turn tokens (StopRule) and stop
+	// strings (Stops).
+	Chat *chat.Template
 	// Verify, through the swarm, checks every step against a second
 	// server of the same span (a local model ignores it).
 	Verify bool
@@ -59,7 +66,15 @@ type GenerateFunc func(ids []int, g model.GenerateOptions, tok func(int) error) 
 // context.
 func Generate(tok tokenizer.Tokenizer, ctxLen int, prompt string, o CompleteOptions, emit func(string) error, gen GenerateFunc) (CompleteResult, error) {
 	var res CompleteResult
-	ids := tok.Encode(prompt, tokenizer.EncodeOptions{BOS: tok.AddBOS(), ParseSpecial: o.ParseSpecial})
+	var ids []int
+	stopRule, stops := tokenizer.StopRule(tok, o.IgnoreEOS), o.Stop
+	if o.Chat != nil {
+		ids = chat.Encode(tok, prompt)
+		stopRule = o.Chat.StopRule(tok, o.IgnoreEOS)
+		stops = append(append([]string(nil), o.Stop...), o.Chat.Stops()...)
+	} else {
+		ids = tok.Encode(prompt, tokenizer.EncodeOptions{BOS: tok.AddBOS()})
+	}
 	if len(ids) == 0 {
 		if tok.BOS() < 0 {
 			return res, fmt.Errorf("%w: empty prompt", api.ErrBadRequest)
@@ -75,9 +90,9 @@ func Generate(tok tokenizer.Tokenizer, ctxLen int, prompt string, o CompleteOpti
 	for _, id := range ids {
 		dec.Next(id)
 	}
-	stop := newStopFilter(o.Stop, emit)
+	stop := newStopFilter(stops, emit)
 	st, err := gen(ids, model.GenerateOptions{
-		MaxTokens: o.MaxTokens, Sampler: o.Sampler, Stop: tokenizer.StopRule(tok, o.IgnoreEOS),
+		MaxTokens: o.MaxTokens, Sampler: o.Sampler, Stop: stopRule,
 	}, func(id int) error {
 		return stop.write(dec.Next(id))
 	})

@@ -7,9 +7,11 @@
 // the models and hands out a Completer for each: a model on the node, or
 // a client of the swarm. A Completer turns a prompt into text; Generate is
 // the loop every Completer runs over its own token generator (the prompt
-// encoded, the context checked, stop strings held back and cut), and
-// ChatTemplate renders a conversation in the format a model family was
-// trained on.
+// encoded, the context checked, stop strings held back and cut). A chat
+// request's conversation is rendered with the model's chat template
+// (model/chat: the Jinja template its GGUF carries, or a built-in format),
+// encoded with its control tokens, and ends at the template's end of turn;
+// a conversation the template refuses answers 400 with its message.
 //
 // docs/protocol.md specifies the requests, answers and errors.
 package openai

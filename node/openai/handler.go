@@ -12,6 +12,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/mycel-net/mycel/model/chat"
 	"github.com/mycel-net/mycel/node/api"
 )
 
@@ -102,6 +103,9 @@ func (a *adapter) handleModels(w http.ResponseWriter, r *http.Request) {
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": list})
 }
+
+// Message is one turn of a conversation.
+type Message = chat.Message
 
 // oaiRequest holds the fields of both request kinds that Mycel reads.
 type oaiRequest struct {
@@ -246,9 +250,18 @@ func (a *adapter) handleChat(w http.ResponseWriter, r *http.Request) {
 			req.Messages[i].Role = "system"
 		}
 	}
-	prompt, stops := c.ChatTemplate().Render(req.Messages)
-	o.Stop = append(o.Stop, stops...)
-	o.ParseSpecial = true
+	tmpl := c.ChatTemplate()
+	if tmpl == nil {
+		tmpl = chat.Builtin(chat.Plain)
+	}
+	prompt, err := tmpl.Render(req.Messages, true)
+	if err != nil {
+		// The template refused the conversation (raise_exception, such as
+		// a role-alternation check) or failed on it.
+		writeOAIError(w, http.StatusBadRequest, "invalid_request_error", "", err.Error())
+		return
+	}
+	o.Chat = tmpl
 	runCompletion(w, r, c, req, prompt, o, true)
 }
 
