@@ -62,13 +62,14 @@ const (
 //	    (Q4_0 or Q8_0 rows of nb blocks) into dst (nb·qgPanelBlock bytes).
 //	prep(dst, xq, xb, nb, m): the 8 Q8_0 rows at xq+t·xb into dst
 //	    (nb·qgGroupBlock bytes), corrections −m·Σq.
-//	gemm(out, ldo, panel, nb, xg, ng, mask): ng groups of 8 tokens, group
-//	    g at xg+g·nb·qgGroupBlock, times the panel: token t of group g
-//	    at out[(8g+t)·ldo + i] for each row i whose bit is set in mask.
+//	gemm(out, ldo, panel, nb, xg, ng, mask, next): ng groups of 8 tokens,
+//	    group g at xg+g·nb·qgGroupBlock, times the panel: token t of
+//	    group g at out[(8g+t)·ldo + i] for each row i whose bit is set in
+//	    mask. It may prefetch next (the weights of the panel to come).
 type qgKernels struct {
 	pack4, pack8 func(dst, w []byte, offs *[qgRows]int32, nb int)
 	prep         func(dst, xq []byte, xb, nb, m int)
-	gemm         func(out []float32, ldo int, panel []byte, nb int, xg []byte, ng int, mask uint16)
+	gemm         func(out []float32, ldo int, panel []byte, nb int, xg []byte, ng int, mask uint16, next []byte)
 }
 
 // qgemmImpl is the set in use; nil functions: no such kernel, MatMul uses
@@ -126,7 +127,7 @@ func qgPrepGeneric(dst, xq []byte, xb, nb, m int) {
 
 // qgGemmGeneric is the pure-Go twin of the tile kernel: the same integer
 // sums and, but for the FMA's single rounding, the same float ones.
-func qgGemmGeneric(out []float32, ldo int, panel []byte, nb int, xg []byte, ng int, mask uint16) {
+func qgGemmGeneric(out []float32, ldo int, panel []byte, nb int, xg []byte, ng int, mask uint16, _ []byte) {
 	for g := 0; g < ng; g++ {
 		grp := xg[g*nb*qgGroupBlock : (g+1)*nb*qgGroupBlock]
 		for t := 0; t < qgToks; t++ {
@@ -245,9 +246,12 @@ func (t *qgemmTask) panel(worker, p int) {
 	gb := nb * qgGroupBlock
 	full := n / qgToks
 	out := t.out[r0:]
-	qgemmImpl.gemm(out, rows, panel, nb, t.xg, full, mask)
+	// The weights of the next panel, which the kernel prefetches while
+	// it computes (the panels of a chunk of items are consecutive).
+	next := w.Data[min(r0+nr, rows)*rb : min(r0+nr+qgRows, rows)*rb]
+	qgemmImpl.gemm(out, rows, panel, nb, t.xg, full, mask, next)
 	if full < t.groups {
 		// The last group, moved back to end at token n.
-		qgemmImpl.gemm(out[(n-qgToks)*rows:], rows, panel, nb, t.xg[full*gb:], 1, mask)
+		qgemmImpl.gemm(out[(n-qgToks)*rows:], rows, panel, nb, t.xg[full*gb:], 1, mask, nil)
 	}
 }

@@ -14,7 +14,7 @@ func qgPack8VNNI(dst *byte, w *byte, offs *int32, nb int)
 func qgPrepVNNI(dst *byte, xq *byte, xb, nb, m int)
 
 //go:noescape
-func qgGemmVNNI(out *float32, ldo int, panel *byte, nb int, xg *byte, ng int, mask int)
+func qgGemmVNNI(out *float32, ldo int, panel *byte, nb int, xg *byte, ng int, mask int, pf *byte, pfn int)
 
 // qgVNNI is the quantized GEMM on AVX-512 VNNI.
 var qgVNNI = qgKernels{pack4: qgPack4AVX512, pack8: qgPack8AVX512, prep: qgPrepAVX512, gemm: qgGemmAVX512}
@@ -56,7 +56,7 @@ func qgPrepAVX512(dst, xq []byte, xb, nb, m int) {
 	qgPrepVNNI(&dst[0], &xq[0], xb, nb, m)
 }
 
-func qgGemmAVX512(out []float32, ldo int, panel []byte, nb int, xg []byte, ng int, mask uint16) {
+func qgGemmAVX512(out []float32, ldo int, panel []byte, nb int, xg []byte, ng int, mask uint16, next []byte) {
 	if ng <= 0 || nb <= 0 || mask == 0 {
 		return
 	}
@@ -67,5 +67,9 @@ func qgGemmAVX512(out []float32, ldo int, panel []byte, nb int, xg []byte, ng in
 	_ = out[(ng*qgToks-1)*ldo+hi]
 	_ = panel[nb*qgPanelBlock-1]
 	_ = xg[ng*nb*qgGroupBlock-1]
-	qgGemmVNNI(&out[0], ldo, &panel[0], nb, &xg[0], ng, int(mask))
+	var pf *byte
+	if len(next) > 0 {
+		pf = &next[0]
+	}
+	qgGemmVNNI(&out[0], ldo, &panel[0], nb, &xg[0], ng, int(mask), pf, len(next))
 }

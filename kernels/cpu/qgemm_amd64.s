@@ -238,11 +238,14 @@ qgprepdone:
 	RET
 
 // ---------------------------------------------------------------------------
-// func qgGemmVNNI(out *float32, ldo int, panel *byte, nb int, xg *byte, ng int, mask int)
+// func qgGemmVNNI(out *float32, ldo int, panel *byte, nb int, xg *byte, ng int, mask int, pf *byte, pfn int)
 //
 // Registers: DX the group's output, R8 ldo in bytes, R9 the panel, R10
 // nb, SI the prepared activations, R11 the groups left, DI the panel's
-// block, CX the blocks left, K1 the row mask. Z0-Z7 one block's weights
+// block, CX the blocks left, K1 the row mask, R12 the next line to
+// prefetch and R13 the end of the prefetch range: one cache line a block,
+// the weights of the next panel, so that packing it finds them in the
+// cache. Z0-Z7 one block's weights
 // (vector j: bytes 4j..4j+3 of each row), Z8 its d_w, Z9-Z15 scratch,
 // Z16-Z23 the tokens' int32 sums of the block, Z24-Z31 their float sums.
 
@@ -263,7 +266,10 @@ qgprepdone:
 	VMULPS.BCST   (288+4*t)(SI), Z8, tmp \
 	VFMADD231PS   tmp, s, acc
 
-TEXT ·qgGemmVNNI(SB), NOSPLIT, $0-56
+TEXT ·qgGemmVNNI(SB), NOSPLIT, $0-72
+	MOVQ pf+56(FP), R12
+	MOVQ pfn+64(FP), R13
+	ADDQ R12, R13
 	MOVQ out+0(FP), DX
 	MOVQ ldo+8(FP), R8
 	SHLQ $2, R8
@@ -291,6 +297,12 @@ qgggroup:
 	MOVQ R10, CX
 
 qggblock:
+	CMPQ         R12, R13
+	JAE          qggnopf
+	PREFETCHT0   (R12)
+	ADDQ         $64, R12
+
+qggnopf:
 	VMOVDQU64    (DI), Z0
 	VMOVDQU64    64(DI), Z1
 	VMOVDQU64    128(DI), Z2

@@ -36,7 +36,7 @@ func BenchmarkQGKernels(b *testing.B) {
 		out := make([]float32, ng*qgToks*qgRows)
 		b.Run(fmt.Sprintf("gemm/nb=%d", nb), func(b *testing.B) {
 			for b.Loop() {
-				set.gemm(out, qgRows, panel, nb, xg, ng, 0xffff)
+				set.gemm(out, qgRows, panel, nb, xg, ng, 0xffff, nil)
 			}
 			b.ReportMetric(float64(2*qgRows*qgToks*32*nb*ng)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GOPS")
 		})

@@ -131,7 +131,7 @@ func TestQGGemm(t *testing.T) {
 						for i := range got {
 							got[i] = float32(math.NaN())
 						}
-						set.gemm(got, ldo, panel, nb, xg, ng, uint16(1<<nr-1))
+						set.gemm(got, ldo, panel, nb, xg, ng, uint16(1<<nr-1), w)
 						what := fmt.Sprintf("%s %s rows=%d nb=%d groups=%d", name, dt, nr, nb, ng)
 						for tok := 0; tok < n; tok++ {
 							x := xq[tok*xb : (tok+1)*xb]
