@@ -41,6 +41,7 @@ type Backend struct {
 	qgX     [][]byte         // per worker: quantized GEMM, a group of tokens in Q8_0
 	qgP     [][]byte         // per worker: quantized GEMM, a panel of weights (64-byte aligned)
 	qgO     [][qgRows]int32  // per worker: quantized GEMM, the rows of a panel
+	qgHeld  []qgHeld         // per worker: the panel qgP holds
 	narrow  [][]float32      // per worker: a tile of quantized outputs (runQuantNarrow)
 	narrowW []kernels.Matrix // per worker: the rows of that tile
 	scores  [][]float32      // per worker: attention scores

@@ -56,11 +56,11 @@ func qgPrepAVX512(dst, xq []byte, xb, nb, m int) {
 	qgPrepVNNI(&dst[0], &xq[0], xb, nb, m)
 }
 
-func qgGemmAVX512(out []float32, ldo int, panel []byte, nb int, xg []byte, ng int, mask uint16, next []byte) {
+func qgGemmAVX512(out []float32, ldo int, panel []byte, nb int, xg []byte, ng int, mask uint32, next []byte) {
 	if ng <= 0 || nb <= 0 || mask == 0 {
 		return
 	}
-	hi := 15
+	hi := qgRows - 1
 	for mask&(1<<hi) == 0 {
 		hi--
 	}

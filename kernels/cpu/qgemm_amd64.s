@@ -12,50 +12,47 @@ GLOBL qg80<>(SB), RODATA|NOPTR, $4
 // Token t's byte offset in the preparation's gather is t·xb.
 DATA qgiota<>+0(SB)/8, $0x0000000100000000
 DATA qgiota<>+8(SB)/8, $0x0000000300000002
-DATA qgiota<>+16(SB)/8, $0x0000000500000004
-DATA qgiota<>+24(SB)/8, $0x0000000700000006
-GLOBL qgiota<>(SB), RODATA|NOPTR, $32
+GLOBL qgiota<>(SB), RODATA|NOPTR, $16
 
-// vpermd indexes that put the tokens' sums (0, 2, 4, 6 in lane 0 and 1,
-// 3, 5, 7 in lane 2) in order.
+// vpermd indexes that put the tokens' sums (0, 2 in lane 0 and 1, 3 in
+// lane 2) in order.
 DATA qgtokperm<>+0(SB)/8, $0x0000000800000000
 DATA qgtokperm<>+8(SB)/8, $0x0000000900000001
-DATA qgtokperm<>+16(SB)/8, $0x0000000a00000002
-DATA qgtokperm<>+24(SB)/8, $0x0000000b00000003
-GLOBL qgtokperm<>(SB), RODATA|NOPTR, $32
+GLOBL qgtokperm<>(SB), RODATA|NOPTR, $16
 
 // ---------------------------------------------------------------------------
-// Weight panels. Row i = 4L+m of the panel goes to 128-bit lane L of Z_m
-// (16 bytes of its block's quants at disp), then a 4×4 transpose of
-// dwords within each lane (vpunpck*) leaves dword j of row i at dword i
-// of V_j: Z8-Z11 hold V_0-V_3. R8 points to the 16 int32 row offsets, SI
-// to the block of row 0 (offsets added), AX is scratch.
+// Weight panels, 16 rows at a time: row i = 4L+m of the half goes to
+// 128-bit lane L of Z_m (16 bytes of its block's quants at disp), then a
+// 4×4 transpose of dwords within each lane (vpunpck*) leaves dword j of
+// row i at dword i of V_j: Z8-Z11 hold V_0-V_3. ob points to the half's
+// 16 int32 row offsets, SI to the block of row 0 (offsets added), AX is
+// scratch.
 
-#define QGLD(o, lane, z, disp) \
-	MOVLQSX      o(R8), AX \
+#define QGLD(o, lane, z, disp, ob) \
+	MOVLQSX      o(ob), AX \
 	VINSERTI32X4 $lane, disp(SI)(AX*1), z, z
 
-#define QGLOADROWS(disp) \
-	MOVLQSX      0(R8), AX         \
+#define QGLOADROWS(disp, ob) \
+	MOVLQSX      0(ob), AX          \
 	VMOVDQU      disp(SI)(AX*1), X0 \
-	QGLD(16, 1, Z0, disp)                \
-	QGLD(32, 2, Z0, disp)                \
-	QGLD(48, 3, Z0, disp)                \
-	MOVLQSX      4(R8), AX         \
+	QGLD(16, 1, Z0, disp, ob)       \
+	QGLD(32, 2, Z0, disp, ob)       \
+	QGLD(48, 3, Z0, disp, ob)       \
+	MOVLQSX      4(ob), AX          \
 	VMOVDQU      disp(SI)(AX*1), X1 \
-	QGLD(20, 1, Z1, disp)                \
-	QGLD(36, 2, Z1, disp)                \
-	QGLD(52, 3, Z1, disp)                \
-	MOVLQSX      8(R8), AX         \
+	QGLD(20, 1, Z1, disp, ob)       \
+	QGLD(36, 2, Z1, disp, ob)       \
+	QGLD(52, 3, Z1, disp, ob)       \
+	MOVLQSX      8(ob), AX          \
 	VMOVDQU      disp(SI)(AX*1), X2 \
-	QGLD(24, 1, Z2, disp)                \
-	QGLD(40, 2, Z2, disp)                \
-	QGLD(56, 3, Z2, disp)                \
-	MOVLQSX      12(R8), AX        \
+	QGLD(24, 1, Z2, disp, ob)       \
+	QGLD(40, 2, Z2, disp, ob)       \
+	QGLD(56, 3, Z2, disp, ob)       \
+	MOVLQSX      12(ob), AX         \
 	VMOVDQU      disp(SI)(AX*1), X3 \
-	QGLD(28, 1, Z3, disp)                \
-	QGLD(44, 2, Z3, disp)                \
-	QGLD(60, 3, Z3, disp)
+	QGLD(28, 1, Z3, disp, ob)       \
+	QGLD(44, 2, Z3, disp, ob)       \
+	QGLD(60, 3, Z3, disp, ob)
 
 #define QGTRANSPOSE \
 	VPUNPCKLDQ  Z1, Z0, Z4  \
@@ -67,23 +64,33 @@ GLOBL qgtokperm<>(SB), RODATA|NOPTR, $32
 	VPUNPCKLQDQ Z7, Z5, Z10 \
 	VPUNPCKHQDQ Z7, Z5, Z11
 
-// QGSCALES gathers the 16 rows' f16 scales at (SI) and stores them as
-// float32 at 512(DI). Z31 holds the row offsets.
-#define QGSCALES \
-	KXNORW     K1, K1, K1            \
-	VPGATHERDD (SI)(Z31*1), K1, Z12  \
-	VPMOVDW    Z12, Y12              \
-	VCVTPH2PS  Y12, Z12              \
-	VMOVUPS    Z12, 512(DI)
+// QGSCALES gathers the f16 scales at (SI) of the 16 rows whose offsets
+// are in idx and stores them as float32 at off(DI).
+#define QGSCALES(idx, off) \
+	KXNORW     K1, K1, K1           \
+	VPGATHERDD (SI)(idx*1), K1, Z12 \
+	VPMOVDW    Z12, Y12             \
+	VCVTPH2PS  Y12, Z12             \
+	VMOVUPS    Z12, off(DI)
 
-// QG4STORE stores the low nibbles of v at off(DI) and the high ones 256
-// bytes further.
+// QG4STORE stores the low nibbles of v at off(DI) and the high ones 512
+// bytes further (values 16 on of the block).
 #define QG4STORE(v, off) \
-	VPANDD    Z30, v, Z12    \
-	VMOVDQU64 Z12, off(DI)   \
-	VPSRLW    $4, v, Z13     \
-	VPANDD    Z30, Z13, Z13  \
-	VMOVDQU64 Z13, (off+256)(DI)
+	VPANDD    Z30, v, Z12   \
+	VMOVDQU64 Z12, off(DI)  \
+	VPSRLW    $4, v, Z13    \
+	VPANDD    Z30, Z13, Z13 \
+	VMOVDQU64 Z13, (off+512)(DI)
+
+// QG4HALF packs the Q4_0 rows of one half (offsets at ob) into the
+// vectors at 64h.
+#define QG4HALF(ob, h) \
+	QGLOADROWS(2, ob)        \
+	QGTRANSPOSE              \
+	QG4STORE(Z8, 64*h)       \
+	QG4STORE(Z9, 128+64*h)   \
+	QG4STORE(Z10, 256+64*h)  \
+	QG4STORE(Z11, 384+64*h)
 
 // func qgPack4VNNI(dst *byte, w *byte, offs *int32, nb int)
 TEXT ·qgPack4VNNI(SB), NOSPLIT, $0-32
@@ -91,21 +98,20 @@ TEXT ·qgPack4VNNI(SB), NOSPLIT, $0-32
 	MOVQ w+8(FP), SI
 	MOVQ offs+16(FP), R8
 	MOVQ nb+24(FP), CX
+	LEAQ 64(R8), R9
 	VMOVDQU32    (R8), Z31
+	VMOVDQU32    (R9), Z29
 	VPBROADCASTD qg0f<>(SB), Z30
 	TESTQ CX, CX
 	JLE   qgp4done
 
 qgp4loop:
-	QGLOADROWS(2)
-	QGTRANSPOSE
-	QG4STORE(Z8, 0)
-	QG4STORE(Z9, 64)
-	QG4STORE(Z10, 128)
-	QG4STORE(Z11, 192)
-	QGSCALES
+	QG4HALF(R8, 0)
+	QG4HALF(R9, 1)
+	QGSCALES(Z31, 1024)
+	QGSCALES(Z29, 1088)
 	ADDQ $18, SI
-	ADDQ $576, DI
+	ADDQ $1152, DI
 	DECQ CX
 	JNZ  qgp4loop
 
@@ -118,33 +124,42 @@ qgp4done:
 	VPXORD    Z30, v, Z12 \
 	VMOVDQU64 Z12, off(DI)
 
+// QG8HALF packs the Q8_0 rows of one half (offsets at ob) into the
+// vectors at 64h.
+#define QG8HALF(ob, h) \
+	QGLOADROWS(2, ob)        \
+	QGTRANSPOSE              \
+	QG8STORE(Z8, 64*h)       \
+	QG8STORE(Z9, 128+64*h)   \
+	QG8STORE(Z10, 256+64*h)  \
+	QG8STORE(Z11, 384+64*h)  \
+	QGLOADROWS(18, ob)       \
+	QGTRANSPOSE              \
+	QG8STORE(Z8, 512+64*h)   \
+	QG8STORE(Z9, 640+64*h)   \
+	QG8STORE(Z10, 768+64*h)  \
+	QG8STORE(Z11, 896+64*h)
+
 // func qgPack8VNNI(dst *byte, w *byte, offs *int32, nb int)
 TEXT ·qgPack8VNNI(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI
 	MOVQ w+8(FP), SI
 	MOVQ offs+16(FP), R8
 	MOVQ nb+24(FP), CX
+	LEAQ 64(R8), R9
 	VMOVDQU32    (R8), Z31
+	VMOVDQU32    (R9), Z29
 	VPBROADCASTD qg80<>(SB), Z30
 	TESTQ CX, CX
 	JLE   qgp8done
 
 qgp8loop:
-	QGLOADROWS(2)
-	QGTRANSPOSE
-	QG8STORE(Z8, 0)
-	QG8STORE(Z9, 64)
-	QG8STORE(Z10, 128)
-	QG8STORE(Z11, 192)
-	QGLOADROWS(18)
-	QGTRANSPOSE
-	QG8STORE(Z8, 256)
-	QG8STORE(Z9, 320)
-	QG8STORE(Z10, 384)
-	QG8STORE(Z11, 448)
-	QGSCALES
+	QG8HALF(R8, 0)
+	QG8HALF(R9, 1)
+	QGSCALES(Z31, 1024)
+	QGSCALES(Z29, 1088)
 	ADDQ $34, SI
-	ADDQ $576, DI
+	ADDQ $1152, DI
 	DECQ CX
 	JNZ  qgp8loop
 
@@ -155,10 +170,10 @@ qgp8done:
 // ---------------------------------------------------------------------------
 // func qgPrepVNNI(dst *byte, xq *byte, xb, nb, m int)
 //
-// Eight Q8_0 rows at SI, R8-R14 (xb bytes apart), BX the block offset.
-// Z0-Z3 hold tokens 0-1, 2-3, 4-5, 6-7 of a block; Z4-Z7 their m·Σq in
-// groups of four bytes, reduced to one int32 per token in Y14 (see
-// qgtokperm); Y28 the tokens' offsets for the scale gather.
+// Four Q8_0 rows at SI, R8-R10 (xb bytes apart), BX the block offset. Z0
+// holds tokens 0-1 of a block, Z1 tokens 2-3; Z4 and Z5 their m·Σq in
+// groups of four bytes, reduced to one int32 per token in X14 (see
+// qgtokperm); X28 the tokens' offsets for the scale gather.
 TEXT ·qgPrepVNNI(SB), NOSPLIT, $0-40
 	MOVQ dst+0(FP), DI
 	MOVQ xq+8(FP), SI
@@ -166,17 +181,13 @@ TEXT ·qgPrepVNNI(SB), NOSPLIT, $0-40
 	MOVQ nb+24(FP), CX
 	MOVQ m+32(FP), AX
 	VPBROADCASTB AX, Z29
-	VPBROADCASTD DX, Y28
-	VPMULLD      qgiota<>(SB), Y28, Y28
-	VMOVDQU32    qgtokperm<>(SB), Y27
+	VPBROADCASTD DX, X28
+	VPMULLD      qgiota<>(SB), X28, X28
+	VMOVDQU32    qgtokperm<>(SB), X27
 	VPXORD       Z15, Z15, Z15
 	LEAQ (SI)(DX*1), R8
 	LEAQ (R8)(DX*1), R9
 	LEAQ (R9)(DX*1), R10
-	LEAQ (R10)(DX*1), R11
-	LEAQ (R11)(DX*1), R12
-	LEAQ (R12)(DX*1), R13
-	LEAQ (R13)(DX*1), R14
 	XORQ BX, BX
 	TESTQ CX, CX
 	JLE   qgprepdone
@@ -186,50 +197,36 @@ qgpreploop:
 	VINSERTI64X4 $1, 2(R8)(BX*1), Z0, Z0
 	VMOVDQU      2(R9)(BX*1), Y1
 	VINSERTI64X4 $1, 2(R10)(BX*1), Z1, Z1
-	VMOVDQU      2(R11)(BX*1), Y2
-	VINSERTI64X4 $1, 2(R12)(BX*1), Z2, Z2
-	VMOVDQU      2(R13)(BX*1), Y3
-	VINSERTI64X4 $1, 2(R14)(BX*1), Z3, Z3
 	VMOVDQU64    Z0, (DI)
 	VMOVDQU64    Z1, 64(DI)
-	VMOVDQU64    Z2, 128(DI)
-	VMOVDQU64    Z3, 192(DI)
 	VPXORD       Z4, Z4, Z4
 	VPXORD       Z5, Z5, Z5
-	VPXORD       Z6, Z6, Z6
-	VPXORD       Z7, Z7, Z7
 	VPDPBUSD     Z0, Z29, Z4
 	VPDPBUSD     Z1, Z29, Z5
-	VPDPBUSD     Z2, Z29, Z6
-	VPDPBUSD     Z3, Z29, Z7
 
-	// Per 128-bit lane, the sums of Z4-Z7's four dwords, in that order.
-	VPUNPCKLDQ  Z5, Z4, Z8
-	VPUNPCKHDQ  Z5, Z4, Z9
-	VPADDD      Z9, Z8, Z8
-	VPUNPCKLDQ  Z7, Z6, Z10
-	VPUNPCKHDQ  Z7, Z6, Z11
-	VPADDD      Z11, Z10, Z10
-	VPUNPCKLQDQ Z10, Z8, Z12
-	VPUNPCKHQDQ Z10, Z8, Z13
-	VPADDD      Z13, Z12, Z12
-	// Each token's two lanes added: lane 0 tokens 0, 2, 4, 6, lane 2
-	// tokens 1, 3, 5, 7; then in order and negated.
-	VSHUFI32X4 $0xb1, Z12, Z12, Z13
-	VPADDD     Z13, Z12, Z12
-	VPERMD     Z12, Z27, Z14
-	VPSUBD     Y14, Y15, Y14
-	VMOVDQU32  Y14, 256(DI)
+	// Per 128-bit lane, the sums of Z4's and Z5's four dwords in dwords
+	// 0 and 1; each token's two lanes added (lane 0: tokens 0 and 2,
+	// lane 2: tokens 1 and 3); then in order and negated.
+	VPUNPCKLDQ Z5, Z4, Z8
+	VPUNPCKHDQ Z5, Z4, Z9
+	VPADDD     Z9, Z8, Z8
+	VPSHUFD    $0x4e, Z8, Z9
+	VPADDD     Z9, Z8, Z8
+	VSHUFI32X4 $0xb1, Z8, Z8, Z9
+	VPADDD     Z9, Z8, Z8
+	VPERMD     Z8, Z27, Z14
+	VPSUBD     X14, X15, X14
+	VMOVDQU32  X14, 128(DI)
 
 	LEAQ       (SI)(BX*1), AX
 	KXNORB     K1, K1, K1
-	VPGATHERDD (AX)(Y28*1), K1, Y16
-	VPMOVDW    Y16, X16
-	VCVTPH2PS  X16, Y16
-	VMOVUPS    Y16, 288(DI)
+	VPGATHERDD (AX)(X28*1), K1, X16
+	VPMOVDW    X16, X16
+	VCVTPH2PS  X16, X16
+	VMOVUPS    X16, 144(DI)
 
 	ADDQ $34, BX
-	ADDQ $320, DI
+	ADDQ $160, DI
 	DECQ CX
 	JNZ  qgpreploop
 
@@ -240,31 +237,64 @@ qgprepdone:
 // ---------------------------------------------------------------------------
 // func qgGemmVNNI(out *float32, ldo int, panel *byte, nb int, xg *byte, ng int, mask int, pf *byte, pfn int)
 //
+// Each of the 8 sums of a block (4 tokens × 2 halves of the rows) runs as
+// two chains of four vpdpbusd, bytes 0-15 and 16-31 of the block, added
+// at the end: 16 independent chains keep both vpdpbusd pipes busy where 8
+// chains of eight, at four cycles each, left them idle a quarter of the
+// time. vpdpbusd, the multiplies and the FMAs share two pipes; loads run
+// at two a cycle: the block's 64 vpdpbusd, 8 multiplies and 8 FMAs take
+// 40 cycles and its 58 loads 29.
+//
 // Registers: DX the group's output, R8 ldo in bytes, R9 the panel, R10
 // nb, SI the prepared activations, R11 the groups left, DI the panel's
-// block, CX the blocks left, K1 the row mask, R12 the next line to
-// prefetch and R13 the end of the prefetch range: one cache line a block,
-// the weights of the next panel, so that packing it finds them in the
-// cache. Z0-Z7 one block's weights
-// (vector j: bytes 4j..4j+3 of each row), Z8 its d_w, Z9-Z15 scratch,
-// Z16-Z23 the tokens' int32 sums of the block, Z24-Z31 their float sums.
+// block, CX the blocks left, K1 and K2 the masks of rows 0-15 and 16-31,
+// R12 the next line to prefetch and R13 the end of the prefetch range: one
+// cache line a block, the weights of the next panel, so that packing it
+// finds them in the cache. Z0-Z3 the four tokens' int32 sums of bytes
+// 0-15 of the block over rows 0-15, Z4-Z7 over rows 16-31, Z16-Z23 the
+// same of bytes 16-31; Z8-Z11 and Z12-Z15 the float sums; Z24 and Z25 a
+// pair of weight vectors, Z26-Z29 the tokens' broadcast activations, Z30
+// and Z31 d_w.
 
-// QGDOT multiplies weight vector w by bytes o..o+3 of each token.
-#define QGDOT(o, w) \
-	VPDPBUSD.BCST (o)(SI), w, Z16       \
-	VPDPBUSD.BCST (o+32)(SI), w, Z17    \
-	VPDPBUSD.BCST (o+64)(SI), w, Z18    \
-	VPDPBUSD.BCST (o+96)(SI), w, Z19    \
-	VPDPBUSD.BCST (o+128)(SI), w, Z20   \
-	VPDPBUSD.BCST (o+160)(SI), w, Z21   \
-	VPDPBUSD.BCST (o+192)(SI), w, Z22   \
-	VPDPBUSD.BCST (o+224)(SI), w, Z23
+// QGJ multiplies bytes 4j..4j+3 of the block's rows (the vectors at
+// 128j, 64 bytes apart) and of each token, into a0-a3 (rows 0-15) and
+// b0-b3 (rows 16-31).
+#define QGJ(j, a0, a1, a2, a3, b0, b1, b2, b3) \
+	VMOVDQU64    (128*j)(DI), Z24    \
+	VMOVDQU64    (128*j+64)(DI), Z25 \
+	VPBROADCASTD (4*j)(SI), Z26      \
+	VPBROADCASTD (32+4*j)(SI), Z27   \
+	VPBROADCASTD (64+4*j)(SI), Z28   \
+	VPBROADCASTD (96+4*j)(SI), Z29   \
+	VPDPBUSD     Z26, Z24, a0        \
+	VPDPBUSD     Z26, Z25, b0        \
+	VPDPBUSD     Z27, Z24, a1        \
+	VPDPBUSD     Z27, Z25, b1        \
+	VPDPBUSD     Z28, Z24, a2        \
+	VPDPBUSD     Z28, Z25, b2        \
+	VPDPBUSD     Z29, Z24, a3        \
+	VPDPBUSD     Z29, Z25, b3
 
-// QGACC adds token t's block, int32 sums in s, to its float sums acc.
-#define QGACC(t, s, tmp, acc) \
-	VCVTDQ2PS     s, s                  \
-	VMULPS.BCST   (288+4*t)(SI), Z8, tmp \
-	VFMADD231PS   tmp, s, acc
+#define QGJLO(j) QGJ(j, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
+#define QGJHI(j) QGJ(j, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23)
+
+// QGACC adds token t's block, int32 sums in slo and shi plus s2lo and
+// s2hi, to its float sums.
+#define QGACC(t, slo, shi, s2lo, s2hi, alo, ahi) \
+	VPADDD       s2lo, slo, slo     \
+	VPADDD       s2hi, shi, shi     \
+	VCVTDQ2PS    slo, slo           \
+	VCVTDQ2PS    shi, shi           \
+	VBROADCASTSS (144+4*t)(SI), Z26 \
+	VMULPS       Z26, Z30, s2lo     \
+	VMULPS       Z26, Z31, s2hi     \
+	VFMADD231PS  s2lo, slo, alo     \
+	VFMADD231PS  s2hi, shi, ahi
+
+// QGCORR starts token t's int32 sums from its correction.
+#define QGCORR(t, slo, shi) \
+	VPBROADCASTD (128+4*t)(SI), slo \
+	VMOVDQA64    slo, shi
 
 TEXT ·qgGemmVNNI(SB), NOSPLIT, $0-72
 	MOVQ pf+56(FP), R12
@@ -279,85 +309,76 @@ TEXT ·qgGemmVNNI(SB), NOSPLIT, $0-72
 	MOVQ ng+40(FP), R11
 	MOVQ mask+48(FP), AX
 	KMOVW AX, K1
+	SHRQ  $16, AX
+	KMOVW AX, K2
 	TESTQ R11, R11
 	JLE   qggdone
 	TESTQ R10, R10
 	JLE   qggdone
 
 qgggroup:
-	VPXORD Z24, Z24, Z24
-	VPXORD Z25, Z25, Z25
-	VPXORD Z26, Z26, Z26
-	VPXORD Z27, Z27, Z27
-	VPXORD Z28, Z28, Z28
-	VPXORD Z29, Z29, Z29
-	VPXORD Z30, Z30, Z30
-	VPXORD Z31, Z31, Z31
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
 	MOVQ R9, DI
 	MOVQ R10, CX
 
 qggblock:
-	CMPQ         R12, R13
-	JAE          qggnopf
-	PREFETCHT0   (R12)
-	ADDQ         $64, R12
+	CMPQ       R12, R13
+	JAE        qggnopf
+	PREFETCHT0 (R12)
+	ADDQ       $64, R12
 
 qggnopf:
-	VMOVDQU64    (DI), Z0
-	VMOVDQU64    64(DI), Z1
-	VMOVDQU64    128(DI), Z2
-	VMOVDQU64    192(DI), Z3
-	VMOVDQU64    256(DI), Z4
-	VMOVDQU64    320(DI), Z5
-	VMOVDQU64    384(DI), Z6
-	VMOVDQU64    448(DI), Z7
-	VMOVUPS      512(DI), Z8
-	VPBROADCASTD 256(SI), Z16
-	VPBROADCASTD 260(SI), Z17
-	VPBROADCASTD 264(SI), Z18
-	VPBROADCASTD 268(SI), Z19
-	VPBROADCASTD 272(SI), Z20
-	VPBROADCASTD 276(SI), Z21
-	VPBROADCASTD 280(SI), Z22
-	VPBROADCASTD 284(SI), Z23
-	QGDOT(0, Z0)
-	QGDOT(4, Z1)
-	QGDOT(8, Z2)
-	QGDOT(12, Z3)
-	QGDOT(16, Z4)
-	QGDOT(20, Z5)
-	QGDOT(24, Z6)
-	QGDOT(28, Z7)
-	QGACC(0, Z16, Z9, Z24)
-	QGACC(1, Z17, Z10, Z25)
-	QGACC(2, Z18, Z11, Z26)
-	QGACC(3, Z19, Z12, Z27)
-	QGACC(4, Z20, Z13, Z28)
-	QGACC(5, Z21, Z14, Z29)
-	QGACC(6, Z22, Z15, Z30)
-	QGACC(7, Z23, Z9, Z31)
-	ADDQ $576, DI
-	ADDQ $320, SI
+	QGCORR(0, Z0, Z4)
+	QGCORR(1, Z1, Z5)
+	QGCORR(2, Z2, Z6)
+	QGCORR(3, Z3, Z7)
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	QGJLO(0)
+	QGJHI(4)
+	QGJLO(1)
+	QGJHI(5)
+	QGJLO(2)
+	QGJHI(6)
+	QGJLO(3)
+	QGJHI(7)
+	VMOVUPS 1024(DI), Z30
+	VMOVUPS 1088(DI), Z31
+	QGACC(0, Z0, Z4, Z16, Z20, Z8, Z12)
+	QGACC(1, Z1, Z5, Z17, Z21, Z9, Z13)
+	QGACC(2, Z2, Z6, Z18, Z22, Z10, Z14)
+	QGACC(3, Z3, Z7, Z19, Z23, Z11, Z15)
+	ADDQ $1152, DI
+	ADDQ $160, SI
 	DECQ CX
 	JNZ  qggblock
 
 	MOVQ    DX, AX
-	VMOVUPS Z24, K1, (AX)
+	VMOVUPS Z8, K1, (AX)
+	VMOVUPS Z12, K2, 64(AX)
 	ADDQ    R8, AX
-	VMOVUPS Z25, K1, (AX)
+	VMOVUPS Z9, K1, (AX)
+	VMOVUPS Z13, K2, 64(AX)
 	ADDQ    R8, AX
-	VMOVUPS Z26, K1, (AX)
+	VMOVUPS Z10, K1, (AX)
+	VMOVUPS Z14, K2, 64(AX)
 	ADDQ    R8, AX
-	VMOVUPS Z27, K1, (AX)
-	ADDQ    R8, AX
-	VMOVUPS Z28, K1, (AX)
-	ADDQ    R8, AX
-	VMOVUPS Z29, K1, (AX)
-	ADDQ    R8, AX
-	VMOVUPS Z30, K1, (AX)
-	ADDQ    R8, AX
-	VMOVUPS Z31, K1, (AX)
-	LEAQ    (DX)(R8*8), DX
+	VMOVUPS Z11, K1, (AX)
+	VMOVUPS Z15, K2, 64(AX)
+	LEAQ    (DX)(R8*4), DX
 	DECQ    R11
 	JNZ     qgggroup
 

@@ -43,7 +43,7 @@ func TestQGPackMatchesTwin(t *testing.T) {
 				pack, twin = set.pack8, qgPack8Generic
 			}
 			for _, nb := range qgTestNB {
-				for _, nr := range []int{1, 5, 15, 16} {
+				for _, nr := range []int{1, 5, 16, 17, 31, 32} {
 					rb := nb * dt.BlockBytes()
 					w := randQuantMatrix(r, dt, nr, nb, false)
 					offs := qgOffsets(nr, rb)
@@ -109,7 +109,7 @@ func TestQGGemm(t *testing.T) {
 				pack, gen = set.pack8, matvecQ8Generic
 			}
 			for _, nb := range qgTestNB {
-				for _, nr := range []int{1, 7, 16} {
+				for _, nr := range []int{1, 7, 16, 23, 32} {
 					for _, ng := range []int{1, 3} {
 						extreme := ng == 3 && nb == 64
 						rb := nb * dt.BlockBytes()
@@ -131,7 +131,7 @@ func TestQGGemm(t *testing.T) {
 						for i := range got {
 							got[i] = float32(math.NaN())
 						}
-						set.gemm(got, ldo, panel, nb, xg, ng, uint16(1<<nr-1), w)
+						set.gemm(got, ldo, panel, nb, xg, ng, uint32(1<<nr-1), w)
 						what := fmt.Sprintf("%s %s rows=%d nb=%d groups=%d", name, dt, nr, nb, ng)
 						for tok := 0; tok < n; tok++ {
 							x := xq[tok*xb : (tok+1)*xb]
