@@ -80,14 +80,31 @@ type gemmRunTask struct {
 	mcp    int // A panels per item
 	mItems int // items over M for each over N
 	pack   bool
+	// byDepth: the task covers the one depth block at pc0, and packA holds
+	// that block alone (gemmRun's streaming of a large A).
+	byDepth bool
+	pc0     int
 }
+
+// gemmStreamA is the size of a packed A beyond which gemmRun runs depth
+// block by depth block: packing all of A first, then reading it again
+// once for every item over N, would go through memory several times (a
+// language model's output head: dy of 1024 positions × 32000 logits is
+// 131 MB). Block by block, A is read once and its packed block stays in
+// the cache while the items use it.
+var gemmStreamA = 8 << 20
 
 // gemmRun computes op on the current micro-kernel.
 func (b *Backend) gemmRun(op *gemmOp) {
 	g := gemmImpl
 	mPanels := (op.m + g.mr - 1) / g.mr
 	kBlocks := (op.k + gemmKC - 1) / gemmKC
-	if need := mPanels*g.mr*op.k + kBlocks*mPanels*panelPad; cap(b.packA) < need {
+	byDepth := kBlocks > 1 && 4*mPanels*g.mr*op.k > gemmStreamA
+	need := mPanels*g.mr*op.k + kBlocks*mPanels*panelPad
+	if byDepth {
+		need = mPanels*g.mr*gemmKC + mPanels*panelPad
+	}
+	if cap(b.packA) < need {
 		b.packA = make([]float32, need)
 	}
 	nPanels := (op.n + g.nr - 1) / g.nr
@@ -119,6 +136,18 @@ func (b *Backend) gemmRun(op *gemmOp) {
 	}
 	mItems := (mPanels + mcp - 1) / mcp
 	t := &gemmRunTask{b: b, g: g, op: op, mPads: mPanels * g.mr, ncp: ncp, mcp: mcp, mItems: mItems, pack: true}
+	if byDepth {
+		// Depth block by depth block, each packed, then used by every
+		// item; the sums run over the blocks in the same order.
+		t.byDepth = true
+		for pc := 0; pc < op.k; pc += gemmKC {
+			t.pc0, t.pack = pc, true
+			b.pool.run(t, mPanels, max(1, 4096/(g.mr*gemmKC)))
+			t.pack = false
+			b.pool.run(t, nItems*mItems, max(1, macsPerChunk/(mcp*g.mr*ncp*g.nr*min(gemmKC, op.k-pc))))
+		}
+		return
+	}
 	b.pool.run(t, mPanels*kBlocks, max(1, 4096/(g.mr*min(op.k, gemmKC))))
 	t.pack = false
 	b.pool.run(t, nItems*mItems, max(1, macsPerChunk/(mcp*g.mr*ncp*g.nr*op.k)))
@@ -134,12 +163,16 @@ func (t *gemmRunTask) run(worker, lo, hi int) {
 	}
 }
 
-// packA packs item i: the A panel i%mPanels of depth block i/mPanels.
+// packA packs item i: the A panel i%mPanels of depth block i/mPanels
+// (byDepth: panel i of the block at pc0).
 func (t *gemmRunTask) packA(i int) {
 	mr := t.g.mr
 	mPanels := t.mPads / mr
 	pc := i / mPanels * gemmKC
 	mp := i % mPanels
+	if t.byDepth {
+		pc = t.pc0
+	}
 	kc := min(gemmKC, t.op.k-pc)
 	off := t.aOff(pc, mp, kc)
 	dst := t.b.packA[off : off+mr*kc : off+mr*kc+panelPad]
@@ -170,6 +203,9 @@ const panelPad = 8
 
 // aOff is where the packed A panel mp of the depth block at pc starts.
 func (t *gemmRunTask) aOff(pc, mp, kc int) int {
+	if t.byDepth {
+		return mp*t.g.mr*kc + mp*panelPad
+	}
 	mPanels := t.mPads / t.g.mr
 	return pc*t.mPads + mp*t.g.mr*kc + (pc/gemmKC*mPanels+mp)*panelPad
 }
@@ -186,7 +222,12 @@ func (t *gemmRunTask) compute(worker, item int) {
 	mPanels := min(t.mPads/mr, mp0+t.mcp)
 	tile := t.b.tile[worker][:mr*nr]
 	c := op.c
-	for pc := 0; pc < K; pc += gemmKC {
+	pcEnd := K
+	pc := 0
+	if t.byDepth {
+		pc, pcEnd = t.pc0, t.pc0+1
+	}
+	for ; pc < pcEnd; pc += gemmKC {
 		kc := min(gemmKC, K-pc)
 		bp := t.b.packB[worker][:nPanels*nr*kc]
 		for p := 0; p < nPanels; p++ {

@@ -58,3 +58,43 @@ func bitsEqualF32(a, b []float32) bool {
 	}
 	return len(a) == len(b)
 }
+
+// TestGemmByDepth checks that gemmRun's depth-by-depth streaming of a
+// large A gives bitwise what packing all of A first gives, for the
+// products of training over several depth blocks, with 1, 2 and 3
+// threads.
+func TestGemmByDepth(t *testing.T) {
+	defer func(v int) { gemmStreamA = v }(gemmStreamA)
+	forEachISA(t, func(t *testing.T) {
+		run := func(threads int) [][]float32 {
+			b := New(threads)
+			defer b.Close()
+			var outs [][]float32
+			for _, dt := range []kernels.DType{kernels.F32, kernels.BF16, kernels.Q4_0} {
+				w := randMatrixF(dt, 600, 96, 1)
+				dy := randVecSeed(70*600, 3)
+				dx := randVecSeed(70*96, 4)
+				b.MatMulT(dx, w, dy, 70, true)
+				outs = append(outs, dx)
+			}
+			dw := randVecSeed(40*50, 5)
+			b.MatMulGrad(dw, randVecSeed(700*40, 6), randVecSeed(700*50, 7), 700, 40, 50)
+			outs = append(outs, dw)
+			p := kernels.AttnParams{Heads: 2, KVHeads: 1, HeadDim: 16, N: 520, Scale: 0.25}
+			q, k, v := randVecSeed(520*32, 8), randVecSeed(520*16, 9), randVecSeed(520*16, 10)
+			dq, dk, dv := make([]float32, 520*32), make([]float32, 520*16), make([]float32, 520*16)
+			b.AttentionBackward(dq, dk, dv, randVecSeed(520*32, 11), q, k, v, p)
+			return append(outs, dq, dk, dv)
+		}
+		gemmStreamA = 8 << 20
+		want := run(1)
+		gemmStreamA = 0
+		for _, threads := range []int{1, 2, 3} {
+			for i, got := range run(threads) {
+				if !bitsEqualF32(got, want[i]) {
+					t.Errorf("threads=%d: product %d differs when streamed by depth", threads, i)
+				}
+			}
+		}
+	})
+}
