@@ -18,6 +18,9 @@ import (
 func quantizeQ8AVX512(dst *byte, x *float32, nb int)
 
 //go:noescape
+func quantizeQ8x16AVX512(dst *byte, x *float32, ng int)
+
+//go:noescape
 func quantizeQ8AVX2(dst *byte, x *float32, nb int)
 
 //go:noescape
@@ -91,7 +94,17 @@ func quantizeQ8Asm512(dst []byte, x []float32) {
 		return
 	}
 	_ = dst[nb*kernels.Q8_0BlockBytes-1]
-	quantizeQ8AVX512(&dst[0], &x[0], nb)
+	if nb < 16 {
+		quantizeQ8AVX512(&dst[0], &x[0], nb)
+		return
+	}
+	// Sixteen blocks at a time, the last sixteen moved back to end at
+	// block nb: the blocks they share come out the same.
+	ng := nb / 16
+	quantizeQ8x16AVX512(&dst[0], &x[0], ng)
+	if nb > 16*ng {
+		quantizeQ8x16AVX512(&dst[(nb-16)*kernels.Q8_0BlockBytes], &x[(nb-16)*kernels.QK], 1)
+	}
 }
 
 func quantizeQ8Asm2(dst []byte, x []float32) {

@@ -13,7 +13,7 @@ import (
 
 var (
 	quantTestRows = []int{1, 2, 3, 5, 7, 13, 33, 65, 100}
-	quantTestNB   = []int{1, 2, 3, 5, 24, 64}
+	quantTestNB   = []int{1, 2, 3, 5, 16, 24, 33, 64}
 )
 
 // guard is the slack after every output buffer; it must stay untouched.
@@ -54,6 +54,10 @@ func quantTestInput(r *rand.Rand, x []float32, shape int) {
 			for j := range blk {
 				blk[j] *= s
 			}
+		case 6: // multiples of powers of two: halves and near-halves after scaling at every magnitude
+			for j := range blk {
+				blk[j] = float32(r.IntN(1<<16)) / float32(math.Ldexp(1, r.IntN(16))) * float32(r.IntN(3)-1)
+			}
 		case 4: // values near ±amax and sign changes
 			a := float32(r.Float64()*100 + 1e-3)
 			for j := range blk {
@@ -67,7 +71,7 @@ func TestQuantizeQ8MatchesEncode(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, set := range quantSets() {
 		for _, nb := range quantTestNB {
-			for shape := 0; shape < 6; shape++ {
+			for shape := 0; shape < 7; shape++ {
 				for iter := 0; iter < 20; iter++ {
 					x := make([]float32, nb*kernels.QK)
 					quantTestInput(r, x, shape)
