@@ -317,6 +317,22 @@ TEXT ·qgGemmVNNI(SB), NOSPLIT, $0-72
 	JLE   qggdone
 
 qgggroup:
+	// The output lines of the group after next: a large output (the
+	// logits of a vocabulary) misses the caches, and each store would
+	// wait for its line to be read. (A line read with no other core
+	// holding it comes exclusive: the stores then need no more.)
+	LEAQ       (DX)(R8*8), AX
+	PREFETCHT0 (AX)
+	PREFETCHT0 64(AX)
+	ADDQ       R8, AX
+	PREFETCHT0 (AX)
+	PREFETCHT0 64(AX)
+	ADDQ       R8, AX
+	PREFETCHT0 (AX)
+	PREFETCHT0 64(AX)
+	ADDQ       R8, AX
+	PREFETCHT0 (AX)
+	PREFETCHT0 64(AX)
 	VPXORD Z8, Z8, Z8
 	VPXORD Z9, Z9, Z9
 	VPXORD Z10, Z10, Z10
