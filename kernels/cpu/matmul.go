@@ -22,7 +22,7 @@ func (b *Backend) MatMul(out []float32, w *kernels.Matrix, x []float32, n int) {
 		b.gemm(out, w, x, n)
 		return
 	}
-	if n >= qgMinN && w.Type.Quantized() && qgemmImpl.gemm != nil {
+	if w.Type.Quantized() && n >= qgMinRows(w.Type) && qgemmImpl.gemm != nil {
 		b.qgemm(out, w, x, n)
 		return
 	}

@@ -167,7 +167,7 @@ func TestQGGemm(t *testing.T) {
 func TestQGemmThreads(t *testing.T) {
 	r := rand.New(rand.NewPCG(27, 28))
 	for _, dt := range []kernels.DType{kernels.Q4_0, kernels.Q8_0} {
-		for _, s := range [][3]int{{37, 100, 96}, {64, 288, 288}, {13, 33, 256}} {
+		for _, s := range [][3]int{{37, 100, 96}, {64, 288, 288}, {13, 33, 256}, {5, 70, 64}} {
 			n, rows, cols := s[0], s[1], s[2]
 			wf := make([]float32, rows*cols)
 			for i := range wf {

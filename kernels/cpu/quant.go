@@ -55,7 +55,7 @@ type quantKernels struct {
 	q4x      func(out []float32, w []byte, nb int, xp []byte)
 	prep8    func(xg, xq []byte, nb, n int)
 	gemm8p   func(out []float32, ldo int, w []byte, rows, nb int, xg, xq []byte, n int)
-	// qg is the quantized GEMM of qgMinN or more rows (qgemm.go); its
+	// qg is the quantized GEMM of qgMinRows or more rows (qgemm.go); its
 	// functions are nil where the set has none.
 	qg qgKernels
 }
