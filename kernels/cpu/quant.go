@@ -14,9 +14,13 @@ import (
 //	out[t,r] = Σ_b d_w[r,b]·d_x[t,b]·Σ_j qw[r,b,j]·qx[t,b,j]
 //
 // One token (decode) runs a matvec that streams the weights once, four
-// rows per pass sharing the activation loads. Several tokens (prefill) run
-// tiles of rows × 4 tokens, so each weight block is read from memory once
-// per four tokens rather than once per token.
+// rows per pass sharing the activation loads. A few tokens (a batch of
+// sequences) run tiles of rows × 4 tokens, so each weight block is read
+// from memory once per four tokens rather than once per token. Many
+// tokens (prompts, training), where the dot products and not the memory
+// bound the time, run the quantized GEMM of qgemm.go: weights and
+// activations rearranged once per call so that each int32 lane of a
+// vector sums one row's block for one token.
 //
 // quant_amd64.s has AVX-512 VNNI and AVX2 versions; quantSets lists those
 // the CPU runs and init installs the best, or the one MYCEL_ISA names
