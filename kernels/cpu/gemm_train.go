@@ -87,19 +87,23 @@ type gemmRunTask struct {
 }
 
 // gemmStreamA is the size of a packed A beyond which gemmRun runs depth
-// block by depth block: packing all of A first, then reading it again
-// once for every item over N, would go through memory several times (a
-// language model's output head: dy of 1024 positions × 32000 logits is
-// 131 MB). Block by block, A is read once and its packed block stays in
-// the cache while the items use it.
+// block by depth block, where a block of it fits gemmStreamBlock: packing
+// all of A first, then reading it again once for every item over N, would
+// go through memory several times (a language model's output head: dy of
+// 1024 positions × 32000 logits is 131 MB). Block by block, A is read
+// once and its packed block stays in the cache while the items use it.
+// (Where a block is larger, as for the head's weight gradient, 32000
+// rows deep, it would not stay: measured no faster.)
 var gemmStreamA = 8 << 20
+
+const gemmStreamBlock = 4 << 20
 
 // gemmRun computes op on the current micro-kernel.
 func (b *Backend) gemmRun(op *gemmOp) {
 	g := gemmImpl
 	mPanels := (op.m + g.mr - 1) / g.mr
 	kBlocks := (op.k + gemmKC - 1) / gemmKC
-	byDepth := kBlocks > 1 && 4*mPanels*g.mr*op.k > gemmStreamA
+	byDepth := kBlocks > 1 && 4*mPanels*g.mr*op.k > gemmStreamA && 4*mPanels*g.mr*gemmKC <= gemmStreamBlock
 	need := mPanels*g.mr*op.k + kBlocks*mPanels*panelPad
 	if byDepth {
 		need = mPanels*g.mr*gemmKC + mPanels*panelPad
