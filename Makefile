@@ -7,9 +7,11 @@ BUILD   := build
 MODEL   ?=
 TOKENIZER ?=
 PROMPT  ?= Once upon a time
-SYNTH   := $(BUILD)/synth-stories15M-q8_0.gguf
+# The built-in model: trained from scratch on generated stories, in the
+# repository (docs/ourmodel.md); make tales rebuilds it from its seed.
+BUILTIN := models/tales.gguf
 
-.PHONY: all build run test fuzz bench bench-go bench-models bench-swarm bench-train vet clean
+.PHONY: all build run tales test fuzz bench bench-go bench-models bench-swarm bench-train vet clean
 
 all: build
 
@@ -19,23 +21,27 @@ build:
 	@echo "building mycel (the first build takes a few minutes)..."
 	@$(GO) build -o $(BIN) ./cmd/mycel
 
-$(SYNTH): | build
-	@mkdir -p $(BUILD)
-	./$(BIN) models synth --shape stories15M --dtype q8_0 --seed 1 -o $@
-
 # The main job: a local swarm of three nodes on loopback that choose and
 # serve spans of the model's layers, found by a client through the DHT and
 # pubsub, and a generation through the pipeline; half way, a node of the
 # route stops and the client fails over to a spare.
 ifeq ($(MODEL),)
-run: build $(SYNTH)
-	@echo "== No model given: a synthetic stories15M-shaped model (random weights, Q8_0)."
-	@echo "== Its text is gibberish by design; try: make run MODEL=stories15M.bin TOKENIZER=tokenizer.bin"
-	./$(BIN) swarm demo -m $(SYNTH) --nodes 3 -n 48 --temp 0.9 --seed 42 --kill-after 24 "$(PROMPT)"
+run: build
+	@echo "== No model given: the built-in $(BUILTIN), a 3M-parameter model trained from scratch on simple stories (docs/ourmodel.md)."
+	@echo "== Another model: make run MODEL=stories15M.bin TOKENIZER=tokenizer.bin"
+	./$(BIN) swarm demo -m $(BUILTIN) --nodes 3 -n 200 --kill-after 48 "$(PROMPT)"
 else
 run: build
 	./$(BIN) swarm demo -m $(MODEL) $(if $(TOKENIZER),-z $(TOKENIZER)) --nodes 3 -n 128 --kill-after 64 "$(PROMPT)"
 endif
+
+# Rebuild the built-in model from its seed: stories from internal/tales, a
+# vocabulary learned from them, training from scratch with package train
+# (about 20 minutes on two idle cores), the GGUF with the vocabulary inside.
+# The same seed and thread count give the same file on the same machine;
+# an interrupted build resumes from build/tales-ckpt.
+tales:
+	$(GO) run ./tools/tales -o $(BUILTIN)
 
 # The full suite: every package; the networked ones again under the race
 # detector; the kernels and the model with the assembly's pure-Go twin and

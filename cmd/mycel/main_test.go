@@ -67,10 +67,9 @@ func TestRunStories260KGreedy(t *testing.T) {
 }
 
 func TestRunSamplingIsSeeded(t *testing.T) {
-	bin := testmodels.Path(t, "stories260K.bin")
-	tok := testmodels.Path(t, "tok512.bin")
+	p := testmodels.Builtin(t)
 	run := func(seed string) string {
-		out, stderr, err := mycel(t, "run", "-m", bin, "-z", tok, "-n", "30", "--temp", "1", "--top-p", "0.9", "--seed", seed)
+		out, stderr, err := mycel(t, "run", "-m", p, "-n", "30", "--temp", "1", "--top-p", "0.9", "--seed", seed)
 		if err != nil {
 			t.Fatalf("run: %v\n%s", err, stderr)
 		}

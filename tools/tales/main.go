@@ -56,10 +56,10 @@ type Recipe struct {
 
 // Default is the recipe of models/tales.gguf.
 var Default = Recipe{
-	Seed: 1, Stories: 24000, VocabFrom: 4000, Vocab: 1536,
+	Seed: 1, Stories: 36000, VocabFrom: 4000, Vocab: 1536,
 	Config: model.Config{Arch: "llama", Dim: 192, Hidden: 512, Layers: 6, Heads: 6, KVHeads: 6, Context: 512,
 		RopeTheta: 10000, RopeStyle: kernels.RopeAdjacent, NormEps: 1e-5, SharedClassifier: true},
-	Steps: 800, BatchTokens: 8 * 512, SeqLen: 512, LR: 2e-3, Warmup: 60, WeightDecay: 0.1,
+	Steps: 1400, BatchTokens: 8 * 512, SeqLen: 512, LR: 2e-3, Warmup: 80, WeightDecay: 0.1,
 	EvalEvery: 100, Threads: 2, DType: kernels.F16,
 }
 
