@@ -16,6 +16,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -169,6 +170,9 @@ func Build(ctx context.Context, r Recipe, out, ckptDir, logPath string, w io.Wri
 		return err
 	}
 	if ckptDir != "" {
+		if err := claimCheckpoints(ckptDir, r, d); err != nil {
+			return err
+		}
 		if p, err := train.LatestCheckpoint(ckptDir); err != nil {
 			return err
 		} else if p != "" {
@@ -261,6 +265,41 @@ func Build(ctx context.Context, r Recipe, out, ckptDir, logPath string, w io.Wri
 		fmt.Fprint(w, curve)
 	}
 	return nil
+}
+
+// claimCheckpoints makes sure the checkpoints in dir belong to this build:
+// a checkpoint only knows its job, not the stories and the vocabulary
+// behind the sequences, so dir keeps a fingerprint of the recipe and the
+// data, written by the first build there and checked by the next.
+func claimCheckpoints(dir string, r Recipe, d *Data) error {
+	h := sha256.New()
+	fmt.Fprintf(h, "%+v\n", r)
+	for _, p := range d.Vocab.Tokens {
+		fmt.Fprintf(h, "%q\n", p)
+	}
+	for _, s := range d.Seqs {
+		fmt.Fprintln(h, s.Tokens)
+	}
+	want := fmt.Sprintf("%x\n", h.Sum(nil))
+	path := filepath.Join(dir, "build.sha256")
+	got, err := os.ReadFile(path)
+	switch {
+	case err == nil && string(got) == want:
+		return nil
+	case err == nil:
+		return fmt.Errorf("the checkpoints in %s belong to another recipe or other data: remove the folder to start over", dir)
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	if last, err := train.LatestCheckpoint(dir); err != nil {
+		return err
+	} else if last != "" {
+		return fmt.Errorf("%s holds checkpoints without a fingerprint of their build: remove the folder to start over", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(want), 0o644)
 }
 
 // greedy continues prompt greedily for at most n tokens, stopping at the

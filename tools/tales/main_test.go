@@ -81,6 +81,12 @@ func TestBuild(t *testing.T) {
 	if again, _ := os.ReadFile(out); !bytes.Equal(first, again) {
 		t.Error("a resumed build wrote another file")
 	}
+	// Another recipe refuses the checkpoints of this one.
+	r2 := r
+	r2.Seed = 2
+	if err := Build(context.Background(), r2, filepath.Join(dir, "c.gguf"), ckpt, "", io.Discard); err == nil || !strings.Contains(err.Error(), "another recipe") {
+		t.Errorf("a build of another recipe over these checkpoints: %v", err)
+	}
 	// From scratch again, elsewhere: the same file.
 	other := filepath.Join(dir, "b.gguf")
 	if err := Build(context.Background(), r, other, "", "", io.Discard); err != nil {
