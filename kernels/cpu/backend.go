@@ -98,8 +98,10 @@ func (b *Backend) RoPE(x []float32, p kernels.RopeParams) {
 		panic(fmt.Sprintf("cpu: RoPE of %d values, %d heads of %d", len(x), p.Heads, p.HeadDim))
 	}
 	half := p.HeadDim / 2
-	for t := 0; t*w < len(x); t++ {
-		cs := b.rope.at(p.Theta, p.HeadDim, p.Pos0+t)
+	rows := len(x) / w
+	table := b.rope.at(p.Theta, p.HeadDim, p.Pos0, rows)
+	for t := 0; t < rows; t++ {
+		cs := table[t*p.HeadDim : (t+1)*p.HeadDim]
 		row := x[t*w : (t+1)*w]
 		for i := 0; i < half; i++ {
 			fc, fs := cs[2*i], cs[2*i+1]
@@ -120,36 +122,43 @@ func (b *Backend) RoPE(x []float32, p kernels.RopeParams) {
 }
 
 // ropeCache keeps the rotary frequencies of one (theta, head size) and the
-// cosines and sines of the last position asked for: decode rotates the
-// queries and then the keys of one position, layer after layer.
+// cosines and sines of the last range of positions asked for: decode
+// rotates the queries and then the keys of one position, layer after
+// layer, a prompt or a batch of training sequences those of the same
+// positions.
 type ropeCache struct {
 	theta float32
 	hd    int
 	freqs []float64
-	pos   int
-	cs    []float32 // cos, sin of pos·freqs[i], interleaved; nil: none
+	pos   int       // the first position in cs
+	n     int       // the positions in cs
+	cs    []float32 // cos, sin of (pos+t)·freqs[i], interleaved, hd values a position
 }
 
-// at returns the cosines and sines of position pos, interleaved.
-func (c *ropeCache) at(theta float32, hd, pos int) []float32 {
+// at returns the cosines and sines of positions pos..pos+n−1, interleaved,
+// hd values a position.
+func (c *ropeCache) at(theta float32, hd, pos, n int) []float32 {
 	half := hd / 2
 	if c.theta != theta || c.hd != hd || c.freqs == nil {
-		c.theta, c.hd, c.cs = theta, hd, nil
+		c.theta, c.hd, c.n = theta, hd, 0
 		c.freqs = make([]float64, half)
 		for i := range c.freqs {
 			c.freqs[i] = math.Pow(float64(theta), -float64(2*i)/float64(hd))
 		}
 	}
-	if c.cs != nil && c.pos == pos {
-		return c.cs
+	if pos >= c.pos && pos+n <= c.pos+c.n {
+		return c.cs[(pos-c.pos)*hd : (pos-c.pos+n)*hd]
 	}
-	if cap(c.cs) < 2*half {
-		c.cs = make([]float32, 2*half)
+	if cap(c.cs) < n*hd {
+		c.cs = make([]float32, n*hd)
 	}
-	c.cs, c.pos = c.cs[:2*half], pos
-	for i, f := range c.freqs {
-		s, co := math.Sincos(float64(pos) * f)
-		c.cs[2*i], c.cs[2*i+1] = float32(co), float32(s)
+	c.cs, c.pos, c.n = c.cs[:n*hd], pos, n
+	for t := 0; t < n; t++ {
+		cs := c.cs[t*hd : (t+1)*hd]
+		for i, f := range c.freqs {
+			s, co := math.Sincos(float64(pos+t) * f)
+			cs[2*i], cs[2*i+1] = float32(co), float32(s)
+		}
 	}
 	return c.cs
 }

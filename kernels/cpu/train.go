@@ -208,8 +208,8 @@ func (b *Backend) RMSNormBackward(dx, dweight, dy, x, weight []float32, eps floa
 }
 
 // RoPEBackward rotates each pair of dy by minus the forward angle; see
-// kernels.Trainer. The cosines and sines are computed as RoPE computes
-// them, so a rotation and its backward are exact inverses up to rounding.
+// kernels.Trainer. The cosines and sines are RoPE's (the same table), so a
+// rotation and its backward are exact inverses up to rounding.
 func (b *Backend) RoPEBackward(dy []float32, p kernels.RopeParams) {
 	w := p.Heads * p.HeadDim
 	if w == 0 || len(dy)%w != 0 || p.HeadDim%2 != 0 {
@@ -217,19 +217,10 @@ func (b *Backend) RoPEBackward(dy []float32, p kernels.RopeParams) {
 	}
 	rows := len(dy) / w
 	half := p.HeadDim / 2
-	freqs := b.tr.f64s(half)
-	for i := range freqs {
-		freqs[i] = math.Pow(float64(p.Theta), -float64(2*i)/float64(p.HeadDim))
-	}
-	scratch := b.perWorker(2 * half)
+	table := b.rope.at(p.Theta, p.HeadDim, p.Pos0, rows)
 	b.pool.run(fnTask(func(worker, lo, hi int) {
-		cs := scratch[worker]
 		for t := lo; t < hi; t++ {
-			pos := float64(p.Pos0 + t)
-			for i, f := range freqs {
-				s, c := math.Sincos(pos * f)
-				cs[2*i], cs[2*i+1] = float32(c), float32(s)
-			}
+			cs := table[t*p.HeadDim : (t+1)*p.HeadDim]
 			row := dy[t*w : (t+1)*w]
 			for h := 0; h < p.Heads; h++ {
 				head := row[h*p.HeadDim : (h+1)*p.HeadDim]
