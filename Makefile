@@ -37,7 +37,7 @@ endif
 
 # Rebuild the built-in model from its seed: stories from internal/tales, a
 # vocabulary learned from them, training from scratch with package train
-# (about 20 minutes on two idle cores), the GGUF with the vocabulary inside.
+# (about 22 minutes on two cores), the GGUF with the vocabulary inside.
 # The same seed and thread count give the same file on the same machine;
 # an interrupted build resumes from build/tales-ckpt.
 tales:
