@@ -70,11 +70,13 @@ FUZZTIME ?= 20s
 FUZZ_TARGETS := \
 	./checkpoints:FuzzGGUF ./checkpoints:FuzzLlama2C \
 	./checkpoints/shards:FuzzManifest ./checkpoints/shards:FuzzPart \
+	./checkpoints/datasets:FuzzManifest ./checkpoints/trainstate:FuzzManifest \
+	./model/chat:FuzzRender \
 	./model/tokenizer:FuzzParseLlama2C ./model/tokenizer:FuzzEncodeDecode ./model/tokenizer:FuzzPreTokenizers \
 	./p2p/wire:FuzzReadFrame ./p2p/wire:FuzzDecodeTensor ./p2p/records:FuzzOpen \
 	./p2p/blocks:FuzzBlocksRequest ./p2p/blocks:FuzzBlocksAnswer \
 	./swarm:FuzzDecodeMessage ./swarm:FuzzOpenRecord \
-	./train:FuzzJob ./train:FuzzData
+	./train:FuzzJob ./train:FuzzData ./train:FuzzCheckpoint
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \

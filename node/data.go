@@ -102,44 +102,69 @@ func (n *Node) PullData(ctx context.Context, req api.DataPullRequest, progress f
 	if err != nil {
 		return err
 	}
-	timeout := 10 * time.Minute
-	if req.Timeout != "" {
-		if timeout, err = time.ParseDuration(req.Timeout); err != nil || timeout <= 0 {
-			return fmt.Errorf("%w: timeout %q", api.ErrBadRequest, req.Timeout)
+	var m *datasets.Manifest
+	return n.pullBlob(ctx, n.dataPulls, root, req.Timeout, progress, func(ctx context.Context, get shards.Getter) (*shards.Blob, error) {
+		m, err = datasets.GetManifest(ctx, get, root)
+		if errors.Is(err, datasets.ErrNotDataSet) {
+			return nil, kindOf(err, api.ErrBadRequest)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &m.File, nil
+	}, func() error {
+		return n.data.add(api.ModelEntry{CID: root.String(), Name: m.Name, Added: time.Now().UTC()})
+	})
+}
+
+// pullBlob fetches what the node lacks of an object made of a manifest
+// over one blob (a data set, a checkpoint) from whichever peers have it:
+// manifest fetches and decodes the manifest at root through get and
+// returns its blob, keep records the object once it is whole. The pull
+// is listed in pulls while it runs and until it completes; timeout ("" =
+// 10 minutes) bounds it.
+func (n *Node) pullBlob(ctx context.Context, pulls *registry, root cid.Cid, timeout string, progress func(api.PullProgress),
+	manifest func(context.Context, shards.Getter) (*shards.Blob, error), keep func() error) error {
+	limit := 10 * time.Minute
+	if timeout != "" {
+		var err error
+		if limit, err = time.ParseDuration(timeout); err != nil || limit <= 0 {
+			return fmt.Errorf("%w: timeout %q", api.ErrBadRequest, timeout)
 		}
 	}
-	endPull, err := n.beginPull(n.dataPulls, root)
+	endPull, err := n.beginPull(pulls, root)
 	if err != nil {
 		return err
 	}
 	defer endPull()
 	var finding sync.WaitGroup
 	defer finding.Wait()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	// As a model's pull: one session, which prefers the providers found
 	// on the DHT while it asks the peers already connected.
 	sess := n.ex.NewSession(ctx)
 	finding.Go(func() { n.connectProviders(ctx, root, sess) })
-	m, err := datasets.GetManifest(ctx, sess, root)
-	if errors.Is(err, datasets.ErrNotDataSet) {
-		return kindOf(err, api.ErrBadRequest)
-	}
+	blob, err := manifest(ctx, sess)
 	if err != nil {
 		return err
 	}
-	p, err := n.download(ctx, sess, root, m.Chunks(), m.File.Size, progress)
+	chunks := make([]cid.Cid, len(blob.Chunks))
+	for i, l := range blob.Chunks {
+		chunks[i] = l.CID
+	}
+	p, err := n.download(ctx, sess, root, chunks, blob.Size, progress)
 	if err != nil {
 		return err
 	}
-	if err := n.data.add(api.ModelEntry{CID: root.String(), Name: m.Name, Added: time.Now().UTC()}); err != nil {
+	if err := keep(); err != nil {
 		return err
 	}
-	if err := n.pullDone(n.dataPulls, root); err != nil {
+	if err := n.pullDone(pulls, root); err != nil {
 		return err
 	}
 	n.announce([]cid.Cid{root})
-	p.Done, p.CID, p.DoneBytes = true, root.String(), m.File.Size
+	p.Done, p.CID, p.DoneBytes = true, root.String(), blob.Size
 	progress(p)
 	return nil
 }
@@ -333,11 +358,18 @@ func (n *Node) RemoveData(ctx context.Context, ref string) (int, error) {
 	if !found {
 		return 0, fmt.Errorf("%w: data set %s is not on this node", api.ErrNotFound, c)
 	}
+	return n.deleteUnkept(ctx, c, n.dataBlocks)
+}
+
+// deleteUnkept deletes the blocks of object c (as blocksOf lists them)
+// that are here and that nothing kept reaches, once c has been forgotten;
+// an object whose manifest is gone has nothing left to delete.
+func (n *Node) deleteUnkept(ctx context.Context, c cid.Cid, blocksOf func(context.Context, cid.Cid) ([]cid.Cid, error)) (int, error) {
 	keep, err := n.reachable(ctx)
 	if err != nil {
 		return 0, err
 	}
-	cs, err := n.dataBlocks(ctx, c)
+	cs, err := blocksOf(ctx, c)
 	if errors.Is(err, blocks.ErrNotFound) {
 		return 0, nil
 	}

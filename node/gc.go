@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -12,17 +13,18 @@ import (
 	"github.com/mycel-net/mycel/p2p/blocks"
 )
 
-// The block store keeps what the node's models and data sets are made of.
-// A block no kept model or data set reaches is unreferenced: an import
+// The block store keeps what the node's models, data sets and training
+// checkpoints are made of. A block none of them reaches is unreferenced: an import
 // that stopped before its manifest was written leaves its chunks and parts
 // so, and nothing else would ever remove them. Store GC removes
 // unreferenced blocks.
 //
 // A pull that stopped is not unreferenced: pulls resume, so the node
 // lists every pull from its start until it completes (pullsFile, and
-// dataPullsFile for data sets), and keeps what such a pull fetched until
-// it is resumed or the model or data set removed (mycel models rm CID,
-// mycel data rm CID).
+// dataPullsFile for data sets, checkpointPullsFile for checkpoints), and
+// keeps what such a pull fetched until it is resumed or the model, data
+// set or checkpoint removed (mycel models rm CID, mycel data rm CID,
+// mycel train rm CID).
 //
 // GC runs when nothing writes blocks: imports and pulls hold blockOps
 // shared while they run, and GC takes it exclusively or, where an import
@@ -32,8 +34,8 @@ import (
 // pullsFile lists the pulls begun and not yet completed.
 const pullsFile = "pulls.json"
 
-// GC removes the blocks of the store that no kept model or data set and no
-// unfinished pull reaches. It refuses while an import or pull runs.
+// GC removes the blocks of the store that no kept model, data set or
+// checkpoint and no unfinished pull reaches. It refuses while an import or pull runs.
 func (n *Node) GC(ctx context.Context, req api.GCRequest) (api.GCResult, error) {
 	if !n.blockOps.TryLock() {
 		return api.GCResult{}, fmt.Errorf("%w: store gc: an import or pull is running; run gc again once it has finished", api.ErrBusy)
@@ -143,14 +145,14 @@ func (n *Node) collect(ctx context.Context, dryRun bool) (api.GCResult, error) {
 			return res, fmt.Errorf("store gc: %w", err)
 		}
 	}
-	for _, e := range append(n.pulls.entries(), n.dataPulls.entries()...) {
+	for _, e := range slices.Concat(n.pulls.entries(), n.dataPulls.entries(), n.ckptPulls.entries()) {
 		res.Unfinished = append(res.Unfinished, e.CID)
 	}
 	return res, nil
 }
 
 // reachable is the set of multihashes of the blocks to keep: every block
-// reachable through blocks here from a kept model or data set, or an
+// reachable through blocks here from a kept model, data set or checkpoint, or an
 // unfinished pull of one.
 func (n *Node) reachable(ctx context.Context) (map[string]bool, error) {
 	keep := map[string]bool{}
@@ -177,6 +179,9 @@ func (n *Node) reachable(ctx context.Context) (map[string]bool, error) {
 		return nil, err
 	}
 	if err := mark("data set", append(n.data.entries(), n.dataPulls.entries()...), n.dataBlocks); err != nil {
+		return nil, err
+	}
+	if err := mark("checkpoint", append(n.ckpts.entries(), n.ckptPulls.entries()...), n.checkpointBlocks); err != nil {
 		return nil, err
 	}
 	return keep, nil

@@ -349,25 +349,7 @@ func (n *Node) RemoveModel(ctx context.Context, c cid.Cid) (int, error) {
 	if lm != nil {
 		lm.Close()
 	}
-	keep, err := n.reachable(ctx)
-	if err != nil {
-		return 0, err
-	}
-	cs, err := n.localBlocks(ctx, c)
-	if err != nil {
-		return 0, err
-	}
-	deleted := 0
-	for _, x := range cs {
-		if keep[string(x.Hash())] {
-			continue
-		}
-		if err := n.store.Delete(ctx, x); err != nil {
-			return deleted, err
-		}
-		deleted++
-	}
-	return deleted, nil
+	return n.deleteUnkept(ctx, c, n.localBlocks)
 }
 
 // localBlocks lists the blocks of a model reachable through local blocks.

@@ -37,12 +37,15 @@ type Node struct {
 	ex     *blocks.Exchange
 	models *registry
 	data   *registry // the data sets kept (data.go)
+	ckpts  *registry // the training checkpoints kept (checkpoints.go)
 
 	// blockOps: imports and pulls hold it shared, store GC exclusively;
-	// pulls and dataPulls list the pulls begun and not completed (gc.go).
+	// pulls, dataPulls and ckptPulls list the pulls begun and not
+	// completed (gc.go).
 	blockOps  sync.RWMutex
 	pulls     *registry
 	dataPulls *registry
+	ckptPulls *registry
 
 	api   *http.Server
 	apiLn net.Listener
@@ -104,6 +107,12 @@ func New(cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	if n.dataPulls, err = openList(filepath.Join(cfg.DataDir, dataPullsFile)); err != nil {
+		return nil, err
+	}
+	if n.ckpts, err = openList(filepath.Join(cfg.DataDir, checkpointsFile)); err != nil {
+		return nil, err
+	}
+	if n.ckptPulls, err = openList(filepath.Join(cfg.DataDir, checkpointPullsFile)); err != nil {
 		return nil, err
 	}
 	n.collectAtStart()
@@ -179,7 +188,7 @@ const ReprovideInterval = 12 * time.Hour
 const routableCheck = time.Second
 
 // reprovideLoop announces every kept model (its root and the parts held
-// here) and data set as soon as the DHT has a peer, so a restarted node is found again
+// here), data set and checkpoint as soon as the DHT has a peer, so a restarted node is found again
 // and a model imported on a node that was alone is announced once the
 // others arrive; then every ReprovideInterval, and again whenever the node
 // finds a peer after having none, until the node closes.
@@ -213,7 +222,7 @@ func (n *Node) reprovideLoop() {
 }
 
 // reprovide announces every kept model (its root and the parts held
-// here) and every kept data set (its root).
+// here) and every kept data set and checkpoint (its root).
 func (n *Node) reprovide() {
 	for _, e := range n.models.entries() {
 		c, err := cid.Decode(e.CID)
@@ -234,13 +243,13 @@ func (n *Node) reprovide() {
 			log.Warn("reprovide", "model", e.CID, "err", err)
 		}
 	}
-	for _, e := range n.data.entries() {
+	for _, e := range append(n.data.entries(), n.ckpts.entries()...) {
 		c, err := cid.Decode(e.CID)
 		if err != nil {
 			continue
 		}
 		if err := n.ex.Provide(n.ctx, c); err != nil && n.ctx.Err() == nil {
-			log.Warn("reprovide", "data", e.CID, "err", err)
+			log.Warn("reprovide", "root", e.CID, "err", err)
 		}
 	}
 }

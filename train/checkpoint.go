@@ -115,6 +115,33 @@ func (t *Trainer) moments(i int) (m, v []float32) {
 // magic, version, lengths (against what is left of the data before any
 // allocation) and CRC.
 func ReadCheckpoint(data []byte) (*CheckpointHeader, [][3][]float32, error) {
+	h, rest, err := parseCheckpoint(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	tensors := make([][3][]float32, 0, len(h.Params))
+	for _, p := range h.Params {
+		var ts [3][]float32
+		for k := range ts {
+			ts[k] = make([]float32, p.Len)
+			copy(kernels.F32Bytes(ts[k]), rest[:4*p.Len])
+			rest = rest[4*p.Len:]
+		}
+		tensors = append(tensors, ts)
+	}
+	return h, tensors, nil
+}
+
+// CheckCheckpoint checks a checkpoint as ReadCheckpoint does, without
+// copying its tensors, and returns its header.
+func CheckCheckpoint(data []byte) (*CheckpointHeader, error) {
+	h, _, err := parseCheckpoint(data)
+	return h, err
+}
+
+// parseCheckpoint checks a checkpoint and returns its header and its
+// tensors' bytes, whose lengths match the header's.
+func parseCheckpoint(data []byte) (*CheckpointHeader, []byte, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrBadCheckpoint, fmt.Sprintf(format, args...))
 	}
@@ -146,23 +173,17 @@ func ReadCheckpoint(data []byte) (*CheckpointHeader, [][3][]float32, error) {
 	if h.Step < 0 || h.AdamStep < 0 || h.Cursor.Epoch < 0 || h.Cursor.Next < 0 {
 		return nil, nil, bad("negative step or cursor")
 	}
-	tensors := make([][3][]float32, 0, min(len(h.Params), len(rest)/4+1))
+	left := len(rest)
 	for _, p := range h.Params {
-		if p.Len < 0 || p.Len > len(rest)/12 {
-			return nil, nil, bad("tensor %s of %d values, %d bytes left", p.Name, p.Len, len(rest))
+		if p.Len < 0 || p.Len > left/12 {
+			return nil, nil, bad("tensor %s of %d values, %d bytes left", p.Name, p.Len, left)
 		}
-		var ts [3][]float32
-		for k := range ts {
-			ts[k] = make([]float32, p.Len)
-			copy(kernels.F32Bytes(ts[k]), rest[:4*p.Len])
-			rest = rest[4*p.Len:]
-		}
-		tensors = append(tensors, ts)
+		left -= 12 * p.Len
 	}
-	if len(rest) != 0 {
-		return nil, nil, bad("%d bytes after the last tensor", len(rest))
+	if left != 0 {
+		return nil, nil, bad("%d bytes after the last tensor", left)
 	}
-	return &h, tensors, nil
+	return &h, rest, nil
 }
 
 // Restore sets the trainer's state from a checkpoint of the same job (its

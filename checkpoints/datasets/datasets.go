@@ -142,9 +142,6 @@ type Imported struct {
 	Blocks int
 }
 
-// importBatch is how many blocks one write stores.
-const importBatch = 16
-
 // Import stores data, a data set file its parser found to hold examples
 // examples of dataFormat, as blocks through put, the manifest last, and
 // returns the data set's CID. The chunks are views of data, not copies.
@@ -159,21 +156,9 @@ func Import(ctx context.Context, put shards.Putter, data []byte, name, dataForma
 	if _, err := DecodeManifest(root.Data); err != nil {
 		return nil, err
 	}
-	im := &Imported{Root: root.CID, Manifest: m, Bytes: int64(len(root.Data)), Blocks: 1}
-	for len(chunks) > 0 {
-		n := min(importBatch, len(chunks))
-		if err := put.PutMany(ctx, chunks[:n]); err != nil {
-			return nil, fmt.Errorf("datasets: store blocks: %w", err)
-		}
-		for _, b := range chunks[:n] {
-			im.Bytes += int64(len(b.Data))
-		}
-		im.Blocks += n
-		chunks = chunks[n:]
+	n, blocks, err := shards.PutUnder(ctx, put, root, chunks)
+	if err != nil {
+		return nil, fmt.Errorf("datasets: %w", err)
 	}
-	// The root goes last: a store that holds it holds the whole data set.
-	if err := put.PutMany(ctx, []shards.Block{root}); err != nil {
-		return nil, fmt.Errorf("datasets: store manifest %s: %w", root.CID, err)
-	}
-	return im, nil
+	return &Imported{Root: root.CID, Manifest: m, Bytes: n, Blocks: blocks}, nil
 }

@@ -2,6 +2,7 @@ package shards
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/mycel-net/mycel/checkpoints/shards/block"
 )
@@ -40,4 +41,28 @@ func SplitBlob(data []byte) (Blob, []Block) {
 		b.Chunks = append(b.Chunks, Link{blk.CID})
 	}
 	return b, bs
+}
+
+// putBatch is how many blocks one write of PutUnder stores.
+const putBatch = 16
+
+// PutUnder stores chunks and then root, the node that links to them,
+// through put, and returns the bytes and blocks written. The root goes
+// last: a store that holds it holds the whole.
+func PutUnder(ctx context.Context, put Putter, root Block, chunks []Block) (bytes int64, blocks int, err error) {
+	for len(chunks) > 0 {
+		n := min(putBatch, len(chunks))
+		if err := put.PutMany(ctx, chunks[:n]); err != nil {
+			return bytes, blocks, fmt.Errorf("store blocks: %w", err)
+		}
+		for _, b := range chunks[:n] {
+			bytes += int64(len(b.Data))
+		}
+		blocks += n
+		chunks = chunks[n:]
+	}
+	if err := put.PutMany(ctx, []Block{root}); err != nil {
+		return bytes, blocks, fmt.Errorf("store %s: %w", root.CID, err)
+	}
+	return bytes + int64(len(root.Data)), blocks + 1, nil
 }

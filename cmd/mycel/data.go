@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -102,9 +101,7 @@ count in the loss (a prompt's do not), and the longest example.`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(info)
+				return writeJSONOut(out, info)
 			}
 			printDataInfo(out, info)
 			return nil

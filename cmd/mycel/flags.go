@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -34,3 +36,10 @@ func (v *threadsValue) Set(s string) error {
 func (v *threadsValue) String() string { return strconv.Itoa(int(*v)) }
 
 func (v *threadsValue) Type() string { return "int" }
+
+// writeJSONOut prints v as indented JSON: what --json prints.
+func writeJSONOut(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -162,9 +161,7 @@ func newModelsInspectCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(info)
+				return writeJSONOut(out, info)
 			}
 			c := info.Manifest.Config
 			fmt.Fprintf(out, "model     %s %s\n", info.CID, info.Name)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,6 +17,7 @@ import (
 	"github.com/mycel-net/mycel/checkpoints"
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
+	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/train"
 )
 
@@ -27,7 +29,7 @@ func newTrainCmd(g *globals) *cobra.Command {
 fine-tuning. A job file (TOML; docs/training.md lists its keys) names the
 base model, the data set and the method.`,
 	}
-	cmd.AddCommand(newTrainRunCmd(g), newTrainExportCmd(g))
+	cmd.AddCommand(newTrainRunCmd(g), newTrainExportCmd(g), newTrainCheckpointsCmd(g), newTrainRmCmd(g))
 	return cmd
 }
 
@@ -47,8 +49,12 @@ func newTrainRunCmd(g *globals) *cobra.Command {
 to stderr; checkpoints go to --checkpoints (default: JOB-checkpoints next to
 the job file) every checkpoint_every steps and at the end. Ctrl-C stops at
 the end of the step under way and saves a checkpoint; --resume goes on from
-the latest one, bitwise as if the run had not stopped. The last line of
-stdout is the path of the final checkpoint.
+the latest one, bitwise as if the run had not stopped.
+
+When a node runs, the final checkpoint is also stored in it as blocks under
+a manifest (kept under the job file's name, announced to the swarm), and
+the last line of stdout is its CID; with no node, it is the path of the
+final checkpoint file. Either is what train export takes.
 
 The model and the data set may be files (paths relative to the job file's
 folder or the current one), or CIDs and names of a running node's models.`,
@@ -204,11 +210,100 @@ func runTrain(cmd *cobra.Command, g *globals, f *trainRunFlags, jobPath string) 
 	} else if evalLoss, err := tr.EvalLoss(); err == nil && !math.IsNaN(evalLoss) {
 		fmt.Fprintf(stderr, "evaluation loss %.4f\n", evalLoss)
 	}
-	fmt.Fprintln(cmd.OutOrStdout(), saved)
+	final, err := storeCheckpoint(ctx, g, saved, strings.TrimSuffix(filepath.Base(jobPath), filepath.Ext(jobPath)), stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), final)
 	if interrupted {
 		return context.Canceled
 	}
 	return nil
+}
+
+// storeCheckpoint stores the checkpoint file at path in the running node
+// under name and returns its CID; with no node running it returns path.
+func storeCheckpoint(ctx context.Context, g *globals, path, name string, stderr io.Writer) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	// A run stopped by Ctrl-C still stores its last checkpoint.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+	defer cancel()
+	info, err := g.client().PutCheckpoint(ctx, name, f)
+	if errors.Is(err, api.ErrNoNode) {
+		return path, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("storing the checkpoint in the node: %w (it is saved at %s)", err, path)
+	}
+	fmt.Fprintf(stderr, "checkpoint %s (step %d of %d, %s) stored in the node as %s\n", path, info.Step, info.Steps, formatBytes(info.Bytes), info.CID)
+	return info.CID, nil
+}
+
+// readCheckpoint reads a checkpoint: a file, or else a checkpoint (CID or
+// name) of the running node, fetched from peers if the node lacks it.
+func readCheckpoint(ctx context.Context, g *globals, ref string) ([]byte, error) {
+	data, err := os.ReadFile(ref)
+	if err == nil {
+		return data, nil
+	}
+	if looksLikePath(ref) || !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	data, nerr := g.client().CheckpointState(ctx, ref)
+	if nerr != nil {
+		return nil, fmt.Errorf("checkpoint %q is neither a file nor a checkpoint of the node: %w", ref, nerr)
+	}
+	return data, nil
+}
+
+func newTrainCheckpointsCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "checkpoints",
+		Short: "List the training checkpoints stored in the node",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			list, err := g.client().ListCheckpoints(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSONOut(cmd.OutOrStdout(), list)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "CID\tNAME\tMETHOD\tSTEP\tSIZE\tBASE")
+			for _, c := range list {
+				base := c.Base
+				if base == "" {
+					base = "(a file)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", c.CID, c.Name, c.Method, c.Step, c.Steps, formatBytes(c.Bytes), base)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newTrainRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm CHECKPOINT",
+		Short: "Remove a checkpoint from the node (by CID, or a name for its latest)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := g.client().RemoveCheckpoint(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "removed %s (%d blocks deleted)\n", args[0], n)
+			return nil
+		},
+	}
 }
 
 // progress draws a training run's progress on one line of a terminal
@@ -280,7 +375,11 @@ func newTrainExportCmd(g *globals) *cobra.Command {
 import and the swarm take like any other: the adapters merged into the base
 weights (full fine-tuning: the trained weights). With --adapter-only, write
 the LoRA adapter alone in the GGUF adapter layout llama.cpp reads; mycel run
--m BASE --lora ADAPTER applies it without merging.`,
+-m BASE --lora ADAPTER applies it without merging.
+
+CHECKPOINT is a checkpoint file, or the CID of a checkpoint a node stored
+(train run prints it), or the name it was kept under (the job file's name:
+its latest checkpoint); the node fetches it from its peers if needed.`,
 		Example: `  mycel train export story-checkpoints/step-00000200.ckpt -o story.gguf
   mycel train export story-checkpoints/step-00000200.ckpt --adapter-only -o story-lora.gguf`,
 		Args: cobra.ExactArgs(1),
@@ -299,7 +398,7 @@ the LoRA adapter alone in the GGUF adapter layout llama.cpp reads; mycel run
 }
 
 func runTrainExport(cmd *cobra.Command, g *globals, f *trainExportFlags, ckpt string) error {
-	data, err := os.ReadFile(ckpt)
+	data, err := readCheckpoint(cmd.Context(), g, ckpt)
 	if err != nil {
 		return err
 	}

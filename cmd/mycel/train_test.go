@@ -218,9 +218,10 @@ func TestTrainOnNodeData(t *testing.T) {
 			t.Fatal(err)
 		}
 		out, stderr, err := mycel(t, "--api", api, "train", "run", nj, "-z", tok, "-t", "1")
-		if err != nil || !strings.HasSuffix(lastLine(out), "step-00000004.ckpt") {
-			t.Errorf("train run on data %s: %v\n%s\n%s", ref, err, out, stderr)
+		if err != nil {
+			t.Fatalf("train run on data %s: %v\n%s\n%s", ref, err, out, stderr)
 		}
+		checkCheckpointInNode(t, api, lastLine(out), filepath.Join(filepath.Dir(nj), "job-checkpoints", "step-00000004.ckpt"), tok)
 	}
 	if _, _, err := mycel(t, "--api", api, "train", "run", writeJobData(t, "no-such-set"), "-z", tok); err == nil || !strings.Contains(err.Error(), "no-such-set") {
 		t.Errorf("an unknown data set: %v", err)

@@ -5,6 +5,9 @@
 // decoding requests, streaming answers, and mapping errors to statuses
 // (api.ErrBadRequest to 400, api.ErrNotFound to 404, api.ErrBusy to 409,
 // anything else to 500), with the error's message as the body's "error".
+// A Guard (guard.go) stands in front of both APIs: it refuses requests
+// whose Host is not a name of the node (DNS rebinding), whose Origin is
+// another site's, and, off loopback, those without the API token.
 //
 // docs/protocol.md specifies every endpoint.
 package server
@@ -59,6 +62,14 @@ type Backend interface {
 	// DataBytes returns a data set's file, fetching what is not here.
 	DataBytes(ctx context.Context, ref string) ([]byte, error)
 	RemoveData(ctx context.Context, ref string) (int, error)
+
+	PutCheckpoint(ctx context.Context, name string, state io.Reader) (api.CheckpointInfo, error)
+	ListCheckpoints(ctx context.Context) []api.CheckpointInfo
+	InspectCheckpoint(ctx context.Context, ref string) (api.CheckpointInfo, error)
+	// CheckpointState returns a checkpoint's state file, fetching what
+	// is not here.
+	CheckpointState(ctx context.Context, ref string) ([]byte, error)
+	RemoveCheckpoint(ctx context.Context, ref string) (int, error)
 }
 
 // Handler serves the control API and the OpenAI-compatible API over b.
@@ -72,6 +83,7 @@ func Handler(b Backend) http.Handler {
 	swarmRoutes(mux, b)
 	storeRoutes(mux, b)
 	dataRoutes(mux, b)
+	checkpointRoutes(mux, b)
 	return mux
 }
 
