@@ -25,9 +25,19 @@ type Config struct {
 	// p2p.DefaultPort, all interfaces).
 	Listen []string
 	// APIAddr is host:port of the control API (default 127.0.0.1:5150;
-	// port 0 picks a free one). It must be a loopback address: the API has
-	// no authentication.
+	// port 0 picks a free one). On a loopback address the API answers the
+	// programs of this machine; on any other, only requests that carry the
+	// API token, which the node keeps in DataDir (api.TokenFile).
 	APIAddr string
+	// AllowedHosts are the names and addresses, besides localhost, the
+	// loopback addresses and APIAddr's host, that the API accepts in a
+	// request's Host header: a name such as mybox.lan, .lan for every name
+	// ending so, or "*" for any (server.GuardConfig). Default: none.
+	AllowedHosts []string
+	// CORSOrigins are the web origins (scheme://host[:port]) whose pages
+	// may call the API, besides pages on localhost, a loopback address or
+	// an allowed host; "*" allows any. Default: none.
+	CORSOrigins []string
 	// Bootstrap are /p2p/ multiaddrs of peers to join through.
 	Bootstrap []string
 	// StoreCap is the most bytes the block store may hold (0: no cap).
@@ -64,13 +74,8 @@ func (c *Config) fill() error {
 	if c.APIAddr == "" {
 		c.APIAddr = api.DefaultAddr
 	}
-	host, _, err := net.SplitHostPort(c.APIAddr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(c.APIAddr); err != nil {
 		return fmt.Errorf("node: API address %q: %w", c.APIAddr, err)
-	}
-	ip := net.ParseIP(host)
-	if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("node: API address %q is not a loopback address; the API has no authentication", c.APIAddr)
 	}
 	if c.StoreCap < 0 {
 		return errors.New("node: negative store cap")

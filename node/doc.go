@@ -2,7 +2,8 @@
 // (package p2p), an on-disk block store and the block exchange
 // (p2p/blocks), the stores of models (checkpoints/shards) and data sets
 // (checkpoints/datasets), the swarm's directory, servers and clients
-// (package swarm), and serves the HTTP APIs on the loopback interface.
+// (package swarm), and serves the HTTP APIs: on the loopback interface by
+// default, and elsewhere only to requests that carry its API token.
 //
 // The node is split the way its requests travel:
 //
@@ -10,7 +11,8 @@
 //     client (api.Client) that the mycel command line uses; it imports
 //     nothing of the daemon.
 //   - node/server: the HTTP handlers of the control API, over the
-//     server.Backend interface that a Node implements.
+//     server.Backend interface that a Node implements, and the Guard in
+//     front of both APIs (Host, Origin and token checks).
 //   - node/openai: the OpenAI-compatible API, over openai.Backend (a Node
 //     again) and the openai.Completer of each model: a LocalModel, or a
 //     SwarmModel that generates through the swarm.

@@ -49,6 +49,8 @@ type Node struct {
 
 	api   *http.Server
 	apiLn net.Listener
+	guard *server.Guard // the API's Host, Origin and token checks
+	token string        // the API token (api.TokenFile)
 
 	compMu     sync.Mutex
 	completers map[string]openai.Completer // by name, for the OpenAI API
@@ -89,6 +91,15 @@ func New(cfg Config) (_ *Node, err error) {
 	}()
 	if n.lock, err = lockDataDir(cfg.DataDir); err != nil {
 		return nil, err
+	}
+	if n.token, err = apiToken(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if n.guard, err = server.NewGuard(server.GuardConfig{
+		Addr: cfg.APIAddr, AllowedHosts: cfg.AllowedHosts, CORSOrigins: cfg.CORSOrigins,
+		Token: n.token, TokenFile: n.APITokenFile(),
+	}); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
 	}
 	if n.models, err = openRegistry(cfg.DataDir); err != nil {
 		return nil, err
@@ -146,7 +157,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("node: control API on %s: %w (is another node running? stop it, or pick another address with --api)", n.cfg.APIAddr, err)
 	}
 	n.apiLn = ln
-	n.api = &http.Server{Handler: server.Handler(n), ReadHeaderTimeout: 10 * time.Second}
+	n.api = &http.Server{Handler: n.guard.Wrap(server.Handler(n)), ReadHeaderTimeout: 10 * time.Second}
 	n.wg.Go(func() {
 		if err := n.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("control API stopped", "err", err)
@@ -261,6 +272,13 @@ func (n *Node) APIURL() string {
 	}
 	return "http://" + n.apiLn.Addr().String()
 }
+
+// APITokenFile is the file that keeps the API token.
+func (n *Node) APITokenFile() string { return api.TokenPath(n.cfg.DataDir) }
+
+// APITokenRequired says whether the API refuses requests without the
+// token: whether it listens on more than loopback.
+func (n *Node) APITokenRequired() bool { return n.guard.TokenRequired() }
 
 // Host is the node's network endpoint.
 func (n *Node) Host() *p2p.Host { return n.host }

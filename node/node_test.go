@@ -1,12 +1,20 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/node/api"
 )
 
@@ -100,16 +108,64 @@ func TestClientWithoutNode(t *testing.T) {
 	}
 }
 
-func TestConfigRejectsPublicAPI(t *testing.T) {
+func TestConfigRejectsBadValues(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.APIAddr = "0.0.0.0:5150"
-	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "loopback") {
-		t.Errorf("a public API address was accepted: %v", err)
-	}
-	cfg.APIAddr = "127.0.0.1:0"
 	cfg.DHTMode = "sometimes"
 	if _, err := New(cfg); err == nil {
 		t.Error("an unknown DHT mode was accepted")
+	}
+	cfg = testConfig(t)
+	cfg.CORSOrigins = []string{"app.example"}
+	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "app.example") {
+		t.Errorf("a CORS origin without a scheme: %v", err)
+	}
+	cfg = testConfig(t)
+	cfg.APIAddr = "5150"
+	if _, err := New(cfg); err == nil {
+		t.Error("an API address without a port was accepted")
+	}
+}
+
+// The node writes its API token at its first start, for the user alone,
+// and keeps it. On a non-loopback address its API refuses requests
+// without it; on loopback it needs none.
+func TestAPIToken(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t)
+	cfg.APIAddr = "0.0.0.0:0"
+	n := startNode(t, cfg)
+	fi, err := os.Stat(filepath.Join(cfg.DataDir, api.TokenFile))
+	if err != nil || (runtime.GOOS != "windows" && fi.Mode().Perm() != 0o600) {
+		t.Fatalf("token file: %v, %v", fi, err)
+	}
+	tok, err := api.ReadToken(cfg.DataDir)
+	if err != nil || len(tok) != 64 || !n.APITokenRequired() || n.APITokenFile() != filepath.Join(cfg.DataDir, api.TokenFile) {
+		t.Fatalf("token %q (%v), required %v, file %s", tok, err, n.APITokenRequired(), n.APITokenFile())
+	}
+	cl := api.NewClient(n.APIURL())
+	_, err = cl.Status(ctx)
+	if !errors.Is(err, api.ErrUnauthorized) || !strings.Contains(err.Error(), n.APITokenFile()) {
+		t.Errorf("status without the token: %v", err)
+	}
+	if _, err := cl.WithToken(strings.Repeat("0", 64)).Import(ctx, api.ImportRequest{Path: "/nonexistent"}); !errors.Is(err, api.ErrUnauthorized) {
+		t.Errorf("import with a wrong token: %v", err)
+	}
+	if st, err := cl.WithToken(tok).Status(ctx); err != nil || st.DataDir != cfg.DataDir {
+		t.Errorf("status with the token: %+v, %v", st, err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same token after a restart, on loopback now, where a client
+	// without it is answered.
+	cfg.APIAddr = "127.0.0.1:0"
+	n = startNode(t, cfg)
+	if tok2, err := api.ReadToken(cfg.DataDir); err != nil || tok2 != tok || n.APITokenRequired() {
+		t.Errorf("after a restart: token %q (%v), was %q; required %v", tok2, err, tok, n.APITokenRequired())
+	}
+	if _, err := api.NewClient(n.APIURL()).Status(ctx); err != nil {
+		t.Errorf("status on loopback without the token: %v", err)
 	}
 }
 
@@ -124,5 +180,50 @@ func TestAPIPortTaken(t *testing.T) {
 	defer b.Close()
 	if err := b.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "another node") {
 		t.Errorf("a second node on a taken API port: %v", err)
+	}
+}
+
+// A web page of another site, or one that rebinds its own name to the
+// node's address, is refused before its request does anything: the same
+// import from a program goes through.
+func TestAPIRefusesOtherSites(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, testConfig(t))
+	body, _ := json.Marshal(api.ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin")})
+	post := func(headers ...string) *http.Response {
+		req, _ := http.NewRequest("POST", n.APIURL()+api.Prefix+"/models/import", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "text/plain") // a "simple" request: no preflight
+		for i := 0; i+1 < len(headers); i += 2 {
+			if headers[i] == "Host" {
+				req.Host = headers[i+1]
+			} else {
+				req.Header.Set(headers[i], headers[i+1])
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	for _, h := range [][]string{
+		{"Origin", "https://evil.example"},
+		{"Sec-Fetch-Site", "cross-site"},
+		{"Host", "evil.example:5150", "Origin", "http://evil.example:5150"},
+	} {
+		if resp := post(h...); resp.StatusCode != http.StatusForbidden || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("%v: %s", h, resp.Status)
+		}
+	}
+	if list, err := api.NewClient(n.APIURL()).List(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("after refused imports: %v, %v", list, err)
+	}
+	if resp := post(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("the import from a program: %s", resp.Status)
+	}
+	if list, err := api.NewClient(n.APIURL()).List(ctx); err != nil || len(list) != 1 {
+		t.Errorf("after the import from a program: %v, %v", list, err)
 	}
 }

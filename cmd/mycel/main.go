@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mycel-net/mycel/node"
 	"github.com/mycel-net/mycel/node/api"
 
 	_ "github.com/mycel-net/mycel/kernels/cpu" // the CPU backend
@@ -43,6 +44,7 @@ and (as a node of the swarm) shares model shards and serves layers to peers.`,
 	}
 	g := &globals{}
 	root.PersistentFlags().StringVar(&g.api, "api", "", "control API of the node to use (default $MYCEL_API or "+api.DefaultAddr+")")
+	root.PersistentFlags().StringVar(&g.data, "data", "", "the node's data directory, where mycel node keeps its stores and the API token the other commands send (default $"+node.EnvData+" or ~/.mycel)")
 	root.AddCommand(newRunCmd(g), newChatCmd(g), newBenchCmd(g), newModelsCmd(g), newNodeCmd(g), newStatusCmd(g), newSwarmCmd(g), newStoreCmd(g), newDataCmd(g), newTrainCmd(g), newVersionCmd())
 	return root
 }

@@ -19,6 +19,10 @@ type globals struct {
 	// api is where the commands that talk to a running node find its
 	// control API (--api; default $MYCEL_API, then api.DefaultAddr).
 	api string
+	// data is the node's data directory (--data; default
+	// node.DefaultDataDir): where mycel node keeps its stores, and where
+	// the other commands read the API token they send.
+	data string
 }
 
 func (g *globals) apiAddr() string {
@@ -28,7 +32,27 @@ func (g *globals) apiAddr() string {
 	return os.Getenv(api.EnvAddr)
 }
 
-func (g *globals) client() *api.Client { return api.NewClient(g.apiAddr()) }
+// client is a client of the node's control API that sends the API token:
+// $MYCEL_API_TOKEN, else the one in the data directory (none where no
+// node has started yet; a node on loopback needs none).
+func (g *globals) client() *api.Client {
+	return api.NewClient(g.apiAddr()).WithToken(g.apiToken())
+}
+
+func (g *globals) apiToken() string {
+	if t := os.Getenv(api.EnvToken); t != "" {
+		return t
+	}
+	t, _ := api.ReadToken(g.dataDir())
+	return t
+}
+
+func (g *globals) dataDir() string {
+	if g.data != "" {
+		return g.data
+	}
+	return node.DefaultDataDir()
+}
 
 func newNodeCmd(g *globals) *cobra.Command {
 	var cfg node.Config
@@ -45,12 +69,20 @@ func newNodeCmd(g *globals) *cobra.Command {
 		Long: `Run a Mycel node: a libp2p host in the Kademlia DHT, an on-disk block store
 shared over block streams and bitswap, and a control API on the loopback
 interface that the other commands use. Stop it with Ctrl-C (SIGINT) or
-SIGTERM.`,
+SIGTERM.
+
+The API answers only requests whose Host is localhost, a loopback address,
+its listen address or one of --allowed-hosts, and web pages only from
+those hosts or --cors-origins. Given a non-loopback --api address, it
+answers only requests that carry the token the node keeps in its data
+directory (api-token), as "Authorization: Bearer TOKEN"; the other mycel
+commands send it themselves (or $MYCEL_API_TOKEN).`,
 		Example: `  mycel node
   mycel node --model stories15M=stories15M.bin -z tokenizer.bin   # and an OpenAI client at http://127.0.0.1:5150/v1
   mycel node --model tiny=stories260K.bin:tok512.bin --model llama=model.gguf   # a tokenizer per model; a GGUF has its own
   mycel node --serve bagu...model-cid --max-layers 8              # volunteer: serve the layers the swarm needs most
   mycel node --serve stories15M --layers 0:3                      # serve layers 0-2 for good
+  mycel node --api 0.0.0.0:5150 --allowed-hosts mybox.lan         # API for the LAN too: requests need ~/.mycel/api-token
   mycel node --data /srv/mycel --listen /ip4/0.0.0.0/tcp/` + port + ` --bootstrap /ip4/203.0.113.7/tcp/` + port + `/p2p/12D3Koo...`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -64,6 +96,7 @@ SIGTERM.`,
 			if a := g.apiAddr(); a != "" {
 				cfg.APIAddr = strings.TrimPrefix(a, "http://")
 			}
+			cfg.DataDir = g.data
 			n, err := node.New(cfg)
 			if err != nil {
 				return err
@@ -96,6 +129,9 @@ SIGTERM.`,
 				fmt.Fprintf(w, "  listening on %s\n", a)
 			}
 			fmt.Fprintf(w, "  control API on %s, data in %s\n", n.APIURL(), st.DataDir)
+			if n.APITokenRequired() {
+				fmt.Fprintf(w, "  the API answers only requests with the token in %s\n", n.APITokenFile())
+			}
 			if len(models) > 0 {
 				fmt.Fprintf(w, "  OpenAI-compatible API on %s/v1 serving %s\n", n.APIURL(), strings.Join(n.CompleterNames(), ", "))
 			}
@@ -119,7 +155,8 @@ SIGTERM.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&cfg.DataDir, "data", "", "data directory (default $"+node.EnvData+" or ~/.mycel)")
+	fl.StringSliceVar(&cfg.AllowedHosts, "allowed-hosts", nil, "further names and addresses the API answers in a request's Host, such as mybox.lan or .lan (repeatable; \"*\": any)")
+	fl.StringSliceVar(&cfg.CORSOrigins, "cors-origins", nil, "web origins whose pages may call the API, such as https://app.example (repeatable; \"*\": any site)")
 	fl.StringSliceVar(&cfg.Listen, "listen", nil, "libp2p listen multiaddr (repeatable; default TCP and QUIC on port "+port+")")
 	fl.StringSliceVar(&cfg.Bootstrap, "bootstrap", nil, "peer to join through, as /.../p2p/ID (repeatable)")
 	fl.StringVar(&storeCap, "store-cap", "", "most disk the block store may use, e.g. 50GB (default: no cap)")

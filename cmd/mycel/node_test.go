@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/mycel-net/mycel/internal/testmodels"
+	"github.com/mycel-net/mycel/node"
+	"github.com/mycel-net/mycel/node/api"
 )
 
 func freeAddr(t *testing.T) string {
@@ -29,7 +32,14 @@ func freeAddr(t *testing.T) string {
 // returns its API address.
 func startNodeCmd(t *testing.T, extra ...string) string {
 	t.Helper()
-	api := freeAddr(t)
+	api, _ := startNodeOn(t, freeAddr(t), extra...)
+	return api
+}
+
+// startNodeOn runs `mycel node --api api` in the background until the test
+// ends and returns the address its API answers on and its data directory.
+func startNodeOn(t *testing.T, api string, extra ...string) (string, string) {
+	t.Helper()
 	data := t.TempDir() // before the cleanup below, so removed after the node stops
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -44,13 +54,55 @@ func startNodeCmd(t *testing.T, extra ...string) string {
 		cancel()
 		<-done
 	})
+	reach := api // a node on every address is reached on loopback
+	if host, port, err := net.SplitHostPort(api); err == nil && net.ParseIP(host).IsUnspecified() {
+		reach = net.JoinHostPort("127.0.0.1", port)
+	}
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if _, _, err := mycel(t, "--api", api, "status"); err == nil {
-			return api
+		if _, _, err := mycel(t, "--api", reach, "--data", data, "status"); err == nil {
+			return reach, data
 		}
 	}
 	t.Fatal("node did not start")
-	return ""
+	return "", ""
+}
+
+// TestNodeOffLoopback runs a node whose API listens on every address: the
+// commands reach it with the token they read from the data directory
+// (--data, or $MYCEL_DATA) or from $MYCEL_API_TOKEN, and are refused
+// without it, told where it is.
+func TestNodeOffLoopback(t *testing.T) {
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	addr, data := startNodeOn(t, "0.0.0.0:"+port)
+	t.Setenv(api.EnvToken, "")
+	t.Setenv(node.EnvData, t.TempDir()) // no token there
+	tokFile := filepath.Join(data, api.TokenFile)
+	if _, _, err := mycel(t, "--api", addr, "status"); err == nil || !strings.Contains(err.Error(), tokFile) {
+		t.Errorf("status without the token: %v, want a refusal naming %s", err, tokFile)
+	}
+	t.Setenv(api.EnvToken, "not-the-token")
+	if _, _, err := mycel(t, "--api", addr, "--data", data, "status"); err == nil || !strings.Contains(err.Error(), "wrong API token") {
+		t.Errorf("status with a wrong $%s: %v", api.EnvToken, err)
+	}
+	t.Setenv(api.EnvToken, "")
+	for _, args := range [][]string{{"--api", addr, "--data", data, "status"}, {"status", "--api", addr, "--data", data}} {
+		if out, _, err := mycel(t, args...); err != nil || !strings.Contains(out, "store ") {
+			t.Errorf("mycel %s: %q, %v", strings.Join(args, " "), out, err)
+		}
+	}
+	t.Setenv(node.EnvData, data)
+	if out, _, err := mycel(t, "--api", addr, "models", "ls"); err != nil {
+		t.Errorf("models ls with $%s: %q, %v", node.EnvData, out, err)
+	}
+	tok, err := os.ReadFile(tokFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(node.EnvData, t.TempDir())
+	t.Setenv(api.EnvToken, strings.TrimSpace(string(tok)))
+	if _, _, err := mycel(t, "--api", "http://"+addr, "status", "--json"); err != nil {
+		t.Errorf("status with $%s: %v", api.EnvToken, err)
+	}
 }
 
 // TestModelsThroughTheNode imports a llama2.c model with its tokenizer,

@@ -26,11 +26,15 @@ const ExportErrorTrailer = "Mycel-Error"
 
 // The kinds of failure the API answers with a status of their own. The
 // node's functions wrap them; the server maps them to 400, 404 and 409,
-// and a client's *StatusError matches them again.
+// and a client's *StatusError matches them again. ErrUnauthorized (401:
+// the token is missing or wrong) and ErrForbidden (403: a Host or Origin
+// the API does not accept) come from the server's own checks.
 var (
-	ErrBadRequest = errors.New("bad request")
-	ErrNotFound   = errors.New("not found")
-	ErrBusy       = errors.New("busy")
+	ErrBadRequest   = errors.New("bad request")
+	ErrNotFound     = errors.New("not found")
+	ErrBusy         = errors.New("busy")
+	ErrUnauthorized = errors.New("unauthorized")
+	ErrForbidden    = errors.New("forbidden")
 )
 
 // ErrNoNode means nothing answered at the API address.
@@ -59,6 +63,10 @@ func (e *StatusError) Is(target error) bool {
 		return target == ErrNotFound
 	case http.StatusConflict:
 		return target == ErrBusy
+	case http.StatusUnauthorized:
+		return target == ErrUnauthorized
+	case http.StatusForbidden:
+		return target == ErrForbidden
 	}
 	return false
 }

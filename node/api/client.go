@@ -15,8 +15,9 @@ import (
 
 // Client calls a node's control API.
 type Client struct {
-	base string
-	hc   *http.Client
+	base  string
+	token string // sent as a bearer token when not empty
+	hc    *http.Client
 }
 
 // NewClient returns a client for the API at addr: a URL
@@ -29,6 +30,16 @@ func NewClient(addr string) *Client {
 		addr = "http://" + addr
 	}
 	return &Client{base: strings.TrimRight(addr, "/"), hc: &http.Client{}}
+}
+
+// WithToken returns a copy of c that sends token with every request, as
+// "Authorization: Bearer TOKEN" (none when token is empty). A node whose
+// API listens on more than loopback refuses requests without its token
+// (TokenFile, ReadToken).
+func (c *Client) WithToken(token string) *Client {
+	cc := *c
+	cc.token = token
+	return &cc
 }
 
 // do sends a request and decodes a JSON answer into out (if not nil).
@@ -62,6 +73,9 @@ func (c *Client) sendType(ctx context.Context, method, path, contentType string,
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -75,6 +75,13 @@ type oaiErrorBody struct {
 	Code    *string `json:"code"`
 }
 
+// WriteError answers with an error in the OpenAI API's shape: for the
+// checks that run before a request reaches the adapter (package server's
+// Host, Origin and token checks).
+func WriteError(w http.ResponseWriter, status int, typ, code, msg string) {
+	writeOAIError(w, status, typ, code, msg)
+}
+
 func writeOAIError(w http.ResponseWriter, status int, typ, code, msg string) {
 	var c *string
 	if code != "" {
