@@ -260,20 +260,57 @@ func (t *Trainer) fill(seqs []Sequence) {
 // its share of the step's trained tokens, clipping, and an AdamW update at
 // the step's learning rate.
 func (t *Trainer) RunStep() (StepResult, error) {
-	j := t.Job
 	if len(t.trainSet) == 0 {
-		return StepResult{}, fmt.Errorf("train: no training sequence of %d tokens to train on", j.SeqLen)
+		return StepResult{}, fmt.Errorf("train: no training sequence of %d tokens to train on", t.Job.SeqLen)
 	}
-	seqs := make([]Sequence, j.Sequences())
-	tokens := 0
+	seqs := t.NextBatch()
+	loss, tokens, err := t.Gradients(seqs)
+	if err != nil {
+		return StepResult{}, err
+	}
+	if tokens == 0 {
+		return StepResult{Step: t.Step + 1}, fmt.Errorf("train: step %d: its %d sequences hold no trained token", t.Step+1, len(seqs))
+	}
+	return t.ApplyGradients(loss, tokens)
+}
+
+// NextBatch returns the step's batch, the job's Sequences() sequences
+// from the cursor on, and moves the cursor past them. Peers that train
+// one job together each take their share of it (Share).
+func (t *Trainer) NextBatch() []Sequence {
+	seqs := make([]Sequence, t.Job.Sequences())
 	for i := range seqs {
 		seqs[i] = t.next()
-		tokens += seqs[i].Targets()
+	}
+	return seqs
+}
+
+// Share is member i's share of a batch split among n members: contiguous
+// runs of sequences, the first len(batch)%n members taking one more.
+func Share(batch []Sequence, i, n int) []Sequence {
+	q, r := len(batch)/n, len(batch)%n
+	from := i*q + min(i, r)
+	size := q
+	if i < r {
+		size++
+	}
+	return batch[from : from+size]
+}
+
+// Gradients computes the gradient of the mean loss over seqs' trained
+// tokens into the trained tensors' G, in micro-batches each weighted by
+// its share of the tokens, and returns that mean loss and the number of
+// trained tokens (0: the gradients are zero).
+func (t *Trainer) Gradients(seqs []Sequence) (loss float64, tokens int, err error) {
+	for _, s := range seqs {
+		tokens += s.Targets()
 	}
 	ZeroGrads(t.Params)
-	var loss float64
 	for at := 0; at < len(seqs); at += t.micro {
-		part := seqs[at : at+t.micro]
+		part := seqs[at:min(at+t.micro, len(seqs))]
+		for len(part) < t.micro { // a share may end in a short micro-batch: pad with sequences that train nothing
+			part = append(part[:len(part):len(part)], Sequence{Tokens: make([]int, t.Job.SeqLen+1), Weights: make([]float32, t.Job.SeqLen)})
+		}
 		t.fill(part)
 		n := 0
 		for _, s := range part {
@@ -285,7 +322,7 @@ func (t *Trainer) RunStep() (StepResult, error) {
 		t0 := time.Now()
 		l, err := t.eng.TrainForward(t.acts, t.ids, t.targets)
 		if err != nil {
-			return StepResult{}, err
+			return 0, 0, err
 		}
 		t1 := time.Now()
 		t.Time.Forward += t1.Sub(t0)
@@ -299,24 +336,28 @@ func (t *Trainer) RunStep() (StepResult, error) {
 			scaleGrads(t.Params, 1/w)
 		}
 		if err := t.eng.TrainBackward(t.acts); err != nil {
-			return StepResult{}, err
+			return 0, 0, err
 		}
 		if w != 1 {
 			scaleGrads(t.Params, w)
 		}
 		t.Time.Backward += time.Since(t1)
 	}
+	return loss, tokens, nil
+}
+
+// ApplyGradients ends a step whose gradients are in the trained tensors'
+// G (the mean over tokens trained tokens, whose mean loss was loss):
+// clipping, and an AdamW update at the step's learning rate.
+func (t *Trainer) ApplyGradients(loss float64, tokens int) (StepResult, error) {
 	t0 := time.Now()
 	defer func() { t.Time.Optimizer += time.Since(t0) }()
-	res := StepResult{Step: t.Step + 1, Loss: loss, Tokens: tokens, LR: j.LRAt(t.Step)}
-	if tokens == 0 {
-		return res, fmt.Errorf("train: step %d: its %d sequences hold no trained token", t.Step+1, len(seqs))
-	}
+	res := StepResult{Step: t.Step + 1, Loss: loss, Tokens: tokens, LR: t.Job.LRAt(t.Step)}
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return res, fmt.Errorf("train: step %d: loss %w", t.Step+1, ErrNotFinite)
 	}
 	var err error
-	if res.GradNorm, err = ClipGrads(t.Params, j.GradClip); err != nil {
+	if res.GradNorm, err = ClipGrads(t.Params, t.Job.GradClip); err != nil {
 		return res, fmt.Errorf("train: step %d: %w", t.Step+1, err)
 	}
 	if err := t.Opt.Update(t.Params, res.LR); err != nil {
