@@ -10,7 +10,12 @@ import (
 
 // seedPrefixes adds prefixes of a real file as fuzz seeds, when present.
 func seedPrefixes(f *testing.F, name string, sizes ...int) {
-	p := testmodels.Dir() + "/" + name
+	seedFilePrefixes(f, testmodels.Dir()+"/"+name, sizes...)
+}
+
+// seedFilePrefixes adds prefixes of the file at p as fuzz seeds, when it
+// is there.
+func seedFilePrefixes(f *testing.F, p string, sizes ...int) {
 	data, err := os.ReadFile(p)
 	if err != nil {
 		return
@@ -44,6 +49,7 @@ func FuzzGGUF(f *testing.F) {
 	f.Add(smallGGUF(f, nanoConfig, kernels.F16))
 	f.Add(microGGUF(f, kernels.Q4_0)[:2048])
 	f.Add(newRaw(1, 1).str("general.alignment").u32(uint32(TypeUint32)).u32(64).tensor("t", GGMLF32, 0, 4).pad(80).b)
+	seedFilePrefixes(f, testmodels.Builtin(f), 64, 1024, 38368, 38368+4096)
 	seedPrefixes(f, "stories260K.gguf", 64, 1024, 14176, 14176+4096)
 	seedPrefixes(f, "llama-2-tiny-random.gguf", 64, 4096)
 	seedPrefixes(f, "tokenizers/qwen3-tokenizer-random.gguf", 1024)

@@ -23,6 +23,17 @@ func load(t *testing.T, name string, opts ...Option) *Model {
 	return m
 }
 
+// loadBuiltin loads the built-in model (models/tales.gguf).
+func loadBuiltin(t *testing.T) *Model {
+	t.Helper()
+	m, err := Load(testmodels.Builtin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
 // matrices lists every matrix of w with a name, in a fixed order.
 func matrices(w *model.Weights) map[string]*kernels.Matrix {
 	out := map[string]*kernels.Matrix{"embedding": w.Embedding, "output": w.Output}
@@ -215,11 +226,32 @@ func TestLoadTokenizer(t *testing.T) {
 			t.Errorf("%q: tok512 %v, gguf %v", s, a, b)
 		}
 	}
-	// A GGUF's vocabulary for a model of another size is refused, as a
-	// llama2.c file of the wrong size is.
-	for _, p := range []string{"stories260K.gguf", "tok512.bin"} {
-		if _, err := LoadTokenizer(testmodels.Path(t, p), 32000); err == nil {
-			t.Errorf("%s taken for a vocabulary of 32000", p)
+	// A llama2.c vocabulary for a model of another size is refused.
+	if _, err := LoadTokenizer(testmodels.Path(t, "tok512.bin"), 32000); err == nil {
+		t.Error("tok512.bin taken for a vocabulary of 32000")
+	}
+}
+
+// TestLoadTokenizerFromGGUF: LoadTokenizer reads a GGUF's vocabulary,
+// the same one Load gives with the model, and refuses it for a model of
+// another size, as a llama2.c file of the wrong size is.
+func TestLoadTokenizerFromGGUF(t *testing.T) {
+	m := loadBuiltin(t)
+	n := m.Weights.Config.Vocab
+	tk, err := LoadTokenizer(testmodels.Builtin(t), n)
+	if err != nil || tk.VocabSize() != n {
+		t.Fatalf("built-in model's vocabulary of %d: %v", n, err)
+	}
+	for _, s := range []string{testmodels.BuiltinPrompt, "Lily wanted to", "naïve ünïcode"} {
+		a := tk.Encode(s, tokenizer.EncodeOptions{BOS: true})
+		b := m.Tokenizer.Encode(s, tokenizer.EncodeOptions{BOS: true})
+		if !equalInts(a, b) || len(a) < 2 {
+			t.Errorf("%q: LoadTokenizer %v, Load %v", s, a, b)
+		}
+	}
+	for _, size := range []int{32000, n - 1} {
+		if _, err := LoadTokenizer(testmodels.Builtin(t), size); err == nil {
+			t.Errorf("the built-in model's vocabulary taken for one of %d", size)
 		}
 	}
 }

@@ -296,9 +296,39 @@ func TestLoadUnsupported(t *testing.T) {
 	}
 }
 
+// realFiles are model files made by other tools (llama.cpp's and
+// llama2.c's converters), in the shared test models.
 var realFiles = []string{
 	"stories260K.bin", "stories260K.gguf", "stories260K_q80.bin", "llama-2-tiny-random.gguf",
 	"tokenizers/qwen3-tokenizer-random.gguf",
+}
+
+// robustInput is a file that the damage tests cut and flip.
+type robustInput struct {
+	name string
+	data func(t *testing.T) []byte
+}
+
+// robustInputs are the built-in model, llama2.c files of each version
+// written here, and the real files.
+func robustInputs() []robustInput {
+	in := []robustInput{{"builtin", func(t *testing.T) []byte { return readFile(t, testmodels.Builtin(t)) }}}
+	for v := 0; v <= 2; v++ {
+		in = append(in, robustInput{"llama2c-v" + string(rune('0'+v)), func(t *testing.T) []byte { return makeLlama2C(t, microConfig, v, 7) }})
+	}
+	for _, name := range realFiles {
+		in = append(in, robustInput{name, func(t *testing.T) []byte { return readFile(t, testmodels.Path(t, name)) }})
+	}
+	return in
+}
+
+func readFile(t *testing.T, p string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // cutPoints are offsets to truncate a file of n bytes at: every byte of
@@ -316,54 +346,53 @@ func cutPoints(n int) []int {
 }
 
 func TestTruncatedFiles(t *testing.T) {
-	for _, name := range realFiles {
-		data, err := os.ReadFile(testmodels.Path(t, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, n := range cutPoints(len(data)) {
-			if n < 0 || n >= len(data) {
-				continue
-			}
-			cut := bytes.Clone(data[:n])
-			if m, err := LoadBytes(cut); err == nil {
-				m.Close()
-				t.Errorf("%s cut at %d: no error", name, n)
-			}
-			if strings.HasSuffix(name, ".gguf") {
-				if _, err := ParseGGUF(cut); err == nil && n < len(data)-4 {
-					t.Errorf("%s cut at %d: parsed", name, n)
+	for _, in := range robustInputs() {
+		t.Run(in.name, func(t *testing.T) {
+			data := in.data(t)
+			gguf := bytes.HasPrefix(data, []byte("GGUF"))
+			for _, n := range cutPoints(len(data)) {
+				if n < 0 || n >= len(data) {
+					continue
+				}
+				cut := bytes.Clone(data[:n])
+				if m, err := LoadBytes(cut); err == nil {
+					m.Close()
+					t.Errorf("cut at %d: no error", n)
+				}
+				if gguf {
+					if _, err := ParseGGUF(cut); err == nil && n < len(data)-4 {
+						t.Errorf("cut at %d: parsed", n)
+					}
 				}
 			}
-		}
+		})
 	}
 }
 
 func TestFlippedBytes(t *testing.T) {
-	for _, name := range realFiles {
-		data, err := os.ReadFile(testmodels.Path(t, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rng := splitmix64(1)
-		tries := 300
-		if len(data) > 10<<20 {
-			tries = 40 // each parse that succeeds builds a 150k-token tokenizer
-		}
-		hdr := min(len(data), 16<<10)
-		for i := 0; i < tries; i++ {
-			d := bytes.Clone(data)
-			for k := 0; k < 1+i%3; k++ {
-				at := int(rng.next() % uint64(hdr))
-				if i%4 == 3 {
-					at = int(rng.next() % uint64(len(d)))
+	for _, in := range robustInputs() {
+		t.Run(in.name, func(t *testing.T) {
+			data := in.data(t)
+			rng := splitmix64(1)
+			tries := 300
+			if len(data) > 10<<20 {
+				tries = 40 // each parse that succeeds builds a 150k-token tokenizer
+			}
+			hdr := min(len(data), 16<<10)
+			for i := 0; i < tries; i++ {
+				d := bytes.Clone(data)
+				for k := 0; k < 1+i%3; k++ {
+					at := int(rng.next() % uint64(hdr))
+					if i%4 == 3 {
+						at = int(rng.next() % uint64(len(d)))
+					}
+					d[at] ^= byte(rng.next()) | 1
 				}
-				d[at] ^= byte(rng.next()) | 1
+				if m, err := LoadBytes(d); err == nil {
+					m.Close() // flipping weights or free text is fine
+				}
 			}
-			if m, err := LoadBytes(d); err == nil {
-				m.Close() // flipping weights or free text is fine
-			}
-		}
+		})
 	}
 }
 
@@ -396,7 +425,7 @@ func rewriteGGUF(t *testing.T, g *GGUF, edit func(*TensorSpec)) []byte {
 }
 
 func TestGGUFNormTypesAndVersion2(t *testing.T) {
-	ref := load(t, "stories260K.gguf")
+	ref := loadBuiltin(t)
 	for _, dt := range []kernels.DType{kernels.F16, kernels.BF16} {
 		gt, _ := GGMLTypeOf(dt)
 		data := rewriteGGUF(t, ref.GGUF, func(s *TensorSpec) {
@@ -423,7 +452,7 @@ func TestGGUFNormTypesAndVersion2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.GGUF.Version != 2 || m.Weights.Config.Dim != 64 {
+	if m.GGUF.Version != 2 || m.Weights.Config != ref.Weights.Config {
 		t.Fatal("v2")
 	}
 }

@@ -126,10 +126,10 @@ func TestSplitIsSeeded(t *testing.T) {
 	}
 }
 
-// With the real tokenizer of stories260K: prompts train nothing, and a
-// completion trains its tokens and EOS.
+// With the real tokenizer of the built-in model: prompts train nothing,
+// and a completion trains its tokens and EOS.
 func TestTokenize(t *testing.T) {
-	tok, err := checkpoints.LoadTokenizer(testmodels.Path(t, "tok512.bin"), 512)
+	tok, err := checkpoints.LoadTokenizer(testmodels.Builtin(t), 1536)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,9 @@ import (
 	"github.com/mycel-net/mycel/model/tokenizer"
 )
 
-// ourStory is a short text of our own; stories260K has never seen it.
+// ourStory is a short text of our own; the built-in model has never seen
+// it (its stories come from internal/tales, where Pip is only a pet's
+// name).
 const ourStory = "Pip the gray mouse lived under the old red bridge. Every morning Pip counted the boats " +
 	"that went by: one blue boat, two green boats and a yellow boat with a sleepy dog. " +
 	"One day a paper boat came down the river. Pip jumped on it and sailed all the way to the sea."
@@ -30,17 +32,16 @@ type fixture struct {
 	be  kernels.Backend
 }
 
-func loadStories(t *testing.T, threads int) fixture {
+// loadBuiltin loads the built-in model (models/tales.gguf), with its
+// vocabulary, and a backend of threads.
+func loadBuiltin(t *testing.T, threads int) fixture {
 	t.Helper()
-	m, err := checkpoints.Load(testmodels.Path(t, "stories260K.bin"))
+	m, err := checkpoints.Load(testmodels.Builtin(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	tok, err := checkpoints.LoadTokenizer(testmodels.Path(t, "tok512.bin"), m.Weights.Config.Vocab)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := m.Tokenizer
 	be, err := kernels.Open("cpu", threads)
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +51,7 @@ func loadStories(t *testing.T, threads int) fixture {
 }
 
 func storyJob(method string) *Job {
-	j := DefaultJob("stories260K", "story")
+	j := DefaultJob("tales", "story")
 	j.Method, j.Steps, j.Warmup, j.CheckpointEvery = method, 40, 4, 0
 	j.SeqLen, j.BatchTokens, j.LR, j.EvalFraction = 32, 64, 1e-2, 0
 	j.LoRARank, j.LoRAAlpha = 8, 16
@@ -92,12 +93,13 @@ func greedy(t *testing.T, e *model.Engine, tok tokenizer.Tokenizer, prompt strin
 	return tok.Decode(out)
 }
 
-// LoRA fine-tuning of stories260K on a text of our own halves its loss
+// LoRA fine-tuning of the built-in model on a text of our own halves its loss
 // on that text (and more), and greedy generation from the text's first
 // words then follows the text.
 func TestLoRALearnsOurStory(t *testing.T) {
-	f := loadStories(t, 2)
+	f := loadBuiltin(t, 2)
 	j := storyJob(MethodLoRA)
+	j.Steps, j.LR = 100, 5e-3
 	seqs := storySeqs(t, f, j)
 	tr, err := NewTrainer(j, f.w, f.be, seqs, nil)
 	if err != nil {
@@ -124,7 +126,7 @@ func TestLoRALearnsOurStory(t *testing.T) {
 
 // An adapter at initialisation leaves the logits bitwise unchanged.
 func TestLoRAInitIsIdentity(t *testing.T) {
-	f := loadStories(t, 1)
+	f := loadBuiltin(t, 1)
 	j := storyJob(MethodLoRA)
 	j.LoRATargets = []string{"q", "k", "v", "o", "gate", "up", "down"}
 	tr, err := NewTrainer(j, f.w, f.be, storySeqs(t, f, j), nil)
@@ -163,7 +165,7 @@ func logitsOf(t *testing.T, e *model.Engine, tok tokenizer.Tokenizer) []float32 
 // rebuilt half way from the state of the first half (the resume path)
 // ends bitwise where the straight run ends.
 func TestTrainingIsDeterministic(t *testing.T) {
-	f := loadStories(t, 2)
+	f := loadBuiltin(t, 2)
 	j := storyJob(MethodLoRA)
 	j.Steps = 6
 	seqs := storySeqs(t, f, j)
@@ -196,7 +198,7 @@ func TestTrainingIsDeterministic(t *testing.T) {
 // A job stopped at step 3, saved, and resumed in a new trainer from its
 // checkpoint ends bitwise where a straight run of 6 steps ends.
 func TestResumeIsBitwise(t *testing.T) {
-	f := loadStories(t, 2)
+	f := loadBuiltin(t, 2)
 	for _, method := range []string{MethodLoRA, MethodFull} {
 		t.Run(method, func(t *testing.T) {
 			j := storyJob(method)
@@ -257,7 +259,7 @@ func TestResumeIsBitwise(t *testing.T) {
 }
 
 func TestBadCheckpoints(t *testing.T) {
-	f := loadStories(t, 1)
+	f := loadBuiltin(t, 1)
 	j := storyJob(MethodLoRA)
 	seqs := storySeqs(t, f, j)
 	tr, err := NewTrainer(j, f.w, f.be, seqs, nil)
@@ -331,13 +333,14 @@ func quantized(t *testing.T, w *model.Weights) *model.Weights {
 // QLoRA: the same fine-tuning on a Q4_0 copy of the model learns the story
 // as well, and the quantized base stays untouched.
 func TestQLoRALearnsOurStory(t *testing.T) {
-	f := loadStories(t, 2)
+	f := loadBuiltin(t, 2)
 	qw := quantized(t, f.w)
 	if qw.Layers[0].Wq.Type != kernels.Q4_0 {
 		t.Fatal("the base is not quantized")
 	}
 	snapshot := append([]byte(nil), qw.Layers[0].Wq.Data...)
 	j := storyJob(MethodLoRA)
+	j.Steps, j.LR = 100, 5e-3
 	seqs := storySeqs(t, f, j)
 	tr, err := NewTrainer(j, qw, f.be, seqs, nil)
 	if err != nil {
@@ -364,9 +367,9 @@ func TestQLoRALearnsOurStory(t *testing.T) {
 
 // Full fine-tuning learns the story too and never writes to the base.
 func TestFullFineTuneLearnsOurStory(t *testing.T) {
-	f := loadStories(t, 2)
+	f := loadBuiltin(t, 2)
 	j := storyJob(MethodFull)
-	j.LR = 3e-3
+	j.Steps, j.LR = 20, 3e-3
 	seqs := storySeqs(t, f, j)
 	tr, err := NewTrainer(j, f.w, f.be, seqs, nil)
 	if err != nil {
@@ -391,7 +394,7 @@ func TestFullFineTuneLearnsOurStory(t *testing.T) {
 // Merging the adapters into float32 weights gives the logits the adapters
 // give unmerged, to float32 rounding.
 func TestLoRAMergeMatches(t *testing.T) {
-	f := loadStories(t, 1)
+	f := loadBuiltin(t, 1)
 	j := storyJob(MethodLoRA)
 	j.Steps = 10
 	seqs := storySeqs(t, f, j)
@@ -424,7 +427,7 @@ func TestLoRAMergeMatches(t *testing.T) {
 // trainer's logits bitwise; the merged GGUF loads as a model and gives
 // them to rounding.
 func TestExportAdapterAndMerged(t *testing.T) {
-	f := loadStories(t, 1)
+	f := loadBuiltin(t, 1)
 	j := storyJob(MethodLoRA)
 	j.Steps = 10
 	j.LoRATargets = []string{"q", "v", "down"}
@@ -537,7 +540,7 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 // A checkpoint that cannot be written whole is an error, and no file with
 // a checkpoint's name is left behind.
 func TestCheckpointWriteFails(t *testing.T) {
-	f := loadStories(t, 1)
+	f := loadBuiltin(t, 1)
 	j := storyJob(MethodLoRA)
 	tr, err := NewTrainer(j, f.w, f.be, storySeqs(t, f, j), nil)
 	if err != nil {

@@ -10,11 +10,11 @@ import (
 	"github.com/mycel-net/mycel/internal/testmodels"
 )
 
-// seedBlocks imports stories260K and returns its manifest block, its part
+// seedBlocks imports the built-in model and returns its manifest block, its part
 // blocks, and the manifest.
 func seedBlocks(f *testing.F) ([]byte, [][]byte, *shards.Manifest) {
 	f.Helper()
-	src, err := checkpoints.Load(testmodels.Path(f, "stories260K.gguf"))
+	src, err := checkpoints.Load(testmodels.Builtin(f))
 	if err != nil {
 		f.Fatal(err)
 	}

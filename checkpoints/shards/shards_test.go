@@ -60,6 +60,20 @@ func load(t *testing.T, name string, opts ...checkpoints.Option) *checkpoints.Mo
 	return m
 }
 
+// builtin loads the built-in model (models/tales.gguf), which is part of
+// the repository.
+func builtin(t testing.TB) *checkpoints.Model {
+	t.Helper()
+	m, err := checkpoints.Load(testmodels.Builtin(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// The reference greedy continuation of stories260K from BOS (the test
+// models' README).
 var refFromBOS = []int{403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337}
 
 func greedy(t *testing.T, w *model.Weights, n int) []int {
@@ -78,9 +92,12 @@ func greedy(t *testing.T, w *model.Weights, n int) []int {
 	return ids
 }
 
+// TestImportLoadRoundTrip: a model loaded from its blocks generates what
+// the file does, and its tokenizer encodes alike.
 func TestImportLoadRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	src := load(t, "stories260K.gguf")
+	src := builtin(t)
+	layers := src.Weights.Config.Layers
 	st := newMem()
 	a, err := shards.Import(ctx, src, st)
 	if err != nil {
@@ -93,29 +110,70 @@ func TestImportLoadRoundTrip(t *testing.T) {
 	if a.Root != b.Root {
 		t.Fatalf("two imports of one file gave %s and %s", a.Root, b.Root)
 	}
-	if len(a.Announce) != 1+1+5+1 {
-		t.Errorf("announce %d CIDs, want root, embedding, 5 layers, head", len(a.Announce))
+	if len(a.Announce) != 1+1+layers+1 {
+		t.Errorf("announce %d CIDs, want root, embedding, %d layers, head", len(a.Announce), layers)
 	}
-	l, err := shards.Load(ctx, st, a.Root, shards.Whole(5))
+	l, err := shards.Load(ctx, st, a.Root, shards.Whole(layers))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := greedy(t, l.Weights, len(refFromBOS)); fmt.Sprint(got) != fmt.Sprint(refFromBOS) {
-		t.Errorf("greedy from blocks: %v, want %v", got, refFromBOS)
+	want := greedy(t, src.Weights, 40)
+	if got := greedy(t, l.Weights, 40); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("greedy from blocks: %v, from the file %v", got, want)
 	}
 	if l.Tokenizer == nil {
 		t.Fatal("no tokenizer loaded")
 	}
-	if ids := l.Tokenizer.Encode("Lily wanted to", tokenizer.EncodeOptions{BOS: true}); fmt.Sprint(ids) != "[1 317 391 266 267]" {
-		t.Errorf("tokenizer from blocks encodes %v", ids)
+	for _, s := range []string{testmodels.BuiltinPrompt, "Lily wanted to"} {
+		ids := l.Tokenizer.Encode(s, tokenizer.EncodeOptions{BOS: true})
+		if want := src.Tokenizer.Encode(s, tokenizer.EncodeOptions{BOS: true}); fmt.Sprint(ids) != fmt.Sprint(want) || len(ids) < 3 {
+			t.Errorf("tokenizer from blocks encodes %q as %v, the file's as %v", s, ids, want)
+		}
 	}
 }
 
+// withOutput rewrites a GGUF model with a classifier of its own: a copy
+// of the token embedding as output.weight.
+func withOutput(t *testing.T, src *checkpoints.Model) *checkpoints.Model {
+	t.Helper()
+	var ts []checkpoints.TensorSpec
+	for _, ti := range src.GGUF.Tensors {
+		ts = append(ts, checkpoints.TensorSpec{Name: ti.Name, Type: ti.Type, Dims: ti.Dims, Data: ti.Data})
+		if ti.Name == "token_embd.weight" {
+			ts = append(ts, checkpoints.TensorSpec{Name: "output.weight", Type: ti.Type, Dims: ti.Dims, Data: ti.Data})
+		}
+	}
+	var buf bytes.Buffer
+	if err := checkpoints.WriteGGUF(&buf, src.GGUF.KVs, ts); err != nil {
+		t.Fatal(err)
+	}
+	m, err := checkpoints.LoadBytes(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Weights.Output == m.Weights.Embedding {
+		t.Fatal("output.weight not read as a classifier of its own")
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// TestExportIsBitIdentical: the built-in model, with its shared
+// classifier and with one of its own, and GGUF files written by
+// llama.cpp's tools export with every tensor as it was.
 func TestExportIsBitIdentical(t *testing.T) {
 	ctx := context.Background()
-	for _, name := range []string{"stories260K.gguf", "llama-2-tiny-random.gguf"} {
+	for _, name := range []string{"builtin", "builtin with output", "stories260K.gguf", "llama-2-tiny-random.gguf"} {
 		t.Run(name, func(t *testing.T) {
-			src := load(t, name)
+			var src *checkpoints.Model
+			switch name {
+			case "builtin":
+				src = builtin(t)
+			case "builtin with output":
+				src = withOutput(t, builtin(t))
+			default:
+				src = load(t, name)
+			}
 			st := newMem()
 			im, err := shards.Import(ctx, src, st)
 			if err != nil {
@@ -158,7 +216,7 @@ func TestExportIsBitIdentical(t *testing.T) {
 func TestSpanTouchesOnlyItsBlocks(t *testing.T) {
 	ctx := context.Background()
 	st := newMem()
-	im, err := shards.Import(ctx, load(t, "stories260K.gguf"), st)
+	im, err := shards.Import(ctx, builtin(t), st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,10 +294,11 @@ func TestLlama2CWithTokenizerAndQuantize(t *testing.T) {
 func TestDamagedBlocks(t *testing.T) {
 	ctx := context.Background()
 	st := newMem()
-	im, err := shards.Import(ctx, load(t, "stories260K.gguf"), st)
+	im, err := shards.Import(ctx, builtin(t), st)
 	if err != nil {
 		t.Fatal(err)
 	}
+	whole := shards.Whole(im.Manifest.Config.Layers)
 	p, _ := st.Get(ctx, im.Manifest.Layers[3].CID)
 	part, err := shards.DecodePart(p.Data)
 	if err != nil {
@@ -250,15 +309,15 @@ func TestDamagedBlocks(t *testing.T) {
 	bad := bytes.Clone(orig)
 	bad[7] ^= 1
 	st.m[chunk] = bad
-	if _, err := shards.Load(ctx, st, im.Root, shards.Whole(5)); !errors.Is(err, blocks.ErrCorrupt) || !strings.Contains(err.Error(), "blk.3.attn_q.weight") {
+	if _, err := shards.Load(ctx, st, im.Root, whole); !errors.Is(err, blocks.ErrCorrupt) || !strings.Contains(err.Error(), "blk.3.attn_q.weight") {
 		t.Errorf("corrupt chunk: %v", err)
 	}
 	delete(st.m, chunk)
-	if _, err := shards.Load(ctx, st, im.Root, shards.Whole(5)); !errors.Is(err, blocks.ErrNotFound) || !strings.Contains(err.Error(), "blk.3.attn_q.weight") {
+	if _, err := shards.Load(ctx, st, im.Root, whole); !errors.Is(err, blocks.ErrNotFound) || !strings.Contains(err.Error(), "blk.3.attn_q.weight") {
 		t.Errorf("missing chunk: %v", err)
 	}
 	// A CID that is a block but not a manifest.
-	if _, err := shards.Load(ctx, st, chunk0(im), shards.Whole(5)); err == nil || !strings.Contains(err.Error(), "not a model manifest") {
+	if _, err := shards.Load(ctx, st, chunk0(im), whole); err == nil || !strings.Contains(err.Error(), "not a model manifest") {
 		t.Errorf("loading a tensor chunk as a model: %v", err)
 	}
 }
@@ -297,18 +356,19 @@ func TestRealStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	im, err := shards.Import(ctx, load(t, "stories260K.gguf"), st)
+	src := builtin(t)
+	im, err := shards.Import(ctx, src, st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Size() < im.Bytes/2 {
 		t.Errorf("store holds %d bytes after importing %d", st.Size(), im.Bytes)
 	}
-	l, err := shards.Load(ctx, st, im.Root, shards.Whole(5))
+	l, err := shards.Load(ctx, st, im.Root, shards.Whole(src.Weights.Config.Layers))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := greedy(t, l.Weights, 10); fmt.Sprint(got) != fmt.Sprint(refFromBOS[:10]) {
-		t.Errorf("greedy %v", got)
+	if got, want := greedy(t, l.Weights, 10), greedy(t, src.Weights, 10); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("greedy %v, from the file %v", got, want)
 	}
 }

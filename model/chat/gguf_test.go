@@ -83,6 +83,12 @@ func TestGGUFQwen3Template(t *testing.T) {
 	}
 }
 
+// The built-in model has no template: it gets the built-in format of its
+// vocabulary (SentencePiece, no chat markers: Plain), which renders.
+func TestBuiltinWithoutTemplate(t *testing.T) {
+	plainWithoutTemplate(t, testmodels.Builtin(t))
+}
+
 // Every other test GGUF has no template: each gets a built-in format from
 // its vocabulary (all are SentencePiece vocabularies with no chat
 // markers, so Plain), which renders.
@@ -96,22 +102,29 @@ func TestGGUFWithoutTemplate(t *testing.T) {
 		t.Fatalf("only %d GGUF files in %s", len(paths), dir)
 	}
 	for _, p := range paths {
-		src, tok := ggufTemplate(t, p)
-		tm, err := ForModel(src, tok)
-		if err != nil {
-			t.Errorf("%s: %v", p, err)
-			continue
-		}
-		if src != "" || tm.Family() != Plain {
-			t.Errorf("%s: template of %d bytes, family %s", filepath.Base(p), len(src), tm.Family())
-			continue
-		}
-		got, err := tm.Render(full, true)
-		if err != nil || !strings.HasSuffix(got, "User: What is 2+2?\nAssistant:") {
-			t.Errorf("%s: %q, %v", filepath.Base(p), got, err)
-		}
-		if ids := Encode(tok, got); len(ids) < 10 || ids[0] != tok.BOS() {
-			t.Errorf("%s: encoded to %v", filepath.Base(p), ids)
-		}
+		plainWithoutTemplate(t, p)
+	}
+}
+
+// plainWithoutTemplate checks that the GGUF at p has no template and
+// renders a chat in the Plain format.
+func plainWithoutTemplate(t *testing.T, p string) {
+	t.Helper()
+	src, tok := ggufTemplate(t, p)
+	tm, err := ForModel(src, tok)
+	if err != nil {
+		t.Errorf("%s: %v", p, err)
+		return
+	}
+	if src != "" || tm.Family() != Plain {
+		t.Errorf("%s: template of %d bytes, family %s", filepath.Base(p), len(src), tm.Family())
+		return
+	}
+	got, err := tm.Render(full, true)
+	if err != nil || !strings.HasSuffix(got, "User: What is 2+2?\nAssistant:") {
+		t.Errorf("%s: %q, %v", filepath.Base(p), got, err)
+	}
+	if ids := Encode(tok, got); len(ids) < 10 || ids[0] != tok.BOS() {
+		t.Errorf("%s: encoded to %v", filepath.Base(p), ids)
 	}
 }

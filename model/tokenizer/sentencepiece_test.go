@@ -2,12 +2,14 @@ package tokenizer_test
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/mycel-net/mycel/checkpoints"
 	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/model/tokenizer"
 )
@@ -26,6 +28,40 @@ func loadTok512(tb testing.TB) *tokenizer.SentencePiece {
 		tb.Fatal(tok512Err)
 	}
 	return tok512
+}
+
+var (
+	builtinOnce sync.Once
+	builtinTok  *tokenizer.SentencePiece
+	builtinErr  error
+)
+
+// loadBuiltin returns the vocabulary of the built-in model
+// (models/tales.gguf), which is part of the repository.
+func loadBuiltin(tb testing.TB) *tokenizer.SentencePiece {
+	tb.Helper()
+	p := testmodels.Builtin(tb)
+	builtinOnce.Do(func() {
+		var m *checkpoints.Model
+		if m, builtinErr = checkpoints.Load(p); builtinErr != nil {
+			return
+		}
+		defer m.Close()
+		var ok bool
+		if builtinTok, ok = m.Tokenizer.(*tokenizer.SentencePiece); !ok {
+			builtinErr = fmt.Errorf("the built-in model's tokenizer is a %T", m.Tokenizer)
+		}
+	})
+	if builtinErr != nil {
+		tb.Fatal(builtinErr)
+	}
+	return builtinTok
+}
+
+// TestBuiltinSentencePieceMatchesNaive: the chunked heap encoder and
+// llama2.c's loop agree on the built-in model's vocabulary.
+func TestBuiltinSentencePieceMatchesNaive(t *testing.T) {
+	tokenizer.CheckMatchesNaive(t, loadBuiltin(t))
 }
 
 var (
@@ -114,7 +150,19 @@ func TestLlama2CReferenceDecode(t *testing.T) {
 }
 
 func TestLlama2CRoundTripUnicode(t *testing.T) {
-	tok := loadTok32k(t)
+	roundTripUnicode(t, loadTok32k(t))
+}
+
+// TestRoundTripUnicode: the built-in model's vocabulary, learned from
+// English stories, gives back any text through its byte pieces.
+func TestRoundTripUnicode(t *testing.T) {
+	roundTripUnicode(t, loadBuiltin(t))
+}
+
+// roundTripUnicode encodes and decodes hard texts, whole and streamed,
+// with a SentencePiece vocabulary with byte fallback.
+func roundTripUnicode(t *testing.T, tok *tokenizer.SentencePiece) {
+	t.Helper()
 	texts := []string{
 		"Hello, world! Les élèves étudient à l'école; Здравствуй, мир. 你好，世界。こんにちは 🌍🚀👩‍👩‍👧 — “quotes” and ½ ≠ ∞.\n\tNew line, tab; done.",
 		"Once upon a time",
