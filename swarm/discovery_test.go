@@ -9,8 +9,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/mycel-net/mycel/checkpoints"
-	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/p2p"
@@ -33,12 +31,7 @@ type dhtNode struct {
 }
 
 func newDHTSwarm(t *testing.T) *dhtSwarm {
-	m, err := checkpoints.Load(testmodels.Path(t, "stories260K.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	return &dhtSwarm{t: t, w: m.Weights}
+	return &dhtSwarm{t: t, w: builtinModel(t)}
 }
 
 // node starts a host and its directory, joined to the swarm's first node.
@@ -130,7 +123,7 @@ func waitCovered(t *testing.T, dir *swarm.Directory, layers int, ok func([]swarm
 	}
 }
 
-// Five volunteers, each able to hold two of stories260K's five layers,
+// Five volunteers, each able to hold two of the built-in model's six layers,
 // choose spans that together cover the model; a client that knows one
 // node finds them through the DHT and pubsub, plans a route and gets the
 // reference ids (f32 on the wire) and the same first 20 with f16.
@@ -236,9 +229,9 @@ func TestGracefulLeaveTakeover(t *testing.T) {
 			mu.Unlock()
 		}
 	}
-	// Each holds three of the five layers: the first two take [0,3) and
-	// [2,5) (TestChooseSpanFillsGaps); the third doubles one of them,
-	// depending on their measured speeds.
+	// Each holds three of the six layers: the first two take [0,3) and
+	// [3,6); the third doubles one of them, depending on their measured
+	// speeds.
 	a := s.serve(3, onEvent)
 	b := s.serve(3, onEvent)
 	c := s.serve(3, onEvent)
@@ -340,11 +333,11 @@ func TestPlannerNamesMissingLayers(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, err = pl.Route(ctx, nil)
-		if errors.As(err, &nr) && len(nr.Missing) == 1 && nr.Missing[0] == (swarm.Span{2, 5}) {
+		if errors.As(err, &nr) && len(nr.Missing) == 1 && nr.Missing[0] == (swarm.Span{2, s.w.Config.Layers}) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Route: %v; want the missing layers 2-4", err)
+			t.Fatalf("Route: %v; want the missing layers 2-%d", err, s.w.Config.Layers-1)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -25,14 +25,50 @@ import (
 	"github.com/mycel-net/mycel/swarm"
 )
 
-// The reference greedy continuation of stories260K from BOS (the same ids
-// as model/reference_test.go).
-var refFromBOS = []int{403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337,
-	410, 408, 419, 292, 411, 322, 265, 282, 295, 433, 426, 385, 328, 432, 358, 394, 261, 370, 432, 352}
+// The tests run the built-in model (models/tales.gguf), whose six layers
+// the pipelines split in three.
+const modelID = "tales"
 
-const modelID = "stories260K"
+var (
+	builtinOnce sync.Once
+	builtinM    *checkpoints.Model
+	builtinErr  error
+	// refFromBOS is the built-in model's greedy continuation of BOS, 40
+	// ids, as one engine in this process generates it (package model's
+	// tests check that engine against references), with the servers'
+	// default KV cache type: every route of the swarm, with f32 on the
+	// wire, must give exactly these ids.
+	refFromBOS []int
+)
 
-// net is a mock network of hosts with the stories260K weights loaded once.
+// builtinModel loads the built-in model once for the package's tests
+// (they only read its weights) and computes refFromBOS.
+func builtinModel(t *testing.T) *model.Weights {
+	t.Helper()
+	p := testmodels.Builtin(t)
+	builtinOnce.Do(func() {
+		if builtinM, builtinErr = checkpoints.Load(p); builtinErr != nil {
+			return
+		}
+		be, err := kernels.Open("cpu", 1)
+		if err != nil {
+			builtinErr = err
+			return
+		}
+		defer be.Close()
+		_, builtinErr = model.NewEngine(builtinM.Weights, be).Generate(context.Background(), []int{1}, model.GenerateOptions{MaxTokens: 40},
+			func(id int) error { refFromBOS = append(refFromBOS, id); return nil })
+	})
+	if builtinErr != nil {
+		t.Fatal(builtinErr)
+	}
+	if len(refFromBOS) != 40 {
+		t.Fatalf("the built-in model gave %d ids from BOS, want 40", len(refFromBOS))
+	}
+	return builtinM.Weights
+}
+
+// net is a mock network of hosts with the built-in model's weights.
 type testNet struct {
 	t  *testing.T
 	mn mocknet.Mocknet
@@ -41,14 +77,10 @@ type testNet struct {
 
 func newNet(t *testing.T) *testNet {
 	t.Helper()
-	m, err := checkpoints.Load(testmodels.Path(t, "stories260K.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	w := builtinModel(t)
 	mn := mocknet.New()
 	t.Cleanup(func() { mn.Close() })
-	return &testNet{t: t, mn: mn, w: m.Weights}
+	return &testNet{t: t, mn: mn, w: w}
 }
 
 // host adds a host linked and connected to every other one.
@@ -92,11 +124,11 @@ func (n *testNet) server(span swarm.Span, cfg swarm.ServerConfig) (*swarm.Server
 	return s, swarm.Hop{Peer: h.ID(), Span: span}
 }
 
-// pipeline starts three servers splitting the five layers.
+// pipeline starts three servers splitting the six layers.
 func (n *testNet) pipeline(cfg swarm.ServerConfig) ([]*swarm.Server, []swarm.Hop) {
 	var srvs []*swarm.Server
 	var route []swarm.Hop
-	for _, sp := range []swarm.Span{{0, 2}, {2, 4}, {4, 5}} {
+	for _, sp := range []swarm.Span{{0, 2}, {2, 4}, {4, 6}} {
 		s, h := n.server(sp, cfg)
 		srvs, route = append(srvs, s), append(route, h)
 	}
@@ -348,7 +380,7 @@ func fakeServer(t *testing.T, n *testNet, span swarm.Span, onStep func(s network
 			return
 		}
 		o := m.(*swarm.Open)
-		ok := &swarm.OK{Session: 1, First: o.First, Last: o.Last, MaxPositions: o.MaxPositions, Dim: 64, MaxStep: 16, IdleMillis: 1000}
+		ok := &swarm.OK{Session: 1, First: o.First, Last: o.Last, MaxPositions: o.MaxPositions, Dim: n.w.Config.Dim, MaxStep: 16, IdleMillis: 1000}
 		if _, err := s.Write(swarm.AppendMessage(nil, ok)); err != nil {
 			return
 		}
@@ -368,13 +400,14 @@ func fakeServer(t *testing.T, n *testNet, span swarm.Span, onStep func(s network
 func TestMisbehavingServer(t *testing.T) {
 	n := newNet(t)
 	_, route := n.pipeline(swarm.ServerConfig{})
+	dim := n.w.Config.Dim
 	cases := map[string]func(s network.Stream, st *swarm.Step){
 		"wrong shape": func(s network.Stream, st *swarm.Step) {
-			r := &swarm.Result{ID: st.ID, Tensor: swarm.Tensor{DType: st.Tensor.DType, Shape: []int{st.N, 65}, Data: make([]byte, st.N*65*4)}}
+			r := &swarm.Result{ID: st.ID, Tensor: swarm.Tensor{DType: st.Tensor.DType, Shape: []int{st.N, dim + 1}, Data: make([]byte, st.N*(dim+1)*4)}}
 			s.Write(swarm.AppendMessage(nil, r))
 		},
 		"wrong dtype": func(s network.Stream, st *swarm.Step) {
-			r := &swarm.Result{ID: st.ID, Tensor: swarm.Tensor{DType: kernels.F16, Shape: []int{st.N, 64}, Data: make([]byte, st.N*64*2)}}
+			r := &swarm.Result{ID: st.ID, Tensor: swarm.Tensor{DType: kernels.F16, Shape: []int{st.N, dim}, Data: make([]byte, st.N*dim*2)}}
 			s.Write(swarm.AppendMessage(nil, r))
 		},
 		"garbage": func(s network.Stream, st *swarm.Step) {
@@ -445,10 +478,18 @@ func (rs *rawSession) recv() swarm.Message {
 // share of the memory is spent, and another client is still served.
 func TestBudget(t *testing.T) {
 	n := newNet(t)
-	// A session of 64 positions over 2 layers holds 2·2·32·64·2 bytes of
-	// keys and values (f16), plus 64 KB of step buffers: two fit in a
-	// peer's share, and one of the whole context (512 positions) does not.
-	cfg := swarm.ServerConfig{MemoryBudget: 600 << 10, PeerBudget: 150 << 10, MaxStep: 64}
+	// A session of 64 positions over 2 layers holds its keys and values
+	// (f16) and MaxStep rows of step buffers: two fit in a peer's share,
+	// and one of the whole context (512 positions) does not.
+	mc := &n.w.Config
+	session := func(positions int) int64 {
+		return model.CacheBytes(mc, model.DefaultKVType, 2, positions) + int64(64*mc.Dim)*(4+2*4)
+	}
+	peerBudget := session(64) * 5 / 2
+	if session(mc.Context) <= peerBudget {
+		t.Fatalf("a session of the whole context (%d bytes) fits in a peer's share (%d)", session(mc.Context), peerBudget)
+	}
+	cfg := swarm.ServerConfig{MemoryBudget: 4 * peerBudget, PeerBudget: peerBudget, MaxStep: 64, Counters: &swarm.Counters{}}
 	srvs, route := n.pipeline(cfg)
 	greedy := n.host()
 	opened := 0
@@ -477,6 +518,18 @@ func TestBudget(t *testing.T) {
 	if d := firstDiff(ids, refFromBOS[:10]); d != "" {
 		t.Error(d)
 	}
+	// The three servers add up in the counters they share.
+	var steps, passes int64
+	for _, s := range srvs {
+		st := s.Stats()
+		steps, passes = steps+st.Steps, passes+st.Passes
+	}
+	cn := cfg.Counters
+	if cn.Steps.Load() != steps || cn.Passes.Load() != passes || steps < 3*10 ||
+		cn.Refused.Load() != 1 || cn.Sessions.Load() != int64(opened+3) || cn.Open.Load() < int64(opened) {
+		t.Errorf("counters: steps %d passes %d sessions %d open %d refused %d; the servers ran %d steps in %d passes, %d sessions opened",
+			cn.Steps.Load(), cn.Passes.Load(), cn.Sessions.Load(), cn.Open.Load(), cn.Refused.Load(), steps, passes, opened+3)
+	}
 	// A client-side view of the refusal: errors.Is(err, ErrBusy).
 	big := n.client(swarm.ClientConfig{DType: kernels.F32, BusyBan: 300 * time.Millisecond})
 	_, err = big.Open(context.Background(), route, 512)
@@ -499,15 +552,16 @@ func TestBudget(t *testing.T) {
 func TestStalledClient(t *testing.T) {
 	n := newNet(t)
 	cfg := swarm.ServerConfig{IdleTimeout: 400 * time.Millisecond, IOTimeout: 200 * time.Millisecond}
-	srv, hop := n.server(swarm.Span{First: 0, Last: 5}, cfg)
+	layers, dim := n.w.Config.Layers, n.w.Config.Dim
+	srv, hop := n.server(swarm.Span{First: 0, Last: layers}, cfg)
 	h := n.host()
-	open := &swarm.Open{Model: modelID, First: 0, Last: 5, MaxPositions: 16, DType: kernels.F32}
+	open := &swarm.Open{Model: modelID, First: 0, Last: layers, MaxPositions: 16, DType: kernels.F32}
 
 	half, m := openRaw(t, h, hop.Peer, open)
 	if _, ok := m.(*swarm.OK); !ok {
 		t.Fatalf("open: %v", m)
 	}
-	frame := swarm.AppendMessage(nil, &swarm.Step{ID: 1, N: 1, Tensor: swarm.Tensor{DType: kernels.F32, Shape: []int{1, 64}, Data: make([]byte, 256)}})
+	frame := swarm.AppendMessage(nil, &swarm.Step{ID: 1, N: 1, Tensor: swarm.Tensor{DType: kernels.F32, Shape: []int{1, dim}, Data: make([]byte, 4*dim)}})
 	if _, err := half.s.Write(frame[:100]); err != nil {
 		t.Fatal(err)
 	}
@@ -518,7 +572,7 @@ func TestStalledClient(t *testing.T) {
 	// Each session reserves its KV cache, in the server's (default, f16)
 	// cache type, and its step buffers: MaxStep rows in, out and in float32.
 	c := &n.w.Config
-	perSession := model.CacheBytes(c, model.DefaultKVType, 5, 16) + int64(srv.Config().MaxStep*c.Dim)*(4+2*4)
+	perSession := model.CacheBytes(c, model.DefaultKVType, layers, 16) + int64(srv.Config().MaxStep*c.Dim)*(4+2*4)
 	if st := srv.Stats(); st.Sessions != 2 || st.ReservedBytes != 2*perSession {
 		t.Fatalf("stats %+v, want two sessions of %d bytes", st, perSession)
 	}
@@ -557,12 +611,13 @@ func TestStepsIdempotent(t *testing.T) {
 	if _, ok := m.(*swarm.OK); !ok {
 		t.Fatalf("open: %v", m)
 	}
+	dim := n.w.Config.Dim
 	x := func(n int, seed float32) swarm.Tensor {
-		v := make([]float32, n*64)
+		v := make([]float32, n*dim)
 		for i := range v {
 			v[i] = seed * float32(i%7-3) / 10
 		}
-		return swarm.Tensor{DType: kernels.F32, Shape: []int{n, 64}, Data: kernels.F32Bytes(v)}
+		return swarm.Tensor{DType: kernels.F32, Shape: []int{n, dim}, Data: kernels.F32Bytes(v)}
 	}
 	result := func(m swarm.Message) []byte {
 		t.Helper()
@@ -605,7 +660,7 @@ func TestStepsIdempotent(t *testing.T) {
 	for name, bad := range map[string]*swarm.Step{
 		"gap":          {ID: 5, Start: 9, N: 1, Tensor: x(1, 1)},
 		"shape":        {ID: 5, Start: 4, N: 2, Tensor: x(1, 1)},
-		"dtype":        {ID: 5, Start: 4, N: 1, Tensor: swarm.Tensor{DType: kernels.F16, Shape: []int{1, 64}, Data: make([]byte, 128)}},
+		"dtype":        {ID: 5, Start: 4, N: 1, Tensor: swarm.Tensor{DType: kernels.F16, Shape: []int{1, dim}, Data: make([]byte, 2*dim)}},
 		"reused id":    {ID: 4, Start: 0, N: 1, Tensor: x(1, 1)},
 		"past the end": {ID: 5, Start: 4, N: 13, Tensor: x(13, 1)},
 	} {
@@ -650,8 +705,9 @@ func generateAll(t *testing.T, cls []*swarm.Client, route []swarm.Hop, n int) {
 
 func TestServerCloseStopsEverything(t *testing.T) {
 	n := newNet(t)
-	srv, hop := n.server(swarm.Span{First: 0, Last: 5}, swarm.ServerConfig{})
-	rs, _ := openRaw(t, n.host(), hop.Peer, &swarm.Open{Model: modelID, First: 0, Last: 5, MaxPositions: 8, DType: kernels.F32})
+	layers := n.w.Config.Layers
+	srv, hop := n.server(swarm.Span{First: 0, Last: layers}, swarm.ServerConfig{})
+	rs, _ := openRaw(t, n.host(), hop.Peer, &swarm.Open{Model: modelID, First: 0, Last: layers, MaxPositions: 8, DType: kernels.F32})
 	done := make(chan error, 1)
 	go func() {
 		_, err := swarm.ReadMessage(rs.r, 1<<10)

@@ -25,14 +25,15 @@ var ErrVerification = errors.New("results differ")
 //
 // Two honest servers running the same kernels on the same inputs return
 // the same bytes, except where one ran a step in a batch with other
-// sessions' steps and rounded differently: a few f32 ulps (about 1e-6 of
-// the row's largest value on stories260K), which the wire dtype's
+// sessions' steps and rounded differently: a few f32 ulps (about 5e-6 of
+// the row's largest value on the built-in model), which the wire dtype's
 // rounding may turn into one f16 ulp (under 2⁻¹¹ of the row's largest
 // value, 5e-4) or one bf16 ulp (under 2⁻⁸, 4e-3). 1% leaves room for that
 // and for other kernels and accumulation orders on other machines, and
 // still catches a server whose weights are perturbed: scaling one matrix
-// of one layer by 1.25 moves every one of stories260K's rows by 2% or
-// more, most by far more (TestVerifyToleranceMargins measures both). A
+// of one layer by 1.25 moves every one of the built-in model's rows by
+// 1.5% or more, most by far more (TestVerifyToleranceMargins measures
+// both; on stories260K, 2% or more). A
 // swarm that mixes quantizations of the same model (Q8_0 and f32 servers,
 // say) needs a larger tolerance; the test logs how far those are apart.
 const DefaultVerifyTolerance = 0.01

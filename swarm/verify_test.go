@@ -13,8 +13,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/mycel-net/mycel/checkpoints"
-	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/swarm"
@@ -28,17 +26,46 @@ func perturbed(t *testing.T, w *model.Weights, layer int, f float32) *model.Weig
 	cp := *w
 	cp.Layers = slices.Clone(w.Layers)
 	l := *w.Layers[layer]
-	wo := *l.Wo
-	if wo.Type != kernels.F32 {
-		t.Fatalf("layer %d Wo is %s, want f32", layer, wo.Type)
-	}
-	vals := slices.Clone(kernels.BytesF32(wo.Data))
+	vals := decodeMatrix(l.Wo)
 	for i := range vals {
 		vals[i] *= f
 	}
-	wo.Data = kernels.F32Bytes(vals)
-	l.Wo = &wo
+	wo, err := kernels.NewMatrix(l.Wo.Type, l.Wo.Rows, l.Wo.Cols, kernels.Encode(nil, l.Wo.Type, vals))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Wo = wo
 	cp.Layers[layer] = &l
+	return &cp
+}
+
+// decodeMatrix returns m's values in float32.
+func decodeMatrix(m *kernels.Matrix) []float32 {
+	out := make([]float32, m.Rows*m.Cols)
+	for r := range m.Rows {
+		m.RowF32(out[r*m.Cols:(r+1)*m.Cols], r)
+	}
+	return out
+}
+
+// quantizedQ8 copies w with every matrix of its layers in Q8_0: the same
+// model run by a server that quantized it.
+func quantizedQ8(t *testing.T, w *model.Weights) *model.Weights {
+	t.Helper()
+	q := func(m *kernels.Matrix) *kernels.Matrix {
+		out, err := kernels.NewMatrix(kernels.Q8_0, m.Rows, m.Cols, kernels.Encode(nil, kernels.Q8_0, decodeMatrix(m)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	cp := *w
+	cp.Layers = make([]*model.Layer, len(w.Layers))
+	for i, l := range w.Layers {
+		ql := *l
+		ql.Wq, ql.Wk, ql.Wv, ql.Wo, ql.W1, ql.W2, ql.W3 = q(l.Wq), q(l.Wk), q(l.Wv), q(l.Wo), q(l.W1), q(l.W2), q(l.W3)
+		cp.Layers[i] = &ql
+	}
 	return &cp
 }
 
@@ -109,25 +136,21 @@ func wire(dt kernels.DType, x []float32) []float32 {
 	return out
 }
 
-// TestVerifyToleranceMargins measures, on real stories260K hidden states,
-// how far honest results of layers [2,4) can be apart (a prompt run as one
-// matrix-matrix pass against the same positions one at a time, then
-// rounded to the wire dtype) and how far a server whose layer 2 Wo is
-// scaled by 1.25 is from an honest one. DefaultVerifyTolerance must sit
-// well between the two: above every honest row, below every lying one.
-// For scale, it also logs how far a server running the Q8_0 copy of the
-// weights is from one running them in f32.
+// TestVerifyToleranceMargins measures, on the built-in model's real
+// hidden states, how far honest results of layers [2,4) can be apart (a
+// prompt run as one matrix-matrix pass against the same positions one at
+// a time, then rounded to the wire dtype) and how far a server whose
+// layer 2 Wo is scaled by 1.25 is from an honest one.
+// DefaultVerifyTolerance must sit well between the two: above every
+// honest row, below every lying one. For scale, it also logs how far a
+// server running a Q8_0 copy of the weights is from one running the
+// file's.
 func TestVerifyToleranceMargins(t *testing.T) {
 	n := newNet(t)
 	be := backend(t)
 	honest := model.NewEngine(n.w, be)
 	liar := model.NewEngine(perturbed(t, n.w, 2, 1.25), be)
-	q8, err := checkpoints.Load(testmodels.Path(t, "stories260K_q80.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q8.Close()
-	quant := model.NewEngine(q8.Weights, be)
+	quant := model.NewEngine(quantizedQ8(t, n.w), be)
 	const pos = 40
 	dim := n.w.Config.Dim
 	ids := append([]int{1}, refFromBOS[:pos-1]...)
@@ -174,7 +197,7 @@ func TestVerifyToleranceMargins(t *testing.T) {
 			leastLiar = min(leastLiar, rowDiff(r(b), r(l)))
 			worstQ8 = max(worstQ8, rowDiff(r(b), r(q)))
 		}
-		t.Logf("%s: honest rows differ by at most %.2g, the liar's by at least %.2g, q8_0 against f32 weights by up to %.2g (tolerance %.2g)",
+		t.Logf("%s: honest rows differ by at most %.2g, the liar's by at least %.2g, q8_0 against the file's weights by up to %.2g (tolerance %.2g)",
 			dt, worstHonest, leastLiar, worstQ8, tol)
 		if worstHonest > tol/2 {
 			t.Errorf("%s: honest rows differ by %.3g, too close to the tolerance %.3g", dt, worstHonest, tol)
