@@ -55,8 +55,9 @@ func TestDataSets(t *testing.T) {
 	if err != nil || info.CID != res.CID || len(info.Sample) != 2 || info.Sample[1].Record != recs[1] || info.Tokens != nil {
 		t.Fatalf("inspect by name: %+v, %v", info, err)
 	}
-	// Token counts with stories260K's tokenizer, as training tokenizes.
-	model := importStories(ctx, t, a, "s260", "")
+	// Token counts with the built-in model's tokenizer, as training
+	// tokenizes.
+	model := importBuiltin(ctx, t, a, "s260", "")
 	l, err := shards.Load(ctx, a.Store(), mustCID(t, model.CID), shards.Span{Tokenizer: true})
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,7 @@ func TestImportAloneIsAnnouncedLater(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a := startNode(t, testConfig(t))
-	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin")})
+	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Builtin(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,13 +50,13 @@ func TestGenerateWhenOnlyTheDirectoryKnows(t *testing.T) {
 		return c
 	}
 	a := startNode(t, cfg())
-	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin")})
+	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Builtin(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	aAddr := a.Status().Addrs[0]
 	s := startNode(t, cfg(aAddr))
-	if _, err := s.Serve(ctx, ServeRequest{Model: res.CID, Layers: "0:5", Threads: 1}); err != nil {
+	if _, err := s.Serve(ctx, ServeRequest{Model: res.CID, Layers: "0:6", Threads: 1}); err != nil {
 		t.Fatal(err)
 	}
 	e := startNode(t, cfg(aAddr, s.Status().Addrs[0]))
@@ -65,12 +65,12 @@ func TestGenerateWhenOnlyTheDirectoryKnows(t *testing.T) {
 		t.Fatal("the DHT found a provider: the test no longer covers the directory alone")
 	}
 	var text strings.Builder
-	err = api.NewClient(e.APIURL()).Generate(ctx, api.GenerateRequest{Model: res.CID, Prompt: "Lily wanted to", MaxTokens: 20},
+	err = api.NewClient(e.APIURL()).Generate(ctx, api.GenerateRequest{Model: res.CID, Prompt: testmodels.BuiltinPrompt, MaxTokens: 20},
 		func(ev api.GenerateEvent) error { text.WriteString(ev.Text); return nil })
 	if err != nil {
 		t.Fatalf("generation with the directory alone: %v", err)
 	}
-	if text.String() != lilyContinues {
-		t.Errorf("text %q, want %q", text.String(), lilyContinues)
+	if want := builtinContinues(t); text.String() != want {
+		t.Errorf("text %q, want %q", text.String(), want)
 	}
 }

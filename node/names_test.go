@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"net/http"
@@ -19,17 +20,6 @@ import (
 	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/node/api"
 )
-
-// importStories imports stories260K (llama2.c, with tok512) under name.
-func importStories(ctx context.Context, t *testing.T, n *Node, name, dtype string) api.ImportResult {
-	t.Helper()
-	res, err := api.NewClient(n.APIURL()).Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.bin"),
-		Tokenizer: testmodels.Path(t, "tok512.bin"), Name: name, DType: dtype})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res
-}
 
 // v1Models returns GET /v1/models as id → owned_by.
 func v1Models(t *testing.T, n *Node) map[string]string {
@@ -63,7 +53,7 @@ func TestModelNames(t *testing.T) {
 	defer cancel()
 	a := startNode(t, testConfig(t))
 	cl := api.NewClient(a.APIURL())
-	res := importStories(ctx, t, a, "s260", "")
+	res := importBuiltin(ctx, t, a, "s260", "")
 
 	if e, err := cl.Resolve(ctx, "s260"); err != nil || e.CID != res.CID || e.Name != "s260" {
 		t.Errorf("resolve s260: %+v, %v; want %s", e, err, res.CID)
@@ -74,7 +64,7 @@ func TestModelNames(t *testing.T) {
 	if _, err := cl.Resolve(ctx, "no such model"); err == nil || !strings.Contains(err.Error(), `"no such model" is neither a CID nor the name`) {
 		t.Errorf("resolve of an unknown name: %v", err)
 	}
-	if info, err := cl.Inspect(ctx, "s260"); err != nil || info.CID != res.CID || !info.Whole || info.LocalParts != 7 {
+	if info, err := cl.Inspect(ctx, "s260"); err != nil || info.CID != res.CID || !info.Whole || info.LocalParts != builtinLayers+2 {
 		t.Errorf("inspect by name: %+v, %v", info, err)
 	}
 	var gguf bytes.Buffer
@@ -83,18 +73,18 @@ func TestModelNames(t *testing.T) {
 	}
 	p := filepath.Join(t.TempDir(), "s260.gguf")
 	os.WriteFile(p, gguf.Bytes(), 0o600)
-	if m, err := checkpoints.Load(p); err != nil || m.Tokenizer == nil || m.Weights.Config.Layers != 5 {
+	if m, err := checkpoints.Load(p); err != nil || m.Tokenizer == nil || m.Weights.Config.Layers != builtinLayers {
 		t.Errorf("the export by name does not load: %v", err)
 	} else {
 		m.Close()
 	}
 
 	// The OpenAI API: by name, the model runs from the node's blocks.
-	code, m := post(t, a.APIURL()+"/v1/completions", `{"model":"s260","prompt":"Lily wanted to","max_tokens":20,"temperature":0}`)
+	code, m := post(t, a.APIURL()+"/v1/completions", `{"model":"s260","prompt":"`+testmodels.BuiltinPrompt+`","max_tokens":20,"temperature":0}`)
 	if code != 200 {
 		t.Fatalf("completion by name: status %d: %v", code, m)
 	}
-	if ch := m["choices"].([]any)[0].(map[string]any); ch["text"] != lilyContinues {
+	if ch := m["choices"].([]any)[0].(map[string]any); ch["text"] != builtinContinues(t) {
 		t.Errorf("completion by name: %v", ch)
 	}
 	if ms := v1Models(t, a); ms["s260"] != "mycel" || ms[res.CID] != "mycel" {
@@ -102,7 +92,7 @@ func TestModelNames(t *testing.T) {
 	}
 
 	// The same name on a second model: every call by name is refused.
-	q8 := importStories(ctx, t, a, "s260", "q8_0")
+	q8 := importBuiltin(ctx, t, a, "s260", "q8_0")
 	for _, call := range []func() error{
 		func() error { _, err := cl.Resolve(ctx, "s260"); return err },
 		func() error { _, err := cl.Inspect(ctx, "s260"); return err },
@@ -136,21 +126,21 @@ func TestSwarmModelNames(t *testing.T) {
 	if err := v.Host().WaitRoutable(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.Pull(ctx, api.PullRequest{CID: res.CID, Layers: "0:5"}, func(api.PullProgress) {}); err != nil {
+	if err := v.Pull(ctx, api.PullRequest{CID: res.CID, Layers: "0:6"}, func(api.PullProgress) {}); err != nil {
 		t.Fatal(err)
 	}
-	sv, err := v.Serve(ctx, ServeRequest{Model: "stories260K", Layers: "0:5", Threads: 1})
+	sv, err := v.Serve(ctx, ServeRequest{Model: builtinName, Layers: "0:6", Threads: 1})
 	if err != nil {
 		t.Fatalf("serve by name: %v", err)
 	}
-	if sv.Span().First != 0 || sv.Span().Last != 5 {
+	if sv.Span().First != 0 || sv.Span().Last != builtinLayers {
 		t.Fatalf("serving %s", sv.Span())
 	}
 	e := startNode(t, testConfig(t, addr))
 	if err := e.Host().WaitRoutable(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Resolve("stories260K"); err == nil {
+	if _, err := e.Resolve(builtinName); err == nil {
 		t.Fatal("a node that never saw the model resolves its name")
 	}
 	for {
@@ -166,19 +156,19 @@ func TestSwarmModelNames(t *testing.T) {
 	if ms := v1Models(t, e); ms[res.CID] != "mycel-swarm" {
 		t.Errorf("/v1/models on the client: %v; want %s, known from the swarm", ms, res.CID)
 	}
-	code, m := post(t, e.APIURL()+"/v1/completions", `{"model":"`+res.CID+`","prompt":"Lily wanted to","max_tokens":20,"temperature":0}`)
+	code, m := post(t, e.APIURL()+"/v1/completions", `{"model":"`+res.CID+`","prompt":"`+testmodels.BuiltinPrompt+`","max_tokens":20,"temperature":0}`)
 	if code != 200 {
 		t.Fatalf("status %d: %v", code, m)
 	}
 	ms := v1Models(t, e)
-	if ms["stories260K"] != "mycel-swarm" || ms[res.CID] != "mycel-swarm" {
-		t.Errorf("/v1/models on the client: %v; want stories260K and %s through the swarm", ms, res.CID)
+	if ms[builtinName] != "mycel-swarm" || ms[res.CID] != "mycel-swarm" {
+		t.Errorf("/v1/models on the client: %v; want %s and %s through the swarm", ms, builtinName, res.CID)
 	}
-	code, m = post(t, e.APIURL()+"/v1/completions", `{"model":"stories260K","prompt":"Lily wanted to","max_tokens":20,"temperature":0}`)
+	code, m = post(t, e.APIURL()+"/v1/completions", `{"model":"`+builtinName+`","prompt":"`+testmodels.BuiltinPrompt+`","max_tokens":20,"temperature":0}`)
 	if code != 200 {
 		t.Fatalf("by the name /v1/models lists: status %d: %v", code, m)
 	}
-	if ch := m["choices"].([]any)[0].(map[string]any); ch["text"] != lilyContinues {
+	if ch := m["choices"].([]any)[0].(map[string]any); ch["text"] != builtinContinues(t) {
 		t.Errorf("through the swarm by name: %v", ch)
 	}
 }
@@ -190,7 +180,7 @@ func TestImportWithoutTokenizer(t *testing.T) {
 	defer cancel()
 	a := startNode(t, testConfig(t))
 	cl := api.NewClient(a.APIURL())
-	_, err := cl.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Name: "s260"})
+	_, err := cl.Import(ctx, api.ImportRequest{Path: tinyLlama2C(t), Name: "tiny"})
 	if err == nil || !strings.Contains(err.Error(), "no tokenizer inside") || !strings.Contains(err.Error(), "-z") {
 		t.Fatalf("import without a tokenizer: %v", err)
 	}
@@ -201,7 +191,7 @@ func TestImportWithoutTokenizer(t *testing.T) {
 		t.Errorf("%d bytes stored by a refused import", s)
 	}
 	// A GGUF carries its vocabulary: no tokenizer needed.
-	if _, err := cl.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.gguf")}); err != nil {
+	if _, err := cl.Import(ctx, api.ImportRequest{Path: testmodels.Builtin(t)}); err != nil {
 		t.Errorf("import of a GGUF: %v", err)
 	}
 }
@@ -214,7 +204,7 @@ func TestExportErrors(t *testing.T) {
 	defer cancel()
 	a := startNode(t, testConfig(t))
 	cl := api.NewClient(a.APIURL())
-	res := importStories(ctx, t, a, "s260", "")
+	res := importBuiltin(ctx, t, a, "s260", "")
 	root := mustCID(t, res.CID)
 	m, err := shards.GetManifest(ctx, a.Store(), root)
 	if err != nil {
@@ -252,7 +242,7 @@ func TestExportErrors(t *testing.T) {
 	out.Reset()
 	err = cl.Export(ctx, res.CID, &out)
 	if err == nil || errors.Is(err, api.ErrNoNode) || !strings.Contains(err.Error(), "only part of model "+res.CID) ||
-		!strings.Contains(err.Error(), "5 of 7 parts") || !strings.Contains(err.Error(), "mycel models pull") || out.Len() != 0 {
+		!strings.Contains(err.Error(), fmt.Sprintf("%d of %d parts", builtinLayers, builtinLayers+2)) || !strings.Contains(err.Error(), "mycel models pull") || out.Len() != 0 {
 		t.Errorf("export of a partial model: %v (%d bytes)", err, out.Len())
 	}
 }

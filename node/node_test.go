@@ -189,7 +189,7 @@ func TestAPIPortTaken(t *testing.T) {
 func TestAPIRefusesOtherSites(t *testing.T) {
 	ctx := context.Background()
 	n := startNode(t, testConfig(t))
-	body, _ := json.Marshal(api.ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin")})
+	body, _ := json.Marshal(api.ImportRequest{Path: testmodels.Builtin(t)})
 	post := func(headers ...string) *http.Response {
 		req, _ := http.NewRequest("POST", n.APIURL()+api.Prefix+"/models/import", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "text/plain") // a "simple" request: no preflight

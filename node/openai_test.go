@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -15,10 +16,11 @@ import (
 	_ "github.com/mycel-net/mycel/kernels/cpu"
 )
 
-// openAINode starts a node serving stories260K through the OpenAI API.
+// openAINode starts a node serving the built-in model, named
+// builtinName, through the OpenAI API.
 func openAINode(t *testing.T) (*Node, string) {
 	t.Helper()
-	lm, err := OpenLocalModel(LocalModelConfig{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin"), Name: "stories260K", Threads: 1})
+	lm, err := OpenLocalModel(LocalModelConfig{Path: testmodels.Builtin(t), Name: builtinName, Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,34 +44,45 @@ func post(t *testing.T, url, body string) (int, map[string]any) {
 	return resp.StatusCode, m
 }
 
-// The greedy continuation of "Lily wanted to" by stories260K.
-const lilyContinues = " go on a walk. She saw a big box with a big bo"
+// completionBody is the JSON of a greedy completion request for the
+// built-in model, with more fields (",..." or "").
+func completionBody(prompt string, maxTokens int, more string) string {
+	p, _ := json.Marshal(prompt)
+	return `{"model":"` + builtinName + `","prompt":` + string(p) + `,"max_tokens":` + strconv.Itoa(maxTokens) + `,"temperature":0` + more + `}`
+}
 
 func TestCompletions(t *testing.T) {
 	_, base := openAINode(t)
-	code, m := post(t, base+"/completions", `{"model":"stories260K","prompt":"Lily wanted to","max_tokens":20,"temperature":0}`)
+	ref := builtinGreedy(t, testmodels.BuiltinPrompt, 20, false)
+	code, m := post(t, base+"/completions", completionBody(testmodels.BuiltinPrompt, 20, ""))
 	if code != 200 {
 		t.Fatalf("status %d: %v", code, m)
 	}
 	ch := m["choices"].([]any)[0].(map[string]any)
-	if ch["text"] != lilyContinues || ch["finish_reason"] != "length" {
-		t.Errorf("choice %v", ch)
+	if ch["text"] != ref.Text || ch["finish_reason"] != "length" {
+		t.Errorf("choice %v, want the text %q", ch, ref.Text)
 	}
 	u := m["usage"].(map[string]any)
-	if u["prompt_tokens"].(float64) != 5 || u["completion_tokens"].(float64) != 20 || m["object"] != "text_completion" {
+	if u["prompt_tokens"].(float64) != float64(ref.PromptTokens) || u["completion_tokens"].(float64) != 20 || m["object"] != "text_completion" {
 		t.Errorf("response %v", m)
 	}
 
-	// A stop string ends the text before it.
-	_, m = post(t, base+"/completions", `{"model":"stories260K","prompt":["Lily wanted to"],"max_tokens":20,"temperature":0,"stop":". She"}`)
+	// A stop string (here the continuation's third word) ends the text
+	// before it.
+	stop := " " + strings.Fields(ref.Text)[2]
+	before, _, ok := strings.Cut(ref.Text, stop)
+	if !ok || before == "" {
+		t.Fatalf("no stop string in %q", ref.Text)
+	}
+	_, m = post(t, base+"/completions", `{"model":"`+builtinName+`","prompt":["`+testmodels.BuiltinPrompt+`"],"max_tokens":20,"temperature":0,"stop":"`+stop+`"}`)
 	ch = m["choices"].([]any)[0].(map[string]any)
-	if ch["text"] != " go on a walk" || ch["finish_reason"] != "stop" {
-		t.Errorf("with a stop string: %v", ch)
+	if ch["text"] != before || ch["finish_reason"] != "stop" {
+		t.Errorf("with the stop string %q: %v, want %q", stop, ch, before)
 	}
 
 	// Streaming gives the same text in pieces, then a finish and [DONE].
 	resp, err := http.Post(base+"/completions", "application/json",
-		strings.NewReader(`{"model":"stories260K","prompt":"Lily wanted to","max_tokens":20,"temperature":0,"stream":true}`))
+		strings.NewReader(completionBody(testmodels.BuiltinPrompt, 20, `,"stream":true`)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,14 +113,14 @@ func TestCompletions(t *testing.T) {
 			finish = c["finish_reason"]
 		}
 	}
-	if !done || text.String() != lilyContinues || finish != "length" {
+	if !done || text.String() != ref.Text || finish != "length" {
 		t.Errorf("stream: text %q, finish %v, [DONE] %v", text.String(), finish, done)
 	}
 }
 
 func TestChatCompletions(t *testing.T) {
 	_, base := openAINode(t)
-	code, m := post(t, base+"/chat/completions", `{"model":"stories260K","messages":[{"role":"system","content":"Be kind."},{"role":"user","content":"Tell me a story."}],"max_tokens":12,"temperature":0,"seed":3}`)
+	code, m := post(t, base+"/chat/completions", `{"model":"`+builtinName+`","messages":[{"role":"system","content":"Be kind."},{"role":"user","content":"Tell me a story."}],"max_tokens":12,"temperature":0,"seed":3}`)
 	if code != 200 || m["object"] != "chat.completion" {
 		t.Fatalf("status %d: %v", code, m)
 	}
@@ -125,14 +138,14 @@ func TestOpenAIErrors(t *testing.T) {
 		code       string
 	}{
 		{"/completions", `{"model":"nope","prompt":"x"}`, 404, "model_not_found"},
-		{"/completions", `{"model":"stories260K","prompt":`, 400, ""},
+		{"/completions", `{"model":"`+builtinName+`","prompt":`, 400, ""},
 		{"/completions", `{"prompt":"x"}`, 400, ""},
-		{"/completions", `{"model":"stories260K","prompt":"x","n":2}`, 400, ""},
-		{"/completions", `{"model":"stories260K","prompt":"x","temperature":-1}`, 400, ""},
-		{"/completions", `{"model":"stories260K","prompt":"x","max_tokens":100000}`, 400, "context_length_exceeded"},
-		{"/completions", `{"model":"stories260K","prompt":7}`, 400, ""},
-		{"/chat/completions", `{"model":"stories260K","messages":[]}`, 400, ""},
-		{"/chat/completions", `{"model":"stories260K","messages":[{"role":"wizard","content":"hi"}]}`, 400, ""},
+		{"/completions", `{"model":"`+builtinName+`","prompt":"x","n":2}`, 400, ""},
+		{"/completions", `{"model":"`+builtinName+`","prompt":"x","temperature":-1}`, 400, ""},
+		{"/completions", `{"model":"`+builtinName+`","prompt":"x","max_tokens":100000}`, 400, "context_length_exceeded"},
+		{"/completions", `{"model":"`+builtinName+`","prompt":7}`, 400, ""},
+		{"/chat/completions", `{"model":"`+builtinName+`","messages":[]}`, 400, ""},
+		{"/chat/completions", `{"model":"`+builtinName+`","messages":[{"role":"wizard","content":"hi"}]}`, 400, ""},
 	} {
 		code, m := post(t, base+tc.path, tc.body)
 		e, ok := m["error"].(map[string]any)
@@ -152,8 +165,8 @@ func TestOpenAIErrors(t *testing.T) {
 // --prefix tests/openai` installs the package (.ci/run does).
 func TestOfficialOpenAIClient(t *testing.T) {
 	_, base := openAINode(t)
-	res := runOfficialClient(t, base, "stories260K")
-	if len(res.Models) != 1 || res.Models[0] != "stories260K" {
+	res := runOfficialClient(t, base, builtinName)
+	if len(res.Models) != 1 || res.Models[0] != builtinName {
 		t.Errorf("models: %v", res.Models)
 	}
 }
@@ -177,8 +190,8 @@ type officialResult struct {
 	}
 }
 
-// runOfficialClient runs check.mjs against the API at base for model and
-// checks what every model of the stories260K family must give.
+// runOfficialClient runs check.mjs against the API at base for model, the
+// built-in model under some name, and checks what it must give.
 func runOfficialClient(t *testing.T, base, modelName string) officialResult {
 	t.Helper()
 	script, err := filepath.Abs(filepath.Join("..", "tests", "openai", "check.mjs"))
@@ -196,7 +209,7 @@ func runOfficialClient(t *testing.T, base, modelName string) officialResult {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*60e9)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, nodeBin, script, base, modelName).CombinedOutput()
+	out, err := exec.CommandContext(ctx, nodeBin, script, base, modelName, testmodels.BuiltinPrompt).CombinedOutput()
 	if err != nil {
 		t.Fatalf("node check.mjs: %v\n%s", err, out)
 	}
@@ -207,9 +220,10 @@ func runOfficialClient(t *testing.T, base, modelName string) officialResult {
 	if res.Chat.Text == "" || res.Chat.Chunks < 3 || res.Chat.Finish != "length" {
 		t.Errorf("streamed chat: %+v", res.Chat)
 	}
-	if res.Completion.Text != " go on a walk. She saw" || res.Completion.Finish != "length" ||
-		res.Completion.Usage.Prompt_tokens != 5 || res.Completion.Usage.Completion_tokens != 10 {
-		t.Errorf("completion: %+v", res.Completion)
+	ref := builtinGreedy(t, testmodels.BuiltinPrompt, 10, false)
+	if res.Completion.Text != ref.Text || res.Completion.Finish != "length" ||
+		res.Completion.Usage.Prompt_tokens != ref.PromptTokens || res.Completion.Usage.Completion_tokens != 10 {
+		t.Errorf("completion: %+v, want the text %q", res.Completion, ref.Text)
 	}
 	if res.Error == nil || res.Error.Status != 404 {
 		t.Errorf("unknown model: %+v", res.Error)
@@ -222,7 +236,7 @@ func runOfficialClient(t *testing.T, base, modelName string) officialResult {
 // with an error event.
 func TestChatStreamRefusedBeforeItStarts(t *testing.T) {
 	_, base := openAINode(t)
-	code, m := post(t, base+"/chat/completions", `{"model":"stories260K","stream":true,"max_tokens":100000,"messages":[{"role":"user","content":"hi"}]}`)
+	code, m := post(t, base+"/chat/completions", `{"model":"`+builtinName+`","stream":true,"max_tokens":100000,"messages":[{"role":"user","content":"hi"}]}`)
 	e, _ := m["error"].(map[string]any)
 	if code != 400 || e == nil || e["code"] != "context_length_exceeded" {
 		t.Errorf("status %d, body %v", code, m)

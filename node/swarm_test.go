@@ -18,7 +18,7 @@ import (
 )
 
 // servingSwarm starts a bootstrap node B, a publisher A that imports
-// stories260K, three volunteers that serve two layers each (chosen by
+// the built-in model, three volunteers that serve two layers each (chosen by
 // themselves) and a client node E that serves nothing. It returns A's
 // model CID and E.
 func servingSwarm(t *testing.T) (string, *Node, []*Node) {
@@ -37,7 +37,7 @@ func servingSwarm(t *testing.T) (string, *Node, []*Node) {
 	if err := a.Host().WaitRoutable(ctx); err != nil {
 		t.Fatal(err)
 	}
-	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin"), Name: "stories260K"})
+	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Builtin(t), Name: builtinName})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,9 +69,11 @@ func servingSwarm(t *testing.T) (string, *Node, []*Node) {
 
 // A node that holds none of the layers generates through three volunteers
 // that chose their spans, by the control API (with route events) and the
-// OpenAI API (the official client, by CID), and gets the reference text.
+// OpenAI API (the official client, by CID), and gets the text a local
+// engine gives.
 func TestSwarmGenerate(t *testing.T) {
 	cidStr, e, servers := servingSwarm(t)
+	ref := builtinGreedy(t, testmodels.BuiltinPrompt, 20, false)
 	var spans []swarm.Span
 	for _, s := range servers {
 		for _, sv := range s.servings {
@@ -85,7 +87,7 @@ func TestSwarmGenerate(t *testing.T) {
 	var text strings.Builder
 	var routes []api.RouteInfo
 	var done api.GenerateEvent
-	err := api.NewClient(e.APIURL()).Generate(ctx, api.GenerateRequest{Model: cidStr, Prompt: "Lily wanted to", MaxTokens: 20},
+	err := api.NewClient(e.APIURL()).Generate(ctx, api.GenerateRequest{Model: cidStr, Prompt: testmodels.BuiltinPrompt, MaxTokens: 20},
 		func(ev api.GenerateEvent) error {
 			text.WriteString(ev.Text)
 			if ev.Route != nil {
@@ -99,10 +101,10 @@ func TestSwarmGenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if text.String() != lilyContinues {
-		t.Errorf("text %q, want %q", text.String(), lilyContinues)
+	if text.String() != ref.Text {
+		t.Errorf("text %q, want %q", text.String(), ref.Text)
 	}
-	if done.PromptTokens != 5 || done.CompletionTokens != 20 || done.Finish != api.FinishLength {
+	if done.PromptTokens != ref.PromptTokens || done.CompletionTokens != 20 || done.Finish != api.FinishLength {
 		t.Errorf("end %+v", done)
 	}
 	at := 0
@@ -112,15 +114,15 @@ func TestSwarmGenerate(t *testing.T) {
 		}
 		at = r.Last
 	}
-	if at != 5 {
-		t.Fatalf("route events %+v do not reach layer 5", routes)
+	if at != builtinLayers {
+		t.Fatalf("route events %+v do not reach layer %d", routes, builtinLayers)
 	}
 
 	st, err := api.NewClient(e.APIURL()).SwarmStatus(ctx, cidStr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Layers != 5 || len(st.Servers) != 3 || len(st.Missing) != 0 || slices.Contains(st.Coverage, 0) {
+	if st.Layers != builtinLayers || len(st.Servers) != 3 || len(st.Missing) != 0 || slices.Contains(st.Coverage, 0) {
 		t.Errorf("swarm status %+v", st)
 	}
 
@@ -128,7 +130,7 @@ func TestSwarmGenerate(t *testing.T) {
 	// runs unverified, says so, and the text is the same.
 	text.Reset()
 	var kinds []string
-	err = api.NewClient(e.APIURL()).Generate(ctx, api.GenerateRequest{Model: cidStr, Prompt: "Lily wanted to", MaxTokens: 20, Verify: true},
+	err = api.NewClient(e.APIURL()).Generate(ctx, api.GenerateRequest{Model: cidStr, Prompt: testmodels.BuiltinPrompt, MaxTokens: 20, Verify: true},
 		func(ev api.GenerateEvent) error {
 			text.WriteString(ev.Text)
 			if ev.Route != nil {
@@ -139,12 +141,17 @@ func TestSwarmGenerate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if text.String() != lilyContinues || !slices.Contains(kinds, "unverified") {
+	if text.String() != ref.Text || !slices.Contains(kinds, "unverified") {
 		t.Errorf("verified generation: %q, events %v", text.String(), kinds)
 	}
 
-	// The greedy story from BOS ends with the model's end of text after
-	// storyTokens tokens; with IgnoreEOS the next story follows.
+	// The greedy story from BOS ends with the model's end of text; with
+	// IgnoreEOS the generation goes on past it.
+	story := builtinGreedy(t, "", 400, false)
+	if !story.StoppedAtEOS {
+		t.Fatalf("the built-in model's story from BOS does not end in 400 tokens: %q", story.Text)
+	}
+	storyTokens := story.CompletionTokens
 	for _, ignore := range []bool{false, true} {
 		text.Reset()
 		done = api.GenerateEvent{}
@@ -160,12 +167,14 @@ func TestSwarmGenerate(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := api.GenerateEvent{Done: true, PromptTokens: 1, CompletionTokens: storyTokens, Finish: api.FinishStop}
+		wantText := story.Text
 		if ignore {
 			want.CompletionTokens, want.Finish = storyTokens+20, api.FinishLength
+			wantText = builtinGreedy(t, "", storyTokens+20, true).Text
 		}
 		if done.Done != want.Done || done.PromptTokens != want.PromptTokens || done.CompletionTokens != want.CompletionTokens || done.Finish != want.Finish ||
-			strings.Count(text.String(), "Once upon a time") != 1+btoi(ignore) {
-			t.Errorf("ignore EOS %v: end %+v, want %+v; text %q", ignore, done, want, text.String())
+			text.String() != wantText {
+			t.Errorf("ignore EOS %v: end %+v, want %+v; text\n%q\nwant\n%q", ignore, done, want, text.String(), wantText)
 		}
 	}
 
@@ -181,15 +190,15 @@ func TestSwarmGenerate(t *testing.T) {
 		wg.Go(func() {
 			var b strings.Builder
 			var hops []swarm.Event
-			_, err := sm.CompleteWithEvents(ctx, "Lily wanted to", openai.CompleteOptions{MaxTokens: 20},
+			_, err := sm.CompleteWithEvents(ctx, testmodels.BuiltinPrompt, openai.CompleteOptions{MaxTokens: 20},
 				func(s string) error { b.WriteString(s); return nil },
 				func(ev swarm.Event) { hops = append(hops, ev) })
 			switch {
 			case err != nil:
 				errs[i] = err
-			case b.String() != lilyContinues:
+			case b.String() != ref.Text:
 				errs[i] = fmt.Errorf("text %q", b.String())
-			case len(hops) != 3 || hops[0].Hop.Span.First != 0 || hops[2].Hop.Span.Last != 5:
+			case len(hops) != 3 || hops[0].Hop.Span.First != 0 || hops[2].Hop.Span.Last != builtinLayers:
 				errs[i] = fmt.Errorf("events %v", hops)
 			}
 		})
@@ -199,8 +208,10 @@ func TestSwarmGenerate(t *testing.T) {
 		t.Fatalf("concurrent completions: %v", err)
 	}
 
-	res := runOfficialClient(t, e.APIURL()+"/v1", cidStr)
-	t.Logf("official client through the swarm: %+v", res)
+	t.Run("official client", func(t *testing.T) {
+		res := runOfficialClient(t, e.APIURL()+"/v1", cidStr)
+		t.Logf("official client through the swarm: %+v", res)
+	})
 }
 
 // A model whose layers are not all served: the error names the missing
@@ -221,30 +232,32 @@ func TestSwarmMissingLayers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = sm.Complete(ctx, "Lily", openai.CompleteOptions{MaxTokens: 4, Sampler: model.SamplerConfig{}}, func(string) error { return nil })
+	_, err = sm.Complete(ctx, "Once", openai.CompleteOptions{MaxTokens: 4, Sampler: model.SamplerConfig{}}, func(string) error { return nil })
 	var nr *swarm.NoRouteError
-	if !errors.As(err, &nr) || !strings.Contains(err.Error(), "layers 3-4") || !strings.Contains(err.Error(), "--serve "+res.CID+" --layers 3:5") {
-		t.Fatalf("err = %v; want the missing layers 3-4 and how to serve them", err)
+	if !errors.As(err, &nr) || !strings.Contains(err.Error(), "layers 3-5") || !strings.Contains(err.Error(), "--serve "+res.CID+" --layers 3:6") {
+		t.Fatalf("err = %v; want the missing layers 3-5 and how to serve them", err)
 	}
 	if _, err := e.SwarmModel(ctx, "no-such-model"); !errors.Is(err, api.ErrNotFound) {
 		t.Fatalf("unknown model: %v", err)
 	}
 
-	// A memory cap bounds the layers a volunteer takes (stories260K: about
-	// 100 kB of weights and 128 kB of full-context f16 KV cache per layer,
-	// so 560 kB holds two), and one that holds no layer is refused.
+	// A memory cap bounds the layers a volunteer takes (the built-in
+	// model: about 866 kB of weights and 384 kB of full-context f16 KV
+	// cache per layer, so 4500 kB holds three), and one that holds no
+	// layer is refused.
 	v := startNode(t, testConfig(t, addr))
 	if _, err := v.Serve(ctx, ServeRequest{Model: res.CID, MemoryCap: 1000, Threads: 1}); err == nil || !strings.Contains(err.Error(), "holds no layer") {
 		t.Fatalf("a 1000-byte cap: %v", err)
 	}
-	sv, err := v.Serve(ctx, ServeRequest{Model: res.CID, MemoryCap: 560 << 10, Threads: 1})
+	const memCap = 4500 << 10
+	sv, err := v.Serve(ctx, ServeRequest{Model: res.CID, MemoryCap: memCap, Threads: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sp := sv.Span(); sp.Len() != 2 || sp != (swarm.Span{First: 3, Last: 5}) {
-		t.Fatalf("with 560 kB the volunteer took %s, want the 2 unserved layers [3,5)", sp)
+	if sp := sv.Span(); sp.Len() != 3 || sp != (swarm.Span{First: 3, Last: 6}) {
+		t.Fatalf("with 4500 kB the volunteer took %s, want the 3 unserved layers [3,6)", sp)
 	}
-	if b := sv.Server().Config().MemoryBudget; b <= 0 || b >= 560<<10 {
+	if b := sv.Server().Config().MemoryBudget; b <= 0 || b >= memCap {
 		t.Fatalf("session budget %d: want what the weights leave of the cap", b)
 	}
 }
@@ -261,14 +274,14 @@ func TestServingNodeRunsWholeModelItself(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sp := sv.Span(); sp.First != 0 || sp.Last != 5 {
+	if sp := sv.Span(); sp.First != 0 || sp.Last != builtinLayers {
 		t.Fatalf("a lone volunteer took %s, want every layer", sp)
 	}
-	code, m := post(t, v.APIURL()+"/v1/completions", `{"model":"`+res.CID+`","prompt":"Lily wanted to","max_tokens":20,"temperature":0}`)
+	code, m := post(t, v.APIURL()+"/v1/completions", `{"model":"`+res.CID+`","prompt":"`+testmodels.BuiltinPrompt+`","max_tokens":20,"temperature":0}`)
 	if code != 200 {
 		t.Fatalf("status %d: %v", code, m)
 	}
-	if ch := m["choices"].([]any)[0].(map[string]any); ch["text"] != lilyContinues {
+	if ch := m["choices"].([]any)[0].(map[string]any); ch["text"] != builtinContinues(t) {
 		t.Errorf("choice %v", ch)
 	}
 	c, err := v.modelCompleter(ctx, res.CID)
@@ -280,8 +293,9 @@ func TestServingNodeRunsWholeModelItself(t *testing.T) {
 	}
 }
 
-// publish starts a bootstrap node and a node that imports stories260K; it
-// returns the bootstrap address and the import's result.
+// publish starts a bootstrap node and a node that imports the built-in
+// model (named builtinName); it returns the bootstrap address and the
+// import's result.
 func publish(ctx context.Context, t *testing.T) (string, api.ImportResult) {
 	t.Helper()
 	b := startNode(t, testConfig(t))
@@ -290,7 +304,7 @@ func publish(ctx context.Context, t *testing.T) (string, api.ImportResult) {
 	if err := a.Host().WaitRoutable(ctx); err != nil {
 		t.Fatal(err)
 	}
-	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "stories260K.bin"), Tokenizer: testmodels.Path(t, "tok512.bin"), Name: "stories260K"})
+	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Builtin(t), Name: builtinName})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +325,7 @@ func TestCloseEndsSwarmCompletions(t *testing.T) {
 	var once sync.Once
 	done := make(chan error, 1)
 	go func() {
-		_, err := sm.Complete(context.Background(), "Lily wanted to", openai.CompleteOptions{MaxTokens: 500, Sampler: model.SamplerConfig{}},
+		_, err := sm.Complete(context.Background(), testmodels.BuiltinPrompt, openai.CompleteOptions{MaxTokens: 400, IgnoreEOS: true, Sampler: model.SamplerConfig{}},
 			func(string) error {
 				once.Do(func() { close(started) })
 				time.Sleep(5 * time.Millisecond) // a slow reader keeps it going

@@ -1,9 +1,10 @@
-// Usage: node check.mjs BASE_URL MODEL
-// Runs a streamed chat completion and a non-streamed completion through the
-// official openai client and prints one JSON object with what came back.
+// Usage: node check.mjs BASE_URL MODEL PROMPT
+// Runs a streamed chat completion and a non-streamed completion of PROMPT
+// through the official openai client and prints one JSON object with what
+// came back.
 import OpenAI from "openai";
 
-const [baseURL, model] = process.argv.slice(2);
+const [baseURL, model, prompt] = process.argv.slice(2);
 const client = new OpenAI({ baseURL, apiKey: "unused", maxRetries: 0, timeout: 60_000 });
 
 const out = {};
@@ -27,7 +28,7 @@ out.chat = { text: chat, chunks, finish };
 
 const completion = await client.completions.create({
   model,
-  prompt: "Lily wanted to",
+  prompt,
   max_tokens: 10,
   temperature: 0,
 });
