@@ -84,13 +84,12 @@ func TestChatQwen3Template(t *testing.T) {
 	}
 }
 
-// TestChatPlainLlama2C: a llama2.c model with -z has no template: the
-// plain format, with the history growing over the turns until the end
-// of stdin.
-func TestChatPlainLlama2C(t *testing.T) {
-	bin := testmodels.Path(t, "stories260K.bin")
-	tok := testmodels.Path(t, "tok512.bin")
-	out, stderr, err := mycelIn(t, "Once upon a time\nThe end\n", "chat", "-m", bin, "-z", tok, "--temp", "0", "-n", "20", "-v", "--seed", "3")
+// TestChatPlain: a model without a template (the built-in model) chats
+// in the plain format, with the history growing over the turns, until
+// /exit.
+func TestChatPlain(t *testing.T) {
+	p := testmodels.Builtin(t)
+	out, stderr, err := mycelIn(t, "Once upon a time\nThe end\n/exit\nNot read\n", "chat", "-m", p, "--temp", "0", "-n", "20", "-v", "--seed", "3")
 	if err != nil {
 		t.Fatalf("chat: %v\n%s", err, stderr)
 	}
@@ -114,13 +113,12 @@ func TestChatPlainLlama2C(t *testing.T) {
 // skipped, and the chat goes on; a template file that does not compile
 // stops the command.
 func TestChatTemplateErrors(t *testing.T) {
-	bin := testmodels.Path(t, "stories260K.bin")
-	tok := testmodels.Path(t, "tok512.bin")
+	p := testmodels.Builtin(t)
 	dir := t.TempDir()
 	strict := filepath.Join(dir, "strict.jinja")
 	os.WriteFile(strict, []byte(`{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}`+
 		`{% for m in messages %}{{ m.role }}: {{ m.content }}{{ '\n' }}{% endfor %}model:`), 0o644)
-	out, stderr, err := mycelIn(t, "Hi\nHi again\n", "chat", "-m", bin, "-z", tok, "--template", strict, "--system", "Be nice", "-n", "4")
+	out, stderr, err := mycelIn(t, "Hi\nHi again\n", "chat", "-m", p, "--template", strict, "--system", "Be nice", "-n", "4")
 	if err != nil {
 		t.Fatalf("chat: %v\n%s", err, stderr)
 	}
@@ -129,11 +127,11 @@ func TestChatTemplateErrors(t *testing.T) {
 	}
 	broken := filepath.Join(dir, "broken.jinja")
 	os.WriteFile(broken, []byte(`{% for m in messages %}`), 0o644)
-	_, _, err = mycelIn(t, "Hi\n", "chat", "-m", bin, "-z", tok, "--template", broken)
+	_, _, err = mycelIn(t, "Hi\n", "chat", "-m", p, "--template", broken)
 	if err == nil || !strings.Contains(err.Error(), "chat template: does not compile") {
 		t.Errorf("broken template: %v", err)
 	}
-	_, _, err = mycelIn(t, "Hi\n", "chat", "-m", bin, "-z", tok, "--template", "nosuchformat")
+	_, _, err = mycelIn(t, "Hi\n", "chat", "-m", p, "--template", "nosuchformat")
 	if err == nil || !strings.Contains(err.Error(), "chatml, llama3, llama2, gemma, phi3 or plain") {
 		t.Errorf("unknown format: %v", err)
 	}
@@ -142,13 +140,19 @@ func TestChatTemplateErrors(t *testing.T) {
 // TestChatContextFull: a reply is cut to the room left in --ctx, and a
 // conversation that no longer fits is refused until /reset.
 func TestChatContextFull(t *testing.T) {
-	bin := testmodels.Path(t, "stories260K.bin")
-	tok := testmodels.Path(t, "tok512.bin")
-	out, stderr, err := mycelIn(t, "Once upon a time\nThe end\n/reset\nHi\n", "chat", "-m", bin, "-z", tok, "--temp", "0", "--ctx", "24", "-v")
+	p := testmodels.Builtin(t)
+	out, stderr, err := mycelIn(t, "Once upon a time\nThe end\n/reset\nHi\n", "chat", "-m", p, "--temp", "0", "--ctx", "24", "-v")
 	if err != nil {
 		t.Fatalf("chat: %v\n%s", err, stderr)
 	}
-	if !strings.Contains(stderr, "reply: 5 tokens") || !strings.Contains(stderr, "and 24 fit (--ctx): /reset starts over") ||
+	// The first turn's prompt leaves 24 - its tokens for the reply.
+	var first int
+	if _, rest, ok := strings.Cut(stderr, "> prompt: "); !ok {
+		t.Fatalf("no prompt line:\n%s", stderr)
+	} else if _, err := fmt.Sscanf(rest, "%d tokens", &first); err != nil || first >= 24 {
+		t.Fatalf("first prompt line %q: %d tokens, %v", rest, first, err)
+	}
+	if !strings.Contains(stderr, fmt.Sprintf("reply: %d tokens", 24-first)) || !strings.Contains(stderr, "and 24 fit (--ctx): /reset starts over") ||
 		strings.Count(stderr, "reply: ") != 2 || strings.Count(out, "\n") != 2 {
 		t.Errorf("stdout %q, stderr:\n%s", out, stderr)
 	}

@@ -52,8 +52,7 @@ func TestDataInTheCLI(t *testing.T) {
 	if err != nil || !strings.Contains(out, "jsonl-pair, 2 examples") || !strings.Contains(out, `completion  " a big dog.⏎It ran."`) {
 		t.Errorf("inspect: %q (%v)", out, err)
 	}
-	bin, tok := testmodels.Path(t, "stories260K.bin"), testmodels.Path(t, "tok512.bin")
-	importCmd(t, pub, bin, "-z", tok, "--name", "s260")
+	importCmd(t, pub, testmodels.Builtin(t), "--name", "s260")
 	out, _, err = mycel(t, "--api", pub, "data", "inspect", c, "--model", "s260", "--json")
 	var info api.DataInfo
 	if err != nil || json.Unmarshal([]byte(out), &info) != nil {

@@ -1,39 +1,36 @@
 package main
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/mycel-net/mycel/internal/testmodels"
 )
 
-// storyTokens is the length of stories260K's greedy story from BOS; the
-// model then writes BOS, to begin another story.
-const storyTokens = "345"
-
-// TestRunStopsAtEndOfText: mycel run ends the story at the model's end of
-// text, with the llama2.c file and with the GGUF, unless --ignore-eos,
-// which runs on into the next story up to -n.
+// TestRunStopsAtEndOfText: mycel run ends the built-in model's story from
+// BOS at its end of text, unless --ignore-eos, which runs on past it up to
+// -n; the text is what one engine generates.
 func TestRunStopsAtEndOfText(t *testing.T) {
-	bin := testmodels.Path(t, "stories260K.bin")
-	tok := testmodels.Path(t, "tok512.bin")
-	gguf := testmodels.Path(t, "stories260K.gguf")
-	for _, model := range [][]string{{"-m", bin, "-z", tok}, {"-m", gguf}} {
-		args := append([]string{"run", "--temp", "0", "-n", "400"}, model...)
-		out, stderr, err := mycel(t, args...)
-		if err != nil {
-			t.Fatalf("run: %v\n%s", err, stderr)
-		}
-		if !strings.HasPrefix(out, refFromBOS) || strings.Count(out, "Once upon a time") != 1 ||
-			!strings.Contains(stderr, "generated: "+storyTokens+" tokens") || !strings.Contains(stderr, "stopped at end of sequence") {
-			t.Errorf("%v:\n%s\n%s", model, out, stderr)
-		}
-		out, stderr, err = mycel(t, append(args, "--ignore-eos")...)
-		if err != nil {
-			t.Fatalf("run --ignore-eos: %v\n%s", err, stderr)
-		}
-		if strings.Count(out, "Once upon a time") != 2 || !strings.Contains(stderr, "generated: 400 tokens") || strings.Contains(stderr, "stopped") {
-			t.Errorf("%v --ignore-eos:\n%s\n%s", model, out, stderr)
-		}
+	story, n := builtinStory(t, 400, false)
+	if n >= 400 {
+		t.Fatalf("the built-in model's story does not end in 400 tokens: %q", story)
+	}
+	args := []string{"run", "-m", testmodels.Builtin(t), "--temp", "0", "-n", "400"}
+	out, stderr, err := mycel(t, args...)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr)
+	}
+	if out != story || !strings.Contains(stderr, "generated: "+strconv.Itoa(n)+" tokens") || !strings.Contains(stderr, "stopped at end of sequence") {
+		t.Errorf("run (want %d tokens):\n%s\n%s", n, out, stderr)
+	}
+	all, _ := builtinStory(t, 400, true)
+	out, stderr, err = mycel(t, append(args, "--ignore-eos")...)
+	if err != nil {
+		t.Fatalf("run --ignore-eos: %v\n%s", err, stderr)
+	}
+	if out != all || !strings.HasPrefix(out, strings.TrimSuffix(story, "\n")) || len(out) <= len(story) ||
+		!strings.Contains(stderr, "generated: 400 tokens") || strings.Contains(stderr, "stopped") {
+		t.Errorf("run --ignore-eos:\n%s\n%s", out, stderr)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,8 @@ func mycel(t *testing.T, args ...string) (string, string, error) {
 	return out.String(), errb.String(), err
 }
 
+// The reference greedy texts of stories260K (the shared test models'
+// README): from BOS, and from the prompt "Lily wanted to".
 const (
 	refFromBOS = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high"
 	refPrompt  = "Lily wanted to go on a walk. She saw a big box with a big box. She wanted to see what was inside. She wanted to see what was inside.\n\"Hello, little boy,\" Lily said. \"What are"
@@ -98,15 +101,14 @@ func TestRunTinyRandomGGUF(t *testing.T) {
 // TestRunBadInput checks that each kind of bad input is refused with a
 // one-line error naming the problem.
 func TestRunBadInput(t *testing.T) {
-	bin := testmodels.Path(t, "stories260K.bin")
-	tok := testmodels.Path(t, "tok512.bin")
-	bigTok := testmodels.Path(t, "tokenizer.bin")
+	p := testmodels.Builtin(t)
+	tiny := tinyLlama2C(t) // a llama2.c checkpoint, whose vocabulary is a file of its own
 	dir := t.TempDir()
-	data, err := os.ReadFile(bin)
+	data, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	truncated := filepath.Join(dir, "truncated.bin")
+	truncated := filepath.Join(dir, "truncated.gguf")
 	os.WriteFile(truncated, data[:len(data)/2], 0o644)
 	garbage := filepath.Join(dir, "garbage.gguf")
 	os.WriteFile(garbage, []byte("this is not a model file at all, not even close"), 0o644)
@@ -117,16 +119,16 @@ func TestRunBadInput(t *testing.T) {
 		args []string
 		want string // a fragment the error must contain
 	}{
-		{"missing model", []string{"run", "-m", filepath.Join(dir, "nope.bin"), "-z", tok}, "nope.bin"},
-		{"truncated model", []string{"run", "-m", truncated, "-z", tok}, "truncated.bin"},
-		{"not a model", []string{"run", "-m", garbage, "-z", tok}, "garbage.gguf"},
-		{"no tokenizer", []string{"run", "-m", bin}, "-z"},
-		{"wrong tokenizer", []string{"run", "-m", bin, "-z", bigTok}, "tokenizer"},
-		{"prompt over context", []string{"run", "-m", bin, "-z", tok, long}, "context"},
-		{"-n over context", []string{"run", "-m", bin, "-z", tok, "-n", "600"}, "context"},
-		{"negative -n", []string{"run", "-m", bin, "-z", tok, "-n", "-1"}, "-n"},
-		{"bad temperature", []string{"run", "-m", bin, "-z", tok, "--temp", "-1"}, "temperature"},
-		{"bad KV cache type", []string{"run", "-m", bin, "-z", tok, "--kv", "q8_0"}, "--kv"},
+		{"missing model", []string{"run", "-m", filepath.Join(dir, "nope.gguf")}, "nope.gguf"},
+		{"truncated model", []string{"run", "-m", truncated}, "truncated.gguf"},
+		{"not a model", []string{"run", "-m", garbage}, "garbage.gguf"},
+		{"no tokenizer", []string{"run", "-m", tiny}, "-z"},
+		{"wrong tokenizer", []string{"run", "-m", tiny, "-z", p}, "tokenizer"},
+		{"prompt over context", []string{"run", "-m", p, long}, "context"},
+		{"-n over context", []string{"run", "-m", p, "-n", "600"}, "context"},
+		{"negative -n", []string{"run", "-m", p, "-n", "-1"}, "-n"},
+		{"bad temperature", []string{"run", "-m", p, "--temp", "-1"}, "temperature"},
+		{"bad KV cache type", []string{"run", "-m", p, "--kv", "q8_0"}, "--kv"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, _, err := mycel(t, tc.args...)
@@ -206,18 +208,19 @@ func TestSynthRuns(t *testing.T) {
 	}
 }
 
-// TestSwarmDemo runs the local swarm demo on stories260K: three servers on
-// loopback choose their spans, the client finds them and plans a route,
-// greedy generation through them gives the reference text.
+// TestSwarmDemo runs the local swarm demo on the built-in model from BOS
+// with f32 on the wire: three servers on loopback choose their spans, the
+// client finds them and plans a route, and greedy generation through them
+// gives what mycel run gives on this machine alone.
 func TestSwarmDemo(t *testing.T) {
-	bin := testmodels.Path(t, "stories260K.bin")
-	tok := testmodels.Path(t, "tok512.bin")
-	out, stderr, err := mycel(t, "swarm", "demo", "-m", bin, "-z", tok, "-n", "60", "--wire", "f32", "")
+	p := testmodels.Builtin(t)
+	want, _ := localRun(t, "-n", "60", "")
+	out, stderr, err := mycel(t, "swarm", "demo", "-m", p, "-n", "60", "--wire", "f32", "")
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, stderr)
 	}
-	if got := strings.TrimSuffix(out, "\n"); got != refFromBOS {
-		t.Errorf("demo text:\n got %q\nwant %q", got, refFromBOS)
+	if out != want {
+		t.Errorf("demo text:\n got %q\nwant %q", out, want)
 	}
 	if strings.Count(stderr, "route: ") < 1 || strings.Count(stderr, "chose layers") != 3 || !strings.Contains(stderr, "layers 0:") {
 		t.Errorf("demo did not show its route:\n%s", stderr)
@@ -226,12 +229,12 @@ func TestSwarmDemo(t *testing.T) {
 	// spare, replays, and the text is the same. The stopped server left:
 	// one line says so and where its layers went; it is no liar, so
 	// nobody is banned.
-	out, stderr, err = mycel(t, "swarm", "demo", "-m", bin, "-z", tok, "-n", "60", "--wire", "f32", "--kill-after", "15", "")
+	out, stderr, err = mycel(t, "swarm", "demo", "-m", p, "-n", "60", "--wire", "f32", "--kill-after", "15", "")
 	if err != nil {
 		t.Fatalf("demo with a failure: %v\n%s", err, stderr)
 	}
-	if got := strings.TrimSuffix(out, "\n"); got != refFromBOS {
-		t.Errorf("demo text after failover:\n got %q\nwant %q", got, refFromBOS)
+	if out != want {
+		t.Errorf("demo text after failover:\n got %q\nwant %q", out, want)
 	}
 	var stopped, layers string
 	for _, l := range strings.Split(stderr, "\n") {
@@ -247,14 +250,14 @@ func TestSwarmDemo(t *testing.T) {
 		strings.Contains(stderr, "banned") || strings.Contains(stderr, "hop failed") {
 		t.Errorf("demo did not show one line for the server that left (%q):\n%s", left, stderr)
 	}
-	// A generation longer than the story stops at its end: 345 tokens,
-	// then the model's BOS, which would begin another story.
-	out, stderr, err = mycel(t, "swarm", "demo", "-m", bin, "-z", tok, "-n", "400", "--wire", "f32", "")
+	// A generation longer than the story stops at its end, the model's
+	// end of text.
+	story, n := builtinStory(t, 400, false)
+	out, stderr, err = mycel(t, "swarm", "demo", "-m", p, "-n", "400", "--wire", "f32", "")
 	if err != nil {
 		t.Fatalf("demo to the end of the story: %v\n%s", err, stderr)
 	}
-	if !strings.Contains(stderr, "generated 345 tokens") || !strings.Contains(stderr, "stopped at end of sequence") ||
-		strings.Count(out, "Once upon a time") != 1 {
-		t.Errorf("demo to the end of the story:\n%s\n%s", out, stderr)
+	if out != story || n >= 400 || !strings.Contains(stderr, fmt.Sprintf("generated %d tokens", n)) || !strings.Contains(stderr, "stopped at end of sequence") {
+		t.Errorf("demo to the end of the story (%d tokens):\n%s\n%s", n, out, stderr)
 	}
 }

@@ -56,11 +56,10 @@ func completeHTTP(t *testing.T, api, model string) (int, string) {
 // node's blocks, not through the swarm), models inspect, export and rm,
 // and the OpenAI API; a llama2.c model without -z is refused at import.
 func TestModelNamesInTheCLI(t *testing.T) {
-	bin := testmodels.Path(t, "stories260K.bin")
-	tok := testmodels.Path(t, "tok512.bin")
+	p := testmodels.Builtin(t)
 	api := startNodeCmd(t)
 
-	_, _, err := mycel(t, "--api", api, "models", "import", bin, "--name", "s260")
+	_, _, err := mycel(t, "--api", api, "models", "import", tinyLlama2C(t), "--name", "s260")
 	if err == nil || !strings.Contains(err.Error(), "-z") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("import of a llama2.c model without -z: %v", err)
 	}
@@ -68,22 +67,23 @@ func TestModelNamesInTheCLI(t *testing.T) {
 		t.Fatalf("models after a refused import: %q (%v)", out, err)
 	}
 
-	c := importCmd(t, api, bin, "-z", tok, "--name", "s260")
+	c := importCmd(t, api, p, "--name", "s260")
+	want, _ := localRun(t, "-n", "60")
 	out, stderr, err := mycel(t, "--api", api, "run", "-m", "s260", "--temp", "0", "-n", "60")
 	if err != nil {
 		t.Fatalf("run -m NAME: %v\n%s", err, stderr)
 	}
-	if got := strings.TrimSuffix(out, "\n"); got != refFromBOS || strings.Contains(stderr, "swarm") {
-		t.Errorf("run -m NAME:\n got %q\nwant %q\nstderr %q", got, refFromBOS, stderr)
+	if out != want || strings.Contains(stderr, "swarm") {
+		t.Errorf("run -m NAME:\n got %q\nwant %q\nstderr %q", out, want, stderr)
 	}
-	if out, _, err := mycel(t, "--api", api, "models", "inspect", "s260"); err != nil || !strings.Contains(out, c) || !strings.Contains(out, "layer 4") {
+	if out, _, err := mycel(t, "--api", api, "models", "inspect", "s260"); err != nil || !strings.Contains(out, c) || !strings.Contains(out, "layer 5") {
 		t.Errorf("inspect NAME: %q (%v)", out, err)
 	}
 	gguf := filepath.Join(t.TempDir(), "s260.gguf")
 	if _, stderr, err := mycel(t, "--api", api, "models", "export", "s260", "-o", gguf); err != nil {
 		t.Fatalf("export NAME: %v\n%s", err, stderr)
 	}
-	if out, _, err := mycel(t, "models", "inspect", gguf); err != nil || !strings.Contains(out, "5 layers") {
+	if out, _, err := mycel(t, "models", "inspect", gguf); err != nil || !strings.Contains(out, "6 layers") {
 		t.Errorf("the exported file: %q (%v)", out, err)
 	}
 	if code, text := completeHTTP(t, api, "s260"); code != 200 || text == "" {
@@ -104,11 +104,9 @@ func TestModelNamesInTheCLI(t *testing.T) {
 // with an error and leaves no file: a model pulled in part (refused before
 // the stream), and a block found damaged once the stream has begun.
 func TestExportErrorsInTheCLI(t *testing.T) {
-	bin := testmodels.Path(t, "stories260K.bin")
-	tok := testmodels.Path(t, "tok512.bin")
 	pubData := t.TempDir()
 	pub := startNodeCmd(t, "--data", pubData)
-	c := importCmd(t, pub, bin, "-z", tok, "--name", "s260")
+	c := importCmd(t, pub, testmodels.Builtin(t), "--name", "s260")
 	st, err := api.NewClient(pub).Status(context.Background())
 	if err != nil {
 		t.Fatal(err)

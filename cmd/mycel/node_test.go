@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -105,13 +106,27 @@ func TestNodeOffLoopback(t *testing.T) {
 	}
 }
 
-// TestModelsThroughTheNode imports a llama2.c model with its tokenizer,
-// runs it by CID, lists, inspects, exports and removes it.
+// TestModelsThroughTheNode imports a model (the built-in GGUF; a llama2.c
+// checkpoint with its tokenizer), runs it by CID, lists, inspects, exports
+// and removes it.
 func TestModelsThroughTheNode(t *testing.T) {
-	bin := testmodels.Path(t, "stories260K.bin")
-	tok := testmodels.Path(t, "tok512.bin")
+	t.Run("builtin", func(t *testing.T) {
+		want, _ := localRun(t, "-n", "60")
+		modelsThroughTheNode(t, []string{testmodels.Builtin(t), "--name", "tales"}, want, builtinLayers)
+	})
+	t.Run("llama2.c", func(t *testing.T) {
+		bin := testmodels.Path(t, "stories260K.bin")
+		tok := testmodels.Path(t, "tok512.bin")
+		modelsThroughTheNode(t, []string{bin, "-z", tok, "--name", "stories260K"}, refFromBOS+"\n", 5)
+	})
+}
+
+// modelsThroughTheNode imports with importArgs, and wants want from a
+// greedy run of 60 tokens from BOS, of the node's model and of its
+// export, and layers layers.
+func modelsThroughTheNode(t *testing.T, importArgs []string, want string, layers int) {
 	api := startNodeCmd(t)
-	out, stderr, err := mycel(t, "--api", api, "models", "import", bin, "-z", tok, "--name", "stories260K")
+	out, stderr, err := mycel(t, append([]string{"--api", api, "models", "import"}, importArgs...)...)
 	if err != nil {
 		t.Fatalf("import: %v\n%s", err, stderr)
 	}
@@ -120,7 +135,7 @@ func TestModelsThroughTheNode(t *testing.T) {
 	if _, err := cid.Decode(c); err != nil {
 		t.Fatalf("import printed %q, want a CID last: %v", out, err)
 	}
-	out2, _, err := mycel(t, "--api", api, "models", "import", bin, "-z", tok, "--name", "stories260K")
+	out2, _, err := mycel(t, append([]string{"--api", api, "models", "import"}, importArgs...)...)
 	if err != nil || strings.TrimSpace(out2) != c {
 		t.Errorf("second import gave %q (%v), first %s", out2, err, c)
 	}
@@ -128,15 +143,16 @@ func TestModelsThroughTheNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run -m CID: %v\n%s", err, stderr)
 	}
-	if got := strings.TrimSuffix(out, "\n"); got != refFromBOS {
-		t.Errorf("run -m CID:\n got %q\nwant %q", got, refFromBOS)
+	if out != want {
+		t.Errorf("run -m CID:\n got %q\nwant %q", out, want)
 	}
+	parts := fmt.Sprintf("%d/%d", layers+2, layers+2)
 	out, _, err = mycel(t, "--api", api, "models", "ls")
-	if err != nil || !strings.Contains(out, c) || !strings.Contains(out, "7/7") {
-		t.Errorf("ls: %q (%v)", out, err)
+	if err != nil || !strings.Contains(out, c) || !strings.Contains(out, parts) {
+		t.Errorf("ls: %q (%v), want %s parts", out, err, parts)
 	}
 	out, _, err = mycel(t, "--api", api, "models", "inspect", c)
-	if err != nil || !strings.Contains(out, "layer 4") || !strings.Contains(out, "5 layers") {
+	if err != nil || !strings.Contains(out, fmt.Sprintf("layer %d", layers-1)) || !strings.Contains(out, fmt.Sprintf("%d layers", layers)) {
 		t.Errorf("inspect: %q (%v)", out, err)
 	}
 	gguf := filepath.Join(t.TempDir(), "out.gguf")
@@ -144,7 +160,7 @@ func TestModelsThroughTheNode(t *testing.T) {
 		t.Fatalf("export: %v\n%s", err, stderr)
 	}
 	out, _, err = mycel(t, "run", "-m", gguf, "--temp", "0", "-n", "60")
-	if err != nil || strings.TrimSuffix(out, "\n") != refFromBOS {
+	if err != nil || out != want {
 		t.Errorf("run of the exported GGUF: %q (%v)", out, err)
 	}
 	if _, _, err := mycel(t, "--api", api, "models", "rm", c); err != nil {

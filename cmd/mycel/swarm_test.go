@@ -11,16 +11,16 @@ import (
 	"github.com/mycel-net/mycel/node/api"
 )
 
-// Real `mycel node` processes in one test: a publisher imports
-// stories260K, three volunteers run `mycel node --serve CID --max-layers 2`
-// and choose their spans, and a node that holds no layer runs
-// `mycel run -m CID -v`: the reference text on stdout, the route on stderr;
-// `mycel swarm status` shows the servers.
+// Real `mycel node` processes in one test: a publisher imports the
+// built-in model, three volunteers run `mycel node --serve CID
+// --max-layers 2` and choose their spans, and a node that holds no layer
+// runs `mycel run -m CID -v`: on stdout the text mycel run gives with the
+// file on this machine alone, the route on stderr; `mycel swarm status`
+// shows the servers.
 func TestRunThroughTheSwarm(t *testing.T) {
-	bin := testmodels.Path(t, "stories260K.bin")
-	tok := testmodels.Path(t, "tok512.bin")
+	p := testmodels.Builtin(t)
 	pub := startNodeCmd(t)
-	out, _, err := mycel(t, "--api", pub, "models", "import", bin, "-z", tok, "--name", "stories260K")
+	out, _, err := mycel(t, "--api", pub, "models", "import", p, "--name", "tales")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,11 +58,12 @@ func TestRunThroughTheSwarm(t *testing.T) {
 		t.Errorf("swarm status table:\n%s", table)
 	}
 
-	stdout, stderr, err := mycel(t, "--api", client, "run", "-m", c, "-v", "--temp", "0", "-n", "20", "Lily wanted to")
+	want, _ := localRun(t, "-n", "20", testmodels.BuiltinPrompt)
+	stdout, stderr, err := mycel(t, "--api", client, "run", "-m", c, "-v", "--temp", "0", "-n", "20", testmodels.BuiltinPrompt)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
-	if want := "Lily wanted to go on a walk. She saw a big box with a big bo\n"; stdout != want {
+	if stdout != want {
 		t.Errorf("stdout %q, want %q", stdout, want)
 	}
 	at := 0
@@ -77,21 +78,23 @@ func TestRunThroughTheSwarm(t *testing.T) {
 		}
 		at = last
 	}
-	if at != 5 {
-		t.Fatalf("the route lines do not cover the 5 layers:\n%s", stderr)
+	if at != builtinLayers {
+		t.Fatalf("the route lines do not cover the %d layers:\n%s", builtinLayers, stderr)
 	}
 	if !strings.Contains(stderr, "generated: 20 tokens through the swarm") {
 		t.Errorf("summary missing:\n%s", stderr)
 	}
 	// Through the swarm too the story ends at the model's end of text,
 	// unless --ignore-eos.
+	story, storyTokens := builtinStory(t, 400, false)
 	stdout, stderr, err = mycel(t, "--api", client, "run", "-m", c, "--temp", "0", "-n", "400", "")
-	if err != nil || strings.Count(stdout, "Once upon a time") != 1 ||
-		!strings.Contains(stderr, "generated: "+storyTokens+" tokens through the swarm") || !strings.Contains(stderr, "stopped at end of sequence") {
+	if err != nil || stdout != story ||
+		!strings.Contains(stderr, fmt.Sprintf("generated: %d tokens through the swarm", storyTokens)) || !strings.Contains(stderr, "stopped at end of sequence") {
 		t.Errorf("run to the end of the story: %v\n%s\n%s", err, stdout, stderr)
 	}
+	all, _ := builtinStory(t, 400, true)
 	stdout, stderr, err = mycel(t, "--api", client, "run", "-m", c, "--temp", "0", "-n", "400", "--ignore-eos", "")
-	if err != nil || strings.Count(stdout, "Once upon a time") != 2 ||
+	if err != nil || stdout != all ||
 		!strings.Contains(stderr, "generated: 400 tokens through the swarm") || strings.Contains(stderr, "stopped") {
 		t.Errorf("run --ignore-eos: %v\n%s\n%s", err, stdout, stderr)
 	}
@@ -108,11 +111,11 @@ func TestRunThroughTheSwarm(t *testing.T) {
 			t.Fatalf("the whole-model volunteer never pulled its layers: %s %v", js, err)
 		}
 	}
-	stdout, stderr, err = mycel(t, "--api", whole, "run", "-m", c, "--temp", "0", "-n", "20", "Lily wanted to")
+	stdout, stderr, err = mycel(t, "--api", whole, "run", "-m", c, "--temp", "0", "-n", "20", testmodels.BuiltinPrompt)
 	if err != nil {
 		t.Fatalf("run on the whole-model volunteer: %v\n%s", err, stderr)
 	}
-	if want := "Lily wanted to go on a walk. She saw a big box with a big bo\n"; stdout != want || strings.Contains(stderr, "through the swarm") {
+	if stdout != want || strings.Contains(stderr, "through the swarm") {
 		t.Errorf("run on the whole-model volunteer: stdout %q, stderr %q", stdout, stderr)
 	}
 
@@ -120,7 +123,7 @@ func TestRunThroughTheSwarm(t *testing.T) {
 	if _, stderr, err := mycel(t, "--api", client, "run", "-m", "no-such-model", "Hi"); err == nil || !strings.Contains(stderr+err.Error(), "no-such-model") {
 		t.Errorf("unknown model: %v %s", err, stderr)
 	}
-	if _, stderr, err := mycel(t, "--api", client, "run", "-m", bin, "-z", tok, "--swarm", "Hi"); err == nil || !strings.Contains(stderr+err.Error(), "is a file") {
+	if _, stderr, err := mycel(t, "--api", client, "run", "-m", p, "--swarm", "Hi"); err == nil || !strings.Contains(stderr+err.Error(), "is a file") {
 		t.Errorf("--swarm with a file: %v %s", err, stderr)
 	}
 }

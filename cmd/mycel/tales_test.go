@@ -12,17 +12,21 @@ import (
 const talesGolden = "Once upon a time, there was a little girl named Nina. Her best friend was Pebble, a playful frog. One day, Nina and Pebble went to the meadow to play. There they found a little toy car behind"
 
 // The built-in model (in the repository, so this runs on every checkout):
-// mycel run prints the recorded greedy continuation, the same every time,
-// and a whole story stops at the model's end of text.
+// mycel run prints the recorded greedy continuation, the same every time
+// and with an f32 KV cache, and a whole story stops at the model's end of
+// text.
 func TestRunBuiltinModel(t *testing.T) {
 	p := testmodels.Builtin(t)
-	for range 2 {
-		out, stderr, err := mycel(t, "run", "-m", p, "--temp", "0", "-n", "40", testmodels.BuiltinPrompt)
+	for _, extra := range [][]string{nil, nil, {"--kv", "f32"}} {
+		out, stderr, err := mycel(t, append([]string{"run", "-m", p, "--temp", "0", "-n", "40", testmodels.BuiltinPrompt}, extra...)...)
 		if err != nil {
-			t.Fatalf("run: %v\n%s", err, stderr)
+			t.Fatalf("run %v: %v\n%s", extra, err, stderr)
 		}
 		if got := strings.TrimSuffix(out, "\n"); got != talesGolden {
-			t.Errorf("greedy:\n got %q\nwant %q", got, talesGolden)
+			t.Errorf("greedy %v:\n got %q\nwant %q", extra, got, talesGolden)
+		}
+		if !strings.Contains(stderr, "generated: 40 tokens") {
+			t.Errorf("summary on stderr: %q", stderr)
 		}
 	}
 	out, stderr, err := mycel(t, "run", "-m", p, "--temp", "0", testmodels.BuiltinPrompt)

@@ -88,10 +88,8 @@ func TestSwarmTour(t *testing.T) {
 }
 
 func testSwarmTour(t *testing.T, clientFirst bool) {
-	bin := testmodels.Path(t, "stories260K.bin")
-	tok := testmodels.Path(t, "tok512.bin")
 	a, _ := startNodeLog(t)
-	out, _, err := mycel(t, "--api", a, "models", "import", bin, "-z", tok, "--name", "stories260K")
+	out, _, err := mycel(t, "--api", a, "models", "import", testmodels.Builtin(t), "--name", "tales")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,8 +109,8 @@ func testSwarmTour(t *testing.T, clientFirst bool) {
 	if clientFirst {
 		client, _ = startNodeLog(t, "--bootstrap", boot)
 	}
-	// stories260K has 5 layers: with 3 at most each, the second volunteer
-	// must see the first to cover the model.
+	// The built-in model has 6 layers: with 3 at most each, the second
+	// volunteer must see the first to cover the model.
 	for range 2 {
 		_, log := startNodeLog(t, "--bootstrap", boot, "--serve", c, "--max-layers", "3", "-t", "1")
 		waitFor(t, log, "serving layers")
@@ -123,11 +121,12 @@ func testSwarmTour(t *testing.T, clientFirst bool) {
 	if !clientFirst {
 		client, _ = startNodeLog(t, "--bootstrap", boot)
 	}
-	stdout, stderr, err := mycel(t, "--api", client, "run", "-m", c, "--swarm", "-v", "--temp", "0", "-n", "20", "Lily wanted to")
+	want, _ := localRun(t, "-n", "20", testmodels.BuiltinPrompt)
+	stdout, stderr, err := mycel(t, "--api", client, "run", "-m", c, "--swarm", "-v", "--temp", "0", "-n", "20", testmodels.BuiltinPrompt)
 	if err != nil {
 		t.Fatalf("first run through the swarm: %v\n%s", err, stderr)
 	}
-	if want := "Lily wanted to go on a walk. She saw a big box with a big bo\n"; stdout != want {
+	if stdout != want {
 		t.Errorf("stdout %q, want %q", stdout, want)
 	}
 	if strings.Count(stderr, "route: ") != 2 {

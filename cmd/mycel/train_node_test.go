@@ -16,7 +16,7 @@ import (
 // running: the CID of its final checkpoint (file, on disk), which the node
 // lists under the job's name, and which train export takes by CID and by
 // name, writing the same model as from the file.
-func checkCheckpointInNode(t *testing.T, api, printed, file, tok string) {
+func checkCheckpointInNode(t *testing.T, api, printed, file string) {
 	t.Helper()
 	if _, err := cid.Decode(printed); err != nil {
 		t.Fatalf("last line of train run %q: want the checkpoint's CID (%v)", printed, err)
@@ -41,7 +41,7 @@ func checkCheckpointInNode(t *testing.T, api, printed, file, tok string) {
 	var models [][]byte
 	for _, ref := range []string{file, printed, "job"} {
 		o := filepath.Join(t.TempDir(), "tuned.gguf") // the name goes into the file
-		if _, stderr, err := mycel(t, "--api", api, "train", "export", ref, "-o", o, "-z", tok); err != nil {
+		if _, stderr, err := mycel(t, "--api", api, "train", "export", ref, "-o", o); err != nil {
 			t.Fatalf("train export %s: %v\n%s", ref, err, stderr)
 		}
 		b, err := os.ReadFile(o)

@@ -18,15 +18,15 @@ const pipStory = "Pip the gray mouse lived under the old red bridge. Every morni
 	"that went by: one blue boat, two green boats and a yellow boat with a sleepy dog. " +
 	"One day a paper boat came down the river. Pip jumped on it and sailed all the way to the sea.\n"
 
-// writeJob writes a LoRA job on stories260K and our story into a new
-// folder and returns the job file's path.
+// writeJob writes a LoRA job on the built-in model and our story into a
+// new folder and returns the job file's path.
 func writeJob(t *testing.T, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "story.txt"), []byte(pipStory), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	job := "model = \"" + testmodels.Path(t, "stories260K.bin") + "\"\ndata = \"story.txt\"\n" +
+	job := "model = \"" + testmodels.Builtin(t) + "\"\ndata = \"story.txt\"\n" +
 		"lr = 0.01\neval_fraction = 0.0\n" + extra
 	if !strings.Contains(extra, "seq_len") {
 		job += "seq_len = 32\nbatch_tokens = 64\n"
@@ -48,28 +48,27 @@ func lastLine(s string) string {
 // model and the adapter, which `mycel run` (with --lora for the adapter)
 // then runs: both continue the story from its first words.
 func TestTrainRunAndExport(t *testing.T) {
-	tok := testmodels.Path(t, "tok512.bin")
-	job := writeJob(t, "steps = 40\ncheckpoint_every = 20\n")
-	stdout, stderr, err := mycel(t, "train", "run", job, "-z", tok, "-t", "1")
+	job := writeJob(t, "steps = 120\ncheckpoint_every = 60\n")
+	stdout, stderr, err := mycel(t, "train", "run", job, "-t", "1")
 	if err != nil {
 		t.Fatalf("train run: %v\n%s", err, stderr)
 	}
 	ckpt := lastLine(stdout)
-	if filepath.Base(ckpt) != "step-00000040.ckpt" {
+	if filepath.Base(ckpt) != "step-00000120.ckpt" {
 		t.Fatalf("last line of stdout %q, want the final checkpoint", ckpt)
 	}
-	if !strings.Contains(stderr, "step 40/40") || !strings.Contains(stderr, "loss") {
+	if !strings.Contains(stderr, "step 120/120") || !strings.Contains(stderr, "loss") {
 		t.Errorf("progress on stderr:\n%s", stderr)
 	}
-	if _, err := os.Stat(filepath.Join(filepath.Dir(ckpt), "step-00000020.ckpt")); err != nil {
-		t.Errorf("no checkpoint at step 20: %v", err)
+	if _, err := os.Stat(filepath.Join(filepath.Dir(ckpt), "step-00000060.ckpt")); err != nil {
+		t.Errorf("no checkpoint at step 60: %v", err)
 	}
 	dir := t.TempDir()
 	merged, adapter := filepath.Join(dir, "pip.gguf"), filepath.Join(dir, "pip-lora.gguf")
-	if _, stderr, err := mycel(t, "train", "export", ckpt, "-z", tok, "-o", merged); err != nil {
+	if _, stderr, err := mycel(t, "train", "export", ckpt, "-o", merged); err != nil {
 		t.Fatalf("export: %v\n%s", err, stderr)
 	}
-	if _, stderr, err := mycel(t, "train", "export", ckpt, "-z", tok, "--adapter-only", "-o", adapter); err != nil {
+	if _, stderr, err := mycel(t, "train", "export", ckpt, "--adapter-only", "-o", adapter); err != nil {
 		t.Fatalf("export --adapter-only: %v\n%s", err, stderr)
 	}
 	want := "Pip the gray mouse lived under the old red bridge"
@@ -77,7 +76,7 @@ func TestTrainRunAndExport(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, want) {
 		t.Errorf("run of the merged model: %q, %v\n%s", out, err, stderr)
 	}
-	out, stderr, err = mycel(t, "run", "-m", testmodels.Path(t, "stories260K.bin"), "-z", tok, "--lora", adapter, "--temp", "0", "-n", "16", "Pip the gray mouse")
+	out, stderr, err = mycel(t, "run", "-m", testmodels.Builtin(t), "--lora", adapter, "--temp", "0", "-n", "16", "Pip the gray mouse")
 	if err != nil || !strings.HasPrefix(out, want) {
 		t.Errorf("run with --lora: %q, %v\n%s", out, err, stderr)
 	}
@@ -88,7 +87,6 @@ func TestTrainRunAndExport(t *testing.T) {
 }
 
 func TestTrainRunBadInput(t *testing.T) {
-	tok := testmodels.Path(t, "tok512.bin")
 	for _, c := range []struct {
 		extra, want string
 	}{
@@ -96,7 +94,7 @@ func TestTrainRunBadInput(t *testing.T) {
 		{"steps = 0\n", "steps"},
 		{"seq_len = 4096\nbatch_tokens = 4096\n", "context"},
 	} {
-		_, _, err := mycel(t, "train", "run", writeJob(t, c.extra), "-z", tok)
+		_, _, err := mycel(t, "train", "run", writeJob(t, c.extra))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("job with %q: %v, want an error naming %q", c.extra, err, c.want)
 		}
@@ -105,10 +103,10 @@ func TestTrainRunBadInput(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(filepath.Dir(job), "story.txt"), []byte("{\"text\": 3}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := mycel(t, "train", "run", job, "-z", tok); err == nil || !strings.Contains(err.Error(), "line 1") {
+	if _, _, err := mycel(t, "train", "run", job); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Errorf("a data set that does not parse: %v", err)
 	}
-	if _, _, err := mycel(t, "train", "run", writeJob(t, "steps = 3\n"), "-z", tok, "--resume"); err == nil || !strings.Contains(err.Error(), "no checkpoint") {
+	if _, _, err := mycel(t, "train", "run", writeJob(t, "steps = 3\n"), "--resume"); err == nil || !strings.Contains(err.Error(), "no checkpoint") {
 		t.Errorf("--resume with no checkpoint: %v", err)
 	}
 }
@@ -145,10 +143,9 @@ func mycelBinary(t *testing.T) string {
 // checkpoint byte for byte equal to a run that never stopped.
 func TestTrainInterruptAndResume(t *testing.T) {
 	exe := mycelBinary(t)
-	tok := testmodels.Path(t, "tok512.bin")
 	job := writeJob(t, "steps = 80\ncheckpoint_every = 0\n")
 	straight := filepath.Join(t.TempDir(), "straight")
-	out, err := exec.Command(exe, "train", "run", job, "-z", tok, "-t", "1", "--checkpoints", straight).Output()
+	out, err := exec.Command(exe, "train", "run", job, "-t", "1", "--checkpoints", straight).Output()
 	if err != nil {
 		t.Fatalf("straight run: %v", err)
 	}
@@ -158,7 +155,7 @@ func TestTrainInterruptAndResume(t *testing.T) {
 	}
 
 	stopped := filepath.Join(t.TempDir(), "stopped")
-	cmd := exec.Command(exe, "train", "run", job, "-z", tok, "-t", "1", "--checkpoints", stopped)
+	cmd := exec.Command(exe, "train", "run", job, "-t", "1", "--checkpoints", stopped)
 	var stdout bytes.Buffer
 	stderr := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
@@ -183,7 +180,7 @@ func TestTrainInterruptAndResume(t *testing.T) {
 	if strings.HasSuffix(mid, "step-00000080.ckpt") {
 		t.Fatal("the run ended before the interrupt arrived")
 	}
-	out, err = exec.Command(exe, "train", "run", job, "-z", tok, "-t", "1", "--checkpoints", stopped, "--resume").Output()
+	out, err = exec.Command(exe, "train", "run", job, "-t", "1", "--checkpoints", stopped, "--resume").Output()
 	if err != nil {
 		t.Fatalf("resumed run: %v", err)
 	}
@@ -198,7 +195,6 @@ func TestTrainInterruptAndResume(t *testing.T) {
 
 // A job's data set may be a data set of the running node, by name or CID.
 func TestTrainOnNodeData(t *testing.T) {
-	tok := testmodels.Path(t, "tok512.bin")
 	api := startNodeCmd(t)
 	job := writeJob(t, "steps = 4\n")
 	story := filepath.Join(filepath.Dir(job), "story.txt")
@@ -217,13 +213,13 @@ func TestTrainOnNodeData(t *testing.T) {
 		if err := os.WriteFile(nj, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		out, stderr, err := mycel(t, "--api", api, "train", "run", nj, "-z", tok, "-t", "1")
+		out, stderr, err := mycel(t, "--api", api, "train", "run", nj, "-t", "1")
 		if err != nil {
 			t.Fatalf("train run on data %s: %v\n%s\n%s", ref, err, out, stderr)
 		}
-		checkCheckpointInNode(t, api, lastLine(out), filepath.Join(filepath.Dir(nj), "job-checkpoints", "step-00000004.ckpt"), tok)
+		checkCheckpointInNode(t, api, lastLine(out), filepath.Join(filepath.Dir(nj), "job-checkpoints", "step-00000004.ckpt"))
 	}
-	if _, _, err := mycel(t, "--api", api, "train", "run", writeJobData(t, "no-such-set"), "-z", tok); err == nil || !strings.Contains(err.Error(), "no-such-set") {
+	if _, _, err := mycel(t, "--api", api, "train", "run", writeJobData(t, "no-such-set")); err == nil || !strings.Contains(err.Error(), "no-such-set") {
 		t.Errorf("an unknown data set: %v", err)
 	}
 }
