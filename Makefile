@@ -49,7 +49,8 @@ tales:
 # Each run goes through internal/testsummary (go test -json): it prints
 # what go test prints without -v, stops at the first run that fails with
 # its exit status, and ends with one line counting the skipped tests by
-# reason (tests that need the models of docs/testing.md skip without them).
+# reason (without the shared models of docs/testing.md, the cross-checks
+# against models trained elsewhere skip; the rest run the built-in model).
 TESTSUMMARY := $(BUILD)/testsummary
 test: vet
 	@mkdir -p $(BUILD)

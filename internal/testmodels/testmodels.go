@@ -1,14 +1,21 @@
-// Package testmodels finds the real model files that tests run against.
+// Package testmodels finds the model files that tests run against.
 //
-// The files live outside the repository: in ../shared/models next to the
-// checkout by default, or wherever MYCEL_TEST_MODELS points. Where they are
-// absent a test skips with a line saying how to get them, except under
-// CI=true, where absence is a failure.
+// Most tests run the built-in model, which is part of the repository
+// (Builtin). The others are cross-checks against models trained and files
+// written elsewhere: stories260K's reference outputs, llama2.c's and
+// llama.cpp's files, the Llama 2 and Qwen3 vocabularies with their
+// reference encodings. Those files live outside the repository: in
+// ../shared/models next to the checkout by default, or wherever
+// MYCEL_TEST_MODELS points (Path). Where they are absent a test skips with
+// a line saying so and how to get them (Missing), except under CI=true,
+// where absence is a failure; internal/testsummary counts those skips as
+// one reason (MissingSummary).
 package testmodels
 
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"testing"
 )
@@ -54,12 +61,33 @@ func Path(tb testing.TB, name string) string {
 	tb.Helper()
 	p := filepath.Join(Dir(), name)
 	if _, err := os.Stat(p); err != nil {
-		msg := "test model " + name + " not found in " + Dir() +
-			": put the Mycel test models there (see docs/testing.md) or set " + EnvVar + " to their folder"
+		msg := Missing(name, Dir())
 		if os.Getenv("CI") == "true" {
 			tb.Fatal(msg)
 		}
 		tb.Skip(msg)
 	}
 	return p
+}
+
+// getThem says where the shared test models come from.
+const getThem = `docs/testing.md, "Real model files", says where to get them, or set ` + EnvVar + ` to their folder`
+
+// Missing is the message of a test that skips because the shared test
+// model name is not in dir.
+func Missing(name, dir string) string {
+	return "test model " + name + " not found in " + dir + ": a cross-check against models trained elsewhere; " + getThem
+}
+
+// missingRE matches Missing's messages.
+var missingRE = regexp.MustCompile(`^test model \S+ not found in (\S+): a cross-check against models trained elsewhere; `)
+
+// MissingSummary is the reason under which a summary counts a skip whose
+// message is Missing's (ok true), all the files in one folder together.
+func MissingSummary(reason string) (summary string, ok bool) {
+	m := missingRE.FindStringSubmatch(reason)
+	if m == nil {
+		return "", false
+	}
+	return "cross-checks against models trained elsewhere, whose files are not in " + m[1] + " (" + getThem + ")", true
 }

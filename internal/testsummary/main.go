@@ -21,6 +21,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/mycel-net/mycel/internal/testmodels"
 )
 
 func main() {
@@ -202,14 +204,11 @@ func skipReason(out, test string) string {
 	return reason
 }
 
-// missingModel is the message of internal/testmodels for a test model
-// that is not there; such skips are grouped as one reason.
-var missingModel = regexp.MustCompile(`^test model \S+ not found in (\S+):`)
-
-// reasonGroup is the reason a skip is counted under.
+// reasonGroup is the reason a skip is counted under: the skips of
+// internal/testmodels for a shared test model that is not there are one.
 func reasonGroup(reason string) string {
-	if m := missingModel.FindStringSubmatch(reason); m != nil {
-		return "the test models are not in " + m[1] + " (docs/testing.md, \"Real model files\", says where to get them; or set MYCEL_TEST_MODELS to their folder)"
+	if g, ok := testmodels.MissingSummary(reason); ok {
+		return g
 	}
 	return reason
 }

@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/mycel-net/mycel/internal/testmodels"
 )
 
 // The testdata files are recorded `go test -json -count=1` output of a
@@ -69,9 +71,13 @@ func TestSummary(t *testing.T) {
 		}
 	}
 	last := lines[len(lines)-1]
-	want := `5 tests skipped. 2: short; 2: the test models are not in /src/shared/models (docs/testing.md, "Real model files", says where to get them; or set MYCEL_TEST_MODELS to their folder); 1: no AVX2`
+	models, _ := testmodels.MissingSummary(testmodels.Missing("stories260K.bin", "/src/shared/models"))
+	want := `5 tests skipped. 2: ` + models + `; 2: short; 1: no AVX2`
 	if last != want {
 		t.Errorf("last line\n got %s\nwant %s", last, want)
+	}
+	if !strings.Contains(last, "2: cross-checks against models trained elsewhere, whose files are not in /src/shared/models (docs/testing.md") {
+		t.Errorf("last line %s does not say what the skipped tests are and how to get their models", last)
 	}
 }
 
