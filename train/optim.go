@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
+	"sync/atomic"
 )
 
 // Param is one trained tensor: its values, the gradient accumulated for
@@ -32,6 +34,9 @@ type AdamW struct {
 	// M and V are the first and second moments, one slice per parameter,
 	// in the order Update received them.
 	M, V [][]float32
+	// Workers is how many goroutines share an update (0 or 1: the
+	// caller's alone); the result is the same whatever their number.
+	Workers int
 }
 
 // NewAdamW is AdamW with β1 0.9, β2 0.999, ε 1e-8 and the given decay.
@@ -53,29 +58,71 @@ func (o *AdamW) Update(params []*Param, lr float64) error {
 	if len(o.M) != len(params) {
 		return fmt.Errorf("adamw: state for %d parameters, update of %d", len(o.M), len(params))
 	}
-	o.Step++
-	b1, b2 := float32(o.Beta1), float32(o.Beta2)
-	c1 := float32(1 / (1 - math.Pow(o.Beta1, float64(o.Step))))
-	c2 := float32(1 / (1 - math.Pow(o.Beta2, float64(o.Step))))
-	eps, flr := float32(o.Eps), float32(lr)
 	for i, p := range params {
-		m, v := o.M[i], o.V[i]
-		if len(m) != len(p.W) || len(p.G) != len(p.W) {
-			return fmt.Errorf("adamw: parameter %s has %d values, %d gradients and %d moments", p.Name, len(p.W), len(p.G), len(m))
+		if len(o.M[i]) != len(p.W) || len(p.G) != len(p.W) {
+			return fmt.Errorf("adamw: parameter %s has %d values, %d gradients and %d moments", p.Name, len(p.W), len(p.G), len(o.M[i]))
 		}
+	}
+	o.Step++
+	u := adamStep{b1: float32(o.Beta1), b2: float32(o.Beta2), eps: float32(o.Eps), lr: float32(lr),
+		c1: float32(1 / (1 - math.Pow(o.Beta1, float64(o.Step)))),
+		c2: float32(1 / (1 - math.Pow(o.Beta2, float64(o.Step))))}
+	// Every value is updated on its own, so splitting the work among
+	// workers changes nothing in the result.
+	type span struct{ i, from, to int }
+	var spans []span
+	for i, p := range params {
+		for from := 0; from < len(p.W); from += adamChunk {
+			spans = append(spans, span{i, from, min(from+adamChunk, len(p.W))})
+		}
+	}
+	run := func(sp span) {
+		p := params[sp.i]
 		decay := float32(0)
 		if p.Decay {
 			decay = float32(o.WeightDecay)
 		}
-		for j, g := range p.G {
-			mj := b1*m[j] + (1-b1)*g
-			vj := b2*v[j] + (1-b2)*g*g
-			m[j], v[j] = mj, vj
-			upd := (mj * c1) / (float32(math.Sqrt(float64(vj*c2))) + eps)
-			p.W[j] -= flr * (upd + decay*p.W[j])
-		}
+		u.apply(p.W[sp.from:sp.to], p.G[sp.from:sp.to], o.M[sp.i][sp.from:sp.to], o.V[sp.i][sp.from:sp.to], decay)
 	}
+	workers := min(max(o.Workers, 1), len(spans))
+	if workers <= 1 {
+		for _, sp := range spans {
+			run(sp)
+		}
+		return nil
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for k := int(next.Add(1) - 1); k < len(spans); k = int(next.Add(1) - 1) {
+				run(spans[k])
+			}
+		})
+	}
+	wg.Wait()
 	return nil
+}
+
+// adamChunk is how many values one worker of an AdamW update takes at a
+// time.
+const adamChunk = 1 << 16
+
+// adamStep is one AdamW step's constants.
+type adamStep struct {
+	b1, b2, eps, lr, c1, c2 float32
+}
+
+// apply updates the values w with gradients g and moments m and v.
+func (u *adamStep) apply(w, g, m, v []float32, decay float32) {
+	b1, b2 := u.b1, u.b2
+	for j, gj := range g {
+		mj := b1*m[j] + (1-b1)*gj
+		vj := b2*v[j] + (1-b2)*gj*gj
+		m[j], v[j] = mj, vj
+		upd := (mj * u.c1) / (float32(math.Sqrt(float64(vj*u.c2))) + u.eps)
+		w[j] -= u.lr * (upd + decay*w[j])
+	}
 }
 
 // LRAt is the learning rate of step (0-based) of a job: a linear warmup from

@@ -52,6 +52,48 @@ func TestAdamWMatchesReference(t *testing.T) {
 	}
 }
 
+// An update shared among workers is the same, bit for bit, as one made
+// alone, across parameters longer and shorter than a worker's chunk.
+func TestAdamWWorkers(t *testing.T) {
+	sizes := []int{3, adamChunk + 17, 2*adamChunk - 1, 5}
+	build := func() ([]*Param, *AdamW) {
+		var params []*Param
+		for i, n := range sizes {
+			p := &Param{Name: string(rune('a' + i)), W: make([]float32, n), G: make([]float32, n), Decay: i%2 == 0}
+			for j := range p.W {
+				p.W[j] = float32(math.Cos(float64(i*n+j))) * 0.5
+			}
+			params = append(params, p)
+		}
+		return params, NewAdamW(0.01)
+	}
+	one, oneOpt := build()
+	many, manyOpt := build()
+	manyOpt.Workers = 3
+	for step := range 3 {
+		for _, ps := range [][]*Param{one, many} {
+			for i, p := range ps {
+				for j := range p.G {
+					p.G[j] = float32(math.Sin(float64(step*31+i*7+j))) * 0.2
+				}
+			}
+		}
+		if err := oneOpt.Update(one, 1e-3); err != nil {
+			t.Fatal(err)
+		}
+		if err := manyOpt.Update(many, 1e-3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range one {
+		for j := range one[i].W {
+			if math.Float32bits(one[i].W[j]) != math.Float32bits(many[i].W[j]) {
+				t.Fatalf("param %d[%d]: %v alone, %v with 3 workers", i, j, one[i].W[j], many[i].W[j])
+			}
+		}
+	}
+}
+
 func TestSchedule(t *testing.T) {
 	j := DefaultJob("m", "d")
 	j.Steps, j.Warmup, j.LR = 100, 10, 1e-3

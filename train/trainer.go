@@ -99,6 +99,7 @@ func NewTrainer(job *Job, base *model.Weights, be kernels.Backend, trainSet, eva
 		}
 	}
 	t := &Trainer{Job: job, be: be, trainSet: trainSet, evalSet: evalSet, Opt: NewAdamW(job.WeightDecay)}
+	t.Opt.Workers = be.Threads()
 	t.micro = min(job.Sequences(), MaxMicroBatch)
 	for job.Sequences()%t.micro != 0 {
 		t.micro--
