@@ -20,7 +20,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
-	"github.com/libp2p/go-libp2p/gologshim"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -28,9 +27,11 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/mycel-net/mycel/internal/logging"
 )
 
-var log = gologshim.Logger("p2p")
+var log = logging.Logger("p2p")
 
 // MDNSServiceName is the DNS-SD service name nodes announce on the LAN.
 const MDNSServiceName = "_mycel._udp"
@@ -49,6 +50,7 @@ type Host struct {
 	dstore   ds.Batching
 	mdns     mdns.Service
 	ps       *pubsub.PubSub
+	traffic  *Traffic // nil with WithHost
 
 	bootstrap []peer.AddrInfo
 
@@ -100,7 +102,8 @@ func New(opts ...Option) (_ *Host, err error) {
 				return nil, err
 			}
 		}
-		lopts, err := libp2pOptions(&cfg, key, relays)
+		n.traffic = &Traffic{}
+		lopts, err := libp2pOptions(&cfg, key, relays, n.traffic)
 		if err != nil {
 			return nil, err
 		}
@@ -151,8 +154,8 @@ func New(opts ...Option) (_ *Host, err error) {
 	return n, nil
 }
 
-func libp2pOptions(cfg *config, key crypto.PrivKey, relays *relaySource) ([]libp2p.Option, error) {
-	rm, err := newResourceManager(cfg.maxConns, cfg.maxMemory)
+func libp2pOptions(cfg *config, key crypto.PrivKey, relays *relaySource, traffic *Traffic) ([]libp2p.Option, error) {
+	rm, err := newResourceManager(cfg.maxConns, cfg.maxMemory, cfg.metrics != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +174,10 @@ func libp2pOptions(cfg *config, key crypto.PrivKey, relays *relaySource) ([]libp
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.UserAgent(cfg.userAgent),
+		libp2p.BandwidthReporter(traffic),
+	}
+	if cfg.metrics != nil {
+		opts = append(opts, libp2p.PrometheusRegisterer(cfg.metrics))
 	}
 	if key != nil {
 		opts = append(opts, libp2p.Identity(key))
@@ -221,6 +228,10 @@ func (n *Host) DHT() *DHT { return n.dht }
 
 // DHTStatus reports the mode and routing table size of each DHT.
 func (n *Host) DHTStatus() DHTStatus { return n.dht.Status(n.dhtMode) }
+
+// Traffic counts the bytes of the host's streams by protocol; nil for a
+// host given with WithHost.
+func (n *Host) Traffic() *Traffic { return n.traffic }
 
 // PubSub is the node's gossipsub router (nil with NoPubSub). Topics
 // carry fast, signed updates such as the servers of a model.

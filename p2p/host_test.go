@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // testOpts are the options of a node that stays on loopback and talks only
@@ -122,6 +123,8 @@ func TestOptionConflicts(t *testing.T) {
 		"bootstrap without peer": {BootstrapStrings("/ip4/127.0.0.1/tcp/1")},
 		"data dir twice":         {DataDir("a"), DataDir("b")},
 		"limits twice":           {Limits(10, 0), Limits(20, 0)},
+		"metrics twice":          {Metrics(prometheus.NewRegistry()), Metrics(prometheus.NewRegistry())},
+		"host then metrics":      {WithHost(mh), Metrics(prometheus.NewRegistry())},
 	}
 	for name, opts := range cases {
 		t.Run(name, func(t *testing.T) {

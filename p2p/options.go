@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultPort is the TCP and UDP (QUIC) port a node listens on unless told
@@ -68,6 +69,7 @@ type config struct {
 	noMDNS      bool
 	noPubSub    bool
 	userAgent   string
+	metrics     prometheus.Registerer
 
 	maxConns  int
 	maxMemory int64
@@ -291,6 +293,24 @@ func UserAgent(s string) Option {
 		}
 		c.userAgent = s
 		return c.markHostOpt("UserAgent")
+	}
+}
+
+// Metrics makes the host register libp2p's own metrics (connections,
+// streams, the resource manager, identify, relay, hole punching...) with
+// reg. Without it libp2p registers them with prometheus.DefaultRegisterer.
+// Its collectors are libp2p's package variables: hosts of one process
+// that register with different registries share their values.
+func Metrics(reg prometheus.Registerer) Option {
+	return func(c *config) error {
+		if reg == nil {
+			return errors.New("p2p: Metrics: nil registerer")
+		}
+		if c.metrics != nil {
+			return errors.New("p2p: Metrics given twice")
+		}
+		c.metrics = reg
+		return c.markHostOpt("Metrics")
 	}
 }
 

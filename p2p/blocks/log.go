@@ -1,6 +1,6 @@
 package blocks
 
-import "github.com/libp2p/go-libp2p/gologshim"
+import "github.com/mycel-net/mycel/internal/logging"
 
-// log is the package's logger; GOLOG_LOG_LEVEL="blocks=debug" turns it up.
-var log = gologshim.Logger("blocks")
+// log is the package's logger; --log-level info,blocks=debug turns it up.
+var log = logging.Logger("blocks")

@@ -22,14 +22,14 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
-	"github.com/libp2p/go-libp2p/gologshim"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/mycel-net/mycel/internal/logging"
 	"github.com/mycel-net/mycel/p2p/wire"
 )
 
-// log is the package's logger; GOLOG_LOG_LEVEL="records=debug" turns it up.
-var log = gologshim.Logger("records")
+// log is the package's logger; --log-level info,records=debug turns it up.
+var log = logging.Logger("records")
 
 // Defaults of Config.
 const (
