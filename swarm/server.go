@@ -13,14 +13,14 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/gologshim"
 
+	"github.com/mycel-net/mycel/internal/logging"
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/p2p"
 )
 
-var log = gologshim.Logger("swarm")
+var log = logging.Logger("swarm")
 
 // Span is a range of layers [First, Last).
 type Span struct{ First, Last int }
@@ -80,6 +80,21 @@ type ServerConfig struct {
 	// their own and fewer sessions than stages may do better without it,
 	// the sessions spread over the stages.
 	BatchWait time.Duration
+	// Counters, if set, are added to as the server works. Servers given
+	// the same Counters add up: a node's over every span it serves, and
+	// across the moves of a span.
+	Counters *Counters
+}
+
+// Counters are running totals of the work of servers. They only grow,
+// except Open.
+type Counters struct {
+	Steps     atomic.Int64 // steps run, as ServerStats.Steps (a batch counts each of its rows)
+	Positions atomic.Int64 // positions run through the span: a prompt's step counts each of its tokens
+	Passes    atomic.Int64 // forward passes run (a batch is one pass)
+	Sessions  atomic.Int64 // sessions opened
+	Open      atomic.Int64 // sessions open now
+	Refused   atomic.Int64 // sessions refused for lack of memory
 }
 
 func (c *ServerConfig) validate(w *model.Weights) error {
@@ -191,13 +206,26 @@ type Server struct {
 }
 
 // count records a forward pass of n rows.
-func (s *Server) count(n int) {
+// count records a pass of n steps over positions positions in all.
+func (s *Server) count(n, positions int) {
 	s.steps.Add(int64(n))
 	s.passes.Add(1)
+	if c := s.cfg.Counters; c != nil {
+		c.Steps.Add(int64(n))
+		c.Positions.Add(int64(positions))
+		c.Passes.Add(1)
+	}
 	if n > 1 {
 		s.batches.Add(1)
 	}
 	s.batchRows[batchBucket(n)].Add(1)
+}
+
+func (s *Server) countRefused() {
+	s.refused.Add(1)
+	if c := s.cfg.Counters; c != nil {
+		c.Refused.Add(1)
+	}
 }
 
 // NewServer returns a server for cfg.Span of w, computing on be. It starts
@@ -352,6 +380,11 @@ func (s *Server) handle(st network.Stream) {
 		return
 	}
 	log.Debug("session open", "peer", peerID, "session", sess.id, "span", sess.span, "positions", sess.cache.Cap)
+	if c := s.cfg.Counters; c != nil {
+		c.Sessions.Add(1)
+		c.Open.Add(1)
+		defer c.Open.Add(-1)
+	}
 	s.mu.Lock()
 	s.live[sess] = struct{}{}
 	s.mu.Unlock()
@@ -434,13 +467,13 @@ func (s *Server) open(c *conn, p peer.ID) (*session, error) {
 	free := s.cfg.MemoryBudget - s.reserved
 	if need > free {
 		s.mu.Unlock()
-		s.refused.Add(1)
+		s.countRefused()
 		return nil, s.refuse(c, CodeBusy, 0, "out of memory: a session of %d positions over %s needs %d bytes, %d of %d free",
 			o.MaxPositions, span, need, free, s.cfg.MemoryBudget)
 	}
 	if held := s.perPeer[p]; held+need > s.cfg.PeerBudget {
 		s.mu.Unlock()
-		s.refused.Add(1)
+		s.countRefused()
 		return nil, s.refuse(c, CodeBusy, 0, "out of memory for this peer: a session of %d positions over %s needs %d bytes, the peer holds %d of its %d",
 			o.MaxPositions, span, need, held, s.cfg.PeerBudget)
 	}
@@ -709,7 +742,7 @@ func (s *Server) run(batch []*job) {
 	for _, j := range batch {
 		if j.n != 1 || s.cfg.MaxBatch == 1 {
 			err := s.e.Forward(j.sess.cache, j.sess.x, j.n)
-			s.count(1) // before the answer, so Stats never lags it
+			s.count(1, j.n) // before the answer, so Stats never lags it
 			finish(j, err)
 			continue
 		}
@@ -731,7 +764,7 @@ func (s *Server) run(batch []*job) {
 		if len(group) == 1 {
 			j := group[0]
 			err := s.e.Forward(j.sess.cache, j.sess.x, 1)
-			s.count(1)
+			s.count(1, 1)
 			finish(j, err)
 			continue
 		}
@@ -745,7 +778,7 @@ func (s *Server) run(batch []*job) {
 			copy(x[i*dim:], j.sess.x)
 		}
 		err := s.e.ForwardRows(caches, x)
-		s.count(len(group))
+		s.count(len(group), len(group))
 		for i, j := range group {
 			copy(j.sess.x, x[i*dim:(i+1)*dim])
 			finish(j, err)

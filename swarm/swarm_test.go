@@ -489,7 +489,7 @@ func TestBudget(t *testing.T) {
 	if session(mc.Context) <= peerBudget {
 		t.Fatalf("a session of the whole context (%d bytes) fits in a peer's share (%d)", session(mc.Context), peerBudget)
 	}
-	cfg := swarm.ServerConfig{MemoryBudget: 4 * peerBudget, PeerBudget: peerBudget, MaxStep: 64}
+	cfg := swarm.ServerConfig{MemoryBudget: 4 * peerBudget, PeerBudget: peerBudget, MaxStep: 64, Counters: &swarm.Counters{}}
 	srvs, route := n.pipeline(cfg)
 	greedy := n.host()
 	opened := 0
@@ -517,6 +517,19 @@ func TestBudget(t *testing.T) {
 	}
 	if d := firstDiff(ids, refFromBOS[:10]); d != "" {
 		t.Error(d)
+	}
+	// The three servers add up in the counters they share; from BOS alone
+	// every step is one position.
+	var steps, passes int64
+	for _, s := range srvs {
+		st := s.Stats()
+		steps, passes = steps+st.Steps, passes+st.Passes
+	}
+	cn := cfg.Counters
+	if cn.Steps.Load() != steps || cn.Positions.Load() != steps || cn.Passes.Load() != passes || steps < 3*10 ||
+		cn.Refused.Load() != 1 || cn.Sessions.Load() != int64(opened+3) || cn.Open.Load() < int64(opened) {
+		t.Errorf("counters: steps %d positions %d passes %d sessions %d open %d refused %d; the servers ran %d steps in %d passes, %d sessions opened",
+			cn.Steps.Load(), cn.Positions.Load(), cn.Passes.Load(), cn.Sessions.Load(), cn.Open.Load(), cn.Refused.Load(), steps, passes, opened+3)
 	}
 	// A client-side view of the refusal: errors.Is(err, ErrBusy).
 	big := n.client(swarm.ClientConfig{DType: kernels.F32, BusyBan: 300 * time.Millisecond})
