@@ -18,8 +18,10 @@
 //     SwarmModel that generates through the swarm.
 //   - node (this package): the wiring and lifecycle (node.go), the model
 //     store (models.go), data sets (data.go), store GC (gc.go), the swarm
-//     front end (swarm.go) and the models the OpenAI API runs
-//     (completers.go, local.go).
+//     front end (swarm.go), the models the OpenAI API runs
+//     (completers.go, local.go), and what the node tells of itself: the
+//     last log records (logs.go) and its metrics for Prometheus at
+//     /metrics, on a registry of its own (metrics.go).
 //
 // A Node owns everything it starts: New opens the stores and the host,
 // Start joins the network and begins serving the APIs, and Close stops it

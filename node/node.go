@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"github.com/ipfs/go-cid"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/mycel-net/mycel/internal/logging"
 	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/node/openai"
 	"github.com/mycel-net/mycel/node/server"
@@ -23,7 +23,7 @@ import (
 	"github.com/mycel-net/mycel/swarm"
 )
 
-var log = slog.Default().With("sys", "node")
+var log = logging.Logger("node")
 
 // BlocksDir is the block store's directory inside the data directory.
 const BlocksDir = "blocks"
@@ -51,6 +51,8 @@ type Node struct {
 	apiLn net.Listener
 	guard *server.Guard // the API's Host, Origin and token checks
 	token string        // the API token (api.TokenFile)
+
+	metrics *metrics // served at /metrics (metrics.go)
 
 	compMu     sync.Mutex
 	completers map[string]openai.Completer // by name, for the OpenAI API
@@ -83,6 +85,7 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n := &Node{cfg: cfg, started: time.Now(), joined: make(chan struct{}),
 		swarmModels: map[string]*SwarmModel{}, blockModels: map[string]*LocalModel{}}
+	n.metrics = newMetrics(n)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -131,6 +134,7 @@ func New(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	popts = append(popts, p2p.Metrics(n.metrics.reg))
 	if n.host, err = p2p.New(popts...); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -157,7 +161,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("node: control API on %s: %w (is another node running? stop it, or pick another address with --api)", n.cfg.APIAddr, err)
 	}
 	n.apiLn = ln
-	n.api = &http.Server{Handler: n.guard.Wrap(server.Handler(n)), ReadHeaderTimeout: 10 * time.Second}
+	n.api = &http.Server{Handler: n.guard.Wrap(server.Handler(apiBackend{n})), ReadHeaderTimeout: 10 * time.Second}
 	n.wg.Go(func() {
 		if err := n.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("control API stopped", "err", err)

@@ -49,7 +49,8 @@ type ServeRequest struct {
 	MemoryCap int64
 	// Threads of the server's backend (0: all cores).
 	Threads int
-	// Server tunes the server (budgets, timeouts, batching).
+	// Server tunes the server (budgets, timeouts, batching). Left nil,
+	// its Counters are the node's, which /metrics reports.
 	Server swarm.ServerConfig
 	// RebalanceInterval and RebalanceDelay tune moving (0: defaults).
 	RebalanceInterval, RebalanceDelay time.Duration
@@ -97,6 +98,10 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 		if req.Server.MemoryBudget == 0 {
 			req.Server.MemoryBudget = req.MemoryCap - int64(maxLayers)*weights
 		}
+	}
+	if req.Server.Counters == nil {
+		// mycel_swarm_* add up every span the node serves.
+		req.Server.Counters = &n.metrics.serve
 	}
 	be, err := kernels.Open("cpu", req.Threads)
 	if err != nil {

@@ -1,11 +1,12 @@
 // Package server is the node's HTTP front: the control API under
-// api.Prefix, which the mycel command line calls through api.Client, and
-// the OpenAI-compatible API of package openai, on one handler. It only
+// api.Prefix, which the mycel command line calls through api.Client, the
+// OpenAI-compatible API of package openai, and the node's metrics for
+// Prometheus at /metrics, on one handler. It only
 // translates between HTTP and a Backend (the daemon, package node):
 // decoding requests, streaming answers, and mapping errors to statuses
 // (api.ErrBadRequest to 400, api.ErrNotFound to 404, api.ErrBusy to 409,
 // anything else to 500), with the error's message as the body's "error".
-// A Guard (guard.go) stands in front of both APIs: it refuses requests
+// A Guard (guard.go) stands in front of them all: it refuses requests
 // whose Host is not a name of the node (DNS rebinding), whose Origin is
 // another site's, and, off loopback, those without the API token.
 //
@@ -70,6 +71,13 @@ type Backend interface {
 	// is not here.
 	CheckpointState(ctx context.Context, ref string) ([]byte, error)
 	RemoveCheckpoint(ctx context.Context, ref string) (int, error)
+
+	// Logs returns the node's last log records after since, at level or
+	// above ("" for all), oldest first; a level it does not know is an
+	// api.ErrBadRequest.
+	Logs(since uint64, level string) ([]api.LogRecord, error)
+	// Metrics serves the node's metrics in Prometheus's text format.
+	Metrics() http.Handler
 }
 
 // Handler serves the control API and the OpenAI-compatible API over b.
@@ -84,6 +92,7 @@ func Handler(b Backend) http.Handler {
 	storeRoutes(mux, b)
 	dataRoutes(mux, b)
 	checkpointRoutes(mux, b)
+	observeRoutes(mux, b)
 	return mux
 }
 
