@@ -41,10 +41,14 @@ func newRootCmd() *cobra.Command {
 and (as a node of the swarm) shares model shards and serves layers to peers.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return setupLogging(cmd)
+		},
 	}
+	logFlags(root)
 	g := &globals{}
 	root.PersistentFlags().StringVar(&g.api, "api", "", "control API of the node to use (default $MYCEL_API or "+api.DefaultAddr+")")
 	root.PersistentFlags().StringVar(&g.data, "data", "", "the node's data directory, where mycel node keeps its stores and the API token the other commands send (default $"+node.EnvData+" or ~/.mycel)")
-	root.AddCommand(newRunCmd(g), newChatCmd(g), newBenchCmd(g), newModelsCmd(g), newNodeCmd(g), newStatusCmd(g), newSwarmCmd(g), newStoreCmd(g), newDataCmd(g), newTrainCmd(g), newVersionCmd())
+	root.AddCommand(newRunCmd(g), newChatCmd(g), newBenchCmd(g), newModelsCmd(g), newNodeCmd(g), newStatusCmd(g), newLogsCmd(g), newSwarmCmd(g), newStoreCmd(g), newDataCmd(g), newTrainCmd(g), newVersionCmd())
 	return root
 }
