@@ -28,6 +28,11 @@ import (
 //	          first moments, then Len second moments (little-endian)
 //	crc       uint32: CRC-32C of everything before it
 //
+// A checkpoint of a DiLoCo group at the end of an outer round (header.Outer
+// set) holds instead, for each tensor, the round's parameters and the outer
+// optimizer's momentum: the state every peer of the group shares. The
+// inner AdamW moments are each peer's own and are not in it.
+//
 // A checkpoint is written to a temporary file, synced and renamed into
 // place, so a file with a checkpoint's name is always whole; the CRC
 // catches one damaged later.
@@ -47,6 +52,23 @@ type CheckpointHeader struct {
 	Cursor   Cursor        `json:"cursor"`
 	AdamStep int           `json:"adam_step"`
 	Params   []ParamHeader `json:"params"`
+	// Outer is set in a DiLoCo group's checkpoint: the outer optimizer's
+	// settings; the tensors are values and outer momentum.
+	Outer *OuterHeader `json:"outer,omitempty"`
+}
+
+// OuterHeader is the outer optimizer of a DiLoCo checkpoint.
+type OuterHeader struct {
+	LR       float64 `json:"lr"`
+	Momentum float64 `json:"momentum"`
+}
+
+// arrays is how many arrays of Len values each tensor has in the file.
+func (h *CheckpointHeader) arrays() int {
+	if h.Outer != nil {
+		return 2
+	}
+	return 3
 }
 
 // ParamHeader names one trained tensor and its length.
@@ -62,12 +84,29 @@ var ErrBadCheckpoint = errors.New("bad checkpoint")
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // WriteCheckpoint writes the trainer's state to w.
-func (t *Trainer) WriteCheckpoint(w io.Writer) error {
+func (t *Trainer) WriteCheckpoint(w io.Writer) error { return t.writeCheckpoint(w, nil) }
+
+// WriteOuterCheckpoint writes the state a DiLoCo group shares at the end
+// of an outer round: the job, step and cursor, the outer optimizer's
+// parameters (o.Start) and momentum. The trainer's parameters must be
+// o.Start, as Outer.Step leaves them.
+func (t *Trainer) WriteOuterCheckpoint(w io.Writer, o *Outer) error {
+	if len(o.Start) != VectorLen(t.Params) || len(o.V) != len(o.Start) {
+		return fmt.Errorf("train: outer state of %d values for %d parameters", len(o.Start), VectorLen(t.Params))
+	}
+	return t.writeCheckpoint(w, o)
+}
+
+func (t *Trainer) writeCheckpoint(w io.Writer, o *Outer) error {
 	job, err := t.Job.Encode()
 	if err != nil {
 		return err
 	}
 	h := CheckpointHeader{Job: string(job), Step: t.Step, Cursor: t.Cursor, AdamStep: t.Opt.Step}
+	if o != nil {
+		h.AdamStep = 0
+		h.Outer = &OuterHeader{LR: o.LR, Momentum: o.Momentum}
+	}
 	for _, p := range t.Params {
 		h.Params = append(h.Params, ParamHeader{Name: p.Name, Len: len(p.W)})
 	}
@@ -87,9 +126,16 @@ func (t *Trainer) WriteCheckpoint(w io.Writer) error {
 	if _, err := out.Write(hdr); err != nil {
 		return err
 	}
+	at := 0
 	for i, p := range t.Params {
-		m, v := t.moments(i)
-		for _, s := range [][]float32{p.W, m, v} {
+		arrays := [][]float32{p.W, nil, nil}
+		if o != nil {
+			arrays = [][]float32{o.Start[at : at+len(p.W)], o.V[at : at+len(p.W)]}
+		} else {
+			arrays[1], arrays[2] = t.moments(i)
+		}
+		at += len(p.W)
+		for _, s := range arrays {
 			if _, err := out.Write(kernels.F32Bytes(s)); err != nil {
 				return err
 			}
@@ -113,7 +159,9 @@ func (t *Trainer) moments(i int) (m, v []float32) {
 
 // ReadCheckpoint reads a checkpoint's header and tensors, checking its
 // magic, version, lengths (against what is left of the data before any
-// allocation) and CRC.
+// allocation) and CRC. Each tensor is its values and AdamW moments, or,
+// in a DiLoCo checkpoint (h.Outer set), its values and outer momentum
+// (the third nil).
 func ReadCheckpoint(data []byte) (*CheckpointHeader, [][3][]float32, error) {
 	h, rest, err := parseCheckpoint(data)
 	if err != nil {
@@ -122,7 +170,7 @@ func ReadCheckpoint(data []byte) (*CheckpointHeader, [][3][]float32, error) {
 	tensors := make([][3][]float32, 0, len(h.Params))
 	for _, p := range h.Params {
 		var ts [3][]float32
-		for k := range ts {
+		for k := range h.arrays() {
 			ts[k] = make([]float32, p.Len)
 			copy(kernels.F32Bytes(ts[k]), rest[:4*p.Len])
 			rest = rest[4*p.Len:]
@@ -173,12 +221,15 @@ func parseCheckpoint(data []byte) (*CheckpointHeader, []byte, error) {
 	if h.Step < 0 || h.AdamStep < 0 || h.Cursor.Epoch < 0 || h.Cursor.Next < 0 {
 		return nil, nil, bad("negative step or cursor")
 	}
-	left := len(rest)
+	if o := h.Outer; o != nil && (!finite(o.LR) || !finite(o.Momentum) || h.AdamStep != 0) {
+		return nil, nil, bad("outer optimizer lr %v, momentum %v, adam step %d", o.LR, o.Momentum, h.AdamStep)
+	}
+	left, stride := len(rest), 4*h.arrays()
 	for _, p := range h.Params {
-		if p.Len < 0 || p.Len > left/12 {
+		if p.Len < 0 || p.Len > left/stride {
 			return nil, nil, bad("tensor %s of %d values, %d bytes left", p.Name, p.Len, left)
 		}
-		left -= 12 * p.Len
+		left -= stride * p.Len
 	}
 	if left != 0 {
 		return nil, nil, bad("%d bytes after the last tensor", left)
@@ -187,12 +238,36 @@ func parseCheckpoint(data []byte) (*CheckpointHeader, []byte, error) {
 }
 
 // Restore sets the trainer's state from a checkpoint of the same job (its
-// job file must match, key for key) and the same trained tensors.
+// job file must match, key for key) and the same trained tensors. From a
+// DiLoCo checkpoint it takes the parameters and starts AdamW afresh.
 func (t *Trainer) Restore(data []byte) error {
+	_, err := t.RestoreOuter(data)
+	return err
+}
+
+// RestoreOuter is Restore that also returns the outer optimizer of a
+// DiLoCo checkpoint (nil for another), starting from the checkpoint's
+// parameters and momentum.
+func (t *Trainer) RestoreOuter(data []byte) (*Outer, error) {
 	h, tensors, err := ReadCheckpoint(data)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	if err := t.restore(h, tensors); err != nil {
+		return nil, err
+	}
+	if h.Outer == nil {
+		return nil, nil
+	}
+	o := NewOuter(t.Params, h.Outer.LR, h.Outer.Momentum)
+	at := 0
+	for _, ts := range tensors {
+		at += copy(o.V[at:], ts[1])
+	}
+	return o, nil
+}
+
+func (t *Trainer) restore(h *CheckpointHeader, tensors [][3][]float32) error {
 	job, err := t.Job.Encode()
 	if err != nil {
 		return err
@@ -222,7 +297,7 @@ func (t *Trainer) Restore(data []byte) error {
 		copy(p.W, tensors[i][0])
 		t.Opt.M[i], t.Opt.V[i] = tensors[i][1], tensors[i][2]
 	}
-	if h.AdamStep == 0 {
+	if h.AdamStep == 0 || h.Outer != nil {
 		t.Opt.M, t.Opt.V = nil, nil
 	}
 	t.Opt.Step, t.Step, t.Cursor = h.AdamStep, h.Step, h.Cursor
@@ -290,3 +365,5 @@ func LatestCheckpoint(dir string) (string, error) {
 	sort.Strings(names)
 	return filepath.Join(dir, names[len(names)-1]), nil
 }
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

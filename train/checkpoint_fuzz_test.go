@@ -8,7 +8,8 @@ import (
 )
 
 // rawCheckpoint lays out a checkpoint by hand: h's header, then for each
-// of its tensors Len values of W, m and v, then the CRC.
+// of its tensors Len values of W, m and v (W and the outer momentum with
+// h.Outer), then the CRC.
 func rawCheckpoint(h CheckpointHeader) []byte {
 	hdr, _ := json.Marshal(h)
 	b := append([]byte(checkpointMagic), make([]byte, 8)...)
@@ -16,7 +17,7 @@ func rawCheckpoint(h CheckpointHeader) []byte {
 	binary.LittleEndian.PutUint32(b[12:], uint32(len(hdr)))
 	b = append(b, hdr...)
 	for _, p := range h.Params {
-		for i := range 3 * p.Len {
+		for i := range h.arrays() * p.Len {
 			b = binary.LittleEndian.AppendUint32(b, uint32(i))
 		}
 	}
@@ -29,6 +30,7 @@ func rawCheckpoint(h CheckpointHeader) []byte {
 func FuzzCheckpoint(f *testing.F) {
 	f.Add(rawCheckpoint(CheckpointHeader{Job: "x", Step: 3, Params: []ParamHeader{{Name: "a", Len: 2}, {Name: "b", Len: 1}}}))
 	f.Add(rawCheckpoint(CheckpointHeader{Job: "x"}))
+	f.Add(rawCheckpoint(CheckpointHeader{Job: "x", Step: 4, Outer: &OuterHeader{LR: 0.7, Momentum: 0.9}, Params: []ParamHeader{{Name: "a", Len: 3}}}))
 	f.Add([]byte(checkpointMagic + "\x01\x00\x00\x00\xff\xff\xff\xff"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, tensors, err := ReadCheckpoint(b)
@@ -43,7 +45,7 @@ func FuzzCheckpoint(f *testing.F) {
 			t.Fatalf("header %+v, %d tensors", h, len(tensors))
 		}
 		for i, p := range h.Params {
-			for _, s := range tensors[i] {
+			for _, s := range tensors[i][:h.arrays()] {
 				if len(s) != p.Len {
 					t.Fatalf("tensor %s: %d values, header says %d", p.Name, len(s), p.Len)
 				}

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"bytes"
 	"math"
 	"testing"
 
@@ -215,5 +216,66 @@ func TestOuterStep(t *testing.T) {
 	}
 	if err := o.Step(p, []float32{float32(math.NaN())}); err == nil || p[0].W[0] != o.Start[0] {
 		t.Errorf("a NaN change: %v, θ %v", err, p[0].W[0])
+	}
+}
+
+// A DiLoCo checkpoint carries the outer optimizer's parameters and
+// momentum, not the inner moments, and restores both.
+func TestOuterCheckpoint(t *testing.T) {
+	f := builtinFixture(t)
+	j := togetherJob(MethodLoRA)
+	seqs := togetherSeqs(t, f, j)
+	tr, err := NewTrainer(j, f.w, f.be, seqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outer := NewOuter(tr.Params, 0.7, 0.9)
+	for range 2 {
+		if _, err := tr.RunStep(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := outer.Step(tr.Params, outer.Delta(tr.Params, nil)); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := tr.WriteOuterCheckpoint(&buf, outer); err != nil {
+		t.Fatal(err)
+	}
+	h, err := CheckCheckpoint(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Outer == nil || h.Outer.LR != 0.7 || h.Outer.Momentum != 0.9 || h.AdamStep != 0 || h.Step != 2 {
+		t.Fatalf("header %+v", h)
+	}
+	// Two arrays a tensor instead of three.
+	if n := VectorLen(tr.Params); buf.Len() > 8*n+len(h.Job)+4096 {
+		t.Errorf("%d bytes for %d values: the inner moments are in it", buf.Len(), n)
+	}
+	fresh, err := NewTrainer(j, f.w, f.be, seqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := fresh.RestoreOuter(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got == nil || got.LR != 0.7 || got.Momentum != 0.9 {
+		t.Fatalf("outer %+v", got)
+	}
+	if Hash(fresh.Params) != Hash(tr.Params) || fresh.Step != 2 || fresh.Cursor != tr.Cursor || fresh.Opt.M != nil {
+		t.Error("the restored trainer differs in parameters, step, cursor or inner moments")
+	}
+	if relDiff(got.V, outer.V) != 0 || relDiff(got.Start, outer.Start) != 0 {
+		t.Error("the restored outer optimizer differs")
+	}
+	// A plain checkpoint has no outer optimizer.
+	buf.Reset()
+	if err := tr.WriteCheckpoint(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := fresh.RestoreOuter(buf.Bytes()); err != nil || o != nil {
+		t.Errorf("plain checkpoint: outer %v, %v", o, err)
 	}
 }

@@ -286,6 +286,14 @@ func (t *Trainer) NextBatch() []Sequence {
 	return seqs
 }
 
+// Seek moves the data cursor back to c, a place this job's data reached
+// before: a batch taken and not trained (a round that failed) is taken
+// again.
+func (t *Trainer) Seek(c Cursor) {
+	t.Cursor = c
+	t.shuffle()
+}
+
 // Share is member i's share of a batch split among n members: contiguous
 // runs of sequences, the first len(batch)%n members taking one more.
 func Share(batch []Sequence, i, n int) []Sequence {
