@@ -35,6 +35,12 @@ const (
 	// discovery, next to the model's pubsub topic (package swarm).
 	ServersProtocol protocol.ID = ProtocolPrefix + "/servers/1"
 
+	// AllReduceProtocol averages a vector among the members of a training
+	// group, every member ending with bitwise the same weighted average
+	// (package train/allreduce): contributions to each part's reducer,
+	// averaged parts back, recovery of a part whose reducer failed.
+	AllReduceProtocol protocol.ID = ProtocolPrefix + "/allreduce/1"
+
 	// PubSubProtocol is gossipsub v1.1 under ProtocolPrefix, so Mycel's
 	// topics stay apart from other libp2p networks.
 	PubSubProtocol protocol.ID = ProtocolPrefix + "/meshsub/1.1.0"

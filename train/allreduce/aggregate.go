@@ -1,0 +1,233 @@
+package allreduce
+
+import (
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Aggregator is how a reducer combines the contributions to its part.
+type Aggregator uint8
+
+const (
+	// Mean is the weighted mean: Σ wᵢxᵢ / Σ wᵢ per coordinate.
+	Mean Aggregator = iota
+	// TrimmedMean is the coordinate-wise trimmed mean: per coordinate the
+	// t largest and t smallest values are dropped (ties broken by member
+	// order) and the rest averaged by weight, where t is Round.Trim of the
+	// contributions (rounded down, at least 1 once there are 3, and
+	// always leaving at least one). One member in eight sending values
+	// scaled 100× then moves no coordinate outside the honest members'
+	// range for it.
+	TrimmedMean
+)
+
+func (a Aggregator) String() string {
+	switch a {
+	case Mean:
+		return "mean"
+	case TrimmedMean:
+		return "trimmed-mean"
+	}
+	return fmt.Sprintf("aggregator(%d)", uint8(a))
+}
+
+// Defaults of a Round's robustness parameters.
+const (
+	// DefaultTrim is the fraction TrimmedMean drops at each end.
+	DefaultTrim = 0.2
+	// DefaultNormFactor: a contribution whose slice of a part has a norm
+	// above this many times the median of the slices' norms is refused.
+	DefaultNormFactor = 10
+)
+
+// input is one member's contribution to a part: its weight and its slice
+// in the round's encoding (nil for a member that contributes nothing).
+type input struct {
+	member int
+	weight float64
+	data   []byte
+}
+
+// reduction is what a reducer made of its inputs.
+type reduction struct {
+	out      []float32
+	weight   float64 // total weight of the included inputs
+	included []int   // members, in order
+	excluded []exclusion
+}
+
+// chunk is how many values the reducer decodes and sums at a time: a
+// multiple of BlockSize, small enough for the float64 sums to stay in
+// cache.
+const chunk = 64 * BlockSize
+
+// trimCount is how many values TrimmedMean drops at each end of k.
+func trimCount(k int, trim float64) int {
+	if k < 3 {
+		return 0
+	}
+	t := max(1, int(math.Floor(float64(k)*trim)))
+	return min(t, (k-1)/2)
+}
+
+// median of xs (the mean of the two middle values for an even count).
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// reduce checks and combines the inputs to a part of length values, in
+// member order, whatever order they arrived in: the same inputs give the
+// same bits on every machine. Inputs whose weight is not a positive finite
+// number, or that hold a value that is not finite, or whose norm is more
+// than normFactor times the median norm (with at least three inputs and
+// normFactor > 0) are left out with the reason.
+func reduce(enc Encoding, agg Aggregator, trim, normFactor float64, length int, in []input) reduction {
+	var r reduction
+	reject := func(m int, format string, args ...any) {
+		r.excluded = append(r.excluded, exclusion{Member: m, Kind: exclRejected, Reason: clip(fmt.Sprintf(format, args...))})
+	}
+	var ok []input
+	var norms []float64
+	buf := make([]float32, chunk)
+	for _, x := range in {
+		if x.weight == 0 && len(x.data) == 0 {
+			continue // a member that only receives
+		}
+		if !(x.weight > 0 && x.weight <= math.MaxFloat64) {
+			reject(x.member, "weight %v is not a positive finite number", x.weight)
+			continue
+		}
+		if len(x.data) != EncodedLen(enc, length) {
+			reject(x.member, "%d bytes, %d values of %s take %d", len(x.data), length, enc, EncodedLen(enc, length))
+			continue
+		}
+		var ss float64
+		bad := -1
+		for start := 0; start < length && bad < 0; start += chunk {
+			n := min(chunk, length-start)
+			dequantizeRange(enc, x.data, start, n, buf)
+			for i, v := range buf[:n] {
+				f := float64(v)
+				if math.IsNaN(f) || math.IsInf(f, 0) {
+					bad = start + i
+					break
+				}
+				ss += f * f
+			}
+		}
+		if bad >= 0 {
+			reject(x.member, "non-finite value at element %d", bad)
+			continue
+		}
+		ok = append(ok, x)
+		norms = append(norms, math.Sqrt(ss))
+	}
+	if normFactor > 0 && len(ok) >= 3 {
+		med := median(norms)
+		if med > 0 {
+			kept := ok[:0]
+			for i, x := range ok {
+				if norms[i] > normFactor*med {
+					reject(x.member, "norm %.4g is %.3g× the median %.4g (limit %g×)", norms[i], norms[i]/med, med, normFactor)
+					continue
+				}
+				kept = append(kept, x)
+			}
+			ok = kept
+		}
+	}
+	for _, x := range ok {
+		r.included = append(r.included, x.member)
+		r.weight += x.weight
+	}
+	r.out = make([]float32, length)
+	if len(ok) == 0 {
+		return r
+	}
+	if agg == TrimmedMean && trimCount(len(ok), trim) > 0 {
+		trimmedMean(enc, ok, trimCount(len(ok), trim), r.out)
+	} else {
+		weightedMean(enc, ok, r.weight, r.out)
+	}
+	return r
+}
+
+// weightedMean sets out to Σ wᵢxᵢ / total, summed in float64 in the
+// order of in and rounded to float32 once.
+func weightedMean(enc Encoding, in []input, total float64, out []float32) {
+	var acc [chunk]float64
+	buf := make([]float32, chunk)
+	for start := 0; start < len(out); start += chunk {
+		n := min(chunk, len(out)-start)
+		clear(acc[:n])
+		for _, x := range in {
+			dequantizeRange(enc, x.data, start, n, buf)
+			w := x.weight
+			for i, v := range buf[:n] {
+				// The conversion keeps the product rounded on its own,
+				// never fused with the sum.
+				acc[i] += float64(w * float64(v))
+			}
+		}
+		for i := range n {
+			out[start+i] = float32(acc[i] / total)
+		}
+	}
+}
+
+// trimmedMean sets out to the coordinate-wise weighted mean of in after
+// dropping the t smallest and t largest values of each coordinate (equal
+// values ordered by member), summed in float64 in member order.
+func trimmedMean(enc Encoding, in []input, t int, out []float32) {
+	k := len(in)
+	bufs := make([][]float32, k)
+	for i := range bufs {
+		bufs[i] = make([]float32, chunk)
+	}
+	order := make([]int, k)
+	keep := make([]bool, k)
+	for start := 0; start < len(out); start += chunk {
+		n := min(chunk, len(out)-start)
+		for j, x := range in {
+			dequantizeRange(enc, x.data, start, n, bufs[j])
+		}
+		for i := range n {
+			// Insertion sort of the k contributions by value, then member.
+			for j := range order {
+				order[j] = j
+			}
+			for a := 1; a < k; a++ {
+				for b := a; b > 0 && bufs[order[b]][i] < bufs[order[b-1]][i]; b-- {
+					order[b], order[b-1] = order[b-1], order[b]
+				}
+			}
+			clear(keep)
+			for _, j := range order[t : k-t] {
+				keep[j] = true
+			}
+			var sum, w float64
+			for j, x := range in {
+				if keep[j] {
+					sum += float64(x.weight * float64(bufs[j][i]))
+					w += x.weight
+				}
+			}
+			out[start+i] = float32(sum / w)
+		}
+	}
+}
+
+// clip shortens a reason to MaxReason bytes.
+func clip(s string) string {
+	if len(s) > MaxReason {
+		return s[:MaxReason]
+	}
+	return s
+}
