@@ -77,7 +77,8 @@ FUZZ_TARGETS := \
 	./p2p/wire:FuzzReadFrame ./p2p/wire:FuzzDecodeTensor ./p2p/records:FuzzOpen \
 	./p2p/blocks:FuzzBlocksRequest ./p2p/blocks:FuzzBlocksAnswer \
 	./swarm:FuzzDecodeMessage ./swarm:FuzzOpenRecord \
-	./train:FuzzJob ./train:FuzzData ./train:FuzzCheckpoint
+	./train:FuzzJob ./train:FuzzData ./train:FuzzCheckpoint \
+	./train/allreduce:FuzzMessage ./train/allreduce:FuzzDequantize
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \
