@@ -57,7 +57,7 @@ test: vet
 	@$(GO) build -o $(TESTSUMMARY) ./internal/testsummary
 	@./$(TESTSUMMARY) \
 	  '$(GO) test -json -count=1 ./...' \
-	  '$(GO) test -json -count=1 -race ./p2p/... ./node/... ./swarm/... ./cmd/...' \
+	  '$(GO) test -json -count=1 -race ./p2p/... ./node/... ./swarm/... ./train/allreduce/... ./train/collab/... ./cmd/...' \
 	  '$(GO) test -json -count=1 -tags noasm ./kernels/... ./model/...' \
 	  'MYCEL_ISA=avx2 $(GO) test -json -count=1 ./kernels/... ./model/'
 
@@ -78,7 +78,8 @@ FUZZ_TARGETS := \
 	./p2p/blocks:FuzzBlocksRequest ./p2p/blocks:FuzzBlocksAnswer \
 	./swarm:FuzzDecodeMessage ./swarm:FuzzOpenRecord \
 	./train:FuzzJob ./train:FuzzData ./train:FuzzCheckpoint \
-	./train/allreduce:FuzzMessage ./train/allreduce:FuzzDequantize
+	./train/allreduce:FuzzMessage ./train/allreduce:FuzzDequantize \
+	./train/collab:FuzzMemberRecord
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \

@@ -11,6 +11,7 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p-kad-dht/dual"
+	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -79,7 +80,8 @@ func newDHT(h host.Host, mode DHTMode, dstore ds.Batching, bootstrap []peer.Addr
 
 // Provide announces key on every DHT whose routing table holds a peer, at
 // the same time. It succeeds when one of them took the record; with no
-// peer in either table it fails at once (the caller retries).
+// peer in either table it fails at once with kbucket's ErrLookupFailure
+// (the caller retries).
 func (d *DHT) Provide(ctx context.Context, key cid.Cid, announce bool) error {
 	var targets []*dht.IpfsDHT
 	for _, t := range []*dht.IpfsDHT{d.LAN, d.WAN} {
@@ -88,7 +90,7 @@ func (d *DHT) Provide(ctx context.Context, key cid.Cid, announce bool) error {
 		}
 	}
 	if len(targets) == 0 {
-		return errors.New("p2p: provide: no peer in either DHT routing table yet")
+		return fmt.Errorf("p2p: provide: no peer in either DHT routing table yet: %w", kb.ErrLookupFailure)
 	}
 	errs := make([]error, len(targets))
 	var wg sync.WaitGroup

@@ -41,6 +41,12 @@ const (
 	// averaged parts back, recovery of a part whose reducer failed.
 	AllReduceProtocol protocol.ID = ProtocolPrefix + "/allreduce/1"
 
+	// MembersProtocol asks a peer for the signed member records it holds
+	// for a training job: which peers train it, at which round, with
+	// which state and checkpoint (package train/collab), the pull side
+	// of the job's pubsub topic.
+	MembersProtocol protocol.ID = ProtocolPrefix + "/train/members/1"
+
 	// PubSubProtocol is gossipsub v1.1 under ProtocolPrefix, so Mycel's
 	// topics stay apart from other libp2p networks.
 	PubSubProtocol protocol.ID = ProtocolPrefix + "/meshsub/1.1.0"

@@ -49,7 +49,7 @@ func NewLoRA(be kernels.Backend, base model.Linear, in, out, rank int, alpha flo
 	l.A, buf = buf[:rank*in:rank*in], buf[rank*in:]
 	l.B, buf = buf[:out*rank:out*rank], buf[out*rank:]
 	l.GA, buf = buf[:rank*in:rank*in], buf[rank*in:]
-	l.GB = buf[:out*rank : out*rank]
+	l.GB = buf[: out*rank : out*rank]
 	bound := 1 / math.Sqrt(float64(in))
 	for i := range l.A {
 		l.A[i] = float32((2*r.Float64() - 1) * bound)

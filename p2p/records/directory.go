@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
+	kb "github.com/libp2p/go-libp2p-kbucket"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -577,7 +579,13 @@ func (d *Directory[T, P]) Announce(ctx context.Context, r P) error {
 			pctx, cancel := context.WithTimeout(d.ctx, time.Minute)
 			defer cancel()
 			if err := d.cfg.Routing.Provide(pctx, d.ProviderKey(topic), true); err != nil && d.ctx.Err() == nil {
-				log.Warn("provide "+d.kind.Name+" key", "topic", topic, "err", err)
+				// Alone (no peer in a routing table yet) is no fault:
+				// the next announce tries again.
+				level := slog.LevelWarn
+				if errors.Is(err, kb.ErrLookupFailure) {
+					level = slog.LevelDebug
+				}
+				log.Log(pctx, level, "provide "+d.kind.Name+" key", "topic", topic, "err", err)
 				d.mu.Lock()
 				td.provided = time.Time{}
 				d.mu.Unlock()

@@ -1,0 +1,807 @@
+package collab
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mycel-net/mycel/train"
+	"github.com/mycel-net/mycel/train/allreduce"
+)
+
+// Mode is how a group averages what its members learn.
+type Mode string
+
+const (
+	// Sync averages the gradients of every step: the group trains as one
+	// machine with the whole batch would.
+	Sync Mode = "sync"
+	// DiLoCo averages the change of the parameters after InnerSteps
+	// local AdamW steps and applies it with an outer Nesterov step.
+	DiLoCo Mode = "diloco"
+)
+
+// Defaults of Config.
+const (
+	DefaultInnerSteps    = 100
+	DefaultOuterLR       = 0.7
+	DefaultOuterMomentum = 0.9
+	DefaultSettle        = time.Second
+	DefaultExpectWait    = 5 * time.Second
+	DefaultRoundTimeout  = time.Minute
+	DefaultJoinWait      = 2 * time.Minute
+)
+
+// Config configures a member of a group. Zero fields take the defaults.
+type Config struct {
+	// Job is the job's ID, the topic of its member records (required).
+	Job string
+	// Mode is Sync (the default) or DiLoCo.
+	Mode Mode
+	// InnerSteps (H), OuterLR and OuterMomentum set DiLoCo's rounds;
+	// OuterLR 0 takes the defaults of both.
+	InnerSteps             int
+	OuterLR, OuterMomentum float64
+	// Encoding is what travels in DiLoCo's averaging (allreduce.Int8 or
+	// Q4 with error feedback: what quantisation drops is added to the
+	// next round's change). Sync sends float32.
+	Encoding allreduce.Encoding
+	// Aggregate is how contributions are averaged (allreduce.Mean, with
+	// its norm check, by default).
+	Aggregate allreduce.Aggregator
+	// MinPeers is the fewest members a round starts with (1).
+	MinPeers int
+	// Settle is how long the set of members ready for a round must stay
+	// the same before a round with members not expected starts (the
+	// first round, or after a rejoin).
+	Settle time.Duration
+	// ExpectWait bounds the wait for the members of the last round, who
+	// are expected in the next: one that does not show is left out.
+	ExpectWait time.Duration
+	// RoundTimeout bounds an averaging.
+	RoundTimeout time.Duration
+	// Heartbeat is how often the member record is announced again.
+	Heartbeat time.Duration
+	// CheckpointEvery makes a checkpoint at the start of every
+	// CheckpointEvery-th round (0: only when a peer asks to join).
+	CheckpointEvery int
+	// JoinWait bounds how long the members wait at a round for a peer
+	// that asked to join there, and how long a joiner waits for the
+	// checkpoint it asked for.
+	JoinWait time.Duration
+	// Log receives the group's events; nil: slog's default.
+	Log *slog.Logger
+}
+
+func (c *Config) fill() error {
+	if c.Job == "" {
+		return errors.New("collab: no job ID")
+	}
+	if c.Mode == "" {
+		c.Mode = Sync
+	}
+	if c.Mode != Sync && c.Mode != DiLoCo {
+		return fmt.Errorf("collab: averaging %q: want %q or %q", c.Mode, Sync, DiLoCo)
+	}
+	if c.InnerSteps <= 0 {
+		c.InnerSteps = DefaultInnerSteps
+	}
+	if c.OuterLR == 0 {
+		c.OuterLR, c.OuterMomentum = DefaultOuterLR, DefaultOuterMomentum
+	}
+	if c.OuterLR < 0 || c.OuterMomentum < 0 || c.OuterMomentum >= 1 {
+		return fmt.Errorf("collab: outer lr %v, momentum %v", c.OuterLR, c.OuterMomentum)
+	}
+	if c.MinPeers <= 0 {
+		c.MinPeers = 1
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&c.Settle, DefaultSettle}, {&c.ExpectWait, DefaultExpectWait}, {&c.RoundTimeout, DefaultRoundTimeout},
+		{&c.Heartbeat, DefaultHeartbeat}, {&c.JoinWait, DefaultJoinWait}} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	c.Log = c.Log.With("sys", "train", "job", c.Job)
+	return nil
+}
+
+// Report is what one round did, as one member saw it.
+type Report struct {
+	// Round is the round's number, from 0; Step the optimizer steps done
+	// after it.
+	Round, Step int
+	// Members took part; Dropped were left out of the average (they sent
+	// nothing in time, or what they sent was refused: Rejected says why).
+	Members, Dropped []peer.ID
+	Rejected         map[peer.ID]string
+	// Loss is the mean loss over the tokens the round trained, all
+	// members together; Tokens those tokens, Own this member's.
+	Loss        float64
+	Tokens, Own int
+	// State is the hash of the parameters after the round.
+	State [32]byte
+	// Sent and Received count the averaging's bytes.
+	Sent, Received int64
+	// Compute is the time in forward, backward and optimizer; Wall the
+	// whole round's, waiting for the others included.
+	Compute, Wall time.Duration
+}
+
+// Group is this peer's part in training a job with others: it agrees
+// with them on each round's members through the job's member records,
+// trains its share, averages over the all-reduce service, checks that
+// all hold the same parameters, and catches up from a checkpoint when it
+// is behind.
+type Group struct {
+	cfg    Config
+	self   peer.ID
+	dir    *Directory
+	ar     *allreduce.Service
+	t      *train.Trainer
+	states States
+
+	outer    *train.Outer // DiLoCo
+	residual []float32    // DiLoCo's error feedback
+	vec      []float32
+
+	round    int
+	attempt  int
+	state    [32]byte
+	expected []peer.ID // the last round's members, less those dropped
+	excluded map[peer.ID]uint64
+	ckpt     cid.Cid
+	ckptAt   int
+
+	mu  sync.Mutex
+	rec Member // the record the heartbeat announces
+
+	// banned are the peers whose contributions the group refused: left
+	// out for the rest of the job.
+	banned map[peer.ID]string
+
+	// beforeAverage, if set, is called with the vector about to be
+	// averaged (tests).
+	beforeAverage func(round int, vec []float32)
+}
+
+// ErrRefused is returned by Run when the group refused this member's
+// contribution (values not finite, or far outside the others'): the
+// others leave it out for the rest of the job.
+var ErrRefused = errors.New("collab: the group refused this member's contribution")
+
+// errBehind: the others are at a later round, or hold other parameters
+// that win; this member must take the state from a checkpoint.
+var errBehind = errors.New("collab: behind the group")
+
+// New makes t, a trainer of the job, a member of the group training it.
+// t must stand where the group starts (a fresh trainer) or at a
+// checkpoint of the group; a member that is behind catches up by itself.
+func New(h host.Host, dir *Directory, ar *allreduce.Service, t *train.Trainer, states States, cfg Config) (*Group, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	g := &Group{cfg: cfg, self: h.ID(), dir: dir, ar: ar, t: t, states: states,
+		excluded: map[peer.ID]uint64{}, banned: map[peer.ID]string{}}
+	if cfg.Mode == DiLoCo {
+		if t.Step%cfg.InnerSteps != 0 {
+			return nil, fmt.Errorf("collab: trainer at step %d, not at the end of an outer round of %d steps", t.Step, cfg.InnerSteps)
+		}
+		g.outer = train.NewOuter(t.Params, cfg.OuterLR, cfg.OuterMomentum)
+	}
+	g.setRound()
+	return g, nil
+}
+
+// setRound derives the round from the trainer's step and hashes the
+// parameters.
+func (g *Group) setRound() {
+	g.round = g.t.Step
+	if g.cfg.Mode == DiLoCo {
+		g.round = g.t.Step / g.cfg.InnerSteps
+	}
+	g.attempt = 0
+	g.state = train.Hash(g.t.Params)
+}
+
+// Round is the number of rounds done.
+func (g *Group) Round() int { return g.round }
+
+// State is the hash of the parameters at the start of the next round.
+func (g *Group) State() [32]byte { return g.state }
+
+// done says whether the job's steps are all taken.
+func (g *Group) done() bool { return g.t.Step >= g.t.Job.Steps }
+
+// Run trains until the job's steps are done or ctx ends, calling report
+// after every round. A round that fails (a member vanished, the members
+// disagreed) is tried again; a member that finds itself behind catches up
+// from a checkpoint. Run withdraws this member's record when it returns.
+func (g *Group) Run(ctx context.Context, report func(Report)) error {
+	hbCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		stop()
+		wg.Wait()
+		wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := g.dir.withdraw(wctx, g.cfg.Job); err != nil {
+			g.cfg.Log.Debug("withdraw", "err", err)
+		}
+	}()
+	g.publish(ctx)
+	wg.Go(func() { g.heartbeat(hbCtx) })
+	for !g.done() {
+		rep, err := g.runRound(ctx)
+		switch {
+		case err == nil:
+			if report != nil {
+				report(rep)
+			}
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, errBehind):
+			g.cfg.Log.Info("behind the group; catching up from a checkpoint", "round", g.round)
+			if err := g.catchUp(ctx); err != nil {
+				return err
+			}
+		case retryable(err):
+			g.cfg.Log.Info("round failed; trying again", "round", g.round, "attempt", g.attempt, "err", err)
+			g.attempt++
+		default:
+			return err
+		}
+	}
+	return nil
+}
+
+// retryable says whether a round that failed with err may be run again.
+func retryable(err error) bool {
+	for _, e := range []error{allreduce.ErrMismatch, allreduce.ErrIncomplete, allreduce.ErrLate, allreduce.ErrConflict, allreduce.ErrRoundActive, context.DeadlineExceeded} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// heartbeat announces the member record every Heartbeat.
+func (g *Group) heartbeat(ctx context.Context) {
+	tick := time.NewTicker(g.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			g.publish(ctx)
+		}
+	}
+}
+
+// update changes the member record and announces it at once.
+func (g *Group) update(ctx context.Context, fn func(*Member)) {
+	g.mu.Lock()
+	fn(&g.rec)
+	g.mu.Unlock()
+	g.publish(ctx)
+}
+
+// publish announces the member record as it stands.
+func (g *Group) publish(ctx context.Context) {
+	g.mu.Lock()
+	rec := g.rec
+	g.mu.Unlock()
+	rec.Job = g.cfg.Job
+	if err := g.dir.announce(ctx, &rec); err != nil && ctx.Err() == nil {
+		g.cfg.Log.Warn("announce member record", "err", err)
+	}
+}
+
+// ready sets the member record to "ready for the current round".
+func (g *Group) ready(ctx context.Context) {
+	g.update(ctx, func(m *Member) {
+		m.Round, m.Attempt, m.State, m.Joining = g.round, g.attempt, hex.EncodeToString(g.state[:]), 0
+		if g.ckpt.Defined() {
+			m.Checkpoint, m.CheckpointRound = g.ckpt.String(), g.ckptAt
+		}
+	})
+}
+
+// runRound runs the current round: a checkpoint if one is due, the
+// gathering of its members, then the mode's round.
+func (g *Group) runRound(ctx context.Context) (Report, error) {
+	start := time.Now()
+	if e := g.cfg.CheckpointEvery; e > 0 && g.round > 0 && g.round%e == 0 && g.ckptAt != g.round {
+		if err := g.checkpoint(ctx); err != nil {
+			return Report{}, err
+		}
+	}
+	members, err := g.gather(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	var rep Report
+	if g.cfg.Mode == DiLoCo {
+		rep, err = g.dilocoRound(ctx, members)
+	} else {
+		rep, err = g.syncRound(ctx, members)
+	}
+	rep.Wall = time.Since(start)
+	return rep, err
+}
+
+// view is what the member records say of the current round.
+type view struct {
+	ready   []peer.ID // at this round and attempt with this state, this member included, sorted
+	attempt int       // the highest attempt of the members with this state
+	joiners []peer.ID // peers that asked to join at this round
+	behind  bool
+}
+
+// look reads the job's member records.
+func (g *Group) look() view {
+	v := view{ready: []peer.ID{g.self}, attempt: g.attempt}
+	own := hex.EncodeToString(g.state[:])
+	ahead := 0
+	same := map[string]int{own: 1} // members at this round, by state
+	for _, m := range g.dir.Known(g.cfg.Job) {
+		if m.Peer == g.self || m.Left || g.banned[m.Peer] != "" {
+			continue
+		}
+		if seq, ok := g.excluded[m.Peer]; ok && m.Seq <= seq {
+			continue
+		}
+		if m.Joining == g.round && m.State == "" {
+			v.joiners = append(v.joiners, m.Peer)
+		}
+		switch {
+		case m.State == "":
+		case m.Round > g.round:
+			ahead++
+		case m.Round == g.round:
+			same[m.State]++
+			if m.State == own {
+				if m.Attempt == g.attempt {
+					v.ready = append(v.ready, m.Peer)
+				}
+				v.attempt = max(v.attempt, m.Attempt)
+			}
+		}
+	}
+	// Peers further on than this member: it missed rounds. Peers at this
+	// round with other parameters: the state held by more members wins,
+	// ties going to the smaller hash; the losers catch up.
+	v.behind = ahead > 0
+	for s, n := range same {
+		if s != own && (n > same[own] || n == same[own] && s < own) {
+			v.behind = true
+		}
+	}
+	slices.Sort(v.ready)
+	return v
+}
+
+// gather waits until the round's members are known: every member of the
+// last round that is still there, the peers that asked to join at this
+// round (for at most JoinWait), at least MinPeers, and, when members
+// arrive that were not expected, a set unchanged for Settle.
+func (g *Group) gather(ctx context.Context) ([]peer.ID, error) {
+	watch, stop, err := g.dir.Watch(g.cfg.Job)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	g.ready(ctx)
+	begin := time.Now()
+	var set []peer.ID
+	since := begin
+	joinSeen := map[peer.ID]time.Time{}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		v := g.look()
+		if v.behind {
+			return nil, errBehind
+		}
+		if v.attempt > g.attempt {
+			g.attempt = v.attempt
+			g.ready(ctx)
+			continue
+		}
+		now := time.Now()
+		if len(v.joiners) > 0 && g.ckptAt != g.round {
+			if err := g.checkpoint(ctx); err != nil {
+				return nil, err
+			}
+			g.ready(ctx)
+		}
+		if !slices.Equal(v.ready, set) {
+			set, since = v.ready, now
+		}
+		wait := false
+		for _, p := range g.expected {
+			if !slices.Contains(set, p) && now.Sub(begin) < g.cfg.ExpectWait {
+				wait = true
+			}
+		}
+		for _, p := range v.joiners {
+			if _, ok := joinSeen[p]; !ok {
+				joinSeen[p] = now
+			}
+			if !slices.Contains(set, p) && now.Sub(joinSeen[p]) < g.cfg.JoinWait {
+				wait = true
+			}
+		}
+		expectedAll := len(g.expected) > 0
+		for _, p := range set {
+			if p != g.self && !slices.Contains(g.expected, p) && !slices.Contains(v.joiners, p) {
+				expectedAll = false
+			}
+		}
+		if !wait && len(set) >= g.cfg.MinPeers && (expectedAll || now.Sub(since) >= g.cfg.Settle) {
+			return set, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-watch:
+		case <-tick.C:
+		}
+	}
+}
+
+// checkpoint stores the state at the start of the current round and
+// announces it.
+func (g *Group) checkpoint(ctx context.Context) error {
+	var b bytes.Buffer
+	var err error
+	if g.outer != nil {
+		err = g.t.WriteOuterCheckpoint(&b, g.outer)
+	} else {
+		err = g.t.WriteCheckpoint(&b)
+	}
+	if err != nil {
+		return fmt.Errorf("collab: checkpoint of round %d: %w", g.round, err)
+	}
+	c, err := g.states.Put(ctx, b.Bytes())
+	if err != nil {
+		return fmt.Errorf("collab: checkpoint of round %d: %w", g.round, err)
+	}
+	g.ckpt, g.ckptAt = c, g.round
+	g.cfg.Log.Info("checkpoint", "round", g.round, "cid", c, "bytes", b.Len())
+	return nil
+}
+
+// spec is the all-reduce round of the current round and attempt.
+func (g *Group) spec(members []peer.ID, weight float64, enc allreduce.Encoding) allreduce.Round {
+	return allreduce.Round{
+		ID:        fmt.Sprintf("%s/%d/%d", g.cfg.Job, g.round, g.attempt),
+		Members:   members,
+		Weight:    weight,
+		Deadline:  time.Now().Add(g.cfg.RoundTimeout),
+		Encoding:  enc,
+		Aggregate: g.cfg.Aggregate,
+	}
+}
+
+// finish records what a round left: who is expected next, who is left
+// out until it announces anew, who is banned, and the new state.
+func (g *Group) finish(members []peer.ID, res allreduce.Result) {
+	for p, why := range res.Rejected {
+		if p != g.self {
+			g.banned[p] = why
+			g.cfg.Log.Warn("contribution refused; peer left out of the job", "peer", p, "round", g.round, "why", why)
+		}
+	}
+	g.expected = g.expected[:0]
+	for _, p := range members {
+		if p != g.self && !slices.Contains(res.Dropped, p) {
+			g.expected = append(g.expected, p)
+		}
+	}
+	for _, p := range res.Dropped {
+		g.excluded[p] = 0
+		for _, m := range g.dir.Known(g.cfg.Job) {
+			if m.Peer == p {
+				g.excluded[p] = m.Seq
+			}
+		}
+	}
+	g.setRound()
+}
+
+// refused is ErrRefused, with the group's reason, if res refused this
+// member's contribution.
+func (g *Group) refused(res allreduce.Result) error {
+	if why, ok := res.Rejected[g.self]; ok {
+		return fmt.Errorf("%w in round %d: %s", ErrRefused, g.round, why)
+	}
+	return nil
+}
+
+// weightOf is the weight of the contributions in the part holding value
+// i of the vector.
+func weightOf(res allreduce.Result, i int) float64 {
+	for _, p := range res.Parts {
+		if i >= p.Offset && i < p.Offset+p.Len {
+			return p.Weight
+		}
+	}
+	return 0
+}
+
+// syncRound: this member's share of the step's batch, the gradients
+// averaged over the members (weighted by trained tokens), the loss with
+// them, and the same AdamW update on every member.
+func (g *Group) syncRound(ctx context.Context, members []peer.ID) (Report, error) {
+	i, n := slices.Index(members, g.self), len(members)
+	from := g.t.Cursor
+	t0 := time.Now()
+	share := train.Share(g.t.NextBatch(), i, n)
+	loss, tokens, err := g.t.Gradients(share)
+	if err != nil {
+		g.t.Seek(from)
+		return Report{}, err
+	}
+	compute := time.Since(t0)
+	g.vec = append(train.Flatten(g.t.Params, train.Gradients, g.vec[:0]), float32(loss))
+	if g.beforeAverage != nil {
+		g.beforeAverage(g.round, g.vec)
+	}
+	res, err := g.ar.AllReduce(ctx, g.spec(members, float64(tokens), allreduce.F32), g.vec)
+	if err != nil {
+		g.t.Seek(from)
+		return Report{}, fmt.Errorf("collab: round %d: %w", g.round, err)
+	}
+	last := len(g.vec) - 1
+	total := weightOf(res, last)
+	if total == 0 {
+		return Report{}, fmt.Errorf("collab: round %d: the members' shares hold no trained token", g.round)
+	}
+	if err := train.Unflatten(g.t.Params, train.Gradients, g.vec[:last]); err != nil {
+		return Report{}, err
+	}
+	t1 := time.Now()
+	step, err := g.t.ApplyGradients(float64(g.vec[last]), int(total))
+	if err != nil {
+		return Report{}, err
+	}
+	compute += time.Since(t1)
+	rep := Report{Round: g.round, Step: g.t.Step, Members: members, Dropped: res.Dropped, Rejected: res.Rejected,
+		Loss: step.Loss, Tokens: int(total), Own: tokens, Sent: res.BytesSent, Received: res.BytesReceived, Compute: compute}
+	g.finish(members, res)
+	rep.State = g.state
+	return rep, g.refused(res)
+}
+
+// dilocoRound: InnerSteps local steps on this member's shares of the
+// round's batches, then the change of the parameters averaged (weighted
+// by trained tokens, quantised with error feedback) and applied by the
+// outer optimizer on every member.
+func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, error) {
+	i, n := slices.Index(members, g.self), len(members)
+	from, fromStep, fromAdam := g.t.Cursor, g.t.Step, g.t.Opt.Step
+	steps := min(g.cfg.InnerSteps, g.t.Job.Steps-g.t.Step)
+	t0 := time.Now()
+	tokens, lossSum := 0, 0.0
+	rollback := func() {
+		_ = train.Unflatten(g.t.Params, train.Values, g.outer.Start)
+		g.t.Seek(from)
+		g.t.Step, g.t.Opt.Step = fromStep, fromAdam
+	}
+	for range steps {
+		share := train.Share(g.t.NextBatch(), i, n)
+		loss, tok, err := g.t.Gradients(share)
+		if err != nil {
+			rollback()
+			return Report{}, err
+		}
+		if _, err := g.t.ApplyGradients(loss, tok); err != nil {
+			rollback()
+			return Report{}, err
+		}
+		tokens += tok
+		lossSum += loss * float64(tok)
+	}
+	compute := time.Since(t0)
+	g.vec = g.outer.Delta(g.t.Params, g.vec[:0])
+	nv := len(g.vec)
+	var carried []float32
+	if g.cfg.Encoding != allreduce.F32 {
+		if g.residual == nil {
+			g.residual = make([]float32, nv)
+		}
+		carried = slices.Clone(g.residual)
+		feedback(g.cfg.Encoding, g.vec, g.residual)
+	}
+	// The loss travels in a block of its own, so that quantisation keeps
+	// it whole.
+	for len(g.vec)%allreduce.BlockSize != 0 {
+		g.vec = append(g.vec, 0)
+	}
+	mean := 0.0
+	if tokens > 0 {
+		mean = lossSum / float64(tokens)
+	}
+	g.vec = append(g.vec, float32(mean))
+	for len(g.vec)%allreduce.BlockSize != 0 {
+		g.vec = append(g.vec, 0)
+	}
+	lossAt := len(g.vec) - allreduce.BlockSize
+	if g.beforeAverage != nil {
+		g.beforeAverage(g.round, g.vec)
+	}
+	res, err := g.ar.AllReduce(ctx, g.spec(members, float64(tokens), g.cfg.Encoding), g.vec)
+	if err != nil {
+		rollback()
+		if carried != nil {
+			copy(g.residual, carried)
+		}
+		return Report{}, fmt.Errorf("collab: round %d: %w", g.round, err)
+	}
+	t1 := time.Now()
+	if err := g.outer.Step(g.t.Params, g.vec[:nv]); err != nil {
+		rollback()
+		return Report{}, err
+	}
+	compute += time.Since(t1)
+	rep := Report{Round: g.round, Members: members, Dropped: res.Dropped, Rejected: res.Rejected,
+		Loss: float64(g.vec[lossAt]), Tokens: int(weightOf(res, lossAt)), Own: tokens,
+		Sent: res.BytesSent, Received: res.BytesReceived, Compute: compute}
+	g.finish(members, res)
+	rep.Step, rep.State = g.t.Step, g.state
+	return rep, g.refused(res)
+}
+
+// feedback adds the carried residual to v, rounds v to what enc can
+// carry (block by block, as the all-reduce quantises) and keeps what the
+// rounding dropped as the next residual.
+func feedback(enc allreduce.Encoding, v, residual []float32) {
+	for j := range v {
+		v[j] += residual[j]
+	}
+	q := make([]float32, len(v))
+	if err := allreduce.Dequantize(enc, allreduce.Quantize(enc, v), q); err != nil {
+		// v is finite and of a valid length: Dequantize of what Quantize
+		// wrote cannot fail.
+		panic(err)
+	}
+	for j := range v {
+		residual[j] = v[j] - q[j]
+		v[j] = q[j]
+	}
+}
+
+// catchUp takes the group's state from a checkpoint: it asks to join at
+// a round ahead of the members, waits for their checkpoint of that round,
+// fetches it from all of them, checks it against the state they announce
+// and takes it.
+func (g *Group) catchUp(ctx context.Context) error {
+	watch, stop, err := g.dir.Watch(g.cfg.Job)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	lead := 1
+	for {
+		target := 0
+		for _, m := range g.dir.Known(g.cfg.Job) {
+			if m.Peer != g.self && m.State != "" && !m.Left {
+				target = max(target, m.Round)
+			}
+		}
+		target += lead
+		g.update(ctx, func(m *Member) { *m = Member{Joining: target} })
+		g.cfg.Log.Info("asking to join", "round", target)
+		deadline := time.After(g.cfg.JoinWait)
+		ok, err := g.waitCheckpoint(ctx, watch, deadline, target)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		lead *= 2
+	}
+}
+
+// waitCheckpoint waits for the members' checkpoint of round target and
+// takes it; false: they went past target without one, or it did not come
+// in time.
+func (g *Group) waitCheckpoint(ctx context.Context, watch <-chan struct{}, deadline <-chan time.Time, target int) (bool, error) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var from []peer.ID
+		var c, state string
+		past := true
+		for _, m := range g.dir.Known(g.cfg.Job) {
+			if m.Peer == g.self || m.State == "" || m.Left {
+				continue
+			}
+			if m.Round <= target {
+				past = false
+			}
+			if m.Round == target && m.CheckpointRound == target && m.Checkpoint != "" {
+				if c == "" {
+					c, state = m.Checkpoint, m.State
+				}
+				if m.Checkpoint == c && m.State == state {
+					from = append(from, m.Peer)
+				}
+			}
+		}
+		if c != "" {
+			err := g.take(ctx, c, state, from, target)
+			if err == nil {
+				return true, nil
+			}
+			if ctx.Err() != nil {
+				return false, ctx.Err()
+			}
+			g.cfg.Log.Warn("checkpoint refused", "cid", c, "err", err)
+			return false, nil
+		}
+		if past && len(g.dir.Known(g.cfg.Job)) > 1 {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-deadline:
+			return false, nil
+		case <-watch:
+		case <-tick.C:
+		}
+	}
+}
+
+// take fetches checkpoint c of round target from the peers from, checks
+// that it holds the parameters they announce, and makes it this member's
+// state.
+func (g *Group) take(ctx context.Context, c, state string, from []peer.ID, target int) error {
+	id, err := cid.Decode(c)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	data, err := g.states.Get(ctx, id, from)
+	if err != nil {
+		return err
+	}
+	outer, err := g.t.RestoreOuter(data)
+	if err != nil {
+		return err
+	}
+	if (outer != nil) != (g.cfg.Mode == DiLoCo) {
+		return fmt.Errorf("collab: checkpoint %s is not of a %s group", c, g.cfg.Mode)
+	}
+	if g.outer != nil {
+		g.outer, g.residual = outer, nil
+	}
+	g.setRound()
+	if got := hex.EncodeToString(g.state[:]); got != state || g.round != target {
+		return fmt.Errorf("collab: checkpoint %s holds round %d with state %s; the members announce round %d with %s", c, g.round, got[:12], target, state[:12])
+	}
+	g.ckpt, g.ckptAt = id, target
+	g.expected = slices.DeleteFunc(slices.Clone(from), func(p peer.ID) bool { return p == g.self })
+	clear(g.excluded)
+	g.cfg.Log.Info("caught up", "round", target, "cid", c, "bytes", len(data), "took", time.Since(t0).Round(time.Millisecond))
+	return nil
+}

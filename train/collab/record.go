@@ -1,0 +1,175 @@
+package collab
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/mycel-net/mycel/p2p/records"
+)
+
+// Limits on a member record, checked on every record read from the
+// network.
+const (
+	// MaxRecordBytes bounds a signed member record, envelope included.
+	MaxRecordBytes = 4 << 10
+	// MaxRecordTTL bounds how far ahead a member record may expire: a
+	// member that stops announcing is forgotten within it.
+	MaxRecordTTL   = 2 * time.Minute
+	maxRecordAddrs = 16
+	maxRound       = 1 << 40
+)
+
+// RecordDomain and RecordCodec tag the signed envelope of a Member record.
+const (
+	RecordDomain = "mycel-train-member"
+	RecordCodec  = "/mycel/train-member/1"
+)
+
+// Member is what a peer training a job announces on the job's topic,
+// again every heartbeat: where it stands, so that the members of a round
+// agree on who takes part, a peer behind or astray knows it, and a peer
+// that joins knows where to get the state. Its owner signs it with the
+// peer's libp2p key.
+type Member struct {
+	// Peer is the member; set from the signing key, never from the
+	// payload.
+	Peer peer.ID `json:"-"`
+	// Job is the job's ID, the record's topic.
+	Job string `json:"job"`
+	// Round is the round the member is ready for: the optimizer steps
+	// done (sync) or the outer rounds done (DiLoCo).
+	Round int `json:"round"`
+	// Attempt counts the failed tries of Round: the members of a try
+	// agree on it, and a member that sees a higher one moves to it.
+	Attempt int `json:"attempt,omitempty"`
+	// State is the hash of the member's parameters at the start of Round
+	// (train.Hash), hex; members of a round hold the same.
+	State string `json:"state"`
+	// Checkpoint is the CID of the newest checkpoint the member holds and
+	// serves, made at the start of round CheckpointRound; empty: none.
+	Checkpoint      string `json:"checkpoint,omitempty"`
+	CheckpointRound int    `json:"checkpoint_round,omitempty"`
+	// Joining is the round a peer that has no state yet asks to join at:
+	// the members make a checkpoint at the start of that round and wait
+	// for it. 0: not joining.
+	Joining int `json:"joining,omitempty"`
+	// Rate is the member's training rate, tokens per second.
+	Rate float64 `json:"rate,omitempty"`
+	// Left withdraws the member from the job.
+	Left bool `json:"leaving,omitempty"`
+
+	Addrs   []ma.Multiaddr `json:"-"`
+	Seq     uint64         `json:"seq"`
+	Expires time.Time      `json:"-"`
+}
+
+type memberJSON struct {
+	Member
+	Addrs   []string `json:"addrs"`
+	Expires int64    `json:"expires"`
+}
+
+// Domain, Codec, MarshalRecord and UnmarshalRecord make *Member a libp2p
+// lprecord.Record.
+func (*Member) Domain() string { return RecordDomain }
+
+// Codec is the payload type of the signed envelope.
+func (*Member) Codec() []byte { return []byte(RecordCodec) }
+
+// MarshalRecord encodes the payload as JSON.
+func (m *Member) MarshalRecord() ([]byte, error) {
+	j := memberJSON{Member: *m, Expires: m.Expires.Unix()}
+	for _, a := range m.Addrs {
+		j.Addrs = append(j.Addrs, a.String())
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalRecord decodes and checks a payload.
+func (m *Member) UnmarshalRecord(b []byte) error {
+	if len(b) > MaxRecordBytes {
+		return fmt.Errorf("member record of %d bytes (max %d)", len(b), MaxRecordBytes)
+	}
+	var j memberJSON
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return fmt.Errorf("member record: %w", err)
+	}
+	if len(j.Addrs) > maxRecordAddrs {
+		return fmt.Errorf("member record: %d addresses (max %d)", len(j.Addrs), maxRecordAddrs)
+	}
+	rec := j.Member
+	rec.Addrs = nil
+	for _, s := range j.Addrs {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return fmt.Errorf("member record: address %q: %w", s, err)
+		}
+		rec.Addrs = append(rec.Addrs, a)
+	}
+	rec.Expires = time.Unix(j.Expires, 0)
+	if err := rec.check(); err != nil {
+		return err
+	}
+	*m = rec
+	return nil
+}
+
+// check validates the fields a payload sets.
+func (m *Member) check() error {
+	switch {
+	case m.Job == "" || len(m.Job) > records.MaxTopic:
+		return fmt.Errorf("member record: job id of %d bytes", len(m.Job))
+	case m.Round < 0 || m.Round > maxRound || m.CheckpointRound < 0 || m.CheckpointRound > maxRound || m.Joining < 0 || m.Joining > maxRound || m.Attempt < 0 || m.Attempt > maxRound:
+		return fmt.Errorf("member record: round %d, checkpoint round %d, joining %d", m.Round, m.CheckpointRound, m.Joining)
+	case m.Rate < 0 || m.Rate != m.Rate || m.Rate > 1e12:
+		return fmt.Errorf("member record: rate %v", m.Rate)
+	}
+	if m.State != "" {
+		if b, err := hex.DecodeString(m.State); err != nil || len(b) != 32 {
+			return fmt.Errorf("member record: state %q is not a hex SHA-256", m.State)
+		}
+	}
+	if m.Checkpoint != "" {
+		if _, err := cid.Decode(m.Checkpoint); err != nil {
+			return fmt.Errorf("member record: checkpoint %q: %w", m.Checkpoint, err)
+		}
+	}
+	return nil
+}
+
+// members is the kind of Member for the record machinery.
+var members = &records.Kind[Member, *Member]{
+	Name:     "member record",
+	MaxBytes: MaxRecordBytes,
+	MaxTTL:   MaxRecordTTL,
+	MaxAddrs: maxRecordAddrs,
+	Check:    (*Member).check,
+	Leave: func(m *Member, job string) {
+		*m = Member{Job: job, Left: true}
+	},
+}
+
+// Topic is the record's job.
+func (m *Member) Topic() string { return m.Job }
+
+// Leaving says the record withdraws its member.
+func (m *Member) Leaving() bool { return m.Left }
+
+// Stamp returns the fields the record machinery reads and fills in.
+func (m *Member) Stamp() records.Stamp {
+	return records.Stamp{Peer: m.Peer, Seq: m.Seq, Expires: m.Expires, Addrs: m.Addrs}
+}
+
+// SetStamp sets the fields the record machinery fills in.
+func (m *Member) SetStamp(s records.Stamp) {
+	m.Peer, m.Seq, m.Expires, m.Addrs = s.Peer, s.Seq, s.Expires, s.Addrs
+}

@@ -1,0 +1,96 @@
+package collab
+
+import (
+	"crypto/rand"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+const someState = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+// A member record signs, travels and opens with every field, its signer
+// taken from the key.
+func TestMemberRecordRoundTrip(t *testing.T) {
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPrivateKey(key)
+	m := Member{Peer: "someone else", Job: "job-1", Round: 7, Attempt: 2, State: someState,
+		Checkpoint: "bafkqaaa", CheckpointRound: 6, Rate: 1234.5, Seq: 9, Expires: time.Now().Add(time.Minute).Truncate(time.Second)}
+	raw, err := members.Seal(&m, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := members.Open(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Peer != id || got.Job != m.Job || got.Round != 7 || got.Attempt != 2 || got.State != someState ||
+		got.Checkpoint != m.Checkpoint || got.CheckpointRound != 6 || got.Rate != m.Rate || got.Seq != 9 || !got.Expires.Equal(m.Expires) {
+		t.Fatalf("opened %+v from %+v", got, m)
+	}
+	if _, err := members.Open(raw[:len(raw)-1]); err == nil {
+		t.Error("a truncated record opened")
+	}
+	raw[len(raw)/2] ^= 1
+	if _, err := members.Open(raw); err == nil {
+		t.Error("a record with a flipped bit opened")
+	}
+}
+
+// A member record from the network is checked field by field.
+func TestMemberRecordChecks(t *testing.T) {
+	good := Member{Job: "j", Round: 3, State: someState}
+	if err := good.check(); err != nil {
+		t.Fatal(err)
+	}
+	for name, m := range map[string]Member{
+		"no job":         {},
+		"long job":       {Job: strings.Repeat("j", 200)},
+		"negative round": {Job: "j", Round: -1},
+		"short state":    {Job: "j", State: "0011"},
+		"bad checkpoint": {Job: "j", Checkpoint: "not-a-cid"},
+		"NaN rate":       {Job: "j", Rate: math.NaN()},
+		"huge attempt":   {Job: "j", Attempt: maxRound + 1},
+		"negative join":  {Job: "j", Joining: -2},
+	} {
+		if err := m.check(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	var m Member
+	if err := m.UnmarshalRecord([]byte(`{"job":"j","seq":1,"expires":0,"addrs":[],"extra":1}`)); err == nil {
+		t.Error("a payload with an unknown field decoded")
+	}
+}
+
+// Opening never panics, and what opens passes the record's checks.
+func FuzzMemberRecord(f *testing.F) {
+	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	m := Member{Job: "j", Round: 1, State: someState, Expires: time.Now().Add(time.Minute)}
+	raw, _ := members.Seal(&m, key)
+	f.Add(raw)
+	f.Add([]byte{})
+	f.Add([]byte(`{"job":"j","round":1,"seq":1,"expires":1,"addrs":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m Member
+		if err := m.UnmarshalRecord(b); err == nil {
+			if err := m.check(); err != nil {
+				t.Fatalf("decoded a payload that fails its checks: %v", err)
+			}
+		}
+		got, err := members.Open(b)
+		if err != nil {
+			return
+		}
+		if err := got.check(); err != nil {
+			t.Fatalf("opened a record that fails its checks: %v", err)
+		}
+	})
+}
