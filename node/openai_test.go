@@ -138,14 +138,14 @@ func TestOpenAIErrors(t *testing.T) {
 		code       string
 	}{
 		{"/completions", `{"model":"nope","prompt":"x"}`, 404, "model_not_found"},
-		{"/completions", `{"model":"`+builtinName+`","prompt":`, 400, ""},
+		{"/completions", `{"model":"` + builtinName + `","prompt":`, 400, ""},
 		{"/completions", `{"prompt":"x"}`, 400, ""},
-		{"/completions", `{"model":"`+builtinName+`","prompt":"x","n":2}`, 400, ""},
-		{"/completions", `{"model":"`+builtinName+`","prompt":"x","temperature":-1}`, 400, ""},
-		{"/completions", `{"model":"`+builtinName+`","prompt":"x","max_tokens":100000}`, 400, "context_length_exceeded"},
-		{"/completions", `{"model":"`+builtinName+`","prompt":7}`, 400, ""},
-		{"/chat/completions", `{"model":"`+builtinName+`","messages":[]}`, 400, ""},
-		{"/chat/completions", `{"model":"`+builtinName+`","messages":[{"role":"wizard","content":"hi"}]}`, 400, ""},
+		{"/completions", `{"model":"` + builtinName + `","prompt":"x","n":2}`, 400, ""},
+		{"/completions", `{"model":"` + builtinName + `","prompt":"x","temperature":-1}`, 400, ""},
+		{"/completions", `{"model":"` + builtinName + `","prompt":"x","max_tokens":100000}`, 400, "context_length_exceeded"},
+		{"/completions", `{"model":"` + builtinName + `","prompt":7}`, 400, ""},
+		{"/chat/completions", `{"model":"` + builtinName + `","messages":[]}`, 400, ""},
+		{"/chat/completions", `{"model":"` + builtinName + `","messages":[{"role":"wizard","content":"hi"}]}`, 400, ""},
 	} {
 		code, m := post(t, base+tc.path, tc.body)
 		e, ok := m["error"].(map[string]any)
