@@ -364,7 +364,7 @@ func (rd *round) arbitrate(i int, a *arbitration) {
 			ins[f.member] = f.slice
 		case codeOf(f.err) == codeMismatch:
 			rd.markMismatch(f.member)
-			reasons[f.member] = exclusion{Member: f.member, Kind: exclRejected, Reason: "round parameters differ"}
+			reasons[f.member] = exclusion{Member: f.member, Kind: exclRejected, Reason: ReasonMismatch}
 		}
 	}
 	// Only a majority may recompute a part: members cut off from the rest

@@ -61,6 +61,12 @@ type PartResult struct {
 	Weight   float64
 }
 
+// ReasonMismatch is the reason in Result.Rejected of a member whose
+// round parameters differ from the others': it is not a fault of its
+// values, and it may well be honest (the members disagreed on who takes
+// part).
+const ReasonMismatch = "round parameters differ"
+
 // Result of a round: every member that succeeds gets the same Parts,
 // Dropped and Rejected.
 type Result struct {
@@ -392,7 +398,7 @@ func (rd *round) markMismatch(j int) {
 	rd.mu.Lock()
 	rd.mismatch[j] = true
 	rd.mu.Unlock()
-	rd.markGone(j, "round parameters differ")
+	rd.markGone(j, ReasonMismatch)
 }
 
 // mismatchErr is ErrMismatch when at least half of the members disagree

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -161,6 +162,7 @@ type Group struct {
 	vec      []float32
 
 	round    int
+	roundNow atomic.Int64 // round, for readers outside Run
 	attempt  int
 	state    [32]byte
 	expected []peer.ID // the last round's members, less those dropped
@@ -217,10 +219,11 @@ func (g *Group) setRound() {
 	}
 	g.attempt = 0
 	g.state = train.Hash(g.t.Params)
+	g.roundNow.Store(int64(g.round))
 }
 
-// Round is the number of rounds done.
-func (g *Group) Round() int { return g.round }
+// Round is the number of rounds done; it may be called while Run runs.
+func (g *Group) Round() int { return int(g.roundNow.Load()) }
 
 // State is the hash of the parameters at the start of the next round.
 func (g *Group) State() [32]byte { return g.state }
@@ -367,7 +370,10 @@ func (g *Group) look() view {
 		if seq, ok := g.excluded[m.Peer]; ok && m.Seq <= seq {
 			continue
 		}
-		if m.Joining == g.round && m.State == "" {
+		// A peer asking to join is served at whatever round the members
+		// stand: waiting for the round it named could stall a group that
+		// needs it to reach MinPeers.
+		if m.Joining > 0 && m.State == "" {
 			v.joiners = append(v.joiners, m.Peer)
 		}
 		switch {
@@ -504,7 +510,7 @@ func (g *Group) spec(members []peer.ID, weight float64, enc allreduce.Encoding) 
 // out until it announces anew, who is banned, and the new state.
 func (g *Group) finish(members []peer.ID, res allreduce.Result) {
 	for p, why := range res.Rejected {
-		if p != g.self {
+		if p != g.self && why != allreduce.ReasonMismatch {
 			g.banned[p] = why
 			g.cfg.Log.Warn("contribution refused; peer left out of the job", "peer", p, "round", g.round, "why", why)
 		}
@@ -529,7 +535,7 @@ func (g *Group) finish(members []peer.ID, res allreduce.Result) {
 // refused is ErrRefused, with the group's reason, if res refused this
 // member's contribution.
 func (g *Group) refused(res allreduce.Result) error {
-	if why, ok := res.Rejected[g.self]; ok {
+	if why, ok := res.Rejected[g.self]; ok && why != allreduce.ReasonMismatch {
 		return fmt.Errorf("%w in round %d: %s", ErrRefused, g.round, why)
 	}
 	return nil
@@ -710,7 +716,7 @@ func (g *Group) catchUp(ctx context.Context) error {
 		g.update(ctx, func(m *Member) { *m = Member{Joining: target} })
 		g.cfg.Log.Info("asking to join", "round", target)
 		deadline := time.After(g.cfg.JoinWait)
-		ok, err := g.waitCheckpoint(ctx, watch, deadline, target)
+		ok, err := g.waitCheckpoint(ctx, watch, deadline)
 		if err != nil {
 			return err
 		}
@@ -721,26 +727,26 @@ func (g *Group) catchUp(ctx context.Context) error {
 	}
 }
 
-// waitCheckpoint waits for the members' checkpoint of round target and
-// takes it; false: they went past target without one, or it did not come
+// waitCheckpoint waits for a checkpoint the members make for a joiner
+// (at the start of the round they stand at) and takes it; false: it did
+// not come
 // in time.
-func (g *Group) waitCheckpoint(ctx context.Context, watch <-chan struct{}, deadline <-chan time.Time, target int) (bool, error) {
+func (g *Group) waitCheckpoint(ctx context.Context, watch <-chan struct{}, deadline <-chan time.Time) (bool, error) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		var from []peer.ID
 		var c, state string
-		past := true
+		at := 0
 		for _, m := range g.dir.Known(g.cfg.Job) {
-			if m.Peer == g.self || m.State == "" || m.Left {
+			if m.Peer == g.self || m.State == "" || m.Left || g.banned[m.Peer] != "" {
 				continue
 			}
-			if m.Round <= target {
-				past = false
-			}
-			if m.Round == target && m.CheckpointRound == target && m.Checkpoint != "" {
-				if c == "" {
-					c, state = m.Checkpoint, m.State
+			// A checkpoint made at the start of the round its member
+			// stands at, newer than this member's state.
+			if m.Checkpoint != "" && m.Round == m.CheckpointRound && m.Round > g.round && m.Round >= at {
+				if m.Round > at {
+					at, c, state, from = m.Round, m.Checkpoint, m.State, nil
 				}
 				if m.Checkpoint == c && m.State == state {
 					from = append(from, m.Peer)
@@ -748,7 +754,7 @@ func (g *Group) waitCheckpoint(ctx context.Context, watch <-chan struct{}, deadl
 			}
 		}
 		if c != "" {
-			err := g.take(ctx, c, state, from, target)
+			err := g.take(ctx, c, state, from, at)
 			if err == nil {
 				return true, nil
 			}
@@ -756,9 +762,6 @@ func (g *Group) waitCheckpoint(ctx context.Context, watch <-chan struct{}, deadl
 				return false, ctx.Err()
 			}
 			g.cfg.Log.Warn("checkpoint refused", "cid", c, "err", err)
-			return false, nil
-		}
-		if past && len(g.dir.Known(g.cfg.Job)) > 1 {
 			return false, nil
 		}
 		select {
