@@ -126,6 +126,17 @@ func (p *peerNode) close() {
 	p.h.Close()
 }
 
+// newPeers starts n peers linked to each other.
+func newPeers(t *testing.T, n int) []*peerNode {
+	t.Helper()
+	var peers []*peerNode
+	for range n {
+		peers = append(peers, newPeer(t))
+	}
+	connect(t, peers...)
+	return peers
+}
+
 // connect links every peer to every other.
 func connect(t *testing.T, peers ...*peerNode) {
 	t.Helper()
@@ -224,11 +235,7 @@ func TestSyncFourPeersEqualOne(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			var peers []*peerNode
-			for range 4 {
-				peers = append(peers, newPeer(t))
-			}
-			connect(t, peers...)
+			peers := newPeers(t, 4)
 			var ms []*member
 			for _, p := range peers {
 				ms = append(ms, join(t, p, b.trainer(t, job(method, steps)), Config{Job: "fox-" + method, MinPeers: 4}))
@@ -296,11 +303,7 @@ func TestDiLoCoOneStepIsAdamW(t *testing.T) {
 func TestDiLoCoInt8(t *testing.T) {
 	b := loadBase(t)
 	const steps = 12
-	var peers []*peerNode
-	for range 3 {
-		peers = append(peers, newPeer(t))
-	}
-	connect(t, peers...)
+	peers := newPeers(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var ms []*member
@@ -348,11 +351,7 @@ func TestDiLoCoInt8(t *testing.T) {
 func TestPeerDiesAndAnotherJoins(t *testing.T) {
 	b := loadBase(t)
 	const steps = 40
-	var peers []*peerNode
-	for range 3 {
-		peers = append(peers, newPeer(t))
-	}
-	connect(t, peers...)
+	peers := newPeers(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cfg := Config{Job: "fox-churn", MinPeers: 2, RoundTimeout: 4 * time.Second}
@@ -432,11 +431,7 @@ func TestBadContributionsRefused(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			const steps, badAt = 10, 2
-			var peers []*peerNode
-			for range 4 {
-				peers = append(peers, newPeer(t))
-			}
-			connect(t, peers...)
+			peers := newPeers(t, 4)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			cfg := Config{Job: "fox-bad-" + name, MinPeers: 3, RoundTimeout: 4 * time.Second, ExpectWait: time.Second}

@@ -39,8 +39,8 @@
 // others' is refused: the group bans its sender for the rest of the job,
 // and the sender's Run stops with ErrRefused. A member that finds others
 // further on, or holding other parameters that more members hold, is
-// behind: it asks to join at a round ahead of them; the members make a
-// checkpoint at the start of that round (bitwise the same on all of them,
+// behind: it asks to join; the members make a checkpoint at the start of
+// the round they stand at (bitwise the same on all of them,
 // so one CID) and wait for it; it fetches the checkpoint from all of them
 // at once through the block exchange (States), checks it holds the
 // parameters they announce, and takes part from that round on.

@@ -694,8 +694,8 @@ func feedback(enc allreduce.Encoding, v, residual []float32) {
 	}
 }
 
-// catchUp takes the group's state from a checkpoint: it asks to join at
-// a round ahead of the members, waits for their checkpoint of that round,
+// catchUp takes the group's state from a checkpoint: it asks to join,
+// waits for the checkpoint the members make at the round they stand at,
 // fetches it from all of them, checks it against the state they announce
 // and takes it.
 func (g *Group) catchUp(ctx context.Context) error {
@@ -704,17 +704,9 @@ func (g *Group) catchUp(ctx context.Context) error {
 		return err
 	}
 	defer stop()
-	lead := 1
+	g.update(ctx, func(m *Member) { *m = Member{Joining: g.round + 1} })
 	for {
-		target := 0
-		for _, m := range g.dir.Known(g.cfg.Job) {
-			if m.Peer != g.self && m.State != "" && !m.Left {
-				target = max(target, m.Round)
-			}
-		}
-		target += lead
-		g.update(ctx, func(m *Member) { *m = Member{Joining: target} })
-		g.cfg.Log.Info("asking to join", "round", target)
+		g.cfg.Log.Info("asking to join", "from round", g.round)
 		deadline := time.After(g.cfg.JoinWait)
 		ok, err := g.waitCheckpoint(ctx, watch, deadline)
 		if err != nil {
@@ -723,7 +715,6 @@ func (g *Group) catchUp(ctx context.Context) error {
 		if ok {
 			return nil
 		}
-		lead *= 2
 	}
 }
 

@@ -56,9 +56,10 @@ type Member struct {
 	// serves, made at the start of round CheckpointRound; empty: none.
 	Checkpoint      string `json:"checkpoint,omitempty"`
 	CheckpointRound int    `json:"checkpoint_round,omitempty"`
-	// Joining is the round a peer that has no state yet asks to join at:
-	// the members make a checkpoint at the start of that round and wait
-	// for it. 0: not joining.
+	// Joining, above 0, says the peer has no state of the group's yet and
+	// asks to join: the members make a checkpoint at the start of the
+	// round they stand at and wait for it. It names the first round the
+	// peer lacks.
 	Joining int `json:"joining,omitempty"`
 	// Rate is the member's training rate, tokens per second.
 	Rate float64 `json:"rate,omitempty"`
