@@ -133,6 +133,12 @@ func New(opts ...Option) (_ *Host, err error) {
 		n.ps, err = pubsub.NewGossipSub(n.ctx, n.h,
 			pubsub.WithGossipSubProtocols([]protocol.ID{PubSubProtocol}, pubsubFeatures),
 			pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+			// Our topics carry small signed records, announced when they
+			// change: a node's own record goes to every peer of the topic
+			// at once, not only to its mesh, which a node that has just
+			// joined the topic does not have yet (it forms at the next
+			// heartbeat, and until then what the node says is lost).
+			pubsub.WithFloodPublish(true),
 		)
 		if err != nil {
 			return nil, fmt.Errorf("p2p: start pubsub: %w", err)

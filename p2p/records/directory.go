@@ -123,6 +123,7 @@ type topicDir[T any, P Record[T]] struct {
 	provided time.Time     // last DHT provide of the topic's key
 	provideC chan struct{} // closed when the last provide ended
 	watchers map[chan struct{}]struct{}
+	greeting chan struct{} // closed when greet has returned
 }
 
 // New starts a directory of kind's records on h and registers the pull
@@ -207,8 +208,16 @@ func (d *Directory[T, P]) join(topic string) (*topicDir[T, P], error) {
 			ps.UnregisterTopicValidator(name)
 			return nil, fmt.Errorf("records: directory: subscribe %s: %w", name, err)
 		}
-		td.topic, td.sub = t, sub
+		evts, err := t.EventHandler()
+		if err != nil {
+			sub.Cancel()
+			t.Close()
+			ps.UnregisterTopicValidator(name)
+			return nil, fmt.Errorf("records: directory: topic events %s: %w", name, err)
+		}
+		td.topic, td.sub, td.greeting = t, sub, make(chan struct{})
 		d.wg.Go(func() { d.listen(td) })
+		d.wg.Go(func() { d.greet(td, evts) })
 	}
 	d.topics[topic] = td
 	return td, nil
@@ -239,6 +248,39 @@ func (d *Directory[T, P]) listen(td *topicDir[T, P]) {
 		if r, err := d.kind.Open(m.Data); err == nil {
 			d.merge(td, r, m.Data)
 		}
+	}
+}
+
+// greet pulls the records of every peer that joins td's pubsub topic
+// from it, until the directory closes. What a node publishes right after
+// it joins a topic reaches only the peers whose subscriptions it has
+// heard of, and the next announcement may be seconds away: the pull makes
+// two nodes that join at the same moment know each other at once.
+func (d *Directory[T, P]) greet(td *topicDir[T, P], evts *pubsub.TopicEventHandler) {
+	defer close(td.greeting)
+	defer evts.Cancel()
+	for {
+		ev, err := evts.NextPeerEvent(d.ctx)
+		if err != nil {
+			return
+		}
+		if ev.Type != pubsub.PeerJoin || ev.Peer == d.h.ID() {
+			continue
+		}
+		d.wg.Go(func() {
+			ctx, cancel := context.WithTimeout(d.ctx, d.cfg.LookupTimeout)
+			defer cancel()
+			raws, err := d.fetch(ctx, ev.Peer, td.name)
+			if err != nil {
+				log.Debug("pull "+d.kind.Name+"s from a peer that joined", "topic", td.name, "peer", ev.Peer, "err", err)
+				return
+			}
+			for _, raw := range raws {
+				if r, err := d.kind.Open(raw); err == nil {
+					d.merge(td, r, raw)
+				}
+			}
+		})
 	}
 }
 
@@ -695,6 +737,7 @@ func (d *Directory[T, P]) Close() error {
 	for _, td := range topics {
 		if td.sub != nil {
 			td.sub.Cancel()
+			<-td.greeting // its event handler must be gone before the topic
 			td.topic.Close()
 			d.cfg.PubSub.UnregisterTopicValidator(d.TopicName(td.name))
 		}

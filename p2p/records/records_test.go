@@ -334,3 +334,33 @@ func TestDirectoryPubSubAndExpiry(t *testing.T) {
 		t.Fatalf("b still knows %s after expiry", notesOf(recs))
 	}
 }
+
+// A node that joins a topic learns the records of the peers already on
+// it at once, without waiting for them to announce again: it pulls them
+// from each peer it meets on the topic, and they pull its own from it.
+func TestDirectoryJoinerPullsAtOnce(t *testing.T) {
+	ns := nodes(t, 2, records.Config{})
+	a, b := ns[0], ns[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const job = "job-3"
+	// a announces while b is not on the topic: the publish reaches no one.
+	if err := a.dir.Announce(ctx, &noteRecord{Job: job, Note: "early"}); err != nil {
+		t.Fatal(err)
+	}
+	ch, stop, err := b.dir.Watch(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	for len(b.dir.Known(job)) == 0 {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			t.Fatal("b never learnt the record a announced before b joined the topic")
+		}
+	}
+	if recs := b.dir.Known(job); len(recs) != 1 || recs[0].Peer != a.h.ID() || recs[0].Note != "early" {
+		t.Fatalf("b knows %s, want a:early", notesOf(recs))
+	}
+}

@@ -350,7 +350,7 @@ func TestDiLoCoInt8(t *testing.T) {
 // three end with the same parameters.
 func TestPeerDiesAndAnotherJoins(t *testing.T) {
 	b := loadBase(t)
-	const steps = 40
+	const steps = 100
 	peers := newPeers(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -319,7 +319,7 @@ func (g *Group) publish(ctx context.Context) {
 // ready sets the member record to "ready for the current round".
 func (g *Group) ready(ctx context.Context) {
 	g.update(ctx, func(m *Member) {
-		m.Round, m.Attempt, m.State, m.Joining = g.round, g.attempt, hex.EncodeToString(g.state[:]), 0
+		m.Round, m.Attempt, m.State, m.Joining, m.Start = g.round, g.attempt, hex.EncodeToString(g.state[:]), 0, nil
 		if g.ckpt.Defined() {
 			m.Checkpoint, m.CheckpointRound = g.ckpt.String(), g.ckptAt
 		}
@@ -354,7 +354,10 @@ type view struct {
 	ready   []peer.ID // at this round and attempt with this state, this member included, sorted
 	attempt int       // the highest attempt of the members with this state
 	joiners []peer.ID // peers that asked to join at this round
-	behind  bool
+	// start is the set another member started this round and attempt
+	// with (one that holds this member if there are several).
+	start  []peer.ID
+	behind bool
 }
 
 // look reads the job's member records.
@@ -385,6 +388,9 @@ func (g *Group) look() view {
 			if m.State == own {
 				if m.Attempt == g.attempt {
 					v.ready = append(v.ready, m.Peer)
+					if len(m.Start) > 0 && (v.start == nil || !slices.Contains(v.start, g.self) && slices.Contains(m.Start, g.self)) {
+						v.start = m.Start
+					}
 				}
 				v.attempt = max(v.attempt, m.Attempt)
 			}
@@ -414,10 +420,8 @@ func (g *Group) gather(ctx context.Context) ([]peer.ID, error) {
 	}
 	defer stop()
 	g.ready(ctx)
-	begin := time.Now()
-	var set []peer.ID
-	since := begin
-	joinSeen := map[peer.ID]time.Time{}
+	gs := &gathering{begin: time.Now(), joinSeen: map[peer.ID]time.Time{}}
+	gs.since = gs.begin
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -430,38 +434,26 @@ func (g *Group) gather(ctx context.Context) ([]peer.ID, error) {
 			g.ready(ctx)
 			continue
 		}
-		now := time.Now()
-		if len(v.joiners) > 0 && g.ckptAt != g.round {
-			if err := g.checkpoint(ctx); err != nil {
-				return nil, err
+		switch {
+		case v.start != nil:
+			// Another member has started the round: with it, or, if it
+			// started without this member, not at all (the others move on
+			// and this member catches up after them).
+			if slices.Contains(v.start, g.self) {
+				g.start(ctx, v.start)
+				return v.start, nil
 			}
-			g.ready(ctx)
-		}
-		if !slices.Equal(v.ready, set) {
-			set, since = v.ready, now
-		}
-		wait := false
-		for _, p := range g.expected {
-			if !slices.Contains(set, p) && now.Sub(begin) < g.cfg.ExpectWait {
-				wait = true
+		default:
+			if len(v.joiners) > 0 && g.ckptAt != g.round {
+				if err := g.checkpoint(ctx); err != nil {
+					return nil, err
+				}
+				g.ready(ctx)
 			}
-		}
-		for _, p := range v.joiners {
-			if _, ok := joinSeen[p]; !ok {
-				joinSeen[p] = now
+			if set := g.decide(gs, v, time.Now()); set != nil {
+				g.start(ctx, set)
+				return set, nil
 			}
-			if !slices.Contains(set, p) && now.Sub(joinSeen[p]) < g.cfg.JoinWait {
-				wait = true
-			}
-		}
-		expectedAll := len(g.expected) > 0
-		for _, p := range set {
-			if p != g.self && !slices.Contains(g.expected, p) && !slices.Contains(v.joiners, p) {
-				expectedAll = false
-			}
-		}
-		if !wait && len(set) >= g.cfg.MinPeers && (expectedAll || now.Sub(since) >= g.cfg.Settle) {
-			return set, nil
 		}
 		select {
 		case <-ctx.Done():
@@ -470,6 +462,54 @@ func (g *Group) gather(ctx context.Context) ([]peer.ID, error) {
 		case <-tick.C:
 		}
 	}
+}
+
+// gathering is what gather keeps between looks.
+type gathering struct {
+	begin    time.Time
+	set      []peer.ID // the ready members, as last seen
+	since    time.Time // since when set is unchanged
+	joinSeen map[peer.ID]time.Time
+}
+
+// decide returns the members to start the round with, or nil while it
+// must wait: for the last round's members (ExpectWait), for joiners
+// (JoinWait), for MinPeers, and for Settle when members come that were
+// not expected.
+func (g *Group) decide(gs *gathering, v view, now time.Time) []peer.ID {
+	if !slices.Equal(v.ready, gs.set) {
+		gs.set, gs.since = v.ready, now
+	}
+	set := gs.set
+	for _, p := range g.expected {
+		if !slices.Contains(set, p) && now.Sub(gs.begin) < g.cfg.ExpectWait {
+			return nil
+		}
+	}
+	for _, p := range v.joiners {
+		if _, ok := gs.joinSeen[p]; !ok {
+			gs.joinSeen[p] = now
+		}
+		if !slices.Contains(set, p) && now.Sub(gs.joinSeen[p]) < g.cfg.JoinWait {
+			return nil
+		}
+	}
+	expectedAll := len(g.expected) > 0
+	for _, p := range set {
+		if p != g.self && !slices.Contains(g.expected, p) && !slices.Contains(v.joiners, p) {
+			expectedAll = false
+		}
+	}
+	if len(set) >= g.cfg.MinPeers && (expectedAll || now.Sub(gs.since) >= g.cfg.Settle) {
+		return set
+	}
+	return nil
+}
+
+// start announces that this member starts the current round with
+// members.
+func (g *Group) start(ctx context.Context, members []peer.ID) {
+	g.update(ctx, func(m *Member) { m.Start = slices.Clone(members) })
 }
 
 // checkpoint stores the state at the start of the current round and

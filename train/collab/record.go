@@ -18,7 +18,9 @@ import (
 // network.
 const (
 	// MaxRecordBytes bounds a signed member record, envelope included.
-	MaxRecordBytes = 4 << 10
+	MaxRecordBytes = 16 << 10
+	// MaxRoundMembers bounds the members of a round a record names.
+	MaxRoundMembers = 200
 	// MaxRecordTTL bounds how far ahead a member record may expire: a
 	// member that stops announcing is forgotten within it.
 	MaxRecordTTL   = 2 * time.Minute
@@ -56,6 +58,12 @@ type Member struct {
 	// serves, made at the start of round CheckpointRound; empty: none.
 	Checkpoint      string `json:"checkpoint,omitempty"`
 	CheckpointRound int    `json:"checkpoint_round,omitempty"`
+	// Start, when set, says the member has started Round (at Attempt)
+	// with these members: the others of the set take part with the same
+	// set rather than one of their own, so that a member that saw a
+	// change of the group (a peer joining, one gone) later than another
+	// does not split the round.
+	Start []peer.ID `json:"start,omitempty"`
 	// Joining, above 0, says the peer has no state of the group's yet and
 	// asks to join: the members make a checkpoint at the start of the
 	// round they stand at and wait for it. It names the first round the
@@ -133,6 +141,15 @@ func (m *Member) check() error {
 		return fmt.Errorf("member record: round %d, checkpoint round %d, joining %d", m.Round, m.CheckpointRound, m.Joining)
 	case m.Rate < 0 || m.Rate != m.Rate || m.Rate > 1e12:
 		return fmt.Errorf("member record: rate %v", m.Rate)
+	case len(m.Start) > MaxRoundMembers:
+		return fmt.Errorf("member record: a round of %d members (max %d)", len(m.Start), MaxRoundMembers)
+	case len(m.Start) > 0 && m.State == "":
+		return fmt.Errorf("member record: a round started without a state")
+	}
+	for i, p := range m.Start {
+		if p == "" || i > 0 && p <= m.Start[i-1] {
+			return fmt.Errorf("member record: the round's members are not sorted and distinct")
+		}
 	}
 	if m.State != "" {
 		if b, err := hex.DecodeString(m.State); err != nil || len(b) != 32 {

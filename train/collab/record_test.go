@@ -3,6 +3,7 @@ package collab
 import (
 	"crypto/rand"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,9 @@ func TestMemberRecordRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, _ := peer.IDFromPrivateKey(key)
-	m := Member{Peer: "someone else", Job: "job-1", Round: 7, Attempt: 2, State: someState,
+	start := []peer.ID{id, otherPeer(t)}
+	slices.Sort(start)
+	m := Member{Peer: "someone else", Job: "job-1", Round: 7, Attempt: 2, State: someState, Start: start,
 		Checkpoint: "bafkqaaa", CheckpointRound: 6, Rate: 1234.5, Seq: 9, Expires: time.Now().Add(time.Minute).Truncate(time.Second)}
 	raw, err := members.Seal(&m, key)
 	if err != nil {
@@ -32,7 +35,7 @@ func TestMemberRecordRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Peer != id || got.Job != m.Job || got.Round != 7 || got.Attempt != 2 || got.State != someState ||
-		got.Checkpoint != m.Checkpoint || got.CheckpointRound != 6 || got.Rate != m.Rate || got.Seq != 9 || !got.Expires.Equal(m.Expires) {
+		!slices.Equal(got.Start, start) || got.Checkpoint != m.Checkpoint || got.CheckpointRound != 6 || got.Rate != m.Rate || got.Seq != 9 || !got.Expires.Equal(m.Expires) {
 		t.Fatalf("opened %+v from %+v", got, m)
 	}
 	if _, err := members.Open(raw[:len(raw)-1]); err == nil {
@@ -46,19 +49,25 @@ func TestMemberRecordRoundTrip(t *testing.T) {
 
 // A member record from the network is checked field by field.
 func TestMemberRecordChecks(t *testing.T) {
-	good := Member{Job: "j", Round: 3, State: someState}
+	a, b := otherPeer(t), otherPeer(t)
+	good := Member{Job: "j", Round: 3, State: someState, Start: []peer.ID{min(a, b), max(a, b)}}
 	if err := good.check(); err != nil {
 		t.Fatal(err)
 	}
 	for name, m := range map[string]Member{
-		"no job":         {},
-		"long job":       {Job: strings.Repeat("j", 200)},
-		"negative round": {Job: "j", Round: -1},
-		"short state":    {Job: "j", State: "0011"},
-		"bad checkpoint": {Job: "j", Checkpoint: "not-a-cid"},
-		"NaN rate":       {Job: "j", Rate: math.NaN()},
-		"huge attempt":   {Job: "j", Attempt: maxRound + 1},
-		"negative join":  {Job: "j", Joining: -2},
+		"no job":          {},
+		"long job":        {Job: strings.Repeat("j", 200)},
+		"negative round":  {Job: "j", Round: -1},
+		"short state":     {Job: "j", State: "0011"},
+		"bad checkpoint":  {Job: "j", Checkpoint: "not-a-cid"},
+		"NaN rate":        {Job: "j", Rate: math.NaN()},
+		"huge attempt":    {Job: "j", Attempt: maxRound + 1},
+		"negative join":   {Job: "j", Joining: -2},
+		"start, no state": {Job: "j", Start: []peer.ID{a}},
+		"start unsorted":  {Job: "j", State: someState, Start: []peer.ID{max(a, b), min(a, b)}},
+		"start twice":     {Job: "j", State: someState, Start: []peer.ID{a, a}},
+		"start empty id":  {Job: "j", State: someState, Start: []peer.ID{""}},
+		"start too large": {Job: "j", State: someState, Start: make([]peer.ID, MaxRoundMembers+1)},
 	} {
 		if err := m.check(); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -68,6 +77,19 @@ func TestMemberRecordChecks(t *testing.T) {
 	if err := m.UnmarshalRecord([]byte(`{"job":"j","seq":1,"expires":0,"addrs":[],"extra":1}`)); err == nil {
 		t.Error("a payload with an unknown field decoded")
 	}
+}
+
+func otherPeer(t *testing.T) peer.ID {
+	t.Helper()
+	_, pub, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 // Opening never panics, and what opens passes the record's checks.
