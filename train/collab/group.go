@@ -170,8 +170,10 @@ type Group struct {
 	ckpt     cid.Cid
 	ckptAt   int
 
-	mu  sync.Mutex
-	rec Member // the record the heartbeat announces
+	mu   sync.Mutex
+	rec  Member       // the record the heartbeat announces
+	loss [][2]float64 // the loss curve so far, thinned
+	rate float64      // tokens per second, smoothed
 
 	// banned are the peers whose contributions the group refused: left
 	// out for the rest of the job.
@@ -253,6 +255,7 @@ func (g *Group) Run(ctx context.Context, report func(Report)) error {
 		rep, err := g.runRound(ctx)
 		switch {
 		case err == nil:
+			g.record(rep)
 			if report != nil {
 				report(rep)
 			}
@@ -271,6 +274,37 @@ func (g *Group) Run(ctx context.Context, report func(Report)) error {
 		}
 	}
 	return nil
+}
+
+// record keeps what a round reports for the member record: the loss
+// curve and the training rate.
+func (g *Group) record(rep Report) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if rep.Tokens > 0 {
+		g.loss = thin(append(g.loss, [2]float64{float64(rep.Step), rep.Loss}), MaxLossPoints)
+	}
+	if s := rep.Wall.Seconds(); s > 0 && rep.Own > 0 {
+		r := float64(rep.Own) / s
+		if g.rate == 0 {
+			g.rate = r
+		} else {
+			g.rate += 0.3 * (r - g.rate)
+		}
+	}
+}
+
+// thin drops every other point but the last of pts until at most n are
+// left.
+func thin(pts [][2]float64, n int) [][2]float64 {
+	for len(pts) > n {
+		out := make([][2]float64, 0, len(pts)/2+1)
+		for i := 0; i < len(pts)-1; i += 2 {
+			out = append(out, pts[i])
+		}
+		pts = append(out, pts[len(pts)-1])
+	}
+	return pts
 }
 
 // retryable says whether a round that failed with err may be run again.
@@ -320,6 +354,7 @@ func (g *Group) publish(ctx context.Context) {
 func (g *Group) ready(ctx context.Context) {
 	g.update(ctx, func(m *Member) {
 		m.Round, m.Attempt, m.State, m.Joining, m.Start = g.round, g.attempt, hex.EncodeToString(g.state[:]), 0, nil
+		m.Loss, m.Rate = slices.Clone(g.loss), g.rate
 		if g.ckpt.Defined() {
 			m.Checkpoint, m.CheckpointRound = g.ckpt.String(), g.ckptAt
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -21,6 +22,8 @@ const (
 	MaxRecordBytes = 16 << 10
 	// MaxRoundMembers bounds the members of a round a record names.
 	MaxRoundMembers = 200
+	// MaxLossPoints bounds the loss curve a record carries.
+	MaxLossPoints = 64
 	// MaxRecordTTL bounds how far ahead a member record may expire: a
 	// member that stops announcing is forgotten within it.
 	MaxRecordTTL   = 2 * time.Minute
@@ -71,6 +74,10 @@ type Member struct {
 	Joining int `json:"joining,omitempty"`
 	// Rate is the member's training rate, tokens per second.
 	Rate float64 `json:"rate,omitempty"`
+	// Loss is the group's training loss as the member saw it, as
+	// [step, loss] pairs, oldest first: at most MaxLossPoints, the older
+	// ones thinned out as the job goes on.
+	Loss [][2]float64 `json:"loss,omitempty"`
 	// Left withdraws the member from the job.
 	Left bool `json:"leaving,omitempty"`
 
@@ -141,10 +148,17 @@ func (m *Member) check() error {
 		return fmt.Errorf("member record: round %d, checkpoint round %d, joining %d", m.Round, m.CheckpointRound, m.Joining)
 	case m.Rate < 0 || m.Rate != m.Rate || m.Rate > 1e12:
 		return fmt.Errorf("member record: rate %v", m.Rate)
+	case len(m.Loss) > MaxLossPoints:
+		return fmt.Errorf("member record: %d loss points (max %d)", len(m.Loss), MaxLossPoints)
 	case len(m.Start) > MaxRoundMembers:
 		return fmt.Errorf("member record: a round of %d members (max %d)", len(m.Start), MaxRoundMembers)
 	case len(m.Start) > 0 && m.State == "":
 		return fmt.Errorf("member record: a round started without a state")
+	}
+	for i, pt := range m.Loss {
+		if pt[0] < 0 || pt[0] > maxRound || pt[0] != math.Trunc(pt[0]) || math.IsNaN(pt[1]) || math.IsInf(pt[1], 0) || i > 0 && pt[0] <= m.Loss[i-1][0] {
+			return fmt.Errorf("member record: loss point %d (%v, %v): steps must rise and losses be finite", i, pt[0], pt[1])
+		}
 	}
 	for i, p := range m.Start {
 		if p == "" || i > 0 && p <= m.Start[i-1] {

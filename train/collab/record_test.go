@@ -68,6 +68,10 @@ func TestMemberRecordChecks(t *testing.T) {
 		"start twice":     {Job: "j", State: someState, Start: []peer.ID{a, a}},
 		"start empty id":  {Job: "j", State: someState, Start: []peer.ID{""}},
 		"start too large": {Job: "j", State: someState, Start: make([]peer.ID, MaxRoundMembers+1)},
+		"loss NaN":        {Job: "j", Loss: [][2]float64{{1, math.NaN()}}},
+		"loss back":       {Job: "j", Loss: [][2]float64{{2, 1}, {1, 1}}},
+		"loss half step":  {Job: "j", Loss: [][2]float64{{1.5, 1}}},
+		"loss too long":   {Job: "j", Loss: make([][2]float64, MaxLossPoints+1)},
 	} {
 		if err := m.check(); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -115,4 +119,23 @@ func FuzzMemberRecord(f *testing.F) {
 			t.Fatalf("opened a record that fails its checks: %v", err)
 		}
 	})
+}
+
+// The loss curve a record carries stays within MaxLossPoints, keeps the
+// first and the latest point, and its steps rise.
+func TestThinLoss(t *testing.T) {
+	var pts [][2]float64
+	for step := 1; step <= 1000; step++ {
+		pts = thin(append(pts, [2]float64{float64(step), 1 / float64(step)}), MaxLossPoints)
+		if len(pts) > MaxLossPoints || pts[0][0] != 1 || pts[len(pts)-1][0] != float64(step) {
+			t.Fatalf("after step %d: %d points from %v to %v", step, len(pts), pts[0], pts[len(pts)-1])
+		}
+	}
+	m := Member{Job: "j", Loss: pts}
+	if err := m.check(); err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) < MaxLossPoints/2 {
+		t.Errorf("%d points kept of at most %d", len(pts), MaxLossPoints)
+	}
 }
