@@ -21,6 +21,25 @@ const (
 	MethodFull = "full"
 )
 
+// Ways the peers training a job together on the swarm average their work.
+const (
+	// AveragingSync averages the gradients of every optimizer step.
+	AveragingSync = "sync"
+	// AveragingDiLoCo takes InnerSteps local steps, then averages the
+	// change of the parameters and applies it with an outer Nesterov
+	// momentum step (OuterLR, OuterMomentum).
+	AveragingDiLoCo = "diloco"
+)
+
+// Encodings of what travels in DiLoCo's averaging.
+const (
+	EncodingF32  = "f32"
+	EncodingInt8 = "int8"
+	EncodingQ4   = "q4"
+)
+
+var encodings = []string{EncodingF32, EncodingInt8, EncodingQ4}
+
 // LoRA targets: the matrices of a block an adapter may sit beside.
 var loraTargets = []string{"q", "k", "v", "o", "gate", "up", "down"}
 
@@ -62,6 +81,22 @@ type Job struct {
 	// CheckpointEvery is how many steps lie between checkpoints (0: only
 	// at the end).
 	CheckpointEvery int `toml:"checkpoint_every"`
+
+	// The keys below shape training together on the swarm; one machine
+	// (`mycel train run`) ignores them.
+
+	// Averaging is AveragingSync or AveragingDiLoCo.
+	Averaging string `toml:"averaging"`
+	// InnerSteps is DiLoCo's local steps per round.
+	InnerSteps int `toml:"inner_steps"`
+	// OuterLR and OuterMomentum set DiLoCo's outer Nesterov step.
+	OuterLR       float64 `toml:"outer_lr"`
+	OuterMomentum float64 `toml:"outer_momentum"`
+	// Encoding is what travels in DiLoCo's averaging: EncodingF32,
+	// EncodingInt8 or EncodingQ4 (with error feedback).
+	Encoding string `toml:"encoding"`
+	// MinPeers is the fewest members a round starts with.
+	MinPeers int `toml:"min_peers"`
 }
 
 // Key documents one job file key: its default and its range. Keys is the
@@ -90,6 +125,12 @@ var Keys = []Key{
 	{"seed", "1", "seed of every random choice (adapter init, example order, evaluation split)"},
 	{"eval_fraction", "0.05", "share of the examples held out for the evaluation loss, 0 to 0.5"},
 	{"checkpoint_every", "100 (at most steps)", "steps between checkpoints (0: only at the end)"},
+	{"averaging", `"sync"`, `on the swarm: "sync" (average every step's gradients) or "diloco" (average the change after inner_steps local steps); one machine ignores it`},
+	{"inner_steps", "100", "DiLoCo's local steps per round, 1 to 100000"},
+	{"outer_lr", "0.7", "DiLoCo's outer learning rate, above 0, at most 10"},
+	{"outer_momentum", "0.9", "DiLoCo's outer Nesterov momentum, 0 to below 1"},
+	{"encoding", `"int8"`, `what travels in DiLoCo's averaging: "f32", "int8" or "q4" (4-bit), the quantized ones with error feedback`},
+	{"min_peers", "1", "fewest members a round on the swarm starts with, 1 to 1000"},
 }
 
 // ParseJob reads a job file. Unknown keys and values out of range are
@@ -184,6 +225,24 @@ func (j *Job) fill(defined func(string) bool) {
 	if !defined("checkpoint_every") {
 		j.CheckpointEvery = min(100, j.Steps)
 	}
+	if !defined("averaging") {
+		j.Averaging = AveragingSync
+	}
+	if !defined("inner_steps") {
+		j.InnerSteps = 100
+	}
+	if !defined("outer_lr") {
+		j.OuterLR = 0.7
+	}
+	if !defined("outer_momentum") {
+		j.OuterMomentum = 0.9
+	}
+	if !defined("encoding") {
+		j.Encoding = EncodingInt8
+	}
+	if !defined("min_peers") {
+		j.MinPeers = 1
+	}
 }
 
 // DefaultJob is a job with every default, for model and data.
@@ -228,6 +287,18 @@ func (j *Job) Validate() error {
 		return bad("eval_fraction", "%v: want 0 to 0.5", j.EvalFraction)
 	case j.CheckpointEvery < 0 || j.CheckpointEvery > j.Steps:
 		return bad("checkpoint_every", "%d: want 0 (only at the end) to steps (%d)", j.CheckpointEvery, j.Steps)
+	case j.Averaging != AveragingSync && j.Averaging != AveragingDiLoCo:
+		return bad("averaging", "%q: want %q or %q", j.Averaging, AveragingSync, AveragingDiLoCo)
+	case j.InnerSteps < 1 || j.InnerSteps > 100000:
+		return bad("inner_steps", "%d: want 1 to 100000", j.InnerSteps)
+	case !finite(j.OuterLR) || j.OuterLR <= 0 || j.OuterLR > 10:
+		return bad("outer_lr", "%v: want above 0 and at most 10", j.OuterLR)
+	case !finite(j.OuterMomentum) || j.OuterMomentum < 0 || j.OuterMomentum >= 1:
+		return bad("outer_momentum", "%v: want 0 to below 1", j.OuterMomentum)
+	case !slices.Contains(encodings, j.Encoding):
+		return bad("encoding", "%q: want any of %s", j.Encoding, strings.Join(encodings, ", "))
+	case j.MinPeers < 1 || j.MinPeers > 1000:
+		return bad("min_peers", "%d: want 1 to 1000", j.MinPeers)
 	}
 	if j.Method == MethodLoRA {
 		if len(j.LoRATargets) == 0 {

@@ -14,7 +14,8 @@ func TestParseJobDefaults(t *testing.T) {
 	}
 	want := &Job{Model: "stories260K", Data: "story.txt", Method: MethodLoRA, LoRARank: 8, LoRAAlpha: 16,
 		LoRATargets: []string{"q", "k", "v", "o"}, Steps: 1000, LR: 1e-3, Warmup: 50, WeightDecay: 0.01, GradClip: 1,
-		BatchTokens: 4096, SeqLen: 256, Seed: 1, EvalFraction: 0.05, CheckpointEvery: 100}
+		BatchTokens: 4096, SeqLen: 256, Seed: 1, EvalFraction: 0.05, CheckpointEvery: 100,
+		Averaging: AveragingSync, InnerSteps: 100, OuterLR: 0.7, OuterMomentum: 0.9, Encoding: EncodingInt8, MinPeers: 1}
 	if !reflect.DeepEqual(j, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", j, want)
 	}
@@ -35,6 +36,13 @@ func TestParseJobDefaults(t *testing.T) {
 	}
 	if z.Warmup != 0 || z.GradClip != 0 || z.CheckpointEvery != 0 {
 		t.Errorf("explicit zeros replaced: %+v", z)
+	}
+	m, err := ParseJob([]byte("model = \"m\"\ndata = \"d\"\nouter_momentum = 0.0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.OuterMomentum != 0 || m.OuterLR != 0.7 {
+		t.Errorf("explicit zero momentum: %+v", m)
 	}
 }
 
@@ -66,6 +74,18 @@ func TestParseJobRefuses(t *testing.T) {
 		{base + "eval_fraction = 0.9\n", "eval_fraction"},
 		{base + "steps = 10\ncheckpoint_every = 20\n", "checkpoint_every"},
 		{base + "steps = \"many\"\n", "steps"},
+		{base + "averaging = \"async\"\n", "averaging"},
+		{base + "averaging = \"\"\n", "averaging"},
+		{base + "inner_steps = 0\n", "inner_steps"},
+		{base + "inner_steps = 100001\n", "inner_steps"},
+		{base + "outer_lr = 0.0\n", "outer_lr"},
+		{base + "outer_lr = 10.5\n", "outer_lr"},
+		{base + "outer_lr = nan\n", "outer_lr"},
+		{base + "outer_momentum = 1.0\n", "outer_momentum"},
+		{base + "outer_momentum = -0.1\n", "outer_momentum"},
+		{base + "encoding = \"int4\"\n", "encoding"},
+		{base + "min_peers = 0\n", "min_peers"},
+		{base + "min_peers = 1001\n", "min_peers"},
 		{base + "[section]\nx = 1\n", "section"},
 	} {
 		_, err := ParseJob([]byte(c.file))
@@ -78,6 +98,7 @@ func TestParseJobRefuses(t *testing.T) {
 func TestJobEncodeRoundTrip(t *testing.T) {
 	j := DefaultJob("bafy-model", "bafy-data")
 	j.Method, j.Steps, j.CheckpointEvery, j.LR, j.LoRATargets, j.Seed = MethodLoRA, 77, 7, 0.0025, []string{"q", "v", "down"}, 1<<40
+	j.Averaging, j.InnerSteps, j.OuterLR, j.OuterMomentum, j.Encoding, j.MinPeers = AveragingDiLoCo, 25, 0.5, 0, EncodingQ4, 3
 	b, err := j.Encode()
 	if err != nil {
 		t.Fatal(err)
