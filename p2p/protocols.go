@@ -47,6 +47,11 @@ const (
 	// of the job's pubsub topic.
 	MembersProtocol protocol.ID = ProtocolPrefix + "/train/members/1"
 
+	// JobsProtocol asks a peer for the signed job records it holds: each
+	// node's list of the sealed fine-tuning jobs it carries (package
+	// train/jobs), the pull side of the jobs' pubsub topic.
+	JobsProtocol protocol.ID = ProtocolPrefix + "/train/jobs/1"
+
 	// PubSubProtocol is gossipsub v1.1 under ProtocolPrefix, so Mycel's
 	// topics stay apart from other libp2p networks.
 	PubSubProtocol protocol.ID = ProtocolPrefix + "/meshsub/1.1.0"
