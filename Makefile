@@ -79,7 +79,7 @@ FUZZ_TARGETS := \
 	./swarm:FuzzDecodeMessage ./swarm:FuzzOpenRecord \
 	./train:FuzzJob ./train:FuzzData ./train:FuzzCheckpoint \
 	./train/allreduce:FuzzMessage ./train/allreduce:FuzzDequantize \
-	./train/collab:FuzzMemberRecord
+	./train/collab:FuzzMemberRecord ./train/jobs:FuzzOpen ./train/jobs:FuzzNodeRecord
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \
