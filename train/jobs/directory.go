@@ -75,8 +75,8 @@ type DirectoryConfig struct {
 	// RecordTTL is the life of a node record (DefaultRecordTTL, at most
 	// MaxRecordTTL).
 	RecordTTL time.Duration
-	// Announce is how often the node announces its record again
-	// (RecordTTL/3).
+	// Announce is how often the node announces its record again, less
+	// than RecordTTL (RecordTTL/3).
 	Announce time.Duration
 }
 
