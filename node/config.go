@@ -50,6 +50,13 @@ type Config struct {
 	LookupInterval time.Duration
 	// DHTMode is "auto" (server when reachable), "server" or "client".
 	DHTMode string
+	// Train makes the node a volunteer for fine-tuning jobs on the
+	// swarm: it takes jobs that fit, one at a time, and trains them with
+	// the others. TrainMemory bounds the memory a job may take (0: no
+	// bound); TrainThreads the threads it trains with (0: every core).
+	Train        bool
+	TrainMemory  int64
+	TrainThreads int
 	// LoopbackOnly, NoMDNS, NoNAT, NoQUIC and NoRelay turn pieces off
 	// (tests, private deployments).
 	LoopbackOnly, NoMDNS, NoNAT, NoQUIC, NoRelay bool

@@ -52,6 +52,7 @@ var metricDocs = []metricDoc{
 	{"mycel_swarm_sessions_open", "gauge", nil, "Sessions of the swarm the node's servers hold open."},
 	{"mycel_swarm_sessions_total", "counter", nil, "Sessions of the swarm the node's servers opened."},
 	{"mycel_swarm_sessions_refused_total", "counter", nil, "Sessions the node's servers refused for lack of memory."},
+	{"mycel_train_steps_total", "counter", nil, "Optimizer steps this node took in swarm fine-tuning jobs (--train), as a member of their groups."},
 	{"mycel_tokens_total", "counter", []string{"api", "kind"}, "Tokens of the completions the node answered: api=openai (/v1) or generate (/api/v0/generate), kind=prompt or completion."},
 }
 
@@ -78,12 +79,13 @@ func counterVec(name string) *prometheus.CounterVec {
 // metrics are the node's own metrics: counters of events, and a
 // collector that reads the rest from the node at each scrape.
 type metrics struct {
-	n       *Node
-	reg     *prometheus.Registry
-	handler http.Handler
-	serve   swarm.Counters // every server's of the node (ServeRequest.Server.Counters)
-	tokens  *prometheus.CounterVec
-	descs   map[string]*prometheus.Desc // those Collect reads from the node
+	n          *Node
+	reg        *prometheus.Registry
+	handler    http.Handler
+	serve      swarm.Counters // every server's of the node (ServeRequest.Server.Counters)
+	tokens     *prometheus.CounterVec
+	trainSteps prometheus.Counter
+	descs      map[string]*prometheus.Desc // those Collect reads from the node
 }
 
 // read is the list of metrics metrics.Collect reads from the node.
@@ -98,6 +100,8 @@ var read = []string{
 func newMetrics(n *Node) *metrics {
 	m := &metrics{n: n, reg: prometheus.NewRegistry(), descs: map[string]*prometheus.Desc{},
 		tokens: counterVec("mycel_tokens_total")}
+	d := metricDocOf("mycel_train_steps_total")
+	m.trainSteps = prometheus.NewCounter(prometheus.CounterOpts{Name: d.Name, Help: d.Help})
 	for _, name := range read {
 		m.descs[name] = metricDesc(name)
 	}
@@ -106,7 +110,7 @@ func newMetrics(n *Node) *metrics {
 			m.tokens.WithLabelValues(a, k) // at zero from the start
 		}
 	}
-	m.reg.MustRegister(m, m.tokens,
+	m.reg.MustRegister(m, m.tokens, m.trainSteps,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: promLog{}})
 	return m

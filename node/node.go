@@ -58,6 +58,7 @@ type Node struct {
 	completers map[string]openai.Completer // by name, for the OpenAI API
 
 	dir         *swarm.Directory
+	train       *training // swarm fine-tuning (training.go)
 	swarmMu     sync.Mutex
 	closing     bool
 	servings    []servingEntry
@@ -150,6 +151,9 @@ func New(cfg Config) (_ *Node, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	if err := n.openTraining(); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -177,6 +181,9 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 		n.reprovideLoop()
 	})
+	if n.cfg.Train {
+		n.wg.Go(func() { n.trainLoop(n.ctx) })
+	}
 	return nil
 }
 
@@ -308,6 +315,7 @@ func (n *Node) Close() error {
 			cancel()
 		}
 		n.wg.Wait()
+		n.closeTraining()
 		errs = append(errs, n.closeSwarm())
 		if n.ex != nil {
 			errs = append(errs, n.ex.Close())

@@ -85,28 +85,36 @@ func (r *registry) save() error {
 	if err != nil {
 		return err
 	}
-	// Write, sync, rename, sync the directory: a crash leaves the old list
-	// or the new one, never an empty file.
-	tmp := r.path + ".tmp"
+	if err := writeFileSynced(r.path, b); err != nil {
+		return fmt.Errorf("node: save model list: %w", err)
+	}
+	return nil
+}
+
+// writeFileSynced replaces path with b: write, sync, rename, sync the
+// directory, so that a crash leaves the old file or the new one, never an
+// empty one.
+func writeFileSynced(path string, b []byte) error {
+	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("node: save model list: %w", err)
+		return err
 	}
 	if _, err := f.Write(b); err != nil {
 		f.Close()
-		return fmt.Errorf("node: save model list: %w", err)
+		return err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("node: save model list: %w", err)
+		return err
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("node: save model list: %w", err)
+		return err
 	}
-	if err := os.Rename(tmp, r.path); err != nil {
-		return fmt.Errorf("node: save model list: %w", err)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
 	}
-	if d, err := os.Open(filepath.Dir(r.path)); err == nil {
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		d.Sync()
 		d.Close()
 	}

@@ -61,7 +61,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 	var tokPath string
 	var threads int
 	var serve node.ServeRequest
-	var serveMem string
+	var serveMem, trainMem string
 	port := strconv.Itoa(p2p.DefaultPort)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -82,6 +82,7 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
   mycel node --model tiny=stories260K.bin:tok512.bin --model llama=model.gguf   # a tokenizer per model; a GGUF has its own
   mycel node --serve bagu...model-cid --max-layers 8              # volunteer: serve the layers the swarm needs most
   mycel node --serve stories15M --layers 0:3                      # serve layers 0-2 for good
+  mycel node --train --train-memory 4GB                           # volunteer: train fine-tuning jobs that fit in 4 GB
   mycel node --api 0.0.0.0:5150 --allowed-hosts mybox.lan         # API for the LAN too: requests need ~/.mycel/api-token
   mycel node --data /srv/mycel --listen /ip4/0.0.0.0/tcp/` + port + ` --bootstrap /ip4/203.0.113.7/tcp/` + port + `/p2p/12D3Koo...`,
 		Args: cobra.NoArgs,
@@ -93,6 +94,14 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 				}
 				cfg.StoreCap = n
 			}
+			if trainMem != "" {
+				n, err := parseBytes(trainMem)
+				if err != nil {
+					return fmt.Errorf("--train-memory: %w", err)
+				}
+				cfg.TrainMemory = n
+			}
+			cfg.TrainThreads = threads
 			if a := g.apiAddr(); a != "" {
 				cfg.APIAddr = strings.TrimPrefix(a, "http://")
 			}
@@ -135,6 +144,9 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 			if len(models) > 0 {
 				fmt.Fprintf(w, "  OpenAI-compatible API on %s/v1 serving %s\n", n.APIURL(), strings.Join(n.CompleterNames(), ", "))
 			}
+			if cfg.Train {
+				fmt.Fprintf(w, "  volunteering for fine-tuning jobs (mycel train ls lists them)\n")
+			}
 			if serve.Model != "" {
 				if serveMem != "" {
 					if serve.MemoryCap, err = parseBytes(serveMem); err != nil {
@@ -164,11 +176,13 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 	fl.BoolVar(&cfg.NoMDNS, "no-mdns", false, "do not look for peers on the local network")
 	fl.StringArrayVar(&models, "model", nil, "serve a local model file through the OpenAI-compatible API, as [NAME=]FILE[:TOKENIZER] (repeatable); TOKENIZER replaces the file's own")
 	fl.StringVarP(&tokPath, "tokenizer", "z", "", "tokenizer for the --model files that have none inside (llama2.c); a GGUF keeps its own")
-	threadsFlag(cmd, &threads, "compute threads for --model and --serve")
+	threadsFlag(cmd, &threads, "compute threads for --model, --serve and --train")
 	fl.StringVar(&serve.Model, "serve", "", "serve layers of this model (CID or name) to the swarm")
 	fl.StringVar(&serve.Layers, "layers", "", "with --serve: serve layers A:B for good (default: choose, and move as the swarm needs)")
 	fl.IntVar(&serve.MaxLayers, "max-layers", 0, "with --serve: hold at most this many layers (default: all that --serve-memory allows)")
 	fl.StringVar(&serveMem, "serve-memory", "", "with --serve: most memory for weights and KV caches, e.g. 8GB (default: no cap)")
+	fl.BoolVar(&cfg.Train, "train", false, "volunteer for fine-tuning jobs on the swarm: take those that fit, one at a time")
+	fl.StringVar(&trainMem, "train-memory", "", "with --train: most memory a job may take, e.g. 4GB (default: no cap)")
 	return cmd
 }
 

@@ -24,12 +24,15 @@ import (
 func newTrainCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "train",
-		Short: "Fine-tune a model: run a job, export its result",
+		Short: "Fine-tune a model: on this machine, or with the swarm's volunteers",
 		Long: `Fine-tune a model with LoRA, QLoRA (LoRA on a quantized base) or full
 fine-tuning. A job file (TOML; docs/training.md lists its keys) names the
-base model, the data set and the method.`,
+base model, the data set and the method. train run trains it here; train
+submit publishes it for the volunteers of the swarm (mycel node --train),
+train status follows it and train pull fetches the tuned model.`,
 	}
-	cmd.AddCommand(newTrainRunCmd(g), newTrainExportCmd(g), newTrainCheckpointsCmd(g), newTrainRmCmd(g))
+	cmd.AddCommand(newTrainRunCmd(g), newTrainExportCmd(g), newTrainCheckpointsCmd(g), newTrainRmCmd(g),
+		newTrainSubmitCmd(g), newTrainLsCmd(g), newTrainStatusCmd(g), newTrainPullCmd(g), newTrainStopCmd(g))
 	return cmd
 }
 

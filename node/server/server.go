@@ -72,6 +72,15 @@ type Backend interface {
 	CheckpointState(ctx context.Context, ref string) ([]byte, error)
 	RemoveCheckpoint(ctx context.Context, ref string) (int, error)
 
+	// SubmitJob checks a job file and publishes it, signed by the node.
+	SubmitJob(ctx context.Context, spec string) (api.TrainJob, error)
+	// Jobs lists the jobs known on the swarm.
+	Jobs(ctx context.Context) []api.TrainJob
+	// JobStatus describes a job's progress, asking its members.
+	JobStatus(ctx context.Context, id string) (api.TrainStatus, error)
+	// StopJob stops a job this node submitted.
+	StopJob(ctx context.Context, id string) (api.TrainJob, error)
+
 	// Logs returns the node's last log records after since, at level or
 	// above ("" for all), oldest first; a level it does not know is an
 	// api.ErrBadRequest.
@@ -92,6 +101,7 @@ func Handler(b Backend) http.Handler {
 	storeRoutes(mux, b)
 	dataRoutes(mux, b)
 	checkpointRoutes(mux, b)
+	trainRoutes(mux, b)
 	observeRoutes(mux, b)
 	return mux
 }

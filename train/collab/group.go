@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -224,6 +225,9 @@ func (g *Group) setRound() {
 	g.roundNow.Store(int64(g.round))
 }
 
+// Step is the optimizer steps done; call it when Run is not running.
+func (g *Group) Step() int { return g.t.Step }
+
 // Round is the number of rounds done; it may be called while Run runs.
 func (g *Group) Round() int { return int(g.roundNow.Load()) }
 
@@ -305,6 +309,28 @@ func thin(pts [][2]float64, n int) [][2]float64 {
 		pts = append(out, pts[len(pts)-1])
 	}
 	return pts
+}
+
+// Linger, once Run has returned (the job done, or Run's context ended:
+// the job stopped), stores the state reached as a checkpoint and
+// announces it, at the round it stands at, until ctx ends; then it
+// withdraws the member's record. Peers that come late take the job's
+// result from it, and so does whoever pulls the tuned model.
+func (g *Group) Linger(ctx context.Context) (cid.Cid, error) {
+	if g.ckptAt != g.round || !g.ckpt.Defined() {
+		if err := g.checkpoint(ctx); err != nil {
+			return cid.Undef, err
+		}
+	}
+	c := g.ckpt
+	g.ready(ctx)
+	g.heartbeat(ctx)
+	wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := g.dir.withdraw(wctx, g.cfg.Job); err != nil {
+		g.cfg.Log.Debug("withdraw", "err", err)
+	}
+	return c, nil
 }
 
 // retryable says whether a round that failed with err may be run again.
@@ -547,17 +573,21 @@ func (g *Group) start(ctx context.Context, members []peer.ID) {
 	g.update(ctx, func(m *Member) { m.Start = slices.Clone(members) })
 }
 
+// WriteCheckpoint writes the member's state as a checkpoint file (with
+// DiLoCo's outer optimizer, in that mode): between rounds, or after Run
+// returned, it is the group's.
+func (g *Group) WriteCheckpoint(w io.Writer) error {
+	if g.outer != nil {
+		return g.t.WriteOuterCheckpoint(w, g.outer)
+	}
+	return g.t.WriteCheckpoint(w)
+}
+
 // checkpoint stores the state at the start of the current round and
 // announces it.
 func (g *Group) checkpoint(ctx context.Context) error {
 	var b bytes.Buffer
-	var err error
-	if g.outer != nil {
-		err = g.t.WriteOuterCheckpoint(&b, g.outer)
-	} else {
-		err = g.t.WriteCheckpoint(&b)
-	}
-	if err != nil {
+	if err := g.WriteCheckpoint(&b); err != nil {
 		return fmt.Errorf("collab: checkpoint of round %d: %w", g.round, err)
 	}
 	c, err := g.states.Put(ctx, b.Bytes())
