@@ -617,7 +617,10 @@ func (n *Node) prepareJob(ctx context.Context, job *jobs.Job) (*collab.Group, fu
 // groupConfig is the group configuration a job file asks for.
 func groupConfig(id string, tj *train.Job) (collab.Config, error) {
 	cfg := collab.Config{Job: id, Mode: collab.Mode(tj.Averaging), InnerSteps: tj.InnerSteps,
-		OuterLR: tj.OuterLR, OuterMomentum: tj.OuterMomentum, MinPeers: tj.MinPeers}
+		OuterLR: tj.OuterLR, OuterMomentum: tj.OuterMomentum, MinPeers: tj.MinPeers, Verify: tj.Verify}
+	if tj.Verify == 0 {
+		cfg.Verify = -1 // none
+	}
 	switch tj.Encoding {
 	case "", "f32":
 		cfg.Encoding = allreduce.F32

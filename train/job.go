@@ -97,6 +97,10 @@ type Job struct {
 	Encoding string `toml:"encoding"`
 	// MinPeers is the fewest members a round starts with.
 	MinPeers int `toml:"min_peers"`
+	// Verify is the share of the members' contributions that another
+	// member recomputes (sync averaging); one found different gets its
+	// sender left out of the job. 0: none.
+	Verify float64 `toml:"verify"`
 }
 
 // Key documents one job file key: its default and its range. Keys is the
@@ -131,6 +135,7 @@ var Keys = []Key{
 	{"outer_momentum", "0.9", "DiLoCo's outer Nesterov momentum, 0 to below 1"},
 	{"encoding", `"int8"`, `what travels in DiLoCo's averaging: "f32", "int8" or "q4" (4-bit), the quantized ones with error feedback`},
 	{"min_peers", "1", "fewest members a round on the swarm starts with, 1 to 1000"},
+	{"verify", "0.05", "share of the members' contributions another member recomputes (sync averaging; a peer whose work differs is left out of the job), 0 (none) to 1"},
 }
 
 // ParseJob reads a job file. Unknown keys and values out of range are
@@ -243,6 +248,9 @@ func (j *Job) fill(defined func(string) bool) {
 	if !defined("min_peers") {
 		j.MinPeers = 1
 	}
+	if !defined("verify") {
+		j.Verify = 0.05
+	}
 }
 
 // DefaultJob is a job with every default, for model and data.
@@ -299,6 +307,8 @@ func (j *Job) Validate() error {
 		return bad("encoding", "%q: want any of %s", j.Encoding, strings.Join(encodings, ", "))
 	case j.MinPeers < 1 || j.MinPeers > 1000:
 		return bad("min_peers", "%d: want 1 to 1000", j.MinPeers)
+	case !finite(j.Verify) || j.Verify < 0 || j.Verify > 1:
+		return bad("verify", "%v: want 0 to 1", j.Verify)
 	}
 	if j.Method == MethodLoRA {
 		if len(j.LoRATargets) == 0 {

@@ -15,7 +15,7 @@ func TestParseJobDefaults(t *testing.T) {
 	want := &Job{Model: "stories260K", Data: "story.txt", Method: MethodLoRA, LoRARank: 8, LoRAAlpha: 16,
 		LoRATargets: []string{"q", "k", "v", "o"}, Steps: 1000, LR: 1e-3, Warmup: 50, WeightDecay: 0.01, GradClip: 1,
 		BatchTokens: 4096, SeqLen: 256, Seed: 1, EvalFraction: 0.05, CheckpointEvery: 100,
-		Averaging: AveragingSync, InnerSteps: 100, OuterLR: 0.7, OuterMomentum: 0.9, Encoding: EncodingInt8, MinPeers: 1}
+		Averaging: AveragingSync, InnerSteps: 100, OuterLR: 0.7, OuterMomentum: 0.9, Encoding: EncodingInt8, MinPeers: 1, Verify: 0.05}
 	if !reflect.DeepEqual(j, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", j, want)
 	}
@@ -86,6 +86,8 @@ func TestParseJobRefuses(t *testing.T) {
 		{base + "encoding = \"int4\"\n", "encoding"},
 		{base + "min_peers = 0\n", "min_peers"},
 		{base + "min_peers = 1001\n", "min_peers"},
+		{base + "verify = -0.1\n", "verify"},
+		{base + "verify = 1.5\n", "verify"},
 		{base + "[section]\nx = 1\n", "section"},
 	} {
 		_, err := ParseJob([]byte(c.file))
@@ -99,6 +101,7 @@ func TestJobEncodeRoundTrip(t *testing.T) {
 	j := DefaultJob("bafy-model", "bafy-data")
 	j.Method, j.Steps, j.CheckpointEvery, j.LR, j.LoRATargets, j.Seed = MethodLoRA, 77, 7, 0.0025, []string{"q", "v", "down"}, 1<<40
 	j.Averaging, j.InnerSteps, j.OuterLR, j.OuterMomentum, j.Encoding, j.MinPeers = AveragingDiLoCo, 25, 0.5, 0, EncodingQ4, 3
+	j.Verify = 0
 	b, err := j.Encode()
 	if err != nil {
 		t.Fatal(err)

@@ -233,6 +233,50 @@ func TestNaNRejected(t *testing.T) {
 	}
 }
 
+// A member's own check refuses a contribution to the part it reduces:
+// every member learns it, and that part averages the others; the parts
+// other members reduce (without a check) keep it.
+func TestCheckRefuses(t *testing.T) {
+	const k, n = 3, 300
+	c := newCluster(t, k)
+	orig := randVecs(17, k, n, 1)
+	data := clone(orig)
+	w := weights(k)
+	rounds := same(c.round("check", 20*time.Second), k, w)
+	var seen []int
+	rounds[0].Check = func(member, offset int, values []float32) string {
+		seen = append(seen, member)
+		if offset != 0 {
+			return "wrong part"
+		}
+		if !slices.Equal(values, orig[member][:len(values)]) {
+			return "not what it sent"
+		}
+		if member == 2 {
+			return "recomputed and found different"
+		}
+		return ""
+	}
+	res, errs := c.run(rounds, data, nil)
+	mustSucceed(t, errs, allMembers(k))
+	checkSame(t, data, res, allMembers(k))
+	slices.Sort(seen)
+	if !slices.Equal(seen, []int{1, 2}) {
+		t.Errorf("the check saw members %v, want 1 and 2", seen)
+	}
+	for i, r := range res {
+		if !slices.Equal(r.Dropped, c.ids[2:3]) || r.Rejected[c.ids[2]] != "recomputed and found different" {
+			t.Fatalf("member %d: dropped %v, rejected %v", i, r.Dropped, r.Rejected)
+		}
+	}
+	checkParts(t, c, orig, w, res[0], data[0])
+	for i, p := range res[0].Parts {
+		if slices.Contains(p.Included, c.ids[2]) == (i == 0) {
+			t.Errorf("part %d: member 2 included: %v", i, slices.Contains(p.Included, c.ids[2]))
+		}
+	}
+}
+
 // With TrimmedMean among 8, one member sending 100× the values moves no
 // coordinate out of the honest members' range, and the average barely.
 func TestTrimmedMeanAttacker(t *testing.T) {

@@ -46,6 +46,14 @@ type Round struct {
 	// NormFactor times the median norm of the slices is refused (with at
 	// least three contributions); 0: DefaultNormFactor; below 0: no check.
 	NormFactor float64
+	// Check, if set, is called with every other member's contribution to
+	// a part this member reduces (as its reducer, or as the replacement of
+	// a failed one): the member's index, the part's first index in the
+	// vector and the values as decoded. A non-empty reason refuses the
+	// contribution, as a value that is not finite is, and every member
+	// learns it. It is this member's own check (recomputing another's
+	// work, say): not part of the round's parameters.
+	Check func(member, offset int, values []float32) string
 }
 
 // PartResult says how one part of the vector was averaged.
@@ -97,6 +105,7 @@ type round struct {
 	trim     float64
 	normFact float64
 	weight   float64
+	check    func(member, offset int, values []float32) string
 
 	start, reduceAt, recoverAt, fetchAt, deadline time.Time
 
@@ -281,7 +290,7 @@ func (s *Service) newRound(r Round, data []float32) (*round, error) {
 	rd := &round{
 		s: s, id: r.ID, members: append([]peer.ID(nil), r.Members...), self: self, n: n,
 		size: sizes, off: make([]int, k), enc: r.Encoding, agg: r.Aggregate,
-		trim: trim, normFact: nf, weight: r.Weight, data: data,
+		trim: trim, normFact: nf, weight: r.Weight, data: data, check: r.Check,
 		parts: make([]*partState, k), contrib: make([]*input, k), taking: make([]bool, k), gone: make([]bool, k),
 		mismatch: make([]bool, k), refused: make(map[int]string), wake: make(chan struct{}, 1),
 		lost: make(chan struct{}), acked: make(chan struct{}),
@@ -513,6 +522,22 @@ func (rd *round) reduceOwn() {
 
 // makePart reduces part i from ins, as computed by member reducer.
 func (rd *round) makePart(i, reducer int, ins []input, missing []exclusion) *partMsg {
+	if rd.check != nil {
+		kept := make([]input, 0, len(ins))
+		for _, x := range ins {
+			if x.member != rd.self && len(x.data) == EncodedLen(rd.enc, rd.size[i]) {
+				vals := make([]float32, rd.size[i])
+				if err := Dequantize(rd.enc, x.data, vals); err == nil {
+					if why := rd.check(x.member, rd.off[i], vals); why != "" {
+						missing = append(missing, exclusion{Member: x.member, Kind: exclRejected, Reason: clip(why)})
+						continue
+					}
+				}
+			}
+			kept = append(kept, x)
+		}
+		ins = kept
+	}
 	red := reduce(rd.enc, rd.agg, rd.trim, rd.normFact, rd.size[i], ins)
 	m := &partMsg{
 		Hash: rd.hash, Part: i, Reducer: reducer, Weight: red.weight,

@@ -238,7 +238,9 @@ func TestSyncFourPeersEqualOne(t *testing.T) {
 			peers := newPeers(t, 4)
 			var ms []*member
 			for _, p := range peers {
-				ms = append(ms, join(t, p, b.trainer(t, job(method, steps)), Config{Job: "fox-" + method, MinPeers: 4}))
+				// Every member checks the one before it every round:
+				// honest work passes its recomputation.
+				ms = append(ms, join(t, p, b.trainer(t, job(method, steps)), Config{Job: "fox-" + method, MinPeers: 4, Verify: 1}))
 			}
 			for _, m := range ms {
 				m.run(ctx)
@@ -428,6 +430,9 @@ func TestBadContributionsRefused(t *testing.T) {
 	for name, tamper := range map[string]func([]float32){
 		"NaN":  func(v []float32) { v[len(v)/2] = float32(math.NaN()) },
 		"100x": func(v []float32) { scale(v, 100) },
+		// Within the norm check and a trimmed mean's reach: only
+		// recomputing the work catches it.
+		"plausible": func(v []float32) { scale(v, 1.5) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			const steps, badAt = 10, 2
@@ -435,6 +440,9 @@ func TestBadContributionsRefused(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			cfg := Config{Job: "fox-bad-" + name, MinPeers: 3, RoundTimeout: 4 * time.Second, ExpectWait: time.Second}
+			if name == "plausible" {
+				cfg.Verify = 1 // every member checks the one before it, every round
+			}
 			var ms []*member
 			for _, p := range peers {
 				j := job("lora", steps)

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -42,7 +44,14 @@ const (
 	DefaultExpectWait    = 5 * time.Second
 	DefaultRoundTimeout  = time.Minute
 	DefaultJoinWait      = 2 * time.Minute
+	DefaultVerify        = 0.05
 )
+
+// verifyTolerance bounds how far a recomputed contribution may be from
+// the one received, relative to its norm: machines with other kernels or
+// thread counts round differently, work done on other data or parameters
+// is far off.
+const verifyTolerance = 1e-3
 
 // Config configures a member of a group. Zero fields take the defaults.
 type Config struct {
@@ -81,6 +90,12 @@ type Config struct {
 	// that asked to join there, and how long a joiner waits for the
 	// checkpoint it asked for.
 	JoinWait time.Duration
+	// Verify is the share of contributions that are checked by
+	// recomputing them (sync mode): every round, each member recomputes
+	// the work of the member before it in the round's order with this
+	// probability, and a contribution found different is refused (its
+	// sender left out of the job). 0: DefaultVerify; below 0: none.
+	Verify float64
 	// Log receives the group's events; nil: slog's default.
 	Log *slog.Logger
 }
@@ -115,6 +130,12 @@ func (c *Config) fill() error {
 		if *d.v <= 0 {
 			*d.v = d.def
 		}
+	}
+	if c.Verify == 0 {
+		c.Verify = DefaultVerify
+	}
+	if c.Verify > 1 || c.Verify != c.Verify {
+		return fmt.Errorf("collab: verify %v: want a share of at most 1", c.Verify)
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
@@ -664,18 +685,36 @@ func (g *Group) syncRound(ctx context.Context, members []peer.ID) (Report, error
 	i, n := slices.Index(members, g.self), len(members)
 	from := g.t.Cursor
 	t0 := time.Now()
-	share := train.Share(g.t.NextBatch(), i, n)
-	loss, tokens, err := g.t.Gradients(share)
+	batch := g.t.NextBatch()
+	loss, tokens, err := g.t.Gradients(train.Share(batch, i, n))
 	if err != nil {
 		g.t.Seek(from)
 		return Report{}, err
 	}
-	compute := time.Since(t0)
 	g.vec = append(train.Flatten(g.t.Params, train.Gradients, g.vec[:0]), float32(loss))
+	spec := g.spec(members, float64(tokens), allreduce.F32)
+	if n > 1 && g.cfg.Verify > 0 && rand.Float64() < g.cfg.Verify {
+		// The member before this one: its share of the same batch on the
+		// same parameters gives the same gradients.
+		j := (i + n - 1) % n
+		lossJ, _, err := g.t.Gradients(train.Share(batch, j, n))
+		if err != nil {
+			g.t.Seek(from)
+			return Report{}, err
+		}
+		want := append(train.Flatten(g.t.Params, train.Gradients, nil), float32(lossJ))
+		spec.Check = func(member, offset int, got []float32) string {
+			if member != j {
+				return ""
+			}
+			return compareWork(got, want[offset:offset+len(got)])
+		}
+	}
+	compute := time.Since(t0)
 	if g.beforeAverage != nil {
 		g.beforeAverage(g.round, g.vec)
 	}
-	res, err := g.ar.AllReduce(ctx, g.spec(members, float64(tokens), allreduce.F32), g.vec)
+	res, err := g.ar.AllReduce(ctx, spec, g.vec)
 	if err != nil {
 		g.t.Seek(from)
 		return Report{}, fmt.Errorf("collab: round %d: %w", g.round, err)
@@ -699,6 +738,21 @@ func (g *Group) syncRound(ctx context.Context, members []peer.ID) (Report, error
 	g.finish(members, res)
 	rep.State = g.state
 	return rep, g.refused(res)
+}
+
+// compareWork says why got, a contribution received, is not want, this
+// member's recomputation of it ("" when it is, within verifyTolerance).
+func compareWork(got, want []float32) string {
+	var d, w float64
+	for k := range got {
+		x := float64(got[k]) - float64(want[k])
+		d += x * x
+		w += float64(want[k]) * float64(want[k])
+	}
+	if math.Sqrt(d) <= verifyTolerance*math.Sqrt(w)+1e-6*math.Sqrt(float64(len(got))) {
+		return ""
+	}
+	return fmt.Sprintf("recomputed: its gradients are %.3g (relative) from this member's recomputation of its share", math.Sqrt(d/max(w, 1e-300)))
 }
 
 // dilocoRound: InnerSteps local steps on this member's shares of the
