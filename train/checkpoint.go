@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -218,7 +219,7 @@ func parseCheckpoint(data []byte) (*CheckpointHeader, []byte, error) {
 		return nil, nil, bad("header: %v", err)
 	}
 	rest = rest[hl:]
-	if h.Step < 0 || h.AdamStep < 0 || h.Cursor.Epoch < 0 || h.Cursor.Next < 0 {
+	if h.Step < 0 || h.AdamStep < 0 || h.Cursor.Epoch < 0 || h.Cursor.Next < 0 || slices.ContainsFunc(h.Cursor.Redo, func(k int) bool { return k < 0 }) {
 		return nil, nil, bad("negative step or cursor")
 	}
 	if o := h.Outer; o != nil && (!finite(o.LR) || !finite(o.Momentum) || h.AdamStep != 0) {
@@ -252,6 +253,11 @@ func (t *Trainer) RestoreOuter(data []byte) (*Outer, error) {
 	h, tensors, err := ReadCheckpoint(data)
 	if err != nil {
 		return nil, err
+	}
+	for _, k := range h.Cursor.Redo {
+		if len(t.trainSet) > 0 && k >= len(t.trainSet) {
+			return nil, fmt.Errorf("%w: sequence %d to redo, of a training set of %d", ErrBadCheckpoint, k, len(t.trainSet))
+		}
 	}
 	if err := t.restore(h, tensors); err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/mycel-net/mycel/kernels"
@@ -21,6 +22,15 @@ const MaxMicroBatch = 4
 type Cursor struct {
 	Epoch int `json:"epoch"`
 	Next  int `json:"next"`
+	// Redo are training sequences (indices in the training set) taken
+	// before and not trained (their trainer left a group mid-round):
+	// the next batches take them first.
+	Redo []int `json:"redo,omitempty"`
+}
+
+// Same reports whether c and d stand at the same place.
+func (c Cursor) Same(d Cursor) bool {
+	return c.Epoch == d.Epoch && c.Next == d.Next && slices.Equal(c.Redo, d.Redo)
 }
 
 // Trainer runs a job on one machine: forward, backward and AdamW steps
@@ -51,6 +61,7 @@ type Trainer struct {
 
 	trainSet, evalSet []Sequence
 	order             []int // the epoch's order of trainSet
+	batch             []int // what NextBatch last took, as indices in trainSet
 	ids, targets      []int
 }
 
@@ -229,16 +240,22 @@ func (t *Trainer) shuffle() {
 	r.Shuffle(len(t.order), func(i, j int) { t.order[i], t.order[j] = t.order[j], t.order[i] })
 }
 
-// next returns the next training sequence and moves the cursor.
-func (t *Trainer) next() Sequence {
+// next returns the index in trainSet of the next training sequence (one
+// to redo first) and moves the cursor.
+func (t *Trainer) next() int {
+	if len(t.Cursor.Redo) > 0 {
+		k := t.Cursor.Redo[0]
+		t.Cursor.Redo = t.Cursor.Redo[1:]
+		return k
+	}
 	if t.Cursor.Next >= len(t.order) {
 		t.Cursor.Epoch++
 		t.Cursor.Next = 0
 		t.shuffle()
 	}
-	s := t.trainSet[t.order[t.Cursor.Next]]
+	k := t.order[t.Cursor.Next]
 	t.Cursor.Next++
-	return s
+	return k
 }
 
 // fill lays seqs out as the rows of a pass: inputs and targets (-1 where
@@ -280,10 +297,24 @@ func (t *Trainer) RunStep() (StepResult, error) {
 // one job together each take their share of it (Share).
 func (t *Trainer) NextBatch() []Sequence {
 	seqs := make([]Sequence, t.Job.Sequences())
+	t.batch = t.batch[:0]
 	for i := range seqs {
-		seqs[i] = t.next()
+		k := t.next()
+		t.batch = append(t.batch, k)
+		seqs[i] = t.trainSet[k]
 	}
 	return seqs
+}
+
+// LastBatch returns the indices in the training set of the sequences the
+// last NextBatch returned, in its order.
+func (t *Trainer) LastBatch() []int { return slices.Clone(t.batch) }
+
+// Redo puts training sequences (indices in the training set, as
+// LastBatch gives them) first in line for the next batches: work taken
+// and lost, so that no example of an epoch goes untrained.
+func (t *Trainer) Redo(idx []int) {
+	t.Cursor.Redo = slices.Concat(t.Cursor.Redo, idx)
 }
 
 // Seek moves the data cursor back to c, a place this job's data reached
@@ -297,13 +328,20 @@ func (t *Trainer) Seek(c Cursor) {
 // Share is member i's share of a batch split among n members: contiguous
 // runs of sequences, the first len(batch)%n members taking one more.
 func Share(batch []Sequence, i, n int) []Sequence {
-	q, r := len(batch)/n, len(batch)%n
-	from := i*q + min(i, r)
-	size := q
+	from, to := ShareRange(len(batch), i, n)
+	return batch[from:to]
+}
+
+// ShareRange is where member i's share of a batch of size sequences
+// split among n members lies: batch[from:to].
+func ShareRange(size, i, n int) (from, to int) {
+	q, r := size/n, size%n
+	from = i*q + min(i, r)
+	to = from + q
 	if i < r {
-		size++
+		to++
 	}
-	return batch[from : from+size]
+	return from, to
 }
 
 // Gradients computes the gradient of the mean loss over seqs' trained

@@ -246,7 +246,7 @@ func TestResumeIsBitwise(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if resumed.Cursor != straight.Cursor || resumed.Step != 6 {
+			if !resumed.Cursor.Same(straight.Cursor) || resumed.Step != 6 {
 				t.Errorf("cursor %+v step %d, straight run %+v", resumed.Cursor, resumed.Step, straight.Cursor)
 			}
 			for i := range straight.Params {
@@ -569,5 +569,89 @@ func TestCheckpointWriteFails(t *testing.T) {
 	}
 	if latest, _ := LatestCheckpoint(dir2); latest != "" {
 		t.Errorf("a temporary file was taken for a checkpoint: %s", latest)
+	}
+}
+
+// Sequences handed back with Redo come first in the next batches, travel
+// in checkpoints, and with them an epoch trains every sequence once: none
+// lost, none twice.
+func TestRedo(t *testing.T) {
+	f := loadBuiltin(t, 1)
+	j := storyJob(MethodLoRA)
+	j.SeqLen, j.BatchTokens = 8, 3*8
+	var seqs []Sequence
+	for i := range 20 {
+		seqs = append(seqs, Sequence{Tokens: make([]int, j.SeqLen+1), Weights: make([]float32, j.SeqLen)})
+		seqs[i].Tokens[0] = i // tells them apart
+	}
+	tr, err := NewTrainer(j, f.w, f.be, seqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trained := map[int]int{}
+	for range 3 {
+		tr.NextBatch()
+		ids := tr.LastBatch()
+		// The last of every batch is lost and handed back.
+		for _, k := range ids[:len(ids)-1] {
+			trained[k]++
+		}
+		tr.Redo(ids[len(ids)-1:])
+	}
+	var b bytes.Buffer
+	if err := tr.WriteCheckpoint(&b); err != nil {
+		t.Fatal(err)
+	}
+	again, err := NewTrainer(j, f.w, f.be, seqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Restore(b.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Cursor.Redo) != 1 || !again.Cursor.Same(tr.Cursor) {
+		t.Fatalf("cursor %+v, restored %+v: want a sequence to redo", tr.Cursor, again.Cursor)
+	}
+	redo := slices.Clone(again.Cursor.Redo)
+	got := again.NextBatch()
+	if !slices.Equal(again.LastBatch()[:len(redo)], redo) || got[0].Tokens[0] != redo[0] {
+		t.Fatalf("the batch after the redo is %v, want %v first", again.LastBatch(), redo)
+	}
+	for _, k := range again.LastBatch() {
+		trained[k]++
+	}
+	for again.Cursor.Epoch == 0 {
+		again.NextBatch()
+		if again.Cursor.Epoch > 0 {
+			break // this batch went into the next epoch
+		}
+		for _, k := range again.LastBatch() {
+			trained[k]++
+		}
+	}
+	// Every sequence once, but those the batch that crossed into the
+	// next epoch took.
+	left := 0
+	for k := range seqs {
+		if trained[k] > 1 {
+			t.Errorf("sequence %d trained %d times in the epoch", k, trained[k])
+		}
+		if trained[k] == 0 {
+			left++
+		}
+	}
+	if left >= j.Sequences() {
+		t.Errorf("%d sequences of the epoch never trained", left)
+	}
+	// A checkpoint that names a sequence beyond the training set is
+	// refused, and the trainer left as it was.
+	tr.Cursor.Redo = []int{25}
+	b.Reset()
+	if err := tr.WriteCheckpoint(&b); err != nil {
+		t.Fatal(err)
+	}
+	before := again.Cursor
+	if err := again.Restore(b.Bytes()); !errors.Is(err, ErrBadCheckpoint) || !again.Cursor.Same(before) {
+		t.Errorf("restore of a redo beyond the set: %v, cursor %+v", err, again.Cursor)
 	}
 }

@@ -135,7 +135,7 @@ func reduce(enc Encoding, agg Aggregator, trim, normFactor float64, length int, 
 			kept := ok[:0]
 			for i, x := range ok {
 				if norms[i] > normFactor*med {
-					reject(x.member, "norm %.4g is %.3g× the median %.4g (limit %g×)", norms[i], norms[i]/med, med, normFactor)
+					reject(x.member, ReasonOutlier+"%.4g is %.3g× the median %.4g (limit %g×)", norms[i], norms[i]/med, med, normFactor)
 					continue
 				}
 				kept = append(kept, x)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,15 @@ type PartResult struct {
 // values, and it may well be honest (the members disagreed on who takes
 // part).
 const ReasonMismatch = "round parameters differ"
+
+// ReasonOutlier begins the reason of a contribution refused for its norm,
+// far above the others': a statistical judgement, which an honest
+// member's work can fail too (a small share of a batch, late in
+// training), unlike a value that is not finite.
+const ReasonOutlier = "norm "
+
+// Outlier says whether reason refused a contribution for its norm.
+func Outlier(reason string) bool { return strings.HasPrefix(reason, ReasonOutlier) }
 
 // Result of a round: every member that succeeds gets the same Parts,
 // Dropped and Rejected.

@@ -161,6 +161,9 @@ type Report struct {
 	State [32]byte
 	// Sent and Received count the averaging's bytes.
 	Sent, Received int64
+	// Redo counts the sequences the dropped members had to train, handed
+	// back to the data cursor for the next rounds.
+	Redo int
 	// Compute is the time in forward, backward and optimizer; Wall the
 	// whole round's, waiting for the others included.
 	Compute, Wall time.Duration
@@ -261,17 +264,17 @@ func (g *Group) done() bool { return g.t.Step >= g.t.Job.Steps }
 // Run trains until the job's steps are done or ctx ends, calling report
 // after every round. A round that fails (a member vanished, the members
 // disagreed) is tried again; a member that finds itself behind catches up
-// from a checkpoint. Run withdraws this member's record when it returns.
-func (g *Group) Run(ctx context.Context, report func(Report)) error {
+// from a checkpoint. Run withdraws this member's record when it returns
+// with an error; after the job is done the record stays until it expires,
+// or until Linger takes it over.
+func (g *Group) Run(ctx context.Context, report func(Report)) (err error) {
 	hbCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
 		stop()
 		wg.Wait()
-		wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := g.dir.withdraw(wctx, g.cfg.Job); err != nil {
-			g.cfg.Log.Debug("withdraw", "err", err)
+		if err != nil {
+			g.withdraw()
 		}
 	}()
 	g.publish(ctx)
@@ -346,12 +349,17 @@ func (g *Group) Linger(ctx context.Context) (cid.Cid, error) {
 	c := g.ckpt
 	g.ready(ctx)
 	g.heartbeat(ctx)
-	wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	g.withdraw()
+	return c, nil
+}
+
+// withdraw tells the job's topic that this member left.
+func (g *Group) withdraw() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := g.dir.withdraw(wctx, g.cfg.Job); err != nil {
+	if err := g.dir.withdraw(ctx, g.cfg.Job); err != nil {
 		g.cfg.Log.Debug("withdraw", "err", err)
 	}
-	return c, nil
 }
 
 // retryable says whether a round that failed with err may be run again.
@@ -636,7 +644,13 @@ func (g *Group) spec(members []peer.ID, weight float64, enc allreduce.Encoding) 
 // out until it announces anew, who is banned, and the new state.
 func (g *Group) finish(members []peer.ID, res allreduce.Result) {
 	for p, why := range res.Rejected {
-		if p != g.self && why != allreduce.ReasonMismatch {
+		switch {
+		case p == g.self || why == allreduce.ReasonMismatch:
+		case allreduce.Outlier(why):
+			// Far from the others: left out of this round (its share is
+			// trained again), not out of the job.
+			g.cfg.Log.Info("contribution left out of the round", "peer", p, "round", g.round, "why", why)
+		default:
 			g.banned[p] = why
 			g.cfg.Log.Warn("contribution refused; peer left out of the job", "peer", p, "round", g.round, "why", why)
 		}
@@ -647,7 +661,16 @@ func (g *Group) finish(members []peer.ID, res allreduce.Result) {
 			g.expected = append(g.expected, p)
 		}
 	}
+	if slices.Contains(res.Dropped, g.self) {
+		// The others do not expect this member in the next round: it
+		// waits to be taken in (their start, or a settled set) rather
+		// than start a round of its own that includes itself.
+		g.expected = g.expected[:0]
+	}
 	for _, p := range res.Dropped {
+		if p == g.self {
+			continue
+		}
 		g.excluded[p] = 0
 		for _, m := range g.dir.Known(g.cfg.Job) {
 			if m.Peer == p {
@@ -661,7 +684,7 @@ func (g *Group) finish(members []peer.ID, res allreduce.Result) {
 // refused is ErrRefused, with the group's reason, if res refused this
 // member's contribution.
 func (g *Group) refused(res allreduce.Result) error {
-	if why, ok := res.Rejected[g.self]; ok && why != allreduce.ReasonMismatch {
+	if why, ok := res.Rejected[g.self]; ok && why != allreduce.ReasonMismatch && !allreduce.Outlier(why) {
 		return fmt.Errorf("%w in round %d: %s", ErrRefused, g.round, why)
 	}
 	return nil
@@ -686,6 +709,7 @@ func (g *Group) syncRound(ctx context.Context, members []peer.ID) (Report, error
 	from := g.t.Cursor
 	t0 := time.Now()
 	batch := g.t.NextBatch()
+	batchIDs := g.t.LastBatch()
 	loss, tokens, err := g.t.Gradients(train.Share(batch, i, n))
 	if err != nil {
 		g.t.Seek(from)
@@ -735,9 +759,32 @@ func (g *Group) syncRound(ctx context.Context, members []peer.ID) (Report, error
 	compute += time.Since(t1)
 	rep := Report{Round: g.round, Step: g.t.Step, Members: members, Dropped: res.Dropped, Rejected: res.Rejected,
 		Loss: step.Loss, Tokens: int(total), Own: tokens, Sent: res.BytesSent, Received: res.BytesReceived, Compute: compute}
+	rep.Redo = g.redo(members, res.Dropped, [][]int{batchIDs})
 	g.finish(members, res)
 	rep.State = g.state
 	return rep, g.refused(res)
+}
+
+// redo hands the shares of the round's batches (as LastBatch gave them)
+// that the dropped members trained, and that did not make it into the
+// average, back to the data cursor: the next batches train them. Every
+// member that finished the round sees the same dropped members and the
+// same batches, so the cursors stay the same. It returns how many
+// sequences go back.
+func (g *Group) redo(members, dropped []peer.ID, batches [][]int) int {
+	var back []int
+	for _, d := range dropped {
+		j := slices.Index(members, d)
+		if j < 0 {
+			continue
+		}
+		for _, b := range batches {
+			from, to := train.ShareRange(len(b), j, len(members))
+			back = append(back, b[from:to]...)
+		}
+	}
+	g.t.Redo(back)
+	return len(back)
 }
 
 // compareWork says why got, a contribution received, is not want, this
@@ -765,6 +812,7 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 	steps := min(g.cfg.InnerSteps, g.t.Job.Steps-g.t.Step)
 	t0 := time.Now()
 	tokens, lossSum := 0, 0.0
+	var batches [][]int
 	rollback := func() {
 		_ = train.Unflatten(g.t.Params, train.Values, g.outer.Start)
 		g.t.Seek(from)
@@ -772,6 +820,7 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 	}
 	for range steps {
 		share := train.Share(g.t.NextBatch(), i, n)
+		batches = append(batches, g.t.LastBatch())
 		loss, tok, err := g.t.Gradients(share)
 		if err != nil {
 			rollback()
@@ -829,6 +878,7 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 	rep := Report{Round: g.round, Members: members, Dropped: res.Dropped, Rejected: res.Rejected,
 		Loss: float64(g.vec[lossAt]), Tokens: int(weightOf(res, lossAt)), Own: tokens,
 		Sent: res.BytesSent, Received: res.BytesReceived, Compute: compute}
+	rep.Redo = g.redo(members, res.Dropped, batches)
 	g.finish(members, res)
 	rep.Step, rep.State = g.t.Step, g.state
 	return rep, g.refused(res)
