@@ -554,6 +554,14 @@ func (n *Node) prepareJob(ctx context.Context, job *jobs.Job) (*collab.Group, fu
 	if err != nil {
 		return nil, nil, &skipError{fmt.Sprintf("model %q is not a CID", tj.Model)}
 	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ms, _ := n.train.members.Members(lctx, job.ID)
+	cancel()
+	for _, m := range ms {
+		if !m.Left && m.State != "" && stepOf(tj, m.Round) >= tj.Steps {
+			return nil, nil, &skipError{"done before this node came"}
+		}
+	}
 	info, weights, err := n.inspectFrom(ctx, root)
 	if err != nil {
 		return nil, nil, fmt.Errorf("model %s: %w", root, err)

@@ -113,7 +113,10 @@ func TestSwarmJobOutlivesItsSubmitter(t *testing.T) {
 		t.Error("B reports no bytes averaged")
 	}
 
-	d := startNode(t, testConfig(t, b.Status().Addrs[0], c.Status().Addrs[0]))
+	// D volunteers too, but takes no job that is done.
+	dc := testConfig(t, b.Status().Addrs[0], c.Status().Addrs[0])
+	dc.Train, dc.TrainThreads = true, 1
+	d := startNode(t, dc)
 	var listed bool
 	for !listed {
 		listed = slices.ContainsFunc(d.Jobs(ctx), func(j api.TrainJob) bool { return j.ID == job.ID && j.State == "done" })
@@ -121,9 +124,9 @@ func TestSwarmJobOutlivesItsSubmitter(t *testing.T) {
 			t.Fatal("D never learnt of the job from its members")
 		}
 	}
-	dst, err := d.JobStatus(ctx, job.ID)
-	if err != nil || dst.Checkpoint != st.Checkpoint {
-		t.Fatalf("D's status %+v, %v; B announces checkpoint %s", dst, err, st.Checkpoint)
+	dst := waitStatus(ctx, t, d, job.ID, "D leaves the done job alone", func(s api.TrainStatus) bool { return s.Here != "" })
+	if dst.Checkpoint != st.Checkpoint || dst.Here != "done before this node came" {
+		t.Fatalf("D's status %+v; B announces checkpoint %s", dst, st.Checkpoint)
 	}
 	state, err := d.CheckpointState(ctx, dst.Checkpoint)
 	if err != nil {
