@@ -62,9 +62,10 @@ type jobRun struct {
 	done    chan struct{}
 	stopped bool // cancelled for its job's stop (under training.mu)
 
-	mu    sync.Mutex
-	bytes int64
-	state string // what this node does for the job, as hereLocked says
+	mu            sync.Mutex
+	bytes         int64
+	compute, wall time.Duration // the rounds': training, and all of them
+	state         string        // what this node does for the job, as hereLocked says
 }
 
 func (r *jobRun) setState(s string) {
@@ -73,9 +74,12 @@ func (r *jobRun) setState(s string) {
 	r.mu.Unlock()
 }
 
-func (r *jobRun) addBytes(n int64) {
+// add counts a round.
+func (r *jobRun) add(rep collab.Report) {
 	r.mu.Lock()
-	r.bytes += n
+	r.bytes += rep.Sent + rep.Received
+	r.compute += rep.Compute
+	r.wall += rep.Wall
 	r.mu.Unlock()
 }
 
@@ -311,6 +315,9 @@ func (n *Node) JobStatus(ctx context.Context, id string) (api.TrainStatus, error
 	if r := t.runs[id]; r != nil {
 		r.mu.Lock()
 		st.Bytes = r.bytes
+		if r.wall > 0 {
+			st.Utilisation = r.compute.Seconds() / r.wall.Seconds()
+		}
 		r.mu.Unlock()
 	}
 	st.Here = t.hereLocked(id)
@@ -532,7 +539,7 @@ func (n *Node) trainJob(ctx context.Context, job *jobs.Job, sealed []byte, r *jo
 		return nil, nil, err
 	}
 	err = g.Run(ctx, func(rep collab.Report) {
-		r.addBytes(rep.Sent + rep.Received)
+		r.add(rep)
 		n.metrics.trainSteps.Add(float64(rep.Step - stepOf(tj, rep.Round)))
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {

@@ -109,8 +109,8 @@ func TestSwarmJobOutlivesItsSubmitter(t *testing.T) {
 	if len(st.Loss) < 4 || !(st.Loss[len(st.Loss)-1][1] < st.Loss[0][1]) || st.Loss[len(st.Loss)-1][0] != steps {
 		t.Errorf("loss curve %v: want it to fall to step %d", st.Loss, steps)
 	}
-	if st.Bytes == 0 {
-		t.Error("B reports no bytes averaged")
+	if st.Bytes == 0 || !(st.Utilisation > 0 && st.Utilisation <= 1) {
+		t.Errorf("B reports %d bytes averaged, utilisation %v", st.Bytes, st.Utilisation)
 	}
 
 	// D volunteers too, but takes no job that is done.

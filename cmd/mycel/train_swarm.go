@@ -123,7 +123,7 @@ func printTrainStatus(w io.Writer, st api.TrainStatus) {
 		fmt.Fprintf(w, "  latest checkpoint: %s (step %d)\n", st.Checkpoint, st.CheckpointStep)
 	}
 	if st.Bytes > 0 {
-		fmt.Fprintf(w, "  averaged here: %s\n", formatBytes(st.Bytes))
+		fmt.Fprintf(w, "  averaged here: %s; %.0f%% of the rounds' time training\n", formatBytes(st.Bytes), 100*st.Utilisation)
 	}
 	fmt.Fprintf(w, "  %d members, %.0f tokens/s together\n", len(st.Members), st.TokensPerSecond)
 	if len(st.Members) > 0 {

@@ -70,6 +70,10 @@ type TrainStatus struct {
 	// Bytes is what this node sent and received averaging for the job
 	// (0 where it does not train it).
 	Bytes int64 `json:"bytes"`
+	// Utilisation is the share of this node's time in the job's rounds
+	// that went to training (forward, backward, optimizer) rather than to
+	// averaging and waiting for the others (0 where it does not train it).
+	Utilisation float64 `json:"utilisation,omitempty"`
 	// Checkpoint is the latest checkpoint a member serves, made at the
 	// start of CheckpointStep.
 	Checkpoint     string `json:"checkpoint,omitempty"`
