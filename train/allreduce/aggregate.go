@@ -95,7 +95,8 @@ func reduce(enc Encoding, agg Aggregator, trim, normFactor float64, length int, 
 	}
 	var ok []input
 	var norms []float64
-	buf := make([]float32, chunk)
+	buf := getFloats(chunk)
+	defer putFloats(buf)
 	for _, x := range in {
 		if x.weight == 0 && len(x.data) == 0 {
 			continue // a member that only receives
@@ -112,15 +113,12 @@ func reduce(enc Encoding, agg Aggregator, trim, normFactor float64, length int, 
 		bad := -1
 		for start := 0; start < length && bad < 0; start += chunk {
 			n := min(chunk, length-start)
-			dequantizeRange(enc, x.data, start, n, buf)
-			for i, v := range buf[:n] {
-				f := float64(v)
-				if math.IsNaN(f) || math.IsInf(f, 0) {
-					bad = start + i
-					break
-				}
-				ss += f * f
+			var s2 float64
+			s2, bad = sumSquares(values(enc, x.data, start, n, buf))
+			if bad >= 0 {
+				bad += start
 			}
+			ss += s2
 		}
 		if bad >= 0 {
 			reject(x.member, "non-finite value at element %d", bad)
@@ -147,8 +145,9 @@ func reduce(enc Encoding, agg Aggregator, trim, normFactor float64, length int, 
 		r.included = append(r.included, x.member)
 		r.weight += x.weight
 	}
-	r.out = make([]float32, length)
+	r.out = getFloats(length)
 	if len(ok) == 0 {
+		clear(r.out)
 		return r
 	}
 	if agg == TrimmedMean && trimCount(len(ok), trim) > 0 {
@@ -163,23 +162,54 @@ func reduce(enc Encoding, agg Aggregator, trim, normFactor float64, length int, 
 // order of in and rounded to float32 once.
 func weightedMean(enc Encoding, in []input, total float64, out []float32) {
 	var acc [chunk]float64
-	buf := make([]float32, chunk)
+	buf := getFloats(chunk)
+	defer putFloats(buf)
 	for start := 0; start < len(out); start += chunk {
 		n := min(chunk, len(out)-start)
-		clear(acc[:n])
+		a := acc[:n]
+		clear(a)
 		for _, x := range in {
-			dequantizeRange(enc, x.data, start, n, buf)
+			vs := values(enc, x.data, start, n, buf)
+			vs = vs[:len(a)]
 			w := x.weight
-			for i, v := range buf[:n] {
+			for i, v := range vs {
 				// The conversion keeps the product rounded on its own,
 				// never fused with the sum.
-				acc[i] += float64(w * float64(v))
+				a[i] += float64(w * float64(v))
 			}
 		}
-		for i := range n {
-			out[start+i] = float32(acc[i] / total)
+		o := out[start : start+n]
+		for i, v := range a {
+			o[i] = float32(v / total)
 		}
 	}
+}
+
+// values returns count values of an encoded vector from element start (a
+// multiple of BlockSize): F32 bytes as they are where possible, else
+// decoded into buf.
+func values(enc Encoding, b []byte, start, count int, buf []float32) []float32 {
+	if enc == F32 {
+		if v, ok := f32View(b[4*start : 4*(start+count)]); ok {
+			return v
+		}
+	}
+	dequantizeRange(enc, b, start, count, buf)
+	return buf[:count]
+}
+
+// sumSquares is the sum of the squares of vs in float64, in order, or
+// the index of the first value that is not finite.
+func sumSquares(vs []float32) (float64, int) {
+	var ss float64
+	for i, v := range vs {
+		f := float64(v)
+		if f-f != 0 { // NaN or ±Inf
+			return 0, i
+		}
+		ss += f * f
+	}
+	return ss, -1
 }
 
 // trimmedMean sets out to the coordinate-wise weighted mean of in after
@@ -191,12 +221,13 @@ func trimmedMean(enc Encoding, in []input, t int, out []float32) {
 	for i := range bufs {
 		bufs[i] = make([]float32, chunk)
 	}
+	vals := make([][]float32, k)
 	order := make([]int, k)
 	keep := make([]bool, k)
 	for start := 0; start < len(out); start += chunk {
 		n := min(chunk, len(out)-start)
 		for j, x := range in {
-			dequantizeRange(enc, x.data, start, n, bufs[j])
+			vals[j] = values(enc, x.data, start, n, bufs[j])
 		}
 		for i := range n {
 			// Insertion sort of the k contributions by value, then member.
@@ -204,7 +235,7 @@ func trimmedMean(enc Encoding, in []input, t int, out []float32) {
 				order[j] = j
 			}
 			for a := 1; a < k; a++ {
-				for b := a; b > 0 && bufs[order[b]][i] < bufs[order[b-1]][i]; b-- {
+				for b := a; b > 0 && vals[order[b]][i] < vals[order[b-1]][i]; b-- {
 					order[b], order[b-1] = order[b-1], order[b]
 				}
 			}
@@ -215,7 +246,7 @@ func trimmedMean(enc Encoding, in []input, t int, out []float32) {
 			var sum, w float64
 			for j, x := range in {
 				if keep[j] {
-					sum += float64(x.weight * float64(bufs[j][i]))
+					sum += float64(x.weight * float64(vals[j][i]))
 					w += x.weight
 				}
 			}

@@ -48,6 +48,10 @@ func (s *Service) serve(st network.Stream, p peer.ID) {
 		ok = true
 		return
 	}
+	if !rd.ref() {
+		return // dropped meanwhile
+	}
+	defer rd.unref()
 	// From here the stream lives at most as long as the round.
 	stop := context.AfterFunc(rd.ctx, x.c.Reset)
 	defer stop()
@@ -118,8 +122,10 @@ func (rd *round) serveContrib(x *stream, p peer.ID, m *contribMsg) bool {
 	rd.taking[m.Sender] = false
 	if err == nil && !rd.reduced && rd.contrib[m.Sender] == nil {
 		rd.contrib[m.Sender] = &input{member: m.Sender, weight: m.Weight, data: data}
+		data = nil
 	}
 	rd.mu.Unlock()
+	putBuf(data) // not taken: too late
 	if err != nil {
 		log.Debug("contribution cut", "round", rd.id, "peer", p, "err", err)
 		return false
@@ -248,6 +254,7 @@ func (rd *round) serveRequest(x *stream, p peer.ID, m *requestMsg) bool {
 		x.sendError(codeUnavailable, "part %d: this member's round has ended", i)
 		return true
 	}
+	defer putBuf(in.data)
 	hdr := &contribMsg{Hash: rd.hash, ID: rd.id, Deadline: rd.deadline.UnixMilli(), Sender: rd.self, Part: i, Weight: in.weight}
 	if err := x.send(hdr, rd.deadline); err != nil {
 		return false

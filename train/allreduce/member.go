@@ -104,7 +104,9 @@ func (rd *round) contributeOnce(ctx context.Context, k int) error {
 	}
 	// Closing the stream acknowledges the part (see replyPart); a part
 	// not taken (given over to a replacement meanwhile) is not.
-	ok = rd.setPart(k, p, true)
+	if ok = rd.setPart(k, p, true); !ok {
+		putBuf(p.Data)
+	}
 	return nil
 }
 
@@ -263,6 +265,7 @@ func (rd *round) askRecover(ctx context.Context, c, i int) error {
 	if rd.setPart(i, p, false) {
 		x.finish()
 	} else {
+		putBuf(p.Data)
 		x.reset()
 	}
 	return nil
@@ -281,7 +284,14 @@ func (rd *round) startArbitration(i int) *arbitration {
 	a := &arbitration{done: make(chan struct{})}
 	ps.arb = a
 	rd.mu.Unlock()
-	if !rd.s.goTracked(func() { rd.arbitrate(i, a) }) {
+	// The callers hold the round; the arbitration may outlive them.
+	if !rd.ref() {
+		a.err = ErrClosed
+		close(a.done)
+		return a
+	}
+	if !rd.s.goTracked(func() { defer rd.unref(); rd.arbitrate(i, a) }) {
+		rd.unref()
 		a.err = ErrClosed
 		close(a.done)
 	}
@@ -333,6 +343,8 @@ func (rd *round) arbitrate(i int, a *arbitration) {
 		if f.copy != nil && copyMsg == nil {
 			copyMsg = f.copy
 			fcancel() // one copy is enough
+		} else if f.copy != nil {
+			putBuf(f.copy.Data)
 		}
 		if codeOf(f.err) == codeConflict {
 			rd.yield(i, f.member)
@@ -340,8 +352,19 @@ func (rd *round) arbitrate(i int, a *arbitration) {
 		got = append(got, f)
 	}
 	fcancel()
+	// The slices are read by makePart at most: their buffers go back
+	// after it.
+	defer func() {
+		for _, f := range got {
+			if f.slice != nil {
+				putBuf(f.slice.data)
+			}
+		}
+	}()
 	if copyMsg != nil {
-		rd.setPart(i, copyMsg, false)
+		if !rd.setPart(i, copyMsg, false) {
+			putBuf(copyMsg.Data)
+		}
 		return
 	}
 
@@ -380,7 +403,11 @@ func (rd *round) arbitrate(i int, a *arbitration) {
 		a.err = fmt.Errorf("slices from %d of %d members, not a majority", heard, len(rd.members))
 		return
 	}
-	ins[rd.self] = rd.ownInput(i)
+	own := rd.ownInput(i)
+	if own != nil {
+		defer putBuf(own.data)
+	}
+	ins[rd.self] = own
 	var list []input
 	var missing []exclusion
 	for j, in := range ins {
@@ -397,6 +424,8 @@ func (rd *round) arbitrate(i int, a *arbitration) {
 	if rd.setPart(i, m, false) {
 		log.Info("part recomputed by its replacement reducer", "round", rd.id, "part", i,
 			"reducer", rd.members[i], "included", len(list))
+	} else {
+		putBuf(m.Data)
 	}
 }
 

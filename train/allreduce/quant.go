@@ -85,8 +85,18 @@ func EncodedLen(e Encoding, n int) int {
 // Quantize over the whole vector.
 func Quantize(e Encoding, src []float32) []byte {
 	dst := make([]byte, EncodedLen(e, len(src)))
+	quantizeInto(e, dst, src)
+	return dst
+}
+
+// quantizeInto encodes src into dst, EncodedLen(e, len(src)) bytes.
+func quantizeInto(e Encoding, dst []byte, src []float32) {
 	switch e {
 	case F32:
+		if nativeLE {
+			copy(dst, f32Bytes(src))
+			return
+		}
 		for i, v := range src {
 			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
 		}
@@ -97,7 +107,6 @@ func Quantize(e Encoding, src []float32) []byte {
 	default:
 		panic("allreduce: unknown encoding")
 	}
-	return dst
 }
 
 // blockScale is the scale of a block whose values are at most q in
@@ -176,6 +185,10 @@ func Dequantize(e Encoding, b []byte, dst []float32) error {
 	}
 	switch e {
 	case F32:
+		if v, ok := f32View(b); ok {
+			copy(dst, v)
+			break
+		}
 		for i := range dst {
 			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 		}

@@ -149,6 +149,72 @@ type round struct {
 	finalize  sync.Once
 
 	sent, recv atomic.Int64
+
+	// The round's buffers (contributions, parts) go back to the pool once
+	// the round is dropped and nothing holds it: AllReduce, the streams
+	// it serves, its arbitrations.
+	refMu          sync.Mutex
+	refs           int
+	dropped, freed bool
+}
+
+// ref takes a hold on the round's buffers; false once they are freed.
+func (rd *round) ref() bool {
+	rd.refMu.Lock()
+	defer rd.refMu.Unlock()
+	if rd.freed {
+		return false
+	}
+	rd.refs++
+	return true
+}
+
+// unref lets a hold go.
+func (rd *round) unref() {
+	rd.refMu.Lock()
+	rd.refs--
+	free := rd.refs == 0 && rd.dropped && !rd.freed
+	rd.freed = rd.freed || free
+	rd.refMu.Unlock()
+	if free {
+		rd.freeBuffers()
+	}
+}
+
+// markDropped notes that the round is gone from the service: its
+// buffers are freed once the last hold goes.
+func (rd *round) markDropped() {
+	rd.refMu.Lock()
+	rd.dropped = true
+	free := rd.refs == 0 && !rd.freed
+	rd.freed = rd.freed || free
+	rd.refMu.Unlock()
+	if free {
+		rd.freeBuffers()
+	}
+}
+
+// freeBuffers gives the parts' and contributions' buffers back.
+func (rd *round) freeBuffers() {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	for _, ps := range rd.parts {
+		if ps.msg != nil {
+			putBuf(ps.msg.Data)
+			ps.msg.Data = nil
+		}
+	}
+	rd.releaseContribs()
+}
+
+// releaseContribs gives the contributions' buffers back (under mu).
+func (rd *round) releaseContribs() {
+	for _, in := range rd.contrib {
+		if in != nil {
+			putBuf(in.data)
+			in.data = nil
+		}
+	}
 }
 
 // partState is what a member knows of one part.
@@ -304,6 +370,7 @@ func (s *Service) newRound(r Round, data []float32) (*round, error) {
 		parts: make([]*partState, k), contrib: make([]*input, k), taking: make([]bool, k), gone: make([]bool, k),
 		mismatch: make([]bool, k), refused: make(map[int]string), wake: make(chan struct{}, 1),
 		lost: make(chan struct{}), acked: make(chan struct{}),
+		refs: 1, // AllReduce's
 	}
 	at := 0
 	for i, sz := range sizes {
@@ -329,7 +396,8 @@ func (s *Service) newRound(r Round, data []float32) (*round, error) {
 func (rd *round) slice(i int) []float32 { return rd.data[rd.off[i] : rd.off[i]+rd.size[i]] }
 
 // ownInput is this member's contribution to part i as it travels
-// (encoded), or nil when data is no longer the caller's to read.
+// (encoded, in a buffer from the pool), or nil when data is no longer the
+// caller's to read.
 func (rd *round) ownInput(i int) *input {
 	rd.dataMu.RLock()
 	defer rd.dataMu.RUnlock()
@@ -338,7 +406,8 @@ func (rd *round) ownInput(i int) *input {
 	}
 	in := &input{member: rd.self, weight: rd.weight}
 	if rd.weight > 0 {
-		in.data = Quantize(rd.enc, rd.slice(i))
+		in.data = getBuf(EncodedLen(rd.enc, rd.size[i]))
+		quantizeInto(rd.enc, in.data, rd.slice(i))
 	}
 	return in
 }
@@ -502,7 +571,22 @@ func (rd *round) waitReduce(ctx context.Context) {
 // receive, so every member decodes the same bytes.
 func (rd *round) reduceOwn() {
 	rd.finalize.Do(func() {
-		own := rd.ownInput(rd.self)
+		// The own slice is read in place (F32) or encoded into a buffer
+		// given back below; data stays the caller's until the part is
+		// computed.
+		rd.dataMu.RLock()
+		var own *input
+		pooled := false
+		if rd.data != nil {
+			own = &input{member: rd.self, weight: rd.weight}
+			if rd.weight > 0 && rd.enc == F32 && nativeLE {
+				own.data = f32Bytes(rd.slice(rd.self))
+			} else if rd.weight > 0 {
+				own.data = getBuf(EncodedLen(rd.enc, rd.size[rd.self]))
+				quantizeInto(rd.enc, own.data, rd.slice(rd.self))
+				pooled = true
+			}
+		}
 		rd.mu.Lock()
 		rd.reduced = true
 		ins := make([]input, 0, len(rd.members))
@@ -523,6 +607,13 @@ func (rd *round) reduceOwn() {
 		}
 		rd.mu.Unlock()
 		m := rd.makePart(rd.self, rd.self, ins, missing)
+		rd.dataMu.RUnlock()
+		if pooled {
+			putBuf(own.data)
+		}
+		rd.mu.Lock()
+		rd.releaseContribs()
+		rd.mu.Unlock()
 		if h := rd.s.cfg.beforeReply; h != nil {
 			h(rd.id, rd.self)
 		}
@@ -552,7 +643,13 @@ func (rd *round) makePart(i, reducer int, ins []input, missing []exclusion) *par
 	m := &partMsg{
 		Hash: rd.hash, Part: i, Reducer: reducer, Weight: red.weight,
 		Included: make([]byte, (len(rd.members)+7)/8),
-		Data:     Quantize(rd.enc, red.out),
+	}
+	if rd.enc == F32 && nativeLE {
+		m.Data = f32Bytes(red.out) // the sums' buffer is the encoding
+	} else {
+		m.Data = getBuf(EncodedLen(rd.enc, len(red.out)))
+		quantizeInto(rd.enc, m.Data, red.out)
+		putFloats(red.out)
 	}
 	for _, j := range red.included {
 		m.Included[j/8] |= 1 << (j % 8)
@@ -662,6 +759,7 @@ func (s *Service) AllReduce(ctx context.Context, r Round, data []float32) (Resul
 	rd.data = nil
 	rd.dataMu.Unlock()
 	res.BytesSent, res.BytesReceived = rd.sent.Load(), rd.recv.Load()
+	rd.unref()
 	s.retire(rd)
 	if err != nil {
 		return res, fmt.Errorf("allreduce: round %q: %w", rd.id, err)

@@ -257,6 +257,7 @@ func (s *Service) drop(rd *round) {
 	}
 	s.mu.Unlock()
 	rd.cancel()
+	rd.markDropped()
 }
 
 // lookup finds the round id for a request from p. A round that has not

@@ -1,11 +1,15 @@
 package allreduce
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -14,19 +18,152 @@ import (
 	"github.com/mycel-net/mycel/p2p/wire"
 )
 
-// stream is one end of a round's stream: frames through a wire.Conn
-// whose watchdog bounds every read and write, reset when ctx ends, bytes
+// stream is one end of a round's stream: frames through a conn whose
+// watchdog bounds every read and write, reset when ctx ends, bytes
 // counted toward the round.
 type stream struct {
-	c    *wire.Conn
+	c    *conn
 	rd   *round
 	peer peer.ID
 	stop func() bool
 }
 
 func newStream(ctx context.Context, st network.Stream, rd *round) *stream {
-	c := wire.NewConn(st, connBuf)
+	c := newConn(st, connBuf)
 	return &stream{c: c, rd: rd, peer: st.Conn().RemotePeer(), stop: context.AfterFunc(ctx, c.Reset)}
+}
+
+// conn is wire.Conn's framing and watchdog, with data frames read
+// straight into buffers from the pool rather than into the reader's own:
+// buffered frames in, writes out, and a watchdog that resets the stream
+// when an operation outlives its deadline (a reset unblocks both a reader
+// and a writer). One goroutine reads and one writes at a time.
+type conn struct {
+	s  wire.Stream
+	r  *bufio.Reader
+	fr *wire.FrameReader
+
+	mu    sync.Mutex
+	timer *time.Timer
+	fired atomic.Bool
+}
+
+func newConn(s wire.Stream, bufSize int) *conn {
+	c := &conn{s: s, r: bufio.NewReaderSize(s, bufSize)}
+	c.fr = wire.NewFrameReader(c.r)
+	c.timer = time.AfterFunc(time.Hour, func() {
+		c.fired.Store(true)
+		s.Reset()
+	})
+	c.timer.Stop()
+	return c
+}
+
+// arm starts (or restarts) the watchdog: the stream is reset after d
+// unless disarm comes first.
+func (c *conn) arm(d time.Duration) {
+	c.mu.Lock()
+	c.timer.Reset(d)
+	c.mu.Unlock()
+}
+
+func (c *conn) disarm() {
+	c.mu.Lock()
+	c.timer.Stop()
+	c.mu.Unlock()
+}
+
+// deadlineErr wraps err with wire.ErrDeadline when the watchdog fired.
+func (c *conn) deadlineErr(err error) error {
+	if err != nil && c.fired.Load() {
+		return fmt.Errorf("%w (%w)", wire.ErrDeadline, err)
+	}
+	return err
+}
+
+// Write writes b (one or more whole frames, or part of one) within d.
+func (c *conn) Write(b []byte, d time.Duration) error {
+	c.arm(d)
+	_, err := c.s.Write(b)
+	c.disarm()
+	return c.deadlineErr(err)
+}
+
+// ReadFrame reads one frame of at most max bytes: its first byte must come
+// within wait, the rest within d of it. The body is valid until the next
+// ReadFrame. A clean end of the stream before the frame is io.EOF.
+func (c *conn) ReadFrame(max int, wait, d time.Duration) ([]byte, error) {
+	c.arm(wait)
+	if _, err := c.r.Peek(1); err != nil {
+		c.disarm()
+		return nil, c.deadlineErr(err)
+	}
+	c.arm(d)
+	b, err := c.fr.Next(max)
+	c.disarm()
+	if err != nil {
+		return nil, c.deadlineErr(err)
+	}
+	return b, nil
+}
+
+// ReadData reads a frame of exactly n bytes within d into a buffer from
+// the pool (nil when n is 0), the caller's to give back. A longer frame
+// is refused before its body is read, a shorter one after.
+func (c *conn) ReadData(n int, d time.Duration) ([]byte, int, error) {
+	c.arm(d)
+	defer c.disarm()
+	l, err := wire.ReadUvarint(c.r)
+	if err != nil {
+		if err != io.EOF {
+			err = fmt.Errorf("frame length: %w", err)
+		}
+		return nil, 0, c.deadlineErr(err)
+	}
+	if l > uint64(n) {
+		return nil, 0, fmt.Errorf("%w: %w: %d bytes, at most %d here", wire.ErrProtocol, wire.ErrFrameTooLarge, l, n)
+	}
+	size := wire.UvarintLen(l) + int(l)
+	if int(l) != n {
+		// Read and drop it, as a frame that is not the part's.
+		if _, err := io.CopyN(io.Discard, c.r, int64(l)); err != nil {
+			return nil, 0, c.deadlineErr(fmt.Errorf("frame body: %w", noEOF(err)))
+		}
+		return nil, size, fmt.Errorf("%w: data frame of %d bytes, the part takes %d", wire.ErrProtocol, l, n)
+	}
+	if n == 0 {
+		return nil, size, nil
+	}
+	b := getBuf(n)
+	if _, err := io.ReadFull(c.r, b); err != nil {
+		putBuf(b)
+		return nil, 0, c.deadlineErr(fmt.Errorf("frame body: %w", noEOF(err)))
+	}
+	return b, size, nil
+}
+
+// noEOF turns an end of stream inside a frame into io.ErrUnexpectedEOF.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// Reset stops the watchdog and aborts the stream both ways.
+func (c *conn) Reset() {
+	c.disarm()
+	c.s.Reset()
+}
+
+// Finish stops the watchdog and closes the stream gracefully: what was
+// written (an error message, say) still reaches the peer before the end
+// of the stream.
+func (c *conn) Finish() {
+	c.disarm()
+	if err := c.s.Close(); err != nil {
+		c.s.Reset()
+	}
 }
 
 // open opens a stream to member j.
@@ -88,14 +225,24 @@ func (x *stream) sendData(b []byte, by time.Time) error {
 	return x.write(b, by)
 }
 
-// sendValues writes src in encoding enc as a data frame; f32 values are
-// converted a slice at a time rather than copied whole.
+// sendValues writes src in encoding enc as a data frame; f32 values go
+// out as they are in memory where that is their encoding.
 func (x *stream) sendValues(enc Encoding, src []float32, by time.Time) error {
 	if enc != F32 {
-		return x.sendData(Quantize(enc, src), by)
+		b := getBuf(EncodedLen(enc, len(src)))
+		quantizeInto(enc, b, src)
+		err := x.sendData(b, by)
+		putBuf(b)
+		return err
 	}
 	if err := x.write(wire.AppendUvarint(nil, uint64(4*len(src))), by); err != nil {
 		return err
+	}
+	if nativeLE {
+		if len(src) == 0 {
+			return nil
+		}
+		return x.write(f32Bytes(src), by)
 	}
 	const step = 64 << 10
 	buf := make([]byte, 4*min(step, len(src)))
@@ -140,23 +287,15 @@ func (x *stream) recvMsg(first, by time.Time) (message, error) {
 	return m, nil
 }
 
-// recvData reads a data frame of exactly n bytes, by by. The result is
-// the caller's: the stream reads nothing after it.
+// recvData reads a data frame of exactly n bytes, by by, into a buffer
+// from the pool (nil when n is 0): the caller's, to give back with
+// putBuf once nothing uses it.
 func (x *stream) recvData(n int, by time.Time) ([]byte, error) {
-	b, err := x.c.ReadFrame(n, until(by), until(by))
-	if err != nil {
-		return nil, err
+	b, size, err := x.c.ReadData(n, until(by))
+	if x.rd != nil && size > 0 {
+		x.rd.recv.Add(int64(size))
 	}
-	if x.rd != nil {
-		x.rd.recv.Add(int64(wire.UvarintLen(uint64(len(b))) + len(b)))
-	}
-	if len(b) != n {
-		return nil, fmt.Errorf("%w: data frame of %d bytes, the part takes %d", wire.ErrProtocol, len(b), n)
-	}
-	if n == 0 {
-		return nil, nil
-	}
-	return b, nil
+	return b, err
 }
 
 // remoteError is an ERROR a peer sent.
