@@ -104,12 +104,16 @@ bench-swarm:
 
 # Training: tokens/s and model-FLOPs utilisation of full fine-tuning and of
 # LoRA on a Q4_0 base, stories15M-shaped, 1 and 2 threads (each run its own
-# process, so that its peak memory is its own).
+# process, so that its peak memory is its own); then 4 peers on loopback
+# training one job in sync and DiLoCo modes (bytes per step, final loss),
+# and a peer joining a running group (docs/performance.md).
 bench-train: build
 	@for t in 1 2; do \
 	  ./$(BIN) bench train --shape stories15M --method full --dtype f32 -t $$t || exit 1; \
 	  ./$(BIN) bench train --shape stories15M --method lora --dtype q4_0 -t $$t || exit 1; \
 	done
+	$(GO) test -run '^$$' -bench Averaging -benchtime 1x -timeout 20m ./train/collab
+	$(GO) test -run '^$$' -bench LateJoiner -benchtime 1x -count 3 ./train/collab
 
 BENCH_SHAPE ?= stories110M
 bench-models: build

@@ -36,7 +36,7 @@ type base struct {
 	tok tokenizer.Tokenizer
 }
 
-func loadBase(t *testing.T) base {
+func loadBase(t testing.TB) base {
 	t.Helper()
 	m, err := checkpoints.Load(testmodels.Builtin(t))
 	if err != nil {
@@ -56,7 +56,7 @@ func job(method string, steps int) *train.Job {
 	return j
 }
 
-func (b base) trainer(t *testing.T, j *train.Job) *train.Trainer {
+func (b base) trainer(t testing.TB, j *train.Job) *train.Trainer {
 	t.Helper()
 	var recs []train.Record
 	for range 3 {
@@ -87,7 +87,7 @@ type peerNode struct {
 	closed bool
 }
 
-func newPeer(t *testing.T) *peerNode {
+func newPeer(t testing.TB) *peerNode {
 	t.Helper()
 	h, err := p2p.New(p2p.NoMDNS(), p2p.LoopbackOnly(), p2p.NoQUIC(), p2p.NoNAT(), p2p.NoRelay(), p2p.MemoryDatastore())
 	if err != nil {
@@ -127,7 +127,7 @@ func (p *peerNode) close() {
 }
 
 // newPeers starts n peers linked to each other.
-func newPeers(t *testing.T, n int) []*peerNode {
+func newPeers(t testing.TB, n int) []*peerNode {
 	t.Helper()
 	var peers []*peerNode
 	for range n {
@@ -138,7 +138,7 @@ func newPeers(t *testing.T, n int) []*peerNode {
 }
 
 // connect links every peer to every other.
-func connect(t *testing.T, peers ...*peerNode) {
+func connect(t testing.TB, peers ...*peerNode) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -178,7 +178,7 @@ func (m *member) run(ctx context.Context) {
 	}()
 }
 
-func (m *member) wait(t *testing.T) error {
+func (m *member) wait(t testing.TB) error {
 	t.Helper()
 	select {
 	case <-m.done:
@@ -195,7 +195,7 @@ func (m *member) rounds() []Report {
 	return slices.Clone(m.reports)
 }
 
-func join(t *testing.T, p *peerNode, tr *train.Trainer, cfg Config) *member {
+func join(t testing.TB, p *peerNode, tr *train.Trainer, cfg Config) *member {
 	t.Helper()
 	g, err := New(p.h.Libp2p(), p.dir, p.ar, tr, p.states, cfg)
 	if err != nil {
