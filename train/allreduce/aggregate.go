@@ -93,39 +93,82 @@ func reduce(enc Encoding, agg Aggregator, trim, normFactor float64, length int, 
 	reject := func(m int, format string, args ...any) {
 		r.excluded = append(r.excluded, exclusion{Member: m, Kind: exclRejected, Reason: clip(fmt.Sprintf(format, args...))})
 	}
-	var ok []input
-	var norms []float64
+	// First the inputs' weights and lengths, then one pass over their
+	// values that checks them, takes their norms and, for Mean, sums them
+	// as if every input were kept: that sum is the mean unless an input
+	// turns out refused, when it is summed again without it.
+	type cand struct {
+		x    input
+		ss   float64
+		bad  int
+		why  string // refused for its weight or length
+		skip bool   // a member that only receives
+	}
+	cs := make([]cand, len(in))
+	var total float64
+	for k, x := range in {
+		c := &cs[k]
+		c.x, c.bad = x, -1
+		switch {
+		case x.weight == 0 && len(x.data) == 0:
+			c.skip = true
+		case !(x.weight > 0 && x.weight <= math.MaxFloat64):
+			c.why = fmt.Sprintf("weight %v is not a positive finite number", x.weight)
+		case len(x.data) != EncodedLen(enc, length):
+			c.why = fmt.Sprintf("%d bytes, %d values of %s take %d", len(x.data), length, enc, EncodedLen(enc, length))
+		default:
+			total += x.weight
+		}
+	}
+	spec := agg == Mean
+	var speculative []float32
+	if spec {
+		speculative = getFloats(length)
+	}
+	var acc [chunk]float64
 	buf := getFloats(chunk)
 	defer putFloats(buf)
-	for _, x := range in {
-		if x.weight == 0 && len(x.data) == 0 {
-			continue // a member that only receives
-		}
-		if !(x.weight > 0 && x.weight <= math.MaxFloat64) {
-			reject(x.member, "weight %v is not a positive finite number", x.weight)
-			continue
-		}
-		if len(x.data) != EncodedLen(enc, length) {
-			reject(x.member, "%d bytes, %d values of %s take %d", len(x.data), length, enc, EncodedLen(enc, length))
-			continue
-		}
-		var ss float64
-		bad := -1
-		for start := 0; start < length && bad < 0; start += chunk {
-			n := min(chunk, length-start)
-			var s2 float64
-			s2, bad = sumSquares(values(enc, x.data, start, n, buf))
-			if bad >= 0 {
-				bad += start
+	for start := 0; start < length; start += chunk {
+		n := min(chunk, length-start)
+		a := acc[:n]
+		clear(a)
+		for k := range cs {
+			c := &cs[k]
+			if c.skip || c.why != "" || c.bad >= 0 {
+				continue
 			}
-			ss += s2
+			vs := values(enc, c.x.data, start, n, buf)
+			var bad int
+			if spec {
+				c.ss, bad = sumSquaresAcc(c.ss, vs, c.x.weight, a)
+			} else {
+				c.ss, bad = sumSquares(c.ss, vs)
+			}
+			if bad >= 0 {
+				c.bad = start + bad
+				spec = false
+			}
 		}
-		if bad >= 0 {
-			reject(x.member, "non-finite value at element %d", bad)
-			continue
+		if spec {
+			o := speculative[start : start+n]
+			for i, v := range a {
+				o[i] = float32(v / total)
+			}
 		}
-		ok = append(ok, x)
-		norms = append(norms, math.Sqrt(ss))
+	}
+	var ok []input
+	var norms []float64
+	for _, c := range cs {
+		switch {
+		case c.skip:
+		case c.why != "":
+			reject(c.x.member, "%s", c.why)
+		case c.bad >= 0:
+			reject(c.x.member, "non-finite value at element %d", c.bad)
+		default:
+			ok = append(ok, c.x)
+			norms = append(norms, math.Sqrt(c.ss))
+		}
 	}
 	if normFactor > 0 && len(ok) >= 3 {
 		med := median(norms)
@@ -134,6 +177,7 @@ func reduce(enc Encoding, agg Aggregator, trim, normFactor float64, length int, 
 			for i, x := range ok {
 				if norms[i] > normFactor*med {
 					reject(x.member, ReasonOutlier+"%.4g is %.3g× the median %.4g (limit %g×)", norms[i], norms[i]/med, med, normFactor)
+					spec = false
 					continue
 				}
 				kept = append(kept, x)
@@ -144,6 +188,13 @@ func reduce(enc Encoding, agg Aggregator, trim, normFactor float64, length int, 
 	for _, x := range ok {
 		r.included = append(r.included, x.member)
 		r.weight += x.weight
+	}
+	if spec && len(ok) > 0 {
+		r.out = speculative // every input kept: the sums are the mean
+		return r
+	}
+	if speculative != nil {
+		putFloats(speculative)
 	}
 	r.out = getFloats(length)
 	if len(ok) == 0 {
@@ -198,16 +249,32 @@ func values(enc Encoding, b []byte, start, count int, buf []float32) []float32 {
 	return buf[:count]
 }
 
-// sumSquares is the sum of the squares of vs in float64, in order, or
-// the index of the first value that is not finite.
-func sumSquares(vs []float32) (float64, int) {
-	var ss float64
+// sumSquares adds the squares of vs to ss in float64, in order, or
+// returns the index of the first value that is not finite.
+func sumSquares(ss float64, vs []float32) (float64, int) {
 	for i, v := range vs {
 		f := float64(v)
 		if f-f != 0 { // NaN or ±Inf
-			return 0, i
+			return ss, i
 		}
 		ss += f * f
+	}
+	return ss, -1
+}
+
+// sumSquaresAcc is sumSquares that also adds w times each value to a,
+// as weightedMean does.
+func sumSquaresAcc(ss float64, vs []float32, w float64, a []float64) (float64, int) {
+	a = a[:len(vs)]
+	for i, v := range vs {
+		f := float64(v)
+		if f-f != 0 { // NaN or ±Inf
+			return ss, i
+		}
+		ss += f * f
+		// The conversion keeps the product rounded on its own, never
+		// fused with the sum.
+		a[i] += float64(w * f)
 	}
 	return ss, -1
 }

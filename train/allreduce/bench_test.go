@@ -66,12 +66,17 @@ func BenchmarkAllReduce(b *testing.B) {
 			c := newCluster(b, k)
 			data := randVecs(1, k, n, 1)
 			w := weights(k)
-			// One round first, untimed: training runs round after round,
+			// Two rounds first, untimed: training runs round after round,
 			// and the first touch of fresh memory is slow on virtual
-			// machines (about 3.5 ms a MB on the one measured).
-			rs := same(c.round("bench/warm", 10*time.Minute), k, w)
-			if _, errs := c.run(rs, clone(data), nil); errors.Join(errs...) != nil {
-				b.Fatal(errors.Join(errs...))
+			// machines (about 3.5 ms a MB on the one measured). A round's
+			// buffers are reused from the round before the previous one
+			// (the previous one keeps its parts for late members), so the
+			// third round is the first of the steady state.
+			for i := range 2 {
+				rs := same(c.round(fmt.Sprintf("bench/warm%d", i), 10*time.Minute), k, w)
+				if _, errs := c.run(rs, clone(data), nil); errors.Join(errs...) != nil {
+					b.Fatal(errors.Join(errs...))
+				}
 			}
 			b.SetBytes(int64(4 * n))
 			b.ResetTimer()
@@ -87,8 +92,10 @@ func BenchmarkAllReduce(b *testing.B) {
 					})
 				}
 				wg.Wait()
-				total += time.Since(start)
-				cpu += cpuTime() - cpu0
+				d, dc := time.Since(start), cpuTime()-cpu0
+				total += d
+				cpu += dc
+				b.Logf("round %d: %v, CPU %v", it, d.Round(time.Millisecond), dc.Round(time.Millisecond))
 				for i, err := range errs {
 					if err != nil {
 						b.Fatalf("member %d: %v", i, err)
