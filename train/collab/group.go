@@ -655,20 +655,26 @@ func (g *Group) finish(members []peer.ID, res allreduce.Result) {
 			g.cfg.Log.Warn("contribution refused; peer left out of the job", "peer", p, "round", g.round, "why", why)
 		}
 	}
+	// A member left out of the round as an outlier is there and holds the
+	// same parameters: it is expected in the next round like the others.
+	gone := func(p peer.ID) bool {
+		why, rejected := res.Rejected[p]
+		return slices.Contains(res.Dropped, p) && !(rejected && allreduce.Outlier(why))
+	}
 	g.expected = g.expected[:0]
 	for _, p := range members {
-		if p != g.self && !slices.Contains(res.Dropped, p) {
+		if p != g.self && !gone(p) && g.banned[p] == "" {
 			g.expected = append(g.expected, p)
 		}
 	}
-	if slices.Contains(res.Dropped, g.self) {
+	if gone(g.self) {
 		// The others do not expect this member in the next round: it
 		// waits to be taken in (their start, or a settled set) rather
 		// than start a round of its own that includes itself.
 		g.expected = g.expected[:0]
 	}
 	for _, p := range res.Dropped {
-		if p == g.self {
+		if p == g.self || !gone(p) {
 			continue
 		}
 		g.excluded[p] = 0
