@@ -227,7 +227,8 @@ func (n *Node) publishJob(ctx context.Context, job *jobs.Job) (api.TrainJob, err
 }
 
 // StopJob stops a job this node submitted: it publishes the job again,
-// marked stopped; its members stop at the end of their round.
+// marked stopped; its members stop (a round under way is undone) and
+// serve the state they reached.
 func (n *Node) StopJob(ctx context.Context, id string) (api.TrainJob, error) {
 	job, err := n.findJob(ctx, id)
 	if err != nil {

@@ -226,8 +226,8 @@ func newTrainStopCmd(g *globals) *cobra.Command {
 		Use:   "stop JOB",
 		Short: "Stop a swarm job this node submitted",
 		Long: `Stop a job this node submitted: the node publishes it again, marked stopped
-and signed with its key, and the members stop at the end of their round.
-Their latest checkpoint stays, for train pull.`,
+and signed with its key; the members stop (a round under way is undone)
+and serve the state they reached as a checkpoint, which train pull takes.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			job, err := g.client().StopJob(cmd.Context(), args[0])
