@@ -39,6 +39,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# netem adds the delay; a kernel without it (sch_netem) gets the rate
+# alone, through tbf, and the delay is left out (said below).
+qdisc="netem delay $DELAY rate $RATE"
+if ! tc qdisc add dev lo root netem delay 1ms 2>/dev/null; then
+	echo "this kernel has no netem: links get $RATE (tbf) and no added delay" >&2
+	DELAY=0ms
+	qdisc="tbf rate $RATE burst 64kb latency 400ms"
+else
+	tc qdisc del dev lo root
+fi
+
 ip link add mycelbr type bridge
 ip link set mycelbr up
 for i in $(seq 1 "$N"); do
@@ -51,8 +62,8 @@ for i in $(seq 1 "$N"); do
 	ip -n "$ns" link set lo up
 	# Both directions of the link: what the node sends (its eth0) and
 	# what it receives (the bridge's side).
-	tc -n "$ns" qdisc add dev eth0 root netem delay "$DELAY" rate "$RATE"
-	tc qdisc add dev "mveth$i" root netem delay "$DELAY" rate "$RATE"
+	tc -n "$ns" qdisc add dev eth0 root $qdisc
+	tc qdisc add dev "mveth$i" root $qdisc
 done
 
 cli() { local i=$1; shift; ip netns exec "mycel$i" "$BIN" --api 127.0.0.1:5150 "$@"; }
@@ -69,9 +80,9 @@ startnode 1
 id1=$(cli 1 status --json | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -1)
 for i in $(seq 2 "$N"); do startnode "$i" --bootstrap "/ip4/10.77.0.1/tcp/4001/p2p/$id1"; done
 
-for _ in $(seq 1 40); do
-	yes "Once upon a time, a little fox named Tilly found a red kite in the tall grass. She ran up the hill with it, and the wind took the kite high into the sky."
-done | head -400 >"$work/fox.txt"
+for _ in $(seq 1 400); do
+	echo "Once upon a time, a little fox named Tilly found a red kite in the tall grass. She ran up the hill with it, and the wind took the kite high into the sky."
+done >"$work/fox.txt"
 cli 1 models import "$MODEL" --name tales >/dev/null
 cli 1 data import "$work/fox.txt" --name fox >/dev/null
 cat >"$work/job.toml" <<EOF
