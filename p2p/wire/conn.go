@@ -104,6 +104,38 @@ func (c *Conn) ReadFrame(max int, wait, d time.Duration) ([]byte, error) {
 	return b, nil
 }
 
+// ReadFrameInto reads a frame that must hold exactly len(b) bytes, within
+// d, straight into b (a buffer the caller reuses, say), and returns the
+// frame's size on the wire, its length prefix included. A longer frame is
+// refused before its body is read; a shorter one is read, dropped and
+// refused (ErrProtocol both).
+func (c *Conn) ReadFrameInto(b []byte, d time.Duration) (int, error) {
+	c.arm(d)
+	defer c.disarm()
+	l, err := ReadUvarint(c.r)
+	if err != nil {
+		if err != io.EOF {
+			err = fmt.Errorf("frame length: %w", err)
+		}
+		return 0, c.deadlineErr(err)
+	}
+	n := len(b)
+	if l > uint64(n) {
+		return 0, fmt.Errorf("%w: %w: %d bytes, at most %d here", ErrProtocol, ErrFrameTooLarge, l, n)
+	}
+	size := UvarintLen(l) + int(l)
+	if int(l) != n {
+		if _, err := io.CopyN(io.Discard, c.r, int64(l)); err != nil {
+			return 0, c.deadlineErr(fmt.Errorf("frame body: %w", noEOF(err)))
+		}
+		return size, fmt.Errorf("%w: a frame of %d bytes where %d are due", ErrProtocol, l, n)
+	}
+	if _, err := io.ReadFull(c.r, b); err != nil {
+		return 0, c.deadlineErr(fmt.Errorf("frame body: %w", noEOF(err)))
+	}
+	return size, nil
+}
+
 // Buffered is the number of bytes read from the stream that no frame has
 // taken yet: more than 0 means the peer's next frame has begun to arrive.
 func (c *Conn) Buffered() int { return c.r.Buffered() }

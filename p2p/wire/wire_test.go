@@ -7,6 +7,7 @@ import (
 	"io"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/mycel-net/mycel/kernels"
 )
@@ -255,4 +256,43 @@ func FuzzDecodeTensor(f *testing.F) {
 			t.Fatalf("tensor %v re-encodes to %x, read from %x", tt.Shape, enc, data)
 		}
 	})
+}
+
+// bytesStream is a Stream over fixed bytes (writes dropped).
+type bytesStream struct{ *bytes.Reader }
+
+func (bytesStream) Write(b []byte) (int, error) { return len(b), nil }
+func (bytesStream) Close() error                { return nil }
+func (bytesStream) Reset() error                { return nil }
+
+// ReadFrameInto fills the caller's buffer with a frame of exactly its
+// length, refuses a longer one before reading its body and a shorter one
+// after, and tells a frame cut short from a clean end of the stream.
+func TestReadFrameInto(t *testing.T) {
+	var in []byte
+	in = AppendFrame(in, []byte("abcd"))
+	in = AppendFrame(in, []byte("xy"))
+	in = AppendFrame(in, []byte("toolong"))
+	c := NewConn(bytesStream{bytes.NewReader(in)}, 0)
+	b := make([]byte, 4)
+	if n, err := c.ReadFrameInto(b, time.Second); err != nil || n != 5 || string(b) != "abcd" {
+		t.Fatalf("first frame: %q, %d bytes on the wire, %v", b, n, err)
+	}
+	if n, err := c.ReadFrameInto(b, time.Second); !errors.Is(err, ErrProtocol) || n != 3 {
+		t.Fatalf("a short frame: %d bytes, %v", n, err)
+	}
+	if _, err := c.ReadFrameInto(b, time.Second); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("a long frame: %v", err)
+	}
+	if _, err := c.ReadFrameInto(b, time.Second); err == nil {
+		t.Fatal("read past a refused frame's unread body")
+	}
+	c = NewConn(bytesStream{bytes.NewReader(nil)}, 0)
+	if _, err := c.ReadFrameInto(b, time.Second); err != io.EOF {
+		t.Fatalf("at the end of the stream: %v", err)
+	}
+	c = NewConn(bytesStream{bytes.NewReader(AppendFrame(nil, []byte("abcd"))[:3])}, 0)
+	if _, err := c.ReadFrameInto(b, time.Second); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("a frame cut short: %v", err)
+	}
 }

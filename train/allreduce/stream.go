@@ -1,15 +1,11 @@
 package allreduce
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -22,148 +18,15 @@ import (
 // watchdog bounds every read and write, reset when ctx ends, bytes
 // counted toward the round.
 type stream struct {
-	c    *conn
+	c    *wire.Conn
 	rd   *round
 	peer peer.ID
 	stop func() bool
 }
 
 func newStream(ctx context.Context, st network.Stream, rd *round) *stream {
-	c := newConn(st, connBuf)
+	c := wire.NewConn(st, connBuf)
 	return &stream{c: c, rd: rd, peer: st.Conn().RemotePeer(), stop: context.AfterFunc(ctx, c.Reset)}
-}
-
-// conn is wire.Conn's framing and watchdog, with data frames read
-// straight into buffers from the pool rather than into the reader's own:
-// buffered frames in, writes out, and a watchdog that resets the stream
-// when an operation outlives its deadline (a reset unblocks both a reader
-// and a writer). One goroutine reads and one writes at a time.
-type conn struct {
-	s  wire.Stream
-	r  *bufio.Reader
-	fr *wire.FrameReader
-
-	mu    sync.Mutex
-	timer *time.Timer
-	fired atomic.Bool
-}
-
-func newConn(s wire.Stream, bufSize int) *conn {
-	c := &conn{s: s, r: bufio.NewReaderSize(s, bufSize)}
-	c.fr = wire.NewFrameReader(c.r)
-	c.timer = time.AfterFunc(time.Hour, func() {
-		c.fired.Store(true)
-		s.Reset()
-	})
-	c.timer.Stop()
-	return c
-}
-
-// arm starts (or restarts) the watchdog: the stream is reset after d
-// unless disarm comes first.
-func (c *conn) arm(d time.Duration) {
-	c.mu.Lock()
-	c.timer.Reset(d)
-	c.mu.Unlock()
-}
-
-func (c *conn) disarm() {
-	c.mu.Lock()
-	c.timer.Stop()
-	c.mu.Unlock()
-}
-
-// deadlineErr wraps err with wire.ErrDeadline when the watchdog fired.
-func (c *conn) deadlineErr(err error) error {
-	if err != nil && c.fired.Load() {
-		return fmt.Errorf("%w (%w)", wire.ErrDeadline, err)
-	}
-	return err
-}
-
-// Write writes b (one or more whole frames, or part of one) within d.
-func (c *conn) Write(b []byte, d time.Duration) error {
-	c.arm(d)
-	_, err := c.s.Write(b)
-	c.disarm()
-	return c.deadlineErr(err)
-}
-
-// ReadFrame reads one frame of at most max bytes: its first byte must come
-// within wait, the rest within d of it. The body is valid until the next
-// ReadFrame. A clean end of the stream before the frame is io.EOF.
-func (c *conn) ReadFrame(max int, wait, d time.Duration) ([]byte, error) {
-	c.arm(wait)
-	if _, err := c.r.Peek(1); err != nil {
-		c.disarm()
-		return nil, c.deadlineErr(err)
-	}
-	c.arm(d)
-	b, err := c.fr.Next(max)
-	c.disarm()
-	if err != nil {
-		return nil, c.deadlineErr(err)
-	}
-	return b, nil
-}
-
-// ReadData reads a frame of exactly n bytes within d into a buffer from
-// the pool (nil when n is 0), the caller's to give back. A longer frame
-// is refused before its body is read, a shorter one after.
-func (c *conn) ReadData(n int, d time.Duration) ([]byte, int, error) {
-	c.arm(d)
-	defer c.disarm()
-	l, err := wire.ReadUvarint(c.r)
-	if err != nil {
-		if err != io.EOF {
-			err = fmt.Errorf("frame length: %w", err)
-		}
-		return nil, 0, c.deadlineErr(err)
-	}
-	if l > uint64(n) {
-		return nil, 0, fmt.Errorf("%w: %w: %d bytes, at most %d here", wire.ErrProtocol, wire.ErrFrameTooLarge, l, n)
-	}
-	size := wire.UvarintLen(l) + int(l)
-	if int(l) != n {
-		// Read and drop it, as a frame that is not the part's.
-		if _, err := io.CopyN(io.Discard, c.r, int64(l)); err != nil {
-			return nil, 0, c.deadlineErr(fmt.Errorf("frame body: %w", noEOF(err)))
-		}
-		return nil, size, fmt.Errorf("%w: data frame of %d bytes, the part takes %d", wire.ErrProtocol, l, n)
-	}
-	if n == 0 {
-		return nil, size, nil
-	}
-	b := getBuf(n)
-	if _, err := io.ReadFull(c.r, b); err != nil {
-		putBuf(b)
-		return nil, 0, c.deadlineErr(fmt.Errorf("frame body: %w", noEOF(err)))
-	}
-	return b, size, nil
-}
-
-// noEOF turns an end of stream inside a frame into io.ErrUnexpectedEOF.
-func noEOF(err error) error {
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
-	}
-	return err
-}
-
-// Reset stops the watchdog and aborts the stream both ways.
-func (c *conn) Reset() {
-	c.disarm()
-	c.s.Reset()
-}
-
-// Finish stops the watchdog and closes the stream gracefully: what was
-// written (an error message, say) still reaches the peer before the end
-// of the stream.
-func (c *conn) Finish() {
-	c.disarm()
-	if err := c.s.Close(); err != nil {
-		c.s.Reset()
-	}
 }
 
 // open opens a stream to member j.
@@ -291,11 +154,19 @@ func (x *stream) recvMsg(first, by time.Time) (message, error) {
 // from the pool (nil when n is 0): the caller's, to give back with
 // putBuf once nothing uses it.
 func (x *stream) recvData(n int, by time.Time) ([]byte, error) {
-	b, size, err := x.c.ReadData(n, until(by))
+	var b []byte
+	if n > 0 {
+		b = getBuf(n)
+	}
+	size, err := x.c.ReadFrameInto(b, until(by))
 	if x.rd != nil && size > 0 {
 		x.rd.recv.Add(int64(size))
 	}
-	return b, err
+	if err != nil {
+		putBuf(b)
+		return nil, err
+	}
+	return b, nil
 }
 
 // remoteError is an ERROR a peer sent.
