@@ -481,7 +481,7 @@ func (n *Node) pickJob(ctx context.Context) {
 			continue
 		}
 		rctx, cancel := context.WithCancel(ctx)
-		r := &jobRun{cancel: cancel, done: make(chan struct{}), state: "training"}
+		r := &jobRun{cancel: cancel, done: make(chan struct{}), state: "taking the job"}
 		t.runs[j.ID], t.active = r, j.ID
 		n.wg.Go(func() {
 			defer close(r.done)
@@ -534,6 +534,7 @@ func (n *Node) trainJob(ctx context.Context, job *jobs.Job, sealed []byte, r *jo
 		return nil, nil, err
 	}
 	tj, _ := job.Train()
+	r.setState("training")
 	// The members carry the job: it outlives its submitter.
 	if _, err := n.train.jobs.Carry(ctx, sealed); err != nil {
 		release()

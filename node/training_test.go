@@ -124,7 +124,9 @@ func TestSwarmJobOutlivesItsSubmitter(t *testing.T) {
 			t.Fatal("D never learnt of the job from its members")
 		}
 	}
-	dst := waitStatus(ctx, t, d, job.ID, "D leaves the done job alone", func(s api.TrainStatus) bool { return s.Here != "" })
+	dst := waitStatus(ctx, t, d, job.ID, "D leaves the done job alone", func(s api.TrainStatus) bool {
+		return s.Here != "" && s.Here != "taking the job"
+	})
 	if dst.Checkpoint != st.Checkpoint || dst.Here != "done before this node came" {
 		t.Fatalf("D's status %+v; B announces checkpoint %s", dst, st.Checkpoint)
 	}
