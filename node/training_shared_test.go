@@ -83,10 +83,16 @@ func TestSwarmJobLearnsAStory(t *testing.T) {
 	}
 	startNode(t, trainer(a.Status().Addrs[0]))
 	startNode(t, trainer(a.Status().Addrs[0]))
-	// A member withdraws its record as it ends its run and announces it
-	// again once it serves the result: wait for all three to serve it.
+	// Wait for all three to end the job and serve its result (one may
+	// still be in the last round when another serves it).
 	st := waitStatus(ctx, t, a, job.ID, "the three train the job to its end and serve its result", func(st api.TrainStatus) bool {
-		return st.State == "done" && st.CheckpointStep == snailSteps && len(st.Members) == 3
+		done := 0
+		for _, m := range st.Members {
+			if m.Step == snailSteps && m.Checkpoint == st.Checkpoint {
+				done++
+			}
+		}
+		return st.State == "done" && st.CheckpointStep == snailSteps && len(st.Members) == 3 && done == 3
 	})
 	trained := time.Since(start)
 	peers := map[string]bool{}
