@@ -210,8 +210,10 @@ func testProviderLeavesMidFetch(t *testing.T, noBulk bool) {
 	defer cancel()
 	mn := mocknet.New()
 	t.Cleanup(func() { mn.Close() })
-	// Slow links, so that the fetch is still running when A goes.
-	mn.SetLinkDefaults(mocknet.LinkOptions{Bandwidth: 8 << 20, Latency: 2 * time.Millisecond})
+	// Slow links, so that the fetch is still running when A goes, even
+	// on a machine busy enough to let the watching loop below sleep long
+	// (12 blocks over two 4 MiB/s links: about 1.5 s).
+	mn.SetLinkDefaults(mocknet.LinkOptions{Bandwidth: 4 << 20, Latency: 2 * time.Millisecond})
 	var nodes []*node
 	for range 3 {
 		mh, err := mn.GenPeer()
