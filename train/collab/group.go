@@ -584,9 +584,12 @@ func (g *Group) decide(gs *gathering, v view, now time.Time) []peer.ID {
 			return nil
 		}
 	}
+	// A joiner this member waited for is expected once it is ready (its
+	// record then no longer asks to join).
 	expectedAll := len(g.expected) > 0
 	for _, p := range set {
-		if p != g.self && !slices.Contains(g.expected, p) && !slices.Contains(v.joiners, p) {
+		_, joined := gs.joinSeen[p]
+		if p != g.self && !slices.Contains(g.expected, p) && !joined {
 			expectedAll = false
 		}
 	}
