@@ -187,7 +187,7 @@ func (s *Serving) Server() *Server {
 // itself as joining span, so that others count it.
 func (s *Serving) take(ctx context.Context, span Span) error {
 	s.mu.Lock()
-	from, moving := s.span, s.srv != nil
+	from, moving, fromRate := s.span, s.srv != nil, s.rate
 	s.mu.Unlock()
 	if err := s.dir.Announce(ctx, ServerRecord{Model: s.cfg.Model, Span: span, State: StateJoining, Software: s.cfg.Software}); err != nil {
 		log.Warn("announce joining", "model", s.cfg.Model, "span", span, "err", err)
@@ -196,8 +196,13 @@ func (s *Serving) take(ctx context.Context, span Span) error {
 	if err != nil {
 		return fmt.Errorf("swarm: serve: load layers %s: %w", span, err)
 	}
-	rate, err := MeasureThroughput(w, s.cfg.Backend, span)
-	if err != nil {
+	var rate float64
+	if moving && fromRate > 0 && from.Len() > 0 {
+		// The running server computes on the backend a measurement would
+		// need (a backend runs one pass at a time): the same machine runs
+		// a span in time proportional to its layers.
+		rate = fromRate * float64(from.Len()) / float64(span.Len())
+	} else if rate, err = MeasureThroughput(w, s.cfg.Backend, span); err != nil {
 		release()
 		return fmt.Errorf("swarm: serve: measure layers %s: %w", span, err)
 	}
