@@ -595,15 +595,10 @@ func (n *Node) prepareJob(ctx context.Context, job *jobs.Job) (*collab.Group, fu
 	if err != nil {
 		return nil, nil, fmt.Errorf("data %s: %w", tj.Data, err)
 	}
-	_, recs, err := train.ParseData(data)
+	sets, err := train.JobSets(tj, data, l.Tokenizer)
 	if err != nil {
 		return nil, nil, &skipError{fmt.Sprintf("data %s: %v", tj.Data, err)}
 	}
-	seqs, err := train.Pack(train.Tokenize(recs, l.Tokenizer), tj.SeqLen, max(l.Tokenizer.EOS(), 0))
-	if err != nil {
-		return nil, nil, &skipError{fmt.Sprintf("data %s: %v", tj.Data, err)}
-	}
-	trainSet, evalSet := train.Split(seqs, tj.Seed, tj.EvalFraction)
 	be, err := kernels.Open("cpu", n.cfg.TrainThreads)
 	if err != nil {
 		return nil, nil, err
@@ -614,7 +609,7 @@ func (n *Node) prepareJob(ctx context.Context, job *jobs.Job) (*collab.Group, fu
 			be.Close()
 		}
 	}()
-	tr, err := train.NewTrainer(tj, l.Weights, be, trainSet, evalSet)
+	tr, err := train.NewTrainer(tj, l.Weights, be, sets.Train, sets.Eval)
 	if err != nil {
 		return nil, nil, &skipError{err.Error()}
 	}

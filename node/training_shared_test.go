@@ -130,14 +130,11 @@ func TestSwarmJobLearnsAStory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, recs, err := train.ParseData([]byte(snailData))
+	sets, err := train.JobSets(tj, []byte(snailData), tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	story, err := train.Pack(train.Tokenize(recs, tok), tj.SeqLen, max(tok.EOS(), 0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	story := append(sets.Train, sets.Eval...) // the whole story, as the job packs it
 	be, err := kernels.Open("cpu", 1)
 	if err != nil {
 		t.Fatal(err)

@@ -145,18 +145,16 @@ func TestSwarmJobOutlivesItsSubmitter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, recs, _ := train.ParseData([]byte(strings.Repeat(foxText, 4)))
-	seqs, err := train.Pack(train.Tokenize(recs, m.Tokenizer), tj.SeqLen, max(m.Tokenizer.EOS(), 0))
+	sets, err := train.JobSets(tj, []byte(strings.Repeat(foxText, 4)), m.Tokenizer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	trainSet, evalSet := train.Split(seqs, tj.Seed, tj.EvalFraction)
 	be, err := kernels.Open("cpu", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer be.Close()
-	ref, err := train.NewTrainer(tj, m.Weights, be, trainSet, evalSet)
+	ref, err := train.NewTrainer(tj, m.Weights, be, sets.Train, sets.Eval)
 	if err != nil {
 		t.Fatal(err)
 	}

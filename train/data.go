@@ -257,6 +257,37 @@ func Split(seqs []Sequence, seed uint64, evalFraction float64) (trainSet, evalSe
 	return s[:len(s)-nEval], s[len(s)-nEval:]
 }
 
+// Sets are a job's data as its trainers use it.
+type Sets struct {
+	// Format and Records are the data set file as ParseData read it.
+	Format  string
+	Records []Record
+	// Train and Eval are the job's training and evaluation sequences.
+	Train, Eval []Sequence
+}
+
+// JobSets turns a data set file into job j's sequences the way every
+// trainer of the job does, on one machine or with others: parsed,
+// tokenized with the model's tokenizer, packed into sequences of seq_len
+// tokens (padded with its end-of-sequence token) and split by the job's
+// seed. A set with no training sequence is an error.
+func JobSets(j *Job, data []byte, tok tokenizer.Tokenizer) (*Sets, error) {
+	format, recs, err := ParseData(data)
+	if err != nil {
+		return nil, err
+	}
+	seqs, err := Pack(Tokenize(recs, tok), j.SeqLen, max(tok.EOS(), 0))
+	if err != nil {
+		return nil, err
+	}
+	s := &Sets{Format: format, Records: recs}
+	s.Train, s.Eval = Split(seqs, j.Seed, j.EvalFraction)
+	if len(s.Train) == 0 {
+		return nil, fmt.Errorf("no training sequence of seq_len %d tokens: the data set is empty after tokenizing", j.SeqLen)
+	}
+	return s, nil
+}
+
 // Describe is a one-line summary of records of a format.
 func Describe(format string, recs []Record) string {
 	var chars int

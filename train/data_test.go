@@ -186,3 +186,38 @@ func FuzzData(f *testing.F) {
 		}
 	})
 }
+
+// JobSets gives a job's sequences: its seq_len, padded with the end of
+// sequence, split by its seed, the same each time; a file that does not
+// parse is an error.
+func TestJobSets(t *testing.T) {
+	tok, err := checkpoints.LoadTokenizer(testmodels.Builtin(t), 1536)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := DefaultJob("m", "d")
+	j.SeqLen, j.EvalFraction = 8, 0.25
+	data := []byte(strings.Repeat(`{"text":"Lily saw a big red cat in the garden."}`+"\n", 8))
+	s, err := JobSets(j, data, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Format != FormatJSONText || len(s.Records) != 8 || len(s.Eval) == 0 || len(s.Train) <= len(s.Eval) {
+		t.Fatalf("sets: format %s, %d records, %d training and %d evaluation sequences", s.Format, len(s.Records), len(s.Train), len(s.Eval))
+	}
+	for _, q := range append(s.Train, s.Eval...) {
+		if len(q.Tokens) != j.SeqLen+1 {
+			t.Fatalf("a sequence of %d tokens, want %d", len(q.Tokens), j.SeqLen+1)
+		}
+	}
+	again, _ := JobSets(j, data, tok)
+	if !reflect.DeepEqual(again, s) {
+		t.Error("the same job and data gave other sets")
+	}
+	if _, err := JobSets(j, []byte(`{"text": broken}`), tok); err == nil {
+		t.Error("a file that does not parse gave sets")
+	}
+	if _, err := JobSets(j, nil, tok); err == nil {
+		t.Error("an empty file gave sets")
+	}
+}

@@ -125,19 +125,11 @@ func runTrain(cmd *cobra.Command, g *globals, f *trainRunFlags, jobPath string) 
 	if err != nil {
 		return err
 	}
-	format, recs, err := train.ParseData(data)
+	sets, err := train.JobSets(job, data, l.tok)
 	if err != nil {
 		return fmt.Errorf("data %s: %w", job.Data, err)
 	}
-	pad := max(l.tok.EOS(), 0)
-	seqs, err := train.Pack(train.Tokenize(recs, l.tok), job.SeqLen, pad)
-	if err != nil {
-		return fmt.Errorf("data %s: %w", job.Data, err)
-	}
-	trainSet, evalSet := train.Split(seqs, job.Seed, job.EvalFraction)
-	if len(trainSet) == 0 {
-		return fmt.Errorf("data %s: no training sequence of seq_len %d tokens: the data set is empty after tokenizing", job.Data, job.SeqLen)
-	}
+	format, recs, trainSet, evalSet := sets.Format, sets.Records, sets.Train, sets.Eval
 	be, err := kernels.Open("cpu", f.threads)
 	if err != nil {
 		return err

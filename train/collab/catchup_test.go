@@ -19,7 +19,6 @@ import (
 	"github.com/mycel-net/mycel/p2p"
 	"github.com/mycel-net/mycel/p2p/blocks"
 	"github.com/mycel-net/mycel/train"
-	"github.com/mycel-net/mycel/train/allreduce"
 )
 
 // The member serving a checkpoint to a peer that joins late dies in the
@@ -96,7 +95,7 @@ func TestServerDiesMidCatchUp(t *testing.T) {
 			close(killed)
 		})
 	}
-	late = newTappedPeer(t, tap)
+	late = newPeerWith(t, func(h host.Host) host.Host { return &tappedHost{Host: h, tap: tap} })
 	connect(t, append([]*peerNode{late}, peers...)...)
 	// The late peer fetches a checkpoint once all three members store it,
 	// so that each of them serves a part.
@@ -206,34 +205,6 @@ func knowsOthers(recs []Member, peers []*peerNode) bool {
 	return slices.ContainsFunc(recs, func(m Member) bool {
 		return !slices.ContainsFunc(peers, func(p *peerNode) bool { return p.h.ID() == m.Peer })
 	})
-}
-
-// newTappedPeer is newPeer, but the peer's block exchange reads its
-// block streams through tap.
-func newTappedPeer(t *testing.T, tap *blockTap) *peerNode {
-	t.Helper()
-	h, err := p2p.New(p2p.NoMDNS(), p2p.LoopbackOnly(), p2p.NoQUIC(), p2p.NoNAT(), p2p.NoRelay(), p2p.MemoryDatastore())
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := blocks.OpenStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ex, err := blocks.NewExchange(&tappedHost{Host: h.Libp2p(), tap: tap}, h.Routing(), store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := NewDirectory(h.Libp2p(), DirectoryConfig{PubSub: h.PubSub(), Routing: h.Routing()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &peerNode{h: h, dir: dir, ar: allreduce.New(h.Libp2p()), states: &BlockStates{Store: store, Exchange: ex}}
-	t.Cleanup(func() {
-		p.close()
-		store.Close()
-	})
-	return p
 }
 
 // blockTap counts the bytes a host reads from each peer over the blocks

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
+
 	"github.com/mycel-net/mycel/checkpoints"
 	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/kernels"
@@ -87,7 +89,11 @@ type peerNode struct {
 	closed bool
 }
 
-func newPeer(t testing.TB) *peerNode {
+func newPeer(t testing.TB) *peerNode { return newPeerWith(t, nil) }
+
+// newPeerWith is newPeer whose block exchange, if exchangeHost is set,
+// runs on exchangeHost(the host) rather than the host itself.
+func newPeerWith(t testing.TB, exchangeHost func(host.Host) host.Host) *peerNode {
 	t.Helper()
 	h, err := p2p.New(p2p.NoMDNS(), p2p.LoopbackOnly(), p2p.NoQUIC(), p2p.NoNAT(), p2p.NoRelay(), p2p.MemoryDatastore())
 	if err != nil {
@@ -97,7 +103,11 @@ func newPeer(t testing.TB) *peerNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex, err := blocks.NewExchange(h.Libp2p(), h.Routing(), store)
+	xh := h.Libp2p()
+	if exchangeHost != nil {
+		xh = exchangeHost(xh)
+	}
+	ex, err := blocks.NewExchange(xh, h.Routing(), store)
 	if err != nil {
 		t.Fatal(err)
 	}
