@@ -50,7 +50,9 @@ type Host struct {
 	dstore   ds.Batching
 	mdns     mdns.Service
 	ps       *pubsub.PubSub
-	traffic  *Traffic // nil with WithHost
+	traffic  *Traffic  // nil with WithHost
+	autoNAT  bool      // the host New built runs AutoNAT
+	nat      *natWatch // the NAT types identify saw (reach.go)
 
 	bootstrap []peer.AddrInfo
 
@@ -111,6 +113,10 @@ func New(opts ...Option) (_ *Host, err error) {
 			return nil, fmt.Errorf("p2p: start libp2p host: %w", err)
 		}
 		n.ownsHost = true
+		n.autoNAT = !cfg.noNAT
+	}
+	if err := n.watchNAT(); err != nil {
+		return nil, err
 	}
 
 	if cfg.dataDir != "" && !cfg.memDHT {
