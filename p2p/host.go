@@ -44,6 +44,7 @@ const DHTDir = "dht"
 // Close.
 type Host struct {
 	h        host.Host
+	lh       host.Host // h, its streams paced when a bandwidth cap is set (ratelimit.go)
 	ownsHost bool
 	dht      *DHT
 	dhtMode  DHTMode
@@ -119,6 +120,11 @@ func New(opts ...Option) (_ *Host, err error) {
 		return nil, err
 	}
 
+	n.lh = n.h
+	if cfg.maxUp > 0 || cfg.maxDown > 0 {
+		n.lh = &limitedHost{Host: n.h, l: &rateLimits{up: newBucket(cfg.maxUp), down: newBucket(cfg.maxDown), ctx: n.ctx}}
+	}
+
 	if cfg.dataDir != "" && !cfg.memDHT {
 		dir := filepath.Join(cfg.dataDir, DHTDir)
 		pds, err := pebbleds.NewDatastore(dir)
@@ -166,6 +172,14 @@ func New(opts ...Option) (_ *Host, err error) {
 	return n, nil
 }
 
+// tcpTransport is the TCP transport, dialing through cfg's dialer if set.
+func tcpTransport(cfg *config) libp2p.Option {
+	if cfg.tcpDialer != nil {
+		return libp2p.Transport(tcp.NewTCPTransport, tcp.WithDialerForAddr(cfg.tcpDialer))
+	}
+	return libp2p.Transport(tcp.NewTCPTransport)
+}
+
 func libp2pOptions(cfg *config, key crypto.PrivKey, relays *relaySource, traffic *Traffic) ([]libp2p.Option, error) {
 	rm, err := newResourceManager(cfg.maxConns, cfg.maxMemory, cfg.metrics != nil)
 	if err != nil {
@@ -178,7 +192,7 @@ func libp2pOptions(cfg *config, key crypto.PrivKey, relays *relaySource, traffic
 	}
 	opts := []libp2p.Option{
 		libp2p.ListenAddrs(cfg.listenAddrs...),
-		libp2p.Transport(tcp.NewTCPTransport),
+		tcpTransport(cfg),
 		// TLS first: AES-GCM with AES-NI moves bulk data about 1.7x faster
 		// than Noise's ChaCha20-Poly1305. Noise stays for peers without TLS.
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
@@ -232,8 +246,9 @@ func (n *Host) AddrInfo() peer.AddrInfo {
 }
 
 // Libp2p is the underlying libp2p host, for registering stream handlers and
-// opening streams.
-func (n *Host) Libp2p() host.Host { return n.h }
+// opening streams. With MaxUpload or MaxDownload its streams are paced to
+// the caps.
+func (n *Host) Libp2p() host.Host { return n.lh }
 
 // DHT is the node's pair of Kademlia DHTs (LAN and WAN).
 func (n *Host) DHT() *DHT { return n.dht }

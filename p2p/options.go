@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -70,6 +71,8 @@ type config struct {
 	noPubSub    bool
 	userAgent   string
 	metrics     prometheus.Registerer
+	maxUp       int64 // bytes a second; 0: no cap
+	maxDown     int64
 
 	maxConns  int
 	maxMemory int64
@@ -83,6 +86,8 @@ type config struct {
 	memDHT     bool
 
 	host host.Host
+
+	tcpDialer tcp.DialerForAddr
 
 	// hostOpts names the options that shape a host New builds itself; they
 	// conflict with WithHost.
@@ -269,6 +274,19 @@ func NoRelay() Option {
 	}
 }
 
+// TCPDialer makes the host dial its TCP connections through d instead of
+// the operating system's dialer: benchmarks put emulated links (delay,
+// rates; internal/netem) under real hosts this way.
+func TCPDialer(d tcp.DialerForAddr) Option {
+	return func(c *config) error {
+		if d == nil {
+			return errors.New("p2p: nil TCP dialer")
+		}
+		c.tcpDialer = d
+		return c.markHostOpt("TCPDialer")
+	}
+}
+
 // NoMDNS turns off local-network discovery by multicast DNS.
 func NoMDNS() Option {
 	return func(c *config) error {
@@ -293,6 +311,30 @@ func UserAgent(s string) Option {
 		}
 		c.userAgent = s
 		return c.markHostOpt("UserAgent")
+	}
+}
+
+// MaxUpload caps the bytes a second the host's streams send, all of them
+// together (see ratelimit.go for which streams); 0 is no cap.
+func MaxUpload(bytesPerSecond int64) Option {
+	return func(c *config) error {
+		if bytesPerSecond < 0 {
+			return fmt.Errorf("p2p: MaxUpload: negative rate %d", bytesPerSecond)
+		}
+		c.maxUp = bytesPerSecond
+		return nil
+	}
+}
+
+// MaxDownload caps the bytes a second the host's streams receive, all of
+// them together (see ratelimit.go for which streams); 0 is no cap.
+func MaxDownload(bytesPerSecond int64) Option {
+	return func(c *config) error {
+		if bytesPerSecond < 0 {
+			return fmt.Errorf("p2p: MaxDownload: negative rate %d", bytesPerSecond)
+		}
+		c.maxDown = bytesPerSecond
+		return nil
 	}
 }
 
