@@ -57,6 +57,26 @@ type Config struct {
 	Train        bool
 	TrainMemory  int64
 	TrainThreads int
+	// IdleOnly makes the node work only while the machine is otherwise
+	// idle: it suspends its work ("busy") while programs other than the
+	// node use more than IdleThreshold percent of the machine's CPU (all
+	// cores; default DefaultIdleThreshold), and works again once they
+	// have used less for IdleWait (default DefaultIdleWait). Linux only.
+	IdleOnly      bool
+	IdleThreshold float64
+	IdleWait      time.Duration
+	// Schedule is the weekly hours the node works, in the local time
+	// zone (work.Schedule: "mon-fri 18:00-08:00, sat-sun all"); outside
+	// them its work is suspended ("off-schedule"). Empty: every hour.
+	Schedule string
+	// Paused starts the node paused, until mycel node resume. A pause
+	// does not outlive the node: without Paused a node starts working
+	// (as its schedule and idle-only allow).
+	Paused bool
+	// DrainGrace bounds how long a suspension waits for the sessions of
+	// the node's servers to re-route before it resets those left
+	// (default DefaultDrainGrace).
+	DrainGrace time.Duration
 	// LoopbackOnly, NoMDNS, NoNAT, NoQUIC and NoRelay turn pieces off
 	// (tests, private deployments).
 	LoopbackOnly, NoMDNS, NoNAT, NoQUIC, NoRelay bool
@@ -86,6 +106,9 @@ func (c *Config) fill() error {
 	}
 	if c.StoreCap < 0 {
 		return errors.New("node: negative store cap")
+	}
+	if err := c.fillWork(); err != nil {
+		return err
 	}
 	return nil
 }

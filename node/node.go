@@ -18,6 +18,7 @@ import (
 	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/node/openai"
 	"github.com/mycel-net/mycel/node/server"
+	"github.com/mycel-net/mycel/node/work"
 	"github.com/mycel-net/mycel/p2p"
 	"github.com/mycel-net/mycel/p2p/blocks"
 	"github.com/mycel-net/mycel/swarm"
@@ -54,6 +55,10 @@ type Node struct {
 
 	metrics *metrics // served at /metrics (metrics.go)
 
+	work     *work.State    // whether the node works, and why not (work.go)
+	sched    *work.Schedule // Config.Schedule, parsed
+	workKick chan struct{}  // wakes workLoop
+
 	compMu     sync.Mutex
 	completers map[string]openai.Completer // by name, for the OpenAI API
 
@@ -86,6 +91,10 @@ func New(cfg Config) (_ *Node, err error) {
 	}
 	n := &Node{cfg: cfg, started: time.Now(), joined: make(chan struct{}),
 		swarmModels: map[string]*SwarmModel{}, blockModels: map[string]*LocalModel{}}
+	n.work, n.workKick = work.NewState(), make(chan struct{}, 1)
+	if n.sched, err = work.ParseSchedule(cfg.Schedule); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	n.metrics = newMetrics(n)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
@@ -184,7 +193,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.cfg.Train {
 		n.wg.Go(func() { n.trainLoop(n.ctx) })
 	}
-	return nil
+	return n.startWork()
 }
 
 // waitJoined waits (until ctx ends) for the node's first bootstrap to end,
@@ -315,6 +324,7 @@ func (n *Node) Close() error {
 			cancel()
 		}
 		n.wg.Wait()
+		n.work.Close()
 		n.closeTraining()
 		errs = append(errs, n.closeSwarm())
 		if n.ex != nil {
@@ -359,5 +369,6 @@ func (n *Node) Status() api.Status {
 		st.Peers = append(st.Peers, p.String())
 	}
 	st.UnreferencedBytes = n.unreferencedBytes(n.ctx)
+	st.WorkState = n.WorkState()
 	return st
 }

@@ -141,6 +141,7 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 	}
 	n.servings = append(n.servings, servingEntry{sv, be})
 	n.swarmMu.Unlock()
+	n.kickWork() // a node that does not work now withdraws it at once
 	return sv, nil
 }
 

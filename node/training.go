@@ -54,6 +54,7 @@ type training struct {
 	runs      map[string]*jobRun // by job ID: trained here, now or before
 	active    string             // the job being trained now ("": none)
 	skipped   map[string]string  // job ID: why this node does not train it
+	wake      chan struct{}      // the node works again: look for a job
 }
 
 // jobRun is a job this node trains, or trained.
@@ -61,6 +62,9 @@ type jobRun struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	stopped bool // cancelled for its job's stop (under training.mu)
+	// suspended: cancelled because the node stopped working (under
+	// training.mu); the job is taken again when it works again.
+	suspended bool
 
 	mu            sync.Mutex
 	bytes         int64
@@ -88,7 +92,7 @@ func (r *jobRun) add(rep collab.Report) {
 // submitted.
 func (n *Node) openTraining() error {
 	h := n.host.Libp2p()
-	t := &training{runs: map[string]*jobRun{}, skipped: map[string]string{}}
+	t := &training{runs: map[string]*jobRun{}, skipped: map[string]string{}, wake: make(chan struct{}, 1)}
 	var err error
 	if t.jobs, err = jobs.NewDirectory(h, jobs.DirectoryConfig{PubSub: n.host.PubSub(), Routing: n.host.Routing()}); err != nil {
 		return fmt.Errorf("node: %w", err)
@@ -442,10 +446,13 @@ func (n *Node) trainLoop(ctx context.Context) {
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
 	for {
-		n.pickJob(ctx)
+		if n.work.Working() {
+			n.pickJob(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-t.wake:
 		case <-watch:
 		case <-tick.C:
 			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -473,7 +480,8 @@ func (n *Node) pickJob(ctx context.Context) {
 		return
 	}
 	for _, j := range all {
-		if !j.Stopped.IsZero() || t.runs[j.ID] != nil || t.skipped[j.ID] != "" {
+		prev := t.runs[j.ID]
+		if !j.Stopped.IsZero() || (prev != nil && !prev.suspended) || t.skipped[j.ID] != "" {
 			continue
 		}
 		_, sealed, ok := t.jobs.Job(j.ID)
@@ -482,14 +490,32 @@ func (n *Node) pickJob(ctx context.Context) {
 		}
 		rctx, cancel := context.WithCancel(ctx)
 		r := &jobRun{cancel: cancel, done: make(chan struct{}), state: "taking the job"}
+		if prev != nil {
+			// Back after a suspension: the totals go on.
+			prev.mu.Lock()
+			r.bytes, r.compute, r.wall = prev.bytes, prev.compute, prev.wall
+			prev.mu.Unlock()
+			r.state = "taking the job again"
+		}
 		t.runs[j.ID], t.active = r, j.ID
 		n.wg.Go(func() {
 			defer close(r.done)
 			defer cancel()
 			g, release, err := n.trainJob(rctx, j, sealed, r)
+			t.mu.Lock()
+			if r.suspended {
+				// Left for the node's suspension (Run withdrew the
+				// member record): taken again once the node works.
+				t.active = ""
+				t.mu.Unlock()
+				if g != nil {
+					release()
+				}
+				log.Info("training: left the job while the node does not work", "job", j.ID)
+				return
+			}
 			// Stopped by its submitter: the state reached is the result.
 			stopped := errors.Is(err, context.Canceled) && ctx.Err() == nil
-			t.mu.Lock()
 			t.active = ""
 			var skip *skipError
 			switch {
@@ -517,6 +543,31 @@ func (n *Node) pickJob(ctx context.Context) {
 			release()
 		})
 		return
+	}
+}
+
+// trainWork leaves the job being trained when the node stops working
+// (cancelling its run: the group undoes a round under way, so the node
+// leaves at a round's boundary, and its member record is withdrawn), and
+// looks for a job again when it works again.
+func (n *Node) trainWork(working bool) {
+	t := n.train
+	if t == nil {
+		return
+	}
+	if working {
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r := t.runs[t.active]; t.active != "" && r != nil && !r.stopped && !r.suspended {
+		r.suspended = true
+		r.setState("left the job while the node does not work (" + n.work.Snapshot().State + "); it takes the job again when it works")
+		r.cancel()
 	}
 }
 

@@ -98,8 +98,14 @@ type Serving struct {
 	deferred   Span
 	deferredAt time.Time
 	srv        *Server
+	w          *model.Weights // the span's, kept while suspended
 	release    func() error
 	closed     bool
+	// suspended: Suspend withdrew the record and stopped the server
+	// (srv is nil) until Resume.
+	suspended bool
+	// op serialises take, Suspend and Resume.
+	op sync.Mutex
 }
 
 // Serve chooses (or takes) a span, loads it, measures its throughput,
@@ -186,6 +192,11 @@ func (s *Serving) Server() *Server {
 // with one for span and announces it. While it loads, the node announces
 // itself as joining span, so that others count it.
 func (s *Serving) take(ctx context.Context, span Span) error {
+	s.op.Lock()
+	defer s.op.Unlock()
+	if s.Suspended() {
+		return nil // Resume starts the server again
+	}
 	s.mu.Lock()
 	from, moving, fromRate := s.span, s.srv != nil, s.rate
 	s.mu.Unlock()
@@ -220,7 +231,7 @@ func (s *Serving) take(ctx context.Context, span Span) error {
 		return ErrClosed
 	}
 	old, oldRelease := s.srv, s.release
-	s.span, s.rate, s.srv, s.release = span, rate, srv, release
+	s.span, s.rate, s.srv, s.w, s.release = span, rate, srv, w, release
 	s.kvPerPos = model.CacheBytes(&w.Config, srv.e.KVType(), 1, 1)
 	s.mu.Unlock()
 	if old != nil {
@@ -286,7 +297,9 @@ func (s *Serving) loop(rebalance bool) {
 		case <-s.ctx.Done():
 			return
 		case <-announce.C:
-			s.announce(s.ctx)
+			if !s.Suspended() {
+				s.announce(s.ctx)
+			}
 		case <-changed:
 			// Bring the next check forward (never push it back, or a
 			// busy swarm's stream of announcements would put it off for
@@ -296,7 +309,10 @@ func (s *Serving) loop(rebalance bool) {
 				due = time.Now().Add(d)
 			}
 		case <-check.C:
-			next := s.rebalance()
+			next := time.Duration(0)
+			if !s.Suspended() {
+				next = s.rebalance()
+			}
 			if next <= 0 {
 				next = s.cfg.RebalanceInterval
 			}
@@ -374,6 +390,84 @@ func Mover(layers int, recs []ServerRecord, margin float64) peer.ID {
 	return best
 }
 
+// Suspended reports whether Suspend stopped the service.
+func (s *Serving) Suspended() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.suspended
+}
+
+// Suspend stops serving for a while, keeping the span's weights: it
+// withdraws the node's record (so that clients plan routes without it),
+// drains the server (the clients of its open sessions re-route at their
+// next step; Server.Drain) until every session is gone or grace has
+// passed,
+// then stops it. The loop neither announces nor moves until Resume.
+// Suspending a suspended or closed service does nothing.
+func (s *Serving) Suspend(ctx context.Context, grace time.Duration) error {
+	s.op.Lock()
+	defer s.op.Unlock()
+	s.mu.Lock()
+	if s.closed || s.suspended {
+		s.mu.Unlock()
+		return nil
+	}
+	s.suspended = true
+	srv := s.srv
+	s.srv = nil
+	s.mu.Unlock()
+	err := s.dir.Withdraw(ctx, s.cfg.Model)
+	if srv != nil {
+		dctx, cancel := context.WithTimeout(ctx, grace)
+		derr := srv.Drain(dctx)
+		cancel()
+		if derr != nil {
+			log.Info("sessions left after the drain are reset", "model", s.cfg.Model, "err", derr)
+		}
+		srv.Close()
+	}
+	log.Info("serving suspended", "model", s.cfg.Model, "span", s.Span())
+	if err != nil {
+		return fmt.Errorf("swarm: suspend: withdraw: %w", err)
+	}
+	return nil
+}
+
+// Resume serves again what Suspend stopped: a new server over the same
+// span and weights, announced at once (the loop moves it later if the
+// swarm changed meanwhile). Resuming a service that is not suspended does
+// nothing.
+func (s *Serving) Resume(ctx context.Context) error {
+	s.op.Lock()
+	defer s.op.Unlock()
+	s.mu.Lock()
+	if s.closed || !s.suspended {
+		s.mu.Unlock()
+		return nil
+	}
+	span, w := s.span, s.w
+	s.mu.Unlock()
+	scfg := s.cfg.Server
+	scfg.Model, scfg.Span = s.cfg.Model, span
+	srv, err := NewServer(s.h, w, s.cfg.Backend, scfg)
+	if err != nil {
+		return fmt.Errorf("swarm: resume: %w", err)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.srv, s.suspended = srv, false
+	s.mu.Unlock()
+	if err := srv.Start(); err != nil {
+		return fmt.Errorf("swarm: resume: %w", err)
+	}
+	s.announce(ctx)
+	log.Info("serving resumed", "model", s.cfg.Model, "span", span)
+	return nil
+}
+
 // Close withdraws the node's record (telling the swarm at once, so that
 // others can take over its layers), stops the server and frees the
 // weights.
@@ -387,18 +481,20 @@ func (s *Serving) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+	s.op.Lock() // a Suspend or Resume under way ends first
+	defer s.op.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := s.dir.Withdraw(ctx, s.cfg.Model)
 	s.mu.Lock()
 	srv, release := s.srv, s.release
-	s.srv, s.release = nil, nil
+	s.srv, s.w, s.release = nil, nil, nil
 	s.mu.Unlock()
 	if srv != nil {
 		srv.Close()
-		if release != nil {
-			err = errors.Join(err, release())
-		}
+	}
+	if release != nil {
+		err = errors.Join(err, release())
 	}
 	return err
 }

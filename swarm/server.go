@@ -189,6 +189,8 @@ type Server struct {
 	mu       sync.Mutex
 	started  bool
 	closed   bool
+	draining bool
+	drained  chan struct{} // closed once draining and no stream is left
 	reserved int64
 	perPeer  map[peer.ID]int64
 	streams  map[network.Stream]struct{}
@@ -288,6 +290,40 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// Drain asks the clients of the server's sessions to go elsewhere, so
+// that the server can stop without costing them more than a re-route: it
+// answers every session's next STEP with ERROR (shutting down) and ends
+// the stream, and refuses new sessions so, while the steps in hand run to
+// their end and their results go out. A client takes an ERROR of that
+// code as the server's leaving (ErrLeft): it re-routes the hop at once and
+// replays it elsewhere. Drain returns once no session is left, or with
+// ctx's error when ctx ends first; Close then resets what is left.
+func (s *Server) Drain(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.draining {
+		s.draining = true
+		s.drained = make(chan struct{})
+		if len(s.streams) == 0 {
+			close(s.drained)
+		}
+	}
+	drained := s.drained
+	s.mu.Unlock()
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// isDraining reports whether Drain was called.
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
 // Stats returns a snapshot of the server's sessions and work.
 func (s *Server) Stats() ServerStats {
 	s.mu.Lock()
@@ -369,6 +405,13 @@ func (s *Server) handle(st network.Stream) {
 		delete(s.streams, st)
 		if sess != nil {
 			s.release(peerID, sess.bytes)
+		}
+		if s.draining && len(s.streams) == 0 {
+			select {
+			case <-s.drained:
+			default:
+				close(s.drained)
+			}
 		}
 		s.mu.Unlock()
 		s.wg.Done()
@@ -460,9 +503,9 @@ func (s *Server) open(c *conn, p peer.ID) (*session, error) {
 	}
 	need := s.sessionBytes(span, o.MaxPositions, o.DType)
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.draining {
 		s.mu.Unlock()
-		return nil, s.refuse(c, CodeShutdown, 0, "server closing")
+		return nil, s.refuse(c, CodeShutdown, 0, "server closing: try another")
 	}
 	free := s.cfg.MemoryBudget - s.reserved
 	if need > free {
@@ -529,6 +572,9 @@ func (s *Server) serve(c *conn, sess *session) error {
 		}
 		switch m := m.(type) {
 		case *Step:
+			if s.isDraining() {
+				return s.refuse(c, CodeShutdown, m.ID, "server pausing: take this session elsewhere")
+			}
 			if err := s.step(c, sess, m); err != nil {
 				return err
 			}

@@ -86,6 +86,45 @@ type Status struct {
 	// set or unfinished pull uses, which mycel store gc removes (-1: not
 	// counted while an import or pull runs).
 	UnreferencedBytes int64 `json:"unreferenced_bytes"`
+
+	// WorkState says whether the node works: its fields, state, reason
+	// and suspensions, sit in the status object itself.
+	WorkState
+}
+
+// WorkState says whether the node works for the swarm (serves layers,
+// trains), and if not, why: the answer of GET /status (inside Status),
+// POST /pause and POST /resume.
+type WorkState struct {
+	// State is "working", or the word of the first reason the node does
+	// not work: "paused" (the volunteer paused it), "over-limit" (the
+	// day's transfer limit is spent), "off-schedule" (outside the weekly
+	// schedule), "busy" (idle-only, and other programs use the CPU), or
+	// another part's word.
+	State string `json:"state"`
+	// Reason is a sentence for a human: why the node works or not,
+	// naming every suspension in force.
+	Reason string `json:"reason"`
+	// Since is when the node last started or stopped working.
+	Since time.Time `json:"state_since"`
+	// Suspensions are all the reasons in force, the first being State's.
+	Suspensions []Suspension `json:"suspensions,omitempty"`
+}
+
+// Suspension is one reason the node does not work.
+type Suspension struct {
+	Word   string    `json:"word"`
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since"`
+	// Until is when it ends by itself (a pause with a duration).
+	Until *time.Time `json:"until,omitempty"`
+}
+
+// PauseRequest is the optional body of POST /pause: For is a duration
+// such as "2h" or "30m" after which the node resumes by itself; empty:
+// until POST /resume.
+type PauseRequest struct {
+	For string `json:"for,omitempty"`
 }
 
 // DHTStatus is what the node's two DHTs look like now (p2p.DHTStatus).

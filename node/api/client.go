@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Client calls a node's control API.
@@ -106,6 +107,30 @@ func (c *Client) sendType(ctx context.Context, method, path, contentType string,
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var st Status
 	err := c.do(ctx, http.MethodGet, "/status", nil, &st)
+	return st, err
+}
+
+// Pause pauses the node's work for d (0: until Resume) and returns its
+// work state.
+func (c *Client) Pause(ctx context.Context, d time.Duration) (WorkState, error) {
+	var req PauseRequest
+	if d > 0 {
+		req.For = d.String()
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return WorkState{}, err
+	}
+	var st WorkState
+	err = c.do(ctx, http.MethodPost, "/pause", bytes.NewReader(b), &st)
+	return st, err
+}
+
+// Resume ends the volunteer's pause and returns the node's work state,
+// which may still be suspended for other reasons.
+func (c *Client) Resume(ctx context.Context) (WorkState, error) {
+	var st WorkState
+	err := c.do(ctx, http.MethodPost, "/resume", nil, &st)
 	return st, err
 }
 

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/ipfs/go-cid"
 
@@ -33,6 +34,11 @@ type Backend interface {
 	openai.Backend
 
 	Status() api.Status
+	// Pause suspends the node's work for d (0: until Resume), Resume
+	// ends that pause; both return the work state then (other reasons
+	// may hold the node still).
+	Pause(d time.Duration) api.WorkState
+	Resume() api.WorkState
 	// Resolve turns a model's CID or name into its entry.
 	Resolve(ref string) (api.ModelEntry, error)
 	Import(ctx context.Context, req api.ImportRequest) (api.ImportResult, error)
@@ -103,6 +109,7 @@ func Handler(b Backend) http.Handler {
 	checkpointRoutes(mux, b)
 	trainRoutes(mux, b)
 	observeRoutes(mux, b)
+	workRoutes(mux, b)
 	return mux
 }
 

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package work
+
+func readCPUTimes() (cpuTimes, error) { return cpuTimes{}, ErrCPUUnsupported }
