@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/p2p"
 )
@@ -53,10 +54,27 @@ type Config struct {
 	// Train makes the node a volunteer for fine-tuning jobs on the
 	// swarm: it takes jobs that fit, one at a time, and trains them with
 	// the others. TrainMemory bounds the memory a job may take (0: no
-	// bound); TrainThreads the threads it trains with (0: every core).
+	// bound); TrainThreads the threads it trains with (0: every core; at
+	// most Threads).
 	Train        bool
 	TrainMemory  int64
 	TrainThreads int
+	// Threads bounds the compute threads of everything the node runs:
+	// the spans it serves, the models it completes with and the jobs it
+	// trains each compute on at most this many (0: every core). A
+	// ServeRequest, LocalModelConfig or TrainThreads that asks for more
+	// (or for every core) gets Threads.
+	Threads int
+	// ServeMemory bounds the weights and KV caches of the spans Serve
+	// serves when the request gives no MemoryCap (0: no bound).
+	ServeMemory int64
+	// MaxUpload and MaxDownload cap the bytes a second the node's streams
+	// send and receive, all together (0: no cap; p2p.MaxUpload).
+	MaxUpload, MaxDownload int64
+	// DailyTransfer caps the bytes the node sends and receives in a day,
+	// from local midnight to the next (0: no cap). Once they are spent the
+	// node's work is suspended ("over-limit") until midnight.
+	DailyTransfer int64
 	// IdleOnly makes the node work only while the machine is otherwise
 	// idle: it suspends its work ("busy") while programs other than the
 	// node use more than IdleThreshold percent of the machine's CPU (all
@@ -110,6 +128,18 @@ func (c *Config) fill() error {
 	if err := c.fillWork(); err != nil {
 		return err
 	}
+	for _, v := range []struct {
+		what string
+		n    int64
+	}{{"serve memory", c.ServeMemory}, {"train memory", c.TrainMemory}, {"upload rate", c.MaxUpload},
+		{"download rate", c.MaxDownload}, {"daily transfer", c.DailyTransfer}} {
+		if v.n < 0 {
+			return fmt.Errorf("node: negative %s cap %d", v.what, v.n)
+		}
+	}
+	if err := kernels.CheckThreads(c.Threads); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	return nil
 }
 
@@ -135,6 +165,12 @@ func (c *Config) p2pOptions() ([]p2p.Option, error) {
 	}
 	if c.NoRelay {
 		opts = append(opts, p2p.NoRelay())
+	}
+	if c.MaxUpload > 0 {
+		opts = append(opts, p2p.MaxUpload(c.MaxUpload))
+	}
+	if c.MaxDownload > 0 {
+		opts = append(opts, p2p.MaxDownload(c.MaxDownload))
 	}
 	switch c.DHTMode {
 	case "", "auto":

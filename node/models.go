@@ -226,12 +226,20 @@ func (n *Node) Pull(ctx context.Context, req api.PullRequest, progress func(api.
 // last progress.
 func (n *Node) download(ctx context.Context, sess *blocks.Session, root cid.Cid, need []cid.Cid, total int64, progress func(api.PullProgress)) (api.PullProgress, error) {
 	var missing []cid.Cid
+	var held int64 // bytes of the blocks of need the store holds
 	for _, c := range need {
-		if has, err := n.store.Has(ctx, c); err != nil {
-			return api.PullProgress{}, err
-		} else if !has {
+		if size, err := n.store.GetSize(ctx, c); errors.Is(err, blocks.ErrNotFound) {
 			missing = append(missing, c)
+		} else if err != nil {
+			return api.PullProgress{}, err
+		} else {
+			held += int64(size)
 		}
+	}
+	// A pull the store's cap has no room for fails now, not when the
+	// store is full.
+	if err := n.checkStoreRoom(root, max(total-held, 0)); err != nil {
+		return api.PullProgress{}, err
 	}
 	p := api.PullProgress{TotalBlocks: len(need), DoneBlocks: len(need) - len(missing), TotalBytes: total}
 	p.DoneBytes = total - int64(len(missing))*blocks.ChunkSize // an estimate until blocks arrive

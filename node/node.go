@@ -53,7 +53,8 @@ type Node struct {
 	guard *server.Guard // the API's Host, Origin and token checks
 	token string        // the API token (api.TokenFile)
 
-	metrics *metrics // served at /metrics (metrics.go)
+	metrics  *metrics       // served at /metrics (metrics.go)
+	transfer *transferMeter // the day's bytes sent and received (caps.go); set by Start
 
 	work     *work.State    // whether the node works, and why not (work.go)
 	sched    *work.Schedule // Config.Schedule, parsed
@@ -169,6 +170,7 @@ func New(cfg Config) (_ *Node, err error) {
 // Start binds the control API and joins the network in the background
 // (bootstrap peers, then the DHT). It returns once the API is listening.
 func (n *Node) Start(ctx context.Context) error {
+	n.startTransferMeter(n.work) // before the API, whose status reads it
 	ln, err := net.Listen("tcp", n.cfg.APIAddr)
 	if err != nil {
 		return fmt.Errorf("node: control API on %s: %w (is another node running? stop it, or pick another address with --api)", n.cfg.APIAddr, err)
@@ -370,5 +372,6 @@ func (n *Node) Status() api.Status {
 	}
 	st.UnreferencedBytes = n.unreferencedBytes(n.ctx)
 	st.WorkState = n.WorkState()
+	st.Caps = n.caps()
 	return st
 }

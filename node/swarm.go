@@ -45,9 +45,10 @@ type ServeRequest struct {
 	// (0: as many as MemoryCap allows, else all).
 	MaxLayers int
 	// MemoryCap bounds the bytes of weights and KV caches together
-	// (0: no bound but MaxLayers).
+	// (0: the node's Config.ServeMemory; both 0: no bound but MaxLayers).
 	MemoryCap int64
-	// Threads of the server's backend (0: all cores).
+	// Threads of the server's backend (0: all cores), at most the
+	// node's Config.Threads.
 	Threads int
 	// Server tunes the server (budgets, timeouts, batching). Left nil,
 	// its Counters are the node's, which /metrics reports.
@@ -77,7 +78,13 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 		}
 	}
 	maxLayers := req.MaxLayers
-	if req.MemoryCap > 0 {
+	memCap := req.MemoryCap
+	if memCap == 0 {
+		memCap = n.cfg.ServeMemory
+	}
+	if memCap > 0 || n.store.Cap() > 0 {
+		// What one layer takes: its weights (on disk and in memory) and
+		// a KV cache of the full context (in memory).
 		part, err := m.GetPart(ctx, n.ex, shards.PartRef{Kind: shards.LayerPart, Layer: 0, CID: m.Layers[0].CID})
 		if err != nil {
 			return nil, err
@@ -87,23 +94,27 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 		for _, t := range part.Tensors {
 			weights += t.Size
 		}
-		fit := int(req.MemoryCap / max(weights+kvPerLayer, 1))
-		if fit < 1 {
-			return nil, fmt.Errorf("a memory cap of %d bytes holds no layer of %s (%d bytes each with a full KV cache)", req.MemoryCap, root, weights+kvPerLayer)
+		fit, err := layersFit(m.Name, root.String(), memCap, n.store.Cap(), weights, kvPerLayer)
+		if err != nil {
+			return nil, err
+		}
+		if span.Len() > fit {
+			return nil, fmt.Errorf("layers %d:%d of %s do not fit the caps: %d layers, and the caps hold %d (each takes %s of weights on disk and %s in memory with its KV cache; --serve-memory %s, --store-cap %s)",
+				span.First, span.Last, root, span.Len(), fit, formatSize(weights), formatSize(weights+kvPerLayer), capText(memCap), capText(n.store.Cap()))
 		}
 		if maxLayers == 0 || fit < maxLayers {
 			maxLayers = fit
 		}
 		// What the weights leave is the sessions' budget.
-		if req.Server.MemoryBudget == 0 {
-			req.Server.MemoryBudget = req.MemoryCap - int64(maxLayers)*weights
+		if memCap > 0 && req.Server.MemoryBudget == 0 {
+			req.Server.MemoryBudget = memCap - int64(maxLayers)*weights
 		}
 	}
 	if req.Server.Counters == nil {
 		// mycel_swarm_* add up every span the node serves.
 		req.Server.Counters = &n.metrics.serve
 	}
-	be, err := kernels.Open("cpu", req.Threads)
+	be, err := n.openBackend(req.Threads)
 	if err != nil {
 		return nil, err
 	}
@@ -530,7 +541,7 @@ func (n *Node) loadForCompletion(ctx context.Context, get shards.Getter, root ci
 	if l.Tokenizer == nil {
 		return nil, "", nil, fmt.Errorf("model %s has no tokenizer in its manifest", root)
 	}
-	be, err := kernels.Open("cpu", 0)
+	be, err := n.openBackend(0)
 	if err != nil {
 		return nil, "", nil, err
 	}

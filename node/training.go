@@ -18,7 +18,6 @@ import (
 
 	"github.com/mycel-net/mycel/checkpoints/datasets"
 	"github.com/mycel-net/mycel/checkpoints/shards"
-	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/p2p/blocks"
@@ -650,7 +649,7 @@ func (n *Node) prepareJob(ctx context.Context, job *jobs.Job) (*collab.Group, fu
 	if err != nil {
 		return nil, nil, &skipError{fmt.Sprintf("data %s: %v", tj.Data, err)}
 	}
-	be, err := kernels.Open("cpu", n.cfg.TrainThreads)
+	be, err := n.openBackend(n.cfg.TrainThreads)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,9 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -183,7 +185,70 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 	fl.StringVar(&serveMem, "serve-memory", "", "with --serve: most memory for weights and KV caches, e.g. 8GB (default: no cap)")
 	fl.BoolVar(&cfg.Train, "train", false, "volunteer for fine-tuning jobs on the swarm: take those that fit, one at a time")
 	fl.StringVar(&trainMem, "train-memory", "", "with --train: most memory a job may take, e.g. 4GB (default: no cap)")
+	fl.BoolVar(&cfg.IdleOnly, "idle-only", false, "work only while the machine is otherwise idle: stop while other programs use more than --idle-threshold of the CPU (Linux)")
+	fl.Float64Var(&cfg.IdleThreshold, "idle-threshold", node.DefaultIdleThreshold, "with --idle-only: percent of the machine's CPU (all cores) other programs may use before the node stops")
+	fl.DurationVar(&cfg.IdleWait, "idle-wait", node.DefaultIdleWait, "with --idle-only: how long other programs must stay below the threshold before the node works again")
+	fl.StringVar(&cfg.Schedule, "schedule", "", `weekly hours to work, local time, e.g. "mon-fri 18:00-08:00, sat-sun all" (default: every hour)`)
+	fl.BoolVar(&cfg.Paused, "paused", false, "start paused: serve and train nothing until mycel node resume")
+	cmd.AddCommand(newNodePauseCmd(g), newNodeResumeCmd(g))
 	return cmd
+}
+
+func newNodePauseCmd(g *globals) *cobra.Command {
+	var d time.Duration
+	cmd := &cobra.Command{
+		Use:   "pause",
+		Short: "Pause the running node's work: it stops serving layers and training, and clients go elsewhere",
+		Long: `Pause the running node's work for the swarm: it withdraws the layers it
+serves (the clients of its open inference sessions re-route at once) and
+leaves the job it trains at a round's boundary. It keeps serving blocks and
+its API. Without --for it stays paused until mycel node resume; a restart
+starts it working again (unless it runs with --paused).`,
+		Example: `  mycel node pause
+  mycel node pause --for 2h`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if d < 0 {
+				return fmt.Errorf("--for %s: want a positive duration such as 2h or 30m", d)
+			}
+			ws, err := g.client().Pause(cmd.Context(), d)
+			if err != nil {
+				return err
+			}
+			printWorkState(cmd.OutOrStdout(), ws)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&d, "for", 0, "resume by itself after this long, e.g. 2h or 30m (default: until mycel node resume)")
+	return cmd
+}
+
+func newNodeResumeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "resume",
+		Short: "End the running node's pause",
+		Long: `End the pause of mycel node pause: the node serves and trains again, unless
+something else holds it (outside its --schedule, other programs busy with
+--idle-only, the day's transfer limit spent), which it prints.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ws, err := g.client().Resume(cmd.Context())
+			if err != nil {
+				return err
+			}
+			printWorkState(cmd.OutOrStdout(), ws)
+			return nil
+		},
+	}
+}
+
+// printWorkState prints the node's work state: the state, and the
+// reason of every suspension.
+func printWorkState(w io.Writer, ws api.WorkState) {
+	fmt.Fprintf(w, "%s\n", ws.State)
+	for _, s := range ws.Suspensions {
+		fmt.Fprintf(w, "  %s: %s\n", s.Word, s.Reason)
+	}
 }
 
 // parseModelSpec reads a --model value, [NAME=]FILE[:TOKENIZER]. A FILE
@@ -241,6 +306,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(out, "%-9s %s\n", label, a)
 			}
 			fmt.Fprintf(out, "peers     %d connected\n", len(st.Peers))
+			fmt.Fprintf(out, "work      %s: %s\n", st.State, st.Reason)
 			d := st.DHT
 			fmt.Fprintf(out, "dht       lan %s, %d peers; wan %s, %d peers (--dht %s)\n", d.LAN.Mode, d.LAN.Peers, d.WAN.Mode, d.WAN.Peers, d.Setting)
 			capStr := "no cap"

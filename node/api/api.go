@@ -81,6 +81,9 @@ type Status struct {
 	StoreBytes int64     `json:"store_bytes"`
 	StoreCap   int64     `json:"store_cap"`
 	DataDir    string    `json:"data_dir"`
+	// Caps are the limits set on what the node may use, and today's
+	// transfer.
+	Caps Caps `json:"caps"`
 
 	// UnreferencedBytes are the bytes of blocks that no kept model, data
 	// set or unfinished pull uses, which mycel store gc removes (-1: not
