@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -58,12 +59,11 @@ func (g *globals) dataDir() string {
 
 func newNodeCmd(g *globals) *cobra.Command {
 	var cfg node.Config
-	var storeCap string
+	var caps capFlags
 	var models []string
 	var tokPath string
 	var threads int
 	var serve node.ServeRequest
-	var serveMem, trainMem string
 	port := strconv.Itoa(p2p.DefaultPort)
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -89,21 +89,16 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
   mycel node --data /srv/mycel --listen /ip4/0.0.0.0/tcp/` + port + ` --bootstrap /ip4/203.0.113.7/tcp/` + port + `/p2p/12D3Koo...`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if storeCap != "" {
-				n, err := parseBytes(storeCap)
-				if err != nil {
-					return fmt.Errorf("--store-cap: %w", err)
-				}
-				cfg.StoreCap = n
+			if err := parseCaps(&cfg, caps); err != nil {
+				return err
 			}
-			if trainMem != "" {
-				n, err := parseBytes(trainMem)
-				if err != nil {
-					return fmt.Errorf("--train-memory: %w", err)
-				}
-				cfg.TrainMemory = n
+			cfg.Threads, cfg.TrainThreads = threads, threads
+			if threads > 0 {
+				// Everything the node runs computes on at most this many
+				// cores at once: each backend's pool (node.Config.Threads)
+				// and, together, the Go code of the process.
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(threads))
 			}
-			cfg.TrainThreads = threads
 			if a := g.apiAddr(); a != "" {
 				cfg.APIAddr = strings.TrimPrefix(a, "http://")
 			}
@@ -150,11 +145,6 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 				fmt.Fprintf(w, "  volunteering for fine-tuning jobs (mycel train ls lists them)\n")
 			}
 			if serve.Model != "" {
-				if serveMem != "" {
-					if serve.MemoryCap, err = parseBytes(serveMem); err != nil {
-						return fmt.Errorf("--serve-memory: %w", err)
-					}
-				}
 				serve.Threads = threads
 				fmt.Fprintf(w, "  joining the swarm of %s...\n", serve.Model)
 				sv, err := n.Serve(ctx, serve)
@@ -173,18 +163,21 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 	fl.StringSliceVar(&cfg.CORSOrigins, "cors-origins", nil, "web origins whose pages may call the API, such as https://app.example (repeatable; \"*\": any site)")
 	fl.StringSliceVar(&cfg.Listen, "listen", nil, "libp2p listen multiaddr (repeatable; default TCP and QUIC on port "+port+")")
 	fl.StringSliceVar(&cfg.Bootstrap, "bootstrap", nil, "peer to join through, as /.../p2p/ID (repeatable)")
-	fl.StringVar(&storeCap, "store-cap", "", "most disk the block store may use, e.g. 50GB (default: no cap)")
+	fl.StringVar(&caps.store, "store-cap", "", "most disk the block store may use, e.g. 50GB (default: no cap)")
 	fl.StringVar(&cfg.DHTMode, "dht", "auto", "DHT mode: auto, server or client")
 	fl.BoolVar(&cfg.NoMDNS, "no-mdns", false, "do not look for peers on the local network")
 	fl.StringArrayVar(&models, "model", nil, "serve a local model file through the OpenAI-compatible API, as [NAME=]FILE[:TOKENIZER] (repeatable); TOKENIZER replaces the file's own")
 	fl.StringVarP(&tokPath, "tokenizer", "z", "", "tokenizer for the --model files that have none inside (llama2.c); a GGUF keeps its own")
-	threadsFlag(cmd, &threads, "compute threads for --model, --serve and --train")
+	threadsFlag(cmd, &threads, "compute threads of everything the node runs: --model, --serve and --train")
 	fl.StringVar(&serve.Model, "serve", "", "serve layers of this model (CID or name) to the swarm")
 	fl.StringVar(&serve.Layers, "layers", "", "with --serve: serve layers A:B for good (default: choose, and move as the swarm needs)")
 	fl.IntVar(&serve.MaxLayers, "max-layers", 0, "with --serve: hold at most this many layers (default: all that --serve-memory allows)")
-	fl.StringVar(&serveMem, "serve-memory", "", "with --serve: most memory for weights and KV caches, e.g. 8GB (default: no cap)")
+	fl.StringVar(&caps.serveMem, "serve-memory", "", "with --serve: most memory for weights and KV caches, e.g. 8GB (default: no cap)")
 	fl.BoolVar(&cfg.Train, "train", false, "volunteer for fine-tuning jobs on the swarm: take those that fit, one at a time")
-	fl.StringVar(&trainMem, "train-memory", "", "with --train: most memory a job may take, e.g. 4GB (default: no cap)")
+	fl.StringVar(&caps.trainMem, "train-memory", "", "with --train: most memory a job may take, e.g. 4GB (default: no cap)")
+	fl.StringVar(&caps.up, "max-upload", "", "most bandwidth the node sends with, e.g. 10MB/s or 80Mbit/s (default: no cap)")
+	fl.StringVar(&caps.down, "max-download", "", "most bandwidth the node receives with, e.g. 10MB/s or 80Mbit/s (default: no cap)")
+	fl.StringVar(&caps.daily, "daily-transfer", "", "most bytes sent and received in a day (local midnight to midnight), e.g. 20GB; once spent the node stops working until midnight (default: no cap)")
 	fl.BoolVar(&cfg.IdleOnly, "idle-only", false, "work only while the machine is otherwise idle: stop while other programs use more than --idle-threshold of the CPU (Linux)")
 	fl.Float64Var(&cfg.IdleThreshold, "idle-threshold", node.DefaultIdleThreshold, "with --idle-only: percent of the machine's CPU (all cores) other programs may use before the node stops")
 	fl.DurationVar(&cfg.IdleWait, "idle-wait", node.DefaultIdleWait, "with --idle-only: how long other programs must stay below the threshold before the node works again")
@@ -314,6 +307,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 				capStr = "cap " + formatBytes(st.StoreCap)
 			}
 			fmt.Fprintf(out, "store     %s (%s) in %s\n", formatBytes(st.StoreBytes), capStr, st.DataDir)
+			printCaps(out, st)
 			switch {
 			case st.UnreferencedBytes > 0:
 				fmt.Fprintf(out, "unused    %s in blocks no kept model uses (mycel store gc removes them)\n", formatBytes(st.UnreferencedBytes))
