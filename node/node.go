@@ -373,5 +373,6 @@ func (n *Node) Status() api.Status {
 	st.UnreferencedBytes = n.unreferencedBytes(n.ctx)
 	st.WorkState = n.WorkState()
 	st.Caps = n.caps()
+	n.activity(&st)
 	return st
 }

@@ -167,6 +167,9 @@ func Serve(ctx context.Context, h host.Host, dir *Directory, cfg ServeConfig) (*
 	return s, nil
 }
 
+// Config is the configuration the service runs with, defaults filled in.
+func (s *Serving) Config() ServeConfig { return s.cfg }
+
 // Span is the layers served now.
 func (s *Serving) Span() Span {
 	s.mu.Lock()

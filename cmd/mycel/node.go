@@ -32,10 +32,7 @@ func (g *globals) apiAddr() string {
 	if g.api != "" {
 		return g.api
 	}
-	if a := os.Getenv(api.EnvAddr); a != "" {
-		return a
-	}
-	return fileSetting(g.dataDir(), "api") // the node's, set in its config file
+	return os.Getenv(api.EnvAddr)
 }
 
 // client is a client of the node's control API that sends the API token:
@@ -140,6 +137,9 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 			fmt.Fprintf(w, "  control API on %s, data in %s\n", n.APIURL(), st.DataDir)
 			if n.APITokenRequired() {
 				fmt.Fprintf(w, "  the API answers only requests with the token in %s\n", n.APITokenFile())
+				fmt.Fprintf(w, "  status page on %s/ (mycel status --page prints its address with the token)\n", n.APIURL())
+			} else {
+				fmt.Fprintf(w, "  status page on %s/\n", n.APIURL())
 			}
 			if len(models) > 0 {
 				fmt.Fprintf(w, "  OpenAI-compatible API on %s/v1 serving %s\n", n.APIURL(), strings.Join(n.CompleterNames(), ", "))
@@ -167,7 +167,7 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 	fl.StringSliceVar(&cfg.Listen, "listen", nil, "libp2p listen multiaddr (repeatable; default TCP and QUIC on port "+port+")")
 	fl.StringSliceVar(&cfg.Bootstrap, "bootstrap", nil, "peer to join through, as /.../p2p/ID (repeatable)")
 	fl.StringVar(&caps.store, "store-cap", "", "most disk the block store may use, e.g. 50GB (default: no cap)")
-	fl.Var(choiceValue(&cfg.DHTMode, "auto", "server", "client"), "dht", "DHT mode: auto, server or client")
+	fl.StringVar(&cfg.DHTMode, "dht", "auto", "DHT mode: auto, server or client")
 	fl.BoolVar(&cfg.NoMDNS, "no-mdns", false, "do not look for peers on the local network")
 	fl.StringArrayVar(&models, "model", nil, "serve a local model file through the OpenAI-compatible API, as [NAME=]FILE[:TOKENIZER] (repeatable); TOKENIZER replaces the file's own")
 	fl.StringVarP(&tokPath, "tokenizer", "z", "", "tokenizer for the --model files that have none inside (llama2.c); a GGUF keeps its own")
@@ -187,7 +187,7 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 	fl.StringVar(&cfg.Schedule, "schedule", "", `weekly hours to work, local time, e.g. "mon-fri 18:00-08:00, sat-sun all" (default: every hour)`)
 	fl.BoolVar(&cfg.Paused, "paused", false, "start paused: serve and train nothing until mycel node resume")
 	cmd.AddCommand(newNodePauseCmd(g), newNodeResumeCmd(g))
-	return withConfig(cmd, g)
+	return cmd
 }
 
 func newNodePauseCmd(g *globals) *cobra.Command {
@@ -279,12 +279,25 @@ func parseModelSpec(spec string) (node.LocalModelConfig, error) {
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
-	var asJSON bool
+	var asJSON, page bool
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the running node's identity, addresses, peers and DHT",
-		Args:  cobra.NoArgs,
+		Long: `Show the running node's identity, addresses, peers and DHT.
+
+The node also serves a status page, live in a browser, at its API's
+address (http://127.0.0.1:5150/ by default); --page prints that address,
+with the API token in it where the node wants one.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if page {
+				u, err := g.client().PageURL(cmd.Context())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), u)
+				return nil
+			}
 			st, err := g.client().Status(cmd.Context())
 			if err != nil {
 				return err
@@ -321,6 +334,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object")
+	cmd.Flags().BoolVar(&page, "page", false, "print the address of the node's status page, to open in a browser")
 	return cmd
 }
 

@@ -210,6 +210,13 @@ func TestNodeAndStatus(t *testing.T) {
 	if err != nil || !strings.Contains(text, st.ID) || !strings.Contains(text, "lan server, 0 peers; wan client, 0 peers (--dht auto)") {
 		t.Errorf("status: %q (%v)", text, err)
 	}
+	// On loopback the status page's address needs no token.
+	if page, _, err := mycel(t, "--api", api, "status", "--page"); err != nil || page != "http://"+api+"/\n" {
+		t.Errorf("status --page: %q (%v)", page, err)
+	}
+	if !strings.Contains(nodeErr.String(), "status page on http://"+api+"/") {
+		t.Errorf("node output without the status page: %q", nodeErr.String())
+	}
 	cancel()
 	select {
 	case err := <-done:

@@ -90,6 +90,16 @@ type Status struct {
 	// counted while an import or pull runs).
 	UnreferencedBytes int64 `json:"unreferenced_bytes"`
 
+	// Version is the node's software version; Started when it started.
+	Version string    `json:"version"`
+	Started time.Time `json:"started"`
+	// Reach is how other peers reach the node.
+	Reach Reach `json:"reach"`
+	// Serving are the spans of models the node serves to the swarm.
+	Serving []Serving `json:"serving"`
+	// Counters are the running totals of the node's work.
+	Counters Counters `json:"counters"`
+
 	// WorkState says whether the node works: its fields, state, reason
 	// and suspensions, sit in the status object itself.
 	WorkState

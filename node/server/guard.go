@@ -45,7 +45,9 @@ type GuardConfig struct {
 
 // Guard checks every request before it reaches the APIs: its Host, its
 // Origin (answering CORS preflights for the origins allowed), and, off
-// loopback, its token.
+// loopback, its token. The status page's files need no token (the page
+// sends it with its API calls), and a link of another site may open the
+// page, not call the API.
 type Guard struct {
 	cfg       GuardConfig
 	loopback  bool     // Addr is loopback: no token needed
@@ -131,14 +133,14 @@ func (g *Guard) Wrap(h http.Handler) http.Handler {
 				g.preflight(w, r)
 				return
 			}
-		} else if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		} else if r.Header.Get("Sec-Fetch-Site") == "cross-site" && !pageNavigation(r) {
 			// A form, image or link of another site's page: a browser
 			// request that carries no Origin.
 			g.refuse(w, r, http.StatusForbidden, "cross_site", "a request from another site's web page is not allowed: "+
 				"this node's API answers programs, and pages of the origins given with --cors-origins")
 			return
 		}
-		if !g.loopback {
+		if !g.loopback && !isPage(r) {
 			tok, ok := bearer(r)
 			if !ok {
 				g.refuse(w, r, http.StatusUnauthorized, "missing_api_key", fmt.Sprintf(

@@ -1,7 +1,8 @@
 // Package server is the node's HTTP front: the control API under
 // api.Prefix, which the mycel command line calls through api.Client, the
-// OpenAI-compatible API of package openai, and the node's metrics for
-// Prometheus at /metrics, on one handler. It only
+// OpenAI-compatible API of package openai, the node's metrics for
+// Prometheus at /metrics and its status page at / (page.go), on one
+// handler. It only
 // translates between HTTP and a Backend (the daemon, package node):
 // decoding requests, streaming answers, and mapping errors to statuses
 // (api.ErrBadRequest to 400, api.ErrNotFound to 404, api.ErrBusy to 409,
@@ -109,6 +110,7 @@ func Handler(b Backend) http.Handler {
 	checkpointRoutes(mux, b)
 	trainRoutes(mux, b)
 	observeRoutes(mux, b)
+	pageRoutes(mux)
 	workRoutes(mux, b)
 	return mux
 }
