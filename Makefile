@@ -11,7 +11,7 @@ PROMPT  ?= Once upon a time
 # repository (docs/ourmodel.md); make tales rebuilds it from its seed.
 BUILTIN := models/tales.gguf
 
-.PHONY: all build run tales test fuzz bench bench-go bench-models bench-swarm bench-train vet clean
+.PHONY: all build run tales test fuzz bench bench-go bench-models bench-swarm bench-train vet docs clean
 
 all: build
 
@@ -124,6 +124,13 @@ bench-models: build
 	  [ -f $$f ] || ./$(BIN) models synth --shape $(BENCH_SHAPE) --dtype $$dt -o $$f || exit 1; \
 	  for t in 1 2; do ./$(BIN) bench decode -m $$f --threads $$t || exit 1; done; \
 	done
+
+# The tables of docs/operations.md that come from the code: the settings
+# of mycel node (its flags) and the node's metrics. The tests
+# TestConfigDocumented and TestMetricsDocumented fail while they differ.
+docs:
+	$(GO) test ./cmd/mycel -run '^TestConfigDocumented$$' -count=1 -update
+	$(GO) test ./node -run '^TestMetricsDocumented$$' -count=1 -update
 
 clean:
 	rm -rf bin $(BUILD)

@@ -40,6 +40,10 @@ var metricDocs = []metricDoc{
 	{"mycel_dht_peers", "gauge", []string{"dht"}, "Peers in the routing table of the LAN or the WAN DHT (dht=lan|wan)."},
 	{"mycel_store_bytes", "gauge", nil, "Bytes of blocks in the block store."},
 	{"mycel_store_cap_bytes", "gauge", nil, "The block store's cap in bytes (--store-cap; 0: no cap)."},
+	{"mycel_threads_cap", "gauge", nil, "The compute threads each span served, completion and training job may use (--threads; 0: every core)."},
+	{"mycel_bandwidth_cap_bytes_per_second", "gauge", []string{"direction"}, "The bytes a second the node's streams may send or receive (--max-upload, --max-download; direction=upload|download; 0: no cap)."},
+	{"mycel_transfer_today_bytes", "gauge", nil, "Bytes the node's streams sent and received since local midnight, counted against --daily-transfer."},
+	{"mycel_daily_transfer_cap_bytes", "gauge", nil, "The bytes a day the node may send and receive (--daily-transfer; 0: no cap); once they are spent the node is over-limit until midnight."},
 	{"mycel_models", "gauge", nil, "Models kept: imported or pulled."},
 	{"mycel_datasets", "gauge", nil, "Data sets kept."},
 	{"mycel_checkpoints", "gauge", nil, "Training checkpoints kept."},
@@ -91,6 +95,7 @@ type metrics struct {
 // read is the list of metrics metrics.Collect reads from the node.
 var read = []string{
 	"mycel_info", "mycel_peers", "mycel_dht_peers", "mycel_store_bytes", "mycel_store_cap_bytes",
+	"mycel_threads_cap", "mycel_bandwidth_cap_bytes_per_second", "mycel_transfer_today_bytes", "mycel_daily_transfer_cap_bytes",
 	"mycel_models", "mycel_datasets", "mycel_checkpoints",
 	"mycel_blocks_total", "mycel_block_bytes_total", "mycel_stream_bytes_total",
 	"mycel_swarm_layers", "mycel_swarm_tokens_total", "mycel_swarm_passes_total",
@@ -151,6 +156,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	if n.store != nil {
 		gauge("mycel_store_bytes", float64(n.store.Size()))
 		gauge("mycel_store_cap_bytes", float64(n.store.Cap()))
+	}
+	gauge("mycel_threads_cap", float64(n.cfg.Threads))
+	gauge("mycel_bandwidth_cap_bytes_per_second", float64(n.cfg.MaxUpload), "upload")
+	gauge("mycel_bandwidth_cap_bytes_per_second", float64(n.cfg.MaxDownload), "download")
+	gauge("mycel_daily_transfer_cap_bytes", float64(n.cfg.DailyTransfer))
+	if n.transfer != nil {
+		today, _ := n.transfer.today()
+		gauge("mycel_transfer_today_bytes", float64(today))
 	}
 	for name, r := range map[string]*registry{"mycel_models": n.models, "mycel_datasets": n.data, "mycel_checkpoints": n.ckpts} {
 		if r != nil {

@@ -32,7 +32,10 @@ func (g *globals) apiAddr() string {
 	if g.api != "" {
 		return g.api
 	}
-	return os.Getenv(api.EnvAddr)
+	if a := os.Getenv(api.EnvAddr); a != "" {
+		return a
+	}
+	return fileSetting(g.dataDir(), "api") // the node's, set in its config file
 }
 
 // client is a client of the node's control API that sends the API token:
@@ -167,7 +170,7 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 	fl.StringSliceVar(&cfg.Listen, "listen", nil, "libp2p listen multiaddr (repeatable; default TCP and QUIC on port "+port+")")
 	fl.StringSliceVar(&cfg.Bootstrap, "bootstrap", nil, "peer to join through, as /.../p2p/ID (repeatable)")
 	fl.StringVar(&caps.store, "store-cap", "", "most disk the block store may use, e.g. 50GB (default: no cap)")
-	fl.StringVar(&cfg.DHTMode, "dht", "auto", "DHT mode: auto, server or client")
+	fl.Var(choiceValue(&cfg.DHTMode, "auto", "server", "client"), "dht", "DHT mode: auto, server or client")
 	fl.BoolVar(&cfg.NoMDNS, "no-mdns", false, "do not look for peers on the local network")
 	fl.StringArrayVar(&models, "model", nil, "serve a local model file through the OpenAI-compatible API, as [NAME=]FILE[:TOKENIZER] (repeatable); TOKENIZER replaces the file's own")
 	fl.StringVarP(&tokPath, "tokenizer", "z", "", "tokenizer for the --model files that have none inside (llama2.c); a GGUF keeps its own")
@@ -187,7 +190,7 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 	fl.StringVar(&cfg.Schedule, "schedule", "", `weekly hours to work, local time, e.g. "mon-fri 18:00-08:00, sat-sun all" (default: every hour)`)
 	fl.BoolVar(&cfg.Paused, "paused", false, "start paused: serve and train nothing until mycel node resume")
 	cmd.AddCommand(newNodePauseCmd(g), newNodeResumeCmd(g))
-	return cmd
+	return withConfig(cmd, g)
 }
 
 func newNodePauseCmd(g *globals) *cobra.Command {
