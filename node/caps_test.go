@@ -110,6 +110,7 @@ func TestThreadsCapBoundsEveryBackend(t *testing.T) {
 	addr, res := publish(ctx, t)
 	cfg := testConfig(t, addr)
 	cfg.Threads, cfg.TrainThreads = 1, 2
+	cfg.MaxUpload, cfg.MaxDownload = 50e6, 40e6 // far above what the test moves
 	v := startNode(t, cfg)
 	if _, err := v.Serve(ctx, ServeRequest{Model: res.CID, Layers: "0:2"}); err != nil { // Threads 0: every core
 		t.Fatal(err)
@@ -139,6 +140,10 @@ func TestThreadsCapBoundsEveryBackend(t *testing.T) {
 	}
 	if got := v.Status().Caps.Threads; got != 1 {
 		t.Errorf("status shows a thread cap of %d", got)
+	}
+	mt := scrape(t, v)
+	if mt["mycel_threads_cap"] != 1 || mt[`mycel_bandwidth_cap_bytes_per_second{direction="upload"}`] != 50e6 || mt[`mycel_bandwidth_cap_bytes_per_second{direction="download"}`] != 40e6 {
+		t.Errorf("metrics: threads cap %v, upload %v, download %v", mt["mycel_threads_cap"], mt[`mycel_bandwidth_cap_bytes_per_second{direction="upload"}`], mt[`mycel_bandwidth_cap_bytes_per_second{direction="download"}`])
 	}
 	// Without a cap a backend gets what it asks for.
 	u := startNode(t, testConfig(t))
@@ -181,6 +186,9 @@ func TestDailyTransferLimitSuspends(t *testing.T) {
 	}
 	if len(st.Suspensions) == 0 || st.Suspensions[0].Until == nil || !st.Suspensions[0].Until.Equal(c.TransferResets) {
 		t.Errorf("suspensions %+v: want one that ends at midnight", st.Suspensions)
+	}
+	if mt := scrape(t, a); mt["mycel_daily_transfer_cap_bytes"] != 2000 || mt["mycel_transfer_today_bytes"] < 2000 {
+		t.Errorf("metrics: daily cap %v, today %v; want 2000 and at least that", mt["mycel_daily_transfer_cap_bytes"], mt["mycel_transfer_today_bytes"])
 	}
 	// The other node, with no limit, works on.
 	if sb := b.Status(); sb.State != work.Working || sb.Caps.TransferToday == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -12,6 +13,7 @@ import (
 	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/node/openai"
 	"github.com/mycel-net/mycel/node/server"
+	"github.com/mycel-net/mycel/node/work"
 	"github.com/mycel-net/mycel/swarm"
 )
 
@@ -57,6 +59,8 @@ var metricDocs = []metricDoc{
 	{"mycel_swarm_sessions_total", "counter", nil, "Sessions of the swarm the node's servers opened."},
 	{"mycel_swarm_sessions_refused_total", "counter", nil, "Sessions the node's servers refused for lack of memory."},
 	{"mycel_train_steps_total", "counter", nil, "Optimizer steps this node took in swarm fine-tuning jobs (--train), as a member of their groups."},
+	{"mycel_work_state", "gauge", []string{"state"}, "1 for the node's work state now, 0 for the others: working, or the first reason it does not work (state=working|paused|over-limit|off-schedule|busy)."},
+	{"mycel_suspensions_total", "counter", []string{"reason"}, "Suspensions of the node's work that began, by reason (reason=paused|over-limit|off-schedule|busy); one that begins while another holds counts too."},
 	{"mycel_tokens_total", "counter", []string{"api", "kind"}, "Tokens of the completions the node answered: api=openai (/v1) or generate (/api/v0/generate), kind=prompt or completion."},
 }
 
@@ -100,6 +104,7 @@ var read = []string{
 	"mycel_blocks_total", "mycel_block_bytes_total", "mycel_stream_bytes_total",
 	"mycel_swarm_layers", "mycel_swarm_tokens_total", "mycel_swarm_passes_total",
 	"mycel_swarm_sessions_open", "mycel_swarm_sessions_total", "mycel_swarm_sessions_refused_total",
+	"mycel_work_state", "mycel_suspensions_total",
 }
 
 func newMetrics(n *Node) *metrics {
@@ -189,6 +194,19 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("mycel_swarm_tokens_total", float64(c.Positions.Load()))
 	counter("mycel_swarm_passes_total", float64(c.Passes.Load()))
 	gauge("mycel_swarm_sessions_open", float64(c.Open.Load()))
+	if n.work != nil {
+		state := n.work.Snapshot().State
+		for _, w := range work.Words {
+			gauge("mycel_work_state", b2f(w == state), w)
+		}
+		if !slices.Contains(work.Words, state) {
+			gauge("mycel_work_state", 1, state)
+		}
+		counts := n.work.Counts()
+		for _, w := range n.work.CountedWords() {
+			counter("mycel_suspensions_total", float64(counts[w]), w)
+		}
+	}
 	counter("mycel_swarm_sessions_total", float64(c.Sessions.Load()))
 	counter("mycel_swarm_sessions_refused_total", float64(c.Refused.Load()))
 }
@@ -242,4 +260,12 @@ func (c countingCompleter) Complete(ctx context.Context, prompt string, o openai
 		c.tokens.WithLabelValues("openai", "completion").Add(float64(res.CompletionTokens))
 	}
 	return res, err
+}
+
+// b2f is 1 for true, 0 for false.
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
