@@ -22,6 +22,9 @@
 //     (completers.go, local.go), and what the node tells of itself: the
 //     last log records (logs.go) and its metrics for Prometheus at
 //     /metrics, on a registry of its own (metrics.go).
+//   - node/work: when the node works (a work.State, suspended for
+//     reasons such as a pause, idle-only, the weekly schedule or the
+//     day's transfer); work.go drives it and carries it out.
 //
 // A Node owns everything it starts: New opens the stores and the host,
 // Start joins the network and begins serving the APIs, and Close stops it

@@ -59,6 +59,10 @@
 //     IdleTimeout without a message, or a frame or write that outlives
 //     IOTimeout (a stalled peer); its memory goes back to the budget.
 //     Server.Close resets every stream and waits for every goroutine.
+//     Server.Drain, before a Close, lets the clients go first: each
+//     session's next STEP is answered with ERROR (shutting down), which a
+//     client takes as the server's leaving and re-routes at once
+//     (Serving.Suspend drains so, after withdrawing the record).
 //
 // # The client
 //
