@@ -68,6 +68,7 @@ type statusPageResult struct {
 	PauseVisible     bool
 	PartError        string
 	OthersAfterError bool
+	LossPoints       int
 	NarrowOverflow   int
 	Shots            []string
 	Problems         []string
@@ -131,6 +132,9 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	if !strings.Contains(r.PartError, "the log is out of reach") || !r.OthersAfterError {
 		t.Errorf("a failing part: %q, the rest still shown: %v", r.PartError, r.OthersAfterError)
+	}
+	if r.LossPoints != 30 {
+		t.Errorf("a job's loss curve of 30 steps drawn with %d points", r.LossPoints)
 	}
 	if r.NarrowOverflow > 0 {
 		t.Errorf("in a narrow window the page is %d px too wide", r.NarrowOverflow)

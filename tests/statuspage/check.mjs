@@ -101,6 +101,19 @@ try {
   out.partError = (await text("#sec-logs .err")).trim();
   out.othersAfterError = (await text("#peer-id")).trim() === peerID && (await page.locator("#sec-serving .span-item").count()) > 0 &&
     (await page.locator("#log li").count()) > 0;
+  // A training job's loss curve, from answers given here (a job needs
+  // a group of trainers): one point of the line per step reported.
+  const job = { id: "job1", state: "training", method: "lora", model: "m", averaging: "diloco", peers: 2, step: 30, steps: 100, created: new Date().toISOString() };
+  const loss = Array.from({ length: 30 }, (_, i) => [i + 1, 3 * Math.exp(-i / 10) + 0.5]);
+  await page.route("**/api/v0/train/jobs", (route) => route.fulfill({ contentType: "application/json", body: JSON.stringify([job]) }));
+  await page.route("**/api/v0/train/jobs/job1", (route) =>
+    route.fulfill({ contentType: "application/json", body: JSON.stringify({ ...job, members: [], loss, tokens_per_second: 1234 }) }));
+  await page.waitForSelector("#sec-train svg.loss polyline", { timeout: 8000 });
+  out.lossPoints = await page.evaluate(() => document.querySelector("#sec-train svg.loss polyline").getAttribute("points").trim().split(/\s+/).length);
+  await page.unroute("**/api/v0/train/jobs");
+  await page.unroute("**/api/v0/train/jobs/job1");
+  await page.locator("#sec-train").scrollIntoViewIfNeeded();
+  await shot("failing", false);
   await page.unroute("**/api/v0/logs?*");
   await page.waitForFunction(() => document.querySelector("#sec-logs .err").textContent === "", null, { timeout: 8000 });
   expectFailures = false;
