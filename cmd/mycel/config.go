@@ -103,18 +103,27 @@ type nodeConfig struct {
 	warnings []string // unknown keys
 }
 
-// where names the place a setting came from, for messages: the file and
-// line and the key, the variable, or the flag.
+// where names the place a setting came from and the setting, for
+// messages: the file and line and the key, the variable, or the flag.
 func (c *nodeConfig) where(s *setting) string {
+	if s.src == fromFile {
+		return c.origin(s) + ": " + s.flag.Name
+	}
+	return c.origin(s)
+}
+
+// origin is where a setting came from: the file and line, the variable,
+// the flag or "default".
+func (c *nodeConfig) origin(s *setting) string {
 	switch s.src {
 	case fromFile:
-		return fmt.Sprintf("%s line %d: %s", c.path, s.line, s.flag.Name)
+		return fmt.Sprintf("%s line %d", c.path, s.line)
 	case fromEnv:
 		return "$" + envName(s.flag.Name)
 	case fromFlag:
 		return "--" + s.flag.Name
 	}
-	return "default " + s.flag.Name
+	return "default"
 }
 
 // loadNodeConfig reads the config file and the environment and sets
@@ -267,25 +276,30 @@ func nearestKey(k string, keys []*pflag.Flag) string {
 	return best
 }
 
-// editDistance is the Levenshtein distance between a and b.
+// editDistance is the number of edits (a letter added, removed, changed,
+// or two neighbours swapped) that make a into b.
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }
 
 // The kinds of value a flag takes, by its Value's Type.
@@ -520,24 +534,49 @@ func tomlString(s string) string {
 // named gives an error of the command that begins with the name of a
 // flag (as "--store-cap: ..."), where that setting came from the file or
 // the environment, the name of its place instead: "PATH line 3:
-// store-cap: ..." or "$MYCEL_STORE_CAP: ...".
+// store-cap: ..." or "$MYCEL_STORE_CAP: ...". Another error that names
+// such settings (as "node: schedule ...") gets where they came from at
+// its end.
 func (c *nodeConfig) named(err error) error {
 	if err == nil {
 		return nil
 	}
 	msg := err.Error()
-	if !strings.HasPrefix(msg, "--") {
+	isName := func(b byte) bool { return b == '-' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' }
+	if strings.HasPrefix(msg, "--") {
+		end := 2
+		for end < len(msg) && isName(msg[end]) {
+			end++
+		}
+		if s := c.byName[msg[2:end]]; s != nil {
+			if s.src == fromFile || s.src == fromEnv {
+				return &namedError{msg: c.where(s) + msg[end:], err: err}
+			}
+			return err
+		}
+	}
+	var from []string
+	for _, s := range c.settings {
+		if s.src != fromFile && s.src != fromEnv {
+			continue
+		}
+		for i := 0; ; {
+			k := strings.Index(msg[i:], s.flag.Name)
+			if k < 0 {
+				break
+			}
+			at, end := i+k, i+k+len(s.flag.Name)
+			if (at == 0 || !isName(msg[at-1])) && (end == len(msg) || !isName(msg[end])) {
+				from = append(from, s.flag.Name+" from "+c.origin(s))
+				break
+			}
+			i = end
+		}
+	}
+	if len(from) == 0 {
 		return err
 	}
-	end := 2
-	for end < len(msg) && (msg[end] == '-' || msg[end] >= 'a' && msg[end] <= 'z' || msg[end] >= '0' && msg[end] <= '9') {
-		end++
-	}
-	s := c.byName[msg[2:end]]
-	if s == nil || s.src == fromFlag || s.src == fromDefault {
-		return err
-	}
-	return &namedError{msg: c.where(s) + msg[end:], err: err}
+	return &namedError{msg: msg + " (" + strings.Join(from, "; ") + ")", err: err}
 }
 
 type namedError struct {
@@ -590,13 +629,8 @@ func (c *nodeConfig) printed() printedConfig {
 	p := printedConfig{DataDir: c.dataDir, DataSource: c.dataSrc.String(), File: c.path, FileExists: c.exists}
 	for _, s := range c.settings {
 		ps := printedSetting{Key: s.flag.Name, Value: value(s.flag, false), Source: s.src.String(), Env: envName(s.flag.Name)}
-		switch s.src {
-		case fromFile:
-			ps.Where = fmt.Sprintf("%s line %d", c.path, s.line)
-		case fromEnv:
-			ps.Where = "$" + ps.Env
-		case fromFlag:
-			ps.Where = "--" + s.flag.Name
+		if s.src != fromDefault {
+			ps.Where = c.origin(s)
 		}
 		p.Settings = append(p.Settings, ps)
 	}

@@ -392,6 +392,8 @@ func TestConfigBadValue(t *testing.T) {
 		{name: "no such DHT mode", file: "dht = \"sideways\"\n", want: []string{"mycel.toml line 1: dht: ", "want auto, server or client"}},
 		{name: "no such log level", file: "log-level = \"loud\"\n", want: []string{"mycel.toml line 1: log-level: "}},
 		{name: "no such log format", file: "log-format = \"xml\"\n", want: []string{"mycel.toml line 1: log-format", "text or json"}},
+		{name: "a schedule the node refuses", file: "# hours\nschedule = \"whenever\"\n", want: []string{"schedule", "(schedule from ", "mycel.toml line 2)"}},
+		{name: "env schedule", env: [2]string{"MYCEL_SCHEDULE", "whenever"}, want: []string{"schedule", "(schedule from $MYCEL_SCHEDULE)"}},
 		{name: "the data directory", file: "data = \"/srv/mycel\"\n", want: []string{"mycel.toml line 1: data: ", "--data or $MYCEL_DATA"}},
 		{name: "env not a size", env: [2]string{"MYCEL_STORE_CAP", "lots"}, want: []string{"$MYCEL_STORE_CAP: ", `"lots"`}},
 		{name: "env threads", env: [2]string{"MYCEL_THREADS", "two"}, want: []string{"$MYCEL_THREADS: ", `"two"`}},
@@ -458,7 +460,7 @@ func TestConfigKeys(t *testing.T) {
 			t.Errorf("--%s's variable %s means something else", f.Name, e)
 		}
 	}
-	for k, want := range map[string]string{"store_cap": "store-cap", "Threads": "threads", "thread": "threads", "stor-cap": "store-cap", "listn": "listen", "zzz": "", "volume": ""} {
+	for k, want := range map[string]string{"store_cap": "store-cap", "Threads": "threads", "thread": "threads", "stor-cap": "store-cap", "listn": "listen", "sheduel": "schedule", "zzz": "", "volume": ""} {
 		if got := nearestKey(k, configKeys(nodeCmd)); got != want {
 			t.Errorf("nearestKey(%q) = %q, want %q", k, got, want)
 		}
