@@ -248,3 +248,33 @@ func TestTransferMeterDays(t *testing.T) {
 		t.Errorf("a restart a day later counts %d bytes of the day before", got)
 	}
 }
+
+// A node's download cap paces what bitswap and the block streams bring
+// it: a pull of the built-in model (several MB) keeps under the cap, and
+// not far below it.
+func TestDownloadCapPacesPulls(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	addr, res := publish(ctx, t)
+	const rateCap = 2e6
+	cfg := testConfig(t, addr)
+	cfg.MaxDownload = rateCap
+	c := startNode(t, cfg)
+	if err := c.Host().WaitRoutable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var last api.PullProgress
+	start := time.Now()
+	if err := c.Pull(ctx, api.PullRequest{CID: res.CID}, func(p api.PullProgress) { last = p }); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	got := float64(last.TotalBytes) / took.Seconds()
+	t.Logf("pulled %d bytes in %v: %.2f MB/s under a cap of %.2f MB/s", last.TotalBytes, took.Round(time.Millisecond), got/1e6, rateCap/1e6)
+	if last.TotalBytes < 4e6 {
+		t.Fatalf("the pull moved %d bytes: too few to measure a rate", last.TotalBytes)
+	}
+	if got > 1.2*rateCap || got < 0.5*rateCap {
+		t.Errorf("a pull at %.0f bytes/s under a cap of %.0f", got, float64(rateCap))
+	}
+}
