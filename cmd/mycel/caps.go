@@ -118,9 +118,9 @@ func formatRate(bps int64) string {
 // printCaps prints the caps lines of mycel status.
 func printCaps(w io.Writer, st api.Status) {
 	c := st.Caps
-	threads := fmt.Sprintf("all %d cores", c.Cores)
+	threads := fmt.Sprintf("compute on all %d cores", c.Cores)
 	if c.Threads > 0 {
-		threads = fmt.Sprintf("%d threads of %d cores", c.Threads, c.Cores)
+		threads = fmt.Sprintf("compute on %d of %d cores", c.Threads, c.Cores)
 	}
 	size := func(n int64) string {
 		if n <= 0 {

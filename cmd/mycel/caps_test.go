@@ -126,7 +126,7 @@ func TestNodeCapsInStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range []string{"caps      1 threads of", "serve memory 2.0 GB", "train memory no cap", "upload 10.0MB/s, download 10.0MB/s", "of 20.0 GB a day"} {
+	for _, w := range []string{"caps      compute on 1 of", "serve memory 2.0 GB", "train memory no cap", "upload 10.0MB/s, download 10.0MB/s", "of 20.0 GB a day"} {
 		if !strings.Contains(text, w) {
 			t.Errorf("status does not say %q:\n%s", w, text)
 		}
