@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/mycel-net/mycel/internal/netem"
 )
 
 // cpuTime is the CPU time (user and system) this process has used.
@@ -22,9 +24,9 @@ func cpuTime() time.Duration {
 
 // rawRate measures the throughput of one raw libp2p stream between two
 // hosts of the kind the cluster uses, in bytes per second.
-func rawRate(b *testing.B, size int) float64 {
+func rawRate(b *testing.B, nw *netem.Net, size int) float64 {
 	b.Helper()
-	src, dst := newHost(b), newHost(b)
+	src, dst := newHostOn(b, nw), newHostOn(b, nw)
 	connect(b, src, dst)
 	const proto = "/mycel/bench/raw/1"
 	got := make(chan int64, 1)
@@ -52,18 +54,33 @@ func rawRate(b *testing.B, size int) float64 {
 }
 
 // BenchmarkAllReduce averages 100 MB (25M float32) among 4 and 8 members
-// on TCP loopback, and reports the achieved bus bandwidth, 2(N−1)/N·size
-// over the time, against that of one raw stream between two such hosts
-// measured in the same run: x-optimal is the round's time over
-// 2(N−1)/N·size/rate.
+// and reports the achieved bus bandwidth, 2(N−1)/N·size over the time,
+// against that of one raw stream between two such hosts measured in the
+// same run: x-optimal is the round's time over 2(N−1)/N·size/rate. The
+// links are TCP loopback as it is (links=loopback: the CPU bounds the
+// rate, and the members share it), and loopback shaped to a home link
+// (links=200Mbit: every host uploads and downloads 25 MB/s, 1 ms each
+// way; internal/netem), where the links bound it, as between volunteers.
 func BenchmarkAllReduce(b *testing.B) {
+	for _, link := range []struct {
+		name string
+		nw   func() *netem.Net
+	}{
+		{"loopback", func() *netem.Net { return nil }},
+		{"200Mbit", func() *netem.Net { return netem.New(time.Millisecond, 25e6) }},
+	} {
+		b.Run("links="+link.name, func(b *testing.B) { benchAllReduce(b, link.nw) })
+	}
+}
+
+func benchAllReduce(b *testing.B, nw func() *netem.Net) {
 	const n = 25 << 20 / 4 * 4 // 25M values
 	size := float64(4 * n)
-	rate := rawRate(b, 4*n)
+	rate := rawRate(b, nw(), 4*n)
 	b.Logf("raw stream: %.0f MB/s", rate/1e6)
 	for _, k := range []int{4, 8} {
 		b.Run(fmt.Sprintf("members=%d", k), func(b *testing.B) {
-			c := newCluster(b, k)
+			c := newClusterOn(b, nw(), k)
 			data := randVecs(1, k, n, 1)
 			w := weights(k)
 			// Two rounds first, untimed: training runs round after round,

@@ -15,6 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+
+	"github.com/mycel-net/mycel/internal/netem"
 )
 
 // cluster is k real libp2p hosts on TCP loopback, all connected, each
@@ -25,17 +27,30 @@ type cluster struct {
 	ids   []peer.ID
 }
 
-func newHost(tb testing.TB) host.Host {
+func newHost(tb testing.TB) host.Host { return newHostOn(tb, nil) }
+
+// newHostOn is newHost behind a port of the emulated network nw (nil:
+// plain loopback).
+func newHostOn(tb testing.TB, nw *netem.Net) host.Host {
 	tb.Helper()
+	transport := libp2p.Transport(tcp.NewTCPTransport)
+	var port *netem.Port
+	if nw != nil {
+		port = nw.NewPort()
+		transport = libp2p.Transport(tcp.NewTCPTransport, tcp.WithDialerForAddr(nw.Dialer(port)))
+	}
 	h, err := libp2p.New(
 		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
-		libp2p.Transport(tcp.NewTCPTransport),
+		transport,
 		libp2p.DisableRelay(),
 	)
 	if err != nil {
 		tb.Fatalf("libp2p host: %v", err)
 	}
 	tb.Cleanup(func() { h.Close() })
+	if nw != nil {
+		nw.Attach(port, h.Addrs()...)
+	}
 	return h
 }
 
@@ -50,9 +65,16 @@ func connect(tb testing.TB, a, b host.Host) {
 
 func newCluster(tb testing.TB, k int, opts ...Option) *cluster {
 	tb.Helper()
+	return newClusterOn(tb, nil, k, opts...)
+}
+
+// newClusterOn is newCluster on the emulated network nw (nil: plain
+// loopback).
+func newClusterOn(tb testing.TB, nw *netem.Net, k int, opts ...Option) *cluster {
+	tb.Helper()
 	c := &cluster{}
 	for range k {
-		h := newHost(tb)
+		h := newHostOn(tb, nw)
 		c.hosts = append(c.hosts, h)
 		c.ids = append(c.ids, h.ID())
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mycel-net/mycel/internal/logging"
+	"github.com/mycel-net/mycel/internal/netem"
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/train"
 	"github.com/mycel-net/mycel/train/allreduce"
@@ -327,4 +328,72 @@ func runLateJoiner(b *testing.B, bs base, method, id string) joinResult {
 	slices.Sort(walls)
 	res.round = walls[len(walls)/2]
 	return res
+}
+
+// BenchmarkUtilisation trains a DiLoCo job (int8, InnerSteps 100, 300
+// steps of 512 tokens in sequences of 64) with 4 peers on links shaped
+// as volunteers' home links: every peer uploads and downloads 100 Mbit/s
+// and every link delays 25 ms each way (internal/netem), and reports the
+// compute utilisation: the time the peers spent in forward, backward and
+// the optimizer over their rounds' wall time (util; util-min, the lowest
+// peer's), the same without the first round, which waits Settle for the
+// set of members to form (util-steady), and the median time a round
+// spends outside compute (comm-s).
+func BenchmarkUtilisation(b *testing.B) {
+	quiet(b)
+	bs := loadBase(b)
+	for _, method := range []string{"lora", "full"} {
+		b.Run(method, func(b *testing.B) {
+			for i := range b.N {
+				b.StopTimer()
+				const n, inner, steps = 4, 100, 300
+				peers := newPeersOn(b, netem.New(25*time.Millisecond, 100e6/8), n)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+				j := job(method, steps)
+				j.SeqLen, j.BatchTokens = 64, 512
+				cfg := Config{Job: fmt.Sprintf("util-%s-%d", method, i), Mode: DiLoCo, InnerSteps: inner,
+					Encoding: allreduce.Int8, MinPeers: n}
+				var ms []*member
+				for _, p := range peers {
+					ms = append(ms, join(b, p, bs.trainer(b, j), cfg))
+				}
+				b.StartTimer()
+				for _, m := range ms {
+					m.run(ctx)
+				}
+				for _, m := range ms {
+					if err := m.wait(b); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				cancel()
+				var comp, wall, compSteady, wallSteady time.Duration
+				utilMin := math.Inf(1)
+				var comm []float64
+				for k, m := range ms {
+					var c, w time.Duration
+					for _, r := range m.rounds() {
+						if len(r.Members) != n {
+							b.Fatalf("peer %d round %d: %d members", k, r.Round, len(r.Members))
+						}
+						c, w = c+r.Compute, w+r.Wall
+						if r.Round > 0 {
+							compSteady, wallSteady = compSteady+r.Compute, wallSteady+r.Wall
+						}
+						comm = append(comm, (r.Wall - r.Compute).Seconds())
+					}
+					comp, wall = comp+c, wall+w
+					utilMin = min(utilMin, c.Seconds()/w.Seconds())
+				}
+				slices.Sort(comm)
+				b.ReportMetric(comp.Seconds()/wall.Seconds(), "util")
+				b.ReportMetric(utilMin, "util-min")
+				b.ReportMetric(compSteady.Seconds()/wallSteady.Seconds(), "util-steady")
+				b.ReportMetric(comm[len(comm)/2], "comm-s")
+				b.ReportMetric(wall.Seconds()/n/float64(steps/inner), "round-s")
+				b.StartTimer()
+			}
+		})
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 
 	"github.com/mycel-net/mycel/checkpoints"
+	"github.com/mycel-net/mycel/internal/netem"
 	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/kernels"
 	_ "github.com/mycel-net/mycel/kernels/cpu"
@@ -92,10 +93,12 @@ type peerNode struct {
 func newPeer(t testing.TB) *peerNode { return newPeerWith(t, nil) }
 
 // newPeerWith is newPeer whose block exchange, if exchangeHost is set,
-// runs on exchangeHost(the host) rather than the host itself.
-func newPeerWith(t testing.TB, exchangeHost func(host.Host) host.Host) *peerNode {
+// runs on exchangeHost(the host) rather than the host itself, and whose
+// host takes the further options opts.
+func newPeerWith(t testing.TB, exchangeHost func(host.Host) host.Host, opts ...p2p.Option) *peerNode {
 	t.Helper()
-	h, err := p2p.New(p2p.NoMDNS(), p2p.LoopbackOnly(), p2p.NoQUIC(), p2p.NoNAT(), p2p.NoRelay(), p2p.MemoryDatastore())
+	opts = append([]p2p.Option{p2p.NoMDNS(), p2p.LoopbackOnly(), p2p.NoQUIC(), p2p.NoNAT(), p2p.NoRelay(), p2p.MemoryDatastore()}, opts...)
+	h, err := p2p.New(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,11 +140,22 @@ func (p *peerNode) close() {
 }
 
 // newPeers starts n peers linked to each other.
-func newPeers(t testing.TB, n int) []*peerNode {
+func newPeers(t testing.TB, n int) []*peerNode { return newPeersOn(t, nil, n) }
+
+// newPeersOn is newPeers on the emulated network nw (nil: plain
+// loopback).
+func newPeersOn(t testing.TB, nw *netem.Net, n int) []*peerNode {
 	t.Helper()
 	var peers []*peerNode
 	for range n {
-		peers = append(peers, newPeer(t))
+		if nw == nil {
+			peers = append(peers, newPeer(t))
+			continue
+		}
+		port := nw.NewPort()
+		p := newPeerWith(t, nil, p2p.TCPDialer(nw.Dialer(port)))
+		nw.Attach(port, p.h.Libp2p().Addrs()...)
+		peers = append(peers, p)
 	}
 	connect(t, peers...)
 	return peers
