@@ -52,14 +52,19 @@ tales:
 # reason (without the shared models of docs/testing.md, the cross-checks
 # against models trained elsewhere skip; the rest run the built-in model).
 TESTSUMMARY := $(BUILD)/testsummary
+# ALONE are the tests that read the whole machine's CPU (idle-only mode
+# counts what other processes use): they run last, by themselves, while
+# no other test binary runs beside them.
+ALONE := ^TestIdleOnly$$
 test: vet
 	@mkdir -p $(BUILD)
 	@$(GO) build -o $(TESTSUMMARY) ./internal/testsummary
 	@./$(TESTSUMMARY) \
-	  '$(GO) test -json -count=1 ./...' \
-	  '$(GO) test -json -count=1 -race ./p2p/... ./node/... ./swarm/... ./train/allreduce/... ./train/collab/... ./cmd/...' \
+	  '$(GO) test -json -count=1 -skip $(ALONE) ./...' \
+	  '$(GO) test -json -count=1 -race -skip $(ALONE) ./p2p/... ./node/... ./swarm/... ./train/allreduce/... ./train/collab/... ./cmd/...' \
 	  '$(GO) test -json -count=1 -tags noasm ./kernels/... ./model/...' \
-	  'MYCEL_ISA=avx2 $(GO) test -json -count=1 ./kernels/... ./model/'
+	  'MYCEL_ISA=avx2 $(GO) test -json -count=1 ./kernels/... ./model/' \
+	  '$(GO) test -json -count=1 -run $(ALONE) ./node/'
 
 vet:
 	$(GO) vet ./...

@@ -334,4 +334,3 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 }
 
 var _ net.Conn = (*conn)(nil)
-
