@@ -42,7 +42,7 @@ const configFile = "mycel.toml"
 // the config file and the environment.
 const notConfigKey = "mycel_not_a_config_key"
 
-// notConfigKeys keeps cmd's flags names out of the config: flags that
+// notConfigKeys keeps the flags names of cmd out of the config: flags that
 // only make sense on a command line.
 func notConfigKeys(cmd *cobra.Command, names ...string) {
 	for _, n := range names {
