@@ -52,6 +52,12 @@ const (
 	// train/jobs), the pull side of the jobs' pubsub topic.
 	JobsProtocol protocol.ID = ProtocolPrefix + "/train/jobs/1"
 
+	// CreditProtocol exchanges signed receipts of work done for others
+	// (package credit): a server's receipt for an inference session and
+	// its client's countersignature, a training round's summary and its
+	// members' signatures.
+	CreditProtocol protocol.ID = ProtocolPrefix + "/credit/1"
+
 	// PubSubProtocol is gossipsub v1.1 under ProtocolPrefix, so Mycel's
 	// topics stay apart from other libp2p networks.
 	PubSubProtocol protocol.ID = ProtocolPrefix + "/meshsub/1.1.0"
