@@ -190,7 +190,7 @@ func (s *State) Snapshot() Snapshot {
 		return strings.Compare(a.Word, b.Word)
 	})
 	if len(snap.Suspensions) == 0 {
-		snap.Reason = "working: nothing holds the node back"
+		snap.Reason = "nothing holds the node back"
 		return snap
 	}
 	snap.State = snap.Suspensions[0].Word
