@@ -375,9 +375,10 @@ func (a *Array) Values() ([]Value, error) {
 // GGMLType is a tensor element type as GGUF numbers them.
 type GGMLType uint32
 
-// The GGML tensor types this package knows the block layout of. Only F32,
-// F16, BF16, Q8_0 and Q4_0 can be loaded into a model; the others are
-// parsed so that a file using them gives a clear error.
+// The GGML tensor types this package knows the block layout of. F32, F16,
+// BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K to Q6_K, IQ4_NL and IQ4_XS can
+// be loaded into a model; the others are parsed so that a file using them
+// gives a clear error.
 const (
 	GGMLF32     GGMLType = 0
 	GGMLF16     GGMLType = 1
@@ -440,36 +441,34 @@ func (t GGMLType) String() string {
 	return "ggml type " + strconv.FormatUint(uint64(t), 10)
 }
 
+// ggmlDTypes pairs each GGML type the kernels read with its kernels type.
+var ggmlDTypes = []struct {
+	g GGMLType
+	d kernels.DType
+}{
+	{GGMLF32, kernels.F32}, {GGMLF16, kernels.F16}, {GGMLBF16, kernels.BF16},
+	{GGMLQ8_0, kernels.Q8_0}, {GGMLQ4_0, kernels.Q4_0}, {GGMLQ4_1, kernels.Q4_1},
+	{GGMLQ5_0, kernels.Q5_0}, {GGMLQ5_1, kernels.Q5_1}, {GGMLQ2_K, kernels.Q2_K},
+	{GGMLQ3_K, kernels.Q3_K}, {GGMLQ4_K, kernels.Q4_K}, {GGMLQ5_K, kernels.Q5_K},
+	{GGMLQ6_K, kernels.Q6_K}, {GGMLIQ4_NL, kernels.IQ4_NL}, {GGMLIQ4_XS, kernels.IQ4_XS},
+}
+
 // DType maps the GGML type to the kernels' type, if the kernels have one.
 func (t GGMLType) DType() (kernels.DType, bool) {
-	switch t {
-	case GGMLF32:
-		return kernels.F32, true
-	case GGMLF16:
-		return kernels.F16, true
-	case GGMLBF16:
-		return kernels.BF16, true
-	case GGMLQ8_0:
-		return kernels.Q8_0, true
-	case GGMLQ4_0:
-		return kernels.Q4_0, true
+	for _, p := range ggmlDTypes {
+		if p.g == t {
+			return p.d, true
+		}
 	}
 	return 0, false
 }
 
 // GGMLTypeOf maps a kernels type to its GGML type.
 func GGMLTypeOf(d kernels.DType) (GGMLType, error) {
-	switch d {
-	case kernels.F32:
-		return GGMLF32, nil
-	case kernels.F16:
-		return GGMLF16, nil
-	case kernels.BF16:
-		return GGMLBF16, nil
-	case kernels.Q8_0:
-		return GGMLQ8_0, nil
-	case kernels.Q4_0:
-		return GGMLQ4_0, nil
+	for _, p := range ggmlDTypes {
+		if p.d == d {
+			return p.g, nil
+		}
 	}
 	return 0, fmt.Errorf("no GGML type for %s", d)
 }

@@ -87,7 +87,7 @@ func TestGGUFWriteReadAllTypes(t *testing.T) {
 	err = WriteGGUF(&buf, kvs, []TensorSpec{
 		{Name: "a", Type: GGMLF32, Dims: []uint64{3}, Data: kernels.Encode(nil, kernels.F32, []float32{1, 2, 3})},
 		{Name: "b", Type: GGMLQ8_0, Dims: []uint64{32, 2}, Data: q},
-		{Name: "c", Type: GGMLQ4_K, Dims: []uint64{256}, Data: make([]byte, 144)},
+		{Name: "c", Type: GGMLIQ2_XXS, Dims: []uint64{256}, Data: make([]byte, 66)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +140,7 @@ func TestGGUFWriteReadAllTypes(t *testing.T) {
 	}
 	b, _ := g.Tensor("b")
 	c, _ := g.Tensor("c")
-	if !bytes.Equal(b.Data, q) || b.Offset%64 != 0 || c.Supported || c.Type.String() != "Q4_K" {
+	if !bytes.Equal(b.Data, q) || b.Offset%64 != 0 || c.Supported || c.Type.String() != "IQ2_XXS" {
 		t.Errorf("tensors %+v %+v", b, c)
 	}
 	if err := WriteGGUF(&bytes.Buffer{}, nil, []TensorSpec{{Name: "x", Type: GGMLF32, Dims: []uint64{2}, Data: []byte{1}}}); err == nil {
@@ -258,7 +258,8 @@ func TestLoadUnsupported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Rewrite the file with one tensor in Q4_K and another architecture.
+	// Rewrite the file with one tensor in IQ2_XXS (a type the kernels do not
+	// read) and another architecture.
 	rewrite := func(arch string, qType GGMLType) []byte {
 		var kvs []KV
 		for _, kv := range g.KVs {
@@ -271,7 +272,7 @@ func TestLoadUnsupported(t *testing.T) {
 		for _, ti := range g.Tensors {
 			s := TensorSpec{Name: ti.Name, Type: ti.Type, Dims: ti.Dims, Data: ti.Data}
 			if ti.Name == "blk.0.attn_k.weight" {
-				s.Type, s.Dims, s.Data = qType, []uint64{256}, make([]byte, 144)
+				s.Type, s.Dims, s.Data = qType, []uint64{256}, make([]byte, 66)
 			}
 			ts = append(ts, s)
 		}
@@ -281,11 +282,16 @@ func TestLoadUnsupported(t *testing.T) {
 		}
 		return buf.Bytes()
 	}
-	_, err = LoadBytes(rewrite("llama", GGMLQ4_K))
-	if err == nil || !strings.Contains(err.Error(), "blk.0.attn_k.weight") || !strings.Contains(err.Error(), "Q4_K") {
-		t.Fatalf("Q4_K: %v", err)
+	path := filepath.Join(t.TempDir(), "iq2.gguf")
+	if err := os.WriteFile(path, rewrite("llama", GGMLIQ2_XXS), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	_, err = LoadBytes(rewrite("qwen3", GGMLQ4_K))
+	_, err = Load(path)
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), path) ||
+		!strings.Contains(err.Error(), "blk.0.attn_k.weight") || !strings.Contains(err.Error(), "IQ2_XXS") {
+		t.Fatalf("IQ2_XXS: want one line naming the file, the tensor and the type, got %v", err)
+	}
+	_, err = LoadBytes(rewrite("qwen3", GGMLIQ2_XXS))
 	if err == nil || !strings.Contains(err.Error(), `unsupported architecture "qwen3"`) {
 		t.Fatalf("arch: %v", err)
 	}

@@ -103,35 +103,13 @@ func Decode(dst []float32, t DType, src []byte) {
 		for i := range dst {
 			dst[i] = BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
 		}
-	case Q8_0:
-		for b := 0; b*QK < len(dst); b++ {
-			blk := src[b*Q8_0BlockBytes:]
-			d := f16Table[binary.LittleEndian.Uint16(blk)]
-			out := dst[b*QK:]
-			for j := 0; j < QK && j < len(out); j++ {
-				out[j] = float32(int8(blk[2+j])) * d
-			}
-		}
-	case Q4_0:
-		for b := 0; b*QK < len(dst); b++ {
-			blk := src[b*Q4_0BlockBytes:]
-			d := f16Table[binary.LittleEndian.Uint16(blk)]
-			out := dst[b*QK:]
-			for j := 0; j < QK/2; j++ {
-				q := blk[2+j]
-				if j < len(out) {
-					out[j] = float32(int(q&0x0f)-8) * d
-				}
-				if j+QK/2 < len(out) {
-					out[j+QK/2] = float32(int(q>>4)-8) * d
-				}
-			}
-		}
 	default:
-		panic("kernels: Decode of unknown dtype " + t.String())
+		if !t.Quantized() {
+			panic("kernels: Decode of unknown dtype " + t.String())
+		}
+		decodeBlocks(dst, t, src)
 	}
 }
-
 // Encode converts float32 values to type t, appending the stored bytes to
 // dst. For the quantized types len(src) must be a multiple of QK. The
 // quantizers follow GGUF's reference rounding, so a tensor quantized here
@@ -165,7 +143,7 @@ func Encode(dst []byte, t DType, src []float32) []byte {
 			dst = appendQ4_0Block(dst, src[b:b+QK])
 		}
 	default:
-		panic("kernels: Encode to unknown dtype " + t.String())
+		panic("kernels: Encode to " + t.String() + ", which can be read but not written")
 	}
 	return dst
 }

@@ -8,18 +8,31 @@ import (
 // DType is the element type of a stored tensor.
 type DType uint8
 
-// The element types. Q8_0 and Q4_0 use GGUF's block layouts:
+// The element types. The block-quantized ones use GGUF's block layouts:
 //
 //	Q8_0: 34 bytes per 32 values: f16 scale d, then 32 int8 q; value = q·d.
 //	Q4_0: 18 bytes per 32 values: f16 scale d, then 16 bytes; byte j holds
 //	      value j in its low nibble and value j+16 in its high nibble;
 //	      value = (nibble − 8)·d.
+//
+// The other block types (Q4_1 to IQ4_XS) are laid out in kquant.go. The
+// kernels read them; only F32 to Q4_0 can also be written (Encodable).
 const (
 	F32 DType = iota
 	F16
 	BF16
 	Q8_0
 	Q4_0
+	Q4_1
+	Q5_0
+	Q5_1
+	Q2_K
+	Q3_K
+	Q4_K
+	Q5_K
+	Q6_K
+	IQ4_NL
+	IQ4_XS
 )
 
 // QK is the number of values in one block of Q8_0 or Q4_0.
@@ -31,7 +44,9 @@ const (
 	Q4_0BlockBytes = 2 + QK/2
 )
 
-var dtypeNames = [...]string{F32: "f32", F16: "f16", BF16: "bf16", Q8_0: "q8_0", Q4_0: "q4_0"}
+var dtypeNames = [...]string{F32: "f32", F16: "f16", BF16: "bf16", Q8_0: "q8_0", Q4_0: "q4_0",
+	Q4_1: "q4_1", Q5_0: "q5_0", Q5_1: "q5_1", Q2_K: "q2_k", Q3_K: "q3_k", Q4_K: "q4_k",
+	Q5_K: "q5_k", Q6_K: "q6_k", IQ4_NL: "iq4_nl", IQ4_XS: "iq4_xs"}
 
 func (d DType) String() string {
 	if int(d) < len(dtypeNames) {
@@ -40,8 +55,19 @@ func (d DType) String() string {
 	return fmt.Sprintf("dtype(%d)", uint8(d))
 }
 
-// ParseDType maps a name such as "q8_0" or "f16" to its DType.
+// ParseDType maps a name such as "q8_0" or "f16" to its DType, one that
+// values can be converted to (Encodable): the types a user asks for.
 func ParseDType(s string) (DType, error) {
+	d, err := DTypeNamed(s)
+	if err == nil && !d.Encodable() {
+		err = fmt.Errorf("dtype %q can be read but not written (want f32, f16, bf16, q8_0 or q4_0)", s)
+	}
+	return d, err
+}
+
+// DTypeNamed maps the name of any known type, readable or writable, to its
+// DType: the types a stored tensor may have.
+func DTypeNamed(s string) (DType, error) {
 	for i, n := range dtypeNames {
 		if n == s {
 			return DType(i), nil
@@ -50,15 +76,21 @@ func ParseDType(s string) (DType, error) {
 	return 0, fmt.Errorf("unknown dtype %q (want f32, f16, bf16, q8_0 or q4_0)", s)
 }
 
+// Encodable reports whether Encode can convert values to d.
+func (d DType) Encodable() bool { return d <= Q4_0 }
+
 // Valid reports whether d is one of the known types.
 func (d DType) Valid() bool { return int(d) < len(dtypeNames) }
 
-// BlockLen is the number of values in one storage block: 32 for the
-// quantized types, 1 otherwise.
+// BlockLen is the number of values in one storage block: 32 for Q8_0,
+// Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL, 256 (QKK) for the K-quants and
+// IQ4_XS, 1 otherwise.
 func (d DType) BlockLen() int {
 	switch d {
-	case Q8_0, Q4_0:
+	case Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL:
 		return QK
+	case Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS:
+		return QKK
 	}
 	return 1
 }
@@ -75,11 +107,14 @@ func (d DType) BlockBytes() int {
 	case Q4_0:
 		return Q4_0BlockBytes
 	}
+	if int(d) < len(blockBytes) {
+		return blockBytes[d]
+	}
 	return 0
 }
 
 // Quantized reports whether d is a block-quantized type.
-func (d DType) Quantized() bool { return d == Q8_0 || d == Q4_0 }
+func (d DType) Quantized() bool { return d >= Q8_0 && d.Valid() }
 
 // RowBytes is the size of n consecutive values of type d. n must be a
 // multiple of BlockLen.

@@ -52,7 +52,7 @@ func Export(ctx context.Context, get Getter, root cid.Cid, w io.Writer) error {
 			return err
 		}
 		for _, t := range p.Tensors {
-			dt, _ := kernels.ParseDType(t.DType)
+			dt, _ := kernels.DTypeNamed(t.DType)
 			gt, err := checkpoints.GGMLTypeOf(dt)
 			if err != nil {
 				return fmt.Errorf("shards: export: tensor %s: %w", t.Name, err)

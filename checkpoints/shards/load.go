@@ -241,7 +241,7 @@ func Load(ctx context.Context, get Getter, root cid.Cid, s Span) (*Loaded, error
 		if len(t.Shape) != 2 || t.Shape[0] != rows || t.Shape[1] != cols {
 			return nil, fmt.Errorf("shards: tensor %s has shape %v, want [%d %d]", name, t.Shape, rows, cols)
 		}
-		dt, _ := kernels.ParseDType(t.DType)
+		dt, _ := kernels.DTypeNamed(t.DType)
 		data, err := readBlob(ctx, get, "tensor "+name, &t.Blob)
 		if err != nil {
 			return nil, err

@@ -253,7 +253,7 @@ func DecodePart(b []byte) (*Part, error) {
 
 // tensorSize is the stored size of a tensor of t's dtype and shape.
 func tensorSize(t *Tensor) (int64, error) {
-	dt, err := kernels.ParseDType(t.DType)
+	dt, err := kernels.DTypeNamed(t.DType)
 	if err != nil {
 		return 0, err
 	}

@@ -18,17 +18,21 @@ func (b *Backend) MatMul(out []float32, w *kernels.Matrix, x []float32, n int) {
 	if len(x) < n*w.Cols || len(out) < n*w.Rows {
 		panic(fmt.Sprintf("cpu: MatMul %dx%d by %d rows: x has %d values, out %d", w.Rows, w.Cols, n, len(x), len(out)))
 	}
-	if n >= gemmMinN && !w.Type.Quantized() {
+	int8w := int8Weights(w.Type)
+	if n >= gemmMinN && !int8w {
 		b.gemm(out, w, x, n)
 		return
 	}
-	if w.Type.Quantized() && n >= qgMinRows(w.Type) && qgemmImpl.gemm != nil {
+	if int8w && n >= qgMinRows(w.Type) && qgemmImpl.gemm != nil {
 		b.qgemm(out, w, x, n)
 		return
 	}
 	t := &b.mm
 	t.out, t.w, t.x, t.n = out, w, x, n
-	if w.Type.Quantized() {
+	if !int8w && w.Type.Quantized() {
+		t.rowBuf = b.perWorker(w.Cols)
+	}
+	if int8w {
 		// Quantize the activations once; every row's dot product then
 		// runs on int8 values.
 		nb := w.Cols / kernels.QK
@@ -49,7 +53,7 @@ func (b *Backend) MatMul(out []float32, w *kernels.Matrix, x []float32, n int) {
 			prepQ8g(t.xg, t.xq, nb, n)
 		}
 	}
-	if w.Type.Quantized() && n > 1 {
+	if int8w && n > 1 {
 		if len(b.narrow) != b.pool.threads {
 			b.narrow = make([][]float32, b.pool.threads)
 			b.narrowW = make([]kernels.Matrix, b.pool.threads)
@@ -63,8 +67,13 @@ func (b *Backend) MatMul(out []float32, w *kernels.Matrix, x []float32, n int) {
 	}
 	grain := max(1, macsPerChunk/(w.Cols*n))
 	b.pool.run(t, w.Rows, grain)
-	t.out, t.w, t.x, t.xq, t.xp, t.xg, t.narrow, t.narrowW = nil, nil, nil, nil, nil, nil, nil, nil
+	t.out, t.w, t.x, t.xq, t.xp, t.xg, t.narrow, t.narrowW, t.rowBuf = nil, nil, nil, nil, nil, nil, nil, nil, nil
 }
+
+// int8Weights reports whether MatMul multiplies weights of type dt on
+// activations quantized to Q8_0 (quant.go). The other block types are
+// decoded to float32 row by row (kquant.go).
+func int8Weights(dt kernels.DType) bool { return dt == kernels.Q8_0 || dt == kernels.Q4_0 }
 
 // prepQ4 rearranges one Q8_0 activation row of nb blocks for the Q4_0
 // decode kernel, into scratch kept by the backend. It returns nil where
@@ -94,6 +103,8 @@ type matmulTask struct {
 	// runQuantNarrow (quantized weights, n > 1).
 	narrow  [][]float32
 	narrowW []kernels.Matrix
+	// rowBuf is per-worker scratch of Cols floats for runDecoded.
+	rowBuf [][]float32
 }
 
 func (t *matmulTask) run(worker, lo, hi int) {
@@ -107,7 +118,10 @@ func (t *matmulTask) run(worker, lo, hi int) {
 		}
 		runQuant(t, lo, hi)
 	default:
-		panic("cpu: MatMul of unsupported dtype " + t.w.Type.String())
+		if !t.w.Type.Quantized() {
+			panic("cpu: MatMul of unsupported dtype " + t.w.Type.String())
+		}
+		runDecoded(t, worker, lo, hi)
 	}
 }
 
@@ -151,21 +165,25 @@ func (b *Backend) MatMulMany(outs [][]float32, ws []*kernels.Matrix, x []float32
 	t := &b.many
 	cols := ws[0].Cols
 	total := 0
-	quant, q4 := false, false
+	quant, q4, decoded := false, false, false
 	for i, w := range ws {
 		if w.Cols != cols || len(outs[i]) < w.Rows {
 			panic(fmt.Sprintf("cpu: MatMulMany: matrix %d is %dx%d (cols %d expected), output %d", i, w.Rows, w.Cols, cols, len(outs[i])))
 		}
 		t.starts[i] = total
 		total += w.Rows
-		quant = quant || w.Type.Quantized()
+		quant = quant || int8Weights(w.Type)
+		decoded = decoded || !int8Weights(w.Type) && w.Type.Quantized()
 		q4 = q4 || w.Type == kernels.Q4_0
 	}
 	if len(x) < cols {
 		panic(fmt.Sprintf("cpu: MatMulMany: x has %d values, matrices %d columns", len(x), cols))
 	}
 	t.starts[len(ws)] = total
-	t.outs, t.ws, t.x, t.xq, t.xp = outs, ws, x, nil, nil
+	t.outs, t.ws, t.x, t.xq, t.xp, t.rowBuf = outs, ws, x, nil, nil, nil
+	if decoded {
+		t.rowBuf = b.perWorker(cols)
+	}
 	if quant {
 		need := cols / kernels.QK * kernels.Q8_0BlockBytes
 		if cap(b.xq) < need {
@@ -178,7 +196,7 @@ func (b *Backend) MatMulMany(outs [][]float32, ws []*kernels.Matrix, x []float32
 		}
 	}
 	b.pool.run(t, total, max(1, macsPerChunk/cols))
-	t.outs, t.ws, t.x, t.xq, t.xp = nil, nil, nil, nil, nil
+	t.outs, t.ws, t.x, t.xq, t.xp, t.rowBuf = nil, nil, nil, nil, nil, nil
 }
 
 // manyTask is one MatMulMany job: item r is row r of the matrices' rows
@@ -189,6 +207,7 @@ type manyTask struct {
 	x      []float32
 	xq     []byte
 	xp     []byte
+	rowBuf [][]float32
 	starts [maxMany + 1]int
 }
 
@@ -198,7 +217,7 @@ func (t *manyTask) run(worker, lo, hi int) {
 		if a >= z {
 			continue
 		}
-		one := matmulTask{out: t.outs[i], w: w, x: t.x, xq: t.xq, n: 1}
+		one := matmulTask{out: t.outs[i], w: w, x: t.x, xq: t.xq, n: 1, rowBuf: t.rowBuf}
 		if w.Type == kernels.Q4_0 {
 			one.xp = t.xp
 		}

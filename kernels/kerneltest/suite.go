@@ -23,7 +23,19 @@ var (
 	// Quantized: 1, 2, 3 and 9 blocks, 4 (one whole group of four, as the
 	// Q4_0 decode kernel takes them) and 7 (a group and three more).
 	quantCols = []int{32, 64, 96, 128, 224, 288}
-	tokens    = []int{1, 2, 5, 13, 37}
+	// Super-blocks of 256: one, two and three.
+	kCols  = []int{256, 512, 768}
+	tokens = []int{1, 2, 5, 13, 37}
+)
+
+// The weight types of the suite: those values can be encoded to, and the
+// block types that are only read (made of random blocks, randMatrix).
+var (
+	encodedTypes = []kernels.DType{kernels.F32, kernels.F16, kernels.BF16, kernels.Q8_0, kernels.Q4_0}
+	readTypes    = []kernels.DType{kernels.Q4_1, kernels.Q5_0, kernels.Q5_1, kernels.Q2_K, kernels.Q3_K,
+		kernels.Q4_K, kernels.Q5_K, kernels.Q6_K, kernels.IQ4_NL, kernels.IQ4_XS}
+	matMulTypes = append(slices.Clone(encodedTypes), readTypes...)
+
 )
 
 // TestBackend runs every method of b on random inputs of awkward sizes and
@@ -101,9 +113,15 @@ func compare(t *testing.T, what string, got []float32, want []float64, tol func(
 	}
 }
 
-// randMatrix makes a rows×cols matrix of type dt with values in [-1, 1).
+// randMatrix makes a rows×cols matrix of type dt: values in [-1, 1)
+// encoded, or random blocks of a type that is only read (randBlocks).
 func randMatrix(r *rand.Rand, dt kernels.DType, rows, cols int) *kernels.Matrix {
-	data := kernels.Encode(nil, dt, randF32(r, rows*cols, 1))
+	var data []byte
+	if dt.Encodable() {
+		data = kernels.Encode(nil, dt, randF32(r, rows*cols, 1))
+	} else {
+		data = randBlocks(r, dt, rows*cols/dt.BlockLen())
+	}
 	m, err := kernels.NewMatrix(dt, rows, cols, data)
 	if err != nil {
 		panic(err)
@@ -116,9 +134,44 @@ func randMatrix(r *rand.Rand, dt kernels.DType, rows, cols int) *kernels.Matrix 
 // weights: the activations are rounded to Q8_0, each value by at most
 // amax/254 of its block plus the f16 rounding of the block scale,
 // amax·2⁻¹¹; that error is weighted by |w|.
+// halfScales lists where a block of each read-only type keeps its f16
+// scales.
+var halfScales = map[kernels.DType][]int{
+	kernels.Q4_1: {0, 2}, kernels.Q5_0: {0}, kernels.Q5_1: {0, 2}, kernels.IQ4_NL: {0},
+	kernels.Q2_K: {80, 82}, kernels.Q3_K: {108}, kernels.Q4_K: {0, 2}, kernels.Q5_K: {0, 2},
+	kernels.Q6_K: {208}, kernels.IQ4_XS: {0},
+}
+
+// randBlocks makes nb blocks of type dt of random bytes, except the f16
+// scales, which are random in ±[2⁻¹⁰, 2⁻⁶) so that the values stay finite
+// and of order one.
+func randBlocks(r *rand.Rand, dt kernels.DType, nb int) []byte {
+	offs, ok := halfScales[dt]
+	if !ok {
+		panic("kerneltest: no random blocks of " + dt.String())
+	}
+	bs := dt.BlockBytes()
+	data := make([]byte, nb*bs)
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	for b := 0; b < nb; b++ {
+		for _, o := range offs {
+			v := float32(math.Ldexp(1+r.Float64(), -10+r.IntN(4)))
+			if r.IntN(2) == 0 {
+				v = -v
+			}
+			h := kernels.F32ToF16(v)
+			data[b*bs+o], data[b*bs+o+1] = byte(h), byte(h>>8)
+		}
+	}
+	return data
+}
+
 func matMulTolerance(w *kernels.Matrix, x []float32, n int, abs []float64) func(i int) float64 {
 	floatTol := func(i int) float64 { return float64(w.Cols+4)*u*abs[i] + 1e-30 }
-	if !w.Type.Quantized() {
+	if !w.Type.Quantized() || !w.Type.Encodable() {
+		// The read-only block types multiply float activations.
 		return floatTol
 	}
 	// q[t·Rows+r] = Σ_b amax(x[t], b) · Σ_{c in b} |w[r,c]|
@@ -161,10 +214,13 @@ func checkMatMul(t *testing.T, b kernels.Backend, r *rand.Rand, dt kernels.DType
 
 func testMatMul(t *testing.T, b kernels.Backend) {
 	r := newRand(1)
-	for _, dt := range []kernels.DType{kernels.F32, kernels.F16, kernels.BF16, kernels.Q8_0, kernels.Q4_0} {
+	for _, dt := range matMulTypes {
 		cols := floatCols
-		if dt.Quantized() {
+		switch dt.BlockLen() {
+		case kernels.QK:
 			cols = quantCols
+		case kernels.QKK:
+			cols = kCols
 		}
 		for _, rows := range floatRows {
 			for _, c := range cols {
@@ -183,7 +239,7 @@ func testMatMul(t *testing.T, b kernels.Backend) {
 // rows are split over the workers.
 func testMatMulMany(t *testing.T, b kernels.Backend) {
 	r := newRand(11)
-	for _, cols := range []int{32, 96, 288} {
+	for _, cols := range []int{32, 96, 288, 512} {
 		for _, n := range []int{1, 3} {
 			ws := []*kernels.Matrix{
 				randMatrix(r, kernels.Q8_0, 37, cols),
@@ -191,6 +247,9 @@ func testMatMulMany(t *testing.T, b kernels.Backend) {
 				randMatrix(r, kernels.Q4_0, 64, cols),
 				randMatrix(r, kernels.F16, 1, cols),
 				randMatrix(r, kernels.Q8_0, 130, cols),
+			}
+			if cols%kernels.QKK == 0 {
+				ws = append(ws, randMatrix(r, kernels.Q4_K, 33, cols), randMatrix(r, kernels.Q6_K, 7, cols))
 			}
 			x := randF32(r, n*cols, 1)
 			outs := make([][]float32, len(ws))
@@ -225,10 +284,15 @@ func testMatMulLarge(t *testing.T, b kernels.Backend) {
 		t.Skip("short")
 	}
 	r := newRand(2)
-	for _, dt := range []kernels.DType{kernels.F32, kernels.F16, kernels.BF16, kernels.Q8_0, kernels.Q4_0} {
+	for _, dt := range encodedTypes {
 		checkMatMul(t, b, r, dt, 333, 608, 71)
 		checkMatMul(t, b, r, dt, 1000, 1056, 3)
 		checkMatMul(t, b, r, dt, 131, 2080, 29)
+	}
+	for _, dt := range readTypes {
+		checkMatMul(t, b, r, dt, 333, 768, 71)
+		checkMatMul(t, b, r, dt, 1000, 1024, 3)
+		checkMatMul(t, b, r, dt, 131, 2048, 29)
 	}
 }
 
