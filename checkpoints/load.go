@@ -288,7 +288,7 @@ func ggufConfig(g *GGUF) (model.Config, error) {
 // tensorDType returns the kernels type of a tensor, or an error naming it.
 func tensorDType(t *TensorInfo) (kernels.DType, error) {
 	if !t.Supported {
-		return 0, fmt.Errorf("tensor %s has type %s, which is not supported (use F32, F16, BF16, Q8_0 or Q4_0)", t.Name, t.Type)
+		return 0, fmt.Errorf("tensor %s has type %s, which is not supported (use F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K to Q6_K, IQ4_NL or IQ4_XS)", t.Name, t.Type)
 	}
 	return t.DType, nil
 }
