@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/kernels/cpu"
+	"github.com/mycel-net/mycel/model"
 )
 
 // llama3Types are the weight types of the llama3 fixture ladder in
@@ -85,4 +88,108 @@ func TestFixtureDequantChecksums(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFixtureQuantLogits runs the 48-token prompt of every quantized
+// llama3 fixture as one prefill and compares the logits with llama.cpp's
+// within the fixtures' README bounds for float activations (the CPU
+// backend keeps the activations of these types in float32, llama.cpp
+// rounds them to 8 bits): mean |Δ| ≤ 1.5, and the same top-1 wherever
+// llama.cpp's leads its second by more than 3.
+func TestFixtureQuantLogits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	for _, wt := range llama3Types {
+		if wt == "F32" || wt == "F16" || wt == "BF16" {
+			continue
+		}
+		name := "llama3." + wt
+		t.Run(wt, func(t *testing.T) {
+			path := testmodels.Path(t, filepath.Join("arch", name+".gguf"))
+			base := strings.TrimSuffix(path, ".gguf")
+			raw, err := os.ReadFile(base + ".ref.json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ref struct {
+				InputIDs []int `json:"input_ids"`
+			}
+			if err := json.Unmarshal(raw, &ref); err != nil || len(ref.InputIDs) == 0 {
+				t.Fatalf("%s.ref.json: no input_ids (%v)", name, err)
+			}
+			wantRaw, err := os.ReadFile(base + ".logits.f32")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := kernels.BytesF32(wantRaw)
+			m, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			be := cpu.New(1)
+			defer be.Close()
+			e := model.NewEngine(m.Weights, be, model.KVType(kernels.F32))
+			c := &m.Weights.Config
+			n, v := len(ref.InputIDs), c.Vocab
+			if len(want) != n*v {
+				t.Fatalf("%d reference logits for %d positions of %d", len(want), n, v)
+			}
+			cache, err := e.NewCache(0, c.Layers, c.Context)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := make([]float32, n*c.Dim)
+			got := make([]float32, n*v)
+			if err := e.Embed(x, ref.InputIDs); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.Forward(cache, x, n); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.LogitsRows(got, x, n); err != nil {
+				t.Fatal(err)
+			}
+			var sum, maxd float64
+			for i := range got {
+				d := math.Abs(float64(got[i] - want[i]))
+				sum += d
+				maxd = max(maxd, d)
+			}
+			mean := sum / float64(len(got))
+			agree, checked := 0, 0
+			for p := range n {
+				w1, margin := argmax2(want[p*v : (p+1)*v])
+				g1, _ := argmax2(got[p*v : (p+1)*v])
+				if g1 == w1 {
+					agree++
+				}
+				if margin > 3 {
+					checked++
+					if g1 != w1 {
+						t.Errorf("position %d: top-1 %d, llama.cpp's %d (its margin %.3g)", p, g1, w1, margin)
+					}
+				}
+			}
+			t.Logf("%s: |Δlogit| mean %.3g, max %.3g; top-1 agrees at %d of %d (%d with margin > 3)", name, mean, maxd, agree, n, checked)
+			if !(mean <= 1.5) {
+				t.Errorf("mean |Δlogit| %.3g > 1.5", mean)
+			}
+		})
+	}
+}
+
+// argmax2 returns the index of the largest value and its lead over the
+// second largest.
+func argmax2(x []float32) (int, float32) {
+	best, second := 0, float32(math.Inf(-1))
+	for i, v := range x[1:] {
+		if v > x[best] {
+			best, second = i+1, x[best]
+		} else if v > second {
+			second = v
+		}
+	}
+	return best, x[best] - second
 }
