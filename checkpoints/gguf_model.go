@@ -107,6 +107,14 @@ func WriteWeights(out io.Writer, w *model.Weights, kvs []KV) error {
 	if w.Embedding == nil || w.FinalNorm == nil || w.Output == nil || !w.HasLayers(0, c.Layers) {
 		return fmt.Errorf("checkpoints: write %d-layer model: not every part is here", c.Layers)
 	}
+	if c.Arch != "" && c.Arch != "llama" {
+		return fmt.Errorf("checkpoints: write model: architecture %s cannot be written (only llama can)", c.Arch)
+	}
+	for i, l := range w.Layers {
+		if l.BQ != nil || l.BK != nil || l.BV != nil || l.QNorm != nil || l.KNorm != nil || l.PostAttnNorm != nil || l.PostFFNNorm != nil {
+			return fmt.Errorf("checkpoints: write model: layer %d has biases or extra norms, which the llama writer does not write", i)
+		}
+	}
 	var specs []TensorSpec
 	addMat := func(name string, m *kernels.Matrix) error {
 		gt, err := GGMLTypeOf(m.Type)
@@ -121,6 +129,9 @@ func WriteWeights(out io.Writer, w *model.Weights, kvs []KV) error {
 	}
 	if err := addMat("token_embd.weight", w.Embedding); err != nil {
 		return err
+	}
+	if w.RopeFreqs != nil {
+		addVec(tnRopeFreqs, w.RopeFreqs)
 	}
 	for i, l := range w.Layers {
 		b := fmt.Sprintf("blk.%d.", i)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 
@@ -134,18 +135,26 @@ const (
 	tnEmbedding = "token_embd.weight"
 	tnFinalNorm = "output_norm.weight"
 	tnOutput    = "output.weight"
+	tnRopeFreqs = "rope_freqs.weight"
 )
 
-// modelFromGGUF builds weights (and the tokenizer) from a "llama" GGUF.
+// modelFromGGUF builds weights (and the tokenizer) from a GGUF of one of
+// the architectures in archs.
 func modelFromGGUF(g *GGUF) (*Model, error) {
 	arch, err := g.String("general.architecture")
 	if err != nil {
 		return nil, err
 	}
-	if arch != "llama" {
-		return nil, fmt.Errorf("unsupported architecture %q", arch)
+	spec, ok := archs[arch]
+	if !ok {
+		return nil, fmt.Errorf("architecture %q is not supported (this runtime runs %s)", arch, archNames())
 	}
-	c, err := ggufConfig(g)
+	if n, err := ggufInt(g, arch+".expert_count", 0, 0, 1<<20); err != nil {
+		return nil, err
+	} else if n > 0 {
+		return nil, fmt.Errorf("architecture %s with %d experts (a mixture of experts) is not supported (this runtime runs the dense %s)", arch, n, archNames())
+	}
+	c, err := ggufConfig(g, arch, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -165,34 +174,13 @@ func modelFromGGUF(g *GGUF) (*Model, error) {
 		w.Output = w.Embedding
 		w.Config.SharedClassifier = true
 	}
-	kv := c.KVDim()
+	if w.RopeFreqs, err = ggufOptNorm(g, tnRopeFreqs, c.HeadDim()/2); err != nil {
+		return nil, err
+	}
 	for i := range w.Layers {
-		l := &model.Layer{}
-		p := "blk." + strconv.Itoa(i) + "."
-		for _, t := range []struct {
-			name       string
-			dst        **kernels.Matrix
-			rows, cols int
-		}{
-			{"attn_q", &l.Wq, c.Dim, c.Dim},
-			{"attn_k", &l.Wk, kv, c.Dim},
-			{"attn_v", &l.Wv, kv, c.Dim},
-			{"attn_output", &l.Wo, c.Dim, c.Dim},
-			{"ffn_gate", &l.W1, c.Hidden, c.Dim},
-			{"ffn_down", &l.W2, c.Dim, c.Hidden},
-			{"ffn_up", &l.W3, c.Hidden, c.Dim},
-		} {
-			if *t.dst, err = ggufMatrix(g, p+t.name+".weight", t.rows, t.cols); err != nil {
-				return nil, err
-			}
-		}
-		if l.AttnNorm, err = ggufNorm(g, p+"attn_norm.weight", c.Dim); err != nil {
+		if w.Layers[i], err = ggufLayer(g, "blk."+strconv.Itoa(i)+".", &c, spec); err != nil {
 			return nil, err
 		}
-		if l.FFNNorm, err = ggufNorm(g, p+"ffn_norm.weight", c.Dim); err != nil {
-			return nil, err
-		}
-		w.Layers[i] = l
 	}
 	if err := w.Validate(); err != nil {
 		return nil, err
@@ -202,6 +190,83 @@ func modelFromGGUF(g *GGUF) (*Model, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// ggufLayer reads the tensors of one block, those under prefix p.
+func ggufLayer(g *GGUF, p string, c *model.Config, spec archSpec) (*model.Layer, error) {
+	l := &model.Layer{}
+	kv, hd := c.KVDim(), c.HeadDim()
+	var err error
+	type mat struct {
+		name       string
+		dst        **kernels.Matrix
+		rows, cols int
+	}
+	mats := []mat{{"attn_output", &l.Wo, c.Dim, c.Dim}, {"ffn_down", &l.W2, c.Dim, c.Hidden}}
+	if spec.fusedQKV {
+		// q, k and v are the rows of one matrix, in that order.
+		qkv, err := ggufMatrix(g, p+"attn_qkv.weight", c.Dim+2*kv, c.Dim)
+		if err != nil {
+			return nil, err
+		}
+		l.Wq, l.Wk, l.Wv = rowRange(qkv, 0, c.Dim), rowRange(qkv, c.Dim, c.Dim+kv), rowRange(qkv, c.Dim+kv, c.Dim+2*kv)
+	} else {
+		mats = append(mats, mat{"attn_q", &l.Wq, c.Dim, c.Dim}, mat{"attn_k", &l.Wk, kv, c.Dim}, mat{"attn_v", &l.Wv, kv, c.Dim})
+	}
+	if spec.fusedGateUp {
+		// The gate's rows, then the up projection's, in ffn_up.
+		gu, err := ggufMatrix(g, p+"ffn_up.weight", 2*c.Hidden, c.Dim)
+		if err != nil {
+			return nil, err
+		}
+		l.W1, l.W3 = rowRange(gu, 0, c.Hidden), rowRange(gu, c.Hidden, 2*c.Hidden)
+	} else {
+		mats = append(mats, mat{"ffn_gate", &l.W1, c.Hidden, c.Dim}, mat{"ffn_up", &l.W3, c.Hidden, c.Dim})
+	}
+	for _, t := range mats {
+		if *t.dst, err = ggufMatrix(g, p+t.name+".weight", t.rows, t.cols); err != nil {
+			return nil, err
+		}
+	}
+	if l.AttnNorm, err = ggufNorm(g, p+"attn_norm.weight", c.Dim); err != nil {
+		return nil, err
+	}
+	if l.FFNNorm, err = ggufNorm(g, p+"ffn_norm.weight", c.Dim); err != nil {
+		return nil, err
+	}
+	// The optional steps: each is taken when its tensor is in the file.
+	for _, t := range []struct {
+		name string
+		dst  *[]float32
+		n    int
+	}{
+		{"attn_q.bias", &l.BQ, c.Dim},
+		{"attn_k.bias", &l.BK, kv},
+		{"attn_v.bias", &l.BV, kv},
+		{"attn_q_norm.weight", &l.QNorm, hd},
+		{"attn_k_norm.weight", &l.KNorm, hd},
+		{"post_attention_norm.weight", &l.PostAttnNorm, c.Dim},
+		{"post_ffw_norm.weight", &l.PostFFNNorm, c.Dim},
+	} {
+		if *t.dst, err = ggufOptNorm(g, p+t.name, t.n); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// rowRange is rows [r0, r1) of m, sharing its storage.
+func rowRange(m *kernels.Matrix, r0, r1 int) *kernels.Matrix {
+	rb := m.RowBytes()
+	return &kernels.Matrix{Type: m.Type, Rows: r1 - r0, Cols: m.Cols, Data: alignedBytes(m.Data[r0*rb:r1*rb], 4)}
+}
+
+// ggufOptNorm is ggufNorm for a tensor the file may lack (nil then).
+func ggufOptNorm(g *GGUF, name string, n int) ([]float32, error) {
+	if _, ok := g.Tensor(name); !ok {
+		return nil, nil
+	}
+	return ggufNorm(g, name, n)
 }
 
 // ggufInt reads an integer key as an int in [lo, hi], or def when the key
@@ -231,33 +296,44 @@ func ggufFloat(g *GGUF, key string, def float64) (float32, error) {
 	return float32(v), nil
 }
 
-func ggufConfig(g *GGUF) (model.Config, error) {
-	c := model.Config{Arch: "llama", RopeStyle: kernels.RopeAdjacent}
+func ggufConfig(g *GGUF, arch string, spec archSpec) (model.Config, error) {
+	c := model.Config{Arch: arch, RopeStyle: spec.rope, Act: spec.act, SlidingEvery: spec.slidingEvery}
 	var err error
 	const big = 1 << 30
+	k := func(key string) string { return arch + "." + key }
 	for _, f := range []struct {
 		key string
 		dst *int
 		def int
 	}{
-		{"llama.embedding_length", &c.Dim, -1},
-		{"llama.feed_forward_length", &c.Hidden, -1},
-		{"llama.block_count", &c.Layers, -1},
-		{"llama.attention.head_count", &c.Heads, -1},
-		{"llama.context_length", &c.Context, -1},
+		{k("embedding_length"), &c.Dim, -1},
+		{k("feed_forward_length"), &c.Hidden, -1},
+		{k("block_count"), &c.Layers, -1},
+		{k("attention.head_count"), &c.Heads, -1},
+		{k("context_length"), &c.Context, -1},
+		{k("attention.sliding_window"), &c.SlidingWindow, 0},
 	} {
-		if *f.dst, err = ggufInt(g, f.key, f.def, 1, big); err != nil {
+		if *f.dst, err = ggufInt(g, f.key, f.def, 0, big); err != nil {
 			return c, err
 		}
 	}
-	if c.KVHeads, err = ggufInt(g, "llama.attention.head_count_kv", c.Heads, 1, big); err != nil {
+	if c.KVHeads, err = ggufInt(g, k("attention.head_count_kv"), c.Heads, 1, big); err != nil {
 		return c, err
 	}
-	if c.RopeTheta, err = ggufFloat(g, "llama.rope.freq_base", 10000); err != nil {
+	if c.RopeTheta, err = ggufFloat(g, k("rope.freq_base"), 10000); err != nil {
 		return c, err
 	}
-	if c.NormEps, err = ggufFloat(g, "llama.attention.layer_norm_rms_epsilon", 1e-5); err != nil {
+	if c.NormEps, err = ggufFloat(g, k("attention.layer_norm_rms_epsilon"), 1e-5); err != nil {
 		return c, err
+	}
+	if c.AttnSoftCap, err = ggufFloat(g, k("attn_logit_softcapping"), 0); err != nil {
+		return c, err
+	}
+	if c.FinalSoftCap, err = ggufFloat(g, k("final_logit_softcapping"), 0); err != nil {
+		return c, err
+	}
+	if spec.embedScale {
+		c.EmbedScale = float32(math.Sqrt(float64(c.Dim)))
 	}
 	emb, ok := g.Tensor(tnEmbedding)
 	if !ok {
@@ -267,16 +343,23 @@ func ggufConfig(g *GGUF) (model.Config, error) {
 		return c, fmt.Errorf("tensor %s has dims %v, want [%d, vocab]", tnEmbedding, emb.Dims, c.Dim)
 	}
 	c.Vocab = int(emb.Dims[1])
-	if v, err := ggufInt(g, "llama.vocab_size", c.Vocab, 1, big); err != nil {
+	if v, err := ggufInt(g, k("vocab_size"), c.Vocab, 1, big); err != nil {
 		return c, err
 	} else if v != c.Vocab {
-		return c, fmt.Errorf("llama.vocab_size %d disagrees with %s's %d rows", v, tnEmbedding, c.Vocab)
+		return c, fmt.Errorf("%s %d disagrees with %s's %d rows", k("vocab_size"), v, tnEmbedding, c.Vocab)
 	}
 	if c.Heads > 0 && c.Dim%c.Heads == 0 {
-		if rd, err := ggufInt(g, "llama.rope.dimension_count", c.HeadDim(), 1, big); err != nil {
+		for _, key := range []string{"attention.key_length", "attention.value_length"} {
+			if n, err := ggufInt(g, k(key), c.HeadDim(), 1, big); err != nil {
+				return c, err
+			} else if n != c.HeadDim() {
+				return c, fmt.Errorf("%s %d differs from embedding_length/head_count = %d (heads of another width are not supported)", k(key), n, c.HeadDim())
+			}
+		}
+		if rd, err := ggufInt(g, k("rope.dimension_count"), c.HeadDim(), 1, big); err != nil {
 			return c, err
 		} else if rd != c.HeadDim() {
-			return c, fmt.Errorf("llama.rope.dimension_count %d differs from the head size %d (partial rotary embedding is not supported)", rd, c.HeadDim())
+			return c, fmt.Errorf("%s %d differs from the head size %d (partial rotary embedding is not supported)", k("rope.dimension_count"), rd, c.HeadDim())
 		}
 	}
 	if err := c.Validate(); err != nil {

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 	"runtime"
 	"sort"
 	"sync"
@@ -34,6 +35,11 @@ type RopeParams struct {
 	// Theta is the frequency base (10000 for Llama 2, 1e6 for Qwen3).
 	Theta float32
 	Style RopeStyle
+	// FreqFactors, when not nil, divide the frequencies: pair i turns at
+	// Theta^(−2i/HeadDim) / FreqFactors[i] (HeadDim/2 values; Llama 3's
+	// long-context scaling, stored in GGUF as rope_freqs). The slice must
+	// not change while in use: a backend may key a table on it.
+	FreqFactors []float32
 }
 
 // AttnParams describe causal attention with grouped-query heads over a KV
@@ -65,6 +71,19 @@ type AttnParams struct {
 	Cap int
 	// Scale multiplies q·k before the softmax, usually 1/√HeadDim.
 	Scale float32
+	// SoftCap, when > 0, caps each scaled score s as SoftCap·tanh(s/SoftCap)
+	// before the softmax (Gemma 2).
+	SoftCap float32
+	// Window, when > 0, limits each query at position t to the keys at
+	// positions t−Window+1..t (sliding-window attention).
+	Window int
+}
+
+// SoftCap sets x[i] = c·tanh(x[i]/c), squashing x smoothly into (−c, c).
+func SoftCap(x []float32, c float32) {
+	for i, v := range x {
+		x[i] = c * float32(math.Tanh(float64(v/c)))
+	}
 }
 
 // KVSize is the number of values in one layer's key (or value) cache.
@@ -125,6 +144,10 @@ type Backend interface {
 
 	// SwiGLU sets out[i] = silu(gate[i]) · up[i]. out may equal gate.
 	SwiGLU(out, gate, up []float32)
+
+	// GeGLU sets out[i] = gelu(gate[i]) · up[i], with GELU's tanh form
+	// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). out may equal gate.
+	GeGLU(out, gate, up []float32)
 
 	// Add sets dst[i] += src[i].
 	Add(dst, src []float32)

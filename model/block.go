@@ -87,10 +87,23 @@ func (e *Engine) block(li int, x []float32, n, m int, segs []segment, b *blockBu
 	padRows(b.xa, d, n, m)
 	e.outs[0], e.outs[1], e.outs[2] = b.q, b.k, b.v
 	e.apply(lm, ProjQ, e.outs[:3], b.xa, m)
+	kv := e.kvDim
+	e.addBias(b.q, l.BQ, m)
+	e.addBias(b.k, l.BK, m)
+	e.addBias(b.v, l.BV, m)
+	if l.QNorm != nil {
+		be.RMSNorm(b.q[:m*d], b.q[:m*d], l.QNorm, cfg.NormEps)
+	}
+	if l.KNorm != nil {
+		be.RMSNorm(b.k[:m*kv], b.k[:m*kv], l.KNorm, cfg.NormEps)
+	}
 	e.attend(li, segs, b.att, b.q, b.k, b.v)
 	padRows(b.att, d, n, m)
 	e.outs[0] = b.delta
 	e.apply(lm, ProjO, e.outs[:1], b.att, m)
+	if l.PostAttnNorm != nil {
+		be.RMSNorm(b.delta[:n*d], b.delta[:n*d], l.PostAttnNorm, cfg.NormEps)
+	}
 	be.Add(x, b.delta[:n*d])
 	if b.x1 != nil {
 		copy(b.x1, x)
@@ -100,10 +113,28 @@ func (e *Engine) block(li int, x []float32, n, m int, segs []segment, b *blockBu
 	padRows(b.xf, d, n, m)
 	e.outs[0], e.outs[1] = b.h1, b.h3
 	e.apply(lm, ProjGate, e.outs[:2], b.xf, m)
-	be.SwiGLU(b.g, b.h1, b.h3)
+	if cfg.Act == ActGELU {
+		be.GeGLU(b.g, b.h1, b.h3)
+	} else {
+		be.SwiGLU(b.g, b.h1, b.h3)
+	}
 	e.outs[0] = b.delta
 	e.apply(lm, ProjDown, e.outs[:1], b.g, m)
+	if l.PostFFNNorm != nil {
+		be.RMSNorm(b.delta[:n*d], b.delta[:n*d], l.PostFFNNorm, cfg.NormEps)
+	}
 	be.Add(x, b.delta[:n*d])
+}
+
+// addBias adds bias (when not nil) to each of the m rows of buf.
+func (e *Engine) addBias(buf, bias []float32, m int) {
+	if bias == nil {
+		return
+	}
+	w := len(bias)
+	for r := range m {
+		e.be.Add(buf[r*w:(r+1)*w], bias)
+	}
 }
 
 // layerMaps are the linear maps of one layer, in Proj order.
@@ -193,7 +224,7 @@ func (e *Engine) attend(li int, segs []segment, att, q, k, v []float32) {
 	r := 0
 	for _, s := range segs {
 		pos, n := s.c.Len, s.rows
-		rq := kernels.RopeParams{Heads: cfg.Heads, HeadDim: hd, Pos0: pos, Theta: cfg.RopeTheta, Style: cfg.RopeStyle}
+		rq := e.ropeParams(cfg.Heads, pos)
 		rk := rq
 		rk.Heads = cfg.KVHeads
 		qs, ks, vs := q[r*d:(r+n)*d], k[r*kv:(r+n)*kv], v[r*kv:(r+n)*kv]
@@ -202,9 +233,17 @@ func (e *Engine) attend(li int, segs []segment, att, q, k, v []float32) {
 		s.c.attend(e.be, li, att[r*d:(r+n)*d], qs, ks, vs, kernels.AttnParams{
 			Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: hd,
 			Pos0: pos, N: n, Cap: s.c.Cap, Scale: e.scale,
+			SoftCap: cfg.AttnSoftCap, Window: cfg.window(li),
 		})
 		r += n
 	}
+}
+
+// ropeParams is the rotary embedding of heads heads from position pos0.
+func (e *Engine) ropeParams(heads, pos0 int) kernels.RopeParams {
+	cfg := &e.w.Config
+	return kernels.RopeParams{Heads: heads, HeadDim: e.headDim, Pos0: pos0, Theta: cfg.RopeTheta,
+		Style: cfg.RopeStyle, FreqFactors: e.w.RopeFreqs}
 }
 
 // inferBufs are the engine's scratch buffers for a block of m rows.

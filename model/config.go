@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/mycel-net/mycel/kernels"
 )
@@ -25,6 +26,85 @@ type Config struct {
 	// SharedClassifier is true when the output head reuses the token
 	// embedding matrix.
 	SharedClassifier bool `json:"shared_classifier"`
+
+	// What the block does beyond Llama 2's, each off at its zero value.
+	// The optional per-layer tensors (Layer's biases, q/k norms and
+	// post-norms) switch their steps on by being present.
+
+	// Act is the FFN's gated activation: ActSiLU (SwiGLU) or ActGELU (GeGLU).
+	Act Activation `json:"act,omitempty"`
+	// EmbedScale multiplies the token embeddings (Gemma: √Dim); 0 is 1.
+	EmbedScale float32 `json:"embed_scale,omitempty"`
+	// QueryScale multiplies q·k before the softmax; 0 is 1/√HeadDim.
+	QueryScale float32 `json:"query_scale,omitempty"`
+	// AttnSoftCap and FinalSoftCap, when > 0, cap the attention scores
+	// and the logits as c·tanh(x/c) (Gemma 2).
+	AttnSoftCap  float32 `json:"attn_softcap,omitempty"`
+	FinalSoftCap float32 `json:"final_softcap,omitempty"`
+	// SlidingWindow, when > 0, limits attention to the last SlidingWindow
+	// positions in the layers SlidingEvery picks: every layer when it is
+	// 0 or 1 (Phi-3), the even-numbered ones when it is 2 (Gemma 2).
+	SlidingWindow int `json:"sliding_window,omitempty"`
+	SlidingEvery  int `json:"sliding_every,omitempty"`
+}
+
+// Activation is the nonlinearity of a block's gated FFN.
+type Activation uint8
+
+const (
+	ActSiLU Activation = iota // silu(gate)·up: Llama, Qwen, Phi-3
+	ActGELU                   // gelu(gate)·up, GELU's tanh form: Gemma
+)
+
+func (a Activation) String() string {
+	if a == ActGELU {
+		return "gelu"
+	}
+	return "silu"
+}
+
+// window is the sliding window of layer li, 0 for full attention.
+func (c *Config) window(li int) int {
+	if c.SlidingWindow <= 0 || (c.SlidingEvery > 1 && li%c.SlidingEvery != 0) {
+		return 0
+	}
+	return c.SlidingWindow
+}
+
+// queryScale is the factor of q·k before the softmax.
+func (c *Config) queryScale() float32 {
+	if c.QueryScale != 0 {
+		return c.QueryScale
+	}
+	return float32(1 / math.Sqrt(float64(c.HeadDim())))
+}
+
+// extras names what the config's block does beyond Llama 2's.
+func (c *Config) extras() []string {
+	var what []string
+	if c.Act != ActSiLU {
+		what = append(what, "the "+c.Act.String()+" activation")
+	}
+	if c.EmbedScale != 0 && c.EmbedScale != 1 {
+		what = append(what, "scaled embeddings")
+	}
+	if c.QueryScale != 0 {
+		what = append(what, "a query scale")
+	}
+	if c.AttnSoftCap > 0 || c.FinalSoftCap > 0 {
+		what = append(what, "soft-capping")
+	}
+	if c.SlidingWindow > 0 {
+		what = append(what, "sliding-window attention")
+	}
+	return what
+}
+
+func (c *Config) archName() string {
+	if c.Arch == "" {
+		return "llama"
+	}
+	return c.Arch
 }
 
 // HeadDim is the width of one attention head.
@@ -61,6 +141,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("model config: rope theta %g must be > 1", c.RopeTheta)
 	case c.RopeStyle != kernels.RopeAdjacent && c.RopeStyle != kernels.RopeNeoX:
 		return fmt.Errorf("model config: unknown rope style %d", c.RopeStyle)
+	case c.Act != ActSiLU && c.Act != ActGELU:
+		return fmt.Errorf("model config: unknown activation %d", c.Act)
+	case c.SlidingWindow < 0 || c.SlidingEvery < 0:
+		return fmt.Errorf("model config: sliding window %d every %d layers: must not be negative", c.SlidingWindow, c.SlidingEvery)
+	case c.AttnSoftCap < 0 || c.FinalSoftCap < 0:
+		return fmt.Errorf("model config: soft-caps %g, %g must not be negative", c.AttnSoftCap, c.FinalSoftCap)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package model
 import (
 	"errors"
 	"fmt"
-	"math"
 
 	"github.com/mycel-net/mycel/kernels"
 )
@@ -70,7 +69,7 @@ func NewEngine(w *Weights, be kernels.Backend, opts ...Option) *Engine {
 		}
 	}
 	e.headDim, e.kvDim = w.Config.HeadDim(), w.Config.KVDim()
-	e.scale = float32(1 / math.Sqrt(float64(e.headDim)))
+	e.scale = w.Config.queryScale()
 	e.maps = make([]layerMaps, len(w.Layers))
 	for li, l := range w.Layers {
 		if l == nil {
@@ -236,7 +235,13 @@ func (e *Engine) Embed(x []float32, ids []int) error {
 		if id < 0 || id >= c.Vocab {
 			return fmt.Errorf("embed: token id %d outside the vocabulary of %d", id, c.Vocab)
 		}
-		e.w.Embedding.RowF32(x[i*c.Dim:(i+1)*c.Dim], id)
+		row := x[i*c.Dim : (i+1)*c.Dim]
+		e.w.Embedding.RowF32(row, id)
+		if c.EmbedScale != 0 && c.EmbedScale != 1 {
+			for j := range row {
+				row[j] *= c.EmbedScale
+			}
+		}
 	}
 	return nil
 }
@@ -278,6 +283,9 @@ func (e *Engine) LogitsRows(logits, x []float32, n int) error {
 		e.be.RMSNorm(e.xb[i*cfg.Dim:(i+1)*cfg.Dim], x[i*cfg.Dim:(i+1)*cfg.Dim], e.w.FinalNorm, cfg.NormEps)
 	}
 	e.head.Apply(logits[:n*cfg.Vocab], e.xb[:n*cfg.Dim], n)
+	if cfg.FinalSoftCap > 0 {
+		kernels.SoftCap(logits[:n*cfg.Vocab], cfg.FinalSoftCap)
+	}
 	return nil
 }
 
@@ -294,5 +302,8 @@ func (e *Engine) Logits(logits, x []float32) error {
 	e.grow(1)
 	e.be.RMSNorm(e.row, x[:cfg.Dim], e.w.FinalNorm, cfg.NormEps)
 	e.head.Apply(logits[:cfg.Vocab], e.row, 1)
+	if cfg.FinalSoftCap > 0 {
+		kernels.SoftCap(logits[:cfg.Vocab], cfg.FinalSoftCap)
+	}
 	return nil
 }

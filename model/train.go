@@ -174,6 +174,9 @@ func (e *Engine) NewActivations(first, last, batch, seq int) (*Activations, erro
 	if _, err := e.trainer(); err != nil {
 		return nil, fmt.Errorf("activations: %w", err)
 	}
+	if err := e.w.Trainable(); err != nil {
+		return nil, fmt.Errorf("activations: %w", err)
+	}
 	if first < 0 || last > c.Layers || first > last {
 		return nil, fmt.Errorf("activations: layer span [%d, %d) outside the model's %d layers", first, last, c.Layers)
 	}
@@ -322,7 +325,7 @@ func (e *Engine) blockBackward(tr kernels.Trainer, li int, a *Activations, dres 
 		Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: hd,
 		N: a.Seq, Cap: a.Seq, Scale: float32(1 / math.Sqrt(float64(hd))),
 	}
-	rq := kernels.RopeParams{Heads: cfg.Heads, HeadDim: hd, Theta: cfg.RopeTheta, Style: cfg.RopeStyle}
+	rq := e.ropeParams(cfg.Heads, 0)
 	rk := rq
 	rk.Heads = cfg.KVHeads
 	for s := range a.Batch {

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/mycel-net/mycel/kernels"
 )
@@ -19,6 +20,28 @@ type Layer struct {
 	W1       *kernels.Matrix // gate
 	W2       *kernels.Matrix // down
 	W3       *kernels.Matrix // up
+
+	// Optional steps of the block, each taken when its tensor is here.
+	BQ, BK, BV   []float32 // biases of q [Dim], k and v [KVDim] (Qwen2)
+	QNorm, KNorm []float32 // RMSNorm of each q and k head [HeadDim], before RoPE (Qwen3)
+	// PostAttnNorm and PostFFNNorm normalise the attention's and the FFN's
+	// output before it joins the residual stream [Dim] (Gemma 2).
+	PostAttnNorm, PostFFNNorm []float32
+}
+
+// extras names the optional steps the layer takes, for errors.
+func (l *Layer) extras() []string {
+	var what []string
+	if l.BQ != nil || l.BK != nil || l.BV != nil {
+		what = append(what, "q/k/v biases")
+	}
+	if l.QNorm != nil || l.KNorm != nil {
+		what = append(what, "q/k norms")
+	}
+	if l.PostAttnNorm != nil || l.PostFFNNorm != nil {
+		what = append(what, "post-norms")
+	}
+	return what
 }
 
 // Weights is a model's parameters, or the part of them a node holds.
@@ -33,6 +56,9 @@ type Weights struct {
 	Layers    []*Layer
 	FinalNorm []float32       // [Dim]
 	Output    *kernels.Matrix // [Vocab, Dim]
+	// RopeFreqs, when not nil, divide the rotary frequencies [HeadDim/2]
+	// (Llama 3's rope_freqs).
+	RopeFreqs []float32
 
 	// closer releases what backs the weights (a memory map), if anything.
 	closer func() error
@@ -49,6 +75,39 @@ func (w *Weights) Close() error {
 	w.closer = nil
 	if f != nil {
 		return f()
+	}
+	return nil
+}
+
+// Extras names what the weights' block does beyond Llama 2's: the
+// config's switches, the optional layer tensors present, and (when
+// withRope) rotary frequency factors. None for a Llama 2 model.
+func (w *Weights) Extras(withRope bool) []string {
+	what := w.Config.extras()
+	seen := map[string]bool{}
+	for _, l := range w.Layers {
+		if l == nil {
+			continue
+		}
+		for _, x := range l.extras() {
+			if !seen[x] {
+				seen[x] = true
+				what = append(what, x)
+			}
+		}
+	}
+	if withRope && w.RopeFreqs != nil {
+		what = append(what, "rotary frequency factors")
+	}
+	return what
+}
+
+// Trainable reports, as an error naming the architecture and what the
+// training backward lacks, whether training can run the weights: the
+// backward covers Llama's block, with or without rotary frequency factors.
+func (w *Weights) Trainable() error {
+	if what := w.Extras(false); len(what) > 0 {
+		return fmt.Errorf("training does not support architecture %s yet (its backward lacks %s); inference runs it", w.Config.archName(), strings.Join(what, ", "))
 	}
 	return nil
 }
@@ -78,7 +137,7 @@ func (w *Weights) Bytes() int64 {
 	if w.Output != w.Embedding {
 		addM(w.Output)
 	}
-	n += 4 * int64(len(w.FinalNorm))
+	n += 4 * int64(len(w.FinalNorm)+len(w.RopeFreqs))
 	for _, l := range w.Layers {
 		if l == nil {
 			continue
@@ -86,7 +145,8 @@ func (w *Weights) Bytes() int64 {
 		for _, m := range []*kernels.Matrix{l.Wq, l.Wk, l.Wv, l.Wo, l.W1, l.W2, l.W3} {
 			addM(m)
 		}
-		n += 4 * int64(len(l.AttnNorm)+len(l.FFNNorm))
+		n += 4 * int64(len(l.AttnNorm)+len(l.FFNNorm)+len(l.BQ)+len(l.BK)+len(l.BV)+
+			len(l.QNorm)+len(l.KNorm)+len(l.PostAttnNorm)+len(l.PostFFNNorm))
 	}
 	return n
 }
@@ -130,6 +190,17 @@ func (w *Weights) Validate() error {
 			return err
 		}
 	}
+	if w.RopeFreqs != nil {
+		if err := vec("rope frequency factors", w.RopeFreqs, c.HeadDim()/2); err != nil {
+			return err
+		}
+	}
+	opt := func(name string, v []float32, n int) error {
+		if v == nil {
+			return nil
+		}
+		return vec(name, v, n)
+	}
 	kv := c.KVDim()
 	for i, l := range w.Layers {
 		if l == nil {
@@ -146,6 +217,13 @@ func (w *Weights) Validate() error {
 			check(p+"w1 (gate)", l.W1, c.Hidden, c.Dim),
 			check(p+"w2 (down)", l.W2, c.Dim, c.Hidden),
 			check(p+"w3 (up)", l.W3, c.Hidden, c.Dim),
+			opt(p+"q bias", l.BQ, c.Dim),
+			opt(p+"k bias", l.BK, kv),
+			opt(p+"v bias", l.BV, kv),
+			opt(p+"q norm", l.QNorm, c.HeadDim()),
+			opt(p+"k norm", l.KNorm, c.HeadDim()),
+			opt(p+"post-attention norm", l.PostAttnNorm, c.Dim),
+			opt(p+"post-ffn norm", l.PostFFNNorm, c.Dim),
 		} {
 			if e != nil {
 				return e

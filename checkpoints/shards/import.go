@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/ipfs/go-cid"
@@ -90,6 +91,9 @@ func Import(ctx context.Context, src *checkpoints.Model, put Putter, opts ...Imp
 	w := src.Weights
 	if w.Embedding == nil || w.Output == nil || w.FinalNorm == nil || !w.HasLayers(0, w.Config.Layers) {
 		return nil, fmt.Errorf("shards: import needs the whole model")
+	}
+	if what := w.Extras(true); len(what) > 0 {
+		return nil, fmt.Errorf("shards: import: the layout holds Llama 2's block only, and this %s model has %s", w.Config.Arch, strings.Join(what, ", "))
 	}
 	if cfg.name == "" && src.GGUF != nil {
 		cfg.name, _ = src.GGUF.String("general.name")

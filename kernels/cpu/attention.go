@@ -150,6 +150,11 @@ func (t *attnTask) run(worker, lo, hi int) {
 		row, h := item/p.Heads, item%p.Heads
 		kvh := h / group
 		n := p.Pos0 + row + 1
+		// Keys lo..n-1: all of them, or the last Window.
+		lo := 0
+		if p.Window > 0 {
+			lo = max(0, n-p.Window)
+		}
 		qh := t.q[row*qw+h*hd : row*qw+(h+1)*hd]
 		sc := scores[:n]
 		o := t.out[row*qw+h*hd : row*qw+(h+1)*hd]
@@ -158,11 +163,20 @@ func (t *attnTask) run(worker, lo, hi int) {
 		} else {
 			gemvCM16(sc, t.k16[kvh*hd*c:(kvh+1)*hd*c], c, qh)
 		}
-		inv := softmaxScaled(sc, p.Scale)
+		sc = sc[lo:]
+		scale := p.Scale
+		if p.SoftCap > 0 {
+			for i := range sc {
+				sc[i] *= scale
+			}
+			kernels.SoftCap(sc, p.SoftCap)
+			scale = 1
+		}
+		inv := softmaxScaled(sc, scale)
 		if t.v != nil {
-			gemvCM(o, t.v[kvh*c*hd:(kvh*c+n)*hd], hd, sc)
+			gemvCM(o, t.v[(kvh*c+lo)*hd:(kvh*c+n)*hd], hd, sc)
 		} else {
-			gemvCM16(o, t.v16[kvh*c*hd:(kvh*c+n)*hd], hd, sc)
+			gemvCM16(o, t.v16[(kvh*c+lo)*hd:(kvh*c+n)*hd], hd, sc)
 		}
 		for i := range o {
 			o[i] *= inv

@@ -99,7 +99,7 @@ func (b *Backend) RoPE(x []float32, p kernels.RopeParams) {
 	}
 	half := p.HeadDim / 2
 	rows := len(x) / w
-	table := b.rope.at(p.Theta, p.HeadDim, p.Pos0, rows)
+	table := b.rope.at(p, rows)
 	for t := 0; t < rows; t++ {
 		cs := table[t*p.HeadDim : (t+1)*p.HeadDim]
 		row := x[t*w : (t+1)*w]
@@ -127,23 +127,31 @@ func (b *Backend) RoPE(x []float32, p kernels.RopeParams) {
 // layer, a prompt or a batch of training sequences those of the same
 // positions.
 type ropeCache struct {
-	theta float32
-	hd    int
-	freqs []float64
-	pos   int       // the first position in cs
-	n     int       // the positions in cs
-	cs    []float32 // cos, sin of (pos+t)·freqs[i], interleaved, hd values a position
+	theta   float32
+	hd      int
+	factors []float32 // RopeParams.FreqFactors of freqs
+	freqs   []float64
+	pos     int       // the first position in cs
+	n       int       // the positions in cs
+	cs      []float32 // cos, sin of (pos+t)·freqs[i], interleaved, hd values a position
 }
 
-// at returns the cosines and sines of positions pos..pos+n−1, interleaved,
-// hd values a position.
-func (c *ropeCache) at(theta float32, hd, pos, n int) []float32 {
+// at returns the cosines and sines of n positions from p.Pos0,
+// interleaved, p.HeadDim values a position.
+func (c *ropeCache) at(p kernels.RopeParams, n int) []float32 {
+	theta, hd, pos := p.Theta, p.HeadDim, p.Pos0
 	half := hd / 2
-	if c.theta != theta || c.hd != hd || c.freqs == nil {
-		c.theta, c.hd, c.n = theta, hd, 0
+	if c.theta != theta || c.hd != hd || c.freqs == nil || !sameSlice(c.factors, p.FreqFactors) {
+		if p.FreqFactors != nil && len(p.FreqFactors) != half {
+			panic(fmt.Sprintf("cpu: RoPE with %d frequency factors for heads of %d", len(p.FreqFactors), hd))
+		}
+		c.theta, c.hd, c.factors, c.n = theta, hd, p.FreqFactors, 0
 		c.freqs = make([]float64, half)
 		for i := range c.freqs {
 			c.freqs[i] = math.Pow(float64(theta), -float64(2*i)/float64(hd))
+			if p.FreqFactors != nil {
+				c.freqs[i] /= float64(p.FreqFactors[i])
+			}
 		}
 	}
 	if pos >= c.pos && pos+n <= c.pos+c.n {
@@ -169,6 +177,23 @@ func (b *Backend) SwiGLU(out, gate, up []float32) {
 		panic("cpu: SwiGLU length mismatch")
 	}
 	swiglu(out[:len(gate)], gate, up)
+}
+
+// GeGLU sets out = gelu(gate) · up, GELU in its tanh form.
+func (b *Backend) GeGLU(out, gate, up []float32) {
+	if len(gate) != len(up) || len(out) < len(gate) {
+		panic("cpu: GeGLU length mismatch")
+	}
+	const c = 0.7978845608028654 // √(2/π)
+	for i, x := range gate {
+		g := 0.5 * x * (1 + float32(math.Tanh(c*float64(x+0.044715*x*x*x))))
+		out[i] = g * up[i]
+	}
+}
+
+// sameSlice reports whether a and b are the same slice (or both nil).
+func sameSlice(a, b []float32) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // Add sets dst += src.

@@ -217,7 +217,7 @@ func (b *Backend) RoPEBackward(dy []float32, p kernels.RopeParams) {
 	}
 	rows := len(dy) / w
 	half := p.HeadDim / 2
-	table := b.rope.at(p.Theta, p.HeadDim, p.Pos0, rows)
+	table := b.rope.at(p, rows)
 	b.pool.run(fnTask(func(worker, lo, hi int) {
 		for t := lo; t < hi; t++ {
 			cs := table[t*p.HeadDim : (t+1)*p.HeadDim]
