@@ -189,10 +189,24 @@ type ClientConfig struct {
 	// span, the hop's shadow, and compares the two results; see
 	// VerifyTolerance and the package documentation.
 	Verify bool
+	// OnResult, if set, is called with every RESULT a server sent that
+	// the session took: what the server's receipt for the session is
+	// checked against (package credit). It runs on the session's
+	// goroutine and must not block.
+	OnResult func(ResultFrom)
 	// VerifyTolerance is how far two results may differ and still agree:
 	// row by row, max|a-b| <= VerifyTolerance × max(max|a|, max|b|, 1).
 	// Zero means DefaultVerifyTolerance.
 	VerifyTolerance float32
+}
+
+// ResultFrom is one RESULT a session took from a server.
+type ResultFrom struct {
+	Peer      peer.ID
+	Session   uint64 // the server's session id (its OK)
+	Model     string
+	Span      Span
+	Positions int
 }
 
 // Client runs generation through a pipeline of servers. It holds the
@@ -702,6 +716,9 @@ func (s *Session) result(hs *hopState, rec record) ([]byte, error) {
 			return nil, fmt.Errorf("%w: RESULT of %s, the session's dtype is %s", ErrProtocol, t.DType, cfg.DType)
 		case len(t.Shape) != 2 || t.Shape[0] != rec.n || t.Shape[1] != s.dim:
 			return nil, fmt.Errorf("%w: RESULT of shape %v, want [%d %d]", ErrProtocol, t.Shape, rec.n, s.dim)
+		}
+		if f := cfg.OnResult; f != nil {
+			f(ResultFrom{Peer: hs.hop.Peer, Session: hs.ok.Session, Model: cfg.Model, Span: hs.hop.Span, Positions: rec.n})
 		}
 		return bytes.Clone(t.Data), nil
 	case *Error:

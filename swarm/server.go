@@ -84,6 +84,24 @@ type ServerConfig struct {
 	// the same Counters add up: a node's over every span it serves, and
 	// across the moves of a span.
 	Counters *Counters
+	// OnSessionEnd, if set, is called when a session that ran at least
+	// one step ends (CLOSE, the end of the stream, an idle timeout, the
+	// server's Close), with what it did: the receipt a server issues
+	// (package credit). It runs on the session's goroutine and must not
+	// block.
+	OnSessionEnd func(SessionEnd)
+}
+
+// SessionEnd is what a session did, as its server counted it.
+type SessionEnd struct {
+	Peer    peer.ID // the client
+	Session uint64
+	Model   string
+	Span    Span
+	// Positions is the positions of every RESULT sent: each prompt and
+	// generated token once, again for a step asked twice.
+	Positions  int64
+	Start, End time.Time
 }
 
 // Counters are running totals of the work of servers. They only grow,
@@ -363,6 +381,9 @@ type session struct {
 	// when the worker finished its last step, and the smoothed time from
 	// the one to the next (0: no guess yet).
 	lastRow, doneAt, gap atomic.Int64
+
+	opened    time.Time
+	positions int64 // of every RESULT sent (the handler's only)
 }
 
 // job is one step handed to the worker; each session reuses its own.
@@ -444,6 +465,10 @@ func (s *Server) handle(st network.Stream) {
 	if err := s.serve(c, sess); err != nil {
 		log.Debug("session ended", "peer", peerID, "session", sess.id, "err", err)
 	}
+	if f := s.cfg.OnSessionEnd; f != nil && sess.positions > 0 {
+		f(SessionEnd{Peer: peerID, Session: sess.id, Model: s.cfg.Model, Span: sess.span,
+			Positions: sess.positions, Start: sess.opened, End: time.Now()})
+	}
 }
 
 // refuse sends an ERROR and ends the stream gracefully.
@@ -523,7 +548,7 @@ func (s *Server) open(c *conn, p peer.ID) (*session, error) {
 	s.reserved += need
 	s.perPeer[p] += need
 	s.nextID++
-	sess := &session{id: s.nextID, span: span, dtype: o.DType, bytes: need}
+	sess := &session{id: s.nextID, span: span, dtype: o.DType, bytes: need, opened: time.Now()}
 	sess.job = job{sess: sess, done: make(chan error, 1)}
 	s.mu.Unlock()
 
@@ -660,6 +685,7 @@ func (s *Server) sendResult(c *conn, sess *session, id uint64, n int) error {
 		c.reset()
 		return err
 	}
+	sess.positions += int64(n)
 	return nil
 }
 

@@ -157,6 +157,11 @@ type Report struct {
 	// members together; Tokens those tokens, Own this member's.
 	Loss        float64
 	Tokens, Own int
+	// Shares is each member's share of the round in examples (the
+	// sequences it trained), in member order, 0 for a member dropped:
+	// the same on every member that finished the round, what they sign
+	// as its summary (package credit).
+	Shares []int
 	// State is the hash of the parameters after the round.
 	State [32]byte
 	// Sent and Received count the averaging's bytes.
@@ -768,6 +773,7 @@ func (g *Group) syncRound(ctx context.Context, members []peer.ID) (Report, error
 	compute += time.Since(t1)
 	rep := Report{Round: g.round, Step: g.t.Step, Members: members, Dropped: res.Dropped, Rejected: res.Rejected,
 		Loss: step.Loss, Tokens: int(total), Own: tokens, Sent: res.BytesSent, Received: res.BytesReceived, Compute: compute}
+	rep.Shares = shares(members, res.Dropped, [][]int{batchIDs})
 	rep.Redo = g.redo(members, res.Dropped, [][]int{batchIDs})
 	g.finish(members, res)
 	rep.State = g.state
@@ -794,6 +800,22 @@ func (g *Group) redo(members, dropped []peer.ID, batches [][]int) int {
 	}
 	g.t.Redo(back)
 	return len(back)
+}
+
+// shares is each member's share of the round's batches (as LastBatch
+// gave them) in sequences, 0 for the members dropped.
+func shares(members, dropped []peer.ID, batches [][]int) []int {
+	out := make([]int, len(members))
+	for j, p := range members {
+		if slices.Contains(dropped, p) {
+			continue
+		}
+		for _, b := range batches {
+			from, to := train.ShareRange(len(b), j, len(members))
+			out[j] += to - from
+		}
+	}
+	return out
 }
 
 // compareWork says why got, a contribution received, is not want, this
@@ -887,6 +909,7 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 	rep := Report{Round: g.round, Members: members, Dropped: res.Dropped, Rejected: res.Rejected,
 		Loss: float64(g.vec[lossAt]), Tokens: int(weightOf(res, lossAt)), Own: tokens,
 		Sent: res.BytesSent, Received: res.BytesReceived, Compute: compute}
+	rep.Shares = shares(members, res.Dropped, batches)
 	rep.Redo = g.redo(members, res.Dropped, batches)
 	g.finish(members, res)
 	rep.Step, rep.State = g.t.Step, g.state
