@@ -14,6 +14,7 @@ import (
 	"github.com/ipfs/go-cid"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/mycel-net/mycel/credit"
 	"github.com/mycel-net/mycel/internal/logging"
 	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/node/openai"
@@ -64,7 +65,8 @@ type Node struct {
 	completers map[string]openai.Completer // by name, for the OpenAI API
 
 	dir         *swarm.Directory
-	train       *training // swarm fine-tuning (training.go)
+	train       *training       // swarm fine-tuning (training.go)
+	credit      *credit.Service // signed receipts of the work done (credit.go)
 	swarmMu     sync.Mutex
 	closing     bool
 	servings    []servingEntry
@@ -164,6 +166,9 @@ func New(cfg Config) (_ *Node, err error) {
 	if err := n.openTraining(); err != nil {
 		return nil, err
 	}
+	if err := n.openCredit(); err != nil {
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -171,6 +176,9 @@ func New(cfg Config) (_ *Node, err error) {
 // (bootstrap peers, then the DHT). It returns once the API is listening.
 func (n *Node) Start(ctx context.Context) error {
 	n.startTransferMeter(n.work) // before the API, whose status reads it
+	if err := n.credit.Start(); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	ln, err := net.Listen("tcp", n.cfg.APIAddr)
 	if err != nil {
 		return fmt.Errorf("node: control API on %s: %w (is another node running? stop it, or pick another address with --api)", n.cfg.APIAddr, err)
@@ -329,6 +337,8 @@ func (n *Node) Close() error {
 		n.work.Close()
 		n.closeTraining()
 		errs = append(errs, n.closeSwarm())
+		// After the servers: a session they ended is a receipt to issue.
+		errs = append(errs, n.closeCredit())
 		if n.ex != nil {
 			errs = append(errs, n.ex.Close())
 		}

@@ -110,6 +110,9 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 			req.Server.MemoryBudget = memCap - int64(maxLayers)*weights
 		}
 	}
+	if req.Server.OnSessionEnd == nil {
+		req.Server.OnSessionEnd = n.issueReceipt
+	}
 	if req.Server.Counters == nil {
 		// mycel_swarm_* add up every span the node serves.
 		req.Server.Counters = &n.metrics.serve
@@ -276,7 +279,7 @@ func (n *Node) SwarmModel(ctx context.Context, ref string) (*SwarmModel, error) 
 		tmpl: chatTemplate(name, l.ChatTemplate, l.Tokenizer), life: n.ctx}
 	sm.pl = &swarm.Planner{Dir: n.dir, Model: root.String(), Layers: l.Weights.Config.Layers}
 	ccfg := swarm.ClientConfig{
-		Model: root.String(), DType: kernels.F16, Replan: sm.pl.Replan,
+		Model: root.String(), DType: kernels.F16, Replan: sm.pl.Replan, OnResult: n.countResult,
 	}
 	if sm.cl, err = swarm.NewClient(n.host.Libp2p(), l.Weights, be, ccfg); err != nil {
 		be.Close()

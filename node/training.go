@@ -592,6 +592,7 @@ func (n *Node) trainJob(ctx context.Context, job *jobs.Job, sealed []byte, r *jo
 	}
 	err = g.Run(ctx, func(rep collab.Report) {
 		r.add(rep)
+		n.signRound(job.ID, rep)
 		n.metrics.trainSteps.Add(float64(rep.Step - stepOf(tj, rep.Round)))
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {

@@ -94,6 +94,11 @@ type Backend interface {
 	Logs(since uint64, level string) ([]api.LogRecord, error)
 	// Metrics serves the node's metrics in Prometheus's text format.
 	Metrics() http.Handler
+
+	// Credit adds up the node's ledger of signed receipts; CreditLedger
+	// is the ledger file itself.
+	Credit() api.Credit
+	CreditLedger() ([]byte, error)
 }
 
 // Handler serves the control API and the OpenAI-compatible API over b.
@@ -112,6 +117,7 @@ func Handler(b Backend) http.Handler {
 	observeRoutes(mux, b)
 	pageRoutes(mux)
 	workRoutes(mux, b)
+	creditRoutes(mux, b)
 	return mux
 }
 
