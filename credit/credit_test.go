@@ -38,11 +38,11 @@ func countersigned(t testing.TB, server, client key, seq, tokens uint64, end tim
 	t.Helper()
 	r := Receipt{Seq: seq, Server: server.id, Client: client.id, Model: "bafymodel", First: 2, Last: 4,
 		Session: 7, Tokens: tokens, Start: end.Add(-time.Minute), End: end}
-	ss, err := sign(server.priv, r.Signed())
+	ss, err := Sign(server.priv, r.Signed())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, err := sign(client.priv, r.Signed())
+	cs, err := Sign(client.priv, r.Signed())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func signedRound(t testing.TB, job string, n uint64, members ...key) *RoundRecor
 	}
 	rec := &RoundRecord{Time: t0, Round: r}
 	for i, m := range members {
-		s, err := sign(m.priv, r.Signed())
+		s, err := Sign(m.priv, r.Signed())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +119,7 @@ func TestVerifyRefusesForgeries(t *testing.T) {
 	wrongKey.Receipt.Server = a.id // signed by mallory, claims to be a's
 	forgedClient := countersigned(t, a, mallory, 1, 57, t0)
 	forgedClient.Receipt.Client = b.id
-	forgedClient.ServerSig, _ = sign(a.priv, forgedClient.Receipt.Signed())
+	forgedClient.ServerSig, _ = Sign(a.priv, forgedClient.Receipt.Signed())
 	noCounter := countersigned(t, a, b, 1, 57, t0)
 	noCounter.ClientSig = Sig{}
 	round := signedRound(t, "job1", 3, a, b)

@@ -184,8 +184,8 @@ func decodeSig(d *wire.Decoder) Sig {
 	return Sig{Key: clone(d.Bytes("public key", MaxKey)), Sig: clone(d.Bytes("signature", MaxSig))}
 }
 
-// sign signs msg with k.
-func sign(k crypto.PrivKey, msg []byte) (Sig, error) {
+// Sign signs msg (a Receipt's or a Round's Signed bytes) with k.
+func Sign(k crypto.PrivKey, msg []byte) (Sig, error) {
 	key, err := crypto.MarshalPublicKey(k.GetPublic())
 	if err != nil {
 		return Sig{}, fmt.Errorf("credit: public key: %w", err)

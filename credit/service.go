@@ -178,7 +178,7 @@ func (s *Service) Issue(r Receipt) {
 func (s *Service) issue(r Receipt) {
 	rec := &ServeRecord{Receipt: r}
 	var err error
-	if rec.ServerSig, err = sign(s.key, r.Signed()); err != nil {
+	if rec.ServerSig, err = Sign(s.key, r.Signed()); err != nil {
 		s.cfg.Log.Error("receipt not signed", "err", err)
 		return
 	}
@@ -356,7 +356,7 @@ func (s *Service) onReceipt(from peer.ID, m *ReceiptMsg) Message {
 		s.cfg.Log.Info("receipt refused", "server", r.Server, "session", r.Session, "why", why)
 		return &Refuse{Counted: counted, Reason: why}
 	}
-	sig, err := sign(s.key, msg)
+	sig, err := Sign(s.key, msg)
 	if err != nil {
 		return &ErrorMsg{Message: truncate(err.Error())}
 	}
@@ -380,7 +380,7 @@ func (s *Service) SignRound(r Round) error {
 		return fmt.Errorf("credit: round %d of job %s: this node is no member", r.Round, r.Job)
 	}
 	msg := r.Signed()
-	sig, err := sign(s.key, msg)
+	sig, err := Sign(s.key, msg)
 	if err != nil {
 		return err
 	}

@@ -189,7 +189,7 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 	fl.DurationVar(&cfg.IdleWait, "idle-wait", node.DefaultIdleWait, "with --idle-only: how long other programs must stay below the threshold before the node works again")
 	fl.StringVar(&cfg.Schedule, "schedule", "", `weekly hours to work, local time, e.g. "mon-fri 18:00-08:00, sat-sun all" (default: every hour)`)
 	fl.BoolVar(&cfg.Paused, "paused", false, "start paused: serve and train nothing until mycel node resume")
-	cmd.AddCommand(newNodePauseCmd(g), newNodeResumeCmd(g))
+	cmd.AddCommand(newNodePauseCmd(g), newNodeResumeCmd(g), newNodeCreditCmd(g))
 	return withConfig(cmd, g)
 }
 
