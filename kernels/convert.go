@@ -110,6 +110,7 @@ func Decode(dst []float32, t DType, src []byte) {
 		decodeBlocks(dst, t, src)
 	}
 }
+
 // Encode converts float32 values to type t, appending the stored bytes to
 // dst. For the quantized types len(src) must be a multiple of QK. The
 // quantizers follow GGUF's reference rounding, so a tensor quantized here

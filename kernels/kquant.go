@@ -61,6 +61,24 @@ var blockBytes = [...]int{
 	Q2_K: 84, Q3_K: 110, Q4_K: 144, Q5_K: 176, Q6_K: 210, IQ4_XS: 136,
 }
 
+// HalfOffsets lists where a block of type d keeps its f16 scales (d and,
+// where the type has one, m or dmin), in bytes from the block's start.
+func HalfOffsets(d DType) []int {
+	switch d {
+	case Q8_0, Q4_0, Q5_0, IQ4_NL, IQ4_XS:
+		return []int{0}
+	case Q4_1, Q5_1, Q4_K, Q5_K:
+		return []int{0, 2}
+	case Q2_K:
+		return []int{80, 82}
+	case Q3_K:
+		return []int{108}
+	case Q6_K:
+		return []int{208}
+	}
+	return nil
+}
+
 // K4Scale returns the 6-bit scale and min of sub-block j (< 8) from the
 // 12 packed bytes of a Q4_K or Q5_K block: for j < 4 the low six bits of
 // bytes j and j+4; otherwise the nibbles of byte j+4 below the top two
@@ -152,13 +170,12 @@ func decodeBlock(dst []float32, t DType, b []byte) {
 				for s := range 2 {
 					dl := d * float32(K3Scale(8*h+2*j+s, sc))
 					q := qs[32*h+16*s : 32*h+16*s+16]
-					out := dst[128*h+32*j+16*s:]
-					for l := range 16 {
-						v := int8(q[l] >> (2 * j) & 3)
-						if hm[16*s+l]&bit == 0 {
-							v -= 4
-						}
-						out[l] = dl * float32(v)
+					m := hm[16*s : 16*s+16]
+					out := dst[128*h+32*j+16*s:][:16]
+					for l := range out {
+						// 4 is subtracted where the mask bit is clear.
+						off := (int32(m[l]&bit) - 1) >> 31 & 4
+						out[l] = dl * float32(int32(q[l]>>(2*j)&3)-off)
 					}
 				}
 			}
@@ -170,34 +187,54 @@ func decodeBlock(dst []float32, t DType, b []byte) {
 		if t == Q5_K {
 			qs, qh = b[48:176], b[16:48]
 		}
+		// Each sub-block's values come from a table of its 16 (Q4_K) or
+		// 32 (Q5_K) levels, computed as value = d·sc·q − dmin·m.
+		var lv1, lv2 [32]float32
+		nl := 16
+		if qh != nil {
+			nl = 32
+		}
 		for c := range 4 {
 			s1, m1 := K4Scale(2*c, sc)
 			s2, m2 := K4Scale(2*c+1, sc)
 			d1, dm1 := d*float32(s1), dmin*float32(m1)
 			d2, dm2 := d*float32(s2), dmin*float32(m2)
+			for q := range nl {
+				lv1[q] = d1*float32(q) - dm1
+				lv2[q] = d2*float32(q) - dm2
+			}
 			q := qs[32*c : 32*c+32]
-			out := dst[64*c:]
-			for l := range 32 {
-				lo, hi := q[l]&0x0f, q[l]>>4
-				if qh != nil {
-					lo |= (qh[l] >> (2 * c) & 1) << 4
-					hi |= (qh[l] >> (2*c + 1) & 1) << 4
+			lo, hi := dst[64*c:][:32], dst[64*c+32:][:32]
+			if qh == nil {
+				for l, v := range q {
+					lo[l] = lv1[v&0x0f]
+					hi[l] = lv2[v>>4]
 				}
-				out[l] = d1*float32(lo) - dm1
-				out[l+32] = d2*float32(hi) - dm2
+				continue
+			}
+			for l, v := range q {
+				h := qh[l] >> (2 * c)
+				lo[l] = lv1[v&0x0f|(h&1)<<4]
+				hi[l] = lv2[v>>4|(h&2)<<3]
 			}
 		}
 	case Q6_K:
 		ql, qh, sc := b[:128], b[128:192], b[192:208]
 		d := h16(b[208:])
 		for h := range 2 {
-			for k := range 4 {
-				for l := range 32 {
-					lo := ql[64*h+l+32*(k&1)] >> (4 * (k >> 1)) & 0x0f
-					q := int(lo|(qh[32*h+l]>>(2*k)&3)<<4) - 32
-					dl := d * float32(int8(sc[8*h+l/16+2*k]))
-					dst[128*h+32*k+l] = dl * float32(q)
-				}
+			var dl [8]float32 // d·scale, scale 8h + i
+			for i := range dl {
+				dl[i] = d * float32(int8(sc[8*h+i]))
+			}
+			a, c, hb := ql[64*h:64*h+32], ql[64*h+32:64*h+64], qh[32*h:32*h+32]
+			out := dst[128*h : 128*h+128]
+			for l := range 32 {
+				x, y, z := a[l], c[l], hb[l]
+				g := l >> 4
+				out[l] = dl[g] * float32(int32(x&0x0f|(z&3)<<4)-32)
+				out[l+32] = dl[g+2] * float32(int32(y&0x0f|(z>>2&3)<<4)-32)
+				out[l+64] = dl[g+4] * float32(int32(x>>4|(z>>4&3)<<4)-32)
+				out[l+96] = dl[g+6] * float32(int32(y>>4|(z>>6)<<4)-32)
 			}
 		}
 	case IQ4_XS:

@@ -14,7 +14,8 @@ import (
 // number of threads (0: GOMAXPROCS) and writes a report to w: the memory
 // read bandwidth, the throughput of Q8_0 and Q4_0 matvecs in GB/s of
 // weights, a stories110M-shaped decode in tokens/s with its share of the
-// bandwidth bound, and prefill in GFLOPS-equivalent (2·rows·cols·tokens).
+// bandwidth bound, and prefill in GFLOPS-equivalent (2·rows·cols·tokens);
+// then a matvec and a prefill of each of the other block types.
 // It takes a few seconds and about 400 MB of memory.
 func BenchQuant(w io.Writer, threads int) error {
 	b := New(threads)
@@ -40,6 +41,16 @@ func BenchQuant(w io.Writer, threads int) error {
 			}
 		}
 	}
+	fmt.Fprintf(w, "block types on float activations (a decoded row per matvec, the float GEMM for prefill):\n")
+	for _, dt := range []kernels.DType{kernels.Q4_1, kernels.Q5_0, kernels.Q5_1, kernels.Q2_K, kernels.Q3_K,
+		kernels.Q4_K, kernels.Q5_K, kernels.Q6_K, kernels.IQ4_NL, kernels.IQ4_XS} {
+		const rows, cols, n = 4096, 4096, 64
+		gbs := quantBenchMatMul(b, dt, rows, cols, 1)
+		pre := quantBenchMatMul(b, dt, rows, cols, n)
+		flops := pre / float64(quantBenchBytes(dt, rows, cols)) * 2 * float64(rows*cols*n)
+		fmt.Fprintf(w, "  %-6s matvec %dx%d %6.1f GB/s %5.2fx bandwidth; prefill n=%d %7.1f GFLOPS\n",
+			dt, rows, cols, gbs/1e9, gbs/bw, n, flops/1e9)
+	}
 	return nil
 }
 
@@ -60,7 +71,9 @@ func quantBenchMatrix(dt kernels.DType, rows, cols int, seed uint64) *kernels.Ma
 	}
 	bs := dt.BlockBytes()
 	for i := 0; i < len(data); i += bs {
-		binary.LittleEndian.PutUint16(data[i:], kernels.F32ToF16(0.01+float32(r.Float64())*0.01))
+		for _, o := range kernels.HalfOffsets(dt) {
+			binary.LittleEndian.PutUint16(data[i+o:], kernels.F32ToF16(0.01+float32(r.Float64())*0.01))
+		}
 	}
 	m, err := kernels.NewMatrix(dt, rows, cols, data)
 	if err != nil {

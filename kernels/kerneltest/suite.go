@@ -35,7 +35,6 @@ var (
 	readTypes    = []kernels.DType{kernels.Q4_1, kernels.Q5_0, kernels.Q5_1, kernels.Q2_K, kernels.Q3_K,
 		kernels.Q4_K, kernels.Q5_K, kernels.Q6_K, kernels.IQ4_NL, kernels.IQ4_XS}
 	matMulTypes = append(slices.Clone(encodedTypes), readTypes...)
-
 )
 
 // TestBackend runs every method of b on random inputs of awkward sizes and
@@ -134,20 +133,12 @@ func randMatrix(r *rand.Rand, dt kernels.DType, rows, cols int) *kernels.Matrix 
 // weights: the activations are rounded to Q8_0, each value by at most
 // amax/254 of its block plus the f16 rounding of the block scale,
 // amax·2⁻¹¹; that error is weighted by |w|.
-// halfScales lists where a block of each read-only type keeps its f16
-// scales.
-var halfScales = map[kernels.DType][]int{
-	kernels.Q4_1: {0, 2}, kernels.Q5_0: {0}, kernels.Q5_1: {0, 2}, kernels.IQ4_NL: {0},
-	kernels.Q2_K: {80, 82}, kernels.Q3_K: {108}, kernels.Q4_K: {0, 2}, kernels.Q5_K: {0, 2},
-	kernels.Q6_K: {208}, kernels.IQ4_XS: {0},
-}
-
 // randBlocks makes nb blocks of type dt of random bytes, except the f16
 // scales, which are random in ±[2⁻¹⁰, 2⁻⁶) so that the values stay finite
 // and of order one.
 func randBlocks(r *rand.Rand, dt kernels.DType, nb int) []byte {
-	offs, ok := halfScales[dt]
-	if !ok {
+	offs := kernels.HalfOffsets(dt)
+	if offs == nil {
 		panic("kerneltest: no random blocks of " + dt.String())
 	}
 	bs := dt.BlockBytes()
