@@ -84,7 +84,8 @@ FUZZ_TARGETS := \
 	./swarm:FuzzDecodeMessage ./swarm:FuzzOpenRecord \
 	./train:FuzzJob ./train:FuzzData ./train:FuzzCheckpoint \
 	./train/allreduce:FuzzMessage ./train/allreduce:FuzzDequantize \
-	./train/collab:FuzzMemberRecord ./train/jobs:FuzzOpen ./train/jobs:FuzzNodeRecord
+	./train/collab:FuzzMemberRecord ./train/jobs:FuzzOpen ./train/jobs:FuzzNodeRecord \
+	./credit:FuzzMessage ./credit:FuzzRecord
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \

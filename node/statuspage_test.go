@@ -69,6 +69,8 @@ type statusPageResult struct {
 	PartError        string
 	OthersAfterError bool
 	LossPoints       int
+	CreditServed     string
+	CreditRows       int
 	NarrowOverflow   int
 	Shots            []string
 	Problems         []string
@@ -135,6 +137,9 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	if r.LossPoints != 30 {
 		t.Errorf("a job's loss curve of 30 steps drawn with %d points", r.LossPoints)
+	}
+	if r.CreditServed != "1234" || r.CreditRows != 1 {
+		t.Errorf("the credit card: %q tokens served in %d rows, want 1234 in 1", r.CreditServed, r.CreditRows)
 	}
 	if r.NarrowOverflow > 0 {
 		t.Errorf("in a narrow window the page is %d px too wide", r.NarrowOverflow)

@@ -70,6 +70,17 @@ try {
   await page.waitForSelector("#sec-swarm svg.swarm rect.bar");
   out.swarmBars = await page.locator("#sec-swarm svg.swarm rect.bar").count();
   out.swarmTitle = (await text("#sec-swarm .title")).trim();
+  // The credit card: the node's ledger, empty here, then a ledger's
+  // totals as the API gives them.
+  await waitText("#credit-served", "0", 8000);
+  await page.route("**/api/v0/credit", (route) => route.fulfill({ contentType: "application/json", body: JSON.stringify({
+    id: peerID, served_tokens: 1234, served_countersigned: 1200, used_tokens: 0, trained_examples: 48, trained_countersigned: 48,
+    receipts: 3, rounds: 12, summaries: 0,
+    rows: [{ day: "2026-12-06", kind: "served", peer: peerID, subject: "bafymodel", units: 1234, countersigned: 1200, receipts: 3 }] }) }));
+  await waitText("#credit-served", "1234", 8000);
+  out.creditServed = (await text("#credit-served")).trim();
+  out.creditRows = await page.locator("#credit-rows tr").count() - 1;
+  await page.unroute("**/api/v0/credit");
   await page.waitForSelector("#log li:not(.empty)");
   out.logLines = await page.locator("#log li").count();
   out.state = (await text("#state")).trim();

@@ -185,6 +185,7 @@ const secs = {
   caps: section("sec-caps"),
   swarm: section("sec-swarm"),
   network: section("sec-network"),
+  credit: section("sec-credit"),
   models: section("sec-models"),
   train: section("sec-train"),
   logs: section("sec-logs"),
@@ -430,6 +431,35 @@ function renderNetwork(st) {
     peers.length ? h("ul", { class: "plain mono", style: "margin-top:.5em;max-height:10em;overflow-y:auto" },
       peers.slice(0, 50).map((p) => h("li", { title: p }, p))) : h("p", { class: "empty" }, "No peers connected."),
     peers.length > 50 ? h("p", { class: "dim" }, "and " + (peers.length - 50) + " more") : null,
+  );
+}
+
+// --- Credit: the ledger of signed receipts --------------------------------
+
+async function pollCredit() {
+  let cr;
+  try {
+    cr = await api("/credit");
+  } catch (e) {
+    secs.credit.fail("credit", e);
+    return;
+  }
+  const share = (part, all) => (all ? Math.round((100 * part) / all) + "% countersigned" : "none yet");
+  const rows = (cr.rows || []).slice(0, 5);
+  secs.credit.show(
+    h("div", { class: "stats" },
+      stat("tokens served", fmtNum(cr.served_tokens), share(cr.served_countersigned, cr.served_tokens), "credit-served"),
+      stat("examples trained", fmtNum(cr.trained_examples), share(cr.trained_countersigned, cr.trained_examples), "credit-trained"),
+      stat("tokens used", fmtNum(cr.used_tokens), "served to this node")),
+    rows.length ? h("div", { class: "scroll" }, h("table", { id: "credit-rows" },
+      h("tr", {}, h("th", {}, "day"), h("th", {}, "work"), h("th", {}, "with"), h("th", { class: "num" }, "units")),
+      rows.map((r) => h("tr", {},
+        h("td", {}, r.day),
+        h("td", {}, r.kind, " ", h("span", { class: "mono dim", title: r.subject }, shortCID(r.subject))),
+        h("td", { class: "mono", title: r.peer || "" }, r.peer ? shortPeer(r.peer) : "round"),
+        h("td", { class: "num" }, fmtNum(r.units), r.countersigned === r.units ? [" ", pill("signed", "good")] : null))))) :
+      h("p", { class: "empty" }, "No receipts yet: serving layers and training earn them."),
+    h("p", { class: "dim" }, `${cr.receipts} receipts, ${cr.rounds} rounds; mycel node credit --export copies the ledger for others to check.`),
   );
 }
 
@@ -692,6 +722,7 @@ function start() {
   every(10000, pollModels);
   every(5000, pollSwarm);
   every(5000, pollTrain);
+  every(5000, pollCredit);
   setInterval(() => {
     if (lastOK && Date.now() - lastOK > 5000) $("#conn").textContent = "last answer " + fmtDur((Date.now() - lastOK) / 1000) + " ago";
   }, 1000);
