@@ -70,6 +70,7 @@ func setGeneric() {
 	gemmImpl = gemmGo
 	pack8 = nil
 	decodeRowsVec = nil
+	decodeQ4K, decodeQ6K = nil, nil
 }
 
 func isaName() string { return isa }

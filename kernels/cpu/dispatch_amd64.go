@@ -65,4 +65,6 @@ func setAVX2Elementwise() {
 	swiglu = swigluAVX2Go
 	toF16 = toF16F16C
 	maxF32 = maxF32AVX2
+	decodeQ4K = decodeQ4KAVX2
+	decodeQ6K = decodeQ6KAVX2
 }

@@ -271,7 +271,7 @@ func packRow(d []float32, w *kernels.Matrix, r, nr, pc, kc, k0 int) {
 		var tmp [gemmKC]float32
 		for k0 := 0; k0 < kc; k0 += gemmKC {
 			part := tmp[:min(gemmKC, kc-k0)]
-			kernels.DecodeFrom(part, w.Type, w.Row(r), pc+k0)
+			decodeRow(part, w.Type, w.Row(r), pc+k0)
 			for k, v := range part {
 				d[(k0+k)*nr] = v
 			}

@@ -10,6 +10,34 @@ import "github.com/mycel-net/mycel/kernels"
 // (SIMD where the CPU has it). Six tokens or more go through the float
 // GEMM instead, whose packing decodes the same blocks (packRow). A row's
 // result does not depend on how the rows are split over the workers.
+//
+// Q4_K and Q6_K, the types of most downloaded files, have vector decoders
+// (kquant_amd64.s) that the ISA installs; they give kernels.Decode's
+// values bit for bit.
+
+// The vector row decoders in use: len(dst)/256 whole blocks of row; nil
+// where the code path has none.
+var decodeQ4K, decodeQ6K func(dst []float32, row []byte)
+
+// decodeRow decodes len(dst) values of a row of type dt from value c0,
+// through the vector decoder where there is one and the values are whole
+// super-blocks.
+func decodeRow(dst []float32, dt kernels.DType, row []byte, c0 int) {
+	if c0%kernels.QKK == 0 && len(dst)%kernels.QKK == 0 {
+		var dec func(dst []float32, row []byte)
+		switch dt {
+		case kernels.Q4_K:
+			dec = decodeQ4K
+		case kernels.Q6_K:
+			dec = decodeQ6K
+		}
+		if dec != nil {
+			dec(dst, row[c0/kernels.QKK*dt.BlockBytes():])
+			return
+		}
+	}
+	kernels.DecodeFrom(dst, dt, row, c0)
+}
 
 // runDecoded computes rows [lo, hi) of a block-type weight matrix for
 // every token.
@@ -18,7 +46,7 @@ func runDecoded(t *matmulTask, worker, lo, hi int) {
 	cols := w.Cols
 	row := t.rowBuf[worker][:cols]
 	for r := lo; r < hi; r++ {
-		kernels.Decode(row, w.Type, w.Row(r))
+		decodeRow(row, w.Type, w.Row(r), 0)
 		for tok := 0; tok < t.n; tok++ {
 			t.out[tok*w.Rows+r] = dotF32(row, t.x[tok*cols:(tok+1)*cols])
 		}

@@ -1,0 +1,67 @@
+//go:build amd64 && !noasm
+
+package cpu
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"golang.org/x/sys/cpu"
+
+	"github.com/mycel-net/mycel/kernels"
+)
+
+// TestKQuantDecodeAVX2 checks the vector Q4_K and Q6_K decoders against
+// kernels.Decode bit for bit, on random blocks with finite scales of many
+// magnitudes (subnormal to large) and on blocks of all-ones bytes.
+func TestKQuantDecodeAVX2(t *testing.T) {
+	if !(cpu.X86.HasAVX2 && cpu.X86.HasFMA) {
+		t.Skip("no AVX2 and FMA")
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, c := range []struct {
+		dt  kernels.DType
+		dec func(dst []float32, row []byte)
+	}{{kernels.Q4_K, decodeQ4KAVX2}, {kernels.Q6_K, decodeQ6KAVX2}} {
+		for _, nb := range []int{1, 2, 7} {
+			bs := c.dt.BlockBytes()
+			row := make([]byte, nb*bs)
+			for i := range row {
+				row[i] = byte(r.Uint32())
+			}
+			if nb == 2 {
+				for i := range row {
+					row[i] = 0xff
+				}
+			}
+			for b := range nb {
+				for _, o := range kernels.HalfOffsets(c.dt) {
+					v := float32(math.Ldexp(1+r.Float64(), r.IntN(40)-28))
+					if r.IntN(2) == 0 {
+						v = -v
+					}
+					binary.LittleEndian.PutUint16(row[b*bs+o:], kernels.F32ToF16(v))
+				}
+			}
+			want := make([]float32, nb*kernels.QKK)
+			kernels.Decode(want, c.dt, row)
+			got := make([]float32, nb*kernels.QKK+1)
+			got[len(got)-1] = 42
+			c.dec(got[:nb*kernels.QKK], row)
+			if got[len(got)-1] != 42 {
+				t.Errorf("%s, %d blocks: wrote past the end", c.dt, nb)
+			}
+			bad := 0
+			for i, w := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(w) {
+					if bad < 3 {
+						t.Errorf("%s, %d blocks: value %d = %v, kernels.Decode %v", c.dt, nb, i, got[i], w)
+					}
+					bad++
+				}
+			}
+		}
+	}
+}
