@@ -280,9 +280,14 @@ func TestSyncFourPeersEqualOne(t *testing.T) {
 				if len(reps) != steps {
 					t.Fatalf("peer %d: %d rounds reported, want %d", i, len(reps), steps)
 				}
-				for _, r := range reps {
+				for k, r := range reps {
 					if len(r.Members) != 4 || len(r.Dropped) != 0 {
 						t.Fatalf("peer %d round %d: members %d, dropped %v", i, r.Round, len(r.Members), r.Dropped)
+					}
+					// Every member sees the same shares: what they sign.
+					if own := r.Shares[slices.Index(r.Members, peers[i].h.ID())]; len(r.Shares) != 4 || own == 0 ||
+						!slices.Equal(r.Shares, ms[0].rounds()[k].Shares) {
+						t.Errorf("peer %d round %d: shares %v, peer 0's %v", i, r.Round, r.Shares, ms[0].rounds()[k].Shares)
 					}
 				}
 				if m.g.State() != ms[0].g.State() || train.Hash(m.tr.Params) != m.g.State() {
