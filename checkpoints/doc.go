@@ -41,10 +41,11 @@
 // ...): opening the Qwen3 fixture (151,669 tokens and 151,387 merges)
 // takes about 2 ms, decoding its tokens a few more.
 //
-// Tensor types F32, F16, BF16, Q8_0 and Q4_0 map to the kernels' types and
-// are used as stored. Every other GGML type with a known block layout
-// (Q4_K, IQ2_XS, ...) parses, but Load rejects a model that uses one,
-// naming the tensor and the type.
+// Tensor types F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K,
+// Q4_K, Q5_K, Q6_K, IQ4_NL and IQ4_XS map to the kernels' types and are
+// used as stored (layouts in docs/formats.md). Every other GGML type with a
+// known block layout (IQ2_XS, TQ1_0, ...) parses, but Load rejects a model
+// that uses one with one line naming the file, the tensor and the type.
 //
 // # GGUF "llama" models
 //
