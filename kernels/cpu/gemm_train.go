@@ -397,6 +397,11 @@ func decodeCols(dst []float32, w *kernels.Matrix, r, c0 int) {
 			j += len(out)
 		}
 	default:
-		panic("cpu: no decoder for " + w.Type.String())
+		// The other block types: the blocks that hold the columns,
+		// decoded whole.
+		if !w.Type.Quantized() {
+			panic("cpu: no decoder for " + w.Type.String())
+		}
+		decodeRow(dst, w.Type, w.Row(r), c0)
 	}
 }

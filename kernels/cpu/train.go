@@ -75,9 +75,7 @@ func (b *Backend) MatMulT(dx []float32, w *kernels.Matrix, dy []float32, n int, 
 	if len(dy) < n*w.Rows || len(dx) < n*w.Cols {
 		panic(fmt.Sprintf("cpu: MatMulT %dx%d by %d rows: dy has %d values, dx %d", w.Rows, w.Cols, n, len(dy), len(dx)))
 	}
-	switch w.Type {
-	case kernels.F32, kernels.F16, kernels.BF16, kernels.Q8_0, kernels.Q4_0:
-	default:
+	if !w.Type.Valid() {
 		panic("cpu: MatMulT of unsupported dtype " + w.Type.String())
 	}
 	if n < gemmMinN {

@@ -79,6 +79,16 @@ func testMatMulT(t *testing.T, tr kernels.Trainer) {
 			}
 		}
 	}
+	// The types that are only read, on whole blocks of their size.
+	for _, dt := range readTypes {
+		for _, rows := range []int{1, 33} {
+			for _, c := range []int{dt.BlockLen(), 2 * kernels.QKK} {
+				for _, n := range []int{1, 37} {
+					checkMatMulT(t, tr, r, dt, rows, c, n, n == 1)
+				}
+			}
+		}
+	}
 }
 
 // testMatMulTLarge covers shapes past the cache blocking of a GEMM: depth
@@ -94,6 +104,10 @@ func testMatMulTLarge(t *testing.T, tr kernels.Trainer) {
 		checkMatMulT(t, tr, r, dt, 1000, 1056, 3, true)
 		checkMatMulT(t, tr, r, dt, 131, 2080, 29, false)
 		checkMatMulT(t, tr, r, dt, 77, 160, 400, true)
+	}
+	for _, dt := range []kernels.DType{kernels.Q4_K, kernels.Q6_K, kernels.Q5_0} {
+		checkMatMulT(t, tr, r, dt, 333, 768, 207, false)
+		checkMatMulT(t, tr, r, dt, 131, 2048, 29, true)
 	}
 }
 
