@@ -189,7 +189,7 @@ func TestLedgerTornRecord(t *testing.T) {
 	bad := append([]byte(nil), whole...)
 	bad[10] ^= 0xff
 	os.WriteFile(path, bad, 0o600)
-	if _, err := OpenLedger(path); err == nil || !strings.Contains(err.Error(), "record 0 at offset 0: checksum fails") {
+	if _, err := OpenLedger(path); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "record 0 at offset 0: checksum fails") {
 		t.Errorf("a damaged ledger: %v", err)
 	}
 	// A flipped byte in the last record only: torn, dropped.

@@ -233,6 +233,10 @@ func DecodeRecord(b []byte) (Record, error) {
 // its checksum: what a crash in the middle of a write leaves.
 var ErrTorn = errors.New("torn record at the end of the ledger")
 
+// ErrDamaged is wrapped when a ledger's record, not its last, fails its
+// checksum or does not decode.
+var ErrDamaged = errors.New("the ledger is damaged")
+
 // countingReader counts the bytes read through it.
 type countingReader struct {
 	r interface {
@@ -279,7 +283,7 @@ func readRecords(r interface {
 			return off, fmt.Errorf("credit: record %d at offset %d: %w (cut short)", i, off, ErrTorn)
 		}
 		if err != nil {
-			return off, fmt.Errorf("credit: record %d at offset %d: %w", i, off, err)
+			return off, fmt.Errorf("credit: record %d at offset %d: %w: %w", i, off, ErrDamaged, err)
 		}
 		var sum [4]byte
 		if _, err := io.ReadFull(cr, sum[:]); err != nil {
@@ -289,11 +293,11 @@ func readRecords(r interface {
 			if _, err := cr.ReadByte(); err == io.EOF {
 				return off, fmt.Errorf("credit: record %d at offset %d: %w (checksum fails)", i, off, ErrTorn)
 			}
-			return off, fmt.Errorf("credit: record %d at offset %d: checksum fails: the ledger is damaged", i, off)
+			return off, fmt.Errorf("credit: record %d at offset %d: checksum fails: %w", i, off, ErrDamaged)
 		}
 		rec, err := DecodeRecord(body)
 		if err != nil {
-			return off, fmt.Errorf("credit: record %d at offset %d: %w", i, off, err)
+			return off, fmt.Errorf("credit: record %d at offset %d: %w: %w", i, off, ErrDamaged, err)
 		}
 		if err := fn(rec, off); err != nil {
 			return off, err

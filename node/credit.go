@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,7 +19,7 @@ func (n *Node) openCredit() error {
 	self := n.host.ID()
 	path := filepath.Join(n.cfg.DataDir, credit.LedgerFile)
 	l, err := credit.OpenLedger(path, credit.Self(self), credit.Logger(log))
-	if err != nil {
+	if errors.Is(err, credit.ErrDamaged) {
 		// A ledger damaged before its end: keep it aside, for a look,
 		// and start a new one rather than refuse to work.
 		aside := fmt.Sprintf("%s.damaged-%s", path, time.Now().UTC().Format("20060102T150405"))
@@ -26,9 +27,10 @@ func (n *Node) openCredit() error {
 			return fmt.Errorf("node: %w", err)
 		}
 		log.Warn("credit ledger damaged: moved aside, a new one begun", "err", err, "kept", aside)
-		if l, err = credit.OpenLedger(path, credit.Self(self), credit.Logger(log)); err != nil {
-			return fmt.Errorf("node: %w", err)
-		}
+		l, err = credit.OpenLedger(path, credit.Self(self), credit.Logger(log))
+	}
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
 	}
 	n.credit, err = credit.NewService(n.host.Libp2p(), l, credit.Config{Log: log})
 	if err != nil {

@@ -3,6 +3,8 @@ package node
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -128,5 +130,67 @@ func TestSwarmCreditTraining(t *testing.T) {
 	}
 	if cr, _ := api.NewClient(a.APIURL()).Credit(ctx); cr.Rounds != 0 {
 		t.Errorf("the submitter, who did not train, holds %d rounds", cr.Rounds)
+	}
+}
+
+// The ledger outlives a restart; a record torn by a crash is dropped at
+// the next start and nothing else is lost; a ledger damaged before its
+// end is moved aside and a new one begun.
+func TestCreditLedgerRestart(t *testing.T) {
+	cfg := testConfig(t)
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := n.Host().Libp2p()
+	key := h.Peerstore().PrivKey(h.ID())
+	client := startNode(t, testConfig(t)).Host().ID()
+	rec := func(seq uint64) *credit.ServeRecord {
+		now := time.Now()
+		r := &credit.ServeRecord{Status: credit.Unanswered, Note: "could not reach the client",
+			Receipt: credit.Receipt{Seq: seq, Server: h.ID(), Client: client, Model: "bafymodel", First: 0, Last: 2, Session: seq, Tokens: 10, Start: now, End: now}}
+		r.ServerSig, _ = credit.Sign(key, r.Receipt.Signed())
+		return r
+	}
+	for i := range 2 {
+		if err := n.credit.Ledger().Append(rec(uint64(i + 1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := n.credit.Ledger().Path()
+	n.Close()
+	whole, _ := os.ReadFile(path)
+	torn := credit.EncodeRecord(nil, rec(3))
+	os.WriteFile(path, append(whole, torn[:len(torn)/2]...), 0o600)
+
+	n, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cr := n.Credit(); cr.Receipts != 2 || cr.ServedTokens != 20 || cr.ServedCountersigned != 0 {
+		t.Errorf("after a torn record: %+v", cr)
+	}
+	n.Close()
+	if b, _ := os.ReadFile(path); !bytes.Equal(b, whole) {
+		t.Errorf("the torn record was not cut: %d bytes, want %d", len(b), len(whole))
+	}
+
+	damaged := append([]byte(nil), whole...)
+	damaged[5] ^= 0xff
+	os.WriteFile(path, damaged, 0o600)
+	n, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if cr := n.Credit(); cr.Receipts != 0 {
+		t.Errorf("a damaged ledger's records: %+v", cr)
+	}
+	aside, _ := filepath.Glob(path + ".damaged-*")
+	if len(aside) != 1 {
+		t.Fatalf("the damaged ledger kept aside as %v", aside)
+	}
+	if b, _ := os.ReadFile(aside[0]); !bytes.Equal(b, damaged) {
+		t.Error("the damaged ledger was not kept as it was")
 	}
 }
