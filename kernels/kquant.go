@@ -90,6 +90,13 @@ func K4Scale(j int, s []byte) (sc, m uint8) {
 	return s[j+4]&0x0f | (s[j-4]>>6)<<4, s[j+4]>>4 | (s[j]>>6)<<4
 }
 
+// IQ4XSScale returns the scale of sub-block s (< 8) of the IQ4_XS block b,
+// less 32.
+func IQ4XSScale(s int, b []byte) int {
+	sh := binary.LittleEndian.Uint16(b[2:])
+	return int(b[4+s/2]>>(4*(s%2))&0x0f|byte(sh>>(2*s)&3)<<4) - 32
+}
+
 // K3Scale returns scale t (< 16) of a Q3_K block from its 12 packed bytes,
 // less 32.
 func K3Scale(t int, s []byte) int8 {
@@ -239,10 +246,8 @@ func decodeBlock(dst []float32, t DType, b []byte) {
 		}
 	case IQ4_XS:
 		d := h16(b)
-		sh := binary.LittleEndian.Uint16(b[2:])
 		for s := range 8 {
-			ls := int(b[4+s/2]>>(4*(s%2))&0x0f) | int(sh>>(2*s)&3)<<4
-			dl := d * float32(ls-32)
+			dl := d * float32(IQ4XSScale(s, b))
 			out := dst[32*s:]
 			for j, q := range b[8+16*s : 8+16*s+16] {
 				out[j] = dl * float32(IQ4Values[q&0x0f])

@@ -70,7 +70,7 @@ func setGeneric() {
 	gemmImpl = gemmGo
 	pack8 = nil
 	decodeRowsVec = nil
-	decodeQ4K, decodeQ6K = nil, nil
+	vecDecoders = [len(vecDecoders)]func(dst []float32, row []byte){}
 }
 
 func isaName() string { return isa }

@@ -2,7 +2,11 @@
 
 package cpu
 
-import "golang.org/x/sys/cpu"
+import (
+	"golang.org/x/sys/cpu"
+
+	"github.com/mycel-net/mycel/kernels"
+)
 
 // supportedISAs lists the code paths this CPU can run, fastest first; "go"
 // is always last.
@@ -65,6 +69,9 @@ func setAVX2Elementwise() {
 	swiglu = swigluAVX2Go
 	toF16 = toF16F16C
 	maxF32 = maxF32AVX2
-	decodeQ4K = decodeQ4KAVX2
-	decodeQ6K = decodeQ6KAVX2
+	vecDecoders[kernels.Q4_K] = decodeQ4KAVX2
+	vecDecoders[kernels.Q5_K] = decodeQ5KAVX2
+	vecDecoders[kernels.Q6_K] = decodeQ6KAVX2
+	vecDecoders[kernels.IQ4_NL] = decodeIQ4NLAVX2
+	vecDecoders[kernels.IQ4_XS] = decodeIQ4XSAVX2
 }

@@ -11,30 +11,23 @@ import "github.com/mycel-net/mycel/kernels"
 // GEMM instead, whose packing decodes the same blocks (packRow). A row's
 // result does not depend on how the rows are split over the workers.
 //
-// Q4_K and Q6_K, the types of most downloaded files, have vector decoders
-// (kquant_amd64.s) that the ISA installs; they give kernels.Decode's
-// values bit for bit.
+// Q4_K, Q5_K and Q6_K, the types of most downloaded files, and IQ4_NL and
+// IQ4_XS have vector decoders (kquant_amd64.s) that the ISA installs; they
+// give kernels.Decode's values bit for bit.
 
-// The vector row decoders in use: len(dst)/256 whole blocks of row; nil
-// where the code path has none.
-var decodeQ4K, decodeQ6K func(dst []float32, row []byte)
+// vecDecoders are the vector row decoders in use, by type: each decodes
+// len(dst)/BlockLen whole blocks of row. The code path installs them; nil
+// where it has none.
+var vecDecoders [kernels.IQ4_XS + 1]func(dst []float32, row []byte)
 
 // decodeRow decodes len(dst) values of a row of type dt from value c0,
 // through the vector decoder where there is one and the values are whole
-// super-blocks.
+// blocks.
 func decodeRow(dst []float32, dt kernels.DType, row []byte, c0 int) {
-	if c0%kernels.QKK == 0 && len(dst)%kernels.QKK == 0 {
-		var dec func(dst []float32, row []byte)
-		switch dt {
-		case kernels.Q4_K:
-			dec = decodeQ4K
-		case kernels.Q6_K:
-			dec = decodeQ6K
-		}
-		if dec != nil {
-			dec(dst, row[c0/kernels.QKK*dt.BlockBytes():])
-			return
-		}
+	bl := dt.BlockLen()
+	if int(dt) < len(vecDecoders) && vecDecoders[dt] != nil && c0%bl == 0 && len(dst)%bl == 0 {
+		vecDecoders[dt](dst, row[c0/bl*dt.BlockBytes():])
+		return
 	}
 	kernels.DecodeFrom(dst, dt, row, c0)
 }

@@ -14,9 +14,26 @@ func q4kBlockAVX2(dst *float32, qs *byte, dm *[16]float32)
 //go:noescape
 func q6kBlockAVX2(dst *float32, b *byte, dl *[16]float32)
 
+//go:noescape
+func q5kBlockAVX2(dst *float32, qs, qh *byte, dm *[16]float32)
+
+//go:noescape
+func iq4nlRowAVX2(dst *float32, row *byte, nb int, book *[16]int8)
+
+//go:noescape
+func iq4xsBlockAVX2(dst *float32, qs *byte, dl *[8]float32, book *[16]int8)
+
 // decodeQ4KAVX2 decodes the len(dst)/256 Q4_K blocks of row.
-func decodeQ4KAVX2(dst []float32, row []byte) {
-	const bb = 144
+func decodeQ4KAVX2(dst []float32, row []byte) { decodeQ45KAVX2(dst, row, false) }
+
+// decodeQ5KAVX2 decodes the len(dst)/256 Q5_K blocks of row.
+func decodeQ5KAVX2(dst []float32, row []byte) { decodeQ45KAVX2(dst, row, true) }
+
+func decodeQ45KAVX2(dst []float32, row []byte, q5 bool) {
+	bb := 144
+	if q5 {
+		bb = 176
+	}
 	nb := len(dst) / kernels.QKK
 	if nb == 0 {
 		return
@@ -31,7 +48,40 @@ func decodeQ4KAVX2(dst []float32, row []byte) {
 			sc, m := kernels.K4Scale(j, blk[4:16])
 			dm[j], dm[8+j] = d*float32(sc), dmin*float32(m)
 		}
-		q4kBlockAVX2(&dst[b*kernels.QKK], &blk[16], &dm)
+		if q5 {
+			q5kBlockAVX2(&dst[b*kernels.QKK], &blk[48], &blk[16], &dm)
+		} else {
+			q4kBlockAVX2(&dst[b*kernels.QKK], &blk[16], &dm)
+		}
+	}
+}
+
+// decodeIQ4NLAVX2 decodes the len(dst)/32 IQ4_NL blocks of row.
+func decodeIQ4NLAVX2(dst []float32, row []byte) {
+	nb := len(dst) / kernels.QK
+	if nb == 0 {
+		return
+	}
+	_, _ = row[nb*18-1], dst[nb*kernels.QK-1]
+	iq4nlRowAVX2(&dst[0], &row[0], nb, &kernels.IQ4Values)
+}
+
+// decodeIQ4XSAVX2 decodes the len(dst)/256 IQ4_XS blocks of row.
+func decodeIQ4XSAVX2(dst []float32, row []byte) {
+	const bb = 136
+	nb := len(dst) / kernels.QKK
+	if nb == 0 {
+		return
+	}
+	_, _ = row[nb*bb-1], dst[nb*kernels.QKK-1]
+	var dl [8]float32
+	for b := range nb {
+		blk := row[b*bb : (b+1)*bb]
+		d := kernels.F16ToF32(binary.LittleEndian.Uint16(blk))
+		for s := range 8 {
+			dl[s] = d * float32(kernels.IQ4XSScale(s, blk))
+		}
+		iq4xsBlockAVX2(&dst[b*kernels.QKK], &blk[8], &dl, &kernels.IQ4Values)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 )
 
-// TestKQuantDecodeAVX2 checks the vector Q4_K and Q6_K decoders against
+// TestKQuantDecodeAVX2 checks the vector decoders against
 // kernels.Decode bit for bit, on random blocks with finite scales of many
 // magnitudes (subnormal to large) and on blocks of all-ones bytes.
 func TestKQuantDecodeAVX2(t *testing.T) {
@@ -24,7 +24,8 @@ func TestKQuantDecodeAVX2(t *testing.T) {
 	for _, c := range []struct {
 		dt  kernels.DType
 		dec func(dst []float32, row []byte)
-	}{{kernels.Q4_K, decodeQ4KAVX2}, {kernels.Q6_K, decodeQ6KAVX2}} {
+	}{{kernels.Q4_K, decodeQ4KAVX2}, {kernels.Q5_K, decodeQ5KAVX2}, {kernels.Q6_K, decodeQ6KAVX2},
+		{kernels.IQ4_NL, decodeIQ4NLAVX2}, {kernels.IQ4_XS, decodeIQ4XSAVX2}} {
 		for _, nb := range []int{1, 2, 7} {
 			bs := c.dt.BlockBytes()
 			row := make([]byte, nb*bs)
@@ -45,11 +46,12 @@ func TestKQuantDecodeAVX2(t *testing.T) {
 					binary.LittleEndian.PutUint16(row[b*bs+o:], kernels.F32ToF16(v))
 				}
 			}
-			want := make([]float32, nb*kernels.QKK)
+			bl := c.dt.BlockLen()
+			want := make([]float32, nb*bl)
 			kernels.Decode(want, c.dt, row)
-			got := make([]float32, nb*kernels.QKK+1)
+			got := make([]float32, nb*bl+1)
 			got[len(got)-1] = 42
-			c.dec(got[:nb*kernels.QKK], row)
+			c.dec(got[:nb*bl], row)
 			if got[len(got)-1] != 42 {
 				t.Errorf("%s, %d blocks: wrote past the end", c.dt, nb)
 			}
