@@ -255,6 +255,7 @@ func TestLedgerFolds(t *testing.T) {
 	if got := l.Totals(a.id); got.Served != 42 || got.Summaries != 2 || got.Receipts != 1 {
 		t.Errorf("reopened: %+v", got)
 	}
+
 	// Past the records kept, the oldest day folds though it is young.
 	for i := range 5 {
 		if err := l.Append(countersigned(t, a, c, uint64(10+i), 1, t0.Add(time.Duration(i-5)*24*time.Hour))); err != nil {
@@ -265,4 +266,30 @@ func TestLedgerFolds(t *testing.T) {
 		t.Errorf("past the cap: %+v", got)
 	}
 	l.Close()
+}
+
+// A Seq folded into a summary is never issued again, across a restart.
+func TestLedgerSeqSurvivesFolding(t *testing.T) {
+	a, b := newKey(t), newKey(t)
+	path := filepath.Join(t.TempDir(), LedgerFile)
+	open := func() *Ledger {
+		l, err := OpenLedger(path, Self(a.id), Now(func() time.Time { return t0 }), KeepDays(30))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	l := open()
+	if err := l.Append(countersigned(t, a, b, 9, 10, t0.Add(-40*24*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l = open()
+	defer l.Close()
+	if tot := l.Totals(a.id); tot.Receipts != 0 || tot.Summaries != 1 {
+		t.Fatalf("not folded: %+v", tot)
+	}
+	if seq := l.nextSeq(); seq != 10 {
+		t.Errorf("the next receipt's seq: %d, want 10", seq)
+	}
 }

@@ -141,8 +141,13 @@ func OpenLedger(path string, opts ...LedgerOption) (*Ledger, error) {
 // add keeps rec in memory.
 func (l *Ledger) add(rec Record) {
 	l.recs = append(l.recs, rec)
-	if r, ok := rec.(*ServeRecord); ok && r.Receipt.Server == l.self && r.Receipt.Seq > l.lastSeq {
-		l.lastSeq = r.Receipt.Seq
+	switch r := rec.(type) {
+	case *ServeRecord:
+		if r.Receipt.Server == l.self {
+			l.lastSeq = max(l.lastSeq, r.Receipt.Seq)
+		}
+	case *Summary:
+		l.lastSeq = max(l.lastSeq, r.LastSeq)
 	}
 }
 
@@ -285,6 +290,7 @@ func (l *Ledger) foldLocked() bool {
 			s.Units += e.Units
 			s.Countersigned += e.Countersigned
 			s.Receipts += e.Receipts
+			s.LastSeq = max(s.LastSeq, e.LastSeq)
 		}
 	}
 	if !folded {

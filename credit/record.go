@@ -115,6 +115,10 @@ type Summary struct {
 	Units         uint64  // tokens, or examples
 	Countersigned uint64  // of Units, those the counterparties signed
 	Receipts      uint64  // the receipts or rounds folded
+	// LastSeq is the highest Seq of the receipts this node issued among
+	// those folded (0: none), so that folding never lets a Seq be
+	// issued twice.
+	LastSeq uint64
 }
 
 func (*ServeRecord) recordType() byte { return recServe }
@@ -147,7 +151,8 @@ func (r *Summary) appendBody(b []byte) []byte {
 	b = wire.AppendString(b, r.Subject)
 	b = wire.AppendUvarint(b, r.Units)
 	b = wire.AppendUvarint(b, r.Countersigned)
-	return wire.AppendUvarint(b, r.Receipts)
+	b = wire.AppendUvarint(b, r.Receipts)
+	return wire.AppendUvarint(b, r.LastSeq)
 }
 
 // EncodeRecord appends rec as it lies in a ledger file: a uvarint length
@@ -216,6 +221,7 @@ func DecodeRecord(b []byte) (Record, error) {
 		r.Units = d.Uvarint("units", 1<<56)
 		r.Countersigned = d.Uvarint("countersigned", r.Units)
 		r.Receipts = d.Uvarint("receipts", 1<<56)
+		r.LastSeq = d.Uvarint("last seq", 1<<63-1)
 		if d.Err() == nil && (r.Kind < Served || r.Kind > Trained) {
 			d.Fail("summary kind %d", r.Kind)
 		}

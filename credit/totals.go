@@ -17,7 +17,7 @@ func entries(rec Record, self peer.ID) []Summary {
 		e := Summary{Day: day(r.Receipt.End), Subject: r.Receipt.Model, Units: r.Receipt.Tokens, Receipts: 1}
 		switch self {
 		case r.Receipt.Server:
-			e.Kind, e.Peer = Served, r.Receipt.Client
+			e.Kind, e.Peer, e.LastSeq = Served, r.Receipt.Client, r.Receipt.Seq
 		case r.Receipt.Client:
 			e.Kind, e.Peer = Used, r.Receipt.Server
 		default:
