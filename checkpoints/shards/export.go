@@ -13,20 +13,24 @@ import (
 )
 
 // Export writes the model root as a GGUF file: general.name (when the
-// manifest has one), llama.* metadata from the config, the stored
-// tokenizer's metadata, and every tensor with exactly the bytes that were
-// imported, streamed chunk by chunk, each chunk verified against its CID.
-// Importing the result gives the same model CID. Tensors are listed in
-// part order (embedding, layers, head), so a GGUF source's tensor bytes
-// come back bit for bit, though its metadata other than the name, the
-// config and the tokenizer does not.
+// manifest has one), the "<arch>." metadata of the config
+// (checkpoints.ArchKVs), the stored tokenizer's metadata, and every
+// tensor with exactly the bytes that were imported, streamed chunk by
+// chunk, each chunk verified against its CID. Importing the result gives
+// the same model CID. Tensors are listed in part order (embedding, rotary
+// frequency factors, layers, head); for an architecture whose GGUF form
+// fuses q, k and v, or the gate and up projections, into one matrix
+// (phi3), the parts' separate matrices are written as that one, their
+// rows one after another, as the loader splits it. So a GGUF source's
+// tensor bytes come back bit for bit, though its metadata other than the
+// name, the config and the tokenizer does not.
 func Export(ctx context.Context, get Getter, root cid.Cid, w io.Writer) error {
 	m, err := GetManifest(ctx, get, root)
 	if err != nil {
 		return err
 	}
 	c := m.Config
-	kvs, err := checkpoints.LlamaKVs(c, m.Name)
+	kvs, err := checkpoints.ArchKVs(c, m.Name)
 	if err != nil {
 		return fmt.Errorf("shards: export: %w", err)
 	}
@@ -45,33 +49,90 @@ func Export(ctx context.Context, get Getter, root cid.Cid, w io.Writer) error {
 			}
 		}
 	}
+	fusedQKV, fusedGateUp := checkpoints.Fused(c.Arch)
 	var specs []checkpoints.TensorSpec
+	// add writes the tensors ts, rows of one another, as one named name.
+	add := func(name string, ts ...Tensor) error {
+		dt, _ := kernels.DTypeNamed(ts[0].DType)
+		gt, err := checkpoints.GGMLTypeOf(dt)
+		if err != nil {
+			return fmt.Errorf("shards: export: tensor %s: %w", name, err)
+		}
+		dims := make([]uint64, len(ts[0].Shape))
+		for i, d := range ts[0].Shape {
+			dims[len(dims)-1-i] = uint64(d) // GGUF lists the innermost first
+		}
+		for _, t := range ts[1:] {
+			if t.DType != ts[0].DType || len(t.Shape) != 2 || len(ts[0].Shape) != 2 || t.Shape[1] != ts[0].Shape[1] {
+				return fmt.Errorf("shards: export: %s and %s (%s %v, %s %v) cannot be joined into %s", ts[0].Name, t.Name, ts[0].DType, ts[0].Shape, t.DType, t.Shape, name)
+			}
+			dims[1] += uint64(t.Shape[0])
+		}
+		specs = append(specs, checkpoints.TensorSpec{
+			Name: name, Type: gt, Dims: dims,
+			Write: func(w io.Writer) error {
+				for _, t := range ts {
+					if err := eachChunk(ctx, get, "tensor "+t.Name, &t.Blob, func(d []byte) error {
+						_, err := w.Write(d)
+						return err
+					}); err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+		})
+		return nil
+	}
 	for _, r := range m.PartRefs(Whole(c.Layers)) {
 		p, err := m.GetPart(ctx, get, r)
 		if err != nil {
 			return err
 		}
-		for _, t := range p.Tensors {
-			dt, _ := kernels.DTypeNamed(t.DType)
-			gt, err := checkpoints.GGMLTypeOf(dt)
-			if err != nil {
-				return fmt.Errorf("shards: export: tensor %s: %w", t.Name, err)
+		ts := p.Tensors
+		if r.Kind == LayerPart {
+			// The nine of Llama 2's block, in CheckPart's order, then
+			// the optional ones.
+			pre := fmt.Sprintf("blk.%d.", r.Layer)
+			norm, q, k, v, o, ffnNorm, gate, down, up := ts[0], ts[1], ts[2], ts[3], ts[4], ts[5], ts[6], ts[7], ts[8]
+			groups := [][]Tensor{{norm}}
+			if fusedQKV {
+				groups = append(groups, []Tensor{q, k, v})
+			} else {
+				groups = append(groups, []Tensor{q}, []Tensor{k}, []Tensor{v})
 			}
-			dims := make([]uint64, len(t.Shape))
-			for i, d := range t.Shape {
-				dims[len(t.Shape)-1-i] = uint64(d) // GGUF lists the innermost first
+			groups = append(groups, []Tensor{o}, []Tensor{ffnNorm})
+			if fusedGateUp {
+				groups = append(groups, []Tensor{gate, up}, []Tensor{down})
+			} else {
+				groups = append(groups, []Tensor{gate}, []Tensor{down}, []Tensor{up})
 			}
-			blob := t.Blob
-			what := "tensor " + t.Name
-			specs = append(specs, checkpoints.TensorSpec{
-				Name: t.Name, Type: gt, Dims: dims,
-				Write: func(w io.Writer) error {
-					return eachChunk(ctx, get, what, &blob, func(d []byte) error {
-						_, err := w.Write(d)
-						return err
-					})
-				},
-			})
+			for _, t := range ts[9:] {
+				groups = append(groups, []Tensor{t})
+			}
+			for _, g := range groups {
+				name := g[0].Name
+				switch {
+				case len(g) == 3:
+					name = pre + "attn_qkv.weight"
+				case len(g) == 2:
+					name = pre + "ffn_up.weight"
+				}
+				if err := add(name, g...); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		for _, t := range ts {
+			if err := add(t.Name, t); err != nil {
+				return err
+			}
+		}
+		if r.Kind == EmbeddingPart && m.RopeFreqs != nil {
+			if err := add(ropeFreqsName, *m.RopeFreqs); err != nil {
+				return err
+			}
 		}
 	}
 	return checkpoints.WriteGGUF(w, kvs, specs)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/ipfs/go-cid"
@@ -12,6 +11,7 @@ import (
 	"github.com/mycel-net/mycel/checkpoints"
 	"github.com/mycel-net/mycel/checkpoints/shards/block"
 	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/model/tokenizer"
 )
 
@@ -92,8 +92,10 @@ func Import(ctx context.Context, src *checkpoints.Model, put Putter, opts ...Imp
 	if w.Embedding == nil || w.Output == nil || w.FinalNorm == nil || !w.HasLayers(0, w.Config.Layers) {
 		return nil, fmt.Errorf("shards: import needs the whole model")
 	}
-	if what := w.Extras(true); len(what) > 0 {
-		return nil, fmt.Errorf("shards: import: the layout holds Llama 2's block only, and this %s model has %s", w.Config.Arch, strings.Join(what, ", "))
+	for i, l := range w.Layers {
+		if l.W1 == nil || l.W2 == nil || l.W3 == nil {
+			return nil, fmt.Errorf("shards: import: layer %d of this %s model has no dense FFN (a mixture of experts), which the layout does not hold", i, w.Config.Arch)
+		}
 	}
 	if cfg.name == "" && src.GGUF != nil {
 		cfg.name, _ = src.GGUF.String("general.name")
@@ -122,6 +124,16 @@ func Import(ctx context.Context, src *checkpoints.Model, put Putter, opts ...Imp
 func (in *importer) run(src *checkpoints.Model) (Block, error) {
 	w := src.Weights
 	m := &Manifest{Format: ManifestFormat, Name: in.cfg.name, Config: w.Config}
+	extras, err := layerExtras(w)
+	if err != nil {
+		return Block{}, err
+	}
+	if len(extras) > 0 || len(w.Extras(true)) > 0 || (w.Config.Arch != "" && w.Config.Arch != "llama") {
+		m.Format = ManifestFormat2
+		for _, x := range extras {
+			m.LayerTensors = append(m.LayerTensors, x.name)
+		}
+	}
 	tokGGUF, err := tokenizerGGUF(src, in.cfg.tok)
 	if err != nil {
 		return Block{}, err
@@ -140,9 +152,16 @@ func (in *importer) run(src *checkpoints.Model) (Block, error) {
 	if m.Embedding, err = in.part([]namedTensor{matrixTensor("token_embd.weight", w.Embedding)}); err != nil {
 		return Block{}, err
 	}
+	if w.RopeFreqs != nil {
+		t, err := in.tensor(vectorTensor(ropeFreqsName, w.RopeFreqs))
+		if err != nil {
+			return Block{}, err
+		}
+		m.RopeFreqs = &t
+	}
 	for i, l := range w.Layers {
 		p := fmt.Sprintf("blk.%d.", i)
-		link, err := in.part([]namedTensor{
+		ts := []namedTensor{
 			vectorTensor(p+"attn_norm.weight", l.AttnNorm),
 			matrixTensor(p+"attn_q.weight", l.Wq),
 			matrixTensor(p+"attn_k.weight", l.Wk),
@@ -152,7 +171,11 @@ func (in *importer) run(src *checkpoints.Model) (Block, error) {
 			matrixTensor(p+"ffn_gate.weight", l.W1),
 			matrixTensor(p+"ffn_down.weight", l.W2),
 			matrixTensor(p+"ffn_up.weight", l.W3),
-		})
+		}
+		for _, x := range extras {
+			ts = append(ts, vectorTensor(p+x.name, *x.of(l)))
+		}
+		link, err := in.part(ts)
 		if err != nil {
 			return Block{}, err
 		}
@@ -174,6 +197,28 @@ func (in *importer) run(src *checkpoints.Model) (Block, error) {
 	}
 	in.im.Manifest = m
 	return root, nil
+}
+
+// layerExtras lists the optional tensors the layers hold, which must be
+// the same in every layer.
+func layerExtras(w *model.Weights) ([]layerTensor, error) {
+	var out []layerTensor
+	for _, x := range layerTensors {
+		n := 0
+		for _, l := range w.Layers {
+			if *x.of(l) != nil {
+				n++
+			}
+		}
+		switch n {
+		case 0:
+		case len(w.Layers):
+			out = append(out, x)
+		default:
+			return nil, fmt.Errorf("shards: import: %d of the %d layers hold %s: the layout needs all or none", n, len(w.Layers), x.name)
+		}
+	}
+	return out, nil
 }
 
 type namedTensor struct {
@@ -279,26 +324,35 @@ func (in *importer) blob(data []byte) (Blob, error) {
 	return b, nil
 }
 
+// tensor stores a tensor's chunks and returns its entry.
+func (in *importer) tensor(t namedTensor) (Tensor, error) {
+	var (
+		data  []byte
+		dt    kernels.DType
+		shape []int
+	)
+	if t.m != nil {
+		m := in.convert(t.m)
+		data, dt, shape = m.Data, m.Type, []int{m.Rows, m.Cols}
+	} else {
+		data, dt, shape = kernels.F32Bytes(t.v), kernels.F32, []int{len(t.v)}
+	}
+	b, err := in.blob(data)
+	if err != nil {
+		return Tensor{}, fmt.Errorf("shards: tensor %s: %w", t.name, err)
+	}
+	return Tensor{Name: t.name, DType: dt.String(), Shape: shape, Blob: b}, nil
+}
+
 // part stores the tensors and their part block, and returns its link.
 func (in *importer) part(ts []namedTensor) (Link, error) {
 	p := Part{Format: PartFormat}
 	for _, t := range ts {
-		var (
-			data  []byte
-			dt    kernels.DType
-			shape []int
-		)
-		if t.m != nil {
-			m := in.convert(t.m)
-			data, dt, shape = m.Data, m.Type, []int{m.Rows, m.Cols}
-		} else {
-			data, dt, shape = kernels.F32Bytes(t.v), kernels.F32, []int{len(t.v)}
-		}
-		b, err := in.blob(data)
+		tt, err := in.tensor(t)
 		if err != nil {
-			return Link{}, fmt.Errorf("shards: tensor %s: %w", t.name, err)
+			return Link{}, err
 		}
-		p.Tensors = append(p.Tensors, Tensor{Name: t.name, DType: dt.String(), Shape: shape, Blob: b})
+		p.Tensors = append(p.Tensors, tt)
 	}
 	blk, err := p.Encode()
 	if err != nil {

@@ -149,6 +149,12 @@ func BlocksFor(ctx context.Context, get Getter, root cid.Cid, s Span) ([]cid.Cid
 			}
 		}
 	}
+	if s.First < s.Last && m.RopeFreqs != nil {
+		bytes += m.RopeFreqs.Size
+		for _, c := range m.RopeFreqs.Chunks {
+			chunks = append(chunks, c.CID)
+		}
+	}
 	if s.Tokenizer && m.Tokenizer != nil {
 		bytes += m.Tokenizer.Size
 		for _, c := range m.Tokenizer.Chunks {
@@ -282,12 +288,22 @@ func Load(ctx context.Context, get Getter, root cid.Cid, s Span) (*Loaded, error
 			func() (err error) { l.W2, err = mat(p+"ffn_down.weight", c.Dim, c.Hidden); return },
 			func() (err error) { l.W3, err = mat(p+"ffn_up.weight", c.Hidden, c.Dim); return },
 		}
+		for _, n := range m.LayerTensors {
+			x, _ := layerTensorNamed(n)
+			steps = append(steps, func() (err error) { *x.of(l), err = vec(p+n, x.len(&c)); return })
+		}
 		for _, f := range steps {
 			if err := f(); err != nil {
 				return nil, err
 			}
 		}
 		w.Layers[i] = l
+	}
+	if s.First < s.Last && m.RopeFreqs != nil {
+		tensors[ropeFreqsName] = m.RopeFreqs
+		if w.RopeFreqs, err = vec(ropeFreqsName, c.HeadDim()/2); err != nil {
+			return nil, err
+		}
 	}
 	if s.Head {
 		if w.FinalNorm, err = vec("output_norm.weight", c.Dim); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
@@ -15,11 +16,65 @@ import (
 	"github.com/mycel-net/mycel/model"
 )
 
-// Format versions written in manifests and parts.
+// Format versions written in manifests and parts. A model whose block is
+// Llama 2's (no switch of the config on, no optional layer tensor, no
+// rotary frequency factors) is written as ManifestFormat, so that its CID
+// is the one every earlier version gave; any other as ManifestFormat2,
+// which adds the layer's optional tensors and the rotary frequency
+// factors. Both are read; parts are PartFormat in either.
 const (
-	ManifestFormat = "mycel-model/1"
-	PartFormat     = "mycel-part/1"
+	ManifestFormat  = "mycel-model/1"
+	ManifestFormat2 = "mycel-model/2"
+	PartFormat      = "mycel-part/1"
 )
+
+// layerTensor is an optional tensor of a layer part: its name after
+// "blk.N.", its length for a config, and where a Layer keeps it.
+type layerTensor struct {
+	name string
+	len  func(c *model.Config) int
+	of   func(*model.Layer) *[]float32
+}
+
+func dimLen(c *model.Config) int  { return c.Dim }
+func kvLen(c *model.Config) int   { return c.KVDim() }
+func headLen(c *model.Config) int { return c.HeadDim() }
+
+// layerTensors are the optional tensors a layer part of a ManifestFormat2
+// model may hold, in the order they follow the nine of Llama 2's block.
+// All are f32 vectors.
+var layerTensors = []layerTensor{
+	{"attn_q.bias", dimLen, func(l *model.Layer) *[]float32 { return &l.BQ }}, // Qwen2
+	{"attn_k.bias", kvLen, func(l *model.Layer) *[]float32 { return &l.BK }},
+	{"attn_v.bias", kvLen, func(l *model.Layer) *[]float32 { return &l.BV }},
+	{"attn_q_norm.weight", headLen, func(l *model.Layer) *[]float32 { return &l.QNorm }}, // Qwen3
+	{"attn_k_norm.weight", headLen, func(l *model.Layer) *[]float32 { return &l.KNorm }},
+	{"post_attention_norm.weight", dimLen, func(l *model.Layer) *[]float32 { return &l.PostAttnNorm }}, // Gemma 2
+	{"post_ffw_norm.weight", dimLen, func(l *model.Layer) *[]float32 { return &l.PostFFNNorm }},
+}
+
+// LayerTensors names the optional tensors of a layer part (after
+// "blk.N."), in the order a part lists them.
+func LayerTensors() []string {
+	out := make([]string, len(layerTensors))
+	for i, x := range layerTensors {
+		out[i] = x.name
+	}
+	return out
+}
+
+// layerTensorNamed returns the optional layer tensor n and its index.
+func layerTensorNamed(n string) (layerTensor, int) {
+	for i, x := range layerTensors {
+		if x.name == n {
+			return x, i
+		}
+	}
+	return layerTensor{}, -1
+}
+
+// ropeFreqsName is the tensor of the rotary frequency factors.
+const ropeFreqsName = "rope_freqs.weight"
 
 // NodePrefix addresses manifest and part blocks: CIDv1, DAG-JSON codec,
 // sha2-256. Tensor and tokenizer chunks are raw blocks (block.Prefix).
@@ -86,6 +141,16 @@ type Manifest struct {
 	Embedding Link   `json:"embedding"`
 	Layers    []Link `json:"layers"`
 	Head      Link   `json:"head"`
+
+	// ManifestFormat2 only.
+
+	// LayerTensors lists the optional tensors (of LayerTensors(), in
+	// its order) that every layer part holds after the nine of Llama 2's
+	// block.
+	LayerTensors []string `json:"layer_tensors,omitempty"`
+	// RopeFreqs is rope_freqs.weight, the factors dividing the rotary
+	// frequencies (f32, [head_dim/2]; Llama 3), which every layer uses.
+	RopeFreqs *Tensor `json:"rope_freqs,omitempty"`
 }
 
 // Tensor is one tensor of a part. Shape is [rows, cols] for a matrix (rows
@@ -173,11 +238,35 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 	if err := decodeStrict(b, &m); err != nil {
 		return nil, fmt.Errorf("shards: not a model manifest: %w", err)
 	}
-	if m.Format != ManifestFormat {
-		return nil, fmt.Errorf("shards: not a model manifest: format %q, want %q", m.Format, ManifestFormat)
+	switch m.Format {
+	case ManifestFormat, ManifestFormat2:
+	default:
+		return nil, fmt.Errorf("shards: not a model manifest: format %q, want %q or %q", m.Format, ManifestFormat, ManifestFormat2)
 	}
 	if err := m.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("shards: manifest: %w", err)
+	}
+	if m.Format == ManifestFormat {
+		if what := (&model.Weights{Config: m.Config}).Extras(false); len(what) > 0 || m.LayerTensors != nil || m.RopeFreqs != nil {
+			if m.LayerTensors != nil {
+				what = append(what, "layer_tensors")
+			}
+			if m.RopeFreqs != nil {
+				what = append(what, "rope_freqs")
+			}
+			return nil, fmt.Errorf("shards: a %s manifest holds Llama 2's block only, and this one has %s", ManifestFormat, strings.Join(what, ", "))
+		}
+	}
+	if err := checkLayerTensors(m.LayerTensors); err != nil {
+		return nil, err
+	}
+	if t := m.RopeFreqs; t != nil {
+		if t.Name != ropeFreqsName || t.DType != kernels.F32.String() || !slices.Equal(t.Shape, []int{m.Config.HeadDim() / 2}) {
+			return nil, fmt.Errorf("shards: manifest: rope_freqs is %s %s %v, want %s f32 [%d]", t.Name, t.DType, t.Shape, ropeFreqsName, m.Config.HeadDim()/2)
+		}
+		if err := checkTensor(t); err != nil {
+			return nil, err
+		}
 	}
 	if len(m.Layers) != m.Config.Layers {
 		return nil, fmt.Errorf("shards: manifest lists %d layers, its config %d", len(m.Layers), m.Config.Layers)
@@ -237,18 +326,44 @@ func DecodePart(b []byte) (*Part, error) {
 		if t.Name == "" {
 			return nil, fmt.Errorf("shards: part tensor %d has no name", i)
 		}
-		size, err := tensorSize(t)
-		if err != nil {
-			return nil, fmt.Errorf("shards: tensor %s: %w", t.Name, err)
-		}
-		if size != t.Size {
-			return nil, fmt.Errorf("shards: tensor %s: %d bytes, but %s %v needs %d", t.Name, t.Size, t.DType, t.Shape, size)
-		}
-		if err := checkBlob("tensor "+t.Name, &t.Blob); err != nil {
+		if err := checkTensor(t); err != nil {
 			return nil, err
 		}
 	}
 	return &p, nil
+}
+
+// checkTensor checks that a tensor's size is what its dtype and shape
+// say, bounded by MaxTensorBytes, and that its chunks fit the size.
+func checkTensor(t *Tensor) error {
+	size, err := tensorSize(t)
+	if err != nil {
+		return fmt.Errorf("shards: tensor %s: %w", t.Name, err)
+	}
+	if size != t.Size {
+		return fmt.Errorf("shards: tensor %s: %d bytes, but %s %v needs %d", t.Name, t.Size, t.DType, t.Shape, size)
+	}
+	return checkBlob("tensor "+t.Name, &t.Blob)
+}
+
+// checkLayerTensors checks a manifest's layer_tensors: names of
+// LayerTensors, each at most once, in its order.
+func checkLayerTensors(names []string) error {
+	if names != nil && len(names) == 0 {
+		return errors.New("shards: manifest: layer_tensors is empty (omit it instead)")
+	}
+	at := 0
+	for _, n := range names {
+		_, i := layerTensorNamed(n)
+		if i < 0 {
+			return fmt.Errorf("shards: manifest: layer tensor %q is not one of %s", n, strings.Join(LayerTensors(), ", "))
+		}
+		if i < at {
+			return fmt.Errorf("shards: manifest: layer tensor %q repeated or out of order (want the order %s)", n, strings.Join(LayerTensors(), ", "))
+		}
+		at = i + 1
+	}
+	return nil
 }
 
 // tensorSize is the stored size of a tensor of t's dtype and shape.
@@ -314,16 +429,18 @@ type want struct {
 	shape []int
 }
 
-// expected lists, in order, the tensors the config puts in a part. Norms
-// are vectors; everything else is a matrix [rows, cols].
-func expected(c *model.Config, r PartRef) []want {
+// expected lists, in order, the tensors the manifest puts in a part.
+// Norms, biases and the other optional layer tensors are vectors;
+// everything else is a matrix [rows, cols].
+func (m *Manifest) expected(r PartRef) []want {
+	c := &m.Config
 	d, kv := c.Dim, c.KVDim()
 	switch r.Kind {
 	case EmbeddingPart:
 		return []want{{"token_embd.weight", []int{c.Vocab, d}}}
 	case LayerPart:
 		p := fmt.Sprintf("blk.%d.", r.Layer)
-		return []want{
+		ws := []want{
 			{p + "attn_norm.weight", []int{d}},
 			{p + "attn_q.weight", []int{d, d}},
 			{p + "attn_k.weight", []int{kv, d}},
@@ -334,6 +451,11 @@ func expected(c *model.Config, r PartRef) []want {
 			{p + "ffn_down.weight", []int{d, c.Hidden}},
 			{p + "ffn_up.weight", []int{c.Hidden, d}},
 		}
+		for _, n := range m.LayerTensors {
+			x, _ := layerTensorNamed(n)
+			ws = append(ws, want{p + n, []int{x.len(c)}})
+		}
+		return ws
 	default:
 		ws := []want{{"output_norm.weight", []int{d}}}
 		if !c.SharedClassifier {
@@ -348,7 +470,7 @@ func expected(c *model.Config, r PartRef) []want {
 // Sizes follow from the shapes (DecodePart checked them), so a part that
 // passes is bounded by the config.
 func (m *Manifest) CheckPart(r PartRef, p *Part) error {
-	ws := expected(&m.Config, r)
+	ws := m.expected(r)
 	if len(p.Tensors) != len(ws) {
 		return fmt.Errorf("shards: %s part %s: %d tensors, want %d", r, r.CID, len(p.Tensors), len(ws))
 	}
@@ -361,7 +483,7 @@ func (m *Manifest) CheckPart(r PartRef, p *Part) error {
 			return fmt.Errorf("shards: %s part %s: tensor %s has shape %v, the config says %v", r, r.CID, t.Name, t.Shape, w.shape)
 		}
 		if len(w.shape) == 1 && t.DType != kernels.F32.String() {
-			return fmt.Errorf("shards: %s part %s: norm %s is %s, want f32", r, r.CID, t.Name, t.DType)
+			return fmt.Errorf("shards: %s part %s: vector %s is %s, want f32", r, r.CID, t.Name, t.DType)
 		}
 	}
 	return nil

@@ -1,0 +1,255 @@
+package shards_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mycel-net/mycel/checkpoints"
+	"github.com/mycel-net/mycel/checkpoints/shards"
+	"github.com/mycel-net/mycel/internal/testmodels"
+	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
+)
+
+// archCases are the F32 fixtures of models/arch that run, with what their
+// manifests must say beyond Llama 2's block.
+var archCases = []struct {
+	name         string
+	arch         string
+	layerTensors []string
+	ropeFreqs    bool
+}{
+	{"llama3", "llama", nil, true},
+	{"qwen2", "qwen2", []string{"attn_q.bias", "attn_k.bias", "attn_v.bias"}, false},
+	{"qwen3", "qwen3", []string{"attn_q_norm.weight", "attn_k_norm.weight"}, false},
+	{"gemma2", "gemma2", []string{"post_attention_norm.weight", "post_ffw_norm.weight"}, false},
+	{"phi3", "phi3", nil, false},
+}
+
+// fixturePrompt is a fixture's 48 prompt ids (NAME.ref.json).
+func fixturePrompt(t *testing.T, name string) []int {
+	t.Helper()
+	b, err := os.ReadFile(testmodels.Path(t, "arch/"+name+".ref.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref struct {
+		InputIDs []int `json:"input_ids"`
+	}
+	if err := json.Unmarshal(b, &ref); err != nil || len(ref.InputIDs) == 0 {
+		t.Fatalf("%s.ref.json: %v (%d ids)", name, err, len(ref.InputIDs))
+	}
+	return ref.InputIDs
+}
+
+// prefillLogits runs ids through w as one prefill and returns the logits
+// of every position.
+func prefillLogits(t *testing.T, w *model.Weights, ids []int) []float32 {
+	t.Helper()
+	be, err := kernels.Open("cpu", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	e := model.NewEngine(w, be, model.KVType(kernels.F32))
+	c := &w.Config
+	cache, err := e.NewCache(0, c.Layers, c.Context)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(ids)
+	x := make([]float32, n*c.Dim)
+	if err := e.Embed(x, ids); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Forward(cache, x, n); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, n*c.Vocab)
+	if err := e.LogitsRows(out, x, n); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sameBits reports the first index where a and b differ in their bits.
+func sameBits(a, b []float32) (int, bool) {
+	if len(a) != len(b) {
+		return 0, false
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			return i, false
+		}
+	}
+	return 0, true
+}
+
+// Every F32 fixture of an architecture that runs imports as a
+// mycel-model/2 manifest naming its block's extras; loaded from its
+// blocks, it gives the file's logits bit for bit; exported, it is a GGUF
+// that gives them too and imports to the same CID.
+func TestArchFixturesImportExport(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range archCases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := load(t, "arch/"+tc.name+".F32.gguf")
+			ids := fixturePrompt(t, tc.name+".F32")
+			want := prefillLogits(t, src.Weights, ids)
+
+			st := newMem()
+			im, err := shards.Import(ctx, src, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := im.Manifest
+			if m.Format != shards.ManifestFormat2 || m.Config.Arch != tc.arch || !slices.Equal(m.LayerTensors, tc.layerTensors) || (m.RopeFreqs != nil) != tc.ropeFreqs {
+				t.Fatalf("manifest %s, arch %s, layer tensors %v, rope freqs %v; want %s, %s, %v, %v",
+					m.Format, m.Config.Arch, m.LayerTensors, m.RopeFreqs != nil, shards.ManifestFormat2, tc.arch, tc.layerTensors, tc.ropeFreqs)
+			}
+			if m.Config != src.Weights.Config {
+				t.Errorf("manifest config %+v, the file's %+v", m.Config, src.Weights.Config)
+			}
+			again, err := shards.Import(ctx, src, newMem())
+			if err != nil || again.Root != im.Root {
+				t.Fatalf("a second import: %v, CID %s, first %s", err, again.Root, im.Root)
+			}
+
+			l, err := shards.Load(ctx, st, im.Root, shards.Whole(m.Config.Layers))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := prefillLogits(t, l.Weights, ids); !bitsEqual(t, "loaded from blocks", got, want) {
+				return
+			}
+
+			var buf bytes.Buffer
+			if err := shards.Export(ctx, st, im.Root, &buf); err != nil {
+				t.Fatal(err)
+			}
+			back, err := checkpoints.LoadBytes(buf.Bytes())
+			if err != nil {
+				t.Fatalf("exported GGUF: %v", err)
+			}
+			if back.Weights.Config != src.Weights.Config {
+				t.Errorf("exported config %+v, the file's %+v", back.Weights.Config, src.Weights.Config)
+			}
+			if arch, _ := back.GGUF.String("general.architecture"); arch != tc.arch {
+				t.Errorf("exported architecture %q, want %q", arch, tc.arch)
+			}
+			bitsEqual(t, "exported GGUF", prefillLogits(t, back.Weights, ids), want)
+			re, err := shards.Import(ctx, back, newMem())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if re.Root != im.Root {
+				t.Errorf("the exported GGUF imports as %s, the file as %s", re.Root, im.Root)
+			}
+			t.Logf("%s: %s, %d bytes exported, %d blocks", tc.name, im.Root, buf.Len(), im.Blocks)
+		})
+	}
+}
+
+func bitsEqual(t *testing.T, what string, got, want []float32) bool {
+	t.Helper()
+	if i, ok := sameBits(got, want); !ok {
+		if len(got) != len(want) {
+			t.Errorf("%s: %d logits, want %d", what, len(got), len(want))
+		} else {
+			t.Errorf("%s: logit %d is %g, the file's %g", what, i, got[i], want[i])
+		}
+		return false
+	}
+	return true
+}
+
+// A server's span loads the layers' optional tensors and the rotary
+// frequency factors, and fetches only its own parts; a client's span
+// (embedding and head) needs no layer and no rotary factors.
+func TestArchSpanBlocks(t *testing.T) {
+	ctx := context.Background()
+	src := load(t, "arch/llama3.F32.gguf")
+	st := newMem()
+	im, err := shards.Import(ctx, src, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := im.Manifest
+	rope := m.RopeFreqs.Chunks[0].CID
+	server, _, err := shards.BlocksFor(ctx, st, im.Root, shards.Span{First: 1, Last: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, _, err := shards.BlocksFor(ctx, st, im.Root, shards.Span{Embedding: true, Head: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(server, rope) || slices.Contains(client, rope) || slices.Contains(server, m.Layers[0].CID) {
+		t.Errorf("blocks of layer 1 hold rope_freqs: %v, layer 0: %v; the client's hold rope_freqs: %v",
+			slices.Contains(server, rope), slices.Contains(server, m.Layers[0].CID), slices.Contains(client, rope))
+	}
+	l, err := shards.Load(ctx, st, im.Root, shards.Span{First: 1, Last: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(l.Weights.RopeFreqs, src.Weights.RopeFreqs) || l.Weights.Layers[0] != nil || l.Weights.Layers[1] == nil {
+		t.Errorf("span 1:2 loaded rope freqs %v, layers %v", l.Weights.RopeFreqs != nil, l.Weights.Layers)
+	}
+
+	q := load(t, "arch/qwen2.F32.gguf")
+	st = newMem()
+	im, err = shards.Import(ctx, q, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err = shards.Load(ctx, st, im.Root, shards.Span{First: 0, Last: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := l.Weights.Layers[0], q.Weights.Layers[0]
+	if !slices.Equal(got.BQ, want.BQ) || !slices.Equal(got.BK, want.BK) || !slices.Equal(got.BV, want.BV) || got.BQ == nil {
+		t.Errorf("layer 0's biases did not come back")
+	}
+}
+
+// A Llama 2 model keeps the first format, and so the CID every earlier
+// version gave it; a manifest of another version is refused naming it,
+// and a mycel-model/1 manifest cannot carry what only the second holds.
+func TestManifestVersions(t *testing.T) {
+	ctx := context.Background()
+	st := newMem()
+	im, err := shards.Import(ctx, builtin(t), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im.Manifest.Format != shards.ManifestFormat || im.Manifest.LayerTensors != nil || im.Manifest.RopeFreqs != nil {
+		t.Fatalf("the built-in model imports as %s with layer tensors %v", im.Manifest.Format, im.Manifest.LayerTensors)
+	}
+	v1 := string(st.m[im.Root])
+	for _, tc := range []struct{ edit, want string }{
+		{strings.Replace(v1, `"mycel-model/1"`, `"mycel-model/3"`, 1), `"mycel-model/3"`},
+		{strings.Replace(v1, `"layers":[`, `"layer_tensors":["attn_q.bias"],"layers":[`, 1), "layer_tensors"},
+		{strings.Replace(v1, `"config":{`, `"config":{"act":1,`, 1), "gelu"},
+		{strings.Replace(strings.Replace(v1, `"mycel-model/1"`, `"mycel-model/2"`, 1), `"layers":[`, `"layer_tensors":["attn_k.bias","attn_q.bias"],"layers":[`, 1), "out of order"},
+		{strings.Replace(strings.Replace(v1, `"mycel-model/1"`, `"mycel-model/2"`, 1), `"layers":[`, `"layer_tensors":["ffn_gate_exps.weight"],"layers":[`, 1), "ffn_gate_exps.weight"},
+		{strings.Replace(strings.Replace(v1, `"mycel-model/1"`, `"mycel-model/2"`, 1), `"layers":[`, `"layer_tensors":[],"layers":[`, 1), "empty"},
+	} {
+		if tc.edit == v1 {
+			t.Fatalf("edit for %q changed nothing", tc.want)
+		}
+		_, err := shards.DecodeManifest([]byte(tc.edit))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("manifest %.80s…: error %v, want one naming %s", tc.edit, err, tc.want)
+		}
+	}
+	v2 := strings.Replace(v1, `"mycel-model/1"`, `"mycel-model/2"`, 1)
+	if m, err := shards.DecodeManifest([]byte(v2)); err != nil || m.Format != shards.ManifestFormat2 {
+		t.Errorf("the same manifest as mycel-model/2: %v", err)
+	}
+}
