@@ -69,6 +69,8 @@ func setAVX2Elementwise() {
 	swiglu = swigluAVX2Go
 	toF16 = toF16F16C
 	maxF32 = maxF32AVX2
+	vecDecoders[kernels.Q2_K] = decodeQ2KAVX2
+	vecDecoders[kernels.Q3_K] = decodeQ3KAVX2
 	vecDecoders[kernels.Q4_K] = decodeQ4KAVX2
 	vecDecoders[kernels.Q5_K] = decodeQ5KAVX2
 	vecDecoders[kernels.Q6_K] = decodeQ6KAVX2

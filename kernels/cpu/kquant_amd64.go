@@ -15,6 +15,12 @@ func q4kBlockAVX2(dst *float32, qs *byte, dm *[16]float32)
 func q6kBlockAVX2(dst *float32, b *byte, dl *[16]float32)
 
 //go:noescape
+func q2kBlockAVX2(dst *float32, qs *byte, dm *[32]float32)
+
+//go:noescape
+func q3kBlockAVX2(dst *float32, b *byte, dl *[16]float32)
+
+//go:noescape
 func q5kBlockAVX2(dst *float32, qs, qh *byte, dm *[16]float32)
 
 //go:noescape
@@ -101,5 +107,44 @@ func decodeQ6KAVX2(dst []float32, row []byte) {
 			dl[i] = d * float32(int8(blk[192+i]))
 		}
 		q6kBlockAVX2(&dst[b*kernels.QKK], &blk[0], &dl)
+	}
+}
+
+// decodeQ2KAVX2 decodes the len(dst)/256 Q2_K blocks of row.
+func decodeQ2KAVX2(dst []float32, row []byte) {
+	const bb = 84
+	nb := len(dst) / kernels.QKK
+	if nb == 0 {
+		return
+	}
+	_, _ = row[nb*bb-1], dst[nb*kernels.QKK-1]
+	var dm [32]float32
+	for b := range nb {
+		blk := row[b*bb : (b+1)*bb]
+		d := kernels.F16ToF32(binary.LittleEndian.Uint16(blk[80:]))
+		dmin := kernels.F16ToF32(binary.LittleEndian.Uint16(blk[82:]))
+		for t, sc := range blk[:16] {
+			dm[t], dm[16+t] = d*float32(sc&0x0f), dmin*float32(sc>>4)
+		}
+		q2kBlockAVX2(&dst[b*kernels.QKK], &blk[16], &dm)
+	}
+}
+
+// decodeQ3KAVX2 decodes the len(dst)/256 Q3_K blocks of row.
+func decodeQ3KAVX2(dst []float32, row []byte) {
+	const bb = 110
+	nb := len(dst) / kernels.QKK
+	if nb == 0 {
+		return
+	}
+	_, _ = row[nb*bb-1], dst[nb*kernels.QKK-1]
+	var dl [16]float32
+	for b := range nb {
+		blk := row[b*bb : (b+1)*bb]
+		d := kernels.F16ToF32(binary.LittleEndian.Uint16(blk[108:]))
+		for t := range dl {
+			dl[t] = d * float32(kernels.K3Scale(t, blk[96:108]))
+		}
+		q3kBlockAVX2(&dst[b*kernels.QKK], &blk[0], &dl)
 	}
 }

@@ -264,3 +264,133 @@ xsloop:
 	JNZ  xsloop
 	VZEROUPPER
 	RET
+
+DATA kq3<>+0(SB)/4, $3
+GLOBL kq3<>(SB), RODATA|NOPTR, $4
+DATA kq4<>+0(SB)/4, $4
+GLOBL kq4<>(SB), RODATA|NOPTR, $4
+
+// Q2GROUP decodes 16 values: quants (byte >> sh) & 3 of the 16 bytes at
+// qoff(SI), d·scale at soff(DX) and dmin·min at soff+64(DX), to ooff(DI).
+#define Q2GROUP(qoff, sh, soff, moff, ooff, ooff2) \
+	VPMOVZXBD qoff(SI), Y1 \
+	VPMOVZXBD (qoff+8)(SI), Y2 \
+	VPSRLD $sh, Y1, Y1 \
+	VPSRLD $sh, Y2, Y2 \
+	VPAND Y15, Y1, Y1 \
+	VPAND Y15, Y2, Y2 \
+	VCVTDQ2PS Y1, Y1 \
+	VCVTDQ2PS Y2, Y2 \
+	VBROADCASTSS soff(DX), Y10 \
+	VBROADCASTSS moff(DX), Y11 \
+	VFMSUB213PS Y11, Y10, Y1 \
+	VFMSUB213PS Y11, Y10, Y2 \
+	VMOVUPS Y1, ooff(DI) \
+	VMOVUPS Y2, ooff2(DI)
+
+// func q2kBlockAVX2(dst *float32, qs *byte, dm *[32]float32)
+// dm[t] = d·(scales[t] & 15), dm[16+t] = dmin·(scales[t] >> 4).
+TEXT ·q2kBlockAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ qs+8(FP), SI
+	MOVQ dm+16(FP), DX
+	VPBROADCASTD kq3<>(SB), Y15
+	Q2GROUP(0, 0, 0, 64, 0, 32)
+	Q2GROUP(16, 0, 4, 68, 64, 96)
+	Q2GROUP(0, 2, 8, 72, 128, 160)
+	Q2GROUP(16, 2, 12, 76, 192, 224)
+	Q2GROUP(0, 4, 16, 80, 256, 288)
+	Q2GROUP(16, 4, 20, 84, 320, 352)
+	Q2GROUP(0, 6, 24, 88, 384, 416)
+	Q2GROUP(16, 6, 28, 92, 448, 480)
+	Q2GROUP(32, 0, 32, 96, 512, 544)
+	Q2GROUP(48, 0, 36, 100, 576, 608)
+	Q2GROUP(32, 2, 40, 104, 640, 672)
+	Q2GROUP(48, 2, 44, 108, 704, 736)
+	Q2GROUP(32, 4, 48, 112, 768, 800)
+	Q2GROUP(48, 4, 52, 116, 832, 864)
+	Q2GROUP(32, 6, 56, 120, 896, 928)
+	Q2GROUP(48, 6, 60, 124, 960, 992)
+	VZEROUPPER
+	RET
+
+// Q3GROUP decodes 16 values: quants (byte >> sh) & 3 of the 16 bytes at
+// qoff(SI), less 4 where the mask bit Y9 of the hmask bytes at hoff(R8)
+// is clear, times d·(scale − 32) at soff(DX), to ooff(DI).
+#define Q3GROUP(qoff, hoff, sh, soff, ooff, ooff2) \
+	VPMOVZXBD qoff(SI), Y1 \
+	VPMOVZXBD (qoff+8)(SI), Y2 \
+	VPSRLD $sh, Y1, Y1 \
+	VPSRLD $sh, Y2, Y2 \
+	VPAND Y15, Y1, Y1 \
+	VPAND Y15, Y2, Y2 \
+	VPMOVZXBD hoff(R8), Y3 \
+	VPMOVZXBD (hoff+8)(R8), Y4 \
+	VPAND Y9, Y3, Y3 \
+	VPAND Y9, Y4, Y4 \
+	VPCMPEQD Y13, Y3, Y3 \
+	VPCMPEQD Y13, Y4, Y4 \
+	VPAND Y14, Y3, Y3 \
+	VPAND Y14, Y4, Y4 \
+	VPSUBD Y3, Y1, Y1 \
+	VPSUBD Y4, Y2, Y2 \
+	VCVTDQ2PS Y1, Y1 \
+	VCVTDQ2PS Y2, Y2 \
+	VBROADCASTSS soff(DX), Y10 \
+	VMULPS Y10, Y1, Y1 \
+	VMULPS Y10, Y2, Y2 \
+	VMOVUPS Y1, ooff(DI) \
+	VMOVUPS Y2, ooff2(DI)
+
+// func q3kBlockAVX2(dst *float32, b *byte, dl *[16]float32)
+// b is the block (hmask at 0, qs at 32); dl[t] = d·(scale t − 32).
+TEXT ·q3kBlockAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ b+8(FP), R8
+	LEAQ 32(R8), SI
+	MOVQ dl+16(FP), DX
+	VPBROADCASTD kq3<>(SB), Y15
+	VPBROADCASTD kq4<>(SB), Y14
+	VPXOR Y13, Y13, Y13
+	MOVL $1, AX
+	VMOVD AX, X9
+	VPBROADCASTD X9, Y9
+	Q3GROUP(0, 0, 0, 0, 0, 32)
+	Q3GROUP(16, 16, 0, 4, 64, 96)
+	MOVL $2, AX
+	VMOVD AX, X9
+	VPBROADCASTD X9, Y9
+	Q3GROUP(0, 0, 2, 8, 128, 160)
+	Q3GROUP(16, 16, 2, 12, 192, 224)
+	MOVL $4, AX
+	VMOVD AX, X9
+	VPBROADCASTD X9, Y9
+	Q3GROUP(0, 0, 4, 16, 256, 288)
+	Q3GROUP(16, 16, 4, 20, 320, 352)
+	MOVL $8, AX
+	VMOVD AX, X9
+	VPBROADCASTD X9, Y9
+	Q3GROUP(0, 0, 6, 24, 384, 416)
+	Q3GROUP(16, 16, 6, 28, 448, 480)
+	MOVL $16, AX
+	VMOVD AX, X9
+	VPBROADCASTD X9, Y9
+	Q3GROUP(32, 0, 0, 32, 512, 544)
+	Q3GROUP(48, 16, 0, 36, 576, 608)
+	MOVL $32, AX
+	VMOVD AX, X9
+	VPBROADCASTD X9, Y9
+	Q3GROUP(32, 0, 2, 40, 640, 672)
+	Q3GROUP(48, 16, 2, 44, 704, 736)
+	MOVL $64, AX
+	VMOVD AX, X9
+	VPBROADCASTD X9, Y9
+	Q3GROUP(32, 0, 4, 48, 768, 800)
+	Q3GROUP(48, 16, 4, 52, 832, 864)
+	MOVL $128, AX
+	VMOVD AX, X9
+	VPBROADCASTD X9, Y9
+	Q3GROUP(32, 0, 6, 56, 896, 928)
+	Q3GROUP(48, 16, 6, 60, 960, 992)
+	VZEROUPPER
+	RET
