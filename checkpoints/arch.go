@@ -25,15 +25,22 @@ type archSpec struct {
 	// fusedQKV: q, k and v are one matrix, attn_qkv; fusedGateUp: the
 	// gate and the up projection are one, ffn_up, gate first.
 	fusedQKV, fusedGateUp bool
+	// expertNorm is Config.ExpertNorm unless the file's
+	// <arch>.expert_weights_norm key says otherwise: the chosen experts'
+	// weights renormalised to sum to 1 (Mixtral's softmax over the chosen
+	// experts; Qwen3-MoE's normalised top-k). Experts themselves are read
+	// from the file: <arch>.expert_count and a block's ffn_gate_inp.
+	expertNorm bool
 }
 
 // archs are the architectures this runtime runs, by general.architecture.
 var archs = map[string]archSpec{
-	"llama":  {rope: kernels.RopeAdjacent},
-	"qwen2":  {rope: kernels.RopeNeoX},
-	"qwen3":  {rope: kernels.RopeNeoX},
-	"gemma2": {rope: kernels.RopeNeoX, act: model.ActGELU, embedScale: true, slidingEvery: 2},
-	"phi3":   {rope: kernels.RopeNeoX, fusedQKV: true, fusedGateUp: true},
+	"llama":    {rope: kernels.RopeAdjacent, expertNorm: true},
+	"qwen3moe": {rope: kernels.RopeNeoX, expertNorm: true},
+	"qwen2":    {rope: kernels.RopeNeoX},
+	"qwen3":    {rope: kernels.RopeNeoX},
+	"gemma2":   {rope: kernels.RopeNeoX, act: model.ActGELU, embedScale: true, slidingEvery: 2},
+	"phi3":     {rope: kernels.RopeNeoX, fusedQKV: true, fusedGateUp: true},
 }
 
 // archNames lists the architectures of archs, sorted, for errors.

@@ -114,6 +114,9 @@ func WriteWeights(out io.Writer, w *model.Weights, kvs []KV) error {
 		if l.BQ != nil || l.BK != nil || l.BV != nil || l.QNorm != nil || l.KNorm != nil || l.PostAttnNorm != nil || l.PostFFNNorm != nil {
 			return fmt.Errorf("checkpoints: write model: layer %d has biases or extra norms, which the llama writer does not write", i)
 		}
+		if l.Experts != nil {
+			return fmt.Errorf("checkpoints: write model: layer %d has routed experts, which the llama writer does not write", i)
+		}
 	}
 	var specs []TensorSpec
 	addMat := func(name string, m *kernels.Matrix) error {
@@ -197,6 +200,16 @@ func ConvertWeights(w *model.Weights, dt kernels.DType) (*model.Weights, error) 
 		}
 		c := *l
 		c.Wq, c.Wk, c.Wv, c.Wo, c.W1, c.W2, c.W3 = conv(l.Wq), conv(l.Wk), conv(l.Wv), conv(l.Wo), conv(l.W1), conv(l.W2), conv(l.W3)
+		if x := l.Experts; x != nil {
+			// The router stays as it is, as GGUF tools keep it.
+			cx := &model.Experts{Router: x.Router}
+			for i := range x.Gate {
+				cx.Gate = append(cx.Gate, conv(x.Gate[i]))
+				cx.Up = append(cx.Up, conv(x.Up[i]))
+				cx.Down = append(cx.Down, conv(x.Down[i]))
+			}
+			c.Experts = cx
+		}
 		out.Layers[i] = &c
 	}
 	if err != nil {

@@ -149,11 +149,6 @@ func modelFromGGUF(g *GGUF) (*Model, error) {
 	if !ok {
 		return nil, fmt.Errorf("architecture %q is not supported (this runtime runs %s)", arch, archNames())
 	}
-	if n, err := ggufInt(g, arch+".expert_count", 0, 0, 1<<20); err != nil {
-		return nil, err
-	} else if n > 0 {
-		return nil, fmt.Errorf("architecture %s with %d experts (a mixture of experts) is not supported (this runtime runs the dense %s)", arch, n, archNames())
-	}
 	c, err := ggufConfig(g, arch, spec)
 	if err != nil {
 		return nil, err
@@ -202,7 +197,7 @@ func ggufLayer(g *GGUF, p string, c *model.Config, spec archSpec) (*model.Layer,
 		dst        **kernels.Matrix
 		rows, cols int
 	}
-	mats := []mat{{"attn_output", &l.Wo, c.Dim, c.Dim}, {"ffn_down", &l.W2, c.Dim, c.Hidden}}
+	mats := []mat{{"attn_output", &l.Wo, c.Dim, c.Dim}}
 	if spec.fusedQKV {
 		// q, k and v are the rows of one matrix, in that order.
 		qkv, err := ggufMatrix(g, p+"attn_qkv.weight", c.Dim+2*kv, c.Dim)
@@ -213,15 +208,20 @@ func ggufLayer(g *GGUF, p string, c *model.Config, spec archSpec) (*model.Layer,
 	} else {
 		mats = append(mats, mat{"attn_q", &l.Wq, c.Dim, c.Dim}, mat{"attn_k", &l.Wk, kv, c.Dim}, mat{"attn_v", &l.Wv, kv, c.Dim})
 	}
-	if spec.fusedGateUp {
+	if _, ok := g.Tensor(p + tnRouter); ok {
+		if l.Experts, err = ggufExperts(g, p, c); err != nil {
+			return nil, err
+		}
+	} else if spec.fusedGateUp {
 		// The gate's rows, then the up projection's, in ffn_up.
 		gu, err := ggufMatrix(g, p+"ffn_up.weight", 2*c.Hidden, c.Dim)
 		if err != nil {
 			return nil, err
 		}
 		l.W1, l.W3 = rowRange(gu, 0, c.Hidden), rowRange(gu, c.Hidden, 2*c.Hidden)
+		mats = append(mats, mat{"ffn_down", &l.W2, c.Dim, c.Hidden})
 	} else {
-		mats = append(mats, mat{"ffn_gate", &l.W1, c.Hidden, c.Dim}, mat{"ffn_up", &l.W3, c.Hidden, c.Dim})
+		mats = append(mats, mat{"ffn_gate", &l.W1, c.Hidden, c.Dim}, mat{"ffn_up", &l.W3, c.Hidden, c.Dim}, mat{"ffn_down", &l.W2, c.Dim, c.Hidden})
 	}
 	for _, t := range mats {
 		if *t.dst, err = ggufMatrix(g, p+t.name+".weight", t.rows, t.cols); err != nil {
@@ -253,6 +253,65 @@ func ggufLayer(g *GGUF, p string, c *model.Config, spec archSpec) (*model.Layer,
 		}
 	}
 	return l, nil
+}
+
+// The tensors of a block's routed experts.
+const (
+	tnRouter  = "ffn_gate_inp.weight"
+	tnExpGate = "ffn_gate_exps.weight"
+	tnExpUp   = "ffn_up_exps.weight"
+	tnExpDown = "ffn_down_exps.weight"
+)
+
+// ggufExperts reads the routed experts of the block under prefix p: the
+// router and the three stacked expert tensors ([cols, rows, experts],
+// one matrix per expert), sliced per expert without copies.
+func ggufExperts(g *GGUF, p string, c *model.Config) (*model.Experts, error) {
+	if c.Experts == 0 {
+		return nil, fmt.Errorf("tensor %s%s is a router, but %s.expert_count is missing or 0", p, tnRouter, c.Arch)
+	}
+	x := &model.Experts{}
+	var err error
+	if x.Router, err = ggufMatrix(g, p+tnRouter, c.Experts, c.Dim); err != nil {
+		return nil, err
+	}
+	h := c.ExpertHidden
+	for _, t := range []struct {
+		name       string
+		dst        *[]*kernels.Matrix
+		rows, cols int
+	}{{tnExpGate, &x.Gate, h, c.Dim}, {tnExpUp, &x.Up, h, c.Dim}, {tnExpDown, &x.Down, c.Dim, h}} {
+		if *t.dst, err = ggufStacked(g, p+t.name, c.Experts, t.rows, t.cols); err != nil {
+			return nil, err
+		}
+	}
+	return x, nil
+}
+
+// ggufStacked returns the n matrices of the named stacked tensor, which
+// must be [cols, rows, n] in GGUF's innermost-first order: views of the
+// file, matrix i being rows [i·rows, (i+1)·rows) of the whole.
+func ggufStacked(g *GGUF, name string, n, rows, cols int) ([]*kernels.Matrix, error) {
+	t, ok := g.Tensor(name)
+	if !ok {
+		return nil, fmt.Errorf("tensor %s missing", name)
+	}
+	dt, err := tensorDType(t)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.Dims) != 3 || t.Dims[0] != uint64(cols) || t.Dims[1] != uint64(rows) || t.Dims[2] != uint64(n) {
+		return nil, fmt.Errorf("tensor %s has dims %v, want [%d, %d, %d]", name, t.Dims, cols, rows, n)
+	}
+	all, err := kernels.NewMatrix(dt, n*rows, cols, alignedBytes(t.Data, 4))
+	if err != nil {
+		return nil, fmt.Errorf("tensor %s: %w", name, err)
+	}
+	ms := make([]*kernels.Matrix, n)
+	for i := range ms {
+		ms[i] = rowRange(all, i*rows, (i+1)*rows)
+	}
+	return ms, nil
 }
 
 // rowRange is rows [r0, r1) of m, sharing its storage.
@@ -334,6 +393,25 @@ func ggufConfig(g *GGUF, arch string, spec archSpec) (model.Config, error) {
 	}
 	if spec.embedScale {
 		c.EmbedScale = float32(math.Sqrt(float64(c.Dim)))
+	}
+	if c.Experts, err = ggufInt(g, k("expert_count"), 0, 0, 1<<16); err != nil {
+		return c, err
+	}
+	if c.Experts > 0 {
+		if c.ExpertsUsed, err = ggufInt(g, k("expert_used_count"), -1, 1, c.Experts); err != nil {
+			return c, err
+		}
+		// Mixtral's experts are feed_forward_length wide; architectures
+		// with dense layers beside the experts give the experts' own.
+		if c.ExpertHidden, err = ggufInt(g, k("expert_feed_forward_length"), c.Hidden, 1, big); err != nil {
+			return c, err
+		}
+		c.ExpertNorm = spec.expertNorm
+		if b, err := g.Bool(k("expert_weights_norm")); err == nil {
+			c.ExpertNorm = b
+		} else if !errors.Is(err, ErrNoKey) {
+			return c, err
+		}
 	}
 	emb, ok := g.Tensor(tnEmbedding)
 	if !ok {

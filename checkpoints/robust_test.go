@@ -291,8 +291,8 @@ func TestLoadUnsupported(t *testing.T) {
 		!strings.Contains(err.Error(), "blk.0.attn_k.weight") || !strings.Contains(err.Error(), "IQ2_XXS") {
 		t.Fatalf("IQ2_XXS: want one line naming the file, the tensor and the type, got %v", err)
 	}
-	_, err = LoadBytes(rewrite("qwen3", GGMLIQ2_XXS))
-	if err == nil || !strings.Contains(err.Error(), `unsupported architecture "qwen3"`) {
+	_, err = LoadBytes(rewrite("mamba", GGMLIQ2_XXS))
+	if err == nil || !strings.Contains(err.Error(), `architecture "mamba" is not supported`) {
 		t.Fatalf("arch: %v", err)
 	}
 	for _, dt := range allDTypes {

@@ -25,6 +25,10 @@ import "github.com/mycel-net/mycel/kernels"
 //	h1,h3 = Gate(xf), Up(xf)
 //	g     = SwiGLU(h1, h3)
 //	x     = x + Down(g)
+//
+// or, in a layer of routed experts, x = x + Experts(xf) (experts.go).
+// The optional steps (biases, q/k norms, post-norms, experts) are taken
+// when the layer holds their tensors.
 
 // segment is the rows of one sequence in a block's batch: rows new
 // positions appended to c, at positions c.Len..c.Len+rows-1. A batch's
@@ -110,20 +114,29 @@ func (e *Engine) block(li int, x []float32, n, m int, segs []segment, b *blockBu
 	}
 
 	be.RMSNorm(b.xf[:n*d], x, l.FFNNorm, cfg.NormEps)
-	padRows(b.xf, d, n, m)
-	e.outs[0], e.outs[1] = b.h1, b.h3
-	e.apply(lm, ProjGate, e.outs[:2], b.xf, m)
-	if cfg.Act == ActGELU {
-		be.GeGLU(b.g, b.h1, b.h3)
+	if l.Experts != nil {
+		e.experts(l.Experts, b.delta, b.xf, n)
 	} else {
-		be.SwiGLU(b.g, b.h1, b.h3)
+		padRows(b.xf, d, n, m)
+		e.outs[0], e.outs[1] = b.h1, b.h3
+		e.apply(lm, ProjGate, e.outs[:2], b.xf, m)
+		e.glu(b.g, b.h1, b.h3)
+		e.outs[0] = b.delta
+		e.apply(lm, ProjDown, e.outs[:1], b.g, m)
 	}
-	e.outs[0] = b.delta
-	e.apply(lm, ProjDown, e.outs[:1], b.g, m)
 	if l.PostFFNNorm != nil {
 		be.RMSNorm(b.delta[:n*d], b.delta[:n*d], l.PostFFNNorm, cfg.NormEps)
 	}
 	be.Add(x, b.delta[:n*d])
+}
+
+// glu sets out to the config's gated activation of gate and up.
+func (e *Engine) glu(out, gate, up []float32) {
+	if e.w.Config.Act == ActGELU {
+		e.be.GeGLU(out, gate, up)
+	} else {
+		e.be.SwiGLU(out, gate, up)
+	}
 }
 
 // addBias adds bias (when not nil) to each of the m rows of buf.

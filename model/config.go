@@ -46,6 +46,20 @@ type Config struct {
 	// 0 or 1 (Phi-3), the even-numbered ones when it is 2 (Gemma 2).
 	SlidingWindow int `json:"sliding_window,omitempty"`
 	SlidingEvery  int `json:"sliding_every,omitempty"`
+
+	// A mixture of experts, when Experts > 0: the FFN of each layer that
+	// holds routed experts (Layer.Experts) sends each row to the
+	// ExpertsUsed experts its router scores highest and sums their gated
+	// FFNs (ExpertHidden wide), weighted by the router's softmax. Layers
+	// without experts keep the dense FFN (Hidden wide).
+	Experts      int `json:"experts,omitempty"`
+	ExpertsUsed  int `json:"experts_used,omitempty"`
+	ExpertHidden int `json:"expert_hidden,omitempty"`
+	// ExpertNorm divides the chosen experts' weights by their sum, so
+	// that they add up to 1: a softmax over the chosen experts' router
+	// logits (Mixtral, Qwen3-MoE). Without it each keeps its share of the
+	// softmax over all experts.
+	ExpertNorm bool `json:"expert_norm,omitempty"`
 }
 
 // Activation is the nonlinearity of a block's gated FFN.
@@ -97,6 +111,9 @@ func (c *Config) extras() []string {
 	if c.SlidingWindow > 0 {
 		what = append(what, "sliding-window attention")
 	}
+	if c.Experts > 0 {
+		what = append(what, "a mixture of experts")
+	}
 	return what
 }
 
@@ -147,14 +164,27 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("model config: sliding window %d every %d layers: must not be negative", c.SlidingWindow, c.SlidingEvery)
 	case c.AttnSoftCap < 0 || c.FinalSoftCap < 0:
 		return fmt.Errorf("model config: soft-caps %g, %g must not be negative", c.AttnSoftCap, c.FinalSoftCap)
+	case c.Experts < 0 || c.Experts > 1<<16:
+		return fmt.Errorf("model config: %d experts out of range (0..%d)", c.Experts, 1<<16)
+	case c.Experts > 0 && (c.ExpertsUsed < 1 || c.ExpertsUsed > c.Experts):
+		return fmt.Errorf("model config: %d experts used of %d: want 1..%d", c.ExpertsUsed, c.Experts, c.Experts)
+	case c.Experts > 0 && (c.ExpertHidden <= 0 || c.ExpertHidden > 4*maxDim):
+		return fmt.Errorf("model config: expert hidden %d out of range (1..%d)", c.ExpertHidden, 4*maxDim)
+	case c.Experts == 0 && (c.ExpertsUsed != 0 || c.ExpertHidden != 0):
+		return fmt.Errorf("model config: %d experts used, expert hidden %d, but no experts", c.ExpertsUsed, c.ExpertHidden)
 	}
 	return nil
 }
 
-// Params is the number of weights of the whole model.
+// Params is the number of weights of the whole model (with experts: as if
+// every layer held them).
 func (c *Config) Params() int64 {
 	d, h, l, v, kv := int64(c.Dim), int64(c.Hidden), int64(c.Layers), int64(c.Vocab), int64(c.KVDim())
 	perLayer := 2*d + 2*d*d + 2*d*kv + 3*d*h
+	if c.Experts > 0 {
+		ne := int64(c.Experts)
+		perLayer += ne*d + ne*3*d*int64(c.ExpertHidden) - 3*d*h
+	}
 	n := v*d + l*perLayer + d
 	if !c.SharedClassifier {
 		n += v * d

@@ -32,6 +32,7 @@ type Engine struct {
 	ws             [3]*kernels.Matrix
 	segs           []segment
 	bufs           blockBufs
+	moe            moeScratch // for layers of experts
 
 	// maps holds the linear maps of each layer held, by absolute layer
 	// number; head is the output head's.
@@ -219,6 +220,9 @@ func (e *Engine) grow(n int) {
 	e.h1 = make([]float32, n*c.Hidden)
 	e.h3 = make([]float32, n*c.Hidden)
 	e.row = make([]float32, c.Dim)
+	if c.Experts > 0 {
+		e.moe.grow(c, n)
+	}
 }
 
 // Embed writes the embedding rows of ids into x, which must hold

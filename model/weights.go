@@ -9,7 +9,8 @@ import (
 
 // Layer holds the weights of one transformer block. Matrices are
 // [out, in]: Wq is [Dim, Dim], Wk and Wv [KVDim, Dim], Wo [Dim, Dim],
-// W1 (gate) and W3 (up) [Hidden, Dim], W2 (down) [Dim, Hidden].
+// W1 (gate) and W3 (up) [Hidden, Dim], W2 (down) [Dim, Hidden]. A layer of
+// routed experts has Experts in place of W1, W2 and W3.
 type Layer struct {
 	AttnNorm []float32 // [Dim]
 	Wq       *kernels.Matrix
@@ -27,6 +28,38 @@ type Layer struct {
 	// PostAttnNorm and PostFFNNorm normalise the attention's and the FFN's
 	// output before it joins the residual stream [Dim] (Gemma 2).
 	PostAttnNorm, PostFFNNorm []float32
+
+	// Experts, when not nil, is the layer's FFN in place of the dense one
+	// (a mixture of experts, Config.Experts).
+	Experts *Experts
+}
+
+// Experts are the routed experts of one layer: Config.Experts gated FFNs
+// of ExpertHidden, and the router that picks Config.ExpertsUsed of them
+// for each row. Gate[i] and Up[i] are [ExpertHidden, Dim], Down[i]
+// [Dim, ExpertHidden]; a file's stacked expert tensors are sliced into
+// them in place, without copies.
+type Experts struct {
+	Router         *kernels.Matrix // [Experts, Dim]: each expert's logit
+	Gate, Up, Down []*kernels.Matrix
+}
+
+// Matrices lists the layer's weight matrices that are present, the
+// experts' included.
+func (l *Layer) Matrices() []*kernels.Matrix {
+	var ms []*kernels.Matrix
+	for _, m := range []*kernels.Matrix{l.Wq, l.Wk, l.Wv, l.Wo, l.W1, l.W2, l.W3} {
+		if m != nil {
+			ms = append(ms, m)
+		}
+	}
+	if x := l.Experts; x != nil {
+		ms = append(ms, x.Router)
+		for i := range x.Gate {
+			ms = append(ms, x.Gate[i], x.Up[i], x.Down[i])
+		}
+	}
+	return ms
 }
 
 // extras names the optional steps the layer takes, for errors.
@@ -142,7 +175,7 @@ func (w *Weights) Bytes() int64 {
 		if l == nil {
 			continue
 		}
-		for _, m := range []*kernels.Matrix{l.Wq, l.Wk, l.Wv, l.Wo, l.W1, l.W2, l.W3} {
+		for _, m := range l.Matrices() {
 			addM(m)
 		}
 		n += 4 * int64(len(l.AttnNorm)+len(l.FFNNorm)+len(l.BQ)+len(l.BK)+len(l.BV)+
@@ -207,16 +240,23 @@ func (w *Weights) Validate() error {
 			continue
 		}
 		p := fmt.Sprintf("layer %d ", i)
-		for _, e := range []error{
+		ffn := []error{
+			check(p+"w1 (gate)", l.W1, c.Hidden, c.Dim),
+			check(p+"w2 (down)", l.W2, c.Dim, c.Hidden),
+			check(p+"w3 (up)", l.W3, c.Hidden, c.Dim),
+		}
+		if l.Experts != nil {
+			ffn = validExperts(c, p, l)
+		}
+		errs := []error{
 			vec(p+"attention norm", l.AttnNorm, c.Dim),
 			vec(p+"ffn norm", l.FFNNorm, c.Dim),
 			check(p+"wq", l.Wq, c.Dim, c.Dim),
 			check(p+"wk", l.Wk, kv, c.Dim),
 			check(p+"wv", l.Wv, kv, c.Dim),
 			check(p+"wo", l.Wo, c.Dim, c.Dim),
-			check(p+"w1 (gate)", l.W1, c.Hidden, c.Dim),
-			check(p+"w2 (down)", l.W2, c.Dim, c.Hidden),
-			check(p+"w3 (up)", l.W3, c.Hidden, c.Dim),
+		}
+		for _, e := range append(append(errs, ffn...),
 			opt(p+"q bias", l.BQ, c.Dim),
 			opt(p+"k bias", l.BK, kv),
 			opt(p+"v bias", l.BV, kv),
@@ -224,11 +264,44 @@ func (w *Weights) Validate() error {
 			opt(p+"k norm", l.KNorm, c.HeadDim()),
 			opt(p+"post-attention norm", l.PostAttnNorm, c.Dim),
 			opt(p+"post-ffn norm", l.PostFFNNorm, c.Dim),
-		} {
+		) {
 			if e != nil {
 				return e
 			}
 		}
 	}
 	return nil
+}
+
+// validExperts checks the routed experts of layer l (p names it): as many
+// as the config says, each of its shape, and no dense FFN beside them.
+func validExperts(c *Config, p string, l *Layer) []error {
+	x := l.Experts
+	n, h := c.Experts, c.ExpertHidden
+	if n == 0 {
+		return []error{fmt.Errorf("weights: %shas routed experts but the config has none", p)}
+	}
+	if l.W1 != nil || l.W2 != nil || l.W3 != nil {
+		return []error{fmt.Errorf("weights: %shas both a dense FFN and routed experts", p)}
+	}
+	if len(x.Gate) != n || len(x.Up) != n || len(x.Down) != n {
+		return []error{fmt.Errorf("weights: %sholds %d, %d and %d expert gate, up and down matrices, want %d", p, len(x.Gate), len(x.Up), len(x.Down), n)}
+	}
+	shape := func(name string, m *kernels.Matrix, rows, cols int) error {
+		switch {
+		case m == nil:
+			return fmt.Errorf("weights: %s%s missing", p, name)
+		case m.Rows != rows || m.Cols != cols:
+			return fmt.Errorf("weights: %s%s is %dx%d, want %dx%d", p, name, m.Rows, m.Cols, rows, cols)
+		}
+		return nil
+	}
+	errs := []error{shape("router", x.Router, n, c.Dim)}
+	for i := range n {
+		errs = append(errs,
+			shape(fmt.Sprintf("expert %d gate", i), x.Gate[i], h, c.Dim),
+			shape(fmt.Sprintf("expert %d up", i), x.Up[i], h, c.Dim),
+			shape(fmt.Sprintf("expert %d down", i), x.Down[i], c.Dim, h))
+	}
+	return errs
 }

@@ -92,6 +92,9 @@ func NewTrainer(job *Job, base *model.Weights, be kernels.Backend, trainSet, eva
 	if _, ok := be.(kernels.Trainer); !ok {
 		return nil, fmt.Errorf("train: backend %s: %w", be.Name(), model.ErrNoTrainer)
 	}
+	if err := base.Trainable(); err != nil {
+		return nil, fmt.Errorf("train: %w", err)
+	}
 	c := &base.Config
 	if job.SeqLen > c.Context {
 		return nil, fmt.Errorf("job file: seq_len: %d is longer than the model's context of %d", job.SeqLen, c.Context)

@@ -258,7 +258,7 @@ func weightTypes(w *model.Weights) string {
 		if l == nil {
 			continue
 		}
-		for _, m := range []*kernels.Matrix{l.Wq, l.Wk, l.Wv, l.Wo, l.W1, l.W2, l.W3} {
+		for _, m := range l.Matrices() {
 			seen[m.Type]++
 		}
 	}
