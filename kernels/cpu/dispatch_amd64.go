@@ -69,6 +69,9 @@ func setAVX2Elementwise() {
 	swiglu = swigluAVX2Go
 	toF16 = toF16F16C
 	maxF32 = maxF32AVX2
+	vecDecoders[kernels.Q4_1] = decodeQ4_1AVX2
+	vecDecoders[kernels.Q5_0] = decodeQ5_0AVX2
+	vecDecoders[kernels.Q5_1] = decodeQ5_1AVX2
 	vecDecoders[kernels.Q2_K] = decodeQ2KAVX2
 	vecDecoders[kernels.Q3_K] = decodeQ3KAVX2
 	vecDecoders[kernels.Q4_K] = decodeQ4KAVX2

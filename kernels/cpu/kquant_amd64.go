@@ -15,6 +15,15 @@ func q4kBlockAVX2(dst *float32, qs *byte, dm *[16]float32)
 func q6kBlockAVX2(dst *float32, b *byte, dl *[16]float32)
 
 //go:noescape
+func q41RowAVX2(dst *float32, row *byte, nb int)
+
+//go:noescape
+func q50RowAVX2(dst *float32, row *byte, nb int)
+
+//go:noescape
+func q51RowAVX2(dst *float32, row *byte, nb int)
+
+//go:noescape
 func q2kBlockAVX2(dst *float32, qs *byte, dm *[32]float32)
 
 //go:noescape
@@ -148,3 +157,22 @@ func decodeQ3KAVX2(dst []float32, row []byte) {
 		q3kBlockAVX2(&dst[b*kernels.QKK], &blk[0], &dl)
 	}
 }
+
+// rowDecoder32 makes the decoder of len(dst)/32 blocks of bb bytes of a
+// row from a row kernel.
+func rowDecoder32(bb int, k func(dst *float32, row *byte, nb int)) func(dst []float32, row []byte) {
+	return func(dst []float32, row []byte) {
+		nb := len(dst) / kernels.QK
+		if nb == 0 {
+			return
+		}
+		_, _ = row[nb*bb-1], dst[nb*kernels.QK-1]
+		k(&dst[0], &row[0], nb)
+	}
+}
+
+var (
+	decodeQ4_1AVX2 = rowDecoder32(20, q41RowAVX2)
+	decodeQ5_0AVX2 = rowDecoder32(22, q50RowAVX2)
+	decodeQ5_1AVX2 = rowDecoder32(24, q51RowAVX2)
+)

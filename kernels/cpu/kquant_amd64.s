@@ -394,3 +394,148 @@ TEXT ·q3kBlockAVX2(SB), NOSPLIT, $0-24
 	Q3GROUP(48, 16, 6, 60, 960, 992)
 	VZEROUPPER
 	RET
+
+DATA kqlanes<>+0(SB)/4, $0
+DATA kqlanes<>+4(SB)/4, $1
+DATA kqlanes<>+8(SB)/4, $2
+DATA kqlanes<>+12(SB)/4, $3
+DATA kqlanes<>+16(SB)/4, $4
+DATA kqlanes<>+20(SB)/4, $5
+DATA kqlanes<>+24(SB)/4, $6
+DATA kqlanes<>+28(SB)/4, $7
+GLOBL kqlanes<>(SB), RODATA|NOPTR, $32
+DATA kq8<>+0(SB)/4, $8
+GLOBL kq8<>(SB), RODATA|NOPTR, $4
+
+// HALF broadcasts the f16 at off(SI) to the eight lanes of ymm.
+#define HALF(off, xmm, ymm) \
+	MOVWLZX off(SI), AX \
+	VMOVD AX, xmm \
+	VCVTPH2PS xmm, xmm \
+	VBROADCASTSS xmm, ymm
+
+// Q32GROUP decodes values k..k+7 (the low nibbles of the 8 bytes at
+// qoff(SI)) and k+16..k+23 (their high nibbles) to lo(DI) and hi(DI);
+// FIX adds what the type adds to a quant in Y2 (low) or Y3 (high), and
+// OUT turns a quant into a value.
+#define Q32GROUP(qoff, lo, hi, FIXLO, FIXHI, OUT) \
+	VPMOVZXBD qoff(SI), Y1 \
+	VPAND Y15, Y1, Y2 \
+	VPSRLD $4, Y1, Y3 \
+	FIXLO \
+	FIXHI \
+	VCVTDQ2PS Y2, Y2 \
+	VCVTDQ2PS Y3, Y3 \
+	OUT(Y2) \
+	OUT(Y3) \
+	VMOVUPS Y2, lo(DI) \
+	VMOVUPS Y3, hi(DI)
+
+#define NOFIX
+#define OUTQ41(y) VFMADD213PS Y11, Y10, y
+#define OUTQ50(y) VMULPS Y10, y, y
+
+// The fifth bits of values k (Y8 = k + lane) and k+16 (Y9).
+#define FIX5LO \
+	VPSRLVD Y8, Y4, Y5 \
+	VPAND Y12, Y5, Y5 \
+	VPSLLD $4, Y5, Y5 \
+	VPOR Y5, Y2, Y2
+#define FIX5HI \
+	VPSRLVD Y9, Y4, Y5 \
+	VPAND Y12, Y5, Y5 \
+	VPSLLD $4, Y5, Y5 \
+	VPOR Y5, Y3, Y3
+#define FIX50LO \
+	FIX5LO \
+	VPSUBD Y14, Y2, Y2
+#define FIX50HI \
+	FIX5HI \
+	VPSUBD Y14, Y3, Y3
+
+// func q41RowAVX2(dst *float32, row *byte, nb int)
+// nb Q4_1 blocks: nibble·d + m.
+TEXT ·q41RowAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ row+8(FP), SI
+	MOVQ nb+16(FP), CX
+	VPBROADCASTD kq15<>(SB), Y15
+	TESTQ CX, CX
+	JZ   q41done
+
+q41loop:
+	HALF(0, X10, Y10)
+	HALF(2, X11, Y11)
+	Q32GROUP(4, 0, 64, NOFIX, NOFIX, OUTQ41)
+	Q32GROUP(12, 32, 96, NOFIX, NOFIX, OUTQ41)
+	ADDQ $20, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ  q41loop
+
+q41done:
+	VZEROUPPER
+	RET
+
+// func q50RowAVX2(dst *float32, row *byte, nb int)
+// nb Q5_0 blocks: (q − 16)·d.
+TEXT ·q50RowAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ row+8(FP), SI
+	MOVQ nb+16(FP), CX
+	VPBROADCASTD kq15<>(SB), Y15
+	VPBROADCASTD kq16<>(SB), Y14
+	VPBROADCASTD kq1<>(SB), Y12
+	VPBROADCASTD kq8<>(SB), Y13
+	TESTQ CX, CX
+	JZ   q50done
+
+q50loop:
+	HALF(0, X10, Y10)
+	VPBROADCASTD 2(SI), Y4
+	VMOVDQU kqlanes<>(SB), Y8
+	VPADDD Y14, Y8, Y9
+	Q32GROUP(6, 0, 64, FIX50LO, FIX50HI, OUTQ50)
+	VPADDD Y13, Y8, Y8
+	VPADDD Y13, Y9, Y9
+	Q32GROUP(14, 32, 96, FIX50LO, FIX50HI, OUTQ50)
+	ADDQ $22, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ  q50loop
+
+q50done:
+	VZEROUPPER
+	RET
+
+// func q51RowAVX2(dst *float32, row *byte, nb int)
+// nb Q5_1 blocks: q·d + m.
+TEXT ·q51RowAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ row+8(FP), SI
+	MOVQ nb+16(FP), CX
+	VPBROADCASTD kq15<>(SB), Y15
+	VPBROADCASTD kq16<>(SB), Y14
+	VPBROADCASTD kq1<>(SB), Y12
+	VPBROADCASTD kq8<>(SB), Y13
+	TESTQ CX, CX
+	JZ   q51done
+
+q51loop:
+	HALF(0, X10, Y10)
+	HALF(2, X11, Y11)
+	VPBROADCASTD 4(SI), Y4
+	VMOVDQU kqlanes<>(SB), Y8
+	VPADDD Y14, Y8, Y9
+	Q32GROUP(8, 0, 64, FIX5LO, FIX5HI, OUTQ41)
+	VPADDD Y13, Y8, Y8
+	VPADDD Y13, Y9, Y9
+	Q32GROUP(16, 32, 96, FIX5LO, FIX5HI, OUTQ41)
+	ADDQ $24, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ  q51loop
+
+q51done:
+	VZEROUPPER
+	RET

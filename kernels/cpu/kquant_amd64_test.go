@@ -24,7 +24,8 @@ func TestKQuantDecodeAVX2(t *testing.T) {
 	for _, c := range []struct {
 		dt  kernels.DType
 		dec func(dst []float32, row []byte)
-	}{{kernels.Q2_K, decodeQ2KAVX2}, {kernels.Q3_K, decodeQ3KAVX2}, {kernels.Q4_K, decodeQ4KAVX2}, {kernels.Q5_K, decodeQ5KAVX2}, {kernels.Q6_K, decodeQ6KAVX2},
+	}{{kernels.Q4_1, decodeQ4_1AVX2}, {kernels.Q5_0, decodeQ5_0AVX2}, {kernels.Q5_1, decodeQ5_1AVX2},
+		{kernels.Q2_K, decodeQ2KAVX2}, {kernels.Q3_K, decodeQ3KAVX2}, {kernels.Q4_K, decodeQ4KAVX2}, {kernels.Q5_K, decodeQ5KAVX2}, {kernels.Q6_K, decodeQ6KAVX2},
 		{kernels.IQ4_NL, decodeIQ4NLAVX2}, {kernels.IQ4_XS, decodeIQ4XSAVX2}} {
 		for _, nb := range []int{1, 2, 7} {
 			bs := c.dt.BlockBytes()
