@@ -11,9 +11,8 @@ import "github.com/mycel-net/mycel/kernels"
 // GEMM instead, whose packing decodes the same blocks (packRow). A row's
 // result does not depend on how the rows are split over the workers.
 //
-// Q4_K, Q5_K and Q6_K, the types of most downloaded files, and IQ4_NL and
-// IQ4_XS have vector decoders (kquant_amd64.s) that the ISA installs; they
-// give kernels.Decode's values bit for bit.
+// Every one of these types has a vector decoder (kquant_amd64.s, AVX2)
+// that the ISA installs; each gives kernels.Decode's values bit for bit.
 
 // vecDecoders are the vector row decoders in use, by type: each decodes
 // len(dst)/BlockLen whole blocks of row. The code path installs them; nil
