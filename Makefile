@@ -75,7 +75,7 @@ vet:
 FUZZTIME ?= 20s
 FUZZ_TARGETS := \
 	./checkpoints:FuzzGGUF ./checkpoints:FuzzLlama2C \
-	./checkpoints/shards:FuzzManifest ./checkpoints/shards:FuzzPart \
+	./checkpoints/shards:FuzzManifest ./checkpoints/shards:FuzzManifestV2 ./checkpoints/shards:FuzzPart \
 	./checkpoints/datasets:FuzzManifest ./checkpoints/trainstate:FuzzManifest \
 	./model/chat:FuzzRender \
 	./model/tokenizer:FuzzParseLlama2C ./model/tokenizer:FuzzEncodeDecode ./model/tokenizer:FuzzPreTokenizers \

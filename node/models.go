@@ -330,7 +330,7 @@ func (n *Node) Inspect(ctx context.Context, c cid.Cid) (api.ModelInfo, error) {
 		info.TotalParts++
 		info.Parts = append(info.Parts, pi)
 	}
-	info.Whole = info.LocalParts == info.TotalParts && in.TokenizerLocalChunks == in.TokenizerChunks
+	info.Whole = info.LocalParts == info.TotalParts && in.TokenizerLocalChunks == in.TokenizerChunks && in.RopeFreqsLocalChunks == in.RopeFreqsChunks
 	return info, nil
 }
 
@@ -386,12 +386,7 @@ func (n *Node) localBlocks(ctx context.Context, c cid.Cid) ([]cid.Cid, error) {
 			}
 		}
 	}
-	if m.Tokenizer != nil {
-		for _, ch := range m.Tokenizer.Chunks {
-			out = append(out, ch.CID)
-		}
-	}
-	return out, nil
+	return append(out, m.OwnChunks()...), nil
 }
 
 // wholeHere checks that every block of model c is in the store: the
@@ -403,7 +398,7 @@ func (n *Node) wholeHere(ctx context.Context, c cid.Cid) (api.ModelInfo, error) 
 	}
 	what := fmt.Sprintf("%d of %d parts", info.LocalParts, info.TotalParts)
 	if info.LocalParts == info.TotalParts {
-		what = "every part but its tokenizer"
+		what = "every part but its tokenizer or rotary factors"
 	}
 	return info, fmt.Errorf("%w: only part of model %s is on this node (%s): fetch the rest with mycel models pull %s", api.ErrNotFound, c, what, c)
 }

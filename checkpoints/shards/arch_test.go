@@ -17,19 +17,21 @@ import (
 	"github.com/mycel-net/mycel/model"
 )
 
-// archCases are the F32 fixtures of models/arch that run, with what their
-// manifests must say beyond Llama 2's block.
+// archCases are the F32 fixtures of models/arch that run, and the
+// Q4_K_M one of llama3 (Q4_K and Q6_K weights), with what their manifests
+// must say beyond Llama 2's block.
 var archCases = []struct {
 	name         string
 	arch         string
 	layerTensors []string
 	ropeFreqs    bool
 }{
-	{"llama3", "llama", nil, true},
-	{"qwen2", "qwen2", []string{"attn_q.bias", "attn_k.bias", "attn_v.bias"}, false},
-	{"qwen3", "qwen3", []string{"attn_q_norm.weight", "attn_k_norm.weight"}, false},
-	{"gemma2", "gemma2", []string{"post_attention_norm.weight", "post_ffw_norm.weight"}, false},
-	{"phi3", "phi3", nil, false},
+	{"llama3.F32", "llama", nil, true},
+	{"qwen2.F32", "qwen2", []string{"attn_q.bias", "attn_k.bias", "attn_v.bias"}, false},
+	{"qwen3.F32", "qwen3", []string{"attn_q_norm.weight", "attn_k_norm.weight"}, false},
+	{"gemma2.F32", "gemma2", []string{"post_attention_norm.weight", "post_ffw_norm.weight"}, false},
+	{"phi3.F32", "phi3", nil, false},
+	{"llama3.Q4_K_M", "llama", nil, true},
 }
 
 // fixturePrompt is a fixture's 48 prompt ids (NAME.ref.json).
@@ -91,7 +93,8 @@ func sameBits(a, b []float32) (int, bool) {
 	return 0, true
 }
 
-// Every F32 fixture of an architecture that runs imports as a
+// Every F32 fixture of an architecture that runs, and a Q4_K_M one,
+// imports as a
 // mycel-model/2 manifest naming its block's extras; loaded from its
 // blocks, it gives the file's logits bit for bit; exported, it is a GGUF
 // that gives them too and imports to the same CID.
@@ -99,8 +102,8 @@ func TestArchFixturesImportExport(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range archCases {
 		t.Run(tc.name, func(t *testing.T) {
-			src := load(t, "arch/"+tc.name+".F32.gguf")
-			ids := fixturePrompt(t, tc.name+".F32")
+			src := load(t, "arch/"+tc.name+".gguf")
+			ids := fixturePrompt(t, tc.name)
 			want := prefillLogits(t, src.Weights, ids)
 
 			st := newMem()

@@ -3,6 +3,7 @@ package shards_test
 import (
 	"context"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/mycel-net/mycel/checkpoints"
@@ -86,6 +87,55 @@ func FuzzPart(f *testing.F) {
 		}
 		if !reflect.DeepEqual(p, p2) {
 			t.Fatalf("round trip changed the part")
+		}
+	})
+}
+
+// FuzzManifestV2: DecodeManifest never panics on mycel-model/2 manifests
+// (layer tensors, rotary frequency factors, the config's switches), what
+// it accepts round-trips, and checking the built-in model's parts against
+// an accepted manifest never panics either.
+func FuzzManifestV2(f *testing.F) {
+	root, parts, _ := seedBlocks(f)
+	v2 := strings.Replace(string(root), `"format":"mycel-model/1"`, `"format":"mycel-model/2"`, 1)
+	for _, seed := range []string{
+		v2,
+		strings.Replace(v2, `"layers":[`, `"layer_tensors":["attn_q.bias","attn_k.bias","attn_v.bias"],"layers":[`, 1),
+		strings.Replace(v2, `"layers":[`, `"layer_tensors":["attn_q_norm.weight","attn_k_norm.weight"],"layers":[`, 1),
+		strings.Replace(v2, `"layers":[`, `"rope_freqs":{"name":"rope_freqs.weight","dtype":"f32","shape":[16],"size":64,"chunks":[{"/":"bafkqaaa"}]},"layers":[`, 1),
+		strings.Replace(v2, `"config":{`, `"config":{"act":1,"embed_scale":8,"attn_softcap":50,"final_softcap":30,"sliding_window":4096,"sliding_every":2,`, 1),
+		strings.Replace(v2, `"layers":[`, `"layer_tensors":["post_attention_norm.weight","post_ffw_norm.weight"],"layers":[`, 1),
+	} {
+		if _, err := shards.DecodeManifest([]byte(seed)); err != nil {
+			f.Fatalf("seed refused: %v\n%s", err, seed)
+		}
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := shards.DecodeManifest(b)
+		if err != nil {
+			return
+		}
+		blk, err := m.Encode()
+		if err != nil {
+			t.Fatalf("accepted manifest does not encode: %v", err)
+		}
+		m2, err := shards.DecodeManifest(blk.Data)
+		if err != nil {
+			t.Fatalf("re-encoded manifest refused: %v\n%s", err, blk.Data)
+		}
+		if !reflect.DeepEqual(m, m2) {
+			t.Fatalf("round trip changed the manifest:\n%+v\n%+v", m, m2)
+		}
+		refs := m.PartRefs(shards.Whole(m.Config.Layers))
+		for _, pb := range parts {
+			p, err := shards.DecodePart(pb)
+			if err != nil {
+				t.Fatalf("seed part refused: %v", err)
+			}
+			for _, r := range refs[:min(len(refs), 4)] {
+				m.CheckPart(r, p)
+			}
 		}
 	})
 }

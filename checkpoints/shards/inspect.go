@@ -38,6 +38,10 @@ type Info struct {
 	TokenizerBytes       int64
 	TokenizerChunks      int
 	TokenizerLocalChunks int
+	// RopeFreqs chunks (a mycel-model/2 manifest's rope_freqs), and how
+	// many are at hand.
+	RopeFreqsChunks      int
+	RopeFreqsLocalChunks int
 }
 
 // Bytes is the size of all tensors of the parts that could be read.
@@ -112,6 +116,13 @@ func Inspect(ctx context.Context, get Getter, has Haser, root cid.Cid) (*Info, e
 			return nil, err
 		}
 		info.TokenizerBytes, info.TokenizerChunks, info.TokenizerLocalChunks = m.Tokenizer.Size, len(m.Tokenizer.Chunks), n
+	}
+	if m.RopeFreqs != nil {
+		n, err := count(&m.RopeFreqs.Blob)
+		if err != nil {
+			return nil, err
+		}
+		info.RopeFreqsChunks, info.RopeFreqsLocalChunks = len(m.RopeFreqs.Chunks), n
 	}
 	return info, nil
 }

@@ -168,6 +168,27 @@ type Part struct {
 	Tensors []Tensor `json:"tensors"`
 }
 
+// OwnChunks lists the chunks the manifest links to itself, not through a
+// part: the tokenizer's, then rope_freqs'.
+func (m *Manifest) OwnChunks() []cid.Cid {
+	var out []cid.Cid
+	for _, b := range []*Blob{m.Tokenizer, m.ropeBlob()} {
+		if b != nil {
+			for _, c := range b.Chunks {
+				out = append(out, c.CID)
+			}
+		}
+	}
+	return out
+}
+
+func (m *Manifest) ropeBlob() *Blob {
+	if m.RopeFreqs == nil {
+		return nil
+	}
+	return &m.RopeFreqs.Blob
+}
+
 // Encode returns the manifest's block; its CID is the model's.
 func (m *Manifest) Encode() (Block, error) { return encodeNode(m) }
 

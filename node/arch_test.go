@@ -1,0 +1,55 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/mycel-net/mycel/checkpoints"
+	"github.com/mycel-net/mycel/internal/testmodels"
+	"github.com/mycel-net/mycel/node/api"
+)
+
+// `models import` takes every architecture that runs; a store gc keeps
+// every block of the kept models, rope_freqs' chunk (linked from the
+// manifest, not a part) included, and each exports to a GGUF of its
+// architecture, the same after the gc.
+func TestImportArchFixtures(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := startNode(t, testConfig(t))
+	cl := api.NewClient(n.APIURL())
+	names := []string{"llama3", "qwen2", "qwen3", "gemma2", "phi3"}
+	cids := map[string]string{}
+	exported := map[string][]byte{}
+	for _, name := range names {
+		res, err := cl.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "arch/"+name+".F32.gguf")})
+		if err != nil {
+			t.Fatalf("import %s: %v", name, err)
+		}
+		cids[name] = res.CID
+		exported[name] = export(t, n, res.CID)
+	}
+	res, err := cl.GC(ctx, api.GCRequest{})
+	if err != nil || res.Blocks != 0 {
+		t.Fatalf("gc of a store holding only kept models: %+v, %v", res, err)
+	}
+	for _, name := range names {
+		info, err := n.Inspect(ctx, mustCID(t, cids[name]))
+		if err != nil || !info.Whole {
+			t.Errorf("%s after gc: whole %v, %v", name, info.Whole, err)
+		}
+		b := export(t, n, cids[name])
+		if !bytes.Equal(b, exported[name]) {
+			t.Errorf("%s exports differently after gc", name)
+		}
+		m, err := checkpoints.LoadBytes(b)
+		if err != nil {
+			t.Fatalf("%s: exported GGUF: %v", name, err)
+		}
+		if got, _ := m.GGUF.String("general.name"); got != "fixture-"+name && name != "phi3" {
+			t.Errorf("%s: exported general.name %q", name, got)
+		}
+	}
+}
