@@ -263,7 +263,7 @@ func weightTypes(w *model.Weights) string {
 		}
 	}
 	var s string
-	for _, t := range []kernels.DType{kernels.F32, kernels.F16, kernels.BF16, kernels.Q8_0, kernels.Q4_0} {
+	for t := kernels.DType(0); t.Valid(); t++ {
 		if seen[t] > 0 {
 			if s != "" {
 				s += "+"
