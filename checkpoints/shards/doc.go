@@ -12,6 +12,15 @@
 // tokenizer's metadata (the chat template, tokenizer.chat_template,
 // included; Loaded.ChatTemplate), cut into blocks the same way.
 //
+// Two manifest versions are read. ManifestFormat holds Llama 2's block
+// and is what a model with nothing more is written as, so that its CID
+// does not change. ManifestFormat2 holds every architecture that runs:
+// its config carries the block's switches (activation, scales, soft-caps,
+// sliding window), LayerTensors names the optional tensors every layer
+// part holds after Llama 2's nine (q/k/v biases, q/k norms, post-norms),
+// and RopeFreqs links the rotary frequency factors, which every span of
+// layers loads. Any other version is refused, naming it.
+//
 // Manifests and parts are canonical DAG-JSON (sorted keys, no whitespace)
 // addressed with NodePrefix (CIDv1, dag-json, sha2-256); chunks are raw
 // blocks (block.Prefix). The same input always gives the same model CID,
