@@ -29,7 +29,7 @@ func TestServerDiesMidCatchUp(t *testing.T) {
 	b := loadBase(t)
 	const steps, holdAt = 5, 1
 	peers := newPeers(t, 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
 	// An averaging of the whole model takes seconds with the race
 	// detector on two cores.
