@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"testing"
@@ -56,6 +57,7 @@ type fixtureSwarm struct {
 	root   cid.Cid
 	prompt []int
 	want   []int
+	logits []float32 // the local run's at the prompt's last position
 	client *p2p.Host
 }
 
@@ -90,6 +92,7 @@ func newFixtureSwarm(t *testing.T, name string, n int) *fixtureSwarm {
 	if err != nil || len(fs.want) != n {
 		t.Fatalf("local run: %v, %d ids", err, len(fs.want))
 	}
+	fs.logits = localLogits(t, src.Weights, fs.prompt)
 	fs.client = loopbackHost(t)
 	return fs
 }
@@ -155,17 +158,83 @@ func (fs *fixtureSwarm) generate(route []swarm.Hop, cfg swarm.ClientConfig, afte
 	return ids
 }
 
+// promptLogits runs the prompt through route, MaxStep tokens a step, and
+// returns the logits of its last position.
+func (fs *fixtureSwarm) promptLogits(route []swarm.Hop) []float32 {
+	t := fs.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	l, err := shards.Load(ctx, fs.st, fs.root, shards.Span{Embedding: true, Head: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := swarm.NewClient(fs.client.Libp2p(), l.Weights, backend(t), swarm.ClientConfig{Model: fs.root.String(), DType: kernels.F32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Open(ctx, route, len(fs.prompt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	logits := make([]float32, l.Weights.Config.Vocab)
+	for p := 0; p < len(fs.prompt); {
+		n := min(s.MaxStep(), len(fs.prompt)-p)
+		if err := s.Step(ctx, fs.prompt[p:p+n], logits); err != nil {
+			t.Fatal(err)
+		}
+		p += n
+	}
+	return logits
+}
+
+// localLogits is the logits of the prompt's last position, run by one
+// engine over the file's weights.
+func localLogits(t *testing.T, w *model.Weights, prompt []int) []float32 {
+	t.Helper()
+	e := model.NewEngine(w, backend(t))
+	c := &w.Config
+	cache, err := e.NewCache(0, c.Layers, len(prompt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float32, len(prompt)*c.Dim)
+	if err := e.Embed(x, prompt); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Forward(cache, x, len(prompt)); err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, c.Vocab)
+	if err := e.LogitsRows(out, x[(len(prompt)-1)*c.Dim:], 1); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // Each architecture that runs, imported into blocks, split over two
 // servers on real loopback hosts (a layer each, loaded from the blocks),
-// gives the ids of the local run of the file.
+// gives the ids of the local run of the file, and the prompt's logits
+// within float rounding of it.
 func TestArchFixtureSpans(t *testing.T) {
 	for _, name := range []string{"llama3", "qwen2", "qwen3", "gemma2", "phi3"} {
 		t.Run(name, func(t *testing.T) {
 			fs := newFixtureSwarm(t, name+".F32", 16)
 			_, a := fs.server(swarm.Span{First: 0, Last: 1})
 			_, b := fs.server(swarm.Span{First: 1, Last: 2})
-			if d := firstDiff(fs.generate([]swarm.Hop{a, b}, swarm.ClientConfig{}, nil), fs.want); d != "" {
+			route := []swarm.Hop{a, b}
+			if d := firstDiff(fs.generate(route, swarm.ClientConfig{}, nil), fs.want); d != "" {
 				t.Error(d)
+			}
+			got := fs.promptLogits(route)
+			var maxDiff float64
+			for i, v := range fs.logits {
+				maxDiff = max(maxDiff, math.Abs(float64(got[i]-v)))
+			}
+			t.Logf("%s: prompt logits within %.3g of the local run's", name, maxDiff)
+			if !(maxDiff <= 1e-4) {
+				t.Errorf("prompt logits differ from the local run's by up to %.4g", maxDiff)
 			}
 		})
 	}
@@ -174,7 +243,8 @@ func TestArchFixtureSpans(t *testing.T) {
 // The Q4_K_M model (Q4_K and Q6_K weights) over three loopback servers:
 // layer 0 on one, layer 1 on two. The second server of layer 1 closes
 // after 8 ids; the client moves the span to the third, replays, and every
-// id is the local run's.
+// id is the local run's; the prompt's logits through the first and the
+// third are the local run's within float rounding.
 func TestQ4KMSwarm(t *testing.T) {
 	fs := newFixtureSwarm(t, "llama3.Q4_K_M", 20)
 	_, a := fs.server(swarm.Span{First: 0, Last: 1})
@@ -201,5 +271,14 @@ func TestQ4KMSwarm(t *testing.T) {
 	defer mu.Unlock()
 	if len(left) != 1 || left[0].Hop != c || left[0].Replaced != b.Peer {
 		t.Errorf("left events %v, want one moving layer 1 from %s to %s", left, b.Peer, c.Peer)
+	}
+	got := fs.promptLogits([]swarm.Hop{a, c})
+	var maxDiff float64
+	for i, v := range fs.logits {
+		maxDiff = max(maxDiff, math.Abs(float64(got[i]-v)))
+	}
+	t.Logf("prompt logits within %.3g of the local run's", maxDiff)
+	if !(maxDiff <= 1e-4) {
+		t.Errorf("prompt logits differ from the local run's by up to %.4g", maxDiff)
 	}
 }
