@@ -85,7 +85,7 @@ FUZZ_TARGETS := \
 	./train:FuzzJob ./train:FuzzData ./train:FuzzCheckpoint \
 	./train/allreduce:FuzzMessage ./train/allreduce:FuzzDequantize \
 	./train/collab:FuzzMemberRecord ./train/jobs:FuzzOpen ./train/jobs:FuzzNodeRecord \
-	./credit:FuzzMessage ./credit:FuzzRecord
+	./node/credit:FuzzMessage ./node/credit:FuzzRecord
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \

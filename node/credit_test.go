@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mycel-net/mycel/credit"
+	"github.com/mycel-net/mycel/node/credit"
 	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/node/api"
 )

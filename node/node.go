@@ -14,7 +14,7 @@ import (
 	"github.com/ipfs/go-cid"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/mycel-net/mycel/credit"
+	"github.com/mycel-net/mycel/node/credit"
 	"github.com/mycel-net/mycel/internal/logging"
 	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/node/openai"

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mycel-net/mycel/credit"
+	"github.com/mycel-net/mycel/node/credit"
 	"github.com/mycel-net/mycel/node/api"
 )
 

@@ -11,7 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/mycel-net/mycel/credit"
+	"github.com/mycel-net/mycel/node/credit"
 )
 
 // mycel node credit shows a node's credit (as text and JSON), exports
