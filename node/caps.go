@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mycel-net/mycel/internal/units"
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/node/work"
@@ -71,7 +72,7 @@ func layersFit(name, root string, memCap, storeCap, weights, kv int64) (int, err
 		f := memCap / max(weights+kv, 1)
 		if f < 1 {
 			return 0, fmt.Errorf("a memory cap of %s (%d bytes; --serve-memory) holds no layer of %s: one layer takes %s (%d bytes: %s of weights and %s of KV cache for its full context)",
-				formatSize(memCap), memCap, what, formatSize(weights+kv), weights+kv, formatSize(weights), formatSize(kv))
+				units.FormatBytes(memCap), memCap, what, units.FormatBytes(weights+kv), weights+kv, units.FormatBytes(weights), units.FormatBytes(kv))
 		}
 		fit = min(fit, f)
 	}
@@ -79,7 +80,7 @@ func layersFit(name, root string, memCap, storeCap, weights, kv int64) (int, err
 		f := storeCap / max(weights, 1)
 		if f < 1 {
 			return 0, fmt.Errorf("%w: the block store's cap of %s (%d bytes; --store-cap) holds no layer of %s: one layer's weights take %s (%d bytes)",
-				blocks.ErrStoreFull, formatSize(storeCap), storeCap, what, formatSize(weights), weights)
+				blocks.ErrStoreFull, units.FormatBytes(storeCap), storeCap, what, units.FormatBytes(weights), weights)
 		}
 		fit = min(fit, f)
 	}
@@ -98,7 +99,7 @@ func (n *Node) checkStoreRoom(root fmt.Stringer, need int64) error {
 		return nil
 	}
 	return fmt.Errorf("pull %s: %w: it needs %s (%d bytes) more, and the block store holds %s of its %s cap (--store-cap), leaving %s (mycel store gc frees the blocks no kept model uses)",
-		root, blocks.ErrStoreFull, formatSize(need), need, formatSize(used), formatSize(limit), formatSize(max(limit-used, 0)))
+		root, blocks.ErrStoreFull, units.FormatBytes(need), need, units.FormatBytes(used), units.FormatBytes(limit), units.FormatBytes(max(limit-used, 0)))
 }
 
 // capText shows a cap for a human: its size, or "none".
@@ -106,7 +107,7 @@ func capText(n int64) string {
 	if n <= 0 {
 		return "none"
 	}
-	return formatSize(n)
+	return units.FormatBytes(n)
 }
 
 // suspender is what the daily transfer limit needs of the node's work
@@ -209,7 +210,7 @@ func (m *transferMeter) check() {
 	case spent && !m.over && m.gate != nil:
 		end := nextMidnight(m.day)
 		m.gate.SuspendUntil(work.OverLimit, fmt.Sprintf("the daily transfer limit is spent: %s sent and received since midnight, of %s a day (--daily-transfer); work resumes at midnight, %s (in %s)",
-			formatSize(used), formatSize(m.limit), end.Format("Mon 15:04 MST"), time.Until(end).Round(time.Minute)), end)
+			units.FormatBytes(used), units.FormatBytes(m.limit), end.Format("Mon 15:04 MST"), time.Until(end).Round(time.Minute)), end)
 		m.over = true
 		log.Warn("daily transfer limit spent: work suspended until midnight", "bytes", used, "limit", m.limit, "resumes", end)
 	case !spent && m.over:
@@ -283,17 +284,4 @@ func (n *Node) startTransferMeter(gate suspender) {
 	}
 	n.transfer = newTransferMeter(n.cfg.DailyTransfer, total, gate, filepath.Join(n.cfg.DataDir, TransferFile), nil)
 	n.wg.Go(func() { n.transfer.run(n.ctx) })
-}
-
-// formatSize shows a byte count for a human, in decimal units.
-func formatSize(n int64) string {
-	switch {
-	case n >= 1e9:
-		return fmt.Sprintf("%.1f GB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/mycel-net/mycel/node/credit"
 	"github.com/mycel-net/mycel/node/api"
+	"github.com/mycel-net/mycel/node/credit"
 	"github.com/mycel-net/mycel/swarm"
 	"github.com/mycel-net/mycel/train/collab"
 )

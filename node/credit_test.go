@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mycel-net/mycel/node/credit"
 	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/node/api"
+	"github.com/mycel-net/mycel/node/credit"
 )
 
 // waitCredit polls n's credit until ok says so.

@@ -14,9 +14,9 @@ import (
 	"github.com/ipfs/go-cid"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/mycel-net/mycel/node/credit"
 	"github.com/mycel-net/mycel/internal/logging"
 	"github.com/mycel-net/mycel/node/api"
+	"github.com/mycel-net/mycel/node/credit"
 	"github.com/mycel-net/mycel/node/openai"
 	"github.com/mycel-net/mycel/node/server"
 	"github.com/mycel-net/mycel/node/work"

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/mycel-net/mycel/checkpoints/shards"
+	"github.com/mycel-net/mycel/internal/units"
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/model/chat"
@@ -100,7 +101,7 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 		}
 		if span.Len() > fit {
 			return nil, fmt.Errorf("layers %d:%d of %s do not fit the caps: %d layers, and the caps hold %d (each takes %s of weights on disk and %s in memory with its KV cache; --serve-memory %s, --store-cap %s)",
-				span.First, span.Last, root, span.Len(), fit, formatSize(weights), formatSize(weights+kvPerLayer), capText(memCap), capText(n.store.Cap()))
+				span.First, span.Last, root, span.Len(), fit, units.FormatBytes(weights), units.FormatBytes(weights+kvPerLayer), capText(memCap), capText(n.store.Cap()))
 		}
 		if maxLayers == 0 || fit < maxLayers {
 			maxLayers = fit

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mycel-net/mycel/internal/units"
 	"github.com/mycel-net/mycel/node"
 	"github.com/mycel-net/mycel/node/api"
 )
@@ -47,7 +48,7 @@ func parseCap(flag, s string) (int64, error) {
 	if strings.TrimSpace(s) == "" {
 		return 0, nil
 	}
-	n, err := parseBytes(s)
+	n, err := units.ParseBytes(s)
 	if err != nil && !negative(s) {
 		return 0, fmt.Errorf("--%s: %w", flag, err)
 	}
@@ -103,7 +104,7 @@ func parseRate(s string) (int64, error) {
 			return int64(v * u.m / 8), nil
 		}
 	}
-	n, err := parseBytes(size)
+	n, err := units.ParseBytes(size)
 	if err != nil {
 		return 0, bad
 	}
@@ -112,7 +113,7 @@ func parseRate(s string) (int64, error) {
 
 // formatRate shows a rate in bytes a second as the flags take it.
 func formatRate(bps int64) string {
-	return strings.ReplaceAll(formatBytes(bps), " ", "") + "/s"
+	return strings.ReplaceAll(units.FormatBytes(bps), " ", "") + "/s"
 }
 
 // printCaps prints the caps lines of mycel status.
@@ -126,7 +127,7 @@ func printCaps(w io.Writer, st api.Status) {
 		if n <= 0 {
 			return "no cap"
 		}
-		return formatBytes(n)
+		return units.FormatBytes(n)
 	}
 	rate := func(n int64) string {
 		if n <= 0 {
@@ -138,7 +139,7 @@ func printCaps(w io.Writer, st api.Status) {
 		threads, size(c.ServeMemory), size(c.TrainMemory), rate(c.MaxUpload), rate(c.MaxDownload))
 	day := "no daily cap"
 	if c.DailyTransfer > 0 {
-		day = "of " + formatBytes(c.DailyTransfer) + " a day"
+		day = "of " + units.FormatBytes(c.DailyTransfer) + " a day"
 	}
-	fmt.Fprintf(w, "transfer  %s since midnight (%s; the day ends %s)\n", formatBytes(c.TransferToday), day, c.TransferResets.Local().Format("Mon 15:04"))
+	fmt.Fprintf(w, "transfer  %s since midnight (%s; the day ends %s)\n", units.FormatBytes(c.TransferToday), day, c.TransferResets.Local().Format("Mon 15:04"))
 }

@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mycel-net/mycel/node/credit"
 	"github.com/mycel-net/mycel/node/api"
+	"github.com/mycel-net/mycel/node/credit"
 )
 
 func newNodeCreditCmd(g *globals) *cobra.Command {

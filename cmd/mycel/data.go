@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mycel-net/mycel/internal/units"
 	"github.com/mycel-net/mycel/node/api"
 )
 
@@ -50,7 +51,7 @@ same name always gives the same CID.`,
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "imported %s: %s, %s, %s in %d blocks\n",
-				args[0], res.Format, examples(res.Examples), formatBytes(res.Bytes), res.Blocks)
+				args[0], res.Format, examples(res.Examples), units.FormatBytes(res.Bytes), res.Blocks)
 			fmt.Fprintln(cmd.OutOrStdout(), res.CID)
 			return nil
 		},
@@ -72,7 +73,7 @@ func newDataLsCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "CID\tNAME\tFORMAT\tEXAMPLES\tSIZE")
 			for _, d := range list {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", d.CID, d.Name, d.Format, d.Examples, formatBytes(d.Bytes))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", d.CID, d.Name, d.Format, d.Examples, units.FormatBytes(d.Bytes))
 			}
 			return tw.Flush()
 		},
@@ -116,7 +117,7 @@ count in the loss (a prompt's do not), and the longest example.`,
 
 func printDataInfo(out io.Writer, d api.DataInfo) {
 	fmt.Fprintf(out, "data set  %s %s\n", d.CID, d.Name)
-	fmt.Fprintf(out, "format    %s, %s, %s\n", d.Format, examples(d.Examples), formatBytes(d.Bytes))
+	fmt.Fprintf(out, "format    %s, %s, %s\n", d.Format, examples(d.Examples), units.FormatBytes(d.Bytes))
 	if !d.Whole {
 		fmt.Fprintf(out, "local     %d of %d blocks (mycel data pull %s fetches the rest)\n", d.LocalBlocks, d.TotalBlocks, d.CID)
 	}

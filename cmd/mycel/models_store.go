@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mycel-net/mycel/checkpoints"
+	"github.com/mycel-net/mycel/internal/units"
 	"github.com/mycel-net/mycel/node/api"
 )
 
@@ -134,7 +135,7 @@ func newModelsLsCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "CID\tNAME\tLOCAL PARTS\tSIZE")
 			for _, m := range list {
-				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\n", m.CID, m.Name, m.LocalParts, m.TotalParts, formatBytes(m.Bytes))
+				fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\n", m.CID, m.Name, m.LocalParts, m.TotalParts, units.FormatBytes(m.Bytes))
 			}
 			return tw.Flush()
 		},
@@ -167,11 +168,11 @@ func newModelsInspectCmd(g *globals) *cobra.Command {
 			fmt.Fprintf(out, "model     %s %s\n", info.CID, info.Name)
 			fmt.Fprintf(out, "config    %d layers, dim %d, hidden %d, %d heads (%d kv), vocab %d, context %d\n",
 				c.Layers, c.Dim, c.Hidden, c.Heads, c.KVHeads, c.Vocab, c.Context)
-			fmt.Fprintf(out, "local     %d of %d parts, %s\n", info.LocalParts, info.TotalParts, formatBytes(info.Bytes))
+			fmt.Fprintf(out, "local     %d of %d parts, %s\n", info.LocalParts, info.TotalParts, units.FormatBytes(info.Bytes))
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "PART\tCID\tTENSORS\tSIZE\tLOCAL")
 			for _, p := range info.Parts {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%v\n", p.Name, p.CID, p.Tensors, formatBytes(p.Bytes), p.Local)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%v\n", p.Name, p.CID, p.Tensors, units.FormatBytes(p.Bytes), p.Local)
 			}
 			return tw.Flush()
 		},
@@ -190,7 +191,7 @@ func inspectFile(out io.Writer, path string) error {
 	fmt.Fprintf(out, "file      %s (%s)\n", path, m.Format)
 	fmt.Fprintf(out, "config    %d layers, dim %d, hidden %d, %d heads (%d kv), vocab %d, context %d, rope θ %g, eps %g, shared classifier %v\n",
 		c.Layers, c.Dim, c.Hidden, c.Heads, c.KVHeads, c.Vocab, c.Context, c.RopeTheta, c.NormEps, c.SharedClassifier)
-	fmt.Fprintf(out, "weights   %s (%s), %d parameters\n", formatBytes(m.Weights.Bytes()), weightTypes(m.Weights), c.Params())
+	fmt.Fprintf(out, "weights   %s (%s), %d parameters\n", units.FormatBytes(m.Weights.Bytes()), weightTypes(m.Weights), c.Params())
 	if m.Tokenizer != nil {
 		fmt.Fprintf(out, "tokenizer %d tokens, BOS %d, EOS %d\n", m.Tokenizer.VocabSize(), m.Tokenizer.BOS(), m.Tokenizer.EOS())
 	} else {

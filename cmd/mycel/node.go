@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mycel-net/mycel/internal/units"
 	"github.com/mycel-net/mycel/node"
 	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/p2p"
@@ -323,13 +324,13 @@ with the API token in it where the node wants one.`,
 			fmt.Fprintf(out, "dht       lan %s, %d peers; wan %s, %d peers (--dht %s)\n", d.LAN.Mode, d.LAN.Peers, d.WAN.Mode, d.WAN.Peers, d.Setting)
 			capStr := "no cap"
 			if st.StoreCap > 0 {
-				capStr = "cap " + formatBytes(st.StoreCap)
+				capStr = "cap " + units.FormatBytes(st.StoreCap)
 			}
-			fmt.Fprintf(out, "store     %s (%s) in %s\n", formatBytes(st.StoreBytes), capStr, st.DataDir)
+			fmt.Fprintf(out, "store     %s (%s) in %s\n", units.FormatBytes(st.StoreBytes), capStr, st.DataDir)
 			printCaps(out, st)
 			switch {
 			case st.UnreferencedBytes > 0:
-				fmt.Fprintf(out, "unused    %s in blocks no kept model uses (mycel store gc removes them)\n", formatBytes(st.UnreferencedBytes))
+				fmt.Fprintf(out, "unused    %s in blocks no kept model uses (mycel store gc removes them)\n", units.FormatBytes(st.UnreferencedBytes))
 			case st.UnreferencedBytes < 0:
 				fmt.Fprintln(out, "unused    not counted while an import or pull runs")
 			}
@@ -339,36 +340,4 @@ with the API token in it where the node wants one.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON object")
 	cmd.Flags().BoolVar(&page, "page", false, "print the address of the node's status page, to open in a browser")
 	return cmd
-}
-
-// parseBytes reads sizes such as "512MB", "50GB", "1.5TiB" or "1048576".
-func parseBytes(s string) (int64, error) {
-	t := strings.ToUpper(strings.TrimSpace(s))
-	mult := 1.0
-	for _, u := range []struct {
-		suffix string
-		m      float64
-	}{{"TIB", 1 << 40}, {"GIB", 1 << 30}, {"MIB", 1 << 20}, {"KIB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}} {
-		if strings.HasSuffix(t, u.suffix) {
-			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.m
-			break
-		}
-	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v < 0 || v*mult > 1<<62 {
-		return 0, fmt.Errorf("%q is not a size (like 512MB or 50GB)", s)
-	}
-	return int64(v * mult), nil
-}
-
-func formatBytes(n int64) string {
-	switch {
-	case n >= 1e9:
-		return fmt.Sprintf("%.1f GB", float64(n)/1e9)
-	case n >= 1e6:
-		return fmt.Sprintf("%.1f MB", float64(n)/1e6)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
-	}
-	return fmt.Sprintf("%d B", n)
 }

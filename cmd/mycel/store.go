@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mycel-net/mycel/internal/units"
 	"github.com/mycel-net/mycel/node/api"
 )
 
@@ -42,9 +43,9 @@ while an import or pull runs. mycel status shows how much there is.`,
 			case res.Blocks == 0:
 				fmt.Fprintln(out, "nothing to remove: every block belongs to a kept model or an unfinished pull")
 			case res.DryRun:
-				fmt.Fprintf(out, "would remove %d blocks, %s\n", res.Blocks, formatBytes(res.Bytes))
+				fmt.Fprintf(out, "would remove %d blocks, %s\n", res.Blocks, units.FormatBytes(res.Bytes))
 			default:
-				fmt.Fprintf(out, "removed %d blocks, %s\n", res.Blocks, formatBytes(res.Bytes))
+				fmt.Fprintf(out, "removed %d blocks, %s\n", res.Blocks, units.FormatBytes(res.Bytes))
 			}
 			for _, c := range res.Unfinished {
 				fmt.Fprintf(out, "kept an unfinished pull: resume it with mycel models pull %s, or drop it with mycel models rm %s\n", c, c)

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mycel-net/mycel/checkpoints"
+	"github.com/mycel-net/mycel/internal/units"
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/node/api"
@@ -234,7 +235,7 @@ func storeCheckpoint(ctx context.Context, g *globals, path, name string, stderr 
 	if err != nil {
 		return "", fmt.Errorf("storing the checkpoint in the node: %w (it is saved at %s)", err, path)
 	}
-	fmt.Fprintf(stderr, "checkpoint %s (step %d of %d, %s) stored in the node as %s\n", path, info.Step, info.Steps, formatBytes(info.Bytes), info.CID)
+	fmt.Fprintf(stderr, "checkpoint %s (step %d of %d, %s) stored in the node as %s\n", path, info.Step, info.Steps, units.FormatBytes(info.Bytes), info.CID)
 	return info.CID, nil
 }
 
@@ -276,7 +277,7 @@ func newTrainCheckpointsCmd(g *globals) *cobra.Command {
 				if base == "" {
 					base = "(a file)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", c.CID, c.Name, c.Method, c.Step, c.Steps, formatBytes(c.Bytes), base)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", c.CID, c.Name, c.Method, c.Step, c.Steps, units.FormatBytes(c.Bytes), base)
 			}
 			return tw.Flush()
 		},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mycel-net/mycel/internal/units"
 	"github.com/mycel-net/mycel/node/api"
 )
 
@@ -123,7 +124,7 @@ func printTrainStatus(w io.Writer, st api.TrainStatus) {
 		fmt.Fprintf(w, "  latest checkpoint: %s (step %d)\n", st.Checkpoint, st.CheckpointStep)
 	}
 	if st.Bytes > 0 {
-		fmt.Fprintf(w, "  averaged here: %s; %.0f%% of the rounds' time training\n", formatBytes(st.Bytes), 100*st.Utilisation)
+		fmt.Fprintf(w, "  averaged here: %s; %.0f%% of the rounds' time training\n", units.FormatBytes(st.Bytes), 100*st.Utilisation)
 	}
 	fmt.Fprintf(w, "  %d members, %.0f tokens/s together\n", len(st.Members), st.TokensPerSecond)
 	if len(st.Members) > 0 {
