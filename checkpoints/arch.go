@@ -31,16 +31,22 @@ type archSpec struct {
 	// experts; Qwen3-MoE's normalised top-k). Experts themselves are read
 	// from the file: <arch>.expert_count and a block's ffn_gate_inp.
 	expertNorm bool
+	// mla: latent attention (attn_q_a/attn_q_b or attn_q, attn_kv_a_mqa,
+	// attn_kv_b), with heads of key_length and value_length, the last
+	// rope.dimension_count of each rotated, and YaRN when the file's
+	// rope.scaling.type says so (its attention factor in the query scale).
+	mla bool
 }
 
 // archs are the architectures this runtime runs, by general.architecture.
 var archs = map[string]archSpec{
-	"llama":    {rope: kernels.RopeAdjacent, expertNorm: true},
-	"qwen3moe": {rope: kernels.RopeNeoX, expertNorm: true},
-	"qwen2":    {rope: kernels.RopeNeoX},
-	"qwen3":    {rope: kernels.RopeNeoX},
-	"gemma2":   {rope: kernels.RopeNeoX, act: model.ActGELU, embedScale: true, slidingEvery: 2},
-	"phi3":     {rope: kernels.RopeNeoX, fusedQKV: true, fusedGateUp: true},
+	"llama":     {rope: kernels.RopeAdjacent, expertNorm: true},
+	"qwen3moe":  {rope: kernels.RopeNeoX, expertNorm: true},
+	"deepseek2": {rope: kernels.RopeAdjacent, mla: true},
+	"qwen2":     {rope: kernels.RopeNeoX},
+	"qwen3":     {rope: kernels.RopeNeoX},
+	"gemma2":    {rope: kernels.RopeNeoX, act: model.ActGELU, embedScale: true, slidingEvery: 2},
+	"phi3":      {rope: kernels.RopeNeoX, fusedQKV: true, fusedGateUp: true},
 }
 
 // archNames lists the architectures of archs, sorted, for errors.

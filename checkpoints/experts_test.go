@@ -2,12 +2,14 @@ package checkpoints
 
 import (
 	"bytes"
+	"math"
 	"strings"
 	"testing"
 	"unsafe"
 
 	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
 )
 
 // TestExpertsLoad: the mixtral and qwen3moe fixtures load as mixtures of
@@ -129,5 +131,40 @@ func TestExpertsConvert(t *testing.T) {
 	err = WriteWeights(&bytes.Buffer{}, m.Weights, kvs)
 	if err == nil || !strings.Contains(err.Error(), "layer 0 has routed experts") {
 		t.Errorf("writing a mixture of experts: error %v, want one about routed experts", err)
+	}
+}
+
+// TestDeepseek2Load: deepseek2's keys become latent attention (heads of 96
+// with 32 rotated, values of 64), YaRN's frequency factors (1 for the fast
+// pairs up to the factor 4 for the slow ones) and attention factor, and a
+// router of sigmoids with a choosing bias, renormalised and scaled by 2.5,
+// beside a shared expert; its leading block keeps the dense FFN.
+func TestDeepseek2Load(t *testing.T) {
+	m, err := Load(testmodels.Path(t, "arch/deepseek2.F32.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	w := m.Weights
+	c := w.Config
+	if c.HeadDim() != 96 || c.ValueDim() != 64 || c.RotaryDim() != 32 || c.QLoRA != 128 || c.KVLoRA != 256 {
+		t.Errorf("heads %d, values %d, rotated %d, ranks %d and %d; want 96, 64, 32, 128, 256", c.HeadDim(), c.ValueDim(), c.RotaryDim(), c.QLoRA, c.KVLoRA)
+	}
+	ms := 1 + 0.1*math.Log(4)
+	if want := ms * ms / math.Sqrt(96); math.Abs(float64(c.QueryScale)-want) > 1e-6 {
+		t.Errorf("query scale %g, want %g", c.QueryScale, want)
+	}
+	if len(w.RopeFreqs) != 16 || w.RopeFreqs[0] != 1 || w.RopeFreqs[15] != 4 || !(w.RopeFreqs[3] > 1 && w.RopeFreqs[3] < 4) {
+		t.Errorf("yarn factors %v: want 16 from 1 to 4", w.RopeFreqs)
+	}
+	if c.ExpertGating != model.GateSigmoid || c.ExpertScale != 2.5 || !c.ExpertNorm || c.ExpertsUsed != 2 || c.ExpertHidden != 64 {
+		t.Errorf("router: gating %d, scale %g, norm %v, %d used of %d wide", c.ExpertGating, c.ExpertScale, c.ExpertNorm, c.ExpertsUsed, c.ExpertHidden)
+	}
+	l0, l1 := w.Layers[0], w.Layers[1]
+	if l0.Experts != nil || l0.W1 == nil || l1.Experts == nil || len(l1.Experts.Bias) != 4 || l1.Experts.SharedGate == nil || l1.Experts.SharedGate.Rows != 64 {
+		t.Errorf("block 0 should be dense and block 1 routed, with a bias of 4 and a shared expert 64 wide")
+	}
+	if l0.MLA == nil || l0.Wq != nil || l0.Wk != nil {
+		t.Errorf("block 0 should have latent attention only")
 	}
 }

@@ -202,13 +202,17 @@ func ConvertWeights(w *model.Weights, dt kernels.DType) (*model.Weights, error) 
 		c.Wq, c.Wk, c.Wv, c.Wo, c.W1, c.W2, c.W3 = conv(l.Wq), conv(l.Wk), conv(l.Wv), conv(l.Wo), conv(l.W1), conv(l.W2), conv(l.W3)
 		if x := l.Experts; x != nil {
 			// The router stays as it is, as GGUF tools keep it.
-			cx := &model.Experts{Router: x.Router}
+			cx := &model.Experts{Router: x.Router, Bias: x.Bias,
+				SharedGate: conv(x.SharedGate), SharedUp: conv(x.SharedUp), SharedDown: conv(x.SharedDown)}
 			for i := range x.Gate {
 				cx.Gate = append(cx.Gate, conv(x.Gate[i]))
 				cx.Up = append(cx.Up, conv(x.Up[i]))
 				cx.Down = append(cx.Down, conv(x.Down[i]))
 			}
 			c.Experts = cx
+		}
+		if a := l.MLA; a != nil {
+			c.MLA = &model.MLA{QA: conv(a.QA), QANorm: a.QANorm, QB: conv(a.QB), KVA: conv(a.KVA), KVANorm: a.KVANorm, KVB: conv(a.KVB)}
 		}
 		out.Layers[i] = &c
 	}

@@ -169,8 +169,13 @@ func modelFromGGUF(g *GGUF) (*Model, error) {
 		w.Output = w.Embedding
 		w.Config.SharedClassifier = true
 	}
-	if w.RopeFreqs, err = ggufOptNorm(g, tnRopeFreqs, c.HeadDim()/2); err != nil {
+	if w.RopeFreqs, err = ggufOptNorm(g, tnRopeFreqs, c.RotaryDim()/2); err != nil {
 		return nil, err
+	}
+	if spec.mla && w.RopeFreqs == nil {
+		if w.RopeFreqs, err = yarnFreqs(g, &c); err != nil {
+			return nil, err
+		}
 	}
 	for i := range w.Layers {
 		if w.Layers[i], err = ggufLayer(g, "blk."+strconv.Itoa(i)+".", &c, spec); err != nil {
@@ -197,8 +202,15 @@ func ggufLayer(g *GGUF, p string, c *model.Config, spec archSpec) (*model.Layer,
 		dst        **kernels.Matrix
 		rows, cols int
 	}
-	mats := []mat{{"attn_output", &l.Wo, c.Dim, c.Dim}}
-	if spec.fusedQKV {
+	mats := []mat{{"attn_output", &l.Wo, c.Dim, c.Heads * c.ValueDim()}}
+	if spec.mla {
+		if l.MLA, err = ggufMLA(g, p, c); err != nil {
+			return nil, err
+		}
+		if c.QLoRA == 0 {
+			mats = append(mats, mat{"attn_q", &l.Wq, c.QDim(), c.Dim})
+		}
+	} else if spec.fusedQKV {
 		// q, k and v are the rows of one matrix, in that order.
 		qkv, err := ggufMatrix(g, p+"attn_qkv.weight", c.Dim+2*kv, c.Dim)
 		if err != nil {
@@ -285,7 +297,146 @@ func ggufExperts(g *GGUF, p string, c *model.Config) (*model.Experts, error) {
 			return nil, err
 		}
 	}
+	if x.Bias, err = ggufOptNorm(g, p+"exp_probs_b.bias", c.Experts); err != nil {
+		return nil, err
+	}
+	// Shared experts: one FFN as wide as all of them together.
+	if t, ok := g.Tensor(p + "ffn_gate_shexp.weight"); ok {
+		if len(t.Dims) != 2 || t.Dims[1] == 0 || t.Dims[1] > 1<<20 {
+			return nil, fmt.Errorf("tensor %s has dims %v, want [%d, shared width]", t.Name, t.Dims, c.Dim)
+		}
+		sh := int(t.Dims[1])
+		for _, m := range []struct {
+			name       string
+			dst        **kernels.Matrix
+			rows, cols int
+		}{{"ffn_gate_shexp", &x.SharedGate, sh, c.Dim}, {"ffn_up_shexp", &x.SharedUp, sh, c.Dim}, {"ffn_down_shexp", &x.SharedDown, c.Dim, sh}} {
+			if *m.dst, err = ggufMatrix(g, p+m.name+".weight", m.rows, m.cols); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return x, nil
+}
+
+// ggufMLA reads the latent attention projections of the block under
+// prefix p.
+func ggufMLA(g *GGUF, p string, c *model.Config) (*model.MLA, error) {
+	a := &model.MLA{}
+	r := c.RotaryDim()
+	var err error
+	if c.QLoRA > 0 {
+		if a.QA, err = ggufMatrix(g, p+"attn_q_a.weight", c.QLoRA, c.Dim); err != nil {
+			return nil, err
+		}
+		if a.QANorm, err = ggufNorm(g, p+"attn_q_a_norm.weight", c.QLoRA); err != nil {
+			return nil, err
+		}
+		if a.QB, err = ggufMatrix(g, p+"attn_q_b.weight", c.QDim(), c.QLoRA); err != nil {
+			return nil, err
+		}
+	}
+	if a.KVA, err = ggufMatrix(g, p+"attn_kv_a_mqa.weight", c.KVLoRA+r, c.Dim); err != nil {
+		return nil, err
+	}
+	if a.KVANorm, err = ggufNorm(g, p+"attn_kv_a_norm.weight", c.KVLoRA); err != nil {
+		return nil, err
+	}
+	if a.KVB, err = ggufMatrix(g, p+"attn_kv_b.weight", c.KVHeads*(c.HeadDim()-r+c.ValueDim()), c.KVLoRA); err != nil {
+		return nil, fmt.Errorf("%w (the single attn_kv_b is read; split attn_k_b/attn_v_b are not)", err)
+	}
+	return a, nil
+}
+
+// mlaConfig reads the keys of latent attention into c: the head widths,
+// the ranks, the rotated dims and, with YaRN, the query scale.
+func mlaConfig(g *GGUF, c *model.Config) error {
+	k := func(key string) string { return c.Arch + "." + key }
+	const big = 1 << 16
+	var err error
+	for _, f := range []struct {
+		key string
+		dst *int
+		def int
+	}{
+		{k("attention.key_length"), &c.HeadSize, -1},
+		{k("attention.value_length"), &c.ValueSize, -1},
+		{k("rope.dimension_count"), &c.RopeDim, -1},
+		{k("attention.q_lora_rank"), &c.QLoRA, 0},
+		{k("attention.kv_lora_rank"), &c.KVLoRA, -1},
+	} {
+		if *f.dst, err = ggufInt(g, f.key, f.def, 0, big); err != nil {
+			return err
+		}
+	}
+	if c.KVLoRA == 0 || c.HeadSize == 0 || c.RopeDim == 0 || c.RopeDim >= c.HeadSize || c.ValueSize == 0 {
+		return fmt.Errorf("%s %d, %s %d, %s %d, %s %d: latent attention needs a kv rank and heads wider than their rotated part",
+			k("attention.kv_lora_rank"), c.KVLoRA, k("attention.key_length"), c.HeadSize, k("attention.value_length"), c.ValueSize, k("rope.dimension_count"), c.RopeDim)
+	}
+	if c.KVHeads != c.Heads {
+		return fmt.Errorf("%s %d differs from %s %d (latent attention has a key and value per head)", k("attention.head_count_kv"), c.KVHeads, k("attention.head_count"), c.Heads)
+	}
+	if kind, err := g.String(k("rope.scaling.type")); err == nil && kind == "yarn" {
+		f, err := ggufFloat(g, k("rope.scaling.factor"), 1)
+		if err != nil {
+			return err
+		}
+		lm, err := ggufFloat(g, k("rope.scaling.yarn_log_multiplier"), 0)
+		if err != nil {
+			return err
+		}
+		if f > 1 {
+			// The attention factor of YaRN goes into the scores, squared;
+			// the rotation itself keeps its magnitude.
+			ms := 1 + float64(lm)*math.Log(float64(f))
+			c.QueryScale = float32(ms * ms / math.Sqrt(float64(c.HeadSize)))
+		}
+	} else if err != nil && !errors.Is(err, ErrNoKey) {
+		return err
+	}
+	return nil
+}
+
+// yarnFreqs returns the rotary frequency factors of YaRN for a file whose
+// rope.scaling.type is "yarn" (nil otherwise): pair i of the d rotated
+// dims turns at θ_i·((1-γ_i)/s + γ_i), s the scaling factor, γ_i ramping
+// from 1 (pairs that turn many times within the original context, kept)
+// down to 0 (slow ones, interpolated) between the dims where a pair turns
+// β_fast = 32 and β_slow = 1 times in original_context_length; the factor
+// dividing θ_i is the inverse.
+func yarnFreqs(g *GGUF, c *model.Config) ([]float32, error) {
+	k := func(key string) string { return c.Arch + "." + key }
+	kind, err := g.String(k("rope.scaling.type"))
+	if errors.Is(err, ErrNoKey) || err == nil && kind != "yarn" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s, err := ggufFloat(g, k("rope.scaling.factor"), 1)
+	if err != nil {
+		return nil, err
+	}
+	orig, err := ggufInt(g, k("rope.scaling.original_context_length"), -1, 1, 1<<30)
+	if err != nil {
+		return nil, err
+	}
+	if !(s >= 1) {
+		return nil, fmt.Errorf("%s %g: want at least 1", k("rope.scaling.factor"), s)
+	}
+	d := c.RotaryDim()
+	corr := func(turns float64) float64 {
+		return float64(d) * math.Log(float64(orig)/(turns*2*math.Pi)) / (2 * math.Log(float64(c.RopeTheta)))
+	}
+	low := max(0, math.Floor(corr(32)))
+	high := min(float64(d-1), math.Ceil(corr(1)))
+	out := make([]float32, d/2)
+	for i := range out {
+		y := (float64(i) - low) / max(0.001, high-low)
+		gamma := 1 - min(1, max(0, y))
+		out[i] = float32(1 / ((1-gamma)/float64(s) + gamma))
+	}
+	return out, nil
 }
 
 // ggufStacked returns the n matrices of the named stacked tensor, which
@@ -412,6 +563,16 @@ func ggufConfig(g *GGUF, arch string, spec archSpec) (model.Config, error) {
 		} else if !errors.Is(err, ErrNoKey) {
 			return c, err
 		}
+		// expert_gating_func: 1 softmax (the default), 2 sigmoid.
+		switch gf, err := ggufInt(g, k("expert_gating_func"), 1, 1, 2); {
+		case err != nil:
+			return c, err
+		case gf == 2:
+			c.ExpertGating = model.GateSigmoid
+		}
+		if c.ExpertScale, err = ggufFloat(g, k("expert_weights_scale"), 0); err != nil {
+			return c, err
+		}
 	}
 	emb, ok := g.Tensor(tnEmbedding)
 	if !ok {
@@ -426,7 +587,11 @@ func ggufConfig(g *GGUF, arch string, spec archSpec) (model.Config, error) {
 	} else if v != c.Vocab {
 		return c, fmt.Errorf("%s %d disagrees with %s's %d rows", k("vocab_size"), v, tnEmbedding, c.Vocab)
 	}
-	if c.Heads > 0 && c.Dim%c.Heads == 0 {
+	if spec.mla {
+		if err := mlaConfig(g, &c); err != nil {
+			return c, err
+		}
+	} else if c.Heads > 0 && c.Dim%c.Heads == 0 {
 		for _, key := range []string{"attention.key_length", "attention.value_length"} {
 			if n, err := ggufInt(g, k(key), c.HeadDim(), 1, big); err != nil {
 				return c, err

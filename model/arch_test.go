@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -45,6 +46,7 @@ var archFixtures = []struct {
 	{"phi3", 1e-3, 0},
 	{"mixtral", 1e-3, 0},
 	{"qwen3moe", 1e-3, 2e-3},
+	{"deepseek2", 1e-3, 0},
 }
 
 // TestArchFixturesF32 runs the 48-token prompt of each F32 fixture as one
@@ -172,16 +174,48 @@ func TestArchFixturesF32(t *testing.T) {
 }
 
 // TestArchErrors: a GGUF of an architecture the runtime does not run, and
-// one with a tensor of the wrong shape, each fail with one line naming the
-// file and what is wrong.
+// deepseek2 with its latent attention's up-projection of the wrong shape,
+// each fail with one line naming the file and what is wrong.
 func TestArchErrors(t *testing.T) {
-	for _, c := range []struct{ fixture, want string }{
-		{"deepseek2", `architecture "deepseek2" is not supported (this runtime runs gemma2, llama, phi3, qwen2, qwen3, qwen3moe)`},
+	g, err := checkpoints.OpenGGUF(testmodels.Path(t, "arch/deepseek2.F32.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	for _, c := range []struct {
+		name, arch, tensor string
+		want               string
+	}{
+		{"mamba", "mamba", "", `architecture "mamba" is not supported (this runtime runs deepseek2, gemma2, llama, phi3, qwen2, qwen3, qwen3moe)`},
+		{"kv_b", "deepseek2", "blk.1.attn_kv_b.weight", "tensor blk.1.attn_kv_b.weight has dims [256 384], want [256, 512] (the single attn_kv_b is read"},
 	} {
-		p := testmodels.Path(t, "arch/"+c.fixture+".F32.gguf")
-		_, err := checkpoints.Load(p)
+		var kvs []checkpoints.KV
+		for _, kv := range g.KVs {
+			if kv.Key == "general.architecture" {
+				kv.Value = checkpoints.Str(c.arch)
+			}
+			kvs = append(kvs, kv)
+		}
+		var specs []checkpoints.TensorSpec
+		for _, ti := range g.Tensors {
+			s := checkpoints.TensorSpec{Name: ti.Name, Type: ti.Type, Dims: ti.Dims, Data: ti.Data}
+			if ti.Name == c.tensor {
+				s.Dims, s.Data = []uint64{256, 384}, s.Data[:256*384*4]
+			}
+			specs = append(specs, s)
+		}
+		p := filepath.Join(t.TempDir(), c.name+".gguf")
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkpoints.WriteGGUF(f, kvs, specs); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		_, err = checkpoints.Load(p)
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), p) || strings.Contains(err.Error(), "\n") {
-			t.Errorf("%s: error %v, want one line naming the file and %q", c.fixture, err, c.want)
+			t.Errorf("%s: error %v, want one line naming the file and %q", c.name, err, c.want)
 		}
 	}
 }
@@ -250,6 +284,7 @@ func TestArchTrainingRefused(t *testing.T) {
 		{"gemma2", "architecture gemma2 yet (its backward lacks the gelu activation"},
 		{"mixtral", "architecture llama yet (its backward lacks a mixture of experts)"},
 		{"qwen3moe", "architecture qwen3moe yet (its backward lacks a mixture of experts, q/k norms)"},
+		{"deepseek2", "architecture deepseek2 yet (its backward lacks a query scale, a mixture of experts, latent attention"},
 	} {
 		m, err := checkpoints.Load(testmodels.Path(t, "arch/"+c.fixture+".F32.gguf"))
 		if err != nil {
@@ -271,7 +306,7 @@ func TestArchTrainingRefused(t *testing.T) {
 // (the float GEMM's, which qwen3moe's sharp attention carries to 2e-4;
 // an expert chosen differently would move a row by far more).
 func TestExpertsForwardRows(t *testing.T) {
-	for _, fixture := range []string{"mixtral", "qwen3moe"} {
+	for _, fixture := range []string{"mixtral", "qwen3moe", "deepseek2"} {
 		m, err := checkpoints.Load(testmodels.Path(t, "arch/"+fixture+".F32.gguf"))
 		if err != nil {
 			t.Fatal(err)

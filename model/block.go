@@ -66,7 +66,11 @@ func padRows(buf []float32, width, n, m int) {
 // multi-row kernel reads each weight once for all of them rather than
 // once per row.
 func (e *Engine) productRows(first, n int) int {
-	if n > 1 && n < minPadRows && e.w.Layers[first].Wq.Type.Quantized() {
+	w := e.w.Layers[first].Wq
+	if w == nil { // latent attention
+		w = e.w.Layers[first].Wo
+	}
+	if n > 1 && n < minPadRows && w.Type.Quantized() {
 		return minPadRows
 	}
 	return n
@@ -89,20 +93,25 @@ func (e *Engine) block(li int, x []float32, n, m int, segs []segment, b *blockBu
 
 	be.RMSNorm(b.xa[:n*d], x, l.AttnNorm, cfg.NormEps)
 	padRows(b.xa, d, n, m)
-	e.outs[0], e.outs[1], e.outs[2] = b.q, b.k, b.v
-	e.apply(lm, ProjQ, e.outs[:3], b.xa, m)
-	kv := e.kvDim
+	if l.MLA != nil {
+		e.latentQKV(l, b, m)
+	} else {
+		e.outs[0], e.outs[1], e.outs[2] = b.q, b.k, b.v
+		e.apply(lm, ProjQ, e.outs[:3], b.xa, m)
+	}
+	kv, qd := e.kvDim, e.qDim
 	e.addBias(b.q, l.BQ, m)
 	e.addBias(b.k, l.BK, m)
 	e.addBias(b.v, l.BV, m)
 	if l.QNorm != nil {
-		be.RMSNorm(b.q[:m*d], b.q[:m*d], l.QNorm, cfg.NormEps)
+		be.RMSNorm(b.q[:m*qd], b.q[:m*qd], l.QNorm, cfg.NormEps)
 	}
 	if l.KNorm != nil {
 		be.RMSNorm(b.k[:m*kv], b.k[:m*kv], l.KNorm, cfg.NormEps)
 	}
 	e.attend(li, segs, b.att, b.q, b.k, b.v)
-	padRows(b.att, d, n, m)
+	narrowHeads(b.att, cfg.Heads*n, e.headDim, cfg.ValueDim())
+	padRows(b.att, cfg.Heads*cfg.ValueDim(), n, m)
 	e.outs[0] = b.delta
 	e.apply(lm, ProjO, e.outs[:1], b.att, m)
 	if l.PostAttnNorm != nil {
@@ -233,16 +242,13 @@ func (e *Engine) mulMany(outs [][]float32, ws []*kernels.Matrix, x []float32, n 
 // li, and runs causal attention for its queries over the cache into att.
 func (e *Engine) attend(li int, segs []segment, att, q, k, v []float32) {
 	cfg := &e.w.Config
-	d, kv, hd := cfg.Dim, e.kvDim, e.headDim
+	d, kv, hd := e.qDim, e.kvDim, e.headDim
 	r := 0
 	for _, s := range segs {
 		pos, n := s.c.Len, s.rows
-		rq := e.ropeParams(cfg.Heads, pos)
-		rk := rq
-		rk.Heads = cfg.KVHeads
 		qs, ks, vs := q[r*d:(r+n)*d], k[r*kv:(r+n)*kv], v[r*kv:(r+n)*kv]
-		e.be.RoPE(qs, rq)
-		e.be.RoPE(ks, rk)
+		e.rope(qs, cfg.Heads, pos)
+		e.rope(ks, cfg.KVHeads, pos)
 		s.c.attend(e.be, li, att[r*d:(r+n)*d], qs, ks, vs, kernels.AttnParams{
 			Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: hd,
 			Pos0: pos, N: n, Cap: s.c.Cap, Scale: e.scale,
@@ -252,11 +258,44 @@ func (e *Engine) attend(li int, segs []segment, att, q, k, v []float32) {
 	}
 }
 
-// ropeParams is the rotary embedding of heads heads from position pos0.
+// ropeParams is the rotary embedding of heads heads (of the rotated
+// width) from position pos0.
 func (e *Engine) ropeParams(heads, pos0 int) kernels.RopeParams {
 	cfg := &e.w.Config
-	return kernels.RopeParams{Heads: heads, HeadDim: e.headDim, Pos0: pos0, Theta: cfg.RopeTheta,
+	return kernels.RopeParams{Heads: heads, HeadDim: cfg.RotaryDim(), Pos0: pos0, Theta: cfg.RopeTheta,
 		Style: cfg.RopeStyle, FreqFactors: e.w.RopeFreqs}
+}
+
+// rope rotates the rows of x (heads heads of HeadDim each) from position
+// pos0: whole heads, or only the last RopeDim values of each (gathered,
+// rotated and put back).
+func (e *Engine) rope(x []float32, heads, pos0 int) {
+	p := e.ropeParams(heads, pos0)
+	hd, r := e.headDim, p.HeadDim
+	if r == hd {
+		e.be.RoPE(x, p)
+		return
+	}
+	nh := len(x) / hd
+	buf := e.ropeBuf[:nh*r]
+	for i := range nh {
+		copy(buf[i*r:(i+1)*r], x[(i+1)*hd-r:(i+1)*hd])
+	}
+	e.be.RoPE(buf, p)
+	for i := range nh {
+		copy(x[(i+1)*hd-r:(i+1)*hd], buf[i*r:(i+1)*r])
+	}
+}
+
+// narrowHeads keeps the first w values of each of the nh heads of width hd
+// in x, packed in place (attention's output when values are narrower than
+// keys); nothing moves when w is hd.
+func narrowHeads(x []float32, nh, hd, w int) {
+	if w != hd {
+		for i := range nh {
+			copy(x[i*w:(i+1)*w], x[i*hd:i*hd+w])
+		}
+	}
 }
 
 // inferBufs are the engine's scratch buffers for a block of m rows.
@@ -265,8 +304,9 @@ func (e *Engine) inferBufs(m int) *blockBufs {
 	c := &e.w.Config
 	d, kv, h := c.Dim, c.KVDim(), c.Hidden
 	b := &e.bufs
+	qd := c.QDim()
 	*b = blockBufs{
-		xa: e.xb[:m*d], q: e.q[:m*d], att: e.att[:m*d], delta: e.delta[:m*d],
+		xa: e.xb[:m*d], q: e.q[:m*qd], att: e.att[:m*qd], delta: e.delta[:m*d],
 		k: e.k[:m*kv], v: e.v[:m*kv], h1: e.h1[:m*h], h3: e.h3[:m*h],
 	}
 	b.xf, b.g = b.xa, b.h1

@@ -60,7 +60,35 @@ type Config struct {
 	// logits (Mixtral, Qwen3-MoE). Without it each keeps its share of the
 	// softmax over all experts.
 	ExpertNorm bool `json:"expert_norm,omitempty"`
+	// ExpertGating turns router logits into weights: GateSoftmax over all
+	// experts, or GateSigmoid of each (DeepSeek-V3). ExpertScale, when not
+	// 0, multiplies the chosen experts' weights (after ExpertNorm).
+	ExpertGating Gating  `json:"expert_gating,omitempty"`
+	ExpertScale  float32 `json:"expert_scale,omitempty"`
+
+	// Multi-head latent attention (DeepSeek-V2), when KVLoRA > 0: q comes
+	// from a rank-QLoRA down-projection (normed) and an up-projection, or
+	// from one matrix when QLoRA is 0; keys and values from one rank-KVLoRA
+	// latent (normed) and one up-projection, plus RopeDim rotated key dims
+	// shared by every head (Layer.MLA).
+	QLoRA  int `json:"q_lora,omitempty"`
+	KVLoRA int `json:"kv_lora,omitempty"`
+	// HeadSize is the width of a query and key head when it is not
+	// Dim/Heads; ValueSize that of a value head when it is not HeadSize.
+	// RopeDim, when not 0, rotates only the last RopeDim values of each
+	// query and key head.
+	HeadSize  int `json:"head_size,omitempty"`
+	ValueSize int `json:"value_size,omitempty"`
+	RopeDim   int `json:"rope_dim,omitempty"`
 }
+
+// Gating is how a router turns its logits into expert weights.
+type Gating uint8
+
+const (
+	GateSoftmax Gating = iota // softmax over all experts (Mixtral, Qwen3-MoE)
+	GateSigmoid               // a sigmoid of each logit (DeepSeek-V3)
+)
 
 // Activation is the nonlinearity of a block's gated FFN.
 type Activation uint8
@@ -114,6 +142,9 @@ func (c *Config) extras() []string {
 	if c.Experts > 0 {
 		what = append(what, "a mixture of experts")
 	}
+	if c.KVLoRA > 0 {
+		what = append(what, "latent attention")
+	}
 	return what
 }
 
@@ -124,10 +155,35 @@ func (c *Config) archName() string {
 	return c.Arch
 }
 
-// HeadDim is the width of one attention head.
-func (c *Config) HeadDim() int { return c.Dim / c.Heads }
+// HeadDim is the width of one query or key head.
+func (c *Config) HeadDim() int {
+	if c.HeadSize > 0 {
+		return c.HeadSize
+	}
+	return c.Dim / c.Heads
+}
 
-// KVDim is the width of the keys (and values) of one position.
+// ValueDim is the width of one value head.
+func (c *Config) ValueDim() int {
+	if c.ValueSize > 0 {
+		return c.ValueSize
+	}
+	return c.HeadDim()
+}
+
+// RotaryDim is the number of values of each head that RoPE rotates.
+func (c *Config) RotaryDim() int {
+	if c.RopeDim > 0 {
+		return c.RopeDim
+	}
+	return c.HeadDim()
+}
+
+// QDim is the width of the queries of one position.
+func (c *Config) QDim() int { return c.Heads * c.HeadDim() }
+
+// KVDim is the width of the keys (and values) of one position in the
+// cache: values narrower than keys are stored padded to the key width.
 func (c *Config) KVDim() int { return c.KVHeads * c.HeadDim() }
 
 // Validate checks that the numbers describe a model this runtime can run,
@@ -146,8 +202,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("model config: %d heads do not divide dim %d", c.Heads, c.Dim)
 	case c.KVHeads <= 0 || c.Heads%c.KVHeads != 0:
 		return fmt.Errorf("model config: %d kv heads do not divide %d heads", c.KVHeads, c.Heads)
-	case c.HeadDim()%2 != 0:
-		return fmt.Errorf("model config: head size %d is odd; rotary embedding needs pairs", c.HeadDim())
+	case c.HeadSize < 0 || c.HeadSize > maxDim || c.ValueSize < 0 || c.ValueSize > c.HeadDim() || c.RopeDim < 0 || c.RopeDim > c.HeadDim():
+		return fmt.Errorf("model config: head size %d, value size %d, rope dims %d: want values and rotated dims no wider than heads", c.HeadSize, c.ValueSize, c.RopeDim)
+	case c.RotaryDim()%2 != 0:
+		return fmt.Errorf("model config: %d rotated dims is odd; rotary embedding needs pairs", c.RotaryDim())
+	case c.QLoRA < 0 || c.QLoRA > maxDim || c.KVLoRA < 0 || c.KVLoRA > maxDim:
+		return fmt.Errorf("model config: q and kv ranks %d, %d out of range (0..%d)", c.QLoRA, c.KVLoRA, maxDim)
+	case c.ExpertGating > GateSigmoid:
+		return fmt.Errorf("model config: unknown expert gating %d", c.ExpertGating)
 	case c.Vocab <= 0 || c.Vocab > 1<<22:
 		return fmt.Errorf("model config: vocab %d out of range (1..%d)", c.Vocab, 1<<22)
 	case c.Context <= 0 || c.Context > 1<<24:

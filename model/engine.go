@@ -33,6 +33,8 @@ type Engine struct {
 	segs           []segment
 	bufs           blockBufs
 	moe            moeScratch // for layers of experts
+	mla            mlaScratch // for latent attention
+	ropeBuf        []float32  // the rotated part of heads RoPE turns in part
 
 	// maps holds the linear maps of each layer held, by absolute layer
 	// number; head is the output head's.
@@ -44,8 +46,8 @@ type Engine struct {
 	kv kernels.DType // element type of the caches NewCache makes
 
 	// The config's derived sizes, and attention's scale 1/√HeadDim.
-	headDim, kvDim int
-	scale          float32
+	headDim, kvDim, qDim int
+	scale                float32
 }
 
 // DefaultKVType is the element type of an engine's KV caches unless the
@@ -69,7 +71,7 @@ func NewEngine(w *Weights, be kernels.Backend, opts ...Option) *Engine {
 			o(e)
 		}
 	}
-	e.headDim, e.kvDim = w.Config.HeadDim(), w.Config.KVDim()
+	e.headDim, e.kvDim, e.qDim = w.Config.HeadDim(), w.Config.KVDim(), w.Config.QDim()
 	e.scale = w.Config.queryScale()
 	e.maps = make([]layerMaps, len(w.Layers))
 	for li, l := range w.Layers {
@@ -212,8 +214,8 @@ func (e *Engine) grow(n int) {
 	c := &e.w.Config
 	e.cap = n
 	e.xb = make([]float32, n*c.Dim)
-	e.q = make([]float32, n*c.Dim)
-	e.att = make([]float32, n*c.Dim)
+	e.q = make([]float32, n*c.QDim())
+	e.att = make([]float32, n*c.QDim())
 	e.delta = make([]float32, n*c.Dim)
 	e.k = make([]float32, n*c.KVDim())
 	e.v = make([]float32, n*c.KVDim())
@@ -221,7 +223,13 @@ func (e *Engine) grow(n int) {
 	e.h3 = make([]float32, n*c.Hidden)
 	e.row = make([]float32, c.Dim)
 	if c.Experts > 0 {
-		e.moe.grow(c, n)
+		e.moe.grow(c, n, expertWidth(e.w))
+	}
+	if c.RotaryDim() != c.HeadDim() {
+		e.ropeBuf = make([]float32, n*max(c.Heads, c.KVHeads)*c.RotaryDim())
+	}
+	if c.KVLoRA > 0 {
+		e.mla.grow(c, n)
 	}
 }
 

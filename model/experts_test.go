@@ -30,12 +30,27 @@ func TestRoute(t *testing.T) {
 	} {
 		probs := append([]float32(nil), logits...)
 		pick, wt := make([]int32, c.k), make([]float32, c.k)
-		route(probs, c.k, c.norm, pick, wt)
+		rt := router{k: c.k, norm: c.norm}
+		rt.route(probs, pick, wt)
 		for j := range c.k {
 			if pick[j] != c.pick[j] || math.Abs(float64(wt[j])-c.wt[j]) > 1e-6 {
 				t.Errorf("k=%d norm=%v: picked %v weights %v, want %v %v", c.k, c.norm, pick, wt, c.pick, c.wt)
 				break
 			}
 		}
+	}
+
+	// Sigmoid gating with a bias that only chooses: expert 0 (sigmoid
+	// 0.62) comes first by its bias, then 1 (0.88, tied with 3: the lower
+	// index), and the weights are the unbiased sigmoids, normalised and
+	// scaled by 2.5.
+	sig := func(v float64) float64 { return 1 / (1 + math.Exp(-v)) }
+	probs := append([]float32(nil), logits...)
+	pick, wt := make([]int32, 2), make([]float32, 2)
+	rt := router{k: 2, gating: GateSigmoid, norm: true, scale: 2.5, bias: []float32{0.4, 0, 0, 0, 0}}
+	rt.route(probs, pick, wt)
+	w1, w0 := sig(2), sig(0.5)
+	if pick[0] != 0 || pick[1] != 1 || math.Abs(float64(wt[0])-2.5*w0/(w0+w1)) > 1e-6 || math.Abs(float64(wt[1])-2.5*w1/(w0+w1)) > 1e-6 {
+		t.Errorf("sigmoid with bias: picked %v weights %v, want [0 1] [%.6f %.6f]", pick, wt, 2.5*w0/(w0+w1), 2.5*w1/(w0+w1))
 	}
 }

@@ -32,6 +32,25 @@ type Layer struct {
 	// Experts, when not nil, is the layer's FFN in place of the dense one
 	// (a mixture of experts, Config.Experts).
 	Experts *Experts
+	// MLA, when not nil, computes q, k and v in place of Wk and Wv (and of
+	// Wq, unless Config.QLoRA is 0): latent attention, Config.KVLoRA.
+	MLA *MLA
+}
+
+// MLA are the projections of multi-head latent attention. With H heads,
+// r = RopeDim and n = HeadDim-r:
+//
+//	q      = QB·RMSNorm(QA·x, QANorm)   // [H, n+r], or Wq·x when QLoRA is 0
+//	c, kr  = KVA·x                      // [KVLoRA], [r]
+//	kn, v  = KVB·RMSNorm(c, KVANorm)    // per head [n], [ValueDim]
+//	k      = [kn | kr] for every head
+type MLA struct {
+	QA      *kernels.Matrix // [QLoRA, Dim]; nil when QLoRA is 0
+	QANorm  []float32       // [QLoRA]
+	QB      *kernels.Matrix // [Heads·HeadDim, QLoRA]
+	KVA     *kernels.Matrix // [KVLoRA+RopeDim, Dim]
+	KVANorm []float32       // [KVLoRA]
+	KVB     *kernels.Matrix // [KVHeads·(HeadDim-RopeDim+ValueDim), KVLoRA]
 }
 
 // Experts are the routed experts of one layer: Config.Experts gated FFNs
@@ -42,6 +61,13 @@ type Layer struct {
 type Experts struct {
 	Router         *kernels.Matrix // [Experts, Dim]: each expert's logit
 	Gate, Up, Down []*kernels.Matrix
+	// Bias, when not nil, is added to the router's weights to choose the
+	// experts, but not to weight them [Experts] (DeepSeek-V3).
+	Bias []float32
+	// SharedGate, SharedUp and SharedDown, when not nil, are an FFN every
+	// row runs beside its chosen experts, weighted 1 (shared experts,
+	// [h, Dim] and [Dim, h] for some width h).
+	SharedGate, SharedUp, SharedDown *kernels.Matrix
 }
 
 // Matrices lists the layer's weight matrices that are present, the
@@ -58,6 +84,15 @@ func (l *Layer) Matrices() []*kernels.Matrix {
 		for i := range x.Gate {
 			ms = append(ms, x.Gate[i], x.Up[i], x.Down[i])
 		}
+		if x.SharedGate != nil {
+			ms = append(ms, x.SharedGate, x.SharedUp, x.SharedDown)
+		}
+	}
+	if a := l.MLA; a != nil {
+		if a.QA != nil {
+			ms = append(ms, a.QA)
+		}
+		ms = append(ms, a.QB, a.KVA, a.KVB)
 	}
 	return ms
 }
@@ -180,6 +215,12 @@ func (w *Weights) Bytes() int64 {
 		}
 		n += 4 * int64(len(l.AttnNorm)+len(l.FFNNorm)+len(l.BQ)+len(l.BK)+len(l.BV)+
 			len(l.QNorm)+len(l.KNorm)+len(l.PostAttnNorm)+len(l.PostFFNNorm))
+		if l.MLA != nil {
+			n += 4 * int64(len(l.MLA.QANorm)+len(l.MLA.KVANorm))
+		}
+		if l.Experts != nil {
+			n += 4 * int64(len(l.Experts.Bias))
+		}
 	}
 	return n
 }
@@ -224,7 +265,7 @@ func (w *Weights) Validate() error {
 		}
 	}
 	if w.RopeFreqs != nil {
-		if err := vec("rope frequency factors", w.RopeFreqs, c.HeadDim()/2); err != nil {
+		if err := vec("rope frequency factors", w.RopeFreqs, c.RotaryDim()/2); err != nil {
 			return err
 		}
 	}
@@ -248,14 +289,19 @@ func (w *Weights) Validate() error {
 		if l.Experts != nil {
 			ffn = validExperts(c, p, l)
 		}
-		errs := []error{
-			vec(p+"attention norm", l.AttnNorm, c.Dim),
-			vec(p+"ffn norm", l.FFNNorm, c.Dim),
-			check(p+"wq", l.Wq, c.Dim, c.Dim),
+		qkv := []error{
+			check(p+"wq", l.Wq, c.QDim(), c.Dim),
 			check(p+"wk", l.Wk, kv, c.Dim),
 			check(p+"wv", l.Wv, kv, c.Dim),
-			check(p+"wo", l.Wo, c.Dim, c.Dim),
 		}
+		if l.MLA != nil {
+			qkv = validMLA(c, p, l)
+		}
+		errs := append([]error{
+			vec(p+"attention norm", l.AttnNorm, c.Dim),
+			vec(p+"ffn norm", l.FFNNorm, c.Dim),
+		}, qkv...)
+		errs = append(errs, check(p+"wo", l.Wo, c.Dim, c.Heads*c.ValueDim()))
 		for _, e := range append(append(errs, ffn...),
 			opt(p+"q bias", l.BQ, c.Dim),
 			opt(p+"k bias", l.BK, kv),
@@ -302,6 +348,54 @@ func validExperts(c *Config, p string, l *Layer) []error {
 			shape(fmt.Sprintf("expert %d gate", i), x.Gate[i], h, c.Dim),
 			shape(fmt.Sprintf("expert %d up", i), x.Up[i], h, c.Dim),
 			shape(fmt.Sprintf("expert %d down", i), x.Down[i], c.Dim, h))
+	}
+	if x.Bias != nil && len(x.Bias) != n {
+		errs = append(errs, fmt.Errorf("weights: %sexpert bias has %d values, want %d", p, len(x.Bias), n))
+	}
+	if x.SharedGate != nil || x.SharedUp != nil || x.SharedDown != nil {
+		sh := 0
+		if x.SharedGate != nil {
+			sh = x.SharedGate.Rows
+		}
+		errs = append(errs, shape("shared gate", x.SharedGate, sh, c.Dim),
+			shape("shared up", x.SharedUp, sh, c.Dim), shape("shared down", x.SharedDown, c.Dim, sh))
+	}
+	return errs
+}
+
+// validMLA checks the latent attention projections of layer l (p names
+// it): their shapes, and no separate k or v beside them.
+func validMLA(c *Config, p string, l *Layer) []error {
+	a := l.MLA
+	if c.KVLoRA == 0 {
+		return []error{fmt.Errorf("weights: %shas latent attention but the config has no kv rank", p)}
+	}
+	if l.Wk != nil || l.Wv != nil || (l.Wq != nil) != (c.QLoRA == 0) {
+		return []error{fmt.Errorf("weights: %shas latent attention beside separate q, k or v projections", p)}
+	}
+	shape := func(name string, m *kernels.Matrix, rows, cols int) error {
+		switch {
+		case m == nil:
+			return fmt.Errorf("weights: %s%s missing", p, name)
+		case m.Rows != rows || m.Cols != cols:
+			return fmt.Errorf("weights: %s%s is %dx%d, want %dx%d", p, name, m.Rows, m.Cols, rows, cols)
+		}
+		return nil
+	}
+	r := c.RotaryDim()
+	errs := []error{
+		shape("kv a", a.KVA, c.KVLoRA+r, c.Dim),
+		shape("kv b", a.KVB, c.KVHeads*(c.HeadDim()-r+c.ValueDim()), c.KVLoRA),
+	}
+	if len(a.KVANorm) != c.KVLoRA {
+		errs = append(errs, fmt.Errorf("weights: %skv a norm has %d values, want %d", p, len(a.KVANorm), c.KVLoRA))
+	}
+	if c.QLoRA == 0 {
+		return append(errs, shape("wq", l.Wq, c.QDim(), c.Dim))
+	}
+	errs = append(errs, shape("q a", a.QA, c.QLoRA, c.Dim), shape("q b", a.QB, c.QDim(), c.QLoRA))
+	if len(a.QANorm) != c.QLoRA {
+		errs = append(errs, fmt.Errorf("weights: %sq a norm has %d values, want %d", p, len(a.QANorm), c.QLoRA))
 	}
 	return errs
 }
