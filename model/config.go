@@ -243,6 +243,17 @@ func (c *Config) Validate() error {
 func (c *Config) Params() int64 {
 	d, h, l, v, kv := int64(c.Dim), int64(c.Hidden), int64(c.Layers), int64(c.Vocab), int64(c.KVDim())
 	perLayer := 2*d + 2*d*d + 2*d*kv + 3*d*h
+	if c.KVLoRA > 0 {
+		// Latent attention in place of q, k, v and o.
+		q, r, lr := int64(c.QDim()), int64(c.RotaryDim()), int64(c.KVLoRA)
+		heads, hd, dv := int64(c.Heads), int64(c.HeadDim()), int64(c.ValueDim())
+		att := d*q + d*(lr+r) + lr + lr*int64(c.KVHeads)*(hd-r+dv) + heads*dv*d
+		if c.QLoRA > 0 {
+			ql := int64(c.QLoRA)
+			att += d*ql + ql + ql*q - d*q
+		}
+		perLayer += att - 2*d*d - 2*d*kv
+	}
 	if c.Experts > 0 {
 		ne := int64(c.Experts)
 		perLayer += ne*d + ne*3*d*int64(c.ExpertHidden) - 3*d*h

@@ -54,3 +54,17 @@ func TestRoute(t *testing.T) {
 		t.Errorf("sigmoid with bias: picked %v weights %v, want [0 1] [%.6f %.6f]", pick, wt, 2.5*w0/(w0+w1), 2.5*w1/(w0+w1))
 	}
 }
+
+// TestParamsLatent: a config's parameter count follows latent attention's
+// projections and the experts (every layer counted with experts).
+func TestParamsLatent(t *testing.T) {
+	c := Config{Dim: 256, Hidden: 256, Layers: 1, Heads: 4, KVHeads: 4, Vocab: 512,
+		HeadSize: 96, ValueSize: 64, RopeDim: 32, QLoRA: 128, KVLoRA: 256,
+		Experts: 4, ExpertsUsed: 2, ExpertHidden: 64}
+	att := 256*128 + 128 + 128*384 + 256*288 + 256 + 256*4*128 + 256*256
+	ffn := 4*256 + 4*3*256*64
+	want := int64(512*256 + 2*256 + att + ffn + 256 + 512*256)
+	if got := c.Params(); got != want {
+		t.Errorf("params %d, want %d", got, want)
+	}
+}
