@@ -37,6 +37,7 @@ type Backend struct {
 	// Scratch, grown on demand and kept.
 	xq      []byte           // activations quantized to Q8_0
 	xp      []byte           // xq prepared for the Q4_0 decode kernel
+	xk      []byte           // activations quantized for the K-quant kernels (64-byte aligned)
 	xg      []byte           // xq prepared for the Q8_0 prefill kernel or the quantized GEMM (64-byte aligned)
 	qgX     [][]byte         // per worker: quantized GEMM, a group of tokens in Q8_0
 	qgP     [][]byte         // per worker: quantized GEMM, a panel of weights (64-byte aligned)

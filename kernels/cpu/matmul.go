@@ -29,7 +29,9 @@ func (b *Backend) MatMul(out []float32, w *kernels.Matrix, x []float32, n int) {
 	}
 	t := &b.mm
 	t.out, t.w, t.x, t.n = out, w, x, n
-	if !int8w && w.Type.Quantized() {
+	if kq8Type(w.Type) {
+		t.xk = b.quantizeK(x, w.Cols, n)
+	} else if !int8w && w.Type.Quantized() {
 		t.rowBuf = b.perWorker(w.Cols)
 	}
 	if int8w {
@@ -67,7 +69,7 @@ func (b *Backend) MatMul(out []float32, w *kernels.Matrix, x []float32, n int) {
 	}
 	grain := max(1, macsPerChunk/(w.Cols*n))
 	b.pool.run(t, w.Rows, grain)
-	t.out, t.w, t.x, t.xq, t.xp, t.xg, t.narrow, t.narrowW, t.rowBuf = nil, nil, nil, nil, nil, nil, nil, nil, nil
+	t.out, t.w, t.x, t.xq, t.xp, t.xg, t.narrow, t.narrowW, t.rowBuf, t.xk = nil, nil, nil, nil, nil, nil, nil, nil, nil, nil
 }
 
 // int8Weights reports whether MatMul multiplies weights of type dt on
@@ -98,6 +100,7 @@ type matmulTask struct {
 	xq  []byte
 	xp  []byte // Q4_0 decode: xq prepared by prepQ4, or nil
 	xg  []byte // Q8_0 prefill: xq prepared by prepQ8g, or nil
+	xk  []byte // Q4_K, Q5_K, Q6_K: activations quantized by quantizeK
 	n   int
 	// narrow is per-worker scratch of n·quantTileRows floats for
 	// runQuantNarrow (quantized weights, n > 1).
@@ -118,6 +121,10 @@ func (t *matmulTask) run(worker, lo, hi int) {
 		}
 		runQuant(t, lo, hi)
 	default:
+		if t.xk != nil {
+			runKQ8(t, lo, hi)
+			return
+		}
 		if !t.w.Type.Quantized() {
 			panic("cpu: MatMul of unsupported dtype " + t.w.Type.String())
 		}
@@ -165,7 +172,7 @@ func (b *Backend) MatMulMany(outs [][]float32, ws []*kernels.Matrix, x []float32
 	t := &b.many
 	cols := ws[0].Cols
 	total := 0
-	quant, q4, decoded := false, false, false
+	quant, q4, decoded, kq := false, false, false, false
 	for i, w := range ws {
 		if w.Cols != cols || len(outs[i]) < w.Rows {
 			panic(fmt.Sprintf("cpu: MatMulMany: matrix %d is %dx%d (cols %d expected), output %d", i, w.Rows, w.Cols, cols, len(outs[i])))
@@ -173,14 +180,18 @@ func (b *Backend) MatMulMany(outs [][]float32, ws []*kernels.Matrix, x []float32
 		t.starts[i] = total
 		total += w.Rows
 		quant = quant || int8Weights(w.Type)
-		decoded = decoded || !int8Weights(w.Type) && w.Type.Quantized()
+		kq = kq || kq8Type(w.Type)
+		decoded = decoded || !int8Weights(w.Type) && !kq8Type(w.Type) && w.Type.Quantized()
 		q4 = q4 || w.Type == kernels.Q4_0
 	}
 	if len(x) < cols {
 		panic(fmt.Sprintf("cpu: MatMulMany: x has %d values, matrices %d columns", len(x), cols))
 	}
 	t.starts[len(ws)] = total
-	t.outs, t.ws, t.x, t.xq, t.xp, t.rowBuf = outs, ws, x, nil, nil, nil
+	t.outs, t.ws, t.x, t.xq, t.xp, t.rowBuf, t.xk = outs, ws, x, nil, nil, nil, nil
+	if kq {
+		t.xk = b.quantizeK(x, cols, 1)
+	}
 	if decoded {
 		t.rowBuf = b.perWorker(cols)
 	}
@@ -196,7 +207,7 @@ func (b *Backend) MatMulMany(outs [][]float32, ws []*kernels.Matrix, x []float32
 		}
 	}
 	b.pool.run(t, total, max(1, macsPerChunk/cols))
-	t.outs, t.ws, t.x, t.xq, t.xp, t.rowBuf = nil, nil, nil, nil, nil, nil
+	t.outs, t.ws, t.x, t.xq, t.xp, t.rowBuf, t.xk = nil, nil, nil, nil, nil, nil, nil
 }
 
 // manyTask is one MatMulMany job: item r is row r of the matrices' rows
@@ -207,6 +218,7 @@ type manyTask struct {
 	x      []float32
 	xq     []byte
 	xp     []byte
+	xk     []byte
 	rowBuf [][]float32
 	starts [maxMany + 1]int
 }
@@ -218,6 +230,9 @@ func (t *manyTask) run(worker, lo, hi int) {
 			continue
 		}
 		one := matmulTask{out: t.outs[i], w: w, x: t.x, xq: t.xq, n: 1, rowBuf: t.rowBuf}
+		if kq8Type(w.Type) {
+			one.xk = t.xk
+		}
 		if w.Type == kernels.Q4_0 {
 			one.xp = t.xp
 		}

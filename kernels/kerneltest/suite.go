@@ -39,10 +39,10 @@ var (
 
 // TestBackend runs every method of b on random inputs of awkward sizes and
 // compares the results with the float64 references, within tolerances
-// derived from float32 rounding (and, for Q8_0 and Q4_0 weights, from the
-// quantization of the activations to Q8_0). Every output lies between
-// NaN-filled guard bands that must stay untouched. A backend that also
-// implements kernels.Trainer runs TestTrainer too.
+// derived from float32 rounding (and, for Q8_0, Q4_0, Q4_K, Q5_K and Q6_K
+// weights, from the quantization of the activations to 8 bits). Every
+// output lies between NaN-filled guard bands that must stay untouched. A
+// backend that also implements kernels.Trainer runs TestTrainer too.
 func TestBackend(t *testing.T, b kernels.Backend) {
 	t.Run("MatMul", func(t *testing.T) { testMatMul(t, b) })
 	t.Run("MatMulLarge", func(t *testing.T) { testMatMulLarge(t, b) })
@@ -161,21 +161,30 @@ func randBlocks(r *rand.Rand, dt kernels.DType, nb int) []byte {
 
 func matMulTolerance(w *kernels.Matrix, x []float32, n int, abs []float64) func(i int) float64 {
 	floatTol := func(i int) float64 { return float64(w.Cols+4)*u*abs[i] + 1e-30 }
-	if !w.Type.Quantized() || !w.Type.Encodable() {
-		// The read-only block types multiply float activations.
-		return floatTol
+	// The activations of Q8_0 and Q4_0 weights are rounded to Q8_0, those
+	// of Q4_K, Q5_K and Q6_K to 8 bits in blocks of 256 with a float32
+	// scale (no f16 rounding); the other read-only block types multiply
+	// float activations.
+	bl, scaleErr := kernels.QK, 1.0/2048
+	switch w.Type {
+	case kernels.Q4_K, kernels.Q5_K, kernels.Q6_K:
+		bl, scaleErr = kernels.QKK, 0
+	default:
+		if !w.Type.Quantized() || !w.Type.Encodable() {
+			return floatTol
+		}
 	}
 	// q[t·Rows+r] = Σ_b amax(x[t], b) · Σ_{c in b} |w[r,c]|
 	q := make([]float64, n*w.Rows)
 	row := make([]float32, w.Cols)
-	nb := w.Cols / kernels.QK
+	nb := w.Cols / bl
 	for r := 0; r < w.Rows; r++ {
 		w.RowF32(row, r)
 		for t := 0; t < n; t++ {
 			var s float64
 			for b := 0; b < nb; b++ {
 				var amax, wsum float64
-				for c := b * kernels.QK; c < (b+1)*kernels.QK; c++ {
+				for c := b * bl; c < (b+1)*bl; c++ {
 					amax = math.Max(amax, math.Abs(float64(x[t*w.Cols+c])))
 					wsum += math.Abs(float64(row[c]))
 				}
@@ -184,7 +193,7 @@ func matMulTolerance(w *kernels.Matrix, x []float32, n int, abs []float64) func(
 			q[t*w.Rows+r] = s
 		}
 	}
-	return func(i int) float64 { return floatTol(i) + q[i]*(1.0/254+1.0/2048)*1.01 }
+	return func(i int) float64 { return floatTol(i) + q[i]*(1.0/254+scaleErr)*1.01 }
 }
 
 func checkMatMul(t *testing.T, b kernels.Backend, r *rand.Rand, dt kernels.DType, rows, cols, n int) {
