@@ -2,8 +2,6 @@
 
 package cpu
 
-
-
 // The K-quant integer kernels of kq8_amd64.s: rows consecutive rows of nb
 // super-blocks against one row of activations quantized by quantizeQ8K.
 
@@ -35,4 +33,3 @@ var (
 	matvecQ5KAVX2 = kq8Asm(176, q5kDotAVX2)
 	matvecQ6KAVX2 = kq8Asm(210, q6kDotAVX2)
 )
-

@@ -3,8 +3,9 @@ package cpu
 import "github.com/mycel-net/mycel/kernels"
 
 // The products of the block types other than Q8_0 and Q4_0 (Q4_1, Q5_0,
-// Q5_1, the K-quants Q2_K to Q6_K, IQ4_NL and IQ4_XS). Their activations
-// stay float32: each weight row is decoded once per MatMul by
+// Q5_1, the K-quants Q2_K to Q6_K, IQ4_NL and IQ4_XS), except those of
+// Q4_K, Q5_K and Q6_K with five tokens or fewer, which run on int8
+// activations (kq8.go). Their activations stay float32: each weight row is decoded once per MatMul by
 // kernels.Decode, the one dequantization of every type, and its dot
 // product with every token's activations runs in the float kernel dotF32
 // (SIMD where the CPU has it). Six tokens or more go through the float
