@@ -202,7 +202,11 @@ func TestDailyTransferLimitSuspends(t *testing.T) {
 // the next.
 func TestTransferMeterDays(t *testing.T) {
 	var total atomic.Int64
-	now := time.Date(2026, 12, 6, 23, 0, 0, 0, time.Local)
+	// 23:00 on a day ten days ahead: the meter runs on this clock, but
+	// the work state ends a suspension by the real one, so its midnight
+	// must not have passed already.
+	y, mo, d := time.Now().Date()
+	now := time.Date(y, mo, d+10, 23, 0, 0, 0, time.Local)
 	clock := func() time.Time { return now }
 	path := filepath.Join(t.TempDir(), TransferFile)
 	ws := work.NewState()
@@ -235,7 +239,7 @@ func TestTransferMeterDays(t *testing.T) {
 	now = now.Add(2 * time.Hour)
 	total.Store(50)
 	m2.check()
-	if got, resets := m2.today(); got != 0 || ws2.Has(work.OverLimit) || !resets.Equal(time.Date(2026, 12, 8, 0, 0, 0, 0, time.Local)) {
+	if got, resets := m2.today(); got != 0 || ws2.Has(work.OverLimit) || !resets.Equal(time.Date(y, mo, d+12, 0, 0, 0, 0, time.Local)) {
 		t.Fatalf("the next day: %d bytes, over-limit %v, resets %v", got, ws2.Has(work.OverLimit), resets)
 	}
 	// A restart the next day does not take yesterday's count.
