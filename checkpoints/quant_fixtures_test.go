@@ -3,11 +3,7 @@ package checkpoints
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"math"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/mycel-net/mycel/internal/testmodels"
@@ -20,19 +16,6 @@ import (
 // shared/models/arch.
 var llama3Types = []string{"F32", "F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_1", "Q5_0",
 	"Q4_K_M", "Q4_1", "Q4_0", "IQ4_NL", "IQ4_XS", "Q3_K_M", "Q2_K"}
-
-// fixtureRef is the part of a fixture's NAME.ref.json that checks the
-// weights: per tensor, the SHA-256 of its float32 dequantization and its
-// first four values.
-type fixtureRef struct {
-	Tensors []struct {
-		Name   string    `json:"name"`
-		Type   string    `json:"type"`
-		Ne     []uint64  `json:"ne"`
-		SHA256 string    `json:"dequant_f32_sha256"`
-		First4 []float32 `json:"first4"`
-	} `json:"tensors"`
-}
 
 // TestFixtureDequantChecksums dequantizes every tensor of every llama3
 // fixture and every other architecture's quantized one with kernels.Decode and compares the SHA-256 of the float32
@@ -48,15 +31,8 @@ func TestFixtureDequantChecksums(t *testing.T) {
 	}
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
-			path := testmodels.Path(t, filepath.Join("arch", name+".gguf"))
-			raw, err := os.ReadFile(strings.TrimSuffix(path, ".gguf") + ".ref.json")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var ref fixtureRef
-			if err := json.Unmarshal(raw, &ref); err != nil {
-				t.Fatalf("%s.ref.json: %v", name, err)
-			}
+			path := testmodels.ArchModel(t, name)
+			ref := testmodels.Arch(t, name)
 			g, err := OpenGGUF(path)
 			if err != nil {
 				t.Fatal(err)
@@ -121,27 +97,10 @@ func TestFixtureQuantLogits(t *testing.T) {
 	for _, f := range fixtures {
 		name := f.name
 		t.Run(name, func(t *testing.T) {
-			path := testmodels.Path(t, filepath.Join("arch", name+".gguf"))
-			base := strings.TrimSuffix(path, ".gguf")
-			raw, err := os.ReadFile(base + ".ref.json")
-			if err != nil {
-				t.Fatal(err)
-			}
-			var ref struct {
-				InputIDs []int `json:"input_ids"`
-			}
-			if err := json.Unmarshal(raw, &ref); err != nil || len(ref.InputIDs) == 0 {
-				t.Fatalf("%s.ref.json: no input_ids (%v)", name, err)
-			}
-			wantRaw, err := os.ReadFile(base + ".logits.f32")
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := kernels.BytesF32(wantRaw)
+			path := testmodels.ArchModel(t, name)
+			ref := testmodels.Arch(t, name)
+			want := testmodels.ArchLogits(t, name)
 			m, err := Load(path)
-			if err != nil && strings.Contains(err.Error(), "is not supported") {
-				t.Skipf("the runtime does not run this architecture: %v", err)
-			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,8 +137,8 @@ func TestFixtureQuantLogits(t *testing.T) {
 			mean := sum / float64(len(got))
 			agree, checked := 0, 0
 			for p := range n {
-				w1, margin := argmax2(want[p*v : (p+1)*v])
-				g1, _ := argmax2(got[p*v : (p+1)*v])
+				w1, margin := testmodels.Top2(want[p*v : (p+1)*v])
+				g1, _ := testmodels.Top2(got[p*v : (p+1)*v])
 				if g1 == w1 {
 					agree++
 				}
@@ -196,18 +155,4 @@ func TestFixtureQuantLogits(t *testing.T) {
 			}
 		})
 	}
-}
-
-// argmax2 returns the index of the largest value and its lead over the
-// second largest.
-func argmax2(x []float32) (int, float32) {
-	best, second := 0, float32(math.Inf(-1))
-	for i, v := range x[1:] {
-		if v > x[best] {
-			best, second = i+1, x[best]
-		} else if v > second {
-			second = v
-		}
-	}
-	return best, x[best] - second
 }

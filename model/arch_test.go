@@ -1,8 +1,6 @@
 package model_test
 
 import (
-	"encoding/binary"
-	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -14,16 +12,6 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
 )
-
-// archRef is the part of a fixture's NAME.ref.json the tests read.
-type archRef struct {
-	Architecture string `json:"architecture"`
-	InputIDs     []int  `json:"input_ids"`
-	NVocab       int    `json:"n_vocab"`
-	Greedy       struct {
-		Threads1 []int `json:"threads_1"`
-	} `json:"greedy"`
-}
 
 // archFixtures are the F32 fixtures of models/arch the runtime runs, with
 // the largest logit difference from llama.cpp allowed (the fixtures'
@@ -60,10 +48,13 @@ var archFixtures = []struct {
 func TestArchFixturesF32(t *testing.T) {
 	for _, f := range archFixtures {
 		t.Run(f.name, func(t *testing.T) {
-			name := "arch/" + f.name + ".F32"
-			path := testmodels.Path(t, name+".gguf")
-			ref := readArchRef(t, testmodels.Path(t, name+".ref.json"))
-			want := readF32s(t, testmodels.Path(t, name+".logits.f32"))
+			name := f.name + ".F32"
+			path := testmodels.ArchModel(t, name)
+			ref := testmodels.Arch(t, name)
+			if len(ref.Greedy.Threads1) == 0 {
+				t.Fatalf("%s: no greedy continuation in its reference", name)
+			}
+			want := testmodels.ArchLogits(t, name)
 			m, err := checkpoints.Load(path)
 			if err != nil {
 				t.Fatal(err)
@@ -129,8 +120,8 @@ func TestArchFixturesF32(t *testing.T) {
 			}
 			checked := 0
 			for p := range n {
-				w1, margin := top2(want[p*v : (p+1)*v])
-				g1, _ := top2(got[p*v : (p+1)*v])
+				w1, margin := testmodels.Top2(want[p*v : (p+1)*v])
+				g1, _ := testmodels.Top2(got[p*v : (p+1)*v])
 				if float64(margin) > 2*prefillTol {
 					checked++
 					if g1 != w1 {
@@ -143,7 +134,7 @@ func TestArchFixturesF32(t *testing.T) {
 			}
 
 			// Greedy decoding from the prompt, one position at a time.
-			next, _ := top2(got[(n-1)*v:])
+			next, _ := testmodels.Top2(got[(n-1)*v:])
 			logits := make([]float32, v)
 			for i, w := range ref.Greedy.Threads1 {
 				if next != w {
@@ -163,7 +154,7 @@ func TestArchFixturesF32(t *testing.T) {
 					t.Fatal(err)
 				}
 				var margin float32
-				next, margin = top2(logits)
+				next, margin = testmodels.Top2(logits)
 				if float64(margin) <= 2*f.tol {
 					t.Logf("greedy stops being checked at token %d: our margin %.3g", i+1, margin)
 					return
@@ -231,51 +222,6 @@ func logitDiff(got, want []float32) (maxDiff, mean float64) {
 	return maxDiff, sum / float64(len(got))
 }
 
-// top2 returns the argmax of x and its lead over the second largest value.
-func top2(x []float32) (int, float32) {
-	best, second := 0, float32(math.Inf(-1))
-	for i, v := range x[1:] {
-		if v > x[best] {
-			best, second = i+1, x[best]
-		} else if v > second {
-			second = v
-		}
-	}
-	return best, x[best] - second
-}
-
-func readArchRef(t *testing.T, path string) *archRef {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r archRef
-	if err := json.Unmarshal(b, &r); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	if len(r.InputIDs) == 0 || len(r.Greedy.Threads1) == 0 {
-		t.Fatalf("%s: no input_ids or greedy.threads_1", path)
-	}
-	return &r
-}
-
-func readF32s(t *testing.T, path string) []float32 {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b)%4 != 0 {
-		t.Fatalf("%s: %d bytes, not whole float32s", path, len(b))
-	}
-	out := make([]float32, len(b)/4)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return out
-}
-
 // TestArchTrainingRefused: training refuses an architecture whose backward
 // it lacks, naming it, while inference runs it (TestArchFixturesF32).
 func TestArchTrainingRefused(t *testing.T) {
@@ -311,7 +257,7 @@ func TestExpertsForwardRows(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids := readArchRef(t, testmodels.Path(t, "arch/"+fixture+".F32.ref.json")).InputIDs
+		ids := testmodels.Arch(t, fixture+".F32").InputIDs
 		c := &m.Weights.Config
 		d := c.Dim
 		e := model.NewEngine(m.Weights, openBackend(t, 2), model.KVType(kernels.F32))

@@ -3,10 +3,8 @@ package swarm_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -66,22 +64,12 @@ type fixtureSwarm struct {
 // default KV cache type).
 func newFixtureSwarm(t *testing.T, name string, n int) *fixtureSwarm {
 	t.Helper()
-	src, err := checkpoints.Load(testmodels.Path(t, "arch/"+name+".gguf"))
+	src, err := checkpoints.Load(testmodels.ArchModel(t, name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	b, err := os.ReadFile(testmodels.Path(t, "arch/"+name+".ref.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ref struct {
-		InputIDs []int `json:"input_ids"`
-	}
-	if err := json.Unmarshal(b, &ref); err != nil || len(ref.InputIDs) == 0 {
-		t.Fatalf("%s.ref.json: %v", name, err)
-	}
-	fs := &fixtureSwarm{t: t, st: &memBlocks{m: map[cid.Cid][]byte{}}, prompt: ref.InputIDs}
+	fs := &fixtureSwarm{t: t, st: &memBlocks{m: map[cid.Cid][]byte{}}, prompt: testmodels.Arch(t, name).InputIDs}
 	im, err := shards.Import(context.Background(), src, fs.st)
 	if err != nil {
 		t.Fatal(err)

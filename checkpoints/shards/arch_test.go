@@ -3,9 +3,7 @@ package shards_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"math"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -32,22 +30,6 @@ var archCases = []struct {
 	{"gemma2.F32", "gemma2", []string{"post_attention_norm.weight", "post_ffw_norm.weight"}, false},
 	{"phi3.F32", "phi3", nil, false},
 	{"llama3.Q4_K_M", "llama", nil, true},
-}
-
-// fixturePrompt is a fixture's 48 prompt ids (NAME.ref.json).
-func fixturePrompt(t *testing.T, name string) []int {
-	t.Helper()
-	b, err := os.ReadFile(testmodels.Path(t, "arch/"+name+".ref.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ref struct {
-		InputIDs []int `json:"input_ids"`
-	}
-	if err := json.Unmarshal(b, &ref); err != nil || len(ref.InputIDs) == 0 {
-		t.Fatalf("%s.ref.json: %v (%d ids)", name, err, len(ref.InputIDs))
-	}
-	return ref.InputIDs
 }
 
 // prefillLogits runs ids through w as one prefill and returns the logits
@@ -103,7 +85,7 @@ func TestArchFixturesImportExport(t *testing.T) {
 	for _, tc := range archCases {
 		t.Run(tc.name, func(t *testing.T) {
 			src := load(t, "arch/"+tc.name+".gguf")
-			ids := fixturePrompt(t, tc.name)
+			ids := testmodels.Arch(t, tc.name).InputIDs
 			want := prefillLogits(t, src.Weights, ids)
 
 			st := newMem()
