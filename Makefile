@@ -56,12 +56,16 @@ TESTSUMMARY := $(BUILD)/testsummary
 # counts what other processes use): they run last, by themselves, while
 # no other test binary runs beside them.
 ALONE := ^TestIdleOnly$$
+# ONCE are the tests the race detector has nothing to add to: the status
+# page in a browser (the node beneath it runs under -race in the other
+# node tests).
+ONCE := ^TestStatusPageInBrowser$$
 test: vet
 	@mkdir -p $(BUILD)
 	@$(GO) build -o $(TESTSUMMARY) ./internal/testsummary
 	@./$(TESTSUMMARY) \
 	  '$(GO) test -json -count=1 -skip $(ALONE) ./...' \
-	  '$(GO) test -json -count=1 -race -skip $(ALONE) ./p2p/... ./node/... ./swarm/... ./train/allreduce/... ./train/collab/... ./cmd/...' \
+	  '$(GO) test -json -count=1 -race -skip "$(ALONE)|$(ONCE)" ./p2p/... ./node/... ./swarm/... ./train/allreduce/... ./train/collab/... ./cmd/...' \
 	  '$(GO) test -json -count=1 -tags noasm ./kernels/... ./model/...' \
 	  'MYCEL_ISA=avx2 $(GO) test -json -count=1 ./kernels/... ./model/' \
 	  '$(GO) test -json -count=1 -run $(ALONE) ./node/'
