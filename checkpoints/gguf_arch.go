@@ -77,5 +77,19 @@ func ArchKVs(c model.Config, name string) ([]KV, error) {
 	if c.FinalSoftCap > 0 {
 		kvs = append(kvs, KV{Key: k("final_logit_softcapping"), Value: F32(c.FinalSoftCap)})
 	}
+	if c.Experts > 0 {
+		kvs = append(kvs, KV{Key: k("expert_count"), Value: U32(uint32(c.Experts))},
+			KV{Key: k("expert_used_count"), Value: U32(uint32(c.ExpertsUsed))},
+			KV{Key: k("expert_feed_forward_length"), Value: U32(uint32(c.ExpertHidden))})
+		if c.ExpertNorm != spec.expertNorm {
+			kvs = append(kvs, KV{Key: k("expert_weights_norm"), Value: Bool(c.ExpertNorm)})
+		}
+		if c.ExpertGating == model.GateSigmoid {
+			kvs = append(kvs, KV{Key: k("expert_gating_func"), Value: U32(2)})
+		}
+		if c.ExpertScale != 0 {
+			kvs = append(kvs, KV{Key: k("expert_weights_scale"), Value: F32(c.ExpertScale)})
+		}
+	}
 	return kvs, nil
 }

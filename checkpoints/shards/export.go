@@ -51,8 +51,10 @@ func Export(ctx context.Context, get Getter, root cid.Cid, w io.Writer) error {
 	}
 	fusedQKV, fusedGateUp := checkpoints.Fused(c.Arch)
 	var specs []checkpoints.TensorSpec
-	// add writes the tensors ts, rows of one another, as one named name.
-	add := func(name string, ts ...Tensor) error {
+	// addAs writes the tensors ts, rows of one another, as one named
+	// name; stacked, as the planes of a three-dimensional one, which
+	// needs them all of one shape.
+	addAs := func(stacked bool, name string, ts ...Tensor) error {
 		dt, _ := kernels.DTypeNamed(ts[0].DType)
 		gt, err := checkpoints.GGMLTypeOf(dt)
 		if err != nil {
@@ -63,10 +65,15 @@ func Export(ctx context.Context, get Getter, root cid.Cid, w io.Writer) error {
 			dims[len(dims)-1-i] = uint64(d) // GGUF lists the innermost first
 		}
 		for _, t := range ts[1:] {
-			if t.DType != ts[0].DType || len(t.Shape) != 2 || len(ts[0].Shape) != 2 || t.Shape[1] != ts[0].Shape[1] {
+			if t.DType != ts[0].DType || len(t.Shape) != 2 || len(ts[0].Shape) != 2 || t.Shape[1] != ts[0].Shape[1] || stacked && t.Shape[0] != ts[0].Shape[0] {
 				return fmt.Errorf("shards: export: %s and %s (%s %v, %s %v) cannot be joined into %s", ts[0].Name, t.Name, ts[0].DType, ts[0].Shape, t.DType, t.Shape, name)
 			}
-			dims[1] += uint64(t.Shape[0])
+			if !stacked {
+				dims[1] += uint64(t.Shape[0])
+			}
+		}
+		if stacked {
+			dims = append(dims, uint64(len(ts)))
 		}
 		specs = append(specs, checkpoints.TensorSpec{
 			Name: name, Type: gt, Dims: dims,
@@ -84,12 +91,19 @@ func Export(ctx context.Context, get Getter, root cid.Cid, w io.Writer) error {
 		})
 		return nil
 	}
+	add := func(name string, ts ...Tensor) error { return addAs(false, name, ts...) }
 	for _, r := range m.PartRefs(Whole(c.Layers)) {
 		p, err := m.GetPart(ctx, get, r)
 		if err != nil {
 			return err
 		}
 		ts := p.Tensors
+		if r.Kind == LayerPart && m.expertLayer(r.Layer) {
+			if err := exportExpertLayer(ctx, get, m, r, p, add, addAs); err != nil {
+				return err
+			}
+			continue
+		}
 		if r.Kind == LayerPart {
 			// The nine of Llama 2's block, in CheckPart's order, then
 			// the optional ones.
@@ -136,4 +150,44 @@ func Export(ctx context.Context, get Getter, root cid.Cid, w io.Writer) error {
 		}
 	}
 	return checkpoints.WriteGGUF(w, kvs, specs)
+}
+
+// exportExpertLayer adds the tensors of the layer part p of routed
+// experts: the attention's and the router's as the part lists them, then
+// each expert matrix of its expert parts stacked into the file's
+// ffn_gate_exps, ffn_down_exps and ffn_up_exps, then the optional ones.
+func exportExpertLayer(ctx context.Context, get Getter, m *Manifest, r PartRef, p *Part,
+	add func(string, ...Tensor) error, addAs func(bool, string, ...Tensor) error) error {
+	if fq, fg := checkpoints.Fused(m.Config.Arch); fq || fg {
+		return fmt.Errorf("shards: export: %s layers of experts with fused matrices have no GGUF form here", m.Config.Arch)
+	}
+	n := len(m.expected(r)) - len(m.LayerTensors) // up to the router's tensors
+	for _, t := range p.Tensors[:n] {
+		if err := add(t.Name, t); err != nil {
+			return err
+		}
+	}
+	var gate, down, up []Tensor
+	for _, er := range p.ExpertRefs(r) {
+		ep, err := m.GetPart(ctx, get, er)
+		if err != nil {
+			return err
+		}
+		gate, down, up = append(gate, ep.Tensors[0]), append(down, ep.Tensors[1]), append(up, ep.Tensors[2])
+	}
+	pre := fmt.Sprintf("blk.%d.", r.Layer)
+	for _, g := range []struct {
+		name string
+		ts   []Tensor
+	}{{"ffn_gate_exps.weight", gate}, {"ffn_down_exps.weight", down}, {"ffn_up_exps.weight", up}} {
+		if err := addAs(true, pre+g.name, g.ts...); err != nil {
+			return err
+		}
+	}
+	for _, t := range p.Tensors[n:] {
+		if err := add(t.Name, t); err != nil {
+			return err
+		}
+	}
+	return nil
 }

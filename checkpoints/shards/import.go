@@ -93,8 +93,8 @@ func Import(ctx context.Context, src *checkpoints.Model, put Putter, opts ...Imp
 		return nil, fmt.Errorf("shards: import needs the whole model")
 	}
 	for i, l := range w.Layers {
-		if l.W1 == nil || l.W2 == nil || l.W3 == nil {
-			return nil, fmt.Errorf("shards: import: layer %d of this %s model has no dense FFN (a mixture of experts), which the layout does not hold", i, w.Config.Arch)
+		if l.MLA != nil {
+			return nil, fmt.Errorf("shards: import: layer %d of this %s model has latent attention, which the layout does not hold", i, w.Config.Arch)
 		}
 	}
 	if cfg.name == "" && src.GGUF != nil {
@@ -128,7 +128,10 @@ func (in *importer) run(src *checkpoints.Model) (Block, error) {
 	if err != nil {
 		return Block{}, err
 	}
-	if len(extras) > 0 || len(w.Extras(true)) > 0 || (w.Config.Arch != "" && w.Config.Arch != "llama") {
+	if m.Experts, err = expertLayout(w); err != nil {
+		return Block{}, err
+	}
+	if len(extras) > 0 || len(w.Extras(true)) > 0 || (w.Config.Arch != "" && w.Config.Arch != "llama") || m.Experts != nil {
 		m.Format = ManifestFormat2
 		for _, x := range extras {
 			m.LayerTensors = append(m.LayerTensors, x.name)
@@ -149,7 +152,7 @@ func (in *importer) run(src *checkpoints.Model) (Block, error) {
 		m.Tokenizer = &b
 	}
 
-	if m.Embedding, err = in.part([]namedTensor{matrixTensor("token_embd.weight", w.Embedding)}); err != nil {
+	if m.Embedding, err = in.part([]namedTensor{matrixTensor("token_embd.weight", w.Embedding)}, nil); err != nil {
 		return Block{}, err
 	}
 	if w.RopeFreqs != nil {
@@ -168,14 +171,38 @@ func (in *importer) run(src *checkpoints.Model) (Block, error) {
 			matrixTensor(p+"attn_v.weight", l.Wv),
 			matrixTensor(p+"attn_output.weight", l.Wo),
 			vectorTensor(p+"ffn_norm.weight", l.FFNNorm),
-			matrixTensor(p+"ffn_gate.weight", l.W1),
-			matrixTensor(p+"ffn_down.weight", l.W2),
-			matrixTensor(p+"ffn_up.weight", l.W3),
+		}
+		var experts []Link
+		if x := l.Experts; x != nil {
+			ts = append(ts, matrixTensor(p+tnRouter, x.Router))
+			if x.Bias != nil {
+				ts = append(ts, vectorTensor(p+tnRouterBias, x.Bias))
+			}
+			if x.SharedGate != nil {
+				ts = append(ts, matrixTensor(p+"ffn_gate_shexp.weight", x.SharedGate),
+					matrixTensor(p+"ffn_down_shexp.weight", x.SharedDown),
+					matrixTensor(p+"ffn_up_shexp.weight", x.SharedUp))
+			}
+			for e := range x.Gate {
+				link, err := in.part([]namedTensor{
+					matrixTensor(expertName(i, e, "ffn_gate"), x.Gate[e]),
+					matrixTensor(expertName(i, e, "ffn_down"), x.Down[e]),
+					matrixTensor(expertName(i, e, "ffn_up"), x.Up[e]),
+				}, nil)
+				if err != nil {
+					return Block{}, err
+				}
+				experts = append(experts, link)
+			}
+		} else {
+			ts = append(ts, matrixTensor(p+"ffn_gate.weight", l.W1),
+				matrixTensor(p+"ffn_down.weight", l.W2),
+				matrixTensor(p+"ffn_up.weight", l.W3))
 		}
 		for _, x := range extras {
 			ts = append(ts, vectorTensor(p+x.name, *x.of(l)))
 		}
-		link, err := in.part(ts)
+		link, err := in.part(ts, experts)
 		if err != nil {
 			return Block{}, err
 		}
@@ -185,7 +212,7 @@ func (in *importer) run(src *checkpoints.Model) (Block, error) {
 	if !w.Config.SharedClassifier {
 		head = append(head, matrixTensor("output.weight", w.Output))
 	}
-	if m.Head, err = in.part(head); err != nil {
+	if m.Head, err = in.part(head, nil); err != nil {
 		return Block{}, err
 	}
 	if err := in.flush(); err != nil {
@@ -219,6 +246,41 @@ func layerExtras(w *model.Weights) ([]layerTensor, error) {
 		}
 	}
 	return out, nil
+}
+
+// expertLayout describes the model's layers of routed experts: they must
+// follow its dense layers, and all hold the same shared experts and
+// router bias. It is nil for a model without experts.
+func expertLayout(w *model.Weights) (*ExpertLayout, error) {
+	if w.Config.Experts == 0 {
+		return nil, nil
+	}
+	var x *ExpertLayout
+	for i, l := range w.Layers {
+		e := l.Experts
+		if e == nil {
+			if x != nil {
+				return nil, fmt.Errorf("shards: import: layer %d has a dense FFN after layers of experts: the layout needs the dense layers first", i)
+			}
+			continue
+		}
+		sh := 0
+		if e.SharedGate != nil {
+			sh = e.SharedGate.Rows
+		}
+		if x == nil {
+			x = &ExpertLayout{DenseFirst: i, Shared: sh, Bias: e.Bias != nil}
+		} else if sh != x.Shared || (e.Bias != nil) != x.Bias {
+			return nil, fmt.Errorf("shards: import: layer %d's shared experts (%d wide) or router bias (%v) differ from layer %d's (%d, %v): the layout needs them alike", i, sh, e.Bias != nil, x.DenseFirst, x.Shared, x.Bias)
+		}
+	}
+	if x == nil {
+		return nil, fmt.Errorf("shards: import: the config has %d experts but no layer holds any", w.Config.Experts)
+	}
+	if x.Shared > MaxSharedHidden {
+		return nil, fmt.Errorf("shards: import: shared experts %d wide, over %d", x.Shared, MaxSharedHidden)
+	}
+	return x, nil
 }
 
 type namedTensor struct {
@@ -344,9 +406,10 @@ func (in *importer) tensor(t namedTensor) (Tensor, error) {
 	return Tensor{Name: t.name, DType: dt.String(), Shape: shape, Blob: b}, nil
 }
 
-// part stores the tensors and their part block, and returns its link.
-func (in *importer) part(ts []namedTensor) (Link, error) {
-	p := Part{Format: PartFormat}
+// part stores the tensors and their part block, which links to the
+// expert parts experts, and returns its link.
+func (in *importer) part(ts []namedTensor, experts []Link) (Link, error) {
+	p := Part{Format: PartFormat, Experts: experts}
 	for _, t := range ts {
 		tt, err := in.tensor(t)
 		if err != nil {

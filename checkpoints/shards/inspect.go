@@ -88,7 +88,12 @@ func Inspect(ctx context.Context, get Getter, has Haser, root cid.Cid) (*Info, e
 		}
 		return n, nil
 	}
-	for _, r := range m.PartRefs(Whole(m.Config.Layers)) {
+	// A layer part of routed experts is followed by its expert parts
+	// (unknown while the layer part is not at hand).
+	refs := m.PartRefs(Whole(m.Config.Layers))
+	for len(refs) > 0 {
+		r := refs[0]
+		refs = refs[1:]
 		pi := PartInfo{PartRef: r}
 		p, err := m.GetPart(ctx, get, r)
 		switch {
@@ -97,6 +102,7 @@ func Inspect(ctx context.Context, get Getter, has Haser, root cid.Cid) (*Info, e
 			return nil, err
 		default:
 			pi.Read, pi.Tensors = true, len(p.Tensors)
+			refs = append(p.ExpertRefs(r), refs...)
 			for i := range p.Tensors {
 				t := &p.Tensors[i]
 				n, err := count(&t.Blob)

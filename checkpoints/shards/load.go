@@ -120,6 +120,31 @@ func (m *Manifest) GetPart(ctx context.Context, get Getter, r PartRef) (*Part, e
 	return p, nil
 }
 
+// eachPart fetches the parts a span needs in PartRefs' order, each layer
+// part of routed experts followed by its expert parts, and hands each to
+// fn, checked against the config.
+func (m *Manifest) eachPart(ctx context.Context, get Getter, s Span, fn func(PartRef, *Part) error) error {
+	for _, r := range m.PartRefs(s) {
+		p, err := m.GetPart(ctx, get, r)
+		if err != nil {
+			return err
+		}
+		if err := fn(r, p); err != nil {
+			return err
+		}
+		for _, er := range p.ExpertRefs(r) {
+			ep, err := m.GetPart(ctx, get, er)
+			if err != nil {
+				return err
+			}
+			if err := fn(er, ep); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // BlocksFor lists every block a span of the model needs, in order: the
 // manifest, the parts, then the chunks (with the tokenizer's when the span
 // asks for it), and the bytes of those chunks. It fetches the manifest and
@@ -136,11 +161,7 @@ func BlocksFor(ctx context.Context, get Getter, root cid.Cid, s Span) ([]cid.Cid
 	out := []cid.Cid{root}
 	var bytes int64
 	var chunks []cid.Cid
-	for _, r := range m.PartRefs(s) {
-		p, err := m.GetPart(ctx, get, r)
-		if err != nil {
-			return nil, 0, err
-		}
+	if err := m.eachPart(ctx, get, s, func(r PartRef, p *Part) error {
 		out = append(out, r.CID)
 		for _, t := range p.Tensors {
 			bytes += t.Size
@@ -148,6 +169,9 @@ func BlocksFor(ctx context.Context, get Getter, root cid.Cid, s Span) ([]cid.Cid
 				chunks = append(chunks, c.CID)
 			}
 		}
+		return nil
+	}); err != nil {
+		return nil, 0, err
 	}
 	if s.First < s.Last && m.RopeFreqs != nil {
 		bytes += m.RopeFreqs.Size
@@ -230,14 +254,13 @@ func Load(ctx context.Context, get Getter, root cid.Cid, s Span) (*Loaded, error
 	}
 	w := &model.Weights{Config: c, Layers: make([]*model.Layer, c.Layers)}
 	tensors := map[string]*Tensor{}
-	for _, r := range m.PartRefs(s) {
-		p, err := m.GetPart(ctx, get, r)
-		if err != nil {
-			return nil, err
-		}
+	if err := m.eachPart(ctx, get, s, func(_ PartRef, p *Part) error {
 		for i := range p.Tensors {
 			tensors[p.Tensors[i].Name] = &p.Tensors[i]
 		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	mat := func(name string, rows, cols int) (*kernels.Matrix, error) {
 		t, ok := tensors[name]
@@ -284,9 +307,14 @@ func Load(ctx context.Context, get Getter, root cid.Cid, s Span) (*Loaded, error
 			func() (err error) { l.Wv, err = mat(p+"attn_v.weight", kv, c.Dim); return },
 			func() (err error) { l.Wo, err = mat(p+"attn_output.weight", c.Dim, c.Dim); return },
 			func() (err error) { l.FFNNorm, err = vec(p+"ffn_norm.weight", c.Dim); return },
-			func() (err error) { l.W1, err = mat(p+"ffn_gate.weight", c.Hidden, c.Dim); return },
-			func() (err error) { l.W2, err = mat(p+"ffn_down.weight", c.Dim, c.Hidden); return },
-			func() (err error) { l.W3, err = mat(p+"ffn_up.weight", c.Hidden, c.Dim); return },
+		}
+		if m.expertLayer(i) {
+			steps = append(steps, func() (err error) { l.Experts, err = loadExperts(m, i, mat, vec); return })
+		} else {
+			steps = append(steps,
+				func() (err error) { l.W1, err = mat(p+"ffn_gate.weight", c.Hidden, c.Dim); return },
+				func() (err error) { l.W2, err = mat(p+"ffn_down.weight", c.Dim, c.Hidden); return },
+				func() (err error) { l.W3, err = mat(p+"ffn_up.weight", c.Hidden, c.Dim); return })
 		}
 		for _, n := range m.LayerTensors {
 			x, _ := layerTensorNamed(n)
@@ -341,4 +369,46 @@ func Load(ctx context.Context, get Getter, root cid.Cid, s Span) (*Loaded, error
 		}
 	}
 	return out, nil
+}
+
+// loadExperts reads the routed experts of layer i through mat and vec
+// (Load's readers of a named tensor).
+func loadExperts(m *Manifest, i int, mat func(string, int, int) (*kernels.Matrix, error), vec func(string, int) ([]float32, error)) (*model.Experts, error) {
+	c, lay := &m.Config, m.Experts
+	p := fmt.Sprintf("blk.%d.", i)
+	x := &model.Experts{}
+	var err error
+	if x.Router, err = mat(p+tnRouter, c.Experts, c.Dim); err != nil {
+		return nil, err
+	}
+	if lay.Bias {
+		if x.Bias, err = vec(p+tnRouterBias, c.Experts); err != nil {
+			return nil, err
+		}
+	}
+	if sh := lay.Shared; sh > 0 {
+		if x.SharedGate, err = mat(p+"ffn_gate_shexp.weight", sh, c.Dim); err != nil {
+			return nil, err
+		}
+		if x.SharedDown, err = mat(p+"ffn_down_shexp.weight", c.Dim, sh); err != nil {
+			return nil, err
+		}
+		if x.SharedUp, err = mat(p+"ffn_up_shexp.weight", sh, c.Dim); err != nil {
+			return nil, err
+		}
+	}
+	h := c.ExpertHidden
+	x.Gate, x.Up, x.Down = make([]*kernels.Matrix, c.Experts), make([]*kernels.Matrix, c.Experts), make([]*kernels.Matrix, c.Experts)
+	for e := range c.Experts {
+		if x.Gate[e], err = mat(expertName(i, e, "ffn_gate"), h, c.Dim); err != nil {
+			return nil, err
+		}
+		if x.Down[e], err = mat(expertName(i, e, "ffn_down"), c.Dim, h); err != nil {
+			return nil, err
+		}
+		if x.Up[e], err = mat(expertName(i, e, "ffn_up"), h, c.Dim); err != nil {
+			return nil, err
+		}
+	}
+	return x, nil
 }

@@ -151,6 +151,35 @@ type Manifest struct {
 	// RopeFreqs is rope_freqs.weight, the factors dividing the rotary
 	// frequencies (f32, [head_dim/2]; Llama 3), which every layer uses.
 	RopeFreqs *Tensor `json:"rope_freqs,omitempty"`
+	// Experts, for a mixture of experts (Config.Experts > 0), says which
+	// layers hold routed experts and what they hold beside them; nil for
+	// a model without experts.
+	Experts *ExpertLayout `json:"experts,omitempty"`
+}
+
+// ExpertLayout describes the layers of routed experts of a ManifestFormat2
+// model. Layers from DenseFirst on hold routed experts; the ones before it
+// keep the dense FFN. The part of an expert layer holds the router
+// (ffn_gate_inp.weight, [Experts, Dim]), then exp_probs_b.bias ([Experts])
+// when Bias is set, then the shared experts' ffn_gate_shexp, ffn_down_shexp
+// and ffn_up_shexp ([Shared, Dim], [Dim, Shared], [Shared, Dim]) when
+// Shared > 0, in place of the dense FFN's three matrices; its experts list
+// links, in expert order, to one expert part each, which holds that
+// expert's blk.N.ffn_gate.E.weight, ffn_down.E and ffn_up.E ([ExpertHidden,
+// Dim], [Dim, ExpertHidden], [ExpertHidden, Dim]). So a node can fetch a
+// layer's experts one by one.
+type ExpertLayout struct {
+	DenseFirst int  `json:"dense_first,omitempty"`
+	Shared     int  `json:"shared,omitempty"`
+	Bias       bool `json:"bias,omitempty"`
+}
+
+// MaxSharedHidden bounds ExpertLayout.Shared.
+const MaxSharedHidden = 1 << 20
+
+// expertLayer reports whether layer i holds routed experts.
+func (m *Manifest) expertLayer(i int) bool {
+	return m.Experts != nil && i >= m.Experts.DenseFirst
 }
 
 // Tensor is one tensor of a part. Shape is [rows, cols] for a matrix (rows
@@ -166,6 +195,18 @@ type Tensor struct {
 type Part struct {
 	Format  string   `json:"format"`
 	Tensors []Tensor `json:"tensors"`
+	// Experts links a layer part of routed experts to its expert parts,
+	// one per expert in order (ExpertLayout); absent in any other part.
+	Experts []Link `json:"experts,omitempty"`
+}
+
+// ExpertRefs lists the expert parts the layer part p of layer r links to.
+func (p *Part) ExpertRefs(r PartRef) []PartRef {
+	out := make([]PartRef, len(p.Experts))
+	for i, l := range p.Experts {
+		out[i] = PartRef{Kind: ExpertPart, Layer: r.Layer, Expert: i, CID: l.CID}
+	}
+	return out
 }
 
 // OwnChunks lists the chunks the manifest links to itself, not through a
@@ -275,10 +316,16 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 			if m.RopeFreqs != nil {
 				what = append(what, "rope_freqs")
 			}
+			if m.Experts != nil {
+				what = append(what, "experts")
+			}
 			return nil, fmt.Errorf("shards: a %s manifest holds Llama 2's block only, and this one has %s", ManifestFormat, strings.Join(what, ", "))
 		}
 	}
 	if err := checkLayerTensors(m.LayerTensors); err != nil {
+		return nil, err
+	}
+	if err := m.checkExperts(); err != nil {
 		return nil, err
 	}
 	if t := m.RopeFreqs; t != nil {
@@ -342,6 +389,14 @@ func DecodePart(b []byte) (*Part, error) {
 	if len(p.Tensors) == 0 || len(p.Tensors) > MaxTensorsPerPart {
 		return nil, fmt.Errorf("shards: part with %d tensors (1..%d)", len(p.Tensors), MaxTensorsPerPart)
 	}
+	if p.Experts != nil && len(p.Experts) == 0 {
+		return nil, errors.New("shards: part with an empty expert list (omit it instead)")
+	}
+	for i, l := range p.Experts {
+		if !l.CID.Defined() {
+			return nil, fmt.Errorf("shards: part: expert %d has no CID", i)
+		}
+	}
 	for i := range p.Tensors {
 		t := &p.Tensors[i]
 		if t.Name == "" {
@@ -373,6 +428,31 @@ func checkLayerTensors(names []string) error {
 	if names != nil && len(names) == 0 {
 		return errors.New("shards: manifest: layer_tensors is empty (omit it instead)")
 	}
+	return checkLayerTensorOrder(names)
+}
+
+// checkExperts checks that the manifest has an expert layout exactly when
+// its config has experts, and that the layout fits the config.
+func (m *Manifest) checkExperts() error {
+	x, c := m.Experts, &m.Config
+	switch {
+	case x == nil && c.Experts == 0:
+		return nil
+	case x == nil:
+		return fmt.Errorf("shards: manifest: the config has %d experts but no expert layout", c.Experts)
+	case c.Experts == 0:
+		return errors.New("shards: manifest: an expert layout, but the config has no experts")
+	case x.DenseFirst < 0 || x.DenseFirst >= c.Layers:
+		return fmt.Errorf("shards: manifest: experts from layer %d, outside the %d layers", x.DenseFirst, c.Layers)
+	case x.Shared < 0 || x.Shared > MaxSharedHidden:
+		return fmt.Errorf("shards: manifest: shared experts %d wide, outside 0..%d", x.Shared, MaxSharedHidden)
+	}
+	return nil
+}
+
+// checkLayerTensorOrder checks that names are of LayerTensors, each at
+// most once, in its order.
+func checkLayerTensorOrder(names []string) error {
 	at := 0
 	for _, n := range names {
 		_, i := layerTensorNamed(n)
@@ -421,17 +501,21 @@ const (
 	EmbeddingPart PartKind = iota
 	LayerPart
 	HeadPart
+	// ExpertPart is one routed expert of a layer, linked from the
+	// layer's part.
+	ExpertPart
 )
 
-// PartRef names one part of a model: its kind, its layer (for LayerPart)
-// and its CID.
+// PartRef names one part of a model: its kind, its layer (for LayerPart
+// and ExpertPart), its expert (for ExpertPart) and its CID.
 type PartRef struct {
-	Kind  PartKind
-	Layer int
-	CID   cid.Cid
+	Kind   PartKind
+	Layer  int
+	Expert int
+	CID    cid.Cid
 }
 
-// String is "embedding", "layer 3" or "head".
+// String is "embedding", "layer 3", "layer 3 expert 5" or "head".
 func (r PartRef) String() string {
 	switch r.Kind {
 	case EmbeddingPart:
@@ -440,6 +524,8 @@ func (r PartRef) String() string {
 		return fmt.Sprintf("layer %d", r.Layer)
 	case HeadPart:
 		return "head"
+	case ExpertPart:
+		return fmt.Sprintf("layer %d expert %d", r.Layer, r.Expert)
 	}
 	return fmt.Sprintf("part kind %d", int(r.Kind))
 }
@@ -468,15 +554,32 @@ func (m *Manifest) expected(r PartRef) []want {
 			{p + "attn_v.weight", []int{kv, d}},
 			{p + "attn_output.weight", []int{d, d}},
 			{p + "ffn_norm.weight", []int{d}},
-			{p + "ffn_gate.weight", []int{c.Hidden, d}},
-			{p + "ffn_down.weight", []int{d, c.Hidden}},
-			{p + "ffn_up.weight", []int{c.Hidden, d}},
+		}
+		if x := m.Experts; m.expertLayer(r.Layer) {
+			ws = append(ws, want{p + tnRouter, []int{c.Experts, d}})
+			if x.Bias {
+				ws = append(ws, want{p + tnRouterBias, []int{c.Experts}})
+			}
+			if sh := x.Shared; sh > 0 {
+				ws = append(ws, want{p + "ffn_gate_shexp.weight", []int{sh, d}},
+					want{p + "ffn_down_shexp.weight", []int{d, sh}},
+					want{p + "ffn_up_shexp.weight", []int{sh, d}})
+			}
+		} else {
+			ws = append(ws, want{p + "ffn_gate.weight", []int{c.Hidden, d}},
+				want{p + "ffn_down.weight", []int{d, c.Hidden}},
+				want{p + "ffn_up.weight", []int{c.Hidden, d}})
 		}
 		for _, n := range m.LayerTensors {
 			x, _ := layerTensorNamed(n)
 			ws = append(ws, want{p + n, []int{x.len(c)}})
 		}
 		return ws
+	case ExpertPart:
+		h := c.ExpertHidden
+		return []want{{expertName(r.Layer, r.Expert, "ffn_gate"), []int{h, d}},
+			{expertName(r.Layer, r.Expert, "ffn_down"), []int{d, h}},
+			{expertName(r.Layer, r.Expert, "ffn_up"), []int{h, d}}}
 	default:
 		ws := []want{{"output_norm.weight", []int{d}}}
 		if !c.SharedClassifier {
@@ -492,6 +595,13 @@ func (m *Manifest) expected(r PartRef) []want {
 // passes is bounded by the config.
 func (m *Manifest) CheckPart(r PartRef, p *Part) error {
 	ws := m.expected(r)
+	experts := 0
+	if r.Kind == LayerPart && m.expertLayer(r.Layer) {
+		experts = m.Config.Experts
+	}
+	if len(p.Experts) != experts {
+		return fmt.Errorf("shards: %s part %s: links %d experts, want %d", r, r.CID, len(p.Experts), experts)
+	}
 	if len(p.Tensors) != len(ws) {
 		return fmt.Errorf("shards: %s part %s: %d tensors, want %d", r, r.CID, len(p.Tensors), len(ws))
 	}
@@ -508,4 +618,17 @@ func (m *Manifest) CheckPart(r PartRef, p *Part) error {
 		}
 	}
 	return nil
+}
+
+// The tensors of a layer's router, and the stacked expert tensors a GGUF
+// file holds them as.
+const (
+	tnRouter     = "ffn_gate_inp.weight"
+	tnRouterBias = "exp_probs_b.bias"
+)
+
+// expertName names one matrix (ffn_gate, ffn_down or ffn_up) of expert e
+// of layer l: blk.l.<what>.e.weight.
+func expertName(l, e int, what string) string {
+	return fmt.Sprintf("blk.%d.%s.%d.weight", l, what, e)
 }
