@@ -11,16 +11,17 @@ import (
 	"github.com/mycel-net/mycel/node/api"
 )
 
-// `models import` takes every architecture that runs; a store gc keeps
-// every block of the kept models, rope_freqs' chunk (linked from the
-// manifest, not a part) included, and each exports to a GGUF of its
+// `models import` takes every architecture that runs but deepseek2's
+// latent attention; a store gc keeps every block of the kept models,
+// rope_freqs' chunk (linked from the manifest, not a part) and the expert
+// parts (linked from their layer's part) included, and each exports to a GGUF of its
 // architecture, the same after the gc.
 func TestImportArchFixtures(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	n := startNode(t, testConfig(t))
 	cl := api.NewClient(n.APIURL())
-	names := []string{"llama3", "qwen2", "qwen3", "gemma2", "phi3"}
+	names := []string{"llama3", "qwen2", "qwen3", "gemma2", "phi3", "mixtral", "qwen3moe"}
 	cids := map[string]string{}
 	exported := map[string][]byte{}
 	for _, name := range names {

@@ -367,7 +367,11 @@ func (n *Node) localBlocks(ctx context.Context, c cid.Cid) ([]cid.Cid, error) {
 		return nil, err
 	}
 	out := []cid.Cid{c}
-	for _, pc := range m.Parts(shards.Whole(len(m.Layers))) {
+	// A layer part of routed experts links its expert parts.
+	parts := m.Parts(shards.Whole(len(m.Layers)))
+	for len(parts) > 0 {
+		pc := parts[0]
+		parts = parts[1:]
 		out = append(out, pc)
 		b, err := n.store.Get(ctx, pc)
 		if errors.Is(err, blocks.ErrNotFound) || errors.Is(err, blocks.ErrCorrupt) {
@@ -384,6 +388,9 @@ func (n *Node) localBlocks(ctx context.Context, c cid.Cid) ([]cid.Cid, error) {
 			for _, ch := range t.Chunks {
 				out = append(out, ch.CID)
 			}
+		}
+		for _, l := range part.Experts {
+			parts = append(parts, l.CID)
 		}
 	}
 	return append(out, m.OwnChunks()...), nil

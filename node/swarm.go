@@ -86,15 +86,11 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 	if memCap > 0 || n.store.Cap() > 0 {
 		// What one layer takes: its weights (on disk and in memory) and
 		// a KV cache of the full context (in memory).
-		part, err := m.GetPart(ctx, n.ex, shards.PartRef{Kind: shards.LayerPart, Layer: 0, CID: m.Layers[0].CID})
+		weights, err := m.LayerBytes(ctx, n.ex, c.Layers-1) // the last: a layer of experts where the first few are dense
 		if err != nil {
 			return nil, err
 		}
 		kvPerLayer := model.CacheBytes(&c, model.DefaultKVType, 1, c.Context)
-		weights := int64(0)
-		for _, t := range part.Tensors {
-			weights += t.Size
-		}
 		fit, err := layersFit(m.Name, root.String(), memCap, n.store.Cap(), weights, kvPerLayer)
 		if err != nil {
 			return nil, err

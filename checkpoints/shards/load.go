@@ -145,6 +145,21 @@ func (m *Manifest) eachPart(ctx context.Context, get Getter, s Span, fn func(Par
 	return nil
 }
 
+// LayerBytes is the size of layer i's tensors, its experts' included.
+func (m *Manifest) LayerBytes(ctx context.Context, get Getter, i int) (int64, error) {
+	if i < 0 || i >= len(m.Layers) {
+		return 0, fmt.Errorf("shards: layer %d outside the model's %d", i, len(m.Layers))
+	}
+	var n int64
+	err := m.eachPart(ctx, get, Span{First: i, Last: i + 1}, func(_ PartRef, p *Part) error {
+		for _, t := range p.Tensors {
+			n += t.Size
+		}
+		return nil
+	})
+	return n, err
+}
+
 // BlocksFor lists every block a span of the model needs, in order: the
 // manifest, the parts, then the chunks (with the tokenizer's when the span
 // asks for it), and the bytes of those chunks. It fetches the manifest and
