@@ -3,6 +3,7 @@ package shards_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -242,5 +243,81 @@ func TestManifestVersions(t *testing.T) {
 	v2 := strings.Replace(v1, `"mycel-model/1"`, `"mycel-model/2"`, 1)
 	if m, err := shards.DecodeManifest([]byte(v2)); err != nil || m.Format != shards.ManifestFormat2 {
 		t.Errorf("the same manifest as mycel-model/2: %v", err)
+	}
+}
+
+// A mixture of experts' layout: each expert of a layer is a part of its
+// own, linked from the layer's; a server's span fetches its layers'
+// experts and no other layer's; a manifest or part whose expert layout
+// disagrees with the config is refused, naming what is wrong.
+func TestExpertLayout(t *testing.T) {
+	ctx := context.Background()
+	src := load(t, "arch/mixtral.F32.gguf")
+	st := newMem()
+	im, err := shards.Import(ctx, src, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, c := im.Manifest, src.Weights.Config
+	if m.Experts == nil || *m.Experts != (shards.ExpertLayout{}) {
+		t.Fatalf("expert layout %+v, want every layer routed, no shared experts, no bias", m.Experts)
+	}
+	r := shards.PartRef{Kind: shards.LayerPart, Layer: 1, CID: m.Layers[1].CID}
+	p, err := m.GetPart(ctx, st, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Experts) != c.Experts || p.Tensors[6].Name != "blk.1.ffn_gate_inp.weight" {
+		t.Fatalf("layer 1 part: %d experts, tensor 6 %s", len(p.Experts), p.Tensors[6].Name)
+	}
+	er := p.ExpertRefs(r)[c.Experts-1]
+	ep, err := m.GetPart(ctx, st, er)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("blk.1.ffn_gate.%d.weight", c.Experts-1)
+	if len(ep.Tensors) != 3 || ep.Tensors[0].Name != want || ep.Tensors[0].Shape[0] != c.ExpertHidden {
+		t.Fatalf("%s: tensors %+v, want %s first", er, ep.Tensors, want)
+	}
+
+	need, _, err := shards.BlocksFor(ctx, st, im.Root, shards.Span{First: 1, Last: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(need, er.CID) || slices.Contains(need, m.Layers[0].CID) {
+		t.Errorf("layer 1's blocks: its expert %s listed %v, layer 0's part listed %v", er, slices.Contains(need, er.CID), slices.Contains(need, m.Layers[0].CID))
+	}
+
+	// A layer part that links one expert too few, or an expert part
+	// checked as another expert's.
+	short := *p
+	short.Experts = short.Experts[1:]
+	if err := m.CheckPart(r, &short); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("links %d experts, want %d", c.Experts-1, c.Experts)) {
+		t.Errorf("a part short of an expert: %v", err)
+	}
+	other := er
+	other.Expert = 0
+	if err := m.CheckPart(other, ep); err == nil || !strings.Contains(err.Error(), "want \"blk.1.ffn_gate.0.weight\"") {
+		t.Errorf("expert %d's part as expert 0's: %v", er.Expert, err)
+	}
+
+	blk, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ from, to, want string }{
+		{`"experts":{}`, ``, "experts but no expert layout"},
+		{`"experts":{}`, `"experts":{"dense_first":9}`, "experts from layer 9, outside the 2 layers"},
+		{`"experts":{}`, `"experts":{"shared":-1}`, "shared experts -1 wide"},
+		{`"format":"mycel-model/2"`, `"format":"mycel-model/1"`, "holds Llama 2's block only"},
+	} {
+		b := strings.Replace(string(blk.Data), tc.from, tc.to, 1)
+		b = strings.Replace(b, ",,", ",", 1)
+		if b == string(blk.Data) {
+			t.Fatalf("%s not in the manifest", tc.from)
+		}
+		if _, err := shards.DecodeManifest([]byte(b)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("manifest with %s in place of %s: %v, want %q", tc.to, tc.from, err, tc.want)
+		}
 	}
 }

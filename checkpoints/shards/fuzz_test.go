@@ -68,6 +68,8 @@ func FuzzPart(f *testing.F) {
 		f.Add(p)
 	}
 	f.Add([]byte(`{"format":"mycel-part/1","tensors":[{"name":"x","dtype":"f32","shape":[4],"size":16,"chunks":[{"/":"bafkqaaa"}]}]}`))
+	// A layer part linking two experts.
+	f.Add([]byte(`{"experts":[{"/":"bafkqaaa"},{"/":"bafkqaaa"}],"format":"mycel-part/1","tensors":[{"name":"blk.0.ffn_gate_inp.weight","dtype":"f32","shape":[2,4],"size":32,"chunks":[{"/":"bafkqaaa"}]}]}`))
 	refs := m.PartRefs(shards.Whole(m.Config.Layers))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := shards.DecodePart(b)
@@ -76,6 +78,12 @@ func FuzzPart(f *testing.F) {
 		}
 		for _, r := range refs {
 			m.CheckPart(r, p)
+			for _, er := range p.ExpertRefs(r) {
+				if er.Kind != shards.ExpertPart || er.Layer != r.Layer || er.String() == "" {
+					t.Fatalf("expert ref %+v of %s", er, r)
+				}
+				m.CheckPart(er, p)
+			}
 		}
 		blk, err := p.Encode()
 		if err != nil {
@@ -92,7 +100,8 @@ func FuzzPart(f *testing.F) {
 }
 
 // FuzzManifestV2: DecodeManifest never panics on mycel-model/2 manifests
-// (layer tensors, rotary frequency factors, the config's switches), what
+// (layer tensors, rotary frequency factors, the config's switches, the
+// expert layout), what
 // it accepts round-trips, and checking the built-in model's parts against
 // an accepted manifest never panics either.
 func FuzzManifestV2(f *testing.F) {
@@ -105,6 +114,10 @@ func FuzzManifestV2(f *testing.F) {
 		strings.Replace(v2, `"layers":[`, `"rope_freqs":{"name":"rope_freqs.weight","dtype":"f32","shape":[16],"size":64,"chunks":[{"/":"bafkqaaa"}]},"layers":[`, 1),
 		strings.Replace(v2, `"config":{`, `"config":{"act":1,"embed_scale":8,"attn_softcap":50,"final_softcap":30,"sliding_window":4096,"sliding_every":2,`, 1),
 		strings.Replace(v2, `"layers":[`, `"layer_tensors":["post_attention_norm.weight","post_ffw_norm.weight"],"layers":[`, 1),
+		// A mixture of experts: every layer routed, then the first dense
+		// with shared experts and a router bias.
+		strings.Replace(strings.Replace(v2, `"config":{`, `"config":{"experts":4,"experts_used":2,"expert_hidden":96,"expert_norm":true,`, 1), `"layers":[`, `"experts":{},"layers":[`, 1),
+		strings.Replace(strings.Replace(v2, `"config":{`, `"config":{"experts":8,"experts_used":3,"expert_hidden":64,"expert_gating":1,"expert_scale":2.5,`, 1), `"layers":[`, `"experts":{"dense_first":1,"shared":128,"bias":true},"layers":[`, 1),
 	} {
 		if _, err := shards.DecodeManifest([]byte(seed)); err != nil {
 			f.Fatalf("seed refused: %v\n%s", err, seed)
@@ -135,6 +148,9 @@ func FuzzManifestV2(f *testing.F) {
 			}
 			for _, r := range refs[:min(len(refs), 4)] {
 				m.CheckPart(r, p)
+				if m.Config.Experts > 0 && r.Kind == shards.LayerPart {
+					m.CheckPart(shards.PartRef{Kind: shards.ExpertPart, Layer: r.Layer, Expert: m.Config.Experts - 1, CID: r.CID}, p)
+				}
 			}
 		}
 	})
