@@ -259,6 +259,7 @@ func TestExpertLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, c := im.Manifest, src.Weights.Config
+	t.Logf("%d layers of %d experts (%d used), %d blocks", c.Layers, c.Experts, c.ExpertsUsed, im.Blocks)
 	if m.Experts == nil || *m.Experts != (shards.ExpertLayout{}) {
 		t.Fatalf("expert layout %+v, want every layer routed, no shared experts, no bias", m.Experts)
 	}
