@@ -19,6 +19,10 @@ func (b *Backend) MatMul(out []float32, w *kernels.Matrix, x []float32, n int) {
 		panic(fmt.Sprintf("cpu: MatMul %dx%d by %d rows: x has %d values, out %d", w.Rows, w.Cols, n, len(x), len(out)))
 	}
 	int8w := int8Weights(w.Type)
+	if kqgType(w.Type, n) {
+		b.qgemm(out, w, x, n)
+		return
+	}
 	if n >= gemmMinN && !int8w {
 		b.gemm(out, w, x, n)
 		return

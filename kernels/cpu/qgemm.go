@@ -194,9 +194,15 @@ type qgemmTask struct {
 	prepare bool
 }
 
-// qgemm computes MatMul on quantized weights with n ≥ qgToks rows.
+// qgemm computes MatMul on quantized weights with n ≥ qgToks rows: Q4_0
+// and Q8_0, or the K-quants of kqgemm.go.
 func (b *Backend) qgemm(out []float32, w *kernels.Matrix, x []float32, n int) {
-	nb := w.Cols / kernels.QK
+	nb := w.Cols / qgSub(w.Type)
+	if kqgMins(w.Type) {
+		nj := w.Cols / kernels.QK
+		b.kqMins = growF32(b.kqMins, w.Rows*nj)
+		b.kqSums = growF32(b.kqSums, n*nj)
+	}
 	groups := (n + qgToks - 1) / qgToks
 	b.xg = alignedScratch(b.xg, groups*nb*qgGroupBlock)
 	if len(b.qgP) != b.pool.threads {
@@ -222,6 +228,9 @@ func (b *Backend) qgemm(out []float32, w *kernels.Matrix, x []float32, n int) {
 	t.prepare = false
 	b.pool.run(t, panels*spans, max(1, macsPerChunk/(n/spans*qgRows*w.Cols)))
 	*t = qgemmTask{}
+	if kqgMins(w.Type) {
+		b.kqgMinsPart(out, w, n)
+	}
 }
 
 // qgHeld is the panel a worker's scratch holds.
@@ -245,15 +254,27 @@ func (t *qgemmTask) run(worker, lo, hi int) {
 // back to end at token n, and prepares them.
 func (t *qgemmTask) prepGroup(worker, g int) {
 	nb, cols := t.nb, t.w.Cols
-	xb := nb * kernels.Q8_0BlockBytes
 	t0 := min(g*qgToks, t.n-qgToks)
+	gb := nb * qgGroupBlock
+	if dt := t.w.Type; kq8Type(dt) {
+		var sums []float32
+		if kqgMins(dt) {
+			sums = t.b.kqSums[t0*(cols/kernels.QK):]
+		}
+		m := 0
+		if dt == kernels.Q6_K {
+			m = 32
+		}
+		kqgPrep(t.xg[g*gb:(g+1)*gb], t.x[t0*cols:(t0+qgToks)*cols], cols, qgSub(dt), m, sums, g*qgToks-t0)
+		return
+	}
+	xb := nb * kernels.Q8_0BlockBytes
 	s := &t.b.qgX[worker]
 	*s = alignedScratch(*s, qgToks*xb)
 	xq := *s
 	for k := 0; k < qgToks; k++ {
 		quantizeQ8(xq[k*xb:(k+1)*xb], t.x[(t0+k)*cols:(t0+k+1)*cols])
 	}
-	gb := nb * qgGroupBlock
 	qgemmImpl.prep(t.xg[g*gb:(g+1)*gb], xq, xb, nb, qgCorrection(t.w.Type))
 }
 
@@ -262,21 +283,31 @@ func (t *qgemmTask) prepGroup(worker, g int) {
 func (t *qgemmTask) product(worker, p, sp int) {
 	w, nb, n := t.w, t.nb, t.n
 	rows := w.Rows
-	rb := nb * w.Type.BlockBytes()
+	rb := w.Cols / w.Type.BlockLen() * w.Type.BlockBytes()
 	r0 := p * qgRows
 	nr := min(qgRows, rows-r0)
 	s := &t.b.qgP[worker]
 	*s = alignedScratch(*s, nb*qgPanelBlock)
 	panel := *s
-	if held := &t.b.qgHeld[worker]; !held.ok || held.w != w || held.panel != p {
+	// The first span of a panel of Q4_K or Q5_K packs it always: it
+	// stores the rows' mins.
+	if held := &t.b.qgHeld[worker]; !held.ok || held.w != w || held.panel != p || sp == 0 && kqgMins(w.Type) {
 		offs := &t.b.qgO[worker]
 		for i := range offs {
 			offs[i] = int32(min(i, nr-1) * rb)
 		}
 		wd := w.Data[r0*rb : (r0+nr)*rb]
-		if w.Type == kernels.Q4_0 {
+		switch {
+		case kq8Type(w.Type):
+			var mins []float32
+			nj := w.Cols / kernels.QK
+			if kqgMins(w.Type) && sp == 0 {
+				mins = t.b.kqMins[r0*nj:]
+			}
+			kqgPack(w.Type, panel, wd, offs, w.Cols/kernels.QKK, mins, nj, nr)
+		case w.Type == kernels.Q4_0:
 			qgemmImpl.pack4(panel, wd, offs, nb)
-		} else {
+		default:
 			qgemmImpl.pack8(panel, wd, offs, nb)
 		}
 		*held = qgHeld{w: w, panel: p, ok: true}

@@ -162,9 +162,10 @@ func randBlocks(r *rand.Rand, dt kernels.DType, nb int) []byte {
 func matMulTolerance(w *kernels.Matrix, x []float32, n int, abs []float64) func(i int) float64 {
 	floatTol := func(i int) float64 { return float64(w.Cols+4)*u*abs[i] + 1e-30 }
 	// The activations of Q8_0 and Q4_0 weights are rounded to Q8_0, those
-	// of Q4_K, Q5_K and Q6_K to 8 bits in blocks of 256 with a float32
-	// scale (no f16 rounding); the other read-only block types multiply
-	// float activations.
+	// of Q4_K, Q5_K and Q6_K to 8 bits with a float32 scale (no f16
+	// rounding) in blocks of 256, or of 32 or 16 (a backend's GEMM of
+	// prompts), whose max |x| is no more than their block of 256's; the
+	// other read-only block types multiply float activations.
 	bl, scaleErr := kernels.QK, 1.0/2048
 	switch w.Type {
 	case kernels.Q4_K, kernels.Q5_K, kernels.Q6_K:
@@ -234,13 +235,15 @@ func testMatMul(t *testing.T, b kernels.Backend) {
 
 // testMatMulMany checks that several products of one input in one call give
 // what separate MatMul calls give, for mixed weight types and row counts,
-// with guard bands around every output. The results may differ in the
-// last bits: which rows a kernel takes four at a time depends on how the
-// rows are split over the workers.
+// with guard bands around every output, and each within MatMul's
+// tolerance of the float64 product (one token, a few, and a prompt's
+// worth). The results may differ in the last bits: which rows a kernel
+// takes four at a time depends on how the rows are split over the
+// workers.
 func testMatMulMany(t *testing.T, b kernels.Backend) {
 	r := newRand(11)
 	for _, cols := range []int{32, 96, 288, 512} {
-		for _, n := range []int{1, 3} {
+		for _, n := range []int{1, 3, 13} {
 			ws := []*kernels.Matrix{
 				randMatrix(r, kernels.Q8_0, 37, cols),
 				randMatrix(r, kernels.F32, 5, cols),
@@ -272,6 +275,8 @@ func testMatMulMany(t *testing.T, b kernels.Backend) {
 					want64[j] = float64(v)
 				}
 				compare(t, what, outs[i], want64, func(int) float64 { return 1e-5 * scale })
+				ref, abs := matMulAbs(w, x, n)
+				compare(t, what+" against float64", outs[i], ref, matMulTolerance(w, x, n, abs))
 			}
 		}
 	}

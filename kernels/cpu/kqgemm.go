@@ -1,0 +1,163 @@
+package cpu
+
+import (
+	"encoding/binary"
+	"math"
+
+	"github.com/mycel-net/mycel/kernels"
+)
+
+// The prompts of Q4_K, Q5_K and Q6_K weights on the quantized GEMM of
+// qgemm.go: MatMul of more than kq8MaxN tokens, where its tile kernel
+// exists. The super-blocks are cut into the kernel's blocks of 32 values,
+// each with its own float scale:
+//
+//   - Q4_K, Q5_K: sub-block j of a super-block is a block whose unsigned
+//     quants are the 4- or 5-bit values (0..31) and whose weight scale is
+//     d·sc_j. The activations are quantized in blocks of 32 with a float32
+//     scale and no offset correction (m = 0); the mins' part,
+//     −Σ_j dmin·m_j·Σ_{l in j} x, is a float product of rows × Cols/32
+//     mins by the tokens' exact sub-block sums, which the float GEMM
+//     computes and MatMul subtracts.
+//   - Q6_K: each sub-block of 16 is a block whose first 16 quants are the
+//     6-bit values (0..63) and last 16 zero, with weight scale d·sc. The
+//     activations are quantized in blocks of 16 (zero-padded to 32) with
+//     the correction −32·Σq, so that the kernel's sum is Σ (q−32)·x_q.
+//
+// Packing and preparation run in Go: their cost is per weight byte and
+// per activation, the kernel's per product.
+
+// kqgType reports whether MatMul of n tokens runs on weights of type dt
+// through the quantized GEMM.
+func kqgType(dt kernels.DType, n int) bool {
+	return kq8Type(dt) && n > kq8MaxN && qgemmImpl.gemm != nil
+}
+
+// qgSub is the values of one kernel block taken from the weights of dt:
+// 16 for Q6_K (padded to 32), 32 otherwise.
+func qgSub(dt kernels.DType) int {
+	if dt == kernels.Q6_K {
+		return 16
+	}
+	return kernels.QK
+}
+
+// kqgMins reports whether dt has mins, whose part MatMul adds apart.
+func kqgMins(dt kernels.DType) bool { return dt == kernels.Q4_K || dt == kernels.Q5_K }
+
+// kqgPack packs the 32 rows at w+offs[i] (ns super-blocks of type dt
+// each) into a panel of ns·256/qgSub(dt) blocks. Where mins is not nil,
+// row i's mins dmin·m_j go to mins[i·ld + 8b + j] for i < nr.
+func kqgPack(dt kernels.DType, dst, w []byte, offs *[qgRows]int32, ns int, mins []float32, ld, nr int) {
+	bb := dt.BlockBytes()
+	for i, off := range offs {
+		lane := i/16*64 + 4*(i%16)
+		for b := range ns {
+			blk := w[int(off)+b*bb : int(off)+(b+1)*bb]
+			switch dt {
+			case kernels.Q4_K, kernels.Q5_K:
+				d := kernels.F16ToF32(binary.LittleEndian.Uint16(blk))
+				dmin := kernels.F16ToF32(binary.LittleEndian.Uint16(blk[2:]))
+				sc, m := k4Scales(blk[4:16])
+				qs, qh := blk[16:144], []byte(nil)
+				if dt == kernels.Q5_K {
+					qs, qh = blk[48:176], blk[16:48]
+				}
+				for j := range 8 {
+					p := dst[(8*b+j)*qgPanelBlock : (8*b+j+1)*qgPanelBlock]
+					c, sh := j/2, 4*(j&1)
+					for a := range 8 {
+						u := binary.LittleEndian.Uint32(qs[32*c+4*a:]) >> sh & 0x0f0f0f0f
+						if qh != nil {
+							u |= (binary.LittleEndian.Uint32(qh[4*a:]) >> j & 0x01010101) << 4
+						}
+						binary.LittleEndian.PutUint32(p[128*a+lane:], u)
+					}
+					binary.LittleEndian.PutUint32(p[1024+4*i:], math.Float32bits(d*float32(sc[j])))
+					if mins != nil && i < nr {
+						mins[i*ld+8*b+j] = dmin * float32(m[j])
+					}
+				}
+			case kernels.Q6_K:
+				ql, qh, scs := blk[0:128], blk[128:192], blk[192:208]
+				d := kernels.F16ToF32(binary.LittleEndian.Uint16(blk[208:]))
+				for s := range 16 {
+					h, k, half := s/8, s/2%4, s%2
+					p := dst[(16*b+s)*qgPanelBlock : (16*b+s+1)*qgPanelBlock]
+					for a := range 4 {
+						lo := binary.LittleEndian.Uint32(ql[64*h+32*(k&1)+16*half+4*a:]) >> (4 * (k >> 1)) & 0x0f0f0f0f
+						hi := binary.LittleEndian.Uint32(qh[32*h+16*half+4*a:]) >> (2 * k) & 0x03030303
+						binary.LittleEndian.PutUint32(p[128*a+lane:], lo|hi<<4)
+						binary.LittleEndian.PutUint32(p[128*(a+4)+lane:], 0)
+					}
+					binary.LittleEndian.PutUint32(p[1024+4*i:], math.Float32bits(d*float32(int8(scs[s]))))
+				}
+			}
+		}
+	}
+}
+
+// kqgPrep quantizes the four tokens x[t·cols:(t+1)·cols] (t < 4) in blocks
+// of sub values into a prepared group of cols/sub blocks, with the
+// corrections −m·Σq. Where sums is not nil, token t's sums of each run of
+// 32 values go to sums[t·cols/32 + j] for the tokens t ≥ from.
+func kqgPrep(dst []byte, x []float32, cols, sub, m int, sums []float32, from int) {
+	nb := cols / sub
+	for t := range qgToks {
+		xt := x[t*cols : (t+1)*cols]
+		for b := range nb {
+			g := dst[b*qgGroupBlock : (b+1)*qgGroupBlock]
+			xb := xt[b*sub : (b+1)*sub]
+			var amax float32
+			for _, v := range xb {
+				amax = max(amax, abs32(v))
+			}
+			var d, id float32
+			if amax > 0 {
+				d, id = amax/127, 127/amax
+			}
+			q := g[32*t : 32*t+32]
+			var s int32
+			for i, v := range xb {
+				qi := int32(max(-127, min(127, math.Round(float64(v*id)))))
+				q[i] = byte(int8(qi))
+				s += qi
+			}
+			clear(q[sub:])
+			binary.LittleEndian.PutUint32(g[128+4*t:], uint32(-int32(m)*s))
+			binary.LittleEndian.PutUint32(g[144+4*t:], math.Float32bits(d))
+		}
+		if sums != nil && t >= from {
+			st := sums[t*(cols/kernels.QK) : (t+1)*(cols/kernels.QK)]
+			for j := range st {
+				var s float32
+				for _, v := range xt[j*kernels.QK : (j+1)*kernels.QK] {
+					s += v
+				}
+				st[j] = s
+			}
+		}
+	}
+}
+
+// kqgMinsPart subtracts the mins' part of a Q4_K or Q5_K product from out
+// after the quantized GEMM has filled it: the float GEMM of the rows'
+// mins by the tokens' sub-block sums.
+func (b *Backend) kqgMinsPart(out []float32, w *kernels.Matrix, n int) {
+	nj := w.Cols / kernels.QK
+	mw := kernels.Matrix{Type: kernels.F32, Rows: w.Rows, Cols: nj, Data: kernels.F32Bytes(b.kqMins[:w.Rows*nj])}
+	b.kqCorr = growF32(b.kqCorr, n*w.Rows)
+	corr := b.kqCorr[:n*w.Rows]
+	b.gemm(corr, &mw, b.kqSums[:n*nj], n)
+	for i, c := range corr {
+		out[i] -= c
+	}
+}
+
+// growF32 returns s with room for n values.
+func growF32(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}

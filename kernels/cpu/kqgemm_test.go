@@ -1,0 +1,112 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/mycel-net/mycel/kernels"
+)
+
+var kqgTypes = []kernels.DType{kernels.Q4_K, kernels.Q5_K, kernels.Q6_K}
+
+// kqgMatrix is a rows×cols matrix of type dt of random blocks.
+func kqgMatrix(dt kernels.DType, rows, cols int, seed uint64) *kernels.Matrix {
+	return quantBenchMatrix(dt, rows, cols, seed)
+}
+
+// TestKQGemmThreads checks that the K-quants' quantized GEMM gives bitwise
+// the same result with 1, 2 and 3 threads, on shapes with a partial last
+// panel and a partial last group.
+func TestKQGemmThreads(t *testing.T) {
+	if qgemmImpl.gemm == nil {
+		t.Skip("no quantized GEMM kernel")
+	}
+	for _, dt := range kqgTypes {
+		for _, s := range [][3]int{{37, 100, 512}, {13, 33, 256}, {6, 70, 768}, {150, 40, 256}} {
+			n, rows, cols := s[0], s[1], s[2]
+			m := kqgMatrix(dt, rows, cols, uint64(rows))
+			x := randVecSeed(n*cols, uint64(n))
+			var first []float32
+			for _, threads := range []int{1, 2, 3} {
+				b := New(threads)
+				out := make([]float32, n*rows)
+				b.MatMul(out, m, x, n)
+				b.Close()
+				if first == nil {
+					first = out
+				} else if !bitsEqualF32(out, first) {
+					t.Errorf("%s n=%d %dx%d: %d threads differ from 1", dt, n, rows, cols, threads)
+				}
+			}
+		}
+	}
+}
+
+// TestKQGemmTwin checks the K-quants' quantized GEMM on each kernel set
+// against the Go twin of the tile kernel: the same integer sums, the float
+// ones apart by the FMA's single rounding at most.
+func TestKQGemmTwin(t *testing.T) {
+	saved := qgemmImpl
+	defer func() { qgemmImpl = saved }()
+	for name, set := range qgSets() {
+		if name == "go-twin" {
+			continue
+		}
+		for _, dt := range kqgTypes {
+			n, rows, cols := 21, 65, 512
+			m := kqgMatrix(dt, rows, cols, 5)
+			x := randVecSeed(n*cols, 6)
+			b := New(2)
+			want, got := make([]float32, n*rows), make([]float32, n*rows)
+			qgemmImpl = qgKernels{pack4: qgPack4Generic, pack8: qgPack8Generic, prep: qgPrepGeneric, gemm: qgGemmGeneric}
+			b.MatMul(want, m, x, n)
+			qgemmImpl = set
+			b.MatMul(got, m, x, n)
+			b.Close()
+			var scale float64
+			for _, v := range want {
+				scale = math.Max(scale, math.Abs(float64(v)))
+			}
+			for i := range want {
+				if d := math.Abs(float64(got[i] - want[i])); d > 1e-5*scale {
+					t.Fatalf("%s %s: [%d] = %v, Go twin %v", name, dt, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkKQuantGEMM reports GFLOPS (2·n·rows·cols) of MatMul of 4096×4096
+// Q4_K, Q5_K and Q6_K weights on the quantized GEMM and on the float GEMM
+// (the integer paths off), with Q4_0's quantized GEMM alongside, all in
+// one run, 2 threads, best time.
+func BenchmarkKQuantGEMM(b *testing.B) {
+	const rows, cols = 4096, 4096
+	for _, n := range []int{16, 64, 256} {
+		for _, dt := range []kernels.DType{kernels.Q4_0, kernels.Q4_K, kernels.Q5_K, kernels.Q6_K} {
+			for _, path := range []string{"int8", "float"} {
+				if dt == kernels.Q4_0 && path == "float" {
+					continue
+				}
+				b.Run(fmt.Sprintf("n=%d/%s/%s", n, dt, path), func(b *testing.B) {
+					defer func() { kq8On = true }()
+					kq8On = path == "int8"
+					be := New(2)
+					defer be.Close()
+					m := quantBenchMatrix(dt, rows, cols, 1)
+					x := quantBenchActivations(n * cols)
+					out := make([]float32, n*rows)
+					best := time.Hour
+					for b.Loop() {
+						t0 := time.Now()
+						be.MatMul(out, m, x, n)
+						best = min(best, time.Since(t0))
+					}
+					b.ReportMetric(2*float64(n*rows*cols)/float64(best.Nanoseconds()), "GFLOPS")
+				})
+			}
+		}
+	}
+}
