@@ -201,14 +201,13 @@ func localLogits(t *testing.T, w *model.Weights, prompt []int) []float32 {
 	return out
 }
 
-// Each architecture that runs (but deepseek2's latent attention), imported
-// into blocks, split over two servers on real loopback hosts (a layer
+// Each architecture that runs, imported into blocks, split over two servers on real loopback hosts (a layer
 // each, loaded from the blocks, all of its experts for a mixture of
 // experts),
 // gives the ids of the local run of the file, and the prompt's logits
 // within float rounding of it.
 func TestArchFixtureSpans(t *testing.T) {
-	for _, name := range []string{"llama3", "qwen2", "qwen3", "gemma2", "phi3", "mixtral", "qwen3moe"} {
+	for _, name := range []string{"llama3", "qwen2", "qwen3", "gemma2", "phi3", "mixtral", "qwen3moe", "deepseek2"} {
 		t.Run(name, func(t *testing.T) {
 			fs := newFixtureSwarm(t, name+".F32", 16)
 			_, a := fs.server(swarm.Span{First: 0, Last: 1})

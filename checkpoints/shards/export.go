@@ -30,6 +30,9 @@ func Export(ctx context.Context, get Getter, root cid.Cid, w io.Writer) error {
 		return err
 	}
 	c := m.Config
+	if c.KVLoRA > 0 {
+		return fmt.Errorf("shards: export: %s's latent attention and YaRN have no GGUF form here yet", c.Arch)
+	}
 	kvs, err := checkpoints.ArchKVs(c, m.Name)
 	if err != nil {
 		return fmt.Errorf("shards: export: %w", err)

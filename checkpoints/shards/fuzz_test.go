@@ -117,6 +117,8 @@ func FuzzManifestV2(f *testing.F) {
 		// A mixture of experts: every layer routed, then the first dense
 		// with shared experts and a router bias.
 		strings.Replace(strings.Replace(v2, `"config":{`, `"config":{"experts":4,"experts_used":2,"expert_hidden":96,"expert_norm":true,`, 1), `"layers":[`, `"experts":{},"layers":[`, 1),
+		// Latent attention.
+		strings.Replace(v2, `"config":{`, `"config":{"q_lora":32,"kv_lora":48,"head_size":24,"value_size":16,"rope_dim":8,`, 1),
 		strings.Replace(strings.Replace(v2, `"config":{`, `"config":{"experts":8,"experts_used":3,"expert_hidden":64,"expert_gating":1,"expert_scale":2.5,`, 1), `"layers":[`, `"experts":{"dense_first":1,"shared":128,"bias":true},"layers":[`, 1),
 	} {
 		if _, err := shards.DecodeManifest([]byte(seed)); err != nil {

@@ -93,8 +93,8 @@ func Import(ctx context.Context, src *checkpoints.Model, put Putter, opts ...Imp
 		return nil, fmt.Errorf("shards: import needs the whole model")
 	}
 	for i, l := range w.Layers {
-		if l.MLA != nil {
-			return nil, fmt.Errorf("shards: import: layer %d of this %s model has latent attention, which the layout does not hold", i, w.Config.Arch)
+		if (l.MLA != nil) != (w.Config.KVLoRA > 0) {
+			return nil, fmt.Errorf("shards: import: layer %d's latent attention (%v) disagrees with the config's kv rank %d: the layout needs it in every layer or none", i, l.MLA != nil, w.Config.KVLoRA)
 		}
 	}
 	if cfg.name == "" && src.GGUF != nil {
@@ -164,14 +164,25 @@ func (in *importer) run(src *checkpoints.Model) (Block, error) {
 	}
 	for i, l := range w.Layers {
 		p := fmt.Sprintf("blk.%d.", i)
-		ts := []namedTensor{
-			vectorTensor(p+"attn_norm.weight", l.AttnNorm),
-			matrixTensor(p+"attn_q.weight", l.Wq),
-			matrixTensor(p+"attn_k.weight", l.Wk),
-			matrixTensor(p+"attn_v.weight", l.Wv),
-			matrixTensor(p+"attn_output.weight", l.Wo),
-			vectorTensor(p+"ffn_norm.weight", l.FFNNorm),
+		ts := []namedTensor{vectorTensor(p+"attn_norm.weight", l.AttnNorm)}
+		if a := l.MLA; a != nil {
+			if a.QA != nil {
+				ts = append(ts, matrixTensor(p+"attn_q_a.weight", a.QA),
+					vectorTensor(p+"attn_q_a_norm.weight", a.QANorm),
+					matrixTensor(p+"attn_q_b.weight", a.QB))
+			} else {
+				ts = append(ts, matrixTensor(p+"attn_q.weight", l.Wq))
+			}
+			ts = append(ts, matrixTensor(p+"attn_kv_a_mqa.weight", a.KVA),
+				vectorTensor(p+"attn_kv_a_norm.weight", a.KVANorm),
+				matrixTensor(p+"attn_kv_b.weight", a.KVB))
+		} else {
+			ts = append(ts, matrixTensor(p+"attn_q.weight", l.Wq),
+				matrixTensor(p+"attn_k.weight", l.Wk),
+				matrixTensor(p+"attn_v.weight", l.Wv))
 		}
+		ts = append(ts, matrixTensor(p+"attn_output.weight", l.Wo),
+			vectorTensor(p+"ffn_norm.weight", l.FFNNorm))
 		var experts []Link
 		if x := l.Experts; x != nil {
 			ts = append(ts, matrixTensor(p+tnRouter, x.Router))

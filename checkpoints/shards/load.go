@@ -317,12 +317,18 @@ func Load(ctx context.Context, get Getter, root cid.Cid, s Span) (*Loaded, error
 		l := &model.Layer{}
 		steps := []func() error{
 			func() (err error) { l.AttnNorm, err = vec(p+"attn_norm.weight", c.Dim); return },
-			func() (err error) { l.Wq, err = mat(p+"attn_q.weight", c.Dim, c.Dim); return },
-			func() (err error) { l.Wk, err = mat(p+"attn_k.weight", kv, c.Dim); return },
-			func() (err error) { l.Wv, err = mat(p+"attn_v.weight", kv, c.Dim); return },
-			func() (err error) { l.Wo, err = mat(p+"attn_output.weight", c.Dim, c.Dim); return },
-			func() (err error) { l.FFNNorm, err = vec(p+"ffn_norm.weight", c.Dim); return },
 		}
+		if c.KVLoRA > 0 {
+			steps = append(steps, func() (err error) { err = loadLatent(m, l, p, mat, vec); return })
+		} else {
+			steps = append(steps,
+				func() (err error) { l.Wq, err = mat(p+"attn_q.weight", c.Dim, c.Dim); return },
+				func() (err error) { l.Wk, err = mat(p+"attn_k.weight", kv, c.Dim); return },
+				func() (err error) { l.Wv, err = mat(p+"attn_v.weight", kv, c.Dim); return })
+		}
+		steps = append(steps,
+			func() (err error) { l.Wo, err = mat(p+"attn_output.weight", c.Dim, c.Heads*c.ValueDim()); return },
+			func() (err error) { l.FFNNorm, err = vec(p+"ffn_norm.weight", c.Dim); return })
 		if m.expertLayer(i) {
 			steps = append(steps, func() (err error) { l.Experts, err = loadExperts(m, i, mat, vec); return })
 		} else {
@@ -344,7 +350,7 @@ func Load(ctx context.Context, get Getter, root cid.Cid, s Span) (*Loaded, error
 	}
 	if s.First < s.Last && m.RopeFreqs != nil {
 		tensors[ropeFreqsName] = m.RopeFreqs
-		if w.RopeFreqs, err = vec(ropeFreqsName, c.HeadDim()/2); err != nil {
+		if w.RopeFreqs, err = vec(ropeFreqsName, c.RotaryDim()/2); err != nil {
 			return nil, err
 		}
 	}
@@ -426,4 +432,44 @@ func loadExperts(m *Manifest, i int, mat func(string, int, int) (*kernels.Matrix
 		}
 	}
 	return x, nil
+}
+
+// loadLatent reads the latent attention of layer l (tensors prefixed p)
+// through mat and vec, in the shapes of the manifest's latentAttention.
+func loadLatent(m *Manifest, l *model.Layer, p string, mat func(string, int, int) (*kernels.Matrix, error), vec func(string, int) ([]float32, error)) error {
+	a := &model.MLA{}
+	for _, w := range m.latentAttention(p) {
+		name := strings.TrimPrefix(w.name, p)
+		if len(w.shape) == 1 {
+			v, err := vec(w.name, w.shape[0])
+			if err != nil {
+				return err
+			}
+			switch name {
+			case "attn_q_a_norm.weight":
+				a.QANorm = v
+			case "attn_kv_a_norm.weight":
+				a.KVANorm = v
+			}
+			continue
+		}
+		mm, err := mat(w.name, w.shape[0], w.shape[1])
+		if err != nil {
+			return err
+		}
+		switch name {
+		case "attn_q.weight":
+			l.Wq = mm
+		case "attn_q_a.weight":
+			a.QA = mm
+		case "attn_q_b.weight":
+			a.QB = mm
+		case "attn_kv_a_mqa.weight":
+			a.KVA = mm
+		case "attn_kv_b.weight":
+			a.KVB = mm
+		}
+	}
+	l.MLA = a
+	return nil
 }

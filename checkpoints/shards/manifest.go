@@ -329,8 +329,8 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 		return nil, err
 	}
 	if t := m.RopeFreqs; t != nil {
-		if t.Name != ropeFreqsName || t.DType != kernels.F32.String() || !slices.Equal(t.Shape, []int{m.Config.HeadDim() / 2}) {
-			return nil, fmt.Errorf("shards: manifest: rope_freqs is %s %s %v, want %s f32 [%d]", t.Name, t.DType, t.Shape, ropeFreqsName, m.Config.HeadDim()/2)
+		if t.Name != ropeFreqsName || t.DType != kernels.F32.String() || !slices.Equal(t.Shape, []int{m.Config.RotaryDim() / 2}) {
+			return nil, fmt.Errorf("shards: manifest: rope_freqs is %s %s %v, want %s f32 [%d]", t.Name, t.DType, t.Shape, ropeFreqsName, m.Config.RotaryDim()/2)
 		}
 		if err := checkTensor(t); err != nil {
 			return nil, err
@@ -547,14 +547,16 @@ func (m *Manifest) expected(r PartRef) []want {
 		return []want{{"token_embd.weight", []int{c.Vocab, d}}}
 	case LayerPart:
 		p := fmt.Sprintf("blk.%d.", r.Layer)
-		ws := []want{
-			{p + "attn_norm.weight", []int{d}},
-			{p + "attn_q.weight", []int{d, d}},
-			{p + "attn_k.weight", []int{kv, d}},
-			{p + "attn_v.weight", []int{kv, d}},
-			{p + "attn_output.weight", []int{d, d}},
-			{p + "ffn_norm.weight", []int{d}},
+		ws := []want{{p + "attn_norm.weight", []int{d}}}
+		if c.KVLoRA > 0 {
+			ws = append(ws, m.latentAttention(p)...)
+		} else {
+			ws = append(ws, want{p + "attn_q.weight", []int{d, d}},
+				want{p + "attn_k.weight", []int{kv, d}},
+				want{p + "attn_v.weight", []int{kv, d}})
 		}
+		ws = append(ws, want{p + "attn_output.weight", []int{d, c.Heads * c.ValueDim()}},
+			want{p + "ffn_norm.weight", []int{d}})
 		if x := m.Experts; m.expertLayer(r.Layer) {
 			ws = append(ws, want{p + tnRouter, []int{c.Experts, d}})
 			if x.Bias {
@@ -587,6 +589,27 @@ func (m *Manifest) expected(r PartRef) []want {
 		}
 		return ws
 	}
+}
+
+// latentAttention lists the tensors of latent attention (the config's
+// KVLoRA > 0) of the layer whose tensors p prefixes, in place of q, k and
+// v: q's low-rank projections with their norm (or one attn_q when QLoRA
+// is 0), then the keys' and values' latent projection, its norm and the
+// up-projection.
+func (m *Manifest) latentAttention(p string) []want {
+	c := &m.Config
+	r := c.RotaryDim()
+	var ws []want
+	if c.QLoRA > 0 {
+		ws = append(ws, want{p + "attn_q_a.weight", []int{c.QLoRA, c.Dim}},
+			want{p + "attn_q_a_norm.weight", []int{c.QLoRA}},
+			want{p + "attn_q_b.weight", []int{c.QDim(), c.QLoRA}})
+	} else {
+		ws = append(ws, want{p + "attn_q.weight", []int{c.QDim(), c.Dim}})
+	}
+	return append(ws, want{p + "attn_kv_a_mqa.weight", []int{c.KVLoRA + r, c.Dim}},
+		want{p + "attn_kv_a_norm.weight", []int{c.KVLoRA}},
+		want{p + "attn_kv_b.weight", []int{c.KVHeads * (c.HeadDim() - r + c.ValueDim()), c.KVLoRA}})
 }
 
 // CheckPart checks a decoded part against the manifest's config: the
