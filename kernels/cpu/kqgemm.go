@@ -12,17 +12,21 @@ import (
 // exists. The super-blocks are cut into the kernel's blocks of 32 values,
 // each with its own float scale:
 //
+// The activations are quantized as for the products of fewer tokens
+// (quantizeQ8K: 8 bits in blocks of 256 with a float32 scale), so that
+// every sub-block's integer sum is the one those products and llama.cpp's
+// Q8_K products take; each kernel block carries its block of 256's scale.
+//
 //   - Q4_K, Q5_K: sub-block j of a super-block is a block whose unsigned
 //     quants are the 4- or 5-bit values (0..31) and whose weight scale is
-//     d·sc_j. The activations are quantized in blocks of 32 with a float32
-//     scale and no offset correction (m = 0); the mins' part,
-//     −Σ_j dmin·m_j·Σ_{l in j} x, is a float product of rows × Cols/32
-//     mins by the tokens' exact sub-block sums, which the float GEMM
-//     computes and MatMul subtracts.
+//     d·sc_j, with no offset correction (m = 0); the mins' part,
+//     −Σ_j dmin·m_j·d_x·Σ_{l in j} q_x, is a float product of rows ×
+//     Cols/32 mins by the tokens' quantized sub-block sums, which the
+//     float GEMM computes and MatMul subtracts.
 //   - Q6_K: each sub-block of 16 is a block whose first 16 quants are the
-//     6-bit values (0..63) and last 16 zero, with weight scale d·sc. The
-//     activations are quantized in blocks of 16 (zero-padded to 32) with
-//     the correction −32·Σq, so that the kernel's sum is Σ (q−32)·x_q.
+//     6-bit values (0..63) and last 16 zero, with weight scale d·sc; the
+//     activations' blocks of 16 are zero-padded to 32 and carry the
+//     correction −32·Σq, so that the kernel's sum is Σ (q−32)·q_x.
 //
 // Packing and preparation run in Go: their cost is per weight byte and
 // per activation, the kernel's per product.
@@ -97,17 +101,18 @@ func kqgPack(dt kernels.DType, dst, w []byte, offs *[qgRows]int32, ns int, mins 
 	}
 }
 
-// kqgPrep quantizes the four tokens x[t·cols:(t+1)·cols] (t < 4) in blocks
-// of sub values into a prepared group of cols/sub blocks, with the
-// corrections −m·Σq. Where sums is not nil, token t's sums of each run of
-// 32 values go to sums[t·cols/32 + j] for the tokens t ≥ from.
+// kqgPrep quantizes the four tokens x[t·cols:(t+1)·cols] (t < 4) as
+// quantizeQ8K does, in blocks of 256 with a float32 scale d, and prepares
+// them as a group of cols/sub blocks of sub values, each with the scale d
+// of its block of 256 and the correction −m·Σq. Where sums is not nil,
+// token t's quantized sums d·Σq of each run of 32 go to
+// sums[t·cols/32 + j] for the tokens t ≥ from.
 func kqgPrep(dst []byte, x []float32, cols, sub, m int, sums []float32, from int) {
-	nb := cols / sub
+	per := kernels.QKK / sub // kernel blocks per block of 256
+	var q [kernels.QKK]int32
 	for t := range qgToks {
-		xt := x[t*cols : (t+1)*cols]
-		for b := range nb {
-			g := dst[b*qgGroupBlock : (b+1)*qgGroupBlock]
-			xb := xt[b*sub : (b+1)*sub]
+		for k := range cols / kernels.QKK {
+			xb := x[t*cols+k*kernels.QKK : t*cols+(k+1)*kernels.QKK]
 			var amax float32
 			for _, v := range xb {
 				amax = max(amax, abs32(v))
@@ -116,25 +121,30 @@ func kqgPrep(dst []byte, x []float32, cols, sub, m int, sums []float32, from int
 			if amax > 0 {
 				d, id = amax/127, 127/amax
 			}
-			q := g[32*t : 32*t+32]
-			var s int32
 			for i, v := range xb {
-				qi := int32(max(-127, min(127, math.Round(float64(v*id)))))
-				q[i] = byte(int8(qi))
-				s += qi
+				q[i] = int32(max(-127, min(127, math.Round(float64(v*id)))))
 			}
-			clear(q[sub:])
-			binary.LittleEndian.PutUint32(g[128+4*t:], uint32(-int32(m)*s))
-			binary.LittleEndian.PutUint32(g[144+4*t:], math.Float32bits(d))
-		}
-		if sums != nil && t >= from {
-			st := sums[t*(cols/kernels.QK) : (t+1)*(cols/kernels.QK)]
-			for j := range st {
-				var s float32
-				for _, v := range xt[j*kernels.QK : (j+1)*kernels.QK] {
+			for j := range per {
+				g := dst[(k*per+j)*qgGroupBlock : (k*per+j+1)*qgGroupBlock]
+				qt := g[32*t : 32*t+32]
+				var s int32
+				for i, v := range q[j*sub : (j+1)*sub] {
+					qt[i] = byte(int8(v))
 					s += v
 				}
-				st[j] = s
+				clear(qt[sub:])
+				binary.LittleEndian.PutUint32(g[128+4*t:], uint32(-int32(m)*s))
+				binary.LittleEndian.PutUint32(g[144+4*t:], math.Float32bits(d))
+			}
+			if sums != nil && t >= from {
+				st := sums[t*(cols/kernels.QK)+k*8:]
+				for j := range 8 {
+					var s int32
+					for _, v := range q[32*j : 32*j+32] {
+						s += v
+					}
+					st[j] = d * float32(s)
+				}
 			}
 		}
 	}

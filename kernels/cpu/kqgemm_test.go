@@ -110,3 +110,42 @@ func BenchmarkKQuantGEMM(b *testing.B) {
 		}
 	}
 }
+
+// TestKQGemmExact checks the K-quants' quantized GEMM on activations that
+// its quantization keeps exactly (integers with 127 in every run of 16):
+// the result is the float product but for float rounding.
+func TestKQGemmExact(t *testing.T) {
+	if qgemmImpl.gemm == nil {
+		t.Skip("no quantized GEMM kernel")
+	}
+	for _, dt := range kqgTypes {
+		n, rows, cols := 11, 40, 512
+		m := kqgMatrix(dt, rows, cols, 9)
+		x := randVecSeed(n*cols, 10)
+		for i := range x {
+			x[i] = float32(math.Round(float64(x[i]) * 40))
+			x[i] = max(-127, min(127, x[i]))
+			if i%16 == 3 {
+				x[i] = 127
+			}
+		}
+		b := New(2)
+		out := make([]float32, n*rows)
+		b.MatMul(out, m, x, n)
+		b.Close()
+		row := make([]float32, cols)
+		for r := range rows {
+			m.RowF32(row, r)
+			for tok := range n {
+				var s, a float64
+				for c := range cols {
+					s += float64(row[c]) * float64(x[tok*cols+c])
+					a += math.Abs(float64(row[c]) * float64(x[tok*cols+c]))
+				}
+				if d := math.Abs(float64(out[tok*rows+r]) - s); d > 1e-5*a {
+					t.Fatalf("%s row %d token %d: %v, want %v", dt, r, tok, out[tok*rows+r], s)
+				}
+			}
+		}
+	}
+}

@@ -162,10 +162,9 @@ func randBlocks(r *rand.Rand, dt kernels.DType, nb int) []byte {
 func matMulTolerance(w *kernels.Matrix, x []float32, n int, abs []float64) func(i int) float64 {
 	floatTol := func(i int) float64 { return float64(w.Cols+4)*u*abs[i] + 1e-30 }
 	// The activations of Q8_0 and Q4_0 weights are rounded to Q8_0, those
-	// of Q4_K, Q5_K and Q6_K to 8 bits with a float32 scale (no f16
-	// rounding) in blocks of 256, or of 32 or 16 (a backend's GEMM of
-	// prompts), whose max |x| is no more than their block of 256's; the
-	// other read-only block types multiply float activations.
+	// of Q4_K, Q5_K and Q6_K to 8 bits in blocks of 256 with a float32
+	// scale (no f16 rounding); the other read-only block types multiply
+	// float activations.
 	bl, scaleErr := kernels.QK, 1.0/2048
 	switch w.Type {
 	case kernels.Q4_K, kernels.Q5_K, kernels.Q6_K:
