@@ -171,3 +171,9 @@ func growF32(s []float32, n int) []float32 {
 	}
 	return s[:n]
 }
+
+// KQuantPromptsInt8 reports whether MatMul multiplies Q4_K, Q5_K and Q6_K
+// weights on activations quantized to 8 bits for any number of tokens
+// (prompts too, on this CPU's quantized GEMM), as llama.cpp does; where
+// not, prompts of more than five tokens keep float activations.
+func KQuantPromptsInt8() bool { return kq8On && qgemmImpl.gemm != nil }
