@@ -67,19 +67,27 @@ func kqgPack(dt kernels.DType, dst, w []byte, offs *[qgRows]int32, ns int, mins 
 				if dt == kernels.Q5_K {
 					qs, qh = blk[48:176], blk[16:48]
 				}
-				for j := range 8 {
-					p := dst[(8*b+j)*qgPanelBlock : (8*b+j+1)*qgPanelBlock]
-					c, sh := j/2, 4*(j&1)
+				// Sub-blocks 2c and 2c+1 are the low and high nibbles of
+				// the same 32 bytes.
+				for c := range 4 {
+					p := dst[(8*b+2*c)*qgPanelBlock : (8*b+2*c+2)*qgPanelBlock]
 					for a := range 8 {
-						u := binary.LittleEndian.Uint32(qs[32*c+4*a:]) >> sh & 0x0f0f0f0f
+						v := binary.LittleEndian.Uint32(qs[32*c+4*a:])
+						lo, hi := v&0x0f0f0f0f, v>>4&0x0f0f0f0f
 						if qh != nil {
-							u |= (binary.LittleEndian.Uint32(qh[4*a:]) >> j & 0x01010101) << 4
+							h := binary.LittleEndian.Uint32(qh[4*a:]) >> (2 * c)
+							lo |= (h & 0x01010101) << 4
+							hi |= (h >> 1 & 0x01010101) << 4
 						}
-						binary.LittleEndian.PutUint32(p[128*a+lane:], u)
+						binary.LittleEndian.PutUint32(p[128*a+lane:], lo)
+						binary.LittleEndian.PutUint32(p[qgPanelBlock+128*a+lane:], hi)
 					}
-					binary.LittleEndian.PutUint32(p[1024+4*i:], math.Float32bits(d*float32(sc[j])))
-					if mins != nil && i < nr {
-						mins[i*ld+8*b+j] = dmin * float32(m[j])
+					for h := range 2 {
+						j := 2*c + h
+						binary.LittleEndian.PutUint32(p[h*qgPanelBlock+1024+4*i:], math.Float32bits(d*float32(sc[j])))
+						if mins != nil && i < nr {
+							mins[i*ld+8*b+j] = dmin * float32(m[j])
+						}
 					}
 				}
 			case kernels.Q6_K:
