@@ -14,8 +14,9 @@ import (
 // number of threads (0: GOMAXPROCS) and writes a report to w: the memory
 // read bandwidth, the throughput of Q8_0 and Q4_0 matvecs in GB/s of
 // weights, a stories110M-shaped decode in tokens/s with its share of the
-// bandwidth bound, and prefill in GFLOPS-equivalent (2·rows·cols·tokens);
-// then a matvec and a prefill of each of the other block types.
+// bandwidth bound, and prefill in GFLOPS-equivalent (2·rows·cols·tokens),
+// with one core's int8 peak; then a matvec and a prefill of each of the
+// other block types.
 // It takes a few seconds and about 400 MB of memory.
 func BenchQuant(w io.Writer, threads int) error {
 	b := New(threads)
@@ -23,6 +24,9 @@ func BenchQuant(w io.Writer, threads int) error {
 	bw := ReadBandwidth(b) * 1e9
 	fmt.Fprintf(w, "quantized kernels: cpu/%s, %d threads\n", quantISA, b.Threads())
 	fmt.Fprintf(w, "read bandwidth (256 MB): %.1f GB/s\n", bw/1e9)
+	if peak := Int8PeakGOPS(); peak > 0 {
+		fmt.Fprintf(w, "int8 peak (vpdpbusd from registers): %.0f GOPS a core, %.0f on %d threads\n", peak, peak*float64(b.Threads()), b.Threads())
+	}
 	for _, dt := range []kernels.DType{kernels.Q8_0, kernels.Q4_0} {
 		fmt.Fprintf(w, "%s matvec (n=1, one matrix, cache-resident where it fits the L3):\n", dt)
 		for _, s := range quantBenchShapes {
@@ -41,9 +45,22 @@ func BenchQuant(w io.Writer, threads int) error {
 			}
 		}
 	}
+	prompts := "the float GEMM"
+	if KQuantPromptsInt8() {
+		prompts = "the quantized GEMM"
+	}
+	fmt.Fprintf(w, "K-quants on int8 activations (prefill on %s):\n", prompts)
+	quantBenchTypes(w, b, bw, []kernels.DType{kernels.Q4_K, kernels.Q5_K, kernels.Q6_K})
 	fmt.Fprintf(w, "block types on float activations (a decoded row per matvec, the float GEMM for prefill):\n")
-	for _, dt := range []kernels.DType{kernels.Q4_1, kernels.Q5_0, kernels.Q5_1, kernels.Q2_K, kernels.Q3_K,
-		kernels.Q4_K, kernels.Q5_K, kernels.Q6_K, kernels.IQ4_NL, kernels.IQ4_XS} {
+	quantBenchTypes(w, b, bw, []kernels.DType{kernels.Q4_1, kernels.Q5_0, kernels.Q5_1, kernels.Q2_K, kernels.Q3_K,
+		kernels.IQ4_NL, kernels.IQ4_XS})
+	return nil
+}
+
+// quantBenchTypes writes a 4096×4096 matvec's GB/s and a 64-token
+// prefill's GFLOPS for each of dts.
+func quantBenchTypes(w io.Writer, b *Backend, bw float64, dts []kernels.DType) {
+	for _, dt := range dts {
 		const rows, cols, n = 4096, 4096, 64
 		gbs := quantBenchMatMul(b, dt, rows, cols, 1)
 		pre := quantBenchMatMul(b, dt, rows, cols, n)
@@ -51,7 +68,6 @@ func BenchQuant(w io.Writer, threads int) error {
 		fmt.Fprintf(w, "  %-6s matvec %dx%d %6.1f GB/s %5.2fx bandwidth; prefill n=%d %7.1f GFLOPS\n",
 			dt, rows, cols, gbs/1e9, gbs/bw, n, flops/1e9)
 	}
-	return nil
 }
 
 // quantBenchShapes are the matvec shapes BenchQuant reports (rows x cols).
