@@ -17,8 +17,9 @@ import (
 )
 
 // archCases are the F32 fixtures of models/arch that run, and the Q4_K_M
-// one of llama3 (Q4_K and Q6_K weights), with what their manifests
-// must say beyond Llama 2's block.
+// ones of llama3 (Q4_K and Q6_K weights) and of mixtral (its experts' down
+// projections Q5_0 in one layer, Q8_0 in the other), with what their
+// manifests must say beyond Llama 2's block.
 var archCases = []struct {
 	name         string
 	arch         string
@@ -34,6 +35,7 @@ var archCases = []struct {
 	{"qwen3moe.F32", "qwen3moe", []string{"attn_q_norm.weight", "attn_k_norm.weight"}, false},
 	{"deepseek2.F32", "deepseek2", nil, true},
 	{"llama3.Q4_K_M", "llama", nil, true},
+	{"mixtral.Q4_K_M", "llama", nil, false},
 }
 
 // prefillLogits runs ids through w as one prefill and returns the logits
