@@ -54,6 +54,9 @@ func kqgMins(dt kernels.DType) bool { return dt == kernels.Q4_K || dt == kernels
 // row i's mins dmin·m_j go to mins[i·ld + 8b + j] for i < nr.
 func kqgPack(dt kernels.DType, dst, w []byte, offs *[qgRows]int32, ns int, mins []float32, ld, nr int) {
 	bb := dt.BlockBytes()
+	if dt != kernels.Q6_K {
+		kqgQuants45(dst, w, offs, ns, dt == kernels.Q5_K)
+	}
 	for i, off := range offs {
 		lane := i/16*64 + 4*(i%16)
 		for b := range ns {
@@ -63,31 +66,10 @@ func kqgPack(dt kernels.DType, dst, w []byte, offs *[qgRows]int32, ns int, mins 
 				d := kernels.F16ToF32(binary.LittleEndian.Uint16(blk))
 				dmin := kernels.F16ToF32(binary.LittleEndian.Uint16(blk[2:]))
 				sc, m := k4Scales(blk[4:16])
-				qs, qh := blk[16:144], []byte(nil)
-				if dt == kernels.Q5_K {
-					qs, qh = blk[48:176], blk[16:48]
-				}
-				// Sub-blocks 2c and 2c+1 are the low and high nibbles of
-				// the same 32 bytes.
-				for c := range 4 {
-					p := dst[(8*b+2*c)*qgPanelBlock : (8*b+2*c+2)*qgPanelBlock]
-					for a := range 8 {
-						v := binary.LittleEndian.Uint32(qs[32*c+4*a:])
-						lo, hi := v&0x0f0f0f0f, v>>4&0x0f0f0f0f
-						if qh != nil {
-							h := binary.LittleEndian.Uint32(qh[4*a:]) >> (2 * c)
-							lo |= (h & 0x01010101) << 4
-							hi |= (h >> 1 & 0x01010101) << 4
-						}
-						binary.LittleEndian.PutUint32(p[128*a+lane:], lo)
-						binary.LittleEndian.PutUint32(p[qgPanelBlock+128*a+lane:], hi)
-					}
-					for h := range 2 {
-						j := 2*c + h
-						binary.LittleEndian.PutUint32(p[h*qgPanelBlock+1024+4*i:], math.Float32bits(d*float32(sc[j])))
-						if mins != nil && i < nr {
-							mins[i*ld+8*b+j] = dmin * float32(m[j])
-						}
+				for j := range 8 {
+					binary.LittleEndian.PutUint32(dst[(8*b+j)*qgPanelBlock+1024+4*i:], math.Float32bits(d*float32(sc[j])))
+					if mins != nil && i < nr {
+						mins[i*ld+8*b+j] = dmin * float32(m[j])
 					}
 				}
 			case kernels.Q6_K:
@@ -152,6 +134,39 @@ func kqgPrep(dst []byte, x []float32, cols, sub, m int, sums []float32, from int
 						s += v
 					}
 					st[j] = d * float32(s)
+				}
+			}
+		}
+	}
+}
+
+// kqgQuants45Generic writes the quants of a Q4_K (Q5_K where q5) panel of
+// the 32 rows at w+offs[i], ns super-blocks each: the kernel's blocks
+// but for their scales.
+func kqgQuants45Generic(dst, w []byte, offs *[qgRows]int32, ns int, q5 bool) {
+	bb, qo := 144, 16
+	if q5 {
+		bb, qo = 176, 48
+	}
+	for i, off := range offs {
+		lane := i/16*64 + 4*(i%16)
+		for b := range ns {
+			blk := w[int(off)+b*bb : int(off)+(b+1)*bb]
+			qs, qh := blk[qo:qo+128], blk[16:48]
+			// Sub-blocks 2c and 2c+1 are the low and high nibbles of
+			// the same 32 bytes.
+			for c := range 4 {
+				p := dst[(8*b+2*c)*qgPanelBlock : (8*b+2*c+2)*qgPanelBlock]
+				for a := range 8 {
+					v := binary.LittleEndian.Uint32(qs[32*c+4*a:])
+					lo, hi := v&0x0f0f0f0f, v>>4&0x0f0f0f0f
+					if q5 {
+						h := binary.LittleEndian.Uint32(qh[4*a:]) >> (2 * c)
+						lo |= (h & 0x01010101) << 4
+						hi |= (h >> 1 & 0x01010101) << 4
+					}
+					binary.LittleEndian.PutUint32(p[128*a+lane:], lo)
+					binary.LittleEndian.PutUint32(p[qgPanelBlock+128*a+lane:], hi)
 				}
 			}
 		}

@@ -1,0 +1,35 @@
+//go:build amd64 && !noasm
+
+package cpu
+
+import "golang.org/x/sys/cpu"
+
+//go:noescape
+func kqgQuants45AVX512(dst *byte, w *byte, offs *int32, ns, bb, q5 int)
+
+// kqgQuants45 is the quants' packing in use: kqgemm_amd64.s where the CPU
+// has AVX-512 (every CPU with the quantized GEMM's kernel does).
+var kqgQuants45 = kqgQuants45Generic
+
+func init() {
+	if cpu.X86.HasAVX512F {
+		kqgQuants45 = kqgQuants45Asm
+	}
+}
+
+// kqgQuants45Asm checks the lengths and calls the assembly.
+func kqgQuants45Asm(dst, w []byte, offs *[qgRows]int32, ns int, q5 bool) {
+	if ns <= 0 {
+		return
+	}
+	bb := 144
+	if q5 {
+		bb = 176
+	}
+	qgCheckPack(dst[:ns*8*qgPanelBlock], w, offs, ns*8, bb/8)
+	b := 0
+	if q5 {
+		b = 1
+	}
+	kqgQuants45AVX512(&dst[0], &w[0], &offs[0], ns, bb, b)
+}
