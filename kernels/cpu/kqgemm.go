@@ -54,11 +54,12 @@ func kqgMins(dt kernels.DType) bool { return dt == kernels.Q4_K || dt == kernels
 // row i's mins dmin·m_j go to mins[i·ld + 8b + j] for i < nr.
 func kqgPack(dt kernels.DType, dst, w []byte, offs *[qgRows]int32, ns int, mins []float32, ld, nr int) {
 	bb := dt.BlockBytes()
-	if dt != kernels.Q6_K {
+	if dt == kernels.Q6_K {
+		kqgQuants6(dst, w, offs, ns)
+	} else {
 		kqgQuants45(dst, w, offs, ns, dt == kernels.Q5_K)
 	}
 	for i, off := range offs {
-		lane := i/16*64 + 4*(i%16)
 		for b := range ns {
 			blk := w[int(off)+b*bb : int(off)+(b+1)*bb]
 			switch dt {
@@ -73,18 +74,9 @@ func kqgPack(dt kernels.DType, dst, w []byte, offs *[qgRows]int32, ns int, mins 
 					}
 				}
 			case kernels.Q6_K:
-				ql, qh, scs := blk[0:128], blk[128:192], blk[192:208]
 				d := kernels.F16ToF32(binary.LittleEndian.Uint16(blk[208:]))
-				for s := range 16 {
-					h, k, half := s/8, s/2%4, s%2
-					p := dst[(16*b+s)*qgPanelBlock : (16*b+s+1)*qgPanelBlock]
-					for a := range 4 {
-						lo := binary.LittleEndian.Uint32(ql[64*h+32*(k&1)+16*half+4*a:]) >> (4 * (k >> 1)) & 0x0f0f0f0f
-						hi := binary.LittleEndian.Uint32(qh[32*h+16*half+4*a:]) >> (2 * k) & 0x03030303
-						binary.LittleEndian.PutUint32(p[128*a+lane:], lo|hi<<4)
-						binary.LittleEndian.PutUint32(p[128*(a+4)+lane:], 0)
-					}
-					binary.LittleEndian.PutUint32(p[1024+4*i:], math.Float32bits(d*float32(int8(scs[s]))))
+				for s, sc := range blk[192:208] {
+					binary.LittleEndian.PutUint32(dst[(16*b+s)*qgPanelBlock+1024+4*i:], math.Float32bits(d*float32(int8(sc))))
 				}
 			}
 		}
@@ -167,6 +159,30 @@ func kqgQuants45Generic(dst, w []byte, offs *[qgRows]int32, ns int, q5 bool) {
 					}
 					binary.LittleEndian.PutUint32(p[128*a+lane:], lo)
 					binary.LittleEndian.PutUint32(p[qgPanelBlock+128*a+lane:], hi)
+				}
+			}
+		}
+	}
+}
+
+// kqgQuants6Generic writes the quants of a Q6_K panel of the 32 rows at
+// w+offs[i], ns super-blocks each: the kernel's blocks but for their
+// scales, each sub-block of 16 a block whose last 16 quants are zero.
+func kqgQuants6Generic(dst, w []byte, offs *[qgRows]int32, ns int) {
+	const bb = 210
+	for i, off := range offs {
+		lane := i/16*64 + 4*(i%16)
+		for b := range ns {
+			blk := w[int(off)+b*bb : int(off)+(b+1)*bb]
+			ql, qh := blk[0:128], blk[128:192]
+			for s := range 16 {
+				h, k, half := s/8, s/2%4, s%2
+				p := dst[(16*b+s)*qgPanelBlock : (16*b+s+1)*qgPanelBlock]
+				for a := range 4 {
+					lo := binary.LittleEndian.Uint32(ql[64*h+32*(k&1)+16*half+4*a:]) >> (4 * (k >> 1)) & 0x0f0f0f0f
+					hi := binary.LittleEndian.Uint32(qh[32*h+16*half+4*a:]) >> (2 * k) & 0x03030303
+					binary.LittleEndian.PutUint32(p[128*a+lane:], lo|hi<<4)
+					binary.LittleEndian.PutUint32(p[128*(a+4)+lane:], 0)
 				}
 			}
 		}

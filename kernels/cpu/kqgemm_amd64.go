@@ -7,14 +7,27 @@ import "golang.org/x/sys/cpu"
 //go:noescape
 func kqgQuants45AVX512(dst *byte, w *byte, offs *int32, ns, bb, q5 int)
 
-// kqgQuants45 is the quants' packing in use: kqgemm_amd64.s where the CPU
-// has AVX-512 (every CPU with the quantized GEMM's kernel does).
-var kqgQuants45 = kqgQuants45Generic
+//go:noescape
+func kqgQuants6AVX512(dst *byte, w *byte, offs *int32, ns int)
+
+// kqgQuants45 and kqgQuants6 are the quants' packing in use:
+// kqgemm_amd64.s where the CPU has AVX-512 (every CPU with the quantized
+// GEMM's kernel does).
+var kqgQuants45, kqgQuants6 = kqgQuants45Generic, kqgQuants6Generic
 
 func init() {
 	if cpu.X86.HasAVX512F {
-		kqgQuants45 = kqgQuants45Asm
+		kqgQuants45, kqgQuants6 = kqgQuants45Asm, kqgQuants6Asm
 	}
+}
+
+// kqgQuants6Asm checks the lengths and calls the assembly.
+func kqgQuants6Asm(dst, w []byte, offs *[qgRows]int32, ns int) {
+	if ns <= 0 {
+		return
+	}
+	qgCheckPack(dst[:ns*16*qgPanelBlock], w, offs, ns*2, 105)
+	kqgQuants6AVX512(&dst[0], &w[0], &offs[0], ns)
 }
 
 // kqgQuants45Asm checks the lengths and calls the assembly.

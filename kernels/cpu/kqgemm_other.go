@@ -2,5 +2,6 @@
 
 package cpu
 
-// kqgQuants45 is the quants' packing in use: this build's is Go.
-var kqgQuants45 = kqgQuants45Generic
+// kqgQuants45 and kqgQuants6 are the quants' packing in use: this build's
+// is Go.
+var kqgQuants45, kqgQuants6 = kqgQuants45Generic, kqgQuants6Generic

@@ -150,21 +150,26 @@ func TestKQGemmExact(t *testing.T) {
 	}
 }
 
-// TestKQGPackMatchesTwin checks the Q4_K and Q5_K panel packing in use
+// TestKQGPackMatchesTwin checks the K-quants' panel packing in use
 // against its Go twin, byte for byte, on full and partial panels.
 func TestKQGPackMatchesTwin(t *testing.T) {
-	for _, dt := range []kernels.DType{kernels.Q4_K, kernels.Q5_K} {
+	for _, dt := range kqgTypes {
 		for _, ns := range []int{1, 2, 5} {
 			for _, nr := range []int{32, 7} {
 				m := kqgMatrix(dt, nr, ns*kernels.QKK, uint64(ns*nr))
 				offs := qgOffsets(nr, ns*dt.BlockBytes())
-				want := alignedScratch(nil, ns*8*qgPanelBlock)
-				got := alignedScratch(nil, ns*8*qgPanelBlock)
+				size := ns * kernels.QKK / qgSub(dt) * qgPanelBlock
+				want, got := alignedScratch(nil, size), alignedScratch(nil, size)
 				for i := range got {
 					want[i], got[i] = 0xa5, 0xa5
 				}
-				kqgQuants45Generic(want, m.Data, offs, ns, dt == kernels.Q5_K)
-				kqgQuants45(got, m.Data, offs, ns, dt == kernels.Q5_K)
+				if dt == kernels.Q6_K {
+					kqgQuants6Generic(want, m.Data, offs, ns)
+					kqgQuants6(got, m.Data, offs, ns)
+				} else {
+					kqgQuants45Generic(want, m.Data, offs, ns, dt == kernels.Q5_K)
+					kqgQuants45(got, m.Data, offs, ns, dt == kernels.Q5_K)
+				}
 				for i := range want {
 					if got[i] != want[i] {
 						t.Fatalf("%s ns=%d rows=%d: byte %d = %#x, Go twin %#x", dt, ns, nr, i, got[i], want[i])
