@@ -28,7 +28,9 @@ import (
 //     activations' blocks of 16 are zero-padded to 32 and carry the
 //     correction −32·Σq, so that the kernel's sum is Σ (q−32)·q_x.
 //
-// Packing and preparation run in Go: their cost is per weight byte and
+// The panels' quants are packed by kqgemm_amd64.s where the CPU has
+// AVX-512 (a pure-Go twin, byte for byte); their scales, the mins and the
+// activations' preparation run in Go: their cost is per weight byte and
 // per activation, the kernel's per product.
 
 // kqgType reports whether MatMul of n tokens runs on weights of type dt
