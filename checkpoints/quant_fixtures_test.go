@@ -77,8 +77,9 @@ func TestFixtureDequantChecksums(t *testing.T) {
 // can change an expert choice and move a whole row). A fixture whose
 // architecture the runtime does not run is skipped, saying so.
 //
-// The fixtures whose weights are all Q4_K, Q5_K or Q6_K (Q4_K_M, Q5_K_M,
-// Q6_K) have a tighter bound where the backend multiplies them on int8
+// The fixtures whose weights are mostly Q4_K, Q5_K or Q6_K (Q4_K_M,
+// Q5_K_M, Q6_K; mixtral's keeps some experts in Q5_0 and Q8_0) have a
+// tighter bound where the backend multiplies them on int8
 // activations for prompts too (cpu.KQuantPromptsInt8), quantized as
 // llama.cpp's Q8_K: mean |Δ| ≤ 0.25 (dense) and 0.6 (mixtures of
 // experts). Measured on the 48-token prefill: llama3 Q4_K_M 0.106, Q5_K_M
