@@ -48,18 +48,7 @@ func quantizeQ8K(dst []byte, x []float32) {
 	for b := range len(x) / kernels.QKK {
 		xb := x[b*kernels.QKK : (b+1)*kernels.QKK]
 		blk := dst[b*q8kBlock : (b+1)*q8kBlock]
-		var amax float32
-		for _, v := range xb {
-			amax = max(amax, abs32(v))
-		}
-		var d, id float32
-		if amax > 0 {
-			d, id = amax/127, 127/amax
-		}
-		for i, v := range xb {
-			q := math.Round(float64(v * id))
-			blk[i] = byte(int8(max(-127, min(127, q))))
-		}
+		d := q8kRound(blk[:kernels.QKK], xb)
 		for r := range 16 {
 			var s int16
 			for _, q := range blk[16*r : 16*r+16] {
@@ -69,6 +58,25 @@ func quantizeQ8K(dst []byte, x []float32) {
 		}
 		binary.LittleEndian.PutUint32(blk[288:], math.Float32bits(d))
 	}
+}
+
+// q8kRound quantizes one block of 256 activations xb to int8 in dst
+// (as bytes) with the block's scale d = max|x|/127, which it returns (0
+// for a block of zeros): q = round(x·127/max|x|), llama.cpp's Q8_K
+// rounding. Every K-quant product, one token or many, rounds here.
+func q8kRound(dst []byte, xb []float32) float32 {
+	var amax float32
+	for _, v := range xb {
+		amax = max(amax, abs32(v))
+	}
+	var d, id float32
+	if amax > 0 {
+		d, id = amax/127, 127/amax
+	}
+	for i, v := range xb {
+		dst[i] = byte(int8(max(-127, min(127, math.Round(float64(v*id))))))
+	}
+	return d
 }
 
 func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }

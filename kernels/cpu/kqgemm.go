@@ -94,19 +94,12 @@ func kqgPack(dt kernels.DType, dst, w []byte, offs *[qgRows]int32, ns int, mins 
 func kqgPrep(dst []byte, x []float32, cols, sub, m int, sums []float32, from int) {
 	per := kernels.QKK / sub // kernel blocks per block of 256
 	var q [kernels.QKK]int32
+	var qb [kernels.QKK]byte
 	for t := range qgToks {
 		for k := range cols / kernels.QKK {
-			xb := x[t*cols+k*kernels.QKK : t*cols+(k+1)*kernels.QKK]
-			var amax float32
-			for _, v := range xb {
-				amax = max(amax, abs32(v))
-			}
-			var d, id float32
-			if amax > 0 {
-				d, id = amax/127, 127/amax
-			}
-			for i, v := range xb {
-				q[i] = int32(max(-127, min(127, math.Round(float64(v*id)))))
+			d := q8kRound(qb[:], x[t*cols+k*kernels.QKK:t*cols+(k+1)*kernels.QKK])
+			for i, b := range qb {
+				q[i] = int32(int8(b))
 			}
 			for j := range per {
 				g := dst[(k*per+j)*qgGroupBlock : (k*per+j+1)*qgGroupBlock]
