@@ -17,11 +17,10 @@ import (
 	"github.com/mycel-net/mycel/swarm"
 )
 
-// servingSwarm starts a bootstrap node B, a publisher A that imports
-// the built-in model, three volunteers that serve two layers each (chosen by
-// themselves) and a client node E that serves nothing. It returns A's
-// model CID and E.
-func servingSwarm(t *testing.T) (string, *Node, []*Node) {
+// publishedSwarm starts a bootstrap node B and a publisher A that
+// imports the built-in model. It returns the config of further nodes of
+// that swarm (through B, quick to look servers up) and A's import.
+func publishedSwarm(ctx context.Context, t *testing.T) (func() Config, api.ImportResult) {
 	t.Helper()
 	b := startNode(t, testConfig(t))
 	addr := b.Status().Addrs[0]
@@ -31,8 +30,6 @@ func servingSwarm(t *testing.T) (string, *Node, []*Node) {
 		c.LookupInterval = 200 * time.Millisecond
 		return c
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	a := startNode(t, cfg())
 	if err := a.Host().WaitRoutable(ctx); err != nil {
 		t.Fatal(err)
@@ -41,6 +38,18 @@ func servingSwarm(t *testing.T) (string, *Node, []*Node) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg, res
+}
+
+// servingSwarm starts a bootstrap node B, a publisher A that imports
+// the built-in model, three volunteers that serve two layers each (chosen by
+// themselves) and a client node E that serves nothing. It returns A's
+// model CID and E.
+func servingSwarm(t *testing.T) (string, *Node, []*Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg, res := publishedSwarm(ctx, t)
 	var servers []*Node
 	for range 3 {
 		s := startNode(t, cfg())

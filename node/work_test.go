@@ -185,24 +185,9 @@ func TestOffSchedule(t *testing.T) {
 // undisturbed run. The paused node withdraws its record and serves again
 // once resumed.
 func TestPauseReroutesSession(t *testing.T) {
-	b := startNode(t, testConfig(t))
-	addr := b.Status().Addrs[0]
-	cfg := func() Config {
-		c := testConfig(t, addr)
-		c.FetchStall = 5 * time.Second
-		c.LookupInterval = 200 * time.Millisecond
-		return c
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	a := startNode(t, cfg())
-	if err := a.Host().WaitRoutable(ctx); err != nil {
-		t.Fatal(err)
-	}
-	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Builtin(t), Name: builtinName})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, res := publishedSwarm(ctx, t)
 	servers := map[peer.ID]*Node{}
 	for range 2 {
 		s := startNode(t, cfg())
