@@ -21,7 +21,7 @@ func kqgMatrix(dt kernels.DType, rows, cols int, seed uint64) *kernels.Matrix {
 // panel and a partial last group.
 func TestKQGemmThreads(t *testing.T) {
 	if qgemmImpl.gemm == nil {
-		t.Skip("no quantized GEMM kernel")
+		t.Log("no quantized GEMM kernel on this path: the products go through the float GEMM, which must hold the same")
 	}
 	for _, dt := range kqgTypes {
 		for _, s := range [][3]int{{37, 100, 512}, {13, 33, 256}, {6, 70, 768}, {150, 40, 256}} {
@@ -116,7 +116,7 @@ func BenchmarkKQuantGEMM(b *testing.B) {
 // the result is the float product but for float rounding.
 func TestKQGemmExact(t *testing.T) {
 	if qgemmImpl.gemm == nil {
-		t.Skip("no quantized GEMM kernel")
+		t.Log("no quantized GEMM kernel on this path: the products go through the float GEMM, which must hold the same")
 	}
 	for _, dt := range kqgTypes {
 		n, rows, cols := 11, 40, 512
