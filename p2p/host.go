@@ -22,6 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -274,8 +275,18 @@ func pubsubFeatures(f pubsub.GossipSubFeature, p protocol.ID) bool {
 func (n *Host) Routing() routing.Routing { return n.dht }
 
 // Connect dials p (if not already connected) and remembers its addresses.
+// A connect is asked for now: an address that failed a dial a moment ago
+// (libp2p then refuses to dial it again for some seconds, "dial backoff")
+// is dialed again once.
 func (n *Host) Connect(ctx context.Context, p peer.AddrInfo) error {
-	if err := n.h.Connect(ctx, p); err != nil {
+	err := n.h.Connect(ctx, p)
+	if errors.Is(err, swarm.ErrDialBackoff) {
+		if s, ok := n.h.Network().(*swarm.Swarm); ok {
+			s.Backoff().Clear(p.ID)
+			err = n.h.Connect(ctx, p)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("p2p: connect to %s: %w", p.ID, err)
 	}
 	return nil

@@ -275,3 +275,41 @@ func TestDefaultsStartAndStop(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 }
+
+// An explicit Connect dials again an address whose dial failed a moment
+// ago: a peer that was down and is back is reached at once, not after
+// libp2p's dial backoff.
+func TestConnectRedialsAfterAFailedDial(t *testing.T) {
+	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerOpts := func(listen ...string) []Option {
+		return []Option{ListenAddrStrings(listen...), NoQUIC(), NoNAT(), NoRelay(), NoMDNS(), MemoryDatastore(), Identity(k)}
+	}
+	b1, err := New(peerOpts("/ip4/127.0.0.1/tcp/0")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := b1.AddrInfo()
+	b1.Close()
+	a := newTestHost(t, MemoryDatastore())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, info); err == nil {
+		t.Fatal("connected to a host that is gone")
+	}
+	// The same peer back on the same address.
+	var listen []string
+	for _, addr := range info.Addrs {
+		listen = append(listen, addr.String())
+	}
+	b2, err := New(peerOpts(listen...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	if err := a.Connect(ctx, info); err != nil {
+		t.Fatalf("the peer back on its address: %v", err)
+	}
+}
