@@ -28,18 +28,7 @@ func TestKQGemmThreads(t *testing.T) {
 			n, rows, cols := s[0], s[1], s[2]
 			m := kqgMatrix(dt, rows, cols, uint64(rows))
 			x := randVecSeed(n*cols, uint64(n))
-			var first []float32
-			for _, threads := range []int{1, 2, 3} {
-				b := New(threads)
-				out := make([]float32, n*rows)
-				b.MatMul(out, m, x, n)
-				b.Close()
-				if first == nil {
-					first = out
-				} else if !bitsEqualF32(out, first) {
-					t.Errorf("%s n=%d %dx%d: %d threads differ from 1", dt, n, rows, cols, threads)
-				}
-			}
+			sameOverThreads(t, m, x, n)
 		}
 	}
 }

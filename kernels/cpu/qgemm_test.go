@@ -178,18 +178,25 @@ func TestQGemmThreads(t *testing.T) {
 				t.Fatal(err)
 			}
 			x := randVecSeed(n*cols, uint64(n))
-			var first []float32
-			for _, threads := range []int{1, 2, 3} {
-				b := New(threads)
-				out := make([]float32, n*rows)
-				b.MatMul(out, m, x, n)
-				b.Close()
-				if first == nil {
-					first = out
-				} else if !bitsEqualF32(out, first) {
-					t.Errorf("%s n=%d %dx%d: %d threads differ from 1", dt, n, rows, cols, threads)
-				}
-			}
+			sameOverThreads(t, m, x, n)
+		}
+	}
+}
+
+// sameOverThreads checks that m·x over n tokens gives bitwise the same
+// result with 1, 2 and 3 threads.
+func sameOverThreads(t *testing.T, m *kernels.Matrix, x []float32, n int) {
+	t.Helper()
+	var first []float32
+	for _, threads := range []int{1, 2, 3} {
+		b := New(threads)
+		out := make([]float32, n*m.Rows)
+		b.MatMul(out, m, x, n)
+		b.Close()
+		if first == nil {
+			first = out
+		} else if !bitsEqualF32(out, first) {
+			t.Errorf("%s n=%d %dx%d: %d threads differ from 1", m.Type, n, m.Rows, m.Cols, threads)
 		}
 	}
 }
