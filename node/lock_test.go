@@ -46,7 +46,9 @@ func TestDataDirLockAfterCrash(t *testing.T) {
 	}
 	cfg := testConfig(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHolder$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "MYCEL_TEST_LOCK_HOLDER="+cfg.DataDir)
+	// The holder is killed, so its own temporary directories would stay
+	// behind: it makes them under this test's, which the test removes.
+	cmd.Env = append(os.Environ(), "MYCEL_TEST_LOCK_HOLDER="+cfg.DataDir, "TMPDIR="+t.TempDir())
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -117,6 +117,15 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the command mycelBinary built, once every test is done.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtExe != "" {
+		os.RemoveAll(filepath.Dir(builtExe))
+	}
+	os.Exit(code)
+}
+
 // mycelBinary builds the command once per test binary.
 func mycelBinary(t *testing.T) string {
 	t.Helper()
