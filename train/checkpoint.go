@@ -34,6 +34,11 @@ import (
 // optimizer's momentum: the state every peer of the group shares. The
 // inner AdamW moments are each peer's own and are not in it.
 //
+// A DiLoCo member's inner state (header.Residual set) is a trainer's
+// checkpoint with a fourth array per tensor: the error-feedback residual
+// its quantised averaging carries to the next round. A member that is
+// checked offers it so that another member can replay its round.
+//
 // A checkpoint is written to a temporary file, synced and renamed into
 // place, so a file with a checkpoint's name is always whole; the CRC
 // catches one damaged later.
@@ -56,6 +61,9 @@ type CheckpointHeader struct {
 	// Outer is set in a DiLoCo group's checkpoint: the outer optimizer's
 	// settings; the tensors are values and outer momentum.
 	Outer *OuterHeader `json:"outer,omitempty"`
+	// Residual is set in a DiLoCo member's inner state: each tensor has a
+	// fourth array, the error-feedback residual.
+	Residual bool `json:"residual,omitempty"`
 }
 
 // OuterHeader is the outer optimizer of a DiLoCo checkpoint.
@@ -66,8 +74,11 @@ type OuterHeader struct {
 
 // arrays is how many arrays of Len values each tensor has in the file.
 func (h *CheckpointHeader) arrays() int {
-	if h.Outer != nil {
+	switch {
+	case h.Outer != nil:
 		return 2
+	case h.Residual:
+		return 4
 	}
 	return 3
 }
@@ -85,7 +96,38 @@ var ErrBadCheckpoint = errors.New("bad checkpoint")
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // WriteCheckpoint writes the trainer's state to w.
-func (t *Trainer) WriteCheckpoint(w io.Writer) error { return t.writeCheckpoint(w, nil) }
+func (t *Trainer) WriteCheckpoint(w io.Writer) error { return t.writeCheckpoint(w, nil, nil) }
+
+// WriteInnerCheckpoint writes a DiLoCo member's inner state: the
+// trainer's state (parameters, AdamW moments, step, cursor) and residual,
+// the error feedback of its quantised averaging (one value per trained
+// value).
+func (t *Trainer) WriteInnerCheckpoint(w io.Writer, residual []float32) error {
+	if len(residual) != VectorLen(t.Params) {
+		return fmt.Errorf("train: residual of %d values for %d parameters", len(residual), VectorLen(t.Params))
+	}
+	return t.writeCheckpoint(w, nil, residual)
+}
+
+// RestoreInner sets the trainer's state from a DiLoCo member's inner
+// state (WriteInnerCheckpoint) and returns its residual.
+func (t *Trainer) RestoreInner(data []byte) ([]float32, error) {
+	h, tensors, err := ReadCheckpoint(data)
+	if err != nil {
+		return nil, err
+	}
+	if !h.Residual {
+		return nil, fmt.Errorf("%w: not a member's inner state (no residual)", ErrBadCheckpoint)
+	}
+	if err := t.restore(h, tensors); err != nil {
+		return nil, err
+	}
+	residual := make([]float32, 0, VectorLen(t.Params))
+	for _, ts := range tensors {
+		residual = append(residual, ts[3]...)
+	}
+	return residual, nil
+}
 
 // WriteOuterCheckpoint writes the state a DiLoCo group shares at the end
 // of an outer round: the job, step and cursor, the outer optimizer's
@@ -95,10 +137,10 @@ func (t *Trainer) WriteOuterCheckpoint(w io.Writer, o *Outer) error {
 	if len(o.Start) != VectorLen(t.Params) || len(o.V) != len(o.Start) {
 		return fmt.Errorf("train: outer state of %d values for %d parameters", len(o.Start), VectorLen(t.Params))
 	}
-	return t.writeCheckpoint(w, o)
+	return t.writeCheckpoint(w, o, nil)
 }
 
-func (t *Trainer) writeCheckpoint(w io.Writer, o *Outer) error {
+func (t *Trainer) writeCheckpoint(w io.Writer, o *Outer, residual []float32) error {
 	job, err := t.Job.Encode()
 	if err != nil {
 		return err
@@ -108,6 +150,7 @@ func (t *Trainer) writeCheckpoint(w io.Writer, o *Outer) error {
 		h.AdamStep = 0
 		h.Outer = &OuterHeader{LR: o.LR, Momentum: o.Momentum}
 	}
+	h.Residual = residual != nil
 	for _, p := range t.Params {
 		h.Params = append(h.Params, ParamHeader{Name: p.Name, Len: len(p.W)})
 	}
@@ -134,6 +177,9 @@ func (t *Trainer) writeCheckpoint(w io.Writer, o *Outer) error {
 			arrays = [][]float32{o.Start[at : at+len(p.W)], o.V[at : at+len(p.W)]}
 		} else {
 			arrays[1], arrays[2] = t.moments(i)
+			if residual != nil {
+				arrays = append(arrays, residual[at:at+len(p.W)])
+			}
 		}
 		at += len(p.W)
 		for _, s := range arrays {
@@ -162,15 +208,16 @@ func (t *Trainer) moments(i int) (m, v []float32) {
 // magic, version, lengths (against what is left of the data before any
 // allocation) and CRC. Each tensor is its values and AdamW moments, or,
 // in a DiLoCo checkpoint (h.Outer set), its values and outer momentum
-// (the third nil).
-func ReadCheckpoint(data []byte) (*CheckpointHeader, [][3][]float32, error) {
+// (the others nil); a member's inner state (h.Residual) adds the
+// residual as the fourth.
+func ReadCheckpoint(data []byte) (*CheckpointHeader, [][4][]float32, error) {
 	h, rest, err := parseCheckpoint(data)
 	if err != nil {
 		return nil, nil, err
 	}
-	tensors := make([][3][]float32, 0, len(h.Params))
+	tensors := make([][4][]float32, 0, len(h.Params))
 	for _, p := range h.Params {
-		var ts [3][]float32
+		var ts [4][]float32
 		for k := range h.arrays() {
 			ts[k] = make([]float32, p.Len)
 			copy(kernels.F32Bytes(ts[k]), rest[:4*p.Len])
@@ -222,6 +269,9 @@ func parseCheckpoint(data []byte) (*CheckpointHeader, []byte, error) {
 	if h.Step < 0 || h.AdamStep < 0 || h.Cursor.Epoch < 0 || h.Cursor.Next < 0 || slices.ContainsFunc(h.Cursor.Redo, func(k int) bool { return k < 0 }) {
 		return nil, nil, bad("negative step or cursor")
 	}
+	if h.Outer != nil && h.Residual {
+		return nil, nil, bad("both an outer optimizer and a residual")
+	}
 	if o := h.Outer; o != nil && (!finite(o.LR) || !finite(o.Momentum) || h.AdamStep != 0) {
 		return nil, nil, bad("outer optimizer lr %v, momentum %v, adam step %d", o.LR, o.Momentum, h.AdamStep)
 	}
@@ -254,11 +304,6 @@ func (t *Trainer) RestoreOuter(data []byte) (*Outer, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range h.Cursor.Redo {
-		if len(t.trainSet) > 0 && k >= len(t.trainSet) {
-			return nil, fmt.Errorf("%w: sequence %d to redo, of a training set of %d", ErrBadCheckpoint, k, len(t.trainSet))
-		}
-	}
 	if err := t.restore(h, tensors); err != nil {
 		return nil, err
 	}
@@ -273,7 +318,12 @@ func (t *Trainer) RestoreOuter(data []byte) (*Outer, error) {
 	return o, nil
 }
 
-func (t *Trainer) restore(h *CheckpointHeader, tensors [][3][]float32) error {
+func (t *Trainer) restore(h *CheckpointHeader, tensors [][4][]float32) error {
+	for _, k := range h.Cursor.Redo {
+		if len(t.trainSet) > 0 && k >= len(t.trainSet) {
+			return fmt.Errorf("%w: sequence %d to redo, of a training set of %d", ErrBadCheckpoint, k, len(t.trainSet))
+		}
+	}
 	job, err := t.Job.Encode()
 	if err != nil {
 		return err

@@ -9,7 +9,7 @@ import (
 
 // rawCheckpoint lays out a checkpoint by hand: h's header, then for each
 // of its tensors Len values of W, m and v (W and the outer momentum with
-// h.Outer), then the CRC.
+// h.Outer; the residual too with h.Residual), then the CRC.
 func rawCheckpoint(h CheckpointHeader) []byte {
 	hdr, _ := json.Marshal(h)
 	b := append([]byte(checkpointMagic), make([]byte, 8)...)
@@ -31,6 +31,8 @@ func FuzzCheckpoint(f *testing.F) {
 	f.Add(rawCheckpoint(CheckpointHeader{Job: "x", Step: 3, Params: []ParamHeader{{Name: "a", Len: 2}, {Name: "b", Len: 1}}}))
 	f.Add(rawCheckpoint(CheckpointHeader{Job: "x"}))
 	f.Add(rawCheckpoint(CheckpointHeader{Job: "x", Step: 4, Outer: &OuterHeader{LR: 0.7, Momentum: 0.9}, Params: []ParamHeader{{Name: "a", Len: 3}}}))
+	f.Add(rawCheckpoint(CheckpointHeader{Job: "x", Step: 6, AdamStep: 2, Residual: true, Params: []ParamHeader{{Name: "a", Len: 2}}}))
+	f.Add(rawCheckpoint(CheckpointHeader{Job: "x", Residual: true, Outer: &OuterHeader{LR: 0.7}, Params: []ParamHeader{{Name: "a", Len: 1}}}))
 	f.Add([]byte(checkpointMagic + "\x01\x00\x00\x00\xff\xff\xff\xff"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, tensors, err := ReadCheckpoint(b)

@@ -655,3 +655,62 @@ func TestRedo(t *testing.T) {
 		t.Errorf("restore of a redo beyond the set: %v, cursor %+v", err, again.Cursor)
 	}
 }
+
+// A member's inner state (WriteInnerCheckpoint) restores parameters,
+// AdamW moments, steps, cursor and residual, and the next steps from it
+// give bitwise what the original trainer's give; a trainer checkpoint
+// without a residual is refused as inner state.
+func TestInnerCheckpoint(t *testing.T) {
+	f := loadBuiltin(t, 1)
+	j := storyJob(MethodLoRA)
+	seqs := storySeqs(t, f, j)
+	tr, err := NewTrainer(j, f.w, f.be, seqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := tr.RunStep(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	residual := make([]float32, VectorLen(tr.Params))
+	for i := range residual {
+		residual[i] = float32(i%7) * 1e-4
+	}
+	var b bytes.Buffer
+	if err := tr.WriteInnerCheckpoint(&b, residual); err != nil {
+		t.Fatal(err)
+	}
+	again, err := NewTrainer(j, f.w, f.be, seqs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := again.RestoreInner(b.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, residual) || again.Step != tr.Step || again.Opt.Step != tr.Opt.Step || !again.Cursor.Same(tr.Cursor) || Hash(again.Params) != Hash(tr.Params) {
+		t.Fatalf("restored step %d/%d, cursor %+v; want %d/%d, %+v (residual equal: %v)", again.Step, again.Opt.Step, again.Cursor, tr.Step, tr.Opt.Step, tr.Cursor, slices.Equal(got, residual))
+	}
+	for range 2 {
+		if _, err := tr.RunStep(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := again.RunStep(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if Hash(again.Params) != Hash(tr.Params) {
+		t.Error("the steps after the restored inner state differ from the original's")
+	}
+	b.Reset()
+	if err := tr.WriteCheckpoint(&b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := again.RestoreInner(b.Bytes()); !errors.Is(err, ErrBadCheckpoint) {
+		t.Errorf("inner state from a checkpoint without residual: %v, want ErrBadCheckpoint", err)
+	}
+	if err := tr.WriteInnerCheckpoint(&b, residual[1:]); err == nil {
+		t.Error("a residual of the wrong length was written")
+	}
+}
