@@ -52,6 +52,5 @@ func (e *Engine) ForwardRows(caches []*Cache, x []float32) error {
 	for _, c := range caches {
 		e.segs = append(e.segs, segment{c: c, rows: 1})
 	}
-	e.run(first, last, x[:n*d], n, e.segs)
-	return nil
+	return e.run(first, last, x[:n*d], n, e.segs)
 }

@@ -1,6 +1,10 @@
 package model
 
-import "github.com/mycel-net/mycel/kernels"
+import (
+	"fmt"
+
+	"github.com/mycel-net/mycel/kernels"
+)
 
 // A transformer block, written once. Decode (one position of one
 // sequence), prefill (many positions of one sequence), batched decode (one
@@ -81,7 +85,7 @@ func (e *Engine) productRows(first, n int) int {
 // keys and values to its cache (whose Len the caller advances after the
 // last layer). The products run on m ≥ n rows (see productRows): rows
 // n..m-1 repeat row n-1 and their results are dropped.
-func (e *Engine) block(li int, x []float32, n, m int, segs []segment, b *blockBufs) {
+func (e *Engine) block(li int, x []float32, n, m int, segs []segment, b *blockBufs) error {
 	cfg := &e.w.Config
 	d := cfg.Dim
 	l := e.w.Layers[li]
@@ -124,7 +128,9 @@ func (e *Engine) block(li int, x []float32, n, m int, segs []segment, b *blockBu
 
 	be.RMSNorm(b.xf[:n*d], x, l.FFNNorm, cfg.NormEps)
 	if l.Experts != nil {
-		e.experts(l.Experts, b.delta, b.xf, n)
+		if err := e.experts(li, l.Experts, b.delta, b.xf, n); err != nil {
+			return err
+		}
 	} else {
 		padRows(b.xf, d, n, m)
 		e.outs[0], e.outs[1] = b.h1, b.h3
@@ -137,6 +143,7 @@ func (e *Engine) block(li int, x []float32, n, m int, segs []segment, b *blockBu
 		be.RMSNorm(b.delta[:n*d], b.delta[:n*d], l.PostFFNNorm, cfg.NormEps)
 	}
 	be.Add(x, b.delta[:n*d])
+	return nil
 }
 
 // glu sets out to the config's gated activation of gate and up.
@@ -314,14 +321,19 @@ func (e *Engine) inferBufs(m int) *blockBufs {
 }
 
 // run runs layers [first, last) on the n rows of x whose sequences segs
-// lists, on inference scratch, and advances the caches.
-func (e *Engine) run(first, last int, x []float32, n int, segs []segment) {
+// lists, on inference scratch, and advances the caches. On an error
+// (experts held elsewhere that did not answer) the caches stay as they
+// were: the positions whose keys the failed pass stored are not counted.
+func (e *Engine) run(first, last int, x []float32, n int, segs []segment) error {
 	m := e.productRows(first, n)
 	b := e.inferBufs(m)
 	for li := first; li < last; li++ {
-		e.block(li, x, n, m, segs, b)
+		if err := e.block(li, x, n, m, segs, b); err != nil {
+			return fmt.Errorf("forward: %w", err)
+		}
 	}
 	for _, s := range segs {
 		s.c.Len += s.rows
 	}
+	return nil
 }

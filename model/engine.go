@@ -32,9 +32,10 @@ type Engine struct {
 	ws             [3]*kernels.Matrix
 	segs           []segment
 	bufs           blockBufs
-	moe            moeScratch // for layers of experts
-	mla            mlaScratch // for latent attention
-	ropeBuf        []float32  // the rotated part of heads RoPE turns in part
+	moe            moeScratch   // for layers of experts
+	remote         ExpertRunner // the experts the weights lack (RemoteExperts)
+	mla            mlaScratch   // for latent attention
+	ropeBuf        []float32    // the rotated part of heads RoPE turns in part
 
 	// maps holds the linear maps of each layer held, by absolute layer
 	// number; head is the output head's.
@@ -274,8 +275,7 @@ func (e *Engine) Forward(c *Cache, x []float32, n int) error {
 		return fmt.Errorf("forward: %d positions after %d: %w (cache holds %d)", n, c.Len, ErrContextFull, c.Cap)
 	}
 	e.segs = append(e.segs[:0], segment{c: c, rows: n})
-	e.run(c.First, c.Last, x[:n*d], n, e.segs)
-	return nil
+	return e.run(c.First, c.Last, x[:n*d], n, e.segs)
 }
 
 // LogitsRows is Logits for n rows at once: x holds n rows of hidden state

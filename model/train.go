@@ -260,7 +260,9 @@ func (e *Engine) SpanForward(a *Activations, x []float32) error {
 		c.Reset()
 	}
 	for li := a.First; li < a.Last; li++ {
-		e.block(li, x, n, n, a.segs, &a.layers[li-a.First])
+		if err := e.block(li, x, n, n, a.segs, &a.layers[li-a.First]); err != nil {
+			return fmt.Errorf("span forward: %w", err)
+		}
 	}
 	for _, c := range a.caches {
 		c.Len = c.Cap

@@ -82,7 +82,9 @@ func (l *Layer) Matrices() []*kernels.Matrix {
 	if x := l.Experts; x != nil {
 		ms = append(ms, x.Router)
 		for i := range x.Gate {
-			ms = append(ms, x.Gate[i], x.Up[i], x.Down[i])
+			if x.Holds(i) {
+				ms = append(ms, x.Gate[i], x.Up[i], x.Down[i])
+			}
 		}
 		if x.SharedGate != nil {
 			ms = append(ms, x.SharedGate, x.SharedUp, x.SharedDown)
@@ -344,6 +346,9 @@ func validExperts(c *Config, p string, l *Layer) []error {
 	}
 	errs := []error{shape("router", x.Router, n, c.Dim)}
 	for i := range n {
+		if x.Gate[i] == nil && x.Up[i] == nil && x.Down[i] == nil {
+			continue // held elsewhere (a server of some experts)
+		}
 		errs = append(errs,
 			shape(fmt.Sprintf("expert %d gate", i), x.Gate[i], h, c.Dim),
 			shape(fmt.Sprintf("expert %d up", i), x.Up[i], h, c.Dim),
