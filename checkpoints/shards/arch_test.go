@@ -352,3 +352,52 @@ func TestExpertLayout(t *testing.T) {
 		}
 	}
 }
+
+// A span of some experts fetches its layers' parts and only those
+// experts' parts, and loads the others as absent; a set naming an
+// expert past the model's is refused.
+func TestExpertSpanBlocks(t *testing.T) {
+	ctx := context.Background()
+	src := load(t, "arch/mixtral.F32.gguf")
+	st := newMem()
+	im, err := shards.Import(ctx, src, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, c := im.Manifest, src.Weights.Config
+	r := shards.PartRef{Kind: shards.LayerPart, Layer: 1, CID: m.Layers[1].CID}
+	p, err := m.GetPart(ctx, st, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := p.ExpertRefs(r)
+	set := model.NewExpertSet(0, 2)
+	need, _, err := shards.BlocksFor(ctx, st, im.Root, shards.Span{First: 1, Last: 2, Experts: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(need, m.Layers[1].CID) {
+		t.Error("a span of experts 0 and 2 lacks its layer's part")
+	}
+	for e, er := range refs {
+		if slices.Contains(need, er.CID) != set.Has(e) {
+			t.Errorf("expert %d's part listed %v, in the set %v", e, slices.Contains(need, er.CID), set.Has(e))
+		}
+	}
+	l, err := shards.Load(ctx, st, im.Root, shards.Span{First: 1, Last: 2, Experts: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := l.Weights.Layers[1].Experts
+	for e := range c.Experts {
+		if x.Holds(e) != set.Has(e) {
+			t.Errorf("expert %d loaded %v, in the set %v", e, x.Holds(e), set.Has(e))
+		}
+	}
+	if x.Router == nil {
+		t.Error("the router of a span of some experts was not loaded")
+	}
+	if _, _, err := shards.BlocksFor(ctx, st, im.Root, shards.Span{First: 1, Last: 2, Experts: model.NewExpertSet(c.Experts)}); err == nil {
+		t.Errorf("a span naming expert %d of %d passed", c.Experts, c.Experts)
+	}
+}

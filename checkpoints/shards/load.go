@@ -20,10 +20,15 @@ type Span struct {
 	First, Last     int
 	Embedding, Head bool
 	Tokenizer       bool
+	// Experts are the routed experts of the span's layers of experts to
+	// fetch (nil: every one): a server of some experts of its layers
+	// fetches the layer parts (attention, router, shared experts) and
+	// only these expert parts, and loads the others as absent.
+	Experts model.ExpertSet
 }
 
 // Whole is the span of a whole model of n layers.
-func Whole(n int) Span { return Span{0, n, true, true, true} }
+func Whole(n int) Span { return Span{First: 0, Last: n, Embedding: true, Head: true, Tokenizer: true} }
 
 // ParseLayers reads "A:B" (layers A to B-1; either may be omitted) for a
 // model of n layers.
@@ -65,10 +70,14 @@ func GetManifest(ctx context.Context, get Getter, root cid.Cid) (*Manifest, erro
 	return m, nil
 }
 
-// checkSpan checks that s lies within the model's layers.
+// checkSpan checks that s lies within the model's layers, and its
+// experts within the model's.
 func (m *Manifest) checkSpan(s Span) error {
 	if s.First < 0 || s.Last > len(m.Layers) || s.First > s.Last {
 		return fmt.Errorf("shards: layers %d:%d outside the model's %d", s.First, s.Last, len(m.Layers))
+	}
+	if err := s.Experts.Check(m.Config.Experts); err != nil {
+		return fmt.Errorf("shards: %w", err)
 	}
 	return nil
 }
@@ -133,6 +142,9 @@ func (m *Manifest) eachPart(ctx context.Context, get Getter, s Span, fn func(Par
 			return err
 		}
 		for _, er := range p.ExpertRefs(r) {
+			if !s.Experts.Has(er.Expert) {
+				continue
+			}
 			ep, err := m.GetPart(ctx, get, er)
 			if err != nil {
 				return err
@@ -330,7 +342,7 @@ func Load(ctx context.Context, get Getter, root cid.Cid, s Span) (*Loaded, error
 			func() (err error) { l.Wo, err = mat(p+"attn_output.weight", c.Dim, c.Heads*c.ValueDim()); return },
 			func() (err error) { l.FFNNorm, err = vec(p+"ffn_norm.weight", c.Dim); return })
 		if m.expertLayer(i) {
-			steps = append(steps, func() (err error) { l.Experts, err = loadExperts(m, i, mat, vec); return })
+			steps = append(steps, func() (err error) { l.Experts, err = loadExperts(m, i, s.Experts, mat, vec); return })
 		} else {
 			steps = append(steps,
 				func() (err error) { l.W1, err = mat(p+"ffn_gate.weight", c.Hidden, c.Dim); return },
@@ -393,8 +405,8 @@ func Load(ctx context.Context, get Getter, root cid.Cid, s Span) (*Loaded, error
 }
 
 // loadExperts reads the routed experts of layer i through mat and vec
-// (Load's readers of a named tensor).
-func loadExperts(m *Manifest, i int, mat func(string, int, int) (*kernels.Matrix, error), vec func(string, int) ([]float32, error)) (*model.Experts, error) {
+// (Load's readers of a named tensor): those of set, the others nil.
+func loadExperts(m *Manifest, i int, set model.ExpertSet, mat func(string, int, int) (*kernels.Matrix, error), vec func(string, int) ([]float32, error)) (*model.Experts, error) {
 	c, lay := &m.Config, m.Experts
 	p := fmt.Sprintf("blk.%d.", i)
 	x := &model.Experts{}
@@ -421,6 +433,9 @@ func loadExperts(m *Manifest, i int, mat func(string, int, int) (*kernels.Matrix
 	h := c.ExpertHidden
 	x.Gate, x.Up, x.Down = make([]*kernels.Matrix, c.Experts), make([]*kernels.Matrix, c.Experts), make([]*kernels.Matrix, c.Experts)
 	for e := range c.Experts {
+		if !set.Has(e) {
+			continue // held elsewhere
+		}
 		if x.Gate[e], err = mat(expertName(i, e, "ffn_gate"), h, c.Dim); err != nil {
 			return nil, err
 		}
