@@ -29,15 +29,16 @@ type Stream interface {
 // a watchdog that resets the stream when an operation outlives its
 // deadline. The watchdog works on every stream implementation (libp2p's
 // in-memory mock network ignores SetDeadline), and a reset unblocks both a
-// reader and a writer. One goroutine reads and one writes at a time.
+// reader and a writer. One goroutine reads and one writes at a time, each
+// under a watchdog of its own.
 type Conn struct {
 	s  Stream
 	r  *bufio.Reader
 	fr FrameReader
 
-	mu    sync.Mutex
-	timer *time.Timer
-	fired atomic.Bool
+	mu             sync.Mutex
+	rtimer, wtimer *time.Timer
+	fired          atomic.Bool
 }
 
 // NewConn wraps s, reading through a buffer of bufSize bytes (the default
@@ -48,25 +49,40 @@ func NewConn(s Stream, bufSize int) *Conn {
 	}
 	c := &Conn{s: s, r: bufio.NewReaderSize(s, bufSize)}
 	c.fr.r = c.r
-	c.timer = time.AfterFunc(time.Hour, func() {
+	fire := func() {
 		c.fired.Store(true)
 		s.Reset()
-	})
-	c.timer.Stop()
+	}
+	c.rtimer, c.wtimer = time.AfterFunc(time.Hour, fire), time.AfterFunc(time.Hour, fire)
+	c.rtimer.Stop()
+	c.wtimer.Stop()
 	return c
 }
 
-// arm starts (or restarts) the watchdog: the stream is reset after d
-// unless disarm comes first.
+// arm starts (or restarts) the reader's watchdog: the stream is reset
+// after d unless disarm comes first. armWrite and disarmWrite are the
+// writer's.
 func (c *Conn) arm(d time.Duration) {
 	c.mu.Lock()
-	c.timer.Reset(d)
+	c.rtimer.Reset(d)
 	c.mu.Unlock()
 }
 
 func (c *Conn) disarm() {
 	c.mu.Lock()
-	c.timer.Stop()
+	c.rtimer.Stop()
+	c.mu.Unlock()
+}
+
+func (c *Conn) armWrite(d time.Duration) {
+	c.mu.Lock()
+	c.wtimer.Reset(d)
+	c.mu.Unlock()
+}
+
+func (c *Conn) disarmWrite() {
+	c.mu.Lock()
+	c.wtimer.Stop()
 	c.mu.Unlock()
 }
 
@@ -80,9 +96,9 @@ func (c *Conn) deadlineErr(err error) error {
 
 // Write writes b (one or more whole frames) within d.
 func (c *Conn) Write(b []byte, d time.Duration) error {
-	c.arm(d)
+	c.armWrite(d)
 	_, err := c.s.Write(b)
-	c.disarm()
+	c.disarmWrite()
 	return c.deadlineErr(err)
 }
 
@@ -143,6 +159,7 @@ func (c *Conn) Buffered() int { return c.r.Buffered() }
 // Reset stops the watchdog and aborts the stream both ways.
 func (c *Conn) Reset() {
 	c.disarm()
+	c.disarmWrite()
 	c.s.Reset()
 }
 
@@ -151,6 +168,7 @@ func (c *Conn) Reset() {
 // of the stream.
 func (c *Conn) Finish() {
 	c.disarm()
+	c.disarmWrite()
 	if err := c.s.Close(); err != nil {
 		c.s.Reset()
 	}
