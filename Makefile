@@ -85,7 +85,7 @@ FUZZ_TARGETS := \
 	./model/tokenizer:FuzzParseLlama2C ./model/tokenizer:FuzzEncodeDecode ./model/tokenizer:FuzzPreTokenizers \
 	./p2p/wire:FuzzReadFrame ./p2p/wire:FuzzDecodeTensor ./p2p/records:FuzzOpen \
 	./p2p/blocks:FuzzBlocksRequest ./p2p/blocks:FuzzBlocksAnswer \
-	./swarm:FuzzDecodeMessage ./swarm:FuzzOpenRecord \
+	./swarm:FuzzDecodeMessage ./swarm:FuzzOpenRecord ./swarm:FuzzExpertsRequest \
 	./train:FuzzJob ./train:FuzzData ./train:FuzzCheckpoint \
 	./train/allreduce:FuzzMessage ./train/allreduce:FuzzDequantize \
 	./train/collab:FuzzMemberRecord ./train/jobs:FuzzOpen ./train/jobs:FuzzNodeRecord \

@@ -30,6 +30,12 @@ const (
 	// out, the KV cache kept on the server per session.
 	InferProtocol protocol.ID = ProtocolPrefix + "/infer/1"
 
+	// ExpertsProtocol asks a server holding some routed experts of a
+	// layer to run them on rows another server routed (package swarm):
+	// rows and their experts' weights in, one weighted sum per row out,
+	// no state kept between requests.
+	ExpertsProtocol protocol.ID = ProtocolPrefix + "/experts/1"
+
 	// ServersProtocol asks a peer for the signed server records it holds
 	// for a model (its own and those it heard): the pull side of server
 	// discovery, next to the model's pubsub topic (package swarm).
@@ -39,7 +45,7 @@ const (
 	// group, every member ending with bitwise the same weighted average
 	// (package train/allreduce): contributions to each part's reducer,
 	// averaged parts back, recovery of a part whose reducer failed.
-	AllReduceProtocol protocol.ID = ProtocolPrefix + "/allreduce/1"
+	AllReduceProtocol protocol.ID = ProtocolPrefix + "/allreduce/2"
 
 	// MembersProtocol asks a peer for the signed member records it holds
 	// for a training job: which peers train it, at which round, with

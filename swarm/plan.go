@@ -24,6 +24,11 @@ type PlanOptions struct {
 	Exclude []peer.ID
 	// Latency is the round trip to a peer (nil or 0: DefaultLatency).
 	Latency func(peer.ID) time.Duration
+	// Experts is the model's routed experts a layer (0: none). A server
+	// holding some of them (ServerRecord.Experts) serves a layer only
+	// where the usable servers of the layer hold every expert together;
+	// with Experts 0 such servers are not used.
+	Experts int
 }
 
 // DefaultLatency stands for the round trip to a peer never measured.
@@ -86,6 +91,21 @@ func Plan(recs []ServerRecord, opts PlanOptions) ([]Hop, error) {
 		usable = append(usable, r)
 	}
 	n := span.Last - span.First
+	// whole[l-span.First]: the usable servers of layer l hold every
+	// expert of it together, so a server of some of them may serve it.
+	whole := make([]bool, n)
+	for l := span.First; l < span.Last; l++ {
+		have := make([]bool, opts.Experts)
+		for _, r := range usable {
+			if l >= r.Span.First && l < r.Span.Last {
+				for _, e := range r.Experts.List(opts.Experts) {
+					have[e] = true
+				}
+			}
+		}
+		whole[l-span.First] = opts.Experts > 0 && !slices.Contains(have, false)
+	}
+	serves := func(r *ServerRecord, l int) bool { return r.Experts == nil || whole[l-span.First] }
 	// cost[i] is the best time to reach layer boundary span.First+i.
 	cost := make([]float64, n+1)
 	from := make([]int, n+1)
@@ -105,9 +125,20 @@ func Plan(recs []ServerRecord, opts PlanOptions) ([]Hop, error) {
 			if at < r.Span.First || at >= r.Span.Last {
 				continue
 			}
+			if !serves(r, at) {
+				continue
+			}
 			hop := hopCost(r, opts)
 			perLayer := 1 / (max(r.Throughput, minRate) * float64(r.Span.Len()))
+			if r.Experts != nil {
+				// A round trip to the holders of the experts it lacks, at
+				// each layer.
+				perLayer += DefaultLatency.Seconds()
+			}
 			for end := at + 1; end <= min(r.Span.Last, span.Last); end++ {
+				if !serves(r, end-1) {
+					break
+				}
 				j := end - span.First
 				c := cost[i] + hop + perLayer*float64(end-at)
 				if c < cost[j] {
@@ -120,7 +151,9 @@ func Plan(recs []ServerRecord, opts PlanOptions) ([]Hop, error) {
 		cov := make(Coverage, span.Last)
 		for _, r := range usable {
 			for l := max(r.Span.First, span.First); l < min(r.Span.Last, span.Last); l++ {
-				cov[l] = 1
+				if serves(r, l) {
+					cov[l] = 1
+				}
 			}
 		}
 		var missing []Span
@@ -164,6 +197,8 @@ type Planner struct {
 	Layers int
 	// Positions is the KV-cache room a session needs (0: any).
 	Positions int
+	// Experts is the model's routed experts a layer (PlanOptions.Experts).
+	Experts int
 }
 
 // Route plans a chain over every layer of the model.
@@ -179,7 +214,7 @@ func (p *Planner) Replan(ctx context.Context, span Span, exclude []peer.ID) ([]H
 	opts := PlanOptions{
 		Span: span, Positions: p.Positions,
 		Exclude: append(slices.Clone(exclude), p.Dir.h.ID()),
-		Latency: p.Dir.Latency,
+		Latency: p.Dir.Latency, Experts: p.Experts,
 	}
 	recs, looked, err := p.Dir.servers(ctx, p.Model)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/p2p/records"
 )
 
@@ -62,6 +63,10 @@ type ServerRecord struct {
 	Model string `json:"model"`
 	// Span is the layers served.
 	Span Span `json:"span"`
+	// Experts are the routed experts of the span's layers of experts
+	// that the server holds (a bitmap, base64 in JSON); absent (nil):
+	// every one. The server runs the others' rows on their holders.
+	Experts model.ExpertSet `json:"experts,omitempty"`
 	// Throughput is decode tokens per second through the whole span, one
 	// session at a time, as the server measured it.
 	Throughput float64 `json:"throughput"`
@@ -152,6 +157,8 @@ func (r *ServerRecord) check() error {
 		return fmt.Errorf("server record: unknown state %q", r.State)
 	case len(r.Software) > maxSoftware:
 		return errors.New("server record: software string too long")
+	case r.Experts != nil && (len(r.Experts) > model.MaxExperts/8 || r.Experts.Count(len(r.Experts)*8) == 0):
+		return fmt.Errorf("server record: expert set of %d bytes holding %d experts (1 to %d)", len(r.Experts), r.Experts.Count(len(r.Experts)*8), model.MaxExperts)
 	}
 	return nil
 }

@@ -84,6 +84,18 @@ type ServerConfig struct {
 	// the same Counters add up: a node's over every span it serves, and
 	// across the moves of a span.
 	Counters *Counters
+	// Experts are the routed experts of the span's layers of experts that
+	// the server holds (nil: every one; the weights must hold the set).
+	// The server answers EXPERTS for them, and runs the rows that chose
+	// others on their holders, found among Holders' records.
+	Experts model.ExpertSet
+	// Holders returns the records of the model's servers at hand (a
+	// Directory's Known): where a server of some experts finds the
+	// holders of the others. Needed when Experts is not every expert.
+	Holders func() []ServerRecord
+	// ExpertDType is the type of the rows sent to holders of experts and
+	// of their answers: F32 (the default), F16 or BF16.
+	ExpertDType kernels.DType
 	// OnSessionEnd, if set, is called when a session that ran at least
 	// one step ends (CLOSE, the end of the stream, an idle timeout, the
 	// server's Close), with what it did: the receipt a server issues
@@ -126,6 +138,9 @@ func (c *ServerConfig) validate(w *model.Weights) error {
 	if !w.HasLayers(c.Span.First, c.Span.Last) {
 		return fmt.Errorf("swarm: server: the weights do not hold every layer of %s", c.Span)
 	}
+	if err := c.validateExperts(w); err != nil {
+		return err
+	}
 	if c.MemoryBudget <= 0 {
 		c.MemoryBudget = DefaultMemoryBudget
 	}
@@ -154,6 +169,44 @@ func (c *ServerConfig) validate(w *model.Weights) error {
 	return nil
 }
 
+// validateExperts checks the expert set against the weights.
+func (c *ServerConfig) validateExperts(w *model.Weights) error {
+	mc := &w.Config
+	if c.ExpertDType == 0 {
+		c.ExpertDType = kernels.F32
+	}
+	if activationSize(c.ExpertDType) == 0 {
+		return fmt.Errorf("swarm: server: experts' rows of %s: want f32, f16 or bf16", c.ExpertDType)
+	}
+	if c.Experts == nil {
+		if mc.Experts > 0 && lacksExperts(w, c.Span) {
+			return fmt.Errorf("swarm: server: the weights of %s lack some routed experts: name the ones they hold", c.Span)
+		}
+		return nil
+	}
+	if mc.Experts == 0 {
+		return errors.New("swarm: server: an expert set for a model without routed experts")
+	}
+	if err := c.Experts.Check(mc.Experts); err != nil {
+		return fmt.Errorf("swarm: server: %w", err)
+	}
+	if c.Experts.Count(mc.Experts) == 0 {
+		return errors.New("swarm: server: an empty expert set")
+	}
+	for li := c.Span.First; li < c.Span.Last; li++ {
+		x := w.Layers[li].Experts
+		for e := range mc.Experts {
+			if x != nil && c.Experts.Has(e) && !x.Holds(e) {
+				return fmt.Errorf("swarm: server: the weights lack expert %d of layer %d, which the set %v names", e, li, c.Experts)
+			}
+		}
+	}
+	if !c.Experts.Covers(mc.Experts) && c.Holders == nil {
+		return errors.New("swarm: server: some experts held elsewhere, but no Holders to find them")
+	}
+	return nil
+}
+
 // ServerStats is a snapshot of a server's state.
 type ServerStats struct {
 	Sessions      int   // streams being served (sessions open or opening)
@@ -164,6 +217,9 @@ type ServerStats struct {
 	Waits         int64 // passes that waited for other sessions' steps (BatchWait)
 	WaitsExpired  int64 // of those, waits that ran out before every step came
 	Refused       int64 // sessions refused for lack of memory
+	// ExpertFailovers counts requests to holders of experts that failed,
+	// their rows sent to other holders of the same experts.
+	ExpertFailovers int64
 	// BatchRows counts passes by their rows: BatchRows[i] passes ran
 	// between 2^(i-1)+1 and 2^i rows (1, 2, 3–4, 5–8, 9–16, …).
 	BatchRows [BatchBuckets]int64
@@ -223,6 +279,8 @@ type Server struct {
 	steps, passes, batches, refused atomic.Int64
 	waits, waitsExpired             atomic.Int64
 	batchRows                       [BatchBuckets]atomic.Int64
+
+	serverExperts
 }
 
 // count records a forward pass of n rows.
@@ -255,7 +313,7 @@ func NewServer(h host.Host, w *model.Weights, be kernels.Backend, cfg ServerConf
 		return nil, err
 	}
 	s := &Server{
-		h: h, e: model.NewEngine(w, be), cfg: cfg,
+		h: h, cfg: cfg,
 		jobs:    make(chan *job),
 		left:    make(chan struct{}, 1),
 		streams: map[network.Stream]struct{}{},
@@ -263,6 +321,7 @@ func NewServer(h host.Host, w *model.Weights, be kernels.Backend, cfg ServerConf
 		perPeer: map[peer.ID]int64{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.e = model.NewEngine(w, be, s.initExperts(w, be)...)
 	return s, nil
 }
 
@@ -282,6 +341,9 @@ func (s *Server) Start() error {
 	s.started = true
 	s.wg.Go(s.worker)
 	s.h.SetStreamHandler(p2p.InferProtocol, s.handle)
+	if s.xe != nil {
+		s.h.SetStreamHandler(p2p.ExpertsProtocol, s.handleExperts)
+	}
 	log.Info("serving", "model", s.cfg.Model, "span", s.cfg.Span, "budget", s.cfg.MemoryBudget)
 	return nil
 }
@@ -302,6 +364,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	if started {
 		s.h.RemoveStreamHandler(p2p.InferProtocol)
+		if s.xe != nil {
+			s.h.RemoveStreamHandler(p2p.ExpertsProtocol)
+		}
 	}
 	s.cancel()
 	s.wg.Wait()
@@ -349,7 +414,7 @@ func (s *Server) Stats() ServerStats {
 	st := ServerStats{
 		Sessions: len(s.streams), ReservedBytes: s.reserved,
 		Steps: s.steps.Load(), Passes: s.passes.Load(), Batches: s.batches.Load(), Refused: s.refused.Load(),
-		Waits: s.waits.Load(), WaitsExpired: s.waitsExpired.Load(),
+		Waits: s.waits.Load(), WaitsExpired: s.waitsExpired.Load(), ExpertFailovers: s.expertFailovers.Load(),
 	}
 	for i := range st.BatchRows {
 		st.BatchRows[i] = s.batchRows[i].Load()
@@ -716,7 +781,7 @@ func (s *Server) worker() {
 		if s.cfg.BatchWait > 0 && s.cfg.MaxBatch > 1 {
 			batch = s.gather(batch, wait)
 		}
-		s.run(batch)
+		s.compute(func() { s.run(batch) })
 		clear(batch)
 	}
 }

@@ -1,9 +1,13 @@
 package swarm
 
 import (
+	"cmp"
 	"math"
+	"slices"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mycel-net/mycel/model"
 )
 
 // Coverage is, for each layer of a model, the decode throughput (tokens
@@ -166,4 +170,58 @@ func Rebalance(others Coverage, cur Span, rate, margin float64) (Span, bool) {
 		return cur, false
 	}
 	return next, true
+}
+
+// ExpertCoverage is, for each expert of a model's layers, the throughput
+// (tokens per second) of the servers holding it at the layers of span:
+// per layer the sum of the records' rates whose span holds the layer
+// and whose set holds the expert (a record without a set holds every
+// one), and per expert the weakest of its layers. Records as in
+// NewCoverage; skip is left out.
+func ExpertCoverage(recs []ServerRecord, span Span, experts int, skip peer.ID) []float64 {
+	typical := TypicalRate(recs)
+	out := make([]float64, experts)
+	for e := range experts {
+		out[e] = math.Inf(1)
+		for l := span.First; l < span.Last; l++ {
+			sum := 0.0
+			for i := range recs {
+				r := &recs[i]
+				if r.Peer == skip || r.State == StateLeaving || l < r.Span.First || l >= r.Span.Last || !r.Experts.Has(e) {
+					continue
+				}
+				rate := r.Throughput
+				if rate <= 0 {
+					rate = typical
+				}
+				sum += rate
+			}
+			out[e] = min(out[e], sum)
+		}
+		if math.IsInf(out[e], 1) {
+			out[e] = 0
+		}
+	}
+	return out
+}
+
+// ChooseExperts picks which n of a layer span's experts a server that
+// can hold n of them should serve: those whose holders offer the least
+// throughput there (ExpertCoverage), ties to the lower index. n of at
+// least experts is every one (nil).
+func ChooseExperts(recs []ServerRecord, span Span, experts, n int, skip peer.ID) model.ExpertSet {
+	if n >= experts {
+		return nil
+	}
+	cov := ExpertCoverage(recs, span, experts, skip)
+	order := make([]int, experts)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(cov[a], cov[b]) })
+	set := model.ExpertSet{}
+	for _, e := range order[:max(n, 1)] {
+		set = set.With(e)
+	}
+	return set
 }

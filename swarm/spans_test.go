@@ -11,6 +11,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/mycel-net/mycel/model"
 )
 
 func rec(p string, first, last int, tps float64) ServerRecord {
@@ -188,7 +190,7 @@ func TestRecordSignOpen(t *testing.T) {
 	id, _ := peer.IDFromPrivateKey(key)
 	r := ServerRecord{Model: "bafy-model", Span: Span{2, 4}, Throughput: 12.5, FreePositions: 1000, MaxPositions: 512,
 		State: StateServing, Seq: 7, Expires: time.Now().Add(time.Minute).Truncate(time.Second), Software: "mycel test",
-		Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/4747")}}
+		Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/4747")}, Experts: model.NewExpertSet(1, 9)}
 	raw, err := SignRecord(&r, key)
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +201,7 @@ func TestRecordSignOpen(t *testing.T) {
 	}
 	if got.Peer != id || got.Model != r.Model || got.Span != r.Span || got.Throughput != r.Throughput ||
 		got.FreePositions != r.FreePositions || got.Seq != r.Seq || !got.Expires.Equal(r.Expires) ||
-		len(got.Addrs) != 1 || !got.Addrs[0].Equal(r.Addrs[0]) || got.State != StateServing {
+		len(got.Addrs) != 1 || !got.Addrs[0].Equal(r.Addrs[0]) || got.State != StateServing || got.Experts.String() != "1,9" {
 		t.Fatalf("round trip: got %+v, want %+v", got, r)
 	}
 	if !got.Valid(time.Now()) || got.Valid(time.Now().Add(2*time.Minute)) {
@@ -219,6 +221,8 @@ func TestRecordSignOpen(t *testing.T) {
 		{Model: "m", Span: Span{3, 3}, State: StateServing},
 		{Model: "m", Span: Span{0, 1}, State: "asleep"},
 		{Model: "m", Span: Span{0, 1}, State: StateServing, Throughput: -1},
+		{Model: "m", Span: Span{0, 1}, State: StateServing, Experts: model.ExpertSet{0, 0}},
+		{Model: "m", Span: Span{0, 1}, State: StateServing, Experts: make(model.ExpertSet, model.MaxExperts/8+1)},
 	} {
 		if _, err := SignRecord(&bad, key); err == nil {
 			t.Fatalf("signed a bad record %+v", bad)
@@ -233,6 +237,9 @@ func FuzzOpenRecord(f *testing.F) {
 	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
 	r := ServerRecord{Model: "m", Span: Span{0, 2}, State: StateServing, Expires: time.Now().Add(time.Minute)}
 	raw, _ := SignRecord(&r, key)
+	f.Add(raw)
+	r.Experts = model.NewExpertSet(0, 3)
+	raw, _ = SignRecord(&r, key)
 	f.Add(raw)
 	f.Add([]byte{})
 	f.Add([]byte("{}"))
@@ -264,5 +271,57 @@ func TestMover(t *testing.T) {
 	recs = []ServerRecord{rec("a", 0, 3, 10), rec("b", 2, 5, 10)}
 	if m := Mover(5, recs, DefaultMargin); m != "" {
 		t.Fatalf("mover %q in a balanced swarm", m)
+	}
+}
+
+// A layer is routed through servers of some experts only where their
+// sets hold every expert together; a server of every expert serves as
+// before, and a planner that does not know the experts uses none of the
+// others.
+func TestPlanExperts(t *testing.T) {
+	part := func(p string, first, last int, set model.ExpertSet) ServerRecord {
+		r := rec(p, first, last, 10)
+		r.Experts = set
+		return r
+	}
+	low, high := model.NewExpertSet(0, 1), model.NewExpertSet(2, 3)
+	span := Span{0, 2}
+	if hops, err := Plan([]ServerRecord{part("a", 0, 2, low), part("b", 0, 2, high)}, PlanOptions{Span: span, Experts: 4}); err != nil || len(hops) != 1 {
+		t.Errorf("two halves: %v %v, want one hop", hops, err)
+	}
+	_, err := Plan([]ServerRecord{part("a", 0, 2, low), part("b", 1, 2, high)}, PlanOptions{Span: span, Experts: 4})
+	var nr *NoRouteError
+	if !errors.As(err, &nr) || len(nr.Missing) != 1 || nr.Missing[0] != (Span{0, 1}) {
+		t.Errorf("layer 0 with half its experts: %v, want layer 0 missing", err)
+	}
+	hops, err := Plan([]ServerRecord{part("a", 0, 2, low), rec("c", 0, 1, 10)}, PlanOptions{Span: span, Experts: 4})
+	if !errors.As(err, &nr) || nr.Missing[0] != (Span{1, 2}) {
+		t.Errorf("layer 1 with half its experts: %v %v, want layer 1 missing", hops, err)
+	}
+	if _, err := Plan([]ServerRecord{part("a", 0, 2, low), part("b", 0, 2, high)}, PlanOptions{Span: span}); err == nil {
+		t.Error("a planner not told the experts routed through servers of some")
+	}
+}
+
+// A new server of some experts takes those whose holders announce the
+// least throughput at its layers.
+func TestChooseExperts(t *testing.T) {
+	part := func(p string, tps float64, set model.ExpertSet) ServerRecord {
+		r := rec(p, 0, 2, tps)
+		r.Experts = set
+		return r
+	}
+	// Experts 0-1 at 10 tok/s, 2-3 at 30, 4-5 at 5+20, 6-7 at 20.
+	recs := []ServerRecord{part("a", 10, model.NewExpertSet(0, 1)), part("b", 30, model.NewExpertSet(2, 3)),
+		part("c", 5, model.NewExpertSet(4, 5)), part("d", 20, model.NewExpertSet(4, 5, 6, 7))}
+	if got := ChooseExperts(recs, Span{0, 2}, 8, 4, ""); got.String() != "0-1,6-7" {
+		t.Errorf("chose %v, want 0-1,6-7 (10 and 20 tok/s, the others 25 and 30)", got)
+	}
+	// Without d, 6-7 have no holder at all.
+	if got := ChooseExperts(recs, Span{0, 2}, 8, 2, "d"); got.String() != "6-7" {
+		t.Errorf("without d chose %v, want 6-7", got)
+	}
+	if got := ChooseExperts(nil, Span{0, 2}, 8, 8, ""); got != nil {
+		t.Errorf("all 8 experts chose %v, want every one (nil)", got)
 	}
 }

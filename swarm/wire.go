@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/p2p/wire"
 )
 
@@ -21,6 +23,9 @@ const (
 	MsgStep   MsgType = 0x04 // client → server: run positions through the span
 	MsgResult MsgType = 0x05 // server → client: the step's output
 	MsgClose  MsgType = 0x06 // client → server: end the session
+	// MsgExperts (on /mycel/experts/1): a server → a holder of experts:
+	// run these experts on these rows; answered by RESULT or ERROR.
+	MsgExperts MsgType = 0x07
 )
 
 func (t MsgType) String() string {
@@ -37,6 +42,8 @@ func (t MsgType) String() string {
 		return "RESULT"
 	case MsgClose:
 		return "CLOSE"
+	case MsgExperts:
+		return "EXPERTS"
 	}
 	return fmt.Sprintf("0x%02x", uint8(t))
 }
@@ -109,16 +116,40 @@ type Result struct {
 // Close ends the session.
 type Close struct{}
 
+// Experts asks a holder of some routed experts of Layer to run them on
+// the rows of Tensor ([rows, dim]): each row has K slots, Pick[r*K+j] an
+// expert (-1: none) and Weight[r*K+j] its weight, and the answer (RESULT
+// of the same ID) is, for each row, the sum of its experts' outputs
+// times their weights.
+type Experts struct {
+	ID     uint64
+	Model  string
+	Layer  int
+	K      int
+	Pick   []int32
+	Weight []float32
+	Tensor Tensor
+}
+
+// MaxExpertSlots bounds K of an EXPERTS message, and MaxExpertRows its
+// rows: what one request may make a server allocate before it checks
+// the request against its model.
+const (
+	MaxExpertSlots = 64
+	MaxExpertRows  = 1 << 12
+)
+
 // Tensor is a header and raw little-endian bytes (wire.Tensor). Data of a
 // decoded tensor refers to the frame it was read from.
 type Tensor = wire.Tensor
 
-func (*Open) Type() MsgType   { return MsgOpen }
-func (*OK) Type() MsgType     { return MsgOK }
-func (*Error) Type() MsgType  { return MsgError }
-func (*Step) Type() MsgType   { return MsgStep }
-func (*Result) Type() MsgType { return MsgResult }
-func (*Close) Type() MsgType  { return MsgClose }
+func (*Open) Type() MsgType    { return MsgOpen }
+func (*OK) Type() MsgType      { return MsgOK }
+func (*Error) Type() MsgType   { return MsgError }
+func (*Step) Type() MsgType    { return MsgStep }
+func (*Result) Type() MsgType  { return MsgResult }
+func (*Close) Type() MsgType   { return MsgClose }
+func (*Experts) Type() MsgType { return MsgExperts }
 
 func (m *Open) appendBody(b []byte) []byte {
 	b = wire.AppendString(b, m.Model)
@@ -154,6 +185,19 @@ func (m *Result) appendBody(b []byte) []byte {
 }
 
 func (*Close) appendBody(b []byte) []byte { return b }
+
+func (m *Experts) appendBody(b []byte) []byte {
+	b = wire.AppendUvarint(b, m.ID)
+	b = wire.AppendString(b, m.Model)
+	b = wire.AppendUvarint(b, uint64(m.Layer))
+	b = wire.AppendUvarint(b, uint64(m.K))
+	b = wire.AppendUvarint(b, uint64(len(m.Pick)))
+	for i, e := range m.Pick {
+		b = wire.AppendUvarint(b, uint64(int64(e)+1))
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(m.Weight[i]))
+	}
+	return wire.AppendTensor(b, &m.Tensor)
+}
 
 // AppendMessage appends m as one frame: the body's length as a uvarint,
 // then the type byte and the body.
@@ -213,6 +257,8 @@ func DecodeMessage(body []byte) (Message, error) {
 		m = r
 	case MsgClose:
 		m = &Close{}
+	case MsgExperts:
+		m = decodeExperts(d)
 	default:
 		return nil, fmt.Errorf("%w: %w %s", ErrProtocol, ErrUnknownType, t)
 	}
@@ -220,6 +266,47 @@ func DecodeMessage(body []byte) (Message, error) {
 		return nil, fmt.Errorf("%s: %w", MsgType(body[0]), err)
 	}
 	return m, nil
+}
+
+// decodeExperts reads an EXPERTS body: its slots bounded before they
+// are allocated, and their count, K and the tensor's rows checked
+// against each other.
+func decodeExperts(d *wire.Decoder) *Experts {
+	x := &Experts{}
+	x.ID = d.Uvarint("request id", 1<<64-1)
+	x.Model = d.String("model id", MaxModelID)
+	x.Layer = d.Int("layer", 1<<31-1)
+	x.K = d.Int("slots a row", MaxExpertSlots)
+	n := d.Int("slots", MaxExpertSlots*MaxExpertRows)
+	if d.Err() == nil && n > d.Len()/5 {
+		d.Fail("%d slots in %d bytes", n, d.Len())
+	}
+	if d.Err() != nil {
+		return x
+	}
+	x.Pick, x.Weight = make([]int32, n), make([]float32, n)
+	for i := range n {
+		x.Pick[i] = int32(d.Int("expert", model.MaxExperts)) - 1
+		var w [4]byte
+		for j := range w {
+			w[j] = d.Byte("weight")
+		}
+		x.Weight[i] = math.Float32frombits(binary.LittleEndian.Uint32(w[:]))
+		if v := float64(x.Weight[i]); d.Err() == nil && (math.IsNaN(v) || math.IsInf(v, 0)) {
+			d.Fail("slot %d: weight %v", i, v)
+		}
+	}
+	x.Tensor = d.Tensor()
+	switch t := &x.Tensor; {
+	case d.Err() != nil:
+	case x.K < 1:
+		d.Fail("EXPERTS of %d slots a row", x.K)
+	case len(t.Shape) != 2 || t.Shape[0] < 1 || t.Shape[0] > MaxExpertRows:
+		d.Fail("EXPERTS tensor of shape %v", t.Shape)
+	case t.Shape[0]*x.K != n:
+		d.Fail("EXPERTS of %d slots for %d rows of %d", n, t.Shape[0], x.K)
+	}
+	return x
 }
 
 // ErrUnknownType is wrapped by the error for a frame of an unknown type.

@@ -1,0 +1,179 @@
+package swarm_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mycel-net/mycel/checkpoints/shards"
+	"github.com/mycel-net/mycel/model"
+	"github.com/mycel-net/mycel/swarm"
+)
+
+// expertSwarm is a fixtureSwarm whose servers hold some experts each,
+// with the records they would announce, which every server reads to
+// find the holders of the experts it lacks.
+type expertSwarm struct {
+	*fixtureSwarm
+	experts int
+	mu      sync.Mutex
+	recs    []swarm.ServerRecord
+}
+
+func (es *expertSwarm) records() []swarm.ServerRecord {
+	es.mu.Lock()
+	defer es.mu.Unlock()
+	return append([]swarm.ServerRecord(nil), es.recs...)
+}
+
+// server starts a server of span holding the experts of set, loaded from
+// the blocks as a serving node pulls them: the layers' parts and only
+// those experts' parts.
+func (es *expertSwarm) server(span swarm.Span, set model.ExpertSet) *swarm.Server {
+	t := es.t
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := shards.Load(ctx, es.st, es.root, shards.Span{First: span.First, Last: span.Last, Experts: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for li := span.First; li < span.Last; li++ {
+		if x := l.Weights.Layers[li].Experts; x != nil && set != nil && x.Holds(es.experts-1) != set.Has(es.experts-1) {
+			t.Fatalf("layer %d loaded with expert %d: %v, the set %v", li, es.experts-1, x.Holds(es.experts-1), set)
+		}
+	}
+	h := loopbackHost(t)
+	s, err := swarm.NewServer(h.Libp2p(), l.Weights, backend(t), swarm.ServerConfig{
+		Model: es.root.String(), Span: span, Experts: set, Holders: es.records})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := es.client.Libp2p().Connect(ctx, h.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	es.mu.Lock()
+	es.recs = append(es.recs, swarm.ServerRecord{Peer: h.ID(), Model: es.root.String(), Span: span, Experts: set,
+		State: swarm.StateServing, FreePositions: 1 << 20, Addrs: h.AddrInfo().Addrs, Expires: time.Now().Add(time.Hour)})
+	es.mu.Unlock()
+	return s
+}
+
+// plan routes every layer over the records.
+func (es *expertSwarm) plan() []swarm.Hop {
+	es.t.Helper()
+	hops, err := swarm.Plan(es.records(), swarm.PlanOptions{Span: swarm.Span{First: 0, Last: 2}, Experts: es.experts})
+	if err != nil {
+		es.t.Fatal(err)
+	}
+	return hops
+}
+
+// Mixtral- and Qwen3-MoE-style fixtures over four servers of both
+// layers, two holding the first half of the experts of each layer and
+// two the second half, so that
+// no server holds every expert of any layer and each expert is held
+// twice: the route planned over their records serves the layers at a
+// server of half the experts, which sends the rows that chose the others
+// to their holders, and the ids are the local run's. Then a holder of
+// experts the route uses closes mid-generation: its rows go to the other
+// holder of the same experts, and the ids still do not change.
+func TestExpertsSplitOverServers(t *testing.T) {
+	for _, name := range []string{"mixtral", "qwen3moe"} {
+		t.Run(name, func(t *testing.T) {
+			es := &expertSwarm{fixtureSwarm: newFixtureSwarm(t, name+".F32", 12)}
+			m, err := shards.GetManifest(context.Background(), es.st, es.root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			es.experts = m.Config.Experts
+			low, high := model.ExpertSet{}, model.ExpertSet{}
+			for e := range es.experts {
+				if e < es.experts/2 {
+					low = low.With(e)
+				} else {
+					high = high.With(e)
+				}
+			}
+			span := swarm.Span{First: 0, Last: 2}
+			var servers []*swarm.Server
+			for _, set := range []model.ExpertSet{low, high, low, high} {
+				servers = append(servers, es.server(span, set))
+			}
+			route := es.plan()
+			if d := firstDiff(es.generate(route, swarm.ClientConfig{}, nil), es.want); d != "" {
+				t.Fatal(d)
+			}
+			var served int64
+			byPeer := map[string]int64{}
+			for i, s := range servers {
+				for _, layer := range s.ExpertLoad() {
+					for _, n := range layer {
+						served += n
+						byPeer[es.recs[i].Peer.String()] += n
+					}
+				}
+			}
+			if served == 0 {
+				t.Fatal("no server ran experts for another")
+			}
+
+			// Close, after 4 ids, a holder of experts that the route's
+			// servers called.
+			var victim *swarm.Server
+			for i, s := range servers {
+				if byPeer[es.recs[i].Peer.String()] > 0 && !onRoute(route, es.recs[i]) {
+					victim = s
+				}
+			}
+			if victim == nil {
+				t.Fatal("every holder asked is on the route")
+			}
+			before := loadOf(servers)
+			ids := es.generate(route, swarm.ClientConfig{}, func(k int) {
+				if k == 4 {
+					victim.Close()
+				}
+			})
+			if d := firstDiff(ids, es.want); d != "" {
+				t.Error(d)
+			}
+			if after := loadOf(servers); after <= before {
+				t.Errorf("experts served for others: %d before the second run, %d after", before, after)
+			}
+			var failovers int64
+			for _, s := range servers {
+				failovers += s.Stats().ExpertFailovers
+			}
+			if failovers == 0 {
+				t.Error("no request to the closed holder failed over to another")
+			}
+		})
+	}
+}
+
+func onRoute(route []swarm.Hop, r swarm.ServerRecord) bool {
+	for _, h := range route {
+		if h.Peer == r.Peer {
+			return true
+		}
+	}
+	return false
+}
+
+func loadOf(servers []*swarm.Server) int64 {
+	var n int64
+	for _, s := range servers {
+		for _, layer := range s.ExpertLoad() {
+			for _, v := range layer {
+				n += v
+			}
+		}
+	}
+	return n
+}
