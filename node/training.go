@@ -668,6 +668,10 @@ func (n *Node) prepareJob(ctx context.Context, job *jobs.Job) (*collab.Group, fu
 	if err != nil {
 		return nil, nil, &skipError{err.Error()}
 	}
+	// The inner states a checked DiLoCo member offers are kept apart from
+	// the job's checkpoints: the newest few, so they never push out a
+	// checkpoint a joiner needs.
+	cfg.Inner = &jobStates{n: n, job: job.ID + "/inner"}
 	t := n.train
 	g, err := collab.New(n.host.Libp2p(), t.members, t.ar, tr, &jobStates{n: n, job: job.ID}, cfg)
 	if err != nil {

@@ -98,8 +98,9 @@ type Job struct {
 	// MinPeers is the fewest members a round starts with.
 	MinPeers int `toml:"min_peers"`
 	// Verify is the share of the members' contributions that another
-	// member recomputes (sync averaging); one found different gets its
-	// sender left out of the job. 0: none.
+	// member recomputes (sync: the same share of the batch; DiLoCo: the
+	// member's inner steps replayed from its announced inner state); one
+	// found different gets its sender left out of the job. 0: none.
 	Verify float64 `toml:"verify"`
 }
 
@@ -135,7 +136,7 @@ var Keys = []Key{
 	{"outer_momentum", "0.9", "DiLoCo's outer Nesterov momentum, 0 to below 1"},
 	{"encoding", `"int8"`, `what travels in DiLoCo's averaging: "f32", "int8" or "q4" (4-bit), the quantized ones with error feedback`},
 	{"min_peers", "1", "fewest members a round on the swarm starts with, 1 to 1000"},
-	{"verify", "0.05", "share of the members' contributions another member recomputes (sync averaging; a peer whose work differs is left out of the job), 0 (none) to 1"},
+	{"verify", "0.05", "share of the members' contributions another member recomputes (sync, or DiLoCo by replaying its inner steps; a peer whose work differs is left out of the job), 0 (none) to 1"},
 }
 
 // ParseJob reads a job file. Unknown keys and values out of range are

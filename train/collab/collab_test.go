@@ -356,7 +356,8 @@ func TestDiLoCoInt8(t *testing.T) {
 	for _, p := range peers {
 		j := job("lora", steps)
 		j.LR = 1e-2
-		ms = append(ms, join(t, p, b.trainer(t, j), Config{Job: "fox-diloco", Mode: DiLoCo, InnerSteps: 3, Encoding: allreduce.Int8, MinPeers: 3}))
+		// No checks: every member sends its vector (the bytes below).
+		ms = append(ms, join(t, p, b.trainer(t, j), Config{Job: "fox-diloco", Mode: DiLoCo, InnerSteps: 3, Encoding: allreduce.Int8, MinPeers: 3, Verify: -1}))
 	}
 	for _, m := range ms {
 		m.run(ctx)

@@ -91,11 +91,18 @@ type Config struct {
 	// checkpoint it asked for.
 	JoinWait time.Duration
 	// Verify is the share of contributions that are checked by
-	// recomputing them (sync mode): every round, each member recomputes
-	// the work of the member before it in the round's order with this
-	// probability, and a contribution found different is refused (its
-	// sender left out of the job). 0: DefaultVerify; below 0: none.
+	// recomputing them, and a contribution found different is refused
+	// (its sender left out of the job). Sync: every round, each member
+	// recomputes the work of the member before it in the round's order
+	// with this probability. DiLoCo: each member is checked with this
+	// probability by another that replays its round from its inner state
+	// instead of training its own share (verifyPlan: at most half the
+	// members are checked in a round). 0: DefaultVerify; below 0: none.
 	Verify float64
+	// Inner is where DiLoCo members that are checked keep the inner
+	// state they start a round with, for their verifier to fetch; nil:
+	// the group's States.
+	Inner States
 	// Log receives the group's events; nil: slog's default.
 	Log *slog.Logger
 }
@@ -166,9 +173,13 @@ type Report struct {
 	State [32]byte
 	// Sent and Received count the averaging's bytes.
 	Sent, Received int64
-	// Redo counts the sequences the dropped members had to train, handed
+	// Redo counts the sequences the dropped members had to train (and,
+	// in DiLoCo, the verifiers', who replayed another's instead), handed
 	// back to the data cursor for the next rounds.
 	Redo int
+	// Verified are the members whose contributions this member
+	// recomputed in the round (DiLoCo) and found as they sent them.
+	Verified []peer.ID
 	// Compute is the time in forward, backward and optimizer; Wall the
 	// whole round's, waiting for the others included.
 	Compute, Wall time.Duration
@@ -212,6 +223,9 @@ type Group struct {
 	// beforeAverage, if set, is called with the vector about to be
 	// averaged (tests).
 	beforeAverage func(round int, vec []float32)
+	// innerOffered, if set, gives the inner state a checked member
+	// stores and announces in place of its own (tests).
+	innerOffered func(round int, state []byte) []byte
 }
 
 // ErrRefused is returned by Run when the group refused this member's
@@ -830,69 +844,97 @@ func compareWork(got, want []float32) string {
 	if math.Sqrt(d) <= verifyTolerance*math.Sqrt(w)+1e-6*math.Sqrt(float64(len(got))) {
 		return ""
 	}
-	return fmt.Sprintf("recomputed: its gradients are %.3g (relative) from this member's recomputation of its share", math.Sqrt(d/max(w, 1e-300)))
+	return fmt.Sprintf("recomputed: its contribution is %.3g (relative) from this member's recomputation of its share", math.Sqrt(d/max(w, 1e-300)))
 }
 
 // dilocoRound: InnerSteps local steps on this member's shares of the
 // round's batches, then the change of the parameters averaged (weighted
 // by trained tokens, quantised with error feedback) and applied by the
-// outer optimizer on every member.
+// outer optimizer on every member. A member the round's plan makes a
+// verifier (verifyPlan) replays the member it checks instead, sends
+// nothing, and its shares go back to the data cursor.
 func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, error) {
 	i, n := slices.Index(members, g.self), len(members)
 	from, fromStep, fromAdam := g.t.Cursor, g.t.Step, g.t.Opt.Step
+	ownM, ownV := g.t.Opt.M, g.t.Opt.V
 	steps := min(g.cfg.InnerSteps, g.t.Job.Steps-g.t.Step)
+	plan := verifyPlan(g.cfg.Job, g.round, g.attempt, g.state, members, g.cfg.Verify)
 	t0 := time.Now()
-	tokens, lossSum := 0, 0.0
-	var batches [][]int
 	rollback := func() {
 		_ = train.Unflatten(g.t.Params, train.Values, g.outer.Start)
 		g.t.Seek(from)
 		g.t.Step, g.t.Opt.Step = fromStep, fromAdam
 	}
-	for range steps {
-		share := train.Share(g.t.NextBatch(), i, n)
-		batches = append(batches, g.t.LastBatch())
-		loss, tok, err := g.t.Gradients(share)
+	if checkedBy(plan, i) {
+		if err := g.offerInner(ctx); err != nil {
+			return Report{}, err
+		}
+	}
+	spec := g.spec(members, 0, g.cfg.Encoding)
+	var (
+		tokens   int
+		lossSum  float64
+		batches  [][]int
+		carried  []float32
+		verified atomic.Bool
+	)
+	if j, checking := plan[i]; checking {
+		// The round's batches, as every member draws them; the replay
+		// draws them again from the checked member's state.
+		for range steps {
+			g.t.NextBatch()
+			batches = append(batches, g.t.LastBatch())
+		}
+		after := g.t.Cursor
+		g.t.Seek(from)
+		want, err := g.replay(ctx, members, j, steps)
+		g.t.Opt.M, g.t.Opt.V, g.t.Opt.Step = ownM, ownV, fromAdam
+		g.t.Seek(after)
+		g.t.Step = fromStep + steps
+		if err != nil {
+			g.cfg.Log.Warn("could not replay the member checked", "peer", members[j], "round", g.round, "err", err)
+		} else {
+			g.cfg.Log.Debug("replayed the member checked", "peer", members[j], "round", g.round)
+		}
+		spec.Check = func(member, offset int, got []float32) string {
+			if member != j {
+				return ""
+			}
+			if err != nil {
+				return "recomputation failed: " + err.Error()
+			}
+			why := compareWork(got, want[offset:offset+len(got)])
+			if why == "" {
+				verified.Store(true)
+			}
+			return why
+		}
+		// This member contributes nothing: a vector of the layout's length
+		// that the average replaces.
+		g.vec = append(g.vec[:0], make([]float32, layoutLen(train.VectorLen(g.t.Params)))...)
+	} else {
+		var err error
+		tokens, lossSum, batches, err = g.innerSteps(i, n, steps)
 		if err != nil {
 			rollback()
 			return Report{}, err
 		}
-		if _, err := g.t.ApplyGradients(loss, tok); err != nil {
-			rollback()
-			return Report{}, err
+		if g.cfg.Encoding != allreduce.F32 {
+			if g.residual == nil {
+				g.residual = make([]float32, train.VectorLen(g.t.Params))
+			}
+			carried = slices.Clone(g.residual)
 		}
-		tokens += tok
-		lossSum += loss * float64(tok)
+		g.vec, _, _ = g.contribution(g.vec[:0], g.residual, tokens, lossSum)
+		spec.Weight = float64(tokens)
 	}
 	compute := time.Since(t0)
-	g.vec = g.outer.Delta(g.t.Params, g.vec[:0])
-	nv := len(g.vec)
-	var carried []float32
-	if g.cfg.Encoding != allreduce.F32 {
-		if g.residual == nil {
-			g.residual = make([]float32, nv)
-		}
-		carried = slices.Clone(g.residual)
-		feedback(g.cfg.Encoding, g.vec, g.residual)
-	}
-	// The loss travels in a block of its own, so that quantisation keeps
-	// it whole.
-	for len(g.vec)%allreduce.BlockSize != 0 {
-		g.vec = append(g.vec, 0)
-	}
-	mean := 0.0
-	if tokens > 0 {
-		mean = lossSum / float64(tokens)
-	}
-	g.vec = append(g.vec, float32(mean))
-	for len(g.vec)%allreduce.BlockSize != 0 {
-		g.vec = append(g.vec, 0)
-	}
+	nv := train.VectorLen(g.t.Params)
 	lossAt := len(g.vec) - allreduce.BlockSize
 	if g.beforeAverage != nil {
 		g.beforeAverage(g.round, g.vec)
 	}
-	res, err := g.ar.AllReduce(ctx, g.spec(members, float64(tokens), g.cfg.Encoding), g.vec)
+	res, err := g.ar.AllReduce(ctx, spec, g.vec)
 	if err != nil {
 		rollback()
 		if carried != nil {
@@ -909,11 +951,75 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 	rep := Report{Round: g.round, Members: members, Dropped: res.Dropped, Rejected: res.Rejected,
 		Loss: float64(g.vec[lossAt]), Tokens: int(weightOf(res, lossAt)), Own: tokens,
 		Sent: res.BytesSent, Received: res.BytesReceived, Compute: compute}
-	rep.Shares = shares(members, res.Dropped, batches)
-	rep.Redo = g.redo(members, res.Dropped, batches)
+	if j, ok := plan[i]; ok && verified.Load() {
+		rep.Verified = append(rep.Verified, members[j])
+	}
+	// The verifiers' shares were not trained: they go back to the data
+	// cursor with the dropped members'.
+	// In member order, so that every member's cursor takes them alike.
+	var idle []peer.ID
+	for k, p := range members {
+		if _, verifier := plan[k]; verifier || slices.Contains(res.Dropped, p) {
+			idle = append(idle, p)
+		}
+	}
+	rep.Shares = shares(members, idle, batches)
+	rep.Redo = g.redo(members, idle, batches)
 	g.finish(members, res)
 	rep.Step, rep.State = g.t.Step, g.state
 	return rep, g.refused(res)
+}
+
+// innerSteps runs steps local AdamW steps on member i's shares of the
+// next batches (of n members) and returns the tokens trained, the sum of
+// their losses and the batches (as LastBatch gave them).
+func (g *Group) innerSteps(i, n, steps int) (tokens int, lossSum float64, batches [][]int, err error) {
+	for range steps {
+		share := train.Share(g.t.NextBatch(), i, n)
+		batches = append(batches, g.t.LastBatch())
+		loss, tok, err := g.t.Gradients(share)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		if _, err := g.t.ApplyGradients(loss, tok); err != nil {
+			return 0, 0, nil, err
+		}
+		tokens += tok
+		lossSum += loss * float64(tok)
+	}
+	return tokens, lossSum, batches, nil
+}
+
+// layoutLen is the length of the vector a DiLoCo round averages for nv
+// parameters: them padded to a block, then the loss's block.
+func layoutLen(nv int) int {
+	return (nv+allreduce.BlockSize-1)/allreduce.BlockSize*allreduce.BlockSize + allreduce.BlockSize
+}
+
+// contribution builds into dst what a member sends after its inner
+// steps: the change of the parameters (rounded with error feedback
+// through residual, which it updates, unless the averaging is float32),
+// padded to a block, then the mean loss in a block of its own, so that
+// quantisation keeps it whole. It returns the vector, the parameters'
+// length and where the loss is.
+func (g *Group) contribution(dst, residual []float32, tokens int, lossSum float64) (vec []float32, nv, lossAt int) {
+	vec = g.outer.Delta(g.t.Params, dst[:0])
+	nv = len(vec)
+	if g.cfg.Encoding != allreduce.F32 {
+		feedback(g.cfg.Encoding, vec, residual)
+	}
+	for len(vec)%allreduce.BlockSize != 0 {
+		vec = append(vec, 0)
+	}
+	mean := 0.0
+	if tokens > 0 {
+		mean = lossSum / float64(tokens)
+	}
+	vec = append(vec, float32(mean))
+	for len(vec)%allreduce.BlockSize != 0 {
+		vec = append(vec, 0)
+	}
+	return vec, nv, len(vec) - allreduce.BlockSize
 }
 
 // feedback adds the carried residual to v, rounds v to what enc can

@@ -67,6 +67,14 @@ type Member struct {
 	// change of the group (a peer joining, one gone) later than another
 	// does not split the round.
 	Start []peer.ID `json:"start,omitempty"`
+	// Inner is the CID of the member's inner state (DiLoCo: its AdamW
+	// state and error-feedback residual, a checkpoint written by
+	// train.WriteInnerCheckpoint) at the start of round InnerRound, try
+	// InnerAttempt, where it is checked: its verifier replays the round
+	// from it. Empty: none.
+	Inner        string `json:"inner,omitempty"`
+	InnerRound   int    `json:"inner_round,omitempty"`
+	InnerAttempt int    `json:"inner_attempt,omitempty"`
 	// Joining, above 0, says the peer has no state of the group's yet and
 	// asks to join: the members make a checkpoint at the start of the
 	// round they stand at and wait for it. It names the first round the
@@ -146,6 +154,8 @@ func (m *Member) check() error {
 		return fmt.Errorf("member record: job id of %d bytes", len(m.Job))
 	case m.Round < 0 || m.Round > maxRound || m.CheckpointRound < 0 || m.CheckpointRound > maxRound || m.Joining < 0 || m.Joining > maxRound || m.Attempt < 0 || m.Attempt > maxRound:
 		return fmt.Errorf("member record: round %d, checkpoint round %d, joining %d", m.Round, m.CheckpointRound, m.Joining)
+	case m.InnerRound < 0 || m.InnerRound > maxRound || m.InnerAttempt < 0 || m.InnerAttempt > maxRound:
+		return fmt.Errorf("member record: inner state of round %d, attempt %d", m.InnerRound, m.InnerAttempt)
 	case m.Rate < 0 || m.Rate != m.Rate || m.Rate > 1e12:
 		return fmt.Errorf("member record: rate %v", m.Rate)
 	case len(m.Loss) > MaxLossPoints:
@@ -173,6 +183,11 @@ func (m *Member) check() error {
 	if m.Checkpoint != "" {
 		if _, err := cid.Decode(m.Checkpoint); err != nil {
 			return fmt.Errorf("member record: checkpoint %q: %w", m.Checkpoint, err)
+		}
+	}
+	if m.Inner != "" {
+		if _, err := cid.Decode(m.Inner); err != nil {
+			return fmt.Errorf("member record: inner state %q: %w", m.Inner, err)
 		}
 	}
 	return nil

@@ -102,6 +102,10 @@ func FuzzMemberRecord(f *testing.F) {
 	m := Member{Job: "j", Round: 1, State: someState, Expires: time.Now().Add(time.Minute)}
 	raw, _ := members.Seal(&m, key)
 	f.Add(raw)
+	m.Inner, m.InnerRound, m.InnerAttempt = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy", 1, 2
+	raw, _ = members.Seal(&m, key)
+	f.Add(raw)
+	f.Add([]byte(`{"job":"j","round":1,"inner":"x","inner_round":-1,"seq":1,"expires":1,"addrs":null}`))
 	f.Add([]byte{})
 	f.Add([]byte(`{"job":"j","round":1,"seq":1,"expires":1,"addrs":null}`))
 	f.Fuzz(func(t *testing.T, b []byte) {

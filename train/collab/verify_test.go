@@ -1,0 +1,263 @@
+package collab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/mycel-net/mycel/train"
+	"github.com/mycel-net/mycel/train/allreduce"
+)
+
+// dilocoChecked is a DiLoCo group's config in which every member that
+// the plan can check is checked: int8 averaging with error feedback, two
+// inner steps a round.
+func dilocoChecked(job string, n int) Config {
+	return Config{Job: job, Mode: DiLoCo, InnerSteps: 2, Encoding: allreduce.Int8, MinPeers: n, Verify: 1,
+		RoundTimeout: 20 * time.Second, ExpectWait: 2 * time.Second}
+}
+
+// Three honest peers in DiLoCo with every round checked: no one is
+// refused over several rounds, one member replays another's round each
+// time (and its shares go back to the data), all hold the same
+// parameters, and the loss falls.
+func TestDiLoCoVerifyHonest(t *testing.T) {
+	b := loadBase(t)
+	const steps, inner = 10, 2
+	peers := newPeers(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+	defer cancel()
+	var ms []*member
+	for _, p := range peers {
+		j := job("lora", steps)
+		j.LR = 1e-2
+		ms = append(ms, join(t, p, b.trainer(t, j), dilocoChecked("fox-verify", 3)))
+	}
+	for _, m := range ms {
+		m.run(ctx)
+	}
+	for _, m := range ms {
+		if err := m.wait(t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checked := map[peer.ID]int{}
+	for k := range steps / inner {
+		verified := 0
+		for i, m := range ms {
+			r := m.rounds()[k]
+			if len(r.Rejected) != 0 || len(r.Dropped) != 0 || len(r.Members) != 3 {
+				t.Fatalf("peer %d round %d: members %d, dropped %v, refused %v", i, k, len(r.Members), r.Dropped, r.Rejected)
+			}
+			if r.State != ms[0].rounds()[k].State || !slices.Equal(r.Shares, ms[0].rounds()[k].Shares) {
+				t.Fatalf("peer %d round %d: state or shares differ from peer 0's", i, k)
+			}
+			// One verifier a round: its shares went back.
+			if idle := slices.Index(r.Shares, 0); idle < 0 || r.Redo == 0 || slices.Index(r.Shares[idle+1:], 0) >= 0 {
+				t.Errorf("peer %d round %d: shares %v, redo %d; want one member idle", i, k, r.Shares, r.Redo)
+			}
+			for _, p := range r.Verified {
+				checked[p]++
+				verified++
+			}
+		}
+		if verified != 1 {
+			t.Errorf("round %d: %d contributions recomputed and found right, want 1", k, verified)
+		}
+	}
+	t.Logf("checked: %v", checked)
+	for i, m := range ms {
+		reps := m.rounds()
+		if m.g.State() != ms[0].g.State() || train.Hash(m.tr.Params) != m.g.State() {
+			t.Errorf("peer %d holds other parameters than peer 0", i)
+		}
+		if first, last := reps[0].Loss, reps[len(reps)-1].Loss; !(last < first) {
+			t.Errorf("peer %d: loss %v in the first round, %v in the last", i, first, last)
+		}
+	}
+}
+
+// A peer that sends plausible but wrong DiLoCo work (its change scaled
+// by 1.05, within the norm check), or that offers an inner state its
+// round did not start from, is caught by the member that replays it:
+// refused, banned by every member, and the others go on and the loss
+// falls.
+func TestDiLoCoVerifyCatchesLiar(t *testing.T) {
+	b := loadBase(t)
+	for name, lie := range map[string]func(m *member){
+		"scaled": func(m *member) {
+			m.g.beforeAverage = func(_ int, v []float32) { scale(v, 1.05) }
+		},
+		"stale-state": func(m *member) {
+			// The inner state of the job's start, whatever the round.
+			var first []byte
+			m.g.innerOffered = func(_ int, state []byte) []byte {
+				if first == nil {
+					first = slices.Clone(state)
+				}
+				return first
+			}
+			m.g.beforeAverage = func(round int, v []float32) {
+				if round > 0 {
+					scale(v, 1.05)
+				}
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			const steps = 16
+			peers := newPeers(t, 4)
+			ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+			defer cancel()
+			var ms []*member
+			for _, p := range peers {
+				j := job("lora", steps)
+				j.LR = 3e-3
+				// Four members: two checked every round, by the other two.
+				cfg := dilocoChecked("fox-liar-"+name, 3)
+				ms = append(ms, join(t, p, b.trainer(t, j), cfg))
+			}
+			liar := ms[3]
+			lie(liar)
+			for _, m := range ms {
+				m.run(ctx)
+			}
+			if err := liar.wait(t); !errors.Is(err, ErrRefused) {
+				t.Fatalf("the liar's Run: %v, want ErrRefused", err)
+			}
+			id := liar.p.h.ID()
+			for i, m := range ms[:3] {
+				if err := m.wait(t); err != nil {
+					t.Fatal(err)
+				}
+				reps := m.rounds()
+				caught := slices.IndexFunc(reps, func(r Report) bool { return r.Rejected[id] != "" })
+				if caught < 0 {
+					t.Fatalf("peer %d: the liar was never refused", i)
+				}
+				if why := reps[caught].Rejected[id]; !strings.HasPrefix(why, "recomput") {
+					t.Errorf("peer %d: the liar refused for %q, want its recomputation", i, why)
+				} else if i == 0 {
+					t.Logf("round %d refused: %s", caught, why)
+				}
+				for _, r := range reps[caught+1:] {
+					if slices.Contains(r.Members, id) {
+						t.Errorf("peer %d round %d still has the liar", i, r.Round)
+					}
+					if len(r.Rejected) != 0 {
+						t.Errorf("peer %d round %d refused %v", i, r.Round, r.Rejected)
+					}
+				}
+				if m.g.banned[id] == "" {
+					t.Errorf("peer %d did not ban the liar", i)
+				}
+				// Each round's loss is over that round's shares: the last
+				// rounds' mean against the first round's.
+				last := 0.0
+				for _, r := range reps[len(reps)-3:] {
+					last += r.Loss / 3
+				}
+				if first := reps[0].Loss; !(last < first) {
+					t.Errorf("peer %d: loss %v first, %v over the last three rounds", i, first, last)
+				}
+				if m.g.State() != ms[0].g.State() {
+					t.Errorf("peer %d holds other parameters", i)
+				}
+			}
+		})
+	}
+}
+
+// An inner state a verifier cannot take is a clear error: truncated,
+// too large, a trainer checkpoint without residual, or one that stands
+// at another step than the round's.
+func TestTakeInnerRefuses(t *testing.T) {
+	b := loadBase(t)
+	p := newPeer(t)
+	j := job("lora", 8)
+	g := join(t, p, b.trainer(t, j), dilocoChecked("fox-take", 1)).g
+	var good bytes.Buffer
+	if err := g.t.WriteInnerCheckpoint(&good, g.residualOrZero()); err != nil {
+		t.Fatal(err)
+	}
+	var plain bytes.Buffer
+	if err := g.t.WriteCheckpoint(&plain); err != nil {
+		t.Fatal(err)
+	}
+	other := b.trainer(t, j)
+	if _, err := other.RunStep(); err != nil {
+		t.Fatal(err)
+	}
+	var later bytes.Buffer
+	if err := other.WriteInnerCheckpoint(&later, make([]float32, train.VectorLen(other.Params))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.takeInner(good.Bytes()); err != nil {
+		t.Fatalf("the round's own inner state: %v", err)
+	}
+	for name, c := range map[string]struct {
+		data []byte
+		want string
+	}{
+		"truncated": {good.Bytes()[:good.Len()-100], "damaged or truncated"},
+		"too large": {make([]byte, 16*train.VectorLen(g.t.Params)+maxInnerExtra+1), "at most"},
+		"plain":     {plain.Bytes(), "no residual"},
+		"later":     {later.Bytes(), "stands at step 1"},
+	} {
+		if _, err := g.takeInner(c.data); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error saying %q", name, err, c.want)
+		}
+	}
+}
+
+// Every member computes the same plan; a verifier is never checked, a
+// member is checked by one verifier at most, and with share 1 half the
+// members (rounded down) are checked.
+func TestVerifyPlan(t *testing.T) {
+	var members []peer.ID
+	for i := range 7 {
+		members = append(members, peer.ID(rune('a'+i)))
+	}
+	var state [32]byte
+	for n := 1; n <= len(members); n++ {
+		for round := range 20 {
+			plan := verifyPlan("j", round, 0, state, members[:n], 1)
+			if len(plan) != n/2 {
+				t.Fatalf("%d members, round %d: %d checks, want %d", n, round, len(plan), n/2)
+			}
+			seen := map[int]bool{}
+			for v, c := range plan {
+				if _, isVerifier := plan[c]; isVerifier || seen[c] || v == c {
+					t.Fatalf("%d members, round %d: plan %v", n, round, plan)
+				}
+				seen[c] = true
+			}
+			again := verifyPlan("j", round, 0, state, members[:n], 1)
+			if len(again) != len(plan) {
+				t.Fatal("the plan differs between two calls")
+			}
+			for v, c := range plan {
+				if again[v] != c {
+					t.Fatal("the plan differs between two calls")
+				}
+			}
+		}
+	}
+	// A share of 0.1 checks about a tenth of the members.
+	checks := 0
+	for round := range 1000 {
+		checks += len(verifyPlan("j", round, 0, state, members, 0.1))
+	}
+	if share := float64(checks) / 7000; share < 0.07 || share > 0.13 {
+		t.Errorf("share 0.1 checked %.3g of the members", share)
+	}
+	if len(verifyPlan("j", 0, 0, state, members, -1)) != 0 {
+		t.Error("checks with a share below 0")
+	}
+}
