@@ -43,31 +43,44 @@ endif
 tales:
 	$(GO) run ./tools/tales -o $(BUILTIN)
 
-# The full suite: every package; the networked ones again under the race
-# detector; the kernels and the model with the assembly's pure-Go twin and
-# with the AVX2 path forced (on a CPU that has AVX-512 the default takes it).
+# The full suite: every package once, the networked ones (RACE) under the
+# race detector; the kernels and the model again with the assembly's
+# pure-Go twin and with the AVX2 path forced (on a CPU that has AVX-512
+# the default takes it; the kernels' conformance suite already runs every
+# path the CPU has in process, so the AVX2 run leaves it out).
 # Each run goes through internal/testsummary (go test -json): it prints
 # what go test prints without -v, stops at the first run that fails with
 # its exit status, and ends with one line counting the skipped tests by
 # reason (without the shared models of docs/testing.md, the cross-checks
 # against models trained elsewhere skip; the rest run the built-in model).
 TESTSUMMARY := $(BUILD)/testsummary
+# RACE are the packages whose own code is concurrent and networked; they
+# run only under -race. The p2p package runs plainly too: its DHT test
+# starts twice as many nodes there as under the race detector.
+RACE := ./p2p/... ./node/... ./swarm/... ./train/allreduce/... ./train/collab/...
+PLAIN = $(shell $(GO) list ./... | grep -v -E 'mycel/(p2p/|node|swarm|train/allreduce|train/collab)')
 # ALONE are the tests that read the whole machine's CPU (idle-only mode
 # counts what other processes use): they run last, by themselves, while
 # no other test binary runs beside them.
 ALONE := ^TestIdleOnly$$
-# ONCE are the tests the race detector has nothing to add to: the status
-# page in a browser (the node beneath it runs under -race in the other
-# node tests).
-ONCE := ^TestStatusPageInBrowser$$
+# ONCE are tests of the RACE packages that the race detector has nothing
+# to add to and that it slows the most: they run once, without it. The
+# status page in a browser (the node beneath it runs under -race in the
+# other node tests) and four peers' equivalence to one (its averaging of
+# the whole model is arithmetic; the same rounds of LoRA run under -race
+# in the other group tests).
+ONCE := ^(TestStatusPageInBrowser|TestSyncFourPeersEqualOne)$$
+ONCE_PKGS := ./node/ ./train/collab/
 test: vet
+	$(if $(PLAIN),,$(error go list found no packages to test))
 	@mkdir -p $(BUILD)
 	@$(GO) build -o $(TESTSUMMARY) ./internal/testsummary
 	@./$(TESTSUMMARY) \
-	  '$(GO) test -json -count=1 -skip $(ALONE) ./...' \
-	  '$(GO) test -json -count=1 -race -skip "$(ALONE)|$(ONCE)" ./p2p/... ./node/... ./swarm/... ./train/allreduce/... ./train/collab/... ./cmd/...' \
+	  '$(GO) test -json -count=1 $(PLAIN)' \
+	  '$(GO) test -json -count=1 -race -skip "$(ALONE)|$(ONCE)" $(RACE)' \
+	  '$(GO) test -json -count=1 -run "$(ONCE)" $(ONCE_PKGS)' \
 	  '$(GO) test -json -count=1 -tags noasm ./kernels/... ./model/...' \
-	  'MYCEL_ISA=avx2 $(GO) test -json -count=1 ./kernels/... ./model/' \
+	  'MYCEL_ISA=avx2 $(GO) test -json -count=1 -skip ^TestConformance$$ ./kernels/... ./model/' \
 	  '$(GO) test -json -count=1 -run $(ALONE) ./node/'
 
 vet:
@@ -87,7 +100,7 @@ FUZZ_TARGETS := \
 	./p2p/blocks:FuzzBlocksRequest ./p2p/blocks:FuzzBlocksAnswer \
 	./swarm:FuzzDecodeMessage ./swarm:FuzzOpenRecord ./swarm:FuzzExpertsRequest \
 	./train:FuzzJob ./train:FuzzData ./train:FuzzCheckpoint \
-	./train/allreduce:FuzzMessage ./train/allreduce:FuzzDequantize \
+	./train/allreduce:FuzzMessage ./train/allreduce:FuzzDequantize ./train/allreduce:FuzzPieces \
 	./train/collab:FuzzMemberRecord ./train/jobs:FuzzOpen ./train/jobs:FuzzNodeRecord \
 	./node/credit:FuzzMessage ./node/credit:FuzzRecord
 fuzz:
