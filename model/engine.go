@@ -32,10 +32,11 @@ type Engine struct {
 	ws             [3]*kernels.Matrix
 	segs           []segment
 	bufs           blockBufs
-	moe            moeScratch   // for layers of experts
-	remote         ExpertRunner // the experts the weights lack (RemoteExperts)
-	mla            mlaScratch   // for latent attention
-	ropeBuf        []float32    // the rotated part of heads RoPE turns in part
+	moe            moeScratch                 // for layers of experts
+	remote         ExpertRunner               // the experts the weights lack (RemoteExperts)
+	routed         func(li int, pick []int32) // hears each layer's choice (Routed)
+	mla            mlaScratch                 // for latent attention
+	ropeBuf        []float32                  // the rotated part of heads RoPE turns in part
 
 	// maps holds the linear maps of each layer held, by absolute layer
 	// number; head is the output head's.

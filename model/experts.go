@@ -137,6 +137,12 @@ type ExpertRunner interface {
 // sends the rows that chose the others to their holders.
 func RemoteExperts(r ExpertRunner) Option { return func(e *Engine) { e.remote = r } }
 
+// Routed makes f hear, at each layer of experts of every pass, the
+// experts the router chose: pick holds ExpertsUsed slots a row, and is
+// the engine's (f must not keep it). A server counts its experts' load
+// through it.
+func Routed(f func(li int, pick []int32)) Option { return func(e *Engine) { e.routed = f } }
+
 // Holds says whether the weights hold expert i (its three matrices).
 func (x *Experts) Holds(i int) bool {
 	return i >= 0 && i < len(x.Gate) && x.Gate[i] != nil && x.Up[i] != nil && x.Down[i] != nil
@@ -159,6 +165,9 @@ func (e *Engine) experts(li int, x *Experts, out, xf []float32, n int) error {
 		for _, ex := range s.pick[r*k : (r+1)*k] {
 			lacking = lacking || !x.Holds(int(ex))
 		}
+	}
+	if e.routed != nil {
+		e.routed(li, s.pick[:n*k])
 	}
 	clear(out[:n*d])
 	e.expertRows(x, out, xf, n, k, s.pick, s.wt)

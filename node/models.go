@@ -17,6 +17,7 @@ import (
 	"github.com/mycel-net/mycel/checkpoints"
 	"github.com/mycel-net/mycel/checkpoints/shards"
 	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/model/tokenizer"
 	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/p2p/blocks"
@@ -191,6 +192,14 @@ func (n *Node) Pull(ctx context.Context, req api.PullRequest, progress func(api.
 			return fmt.Errorf("%w: %w", api.ErrBadRequest, err)
 		}
 		span.Embedding, span.Head, span.Tokenizer = false, false, false
+	}
+	if req.Experts != "" {
+		if m.Config.Experts == 0 {
+			return fmt.Errorf("%w: experts %q of model %s, which has no routed experts", api.ErrBadRequest, req.Experts, root)
+		}
+		if span.Experts, err = model.ParseExperts(req.Experts, m.Config.Experts); err != nil {
+			return fmt.Errorf("%w: %w", api.ErrBadRequest, err)
+		}
 	}
 	// The parts (a small block each) come in one fetch rather than one
 	// round trip each; BlocksFor then reads them from the store.

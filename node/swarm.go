@@ -45,6 +45,11 @@ type ServeRequest struct {
 	// MaxLayers bounds how many layers the node holds when it chooses
 	// (0: as many as MemoryCap allows, else all).
 	MaxLayers int
+	// Experts, for a mixture of experts, is the routed experts of each
+	// layer to hold, as ranges ("0-3,8"); empty or "all": every one, or,
+	// where the caps hold not one whole layer (nor the Layers span), as
+	// many as fit, chosen by the node where the swarm needs them most.
+	Experts string
 	// MemoryCap bounds the bytes of weights and KV caches together
 	// (0: the node's Config.ServeMemory; both 0: no bound but MaxLayers).
 	MemoryCap int64
@@ -78,7 +83,16 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 			return nil, fmt.Errorf("--layers: %w", err)
 		}
 	}
-	maxLayers := req.MaxLayers
+	var experts model.ExpertSet
+	if req.Experts != "" && req.Experts != "all" {
+		if c.Experts == 0 {
+			return nil, fmt.Errorf("--experts %s: model %s has no routed experts (a dense model is served by whole layers)", req.Experts, root)
+		}
+		if experts, err = model.ParseExperts(req.Experts, c.Experts); err != nil {
+			return nil, fmt.Errorf("--experts: %w", err)
+		}
+	}
+	maxLayers, maxExperts := req.MaxLayers, 0
 	memCap := req.MemoryCap
 	if memCap == 0 {
 		memCap = n.cfg.ServeMemory
@@ -91,6 +105,11 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 			return nil, err
 		}
 		kvPerLayer := model.CacheBytes(&c, model.DefaultKVType, 1, c.Context)
+		if c.Experts > 0 {
+			if weights, maxExperts, err = n.expertsFit(ctx, m, root, experts, max(span.Len(), 1), memCap, weights, kvPerLayer); err != nil {
+				return nil, err
+			}
+		}
 		fit, err := layersFit(m.Name, root.String(), memCap, n.store.Cap(), weights, kvPerLayer)
 		if err != nil {
 			return nil, err
@@ -123,12 +142,15 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 	if len(n.cfg.Bootstrap) > 0 && !n.host.DHT().Routable() {
 		log.Warn("serving with no DHT peer: the span is chosen from what the neighbours know")
 	}
-	load := func(ctx context.Context, s swarm.Span) (*model.Weights, func() error, error) {
+	load := func(ctx context.Context, s swarm.Span, set model.ExpertSet) (*model.Weights, func() error, error) {
 		pr := api.PullRequest{CID: root.String(), Layers: fmt.Sprintf("%d:%d", s.First, s.Last)}
+		if set != nil {
+			pr.Experts = set.String()
+		}
 		if err := n.Pull(ctx, pr, func(api.PullProgress) {}); err != nil {
 			return nil, nil, err
 		}
-		l, err := shards.Load(ctx, n.store, root, shards.Span{First: s.First, Last: s.Last})
+		l, err := shards.Load(ctx, n.store, root, shards.Span{First: s.First, Last: s.Last, Experts: set})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -136,6 +158,7 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 	}
 	sv, err := swarm.Serve(ctx, n.host.Libp2p(), n.dir, swarm.ServeConfig{
 		Model: root.String(), Layers: c.Layers, Span: span, MaxLayers: maxLayers,
+		ModelExperts: c.Experts, Experts: experts, MaxExperts: maxExperts,
 		Load: load, Backend: be, Server: req.Server, Software: "mycel " + Version,
 		RebalanceInterval: req.RebalanceInterval, RebalanceDelay: req.RebalanceDelay,
 	})
@@ -154,6 +177,47 @@ func (n *Node) Serve(ctx context.Context, req ServeRequest) (*swarm.Serving, err
 	n.swarmMu.Unlock()
 	n.kickWork() // a node that does not work now withdraws it at once
 	return sv, nil
+}
+
+// expertsFit sizes a layer of the mixture of experts m for the caps:
+// with the set of experts named, its weights hold those experts; with
+// none named, where the caps hold layers whole layers (the --layers
+// span, else one) the node holds every expert (max 0), else as many as
+// fit, which it picks itself. weights is a whole layer's bytes, kv its
+// KV cache's.
+func (n *Node) expertsFit(ctx context.Context, m *shards.Manifest, root cid.Cid, set model.ExpertSet, layers int, memCap, weights, kv int64) (int64, int, error) {
+	c := &m.Config
+	// The layer's parts without an expert: attention, router, shared
+	// experts; the rest is the experts'.
+	_, base, err := shards.BlocksFor(ctx, n.ex, root, shards.Span{First: c.Layers - 1, Last: c.Layers, Experts: model.ExpertSet{}})
+	if err != nil {
+		return 0, 0, fmt.Errorf("model %s: %w", root, err)
+	}
+	_, whole, err := shards.BlocksFor(ctx, n.ex, root, shards.Span{First: c.Layers - 1, Last: c.Layers})
+	if err != nil {
+		return 0, 0, fmt.Errorf("model %s: %w", root, err)
+	}
+	perExpert := max(whole-base, 0) / int64(c.Experts)
+	base = max(weights-int64(c.Experts)*perExpert, 0)
+	if set != nil {
+		return base + int64(set.Count(c.Experts))*perExpert, 0, nil
+	}
+	storeCap := n.store.Cap()
+	if (memCap <= 0 || memCap/int64(layers) >= weights+kv) && (storeCap <= 0 || storeCap/int64(layers) >= weights) {
+		return weights, 0, nil
+	}
+	k := int64(c.Experts)
+	if memCap > 0 {
+		k = min(k, (memCap/int64(layers)-kv-base)/max(perExpert, 1))
+	}
+	if storeCap > 0 {
+		k = min(k, (storeCap/int64(layers)-base)/max(perExpert, 1))
+	}
+	if k < 1 {
+		return weights, 0, nil // the caps hold no expert: layersFit says so
+	}
+	log.Info("the caps hold some experts of each layer", "model", root, "experts", k, "of", c.Experts, "layers", layers)
+	return base + k*perExpert, int(k), nil
 }
 
 type servingEntry struct {
@@ -274,7 +338,7 @@ func (n *Node) SwarmModel(ctx context.Context, ref string) (*SwarmModel, error) 
 	}
 	sm = &SwarmModel{name: name, w: l.Weights, tok: l.Tokenizer, be: be,
 		tmpl: chatTemplate(name, l.ChatTemplate, l.Tokenizer), life: n.ctx}
-	sm.pl = &swarm.Planner{Dir: n.dir, Model: root.String(), Layers: l.Weights.Config.Layers}
+	sm.pl = &swarm.Planner{Dir: n.dir, Model: root.String(), Layers: l.Weights.Config.Layers, Experts: l.Weights.Config.Experts}
 	ccfg := swarm.ClientConfig{
 		Model: root.String(), DType: kernels.F16, Replan: sm.pl.Replan, OnResult: n.countResult,
 	}

@@ -81,7 +81,7 @@ func (s *dhtSwarm) serve(maxLayers int, onEvent func(swarm.ServeEvent)) *dhtNode
 	defer cancel()
 	srv, err := swarm.Serve(ctx, n.h.Libp2p(), n.dir, swarm.ServeConfig{
 		Model: modelID, Layers: s.w.Config.Layers, MaxLayers: maxLayers,
-		Load: func(context.Context, swarm.Span) (*model.Weights, func() error, error) {
+		Load: func(context.Context, swarm.Span, model.ExpertSet) (*model.Weights, func() error, error) {
 			return s.w, func() error { return nil }, nil
 		},
 		Backend:           backend(t),
@@ -318,7 +318,7 @@ func TestPlannerNamesMissingLayers(t *testing.T) {
 	defer cancel()
 	srv, err := swarm.Serve(ctx, n.h.Libp2p(), n.dir, swarm.ServeConfig{
 		Model: modelID, Layers: s.w.Config.Layers, Span: swarm.Span{0, 2},
-		Load: func(context.Context, swarm.Span) (*model.Weights, func() error, error) {
+		Load: func(context.Context, swarm.Span, model.ExpertSet) (*model.Weights, func() error, error) {
 			return s.w, func() error { return nil }, nil
 		},
 		Backend: backend(t),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -380,6 +381,7 @@ type serverExperts struct {
 	expertFailovers atomic.Int64
 	askMu           sync.Mutex
 	askedRows       map[peer.ID]int64
+	routes          *routeLoad // the router's picks (nil: a dense model)
 }
 
 // initExperts sets up what a server of experts needs: the engine that
@@ -392,11 +394,142 @@ func (s *Server) initExperts(w *model.Weights, be kernels.Backend) []model.Optio
 	s.xe = model.NewEngine(w, be)
 	s.load = make([]atomic.Int64, s.cfg.Span.Len()*c.Experts)
 	s.askedRows = map[peer.ID]int64{}
+	s.routes = newRouteLoad(w, s.cfg.Span)
+	opts := []model.Option{model.Routed(s.routes.add)}
 	if lacksExperts(w, s.cfg.Span) {
 		s.caller = &expertCaller{s: s, bad: map[peer.ID]time.Time{}}
-		return []model.Option{model.RemoteExperts(s.caller)}
+		opts = append(opts, model.RemoteExperts(s.caller))
 	}
-	return nil
+	return opts
+}
+
+// The router's picks a server counts and announces: over the last
+// routeBuckets buckets of routeBucket each (a minute).
+const (
+	routeBucket  = 10 * time.Second
+	routeBuckets = 6
+)
+
+// routeLoad counts the router's picks per (layer, expert) of a span over
+// a sliding window of buckets.
+type routeLoad struct {
+	first, experts int
+	layers         int // the span's layers of experts
+	mu             sync.Mutex
+	epoch          [routeBuckets]int64   // the bucket each holds (time / routeBucket)
+	count          [routeBuckets][]int64 // [layer-first][expert]
+}
+
+func newRouteLoad(w *model.Weights, span Span) *routeLoad {
+	l := &routeLoad{first: span.First, experts: w.Config.Experts}
+	for _, ly := range w.Layers[span.First:span.Last] {
+		if ly != nil && ly.Experts != nil {
+			l.layers++
+		}
+	}
+	for b := range l.count {
+		l.count[b] = make([]int64, span.Len()*l.experts)
+	}
+	return l
+}
+
+// add counts the picks of one pass at layer li (model.Routed).
+func (l *routeLoad) add(li int, pick []int32) {
+	ep := time.Now().UnixNano() / int64(routeBucket)
+	b := ep % routeBuckets
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.epoch[b] != ep {
+		clear(l.count[b])
+		l.epoch[b] = ep
+	}
+	i := (li - l.first) * l.experts
+	if i < 0 || i >= len(l.count[b]) {
+		return
+	}
+	row := l.count[b][i : i+l.experts]
+	for _, e := range pick {
+		if e >= 0 && int(e) < l.experts {
+			row[e]++
+		}
+	}
+}
+
+// window is the picks of the window per [layer-first][expert].
+func (l *routeLoad) window() [][]int64 {
+	ep := time.Now().UnixNano() / int64(routeBucket)
+	out := make([][]int64, len(l.count[0])/max(l.experts, 1))
+	for i := range out {
+		out[i] = make([]int64, l.experts)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for b := range l.count {
+		if ep-l.epoch[b] >= routeBuckets {
+			continue
+		}
+		for i, n := range l.count[b] {
+			out[i/l.experts][i%l.experts] += n
+		}
+	}
+	return out
+}
+
+// announced is the record's ExpertLoad: each expert's picks over the
+// window (a minute) averaged over the span's layers of experts, as
+// LoadBytes; nil when nothing was routed.
+func (l *routeLoad) announced() []byte {
+	if l.layers == 0 {
+		return nil
+	}
+	out := make([]byte, l.experts)
+	some := false
+	sums := make([]int64, l.experts)
+	for _, layer := range l.window() {
+		for e, n := range layer {
+			sums[e] += n
+		}
+	}
+	for e, n := range sums {
+		out[e] = LoadByte(float64(n) / float64(l.layers))
+		some = some || out[e] != 0
+	}
+	if !some {
+		return nil
+	}
+	return out
+}
+
+// LoadByte writes a load (picks a minute, ≥ 0) as one byte on a log
+// scale, eight steps a doubling: 0 is none, 1 is at most 1, and b stands
+// for 2^((b-1)/8) (LoadOf); the largest, 255, for about 3.6e9 and more.
+func LoadByte(v float64) byte {
+	switch {
+	case !(v > 0):
+		return 0
+	case v <= 1:
+		return 1
+	}
+	return byte(min(255, 1+math.Round(8*math.Log2(v))))
+}
+
+// LoadOf reads a LoadByte.
+func LoadOf(b byte) float64 {
+	if b == 0 {
+		return 0
+	}
+	return math.Exp2(float64(b-1) / 8)
+}
+
+// RouterLoad is, for each layer of the span and each expert, how often
+// this server's router chose the expert over the last minute
+// [layer-Span.First][expert] (nil for a dense model). The record
+// announces it per expert (ServerRecord.ExpertLoad).
+func (s *Server) RouterLoad() [][]int64 {
+	if s.routes == nil {
+		return nil
+	}
+	return s.routes.window()
 }
 
 // lacksExperts says whether a layer of span in w lacks a routed expert.

@@ -122,6 +122,19 @@ func TestExpertsSplitOverServers(t *testing.T) {
 			if served == 0 {
 				t.Fatal("no server ran experts for another")
 			}
+			// The attention servers counted their routers' picks, k a
+			// row at each layer: every slot sent to a holder among them.
+			var picks int64
+			for _, s := range servers {
+				for _, layer := range s.RouterLoad() {
+					for _, n := range layer {
+						picks += n
+					}
+				}
+			}
+			if k := int64(m.Config.ExpertsUsed); picks%k != 0 || picks < served {
+				t.Errorf("routers' picks %d (k %d) for %d slots run elsewhere", picks, k, served)
+			}
 
 			// Close, after 4 ids, a holder of experts that the route's
 			// servers called.

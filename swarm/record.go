@@ -67,6 +67,12 @@ type ServerRecord struct {
 	// that the server holds (a bitmap, base64 in JSON); absent (nil):
 	// every one. The server runs the others' rows on their holders.
 	Experts model.ExpertSet `json:"experts,omitempty"`
+	// ExpertLoad is, for each routed expert, how often the router of
+	// this server's layers chose it over the last minute, averaged over
+	// the span's layers of experts: one byte an expert on a log scale
+	// (LoadByte; base64 in JSON). Absent: no rows routed, or a dense
+	// model. Servers choosing experts to hold weigh it (ChooseExperts).
+	ExpertLoad []byte `json:"expert_load,omitempty"`
 	// Throughput is decode tokens per second through the whole span, one
 	// session at a time, as the server measured it.
 	Throughput float64 `json:"throughput"`
@@ -159,6 +165,8 @@ func (r *ServerRecord) check() error {
 		return errors.New("server record: software string too long")
 	case r.Experts != nil && (len(r.Experts) > model.MaxExperts/8 || r.Experts.Count(len(r.Experts)*8) == 0):
 		return fmt.Errorf("server record: expert set of %d bytes holding %d experts (1 to %d)", len(r.Experts), r.Experts.Count(len(r.Experts)*8), model.MaxExperts)
+	case len(r.ExpertLoad) > model.MaxExperts:
+		return fmt.Errorf("server record: load of %d experts (max %d)", len(r.ExpertLoad), model.MaxExperts)
 	}
 	return nil
 }

@@ -22,9 +22,10 @@ const (
 	DefaultMargin            = 0.2
 )
 
-// LoadFunc fetches and loads the layers of span (pulling them from the
-// swarm if needed). release frees them once the server is done with them.
-type LoadFunc func(ctx context.Context, span Span) (w *model.Weights, release func() error, err error)
+// LoadFunc fetches and loads the layers of span, and of their routed
+// experts those of experts (nil: every one), pulling them from the swarm
+// if needed. release frees them once the server is done with them.
+type LoadFunc func(ctx context.Context, span Span, experts model.ExpertSet) (w *model.Weights, release func() error, err error)
 
 // ServeConfig configures Serve.
 type ServeConfig struct {
@@ -37,12 +38,23 @@ type ServeConfig struct {
 	Span Span
 	// MaxLayers bounds how many layers the node holds (0: all).
 	MaxLayers int
+	// ModelExperts is the model's routed experts a layer (0: a dense
+	// model).
+	ModelExperts int
+	// Experts, if set, are the routed experts of the span's layers to
+	// hold, for good (nil: every one, or MaxExperts of them).
+	Experts model.ExpertSet
+	// MaxExperts, below ModelExperts with Experts nil, is how many
+	// experts of each layer the node holds: it picks those the swarm
+	// needs most (ChooseExperts), and picks again as the swarm changes.
+	MaxExperts int
 	// Load loads a span's weights.
 	Load LoadFunc
 	// Backend runs the server's forward passes.
 	Backend kernels.Backend
-	// Server is the template of the server's configuration; Model and
-	// Span are filled in.
+	// Server is the template of the server's configuration; Model, Span
+	// and Experts are filled in, and Holders (the directory's records)
+	// where it is nil.
 	Server ServerConfig
 	// AnnounceInterval is how often the record is announced again
 	// (default: a third of the directory's RecordTTL).
@@ -93,7 +105,8 @@ type Serving struct {
 	mu       sync.Mutex
 	span     Span
 	rate     float64
-	kvPerPos int64 // KV-cache bytes of one position of one layer
+	kvPerPos int64           // KV-cache bytes of one position of one layer
+	experts  model.ExpertSet // the experts held (nil: every one)
 	// A move held back for another server's, and since when (loop only).
 	deferred   Span
 	deferredAt time.Time
@@ -126,6 +139,18 @@ func Serve(ctx context.Context, h host.Host, dir *Directory, cfg ServeConfig) (*
 	if cfg.MaxLayers <= 0 || cfg.MaxLayers > cfg.Layers {
 		cfg.MaxLayers = cfg.Layers
 	}
+	if cfg.Experts != nil {
+		if cfg.ModelExperts <= 0 {
+			return nil, errors.New("swarm: serve: an expert set for a model without routed experts")
+		}
+		if err := cfg.Experts.Check(cfg.ModelExperts); err != nil {
+			return nil, fmt.Errorf("swarm: serve: %w", err)
+		}
+		cfg.MaxExperts = 0
+	}
+	if cfg.MaxExperts >= cfg.ModelExperts {
+		cfg.MaxExperts = 0
+	}
 	if cfg.AnnounceInterval <= 0 {
 		cfg.AnnounceInterval = dir.Config().RecordTTL / 3
 	}
@@ -140,16 +165,19 @@ func Serve(ctx context.Context, h host.Host, dir *Directory, cfg ServeConfig) (*
 	}
 	s := &Serving{h: h, dir: dir, cfg: cfg}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	span := cfg.Span
-	if !fixed {
+	span, set := cfg.Span, cfg.Experts
+	if !fixed || s.autoExperts() {
 		recs, err := dir.Servers(ctx, cfg.Model)
 		if err != nil {
 			s.cancel()
 			return nil, err
 		}
-		span = ChooseSpan(NewCoverage(cfg.Layers, recs, h.ID()), cfg.MaxLayers, TypicalRate(recs))
+		if !fixed {
+			span = ChooseSpan(NewCoverage(cfg.Layers, recs, h.ID()), cfg.MaxLayers, TypicalRate(recs))
+		}
+		set = s.pickExperts(recs, span)
 	}
-	if err := s.take(ctx, span); err != nil {
+	if err := s.take(ctx, span, set); err != nil {
 		s.cancel()
 		// Others counted this node as joining: tell them it is not.
 		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -163,12 +191,41 @@ func Serve(ctx context.Context, h host.Host, dir *Directory, cfg ServeConfig) (*
 	if err := dir.WaitProvided(ctx, cfg.Model); err != nil {
 		log.Warn("servers key not yet provided", "model", cfg.Model, "err", err)
 	}
-	s.wg.Go(func() { s.loop(!fixed) })
+	s.wg.Go(func() { s.loop(!fixed || s.autoExperts()) })
 	return s, nil
 }
 
 // Config is the configuration the service runs with, defaults filled in.
 func (s *Serving) Config() ServeConfig { return s.cfg }
+
+// autoExperts says whether the node picks its experts (MaxExperts).
+func (s *Serving) autoExperts() bool { return s.cfg.MaxExperts > 0 }
+
+// pickExperts is the experts to hold at span: the fixed set, or the
+// MaxExperts the swarm of recs needs most.
+func (s *Serving) pickExperts(recs []ServerRecord, span Span) model.ExpertSet {
+	if !s.autoExperts() {
+		return s.cfg.Experts
+	}
+	return ChooseExperts(recs, span, s.cfg.ModelExperts, s.cfg.MaxExperts, s.h.ID())
+}
+
+// Experts is the routed experts held now (nil: every one).
+func (s *Serving) Experts() model.ExpertSet {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.experts
+}
+
+// serverConfig is the server's configuration for span and set.
+func (s *Serving) serverConfig(span Span, set model.ExpertSet) ServerConfig {
+	scfg := s.cfg.Server
+	scfg.Model, scfg.Span, scfg.Experts = s.cfg.Model, span, set
+	if scfg.Holders == nil && set != nil {
+		scfg.Holders = func() []ServerRecord { return s.dir.Known(s.cfg.Model) }
+	}
+	return scfg
+}
 
 // Span is the layers served now.
 func (s *Serving) Span() Span {
@@ -191,10 +248,10 @@ func (s *Serving) Server() *Server {
 	return s.srv
 }
 
-// take loads span, measures it, replaces the running server (if any)
-// with one for span and announces it. While it loads, the node announces
+// take loads span with the experts of set, measures it, replaces the
+// running server (if any) with one for them and announces it. While it loads, the node announces
 // itself as joining span, so that others count it.
-func (s *Serving) take(ctx context.Context, span Span) error {
+func (s *Serving) take(ctx context.Context, span Span, set model.ExpertSet) error {
 	s.op.Lock()
 	defer s.op.Unlock()
 	if s.Suspended() {
@@ -203,10 +260,10 @@ func (s *Serving) take(ctx context.Context, span Span) error {
 	s.mu.Lock()
 	from, moving, fromRate := s.span, s.srv != nil, s.rate
 	s.mu.Unlock()
-	if err := s.dir.Announce(ctx, ServerRecord{Model: s.cfg.Model, Span: span, State: StateJoining, Software: s.cfg.Software}); err != nil {
+	if err := s.dir.Announce(ctx, ServerRecord{Model: s.cfg.Model, Span: span, Experts: set, State: StateJoining, Software: s.cfg.Software}); err != nil {
 		log.Warn("announce joining", "model", s.cfg.Model, "span", span, "err", err)
 	}
-	w, release, err := s.cfg.Load(ctx, span)
+	w, release, err := s.cfg.Load(ctx, span, set)
 	if err != nil {
 		return fmt.Errorf("swarm: serve: load layers %s: %w", span, err)
 	}
@@ -220,9 +277,7 @@ func (s *Serving) take(ctx context.Context, span Span) error {
 		release()
 		return fmt.Errorf("swarm: serve: measure layers %s: %w", span, err)
 	}
-	scfg := s.cfg.Server
-	scfg.Model, scfg.Span = s.cfg.Model, span
-	srv, err := NewServer(s.h, w, s.cfg.Backend, scfg)
+	srv, err := NewServer(s.h, w, s.cfg.Backend, s.serverConfig(span, set))
 	if err != nil {
 		release()
 		return err
@@ -234,7 +289,7 @@ func (s *Serving) take(ctx context.Context, span Span) error {
 		return ErrClosed
 	}
 	old, oldRelease := s.srv, s.release
-	s.span, s.rate, s.srv, s.w, s.release = span, rate, srv, w, release
+	s.span, s.experts, s.rate, s.srv, s.w, s.release = span, set, rate, srv, w, release
 	s.kvPerPos = model.CacheBytes(&w.Config, srv.e.KVType(), 1, 1)
 	s.mu.Unlock()
 	if old != nil {
@@ -257,8 +312,11 @@ func (s *Serving) take(ctx context.Context, span Span) error {
 func (s *Serving) record() ServerRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := ServerRecord{Model: s.cfg.Model, Span: s.span, Throughput: s.rate, State: StateServing, Software: s.cfg.Software}
+	r := ServerRecord{Model: s.cfg.Model, Span: s.span, Experts: s.experts, Throughput: s.rate, State: StateServing, Software: s.cfg.Software}
 	if s.srv != nil {
+		if s.srv.routes != nil {
+			r.ExpertLoad = s.srv.routes.announced()
+		}
 		cfg := s.srv.Config()
 		st := s.srv.Stats()
 		if per := s.kvPerPos * int64(s.span.Len()); per > 0 {
@@ -337,13 +395,61 @@ func (s *Serving) loop(rebalance bool) {
 // does not stall the swarm.
 func (s *Serving) rebalance() time.Duration {
 	recs := s.dir.Known(s.cfg.Model)
+	if s.cfg.Span == (Span{}) {
+		if wait, acted := s.rebalanceSpan(recs); acted {
+			return wait
+		}
+	}
+	if s.autoExperts() {
+		s.rebalanceExperts(recs)
+	}
+	return 0
+}
+
+// rebalanceExperts picks the experts again where some expert of the
+// span has no holder but this node could take it: it swaps experts only
+// when one of the span's experts is held by no other server and this
+// node does not hold it, and drops only experts that others hold too,
+// so that a swap never opens a gap of its own.
+func (s *Serving) rebalanceExperts(recs []ServerRecord) {
+	s.mu.Lock()
+	cur, set := s.span, s.experts
+	s.mu.Unlock()
+	n := s.cfg.ModelExperts
+	others := ExpertCoverage(recs, cur, n, s.h.ID())
+	gap := false
+	for e := range n {
+		gap = gap || (others[e] == 0 && !set.Has(e))
+	}
+	if !gap {
+		return
+	}
+	want := s.pickExperts(recs, cur)
+	if want.String() == set.String() {
+		return
+	}
+	for _, e := range set.List(n) {
+		if !want.Has(e) && others[e] == 0 {
+			return
+		}
+	}
+	log.Info("picking experts again", "model", s.cfg.Model, "span", cur, "from", set, "to", want)
+	if err := s.take(s.ctx, cur, want); err != nil && s.ctx.Err() == nil {
+		log.Warn("pick experts", "model", s.cfg.Model, "to", want, "err", err)
+		s.announce(s.ctx)
+	}
+}
+
+// rebalanceSpan is rebalance's part about the layers: acted says it
+// moved, or held back until wait has passed.
+func (s *Serving) rebalanceSpan(recs []ServerRecord) (wait time.Duration, acted bool) {
 	s.mu.Lock()
 	cur, rate := s.span, s.rate
 	s.mu.Unlock()
 	next, move := Rebalance(NewCoverage(s.cfg.Layers, recs, s.h.ID()), cur, rate, s.cfg.Margin)
 	if !move {
 		s.deferred = Span{}
-		return 0
+		return 0, false
 	}
 	hold := 3*s.cfg.RebalanceDelay + time.Second
 	if s.deferred != next || time.Since(s.deferredAt) < hold {
@@ -352,16 +458,16 @@ func (s *Serving) rebalance() time.Duration {
 			if s.deferred != next {
 				s.deferred, s.deferredAt = next, time.Now()
 			}
-			return hold - time.Since(s.deferredAt) + time.Millisecond
+			return hold - time.Since(s.deferredAt) + time.Millisecond, true
 		}
 	}
 	s.deferred = Span{}
 	log.Info("moving span", "model", s.cfg.Model, "from", cur, "to", next)
-	if err := s.take(s.ctx, next); err != nil && s.ctx.Err() == nil {
+	if err := s.take(s.ctx, next, s.pickExperts(recs, next)); err != nil && s.ctx.Err() == nil {
 		log.Warn("move span", "model", s.cfg.Model, "to", next, "err", err)
 		s.announce(s.ctx) // back to the current span
 	}
-	return 0
+	return 0, true
 }
 
 // Mover picks, among the servers of recs, the one whose move (by
@@ -448,11 +554,9 @@ func (s *Serving) Resume(ctx context.Context) error {
 		s.mu.Unlock()
 		return nil
 	}
-	span, w := s.span, s.w
+	span, set, w := s.span, s.experts, s.w
 	s.mu.Unlock()
-	scfg := s.cfg.Server
-	scfg.Model, scfg.Span = s.cfg.Model, span
-	srv, err := NewServer(s.h, w, s.cfg.Backend, scfg)
+	srv, err := NewServer(s.h, w, s.cfg.Backend, s.serverConfig(span, set))
 	if err != nil {
 		return fmt.Errorf("swarm: resume: %w", err)
 	}
@@ -503,10 +607,15 @@ func (s *Serving) Close() error {
 }
 
 // MeasureThroughput runs a few decode steps of span on be and returns the
-// tokens per second of one session.
+// tokens per second of one session. Of the routed experts it runs those
+// the weights hold (the others' rows would run elsewhere).
 func MeasureThroughput(w *model.Weights, be kernels.Backend, span Span) (float64, error) {
 	const warm, steps = 2, 8
-	e := model.NewEngine(w, be)
+	var opts []model.Option
+	if w.Config.Experts > 0 && lacksExperts(w, span) {
+		opts = append(opts, model.RemoteExperts(skipExperts{}))
+	}
+	e := model.NewEngine(w, be, opts...)
 	c, err := e.NewCache(span.First, span.Last, warm+steps)
 	if err != nil {
 		return 0, err
@@ -529,4 +638,12 @@ func MeasureThroughput(w *model.Weights, be kernels.Backend, span Span) (float64
 	}
 	d := time.Since(start)
 	return float64(steps) / max(d.Seconds(), 1e-9), nil
+}
+
+// skipExperts runs no expert: the measure of a span whose weights lack
+// some experts counts the ones held.
+type skipExperts struct{}
+
+func (skipExperts) RunExperts(int, []float32, int, int, []int32, []float32, []float32) error {
+	return nil
 }

@@ -206,22 +206,55 @@ func ExpertCoverage(recs []ServerRecord, span Span, experts int, skip peer.ID) [
 }
 
 // ChooseExperts picks which n of a layer span's experts a server that
-// can hold n of them should serve: those whose holders offer the least
-// throughput there (ExpertCoverage), ties to the lower index. n of at
-// least experts is every one (nil).
+// can hold n of them should serve: those with the most load for their
+// holders' throughput there, (1 + load) / ExpertCoverage, where load is
+// the sum of the records' ExpertLoad (the router's picks announced by
+// the servers of layers of span). So the experts no one holds come
+// first (the most picked of them first), and with no load announced the
+// ones whose holders offer the least throughput; ties to the lower
+// index. n of at least experts is every one (nil).
 func ChooseExperts(recs []ServerRecord, span Span, experts, n int, skip peer.ID) model.ExpertSet {
 	if n >= experts {
 		return nil
 	}
 	cov := ExpertCoverage(recs, span, experts, skip)
+	load := ExpertDemand(recs, span, experts, skip)
+	need := func(e int) float64 {
+		if cov[e] <= 0 {
+			return math.Inf(1)
+		}
+		return (1 + load[e]) / cov[e]
+	}
 	order := make([]int, experts)
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(cov[a], cov[b]) })
+	slices.SortStableFunc(order, func(a, b int) int {
+		if c := cmp.Compare(need(b), need(a)); c != 0 {
+			return c
+		}
+		return cmp.Compare(load[b], load[a])
+	})
 	set := model.ExpertSet{}
 	for _, e := range order[:max(n, 1)] {
 		set = set.With(e)
 	}
 	return set
+}
+
+// ExpertDemand is, for each expert, the load the records announce for
+// it (ExpertLoad, picks a minute) summed over the records whose span
+// overlaps span; skip and leaving servers are left out.
+func ExpertDemand(recs []ServerRecord, span Span, experts int, skip peer.ID) []float64 {
+	out := make([]float64, experts)
+	for i := range recs {
+		r := &recs[i]
+		if r.Peer == skip || r.State == StateLeaving || r.Span.Last <= span.First || r.Span.First >= span.Last {
+			continue
+		}
+		for e, b := range r.ExpertLoad[:min(len(r.ExpertLoad), experts)] {
+			out[e] += LoadOf(b)
+		}
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -190,7 +191,8 @@ func TestRecordSignOpen(t *testing.T) {
 	id, _ := peer.IDFromPrivateKey(key)
 	r := ServerRecord{Model: "bafy-model", Span: Span{2, 4}, Throughput: 12.5, FreePositions: 1000, MaxPositions: 512,
 		State: StateServing, Seq: 7, Expires: time.Now().Add(time.Minute).Truncate(time.Second), Software: "mycel test",
-		Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/4747")}, Experts: model.NewExpertSet(1, 9)}
+		Addrs: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/4747")}, Experts: model.NewExpertSet(1, 9),
+		ExpertLoad: []byte{0, 9, 255}}
 	raw, err := SignRecord(&r, key)
 	if err != nil {
 		t.Fatal(err)
@@ -201,7 +203,8 @@ func TestRecordSignOpen(t *testing.T) {
 	}
 	if got.Peer != id || got.Model != r.Model || got.Span != r.Span || got.Throughput != r.Throughput ||
 		got.FreePositions != r.FreePositions || got.Seq != r.Seq || !got.Expires.Equal(r.Expires) ||
-		len(got.Addrs) != 1 || !got.Addrs[0].Equal(r.Addrs[0]) || got.State != StateServing || got.Experts.String() != "1,9" {
+		len(got.Addrs) != 1 || !got.Addrs[0].Equal(r.Addrs[0]) || got.State != StateServing || got.Experts.String() != "1,9" ||
+		!bytes.Equal(got.ExpertLoad, r.ExpertLoad) {
 		t.Fatalf("round trip: got %+v, want %+v", got, r)
 	}
 	if !got.Valid(time.Now()) || got.Valid(time.Now().Add(2*time.Minute)) {
@@ -223,6 +226,7 @@ func TestRecordSignOpen(t *testing.T) {
 		{Model: "m", Span: Span{0, 1}, State: StateServing, Throughput: -1},
 		{Model: "m", Span: Span{0, 1}, State: StateServing, Experts: model.ExpertSet{0, 0}},
 		{Model: "m", Span: Span{0, 1}, State: StateServing, Experts: make(model.ExpertSet, model.MaxExperts/8+1)},
+		{Model: "m", Span: Span{0, 1}, State: StateServing, ExpertLoad: make([]byte, model.MaxExperts+1)},
 	} {
 		if _, err := SignRecord(&bad, key); err == nil {
 			t.Fatalf("signed a bad record %+v", bad)
@@ -239,6 +243,9 @@ func FuzzOpenRecord(f *testing.F) {
 	raw, _ := SignRecord(&r, key)
 	f.Add(raw)
 	r.Experts = model.NewExpertSet(0, 3)
+	raw, _ = SignRecord(&r, key)
+	f.Add(raw)
+	r.ExpertLoad = []byte{0, 1, 40, 255}
 	raw, _ = SignRecord(&r, key)
 	f.Add(raw)
 	f.Add([]byte{})
@@ -323,5 +330,58 @@ func TestChooseExperts(t *testing.T) {
 	}
 	if got := ChooseExperts(nil, Span{0, 2}, 8, 8, ""); got != nil {
 		t.Errorf("all 8 experts chose %v, want every one (nil)", got)
+	}
+}
+
+// A new server of some experts weighs the router's picks the servers
+// announce: an expert no one holds comes first, the most picked of
+// those first; then the most picked for its holders' throughput; with
+// no load announced, the least held.
+func TestChooseExpertsByLoad(t *testing.T) {
+	part := func(p string, tps float64, set model.ExpertSet, load []byte) ServerRecord {
+		r := rec(p, 0, 2, tps)
+		r.Experts, r.ExpertLoad = set, load
+		return r
+	}
+	// The routers of a (and c) pick 2, 5 and 6 a hundred times as often
+	// as the others; 6 and 7 have no holder; 2 is held at 20 tok/s, 5 at
+	// 40.
+	load := make([]byte, 8)
+	for e := range load {
+		load[e] = LoadByte(10)
+	}
+	load[2], load[5], load[6] = LoadByte(1000), LoadByte(1000), LoadByte(1000)
+	recs := []ServerRecord{part("a", 10, model.NewExpertSet(0, 1, 2, 3), load), part("b", 30, model.NewExpertSet(4, 5), nil),
+		part("c", 10, model.NewExpertSet(0, 1, 2, 3, 4, 5), load)}
+	for _, c := range []struct {
+		n    int
+		want string
+	}{{1, "6"}, {2, "6-7"}, {3, "2,6-7"}, {4, "2,5-7"}} {
+		if got := ChooseExperts(recs, Span{0, 2}, 8, c.n, ""); got.String() != c.want {
+			t.Errorf("%d experts: chose %v, want %s", c.n, got, c.want)
+		}
+	}
+	for i := range recs {
+		recs[i].ExpertLoad = nil
+	}
+	if got := ChooseExperts(recs, Span{0, 2}, 8, 3, ""); got.String() != "0,6-7" {
+		t.Errorf("with no load announced chose %v, want 0,6-7 (no holder, then the least held)", got)
+	}
+	// Loads announced for other layers do not count.
+	recs[0].ExpertLoad, recs[0].Span = load, Span{2, 4}
+	if d := ExpertDemand(recs, Span{0, 2}, 8, ""); d[2] != 0 {
+		t.Errorf("demand of expert 2 at layers [0,2) counts a record of [2,4): %v", d)
+	}
+}
+
+// LoadByte keeps a load within a sixteenth of a doubling, and 0 as 0.
+func TestLoadByte(t *testing.T) {
+	if LoadByte(0) != 0 || LoadByte(math.NaN()) != 0 || LoadOf(0) != 0 || LoadByte(1e30) != 255 {
+		t.Fatal("LoadByte's ends")
+	}
+	for _, v := range []float64{1, 2, 3, 10, 1000, 123456, 1e9} {
+		if got := LoadOf(LoadByte(v)); math.Abs(math.Log2(got/v)) > 1.0/16+1e-9 {
+			t.Errorf("%v comes back as %v", v, got)
+		}
 	}
 }

@@ -175,7 +175,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 		closers = append(closers, be.Close)
 		sv, err := swarm.Serve(ctx, n.h.Libp2p(), n.dir, swarm.ServeConfig{
 			Model: modelID, Layers: cfg.Layers, MaxLayers: perNode, Backend: be,
-			Load: func(context.Context, swarm.Span) (*model.Weights, func() error, error) {
+			Load: func(context.Context, swarm.Span, model.ExpertSet) (*model.Weights, func() error, error) {
 				return l.w, func() error { return nil }, nil // one copy in memory for the whole demo
 			},
 			RebalanceDelay: 200 * time.Millisecond,

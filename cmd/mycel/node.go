@@ -88,6 +88,7 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
   mycel node --model tiny=stories260K.bin:tok512.bin --model llama=model.gguf   # a tokenizer per model; a GGUF has its own
   mycel node --serve bagu...model-cid --max-layers 8              # volunteer: serve the layers the swarm needs most
   mycel node --serve stories15M --layers 0:3                      # serve layers 0-2 for good
+  mycel node --serve mixtral --layers 0:8 --experts 0-3           # serve experts 0-3 of layers 0-7; others hold the rest
   mycel node --train --train-memory 4GB                           # volunteer: train fine-tuning jobs that fit in 4 GB
   mycel node --api 0.0.0.0:5150 --allowed-hosts mybox.lan         # API for the LAN too: requests need ~/.mycel/api-token
   mycel node --data /srv/mycel --listen /ip4/0.0.0.0/tcp/` + port + ` --bootstrap /ip4/203.0.113.7/tcp/` + port + `/p2p/12D3Koo...`,
@@ -179,6 +180,7 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 	fl.StringVar(&serve.Model, "serve", "", "serve layers of this model (CID or name) to the swarm")
 	fl.StringVar(&serve.Layers, "layers", "", "with --serve: serve layers A:B for good (default: choose, and move as the swarm needs)")
 	fl.IntVar(&serve.MaxLayers, "max-layers", 0, "with --serve: hold at most this many layers (default: all that --serve-memory allows)")
+	fl.StringVar(&serve.Experts, "experts", "", `with --serve, for a mixture of experts: hold these routed experts of each layer, e.g. "0-3,8" (default: all, or as many as --serve-memory allows where it holds not one whole layer, picked where the swarm needs them)`)
 	fl.StringVar(&caps.serveMem, "serve-memory", "", "with --serve: most memory for weights and KV caches, e.g. 8GB (default: no cap)")
 	fl.BoolVar(&cfg.Train, "train", false, "volunteer for fine-tuning jobs on the swarm: take those that fit, one at a time")
 	fl.StringVar(&caps.trainMem, "train-memory", "", "with --train: most memory a job may take, e.g. 4GB (default: no cap)")

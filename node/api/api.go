@@ -187,6 +187,9 @@ type ImportResult struct {
 type PullRequest struct {
 	CID    string `json:"cid"`              // or the name of a model the node knows
 	Layers string `json:"layers,omitempty"` // "A:B"; empty: all, with embedding and head
+	// Experts, for a mixture of experts, is the routed experts of the
+	// layers to fetch, as ranges ("0-3,8"); empty: every one.
+	Experts string `json:"experts,omitempty"`
 	// Timeout bounds the whole pull (default 10 minutes).
 	Timeout string `json:"timeout,omitempty"`
 }
