@@ -255,6 +255,9 @@ func (n *Node) SwarmStatus(ctx context.Context, ref string) (api.SwarmStatus, er
 	for _, r := range recs {
 		si := api.ServerInfo{Peer: r.Peer.String(), First: r.Span.First, Last: r.Span.Last, Throughput: r.Throughput,
 			FreePositions: r.FreePositions, State: string(r.State), Expires: r.Expires, Self: r.Peer == n.host.ID(), Software: r.Software}
+		if r.Experts != nil {
+			si.Experts = r.Experts.String()
+		}
 		if l := n.dir.Latency(r.Peer); l > 0 {
 			si.Latency = l.Round(10 * time.Microsecond).String()
 		}

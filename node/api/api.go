@@ -271,6 +271,9 @@ type ServerInfo struct {
 	Expires       time.Time `json:"expires"`
 	Self          bool      `json:"self,omitempty"`
 	Software      string    `json:"software,omitempty"`
+	// Experts is the routed experts of its layers it holds, as ranges
+	// ("0-3,8"); empty: every one.
+	Experts string `json:"experts,omitempty"`
 }
 
 // LayerSpan is layers [First, Last).
