@@ -75,12 +75,12 @@ func TestSwarmExpertsSplit(t *testing.T) {
 		servers = append(servers, s)
 	}
 	// Each pulled its experts' parts and no other's.
-	for i, s := range servers {
+	pulled := func(s *Node, first, last int, set model.ExpertSet) {
+		t.Helper()
 		in, err := s.Inspect(ctx, mustCID(t, res.CID))
 		if err != nil {
 			t.Fatal(err)
 		}
-		set, _ := model.ParseExperts(sets[i], c.Experts)
 		experts := 0
 		for _, p := range in.Parts {
 			var layer, e int
@@ -88,13 +88,17 @@ func TestSwarmExpertsSplit(t *testing.T) {
 				continue
 			}
 			experts++
-			if p.Local != set.Has(e) {
-				t.Errorf("server of experts %s: part %q at hand: %v", sets[i], p.Name, p.Local)
+			if p.Local != (layer >= first && layer < last && set.Has(e)) {
+				t.Errorf("server of experts %s: part %q at hand: %v", set, p.Name, p.Local)
 			}
 		}
 		if experts == 0 {
 			t.Fatalf("no expert part among %d parts", len(in.Parts))
 		}
+	}
+	for i, s := range servers {
+		set, _ := model.ParseExperts(sets[i], c.Experts)
+		pulled(s, 0, c.Layers, set)
 	}
 
 	e := startNode(t, cfg())
@@ -139,6 +143,24 @@ func TestSwarmExpertsSplit(t *testing.T) {
 	if ran == 0 {
 		t.Error("no volunteer ran experts for the other")
 	}
+
+	// A volunteer whose memory cap holds not one whole layer serves one
+	// layer with as many experts as fit (all but one here), picks them
+	// itself, and pulls only those.
+	weights, err := info.Manifest.LayerBytes(ctx, a.store, c.Layers-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := model.CacheBytes(&c, model.DefaultKVType, 1, c.Context)
+	f := startNode(t, cfg())
+	sv, err := f.Serve(ctx, ServeRequest{Model: res.CID, Threads: 1, MemoryCap: weights + kv - 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := sv.Experts().Count(c.Experts); sv.Experts() == nil || n != c.Experts-1 || sv.Span().Len() != 1 {
+		t.Fatalf("a cap of a layer less a byte holds experts %v of layers %s, want %d of %d of one layer", sv.Experts(), sv.Span(), c.Experts-1, c.Experts)
+	}
+	pulled(f, sv.Span().First, sv.Span().Last, sv.Experts())
 
 	// Bad sets fail naming the flag.
 	bad := []struct{ model, experts, says string }{
