@@ -47,6 +47,15 @@ type input struct {
 	member int
 	weight float64
 	data   []byte
+
+	// A contribution arriving on a stream (under the round's mu): ss is
+	// the sum of squares its sender stated, have the pieces of data in,
+	// failed says its stream broke first, busy that the stream still
+	// writes into data, orphan that the round let data go meanwhile (the
+	// stream gives it back).
+	ss                   float64
+	have                 int
+	failed, busy, orphan bool
 }
 
 // reduction is what a reducer made of its inputs.
@@ -170,20 +179,9 @@ func reduce(enc Encoding, agg Aggregator, trim, normFactor float64, length int, 
 			norms = append(norms, math.Sqrt(c.ss))
 		}
 	}
-	if normFactor > 0 && len(ok) >= 3 {
-		med := median(norms)
-		if med > 0 {
-			kept := ok[:0]
-			for i, x := range ok {
-				if norms[i] > normFactor*med {
-					reject(x.member, ReasonOutlier+"%.4g is %.3g× the median %.4g (limit %g×)", norms[i], norms[i]/med, med, normFactor)
-					spec = false
-					continue
-				}
-				kept = append(kept, x)
-			}
-			ok = kept
-		}
+	if kept := judgeNorms(normFactor, ok, norms, reject); len(kept) < len(ok) {
+		ok = kept
+		spec = false
 	}
 	for _, x := range ok {
 		r.included = append(r.included, x.member)
@@ -207,6 +205,85 @@ func reduce(enc Encoding, agg Aggregator, trim, normFactor float64, length int, 
 		weightedMean(enc, ok, r.weight, r.out)
 	}
 	return r
+}
+
+// judgeNorms returns ok without the inputs whose norm is above
+// normFactor times the median of norms (with at least three inputs and
+// normFactor > 0), which it rejects.
+func judgeNorms(normFactor float64, ok []input, norms []float64, reject func(m int, format string, args ...any)) []input {
+	if !(normFactor > 0 && len(ok) >= 3) {
+		return ok
+	}
+	med := median(norms)
+	if !(med > 0) {
+		return ok
+	}
+	kept := make([]input, 0, len(ok))
+	for i, x := range ok {
+		if norms[i] > normFactor*med {
+			reject(x.member, ReasonOutlier+"%.4g is %.3g× the median %.4g (limit %g×)", norms[i], norms[i]/med, med, normFactor)
+			continue
+		}
+		kept = append(kept, x)
+	}
+	return kept
+}
+
+// sumSquaresOf is the sum of the squares of the length values that b
+// encodes, added in order in float64 as the reducer adds them, or NaN if
+// one is not finite.
+func sumSquaresOf(enc Encoding, b []byte, length int) float64 {
+	buf := getFloats(chunk)
+	defer putFloats(buf)
+	var ss float64
+	for start := 0; start < length; start += chunk {
+		n := min(chunk, length-start)
+		var bad int
+		if ss, bad = sumSquares(ss, values(enc, b, start, n, buf)); bad >= 0 {
+			return math.NaN()
+		}
+	}
+	return ss
+}
+
+// reducePiece averages the values [start, start+len(out)) of the inputs
+// in (member order, all kept, of total weight total) into out as reduce
+// would, and adds each input's squares of those values to ss[k]. It
+// returns the input and element (from the part's start) of the first
+// value that is not finite, or -1, -1.
+func reducePiece(enc Encoding, agg Aggregator, trim, total float64, in []input, start int, ss []float64, out []float32) (int, int) {
+	buf := getFloats(chunk)
+	defer putFloats(buf)
+	if agg == TrimmedMean && trimCount(len(in), trim) > 0 {
+		for k, x := range in {
+			for c := 0; c < len(out); c += chunk {
+				n := min(chunk, len(out)-c)
+				var bad int
+				if ss[k], bad = sumSquares(ss[k], values(enc, x.data, start+c, n, buf)); bad >= 0 {
+					return k, start + c + bad
+				}
+			}
+		}
+		trimmedMeanAt(enc, in, trimCount(len(in), trim), start, out)
+		return -1, -1
+	}
+	var acc [chunk]float64
+	for c := 0; c < len(out); c += chunk {
+		n := min(chunk, len(out)-c)
+		a := acc[:n]
+		clear(a)
+		for k, x := range in {
+			var bad int
+			if ss[k], bad = sumSquaresAcc(ss[k], values(enc, x.data, start+c, n, buf), x.weight, a); bad >= 0 {
+				return k, start + c + bad
+			}
+		}
+		o := out[c : c+n]
+		for i, v := range a {
+			o[i] = float32(v / total)
+		}
+	}
+	return -1, -1
 }
 
 // weightedMean sets out to Σ wᵢxᵢ / total, summed in float64 in the
@@ -257,7 +334,9 @@ func sumSquares(ss float64, vs []float32) (float64, int) {
 		if f-f != 0 { // NaN or ±Inf
 			return ss, i
 		}
-		ss += f * f
+		// The conversion keeps the square rounded on its own, never fused
+		// with the sum: a sender and its reducer add the same bits.
+		ss += float64(f * f)
 	}
 	return ss, -1
 }
@@ -271,9 +350,9 @@ func sumSquaresAcc(ss float64, vs []float32, w float64, a []float64) (float64, i
 		if f-f != 0 { // NaN or ±Inf
 			return ss, i
 		}
-		ss += f * f
-		// The conversion keeps the product rounded on its own, never
-		// fused with the sum.
+		// The conversions keep the products rounded on their own, never
+		// fused with the sums.
+		ss += float64(f * f)
 		a[i] += float64(w * f)
 	}
 	return ss, -1
@@ -283,6 +362,12 @@ func sumSquaresAcc(ss float64, vs []float32, w float64, a []float64) (float64, i
 // dropping the t smallest and t largest values of each coordinate (equal
 // values ordered by member), summed in float64 in member order.
 func trimmedMean(enc Encoding, in []input, t int, out []float32) {
+	trimmedMeanAt(enc, in, t, 0, out)
+}
+
+// trimmedMeanAt is trimmedMean of the values [from, from+len(out)) of
+// the inputs (from a multiple of BlockSize).
+func trimmedMeanAt(enc Encoding, in []input, t, from int, out []float32) {
 	k := len(in)
 	bufs := make([][]float32, k)
 	for i := range bufs {
@@ -294,7 +379,7 @@ func trimmedMean(enc Encoding, in []input, t int, out []float32) {
 	for start := 0; start < len(out); start += chunk {
 		n := min(chunk, len(out)-start)
 		for j, x := range in {
-			vals[j] = values(enc, x.data, start, n, bufs[j])
+			vals[j] = values(enc, x.data, from+start, n, bufs[j])
 		}
 		for i := range n {
 			// Insertion sort of the k contributions by value, then member.

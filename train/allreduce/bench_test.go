@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -81,6 +82,7 @@ func benchAllReduce(b *testing.B, nw func() *netem.Net) {
 	for _, k := range []int{4, 8} {
 		b.Run(fmt.Sprintf("members=%d", k), func(b *testing.B) {
 			c := newClusterOn(b, nw(), k)
+			tl := newTimeline(c)
 			data := randVecs(1, k, n, 1)
 			w := weights(k)
 			// Two rounds first, untimed: training runs round after round,
@@ -100,6 +102,7 @@ func benchAllReduce(b *testing.B, nw func() *netem.Net) {
 			var total, cpu time.Duration
 			for it := range b.N {
 				rs := same(c.round(fmt.Sprintf("bench/%d", it), 10*time.Minute), k, w)
+				tl.reset()
 				start, cpu0 := time.Now(), cpuTime()
 				var wg sync.WaitGroup
 				errs := make([]error, k)
@@ -112,7 +115,7 @@ func benchAllReduce(b *testing.B, nw func() *netem.Net) {
 				d, dc := time.Since(start), cpuTime()-cpu0
 				total += d
 				cpu += dc
-				b.Logf("round %d: %v, CPU %v", it, d.Round(time.Millisecond), dc.Round(time.Millisecond))
+				b.Logf("round %d: %v, CPU %v; %s", it, d.Round(time.Millisecond), dc.Round(time.Millisecond), tl.phases(start))
 				for i, err := range errs {
 					if err != nil {
 						b.Fatalf("member %d: %v", i, err)
@@ -127,4 +130,76 @@ func benchAllReduce(b *testing.B, nw func() *netem.Net) {
 			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 		})
 	}
+}
+
+// timeline records when each member of a cluster passed each step of
+// its rounds (config.trace), for the phases a round's time goes to.
+type timeline struct {
+	mu sync.Mutex
+	at [][][]time.Time // [member][event][part]
+}
+
+func newTimeline(c *cluster) *timeline {
+	k := len(c.svcs)
+	tl := &timeline{at: make([][][]time.Time, k)}
+	for i, s := range c.svcs {
+		tl.at[i] = make([][]time.Time, evAcked+1)
+		for e := range tl.at[i] {
+			tl.at[i][e] = make([]time.Time, k)
+		}
+		s.cfg.trace = func(_ string, ev traceEvent, part int) {
+			tl.mu.Lock()
+			tl.at[i][ev][part] = time.Now()
+			tl.mu.Unlock()
+		}
+	}
+	return tl
+}
+
+func (tl *timeline) reset() {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	for _, m := range tl.at {
+		for _, e := range m {
+			clear(e)
+		}
+	}
+}
+
+// phases sums the timeline up from start: when the members' last
+// contributions went out (median, last), when the reducers had them all
+// and began to reduce, how long a reduction took at most, when the
+// first part arrived anywhere, and when the members held every part.
+func (tl *timeline) phases(start time.Time) string {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	var sent, reducing, lastPart []time.Duration
+	var firstPart, reduceMax, ackMax time.Duration
+	firstPart = time.Hour
+	last := func(ts []time.Time) time.Duration {
+		var d time.Duration
+		for _, t := range ts {
+			if !t.IsZero() {
+				d = max(d, t.Sub(start))
+			}
+		}
+		return d
+	}
+	for i, m := range tl.at {
+		sent = append(sent, last(m[evSent]))
+		reducing = append(reducing, m[evReducing][i].Sub(start))
+		reduceMax = max(reduceMax, m[evReduced][i].Sub(m[evReducing][i]))
+		lastPart = append(lastPart, last(m[evPart]))
+		ackMax = max(ackMax, last(m[evAcked]))
+		for j, t := range m[evPart] {
+			if j != i && !t.IsZero() {
+				firstPart = min(firstPart, t.Sub(start))
+			}
+		}
+	}
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
+	med := func(ds []time.Duration) time.Duration { ds = slices.Clone(ds); slices.Sort(ds); return ds[len(ds)/2] }
+	return fmt.Sprintf("sent %s/%s s, reducing %s/%s s, reduce ≤%v, first part %s s, all parts %s/%s s, acked %s s (median/last)",
+		ms(med(sent)), ms(slices.Max(sent)), ms(med(reducing)), ms(slices.Max(reducing)),
+		reduceMax.Round(time.Millisecond), ms(firstPart), ms(med(lastPart)), ms(slices.Max(lastPart)), ms(ackMax))
 }

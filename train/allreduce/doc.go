@@ -1,5 +1,5 @@
 // Package allreduce averages a vector among the members of a training
-// group over libp2p streams (protocol /mycel/allreduce/1), every member
+// group over libp2p streams (protocol /mycel/allreduce/2), every member
 // that succeeds ending with bitwise the same weighted average.
 //
 // # The round
@@ -9,14 +9,21 @@
 // encoding and the aggregation; a hash of these travels in every message,
 // and a member whose hash differs is refused. Member i is the reducer of
 // part i. Each member sends its slice of every other part to that part's
-// reducer (CONTRIB, answered by READY, then the data), and the reducer,
-// once every contribution is in or at the reduce time (half way to the
-// deadline by default), checks them (weights, non-finite values, norms
-// far above the median), combines them in member order in float64
-// (weighted mean or coordinate-wise trimmed mean), encodes the result
-// once and sends the same bytes back to every contributor (PART). Every
-// member decodes the same bytes, the reducer included, so the results
-// agree to the bit. A member closes the stream once it holds the part;
+// reducer (CONTRIB with the slice's sum of squares, answered by READY,
+// then the data in pieces of PieceValues), and the reducer, once every
+// contribution has begun or at the reduce time (half way to the deadline
+// by default), settles which it keeps (weights, sums of squares that are
+// not finite, norms far above the median), then averages piece after
+// piece as each is in from every kept contribution, in member order in
+// float64 (weighted mean or coordinate-wise trimmed mean), encodes it and
+// sends the same bytes back to every contributor at once (PIECE), so the
+// all-gather overlaps the reduce-scatter; a PART seals the pieces. On the
+// way it adds up each kept contribution's squares: one whose sum differs
+// from what its sender stated, or that holds a value that is not finite,
+// or that does not arrive, is refused or left out and the part computed
+// again from the complete contributions (each judged on its data) and
+// sent again. Every member decodes the same bytes, the reducer included,
+// so the results agree to the bit. A member closes the stream once it holds the part;
 // that clean end is the reducer's acknowledgement, and a reducer whose
 // part no member took fails its round rather than keep a part the others
 // may have recomputed without it.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -13,7 +14,8 @@ import (
 func seedMessages() []message {
 	h := [32]byte{1, 2, 3, 31: 9}
 	return []message{
-		&contribMsg{Hash: h, ID: "job/7", Deadline: 1700000000000, Sender: 3, Part: 1, Weight: 2.5},
+		&contribMsg{Hash: h, ID: "job/7", Deadline: 1700000000000, Sender: 3, Part: 1, Weight: 2.5, SumSquares: 1e9},
+		&pieceMsg{Piece: 12},
 		&partMsg{Hash: h, Part: 2, Reducer: 3, Weight: 6, Included: []byte{0x0b},
 			Excluded: []exclusion{{Member: 2, Kind: exclRejected, Reason: "non-finite value at element 4"}}},
 		&partMsg{Hash: h, Part: 0, Reducer: 0, Included: make([]byte, 32)},
@@ -98,6 +100,54 @@ func FuzzDequantize(f *testing.F) {
 		err := Dequantize(enc, b, dst)
 		if (err == nil) != (len(b) == EncodedLen(enc, n)) {
 			t.Fatalf("%s n=%d, %d bytes: %v", enc, n, len(b), err)
+		}
+	})
+}
+
+// byteStream is a stream whose reads come from a fixed slice.
+type byteStream struct{ r *bytes.Reader }
+
+func (s byteStream) Read(b []byte) (int, error) { return s.r.Read(b) }
+func (byteStream) Write(b []byte) (int, error)  { return len(b), nil }
+func (byteStream) Close() error                 { return nil }
+func (byteStream) Reset() error                 { return nil }
+
+// A reducer's answer on a contribution's stream (PIECEs, then PART and
+// its empty data frame) is taken only whole: every piece in order (from
+// piece 0 again at most), then a PART for the part asked; anything else
+// is refused with an error, never a panic or a read past a frame's
+// bounds.
+func FuzzPieces(f *testing.F) {
+	hash := [32]byte{7, 31: 1}
+	const size = 100 // one piece of 100 F32 values
+	frame := func(b []byte, m message, data []byte) []byte {
+		b = appendMessage(b, m)
+		if data != nil {
+			b = wire.AppendFrame(b, data)
+		}
+		return b
+	}
+	part := &partMsg{Hash: hash, Part: 1, Reducer: 1, Weight: 3, Included: []byte{3}}
+	good := frame(nil, &pieceMsg{Piece: 0}, make([]byte, 4*size))
+	good = frame(good, part, []byte{})
+	f.Add(good)
+	again := frame(frame(nil, &pieceMsg{Piece: 0}, make([]byte, 4*size)), &pieceMsg{Piece: 0}, make([]byte, 4*size))
+	f.Add(frame(again, part, []byte{}))
+	f.Add(frame(nil, part, []byte{}))
+	f.Add(frame(nil, &pieceMsg{Piece: 1}, make([]byte, 4*size)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rd := &round{
+			members: []peer.ID{"a", "b"}, hash: hash, size: []int{0, size}, enc: F32,
+			parts:    []*partState{{}, {}},
+			deadline: time.Now().Add(time.Minute), recoverAt: time.Now().Add(time.Minute),
+		}
+		x := &stream{c: wire.NewConn(byteStream{bytes.NewReader(b)}, 0), rd: rd, stop: func() bool { return true }}
+		p, err := rd.recvPieces(x, 1)
+		if err != nil {
+			return
+		}
+		if len(p.Data) != 4*size || p.Part != 1 || p.Reducer != 1 {
+			t.Fatalf("took part %d by %d with %d bytes", p.Part, p.Reducer, len(p.Data))
 		}
 	})
 }

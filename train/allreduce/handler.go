@@ -87,8 +87,9 @@ func (rd *round) checkSender(x *stream, p peer.ID, hash [32]byte, sender int) bo
 	return true
 }
 
-// serveContrib takes member p's slice of this member's part and answers
-// with the averaged part when it is computed.
+// serveContrib takes member p's slice of this member's part, piece by
+// piece, and sends the averaged part's pieces back on the same stream as
+// they are computed, then the PART that seals them.
 func (rd *round) serveContrib(x *stream, p peer.ID, m *contribMsg) bool {
 	if !rd.checkSender(x, p, m.Hash, m.Sender) {
 		return true
@@ -99,13 +100,10 @@ func (rd *round) serveContrib(x *stream, p peer.ID, m *contribMsg) bool {
 	}
 	rd.mu.Lock()
 	own := rd.parts[m.Sender].msg
-	// One contribution per member at a time: a second stream is refused
-	// before its data is read, so a member holds at most one part's
-	// worth of this reducer's memory.
-	dup := rd.contrib[m.Sender] != nil || rd.taking[m.Sender]
-	if !dup && (own == nil || own.Reducer == m.Sender) {
-		rd.taking[m.Sender] = true
-	}
+	// One contribution per member: a second stream is refused before its
+	// data is read, so a member holds at most one part's worth of this
+	// reducer's memory.
+	dup := rd.contrib[m.Sender] != nil
 	rd.mu.Unlock()
 	if own != nil && own.Reducer != m.Sender {
 		// The others recovered the sender's part without it: whatever it
@@ -117,36 +115,122 @@ func (rd *round) serveContrib(x *stream, p peer.ID, m *contribMsg) bool {
 		x.sendError(codeBadRequest, "a second contribution from %s", p)
 		return true
 	}
-	data, err := rd.takeContrib(x, m)
+	if err := x.send(&readyMsg{}, rd.deadline); err != nil {
+		return false
+	}
+	in := &input{member: m.Sender, weight: m.Weight, ss: m.SumSquares, busy: true}
+	if m.Weight != 0 {
+		in.data = getBuf(EncodedLen(rd.enc, rd.size[rd.self]))
+	}
 	rd.mu.Lock()
-	rd.taking[m.Sender] = false
-	if err == nil && !rd.reduced && rd.contrib[m.Sender] == nil {
-		rd.contrib[m.Sender] = &input{member: m.Sender, weight: m.Weight, data: data}
-		data = nil
+	taken := !rd.reduced && rd.contrib[m.Sender] == nil
+	if taken {
+		rd.contrib[m.Sender] = in
 	}
 	rd.mu.Unlock()
-	putBuf(data) // not taken: too late
-	if err != nil {
+	rd.poke()
+	// The pieces are read on a goroutine of their own while this one
+	// sends the part's pieces back.
+	read := make(chan error, 1)
+	go func() { read <- rd.takeContrib(x, in, taken) }()
+	sent := rd.replyPieces(x)
+	if !sent {
+		x.c.Reset()
+	}
+	if err := <-read; err != nil {
 		log.Debug("contribution cut", "round", rd.id, "peer", p, "err", err)
 		return false
 	}
-	rd.poke()
-	return rd.replyPart(x, rd.self)
+	return sent && rd.awaitAck(x)
 }
 
-// takeContrib answers READY and reads the contribution's data frame.
-func (rd *round) takeContrib(x *stream, m *contribMsg) ([]byte, error) {
-	if err := x.send(&readyMsg{}, rd.deadline); err != nil {
-		return nil, err
+// takeContrib reads a contribution's data frames, one per piece, into
+// in.data (a contribution too late to be taken is read and dropped),
+// noting each piece as it comes.
+func (rd *round) takeContrib(x *stream, in *input, taken bool) (err error) {
+	defer func() {
+		rd.mu.Lock()
+		in.busy = false
+		in.failed = err != nil
+		free := !taken || in.orphan
+		if free {
+			putBuf(in.data)
+			in.data = nil
+		}
+		rd.mu.Unlock()
+		rd.poke()
+	}()
+	if in.weight == 0 {
+		_, err := x.recvData(0, rd.deadline)
+		return err
 	}
-	n := 0
-	if m.Weight != 0 {
-		n = EncodedLen(rd.enc, rd.size[rd.self])
+	for p := range rd.pieces(rd.self) {
+		b := rd.pieceBytes(in.data, rd.self, p)
+		size, err := x.c.ReadFrameInto(b, until(rd.deadline))
+		rd.recv.Add(int64(size))
+		if err != nil {
+			return fmt.Errorf("piece %d: %w", p, err)
+		}
+		rd.mu.Lock()
+		in.have = p + 1
+		rd.mu.Unlock()
+		rd.poke()
 	}
-	return x.recvData(n, rd.deadline)
+	rd.traceAt(evContrib, in.member)
+	return nil
 }
 
-// replyPart sends part i once it is here (until the round ends).
+// replyPieces sends this member's part on a contribution's stream: its
+// pieces as they are computed (all of them again when it is computed
+// anew), then the PART that seals them, with an empty data frame.
+func (rd *round) replyPieces(x *stream) bool {
+	ps := rd.parts[rd.self]
+	by := rd.deadline.Add(rd.s.cfg.linger)
+	n := rd.pieces(rd.self)
+	sent, epoch := 0, -1
+	for {
+		rd.mu.Lock()
+		if rd.epoch != epoch {
+			epoch, sent = rd.epoch, 0
+		}
+		out, pub, ch, msg := rd.out, rd.pub, rd.progress, ps.msg
+		rd.mu.Unlock()
+		switch {
+		case sent < pub:
+			if x.sendWith(&pieceMsg{Piece: sent}, rd.pieceBytes(out, rd.self, sent), by) != nil {
+				return false
+			}
+			sent++
+			continue
+		case msg != nil && sent == n:
+			hdr := *msg
+			hdr.Data = nil
+			return x.sendPart(&hdr, by) == nil
+		}
+		select {
+		case <-ch:
+		case <-ps.done:
+		case <-rd.ctx.Done():
+			return false
+		}
+	}
+}
+
+// awaitAck waits for the end of a stream on which this member's own part
+// went out: a member closes the stream once it holds the part, and
+// resets it when it does not take it, so the clean end is the
+// acknowledgement that the part computed here is the part.
+func (rd *round) awaitAck(x *stream) bool {
+	by := rd.deadline.Add(rd.s.cfg.linger)
+	if _, err := x.c.ReadFrame(0, until(by), until(by)); err != io.EOF {
+		return false
+	}
+	rd.confirm()
+	return true
+}
+
+// replyPart sends part i once it is here (until the round ends), with
+// its data.
 func (rd *round) replyPart(x *stream, i int) bool {
 	ps := rd.parts[i]
 	select {
@@ -164,14 +248,7 @@ func (rd *round) replyPart(x *stream, i int) bool {
 	if i != rd.self || msg.Reducer != rd.self {
 		return true
 	}
-	// A member closes the stream once it holds this member's part, and
-	// resets it when it does not take it: the clean end is the
-	// acknowledgement that the part computed here is the part.
-	if _, err := x.c.ReadFrame(0, until(by), until(by)); err != io.EOF {
-		return false
-	}
-	rd.confirm()
-	return true
+	return rd.awaitAck(x)
 }
 
 // serveRequest answers FETCH (a replacement reducer wants a copy of the
@@ -193,7 +270,7 @@ func (rd *round) serveRequest(x *stream, p peer.ID, m *requestMsg) bool {
 		rd.mu.Unlock()
 		rd.poke()
 		if rd.size[i] > 0 {
-			rd.reduceOwn()
+			rd.reduceOwn(nil)
 		}
 		return rd.replyPart(x, i)
 	}

@@ -72,7 +72,27 @@ func (rd *round) contributeOnce(ctx context.Context, k int) error {
 	ps.cancelOrig = x.c.Reset
 	rd.mu.Unlock()
 
-	hdr := &contribMsg{Hash: rd.hash, ID: rd.id, Deadline: rd.deadline.UnixMilli(), Sender: rd.self, Part: k, Weight: rd.weight}
+	// The slice as it travels (F32 in place, else encoded into a pooled
+	// buffer) and the sum of its squares, stated ahead; data stays the
+	// caller's while it goes out.
+	rd.dataMu.RLock()
+	defer rd.dataMu.RUnlock()
+	var data []byte
+	ss := 0.0
+	if rd.weight > 0 {
+		if rd.enc == F32 && nativeLE {
+			data = f32Bytes(rd.slice(k))
+		} else {
+			data = getBuf(EncodedLen(rd.enc, rd.size[k]))
+			quantizeInto(rd.enc, data, rd.slice(k))
+			defer putBuf(data)
+		}
+		ss = sumSquaresOf(rd.enc, data, rd.size[k])
+	}
+	if f := rd.s.cfg.statedSumSquares; f != nil {
+		ss = f(k, ss)
+	}
+	hdr := &contribMsg{Hash: rd.hash, ID: rd.id, Deadline: rd.deadline.UnixMilli(), Sender: rd.self, Part: k, Weight: rd.weight, SumSquares: ss}
 	if err := x.send(hdr, rd.deadline); err != nil {
 		return err
 	}
@@ -85,29 +105,98 @@ func (rd *round) contributeOnce(ctx context.Context, k int) error {
 	if _, ok := m.(*readyMsg); !ok {
 		return fmt.Errorf("%w: %s where READY was due", wire.ErrProtocol, m.kind())
 	}
-	rd.dataMu.RLock()
-	if rd.weight > 0 {
-		err = x.sendValues(rd.enc, rd.slice(k), rd.deadline)
-	} else {
-		err = x.sendData(nil, rd.deadline)
-	}
-	rd.dataMu.RUnlock()
+	// The pieces go out on a goroutine of their own while this one takes
+	// the averaged pieces back.
+	sent := make(chan error, 1)
+	go func() {
+		if data == nil {
+			sent <- x.sendData(nil, rd.deadline)
+			return
+		}
+		for p := range rd.pieces(k) {
+			if err := x.sendData(rd.pieceBytes(data, k, p), rd.deadline); err != nil {
+				sent <- err
+				return
+			}
+		}
+		rd.traceAt(evSent, k)
+		sent <- nil
+	}()
+	p, err := rd.recvPieces(x, k)
 	if err != nil {
+		x.c.Reset()
+		<-sent
 		return err
 	}
-	p, err := rd.recvPart(x, k, rd.recoverAt)
-	if err != nil {
+	if err := <-sent; err != nil {
+		putBuf(p.Data)
 		return err
 	}
-	if p.Reducer != k {
-		return fmt.Errorf("%w: part %d computed by %d, sent by its reducer", wire.ErrProtocol, k, p.Reducer)
-	}
-	// Closing the stream acknowledges the part (see replyPart); a part
-	// not taken (given over to a replacement meanwhile) is not.
+	// Closing the stream acknowledges the part (see awaitAck); a part not
+	// taken (given over to a replacement meanwhile) is not.
 	if ok = rd.setPart(k, p, true); !ok {
 		putBuf(p.Data)
 	}
 	return nil
+}
+
+// recvPieces reads part k from its reducer on the stream of this
+// member's contribution: its pieces (the first due by recoverAt, and
+// from the first again when the reducer computed the part anew), then the
+// PART that seals them, with an empty data frame.
+func (rd *round) recvPieces(x *stream, k int) (*partMsg, error) {
+	buf := getBuf(EncodedLen(rd.enc, rd.size[k]))
+	n, next := rd.pieces(k), 0
+	first := rd.recoverAt
+	for {
+		m, err := x.recvMsg(first, rd.deadline)
+		if err != nil {
+			putBuf(buf)
+			return nil, err
+		}
+		first = rd.deadline
+		switch m := m.(type) {
+		case *pieceMsg:
+			if m.Piece != next && m.Piece != 0 || m.Piece >= n {
+				putBuf(buf)
+				return nil, fmt.Errorf("%w: piece %d of %d where %d was due", wire.ErrProtocol, m.Piece, n, next)
+			}
+			if next == 0 {
+				rd.mu.Lock()
+				rd.parts[k].receiving = true
+				rd.mu.Unlock()
+			}
+			size, err := x.c.ReadFrameInto(rd.pieceBytes(buf, k, m.Piece), until(rd.deadline))
+			rd.recv.Add(int64(size))
+			if err != nil {
+				putBuf(buf)
+				return nil, fmt.Errorf("piece %d: %w", m.Piece, err)
+			}
+			next = m.Piece + 1
+		case *partMsg:
+			if err := rd.checkPart(m, k); err != nil {
+				putBuf(buf)
+				return nil, fmt.Errorf("%w: %w", wire.ErrProtocol, err)
+			}
+			if next != n {
+				putBuf(buf)
+				return nil, fmt.Errorf("%w: PART after %d of %d pieces", wire.ErrProtocol, next, n)
+			}
+			if m.Reducer != k {
+				putBuf(buf)
+				return nil, fmt.Errorf("%w: part %d computed by %d, sent by its reducer", wire.ErrProtocol, k, m.Reducer)
+			}
+			if _, err := x.recvData(0, rd.deadline); err != nil {
+				putBuf(buf)
+				return nil, err
+			}
+			m.Data = buf
+			return m, nil
+		default:
+			putBuf(buf)
+			return nil, fmt.Errorf("%w: %s where PIECE or PART was due", wire.ErrProtocol, m.kind())
+		}
+	}
 }
 
 // recvPart reads a PART for part i (header due by first) and its data.

@@ -131,8 +131,7 @@ type round struct {
 
 	mu       sync.Mutex
 	parts    []*partState
-	contrib  []*input // contributions to this member's part, by member
-	taking   []bool   // a contribution's data is being read, by member
+	contrib  []*input // contributions to this member's part, by member, from their headers on
 	gone     []bool   // members known to have failed: not waited for
 	mismatch []bool   // members whose round parameters differ
 	refused  map[int]string
@@ -147,6 +146,17 @@ type round struct {
 	force     bool          // an arbiter wants this member's part now
 	reduced   bool          // the own part is computed: contributions closed
 	finalize  sync.Once
+
+	// The own part's pieces as they are computed, for the contributors'
+	// streams: out holds the encoded part, its first pub pieces final
+	// unless epoch moves on (the part was computed again without a
+	// contribution, into a new buffer; the old ones wait in outs for the
+	// round's end). progress is closed and replaced at every change.
+	out      []byte
+	outs     [][]byte
+	pub      int
+	epoch    int
+	progress chan struct{}
 
 	sent, recv atomic.Int64
 
@@ -198,6 +208,14 @@ func (rd *round) markDropped() {
 func (rd *round) freeBuffers() {
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
+	if rd.parts[rd.self].msg == nil {
+		putBuf(rd.out)
+	}
+	rd.out = nil
+	for _, b := range rd.outs {
+		putBuf(b)
+	}
+	rd.outs = nil
 	for _, ps := range rd.parts {
 		if ps.msg != nil {
 			putBuf(ps.msg.Data)
@@ -207,14 +225,46 @@ func (rd *round) freeBuffers() {
 	rd.releaseContribs()
 }
 
-// releaseContribs gives the contributions' buffers back (under mu).
+// releaseContribs gives the contributions' buffers back (under mu); a
+// stream still writing into one gives it back itself.
 func (rd *round) releaseContribs() {
 	for _, in := range rd.contrib {
-		if in != nil {
-			putBuf(in.data)
-			in.data = nil
+		if in == nil {
+			continue
 		}
+		if in.busy {
+			in.orphan = true
+			continue
+		}
+		putBuf(in.data)
+		in.data = nil
 	}
+}
+
+// pieces is the number of pieces of part i, and piece the values of its
+// piece p (from the part's start).
+func (rd *round) pieces(i int) int { return (rd.size[i] + PieceValues - 1) / PieceValues }
+
+func (rd *round) piece(i, p int) (start, n int) {
+	start = p * PieceValues
+	return start, min(PieceValues, rd.size[i]-start)
+}
+
+// pieceBytes is piece p of part i within the part's encoding b.
+func (rd *round) pieceBytes(b []byte, i, p int) []byte {
+	start, n := rd.piece(i, p)
+	return b[EncodedLen(rd.enc, start):EncodedLen(rd.enc, start+n)]
+}
+
+// complete says whether a contribution's data is all in (under mu).
+func (rd *round) complete(in *input) bool {
+	return in.weight == 0 && len(in.data) == 0 || in.have == rd.pieces(rd.self)
+}
+
+// publish tells the own part's streams of new pieces (under mu).
+func (rd *round) publish() {
+	close(rd.progress)
+	rd.progress = make(chan struct{})
 }
 
 // partState is what a member knows of one part.
@@ -247,7 +297,7 @@ type arbitration struct {
 func hashRound(id string, members []peer.ID, n int, sizes []int, enc Encoding, agg Aggregator, trim, normFactor float64) [32]byte {
 	h := sha256.New()
 	var b []byte
-	b = append(b, "mycel/allreduce/1\x00"...)
+	b = append(b, "mycel/allreduce/2\x00"...)
 	b = binary.AppendUvarint(b, uint64(len(id)))
 	b = append(b, id...)
 	b = binary.AppendUvarint(b, uint64(len(members)))
@@ -367,7 +417,7 @@ func (s *Service) newRound(r Round, data []float32) (*round, error) {
 		s: s, id: r.ID, members: append([]peer.ID(nil), r.Members...), self: self, n: n,
 		size: sizes, off: make([]int, k), enc: r.Encoding, agg: r.Aggregate,
 		trim: trim, normFact: nf, weight: r.Weight, data: data, check: r.Check,
-		parts: make([]*partState, k), contrib: make([]*input, k), taking: make([]bool, k), gone: make([]bool, k),
+		parts: make([]*partState, k), contrib: make([]*input, k), gone: make([]bool, k), progress: make(chan struct{}),
 		mismatch: make([]bool, k), refused: make(map[int]string), wake: make(chan struct{}, 1),
 		lost: make(chan struct{}), acked: make(chan struct{}),
 		refs: 1, // AllReduce's
@@ -416,13 +466,15 @@ func (rd *round) ownInput(i int) *input {
 // reducer, which is refused once the part was deferred to a replacement.
 func (rd *round) setPart(i int, m *partMsg, original bool) bool {
 	rd.mu.Lock()
-	defer rd.mu.Unlock()
 	ps := rd.parts[i]
 	if ps.msg != nil || (original && ps.deferred) {
+		rd.mu.Unlock()
 		return false
 	}
 	ps.msg = m
 	close(ps.done)
+	rd.mu.Unlock()
+	rd.traceAt(evPart, i)
 	return true
 }
 
@@ -478,7 +530,12 @@ func (rd *round) markGone(j int, reason string) {
 }
 
 // confirm notes that this member's own part is acknowledged.
-func (rd *round) confirm() { rd.ackedOnce.Do(func() { close(rd.acked) }) }
+func (rd *round) confirm() {
+	rd.ackedOnce.Do(func() {
+		close(rd.acked)
+		rd.traceAt(evAcked, rd.self)
+	})
+}
 
 // markMismatch notes that member j's round parameters differ from ours:
 // it is refused as a contributor.
@@ -535,90 +592,276 @@ func (rd *round) poke() {
 }
 
 // waitReduce waits until every other member's contribution to this
-// member's part is in (or the member failed), until reduceAt, or until an
-// arbiter wants the part now; then it computes the part.
+// member's part has begun (its header is in) or the member failed, until
+// reduceAt, or until an arbiter wants the part now; then it computes the
+// part, piece by piece as the contributions' pieces arrive.
 func (rd *round) waitReduce(ctx context.Context) {
-	timer := time.NewTimer(time.Until(rd.reduceAt))
-	defer timer.Stop()
-	for {
-		rd.mu.Lock()
-		all := true
+	rd.waitUntil(ctx, func() (bool, bool) {
 		for j := range rd.members {
 			if j != rd.self && rd.contrib[j] == nil && !rd.gone[j] {
-				all = false
-				break
+				return false, false
 			}
 		}
+		return true, false
+	})
+	if ctx.Err() != nil {
+		return
+	}
+	rd.reduceOwn(ctx)
+}
+
+// waitUntil waits until cond (called under mu) says done, and reports
+// whether it did: it gives up when cond says abort, at reduceAt, when an
+// arbiter wants the part now, when ctx ends, or at once with a nil ctx.
+func (rd *round) waitUntil(ctx context.Context, cond func() (done, abort bool)) bool {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		rd.mu.Lock()
+		done, abort := cond()
 		force := rd.force
 		rd.mu.Unlock()
-		if all || force {
-			break
+		switch {
+		case done:
+			return true
+		case abort || force || ctx == nil || !time.Now().Before(rd.reduceAt):
+			return false
+		}
+		if timer == nil {
+			timer = time.NewTimer(time.Until(rd.reduceAt))
 		}
 		select {
 		case <-rd.wake:
-			continue
 		case <-timer.C:
 		case <-ctx.Done():
-			return
+			return false
 		}
-		break
 	}
-	rd.reduceOwn()
 }
 
-// reduceOwn computes this member's part from what arrived, once: the
+// reduceOwn computes this member's part, once: piece by piece as the
+// contributions arrive where it can (reducePieces), else from the
+// contributions that are complete. With ctx nil it waits for nothing. The
 // reducer's own output goes through the same encoding as what the others
 // receive, so every member decodes the same bytes.
-func (rd *round) reduceOwn() {
+func (rd *round) reduceOwn(ctx context.Context) {
 	rd.finalize.Do(func() {
-		// The own slice is read in place (F32) or encoded into a buffer
-		// given back below; data stays the caller's until the part is
-		// computed.
-		rd.dataMu.RLock()
-		var own *input
-		pooled := false
-		if rd.data != nil {
-			own = &input{member: rd.self, weight: rd.weight}
-			if rd.weight > 0 && rd.enc == F32 && nativeLE {
-				own.data = f32Bytes(rd.slice(rd.self))
-			} else if rd.weight > 0 {
-				own.data = getBuf(EncodedLen(rd.enc, rd.size[rd.self]))
-				quantizeInto(rd.enc, own.data, rd.slice(rd.self))
-				pooled = true
-			}
+		rd.traceAt(evReducing, rd.self)
+		m := rd.reducePieces(ctx)
+		if m == nil {
+			m = rd.reduceWhole(ctx)
 		}
 		rd.mu.Lock()
 		rd.reduced = true
-		ins := make([]input, 0, len(rd.members))
-		var missing []exclusion
-		for j := range rd.members {
-			switch {
-			case j == rd.self && own != nil:
-				ins = append(ins, *own)
-			case j == rd.self:
-				missing = append(missing, exclusion{Member: j, Kind: exclMissing, Reason: "round ended here"})
-			case rd.contrib[j] != nil:
-				ins = append(ins, *rd.contrib[j])
-			case rd.refused[j] != "":
-				missing = append(missing, exclusion{Member: j, Kind: exclRejected, Reason: rd.refused[j]})
-			default:
-				missing = append(missing, exclusion{Member: j, Kind: exclMissing, Reason: "no contribution in time"})
-			}
-		}
-		rd.mu.Unlock()
-		m := rd.makePart(rd.self, rd.self, ins, missing)
-		rd.dataMu.RUnlock()
-		if pooled {
-			putBuf(own.data)
-		}
-		rd.mu.Lock()
 		rd.releaseContribs()
 		rd.mu.Unlock()
 		if h := rd.s.cfg.beforeReply; h != nil {
 			h(rd.id, rd.self)
 		}
+		rd.traceAt(evReduced, rd.self)
 		rd.setPart(rd.self, m, true)
 	})
+}
+
+// ownContribution is this member's slice of its own part as it is
+// reduced (F32 in place, else encoded into a pooled buffer: pooled), or
+// nil once data is no longer the caller's; under dataMu's read lock.
+func (rd *round) ownContribution() (own *input, pooled bool) {
+	if rd.data == nil {
+		return nil, false
+	}
+	own = &input{member: rd.self, weight: rd.weight}
+	if rd.weight > 0 && rd.enc == F32 && nativeLE {
+		own.data = f32Bytes(rd.slice(rd.self))
+	} else if rd.weight > 0 {
+		own.data = getBuf(EncodedLen(rd.enc, rd.size[rd.self]))
+		quantizeInto(rd.enc, own.data, rd.slice(rd.self))
+		pooled = true
+	}
+	return own, pooled
+}
+
+// reducePieces computes this member's part piece by piece: which
+// contributions are in is settled first, on the weights and the sums of
+// squares their senders stated (the same checks reduce makes, the norms
+// judged against their median), then each piece is averaged once every
+// kept contribution's copy of it is in, and published to the streams at
+// once. Each kept contribution's squares are added up on the way and
+// must come to what its sender stated, and each value must be finite: a
+// contribution that fails either is refused and the part is computed
+// again without it (nil is returned, as it is when a kept contribution
+// does not arrive in time, when Check is set, or with ctx nil).
+func (rd *round) reducePieces(ctx context.Context) *partMsg {
+	if ctx == nil || rd.check != nil {
+		return nil
+	}
+	rd.dataMu.RLock()
+	defer rd.dataMu.RUnlock()
+	own, pooled := rd.ownContribution()
+	if own == nil {
+		return nil
+	}
+	if pooled {
+		defer putBuf(own.data)
+	}
+	if len(own.data) > 0 {
+		own.ss = sumSquaresOf(rd.enc, own.data, rd.size[rd.self])
+	}
+	var missing []exclusion
+	reject := func(m int, format string, args ...any) {
+		missing = append(missing, exclusion{Member: m, Kind: exclRejected, Reason: clip(fmt.Sprintf(format, args...))})
+	}
+	var ok []input
+	var norms []float64
+	rd.mu.Lock()
+	for j := range rd.members {
+		in := rd.contrib[j]
+		if j == rd.self {
+			in = own
+		}
+		switch {
+		case in != nil && in.weight == 0 && len(in.data) == 0:
+		case in != nil && !(in.weight > 0 && in.weight <= math.MaxFloat64):
+			reject(j, "weight %v is not a positive finite number", in.weight)
+		case in != nil && math.IsNaN(in.ss):
+			reject(j, "non-finite values (sum of squares %v)", in.ss)
+		case in != nil:
+			ok = append(ok, *in)
+			norms = append(norms, math.Sqrt(in.ss))
+		case rd.refused[j] != "":
+			missing = append(missing, exclusion{Member: j, Kind: exclRejected, Reason: rd.refused[j]})
+		default:
+			missing = append(missing, exclusion{Member: j, Kind: exclMissing, Reason: "no contribution in time"})
+		}
+	}
+	rd.mu.Unlock()
+	ok = judgeNorms(rd.normFact, ok, norms, reject)
+	if len(ok) == 0 {
+		return nil
+	}
+	var total float64
+	for _, x := range ok {
+		total += x.weight
+	}
+	rd.mu.Lock()
+	out := getBuf(EncodedLen(rd.enc, rd.size[rd.self]))
+	rd.out, rd.pub = out, 0
+	rd.mu.Unlock()
+	ss := make([]float64, len(ok))
+	var scratch []float32
+	if !(rd.enc == F32 && nativeLE) {
+		scratch = getFloats(PieceValues)
+		defer putFloats(scratch)
+	}
+	refuse := func(j int, format string, args ...any) *partMsg {
+		rd.mu.Lock()
+		rd.refused[j] = clip(fmt.Sprintf(format, args...))
+		rd.mu.Unlock()
+		return nil
+	}
+	for p := range rd.pieces(rd.self) {
+		// ok's inputs are copies: their data (fixed once the header is
+		// in) is read, have and failed are looked up in the round.
+		if !rd.waitUntil(ctx, func() (bool, bool) {
+			for _, x := range ok {
+				if x.member == rd.self {
+					continue
+				}
+				if in := rd.contrib[x.member]; in.have <= p {
+					return false, in.failed || rd.gone[x.member]
+				}
+			}
+			return true, false
+		}) {
+			return nil
+		}
+		start, n := rd.piece(rd.self, p)
+		var vals []float32
+		if scratch == nil {
+			vals, _ = f32View(rd.pieceBytes(out, rd.self, p))
+		} else {
+			vals = scratch[:n]
+		}
+		if k, at := reducePiece(rd.enc, rd.agg, rd.trim, total, ok, start, ss, vals); k >= 0 {
+			return refuse(ok[k].member, "non-finite value at element %d", at)
+		}
+		if scratch != nil {
+			quantizeInto(rd.enc, rd.pieceBytes(out, rd.self, p), vals)
+		}
+		rd.mu.Lock()
+		rd.pub = p + 1
+		rd.publish()
+		rd.mu.Unlock()
+	}
+	for k, x := range ok {
+		if ss[k] != x.ss {
+			return refuse(x.member, "its values' sum of squares is %.17g, not the %.17g it stated", ss[k], x.ss)
+		}
+	}
+	m := &partMsg{Hash: rd.hash, Part: rd.self, Reducer: rd.self, Weight: total, Included: make([]byte, (len(rd.members)+7)/8), Data: out}
+	for _, x := range ok {
+		m.Included[x.member/8] |= 1 << (x.member % 8)
+	}
+	m.Excluded = sortExclusions(missing)
+	return m
+}
+
+// reduceWhole computes this member's part from the contributions that
+// are complete once every one that is not refused or failed is (or at
+// reduceAt; with ctx nil, at once), checking each whole as makePart
+// does, and publishes it to the streams in one go, after any pieces
+// published before (they are sent again).
+func (rd *round) reduceWhole(ctx context.Context) *partMsg {
+	rd.waitUntil(ctx, func() (bool, bool) {
+		for j, in := range rd.contrib {
+			if in != nil && rd.refused[j] == "" && !in.failed && !rd.gone[j] && !rd.complete(in) {
+				return false, false
+			}
+		}
+		return true, false
+	})
+	// The own slice is read in place (F32) or encoded into a buffer
+	// given back below; data stays the caller's until the part is
+	// computed.
+	rd.dataMu.RLock()
+	own, pooled := rd.ownContribution()
+	rd.mu.Lock()
+	ins := make([]input, 0, len(rd.members))
+	var missing []exclusion
+	for j := range rd.members {
+		in := rd.contrib[j]
+		switch {
+		case j == rd.self && own != nil:
+			ins = append(ins, *own)
+		case j == rd.self:
+			missing = append(missing, exclusion{Member: j, Kind: exclMissing, Reason: "round ended here"})
+		case rd.refused[j] != "":
+			missing = append(missing, exclusion{Member: j, Kind: exclRejected, Reason: rd.refused[j]})
+		case in != nil && rd.complete(in):
+			ins = append(ins, *in)
+		default:
+			missing = append(missing, exclusion{Member: j, Kind: exclMissing, Reason: "no contribution in time"})
+		}
+	}
+	rd.mu.Unlock()
+	m := rd.makePart(rd.self, rd.self, ins, missing)
+	rd.dataMu.RUnlock()
+	if pooled {
+		putBuf(own.data)
+	}
+	rd.mu.Lock()
+	if rd.out != nil {
+		rd.outs = append(rd.outs, rd.out)
+		rd.epoch++
+	}
+	rd.out, rd.pub = m.Data, rd.pieces(rd.self)
+	rd.publish()
+	rd.mu.Unlock()
+	return m
 }
 
 // makePart reduces part i from ins, as computed by member reducer.
@@ -654,15 +897,19 @@ func (rd *round) makePart(i, reducer int, ins []input, missing []exclusion) *par
 	for _, j := range red.included {
 		m.Included[j/8] |= 1 << (j % 8)
 	}
-	ex := append(missing, red.excluded...)
-	// Member order, so that the list is the same whoever computes it.
+	m.Excluded = sortExclusions(append(missing, red.excluded...))
+	return m
+}
+
+// sortExclusions puts ex in member order, so that the list is the same
+// whoever computes it.
+func sortExclusions(ex []exclusion) []exclusion {
 	for a := 1; a < len(ex); a++ {
 		for b := a; b > 0 && ex[b].Member < ex[b-1].Member; b-- {
 			ex[b], ex[b-1] = ex[b-1], ex[b]
 		}
 	}
-	m.Excluded = ex
-	return m
+	return ex
 }
 
 // checkPart checks a received PART header against the round.
@@ -745,7 +992,7 @@ func (s *Service) AllReduce(ctx context.Context, r Round, data []float32) (Resul
 	if rd.size[rd.self] > 0 && s.ctx.Err() == nil {
 		// A reducer whose caller gave up early still serves its part,
 		// with its own contribution, to the members that wait for it.
-		rd.reduceOwn()
+		rd.reduceOwn(nil)
 	}
 
 	var res Result

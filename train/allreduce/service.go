@@ -84,6 +84,31 @@ type config struct {
 	// beforeReply, when set, runs when a reducer has computed its part
 	// and before anyone can have it (tests use it to kill a reducer).
 	beforeReply func(id string, part int)
+	// statedSumSquares, when set, replaces the sum of squares this
+	// member states for its slice of a part (tests make it lie).
+	statedSumSquares func(part int, ss float64) float64
+	// trace, when set, is told of the steps of every round this service
+	// runs (the benchmark times the phases with it).
+	trace func(id string, ev traceEvent, part int)
+}
+
+// traceEvent is a step of a round, for config.trace.
+type traceEvent uint8
+
+const (
+	evSent     traceEvent = iota // this member's slice of part went out
+	evContrib                    // part's member's contribution to this member's part is in
+	evReducing                   // this member starts reducing its part
+	evReduced                    // and is done
+	evPart                       // part is here
+	evAcked                      // this member's part was taken
+)
+
+// traceAt tells the trace hook of ev, if one is set.
+func (rd *round) traceAt(ev traceEvent, part int) {
+	if t := rd.s.cfg.trace; t != nil {
+		t(rd.id, ev, part)
+	}
 }
 
 // Schedule sets the fractions of the time from a round's start to its

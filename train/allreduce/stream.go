@@ -123,11 +123,18 @@ func (x *stream) sendValues(enc Encoding, src []float32, by time.Time) error {
 }
 
 // sendPart writes a PART and its data frame.
-func (x *stream) sendPart(m *partMsg, by time.Time) error {
-	if err := x.send(m, by); err != nil {
+func (x *stream) sendPart(m *partMsg, by time.Time) error { return x.sendWith(m, m.Data, by) }
+
+// sendWith writes a header frame and the data frame b after it: the
+// header and the data's length in one write, the data in another.
+func (x *stream) sendWith(m message, b []byte, by time.Time) error {
+	if err := x.write(wire.AppendUvarint(appendMessage(nil, m), uint64(len(b))), by); err != nil {
 		return err
 	}
-	return x.sendData(m.Data, by)
+	if len(b) == 0 {
+		return nil
+	}
+	return x.write(b, by)
 }
 
 // recvMsg reads a header frame whose first byte must come by first and

@@ -8,7 +8,7 @@ import (
 	"github.com/mycel-net/mycel/p2p/wire"
 )
 
-// Limits of /mycel/allreduce/1 (docs/protocol.md).
+// Limits of /mycel/allreduce/2 (docs/protocol.md).
 const (
 	// MaxMembers is the most members a round may have.
 	MaxMembers = 256
@@ -35,7 +35,15 @@ const (
 	msgFetch   msgType = 0x04 // an arbiter asks for a copy of a part, or the member's slice of it
 	msgRecover msgType = 0x05 // a member asks a replacement reducer for a part
 	msgReady   msgType = 0x06 // a reducer takes a CONTRIB: send the data
+	msgPiece   msgType = 0x07 // a piece of an averaged part (then a data frame)
 )
+
+// PieceValues is the length of the pieces a part travels in on a
+// contribution's stream: the contribution goes out piece by piece, and
+// the reducer averages each piece once every contribution's copy of it is
+// in and sends it back at once. A multiple of BlockSize; a part's last
+// piece takes the rest.
+const PieceValues = 1 << 18
 
 func (t msgType) String() string {
 	switch t {
@@ -51,6 +59,8 @@ func (t msgType) String() string {
 		return "RECOVER"
 	case msgReady:
 		return "READY"
+	case msgPiece:
+		return "PIECE"
 	}
 	return fmt.Sprintf("0x%02x", uint8(t))
 }
@@ -101,15 +111,26 @@ type message interface {
 	appendBody(b []byte) []byte
 }
 
-// contribMsg precedes a data frame holding the sender's slice of a part
-// in the round's encoding (empty when the weight is 0).
+// contribMsg precedes the sender's slice of a part in the round's
+// encoding: one data frame per piece on a contribution's stream, one
+// data frame in all in answer to FETCH, a single empty one when the
+// weight is 0. SumSquares is the sum of the squares of the values the
+// slice decodes to, added in order in float64: the reducer judges norms
+// on it before the data is in and checks it against the data.
 type contribMsg struct {
-	Hash     [32]byte
-	ID       string
-	Deadline int64 // the sender's round deadline, Unix milliseconds
-	Sender   int
-	Part     int
-	Weight   float64
+	Hash       [32]byte
+	ID         string
+	Deadline   int64 // the sender's round deadline, Unix milliseconds
+	Sender     int
+	Part       int
+	Weight     float64
+	SumSquares float64
+}
+
+// pieceMsg precedes a data frame holding piece Piece of an averaged
+// part, on a contribution's stream.
+type pieceMsg struct {
+	Piece int
 }
 
 // exclusion says why a member's contribution is not in a part.
@@ -162,6 +183,11 @@ func (*partMsg) kind() msgType      { return msgPart }
 func (*errorMsg) kind() msgType     { return msgError }
 func (m *requestMsg) kind() msgType { return m.Type }
 func (*readyMsg) kind() msgType     { return msgReady }
+func (*pieceMsg) kind() msgType     { return msgPiece }
+
+func (m *pieceMsg) appendBody(b []byte) []byte {
+	return wire.AppendUvarint(append(b, byte(msgPiece)), uint64(m.Piece))
+}
 
 func (*readyMsg) appendBody(b []byte) []byte { return append(b, byte(msgReady)) }
 
@@ -176,7 +202,8 @@ func (m *contribMsg) appendBody(b []byte) []byte {
 	b = wire.AppendUvarint(b, uint64(m.Deadline))
 	b = wire.AppendUvarint(b, uint64(m.Sender))
 	b = wire.AppendUvarint(b, uint64(m.Part))
-	return appendF64(b, m.Weight)
+	b = appendF64(b, m.Weight)
+	return appendF64(b, m.SumSquares)
 }
 
 func (m *partMsg) appendBody(b []byte) []byte {
@@ -235,6 +262,7 @@ func decodeMessage(b []byte) (message, error) {
 		c.Sender = d.Int("sender", MaxMembers-1)
 		c.Part = d.Int("part", MaxMembers-1)
 		c.Weight = f64(d, "weight")
+		c.SumSquares = f64(d, "sum of squares")
 		m = c
 	case msgPart:
 		p := &partMsg{}
@@ -265,6 +293,8 @@ func decodeMessage(b []byte) (message, error) {
 		m = e
 	case msgReady:
 		m = &readyMsg{}
+	case msgPiece:
+		m = &pieceMsg{Piece: d.Int("piece", MaxElements/PieceValues)}
 	case msgFetch, msgRecover:
 		r := &requestMsg{Type: t}
 		copy(r.Hash[:], hashBytes(d))
