@@ -7,13 +7,14 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 )
 
-// The integer path of Q4_K, Q5_K and Q6_K weights. The activations are
+// The integer path of Q2_K, Q4_K, Q5_K and Q6_K weights. The activations are
 // quantized once per product to 8 bits in blocks of 256 (q8kBlock bytes
 // each: q[256] int8, then the sums of q over each run of 16 as int16[16],
 // then the float32 scale d = max|x|/127 and padding), so that every
 // super-block's dot product is a sum of int8 products:
 //
 //	Q4_K, Q5_K: d_x·(d·Σ_j sc_j·Σ_l q·x − dmin·Σ_j m_j·Σ_l x)
+//	Q2_K:       the same over its 16 sub-blocks of 16
 //	Q6_K:       d_x·d·Σ_t sc_t·(Σ_l q·x − 32·Σ_l x)
 //
 // the sums Σ_l x over a sub-block coming from the stored run sums. The
@@ -31,7 +32,7 @@ const q8kBlock = 320
 // kq8Type reports whether MatMul multiplies weights of type dt on
 // activations quantized to 8 bits in blocks of 256.
 func kq8Type(dt kernels.DType) bool {
-	return kq8On && (dt == kernels.Q4_K || dt == kernels.Q5_K || dt == kernels.Q6_K)
+	return kq8On && (dt == kernels.Q2_K || dt == kernels.Q4_K || dt == kernels.Q5_K || dt == kernels.Q6_K)
 }
 
 // kq8On turns the integer path on; the benchmarks turn it off to measure
@@ -196,8 +197,46 @@ func matvecQ6KGeneric(out []float32, w []byte, nb int, xk []byte) {
 	}
 }
 
+// matvecQ2KGeneric computes out[i] = the dot product of row i of the Q2_K
+// matrix w and the quantized activations xk: per super-block d_x·(d·Σ_j
+// (sc_j & 15)·Σ_l q·x − dmin·Σ_j (sc_j >> 4)·Σ_l x) over its 16
+// sub-blocks j of 16 values, value 128h + 32c + l (l < 32) being bits
+// 2c, 2c+1 of qs[32h + l] in sub-block 8h + 2c + l/16.
+func matvecQ2KGeneric(out []float32, w []byte, nb int, xk []byte) {
+	const bb = 84
+	for i := range out {
+		row := w[i*nb*bb : (i+1)*nb*bb]
+		var f [8]float32
+		for b := range nb {
+			blk := row[b*bb : (b+1)*bb]
+			xb := xk[b*q8kBlock : (b+1)*q8kBlock]
+			var acc, macc [8]int32
+			for h := range 2 {
+				for c := range 4 {
+					for l := range 32 {
+						v := 128*h + 32*c + l
+						q := int32(blk[16+32*h+l] >> (2 * c) & 3)
+						acc[l/4] += int32(blk[v/16]&15) * q * int32(int8(xb[v]))
+					}
+				}
+			}
+			for k := range 8 {
+				macc[k] = int32(blk[2*k]>>4)*q8kSum(xb, 2*k) + int32(blk[2*k+1]>>4)*q8kSum(xb, 2*k+1)
+			}
+			dx := q8kD(xb)
+			dd := kernels.F16ToF32(binary.LittleEndian.Uint16(blk[80:])) * dx
+			dm := kernels.F16ToF32(binary.LittleEndian.Uint16(blk[82:])) * dx
+			for k := range 8 {
+				f[k] += float32(float32(acc[k]) * dd)
+				f[k] -= float32(float32(macc[k]) * dm)
+			}
+		}
+		out[i] = lanes8Sum(&f)
+	}
+}
+
 // The K-quant kernels in use (quantKernels.install sets them).
-var matvecQ4K, matvecQ5K, matvecQ6K = matvecQ4KGeneric, matvecQ5KGeneric, matvecQ6KGeneric
+var matvecQ2K, matvecQ4K, matvecQ5K, matvecQ6K = matvecQ2KGeneric, matvecQ4KGeneric, matvecQ5KGeneric, matvecQ6KGeneric
 
 // quantizeK quantizes n rows of cols activations for the integer K-quant
 // path into scratch kept by the backend.
@@ -210,7 +249,7 @@ func (b *Backend) quantizeK(x []float32, cols, n int) []byte {
 	return b.xk
 }
 
-// runKQ8 computes rows [lo, hi) of a Q4_K, Q5_K or Q6_K matrix for every
+// runKQ8 computes rows [lo, hi) of a Q2_K, Q4_K, Q5_K or Q6_K matrix for every
 // token, against the activations quantized in t.xk.
 func runKQ8(t *matmulTask, lo, hi int) {
 	w := t.w
@@ -218,6 +257,8 @@ func runKQ8(t *matmulTask, lo, hi int) {
 	rb := nb * w.Type.BlockBytes()
 	mv := matvecQ4K
 	switch w.Type {
+	case kernels.Q2_K:
+		mv = matvecQ2K
 	case kernels.Q5_K:
 		mv = matvecQ5K
 	case kernels.Q6_K:
