@@ -7,7 +7,7 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 )
 
-// The integer path of Q2_K, Q4_K, Q5_K and Q6_K weights. The activations are
+// The integer path of Q2_K, Q3_K, Q4_K, Q5_K and Q6_K weights. The activations are
 // quantized once per product to 8 bits in blocks of 256 (q8kBlock bytes
 // each: q[256] int8, then the sums of q over each run of 16 as int16[16],
 // then the float32 scale d = max|x|/127 and padding), so that every
@@ -15,6 +15,7 @@ import (
 //
 //	Q4_K, Q5_K: d_x·(d·Σ_j sc_j·Σ_l q·x − dmin·Σ_j m_j·Σ_l x)
 //	Q2_K:       the same over its 16 sub-blocks of 16
+//	Q3_K:       d_x·d·Σ_t sc_t·(Σ_l u·x − 4·Σ_l x), u = q + 4 in 0..7
 //	Q6_K:       d_x·d·Σ_t sc_t·(Σ_l q·x − 32·Σ_l x)
 //
 // the sums Σ_l x over a sub-block coming from the stored run sums. The
@@ -32,7 +33,7 @@ const q8kBlock = 320
 // kq8Type reports whether MatMul multiplies weights of type dt on
 // activations quantized to 8 bits in blocks of 256.
 func kq8Type(dt kernels.DType) bool {
-	return kq8On && (dt == kernels.Q2_K || dt == kernels.Q4_K || dt == kernels.Q5_K || dt == kernels.Q6_K)
+	return kq8On && (dt == kernels.Q2_K || dt == kernels.Q3_K || dt == kernels.Q4_K || dt == kernels.Q5_K || dt == kernels.Q6_K)
 }
 
 // kq8On turns the integer path on; the benchmarks turn it off to measure
@@ -235,8 +236,46 @@ func matvecQ2KGeneric(out []float32, w []byte, nb int, xk []byte) {
 	}
 }
 
+// matvecQ3KGeneric computes out[i] = the dot product of row i of the Q3_K
+// matrix w and the quantized activations xk. Value 128h + 32c + l (l <
+// 32) is u − 4, u = bits 2c, 2c+1 of qs[32h + l] plus 4 where bit 4h + c
+// of hmask[l] is set, in sub-block 8h + 2c + l/16 of signed scale sc_t.
+func matvecQ3KGeneric(out []float32, w []byte, nb int, xk []byte) {
+	const bb = 110
+	for i := range out {
+		row := w[i*nb*bb : (i+1)*nb*bb]
+		var f [8]float32
+		for b := range nb {
+			blk := row[b*bb : (b+1)*bb]
+			xb := xk[b*q8kBlock : (b+1)*q8kBlock]
+			var sc [16]int32
+			for t := range sc {
+				sc[t] = int32(kernels.K3Scale(t, blk[96:108]))
+			}
+			var acc [8]int32
+			for h := range 2 {
+				for c := range 4 {
+					for l := range 32 {
+						v := 128*h + 32*c + l
+						u := int32(blk[32+32*h+l]>>(2*c)&3) | int32(blk[l]>>(4*h+c)&1)<<2
+						acc[l/4] += sc[v/16] * u * int32(int8(xb[v]))
+					}
+				}
+			}
+			for k := range 8 {
+				acc[k] -= (sc[2*k]*q8kSum(xb, 2*k) + sc[2*k+1]*q8kSum(xb, 2*k+1)) << 2
+			}
+			dd := kernels.F16ToF32(binary.LittleEndian.Uint16(blk[108:])) * q8kD(xb)
+			for k := range 8 {
+				f[k] += float32(float32(acc[k]) * dd)
+			}
+		}
+		out[i] = lanes8Sum(&f)
+	}
+}
+
 // The K-quant kernels in use (quantKernels.install sets them).
-var matvecQ2K, matvecQ4K, matvecQ5K, matvecQ6K = matvecQ2KGeneric, matvecQ4KGeneric, matvecQ5KGeneric, matvecQ6KGeneric
+var matvecQ2K, matvecQ3K, matvecQ4K, matvecQ5K, matvecQ6K = matvecQ2KGeneric, matvecQ3KGeneric, matvecQ4KGeneric, matvecQ5KGeneric, matvecQ6KGeneric
 
 // quantizeK quantizes n rows of cols activations for the integer K-quant
 // path into scratch kept by the backend.
@@ -249,7 +288,7 @@ func (b *Backend) quantizeK(x []float32, cols, n int) []byte {
 	return b.xk
 }
 
-// runKQ8 computes rows [lo, hi) of a Q2_K, Q4_K, Q5_K or Q6_K matrix for every
+// runKQ8 computes rows [lo, hi) of a Q2_K–Q6_K matrix for every
 // token, against the activations quantized in t.xk.
 func runKQ8(t *matmulTask, lo, hi int) {
 	w := t.w
@@ -259,6 +298,8 @@ func runKQ8(t *matmulTask, lo, hi int) {
 	switch w.Type {
 	case kernels.Q2_K:
 		mv = matvecQ2K
+	case kernels.Q3_K:
+		mv = matvecQ3K
 	case kernels.Q5_K:
 		mv = matvecQ5K
 	case kernels.Q6_K:

@@ -9,6 +9,9 @@ package cpu
 func q2kDotAVX2(out *float32, w *byte, rows, nb int, xk *byte)
 
 //go:noescape
+func q3kDotAVX2(out *float32, w *byte, rows, nb int, xk *byte)
+
+//go:noescape
 func q4kDotAVX2(out *float32, w *byte, rows, nb int, xk *byte)
 
 //go:noescape
@@ -33,6 +36,7 @@ func kq8Asm(bb int, k func(out *float32, w *byte, rows, nb int, xk *byte)) func(
 
 var (
 	matvecQ2KAVX2 = kq8Asm(84, q2kDotAVX2)
+	matvecQ3KAVX2 = kq8Asm(110, q3kDotAVX2)
 	matvecQ4KAVX2 = kq8Asm(144, q4kDotAVX2)
 	matvecQ5KAVX2 = kq8Asm(176, q5kDotAVX2)
 	matvecQ6KAVX2 = kq8Asm(210, q6kDotAVX2)

@@ -32,7 +32,7 @@ func randKBlocks(r *rand.Rand, dt kernels.DType, nb int) []byte {
 func TestKQ8Twins(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	twins := map[kernels.DType]func([]float32, []byte, int, []byte){
-		kernels.Q2_K: matvecQ2KGeneric, kernels.Q4_K: matvecQ4KGeneric, kernels.Q5_K: matvecQ5KGeneric, kernels.Q6_K: matvecQ6KGeneric,
+		kernels.Q2_K: matvecQ2KGeneric, kernels.Q3_K: matvecQ3KGeneric, kernels.Q4_K: matvecQ4KGeneric, kernels.Q5_K: matvecQ5KGeneric, kernels.Q6_K: matvecQ6KGeneric,
 	}
 	checked := 0
 	for _, s := range quantSets() {
@@ -40,7 +40,7 @@ func TestKQ8Twins(t *testing.T) {
 			continue
 		}
 		kern := map[kernels.DType]func([]float32, []byte, int, []byte){
-			kernels.Q2_K: s.q2k, kernels.Q4_K: s.q4k, kernels.Q5_K: s.q5k, kernels.Q6_K: s.q6k,
+			kernels.Q2_K: s.q2k, kernels.Q3_K: s.q3k, kernels.Q4_K: s.q4k, kernels.Q5_K: s.q5k, kernels.Q6_K: s.q6k,
 		}
 		for dt, twin := range twins {
 			for _, nb := range []int{1, 2, 3, 16} {
@@ -108,10 +108,10 @@ func TestQuantizeQ8K(t *testing.T) {
 }
 
 // BenchmarkKQuantMatvec reports GB/s of weights of a one-token MatMul of
-// Q2_K, Q4_K, Q5_K and Q6_K on the integer path and on the float path (a
+// Q2_K–Q6_K on the integer path and on the float path (a
 // decoded row per product), with Q4_0 alongside.
 func BenchmarkKQuantMatvec(b *testing.B) {
-	for _, dt := range []kernels.DType{kernels.Q4_0, kernels.Q2_K, kernels.Q4_K, kernels.Q5_K, kernels.Q6_K} {
+	for _, dt := range []kernels.DType{kernels.Q4_0, kernels.Q2_K, kernels.Q3_K, kernels.Q4_K, kernels.Q5_K, kernels.Q6_K} {
 		for _, path := range []string{"int8", "float"} {
 			if dt == kernels.Q4_0 && path == "float" {
 				continue

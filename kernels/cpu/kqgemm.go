@@ -34,9 +34,10 @@ import (
 // per activation, the kernel's per product.
 
 // kqgType reports whether MatMul of n tokens runs on weights of type dt
-// through the quantized GEMM (Q2_K prompts stay on the float GEMM).
+// through the quantized GEMM (Q2_K and Q3_K prompts stay on the float
+// GEMM).
 func kqgType(dt kernels.DType, n int) bool {
-	return kq8Type(dt) && dt != kernels.Q2_K && n > kq8MaxN && qgemmImpl.gemm != nil
+	return kq8Type(dt) && dt != kernels.Q2_K && dt != kernels.Q3_K && n > kq8MaxN && qgemmImpl.gemm != nil
 }
 
 // qgSub is the values of one kernel block taken from the weights of dt:

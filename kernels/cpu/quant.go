@@ -62,11 +62,11 @@ type quantKernels struct {
 	// qg is the quantized GEMM of qgMinRows or more rows (qgemm.go); its
 	// functions are nil where the set has none.
 	qg qgKernels
-	// q2k, q4k, q5k, q6k(out, w, nb, xk): out[i] = the dot product of
-	// row i of nb Q2_K, Q4_K, Q5_K or Q6_K blocks and the activations xk
+	// q2k, q3k, q4k, q5k, q6k(out, w, nb, xk): out[i] = the dot product
+	// of row i of nb Q2_K–Q6_K blocks and the activations xk
 	// quantized by quantizeQ8K (kq8.go), bit for bit as the pure-Go twins;
 	// nil where the set has none (the twins run).
-	q2k, q4k, q5k, q6k func(out []float32, w []byte, nb int, xk []byte)
+	q2k, q3k, q4k, q5k, q6k func(out []float32, w []byte, nb int, xk []byte)
 }
 
 var genericQuant = quantKernels{name: "go", quantize: quantizeQ8Generic, q8: matvecQ8Generic, q4: matvecQ4Generic}
@@ -96,9 +96,9 @@ func (s quantKernels) install() {
 	prepQ4, matvecQ4x = s.prep4, s.q4x
 	prepQ8g, gemmQ8p = s.prep8, s.gemm8p
 	qgemmImpl = s.qg
-	matvecQ2K, matvecQ4K, matvecQ5K, matvecQ6K = matvecQ2KGeneric, matvecQ4KGeneric, matvecQ5KGeneric, matvecQ6KGeneric
+	matvecQ2K, matvecQ3K, matvecQ4K, matvecQ5K, matvecQ6K = matvecQ2KGeneric, matvecQ3KGeneric, matvecQ4KGeneric, matvecQ5KGeneric, matvecQ6KGeneric
 	if s.q4k != nil {
-		matvecQ2K, matvecQ4K, matvecQ5K, matvecQ6K = s.q2k, s.q4k, s.q5k, s.q6k
+		matvecQ2K, matvecQ3K, matvecQ4K, matvecQ5K, matvecQ6K = s.q2k, s.q3k, s.q4k, s.q5k, s.q6k
 	}
 	quantISA = s.name
 }

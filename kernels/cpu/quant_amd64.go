@@ -66,13 +66,13 @@ func quantSets() []quantKernels {
 		if cpu.X86.HasAVX512DQ {
 			s.qg = qgVNNI
 		}
-		s.q2k, s.q4k, s.q5k, s.q6k = matvecQ2KAVX2, matvecQ4KAVX2, matvecQ5KAVX2, matvecQ6KAVX2
+		s.q2k, s.q3k, s.q4k, s.q5k, s.q6k = matvecQ2KAVX2, matvecQ3KAVX2, matvecQ4KAVX2, matvecQ5KAVX2, matvecQ6KAVX2
 		l = append(l, s)
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
 		l = append(l, quantKernels{name: "avx2", quantize: quantizeQ8Asm2, q8: matvecQ8AVX2, q4: matvecQ4AVX2,
 			gemm8: gemmQ8AVX2, gemm4: gemmQ4AVX2,
-			q2k: matvecQ2KAVX2, q4k: matvecQ4KAVX2, q5k: matvecQ5KAVX2, q6k: matvecQ6KAVX2})
+			q2k: matvecQ2KAVX2, q3k: matvecQ3KAVX2, q4k: matvecQ4KAVX2, q5k: matvecQ5KAVX2, q6k: matvecQ6KAVX2})
 	}
 	return append(l, genericQuant)
 }

@@ -39,8 +39,8 @@ var (
 
 // TestBackend runs every method of b on random inputs of awkward sizes and
 // compares the results with the float64 references, within tolerances
-// derived from float32 rounding (and, for Q8_0, Q4_0, Q2_K, Q4_K, Q5_K and
-// Q6_K weights, from the quantization of the activations to 8 bits). Every
+// derived from float32 rounding (and, for Q8_0, Q4_0 and Q2_K–Q6_K
+// weights, from the quantization of the activations to 8 bits). Every
 // output lies between NaN-filled guard bands that must stay untouched. A
 // backend that also implements kernels.Trainer runs TestTrainer too.
 func TestBackend(t *testing.T, b kernels.Backend) {
@@ -162,12 +162,12 @@ func randBlocks(r *rand.Rand, dt kernels.DType, nb int) []byte {
 func matMulTolerance(w *kernels.Matrix, x []float32, n int, abs []float64) func(i int) float64 {
 	floatTol := func(i int) float64 { return float64(w.Cols+4)*u*abs[i] + 1e-30 }
 	// The activations of Q8_0 and Q4_0 weights are rounded to Q8_0, those
-	// of Q2_K, Q4_K, Q5_K and Q6_K to 8 bits in blocks of 256 with a
+	// of Q2_K–Q6_K to 8 bits in blocks of 256 with a
 	// float32 scale (no f16 rounding); the other read-only block types
 	// multiply float activations.
 	bl, scaleErr := kernels.QK, 1.0/2048
 	switch w.Type {
-	case kernels.Q2_K, kernels.Q4_K, kernels.Q5_K, kernels.Q6_K:
+	case kernels.Q2_K, kernels.Q3_K, kernels.Q4_K, kernels.Q5_K, kernels.Q6_K:
 		bl, scaleErr = kernels.QKK, 0
 	default:
 		if !w.Type.Quantized() || !w.Type.Encodable() {
