@@ -1,6 +1,7 @@
 package checkpoints
 
 import (
+	"math"
 	"slices"
 	"strings"
 
@@ -20,8 +21,20 @@ type archSpec struct {
 	// embedScale scales the token embeddings by √Dim.
 	embedScale bool
 	// slidingEvery is Config.SlidingEvery for a file with a sliding
-	// window: 2 when it alternates with global attention, layer 0 first.
+	// window: the layers come in groups of slidingEvery, all sliding but
+	// the last of each (2: alternating, layer 0 sliding; 6: five sliding
+	// layers, then a global one).
 	slidingEvery int
+	// ropeLocalTheta is Config.RopeLocalTheta for a file with a sliding
+	// window: the sliding layers' own rotary base, which no key gives.
+	ropeLocalTheta float32
+	// queryScale, when not nil, gives Config.QueryScale from the rest of
+	// the config (0 for 1/√key_length), where the architecture scales
+	// queries otherwise and no key says so.
+	queryScale func(c *model.Config) float32
+	// needs are the tensors every block of the architecture holds (after
+	// "blk.N."), beyond those the loader always requires.
+	needs []string
 	// fusedQKV: q, k and v are one matrix, attn_qkv; fusedGateUp: the
 	// gate and the up projection are one, ffn_up, gate first.
 	fusedQKV, fusedGateUp bool
@@ -47,6 +60,23 @@ var archs = map[string]archSpec{
 	"qwen3":     {rope: kernels.RopeNeoX},
 	"gemma2":    {rope: kernels.RopeNeoX, act: model.ActGELU, embedScale: true, slidingEvery: 2},
 	"phi3":      {rope: kernels.RopeNeoX, fusedQKV: true, fusedGateUp: true},
+	// Gemma 3: Gemma 2's block with q/k norms in place of the soft-caps,
+	// five sliding-window layers (rotary base 10000) to each global one
+	// (the file's base and linear scaling), and heads of key_length.
+	"gemma3": {rope: kernels.RopeNeoX, act: model.ActGELU, embedScale: true, slidingEvery: 6, ropeLocalTheta: 10000,
+		queryScale: gemma3QueryScale,
+		needs:      []string{"attn_q_norm.weight", "attn_k_norm.weight", "post_attention_norm.weight", "post_ffw_norm.weight"}},
+}
+
+// gemma3QueryScale is the query scale of Gemma 3: 1/√key_length, but
+// 1/√(embedding_length/head_count) in the 27B model (62 blocks; its
+// query_pre_attn_scalar is 168 where its heads are 128 wide), which
+// llama.cpp recognises by its block count as no key says it.
+func gemma3QueryScale(c *model.Config) float32 {
+	if c.Layers == 62 && c.Dim%c.Heads == 0 && c.Dim/c.Heads != c.HeadDim() {
+		return float32(1 / math.Sqrt(float64(c.Dim/c.Heads)))
+	}
+	return 0
 }
 
 // archNames lists the architectures of archs, sorted, for errors.

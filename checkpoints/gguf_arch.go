@@ -19,8 +19,9 @@ func Fused(arch string) (qkv, gateUp bool) {
 
 // ArchKVs is the GGUF metadata of a model of config c: the architecture
 // (c.Arch, "llama" when empty), the name (when not empty) and the
-// "<arch>." keys the loader reads back into c: the shape, the rope, and
-// the sliding window and soft-caps when c has them. A config the
+// "<arch>." keys the loader reads back into c: the shape (with the
+// heads' widths when they are not dim/heads), the rope (with its linear
+// scaling), and the sliding window and soft-caps when c has them. A config the
 // architecture's GGUF form cannot say (another rope style or activation
 // than the architecture's, a query scale) is an error naming what differs.
 func ArchKVs(c model.Config, name string) ([]KV, error) {
@@ -42,11 +43,18 @@ func ArchKVs(c model.Config, name string) ([]KV, error) {
 	if want := float32(math.Sqrt(float64(c.Dim))); spec.embedScale && c.EmbedScale != want || !spec.embedScale && c.EmbedScale != 0 && c.EmbedScale != 1 {
 		differs = append(differs, fmt.Sprintf("embedding scale %g", c.EmbedScale))
 	}
-	if c.QueryScale != 0 {
+	var implied float32 // the query scale the loader derives
+	if spec.queryScale != nil {
+		implied = spec.queryScale(&c)
+	}
+	if c.QueryScale != implied {
 		differs = append(differs, fmt.Sprintf("query scale %g", c.QueryScale))
 	}
 	if c.SlidingWindow > 0 && c.SlidingEvery != spec.slidingEvery {
 		differs = append(differs, fmt.Sprintf("a sliding window every %d layers, not %d", c.SlidingEvery, spec.slidingEvery))
+	}
+	if local := spec.ropeLocalTheta; c.SlidingWindow == 0 && c.RopeLocalTheta != 0 || c.SlidingWindow > 0 && c.RopeLocalTheta != local {
+		differs = append(differs, fmt.Sprintf("a rotary base of %g in sliding-window layers", c.RopeLocalTheta))
 	}
 	if len(differs) > 0 {
 		return nil, fmt.Errorf("checkpoints: a %s GGUF cannot say this config's %s", arch, strings.Join(differs, ", "))
@@ -68,6 +76,14 @@ func ArchKVs(c model.Config, name string) ([]KV, error) {
 		{Key: k("rope.freq_base"), Value: F32(c.RopeTheta)},
 		{Key: k("attention.layer_norm_rms_epsilon"), Value: F32(c.NormEps)},
 	}...)
+	if c.HeadSize != 0 && c.KVLoRA == 0 {
+		kvs = append(kvs, KV{Key: k("attention.key_length"), Value: U32(uint32(c.HeadDim()))},
+			KV{Key: k("attention.value_length"), Value: U32(uint32(c.ValueDim()))})
+	}
+	if c.RopeScale != 0 {
+		kvs = append(kvs, KV{Key: k("rope.scaling.type"), Value: Str("linear")},
+			KV{Key: k("rope.scaling.factor"), Value: F32(c.RopeScale)})
+	}
 	if c.SlidingWindow > 0 {
 		kvs = append(kvs, KV{Key: k("attention.sliding_window"), Value: U32(uint32(c.SlidingWindow))})
 	}

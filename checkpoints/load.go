@@ -212,13 +212,19 @@ func ggufLayer(g *GGUF, p string, c *model.Config, spec archSpec) (*model.Layer,
 		}
 	} else if spec.fusedQKV {
 		// q, k and v are the rows of one matrix, in that order.
-		qkv, err := ggufMatrix(g, p+"attn_qkv.weight", c.Dim+2*kv, c.Dim)
+		qd := c.QDim()
+		qkv, err := ggufMatrix(g, p+"attn_qkv.weight", qd+2*kv, c.Dim)
 		if err != nil {
 			return nil, err
 		}
-		l.Wq, l.Wk, l.Wv = rowRange(qkv, 0, c.Dim), rowRange(qkv, c.Dim, c.Dim+kv), rowRange(qkv, c.Dim+kv, c.Dim+2*kv)
+		l.Wq, l.Wk, l.Wv = rowRange(qkv, 0, qd), rowRange(qkv, qd, qd+kv), rowRange(qkv, qd+kv, qd+2*kv)
 	} else {
-		mats = append(mats, mat{"attn_q", &l.Wq, c.Dim, c.Dim}, mat{"attn_k", &l.Wk, kv, c.Dim}, mat{"attn_v", &l.Wv, kv, c.Dim})
+		mats = append(mats, mat{"attn_q", &l.Wq, c.QDim(), c.Dim}, mat{"attn_k", &l.Wk, kv, c.Dim}, mat{"attn_v", &l.Wv, kv, c.Dim})
+	}
+	for _, n := range spec.needs {
+		if _, ok := g.Tensor(p + n); !ok {
+			return nil, fmt.Errorf("tensor %s%s missing (every %s block has one)", p, n, c.Arch)
+		}
 	}
 	if _, ok := g.Tensor(p + tnRouter); ok {
 		if l.Experts, err = ggufExperts(g, p, c); err != nil {
@@ -252,7 +258,7 @@ func ggufLayer(g *GGUF, p string, c *model.Config, spec archSpec) (*model.Layer,
 		dst  *[]float32
 		n    int
 	}{
-		{"attn_q.bias", &l.BQ, c.Dim},
+		{"attn_q.bias", &l.BQ, c.QDim()},
 		{"attn_k.bias", &l.BK, kv},
 		{"attn_v.bias", &l.BV, kv},
 		{"attn_q_norm.weight", &l.QNorm, hd},
@@ -506,6 +512,55 @@ func ggufFloat(g *GGUF, key string, def float64) (float32, error) {
 	return float32(v), nil
 }
 
+// headConfig reads the heads' widths and the rotary embedding's keys of
+// an architecture without latent attention into c: heads of key_length
+// (embedding_length/head_count when absent), values as wide as keys, every
+// dim rotated, and rope.scaling.factor as linear scaling when the
+// scaling's type is linear or not given.
+func headConfig(g *GGUF, c *model.Config) error {
+	k := func(key string) string { return c.Arch + "." + key }
+	const big = 1 << 16
+	def := -1 // key_length is needed where heads do not divide the width
+	if c.Dim%c.Heads == 0 {
+		def = c.Dim / c.Heads
+	}
+	hd, err := ggufInt(g, k("attention.key_length"), def, 1, big)
+	if err != nil {
+		return err
+	}
+	if hd != def {
+		c.HeadSize = hd
+	}
+	if n, err := ggufInt(g, k("attention.value_length"), hd, 1, big); err != nil {
+		return err
+	} else if n != hd {
+		return fmt.Errorf("%s %d differs from %s %d (values of another width than keys are not supported here)", k("attention.value_length"), n, k("attention.key_length"), hd)
+	}
+	if rd, err := ggufInt(g, k("rope.dimension_count"), hd, 1, big); err != nil {
+		return err
+	} else if rd != hd {
+		return fmt.Errorf("%s %d differs from the head size %d (partial rotary embedding is not supported)", k("rope.dimension_count"), rd, hd)
+	}
+	kind, err := g.String(k("rope.scaling.type"))
+	if err != nil && !errors.Is(err, ErrNoKey) {
+		return err
+	}
+	if err == nil && kind != "linear" {
+		return nil
+	}
+	f, err := ggufFloat(g, k("rope.scaling.factor"), 1)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !(f > 0 && f <= 1<<16):
+		return fmt.Errorf("%s %g: want a linear scaling factor in (0, %d]", k("rope.scaling.factor"), f, 1<<16)
+	case f != 1:
+		c.RopeScale = f
+	}
+	return nil
+}
+
 func ggufConfig(g *GGUF, arch string, spec archSpec) (model.Config, error) {
 	c := model.Config{Arch: arch, RopeStyle: spec.rope, Act: spec.act, SlidingEvery: spec.slidingEvery}
 	var err error
@@ -591,19 +646,16 @@ func ggufConfig(g *GGUF, arch string, spec archSpec) (model.Config, error) {
 		if err := mlaConfig(g, &c); err != nil {
 			return c, err
 		}
-	} else if c.Heads > 0 && c.Dim%c.Heads == 0 {
-		for _, key := range []string{"attention.key_length", "attention.value_length"} {
-			if n, err := ggufInt(g, k(key), c.HeadDim(), 1, big); err != nil {
-				return c, err
-			} else if n != c.HeadDim() {
-				return c, fmt.Errorf("%s %d differs from embedding_length/head_count = %d (heads of another width are not supported)", k(key), n, c.HeadDim())
-			}
-		}
-		if rd, err := ggufInt(g, k("rope.dimension_count"), c.HeadDim(), 1, big); err != nil {
+	} else if c.Heads > 0 {
+		if err := headConfig(g, &c); err != nil {
 			return c, err
-		} else if rd != c.HeadDim() {
-			return c, fmt.Errorf("%s %d differs from the head size %d (partial rotary embedding is not supported)", k("rope.dimension_count"), rd, c.HeadDim())
 		}
+	}
+	if c.SlidingWindow > 0 {
+		c.RopeLocalTheta = spec.ropeLocalTheta
+	}
+	if spec.queryScale != nil && c.Heads > 0 {
+		c.QueryScale = spec.queryScale(&c)
 	}
 	if err := c.Validate(); err != nil {
 		return c, err

@@ -177,7 +177,7 @@ func TestArchErrors(t *testing.T) {
 		name, arch, tensor string
 		want               string
 	}{
-		{"mamba", "mamba", "", `architecture "mamba" is not supported (this runtime runs deepseek2, gemma2, llama, phi3, qwen2, qwen3, qwen3moe)`},
+		{"mamba", "mamba", "", `architecture "mamba" is not supported (this runtime runs deepseek2, gemma2, gemma3, llama, phi3, qwen2, qwen3, qwen3moe)`},
 		{"kv_b", "deepseek2", "blk.1.attn_kv_b.weight", "tensor blk.1.attn_kv_b.weight has dims [256 384], want [256, 512] (the single attn_kv_b is read"},
 	} {
 		var kvs []checkpoints.KV

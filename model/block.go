@@ -254,8 +254,8 @@ func (e *Engine) attend(li int, segs []segment, att, q, k, v []float32) {
 	for _, s := range segs {
 		pos, n := s.c.Len, s.rows
 		qs, ks, vs := q[r*d:(r+n)*d], k[r*kv:(r+n)*kv], v[r*kv:(r+n)*kv]
-		e.rope(qs, cfg.Heads, pos)
-		e.rope(ks, cfg.KVHeads, pos)
+		e.rope(li, qs, cfg.Heads, pos)
+		e.rope(li, ks, cfg.KVHeads, pos)
 		s.c.attend(e.be, li, att[r*d:(r+n)*d], qs, ks, vs, kernels.AttnParams{
 			Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: hd,
 			Pos0: pos, N: n, Cap: s.c.Cap, Scale: e.scale,
@@ -265,19 +265,25 @@ func (e *Engine) attend(li int, segs []segment, att, q, k, v []float32) {
 	}
 }
 
-// ropeParams is the rotary embedding of heads heads (of the rotated
-// width) from position pos0.
-func (e *Engine) ropeParams(heads, pos0 int) kernels.RopeParams {
+// ropeParams is the rotary embedding of layer li for heads heads (of the
+// rotated width) from position pos0: RopeTheta with the engine's frequency
+// factors, or RopeLocalTheta unscaled in a sliding-window layer that has
+// its own base.
+func (e *Engine) ropeParams(li, heads, pos0 int) kernels.RopeParams {
 	cfg := &e.w.Config
-	return kernels.RopeParams{Heads: heads, HeadDim: cfg.RotaryDim(), Pos0: pos0, Theta: cfg.RopeTheta,
-		Style: cfg.RopeStyle, FreqFactors: e.w.RopeFreqs}
+	p := kernels.RopeParams{Heads: heads, HeadDim: cfg.RotaryDim(), Pos0: pos0, Theta: cfg.RopeTheta,
+		Style: cfg.RopeStyle, FreqFactors: e.ropeFactors}
+	if cfg.localRope(li) {
+		p.Theta, p.FreqFactors = cfg.RopeLocalTheta, nil
+	}
+	return p
 }
 
 // rope rotates the rows of x (heads heads of HeadDim each) from position
-// pos0: whole heads, or only the last RopeDim values of each (gathered,
-// rotated and put back).
-func (e *Engine) rope(x []float32, heads, pos0 int) {
-	p := e.ropeParams(heads, pos0)
+// pos0 as layer li does: whole heads, or only the last RopeDim values of
+// each (gathered, rotated and put back).
+func (e *Engine) rope(li int, x []float32, heads, pos0 int) {
+	p := e.ropeParams(li, heads, pos0)
 	hd, r := e.headDim, p.HeadDim
 	if r == hd {
 		e.be.RoPE(x, p)

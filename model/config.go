@@ -43,9 +43,21 @@ type Config struct {
 	FinalSoftCap float32 `json:"final_softcap,omitempty"`
 	// SlidingWindow, when > 0, limits attention to the last SlidingWindow
 	// positions in the layers SlidingEvery picks: every layer when it is
-	// 0 or 1 (Phi-3), the even-numbered ones when it is 2 (Gemma 2).
+	// 0 or 1 (Phi-3); otherwise the layers repeat in groups of
+	// SlidingEvery, all but the last of each group sliding and the last
+	// attending to everything: layer li is global when (li+1) is a
+	// multiple of SlidingEvery (Gemma 2: 2, the even layers sliding;
+	// Gemma 3: 6, five sliding layers, then one global).
 	SlidingWindow int `json:"sliding_window,omitempty"`
 	SlidingEvery  int `json:"sliding_every,omitempty"`
+	// RopeLocalTheta, when not 0, is the rotary base of the sliding-window
+	// layers, which then rotate without RopeScale (Gemma 3: 10000, its
+	// global layers 1e6).
+	RopeLocalTheta float32 `json:"rope_local_theta,omitempty"`
+	// RopeScale, when not 0, divides the rotary frequencies of every layer
+	// but those RopeLocalTheta sets apart: linear position interpolation
+	// (Gemma 3's larger models: 8).
+	RopeScale float32 `json:"rope_scale,omitempty"`
 
 	// A mixture of experts, when Experts > 0: the FFN of each layer that
 	// holds routed experts (Layer.Experts) sends each row to the
@@ -107,10 +119,16 @@ func (a Activation) String() string {
 
 // window is the sliding window of layer li, 0 for full attention.
 func (c *Config) window(li int) int {
-	if c.SlidingWindow <= 0 || (c.SlidingEvery > 1 && li%c.SlidingEvery != 0) {
+	if c.SlidingWindow <= 0 || (c.SlidingEvery > 1 && (li+1)%c.SlidingEvery == 0) {
 		return 0
 	}
 	return c.SlidingWindow
+}
+
+// localRope reports whether layer li rotates with RopeLocalTheta rather
+// than RopeTheta and RopeScale.
+func (c *Config) localRope(li int) bool {
+	return c.RopeLocalTheta != 0 && c.window(li) > 0
 }
 
 // queryScale is the factor of q·k before the softmax.
@@ -138,6 +156,12 @@ func (c *Config) extras() []string {
 	}
 	if c.SlidingWindow > 0 {
 		what = append(what, "sliding-window attention")
+	}
+	if c.RopeLocalTheta != 0 || c.RopeScale != 0 {
+		what = append(what, "per-layer rotary bases or scaling")
+	}
+	if c.HeadSize != 0 && c.KVLoRA == 0 && c.HeadSize*c.Heads != c.Dim {
+		what = append(what, "heads of another width than dim/heads")
 	}
 	if c.Experts > 0 {
 		what = append(what, "a mixture of experts")
@@ -198,7 +222,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("model config: hidden %d out of range (1..%d)", c.Hidden, 4*maxDim)
 	case c.Layers <= 0 || c.Layers > 1024:
 		return fmt.Errorf("model config: layers %d out of range (1..1024)", c.Layers)
-	case c.Heads <= 0 || c.Dim%c.Heads != 0:
+	case c.Heads <= 0 || c.HeadSize == 0 && c.Dim%c.Heads != 0:
 		return fmt.Errorf("model config: %d heads do not divide dim %d", c.Heads, c.Dim)
 	case c.KVHeads <= 0 || c.Heads%c.KVHeads != 0:
 		return fmt.Errorf("model config: %d kv heads do not divide %d heads", c.KVHeads, c.Heads)
@@ -216,8 +240,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("model config: context %d out of range (1..%d)", c.Context, 1<<24)
 	case !(c.NormEps > 0 && c.NormEps < 1):
 		return fmt.Errorf("model config: norm eps %g out of range (0, 1)", c.NormEps)
-	case !(c.RopeTheta > 1):
-		return fmt.Errorf("model config: rope theta %g must be > 1", c.RopeTheta)
+	case !(c.RopeTheta > 1) || c.RopeLocalTheta != 0 && !(c.RopeLocalTheta > 1):
+		return fmt.Errorf("model config: rope theta %g (local %g) must be > 1", c.RopeTheta, c.RopeLocalTheta)
+	case c.RopeScale != 0 && !(c.RopeScale > 0 && c.RopeScale <= 1<<16):
+		return fmt.Errorf("model config: rope scale %g out of range (0, %d]", c.RopeScale, 1<<16)
 	case c.RopeStyle != kernels.RopeAdjacent && c.RopeStyle != kernels.RopeNeoX:
 		return fmt.Errorf("model config: unknown rope style %d", c.RopeStyle)
 	case c.Act != ActSiLU && c.Act != ActGELU:
@@ -242,7 +268,8 @@ func (c *Config) Validate() error {
 // every layer held them).
 func (c *Config) Params() int64 {
 	d, h, l, v, kv := int64(c.Dim), int64(c.Hidden), int64(c.Layers), int64(c.Vocab), int64(c.KVDim())
-	perLayer := 2*d + 2*d*d + 2*d*kv + 3*d*h
+	qo := d*int64(c.QDim()) + int64(c.Heads*c.ValueDim())*d // q and o
+	perLayer := 2*d + qo + 2*d*kv + 3*d*h
 	if c.KVLoRA > 0 {
 		// Latent attention in place of q, k, v and o.
 		q, r, lr := int64(c.QDim()), int64(c.RotaryDim()), int64(c.KVLoRA)
@@ -252,7 +279,7 @@ func (c *Config) Params() int64 {
 			ql := int64(c.QLoRA)
 			att += d*ql + ql + ql*q - d*q
 		}
-		perLayer += att - 2*d*d - 2*d*kv
+		perLayer += att - qo - 2*d*kv
 	}
 	if c.Experts > 0 {
 		ne := int64(c.Experts)

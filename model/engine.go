@@ -50,6 +50,10 @@ type Engine struct {
 	// The config's derived sizes, and attention's scale 1/√HeadDim.
 	headDim, kvDim, qDim int
 	scale                float32
+	// ropeFactors divide the rotary frequencies of the layers that rotate
+	// with RopeTheta: the weights' RopeFreqs times RopeScale, nil when
+	// there are neither.
+	ropeFactors []float32
 }
 
 // DefaultKVType is the element type of an engine's KV caches unless the
@@ -75,6 +79,16 @@ func NewEngine(w *Weights, be kernels.Backend, opts ...Option) *Engine {
 	}
 	e.headDim, e.kvDim, e.qDim = w.Config.HeadDim(), w.Config.KVDim(), w.Config.QDim()
 	e.scale = w.Config.queryScale()
+	e.ropeFactors = w.RopeFreqs
+	if sc := w.Config.RopeScale; sc != 0 && sc != 1 {
+		e.ropeFactors = make([]float32, w.Config.RotaryDim()/2)
+		for i := range e.ropeFactors {
+			e.ropeFactors[i] = sc
+			if w.RopeFreqs != nil {
+				e.ropeFactors[i] *= w.RopeFreqs[i]
+			}
+		}
+	}
 	e.maps = make([]layerMaps, len(w.Layers))
 	for li, l := range w.Layers {
 		if l == nil {

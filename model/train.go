@@ -327,7 +327,7 @@ func (e *Engine) blockBackward(tr kernels.Trainer, li int, a *Activations, dres 
 		Heads: cfg.Heads, KVHeads: cfg.KVHeads, HeadDim: hd,
 		N: a.Seq, Cap: a.Seq, Scale: float32(1 / math.Sqrt(float64(hd))),
 	}
-	rq := e.ropeParams(cfg.Heads, 0)
+	rq := e.ropeParams(li, cfg.Heads, 0)
 	rk := rq
 	rk.Heads = cfg.KVHeads
 	for s := range a.Batch {

@@ -305,7 +305,7 @@ func (w *Weights) Validate() error {
 		}, qkv...)
 		errs = append(errs, check(p+"wo", l.Wo, c.Dim, c.Heads*c.ValueDim()))
 		for _, e := range append(append(errs, ffn...),
-			opt(p+"q bias", l.BQ, c.Dim),
+			opt(p+"q bias", l.BQ, c.QDim()),
 			opt(p+"k bias", l.BK, kv),
 			opt(p+"v bias", l.BV, kv),
 			opt(p+"q norm", l.QNorm, c.HeadDim()),

@@ -334,7 +334,7 @@ func Load(ctx context.Context, get Getter, root cid.Cid, s Span) (*Loaded, error
 			steps = append(steps, func() (err error) { err = loadLatent(m, l, p, mat, vec); return })
 		} else {
 			steps = append(steps,
-				func() (err error) { l.Wq, err = mat(p+"attn_q.weight", c.Dim, c.Dim); return },
+				func() (err error) { l.Wq, err = mat(p+"attn_q.weight", c.QDim(), c.Dim); return },
 				func() (err error) { l.Wk, err = mat(p+"attn_k.weight", kv, c.Dim); return },
 				func() (err error) { l.Wv, err = mat(p+"attn_v.weight", kv, c.Dim); return })
 		}

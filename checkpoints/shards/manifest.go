@@ -37,6 +37,7 @@ type layerTensor struct {
 }
 
 func dimLen(c *model.Config) int  { return c.Dim }
+func qLen(c *model.Config) int    { return c.QDim() }
 func kvLen(c *model.Config) int   { return c.KVDim() }
 func headLen(c *model.Config) int { return c.HeadDim() }
 
@@ -44,7 +45,7 @@ func headLen(c *model.Config) int { return c.HeadDim() }
 // model may hold, in the order they follow the nine of Llama 2's block.
 // All are f32 vectors.
 var layerTensors = []layerTensor{
-	{"attn_q.bias", dimLen, func(l *model.Layer) *[]float32 { return &l.BQ }}, // Qwen2
+	{"attn_q.bias", qLen, func(l *model.Layer) *[]float32 { return &l.BQ }}, // Qwen2
 	{"attn_k.bias", kvLen, func(l *model.Layer) *[]float32 { return &l.BK }},
 	{"attn_v.bias", kvLen, func(l *model.Layer) *[]float32 { return &l.BV }},
 	{"attn_q_norm.weight", headLen, func(l *model.Layer) *[]float32 { return &l.QNorm }}, // Qwen3
@@ -551,7 +552,7 @@ func (m *Manifest) expected(r PartRef) []want {
 		if c.KVLoRA > 0 {
 			ws = append(ws, m.latentAttention(p)...)
 		} else {
-			ws = append(ws, want{p + "attn_q.weight", []int{d, d}},
+			ws = append(ws, want{p + "attn_q.weight", []int{c.QDim(), d}},
 				want{p + "attn_k.weight", []int{kv, d}},
 				want{p + "attn_v.weight", []int{kv, d}})
 		}
