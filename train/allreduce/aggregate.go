@@ -250,10 +250,9 @@ func sumSquaresOf(enc Encoding, b []byte, length int) float64 {
 // in (member order, all kept, of total weight total) into out as reduce
 // would, and adds each input's squares of those values to ss[k]. It
 // returns the input and element (from the part's start) of the first
-// value that is not finite, or -1, -1.
-func reducePiece(enc Encoding, agg Aggregator, trim, total float64, in []input, start int, ss []float64, out []float32) (int, int) {
-	buf := getFloats(chunk)
-	defer putFloats(buf)
+// value that is not finite, or -1, -1. buf is scratch of chunk values,
+// reused from piece to piece.
+func reducePiece(enc Encoding, agg Aggregator, trim, total float64, in []input, start int, ss []float64, out, buf []float32) (int, int) {
 	if agg == TrimmedMean && trimCount(len(in), trim) > 0 {
 		for k, x := range in {
 			for c := 0; c < len(out); c += chunk {

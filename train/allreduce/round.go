@@ -752,6 +752,7 @@ func (rd *round) reducePieces(ctx context.Context) *partMsg {
 	rd.out, rd.pub = out, 0
 	rd.mu.Unlock()
 	ss := make([]float64, len(ok))
+	buf := make([]float32, chunk)
 	var scratch []float32
 	if !(rd.enc == F32 && nativeLE) {
 		scratch = getFloats(PieceValues)
@@ -786,7 +787,7 @@ func (rd *round) reducePieces(ctx context.Context) *partMsg {
 		} else {
 			vals = scratch[:n]
 		}
-		if k, at := reducePiece(rd.enc, rd.agg, rd.trim, total, ok, start, ss, vals); k >= 0 {
+		if k, at := reducePiece(rd.enc, rd.agg, rd.trim, total, ok, start, ss, vals, buf); k >= 0 {
 			return refuse(ok[k].member, "non-finite value at element %d", at)
 		}
 		if scratch != nil {
