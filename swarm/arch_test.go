@@ -57,6 +57,7 @@ type fixtureSwarm struct {
 	want   []int
 	logits []float32 // the local run's at the prompt's last position
 	client *p2p.Host
+	layers int
 }
 
 // newFixtureSwarm imports models/arch/NAME.gguf and generates n ids
@@ -69,7 +70,31 @@ func newFixtureSwarm(t *testing.T, name string, n int) *fixtureSwarm {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	fs := &fixtureSwarm{t: t, st: &memBlocks{m: map[cid.Cid][]byte{}}, prompt: testmodels.Arch(t, name).InputIDs}
+	return newModelSwarm(t, src, testmodels.Arch(t, name).InputIDs, n)
+}
+
+// newSynthSwarm is newFixtureSwarm for a random-weight model of config c
+// (checkpoints.SynthArch) and a prompt of 16 ids.
+func newSynthSwarm(t *testing.T, c model.Config, n int) *fixtureSwarm {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := checkpoints.SynthArch(&buf, c, "synthetic "+c.Arch, 1); err != nil {
+		t.Fatal(err)
+	}
+	src, err := checkpoints.LoadBytes(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	prompt := []int{1, 300, 17, 42, 259, 7, 99, 120, 3, 250, 64, 18, 201, 33, 5, 300}
+	return newModelSwarm(t, src, prompt, n)
+}
+
+// newModelSwarm imports src into blocks and generates n ids greedily from
+// prompt with one local engine.
+func newModelSwarm(t *testing.T, src *checkpoints.Model, prompt []int, n int) *fixtureSwarm {
+	t.Helper()
+	fs := &fixtureSwarm{t: t, st: &memBlocks{m: map[cid.Cid][]byte{}}, prompt: prompt, layers: src.Weights.Config.Layers}
 	im, err := shards.Import(context.Background(), src, fs.st)
 	if err != nil {
 		t.Fatal(err)
@@ -201,17 +226,29 @@ func localLogits(t *testing.T, w *model.Weights, prompt []int) []float32 {
 	return out
 }
 
-// Each architecture that runs, imported into blocks, split over two servers on real loopback hosts (a layer
-// each, loaded from the blocks, all of its experts for a mixture of
-// experts),
-// gives the ids of the local run of the file, and the prompt's logits
-// within float rounding of it.
+// Each architecture that runs, imported into blocks, split over two
+// servers on real loopback hosts (all layers but the last on one, the
+// last on the other, loaded from the blocks, all of its experts for a
+// mixture of experts), gives the ids of the local run of the file, and
+// the prompt's logits within float rounding of it. gemma3 has no fixture:
+// a random-weight model of seven layers (five sliding, one global, one
+// sliding, with heads of key_length) stands in for one.
 func TestArchFixtureSpans(t *testing.T) {
-	for _, name := range []string{"llama3", "qwen2", "qwen3", "gemma2", "phi3", "mixtral", "qwen3moe", "deepseek2"} {
+	for _, name := range []string{"llama3", "qwen2", "qwen3", "gemma2", "phi3", "mixtral", "qwen3moe", "deepseek2", "gemma3"} {
 		t.Run(name, func(t *testing.T) {
-			fs := newFixtureSwarm(t, name+".F32", 16)
-			_, a := fs.server(swarm.Span{First: 0, Last: 1})
-			_, b := fs.server(swarm.Span{First: 1, Last: 2})
+			var fs *fixtureSwarm
+			if name == "gemma3" {
+				fs = newSynthSwarm(t, model.Config{
+					Arch: "gemma3", Dim: 48, Hidden: 64, Layers: 7, Heads: 3, KVHeads: 1, HeadSize: 24,
+					Vocab: 320, Context: 64, RopeTheta: 1e6, RopeStyle: kernels.RopeNeoX, NormEps: 1e-6,
+					SharedClassifier: true, Act: model.ActGELU, EmbedScale: float32(math.Sqrt(48)),
+					SlidingWindow: 5, SlidingEvery: 6, RopeLocalTheta: 10000, RopeScale: 8,
+				}, 16)
+			} else {
+				fs = newFixtureSwarm(t, name+".F32", 16)
+			}
+			_, a := fs.server(swarm.Span{First: 0, Last: fs.layers - 1})
+			_, b := fs.server(swarm.Span{First: fs.layers - 1, Last: fs.layers})
 			route := []swarm.Hop{a, b}
 			if d := firstDiff(fs.generate(route, swarm.ClientConfig{}, nil), fs.want); d != "" {
 				t.Error(d)
