@@ -94,14 +94,16 @@ type Config struct {
 	// recomputing them, and a contribution found different is refused
 	// (its sender left out of the job). Sync: every round, each member
 	// recomputes the work of the member before it in the round's order
-	// with this probability. DiLoCo: each member is checked with this
-	// probability by another that replays its round from its inner state
-	// instead of training its own share (verifyPlan: at most half the
-	// members are checked in a round). 0: DefaultVerify; below 0: none.
+	// with this probability. DiLoCo: after each round, each member whose
+	// work is in the average is checked with this probability by another,
+	// which replays its round from the inner state it committed to in the
+	// next round instead of training its own share (verifyPlan: at most
+	// half the members are checked a round). 0: DefaultVerify; below 0:
+	// none.
 	Verify float64
-	// Inner is where DiLoCo members that are checked keep the inner
-	// state they start a round with, for their verifier to fetch; nil:
-	// the group's States.
+	// Inner is where DiLoCo members keep the inner state they start each
+	// round with, for a verifier to fetch in the round after; nil: the
+	// group's States.
 	Inner States
 	// Log receives the group's events; nil: slog's default.
 	Log *slog.Logger
@@ -177,8 +179,9 @@ type Report struct {
 	// in DiLoCo, the verifiers', who replayed another's instead), handed
 	// back to the data cursor for the next rounds.
 	Redo int
-	// Verified are the members whose contributions this member
-	// recomputed in the round (DiLoCo) and found as they sent them.
+	// Verified are the members whose contributions to the round before
+	// this member recomputed in this round (DiLoCo) and found as they
+	// sent them.
 	Verified []peer.ID
 	// Compute is the time in forward, backward and optimizer; Wall the
 	// whole round's, waiting for the others included.
@@ -210,6 +213,7 @@ type Group struct {
 	excluded map[peer.ID]uint64
 	ckpt     cid.Cid
 	ckptAt   int
+	past     *pastRound // DiLoCo: the last round, checked in this one
 
 	mu   sync.Mutex
 	rec  Member       // the record the heartbeat announces
@@ -850,65 +854,60 @@ func compareWork(got, want []float32) string {
 // dilocoRound: InnerSteps local steps on this member's shares of the
 // round's batches, then the change of the parameters averaged (weighted
 // by trained tokens, quantised with error feedback) and applied by the
-// outer optimizer on every member. A member the round's plan makes a
-// verifier (verifyPlan) replays the member it checks instead, sends
-// nothing, and its shares go back to the data cursor.
+// outer optimizer on every member. Every member commits to its inner
+// state at the start and keeps the parts of the others' contributions it
+// reduces; the plan drawn after the round (verifyPlan) says who checks
+// whom. A member the last round's plan makes a verifier replays the
+// member it checks (checkPast) instead of training, sends nothing, and
+// its shares go back to the data cursor; a member found wrong has its
+// contribution to this round refused.
 func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, error) {
 	i, n := slices.Index(members, g.self), len(members)
-	from, fromStep, fromAdam := g.t.Cursor, g.t.Step, g.t.Opt.Step
-	ownM, ownV := g.t.Opt.M, g.t.Opt.V
+	from, fromStep, fromAdam, fromState := g.t.Cursor, g.t.Step, g.t.Opt.Step, g.state
 	steps := min(g.cfg.InnerSteps, g.t.Job.Steps-g.t.Step)
-	plan := verifyPlan(g.cfg.Job, g.round, g.attempt, g.state, members, g.cfg.Verify)
 	t0 := time.Now()
 	rollback := func() {
 		_ = train.Unflatten(g.t.Params, train.Values, g.outer.Start)
 		g.t.Seek(from)
 		g.t.Step, g.t.Opt.Step = fromStep, fromAdam
 	}
-	if checkedBy(plan, i) {
+	verify := g.cfg.Verify > 0 && n > 1
+	if verify {
 		if err := g.offerInner(ctx); err != nil {
 			return Report{}, err
 		}
 	}
+	// The check of the last round this member's plan gives it, if the
+	// member checked is still there.
+	past, checked := g.past, peer.ID("")
+	if past != nil && past.round == g.round-1 {
+		if j, ok := past.plan[slices.Index(past.members, g.self)]; ok && slices.Contains(members, past.members[j]) {
+			checked = past.members[j]
+			if !past.checked {
+				past.verdict, past.checked = g.checkPast(ctx, past, j), true
+				if past.verdict != "" {
+					g.cfg.Log.Warn("member checked found wrong", "peer", checked, "round", past.round, "why", past.verdict)
+				} else {
+					g.cfg.Log.Debug("member checked found right", "peer", checked, "round", past.round)
+				}
+			}
+		}
+	}
 	spec := g.spec(members, 0, g.cfg.Encoding)
+	kept := &keptParts{}
 	var (
-		tokens   int
-		lossSum  float64
-		batches  [][]int
-		carried  []float32
-		verified atomic.Bool
+		tokens  int
+		lossSum float64
+		batches [][]int
+		carried []float32
 	)
-	if j, checking := plan[i]; checking {
-		// The round's batches, as every member draws them; the replay
-		// draws them again from the checked member's state.
+	if checked != "" {
+		// The round's batches, as every member draws them.
 		for range steps {
 			g.t.NextBatch()
 			batches = append(batches, g.t.LastBatch())
 		}
-		after := g.t.Cursor
-		g.t.Seek(from)
-		want, err := g.replay(ctx, members, j, steps)
-		g.t.Opt.M, g.t.Opt.V, g.t.Opt.Step = ownM, ownV, fromAdam
-		g.t.Seek(after)
 		g.t.Step = fromStep + steps
-		if err != nil {
-			g.cfg.Log.Warn("could not replay the member checked", "peer", members[j], "round", g.round, "err", err)
-		} else {
-			g.cfg.Log.Debug("replayed the member checked", "peer", members[j], "round", g.round)
-		}
-		spec.Check = func(member, offset int, got []float32) string {
-			if member != j {
-				return ""
-			}
-			if err != nil {
-				return "recomputation failed: " + err.Error()
-			}
-			why := compareWork(got, want[offset:offset+len(got)])
-			if why == "" {
-				verified.Store(true)
-			}
-			return why
-		}
 		// This member contributes nothing: a vector of the layout's length
 		// that the average replaces.
 		g.vec = append(g.vec[:0], make([]float32, layoutLen(train.VectorLen(g.t.Params)))...)
@@ -925,10 +924,25 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 			}
 			carried = slices.Clone(g.residual)
 		}
-		g.vec, _, _ = g.contribution(g.vec[:0], g.residual, tokens, lossSum)
+		g.vec, _, _ = g.contribution(g.vec[:0], g.outer, g.residual, tokens, lossSum)
 		spec.Weight = float64(tokens)
 	}
+	if verify {
+		spec.Check = func(member, offset int, got []float32) string {
+			if checked != "" && members[member] == checked && past.verdict != "" {
+				return past.verdict
+			}
+			kept.keep(member, offset, got)
+			return ""
+		}
+	}
 	compute := time.Since(t0)
+	var commits map[peer.ID]cid.Cid
+	if verify {
+		// Before this member sends: a state announced later, once the
+		// round's result may be known, is not taken.
+		commits = g.commits(ctx, members)
+	}
 	nv := train.VectorLen(g.t.Params)
 	lossAt := len(g.vec) - allreduce.BlockSize
 	if g.beforeAverage != nil {
@@ -943,6 +957,10 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 		return Report{}, fmt.Errorf("collab: round %d: %w", g.round, err)
 	}
 	t1 := time.Now()
+	var start []float32
+	if verify {
+		start = slices.Clone(g.outer.Start)
+	}
 	if err := g.outer.Step(g.t.Params, g.vec[:nv]); err != nil {
 		rollback()
 		return Report{}, err
@@ -951,22 +969,31 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 	rep := Report{Round: g.round, Members: members, Dropped: res.Dropped, Rejected: res.Rejected,
 		Loss: float64(g.vec[lossAt]), Tokens: int(weightOf(res, lossAt)), Own: tokens,
 		Sent: res.BytesSent, Received: res.BytesReceived, Compute: compute}
-	if j, ok := plan[i]; ok && verified.Load() {
-		rep.Verified = append(rep.Verified, members[j])
+	if checked != "" && past.verdict == "" {
+		rep.Verified = append(rep.Verified, checked)
 	}
-	// The verifiers' shares were not trained: they go back to the data
-	// cursor with the dropped members'.
-	// In member order, so that every member's cursor takes them alike.
+	// The shares of the members whose work is not in the average (the
+	// dropped ones, the verifiers) go back to the data cursor, in member
+	// order, so that every member's cursor takes them alike.
+	in := contributors(members, res)
 	var idle []peer.ID
 	for k, p := range members {
-		if _, verifier := plan[k]; verifier || slices.Contains(res.Dropped, p) {
+		if !in(k) {
 			idle = append(idle, p)
 		}
 	}
 	rep.Shares = shares(members, idle, batches)
 	rep.Redo = g.redo(members, idle, batches)
+	round, attempt := g.round, g.attempt
 	g.finish(members, res)
 	rep.Step, rep.State = g.t.Step, g.state
+	g.past = nil
+	if verify {
+		// The checks of this round, drawn from its result.
+		g.past = &pastRound{round: round, attempt: attempt, state: fromState, start: start, cursor: from,
+			step: fromStep, steps: steps, members: members, commits: commits, kept: kept,
+			plan: verifyPlan(g.cfg.Job, round, attempt, g.state, members, in, g.cfg.Verify)}
+	}
 	return rep, g.refused(res)
 }
 
@@ -997,13 +1024,13 @@ func layoutLen(nv int) int {
 }
 
 // contribution builds into dst what a member sends after its inner
-// steps: the change of the parameters (rounded with error feedback
+// steps: the change of the parameters from o's start (rounded with error feedback
 // through residual, which it updates, unless the averaging is float32),
 // padded to a block, then the mean loss in a block of its own, so that
 // quantisation keeps it whole. It returns the vector, the parameters'
 // length and where the loss is.
-func (g *Group) contribution(dst, residual []float32, tokens int, lossSum float64) (vec []float32, nv, lossAt int) {
-	vec = g.outer.Delta(g.t.Params, dst[:0])
+func (g *Group) contribution(dst []float32, o *train.Outer, residual []float32, tokens int, lossSum float64) (vec []float32, nv, lossAt int) {
+	vec = o.Delta(g.t.Params, dst[:0])
 	nv = len(vec)
 	if g.cfg.Encoding != allreduce.F32 {
 		feedback(g.cfg.Encoding, vec, residual)
@@ -1140,7 +1167,7 @@ func (g *Group) take(ctx context.Context, c, state string, from []peer.ID, targe
 	if got := hex.EncodeToString(g.state[:]); got != state || g.round != target {
 		return fmt.Errorf("collab: checkpoint %s holds round %d with state %s; the members announce round %d with %s", c, g.round, got[:12], target, state[:12])
 	}
-	g.ckpt, g.ckptAt = id, target
+	g.ckpt, g.ckptAt, g.past = id, target, nil
 	g.expected = slices.DeleteFunc(slices.Clone(from), func(p peer.ID) bool { return p == g.self })
 	clear(g.excluded)
 	g.cfg.Log.Info("caught up", "round", target, "cid", c, "bytes", len(data), "took", time.Since(t0).Round(time.Millisecond))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -16,20 +17,20 @@ import (
 )
 
 // dilocoChecked is a DiLoCo group's config in which every member that
-// the plan can check is checked: int8 averaging with error feedback, two
+// the plan can check is checked: int8 averaging with error feedback,
 // inner steps a round.
-func dilocoChecked(job string, n int) Config {
-	return Config{Job: job, Mode: DiLoCo, InnerSteps: 2, Encoding: allreduce.Int8, MinPeers: n, Verify: 1,
+func dilocoChecked(job string, n, inner int) Config {
+	return Config{Job: job, Mode: DiLoCo, InnerSteps: inner, Encoding: allreduce.Int8, MinPeers: n, Verify: 1,
 		RoundTimeout: 20 * time.Second, ExpectWait: 2 * time.Second}
 }
 
 // Three honest peers in DiLoCo with every round checked: no one is
-// refused over several rounds, one member replays another's round each
-// time (and its shares go back to the data), all hold the same
-// parameters, and the loss falls.
+// refused over several rounds; from the second round on, one member
+// replays another's last round each time (and its shares go back to the
+// data), all hold the same parameters, and the loss falls.
 func TestDiLoCoVerifyHonest(t *testing.T) {
 	b := loadBase(t)
-	const steps, inner = 10, 2
+	const steps, inner = 8, 2
 	peers := newPeers(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
@@ -37,7 +38,7 @@ func TestDiLoCoVerifyHonest(t *testing.T) {
 	for _, p := range peers {
 		j := job("lora", steps)
 		j.LR = 1e-2
-		ms = append(ms, join(t, p, b.trainer(t, j), dilocoChecked("fox-verify", 3)))
+		ms = append(ms, join(t, p, b.trainer(t, j), dilocoChecked("fox-verify", 3, inner)))
 	}
 	for _, m := range ms {
 		m.run(ctx)
@@ -58,8 +59,13 @@ func TestDiLoCoVerifyHonest(t *testing.T) {
 			if r.State != ms[0].rounds()[k].State || !slices.Equal(r.Shares, ms[0].rounds()[k].Shares) {
 				t.Fatalf("peer %d round %d: state or shares differ from peer 0's", i, k)
 			}
-			// One verifier a round: its shares went back.
-			if idle := slices.Index(r.Shares, 0); idle < 0 || r.Redo == 0 || slices.Index(r.Shares[idle+1:], 0) >= 0 {
+			// The first round has no round before it to check; in each
+			// later one a verifier sits out: its shares went back.
+			idle := slices.Index(r.Shares, 0)
+			switch {
+			case k == 0 && (idle >= 0 || r.Redo != 0):
+				t.Errorf("peer %d round 0: shares %v, redo %d; want every member trained", i, r.Shares, r.Redo)
+			case k > 0 && (idle < 0 || r.Redo == 0 || slices.Index(r.Shares[idle+1:], 0) >= 0):
 				t.Errorf("peer %d round %d: shares %v, redo %d; want one member idle", i, k, r.Shares, r.Redo)
 			}
 			for _, p := range r.Verified {
@@ -67,8 +73,8 @@ func TestDiLoCoVerifyHonest(t *testing.T) {
 				verified++
 			}
 		}
-		if verified != 1 {
-			t.Errorf("round %d: %d contributions recomputed and found right, want 1", k, verified)
+		if want := min(k, 1); verified != want {
+			t.Errorf("round %d: %d contributions recomputed and found right, want %d", k, verified, want)
 		}
 	}
 	t.Logf("checked: %v", checked)
@@ -84,15 +90,34 @@ func TestDiLoCoVerifyHonest(t *testing.T) {
 }
 
 // A peer that sends plausible but wrong DiLoCo work (its change scaled
-// by 1.05, within the norm check), or that offers an inner state its
-// round did not start from, is caught by the member that replays it:
-// refused, banned by every member, and the others go on and the loss
-// falls.
+// by 1.05, within the norm check) in every round, or only in the rounds
+// where the plan drawn at the round's start (as checks were once
+// planned) would not have it checked, or that offers an inner state its
+// round did not start from, is caught by a member that replays it in
+// the round after: its contribution refused, banned by every member,
+// and the others go on and the loss falls. A member is checked in about
+// a quarter of the rounds here (four members, one verifier sits out the
+// round after each check): the job's rounds are many, and the members
+// stop a few rounds after the liar is caught.
 func TestDiLoCoVerifyCatchesLiar(t *testing.T) {
 	b := loadBase(t)
 	for name, lie := range map[string]func(m *member){
 		"scaled": func(m *member) {
 			m.g.beforeAverage = func(_ int, v []float32) { scale(v, 1.05) }
+		},
+		"unplanned": func(m *member) {
+			// It draws the plan as every member once did, from what the
+			// round starts with, and lies where that plan leaves it alone.
+			m.g.beforeAverage = func(round int, v []float32) {
+				g := m.g
+				g.mu.Lock()
+				members := g.rec.Start
+				g.mu.Unlock()
+				plan := verifyPlan(g.cfg.Job, round, g.attempt, g.state, members, func(int) bool { return true }, g.cfg.Verify)
+				if !slices.Contains(slices.Collect(maps.Values(plan)), slices.Index(members, g.self)) {
+					scale(v, 1.05)
+				}
+			}
 		},
 		"stale-state": func(m *member) {
 			// The inner state of the job's start, whatever the round.
@@ -111,7 +136,9 @@ func TestDiLoCoVerifyCatchesLiar(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			const steps = 16
+			// At most this many rounds; a member escapes a round's check
+			// with a chance of about 3/4, all of them with (3/4)^38.
+			const steps, after = 40, 3
 			peers := newPeers(t, 4)
 			ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 			defer cancel()
@@ -119,9 +146,7 @@ func TestDiLoCoVerifyCatchesLiar(t *testing.T) {
 			for _, p := range peers {
 				j := job("lora", steps)
 				j.LR = 3e-3
-				// Four members: two checked every round, by the other two.
-				cfg := dilocoChecked("fox-liar-"+name, 3)
-				ms = append(ms, join(t, p, b.trainer(t, j), cfg))
+				ms = append(ms, join(t, p, b.trainer(t, j), dilocoChecked("fox-liar-"+name, 3, 1)))
 			}
 			liar := ms[3]
 			lie(liar)
@@ -132,11 +157,19 @@ func TestDiLoCoVerifyCatchesLiar(t *testing.T) {
 				t.Fatalf("the liar's Run: %v, want ErrRefused", err)
 			}
 			id := liar.p.h.ID()
+			// A few rounds more without it, then the job is stopped.
+			stopAt := liar.g.Round() + after
+			for ctx.Err() == nil && slices.ContainsFunc(ms[:3], func(m *member) bool { return len(m.rounds()) < stopAt && !isDone(m) }) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			cancel()
+			common := steps
 			for i, m := range ms[:3] {
-				if err := m.wait(t); err != nil {
+				if err := m.wait(t); err != nil && !errors.Is(err, context.Canceled) {
 					t.Fatal(err)
 				}
 				reps := m.rounds()
+				common = min(common, len(reps))
 				caught := slices.IndexFunc(reps, func(r Report) bool { return r.Rejected[id] != "" })
 				if caught < 0 {
 					t.Fatalf("peer %d: the liar was never refused", i)
@@ -166,11 +199,25 @@ func TestDiLoCoVerifyCatchesLiar(t *testing.T) {
 				if first := reps[0].Loss; !(last < first) {
 					t.Errorf("peer %d: loss %v first, %v over the last three rounds", i, first, last)
 				}
-				if m.g.State() != ms[0].g.State() {
-					t.Errorf("peer %d holds other parameters", i)
+			}
+			for k := range common {
+				for i, m := range ms[1:3] {
+					if m.rounds()[k].State != ms[0].rounds()[k].State {
+						t.Errorf("peer %d round %d: other parameters than peer 0's", i+1, k)
+					}
 				}
 			}
 		})
+	}
+}
+
+// isDone says whether m's Run has returned.
+func isDone(m *member) bool {
+	select {
+	case <-m.done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -181,7 +228,7 @@ func TestTakeInnerRefuses(t *testing.T) {
 	b := loadBase(t)
 	p := newPeer(t)
 	j := job("lora", 8)
-	g := join(t, p, b.trainer(t, j), dilocoChecked("fox-take", 1)).g
+	g := join(t, p, b.trainer(t, j), dilocoChecked("fox-take", 1, 2)).g
 	var good bytes.Buffer
 	if err := g.t.WriteInnerCheckpoint(&good, g.residualOrZero()); err != nil {
 		t.Fatal(err)
@@ -198,7 +245,8 @@ func TestTakeInnerRefuses(t *testing.T) {
 	if err := other.WriteInnerCheckpoint(&later, make([]float32, train.VectorLen(other.Params))); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.takeInner(good.Bytes()); err != nil {
+	step, cursor, state := g.t.Step, g.t.Cursor, g.state
+	if _, err := g.takeInner(good.Bytes(), step, cursor, state); err != nil {
 		t.Fatalf("the round's own inner state: %v", err)
 	}
 	for name, c := range map[string]struct {
@@ -210,24 +258,26 @@ func TestTakeInnerRefuses(t *testing.T) {
 		"plain":     {plain.Bytes(), "no residual"},
 		"later":     {later.Bytes(), "stands at step 1"},
 	} {
-		if _, err := g.takeInner(c.data); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := g.takeInner(c.data, step, cursor, state); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error saying %q", name, err, c.want)
 		}
 	}
 }
 
 // Every member computes the same plan; a verifier is never checked, a
-// member is checked by one verifier at most, and with share 1 half the
+// member is checked by one verifier at most, only contributors are
+// checked, and with share 1 and every member a contributor half the
 // members (rounded down) are checked.
 func TestVerifyPlan(t *testing.T) {
 	var members []peer.ID
 	for i := range 7 {
 		members = append(members, peer.ID(rune('a'+i)))
 	}
+	everyone := func(int) bool { return true }
 	var state [32]byte
 	for n := 1; n <= len(members); n++ {
 		for round := range 20 {
-			plan := verifyPlan("j", round, 0, state, members[:n], 1)
+			plan := verifyPlan("j", round, 0, state, members[:n], everyone, 1)
 			if len(plan) != n/2 {
 				t.Fatalf("%d members, round %d: %d checks, want %d", n, round, len(plan), n/2)
 			}
@@ -238,26 +288,39 @@ func TestVerifyPlan(t *testing.T) {
 				}
 				seen[c] = true
 			}
-			again := verifyPlan("j", round, 0, state, members[:n], 1)
-			if len(again) != len(plan) {
+			if !maps.Equal(plan, verifyPlan("j", round, 0, state, members[:n], everyone, 1)) {
 				t.Fatal("the plan differs between two calls")
 			}
-			for v, c := range plan {
-				if again[v] != c {
-					t.Fatal("the plan differs between two calls")
-				}
+			// Another result of the round, another plan (over 20 rounds,
+			// at least one differs).
+			state[round%32]++
+		}
+	}
+	// Members 0 and 1 sent nothing: never checked, but they may verify.
+	odd := func(i int) bool { return i > 1 }
+	verifiers := 0
+	for round := range 50 {
+		for v, c := range verifyPlan("j", round, 0, state, members, odd, 1) {
+			if c < 2 {
+				t.Fatalf("round %d: member %d checked, it sent nothing", round, c)
+			}
+			if v < 2 {
+				verifiers++
 			}
 		}
+	}
+	if verifiers == 0 {
+		t.Error("a member that sent nothing never verified")
 	}
 	// A share of 0.1 checks about a tenth of the members.
 	checks := 0
 	for round := range 1000 {
-		checks += len(verifyPlan("j", round, 0, state, members, 0.1))
+		checks += len(verifyPlan("j", round, 0, state, members, everyone, 0.1))
 	}
 	if share := float64(checks) / 7000; share < 0.07 || share > 0.13 {
 		t.Errorf("share 0.1 checked %.3g of the members", share)
 	}
-	if len(verifyPlan("j", 0, 0, state, members, -1)) != 0 {
+	if len(verifyPlan("j", 0, 0, state, members, everyone, -1)) != 0 {
 		t.Error("checks with a share below 0")
 	}
 }
