@@ -19,23 +19,49 @@ import (
 // archCases are the F32 fixtures of models/arch that run, and the Q4_K_M
 // ones of llama3 (Q4_K and Q6_K weights) and of mixtral (its experts' down
 // projections Q5_0 in one layer, Q8_0 in the other), with what their
-// manifests must say beyond Llama 2's block.
+// manifests must say beyond Llama 2's block; gemma3, which has no
+// fixture, is a random-weight model of synth's config.
 var archCases = []struct {
 	name         string
 	arch         string
 	layerTensors []string
 	ropeFreqs    bool
+	synth        *model.Config
 }{
-	{"llama3.F32", "llama", nil, true},
-	{"qwen2.F32", "qwen2", []string{"attn_q.bias", "attn_k.bias", "attn_v.bias"}, false},
-	{"qwen3.F32", "qwen3", []string{"attn_q_norm.weight", "attn_k_norm.weight"}, false},
-	{"gemma2.F32", "gemma2", []string{"post_attention_norm.weight", "post_ffw_norm.weight"}, false},
-	{"phi3.F32", "phi3", nil, false},
-	{"mixtral.F32", "llama", nil, false},
-	{"qwen3moe.F32", "qwen3moe", []string{"attn_q_norm.weight", "attn_k_norm.weight"}, false},
-	{"deepseek2.F32", "deepseek2", nil, true},
-	{"llama3.Q4_K_M", "llama", nil, true},
-	{"mixtral.Q4_K_M", "llama", nil, false},
+	{"llama3.F32", "llama", nil, true, nil},
+	{"qwen2.F32", "qwen2", []string{"attn_q.bias", "attn_k.bias", "attn_v.bias"}, false, nil},
+	{"qwen3.F32", "qwen3", []string{"attn_q_norm.weight", "attn_k_norm.weight"}, false, nil},
+	{"gemma2.F32", "gemma2", []string{"post_attention_norm.weight", "post_ffw_norm.weight"}, false, nil},
+	{"phi3.F32", "phi3", nil, false, nil},
+	{"mixtral.F32", "llama", nil, false, nil},
+	{"qwen3moe.F32", "qwen3moe", []string{"attn_q_norm.weight", "attn_k_norm.weight"}, false, nil},
+	{"deepseek2.F32", "deepseek2", nil, true, nil},
+	{"llama3.Q4_K_M", "llama", nil, true, nil},
+	{"mixtral.Q4_K_M", "llama", nil, false, nil},
+	{"gemma3.synthetic", "gemma3", []string{"attn_q_norm.weight", "attn_k_norm.weight", "post_attention_norm.weight", "post_ffw_norm.weight"}, false, &model.Config{
+		Arch: "gemma3", Dim: 48, Hidden: 64, Layers: 7, Heads: 3, KVHeads: 1, HeadSize: 24,
+		Vocab: 320, Context: 64, RopeTheta: 1e6, RopeStyle: kernels.RopeNeoX, NormEps: 1e-6,
+		SharedClassifier: true, Act: model.ActGELU, EmbedScale: float32(math.Sqrt(48)),
+		SlidingWindow: 5, SlidingEvery: 6, RopeLocalTheta: 10000, RopeScale: 8,
+	}},
+}
+
+// archCase loads the model of the case named name and its prompt.
+func archCase(t *testing.T, name string, synth *model.Config) (*checkpoints.Model, []int) {
+	t.Helper()
+	if synth == nil {
+		return load(t, "arch/"+name+".gguf"), testmodels.Arch(t, name).InputIDs
+	}
+	var buf bytes.Buffer
+	if err := checkpoints.SynthArch(&buf, *synth, name, 1); err != nil {
+		t.Fatal(err)
+	}
+	m, err := checkpoints.LoadBytes(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, []int{1, 300, 17, 42, 259, 7, 99, 120, 3, 250, 64, 18, 201, 33, 5, 300}
 }
 
 // prefillLogits runs ids through w as one prefill and returns the logits
@@ -91,8 +117,7 @@ func TestArchFixturesImportExport(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range archCases {
 		t.Run(tc.name, func(t *testing.T) {
-			src := load(t, "arch/"+tc.name+".gguf")
-			ids := testmodels.Arch(t, tc.name).InputIDs
+			src, ids := archCase(t, tc.name, tc.synth)
 			want := prefillLogits(t, src.Weights, ids)
 
 			st := newMem()
