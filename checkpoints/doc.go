@@ -52,8 +52,12 @@
 // The config comes from llama.* keys: embedding_length, feed_forward_length,
 // block_count, attention.head_count, context_length (required);
 // attention.head_count_kv (default head_count), rope.freq_base (10000),
-// attention.layer_norm_rms_epsilon (1e-5); rope.dimension_count, if
-// present, must equal the head size. The vocabulary size is token_embd's
+// attention.layer_norm_rms_epsilon (1e-5); attention.key_length, if
+// present, is the head size (embedding_length/head_count without it), and
+// attention.value_length and rope.dimension_count, if present, must equal
+// it; rope.scaling.factor, with rope.scaling.type "linear" or absent,
+// scales positions down linearly. The other architectures read the same
+// keys under their own name (docs/formats.md). The vocabulary size is token_embd's
 // row count. RoPE rotates adjacent pairs. A matrix with GGUF dims
 // [in, out] becomes Matrix{Rows: out, Cols: in}. Without output.weight the
 // classifier is the token embedding. Norms become []float32 (F16 and BF16
