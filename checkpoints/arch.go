@@ -58,25 +58,28 @@ var archs = map[string]archSpec{
 	"deepseek2": {rope: kernels.RopeAdjacent, mla: true},
 	"qwen2":     {rope: kernels.RopeNeoX},
 	"qwen3":     {rope: kernels.RopeNeoX},
-	"gemma2":    {rope: kernels.RopeNeoX, act: model.ActGELU, embedScale: true, slidingEvery: 2},
+	"gemma2":    {rope: kernels.RopeNeoX, act: model.ActGELU, embedScale: true, slidingEvery: 2, queryScale: gemmaQueryScale(46)},
 	"phi3":      {rope: kernels.RopeNeoX, fusedQKV: true, fusedGateUp: true},
 	// Gemma 3: Gemma 2's block with q/k norms in place of the soft-caps,
 	// five sliding-window layers (rotary base 10000) to each global one
 	// (the file's base and linear scaling), and heads of key_length.
 	"gemma3": {rope: kernels.RopeNeoX, act: model.ActGELU, embedScale: true, slidingEvery: 6, ropeLocalTheta: 10000,
-		queryScale: gemma3QueryScale,
+		queryScale: gemmaQueryScale(62),
 		needs:      []string{"attn_q_norm.weight", "attn_k_norm.weight", "post_attention_norm.weight", "post_ffw_norm.weight"}},
 }
 
-// gemma3QueryScale is the query scale of Gemma 3: 1/√key_length, but
-// 1/√(embedding_length/head_count) in the 27B model (62 blocks; its
-// query_pre_attn_scalar is 168 where its heads are 128 wide), which
-// llama.cpp recognises by its block count as no key says it.
-func gemma3QueryScale(c *model.Config) float32 {
-	if c.Layers == 62 && c.Dim%c.Heads == 0 && c.Dim/c.Heads != c.HeadDim() {
-		return float32(1 / math.Sqrt(float64(c.Dim/c.Heads)))
+// gemmaQueryScale is the query scale of Gemma 2 and 3: 1/√key_length,
+// but 1/√(embedding_length/head_count) in their 27B models (46 blocks in
+// Gemma 2, 62 in Gemma 3; query_pre_attn_scalar is 144 and 168 there,
+// where the heads are 128 wide), which llama.cpp recognises by the block
+// count, as no key says it.
+func gemmaQueryScale(blocks int) func(c *model.Config) float32 {
+	return func(c *model.Config) float32 {
+		if c.Layers == blocks && c.Dim%c.Heads == 0 && c.Dim/c.Heads != c.HeadDim() {
+			return float32(1 / math.Sqrt(float64(c.Dim/c.Heads)))
+		}
+		return 0
 	}
-	return 0
 }
 
 // archNames lists the architectures of archs, sorted, for errors.
