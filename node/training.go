@@ -42,6 +42,9 @@ const submittedFile = "train-jobs.json"
 // keptJobCheckpoints is how many of a job's checkpoints a member keeps.
 const keptJobCheckpoints = 2
 
+// keptInnerStates is how many of its DiLoCo inner states a member keeps.
+const keptInnerStates = 3
+
 // training is the node's part in swarm training.
 type training struct {
 	jobs    *jobs.Directory
@@ -668,10 +671,11 @@ func (n *Node) prepareJob(ctx context.Context, job *jobs.Job) (*collab.Group, fu
 	if err != nil {
 		return nil, nil, &skipError{err.Error()}
 	}
-	// The inner states a checked DiLoCo member offers are kept apart from
-	// the job's checkpoints: the newest few, so they never push out a
-	// checkpoint a joiner needs.
-	cfg.Inner = &jobStates{n: n, job: job.ID + "/inner"}
+	// The inner states a DiLoCo member commits to each round are kept
+	// apart from the job's checkpoints: the newest few (a verifier fetches
+	// the last round's while the next one runs, a try of it again
+	// included), so they never push out a checkpoint a joiner needs.
+	cfg.Inner = &jobStates{n: n, job: job.ID + "/inner", kept: keptInnerStates}
 	t := n.train
 	g, err := collab.New(n.host.Libp2p(), t.members, t.ar, tr, &jobStates{n: n, job: job.ID}, cfg)
 	if err != nil {
@@ -728,8 +732,9 @@ func trainBytes(c model.Config, weightBytes int64, j *train.Job) int64 {
 // jobStates keeps a job's checkpoints in the node's store, listed under
 // the job's ID so that store GC keeps them (the newest few).
 type jobStates struct {
-	n   *Node
-	job string
+	n    *Node
+	job  string
+	kept int // how many it keeps; 0: keptJobCheckpoints
 }
 
 func (s *jobStates) blocks() *collab.BlockStates {
@@ -759,7 +764,7 @@ func (s *jobStates) Get(ctx context.Context, c cid.Cid, from []peer.ID) ([]byte,
 }
 
 // keep lists checkpoint c under the job's ID and forgets the job's older
-// ones beyond keptJobCheckpoints (GC deletes their blocks).
+// ones beyond s.kept (GC deletes their blocks).
 func (s *jobStates) keep(c cid.Cid) error {
 	ckpts := s.n.ckpts
 	var mine []api.ModelEntry
@@ -776,7 +781,11 @@ func (s *jobStates) keep(c cid.Cid) error {
 		mine = append(mine, e)
 	}
 	slices.SortFunc(mine, func(a, b api.ModelEntry) int { return cmp.Compare(a.Added.UnixNano(), b.Added.UnixNano()) })
-	for len(mine) > keptJobCheckpoints {
+	kept := s.kept
+	if kept == 0 {
+		kept = keptJobCheckpoints
+	}
+	for len(mine) > kept {
 		if _, err := ckpts.remove(mine[0].CID); err != nil {
 			return err
 		}
