@@ -43,9 +43,9 @@ type Backend struct {
 	qgP     [][]byte         // per worker: quantized GEMM, a panel of weights (64-byte aligned)
 	qgO     [][qgRows]int32  // per worker: quantized GEMM, the rows of a panel
 	qgHeld  []qgHeld         // per worker: the panel qgP holds
-	kqMins  []float32        // quantized GEMM of Q4_K, Q5_K: the rows' mins
-	kqSums  []float32        // quantized GEMM of Q4_K, Q5_K: the tokens' sums of 32
-	kqCorr  []float32        // quantized GEMM of Q4_K, Q5_K: the mins' part
+	kqMins  []float32        // quantized GEMM of Q2_K–Q5_K: the rows' mins
+	kqSums  []float32        // quantized GEMM of Q2_K–Q5_K: the tokens' sums of 16 or 32
+	kqCorr  []float32        // quantized GEMM of Q2_K–Q5_K: the mins' part
 	narrow  [][]float32      // per worker: a tile of quantized outputs (runQuantNarrow)
 	narrowW []kernels.Matrix // per worker: the rows of that tile
 	scores  [][]float32      // per worker: attention scores

@@ -7,7 +7,7 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 )
 
-// The prompts of Q4_K, Q5_K and Q6_K weights on the quantized GEMM of
+// The prompts of Q2_K–Q6_K weights on the quantized GEMM of
 // qgemm.go: MatMul of more than kq8MaxN tokens, where its tile kernel
 // exists. The super-blocks are cut into the kernel's blocks of 32 values,
 // each with its own float scale:
@@ -23,6 +23,16 @@ import (
 //     −Σ_j dmin·m_j·d_x·Σ_{l in j} q_x, is a float product of rows ×
 //     Cols/32 mins by the tokens' quantized sub-block sums, which the
 //     float GEMM computes and MatMul subtracts.
+//   - Q2_K, Q3_K: values 32k..32k+31 of a super-block, two sub-blocks of
+//     16, are a block whose weight scale is d and whose quants carry the
+//     sub-blocks' integer scales: Q2_K's u·sc (u < 4, sc < 16: at most
+//     45); Q3_K's, whose values are s·(u−4) (u < 8, s = scale − 32 in
+//     −32..31), |s|·u where s ≥ 0 and |s|·(7−u) where s < 0 (at most
+//     224), since s·(u−4) = |s|·u − 4|s| = |s|·(7−u) − 3|s| respectively.
+//     The offsets become mins of each sub-block of 16, dmin·(sc >> 4) and
+//     d·|s|·(4 or 3), whose part is subtracted as Q4_K's is, over the
+//     tokens' sums of 16. One block serves two sub-blocks, where padding
+//     each to 32 as Q6_K does would double the kernel's work.
 //   - Q6_K: each sub-block of 16 is a block whose first 16 quants are the
 //     6-bit values (0..63) and last 16 zero, with weight scale d·sc; the
 //     activations' blocks of 16 are zero-padded to 32 and carry the
@@ -34,10 +44,9 @@ import (
 // per activation, the kernel's per product.
 
 // kqgType reports whether MatMul of n tokens runs on weights of type dt
-// through the quantized GEMM (Q2_K and Q3_K prompts stay on the float
-// GEMM).
+// through the quantized GEMM.
 func kqgType(dt kernels.DType, n int) bool {
-	return kq8Type(dt) && dt != kernels.Q2_K && dt != kernels.Q3_K && n > kq8MaxN && qgemmImpl.gemm != nil
+	return kq8Type(dt) && n > kq8MaxN && qgemmImpl.gemm != nil
 }
 
 // qgSub is the values of one kernel block taken from the weights of dt:
@@ -50,13 +59,28 @@ func qgSub(dt kernels.DType) int {
 }
 
 // kqgMins reports whether dt has mins, whose part MatMul adds apart.
-func kqgMins(dt kernels.DType) bool { return dt == kernels.Q4_K || dt == kernels.Q5_K }
+func kqgMins(dt kernels.DType) bool {
+	return dt == kernels.Q2_K || dt == kernels.Q3_K || dt == kernels.Q4_K || dt == kernels.Q5_K
+}
+
+// kqgMinSub is the values of one min of dt: 16 for Q2_K and Q3_K, 32 for
+// Q4_K and Q5_K.
+func kqgMinSub(dt kernels.DType) int {
+	if dt == kernels.Q2_K || dt == kernels.Q3_K {
+		return 16
+	}
+	return kernels.QK
+}
 
 // kqgPack packs the 32 rows at w+offs[i] (ns super-blocks of type dt
 // each) into a panel of ns·256/qgSub(dt) blocks. Where mins is not nil,
-// row i's mins dmin·m_j go to mins[i·ld + 8b + j] for i < nr.
+// row i's mins go to mins[i·ld + (256/kqgMinSub(dt))·b + j] for i < nr.
 func kqgPack(dt kernels.DType, dst, w []byte, offs *[qgRows]int32, ns int, mins []float32, ld, nr int) {
 	bb := dt.BlockBytes()
+	if dt == kernels.Q2_K || dt == kernels.Q3_K {
+		kqgPack23(dt, dst, w, offs, ns, mins, ld, nr)
+		return
+	}
 	if dt == kernels.Q6_K {
 		kqgQuants6(dst, w, offs, ns)
 	} else {
@@ -90,9 +114,9 @@ func kqgPack(dt kernels.DType, dst, w []byte, offs *[qgRows]int32, ns int, mins 
 // quantizeQ8K does, in blocks of 256 with a float32 scale d, and prepares
 // them as a group of cols/sub blocks of sub values, each with the scale d
 // of its block of 256 and the correction −m·Σq. Where sums is not nil,
-// token t's quantized sums d·Σq of each run of 32 go to
-// sums[t·cols/32 + j] for the tokens t ≥ from.
-func kqgPrep(dst []byte, x []float32, cols, sub, m int, sums []float32, from int) {
+// token t's quantized sums d·Σq of each run of ms values go to
+// sums[t·cols/ms + j] for the tokens t ≥ from.
+func kqgPrep(dst []byte, x []float32, cols, sub, m int, sums []float32, ms, from int) {
 	per := kernels.QKK / sub // kernel blocks per block of 256
 	var q [kernels.QKK]int32
 	var qb [kernels.QKK]byte
@@ -115,10 +139,11 @@ func kqgPrep(dst []byte, x []float32, cols, sub, m int, sums []float32, from int
 				binary.LittleEndian.PutUint32(g[144+4*t:], math.Float32bits(d))
 			}
 			if sums != nil && t >= from {
-				st := sums[t*(cols/kernels.QK)+k*8:]
-				for j := range 8 {
+				per := kernels.QKK / ms
+				st := sums[t*(cols/ms)+k*per:]
+				for j := range per {
 					var s int32
-					for _, v := range q[32*j : 32*j+32] {
+					for _, v := range q[ms*j : ms*j+ms] {
 						s += v
 					}
 					st[j] = d * float32(s)
@@ -185,11 +210,11 @@ func kqgQuants6Generic(dst, w []byte, offs *[qgRows]int32, ns int) {
 	}
 }
 
-// kqgMinsPart subtracts the mins' part of a Q4_K or Q5_K product from out
+// kqgMinsPart subtracts the mins' part of a Q2_K–Q5_K product from out
 // after the quantized GEMM has filled it: the float GEMM of the rows'
 // mins by the tokens' sub-block sums.
 func (b *Backend) kqgMinsPart(out []float32, w *kernels.Matrix, n int) {
-	nj := w.Cols / kernels.QK
+	nj := w.Cols / kqgMinSub(w.Type)
 	mw := kernels.Matrix{Type: kernels.F32, Rows: w.Rows, Cols: nj, Data: kernels.F32Bytes(b.kqMins[:w.Rows*nj])}
 	b.kqCorr = growF32(b.kqCorr, n*w.Rows)
 	corr := b.kqCorr[:n*w.Rows]
@@ -207,8 +232,91 @@ func growF32(s []float32, n int) []float32 {
 	return s[:n]
 }
 
-// KQuantPromptsInt8 reports whether MatMul multiplies Q4_K, Q5_K and Q6_K
+// KQuantPromptsInt8 reports whether MatMul multiplies Q2_K–Q6_K
 // weights on activations quantized to 8 bits for any number of tokens
 // (prompts too, on this CPU's quantized GEMM), as llama.cpp does; where
 // not, prompts of more than five tokens keep float activations.
 func KQuantPromptsInt8() bool { return kq8On && qgemmImpl.gemm != nil }
+
+// kqgPack23 packs a Q2_K or Q3_K panel as kqgPack does: for each
+// super-block, the 32 rows' 16 signed integer scales (Q2_K's sc & 15,
+// Q3_K's scale − 32) and d go to the panel's blocks from Go, the quants
+// through kqgQuants23.
+func kqgPack23(dt kernels.DType, dst, w []byte, offs *[qgRows]int32, ns int, mins []float32, ld, nr int) {
+	bb := dt.BlockBytes()
+	q3 := dt == kernels.Q3_K
+	var sc [16 * qgRows]int32
+	for b := range ns {
+		p := dst[8*b*qgPanelBlock : 8*(b+1)*qgPanelBlock]
+		for i, off := range offs {
+			blk := w[int(off)+b*bb : int(off)+(b+1)*bb]
+			var d, dmin float32
+			if q3 {
+				d = kernels.F16ToF32(binary.LittleEndian.Uint16(blk[108:]))
+			} else {
+				d = kernels.F16ToF32(binary.LittleEndian.Uint16(blk[80:]))
+				dmin = kernels.F16ToF32(binary.LittleEndian.Uint16(blk[82:]))
+			}
+			for k := range 8 {
+				binary.LittleEndian.PutUint32(p[k*qgPanelBlock+1024+4*i:], math.Float32bits(d))
+			}
+			var ms []float32
+			if mins != nil && i < nr {
+				ms = mins[i*ld+16*b : i*ld+16*b+16]
+			}
+			for t := range 16 {
+				var s int32
+				var m float32
+				if q3 {
+					s = int32(kernels.K3Scale(t, blk[96:108]))
+					if s >= 0 {
+						m = d * float32(4*s)
+					} else {
+						m = d * float32(-3*s)
+					}
+				} else {
+					s = int32(blk[t] & 0x0f)
+					m = dmin * float32(blk[t]>>4)
+				}
+				sc[t*qgRows+i] = s
+				if ms != nil {
+					ms[t] = m
+				}
+			}
+		}
+		kqgQuants23(p, w[b*bb:], offs, &sc, q3)
+	}
+}
+
+// kqgQuants23Generic writes the quants of one Q2_K (Q3_K where q3)
+// super-block of the 32 rows at w+offs[i] as the panel's 8 blocks but for
+// their scales, the quants times the sub-blocks' scales sc[t·32 + i]
+// (Q3_K: |s|·u or |s|·(7−u), as the comment above says).
+func kqgQuants23Generic(dst, w []byte, offs *[qgRows]int32, sc *[16 * qgRows]int32, q3 bool) {
+	qo := 16
+	if q3 {
+		qo = 32
+	}
+	for i, off := range offs {
+		lane := i/16*64 + 4*(i%16)
+		blk := w[off:]
+		qs, hm := blk[qo:qo+64], blk[0:32]
+		for k := range 8 {
+			h, j := k/4, k%4
+			p := dst[k*qgPanelBlock : (k+1)*qgPanelBlock]
+			for a := range 8 {
+				u := binary.LittleEndian.Uint32(qs[32*h+4*a:]) >> (2 * j) & 0x03030303
+				if q3 {
+					u |= (binary.LittleEndian.Uint32(hm[4*a:]) >> (4*h + j) & 0x01010101) << 2
+				}
+				s := sc[(2*k+a/4)*qgRows+i]
+				if s < 0 {
+					u ^= 0x07070707
+					s = -s
+				}
+				// Every byte's product is below 256: no carries.
+				binary.LittleEndian.PutUint32(p[128*a+lane:], u*uint32(s))
+			}
+		}
+	}
+}

@@ -2,6 +2,6 @@
 
 package cpu
 
-// kqgQuants45 and kqgQuants6 are the quants' packing in use: this build's
-// is Go.
-var kqgQuants45, kqgQuants6 = kqgQuants45Generic, kqgQuants6Generic
+// kqgQuants45, kqgQuants6 and kqgQuants23 are the quants' packing in use:
+// this build's is Go.
+var kqgQuants45, kqgQuants6, kqgQuants23 = kqgQuants45Generic, kqgQuants6Generic, kqgQuants23Generic

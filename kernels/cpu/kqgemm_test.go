@@ -9,7 +9,7 @@ import (
 	"github.com/mycel-net/mycel/kernels"
 )
 
-var kqgTypes = []kernels.DType{kernels.Q4_K, kernels.Q5_K, kernels.Q6_K}
+var kqgTypes = []kernels.DType{kernels.Q2_K, kernels.Q3_K, kernels.Q4_K, kernels.Q5_K, kernels.Q6_K}
 
 // kqgMatrix is a rows×cols matrix of type dt of random blocks.
 func kqgMatrix(dt kernels.DType, rows, cols int, seed uint64) *kernels.Matrix {
@@ -68,13 +68,13 @@ func TestKQGemmTwin(t *testing.T) {
 }
 
 // BenchmarkKQuantGEMM reports GFLOPS (2·n·rows·cols) of MatMul of 4096×4096
-// Q4_K, Q5_K and Q6_K weights on the quantized GEMM and on the float GEMM
+// Q2_K–Q6_K weights on the quantized GEMM and on the float GEMM
 // (the integer paths off), with Q4_0's quantized GEMM alongside, all in
 // one run, 2 threads, best time.
 func BenchmarkKQuantGEMM(b *testing.B) {
 	const rows, cols = 4096, 4096
 	for _, n := range []int{16, 64, 256} {
-		for _, dt := range []kernels.DType{kernels.Q4_0, kernels.Q4_K, kernels.Q5_K, kernels.Q6_K} {
+		for _, dt := range []kernels.DType{kernels.Q4_0, kernels.Q2_K, kernels.Q3_K, kernels.Q4_K, kernels.Q5_K, kernels.Q6_K} {
 			for _, path := range []string{"int8", "float"} {
 				if dt == kernels.Q4_0 && path == "float" {
 					continue
@@ -152,10 +152,26 @@ func TestKQGPackMatchesTwin(t *testing.T) {
 				for i := range got {
 					want[i], got[i] = 0xa5, 0xa5
 				}
-				if dt == kernels.Q6_K {
+				switch dt {
+				case kernels.Q2_K, kernels.Q3_K:
+					// Scales of both signs and every size, Q3_K's
+					// as its own.
+					var sc [16 * qgRows]int32
+					for i := range sc {
+						sc[i] = int32(i*7%64) - 32
+						if dt == kernels.Q2_K {
+							sc[i] = int32(i % 16)
+						}
+					}
+					for b := range ns {
+						p := 8 * b * qgPanelBlock
+						kqgQuants23Generic(want[p:], m.Data[b*dt.BlockBytes():], offs, &sc, dt == kernels.Q3_K)
+						kqgQuants23(got[p:], m.Data[b*dt.BlockBytes():], offs, &sc, dt == kernels.Q3_K)
+					}
+				case kernels.Q6_K:
 					kqgQuants6Generic(want, m.Data, offs, ns)
 					kqgQuants6(got, m.Data, offs, ns)
-				} else {
+				default:
 					kqgQuants45Generic(want, m.Data, offs, ns, dt == kernels.Q5_K)
 					kqgQuants45(got, m.Data, offs, ns, dt == kernels.Q5_K)
 				}

@@ -199,7 +199,7 @@ type qgemmTask struct {
 func (b *Backend) qgemm(out []float32, w *kernels.Matrix, x []float32, n int) {
 	nb := w.Cols / qgSub(w.Type)
 	if kqgMins(w.Type) {
-		nj := w.Cols / kernels.QK
+		nj := w.Cols / kqgMinSub(w.Type)
 		b.kqMins = growF32(b.kqMins, w.Rows*nj)
 		b.kqSums = growF32(b.kqSums, n*nj)
 	}
@@ -258,14 +258,15 @@ func (t *qgemmTask) prepGroup(worker, g int) {
 	gb := nb * qgGroupBlock
 	if dt := t.w.Type; kq8Type(dt) {
 		var sums []float32
+		ms := kqgMinSub(dt)
 		if kqgMins(dt) {
-			sums = t.b.kqSums[t0*(cols/kernels.QK):]
+			sums = t.b.kqSums[t0*(cols/ms):]
 		}
 		m := 0
 		if dt == kernels.Q6_K {
 			m = 32
 		}
-		kqgPrep(t.xg[g*gb:(g+1)*gb], t.x[t0*cols:(t0+qgToks)*cols], cols, qgSub(dt), m, sums, g*qgToks-t0)
+		kqgPrep(t.xg[g*gb:(g+1)*gb], t.x[t0*cols:(t0+qgToks)*cols], cols, qgSub(dt), m, sums, ms, g*qgToks-t0)
 		return
 	}
 	xb := nb * kernels.Q8_0BlockBytes
@@ -289,8 +290,8 @@ func (t *qgemmTask) product(worker, p, sp int) {
 	s := &t.b.qgP[worker]
 	*s = alignedScratch(*s, nb*qgPanelBlock)
 	panel := *s
-	// The first span of a panel of Q4_K or Q5_K packs it always: it
-	// stores the rows' mins.
+	// The first span of a panel of Q2_K–Q5_K packs it always: it stores
+	// the rows' mins.
 	if held := &t.b.qgHeld[worker]; !held.ok || held.w != w || held.panel != p || sp == 0 && kqgMins(w.Type) {
 		offs := &t.b.qgO[worker]
 		for i := range offs {
@@ -300,7 +301,7 @@ func (t *qgemmTask) product(worker, p, sp int) {
 		switch {
 		case kq8Type(w.Type):
 			var mins []float32
-			nj := w.Cols / kernels.QK
+			nj := w.Cols / kqgMinSub(w.Type)
 			if kqgMins(w.Type) && sp == 0 {
 				mins = t.b.kqMins[r0*nj:]
 			}

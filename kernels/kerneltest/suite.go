@@ -251,7 +251,8 @@ func testMatMulMany(t *testing.T, b kernels.Backend) {
 				randMatrix(r, kernels.Q8_0, 130, cols),
 			}
 			if cols%kernels.QKK == 0 {
-				ws = append(ws, randMatrix(r, kernels.Q4_K, 33, cols), randMatrix(r, kernels.Q6_K, 7, cols))
+				ws = append(ws, randMatrix(r, kernels.Q4_K, 33, cols), randMatrix(r, kernels.Q6_K, 7, cols),
+					randMatrix(r, kernels.Q2_K, 19, cols), randMatrix(r, kernels.Q3_K, 40, cols))
 			}
 			x := randF32(r, n*cols, 1)
 			outs := make([][]float32, len(ws))
