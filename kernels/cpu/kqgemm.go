@@ -264,23 +264,31 @@ func kqgPack23(dt kernels.DType, dst, w []byte, offs *[qgRows]int32, ns int, min
 			if mins != nil && i < nr {
 				ms = mins[i*ld+16*b : i*ld+16*b+16]
 			}
-			for t := range 16 {
-				var s int32
-				var m float32
-				if q3 {
-					s = int32(kernels.K3Scale(t, blk[96:108]))
-					if s >= 0 {
-						m = d * float32(4*s)
-					} else {
-						m = d * float32(-3*s)
+			if q3 {
+				// The 16 six-bit scales (kernels.K3Scale), four at a
+				// time.
+				var u [16]byte
+				lo0, lo1 := binary.LittleEndian.Uint32(blk[96:]), binary.LittleEndian.Uint32(blk[100:])
+				hi := binary.LittleEndian.Uint32(blk[104:])
+				binary.LittleEndian.PutUint32(u[0:], lo0&0x0f0f0f0f|(hi&0x03030303)<<4)
+				binary.LittleEndian.PutUint32(u[4:], lo1&0x0f0f0f0f|(hi>>2&0x03030303)<<4)
+				binary.LittleEndian.PutUint32(u[8:], lo0>>4&0x0f0f0f0f|(hi>>4&0x03030303)<<4)
+				binary.LittleEndian.PutUint32(u[12:], lo1>>4&0x0f0f0f0f|(hi>>6&0x03030303)<<4)
+				for t, v := range u {
+					s := int32(v) - 32
+					sc[t*qgRows+i] = s
+					if ms != nil {
+						// 4|s| where s ≥ 0, 3|s| where s < 0.
+						neg := s >> 31
+						ms[t] = d * float32((s^neg-neg)*(4+neg))
 					}
-				} else {
-					s = int32(blk[t] & 0x0f)
-					m = dmin * float32(blk[t]>>4)
 				}
-				sc[t*qgRows+i] = s
+				continue
+			}
+			for t, v := range blk[:16] {
+				sc[t*qgRows+i] = int32(v & 0x0f)
 				if ms != nil {
-					ms[t] = m
+					ms[t] = dmin * float32(v>>4)
 				}
 			}
 		}
