@@ -55,6 +55,10 @@ type Backend struct {
 	rope    ropeCache
 	half    [64]uint16 // StoreKV16: a piece of a key row, rounded
 	tr      trainScratch
+
+	// kqgReuse: xg and kqSums hold this product's activations, prepared
+	// for the matrix before (MatMulMany).
+	kqgReuse bool
 }
 
 var _ kernels.Backend = (*Backend)(nil)

@@ -49,6 +49,25 @@ func kqgType(dt kernels.DType, n int) bool {
 	return kq8Type(dt) && n > kq8MaxN && qgemmImpl.gemm != nil
 }
 
+// kqgCorr is the offset m of the unsigned weight quants of dt in the
+// kernel's blocks: 32 for Q6_K, none for the others.
+func kqgCorr(dt kernels.DType) int {
+	if dt == kernels.Q6_K {
+		return 32
+	}
+	return 0
+}
+
+// kqgSamePrep reports whether the quantized GEMM of n tokens prepares the
+// activations of w as those of the matrix a before it: both K-quants of
+// the same width, blocks, offset and mins' runs. MatMulMany then skips
+// the preparation of w's (Backend.kqgReuse).
+func kqgSamePrep(a, w *kernels.Matrix, n int) bool {
+	return kqgType(a.Type, n) && kqgType(w.Type, n) && a.Cols == w.Cols &&
+		qgSub(a.Type) == qgSub(w.Type) && kqgCorr(a.Type) == kqgCorr(w.Type) &&
+		kqgMins(a.Type) == kqgMins(w.Type) && (!kqgMins(w.Type) || kqgMinSub(a.Type) == kqgMinSub(w.Type))
+}
+
 // qgSub is the values of one kernel block taken from the weights of dt:
 // 16 for Q6_K (padded to 32), 32 otherwise.
 func qgSub(dt kernels.DType) int {

@@ -184,3 +184,32 @@ func TestKQGPackMatchesTwin(t *testing.T) {
 		}
 	}
 }
+
+// TestKQGemmManyReuse checks MatMulMany of K-quant matrices of prompts,
+// each taking the activations prepared for the one before where they
+// are prepared alike, against MatMul of each: bit for bit.
+func TestKQGemmManyReuse(t *testing.T) {
+	const n, cols = 37, 512
+	ws := []*kernels.Matrix{
+		kqgMatrix(kernels.Q2_K, 40, cols, 1), kqgMatrix(kernels.Q3_K, 33, cols, 2),
+		kqgMatrix(kernels.Q4_K, 70, cols, 3), kqgMatrix(kernels.Q5_K, 32, cols, 4),
+		kqgMatrix(kernels.Q6_K, 9, cols, 5), kqgMatrix(kernels.Q2_K, 65, cols, 6),
+	}
+	x := randVecSeed(n*cols, 7)
+	b := New(2)
+	defer b.Close()
+	outs := make([][]float32, len(ws))
+	for i, w := range ws {
+		outs[i] = make([]float32, n*w.Rows)
+	}
+	b.MatMulMany(outs, ws, x, n)
+	for i, w := range ws {
+		want := make([]float32, n*w.Rows)
+		b.MatMul(want, w, x, n)
+		for j := range want {
+			if outs[i][j] != want[j] {
+				t.Fatalf("matrix %d (%s) [%d] = %v, MatMul %v", i, w.Type, j, outs[i][j], want[j])
+			}
+		}
+	}
+}

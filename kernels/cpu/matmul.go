@@ -162,15 +162,19 @@ const maxMany = 8
 // workers together, so the query, key and value projections (or the gate
 // and up projections) cost one hand-off instead of three (or two), and the
 // activations are quantized once. Longer inputs go through MatMul each:
-// the GEMM paths have enough work per call.
+// the GEMM paths have enough work per call; a K-quant matrix whose
+// activations the quantized GEMM prepares as the one before it does
+// (kqgSamePrep) takes that one's.
 func (b *Backend) MatMulMany(outs [][]float32, ws []*kernels.Matrix, x []float32, n int) {
 	if len(outs) != len(ws) {
 		panic(fmt.Sprintf("cpu: MatMulMany of %d matrices into %d outputs", len(ws), len(outs)))
 	}
 	if n != 1 || len(ws) == 1 || len(ws) > maxMany {
 		for i, w := range ws {
+			b.kqgReuse = i > 0 && kqgSamePrep(ws[i-1], w, n)
 			b.MatMul(outs[i], w, x, n)
 		}
+		b.kqgReuse = false
 		return
 	}
 	t := &b.many

@@ -224,7 +224,11 @@ func (b *Backend) qgemm(out []float32, w *kernels.Matrix, x []float32, n int) {
 	}
 	t := &b.qg
 	*t = qgemmTask{b: b, out: out, w: w, x: x, n: n, nb: nb, groups: groups, spans: spans, xg: b.xg, prepare: true}
-	b.pool.run(t, groups, max(1, 8192/w.Cols))
+	// Where MatMulMany says so, b.xg and b.kqSums hold these
+	// activations prepared for the matrix before.
+	if !b.kqgReuse {
+		b.pool.run(t, groups, max(1, 8192/w.Cols))
+	}
 	t.prepare = false
 	b.pool.run(t, panels*spans, max(1, macsPerChunk/(n/spans*qgRows*w.Cols)))
 	*t = qgemmTask{}
@@ -262,11 +266,7 @@ func (t *qgemmTask) prepGroup(worker, g int) {
 		if kqgMins(dt) {
 			sums = t.b.kqSums[t0*(cols/ms):]
 		}
-		m := 0
-		if dt == kernels.Q6_K {
-			m = 32
-		}
-		kqgPrep(t.xg[g*gb:(g+1)*gb], t.x[t0*cols:(t0+qgToks)*cols], cols, qgSub(dt), m, sums, ms, g*qgToks-t0)
+		kqgPrep(t.xg[g*gb:(g+1)*gb], t.x[t0*cols:(t0+qgToks)*cols], cols, qgSub(dt), kqgCorr(dt), sums, ms, g*qgToks-t0)
 		return
 	}
 	xb := nb * kernels.Q8_0BlockBytes
