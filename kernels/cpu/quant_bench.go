@@ -50,10 +50,9 @@ func BenchQuant(w io.Writer, threads int) error {
 		prompts = "the quantized GEMM"
 	}
 	fmt.Fprintf(w, "K-quants on int8 activations (prefill on %s):\n", prompts)
-	quantBenchTypes(w, b, bw, []kernels.DType{kernels.Q4_K, kernels.Q5_K, kernels.Q6_K})
+	quantBenchTypes(w, b, bw, []kernels.DType{kernels.Q2_K, kernels.Q3_K, kernels.Q4_K, kernels.Q5_K, kernels.Q6_K})
 	fmt.Fprintf(w, "block types on float activations (a decoded row per matvec, the float GEMM for prefill):\n")
-	quantBenchTypes(w, b, bw, []kernels.DType{kernels.Q4_1, kernels.Q5_0, kernels.Q5_1, kernels.Q2_K, kernels.Q3_K,
-		kernels.IQ4_NL, kernels.IQ4_XS})
+	quantBenchTypes(w, b, bw, []kernels.DType{kernels.Q4_1, kernels.Q5_0, kernels.Q5_1, kernels.IQ4_NL, kernels.IQ4_XS})
 	return nil
 }
 
