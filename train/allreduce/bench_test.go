@@ -74,62 +74,99 @@ func BenchmarkAllReduce(b *testing.B) {
 	}
 }
 
+// benchValues is the length of the vectors the benchmarks average.
+const benchValues = 25 << 20 / 4 * 4 // 25M values
+
 func benchAllReduce(b *testing.B, nw func() *netem.Net) {
-	const n = 25 << 20 / 4 * 4 // 25M values
-	size := float64(4 * n)
-	rate := rawRate(b, nw(), 4*n)
+	rate := rawRate(b, nw(), 4*benchValues)
 	b.Logf("raw stream: %.0f MB/s", rate/1e6)
 	for _, k := range []int{4, 8} {
-		b.Run(fmt.Sprintf("members=%d", k), func(b *testing.B) {
-			c := newClusterOn(b, nw(), k)
-			tl := newTimeline(c)
-			data := randVecs(1, k, n, 1)
-			w := weights(k)
-			// Two rounds first, untimed: training runs round after round,
-			// and the first touch of fresh memory is slow on virtual
-			// machines (about 3.5 ms a MB on the one measured). A round's
-			// buffers are reused from the round before the previous one
-			// (the previous one keeps its parts for late members), so the
-			// third round is the first of the steady state.
-			for i := range 2 {
-				rs := same(c.round(fmt.Sprintf("bench/warm%d", i), 10*time.Minute), k, w)
-				if _, errs := c.run(rs, clone(data), nil); errors.Join(errs...) != nil {
-					b.Fatal(errors.Join(errs...))
-				}
-			}
-			b.SetBytes(int64(4 * n))
-			b.ResetTimer()
-			var total, cpu time.Duration
-			for it := range b.N {
-				rs := same(c.round(fmt.Sprintf("bench/%d", it), 10*time.Minute), k, w)
-				tl.reset()
-				start, cpu0 := time.Now(), cpuTime()
-				var wg sync.WaitGroup
-				errs := make([]error, k)
-				for i := range k {
-					wg.Go(func() {
-						_, errs[i] = c.svcs[i].AllReduce(context.Background(), rs[i], data[i])
-					})
-				}
-				wg.Wait()
-				d, dc := time.Since(start), cpuTime()-cpu0
-				total += d
-				cpu += dc
-				b.Logf("round %d: %v, CPU %v; %s", it, d.Round(time.Millisecond), dc.Round(time.Millisecond), tl.phases(start))
-				for i, err := range errs {
-					if err != nil {
-						b.Fatalf("member %d: %v", i, err)
-					}
-				}
-			}
-			per := total.Seconds() / float64(b.N)
-			bus := 2 * float64(k-1) / float64(k) * size
-			b.ReportMetric(bus/per/1e6, "busMB/s")
-			b.ReportMetric(rate/1e6, "rawMB/s")
-			b.ReportMetric(per/(bus/rate), "x-optimal")
-			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
-		})
+		b.Run(fmt.Sprintf("members=%d", k), func(b *testing.B) { benchMembers(b, nw, k, rate, false, false) })
 	}
+}
+
+// BenchmarkAllReduceCheck is BenchmarkAllReduce's round among 4 members
+// on 200Mbit links with a Check on every member that accepts every
+// contribution (as a DiLoCo group's members keep the contributions they
+// reduce), its parts reduced whole (path=whole) or piece by piece.
+func BenchmarkAllReduceCheck(b *testing.B) {
+	nw := func() *netem.Net { return netem.New(time.Millisecond, 25e6) }
+	rate := rawRate(b, nw(), 4*benchValues)
+	for _, whole := range []bool{true, false} {
+		name := "path=pieces"
+		if whole {
+			name = "path=whole"
+		}
+		b.Run(name, func(b *testing.B) { benchMembers(b, nw, 4, rate, whole, true) })
+	}
+}
+
+// benchMembers times rounds of benchValues values among k members, on
+// links nw against a raw stream's rate, their parts reduced whole if
+// whole is set, with a Check that accepts everything if check is.
+func benchMembers(b *testing.B, nw func() *netem.Net, k int, rate float64, whole, check bool) {
+	const n = benchValues
+	size := float64(4 * n)
+	c := newClusterOn(b, nw(), k)
+	for _, s := range c.svcs {
+		s.cfg.wholeParts = whole
+	}
+	accept := func(int, int, []float32) string { return "" }
+	w := weights(k)
+	round := func(id string) []Round {
+		rs := same(c.round(id, 10*time.Minute), k, w)
+		for i := range rs {
+			if check {
+				rs[i].Check = accept
+			}
+		}
+		return rs
+	}
+	tl := newTimeline(c)
+	data := randVecs(1, k, n, 1)
+	// Two rounds first, untimed: training runs round after round,
+	// and the first touch of fresh memory is slow on virtual
+	// machines (about 3.5 ms a MB on the one measured). A round's
+	// buffers are reused from the round before the previous one
+	// (the previous one keeps its parts for late members), so the
+	// third round is the first of the steady state.
+	for i := range 2 {
+		rs := round(fmt.Sprintf("bench/warm%d", i))
+		if _, errs := c.run(rs, clone(data), nil); errors.Join(errs...) != nil {
+			b.Fatal(errors.Join(errs...))
+		}
+	}
+	b.SetBytes(int64(4 * n))
+	b.ResetTimer()
+	var total, cpu time.Duration
+	for it := range b.N {
+		rs := round(fmt.Sprintf("bench/%d", it))
+		tl.reset()
+		start, cpu0 := time.Now(), cpuTime()
+		var wg sync.WaitGroup
+		errs := make([]error, k)
+		for i := range k {
+			wg.Go(func() {
+				_, errs[i] = c.svcs[i].AllReduce(context.Background(), rs[i], data[i])
+			})
+		}
+		wg.Wait()
+		d, dc := time.Since(start), cpuTime()-cpu0
+		total += d
+		cpu += dc
+		b.Logf("round %d: %v, CPU %v; %s", it, d.Round(time.Millisecond), dc.Round(time.Millisecond), tl.phases(start))
+		for i, err := range errs {
+			if err != nil {
+				b.Fatalf("member %d: %v", i, err)
+			}
+		}
+	}
+	per := total.Seconds() / float64(b.N)
+	bus := 2 * float64(k-1) / float64(k) * size
+	b.ReportMetric(bus/per/1e6, "busMB/s")
+	b.ReportMetric(rate/1e6, "rawMB/s")
+	b.ReportMetric(per/(bus/rate), "x-optimal")
+	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 }
 
 // timeline records when each member of a cluster passed each step of
@@ -143,7 +180,7 @@ func newTimeline(c *cluster) *timeline {
 	k := len(c.svcs)
 	tl := &timeline{at: make([][][]time.Time, k)}
 	for i, s := range c.svcs {
-		tl.at[i] = make([][]time.Time, evAcked+1)
+		tl.at[i] = make([][]time.Time, numEvents)
 		for e := range tl.at[i] {
 			tl.at[i][e] = make([]time.Time, k)
 		}

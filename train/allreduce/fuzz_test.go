@@ -137,7 +137,7 @@ func FuzzPieces(f *testing.F) {
 	f.Add(frame(nil, &pieceMsg{Piece: 1}, make([]byte, 4*size)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		rd := &round{
-			members: []peer.ID{"a", "b"}, hash: hash, size: []int{0, size}, enc: F32,
+			s: &Service{}, members: []peer.ID{"a", "b"}, hash: hash, size: []int{0, size}, enc: F32,
 			parts:    []*partState{{}, {}},
 			deadline: time.Now().Add(time.Minute), recoverAt: time.Now().Add(time.Minute),
 		}

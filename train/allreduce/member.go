@@ -172,6 +172,7 @@ func (rd *round) recvPieces(x *stream, k int) (*partMsg, error) {
 				putBuf(buf)
 				return nil, fmt.Errorf("piece %d: %w", m.Piece, err)
 			}
+			rd.traceAt(evPiece, k)
 			next = m.Piece + 1
 		case *partMsg:
 			if err := rd.checkPart(m, k); err != nil {

@@ -47,13 +47,18 @@ type Round struct {
 	// NormFactor times the median norm of the slices is refused (with at
 	// least three contributions); 0: DefaultNormFactor; below 0: no check.
 	NormFactor float64
-	// Check, if set, is called with every other member's contribution to
-	// a part this member reduces (as its reducer, or as the replacement of
-	// a failed one): the member's index, the part's first index in the
-	// vector and the values as decoded. A non-empty reason refuses the
-	// contribution, as a value that is not finite is, and every member
-	// learns it. It is this member's own check (recomputing another's
-	// work, say): not part of the round's parameters.
+	// Check, if set, is called once with every other member's whole
+	// contribution to a part this member reduces (as its reducer, or as
+	// the replacement of a failed one), once all of it is in: the
+	// member's index, the part's first index in the vector and the values
+	// as decoded, which are the round's to reuse after the call (copy
+	// what is kept). A non-empty reason refuses the contribution, as a
+	// value that is not finite is, and every member learns it. The
+	// reducer's pieces go back while the contributions arrive, before the
+	// check: a refusal has the part computed again without the member and
+	// sent again whole, as a sum of squares that does not add up does. It
+	// is this member's own check (recomputing another's work, say): not
+	// part of the round's parameters.
 	Check func(member, offset int, values []float32) string
 }
 
@@ -146,6 +151,10 @@ type round struct {
 	force     bool          // an arbiter wants this member's part now
 	reduced   bool          // the own part is computed: contributions closed
 	finalize  sync.Once
+	// passed are the members whose contribution to the own part passed
+	// Check (read and written by reduceOwn alone): not checked again
+	// when the part is computed again.
+	passed []bool
 
 	// The own part's pieces as they are computed, for the contributors'
 	// streams: out holds the encoded part, its first pub pieces final
@@ -418,7 +427,7 @@ func (s *Service) newRound(r Round, data []float32) (*round, error) {
 		size: sizes, off: make([]int, k), enc: r.Encoding, agg: r.Aggregate,
 		trim: trim, normFact: nf, weight: r.Weight, data: data, check: r.Check,
 		parts: make([]*partState, k), contrib: make([]*input, k), gone: make([]bool, k), progress: make(chan struct{}),
-		mismatch: make([]bool, k), refused: make(map[int]string), wake: make(chan struct{}, 1),
+		mismatch: make([]bool, k), passed: make([]bool, k), refused: make(map[int]string), wake: make(chan struct{}, 1),
 		lost: make(chan struct{}), acked: make(chan struct{}),
 		refs: 1, // AllReduce's
 	}
@@ -691,12 +700,13 @@ func (rd *round) ownContribution() (own *input, pooled bool) {
 // judged against their median), then each piece is averaged once every
 // kept contribution's copy of it is in, and published to the streams at
 // once. Each kept contribution's squares are added up on the way and
-// must come to what its sender stated, and each value must be finite: a
-// contribution that fails either is refused and the part is computed
-// again without it (nil is returned, as it is when a kept contribution
-// does not arrive in time, when Check is set, or with ctx nil).
+// must come to what its sender stated, and each value must be finite;
+// with Check set, each kept contribution is checked once it is all in,
+// between pieces. A contribution that fails any of these is refused and
+// the part is computed again without it (nil is returned, as it is when a
+// kept contribution does not arrive in time, or with ctx nil).
 func (rd *round) reducePieces(ctx context.Context) *partMsg {
-	if ctx == nil || rd.check != nil {
+	if ctx == nil || rd.s.cfg.wholeParts {
 		return nil
 	}
 	rd.dataMu.RLock()
@@ -797,6 +807,9 @@ func (rd *round) reducePieces(ctx context.Context) *partMsg {
 		rd.pub = p + 1
 		rd.publish()
 		rd.mu.Unlock()
+		if j, why := rd.checkComplete(ok); j >= 0 {
+			return refuse(j, "%s", why)
+		}
 	}
 	for k, x := range ok {
 		if ss[k] != x.ss {
@@ -811,12 +824,57 @@ func (rd *round) reducePieces(ctx context.Context) *partMsg {
 	return m
 }
 
+// checkComplete calls Check on the contributions of ok, but this
+// member's, that are all in and not checked yet, and returns the first
+// it refuses and why (-1: none).
+func (rd *round) checkComplete(ok []input) (int, string) {
+	if rd.check == nil {
+		return -1, ""
+	}
+	for _, x := range ok {
+		if x.member == rd.self || rd.passed[x.member] {
+			continue
+		}
+		rd.mu.Lock()
+		all := rd.complete(rd.contrib[x.member])
+		rd.mu.Unlock()
+		if !all {
+			continue
+		}
+		if why := rd.checkInput(rd.self, x); why != "" {
+			return x.member, why
+		}
+		rd.passed[x.member] = true
+	}
+	return -1, ""
+}
+
+// checkInput is Check's verdict on x, a whole contribution to part i
+// ("" when it cannot be decoded: reduce refuses it for that).
+func (rd *round) checkInput(i int, x input) string {
+	if len(x.data) != EncodedLen(rd.enc, rd.size[i]) {
+		return ""
+	}
+	if rd.enc == F32 {
+		if vals, ok := f32View(x.data); ok {
+			return rd.check(x.member, rd.off[i], vals)
+		}
+	}
+	vals := getFloats(rd.size[i])
+	defer putFloats(vals)
+	if err := Dequantize(rd.enc, x.data, vals); err != nil {
+		return ""
+	}
+	return rd.check(x.member, rd.off[i], vals)
+}
+
 // reduceWhole computes this member's part from the contributions that
 // are complete once every one that is not refused or failed is (or at
 // reduceAt; with ctx nil, at once), checking each whole as makePart
 // does, and publishes it to the streams in one go, after any pieces
 // published before (they are sent again).
 func (rd *round) reduceWhole(ctx context.Context) *partMsg {
+	rd.traceAt(evWhole, rd.self)
 	rd.waitUntil(ctx, func() (bool, bool) {
 		for j, in := range rd.contrib {
 			if in != nil && rd.refused[j] == "" && !in.failed && !rd.gone[j] && !rd.complete(in) {
@@ -870,13 +928,12 @@ func (rd *round) makePart(i, reducer int, ins []input, missing []exclusion) *par
 	if rd.check != nil {
 		kept := make([]input, 0, len(ins))
 		for _, x := range ins {
-			if x.member != rd.self && len(x.data) == EncodedLen(rd.enc, rd.size[i]) {
-				vals := make([]float32, rd.size[i])
-				if err := Dequantize(rd.enc, x.data, vals); err == nil {
-					if why := rd.check(x.member, rd.off[i], vals); why != "" {
-						missing = append(missing, exclusion{Member: x.member, Kind: exclRejected, Reason: clip(why)})
-						continue
-					}
+			// The own part's contributions that passed on the way
+			// (reducePieces) are not checked twice.
+			if x.member != rd.self && !(i == rd.self && rd.passed[x.member]) {
+				if why := rd.checkInput(i, x); why != "" {
+					missing = append(missing, exclusion{Member: x.member, Kind: exclRejected, Reason: clip(why)})
+					continue
 				}
 			}
 			kept = append(kept, x)

@@ -90,6 +90,10 @@ type config struct {
 	// trace, when set, is told of the steps of every round this service
 	// runs (the benchmark times the phases with it).
 	trace func(id string, ev traceEvent, part int)
+	// wholeParts, when set, has this member reduce its part whole, as
+	// a replacement reducer does, never piece by piece (the benchmark's
+	// baseline).
+	wholeParts bool
 }
 
 // traceEvent is a step of a round, for config.trace.
@@ -102,6 +106,9 @@ const (
 	evReduced                    // and is done
 	evPart                       // part is here
 	evAcked                      // this member's part was taken
+	evPiece                      // a piece of part came from its reducer
+	evWhole                      // this member computes its part whole
+	numEvents
 )
 
 // traceAt tells the trace hook of ev, if one is set.
