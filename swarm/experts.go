@@ -263,21 +263,10 @@ func (s *Server) lend(f func()) {
 // handleExperts answers EXPERTS requests on one stream, one after the
 // other, until the stream ends or stays idle for IdleTimeout.
 func (s *Server) handleExperts(st network.Stream) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		st.Reset()
+	if !s.track(st) {
 		return
 	}
-	s.wg.Add(1)
-	s.streams[st] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.streams, st)
-		s.mu.Unlock()
-		s.wg.Done()
-	}()
+	defer s.untrack(st, nil)
 	c := newConn(st)
 	for {
 		m, err := c.recv(s.expertFrameMax(), s.cfg.IdleTimeout, s.cfg.IOTimeout)

@@ -471,37 +471,54 @@ func (s *Server) sessionBytes(span Span, maxPos int, dt kernels.DType) int64 {
 	return kv + step
 }
 
-// handle serves one stream: OPEN, then STEPs until CLOSE, an idle
-// timeout, a framing error or the server's Close.
-func (s *Server) handle(st network.Stream) {
+// track counts a stream a handler serves, so that Close waits for it
+// and a drain ends when the last one does; it resets the stream and
+// returns false once the server is closed.
+func (s *Server) track(st network.Stream) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
 		st.Reset()
-		return
+		return false
 	}
 	s.wg.Add(1)
 	s.streams[st] = struct{}{}
+	return true
+}
+
+// untrack ends what track began, running release (if not nil) under the
+// server's lock, and ends a drain that waited for this last stream.
+func (s *Server) untrack(st network.Stream, release func()) {
+	s.mu.Lock()
+	delete(s.streams, st)
+	if release != nil {
+		release()
+	}
+	if s.draining && len(s.streams) == 0 {
+		select {
+		case <-s.drained:
+		default:
+			close(s.drained)
+		}
+	}
 	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// handle serves one stream: OPEN, then STEPs until CLOSE, an idle
+// timeout, a framing error or the server's Close.
+func (s *Server) handle(st network.Stream) {
+	if !s.track(st) {
+		return
+	}
 	c := newConn(st)
 	peerID := st.Conn().RemotePeer()
 	var sess *session
-	defer func() {
-		s.mu.Lock()
-		delete(s.streams, st)
+	defer s.untrack(st, func() {
 		if sess != nil {
 			s.release(peerID, sess.bytes)
 		}
-		if s.draining && len(s.streams) == 0 {
-			select {
-			case <-s.drained:
-			default:
-				close(s.drained)
-			}
-		}
-		s.mu.Unlock()
-		s.wg.Done()
-	}()
+	})
 
 	sess, err := s.open(c, peerID)
 	if err != nil {
