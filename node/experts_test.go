@@ -23,22 +23,7 @@ import (
 func TestSwarmExpertsSplit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	b := startNode(t, testConfig(t))
-	addr := b.Status().Addrs[0]
-	cfg := func() Config {
-		c := testConfig(t, addr)
-		c.FetchStall = 5 * time.Second
-		c.LookupInterval = 200 * time.Millisecond
-		return c
-	}
-	a := startNode(t, cfg())
-	if err := a.Host().WaitRoutable(ctx); err != nil {
-		t.Fatal(err)
-	}
-	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Path(t, "arch/qwen3moe.F32.gguf")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, a, res := publishing(ctx, t, api.ImportRequest{Path: testmodels.Path(t, "arch/qwen3moe.F32.gguf")})
 	info, err := a.Inspect(ctx, mustCID(t, res.CID))
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,14 @@ import (
 // that swarm (through B, quick to look servers up) and A's import.
 func publishedSwarm(ctx context.Context, t *testing.T) (func() Config, api.ImportResult) {
 	t.Helper()
+	cfg, _, res := publishing(ctx, t, api.ImportRequest{Path: testmodels.Builtin(t), Name: builtinName})
+	return cfg, res
+}
+
+// publishing is publishedSwarm for the model req imports; it returns the
+// publisher A too.
+func publishing(ctx context.Context, t *testing.T, req api.ImportRequest) (func() Config, *Node, api.ImportResult) {
+	t.Helper()
 	b := startNode(t, testConfig(t))
 	addr := b.Status().Addrs[0]
 	cfg := func() Config {
@@ -34,11 +42,11 @@ func publishedSwarm(ctx context.Context, t *testing.T) (func() Config, api.Impor
 	if err := a.Host().WaitRoutable(ctx); err != nil {
 		t.Fatal(err)
 	}
-	res, err := a.Import(ctx, api.ImportRequest{Path: testmodels.Builtin(t), Name: builtinName})
+	res, err := a.Import(ctx, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cfg, res
+	return cfg, a, res
 }
 
 // servingSwarm starts a bootstrap node B, a publisher A that imports
