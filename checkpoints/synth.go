@@ -123,8 +123,7 @@ func Synth(w io.Writer, shape string, dt kernels.DType, seed uint64) error {
 var fileTypes = map[kernels.DType]uint32{kernels.F32: 0, kernels.F16: 1, kernels.Q4_0: 2, kernels.Q8_0: 7, kernels.BF16: 32}
 
 func synthMetadata(c *model.Config, shape string, dt kernels.DType, seed uint64) []KV {
-	tokens, scores, types := SynthVocab(c.Vocab)
-	return []KV{
+	return append([]KV{
 		{"general.architecture", Str("llama")},
 		{"general.name", Str(fmt.Sprintf("synthetic %s %s seed %d (random weights)", shape, dt, seed))},
 		{"general.file_type", U32(fileTypes[dt])},
@@ -138,6 +137,14 @@ func synthMetadata(c *model.Config, shape string, dt kernels.DType, seed uint64)
 		{"llama.rope.dimension_count", U32(uint32(c.HeadDim()))},
 		{"llama.rope.freq_base", F32(c.RopeTheta)},
 		{"llama.attention.layer_norm_rms_epsilon", F32(c.NormEps)},
+	}, synthVocabKVs(c.Vocab)...)
+}
+
+// synthVocabKVs are the tokenizer keys of SynthVocab's vocabulary of
+// size n.
+func synthVocabKVs(n int) []KV {
+	tokens, scores, types := SynthVocab(n)
+	return []KV{
 		{"tokenizer.ggml.model", Str("llama")},
 		{"tokenizer.ggml.tokens", Strs(tokens)},
 		{"tokenizer.ggml.scores", F32s(scores)},

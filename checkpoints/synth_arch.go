@@ -36,18 +36,8 @@ func SynthArch(w io.Writer, c model.Config, name string, seed uint64) error {
 	if err != nil {
 		return fmt.Errorf("synth: %w", err)
 	}
-	tokens, scores, types := SynthVocab(c.Vocab)
-	kvs = append(kvs, []KV{
-		{"general.file_type", U32(fileTypes[kernels.F32])},
-		{"tokenizer.ggml.model", Str("llama")},
-		{"tokenizer.ggml.tokens", Strs(tokens)},
-		{"tokenizer.ggml.scores", F32s(scores)},
-		{"tokenizer.ggml.token_type", I32s(types)},
-		{"tokenizer.ggml.bos_token_id", U32(1)},
-		{"tokenizer.ggml.eos_token_id", U32(2)},
-		{"tokenizer.ggml.unknown_token_id", U32(0)},
-		{"tokenizer.ggml.add_bos_token", Bool(true)},
-	}...)
+	kvs = append(kvs, KV{"general.file_type", U32(fileTypes[kernels.F32])})
+	kvs = append(kvs, synthVocabKVs(c.Vocab)...)
 
 	rng := splitmix64(seed)
 	var tensors []TensorSpec
