@@ -269,7 +269,7 @@ func (n *Node) SwarmStatus(ctx context.Context, ref string) (api.SwarmStatus, er
 			serving = append(serving, r)
 		}
 	}
-	cov := swarm.NewCoverage(m.Config.Layers, serving, "")
+	cov := swarm.NewCoverage(m.Config.Layers, m.Config.Experts, serving, "")
 	st.Coverage = cov
 	for _, s := range cov.Missing() {
 		st.Missing = append(st.Missing, api.LayerSpan{First: s.First, Last: s.Last})

@@ -112,7 +112,7 @@ func waitCovered(t *testing.T, dir *swarm.Directory, layers int, ok func([]swarm
 					serving = append(serving, r)
 				}
 			}
-			if len(swarm.NewCoverage(layers, serving, "").Missing()) == 0 && (ok == nil || ok(serving)) {
+			if len(swarm.NewCoverage(layers, 0, serving, "").Missing()) == 0 && (ok == nil || ok(serving)) {
 				return serving
 			}
 		}
@@ -362,7 +362,7 @@ func TestFailoverThroughDirectory(t *testing.T) {
 	var victim *dhtNode
 	for _, h := range route {
 		for _, n := range s.nodes {
-			if n.h.ID() == h.Peer && len(swarm.NewCoverage(layers, c.dir.Known(modelID), h.Peer).Missing()) == 0 {
+			if n.h.ID() == h.Peer && len(swarm.NewCoverage(layers, 0, c.dir.Known(modelID), h.Peer).Missing()) == 0 {
 				victim = n
 			}
 		}

@@ -173,7 +173,7 @@ func Serve(ctx context.Context, h host.Host, dir *Directory, cfg ServeConfig) (*
 			return nil, err
 		}
 		if !fixed {
-			span = ChooseSpan(NewCoverage(cfg.Layers, recs, h.ID()), cfg.MaxLayers, TypicalRate(recs))
+			span = ChooseSpan(NewCoverage(cfg.Layers, cfg.ModelExperts, recs, h.ID()), cfg.MaxLayers, TypicalRate(recs))
 		}
 		set = s.pickExperts(recs, span)
 	}
@@ -446,14 +446,14 @@ func (s *Serving) rebalanceSpan(recs []ServerRecord) (wait time.Duration, acted 
 	s.mu.Lock()
 	cur, rate := s.span, s.rate
 	s.mu.Unlock()
-	next, move := Rebalance(NewCoverage(s.cfg.Layers, recs, s.h.ID()), cur, rate, s.cfg.Margin)
+	next, move := Rebalance(NewCoverage(s.cfg.Layers, s.cfg.ModelExperts, recs, s.h.ID()), cur, rate, s.cfg.Margin)
 	if !move {
 		s.deferred = Span{}
 		return 0, false
 	}
 	hold := 3*s.cfg.RebalanceDelay + time.Second
 	if s.deferred != next || time.Since(s.deferredAt) < hold {
-		if w := Mover(s.cfg.Layers, recs, s.cfg.Margin); w != "" && w != s.h.ID() {
+		if w := Mover(s.cfg.Layers, s.cfg.ModelExperts, recs, s.cfg.Margin); w != "" && w != s.h.ID() {
 			log.Debug("another server moves first", "model", s.cfg.Model, "winner", w, "next", next)
 			if s.deferred != next {
 				s.deferred, s.deferredAt = next, time.Now()
@@ -472,8 +472,9 @@ func (s *Serving) rebalanceSpan(recs []ServerRecord) (wait time.Duration, acted 
 
 // Mover picks, among the servers of recs, the one whose move (by
 // Rebalance) would leave the swarm best, ties going to the lowest peer
-// ID; "" if none would move.
-func Mover(layers int, recs []ServerRecord, margin float64) peer.ID {
+// ID; "" if none would move. layers and experts are the model's, as in
+// NewCoverage.
+func Mover(layers, experts int, recs []ServerRecord, margin float64) peer.ID {
 	var best peer.ID
 	var bestCov Coverage
 	typical := TypicalRate(recs)
@@ -486,7 +487,7 @@ func Mover(layers int, recs []ServerRecord, margin float64) peer.ID {
 		if rate <= 0 {
 			rate = typical
 		}
-		others := NewCoverage(layers, recs, r.Peer)
+		others := NewCoverage(layers, experts, recs, r.Peer)
 		next, move := Rebalance(others, r.Span, rate, margin)
 		if !move {
 			continue

@@ -15,30 +15,67 @@ import (
 // throughputs of the servers whose span holds the layer. A pipeline runs
 // no faster than its weakest layer, so the minimum of Coverage bounds the
 // swarm's rate.
+//
+// Servers holding some experts of a layer (ServerRecord.Experts) add to
+// it only what their least-held expert allows: every row of the layer
+// may pick any expert, so the layer runs no faster than the holders of
+// its least-held expert. A layer whose servers of some experts lack an
+// expert between them gets nothing from them, as no route can use them
+// there (PlanOptions.Experts); one whose experts are held by a single
+// slow server each counts that slow rate.
 type Coverage []float64
 
 // NewCoverage sums the records of servers that serve or are joining,
-// leaving out the peer skip (a server judging the swarm without itself).
+// leaving out the peer skip (a server judging the swarm without itself),
+// for a model of layers layers of experts routed experts each (0: a
+// dense model, whose records of some experts, being of no use to a
+// route, count for nothing). Per layer it is the rate of the servers of
+// every expert plus, of the servers of some, the least that any one
+// expert's holders offer (ExpertCoverage's rule, per layer).
 // Spans beyond layers are clipped.
 // A server that has not measured itself yet (Throughput 0, as when it is
 // joining) counts as a typical one (TypicalRate).
-func NewCoverage(layers int, recs []ServerRecord, skip peer.ID) Coverage {
+func NewCoverage(layers, experts int, recs []ServerRecord, skip peer.ID) Coverage {
 	c := make(Coverage, layers)
 	typical := TypicalRate(recs)
+	held := make([]float64, max(experts, 0))
+	for l := range c {
+		c[l] = rateAt(recs, l, skip, typical, held)
+		if len(held) > 0 {
+			c[l] += slices.Min(held)
+		}
+	}
+	return c
+}
+
+// rateAt is the rate that the records (skip and leaving ones left out)
+// offer at layer l: it returns that of the servers of every expert, and
+// fills held, one entry an expert of the layer, with that of the servers
+// of some experts holding each one. Records of some experts count only
+// in held, so with held empty (a dense model) they count for nothing.
+func rateAt(recs []ServerRecord, l int, skip peer.ID, typical float64, held []float64) float64 {
+	clear(held)
+	whole := 0.0
 	for i := range recs {
 		r := &recs[i]
-		if r.Peer == skip || r.State == StateLeaving {
+		if r.Peer == skip || r.State == StateLeaving || l < r.Span.First || l >= r.Span.Last {
 			continue
 		}
 		rate := r.Throughput
 		if rate <= 0 {
 			rate = typical
 		}
-		for l := max(r.Span.First, 0); l < min(r.Span.Last, layers); l++ {
-			c[l] += rate
+		if r.Experts == nil {
+			whole += rate
+			continue
+		}
+		for e := range held {
+			if r.Experts.Has(e) {
+				held[e] += rate
+			}
 		}
 	}
-	return c
+	return whole
 }
 
 // TypicalRate is the mean throughput of the records that have one: what
@@ -181,23 +218,17 @@ func Rebalance(others Coverage, cur Span, rate, margin float64) (Span, bool) {
 func ExpertCoverage(recs []ServerRecord, span Span, experts int, skip peer.ID) []float64 {
 	typical := TypicalRate(recs)
 	out := make([]float64, experts)
-	for e := range experts {
+	held := make([]float64, experts)
+	for e := range out {
 		out[e] = math.Inf(1)
-		for l := span.First; l < span.Last; l++ {
-			sum := 0.0
-			for i := range recs {
-				r := &recs[i]
-				if r.Peer == skip || r.State == StateLeaving || l < r.Span.First || l >= r.Span.Last || !r.Experts.Has(e) {
-					continue
-				}
-				rate := r.Throughput
-				if rate <= 0 {
-					rate = typical
-				}
-				sum += rate
-			}
-			out[e] = min(out[e], sum)
+	}
+	for l := span.First; l < span.Last; l++ {
+		whole := rateAt(recs, l, skip, typical, held)
+		for e := range out {
+			out[e] = min(out[e], whole+held[e])
 		}
+	}
+	for e := range out {
 		if math.IsInf(out[e], 1) {
 			out[e] = 0
 		}

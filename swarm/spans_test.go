@@ -27,25 +27,25 @@ func TestChooseSpanFillsGaps(t *testing.T) {
 	var recs []ServerRecord
 	want := []Span{{0, 3}, {2, 5}, {0, 3}}
 	for i, w := range want {
-		got := ChooseSpan(NewCoverage(5, recs, ""), 3, 10)
+		got := ChooseSpan(NewCoverage(5, 0, recs, ""), 3, 10)
 		if got != w {
-			t.Fatalf("node %d chose %s, want %s (swarm %v)", i, got, w, NewCoverage(5, recs, ""))
+			t.Fatalf("node %d chose %s, want %s (swarm %v)", i, got, w, NewCoverage(5, 0, recs, ""))
 		}
 		recs = append(recs, rec(string(rune('a'+i)), got.First, got.Last, 10))
 	}
 	// A slow swarm on the last layers draws the next node there.
 	recs = []ServerRecord{rec("a", 0, 3, 100), rec("b", 2, 5, 5)}
-	if got := ChooseSpan(NewCoverage(5, recs, ""), 2, 10); got != (Span{3, 5}) {
+	if got := ChooseSpan(NewCoverage(5, 0, recs, ""), 2, 10); got != (Span{3, 5}) {
 		t.Fatalf("chose %s, want [3,5) where the swarm is slowest", got)
 	}
 	// A node that holds every layer takes them all.
-	if got := ChooseSpan(NewCoverage(5, nil, ""), 9, 1); got != (Span{0, 5}) {
+	if got := ChooseSpan(NewCoverage(5, 0, nil, ""), 9, 1); got != (Span{0, 5}) {
 		t.Fatalf("chose %s, want [0,5)", got)
 	}
 }
 
 func TestCoverageMissing(t *testing.T) {
-	c := NewCoverage(8, []ServerRecord{rec("a", 1, 3, 1), rec("b", 5, 6, 1), rec("c", 0, 8, 0)}, "c")
+	c := NewCoverage(8, 0, []ServerRecord{rec("a", 1, 3, 1), rec("b", 5, 6, 1), rec("c", 0, 8, 0)}, "c")
 	got := c.Missing()
 	want := []Span{{0, 1}, {3, 5}, {6, 8}}
 	if len(got) != len(want) {
@@ -62,10 +62,10 @@ func TestCoverageMissing(t *testing.T) {
 	j.State = StateJoining
 	l := rec("l", 0, 8, 5)
 	l.State = StateLeaving
-	if m := NewCoverage(8, []ServerRecord{j, l}, "").Missing(); len(m) != 0 {
+	if m := NewCoverage(8, 0, []ServerRecord{j, l}, "").Missing(); len(m) != 0 {
 		t.Fatalf("joining server not counted: missing %v", m)
 	}
-	if m := NewCoverage(8, []ServerRecord{l}, "").Missing(); len(m) != 1 || m[0] != (Span{0, 8}) {
+	if m := NewCoverage(8, 0, []ServerRecord{l}, "").Missing(); len(m) != 1 || m[0] != (Span{0, 8}) {
 		t.Fatalf("leaving server counted: missing %v", m)
 	}
 }
@@ -73,34 +73,34 @@ func TestCoverageMissing(t *testing.T) {
 func TestRebalance(t *testing.T) {
 	// b left: layers 3 and 4 are unserved; c, whose layers a also holds,
 	// moves to cover them.
-	others := NewCoverage(5, []ServerRecord{rec("a", 0, 3, 10)}, "")
+	others := NewCoverage(5, 0, []ServerRecord{rec("a", 0, 3, 10)}, "")
 	next, move := Rebalance(others, Span{0, 3}, 10, DefaultMargin)
 	if !move || next != (Span{2, 5}) {
 		t.Fatalf("Rebalance = %s, %v; want a move to [2,5)", next, move)
 	}
 	// The only server of layers 0-2 never leaves them, even to cover
 	// others.
-	others = NewCoverage(5, []ServerRecord{rec("a", 3, 5, 10)}, "")
+	others = NewCoverage(5, 0, []ServerRecord{rec("a", 3, 5, 10)}, "")
 	if next, move := Rebalance(others, Span{0, 3}, 10, DefaultMargin); move {
 		t.Fatalf("moved to %s, leaving layers unserved", next)
 	}
 	// A balanced swarm stays put.
-	others = NewCoverage(5, []ServerRecord{rec("a", 0, 3, 10), rec("b", 2, 5, 10)}, "")
+	others = NewCoverage(5, 0, []ServerRecord{rec("a", 0, 3, 10), rec("b", 2, 5, 10)}, "")
 	if next, move := Rebalance(others, Span{0, 3}, 10, DefaultMargin); move {
 		t.Fatalf("balanced swarm: moved to %s", next)
 	}
 	// Hysteresis: a 10% gain does not move a server; a 2x gain does.
-	others = NewCoverage(4, []ServerRecord{rec("a", 0, 4, 100), rec("b", 2, 4, 10)}, "")
+	others = NewCoverage(4, 0, []ServerRecord{rec("a", 0, 4, 100), rec("b", 2, 4, 10)}, "")
 	// cur [0,2): weakest layer 2-3 at 110; moving to [2,4) gives min(100, 120) = 100: worse.
 	if next, move := Rebalance(others, Span{0, 2}, 10, DefaultMargin); move {
 		t.Fatalf("moved to %s for no gain", next)
 	}
-	others = NewCoverage(4, []ServerRecord{rec("a", 0, 2, 100), rec("b", 2, 4, 10)}, "")
+	others = NewCoverage(4, 0, []ServerRecord{rec("a", 0, 2, 100), rec("b", 2, 4, 10)}, "")
 	// cur [0,2) gives min 10; [2,4) gives min(100, 20) = 20: a 2x gain.
 	if next, move := Rebalance(others, Span{0, 2}, 10, DefaultMargin); !move || next != (Span{2, 4}) {
 		t.Fatalf("Rebalance = %s, %v; want a move to [2,4)", next, move)
 	}
-	others = NewCoverage(4, []ServerRecord{rec("a", 0, 2, 100), rec("b", 2, 4, 100)}, "")
+	others = NewCoverage(4, 0, []ServerRecord{rec("a", 0, 2, 100), rec("b", 2, 4, 100)}, "")
 	// [0,2) gives min 100; [2,4) min 100: no gain.
 	if next, move := Rebalance(others, Span{0, 2}, 10, DefaultMargin); move {
 		t.Fatalf("moved to %s for a 0%% gain", next)
@@ -265,19 +265,78 @@ func FuzzOpenRecord(f *testing.F) {
 // one of them moves: the one whose move helps most, else the lowest ID.
 func TestMover(t *testing.T) {
 	recs := []ServerRecord{rec("c", 0, 3, 10), rec("a", 0, 3, 10)}
-	if m := Mover(5, recs, DefaultMargin); m != "a" {
+	if m := Mover(5, 0, recs, DefaultMargin); m != "a" {
 		t.Fatalf("mover %q, want a (tie, lowest ID)", m)
 	}
 	// b is slow: a's move to [2,5) gives the weakest layer 10 tok/s,
 	// b's only 1.
 	recs = []ServerRecord{rec("a", 0, 3, 10), rec("b", 0, 3, 1), rec("c", 0, 3, 10)}
-	if m := Mover(5, recs, DefaultMargin); m != "a" {
+	if m := Mover(5, 0, recs, DefaultMargin); m != "a" {
 		t.Fatalf("mover %q, want a", m)
 	}
 	// A balanced swarm: nobody moves.
 	recs = []ServerRecord{rec("a", 0, 3, 10), rec("b", 2, 5, 10)}
-	if m := Mover(5, recs, DefaultMargin); m != "" {
+	if m := Mover(5, 0, recs, DefaultMargin); m != "" {
 		t.Fatalf("mover %q in a balanced swarm", m)
+	}
+}
+
+// someExperts is a record of a server holding the experts of set at
+// layers first..last.
+func someExperts(p string, first, last int, tps float64, set model.ExpertSet) ServerRecord {
+	r := rec(p, first, last, tps)
+	r.Experts = set
+	return r
+}
+
+// Servers holding experts 0-3 of layers 0-1, with nobody holding 4-7,
+// leave those layers to no route: a new whole-layer node takes them,
+// and a whole-layer server where capacity is spare moves there.
+func TestCoverageExpertsUnheld(t *testing.T) {
+	low := model.NewExpertSet(0, 1, 2, 3)
+	recs := []ServerRecord{someExperts("a", 0, 2, 10, low), someExperts("b", 0, 2, 10, low), rec("c", 2, 4, 10)}
+	cov := NewCoverage(4, 8, recs, "")
+	if m := cov.Missing(); len(m) != 1 || m[0] != (Span{0, 2}) {
+		t.Errorf("missing %v, want [0,2) (coverage %v)", m, cov)
+	}
+	if got := ChooseSpan(cov, 2, 10); got != (Span{0, 2}) {
+		t.Errorf("a new whole-layer node chose %s, want [0,2) (coverage %v)", got, cov)
+	}
+	// With d beside c at layers 2-3, one of them (the lower ID) moves.
+	recs = append(recs, rec("d", 2, 4, 10))
+	if m := Mover(4, 8, recs, DefaultMargin); m != "c" {
+		t.Errorf("mover %q, want c", m)
+	}
+	if next, move := Rebalance(NewCoverage(4, 8, recs, "c"), Span{2, 4}, 10, DefaultMargin); !move || next != (Span{0, 2}) {
+		t.Errorf("c rebalances to %s (move %v), want [0,2)", next, move)
+	}
+}
+
+// Servers of some experts whose sets hold every expert together cover
+// the layer, at the rate of its least-held expert; a model told to have
+// no experts counts them for nothing, as its planner cannot use them.
+func TestCoverageExpertsHeld(t *testing.T) {
+	low, high := model.NewExpertSet(0, 1, 2, 3), model.NewExpertSet(4, 5, 6, 7)
+	recs := []ServerRecord{someExperts("a", 0, 2, 10, low), someExperts("b", 0, 2, 30, high), rec("c", 0, 1, 5)}
+	cov := NewCoverage(2, 8, recs, "")
+	if m := cov.Missing(); len(m) != 0 {
+		t.Errorf("missing %v with every expert held (coverage %v)", m, cov)
+	}
+	if cov[0] != 15 || cov[1] != 10 {
+		t.Errorf("coverage %v, want [15 10]: c's 5 and the least-held experts' 10", cov)
+	}
+	if cov := NewCoverage(2, 0, recs, ""); cov[0] != 5 || cov[1] != 0 {
+		t.Errorf("coverage %v without experts, want [5 0]", cov)
+	}
+	// Experts 4-7 of layer 0 held by one slow server only: layer 0 is the
+	// weakest, though its servers' rates add up to the most.
+	recs = []ServerRecord{someExperts("a", 0, 1, 100, low), someExperts("b", 0, 1, 1, high), rec("c", 1, 2, 20)}
+	cov = NewCoverage(2, 8, recs, "")
+	if cov[0] != 1 || cov[1] != 20 {
+		t.Errorf("coverage %v, want [1 20]", cov)
+	}
+	if got := ChooseSpan(cov, 1, 10); got != (Span{0, 1}) {
+		t.Errorf("a new one-layer node chose %s, want [0,1) (coverage %v)", got, cov)
 	}
 }
 

@@ -251,7 +251,7 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 	if f.killAfter > 0 {
 		recs := cn.dir.Known(modelID)
 		for _, h := range sess.Route() {
-			if len(swarm.NewCoverage(cfg.Layers, recs, h.Peer).Missing()) == 0 {
+			if len(swarm.NewCoverage(cfg.Layers, cfg.Experts, recs, h.Peer).Missing()) == 0 {
 				victim = h
 				break
 			}
