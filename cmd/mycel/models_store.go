@@ -66,6 +66,7 @@ func newModelsPullCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&req.Layers, "layers", "", "only layers A:B (without the embedding and head)")
+	cmd.Flags().StringVar(&req.Experts, "experts", "", `for a mixture of experts: of each layer's routed experts only these, e.g. "0-3,8" (default: all)`)
 	cmd.Flags().StringVar(&req.Timeout, "timeout", "", "give up after this long (default 10m)")
 	return cmd
 }
