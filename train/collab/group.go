@@ -203,6 +203,7 @@ type Group struct {
 
 	outer    *train.Outer // DiLoCo
 	residual []float32    // DiLoCo's error feedback
+	startAt  innerStart   // DiLoCo: the member's own state at the round's start
 	vec      []float32
 
 	round    int
@@ -863,13 +864,17 @@ func compareWork(got, want []float32) string {
 // contribution to this round refused.
 func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, error) {
 	i, n := slices.Index(members, g.self), len(members)
-	from, fromStep, fromAdam, fromState := g.t.Cursor, g.t.Step, g.t.Opt.Step, g.state
+	from, fromStep, fromState := g.t.Cursor, g.t.Step, g.state
 	steps := min(g.cfg.InnerSteps, g.t.Job.Steps-g.t.Step)
 	t0 := time.Now()
+	// A try that fails leaves the member as it began, so that the next
+	// try (and the inner state it commits to) starts from the same place.
+	g.startAt.take(g.t.Opt, g.residual)
 	rollback := func() {
 		_ = train.Unflatten(g.t.Params, train.Values, g.outer.Start)
 		g.t.Seek(from)
-		g.t.Step, g.t.Opt.Step = fromStep, fromAdam
+		g.t.Step = fromStep
+		g.startAt.restore(g.t.Opt, g.residual)
 	}
 	verify := g.cfg.Verify > 0 && n > 1
 	if verify {
@@ -899,7 +904,6 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 		tokens  int
 		lossSum float64
 		batches [][]int
-		carried []float32
 	)
 	if checked != "" {
 		// The round's batches, as every member draws them.
@@ -918,11 +922,8 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 			rollback()
 			return Report{}, err
 		}
-		if g.cfg.Encoding != allreduce.F32 {
-			if g.residual == nil {
-				g.residual = make([]float32, train.VectorLen(g.t.Params))
-			}
-			carried = slices.Clone(g.residual)
+		if g.cfg.Encoding != allreduce.F32 && g.residual == nil {
+			g.residual = make([]float32, train.VectorLen(g.t.Params))
 		}
 		g.vec, _, _ = g.contribution(g.vec[:0], g.outer, g.residual, tokens, lossSum)
 		spec.Weight = float64(tokens)
@@ -951,9 +952,6 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 	res, err := g.ar.AllReduce(ctx, spec, g.vec)
 	if err != nil {
 		rollback()
-		if carried != nil {
-			copy(g.residual, carried)
-		}
 		return Report{}, fmt.Errorf("collab: round %d: %w", g.round, err)
 	}
 	t1 := time.Now()
@@ -995,6 +993,55 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 			plan: verifyPlan(g.cfg.Job, round, attempt, g.state, members, in, g.cfg.Verify)}
 	}
 	return rep, g.refused(res)
+}
+
+// innerStart is what a DiLoCo round's inner steps change of a member's
+// own state, beyond the group's parameters, cursor and step: the AdamW
+// step and moments and the error-feedback residual, kept at the round's
+// start so that a try that fails is undone. Its buffers are reused from
+// round to round: it holds one copy of the moments and of the residual.
+type innerStart struct {
+	adamStep int
+	moments  bool // the moments were made (the first step makes them)
+	m, v     [][]float32
+	residual []float32 // nil: none yet (zeros)
+}
+
+// take keeps o's step and moments and residual.
+func (s *innerStart) take(o *train.AdamW, residual []float32) {
+	s.adamStep, s.moments = o.Step, o.M != nil
+	s.m, s.v = copyMoments(s.m, o.M), copyMoments(s.v, o.V)
+	s.residual = nil
+	if residual != nil {
+		s.residual = append(s.residual[:0], residual...)
+	}
+}
+
+// restore sets o and residual back to what take kept.
+func (s *innerStart) restore(o *train.AdamW, residual []float32) {
+	o.Step = s.adamStep
+	if !s.moments {
+		o.M, o.V = nil, nil
+	} else {
+		o.M, o.V = copyMoments(o.M, s.m), copyMoments(o.V, s.v)
+	}
+	if s.residual != nil {
+		copy(residual, s.residual)
+	} else {
+		clear(residual)
+	}
+}
+
+// copyMoments copies src into dst's buffers where they are large enough.
+func copyMoments(dst, src [][]float32) [][]float32 {
+	for len(dst) < len(src) {
+		dst = append(dst, nil)
+	}
+	dst = dst[:len(src)]
+	for i, m := range src {
+		dst[i] = append(dst[i][:0], m...)
+	}
+	return dst
 }
 
 // innerSteps runs steps local AdamW steps on member i's shares of the
