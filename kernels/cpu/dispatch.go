@@ -35,6 +35,7 @@ var (
 	gemvCM16   = gemvCM16Generic
 	toF16      = toF16Generic
 	maxF32     = maxF32Generic
+	q8kRound   = q8kRoundGo
 )
 
 func init() {
@@ -67,6 +68,7 @@ func setGeneric() {
 	gemvCM16 = gemvCM16Generic
 	toF16 = toF16Generic
 	maxF32 = maxF32Generic
+	q8kRound = q8kRoundGo
 	gemmImpl = gemmGo
 	pack8 = nil
 	decodeRowsVec = nil

@@ -45,6 +45,7 @@ func setISA(name string) bool {
 		gemvCM16 = gemvCM16AVX512
 		gemmImpl = gemmShape{12, 32, gemm12x32AVX512}
 		decodeRowsVec = decodeRowsAVX512
+		q8kRound = q8kRoundAVX512
 	case "avx2":
 		setAVX2Elementwise()
 		matvecF32 = matvecF32AVX2
@@ -54,6 +55,7 @@ func setISA(name string) bool {
 		gemvCM16 = gemvCM16AVX2
 		gemmImpl = gemmShape{6, 16, gemm6x16AVX2}
 		decodeRowsVec = decodeRowsAVX2
+		q8kRound = q8kRoundAVX2
 	}
 	return true
 }

@@ -62,11 +62,13 @@ func quantizeQ8K(dst []byte, x []float32) {
 	}
 }
 
-// q8kRound quantizes one block of 256 activations xb to int8 in dst
+// q8kRoundGo quantizes one block of 256 activations xb to int8 in dst
 // (as bytes) with the block's scale d = max|x|/127, which it returns (0
-// for a block of zeros): q = round(x·127/max|x|), llama.cpp's Q8_K
-// rounding. Every K-quant product, one token or many, rounds here.
-func q8kRound(dst []byte, xb []float32) float32 {
+// for a block of zeros): q = round(x·127/max|x|), rounded half away from
+// zero, llama.cpp's Q8_K rounding. Every K-quant product, one token or
+// many, rounds here through q8kRound, which the amd64 code paths set to
+// an assembly twin giving the same bytes (q8k_amd64.s).
+func q8kRoundGo(dst []byte, xb []float32) float32 {
 	var amax float32
 	for _, v := range xb {
 		amax = max(amax, abs32(v))
