@@ -142,15 +142,22 @@ func matvecQ45KGeneric(out []float32, w []byte, nb int, xk []byte, q5 bool) {
 				}
 				macc[j] = m[j] * (q8kSum(xb, 2*j) + q8kSum(xb, 2*j+1))
 			}
-			dx := q8kD(xb)
-			dd := kernels.F16ToF32(binary.LittleEndian.Uint16(blk)) * dx
-			dm := kernels.F16ToF32(binary.LittleEndian.Uint16(blk[2:])) * dx
-			for k := range 8 {
-				f[k] += float32(float32(acc[k]) * dd)
-				f[k] -= float32(float32(macc[k]) * dm)
-			}
+			addScaledLanes(&f, &acc, &macc, blk, q8kD(xb))
 		}
 		out[i] = lanes8Sum(&f)
+	}
+}
+
+// addScaledLanes adds to f the integer sums acc scaled by a block's d
+// and takes away the mins' sums macc scaled by its dmin (the two f16
+// values at the start of dm), each times dx, the activations' scale, in
+// the order and roundings the assembly kernels use.
+func addScaledLanes(f *[8]float32, acc, macc *[8]int32, dm []byte, dx float32) {
+	dd := kernels.F16ToF32(binary.LittleEndian.Uint16(dm)) * dx
+	dmin := kernels.F16ToF32(binary.LittleEndian.Uint16(dm[2:])) * dx
+	for k := range 8 {
+		f[k] += float32(float32(acc[k]) * dd)
+		f[k] -= float32(float32(macc[k]) * dmin)
 	}
 }
 
@@ -226,13 +233,7 @@ func matvecQ2KGeneric(out []float32, w []byte, nb int, xk []byte) {
 			for k := range 8 {
 				macc[k] = int32(blk[2*k]>>4)*q8kSum(xb, 2*k) + int32(blk[2*k+1]>>4)*q8kSum(xb, 2*k+1)
 			}
-			dx := q8kD(xb)
-			dd := kernels.F16ToF32(binary.LittleEndian.Uint16(blk[80:])) * dx
-			dm := kernels.F16ToF32(binary.LittleEndian.Uint16(blk[82:])) * dx
-			for k := range 8 {
-				f[k] += float32(float32(acc[k]) * dd)
-				f[k] -= float32(float32(macc[k]) * dm)
-			}
+			addScaledLanes(&f, &acc, &macc, blk[80:], q8kD(xb))
 		}
 		out[i] = lanes8Sum(&f)
 	}
