@@ -202,12 +202,7 @@ func bitsEqual(t *testing.T, what string, got, want []float32) bool {
 // (embedding and head) needs no layer and no rotary factors.
 func TestArchSpanBlocks(t *testing.T) {
 	ctx := context.Background()
-	src := load(t, "arch/llama3.F32.gguf")
-	st := newMem()
-	im, err := shards.Import(ctx, src, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, st, im := imported(ctx, t, "arch/llama3.F32.gguf")
 	m := im.Manifest
 	rope := m.RopeFreqs.Chunks[0].CID
 	server, _, err := shards.BlocksFor(ctx, st, im.Root, shards.Span{First: 1, Last: 2})
@@ -288,12 +283,7 @@ func TestManifestVersions(t *testing.T) {
 // disagrees with the config is refused, naming what is wrong.
 func TestExpertLayout(t *testing.T) {
 	ctx := context.Background()
-	src := load(t, "arch/mixtral.F32.gguf")
-	st := newMem()
-	im, err := shards.Import(ctx, src, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, st, im := imported(ctx, t, "arch/mixtral.F32.gguf")
 	m, c := im.Manifest, src.Weights.Config
 	t.Logf("%d layers of %d experts (%d used), %d blocks", c.Layers, c.Experts, c.ExpertsUsed, im.Blocks)
 	if m.Experts == nil || *m.Experts != (shards.ExpertLayout{}) {
@@ -383,12 +373,7 @@ func TestExpertLayout(t *testing.T) {
 // expert past the model's is refused.
 func TestExpertSpanBlocks(t *testing.T) {
 	ctx := context.Background()
-	src := load(t, "arch/mixtral.F32.gguf")
-	st := newMem()
-	im, err := shards.Import(ctx, src, st)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, st, im := imported(ctx, t, "arch/mixtral.F32.gguf")
 	m, c := im.Manifest, src.Weights.Config
 	r := shards.PartRef{Kind: shards.LayerPart, Layer: 1, CID: m.Layers[1].CID}
 	p, err := m.GetPart(ctx, st, r)
@@ -425,4 +410,17 @@ func TestExpertSpanBlocks(t *testing.T) {
 	if _, _, err := shards.BlocksFor(ctx, st, im.Root, shards.Span{First: 1, Last: 2, Experts: model.NewExpertSet(c.Experts)}); err == nil {
 		t.Errorf("a span naming expert %d of %d passed", c.Experts, c.Experts)
 	}
+}
+
+// imported loads the fixture name and imports it into a store in
+// memory.
+func imported(ctx context.Context, t *testing.T, name string) (*checkpoints.Model, *memStore, *shards.Imported) {
+	t.Helper()
+	src := load(t, name)
+	st := newMem()
+	im, err := shards.Import(ctx, src, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src, st, im
 }
