@@ -195,16 +195,7 @@ func TestArchErrors(t *testing.T) {
 			}
 			specs = append(specs, s)
 		}
-		p := filepath.Join(t.TempDir(), c.name+".gguf")
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := checkpoints.WriteGGUF(f, kvs, specs); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		_, err = checkpoints.Load(p)
+		p, err := loadWritten(t, c.name, kvs, specs)
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), p) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: error %v, want one line naming the file and %q", c.name, err, c.want)
 		}
@@ -302,4 +293,27 @@ func TestExpertsForwardRows(t *testing.T) {
 		}
 		m.Close()
 	}
+}
+
+// loadWritten writes a GGUF of kvs and specs as name.gguf in a temporary
+// directory and loads it: it returns the file's path and the load's
+// error (a model that loads is closed).
+func loadWritten(t *testing.T, name string, kvs []checkpoints.KV, specs []checkpoints.TensorSpec) (string, error) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name+".gguf")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkpoints.WriteGGUF(f, kvs, specs); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := checkpoints.Load(p)
+	if err == nil {
+		m.Close()
+	}
+	return p, err
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -314,19 +312,7 @@ func TestGemma3Errors(t *testing.T) {
 				specs = append(specs, checkpoints.TensorSpec{Name: ti.Name, Type: ti.Type, Dims: ti.Dims, Data: ti.Data})
 			}
 		}
-		p := filepath.Join(t.TempDir(), c.name+".gguf")
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := checkpoints.WriteGGUF(f, kvs, specs); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		m, err := checkpoints.Load(p)
-		if err == nil {
-			m.Close()
-		}
+		p, err := loadWritten(t, c.name, kvs, specs)
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), p) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: error %v, want one line naming the file and %q", c.name, err, c.want)
 		}
