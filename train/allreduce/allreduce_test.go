@@ -480,3 +480,39 @@ func TestCloseDuringRound(t *testing.T) {
 	c.svcs[2].Close()
 	waitNoLeak(t)
 }
+
+// A round in which no member has anything to send: with Empty it gives
+// zeros of weight 0 on every member; without, it fails alike everywhere.
+func TestEmptyRound(t *testing.T) {
+	const k, n = 3, 700
+	c := newCluster(t, k)
+	for _, enc := range []Encoding{F32, Int8} {
+		r := c.round(fmt.Sprintf("empty-%s", enc), 20*time.Second)
+		r.Encoding, r.Empty = enc, true
+		data := randVecs(5, k, n, 1)
+		res, errs := c.run(same(r, k, []float64{0, 0, 0}), data, nil)
+		mustSucceed(t, errs, allMembers(k))
+		for i := range k {
+			for j, v := range data[i] {
+				if v != 0 {
+					t.Fatalf("%s: member %d value %d is %v after a round with no contribution", enc, i, j, v)
+				}
+			}
+			for _, p := range res[i].Parts {
+				if p.Weight != 0 || len(p.Included) != 0 {
+					t.Fatalf("%s: member %d part %+v: want weight 0, no one included", enc, i, p)
+				}
+			}
+			if len(res[i].Dropped) != 0 {
+				t.Fatalf("%s: member %d dropped %v", enc, i, res[i].Dropped)
+			}
+		}
+	}
+	r := c.round("empty-refused", 20*time.Second)
+	_, errs := c.run(same(r, k, []float64{0, 0, 0}), randVecs(6, k, n, 1), nil)
+	for i, err := range errs {
+		if !errors.Is(err, ErrIncomplete) {
+			t.Fatalf("member %d without Empty: %v, want ErrIncomplete", i, err)
+		}
+	}
+}

@@ -16,7 +16,7 @@ import (
 
 // Round is one averaging step, as every member states it. Members must
 // agree on ID, Members (and their order), the vector's length, PartSizes,
-// Encoding, Aggregate, Trim and NormFactor: a hash of these travels in
+// Encoding, Aggregate, Trim, NormFactor and Empty: a hash of these travels in
 // every message and a member whose hash differs is refused. Deadline and
 // Weight are each member's own.
 type Round struct {
@@ -47,6 +47,12 @@ type Round struct {
 	// NormFactor times the median norm of the slices is refused (with at
 	// least three contributions); 0: DefaultNormFactor; below 0: no check.
 	NormFactor float64
+	// Empty allows a round in which no member contributes (all of weight
+	// 0): its parts are zeros of weight 0 rather than a failed round
+	// (ErrIncomplete). For averagings whose members may all have nothing
+	// to send, such as the first of a group whose averaging runs behind
+	// its training.
+	Empty bool
 	// Check, if set, is called once with every other member's whole
 	// contribution to a part this member reduces (as its reducer, or as
 	// the replacement of a failed one), once all of it is in: the
@@ -118,6 +124,7 @@ type round struct {
 	enc      Encoding
 	agg      Aggregator
 	trim     float64
+	empty    bool // Round.Empty
 	normFact float64
 	weight   float64
 	check    func(member, offset int, values []float32) string
@@ -303,7 +310,7 @@ type arbitration struct {
 }
 
 // hashRound is the hash every message of a round carries.
-func hashRound(id string, members []peer.ID, n int, sizes []int, enc Encoding, agg Aggregator, trim, normFactor float64) [32]byte {
+func hashRound(id string, members []peer.ID, n int, sizes []int, enc Encoding, agg Aggregator, trim, normFactor float64, empty bool) [32]byte {
 	h := sha256.New()
 	var b []byte
 	b = append(b, "mycel/allreduce/2\x00"...)
@@ -321,6 +328,9 @@ func hashRound(id string, members []peer.ID, n int, sizes []int, enc Encoding, a
 	b = append(b, byte(enc), byte(agg))
 	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(trim))
 	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(normFactor))
+	if empty {
+		b = append(b, 1)
+	}
 	h.Write(b)
 	var sum [32]byte
 	h.Sum(sum[:0])
@@ -436,7 +446,8 @@ func (s *Service) newRound(r Round, data []float32) (*round, error) {
 		rd.off[i] = at
 		at += sz
 	}
-	rd.hash = hashRound(r.ID, rd.members, n, sizes, r.Encoding, r.Aggregate, trim, nf)
+	rd.hash = hashRound(r.ID, rd.members, n, sizes, r.Encoding, r.Aggregate, trim, nf, r.Empty)
+	rd.empty = r.Empty
 	for i := range rd.parts {
 		rd.parts[i] = &partState{done: make(chan struct{}), failed: make(chan struct{}), hint: -1, yieldTo: -1}
 	}
@@ -1152,15 +1163,23 @@ func (rd *round) missing(first int) error {
 }
 
 // apply decodes every part into data (under dataMu). A non-empty part
-// that averages no contribution at all fails the round: there is no
-// average to give it, and every member sees the same part so fails alike.
+// that averages no contribution at all fails the round, unless the
+// round allows that (Empty: it is zeros): there is no average to give
+// it, and every member sees the same part so fails alike.
 func (rd *round) apply() error {
+	none := func(i int) bool {
+		return rd.size[i] > 0 && len(rd.parts[i].msg.Data) > 0 && rd.parts[i].msg.Weight == 0
+	}
 	for i, ps := range rd.parts {
-		if rd.size[i] > 0 && len(ps.msg.Data) > 0 && ps.msg.Weight == 0 {
+		if none(i) && !rd.empty {
 			return fmt.Errorf("%w: part %d (reducer %s): no contribution included", ErrIncomplete, i, rd.members[ps.msg.Reducer])
 		}
 	}
 	for i, ps := range rd.parts {
+		if none(i) {
+			clear(rd.slice(i))
+			continue
+		}
 		if err := Dequantize(rd.enc, ps.msg.Data, rd.slice(i)); err != nil {
 			return fmt.Errorf("part %d: %w", i, err)
 		}
