@@ -152,12 +152,7 @@ func TestExitStatus(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	exe := filepath.Join(t.TempDir(), "mycel")
-	build := exec.Command("go", "build", "-o", exe, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	cmd := exec.Command(exe, "run", "-m", filepath.Join(t.TempDir(), "missing.gguf"))
+	cmd := exec.Command(mycelBinary(t), "run", "-m", filepath.Join(t.TempDir(), "missing.gguf"))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

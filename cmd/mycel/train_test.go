@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,7 +127,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// mycelBinary builds the command once per test binary.
+// mycelBinary builds the command once per test binary, with the race
+// detector when the tests run under it: the build then reuses the packages
+// compiled for the tests instead of compiling every dependency again.
 func mycelBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -136,13 +139,16 @@ func mycelBinary(t *testing.T) string {
 			return
 		}
 		builtExe = filepath.Join(dir, "mycel")
-		if out, err := exec.Command("go", "build", "-o", builtExe, ".").CombinedOutput(); err != nil {
-			buildErr = err
-			t.Logf("%s", out)
+		args := []string{"build", "-o", builtExe}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
-		t.Fatalf("build: %v", buildErr)
+		t.Fatal(buildErr)
 	}
 	return builtExe
 }
