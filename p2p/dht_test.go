@@ -128,8 +128,7 @@ func TestDHTModes(t *testing.T) {
 // TestManyNodesOneDHT: nodes with the default settings, started together
 // on loopback, each bootstrapped to one of the first three, end up in one
 // DHT: every node finds, on the first try, what any other provides.
-// MYCEL_DHT_RUNS sets the number of runs (default 2; the guides quote 100);
-// under the race detector the default is one run of 10 nodes.
+// MYCEL_DHT_RUNS sets the number of runs (default 2; the guides quote 100).
 func TestManyNodesOneDHT(t *testing.T) {
 	runs := 2
 	if s := os.Getenv("MYCEL_DHT_RUNS"); s != "" {
@@ -138,10 +137,7 @@ func TestManyNodesOneDHT(t *testing.T) {
 			t.Fatalf("MYCEL_DHT_RUNS=%q: want a positive count", s)
 		}
 	}
-	nodes := 20
-	if raceEnabled && os.Getenv("MYCEL_DHT_RUNS") == "" {
-		nodes, runs = 10, 1
-	}
+	const nodes = 20
 	for r := range runs {
 		t.Run(fmt.Sprintf("run%d", r), func(t *testing.T) { testManyNodesOneDHT(t, nodes) })
 	}
