@@ -54,37 +54,37 @@ tales:
 # reason (without the shared models of docs/testing.md, the cross-checks
 # against models trained elsewhere skip; the rest run the built-in model).
 TESTSUMMARY := $(BUILD)/testsummary
-# RACE are the packages whose own code is concurrent and networked; they
-# run only under -race. The p2p package runs plainly too: its DHT test
-# starts twice as many nodes there as under the race detector.
-RACE := ./p2p/... ./node/... ./swarm/... ./train/allreduce/... ./train/collab/...
-PLAIN = $(shell $(GO) list ./... | grep -v -E 'mycel/(p2p/|node|swarm|train/allreduce|train/collab)')
+# RACE are the packages built on libp2p (their tests included): the
+# networked ones, whose own code is concurrent, and those that use them
+# (the command, the shards' fetches, jobs' records, the emulated links,
+# the log's bridge to libp2p's). They run only under -race, and go vet
+# runs under it too, so that libp2p and the rest of its world, most of
+# what the suite compiles, are compiled once, for the race detector; the
+# rest (PLAIN) need only the standard library and a few small modules
+# without it. Each list starts with its longest tests, which go test
+# starts first, so that two test binaries run side by side to the end.
+RACE := ./train/collab/ ./node/ ./cmd/mycel/ ./train/allreduce/ ./p2p/blocks/ ./swarm/... \
+	./p2p/... ./node/... ./train/jobs/ ./checkpoints/shards/ ./internal/netem/ ./internal/logging/
+PLAIN = ./kernels/cpu/ $(filter-out $(shell $(GO) list $(RACE)),$(shell $(GO) list ./...))
 # ALONE are the tests that read the whole machine's CPU (idle-only mode
 # counts what other processes use): they run last, by themselves, while
 # no other test binary runs beside them.
 ALONE := ^TestIdleOnly$$
-# ONCE are tests of the RACE packages that the race detector has nothing
-# to add to and that it slows the most: they run once, without it. The
-# status page in a browser (the node beneath it runs under -race in the
-# other node tests) and four peers' equivalence to one (its averaging of
-# the whole model is arithmetic; the same rounds of LoRA run under -race
-# in the other group tests).
-ONCE := ^(TestStatusPageInBrowser|TestSyncFourPeersEqualOne)$$
-ONCE_PKGS := ./node/ ./train/collab/
 test: vet
 	$(if $(PLAIN),,$(error go list found no packages to test))
 	@mkdir -p $(BUILD)
 	@$(GO) build -o $(TESTSUMMARY) ./internal/testsummary
 	@./$(TESTSUMMARY) \
 	  '$(GO) test -json -count=1 $(PLAIN)' \
-	  '$(GO) test -json -count=1 -race -skip "$(ALONE)|$(ONCE)" $(RACE)' \
-	  '$(GO) test -json -count=1 -run "$(ONCE)" $(ONCE_PKGS)' \
-	  '$(GO) test -json -count=1 -tags noasm ./kernels/... ./model/...' \
-	  'MYCEL_ISA=avx2 $(GO) test -json -count=1 -skip ^TestConformance$$ ./kernels/... ./model/' \
-	  '$(GO) test -json -count=1 -run $(ALONE) ./node/'
+	  '$(GO) test -json -count=1 -race -skip "$(ALONE)" $(RACE)' \
+	  '$(GO) test -json -count=1 -tags noasm ./kernels/cpu/ ./kernels/... ./model/...' \
+	  'MYCEL_ISA=avx2 $(GO) test -json -count=1 -skip ^TestConformance$$ ./kernels/cpu/ ./kernels/... ./model/' \
+	  '$(GO) test -json -count=1 -race -run $(ALONE) ./node/'
 
+# go vet type-checks each package against its dependencies compiled: under
+# -race, those that the RACE tests use, so that they are compiled once.
 vet:
-	$(GO) vet ./...
+	$(GO) vet -race ./...
 	$(GO) vet -tags noasm ./kernels/...
 
 # Short fuzzing runs of every parser and wire message (go test -fuzz runs
