@@ -688,7 +688,7 @@ func (n *Node) prepareJob(ctx context.Context, job *jobs.Job) (*collab.Group, fu
 // groupConfig is the group configuration a job file asks for.
 func groupConfig(id string, tj *train.Job) (collab.Config, error) {
 	cfg := collab.Config{Job: id, Mode: collab.Mode(tj.Averaging), InnerSteps: tj.InnerSteps,
-		OuterLR: tj.OuterLR, OuterMomentum: tj.OuterMomentum, MinPeers: tj.MinPeers, Verify: tj.Verify}
+		OuterLR: tj.OuterLR, OuterMomentum: tj.OuterMomentum, Overlap: tj.Overlap, MinPeers: tj.MinPeers, Verify: tj.Verify}
 	if tj.Verify == 0 {
 		cfg.Verify = -1 // none
 	}

@@ -70,7 +70,23 @@ type CheckpointHeader struct {
 type OuterHeader struct {
 	LR       float64 `json:"lr"`
 	Momentum float64 `json:"momentum"`
+	// Pending is set when the averaging runs a round behind the training:
+	// the round whose change is still to be averaged.
+	Pending *PendingRound `json:"pending,omitempty"`
 }
+
+// PendingRound is a DiLoCo round whose change the group has not yet
+// averaged (the averaging runs behind the training): its members and its
+// batches, which say whose work to train again if some of it does not
+// arrive.
+type PendingRound struct {
+	Members []string `json:"members"`
+	Batches [][]int  `json:"batches"`
+}
+
+// maxPendingMembers bounds the members of a pending round a checkpoint
+// may name.
+const maxPendingMembers = 1 << 16
 
 // arrays is how many arrays of Len values each tensor has in the file.
 func (h *CheckpointHeader) arrays() int {
@@ -148,7 +164,7 @@ func (t *Trainer) writeCheckpoint(w io.Writer, o *Outer, residual []float32) err
 	h := CheckpointHeader{Job: string(job), Step: t.Step, Cursor: t.Cursor, AdamStep: t.Opt.Step}
 	if o != nil {
 		h.AdamStep = 0
-		h.Outer = &OuterHeader{LR: o.LR, Momentum: o.Momentum}
+		h.Outer = &OuterHeader{LR: o.LR, Momentum: o.Momentum, Pending: o.Pending}
 	}
 	h.Residual = residual != nil
 	for _, p := range t.Params {
@@ -311,6 +327,7 @@ func (t *Trainer) RestoreOuter(data []byte) (*Outer, error) {
 		return nil, nil
 	}
 	o := NewOuter(t.Params, h.Outer.LR, h.Outer.Momentum)
+	o.Pending = h.Outer.Pending
 	at := 0
 	for _, ts := range tensors {
 		at += copy(o.V[at:], ts[1])
@@ -319,8 +336,18 @@ func (t *Trainer) RestoreOuter(data []byte) (*Outer, error) {
 }
 
 func (t *Trainer) restore(h *CheckpointHeader, tensors [][4][]float32) error {
-	for _, k := range h.Cursor.Redo {
-		if len(t.trainSet) > 0 && k >= len(t.trainSet) {
+	seqs := slices.Clone(h.Cursor.Redo)
+	if h.Outer != nil && h.Outer.Pending != nil {
+		pr := h.Outer.Pending
+		if len(pr.Members) == 0 || len(pr.Members) > maxPendingMembers {
+			return fmt.Errorf("%w: a pending round of %d members", ErrBadCheckpoint, len(pr.Members))
+		}
+		for _, b := range pr.Batches {
+			seqs = append(seqs, b...)
+		}
+	}
+	for _, k := range seqs {
+		if k < 0 || len(t.trainSet) > 0 && k >= len(t.trainSet) {
 			return fmt.Errorf("%w: sequence %d to redo, of a training set of %d", ErrBadCheckpoint, k, len(t.trainSet))
 		}
 	}

@@ -95,6 +95,9 @@ type Job struct {
 	// Encoding is what travels in DiLoCo's averaging: EncodingF32,
 	// EncodingInt8 or EncodingQ4 (with error feedback).
 	Encoding string `toml:"encoding"`
+	// Overlap runs DiLoCo's averaging of a round's change while the next
+	// round's inner steps train, and applies it one round late.
+	Overlap bool `toml:"overlap"`
 	// MinPeers is the fewest members a round starts with.
 	MinPeers int `toml:"min_peers"`
 	// Verify is the share of the members' contributions that another
@@ -135,6 +138,7 @@ var Keys = []Key{
 	{"outer_lr", "0.7", "DiLoCo's outer learning rate, above 0, at most 10"},
 	{"outer_momentum", "0.9", "DiLoCo's outer Nesterov momentum, 0 to below 1"},
 	{"encoding", `"int8"`, `what travels in DiLoCo's averaging: "f32", "int8" or "q4" (4-bit), the quantized ones with error feedback`},
+	{"overlap", "false", "DiLoCo: average each round's change while the next round trains (from where the member's own change takes the parameters) and apply it a round late, so that the link's time hides behind compute"},
 	{"min_peers", "1", "fewest members a round on the swarm starts with, 1 to 1000"},
 	{"verify", "0.05", "share of the members' contributions another member recomputes (sync, or DiLoCo by replaying its inner steps; a peer whose work differs is left out of the job), 0 (none) to 1"},
 }
@@ -298,6 +302,8 @@ func (j *Job) Validate() error {
 		return bad("checkpoint_every", "%d: want 0 (only at the end) to steps (%d)", j.CheckpointEvery, j.Steps)
 	case j.Averaging != AveragingSync && j.Averaging != AveragingDiLoCo:
 		return bad("averaging", "%q: want %q or %q", j.Averaging, AveragingSync, AveragingDiLoCo)
+	case j.Overlap && j.Averaging != AveragingDiLoCo:
+		return bad("overlap", "true with averaging %q: only DiLoCo's rounds overlap their averaging", j.Averaging)
 	case j.InnerSteps < 1 || j.InnerSteps > 100000:
 		return bad("inner_steps", "%d: want 1 to 100000", j.InnerSteps)
 	case !finite(j.OuterLR) || j.OuterLR <= 0 || j.OuterLR > 10:

@@ -87,6 +87,7 @@ func TestParseJobRefuses(t *testing.T) {
 		{base + "min_peers = 0\n", "min_peers"},
 		{base + "min_peers = 1001\n", "min_peers"},
 		{base + "verify = -0.1\n", "verify"},
+		{base + "overlap = true\n", "overlap"},
 		{base + "verify = 1.5\n", "verify"},
 		{base + "[section]\nx = 1\n", "section"},
 	} {

@@ -24,6 +24,9 @@ type Outer struct {
 	Start []float32
 	// V is the momentum.
 	V []float32
+	// Pending, when the averaging runs a round behind the training, is
+	// the round whose change is still to come (it travels in checkpoints).
+	Pending *PendingRound
 }
 
 // NewOuter starts the outer optimizer from params' values.
@@ -58,11 +61,35 @@ func (o *Outer) Step(params []*Param, delta []float32) error {
 			return fmt.Errorf("train: outer step: value %d of the averaged change: %w", i, ErrNotFinite)
 		}
 	}
-	mu, lr := o.Momentum, o.LR
 	for i, d := range delta {
-		v := mu*float64(o.V[i]) + float64(d)
-		o.V[i] = float32(v)
-		o.Start[i] = float32(float64(o.Start[i]) - lr*(float64(d)+mu*v))
+		o.Start[i], o.V[i] = o.next(o.Start[i], o.V[i], d)
 	}
 	return Unflatten(params, Values, o.Start)
+}
+
+// next is the outer step of one value θ with momentum v and change d:
+// the new value and momentum.
+func (o *Outer) next(theta, v, d float32) (float32, float32) {
+	nv := o.Momentum*float64(v) + float64(d)
+	return float32(float64(theta) - o.LR*(float64(d)+o.Momentum*nv)), float32(nv)
+}
+
+// Ahead appends to dst the values Step(delta) would give Start (delta
+// may be shorter than Start: its first values), changing nothing.
+func (o *Outer) Ahead(delta, dst []float32) []float32 {
+	for i, d := range delta {
+		theta, _ := o.next(o.Start[i], o.V[i], d)
+		dst = append(dst, theta)
+	}
+	return dst
+}
+
+// Preview writes into params the parameters Step(delta) would give, and
+// returns them (in dst's buffer), changing neither Start nor V.
+func (o *Outer) Preview(params []*Param, delta, dst []float32) ([]float32, error) {
+	if len(delta) != len(o.Start) {
+		return nil, fmt.Errorf("train: outer preview: %d values for %d parameters", len(delta), len(o.Start))
+	}
+	dst = o.Ahead(delta, dst[:0])
+	return dst, Unflatten(params, Values, dst)
 }

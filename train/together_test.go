@@ -2,7 +2,9 @@ package train
 
 import (
 	"bytes"
+	"errors"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/mycel-net/mycel/checkpoints"
@@ -270,6 +272,33 @@ func TestOuterCheckpoint(t *testing.T) {
 	if relDiff(got.V, outer.V) != 0 || relDiff(got.Start, outer.Start) != 0 {
 		t.Error("the restored outer optimizer differs")
 	}
+	// The round still to be averaged, when the averaging runs behind,
+	// travels with it; one naming sequences the data does not hold is
+	// refused.
+	outer.Pending = &PendingRound{Members: []string{"a", "b"}, Batches: [][]int{{0, 1, 2}, {3, 4, 5}}}
+	buf.Reset()
+	if err := tr.WriteOuterCheckpoint(&buf, outer); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := fresh.RestoreOuter(buf.Bytes()); err != nil || got.Pending == nil ||
+		!slices.Equal(got.Pending.Members, outer.Pending.Members) || !slices.Equal(got.Pending.Batches[1], outer.Pending.Batches[1]) {
+		t.Fatalf("pending round %+v restored as %+v, %v", outer.Pending, got, err)
+	}
+	for name, pr := range map[string]*PendingRound{
+		"sequence out of range": {Members: []string{"a"}, Batches: [][]int{{len(seqs)}}},
+		"negative sequence":     {Members: []string{"a"}, Batches: [][]int{{-1}}},
+		"no members":            {Batches: [][]int{{0}}},
+	} {
+		outer.Pending = pr
+		buf.Reset()
+		if err := tr.WriteOuterCheckpoint(&buf, outer); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fresh.RestoreOuter(buf.Bytes()); !errors.Is(err, ErrBadCheckpoint) {
+			t.Errorf("%s: %v, want ErrBadCheckpoint", name, err)
+		}
+	}
+	outer.Pending = nil
 	// A plain checkpoint has no outer optimizer.
 	buf.Reset()
 	if err := tr.WriteCheckpoint(&buf); err != nil {

@@ -45,6 +45,7 @@ func BenchmarkAveraging(b *testing.B) {
 		{"sync", Config{Mode: Sync, Verify: -1}},
 		{"diloco-int8", Config{Mode: DiLoCo, InnerSteps: benchInner, Encoding: allreduce.Int8}},
 		{"diloco-q4", Config{Mode: DiLoCo, InnerSteps: benchInner, Encoding: allreduce.Q4}},
+		{"diloco-int8-overlap", Config{Mode: DiLoCo, InnerSteps: benchInner, Encoding: allreduce.Int8, Overlap: true}},
 	}
 	for _, method := range []string{"lora", "full"} {
 		syncBytes := math.NaN() // sync's bytes per step in this run, for the ratios

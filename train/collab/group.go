@@ -67,6 +67,12 @@ type Config struct {
 	// Q4 with error feedback: what quantisation drops is added to the
 	// next round's change). Sync sends float32.
 	Encoding allreduce.Encoding
+	// Overlap (DiLoCo) averages each round's change during the next
+	// round's inner steps and applies it at that round's end: the outer
+	// step runs one round late, and the averaging's time hides behind
+	// compute. The last round averages its own change as well, so that
+	// the job ends with every round's work applied.
+	Overlap bool
 	// Aggregate is how contributions are averaged (allreduce.Mean, with
 	// its norm check, by default).
 	Aggregate allreduce.Aggregator
@@ -214,7 +220,10 @@ type Group struct {
 	excluded map[peer.ID]uint64
 	ckpt     cid.Cid
 	ckptAt   int
-	past     *pastRound // DiLoCo: the last round, checked in this one
+	past     *pastRound // DiLoCo: the last averaging, checked in this round
+	pending  *work      // DiLoCo with Overlap: the last round's work, averaged in this one
+	spare    []float32  // DiLoCo: a contribution's buffer to reuse
+	ownStart []float32  // DiLoCo with Overlap: where this member's round starts
 
 	mu   sync.Mutex
 	rec  Member       // the record the heartbeat announces
@@ -224,6 +233,9 @@ type Group struct {
 	// banned are the peers whose contributions the group refused: left
 	// out for the rest of the job.
 	banned map[peer.ID]string
+	// verdicts are the peers whose work this member recomputed and found
+	// wrong (DiLoCo), and why: the averagings refuse what they send.
+	verdicts map[peer.ID]string
 
 	// beforeAverage, if set, is called with the vector about to be
 	// averaged (tests).
@@ -250,7 +262,7 @@ func New(h host.Host, dir *Directory, ar *allreduce.Service, t *train.Trainer, s
 		return nil, err
 	}
 	g := &Group{cfg: cfg, self: h.ID(), dir: dir, ar: ar, t: t, states: states,
-		excluded: map[peer.ID]uint64{}, banned: map[peer.ID]string{}}
+		excluded: map[peer.ID]uint64{}, banned: map[peer.ID]string{}, verdicts: map[peer.ID]string{}}
 	if cfg.Mode == DiLoCo {
 		if t.Step%cfg.InnerSteps != 0 {
 			return nil, fmt.Errorf("collab: trainer at step %d, not at the end of an outer round of %d steps", t.Step, cfg.InnerSteps)
@@ -634,6 +646,13 @@ func (g *Group) start(ctx context.Context, members []peer.ID) {
 // returned, it is the group's.
 func (g *Group) WriteCheckpoint(w io.Writer) error {
 	if g.outer != nil {
+		g.outer.Pending = nil
+		if p := g.pending; p != nil && p.round == g.round-1 {
+			g.outer.Pending = &train.PendingRound{Batches: p.batches}
+			for _, m := range p.members {
+				g.outer.Pending.Members = append(g.outer.Pending.Members, m.String())
+			}
+		}
 		return g.t.WriteOuterCheckpoint(w, g.outer)
 	}
 	return g.t.WriteCheckpoint(w)
@@ -855,144 +874,352 @@ func compareWork(got, want []float32) string {
 // dilocoRound: InnerSteps local steps on this member's shares of the
 // round's batches, then the change of the parameters averaged (weighted
 // by trained tokens, quantised with error feedback) and applied by the
-// outer optimizer on every member. Every member commits to its inner
-// state at the start and keeps the parts of the others' contributions it
-// reduces; the plan drawn after the round (verifyPlan) says who checks
-// whom. A member the last round's plan makes a verifier replays the
-// member it checks (checkPast) instead of training, sends nothing, and
-// its shares go back to the data cursor; a member found wrong has its
-// contribution to this round refused.
+// outer optimizer on every member. With Overlap the averaging is of the
+// last round's change and runs while this round trains; the last round
+// averages its own change too. Every member commits to its inner state
+// at the start and keeps the parts of the others' contributions it
+// reduces; the plan drawn after the averaging (verifyPlan) says who
+// checks whom. A member the last plan makes a verifier replays the member
+// it checks (checkDue) instead of training, sends nothing for the round,
+// and its shares go back to the data cursor; a member found wrong has its
+// contributions refused from then on.
 func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, error) {
 	i, n := slices.Index(members, g.self), len(members)
-	from, fromStep, fromState := g.t.Cursor, g.t.Step, g.state
-	steps := min(g.cfg.InnerSteps, g.t.Job.Steps-g.t.Step)
+	w := &work{round: g.round, attempt: g.attempt, state: g.state, cursor: g.t.Cursor, step: g.t.Step,
+		steps: min(g.cfg.InnerSteps, g.t.Job.Steps-g.t.Step), members: members}
+	last := w.step+w.steps >= g.t.Job.Steps
 	t0 := time.Now()
 	// A try that fails leaves the member as it began, so that the next
-	// try (and the inner state it commits to) starts from the same place.
+	// try (and the inner state it commits to) starts from the same place;
+	// the work pending stays pending.
 	g.startAt.take(g.t.Opt, g.residual)
 	rollback := func() {
 		_ = train.Unflatten(g.t.Params, train.Values, g.outer.Start)
-		g.t.Seek(from)
-		g.t.Step = fromStep
+		g.t.Seek(w.cursor)
+		g.t.Step = w.step
 		g.startAt.restore(g.t.Opt, g.residual)
 	}
 	verify := g.cfg.Verify > 0 && n > 1
-	if verify {
-		if err := g.offerInner(ctx); err != nil {
-			return Report{}, err
+	var avg *work // the work this round averages
+	if g.cfg.Overlap {
+		if p := g.pending; p != nil && p.round == g.round-1 {
+			avg = p
 		}
 	}
-	// The check of the last round this member's plan gives it, if the
-	// member checked is still there.
-	past, checked := g.past, peer.ID("")
-	if past != nil && past.round == g.round-1 {
-		if j, ok := past.plan[slices.Index(past.members, g.self)]; ok && slices.Contains(members, past.members[j]) {
-			checked = past.members[j]
-			if !past.checked {
-				past.verdict, past.checked = g.checkPast(ctx, past, j), true
-				if past.verdict != "" {
-					g.cfg.Log.Warn("member checked found wrong", "peer", checked, "round", past.round, "why", past.verdict)
-				} else {
-					g.cfg.Log.Debug("member checked found right", "peer", checked, "round", past.round)
-				}
-			}
+	if verify {
+		w.start = slices.Clone(g.outer.Start)
+		if g.cfg.Overlap {
+			w.v = slices.Clone(g.outer.V)
+		}
+	}
+	// With Overlap, the change this member sent for the last round is
+	// not in the parameters yet: the round trains from where the outer
+	// step would take them if the average were that change (its own, the
+	// freshest it has), so that the round's work does not repeat it.
+	from := g.outer
+	if avg != nil && avg.vec != nil {
+		start, err := g.outer.Preview(g.t.Params, avg.vec[:train.VectorLen(g.t.Params)], g.ownStart[:0])
+		if err != nil {
+			rollback()
+			return Report{}, err
+		}
+		g.ownStart = start
+		from = &train.Outer{Start: start}
+	}
+	if verify {
+		if err := g.offerInner(ctx); err != nil {
+			rollback()
+			return Report{}, err
 		}
 	}
 	spec := g.spec(members, 0, g.cfg.Encoding)
 	kept := &keptParts{}
-	var (
-		tokens  int
-		lossSum float64
-		batches [][]int
-	)
-	if checked != "" {
-		// The round's batches, as every member draws them.
-		for range steps {
-			g.t.NextBatch()
-			batches = append(batches, g.t.LastBatch())
+	if verify {
+		spec.Check = func(member, offset int, got []float32) string {
+			if why := g.verdict(members[member]); why != "" {
+				return why
+			}
+			kept.keep(member, offset, got)
+			return ""
 		}
-		g.t.Step = fromStep + steps
-		// This member contributes nothing: a vector of the layout's length
-		// that the average replaces.
-		g.vec = append(g.vec[:0], make([]float32, layoutLen(train.VectorLen(g.t.Params)))...)
+	}
+	var bg *averaging
+	if g.cfg.Overlap {
+		// Members may all have nothing pending (the first round, or a
+		// group started again from a checkpoint).
+		spec.Empty = true
+		bg = g.average(ctx, spec, avg)
+	}
+	checked := g.checkDue(ctx, members)
+	if checked != "" {
+		// The round's batches, as every member draws them; this member
+		// trains none of them.
+		for range w.steps {
+			g.t.NextBatch()
+			w.batches = append(w.batches, g.t.LastBatch())
+		}
+		g.t.Step = w.step + w.steps
 	} else {
-		var err error
-		tokens, lossSum, batches, err = g.innerSteps(i, n, steps)
+		tokens, lossSum, batches, err := g.innerSteps(i, n, w.steps)
 		if err != nil {
+			bg.stop()
 			rollback()
 			return Report{}, err
 		}
 		if g.cfg.Encoding != allreduce.F32 && g.residual == nil {
 			g.residual = make([]float32, train.VectorLen(g.t.Params))
 		}
-		g.vec, _, _ = g.contribution(g.vec[:0], g.outer, g.residual, tokens, lossSum)
-		spec.Weight = float64(tokens)
-	}
-	if verify {
-		spec.Check = func(member, offset int, got []float32) string {
-			if checked != "" && members[member] == checked && past.verdict != "" {
-				return past.verdict
-			}
-			kept.keep(member, offset, got)
-			return ""
-		}
+		w.batches, w.tokens = batches, tokens
+		w.vec, _, _ = g.contribution(g.spare[:0], from, g.residual, tokens, lossSum)
+		g.spare = nil
 	}
 	compute := time.Since(t0)
-	var commits map[peer.ID]cid.Cid
 	if verify {
-		// Before this member sends: a state announced later, once the
-		// round's result may be known, is not taken.
-		commits = g.commits(ctx, members)
+		// Before this member sends the work: a state announced later, once
+		// the averaging's result may be known, is not taken.
+		w.commits = g.commits(ctx, members)
 	}
-	nv := train.VectorLen(g.t.Params)
-	lossAt := len(g.vec) - allreduce.BlockSize
-	if g.beforeAverage != nil {
-		g.beforeAverage(g.round, g.vec)
-	}
-	res, err := g.ar.AllReduce(ctx, spec, g.vec)
-	if err != nil {
+	fail := func(err error) (Report, error) {
 		rollback()
 		return Report{}, fmt.Errorf("collab: round %d: %w", g.round, err)
 	}
-	t1 := time.Now()
-	var start []float32
-	if verify {
-		start = slices.Clone(g.outer.Start)
-	}
-	if err := g.outer.Step(g.t.Params, g.vec[:nv]); err != nil {
-		rollback()
-		return Report{}, err
-	}
-	compute += time.Since(t1)
-	rep := Report{Round: g.round, Members: members, Dropped: res.Dropped, Rejected: res.Rejected,
-		Loss: float64(g.vec[lossAt]), Tokens: int(weightOf(res, lossAt)), Own: tokens,
-		Sent: res.BytesSent, Received: res.BytesReceived, Compute: compute}
-	if checked != "" && past.verdict == "" {
-		rep.Verified = append(rep.Verified, checked)
-	}
-	// The shares of the members whose work is not in the average (the
-	// dropped ones, the verifiers) go back to the data cursor, in member
-	// order, so that every member's cursor takes them alike.
-	in := contributors(members, res)
-	var idle []peer.ID
-	for k, p := range members {
-		if !in(k) {
-			idle = append(idle, p)
+	var res allreduce.Result
+	if g.cfg.Overlap {
+		var err error
+		if res, err = bg.wait(); err != nil {
+			return fail(err)
+		}
+	} else {
+		avg = w
+		var err error
+		if res, err = g.average(ctx, spec, avg).wait(); err != nil {
+			return fail(err)
 		}
 	}
-	rep.Shares = shares(members, idle, batches)
-	rep.Redo = g.redo(members, idle, batches)
+	// The averaged change, kept aside while the last round averages its
+	// own; the outer steps follow once every averaging has succeeded.
+	var closing []float32
+	var resLast allreduce.Result
+	if g.cfg.Overlap && last {
+		closing = slices.Clone(g.vec)
+		spec := g.spec(members, 0, g.cfg.Encoding)
+		spec.ID += "/last"
+		var err error
+		if resLast, err = g.average(ctx, spec, w).wait(); err != nil {
+			return fail(err)
+		}
+	}
+	t1 := time.Now()
+	rep := Report{Round: g.round, Members: members, Own: w.tokens}
+	nv := train.VectorLen(g.t.Params)
+	lossAt := layoutLen(nv) - allreduce.BlockSize
+	steps := []struct {
+		res allreduce.Result
+		vec []float32
+		w   *work
+	}{{res, g.vec, avg}}
+	if closing != nil {
+		steps[0].vec = closing
+		steps = append(steps, struct {
+			res allreduce.Result
+			vec []float32
+			w   *work
+		}{resLast, g.vec, w})
+	}
+	// Back to the round's start, then each averaged change in turn.
+	if err := train.Unflatten(g.t.Params, train.Values, g.outer.Start); err != nil {
+		return fail(err)
+	}
+	in := contributors(members, res)
+	for _, st := range steps {
+		weight, err := averaged(st.res)
+		if err != nil {
+			return fail(err)
+		}
+		if weight > 0 {
+			if err := g.outer.Step(g.t.Params, st.vec[:nv]); err != nil {
+				return fail(err)
+			}
+			rep.Loss, rep.Tokens = float64(st.vec[lossAt]), int(weightOf(st.res, lossAt))
+		}
+		rep.Sent += st.res.BytesSent
+		rep.Received += st.res.BytesReceived
+		rep.Dropped = append(rep.Dropped, st.res.Dropped...)
+		for p, why := range st.res.Rejected {
+			if rep.Rejected == nil {
+				rep.Rejected = map[peer.ID]string{}
+			}
+			rep.Rejected[p] = why
+		}
+		// The shares of the members whose work is not in the average (the
+		// dropped ones, the verifiers, those gone since) go back to the data
+		// cursor, in member order, so that every member's cursor takes
+		// them alike.
+		if st.w != nil {
+			inSt := contributors(members, st.res)
+			sh := sharesIn(members, inSt, st.w)
+			if rep.Shares == nil {
+				rep.Shares = sh
+			} else {
+				for k := range sh {
+					rep.Shares[k] += sh[k]
+				}
+			}
+			var idle []peer.ID
+			for _, p := range st.w.members {
+				if k := slices.Index(members, p); k < 0 || !inSt(k) {
+					idle = append(idle, p)
+				}
+			}
+			rep.Redo += g.redo(st.w.members, idle, st.w.batches)
+		}
+	}
+	compute += time.Since(t1)
+	rep.Compute = compute
+	if rep.Shares == nil {
+		rep.Shares = make([]int, n)
+	}
+	slices.Sort(rep.Dropped)
+	rep.Dropped = slices.Compact(rep.Dropped)
+	if checked != "" && g.verdict(checked) == "" {
+		rep.Verified = append(rep.Verified, checked)
+	}
 	round, attempt := g.round, g.attempt
-	g.finish(members, res)
+	g.finish(members, allreduce.Result{Dropped: rep.Dropped, Rejected: rep.Rejected})
 	rep.Step, rep.State = g.t.Step, g.state
+	// The buffer of the work averaged is free again.
+	if avg != nil && avg.vec != nil {
+		g.spare, avg.vec = avg.vec, nil
+	}
+	g.pending = nil
+	if g.cfg.Overlap && !last {
+		g.pending = w
+		if verify {
+			w.sentMembers, w.sentKept, w.sentIn = members, kept, map[peer.ID]bool{}
+			for k, p := range members {
+				if in(k) {
+					w.sentIn[p] = true
+				}
+			}
+		}
+	}
 	g.past = nil
-	if verify {
-		// The checks of this round, drawn from its result.
-		g.past = &pastRound{round: round, attempt: attempt, state: fromState, start: start, cursor: from,
-			step: fromStep, steps: steps, members: members, commits: commits, kept: kept,
+	if verify && avg != nil {
+		// The checks of this averaging, drawn from its result.
+		g.past = &pastRound{round: round, attempt: attempt, members: members, w: avg, kept: kept,
 			plan: verifyPlan(g.cfg.Job, round, attempt, g.state, members, in, g.cfg.Verify)}
 	}
-	return rep, g.refused(res)
+	return rep, g.refused(allreduce.Result{Rejected: rep.Rejected})
+}
+
+// work is a member's training in a DiLoCo round: what it sends to the
+// averaging, and where the round started, for the checks of it.
+type work struct {
+	round, attempt int
+	state          [32]byte     // the parameters' hash at the round's start
+	start          []float32    // and their values (kept when the group checks)
+	v              []float32    // with Overlap: the outer momentum at the start (kept when the group checks)
+	cursor         train.Cursor // the data cursor at the round's start
+	step, steps    int          // the trainer's step at the start; the inner steps
+	members        []peer.ID
+	batches        [][]int // the round's batches, as LastBatch gave them
+	// commits are the inner states the other members announced for the
+	// round before this member sent (nil: it did not see them, having
+	// joined after the round).
+	commits map[peer.ID]cid.Cid
+	// vec is this member's contribution and tokens its weight; nil: none
+	// (it checked another member, or joined after the round).
+	vec    []float32
+	tokens int
+	// With Overlap, the averaging during the round (of the members' work
+	// of the round before, from which each member's start follows): its
+	// members, those whose work it included, and the parts of their
+	// contributions this member kept.
+	sentMembers []peer.ID
+	sentIn      map[peer.ID]bool
+	sentKept    *keptParts
+}
+
+// averaging is an all-reduce of the group's running in the background.
+type averaging struct {
+	done   chan struct{}
+	cancel context.CancelFunc
+	res    allreduce.Result
+	err    error
+}
+
+// average starts averaging w's contribution (nothing, of weight 0, when w
+// holds none) in g.vec, the averaging's buffer, over spec's members.
+func (g *Group) average(ctx context.Context, spec allreduce.Round, w *work) *averaging {
+	n := layoutLen(train.VectorLen(g.t.Params))
+	g.vec = slices.Grow(g.vec[:0], n)[:n]
+	if w != nil && w.vec != nil {
+		copy(g.vec, w.vec)
+		spec.Weight = float64(w.tokens)
+	} else {
+		clear(g.vec)
+	}
+	if g.beforeAverage != nil {
+		g.beforeAverage(g.round, g.vec)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	a := &averaging{done: make(chan struct{}), cancel: cancel}
+	vec := g.vec
+	go func() {
+		defer close(a.done)
+		a.res, a.err = g.ar.AllReduce(ctx, spec, vec)
+	}()
+	return a
+}
+
+// wait waits for the averaging's end.
+func (a *averaging) wait() (allreduce.Result, error) {
+	<-a.done
+	a.cancel()
+	return a.res, a.err
+}
+
+// stop ends the averaging (nil: none) and waits for it.
+func (a *averaging) stop() {
+	if a != nil {
+		a.cancel()
+		<-a.done
+	}
+}
+
+// averaged is the weight of res's average: the same in every non-empty
+// part, or 0 when no member contributed (an averaging that allows that).
+// Parts of which some average work and some none fail the round.
+func averaged(res allreduce.Result) (float64, error) {
+	weight := -1.0
+	for _, p := range res.Parts {
+		if p.Len == 0 {
+			continue
+		}
+		if weight >= 0 && (p.Weight == 0) != (weight == 0) {
+			return 0, fmt.Errorf("%w: some parts average work and some none", allreduce.ErrIncomplete)
+		}
+		weight = p.Weight
+	}
+	return max(weight, 0), nil
+}
+
+// sharesIn is each of the averaging's members' share of w's batches in
+// sequences, for those whose work is in the average (in), 0 for the
+// others.
+func sharesIn(members []peer.ID, in func(int) bool, w *work) []int {
+	out := make([]int, len(members))
+	for k, p := range members {
+		j := slices.Index(w.members, p)
+		if j < 0 || !in(k) {
+			continue
+		}
+		for _, b := range w.batches {
+			from, to := train.ShareRange(len(b), j, len(w.members))
+			out[k] += to - from
+		}
+	}
+	return out
 }
 
 // innerStart is what a DiLoCo round's inner steps change of a member's
@@ -1207,14 +1434,31 @@ func (g *Group) take(ctx context.Context, c, state string, from []peer.ID, targe
 	if (outer != nil) != (g.cfg.Mode == DiLoCo) {
 		return fmt.Errorf("collab: checkpoint %s is not of a %s group", c, g.cfg.Mode)
 	}
+	var pending *work
+	if outer != nil && outer.Pending != nil {
+		// The round before the checkpoint's, still to be averaged: this
+		// member has none of its work, but trains again the shares of
+		// those whose work does not arrive, as the others do.
+		pending = &work{batches: outer.Pending.Batches}
+		for _, s := range outer.Pending.Members {
+			p, err := peer.Decode(s)
+			if err != nil {
+				return fmt.Errorf("collab: checkpoint %s: a member of the round pending: %w", c, err)
+			}
+			pending.members = append(pending.members, p)
+		}
+	}
 	if g.outer != nil {
 		g.outer, g.residual = outer, nil
 	}
 	g.setRound()
+	if pending != nil {
+		pending.round = g.round - 1
+	}
 	if got := hex.EncodeToString(g.state[:]); got != state || g.round != target {
 		return fmt.Errorf("collab: checkpoint %s holds round %d with state %s; the members announce round %d with %s", c, g.round, got[:12], target, state[:12])
 	}
-	g.ckpt, g.ckptAt, g.past = id, target, nil
+	g.ckpt, g.ckptAt, g.past, g.pending = id, target, nil, pending
 	g.expected = slices.DeleteFunc(slices.Clone(from), func(p peer.ID) bool { return p == g.self })
 	clear(g.excluded)
 	g.cfg.Log.Info("caught up", "round", target, "cid", c, "bytes", len(data), "took", time.Since(t0).Round(time.Millisecond))

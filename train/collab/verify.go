@@ -74,23 +74,17 @@ func verifyPlan(job string, round, attempt int, state [32]byte, members []peer.I
 	return plan
 }
 
-// pastRound is what a member keeps of the last round it finished, to
-// check it in the next one.
+// pastRound is what a member keeps of the last averaging it finished,
+// to check it in the next round.
 type pastRound struct {
 	round, attempt int
-	// state, start, cursor and step: where the round started (the
-	// parameters' hash and values, the data cursor, the trainer's step);
-	// steps its inner steps.
-	state       [32]byte
-	start       []float32
-	cursor      train.Cursor
-	step, steps int
-	members     []peer.ID
-	commits     map[peer.ID]cid.Cid // the inner states announced before this member sent
-	kept        *keptParts
-	plan        map[int]int
-	checked     bool   // the check has run (once, whatever the tries of the round after)
-	verdict     string // why the member checked was found wrong; "" when right
+	// members are the averaging's (the plan's and kept's indices); w the
+	// work it averaged, as this member saw it.
+	members []peer.ID
+	w       *work
+	kept    *keptParts
+	plan    map[int]int
+	checked bool // the check has run (once, whatever the tries of the round after)
 }
 
 // keptParts are the parts of the others' contributions a member reduced
@@ -205,6 +199,13 @@ func (g *Group) commits(ctx context.Context, members []peer.ID) map[peer.ID]cid.
 // cursor and the parameters (hashed: state). It returns the state's
 // residual.
 func (g *Group) takeInner(data []byte, step int, cursor train.Cursor, state [32]byte) ([]float32, error) {
+	return g.takeInnerFrom(data, step, cursor, func(h [32]byte) bool { return h == state }, state)
+}
+
+// takeInnerFrom is takeInner with the parameters' check given: start
+// says whether parameters of that hash may start the round (state is
+// the one the message names).
+func (g *Group) takeInnerFrom(data []byte, step int, cursor train.Cursor, start func([32]byte) bool, state [32]byte) ([]float32, error) {
 	if limit := 16*train.VectorLen(g.t.Params) + maxInnerExtra; len(data) > limit {
 		return nil, fmt.Errorf("its inner state: %d bytes, at most %d for this job's parameters", len(data), limit)
 	}
@@ -212,21 +213,24 @@ func (g *Group) takeInner(data []byte, step int, cursor train.Cursor, state [32]
 	if err != nil {
 		return nil, fmt.Errorf("its inner state: %w", err)
 	}
-	if h := train.Hash(g.t.Params); g.t.Step != step || !g.t.Cursor.Same(cursor) || h != state {
+	if h := train.Hash(g.t.Params); g.t.Step != step || !g.t.Cursor.Same(cursor) || !start(h) {
 		return nil, fmt.Errorf("its inner state stands at step %d, cursor %+v, parameters %x; the round started at step %d, cursor %+v, parameters %x",
 			g.t.Step, g.t.Cursor, h[:6], step, cursor, state[:6])
 	}
 	return residual, nil
 }
 
-// checkPast checks member j of the last round, as the plan drawn after
-// it asks: it fetches the inner state j committed to, replays j's inner
-// steps from it on j's shares and compares the contribution that gives
-// with the parts of j's contribution this member kept. It returns why j
-// is found wrong ("" when it is right). The trainer is left where the
+// checkPast checks member j of the last averaging, as the plan drawn
+// after it asks: it fetches the inner state j committed to for the round
+// whose work that averaging carried, replays j's inner steps from it on
+// j's shares and compares the contribution that gives with the parts of
+// j's contribution this member kept. It returns why j is found wrong (""
+// when it is right, or when this member cannot tell: it was not a member
+// of the round that trained the work). The trainer is left where the
 // current round starts (parameters, cursor, step, AdamW state).
 func (g *Group) checkPast(ctx context.Context, past *pastRound, j int) string {
-	p := past.members[j]
+	p, w := past.members[j], past.w
+	jw := slices.Index(w.members, p)
 	from, fromStep, adam := g.t.Cursor, g.t.Step, *g.t.Opt
 	defer func() {
 		_ = train.Unflatten(g.t.Params, train.Values, g.outer.Start)
@@ -240,34 +244,121 @@ func (g *Group) checkPast(ctx context.Context, past *pastRound, j int) string {
 		// an empty part).
 		return ""
 	}
-	c, ok := past.commits[p]
+	c, ok := w.commits[p]
 	if !ok {
-		return fmt.Sprintf("recomputation of round %d failed: it announced no inner state before the round's averaging", past.round)
+		return fmt.Sprintf("recomputation of round %d failed: it announced no inner state before the round's averaging", w.round)
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.RoundTimeout/2)
 	defer cancel()
 	data, err := g.innerStates().Get(ctx, c, []peer.ID{p})
 	if err != nil {
-		return fmt.Sprintf("recomputation of round %d failed: its inner state %s: %v", past.round, c, err)
+		return fmt.Sprintf("recomputation of round %d failed: its inner state %s: %v", w.round, c, err)
 	}
-	residual, err := g.takeInner(data, past.step, past.cursor, past.state)
+	// Without Overlap a round starts from the group's parameters; with
+	// it, from there or where the member's change of the round before
+	// would take them (checked below on the parts of it kept).
+	var sameStart func([32]byte) bool
+	if w.sentMembers == nil {
+		sameStart = func(h [32]byte) bool { return h == w.state }
+	} else {
+		sameStart = func([32]byte) bool { return true }
+	}
+	residual, err := g.takeInnerFrom(data, w.step, w.cursor, sameStart, w.state)
 	if err != nil {
-		return fmt.Sprintf("recomputation of round %d failed: %v", past.round, err)
+		return fmt.Sprintf("recomputation of round %d failed: %v", w.round, err)
 	}
-	tokens, lossSum, _, err := g.innerSteps(j, len(past.members), past.steps)
+	start := train.Flatten(g.t.Params, train.Values, nil)
+	if w.sentMembers != nil && train.Hash(g.t.Params) != w.state {
+		if why := g.startFollows(w, p, start); why != "" {
+			return fmt.Sprintf("recomputation of round %d failed: %s", w.round, why)
+		}
+	}
+	tokens, lossSum, _, err := g.innerSteps(jw, len(w.members), w.steps)
 	if err != nil {
-		return fmt.Sprintf("recomputation of round %d failed: %v", past.round, err)
+		return fmt.Sprintf("recomputation of round %d failed: %v", w.round, err)
 	}
-	want, _, _ := g.contribution(nil, &train.Outer{Start: past.start}, residual, tokens, lossSum)
+	want, _, _ := g.contribution(nil, &train.Outer{Start: start}, residual, tokens, lossSum)
 	for _, k := range kept {
 		if k.offset+len(k.values) > len(want) {
-			return fmt.Sprintf("recomputation of round %d failed: a part of %d values at %d, the vector holds %d", past.round, len(k.values), k.offset, len(want))
+			return fmt.Sprintf("recomputation of round %d failed: a part of %d values at %d, the vector holds %d", w.round, len(k.values), k.offset, len(want))
 		}
 		if why := compareWork(k.values, want[k.offset:k.offset+len(k.values)]); why != "" {
-			return fmt.Sprintf("%s (round %d)", why, past.round)
+			return fmt.Sprintf("%s (round %d)", why, w.round)
 		}
 	}
 	return ""
+}
+
+// startFollows says why start, where member p's inner state of w's
+// round starts, is not where the outer step from the round's parameters
+// takes them with the change p sent for the round before ("" when it
+// is), on the parts of that change this member kept in the averaging
+// during w's round. With nothing of it kept there is nothing to compare.
+func (g *Group) startFollows(w *work, p peer.ID, start []float32) string {
+	j := slices.Index(w.sentMembers, p)
+	if j < 0 {
+		return ""
+	}
+	for _, k := range w.sentKept.of(j) {
+		end := min(k.offset+len(k.values), len(start))
+		if k.offset >= end {
+			continue
+		}
+		o := &train.Outer{LR: g.outer.LR, Momentum: g.outer.Momentum, Start: w.start[k.offset:end], V: w.v[k.offset:end]}
+		ahead := o.Ahead(k.values[:end-k.offset], nil)
+		// Compared as changes from the round's parameters.
+		got := make([]float32, len(ahead))
+		for i := range ahead {
+			ahead[i] -= w.start[k.offset+i]
+			got[i] = start[k.offset+i] - w.start[k.offset+i]
+		}
+		if why := compareWork(got, ahead); why != "" {
+			return fmt.Sprintf("its inner state does not start where its change of the round before takes the parameters (values %d to %d): %s", k.offset, end, why)
+		}
+	}
+	return ""
+}
+
+// checkDue runs the check the last averaging's plan gives this member,
+// if the member it checks is among members (once per averaging, however
+// many tries the round takes), and returns the member checked ("": none).
+// A member found wrong has its verdict kept: the averagings refuse its
+// contributions from then on.
+func (g *Group) checkDue(ctx context.Context, members []peer.ID) peer.ID {
+	past := g.past
+	if past == nil || past.round != g.round-1 {
+		return ""
+	}
+	j, ok := past.plan[slices.Index(past.members, g.self)]
+	if !ok || !slices.Contains(members, past.members[j]) {
+		return ""
+	}
+	p := past.members[j]
+	if past.w == nil || past.w.commits == nil || !slices.Contains(past.w.members, p) {
+		// This member was not in the round that trained the work: it saw
+		// no commitments, and trains instead.
+		return ""
+	}
+	if !past.checked {
+		why := g.checkPast(ctx, past, j)
+		past.checked = true
+		if why != "" {
+			g.cfg.Log.Warn("member checked found wrong", "peer", p, "round", past.w.round, "why", why)
+			g.mu.Lock()
+			g.verdicts[p] = why
+			g.mu.Unlock()
+		} else {
+			g.cfg.Log.Debug("member checked found right", "peer", p, "round", past.w.round)
+		}
+	}
+	return p
+}
+
+// verdict is why p's work was found wrong ("": it was not).
+func (g *Group) verdict(p peer.ID) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.verdicts[p]
 }
 
 // contributors says which members' contributions are in every part of
