@@ -51,6 +51,24 @@ func (e Encoding) String() string {
 
 func (e Encoding) valid() bool { return e <= Q4 }
 
+// Spacing is the step between the values that block, one block of values
+// as decoded (at most BlockSize), was quantized on in e: its scale (0 for
+// F32, which is exact). Rounding to it leaves each value within half of
+// it, which is what error feedback carries to the next round.
+func Spacing(e Encoding, block []float32) float64 {
+	var m float64
+	for _, v := range block {
+		m = max(m, math.Abs(float64(v)))
+	}
+	switch e {
+	case Int8:
+		return m / 127
+	case Q4:
+		return m / 7
+	}
+	return 0
+}
+
 // EncodedLen is the number of bytes n values take in encoding e.
 func EncodedLen(e Encoding, n int) int {
 	full, rem := n/BlockSize, n%BlockSize

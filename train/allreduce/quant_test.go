@@ -185,3 +185,34 @@ func TestDefaultSizes(t *testing.T) {
 		}
 	}
 }
+
+// Rounding leaves each value within half the spacing of its block, read
+// from the block as decoded: the bound error feedback's residual keeps.
+func TestSpacingBoundsRounding(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, enc := range []Encoding{Int8, Q4} {
+		v := make([]float32, 5*BlockSize+17)
+		for i := range v {
+			v[i] = float32(rng.NormFloat64()) * float32(math.Pow(10, float64(i/BlockSize)-3))
+		}
+		got := make([]float32, len(v))
+		if err := Dequantize(enc, Quantize(enc, v), got); err != nil {
+			t.Fatal(err)
+		}
+		for b := 0; b < len(v); b += BlockSize {
+			e := min(b+BlockSize, len(v))
+			half := Spacing(enc, got[b:e]) / 2
+			if half <= 0 {
+				t.Fatalf("%s block %d: spacing %v", enc, b/BlockSize, 2*half)
+			}
+			for i := b; i < e; i++ {
+				if r := math.Abs(float64(v[i] - got[i])); r > half*(1+1e-5) {
+					t.Fatalf("%s value %d: rounded by %.3g, more than half the spacing %.3g", enc, i, r, half)
+				}
+			}
+		}
+	}
+	if Spacing(F32, []float32{1, 2}) != 0 {
+		t.Error("f32 has a spacing")
+	}
+}

@@ -910,6 +910,8 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 		w.start = slices.Clone(g.outer.Start)
 		if g.cfg.Overlap {
 			w.v = slices.Clone(g.outer.V)
+		} else if g.past != nil && g.past.round == g.round-1 {
+			w.prevMembers, w.prevKept = g.past.members, g.past.kept
 		}
 	}
 	// With Overlap, the change this member sent for the last round is
@@ -1095,12 +1097,7 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 	if g.cfg.Overlap && !last {
 		g.pending = w
 		if verify {
-			w.sentMembers, w.sentKept, w.sentIn = members, kept, map[peer.ID]bool{}
-			for k, p := range members {
-				if in(k) {
-					w.sentIn[p] = true
-				}
-			}
+			w.prevMembers, w.prevKept = members, kept
 		}
 	}
 	g.past = nil
@@ -1131,13 +1128,12 @@ type work struct {
 	// (it checked another member, or joined after the round).
 	vec    []float32
 	tokens int
-	// With Overlap, the averaging during the round (of the members' work
-	// of the round before, from which each member's start follows): its
-	// members, those whose work it included, and the parts of their
-	// contributions this member kept.
-	sentMembers []peer.ID
-	sentIn      map[peer.ID]bool
-	sentKept    *keptParts
+	// prevMembers and prevKept are the averaging of the members' work of
+	// the round before (with Overlap, the one during this round) and the
+	// parts of their contributions this member kept there: each member's
+	// residual (and, with Overlap, its start) follows from its own.
+	prevMembers []peer.ID
+	prevKept    *keptParts
 }
 
 // averaging is an all-reduce of the group's running in the background.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -248,9 +249,13 @@ func (g *Group) checkPast(ctx context.Context, past *pastRound, j int) string {
 	if !ok {
 		return fmt.Sprintf("recomputation of round %d failed: it announced no inner state before the round's averaging", w.round)
 	}
-	ctx, cancel := context.WithTimeout(ctx, g.cfg.RoundTimeout/2)
+	fetch, cancel := context.WithTimeout(ctx, g.cfg.RoundTimeout/2)
 	defer cancel()
-	data, err := g.innerStates().Get(ctx, c, []peer.ID{p})
+	data, err := g.innerStates().Get(fetch, c, []peer.ID{p})
+	if err != nil && ctx.Err() != nil {
+		// This member is stopping: that says nothing of the other.
+		return ""
+	}
 	if err != nil {
 		return fmt.Sprintf("recomputation of round %d failed: its inner state %s: %v", w.round, c, err)
 	}
@@ -258,7 +263,7 @@ func (g *Group) checkPast(ctx context.Context, past *pastRound, j int) string {
 	// it, from there or where the member's change of the round before
 	// would take them (checked below on the parts of it kept).
 	var sameStart func([32]byte) bool
-	if w.sentMembers == nil {
+	if !g.cfg.Overlap {
 		sameStart = func(h [32]byte) bool { return h == w.state }
 	} else {
 		sameStart = func([32]byte) bool { return true }
@@ -268,10 +273,13 @@ func (g *Group) checkPast(ctx context.Context, past *pastRound, j int) string {
 		return fmt.Sprintf("recomputation of round %d failed: %v", w.round, err)
 	}
 	start := train.Flatten(g.t.Params, train.Values, nil)
-	if w.sentMembers != nil && train.Hash(g.t.Params) != w.state {
+	if g.cfg.Overlap && train.Hash(g.t.Params) != w.state {
 		if why := g.startFollows(w, p, start); why != "" {
 			return fmt.Sprintf("recomputation of round %d failed: %s", w.round, why)
 		}
+	}
+	if why := g.residualBounded(w, p, residual); why != "" {
+		return fmt.Sprintf("recomputation of round %d failed: %s", w.round, why)
 	}
 	tokens, lossSum, _, err := g.innerSteps(jw, len(w.members), w.steps)
 	if err != nil {
@@ -295,11 +303,11 @@ func (g *Group) checkPast(ctx context.Context, past *pastRound, j int) string {
 // is), on the parts of that change this member kept in the averaging
 // during w's round. With nothing of it kept there is nothing to compare.
 func (g *Group) startFollows(w *work, p peer.ID, start []float32) string {
-	j := slices.Index(w.sentMembers, p)
+	j := slices.Index(w.prevMembers, p)
 	if j < 0 {
 		return ""
 	}
-	for _, k := range w.sentKept.of(j) {
+	for _, k := range w.prevKept.of(j) {
 		end := min(k.offset+len(k.values), len(start))
 		if k.offset >= end {
 			continue
@@ -314,6 +322,32 @@ func (g *Group) startFollows(w *work, p peer.ID, start []float32) string {
 		}
 		if why := compareWork(got, ahead); why != "" {
 			return fmt.Sprintf("its inner state does not start where its change of the round before takes the parameters (values %d to %d): %s", k.offset, end, why)
+		}
+	}
+	return ""
+}
+
+// residualBounded says why residual, the error-feedback residual member
+// p committed to at w's start, is not what rounding its contribution of
+// the round before can have left ("" when it is): within half the
+// quantization's spacing of each block of that contribution, on the
+// parts of it this member kept. A residual is otherwise free: the replay
+// takes it as committed, so a member could carry any change in it.
+func (g *Group) residualBounded(w *work, p peer.ID, residual []float32) string {
+	j := slices.Index(w.prevMembers, p)
+	if j < 0 || g.cfg.Encoding == allreduce.F32 {
+		return ""
+	}
+	for _, k := range w.prevKept.of(j) {
+		end := min(k.offset+len(k.values), len(residual))
+		for b := k.offset; b < end; b += allreduce.BlockSize {
+			e := min(b+allreduce.BlockSize, end)
+			half := allreduce.Spacing(g.cfg.Encoding, k.values[b-k.offset:e-k.offset]) / 2
+			for i := b; i < e; i++ {
+				if r := math.Abs(float64(residual[i])); r > half*(1+1e-5)+1e-30 {
+					return fmt.Sprintf("its committed residual holds %.3g at value %d; rounding its contribution of the round before leaves at most %.3g there", residual[i], i, half)
+				}
+			}
 		}
 	}
 	return ""

@@ -105,6 +105,30 @@ func TestDiLoCoVerifyCatchesLiar(t *testing.T) {
 		"scaled": func(m *member) {
 			m.g.beforeAverage = func(_ int, v []float32) { scale(v, 1.05) }
 		},
+		// Its committed residual ten times what rounding left, and
+		// its contribution following from it: the replay agrees, the
+		// residual's bound does not.
+		"residual": func(m *member) {
+			var honest, inflated []float32
+			m.g.innerOffered = func(round int, state []byte) []byte {
+				if round == 0 {
+					return state
+				}
+				// After a round it did not train (or a try that failed
+				// after this), its residual is still the one it inflated.
+				if slices.Equal(m.g.residual, inflated) {
+					copy(m.g.residual, honest)
+				}
+				honest = slices.Clone(m.g.residual)
+				scale(m.g.residual, 10)
+				inflated = slices.Clone(m.g.residual)
+				var b bytes.Buffer
+				if err := m.g.t.WriteInnerCheckpoint(&b, m.g.residual); err != nil {
+					panic(err)
+				}
+				return b.Bytes()
+			}
+		},
 		// With Overlap: what it sends is not what its next round starts
 		// from, nor what its replay gives.
 		"overlap-scaled": func(m *member) {
