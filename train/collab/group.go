@@ -220,6 +220,7 @@ type Group struct {
 	excluded map[peer.ID]uint64
 	ckpt     cid.Cid
 	ckptAt   int
+	joined   bool       // caught up from a checkpoint, and no round since
 	past     *pastRound // DiLoCo: the last averaging, checked in this round
 	pending  *work      // DiLoCo with Overlap: the last round's work, averaged in this one
 	spare    []float32  // DiLoCo: a contribution's buffer to reuse
@@ -249,6 +250,10 @@ type Group struct {
 // contribution (values not finite, or far outside the others'): the
 // others leave it out for the rest of the job.
 var ErrRefused = errors.New("collab: the group refused this member's contribution")
+
+// errLastRefused: the checks of the job's last round found members wrong;
+// the round is tried again without them.
+var errLastRefused = errors.New("the checks of the job's last round found members wrong")
 
 // errBehind: the others are at a later round, or hold other parameters
 // that win; this member must take the state from a checkpoint.
@@ -319,6 +324,7 @@ func (g *Group) Run(ctx context.Context, report func(Report)) (err error) {
 		rep, err := g.runRound(ctx)
 		switch {
 		case err == nil:
+			g.joined = false
 			g.record(rep)
 			if report != nil {
 				report(rep)
@@ -400,7 +406,7 @@ func (g *Group) withdraw() {
 
 // retryable says whether a round that failed with err may be run again.
 func retryable(err error) bool {
-	for _, e := range []error{allreduce.ErrMismatch, allreduce.ErrIncomplete, allreduce.ErrLate, allreduce.ErrConflict, allreduce.ErrRoundActive, context.DeadlineExceeded} {
+	for _, e := range []error{errLastRefused, allreduce.ErrMismatch, allreduce.ErrIncomplete, allreduce.ErrLate, allreduce.ErrConflict, allreduce.ErrRoundActive, context.DeadlineExceeded} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -575,6 +581,12 @@ func (g *Group) gather(ctx context.Context) ([]peer.ID, error) {
 					return nil, err
 				}
 				g.ready(ctx)
+			}
+			// A member that has just caught up lets the members that waited
+			// for it start the round (they may be more than the ones it took
+			// the checkpoint from), unless they do not within ExpectWait.
+			if g.joined && time.Since(gs.begin) < g.cfg.ExpectWait {
+				break
 			}
 			if set := g.decide(gs, v, time.Now()); set != nil {
 				g.start(ctx, set)
@@ -981,8 +993,18 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 		// the averaging's result may be known, is not taken.
 		w.commits = g.commits(ctx, members)
 	}
-	fail := func(err error) (Report, error) {
+	// With the job's last round checked, its outer steps as they stood
+	// before it, to undo them.
+	var outerAt *train.Outer
+	undo := func() {
+		if outerAt != nil {
+			copy(g.outer.Start, outerAt.Start)
+			copy(g.outer.V, outerAt.V)
+		}
 		rollback()
+	}
+	fail := func(err error) (Report, error) {
+		undo()
 		return Report{}, fmt.Errorf("collab: round %d: %w", g.round, err)
 	}
 	var res allreduce.Result
@@ -990,6 +1012,9 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 		var err error
 		if res, err = bg.wait(); err != nil {
 			return fail(err)
+		}
+		if verify {
+			w.prevMembers, w.prevKept = members, kept
 		}
 	} else {
 		avg = w
@@ -1002,14 +1027,29 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 	// own; the outer steps follow once every averaging has succeeded.
 	var closing []float32
 	var resLast allreduce.Result
+	keptLast := &keptParts{}
 	if g.cfg.Overlap && last {
 		closing = slices.Clone(g.vec)
 		spec := g.spec(members, 0, g.cfg.Encoding)
 		spec.ID += "/last"
+		if verify {
+			spec.Check = func(member, offset int, got []float32) string {
+				if why := g.verdict(members[member]); why != "" {
+					return why
+				}
+				keptLast.keep(member, offset, got)
+				return ""
+			}
+		}
 		var err error
 		if resLast, err = g.average(ctx, spec, w).wait(); err != nil {
 			return fail(err)
 		}
+	}
+	// The job's last round is checked before the job ends: the outer
+	// steps it takes are undone if a member is found wrong.
+	if last && verify {
+		outerAt = &train.Outer{Start: slices.Clone(g.outer.Start), V: slices.Clone(g.outer.V)}
 	}
 	t1 := time.Now()
 	rep := Report{Round: g.round, Members: members, Own: w.tokens}
@@ -1076,6 +1116,28 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 			rep.Redo += g.redo(st.w.members, idle, st.w.batches)
 		}
 	}
+	if outerAt != nil {
+		checks := []lastCheck{{w: w, members: members, kept: kept, in: in}}
+		if g.cfg.Overlap {
+			checks = []lastCheck{{w: w, members: members, kept: keptLast, in: contributors(members, resLast)},
+				{w: avg, members: members, kept: kept, in: in}}
+		}
+		refused, err := g.closingCheck(ctx, checks, compute)
+		if err != nil {
+			return fail(err)
+		}
+		if why, ok := refused[g.self]; ok {
+			undo()
+			return Report{}, fmt.Errorf("%w in the job's last round %d: %s", ErrRefused, g.round, why)
+		}
+		if len(refused) > 0 {
+			for p, why := range refused {
+				g.banned[p] = why
+				g.cfg.Log.Warn("contribution refused; peer left out of the job", "peer", p, "round", g.round, "why", why)
+			}
+			return fail(fmt.Errorf("%w: %d of them", errLastRefused, len(refused)))
+		}
+	}
 	compute += time.Since(t1)
 	rep.Compute = compute
 	if rep.Shares == nil {
@@ -1096,9 +1158,6 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 	g.pending = nil
 	if g.cfg.Overlap && !last {
 		g.pending = w
-		if verify {
-			w.prevMembers, w.prevKept = members, kept
-		}
 	}
 	g.past = nil
 	if verify && avg != nil {
@@ -1454,7 +1513,7 @@ func (g *Group) take(ctx context.Context, c, state string, from []peer.ID, targe
 	if got := hex.EncodeToString(g.state[:]); got != state || g.round != target {
 		return fmt.Errorf("collab: checkpoint %s holds round %d with state %s; the members announce round %d with %s", c, g.round, got[:12], target, state[:12])
 	}
-	g.ckpt, g.ckptAt, g.past, g.pending = id, target, nil, pending
+	g.ckpt, g.ckptAt, g.past, g.pending, g.joined = id, target, nil, pending, true
 	g.expected = slices.DeleteFunc(slices.Clone(from), func(p peer.ID) bool { return p == g.self })
 	clear(g.excluded)
 	g.cfg.Log.Info("caught up", "round", target, "cid", c, "bytes", len(data), "took", time.Since(t0).Round(time.Millisecond))

@@ -165,7 +165,7 @@ func TestDiLoCoOverlapChecked(t *testing.T) {
 // and all three end with the same parameters and the same data cursor.
 func TestDiLoCoOverlapChurn(t *testing.T) {
 	b := loadBase(t)
-	const steps, inner = 30, 2
+	const steps, inner = 60, 2
 	peers := newPeers(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()

@@ -86,6 +86,10 @@ type Member struct {
 	// [step, loss] pairs, oldest first: at most MaxLossPoints, the older
 	// ones thinned out as the job goes on.
 	Loss [][2]float64 `json:"loss,omitempty"`
+	// Verdicts are the member's checks of the job's last round (DiLoCo),
+	// which has no round after it to refuse a member found wrong in: the
+	// others wait for them before they end the job.
+	Verdicts []Verdict `json:"verdicts,omitempty"`
 	// Left withdraws the member from the job.
 	Left bool `json:"leaving,omitempty"`
 
@@ -93,6 +97,24 @@ type Member struct {
 	Seq     uint64         `json:"seq"`
 	Expires time.Time      `json:"-"`
 }
+
+// Verdict is a member's check of another's work in the last round: the
+// round and try, which of the round's checks (0: its own work; 1: with
+// Overlap, the work of the round before, averaged in it), the member
+// checked, and why its work was found wrong ("": it was found right).
+type Verdict struct {
+	Round   int     `json:"round"`
+	Attempt int     `json:"attempt,omitempty"`
+	Check   int     `json:"check,omitempty"`
+	Peer    peer.ID `json:"peer"`
+	Wrong   string  `json:"wrong,omitempty"`
+}
+
+// maxVerdicts and maxVerdictReason bound a record's verdicts.
+const (
+	maxVerdicts      = 2
+	maxVerdictReason = 512
+)
 
 type memberJSON struct {
 	Member
@@ -164,6 +186,14 @@ func (m *Member) check() error {
 		return fmt.Errorf("member record: a round of %d members (max %d)", len(m.Start), MaxRoundMembers)
 	case len(m.Start) > 0 && m.State == "":
 		return fmt.Errorf("member record: a round started without a state")
+	case len(m.Verdicts) > maxVerdicts:
+		return fmt.Errorf("member record: %d verdicts (max %d)", len(m.Verdicts), maxVerdicts)
+	}
+	for _, v := range m.Verdicts {
+		if v.Round < 0 || v.Round > maxRound || v.Attempt < 0 || v.Attempt > maxRound || v.Check < 0 || v.Check >= maxVerdicts ||
+			v.Peer == "" || len(v.Wrong) > maxVerdictReason {
+			return fmt.Errorf("member record: verdict on %q of round %d, attempt %d, check %d, with a reason of %d bytes", v.Peer, v.Round, v.Attempt, v.Check, len(v.Wrong))
+		}
 	}
 	for i, pt := range m.Loss {
 		if pt[0] < 0 || pt[0] > maxRound || pt[0] != math.Trunc(pt[0]) || math.IsNaN(pt[1]) || math.IsInf(pt[1], 0) || i > 0 && pt[0] <= m.Loss[i-1][0] {

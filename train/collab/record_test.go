@@ -25,7 +25,8 @@ func TestMemberRecordRoundTrip(t *testing.T) {
 	start := []peer.ID{id, otherPeer(t)}
 	slices.Sort(start)
 	m := Member{Peer: "someone else", Job: "job-1", Round: 7, Attempt: 2, State: someState, Start: start,
-		Checkpoint: "bafkqaaa", CheckpointRound: 6, Rate: 1234.5, Seq: 9, Expires: time.Now().Add(time.Minute).Truncate(time.Second)}
+		Checkpoint: "bafkqaaa", CheckpointRound: 6, Rate: 1234.5, Seq: 9, Expires: time.Now().Add(time.Minute).Truncate(time.Second),
+		Verdicts: []Verdict{{Round: 7, Attempt: 2, Peer: start[0]}, {Round: 7, Attempt: 2, Check: 1, Peer: start[1], Wrong: "recomputed: far off"}}}
 	raw, err := members.Seal(&m, key)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +36,8 @@ func TestMemberRecordRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got.Peer != id || got.Job != m.Job || got.Round != 7 || got.Attempt != 2 || got.State != someState ||
-		!slices.Equal(got.Start, start) || got.Checkpoint != m.Checkpoint || got.CheckpointRound != 6 || got.Rate != m.Rate || got.Seq != 9 || !got.Expires.Equal(m.Expires) {
+		!slices.Equal(got.Start, start) || got.Checkpoint != m.Checkpoint || got.CheckpointRound != 6 || got.Rate != m.Rate || got.Seq != 9 || !got.Expires.Equal(m.Expires) ||
+		!slices.Equal(got.Verdicts, m.Verdicts) {
 		t.Fatalf("opened %+v from %+v", got, m)
 	}
 	if _, err := members.Open(raw[:len(raw)-1]); err == nil {
@@ -72,6 +74,11 @@ func TestMemberRecordChecks(t *testing.T) {
 		"loss back":       {Job: "j", Loss: [][2]float64{{2, 1}, {1, 1}}},
 		"loss half step":  {Job: "j", Loss: [][2]float64{{1.5, 1}}},
 		"loss too long":   {Job: "j", Loss: make([][2]float64, MaxLossPoints+1)},
+		"verdicts":        {Job: "j", Verdicts: make([]Verdict, maxVerdicts+1)},
+		"verdict no peer": {Job: "j", Verdicts: []Verdict{{Round: 1}}},
+		"verdict check":   {Job: "j", Verdicts: []Verdict{{Round: 1, Peer: a, Check: 2}}},
+		"verdict reason":  {Job: "j", Verdicts: []Verdict{{Round: 1, Peer: a, Wrong: strings.Repeat("x", maxVerdictReason+1)}}},
+		"verdict round":   {Job: "j", Verdicts: []Verdict{{Round: -1, Peer: a}}},
 	} {
 		if err := m.check(); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -106,6 +113,7 @@ func FuzzMemberRecord(f *testing.F) {
 	raw, _ = members.Seal(&m, key)
 	f.Add(raw)
 	f.Add([]byte(`{"job":"j","round":1,"inner":"x","inner_round":-1,"seq":1,"expires":1,"addrs":null}`))
+	f.Add([]byte(`{"job":"j","round":1,"verdicts":[{"round":1,"check":1,"peer":"12D3KooWA","wrong":"x"}],"seq":1,"expires":1,"addrs":null}`))
 	f.Add([]byte{})
 	f.Add([]byte(`{"job":"j","round":1,"seq":1,"expires":1,"addrs":null}`))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -75,6 +75,33 @@ func verifyPlan(job string, round, attempt int, state [32]byte, members []peer.I
 	return plan
 }
 
+// closingPlan picks the checks of the job's last round: like verifyPlan,
+// from the round's result, but in a ring: the members in an order drawn
+// from the seed, each contributor checked with probability share by the
+// next one (the last by the first), since no one gives up a round for
+// it. With share 1 every contributor is checked.
+func closingPlan(job string, round, attempt int, state [32]byte, members []peer.ID, contributors func(int) bool, share float64) map[int]int {
+	plan := map[int]int{}
+	if share <= 0 || len(members) < 2 {
+		return plan
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "mycel-diloco-verify-last\x00%s\x00%d\x00%d\x00", job, round, attempt)
+	h.Write(state[:])
+	for _, p := range members {
+		h.Write([]byte(p))
+	}
+	seed := h.Sum(nil)
+	rng := rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed), binary.LittleEndian.Uint64(seed[8:])))
+	order := rng.Perm(len(members))
+	for k, c := range order {
+		if contributors(c) && rng.Float64() < share {
+			plan[order[(k+1)%len(order)]] = c
+		}
+	}
+	return plan
+}
+
 // pastRound is what a member keeps of the last averaging it finished,
 // to check it in the next round.
 type pastRound struct {
@@ -351,6 +378,108 @@ func (g *Group) residualBounded(w *work, p peer.ID, residual []float32) string {
 		}
 	}
 	return ""
+}
+
+// lastCheck is one work the job's last round averaged, to check before
+// the job ends: the averaging's members, those whose work it included,
+// and the parts of it this member kept.
+type lastCheck struct {
+	w       *work
+	members []peer.ID
+	in      func(int) bool
+	kept    *keptParts
+}
+
+// closingCheck runs the checks of the job's last round, which has no
+// round after it to run them in: drawn from the parameters the round
+// ends with (closingPlan), each verifier replays the member it checks
+// and announces its verdict in its record, and every member waits for
+// the verdicts (at most RoundTimeout beyond twice took, the round's
+// compute, which a replay repeats). It returns the members found wrong
+// and why.
+func (g *Group) closingCheck(ctx context.Context, checks []lastCheck, took time.Duration) (map[peer.ID]string, error) {
+	state := train.Hash(g.t.Params)
+	type due struct {
+		verifier, checked peer.ID
+		check             int
+	}
+	var mine []Verdict
+	var waits []due
+	for c, lc := range checks {
+		if lc.w == nil {
+			continue
+		}
+		plan := closingPlan(fmt.Sprintf("%s/%d", g.cfg.Job, c), g.round, g.attempt, state, lc.members, lc.in, g.cfg.Verify)
+		for v, j := range plan {
+			p := lc.members[j]
+			if lc.members[v] != g.self {
+				waits = append(waits, due{lc.members[v], p, c})
+				continue
+			}
+			why := ""
+			if lc.w.commits != nil && slices.Contains(lc.w.members, p) {
+				why = g.checkPast(ctx, &pastRound{round: g.round, attempt: g.attempt, members: lc.members, w: lc.w, kept: lc.kept}, j)
+			}
+			if len(why) > maxVerdictReason {
+				why = why[:maxVerdictReason]
+			}
+			mine = append(mine, Verdict{Round: g.round, Attempt: g.attempt, Check: c, Peer: p, Wrong: why})
+		}
+	}
+	if len(mine) == 0 && len(waits) == 0 {
+		return nil, nil
+	}
+	refused := map[peer.ID]string{}
+	for _, v := range mine {
+		if v.Wrong != "" {
+			refused[v.Peer] = v.Wrong
+			g.cfg.Log.Warn("member checked found wrong", "peer", v.Peer, "round", g.round, "why", v.Wrong)
+		}
+	}
+	g.update(ctx, func(m *Member) { m.Verdicts = mine })
+	watch, stop, err := g.dir.Watch(g.cfg.Job)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	deadline := time.NewTimer(g.cfg.RoundTimeout + 2*took)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for len(waits) > 0 {
+		recs := g.dir.Known(g.cfg.Job)
+		waits = slices.DeleteFunc(waits, func(d due) bool {
+			for _, m := range recs {
+				if m.Peer != d.verifier {
+					continue
+				}
+				for _, v := range m.Verdicts {
+					if v.Round == g.round && v.Attempt == g.attempt && v.Check == d.check && v.Peer == d.checked {
+						if v.Wrong != "" {
+							refused[d.checked] = v.Wrong
+						}
+						return true
+					}
+				}
+			}
+			return false
+		})
+		if len(waits) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline.C:
+			// A verifier that did not answer in time: the member it
+			// checks is taken as it is.
+			g.cfg.Log.Info("verdicts of the last round not all in", "round", g.round, "missing", len(waits))
+			return refused, nil
+		case <-watch:
+		case <-tick.C:
+		}
+	}
+	return refused, nil
 }
 
 // checkDue runs the check the last averaging's plan gives this member,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -355,5 +356,57 @@ func TestVerifyPlan(t *testing.T) {
 	}
 	if len(verifyPlan("j", 0, 0, state, members, everyone, -1)) != 0 {
 		t.Error("checks with a share below 0")
+	}
+}
+
+// A peer that lies in the job's last round, which has no round after it
+// to be checked in: the checks before the job ends replay every member's
+// last work (share 1), find the liar, and the others take the last round
+// again without it. The job is one round, so that no member sits it out
+// to check a round before.
+func TestDiLoCoVerifyLastRound(t *testing.T) {
+	b := loadBase(t)
+	for _, overlap := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "overlap"}[overlap], func(t *testing.T) {
+			const steps, inner = 2, 2
+			peers := newPeers(t, 4)
+			ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+			defer cancel()
+			var ms []*member
+			for _, p := range peers {
+				j := job("lora", steps)
+				j.LR = 3e-3
+				cfg := dilocoChecked(fmt.Sprintf("fox-last-%v", overlap), 3, inner)
+				cfg.Overlap = overlap
+				ms = append(ms, join(t, p, b.trainer(t, j), cfg))
+			}
+			liar := ms[3]
+			liar.g.beforeAverage = func(_ int, v []float32) { scale(v, 1.05) }
+			for _, m := range ms {
+				m.run(ctx)
+			}
+			if err := liar.wait(t); !errors.Is(err, ErrRefused) {
+				t.Fatalf("the liar's Run: %v, want ErrRefused", err)
+			}
+			id := liar.p.h.ID()
+			for i, m := range ms[:3] {
+				if err := m.wait(t); err != nil {
+					t.Fatal(err)
+				}
+				reps := m.rounds()
+				last := reps[len(reps)-1]
+				if len(reps) != 1 || last.Round != 0 || slices.Contains(last.Members, id) || len(last.Members) != 3 || last.Shares[0] == 0 {
+					t.Errorf("peer %d: %d rounds, the last %d with members %v, shares %v; want round 0 without the liar", i, len(reps), last.Round, last.Members, last.Shares)
+				}
+				if why := m.g.banned[id]; !strings.HasPrefix(why, "recomput") {
+					t.Errorf("peer %d banned the liar for %q, want its recomputation", i, why)
+				} else if i == 0 {
+					t.Logf("banned: %s", why)
+				}
+				if m.g.State() != ms[0].g.State() || m.tr.Step != steps {
+					t.Errorf("peer %d at step %d with other parameters than peer 0", i, m.tr.Step)
+				}
+			}
+		})
 	}
 }
