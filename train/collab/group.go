@@ -949,13 +949,7 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 	spec := g.spec(members, 0, g.cfg.Encoding)
 	kept := &keptParts{}
 	if verify {
-		spec.Check = func(member, offset int, got []float32) string {
-			if why := g.verdict(members[member]); why != "" {
-				return why
-			}
-			kept.keep(member, offset, got)
-			return ""
-		}
+		spec.Check = g.keeping(members, kept)
 	}
 	var bg *averaging
 	if g.cfg.Overlap {
@@ -1033,13 +1027,7 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 		spec := g.spec(members, 0, g.cfg.Encoding)
 		spec.ID += "/last"
 		if verify {
-			spec.Check = func(member, offset int, got []float32) string {
-				if why := g.verdict(members[member]); why != "" {
-					return why
-				}
-				keptLast.keep(member, offset, got)
-				return ""
-			}
+			spec.Check = g.keeping(members, keptLast)
 		}
 		var err error
 		if resLast, err = g.average(ctx, spec, w).wait(); err != nil {
@@ -1193,6 +1181,19 @@ type work struct {
 	// residual (and, with Overlap, its start) follows from its own.
 	prevMembers []peer.ID
 	prevKept    *keptParts
+}
+
+// keeping is the Check of an averaging whose contributions this member
+// may check later: it refuses those of the members found wrong and keeps
+// the parts of the others' in kept.
+func (g *Group) keeping(members []peer.ID, kept *keptParts) func(member, offset int, got []float32) string {
+	return func(member, offset int, got []float32) string {
+		if why := g.verdict(members[member]); why != "" {
+			return why
+		}
+		kept.keep(member, offset, got)
+		return ""
+	}
 }
 
 // averaging is an all-reduce of the group's running in the background.

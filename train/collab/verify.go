@@ -57,14 +57,7 @@ func verifyPlan(job string, round, attempt int, state [32]byte, members []peer.I
 	if share <= 0 || len(members) < 2 {
 		return plan
 	}
-	h := sha256.New()
-	fmt.Fprintf(h, "mycel-diloco-verify\x00%s\x00%d\x00%d\x00", job, round, attempt)
-	h.Write(state[:])
-	for _, p := range members {
-		h.Write([]byte(p))
-	}
-	seed := h.Sum(nil)
-	rng := rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed), binary.LittleEndian.Uint64(seed[8:])))
+	rng := planRand("mycel-diloco-verify", job, round, attempt, state, members)
 	order := rng.Perm(len(members))
 	for k := 0; k+1 < len(order); k++ {
 		if contributors(order[k]) && rng.Float64() < share {
@@ -73,6 +66,19 @@ func verifyPlan(job string, round, attempt int, state [32]byte, members []peer.I
 		}
 	}
 	return plan
+}
+
+// planRand is the random source of a plan: seeded by a hash of what every
+// member of the round knows alike, tag first.
+func planRand(tag, job string, round, attempt int, state [32]byte, members []peer.ID) *rand.Rand {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%d\x00", tag, job, round, attempt)
+	h.Write(state[:])
+	for _, p := range members {
+		h.Write([]byte(p))
+	}
+	seed := h.Sum(nil)
+	return rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed), binary.LittleEndian.Uint64(seed[8:])))
 }
 
 // closingPlan picks the checks of the job's last round: like verifyPlan,
@@ -85,14 +91,7 @@ func closingPlan(job string, round, attempt int, state [32]byte, members []peer.
 	if share <= 0 || len(members) < 2 {
 		return plan
 	}
-	h := sha256.New()
-	fmt.Fprintf(h, "mycel-diloco-verify-last\x00%s\x00%d\x00%d\x00", job, round, attempt)
-	h.Write(state[:])
-	for _, p := range members {
-		h.Write([]byte(p))
-	}
-	seed := h.Sum(nil)
-	rng := rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed), binary.LittleEndian.Uint64(seed[8:])))
+	rng := planRand("mycel-diloco-verify-last", job, round, attempt, state, members)
 	order := rng.Perm(len(members))
 	for k, c := range order {
 		if contributors(c) && rng.Float64() < share {

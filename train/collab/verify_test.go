@@ -357,6 +357,26 @@ func TestVerifyPlan(t *testing.T) {
 	if len(verifyPlan("j", 0, 0, state, members, everyone, -1)) != 0 {
 		t.Error("checks with a share below 0")
 	}
+	// The last round's ring: with share 1 every contributor is checked,
+	// by another member, each verifier checking one.
+	for n := 2; n <= len(members); n++ {
+		for round := range 10 {
+			plan := closingPlan("j", round, 0, state, members[:n], odd, 1)
+			checked := map[int]bool{}
+			for v, c := range plan {
+				if v == c || c < 2 || checked[c] {
+					t.Fatalf("%d members, round %d: last plan %v", n, round, plan)
+				}
+				checked[c] = true
+			}
+			if len(checked) != n-2 {
+				t.Fatalf("%d members, round %d: %d contributors checked, want %d", n, round, len(checked), n-2)
+			}
+		}
+	}
+	if len(closingPlan("j", 0, 0, state, members, everyone, 0)) != 0 {
+		t.Error("last-round checks with a share of 0")
+	}
 }
 
 // A peer that lies in the job's last round, which has no round after it
