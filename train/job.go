@@ -107,6 +107,16 @@ type Job struct {
 	Verify float64 `toml:"verify"`
 }
 
+// Defaults of DiLoCo's outer step: the DiLoCo papers' learning rate and
+// Nesterov momentum, and a lower momentum when the averaging overlaps the
+// next round (the change lands a round late, and high momentum then
+// overshoots: docs/performance.md).
+const (
+	DefaultOuterLR         = 0.7
+	DefaultOuterMomentum   = 0.9
+	DefaultOverlapMomentum = 0.7
+)
+
 // Key documents one job file key: its default and its range. Keys is the
 // one source of both, for the code and the documentation.
 type Key struct {
@@ -136,7 +146,7 @@ var Keys = []Key{
 	{"averaging", `"sync"`, `on the swarm: "sync" (average every step's gradients) or "diloco" (average the change after inner_steps local steps); one machine ignores it`},
 	{"inner_steps", "100", "DiLoCo's local steps per round, 1 to 100000"},
 	{"outer_lr", "0.7", "DiLoCo's outer learning rate, above 0, at most 10"},
-	{"outer_momentum", "0.9", "DiLoCo's outer Nesterov momentum, 0 to below 1"},
+	{"outer_momentum", "0.9 (0.7 with overlap)", "DiLoCo's outer Nesterov momentum, 0 to below 1"},
 	{"encoding", `"int8"`, `what travels in DiLoCo's averaging: "f32", "int8" or "q4" (4-bit), the quantized ones with error feedback`},
 	{"overlap", "false", "DiLoCo: average each round's change while the next round trains (from where the member's own change takes the parameters) and apply it a round late, so that the link's time hides behind compute"},
 	{"min_peers", "1", "fewest members a round on the swarm starts with, 1 to 1000"},
@@ -242,10 +252,13 @@ func (j *Job) fill(defined func(string) bool) {
 		j.InnerSteps = 100
 	}
 	if !defined("outer_lr") {
-		j.OuterLR = 0.7
+		j.OuterLR = DefaultOuterLR
 	}
 	if !defined("outer_momentum") {
-		j.OuterMomentum = 0.9
+		j.OuterMomentum = DefaultOuterMomentum
+		if j.Overlap {
+			j.OuterMomentum = DefaultOverlapMomentum
+		}
 	}
 	if !defined("encoding") {
 		j.Encoding = EncodingInt8

@@ -98,10 +98,27 @@ func TestParseJobRefuses(t *testing.T) {
 	}
 }
 
+// With overlap the outer momentum defaults lower; one the file sets is
+// kept.
+func TestJobOverlapMomentum(t *testing.T) {
+	base := "model = \"m\"\ndata = \"d\"\naveraging = \"diloco\"\noverlap = true\n"
+	j, err := ParseJob([]byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !j.Overlap || j.OuterMomentum != DefaultOverlapMomentum || j.OuterLR != DefaultOuterLR {
+		t.Errorf("overlap %v, outer lr %v, momentum %v", j.Overlap, j.OuterLR, j.OuterMomentum)
+	}
+	if j, err = ParseJob([]byte(base + "outer_momentum = 0.95\n")); err != nil || j.OuterMomentum != 0.95 {
+		t.Errorf("momentum set to 0.95: %v, %v", j.OuterMomentum, err)
+	}
+}
+
 func TestJobEncodeRoundTrip(t *testing.T) {
 	j := DefaultJob("bafy-model", "bafy-data")
 	j.Method, j.Steps, j.CheckpointEvery, j.LR, j.LoRATargets, j.Seed = MethodLoRA, 77, 7, 0.0025, []string{"q", "v", "down"}, 1<<40
 	j.Averaging, j.InnerSteps, j.OuterLR, j.OuterMomentum, j.Encoding, j.MinPeers = AveragingDiLoCo, 25, 0.5, 0, EncodingQ4, 3
+	j.Overlap = true
 	j.Verify = 0
 	b, err := j.Encode()
 	if err != nil {

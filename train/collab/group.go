@@ -38,8 +38,8 @@ const (
 // Defaults of Config.
 const (
 	DefaultInnerSteps    = 100
-	DefaultOuterLR       = 0.7
-	DefaultOuterMomentum = 0.9
+	DefaultOuterLR       = train.DefaultOuterLR
+	DefaultOuterMomentum = train.DefaultOuterMomentum
 	DefaultSettle        = time.Second
 	DefaultExpectWait    = 5 * time.Second
 	DefaultRoundTimeout  = time.Minute
@@ -60,7 +60,8 @@ type Config struct {
 	// Mode is Sync (the default) or DiLoCo.
 	Mode Mode
 	// InnerSteps (H), OuterLR and OuterMomentum set DiLoCo's rounds;
-	// OuterLR 0 takes the defaults of both.
+	// OuterLR 0 takes the defaults of both (with Overlap, the lower
+	// momentum train.DefaultOverlapMomentum).
 	InnerSteps             int
 	OuterLR, OuterMomentum float64
 	// Encoding is what travels in DiLoCo's averaging (allreduce.Int8 or
@@ -130,6 +131,9 @@ func (c *Config) fill() error {
 	}
 	if c.OuterLR == 0 {
 		c.OuterLR, c.OuterMomentum = DefaultOuterLR, DefaultOuterMomentum
+		if c.Overlap {
+			c.OuterMomentum = train.DefaultOverlapMomentum
+		}
 	}
 	if c.OuterLR < 0 || c.OuterMomentum < 0 || c.OuterMomentum >= 1 {
 		return fmt.Errorf("collab: outer lr %v, momentum %v", c.OuterLR, c.OuterMomentum)
