@@ -339,12 +339,21 @@ func runLateJoiner(b *testing.B, bs base, method, id string) joinResult {
 // the optimizer over their rounds' wall time (util; util-min, the lowest
 // peer's), the same without the first round, which waits Settle for the
 // set of members to form (util-steady), and the median time a round
-// spends outside compute (comm-s).
+// spends outside compute (comm-s); each method without and with Overlap
+// (the averaging during the next round's training).
 func BenchmarkUtilisation(b *testing.B) {
 	quiet(b)
 	bs := loadBase(b)
-	for _, method := range []string{"lora", "full"} {
-		b.Run(method, func(b *testing.B) {
+	for _, run := range []struct {
+		method  string
+		overlap bool
+	}{{"lora", false}, {"full", false}, {"lora", true}, {"full", true}} {
+		method := run.method
+		name := method
+		if run.overlap {
+			name += "-overlap"
+		}
+		b.Run(name, func(b *testing.B) {
 			for i := range b.N {
 				b.StopTimer()
 				const n, inner, steps = 4, 100, 300
@@ -352,8 +361,8 @@ func BenchmarkUtilisation(b *testing.B) {
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 				j := job(method, steps)
 				j.SeqLen, j.BatchTokens = 64, 512
-				cfg := Config{Job: fmt.Sprintf("util-%s-%d", method, i), Mode: DiLoCo, InnerSteps: inner,
-					Encoding: allreduce.Int8, MinPeers: n}
+				cfg := Config{Job: fmt.Sprintf("util-%s-%d", name, i), Mode: DiLoCo, InnerSteps: inner,
+					Encoding: allreduce.Int8, MinPeers: n, Overlap: run.overlap}
 				var ms []*member
 				for _, p := range peers {
 					ms = append(ms, join(b, p, bs.trainer(b, j), cfg))
