@@ -18,7 +18,7 @@ import (
 // DiLoCo without Overlap starts it: the two end with the same parameters.
 func TestDiLoCoOverlapOnePeer(t *testing.T) {
 	b := loadBase(t)
-	const steps, inner = 7, 2 // the last round has one step
+	const steps, inner = 5, 2 // the last round has one step
 	const lr, mom = 0.7, 0.9
 	ref := b.trainer(t, job("lora", steps))
 	outer := train.NewOuter(ref.Params, lr, mom)
@@ -65,8 +65,8 @@ func TestDiLoCoOverlapOnePeer(t *testing.T) {
 		t.Errorf("step %d, relative difference %.2g from the delayed outer steps", m.tr.Step, d)
 	}
 	reps := m.rounds()
-	if len(reps) != 4 {
-		t.Fatalf("%d rounds, want 4", len(reps))
+	if len(reps) != 3 {
+		t.Fatalf("%d rounds, want 3", len(reps))
 	}
 	// The first round averages nothing (no loss to report); every later
 	// one the round before's loss.
@@ -165,7 +165,7 @@ func TestDiLoCoOverlapChecked(t *testing.T) {
 // and all three end with the same parameters and the same data cursor.
 func TestDiLoCoOverlapChurn(t *testing.T) {
 	b := loadBase(t)
-	const steps, inner = 60, 2
+	const steps, inner = 40, 2
 	peers := newPeers(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
