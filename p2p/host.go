@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/core/routing"
@@ -277,14 +279,26 @@ func (n *Host) Routing() routing.Routing { return n.dht }
 // Connect dials p (if not already connected) and remembers its addresses.
 // A connect is asked for now: an address that failed a dial a moment ago
 // (libp2p then refuses to dial it again for some seconds, "dial backoff")
-// is dialed again once.
+// is dialed again once. So is a dial that failed otherwise, after a short
+// random pause: two peers that dial each other at the same moment (mDNS
+// finds both sides at once) can meet on one TCP connection on which both
+// start the TLS handshake as its client, and both fail.
 func (n *Host) Connect(ctx context.Context, p peer.AddrInfo) error {
 	err := n.h.Connect(ctx, p)
-	if errors.Is(err, swarm.ErrDialBackoff) {
+	if err != nil && ctx.Err() == nil && n.h.Network().Connectedness(p.ID) != network.Connected {
+		if !errors.Is(err, swarm.ErrDialBackoff) {
+			select {
+			case <-time.After(time.Duration(10+rand.IntN(50)) * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
 		if s, ok := n.h.Network().(*swarm.Swarm); ok {
 			s.Backoff().Clear(p.ID)
-			err = n.h.Connect(ctx, p)
 		}
+		err = n.h.Connect(ctx, p)
+	}
+	if err != nil && n.h.Network().Connectedness(p.ID) == network.Connected {
+		err = nil // the other side's dial won
 	}
 	if err != nil {
 		return fmt.Errorf("p2p: connect to %s: %w", p.ID, err)

@@ -313,3 +313,24 @@ func TestConnectRedialsAfterAFailedDial(t *testing.T) {
 		t.Fatalf("the peer back on its address: %v", err)
 	}
 }
+
+// Two hosts that dial each other at the same moment (as mDNS has both
+// sides do) both connect: a dial whose handshake fails on the connection
+// the two dials made together is tried again.
+func TestConnectBothWaysAtOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 10 {
+		a, b := newTestHost(t, MemoryDatastore()), newTestHost(t, MemoryDatastore())
+		errs := make(chan error, 2)
+		go func() { errs <- a.Connect(ctx, b.AddrInfo()) }()
+		go func() { errs <- b.Connect(ctx, a.AddrInfo()) }()
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("pair %d: %v", i, err)
+			}
+		}
+		a.Close()
+		b.Close()
+	}
+}

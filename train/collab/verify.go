@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -420,7 +421,7 @@ func (g *Group) closingCheck(ctx context.Context, checks []lastCheck, took time.
 				why = g.checkPast(ctx, &pastRound{round: g.round, attempt: g.attempt, members: lc.members, w: lc.w, kept: lc.kept}, j)
 			}
 			if len(why) > maxVerdictReason {
-				why = why[:maxVerdictReason]
+				why = strings.ToValidUTF8(why[:maxVerdictReason], "")
 			}
 			mine = append(mine, Verdict{Round: g.round, Attempt: g.attempt, Check: c, Peer: p, Wrong: why})
 		}
