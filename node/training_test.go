@@ -230,6 +230,7 @@ func TestSwarmJobStop(t *testing.T) {
 		strings.Replace(foxJob(10, 0, 1), `"tales"`, `"nosuchmodel"`, 1),
 		strings.Replace(foxJob(10, 0, 1), `averaging = "sync"`, `averaging = "sometimes"`, 1),
 		strings.Replace(foxJob(10, 0, 1), "seq_len = 16", "seq_len = 100000", 1),
+		foxJob(10, 0, 1) + "overlap = true\n", // overlap is DiLoCo's
 	} {
 		if _, err := a.SubmitJob(ctx, bad); err == nil {
 			t.Errorf("submitted a bad job:\n%s", bad)
