@@ -355,8 +355,16 @@ func (t *Trainer) restore(h *CheckpointHeader, tensors [][4][]float32) error {
 	if err != nil {
 		return err
 	}
+	// Compared as parsed, so that a checkpoint written before a key was
+	// added (which takes its default) still restores.
 	if h.Job != string(job) {
-		return fmt.Errorf("%w: it belongs to another job (job files differ)", ErrBadCheckpoint)
+		hj, err := ParseJob([]byte(h.Job))
+		if err != nil {
+			return fmt.Errorf("%w: its job file: %w", ErrBadCheckpoint, err)
+		}
+		if again, err := hj.Encode(); err != nil || string(again) != string(job) {
+			return fmt.Errorf("%w: it belongs to another job (job files differ)", ErrBadCheckpoint)
+		}
 	}
 	if len(h.Params) != len(t.Params) {
 		return fmt.Errorf("%w: %d tensors, this job trains %d", ErrBadCheckpoint, len(h.Params), len(t.Params))

@@ -3,7 +3,10 @@ package train
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"hash/crc32"
 	"math"
 	"os"
 	"path/filepath"
@@ -300,6 +303,37 @@ func TestBadCheckpoints(t *testing.T) {
 			t.Errorf("%s: %v, want ErrBadCheckpoint naming %q", name, err, c.want)
 		}
 	}
+	// A checkpoint written before a job key existed (its job file without
+	// the key, which takes its default) restores.
+	older := withHeaderJob(t, good, func(job string) string { return strings.Replace(job, "overlap = false\n", "", 1) })
+	if err := tr.Restore(older); err != nil {
+		t.Errorf("a checkpoint whose job file lacks a key with its default: %v", err)
+	}
+}
+
+// withHeaderJob rewrites checkpoint data with its header's job file
+// changed by edit (and the CRC made anew).
+func withHeaderJob(t *testing.T, data []byte, edit func(string) string) []byte {
+	t.Helper()
+	hdrLen := binary.LittleEndian.Uint32(data[12:16])
+	var h map[string]any
+	if err := json.Unmarshal(data[16:16+hdrLen], &h); err != nil {
+		t.Fatal(err)
+	}
+	job := h["job"].(string)
+	if edit(job) == job {
+		t.Fatal("the edit changed nothing in the job file")
+	}
+	h["job"] = edit(job)
+	hdr, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := append([]byte(nil), data[:12]...)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(hdr)))
+	out = append(out, hdr...)
+	out = append(out, data[16+hdrLen:len(data)-4]...)
+	return binary.LittleEndian.AppendUint32(out, crc32.Checksum(out, crc32.MakeTable(crc32.Castagnoli)))
 }
 
 // quantized copies w with every matrix whose rows are whole Q4_0 blocks in
