@@ -129,11 +129,7 @@ func TestServerDiesMidCatchUp(t *testing.T) {
 		}
 	}
 	survivors = append(survivors, lm)
-	for _, m := range survivors {
-		if err := m.wait(t); err != nil {
-			t.Fatal(err)
-		}
-	}
+	waitAll(t, survivors)
 
 	// The checkpoint is many blocks, and the late peer read them from
 	// every member: part of one from the victim, the rest from the others.

@@ -243,6 +243,70 @@ func join(t testing.TB, p *peerNode, tr *train.Trainer, cfg Config) *member {
 	return m
 }
 
+// joinAll makes every one of peers a member of one group with cfg, each
+// on a trainer of its own for job(method, steps) at learning rate lr (0:
+// the job's).
+func joinAll(t testing.TB, b base, peers []*peerNode, method string, steps int, lr float64, cfg Config) []*member {
+	t.Helper()
+	var ms []*member
+	for _, p := range peers {
+		j := job(method, steps)
+		if lr != 0 {
+			j.LR = lr
+		}
+		ms = append(ms, join(t, p, b.trainer(t, j), cfg))
+	}
+	return ms
+}
+
+// runAll starts every member's Run.
+func runAll(ctx context.Context, ms []*member) {
+	for _, m := range ms {
+		m.run(ctx)
+	}
+}
+
+// waitAll waits for every member's Run, which must end without error.
+func waitAll(t testing.TB, ms []*member) {
+	t.Helper()
+	for _, m := range ms {
+		if err := m.wait(t); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// dieAndJoin trains a job among peers (three) with cfg; the third one's
+// host closes as it starts averaging in round dieAt, and a new peer
+// joins once the others are three rounds further on. It waits for the
+// job's end, which the two others and the joiner must reach without
+// error, and returns the members (the dead one third), the joiner and
+// when it started.
+func dieAndJoin(ctx context.Context, t *testing.T, b base, peers []*peerNode, method string, steps int, cfg Config, dieAt int) ([]*member, *member, time.Time) {
+	t.Helper()
+	ms := joinAll(t, b, peers, method, steps, 0, cfg)
+	victim := ms[2]
+	victim.g.beforeAverage = func(round int, _ []float32) {
+		if round == dieAt {
+			victim.p.close()
+		}
+	}
+	runAll(ctx, ms)
+	if err := victim.wait(t); err == nil {
+		t.Fatal("the peer whose host closed finished its job")
+	}
+	for ms[0].g.Round() < dieAt+3 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	late := newPeer(t)
+	connect(t, late, peers[0], peers[1])
+	lm := join(t, late, b.trainer(t, job(method, steps)), cfg)
+	joinedAt := time.Now()
+	lm.run(ctx)
+	waitAll(t, []*member{ms[0], ms[1], lm})
+	return ms, lm, joinedAt
+}
+
 func values(tr *train.Trainer) []float32 {
 	return train.Flatten(tr.Params, train.Values, nil)
 }
@@ -281,14 +345,8 @@ func TestSyncFourPeersEqualOne(t *testing.T) {
 				// honest work passes its recomputation.
 				ms = append(ms, join(t, p, b.trainer(t, job(method, steps)), Config{Job: "fox-" + method, MinPeers: 4, Verify: 1}))
 			}
-			for _, m := range ms {
-				m.run(ctx)
-			}
-			for _, m := range ms {
-				if err := m.wait(t); err != nil {
-					t.Fatal(err)
-				}
-			}
+			runAll(ctx, ms)
+			waitAll(t, ms)
 			want := values(ref)
 			for i, m := range ms {
 				reps := m.rounds()
@@ -359,14 +417,8 @@ func TestDiLoCoInt8(t *testing.T) {
 		// No checks: every member sends its vector (the bytes below).
 		ms = append(ms, join(t, p, b.trainer(t, j), Config{Job: "fox-diloco", Mode: DiLoCo, InnerSteps: 3, Encoding: allreduce.Int8, MinPeers: 3, Verify: -1}))
 	}
-	for _, m := range ms {
-		m.run(ctx)
-	}
-	for _, m := range ms {
-		if err := m.wait(t); err != nil {
-			t.Fatal(err)
-		}
-	}
+	runAll(ctx, ms)
+	waitAll(t, ms)
 	for i, m := range ms {
 		reps := m.rounds()
 		if len(reps) != steps/3 {
@@ -402,38 +454,10 @@ func TestPeerDiesAndAnotherJoins(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
 	cfg := Config{Job: "fox-churn", MinPeers: 2, RoundTimeout: 4 * time.Second}
-	var ms []*member
-	for _, p := range peers {
-		ms = append(ms, join(t, p, b.trainer(t, job("lora", steps)), cfg))
-	}
 	const dieAt = 3
+	ms, lm, joinedAt := dieAndJoin(ctx, t, b, peers, "lora", steps, cfg, dieAt)
 	victim := ms[2]
-	victim.g.beforeAverage = func(round int, _ []float32) {
-		if round == dieAt {
-			victim.p.close()
-		}
-	}
-	for _, m := range ms {
-		m.run(ctx)
-	}
-	if err := victim.wait(t); err == nil {
-		t.Fatal("the peer whose host closed finished its job")
-	}
-	// A new peer joins once the others are a few rounds further on.
-	for ms[0].g.Round() < dieAt+3 && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
-	late := newPeer(t)
-	connect(t, late, peers[0], peers[1])
-	lm := join(t, late, b.trainer(t, job("lora", steps)), cfg)
-	joinedAt := time.Now()
-	lm.run(ctx)
 	survivors := []*member{ms[0], ms[1], lm}
-	for _, m := range survivors {
-		if err := m.wait(t); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for i, m := range survivors {
 		if m.g.State() != ms[0].g.State() || m.tr.Step != steps {
 			t.Errorf("survivor %d at step %d with other parameters", i, m.tr.Step)
@@ -509,9 +533,7 @@ func TestBadContributionsRefused(t *testing.T) {
 					tamper(v)
 				}
 			}
-			for _, m := range ms {
-				m.run(ctx)
-			}
+			runAll(ctx, ms)
 			// Work found wrong (values not finite, or not what its
 			// share gives) bans its sender; work far from the others'
 			// only leaves it out of the round, as an honest outlier's

@@ -96,22 +96,11 @@ func TestDiLoCoOverlapChecked(t *testing.T) {
 	peers := newPeers(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
-	var ms []*member
-	for _, p := range peers {
-		j := job("lora", steps)
-		j.LR = 1e-2
-		cfg := dilocoChecked("fox-overlap", 3, inner)
-		cfg.Overlap = true
-		ms = append(ms, join(t, p, b.trainer(t, j), cfg))
-	}
-	for _, m := range ms {
-		m.run(ctx)
-	}
-	for _, m := range ms {
-		if err := m.wait(t); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cfg := dilocoChecked("fox-overlap", 3, inner)
+	cfg.Overlap = true
+	ms := joinAll(t, b, peers, "lora", steps, 1e-2, cfg)
+	runAll(ctx, ms)
+	waitAll(t, ms)
 	verified := 0
 	for k := range steps / inner {
 		for i, m := range ms {
@@ -171,36 +160,10 @@ func TestDiLoCoOverlapChurn(t *testing.T) {
 	defer cancel()
 	cfg := Config{Job: "fox-overlap-churn", Mode: DiLoCo, InnerSteps: inner, Overlap: true, MinPeers: 2,
 		RoundTimeout: 4 * time.Second, ExpectWait: 2 * time.Second}
-	var ms []*member
-	for _, p := range peers {
-		ms = append(ms, join(t, p, b.trainer(t, job("lora", steps)), cfg))
-	}
 	const dieAt = 3
-	victim := ms[2]
-	victim.g.beforeAverage = func(round int, _ []float32) {
-		if round == dieAt {
-			victim.p.close()
-		}
-	}
-	for _, m := range ms {
-		m.run(ctx)
-	}
-	if err := victim.wait(t); err == nil {
-		t.Fatal("the peer whose host closed finished its job")
-	}
-	for ms[0].g.Round() < dieAt+3 && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
-	late := newPeer(t)
-	connect(t, late, peers[0], peers[1])
-	lm := join(t, late, b.trainer(t, job("lora", steps)), cfg)
-	lm.run(ctx)
+	ms, lm, _ := dieAndJoin(ctx, t, b, peers, "lora", steps, cfg, dieAt)
+	victim, late := ms[2], lm.p
 	survivors := []*member{ms[0], ms[1], lm}
-	for _, m := range survivors {
-		if err := m.wait(t); err != nil {
-			t.Fatal(err)
-		}
-	}
 	for i, m := range survivors {
 		if m.g.State() != ms[0].g.State() || m.tr.Step != steps || !m.tr.Cursor.Same(ms[0].tr.Cursor) {
 			t.Errorf("survivor %d at step %d, cursor %+v, with other parameters or cursor than survivor 0 (%+v)", i, m.tr.Step, m.tr.Cursor, ms[0].tr.Cursor)

@@ -35,20 +35,9 @@ func TestDiLoCoVerifyHonest(t *testing.T) {
 	peers := newPeers(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
-	var ms []*member
-	for _, p := range peers {
-		j := job("lora", steps)
-		j.LR = 1e-2
-		ms = append(ms, join(t, p, b.trainer(t, j), dilocoChecked("fox-verify", 3, inner)))
-	}
-	for _, m := range ms {
-		m.run(ctx)
-	}
-	for _, m := range ms {
-		if err := m.wait(t); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ms := joinAll(t, b, peers, "lora", steps, 1e-2, dilocoChecked("fox-verify", 3, inner))
+	runAll(ctx, ms)
+	waitAll(t, ms)
 	checked := map[peer.ID]int{}
 	for k := range steps / inner {
 		verified := 0
@@ -172,19 +161,12 @@ func TestDiLoCoVerifyCatchesLiar(t *testing.T) {
 			peers := newPeers(t, 4)
 			ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 			defer cancel()
-			var ms []*member
-			for _, p := range peers {
-				j := job("lora", steps)
-				j.LR = 3e-3
-				cfg := dilocoChecked("fox-liar-"+name, 3, 1)
-				cfg.Overlap = strings.HasPrefix(name, "overlap")
-				ms = append(ms, join(t, p, b.trainer(t, j), cfg))
-			}
+			cfg := dilocoChecked("fox-liar-"+name, 3, 1)
+			cfg.Overlap = strings.HasPrefix(name, "overlap")
+			ms := joinAll(t, b, peers, "lora", steps, 3e-3, cfg)
 			liar := ms[3]
 			lie(liar)
-			for _, m := range ms {
-				m.run(ctx)
-			}
+			runAll(ctx, ms)
 			if err := liar.wait(t); !errors.Is(err, ErrRefused) {
 				t.Fatalf("the liar's Run: %v, want ErrRefused", err)
 			}
@@ -392,19 +374,12 @@ func TestDiLoCoVerifyLastRound(t *testing.T) {
 			peers := newPeers(t, 4)
 			ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 			defer cancel()
-			var ms []*member
-			for _, p := range peers {
-				j := job("lora", steps)
-				j.LR = 3e-3
-				cfg := dilocoChecked(fmt.Sprintf("fox-last-%v", overlap), 3, inner)
-				cfg.Overlap = overlap
-				ms = append(ms, join(t, p, b.trainer(t, j), cfg))
-			}
+			cfg := dilocoChecked(fmt.Sprintf("fox-last-%v", overlap), 3, inner)
+			cfg.Overlap = overlap
+			ms := joinAll(t, b, peers, "lora", steps, 3e-3, cfg)
 			liar := ms[3]
 			liar.g.beforeAverage = func(_ int, v []float32) { scale(v, 1.05) }
-			for _, m := range ms {
-				m.run(ctx)
-			}
+			runAll(ctx, ms)
 			if err := liar.wait(t); !errors.Is(err, ErrRefused) {
 				t.Fatalf("the liar's Run: %v, want ErrRefused", err)
 			}
