@@ -9,7 +9,11 @@
 // New assembles, from functional options:
 //
 //   - transports: TCP and QUIC (v1), on DefaultPort on all interfaces unless
-//     ListenAddrs or LoopbackOnly say otherwise; NoQUIC leaves TCP only;
+//     ListenAddrs or LoopbackOnly say otherwise; NoQUIC leaves TCP only.
+//     libp2p's listeners share ports (SO_REUSEPORT), so New first checks
+//     that no other program holds them: the default addresses then move
+//     to ports the system picks, and a listen address given outright is
+//     refused;
 //   - security: TLS 1.3 first, then Noise. Both ends pick the first
 //     protocol they share, so two Mycel nodes use TLS, whose AES-GCM is
 //     about 1.7x faster than Noise's ChaCha20 for bulk weight transfer;

@@ -83,6 +83,11 @@ func New(opts ...Option) (_ *Host, err error) {
 	if err := cfg.fallbacks(); err != nil {
 		return nil, err
 	}
+	if cfg.host == nil {
+		if err := cfg.checkPorts(); err != nil {
+			return nil, err
+		}
+	}
 
 	n := &Host{bootstrap: cfg.bootstrap, dhtMode: cfg.dhtMode}
 	n.ctx, n.cancel = context.WithCancel(context.Background())

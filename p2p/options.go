@@ -61,8 +61,10 @@ type Option func(*config) error
 type config struct {
 	dataDir string
 
-	identity    crypto.PrivKey
-	listenAddrs []ma.Multiaddr
+	identity      crypto.PrivKey
+	listenAddrs   []ma.Multiaddr
+	defaultListen bool // listenAddrs are the defaults
+	defaultPort   int  // the port they take; 0: DefaultPort
 	loopback    bool
 	noQUIC      bool
 	noNAT       bool
@@ -120,7 +122,8 @@ func (c *config) markHostOpt(name string) error {
 func (c *config) fallbacks() error {
 	if c.host == nil {
 		if c.listenAddrs == nil {
-			c.listenAddrs = defaultListenAddrs(c.loopback, !c.noQUIC)
+			c.listenAddrs = defaultListenAddrs(c.loopback, !c.noQUIC, c.port())
+			c.defaultListen = !c.loopback
 		}
 		if c.noQUIC {
 			for _, a := range c.listenAddrs {
@@ -149,8 +152,9 @@ func (c *config) fallbacks() error {
 	return nil
 }
 
-func defaultListenAddrs(loopback, quic bool) []ma.Multiaddr {
-	port := DefaultPort
+// defaultListenAddrs are TCP and QUIC on port, on all interfaces (IPv4 and
+// IPv6), or with loopback on 127.0.0.1 and ports the system picks.
+func defaultListenAddrs(loopback, quic bool, port int) []ma.Multiaddr {
 	ip4, ip6 := "0.0.0.0", "::"
 	if loopback {
 		port = 0
