@@ -65,16 +65,16 @@ type config struct {
 	listenAddrs   []ma.Multiaddr
 	defaultListen bool // listenAddrs are the defaults
 	defaultPort   int  // the port they take; 0: DefaultPort
-	loopback    bool
-	noQUIC      bool
-	noNAT       bool
-	noRelay     bool
-	noMDNS      bool
-	noPubSub    bool
-	userAgent   string
-	metrics     prometheus.Registerer
-	maxUp       int64 // bytes a second; 0: no cap
-	maxDown     int64
+	loopback      bool
+	noQUIC        bool
+	noNAT         bool
+	noRelay       bool
+	noMDNS        bool
+	noPubSub      bool
+	userAgent     string
+	metrics       prometheus.Registerer
+	maxUp         int64 // bytes a second; 0: no cap
+	maxDown       int64
 
 	maxConns  int
 	maxMemory int64
