@@ -21,3 +21,23 @@ func TestNewVerify(t *testing.T) {
 		t.Fatal("a block without CID verified")
 	}
 }
+
+// A block made by New is not hashed again by Verify, but data put in its
+// place, or a copy of the block with other data, is.
+func TestVerifyAfterNew(t *testing.T) {
+	data := []byte("some bytes")
+	b := New(data)
+	if n := testing.AllocsPerRun(10, func() { _ = b.Verify() }); n != 0 {
+		t.Errorf("Verify of a fresh block allocated %v times: it hashed again", n)
+	}
+	c := b
+	c.Data = append([]byte(nil), data...)
+	c.Data[0] ^= 1
+	if err := c.Verify(); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a copy with other bytes: %v, want ErrCorrupt", err)
+	}
+	c.Data = data[:3]
+	if err := c.Verify(); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a copy with fewer bytes: %v, want ErrCorrupt", err)
+	}
+}
