@@ -1,6 +1,7 @@
 package collab
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -404,6 +405,49 @@ func BenchmarkUtilisation(b *testing.B) {
 				b.ReportMetric(wall.Seconds()/n/float64(steps/inner), "round-s")
 				b.StartTimer()
 			}
+		})
+	}
+}
+
+// BenchmarkInnerCommit measures what a checked DiLoCo round pays before
+// its inner steps: writing the member's inner state (parameters, AdamW
+// moments, residual) and storing it in the block store, whose CID the
+// member then announces. It reports, from the same run, one inner step of
+// the same job (step-ms) and the commit's share of a round of the
+// default 100 inner steps.
+func BenchmarkInnerCommit(b *testing.B) {
+	bs := loadBase(b)
+	for _, method := range []string{"lora", "full"} {
+		b.Run(method, func(b *testing.B) {
+			j := job(method, 4)
+			tr := bs.trainer(b, j)
+			p := newPeer(b)
+			t0 := time.Now()
+			for range 2 {
+				if _, err := tr.RunStep(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			step := time.Since(t0) / 2
+			residual := make([]float32, train.VectorLen(tr.Params))
+			var size int
+			b.ResetTimer()
+			for range b.N {
+				var buf bytes.Buffer
+				if err := tr.WriteInnerCheckpoint(&buf, residual); err != nil {
+					b.Fatal(err)
+				}
+				size = buf.Len()
+				if _, err := p.states.Put(context.Background(), buf.Bytes()); err != nil {
+					b.Fatal(err)
+				}
+				// The next commit differs, as the next round's does.
+				residual[0]++
+			}
+			commit := b.Elapsed() / time.Duration(b.N)
+			b.ReportMetric(float64(size)/1e6, "MB")
+			b.ReportMetric(float64(step.Microseconds())/1e3, "step-ms")
+			b.ReportMetric(float64(commit)/float64(100*step+commit), "share-of-round")
 		})
 	}
 }

@@ -216,24 +216,26 @@ type Group struct {
 	startAt  innerStart   // DiLoCo: the member's own state at the round's start
 	vec      []float32
 
-	round    int
-	roundNow atomic.Int64 // round, for readers outside Run
-	attempt  int
-	state    [32]byte
-	expected []peer.ID // the last round's members, less those dropped
-	excluded map[peer.ID]uint64
-	ckpt     cid.Cid
-	ckptAt   int
-	joined   bool       // caught up from a checkpoint, and no round since
-	past     *pastRound // DiLoCo: the last averaging, checked in this round
-	pending  *work      // DiLoCo with Overlap: the last round's work, averaged in this one
-	spare    []float32  // DiLoCo: a contribution's buffer to reuse
-	ownStart []float32  // DiLoCo with Overlap: where this member's round starts
+	round     int
+	roundNow  atomic.Int64 // round, for readers outside Run
+	attempt   int
+	state     [32]byte
+	expected  []peer.ID // the last round's members, less those dropped
+	excluded  map[peer.ID]uint64
+	ckpt      cid.Cid
+	ckptAt    int
+	joined    bool       // caught up from a checkpoint, and no round since
+	past      *pastRound // DiLoCo: the last averaging, checked in this round
+	pending   *work      // DiLoCo with Overlap: the last round's work, averaged in this one
+	spare     []float32  // DiLoCo: a contribution's buffer to reuse
+	ownStart  []float32  // DiLoCo with Overlap: where this member's round starts
+	innerSize int        // DiLoCo, checked: the size of the last inner state written
 
-	mu   sync.Mutex
-	rec  Member       // the record the heartbeat announces
-	loss [][2]float64 // the loss curve so far, thinned
-	rate float64      // tokens per second, smoothed
+	pubMu sync.Mutex // one publish at a time
+	mu    sync.Mutex
+	rec   Member       // the record the heartbeat announces
+	loss  [][2]float64 // the loss curve so far, thinned
+	rate  float64      // tokens per second, smoothed
 
 	// banned are the peers whose contributions the group refused: left
 	// out for the rest of the job.
@@ -440,8 +442,12 @@ func (g *Group) update(ctx context.Context, fn func(*Member)) {
 	g.publish(ctx)
 }
 
-// publish announces the member record as it stands.
+// publish announces the member record as it stands. Records are signed
+// with rising sequence numbers, so that peers keep the latest: one
+// publish at a time, so that a record taken earlier is not signed later.
 func (g *Group) publish(ctx context.Context) {
+	g.pubMu.Lock()
+	defer g.pubMu.Unlock()
 	g.mu.Lock()
 	rec := g.rec
 	g.mu.Unlock()
@@ -904,12 +910,15 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 	w := &work{round: g.round, attempt: g.attempt, state: g.state, cursor: g.t.Cursor, step: g.t.Step,
 		steps: min(g.cfg.InnerSteps, g.t.Job.Steps-g.t.Step), members: members}
 	last := w.step+w.steps >= g.t.Job.Steps
-	t0 := time.Now()
 	// A try that fails leaves the member as it began, so that the next
 	// try (and the inner state it commits to) starts from the same place;
 	// the work pending stays pending.
 	g.startAt.take(g.t.Opt, g.residual)
+	var offer *innerOffer // the inner state this member commits to
 	rollback := func() {
+		if offer != nil {
+			_ = offer.wait()
+		}
 		_ = train.Unflatten(g.t.Params, train.Values, g.outer.Start)
 		g.t.Seek(w.cursor)
 		g.t.Step = w.step
@@ -945,7 +954,8 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 		from = &train.Outer{Start: start}
 	}
 	if verify {
-		if err := g.offerInner(ctx); err != nil {
+		var err error
+		if offer, err = g.offerInner(ctx); err != nil {
 			rollback()
 			return Report{}, err
 		}
@@ -962,6 +972,9 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 		spec.Empty = true
 		bg = g.average(ctx, spec, avg)
 	}
+	// Compute is the inner steps, or the replay of the member this one
+	// checks; committing to the inner state runs beside it.
+	t0 := time.Now()
 	checked := g.checkDue(ctx, members)
 	if checked != "" {
 		// The round's batches, as every member draws them; this member
@@ -989,6 +1002,11 @@ func (g *Group) dilocoRound(ctx context.Context, members []peer.ID) (Report, err
 	if verify {
 		// Before this member sends the work: a state announced later, once
 		// the averaging's result may be known, is not taken.
+		if err := offer.wait(); err != nil {
+			bg.stop()
+			rollback()
+			return Report{}, err
+		}
 		w.commits = g.commits(ctx, members)
 	}
 	// With the job's last round checked, its outer steps as they stood

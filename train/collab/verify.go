@@ -167,23 +167,46 @@ func (g *Group) residualOrZero() []float32 {
 	return make([]float32, train.VectorLen(g.t.Params))
 }
 
-// offerInner stores this member's inner state at the start of the round
-// and announces its CID for the current round and attempt.
-func (g *Group) offerInner(ctx context.Context) error {
+// innerOffer is a member's inner state on its way into the store and
+// into its member record.
+type innerOffer struct {
+	done chan struct{}
+	err  error
+}
+
+// offerInner writes this member's inner state at the start of the round;
+// storing it (hashing and writing: about a full inner step's time for the
+// full model) and announcing its CID for the current round and attempt
+// run in the background, beside the round's inner steps.
+func (g *Group) offerInner(ctx context.Context) (*innerOffer, error) {
 	var b bytes.Buffer
+	b.Grow(g.innerSize)
 	if err := g.t.WriteInnerCheckpoint(&b, g.residualOrZero()); err != nil {
-		return fmt.Errorf("collab: inner state of round %d: %w", g.round, err)
+		return nil, fmt.Errorf("collab: inner state of round %d: %w", g.round, err)
 	}
 	data := b.Bytes()
+	g.innerSize = len(data)
 	if g.innerOffered != nil {
 		data = g.innerOffered(g.round, data)
 	}
-	c, err := g.innerStates().Put(ctx, data)
-	if err != nil {
-		return fmt.Errorf("collab: inner state of round %d: %w", g.round, err)
-	}
-	g.update(ctx, func(m *Member) { m.Inner, m.InnerRound, m.InnerAttempt = c.String(), g.round, g.attempt })
-	return nil
+	o := &innerOffer{done: make(chan struct{})}
+	states, round, attempt := g.innerStates(), g.round, g.attempt
+	go func() {
+		defer close(o.done)
+		c, err := states.Put(ctx, data)
+		if err != nil {
+			o.err = fmt.Errorf("collab: inner state of round %d: %w", round, err)
+			return
+		}
+		g.update(ctx, func(m *Member) { m.Inner, m.InnerRound, m.InnerAttempt = c.String(), round, attempt })
+	}()
+	return o, nil
+}
+
+// wait waits until the state is stored and announced (or failed to be).
+func (o *innerOffer) wait() error {
+	<-o.done
+	return o.err
 }
 
 // commits waits (at most a quarter of the round's timeout) for the
