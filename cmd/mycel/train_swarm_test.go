@@ -14,7 +14,8 @@ import (
 
 // A fine-tuning job through the swarm, as a researcher and a volunteer
 // run it with real `mycel node`s: submit prints the job's ID last, a
-// volunteer (node --train) takes and finishes it, ls and status show it
+// volunteer (node --train) takes and finishes it (DiLoCo rounds, each
+// averaged during the next), ls and status show it
 // (with a loss curve), pull writes the tuned model that run runs, and
 // only the submitter may stop it.
 func TestSwarmJobInTheCLI(t *testing.T) {
@@ -34,7 +35,9 @@ seq_len = 16
 batch_tokens = 64
 eval_fraction = 0
 checkpoint_every = 3
-averaging = "sync"
+averaging = "diloco"
+inner_steps = 3
+overlap = true
 `), 0o644)
 
 	pub := startNodeCmd(t)
