@@ -881,12 +881,7 @@ func shares(members, dropped []peer.ID, batches [][]int) []int {
 // compareWork says why got, a contribution received, is not want, this
 // member's recomputation of it ("" when it is, within verifyTolerance).
 func compareWork(got, want []float32) string {
-	var d, w float64
-	for k := range got {
-		x := float64(got[k]) - float64(want[k])
-		d += x * x
-		w += float64(want[k]) * float64(want[k])
-	}
+	d, w := sqDiff(0, 0, got, want)
 	if math.Sqrt(d) <= verifyTolerance*math.Sqrt(w)+1e-6*math.Sqrt(float64(len(got))) {
 		return ""
 	}

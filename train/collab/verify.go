@@ -216,33 +216,147 @@ func (o *innerOffer) wait() error {
 // is left out (and fails a check of this round).
 func (g *Group) commits(ctx context.Context, members []peer.ID) map[peer.ID]cid.Cid {
 	out := map[peer.ID]cid.Cid{}
-	watch, stop, err := g.dir.Watch(g.cfg.Job)
-	if err != nil {
-		return out
-	}
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, g.cfg.RoundTimeout/4)
-	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		for _, m := range g.dir.Known(g.cfg.Job) {
+	g.awaitRecords(ctx, g.cfg.RoundTimeout/4, func(recs []Member) bool {
+		for _, m := range recs {
 			if m.Peer != g.self && m.Inner != "" && m.InnerRound == g.round && m.InnerAttempt == g.attempt && slices.Contains(members, m.Peer) {
 				if c, err := cid.Decode(m.Inner); err == nil {
 					out[m.Peer] = c
 				}
 			}
 		}
-		if len(out) >= len(members)-1 {
-			return out
-		}
+		return len(out) >= len(members)-1
+	})
+	return out
+}
+
+// awaitRecords calls scan with the job's member records as this member
+// knows them, and again whenever they change, until scan returns true,
+// timeout passes or ctx ends.
+func (g *Group) awaitRecords(ctx context.Context, timeout time.Duration, scan func([]Member) bool) {
+	watch, stop, err := g.dir.Watch(g.cfg.Job)
+	if err != nil {
+		return
+	}
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !scan(g.dir.Known(g.cfg.Job)) {
 		select {
 		case <-ctx.Done():
-			return out
+			return
 		case <-watch:
 		case <-tick.C:
 		}
 	}
+}
+
+// innerOf is the inner state p committed to at the start of round
+// (whichever try of it: a try that fails leaves the member as it began,
+// so every try commits to the same state), as the work pending holds it
+// or, waiting at most a quarter of the round's timeout, as p's record
+// announces it; false when p announced none.
+func (g *Group) innerOf(ctx context.Context, p peer.ID, round int) (cid.Cid, bool) {
+	if w := g.pending; w != nil && w.round == round {
+		if c, ok := w.commits[p]; ok {
+			return c, true
+		}
+	}
+	var c cid.Cid
+	g.awaitRecords(ctx, g.cfg.RoundTimeout/4, func(recs []Member) bool {
+		for _, m := range recs {
+			if m.Peer == p && m.Inner != "" && m.InnerRound == round {
+				var err error
+				c, err = cid.Decode(m.Inner)
+				return err == nil
+			}
+		}
+		return false
+	})
+	return c, c.Defined()
+}
+
+// nextFollows checks the inner state member p committed to at the start
+// of the round after w against this member's replay of p's work in w,
+// which has just run: AdamW's moments carry over from one round to the
+// next, so p's next state must hold those the replay left (or none, as
+// after starting again from a checkpoint). Without this a member could
+// train every round from moments of its choosing, which steer its change
+// where it likes, and commit to them: the replay of that round would
+// agree. It returns why p's state does not follow ("" when it does, or
+// when this member cannot tell: no round follows w, p committed to none,
+// or this member is stopping).
+func (g *Group) nextFollows(ctx context.Context, w *work, p peer.ID) string {
+	if w.step+w.steps >= g.t.Job.Steps {
+		return ""
+	}
+	round := w.round + 1
+	c, ok := g.innerOf(ctx, p, round)
+	if !ok {
+		return ""
+	}
+	fetch, cancel := context.WithTimeout(ctx, g.cfg.RoundTimeout/2)
+	defer cancel()
+	data, err := g.innerStates().Get(fetch, c, []peer.ID{p})
+	if err != nil && ctx.Err() != nil {
+		return ""
+	}
+	if err == nil {
+		err = g.innerFits(data)
+	}
+	var h *train.CheckpointHeader
+	var tensors [][4][]float32
+	if err == nil {
+		h, tensors, err = train.ReadCheckpoint(data)
+	}
+	if err == nil && (!h.Residual || len(tensors) != len(g.t.Params)) {
+		err = fmt.Errorf("not a member's inner state of %d tensors", len(g.t.Params))
+	}
+	if err != nil {
+		return fmt.Sprintf("its inner state of round %d %s: %v", round, c, err)
+	}
+	if h.AdamStep == 0 {
+		return ""
+	}
+	opt := g.t.Opt
+	if h.AdamStep != opt.Step || opt.M == nil {
+		return fmt.Sprintf("its inner state of round %d stands at AdamW step %d; its replayed work of round %d left step %d", round, h.AdamStep, w.round, opt.Step)
+	}
+	var dm, nm, dv, nv float64
+	for i, ts := range tensors {
+		dm, nm = sqDiff(dm, nm, ts[1], opt.M[i])
+		dv, nv = sqDiff(dv, nv, ts[2], opt.V[i])
+	}
+	for _, d := range []struct {
+		name       string
+		diff, norm float64
+	}{{"first", dm, nm}, {"second", dv, nv}} {
+		if math.Sqrt(d.diff) > verifyTolerance*math.Sqrt(d.norm)+1e-12 {
+			return fmt.Sprintf("its inner state of round %d holds AdamW %s moments %.3g (relative) from those its replayed work of round %d left", round, d.name, math.Sqrt(d.diff/max(d.norm, 1e-300)), w.round)
+		}
+	}
+	return ""
+}
+
+// sqDiff adds to diff the squared distance of got from want, and to
+// norm want's squared norm.
+func sqDiff(diff, norm float64, got, want []float32) (float64, float64) {
+	for k := range want {
+		x := float64(got[k]) - float64(want[k])
+		diff += x * x
+		norm += float64(want[k]) * float64(want[k])
+	}
+	return diff, norm
+}
+
+// innerFits says whether data is no larger than an inner state of this
+// job's parameters may be.
+func (g *Group) innerFits(data []byte) error {
+	if limit := 16*train.VectorLen(g.t.Params) + maxInnerExtra; len(data) > limit {
+		return fmt.Errorf("%d bytes, at most %d for this job's parameters", len(data), limit)
+	}
+	return nil
 }
 
 // takeInner takes a member's inner state into this member's trainer and
@@ -257,8 +371,8 @@ func (g *Group) takeInner(data []byte, step int, cursor train.Cursor, state [32]
 // says whether parameters of that hash may start the round (state is
 // the one the message names).
 func (g *Group) takeInnerFrom(data []byte, step int, cursor train.Cursor, start func([32]byte) bool, state [32]byte) ([]float32, error) {
-	if limit := 16*train.VectorLen(g.t.Params) + maxInnerExtra; len(data) > limit {
-		return nil, fmt.Errorf("its inner state: %d bytes, at most %d for this job's parameters", len(data), limit)
+	if err := g.innerFits(data); err != nil {
+		return nil, fmt.Errorf("its inner state: %w", err)
 	}
 	residual, err := g.t.RestoreInner(data)
 	if err != nil {
@@ -343,6 +457,9 @@ func (g *Group) checkPast(ctx context.Context, past *pastRound, j int) string {
 		if why := compareWork(k.values, want[k.offset:k.offset+len(k.values)]); why != "" {
 			return fmt.Sprintf("%s (round %d)", why, w.round)
 		}
+	}
+	if why := g.nextFollows(ctx, w, p); why != "" {
+		return fmt.Sprintf("recomputation of round %d failed: %s", w.round, why)
 	}
 	return ""
 }

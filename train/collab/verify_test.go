@@ -119,6 +119,26 @@ func TestDiLoCoVerifyCatchesLiar(t *testing.T) {
 				return b.Bytes()
 			}
 		},
+		// Every round it trains from AdamW first moments of zero, not
+		// those its round before left, and commits to them: the replay
+		// of each round agrees, the state after the round before does
+		// not. (Moments that grew from round to round would make its
+		// change an outlier, left out before any check.)
+		"moments": func(m *member) {
+			m.g.innerOffered = func(round int, state []byte) []byte {
+				if round == 0 || m.g.t.Opt.M == nil {
+					return state
+				}
+				for _, x := range m.g.t.Opt.M {
+					scale(x, 0)
+				}
+				var b bytes.Buffer
+				if err := m.g.t.WriteInnerCheckpoint(&b, m.g.residualOrZero()); err != nil {
+					panic(err)
+				}
+				return b.Bytes()
+			}
+		},
 		// With Overlap: what it sends is not what its next round starts
 		// from, nor what its replay gives.
 		"overlap-scaled": func(m *member) {
