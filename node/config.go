@@ -41,6 +41,10 @@ type Config struct {
 	CORSOrigins []string
 	// Bootstrap are /p2p/ multiaddrs of peers to join through.
 	Bootstrap []string
+	// SwarmKey is the path of a private swarm's key file (p2p.ReadSwarmKey;
+	// mycel swarm key writes one): the node connects only to nodes that
+	// hold the same key, over TCP. Empty: the public swarm.
+	SwarmKey string
 	// StoreCap is the most bytes the block store may hold (0: no cap).
 	StoreCap int64
 	// FetchStall is how long a pull waits without receiving any block
@@ -150,6 +154,13 @@ func (c *Config) p2pOptions() ([]p2p.Option, error) {
 	}
 	if len(c.Bootstrap) > 0 {
 		opts = append(opts, p2p.BootstrapStrings(c.Bootstrap...))
+	}
+	if c.SwarmKey != "" {
+		key, err := p2p.ReadSwarmKey(c.SwarmKey)
+		if err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		opts = append(opts, p2p.SwarmKey(key))
 	}
 	if c.LoopbackOnly {
 		opts = append(opts, p2p.LoopbackOnly())

@@ -365,13 +365,14 @@ func dhtStatus(d p2p.DHTStatus) api.DHTStatus {
 func (n *Node) Status() api.Status {
 	h := n.host.Libp2p()
 	st := api.Status{
-		ID:         h.ID().String(),
-		DHT:        dhtStatus(n.host.DHTStatus()),
-		StoreBytes: n.store.Size(),
-		StoreCap:   n.store.Cap(),
-		DataDir:    n.cfg.DataDir,
-		Addrs:      []string{},
-		Peers:      []string{},
+		ID:           h.ID().String(),
+		PrivateSwarm: n.host.PrivateSwarm(),
+		DHT:          dhtStatus(n.host.DHTStatus()),
+		StoreBytes:   n.store.Size(),
+		StoreCap:     n.store.Cap(),
+		DataDir:      n.cfg.DataDir,
+		Addrs:        []string{},
+		Peers:        []string{},
 	}
 	self, _ := ma.NewComponent("p2p", h.ID().String())
 	for _, a := range h.Addrs() {

@@ -27,7 +27,10 @@
 //     circuit relay v2 (client with auto-relay over DHT peers, and a relay
 //     service that only runs while the node is publicly reachable), and
 //     hole punching (DCUtR) to upgrade relayed connections to direct ones;
-//   - discovery: the DHT, bootstrap peers, and mDNS on the local network.
+//   - discovery: the DHT, bootstrap peers, and mDNS on the local network;
+//   - a private swarm (SwarmKey): libp2p's private network layer keyed by a
+//     32-byte key shared by its nodes (ReadSwarmKey reads the key file), so
+//     they connect only to each other; TCP only, since QUIC cannot carry it.
 //
 // Every piece can be turned off (NoQUIC, NoNAT, NoRelay, NoMDNS) and
 // WithHost takes an existing host instead, such as one from mocknet, so tests

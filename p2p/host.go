@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -57,6 +58,7 @@ type Host struct {
 	traffic  *Traffic  // nil with WithHost
 	autoNAT  bool      // the host New built runs AutoNAT
 	nat      *natWatch // the NAT types identify saw (reach.go)
+	swarmID  string    // SwarmKeyID of a private swarm's key; "": public
 
 	bootstrap []peer.AddrInfo
 
@@ -90,6 +92,9 @@ func New(opts ...Option) (_ *Host, err error) {
 	}
 
 	n := &Host{bootstrap: cfg.bootstrap, dhtMode: cfg.dhtMode}
+	if cfg.psk != nil {
+		n.swarmID = SwarmKeyID(cfg.psk)
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -168,7 +173,7 @@ func New(opts ...Option) (_ *Host, err error) {
 	if !cfg.noMDNS {
 		// A machine without multicast still makes a good node: mDNS only
 		// finds neighbours faster, so its failure is logged, not fatal.
-		m := mdns.NewMdnsService(n.h, MDNSServiceName, (*mdnsNotifee)(n))
+		m := mdns.NewMdnsService(n.h, mdnsService(cfg.psk), (*mdnsNotifee)(n))
 		if err := m.Start(); err != nil {
 			log.Warn("mDNS discovery off", "err", err)
 			m.Close()
@@ -176,7 +181,7 @@ func New(opts ...Option) (_ *Host, err error) {
 			n.mdns = m
 		}
 	}
-	log.Info("host started", "peer", n.h.ID(), "addrs", n.h.Addrs(), "dht", cfg.dhtMode)
+	log.Info("host started", "peer", n.h.ID(), "addrs", n.h.Addrs(), "dht", cfg.dhtMode, "swarm", cmp.Or(n.swarmID, "public"))
 	return n, nil
 }
 
@@ -219,6 +224,9 @@ func libp2pOptions(cfg *config, key crypto.PrivKey, relays *relaySource, traffic
 	if !cfg.noQUIC {
 		opts = append(opts, libp2p.Transport(quic.NewTransport))
 	}
+	if cfg.psk != nil {
+		opts = append(opts, libp2p.PrivateNetwork(cfg.psk))
+	}
 	if !cfg.noNAT {
 		opts = append(opts,
 			libp2p.EnableNATService(),
@@ -240,6 +248,10 @@ func libp2pOptions(cfg *config, key crypto.PrivKey, relays *relaySource, traffic
 	}
 	return opts, nil
 }
+
+// PrivateSwarm is the ID (SwarmKeyID) of the private swarm the node is a
+// member of, or "" for the public swarm.
+func (n *Host) PrivateSwarm() string { return n.swarmID }
 
 // ID is the node's peer ID.
 func (n *Host) ID() peer.ID { return n.h.ID() }

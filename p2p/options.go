@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,6 +68,7 @@ type config struct {
 	defaultPort   int  // the port they take; 0: DefaultPort
 	loopback      bool
 	noQUIC        bool
+	psk           pnet.PSK // a private swarm's key; nil: the public swarm
 	noNAT         bool
 	noRelay       bool
 	noMDNS        bool
@@ -127,6 +129,9 @@ func (c *config) fallbacks() error {
 		}
 		if c.noQUIC {
 			for _, a := range c.listenAddrs {
+				if isQUIC(a) && c.psk != nil {
+					return fmt.Errorf("p2p: listen address %s: a private swarm runs over TCP only (QUIC cannot carry its key)", a)
+				}
 				if isQUIC(a) {
 					return fmt.Errorf("p2p: NoQUIC conflicts with listen address %s", a)
 				}

@@ -32,9 +32,9 @@ type demoFlags struct {
 func newSwarmCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "swarm",
-		Short: "Inference across a pipeline of nodes",
+		Short: "The swarm: a local demo, who serves a model, keys for private swarms",
 	}
-	cmd.AddCommand(newSwarmDemoCmd(g), newSwarmStatusCmd(g))
+	cmd.AddCommand(newSwarmDemoCmd(g), newSwarmStatusCmd(g), newSwarmKeyCmd())
 	return cmd
 }
 

@@ -139,6 +139,9 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 			for _, a := range st.Addrs {
 				fmt.Fprintf(w, "  listening on %s\n", a)
 			}
+			if st.PrivateSwarm != "" {
+				fmt.Fprintf(w, "  in private swarm %s: connecting only to nodes with the key in %s\n", st.PrivateSwarm, cfg.SwarmKey)
+			}
 			fmt.Fprintf(w, "  control API on %s, data in %s\n", n.APIURL(), st.DataDir)
 			if n.APITokenRequired() {
 				fmt.Fprintf(w, "  the API answers only requests with the token in %s\n", n.APITokenFile())
@@ -171,6 +174,7 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 	fl.StringSliceVar(&cfg.CORSOrigins, "cors-origins", nil, "web origins whose pages may call the API, such as https://app.example (repeatable; \"*\": any site)")
 	fl.StringSliceVar(&cfg.Listen, "listen", nil, "libp2p listen multiaddr (repeatable; default TCP and QUIC on port "+port+")")
 	fl.StringSliceVar(&cfg.Bootstrap, "bootstrap", nil, "peer to join through, as /.../p2p/ID (repeatable)")
+	fl.StringVar(&cfg.SwarmKey, "swarm-key", "", "join the private swarm of this key file (mycel swarm key writes one): connect only to nodes with the same key, over TCP (default: the public swarm)")
 	fl.StringVar(&caps.store, "store-cap", "", "most disk the block store may use, e.g. 50GB (default: no cap)")
 	fl.Var(choiceValue(&cfg.DHTMode, "auto", "server", "client"), "dht", "DHT mode: auto, server or client")
 	fl.BoolVar(&cfg.NoMDNS, "no-mdns", false, "do not look for peers on the local network")
@@ -319,6 +323,9 @@ with the API token in it where the node wants one.`,
 					label = "addrs"
 				}
 				fmt.Fprintf(out, "%-9s %s\n", label, a)
+			}
+			if st.PrivateSwarm != "" {
+				fmt.Fprintf(out, "swarm     private %s (only nodes with the same key)\n", st.PrivateSwarm)
 			}
 			fmt.Fprintf(out, "peers     %d connected\n", len(st.Peers))
 			fmt.Fprintf(out, "work      %s: %s\n", st.State, st.Reason)

@@ -76,6 +76,9 @@ type Status struct {
 	ID    string   `json:"id"`
 	Addrs []string `json:"addrs"` // with /p2p/<id>
 	Peers []string `json:"peers"`
+	// PrivateSwarm is the ID of the private swarm the node is a member of
+	// (p2p.SwarmKeyID of its key), or empty for the public swarm.
+	PrivateSwarm string `json:"private_swarm,omitempty"`
 	// DHT is the mode and routing table size of the LAN and the WAN DHT.
 	DHT        DHTStatus `json:"dht"`
 	StoreBytes int64     `json:"store_bytes"`
