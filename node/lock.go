@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/mycel-net/mycel/internal/filelock"
 )
 
 // lockFile is the data directory's lock: a node holds an exclusive lock on
@@ -15,9 +17,6 @@ import (
 // operating system drops the lock when the process ends, however it ends,
 // so a crashed node leaves no stale lock behind; the file itself stays.
 const lockFile = "lock"
-
-// errLocked means another open file holds the lock.
-var errLocked = errors.New("locked")
 
 // dirLock is a held data-directory lock.
 type dirLock struct{ f *os.File }
@@ -30,9 +29,9 @@ func lockDataDir(dir string) (*dirLock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: lock the data directory: %w", err)
 	}
-	if err := lockFileExclusive(f); err != nil {
+	if err := filelock.TryLock(f); err != nil {
 		f.Close()
-		if errors.Is(err, errLocked) {
+		if errors.Is(err, filelock.ErrLocked) {
 			who := "another mycel node"
 			if pid := readLockPID(path); pid > 0 {
 				who = fmt.Sprintf("another mycel node (pid %d)", pid)

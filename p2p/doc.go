@@ -11,9 +11,11 @@
 //   - transports: TCP and QUIC (v1), on DefaultPort on all interfaces unless
 //     ListenAddrs or LoopbackOnly say otherwise; NoQUIC leaves TCP only.
 //     libp2p's listeners share ports (SO_REUSEPORT), so New first checks
-//     that no other program holds them: the default addresses then move
-//     to ports the system picks, and a listen address given outright is
-//     refused;
+//     that no other program holds them, and claims them among the nodes of
+//     the machine (a lock on a file per port in the temporary directory,
+//     so that nodes started at the same moment do not all take the same
+//     port): the default addresses then move to ports the system picks,
+//     and a listen address given outright is refused;
 //   - security: TLS 1.3 first, then Noise. Both ends pick the first
 //     protocol they share, so two Mycel nodes use TLS, whose AES-GCM is
 //     about 1.7x faster than Noise's ChaCha20 for bulk weight transfer;

@@ -60,6 +60,8 @@ type Host struct {
 	nat      *natWatch // the NAT types identify saw (reach.go)
 	swarmID  string    // SwarmKeyID of a private swarm's key; "": public
 
+	portClaims []*os.File // its listen ports, claimed among the machine's nodes (ports.go)
+
 	bootstrap []peer.AddrInfo
 
 	ctx    context.Context // cancelled by Close; parent of background work
@@ -85,13 +87,14 @@ func New(opts ...Option) (_ *Host, err error) {
 	if err := cfg.fallbacks(); err != nil {
 		return nil, err
 	}
+	var claims []*os.File
 	if cfg.host == nil {
-		if err := cfg.checkPorts(); err != nil {
+		if claims, err = cfg.checkPorts(); err != nil {
 			return nil, err
 		}
 	}
 
-	n := &Host{bootstrap: cfg.bootstrap, dhtMode: cfg.dhtMode}
+	n := &Host{bootstrap: cfg.bootstrap, dhtMode: cfg.dhtMode, portClaims: claims}
 	if cfg.psk != nil {
 		n.swarmID = SwarmKeyID(cfg.psk)
 	}
@@ -464,6 +467,7 @@ func (n *Host) Close() error {
 				errs = append(errs, fmt.Errorf("p2p: close DHT datastore: %w", err))
 			}
 		}
+		release(n.portClaims)
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr

@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,5 +100,50 @@ func TestListenOnHeldPortRefused(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "held by another program") {
 		t.Errorf("error %q does not name the address and why", err)
+	}
+}
+
+// Nodes started at the same moment on the default port (a script that
+// starts a home swarm): each would find the port free before any binds
+// it, so each claims it among the machine's nodes: one takes it, the
+// others move. Once that one closes, the port is free to claim again.
+func TestNodesStartedTogetherDoNotSharePort(t *testing.T) {
+	port := freePort(t)
+	opts := []Option{defaultPort(port), NoQUIC(), NoNAT(), NoRelay(), NoMDNS(), MemoryDatastore()}
+	hosts := make([]*Host, 3)
+	errs := make([]error, len(hosts))
+	var wg sync.WaitGroup
+	for i := range hosts {
+		wg.Go(func() { hosts[i], errs[i] = New(opts...) })
+	}
+	wg.Wait()
+	owner := -1
+	seen := map[int]int{}
+	for i, h := range hosts {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		defer h.Close()
+		for _, p := range ports(h) {
+			if j, ok := seen[p]; ok && j != i {
+				t.Errorf("nodes %d and %d both listen on port %d", j, i, p)
+			}
+			seen[p] = i
+			if p == port {
+				owner = i
+			}
+		}
+	}
+	if owner < 0 {
+		t.Fatalf("no node took the default port %d", port)
+	}
+	hosts[owner].Close()
+	h, err := New(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if got := ports(h); len(got) == 0 || got[0] != port {
+		t.Errorf("after the port's node closed, a new node listens on %v, want %d", got, port)
 	}
 }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package node
+package filelock
 
 import (
 	"errors"
@@ -9,15 +9,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lockFileExclusive takes an exclusive flock on f without waiting.
-func lockFileExclusive(f *os.File) error {
+// TryLock takes an exclusive flock on f without waiting, or returns
+// ErrLocked when another open file holds it.
+func TryLock(f *os.File) error {
 	for {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return errLocked
+			return ErrLocked
 		}
 		return err
 	}
