@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -44,9 +46,10 @@ const expertAttempts = 4
 // expertCaller is a server's model.ExpertRunner for the experts it does
 // not hold.
 type expertCaller struct {
-	s   *Server
-	mu  sync.Mutex
-	bad map[peer.ID]time.Time // holders that failed, and when
+	s      *Server
+	mu     sync.Mutex
+	bad    map[peer.ID]time.Time // holders that failed, and when
+	banned map[peer.ID]string    // holders caught answering wrong, and why
 }
 
 // holderRank orders the holders of an expert: the fastest by announced
@@ -63,6 +66,9 @@ func (c *expertCaller) holders(li, e int, recs []ServerRecord, now time.Time) []
 			continue
 		}
 		if t, ok := c.bad[r.Peer]; ok && now.Sub(t) < expertRetry {
+			continue
+		}
+		if _, ok := c.banned[r.Peer]; ok {
 			continue
 		}
 		out = append(out, r)
@@ -136,21 +142,26 @@ func (c *expertCaller) RunExperts(li int, x []float32, n, k int, pick []int32, w
 		if len(jobs) == 0 {
 			return nil
 		}
+		checks := c.drawChecks(li, jobs, recs, now)
 		s.lend(func() {
 			var wg sync.WaitGroup
 			for _, jb := range jobs {
 				wg.Go(func() { jb.err = c.call(jb, x, dim) })
 			}
+			for _, ck := range checks {
+				wg.Go(func() { ck.second.err = c.call(ck.second, x, dim) })
+			}
 			wg.Wait()
 		})
+		for _, ck := range checks {
+			c.settle(li, ck, x, dim, recs)
+		}
 		for _, jb := range jobs {
 			if jb.err != nil {
 				log.Debug("expert holder failed", "peer", jb.peer.Peer, "layer", li, "err", jb.err)
 				errs = append(errs, fmt.Errorf("experts of layer %d at %s: %w", li, jb.peer.Peer, jb.err))
 				s.expertFailovers.Add(1)
-				c.mu.Lock()
-				c.bad[jb.peer.Peer] = time.Now()
-				c.mu.Unlock()
+				c.leaveOut(jb.peer.Peer)
 				continue
 			}
 			for i, r := range jb.rows {
@@ -167,6 +178,156 @@ func (c *expertCaller) RunExperts(li int, x []float32, n, k int, pick []int32, w
 		}
 	}
 	return errors.Join(append(errs, fmt.Errorf("experts of layer %d: no answer after %d rounds", li, expertAttempts))...)
+}
+
+// An expert check sends a request, as it goes to its holder, to a second
+// holder of every expert it names as well, and compares the answers row
+// by row (within DefaultVerifyTolerance, as the client's checks of
+// hops). Where they differ a third holder referees: a holder whose answer
+// differs from the other two is banned by this server for its life (its
+// rows go to the others from then on), and the rows take the answer the
+// two agree on. Without a third holder no one can tell which is wrong:
+// both are left out for a while and the rows are asked again elsewhere.
+// The attention server's own engine, the routing and the sums stay its
+// own: what a check covers is the one thing it takes on trust.
+
+// expertCheck is a request and its copy to a second holder.
+type expertCheck struct {
+	first, second *expertJob
+}
+
+// drawChecks picks, with the share ServerConfig.CheckExperts, the jobs to
+// check, each with the first holder (in holders' order) of all its
+// experts that is not its own.
+func (c *expertCaller) drawChecks(li int, jobs []*expertJob, recs []ServerRecord, now time.Time) []*expertCheck {
+	share := c.s.cfg.CheckExperts
+	if share <= 0 {
+		return nil
+	}
+	var out []*expertCheck
+	for _, jb := range jobs {
+		if share < 1 && rand.Float64() >= share {
+			continue
+		}
+		h := c.holderOfAll(li, jb.req.Pick, recs, now, jb.peer.Peer)
+		if h == nil {
+			continue
+		}
+		req := jb.req
+		req.Pick, req.Weight = slices.Clone(jb.req.Pick), slices.Clone(jb.req.Weight)
+		out = append(out, &expertCheck{first: jb, second: &expertJob{peer: h, rows: jb.rows, req: req}})
+	}
+	return out
+}
+
+// holderOfAll is the first holder, in holders' order, of every expert
+// pick names, other than those of not; nil when there is none.
+func (c *expertCaller) holderOfAll(li int, pick []int32, recs []ServerRecord, now time.Time, not ...peer.ID) *ServerRecord {
+	first := slices.IndexFunc(pick, func(e int32) bool { return e >= 0 })
+	if first < 0 {
+		return nil
+	}
+	for _, h := range c.holders(li, int(pick[first]), recs, now) {
+		if slices.Contains(not, h.Peer) {
+			continue
+		}
+		if !slices.ContainsFunc(pick, func(e int32) bool { return e >= 0 && !h.Experts.Has(int(e)) }) {
+			return h
+		}
+	}
+	return nil
+}
+
+// settle compares a check's two answers, with a referee where they
+// differ, and leaves in ck.first the answer the rows take (or the error
+// that sends them elsewhere).
+func (c *expertCaller) settle(li int, ck *expertCheck, x []float32, dim int, recs []ServerRecord) {
+	s, a, b := c.s, ck.first, ck.second
+	if b.err != nil {
+		// The second holder failed: the check is lost, the first answer
+		// stands.
+		log.Debug("expert holder failed a check", "peer", b.peer.Peer, "layer", li, "err", b.err)
+		c.leaveOut(b.peer.Peer)
+		s.expertFailovers.Add(1)
+		return
+	}
+	if a.err != nil {
+		// The first failed: the second's answer serves the rows.
+		log.Debug("expert holder failed; its check's answer taken", "peer", a.peer.Peer, "layer", li, "err", a.err)
+		c.leaveOut(a.peer.Peer)
+		s.expertFailovers.Add(1)
+		a.out, a.err = b.out, nil
+		return
+	}
+	s.expertChecks.Add(1)
+	if agree(a.out, b.out, dim) {
+		return
+	}
+	ref := c.holderOfAll(li, a.req.Pick, recs, time.Now(), a.peer.Peer, b.peer.Peer)
+	var r *expertJob
+	if ref != nil {
+		req := a.req
+		req.Pick, req.Weight = slices.Clone(a.req.Pick), slices.Clone(a.req.Weight)
+		r = &expertJob{peer: ref, rows: a.rows, req: req}
+		s.lend(func() { r.err = c.call(r, x, dim) })
+	}
+	if r == nil || r.err != nil {
+		c.leaveOut(a.peer.Peer)
+		c.leaveOut(b.peer.Peer)
+		a.err = fmt.Errorf("%w: %s and %s answered experts of layer %d differently, and no third holder told which is wrong", ErrVerification, a.peer.Peer, b.peer.Peer, li)
+		return
+	}
+	okA, okB := agree(r.out, a.out, dim), agree(r.out, b.out, dim)
+	if !okA {
+		c.ban(a.peer.Peer, fmt.Sprintf("answered experts of layer %d other than %s and %s", li, b.peer.Peer, r.peer.Peer))
+	}
+	if !okB {
+		c.ban(b.peer.Peer, fmt.Sprintf("answered experts of layer %d other than %s and %s", li, a.peer.Peer, r.peer.Peer))
+	}
+	if !okA {
+		a.out = r.out
+	}
+}
+
+// agree says whether two answers of rows of dim values agree row by row
+// within DefaultVerifyTolerance.
+func agree(a, b []float32, dim int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for off := 0; off < len(a); off += dim {
+		if d, bound := rowDiff(a[off:off+dim], b[off:off+dim], DefaultVerifyTolerance); !(d <= bound) {
+			return false
+		}
+	}
+	return true
+}
+
+// leaveOut leaves holder p out of the choice for expertRetry.
+func (c *expertCaller) leaveOut(p peer.ID) {
+	c.mu.Lock()
+	c.bad[p] = time.Now()
+	c.mu.Unlock()
+}
+
+// ban leaves holder p out of the choice for good.
+func (c *expertCaller) ban(p peer.ID, why string) {
+	log.Warn("holder of experts answered wrong; banned", "peer", p, "why", why)
+	c.mu.Lock()
+	c.banned[p] = why
+	c.mu.Unlock()
+	c.s.expertLiars.Add(1)
+}
+
+// BannedHolders are the holders of experts this server caught answering
+// wrong, and why.
+func (s *Server) BannedHolders() map[peer.ID]string {
+	if s.caller == nil {
+		return nil
+	}
+	s.caller.mu.Lock()
+	defer s.caller.mu.Unlock()
+	return maps.Clone(s.caller.banned)
 }
 
 // call sends one request on a stream of its own and reads the answer,
@@ -351,6 +512,9 @@ func (s *Server) runExperts(x *Experts) (*Result, ErrorCode, error) {
 	if err != nil {
 		return nil, CodeInternal, err
 	}
+	if s.answered != nil {
+		s.answered(out)
+	}
 	for _, e := range x.Pick {
 		if e >= 0 {
 			s.load[(x.Layer-s.cfg.Span.First)*ne+int(e)].Add(1)
@@ -368,9 +532,14 @@ type serverExperts struct {
 	nextCall atomic.Uint64
 	// requests to holders of experts that failed (and went to others)
 	expertFailovers atomic.Int64
+	expertChecks    atomic.Int64 // requests checked at a second holder
+	expertLiars     atomic.Int64 // holders banned for a wrong answer
 	askMu           sync.Mutex
 	askedRows       map[peer.ID]int64
 	routes          *routeLoad // the router's picks (nil: a dense model)
+	// answered, if set, sees (and may change) every answer to EXPERTS
+	// before it is sent: tests make liars with it.
+	answered func(out []float32)
 }
 
 // initExperts sets up what a server of experts needs: the engine that
@@ -386,7 +555,7 @@ func (s *Server) initExperts(w *model.Weights, be kernels.Backend) []model.Optio
 	s.routes = newRouteLoad(w, s.cfg.Span)
 	opts := []model.Option{model.Routed(s.routes.add)}
 	if lacksExperts(w, s.cfg.Span) {
-		s.caller = &expertCaller{s: s, bad: map[peer.ID]time.Time{}}
+		s.caller = &expertCaller{s: s, bad: map[peer.ID]time.Time{}, banned: map[peer.ID]string{}}
 		opts = append(opts, model.RemoteExperts(s.caller))
 	}
 	return opts

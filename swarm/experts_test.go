@@ -31,6 +31,11 @@ func (es *expertSwarm) records() []swarm.ServerRecord {
 // the blocks as a serving node pulls them: the layers' parts and only
 // those experts' parts.
 func (es *expertSwarm) server(span swarm.Span, set model.ExpertSet) *swarm.Server {
+	return es.serverWith(span, set, swarm.ServerConfig{})
+}
+
+// serverWith is server with cfg's other fields.
+func (es *expertSwarm) serverWith(span swarm.Span, set model.ExpertSet, cfg swarm.ServerConfig) *swarm.Server {
 	t := es.t
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -45,8 +50,8 @@ func (es *expertSwarm) server(span swarm.Span, set model.ExpertSet) *swarm.Serve
 		}
 	}
 	h := loopbackHost(t)
-	s, err := swarm.NewServer(h.Libp2p(), l.Weights, backend(t), swarm.ServerConfig{
-		Model: es.root.String(), Span: span, Experts: set, Holders: es.records})
+	cfg.Model, cfg.Span, cfg.Experts, cfg.Holders = es.root.String(), span, set, es.records
+	s, err := swarm.NewServer(h.Libp2p(), l.Weights, backend(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,8 +107,11 @@ func TestExpertsSplitOverServers(t *testing.T) {
 			}
 			span := swarm.Span{First: 0, Last: 2}
 			var servers []*swarm.Server
+			// No checks at second holders: which holder is asked when
+			// stays as the choice makes it, so that the victim below is
+			// asked again after it closes.
 			for _, set := range []model.ExpertSet{low, high, low, high} {
-				servers = append(servers, es.server(span, set))
+				servers = append(servers, es.serverWith(span, set, swarm.ServerConfig{CheckExperts: -1}))
 			}
 			route := es.plan()
 			if d := firstDiff(es.generate(route, swarm.ClientConfig{}, nil), es.want); d != "" {
@@ -167,6 +175,85 @@ func TestExpertsSplitOverServers(t *testing.T) {
 				t.Error("no request to the closed holder failed over to another")
 			}
 		})
+	}
+}
+
+// A holder of experts that answers wrong (its answers scaled by 3, as
+// from weights that are not the model's) among three holders of the same
+// experts, asked by a server that checks every request at a second
+// holder: the first answer of it that is checked differs from the
+// others', a third holder referees, and the liar is banned; the text is
+// the local run's, and the liar is not asked again. With the checks off
+// the liar's answers go into the text.
+func TestExpertLiarBanned(t *testing.T) {
+	es := &expertSwarm{fixtureSwarm: newFixtureSwarm(t, "mixtral.F32", 12)}
+	m, err := shards.GetManifest(context.Background(), es.st, es.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es.experts = m.Config.Experts
+	low, high := model.ExpertSet{}, model.ExpertSet{}
+	for e := range es.experts {
+		if e < es.experts/2 {
+			low = low.With(e)
+		} else {
+			high = high.With(e)
+		}
+	}
+	span := swarm.Span{First: 0, Last: 2}
+	checking := es.serverWith(span, low, swarm.ServerConfig{CheckExperts: 1})
+	unchecked := es.serverWith(span, low, swarm.ServerConfig{CheckExperts: -1})
+	var holders []*swarm.Server
+	for range 3 {
+		holders = append(holders, es.server(span, high))
+	}
+	liar := holders[1]
+	swarm.LieAboutExperts(liar, 3)
+	liarID := es.recs[3].Peer
+	load := func(s *swarm.Server) (n int64) {
+		for _, layer := range s.ExpertLoad() {
+			for _, k := range layer {
+				n += k
+			}
+		}
+		return n
+	}
+
+	// The checking server first, on a route of it alone.
+	route := []swarm.Hop{{Peer: es.recs[0].Peer, Span: span}}
+	if d := firstDiff(es.generate(route, swarm.ClientConfig{}, nil), es.want); d != "" {
+		t.Errorf("with checks: %s", d)
+	}
+	st := checking.Stats()
+	why := checking.BannedHolders()[liarID]
+	t.Logf("checks %d, liars %d, failovers %d; the liar answered %d rows: %q", st.ExpertChecks, st.ExpertLiars, st.ExpertFailovers, load(liar), why)
+	if why == "" || st.ExpertLiars != 1 || len(checking.BannedHolders()) != 1 {
+		t.Fatalf("banned %v (%d liars), want the liar %s alone", checking.BannedHolders(), st.ExpertLiars, liarID)
+	}
+	if st.ExpertChecks == 0 {
+		t.Error("no request checked")
+	}
+	before := load(liar)
+	if d := firstDiff(es.generate(route, swarm.ClientConfig{}, nil), es.want); d != "" {
+		t.Errorf("with checks, again: %s", d)
+	}
+	if after := load(liar); after != before {
+		t.Errorf("the banned liar answered %d rows more", after-before)
+	}
+
+	// The server that does not check takes the liar's answers as they
+	// come, once the least asked holders reach it.
+	route = []swarm.Hop{{Peer: es.recs[1].Peer, Span: span}}
+	before = load(liar)
+	got := es.generate(route, swarm.ClientConfig{}, nil)
+	if load(liar) == before {
+		t.Fatal("the unchecking server never asked the liar")
+	}
+	if firstDiff(got, es.want) == "" {
+		t.Error("the liar's answers left the text as it was: the test's lie is too small to see")
+	}
+	if unchecked.Stats().ExpertChecks != 0 || len(unchecked.BannedHolders()) != 0 {
+		t.Errorf("checks off: %d checks, banned %v", unchecked.Stats().ExpertChecks, unchecked.BannedHolders())
 	}
 }
 

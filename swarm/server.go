@@ -43,6 +43,10 @@ const (
 	DefaultIOTimeout    = 30 * time.Second
 	DefaultMaxBatch     = 32
 	DefaultBatchWait    = 5 * time.Millisecond
+	// DefaultCheckExperts: one request to holders of experts in twenty is
+	// checked at a second holder, at the cost of a twentieth more work
+	// for the holders.
+	DefaultCheckExperts = 0.05
 )
 
 // ServerConfig configures a Server. Zero fields take the defaults above.
@@ -96,6 +100,12 @@ type ServerConfig struct {
 	// ExpertDType is the type of the rows sent to holders of experts and
 	// of their answers: F32 (the default), F16 or BF16.
 	ExpertDType kernels.DType
+	// CheckExperts is the share of the requests to holders of experts
+	// that also go to a second holder of the same experts, to compare
+	// the answers (0: DefaultCheckExperts; negative: none; 1: every one
+	// where a second holder is at hand). A holder caught answering wrong
+	// is banned by this server.
+	CheckExperts float64
 	// OnSessionEnd, if set, is called when a session that ran at least
 	// one step ends (CLOSE, the end of the stream, an idle timeout, the
 	// server's Close), with what it did: the receipt a server issues
@@ -166,6 +176,9 @@ func (c *ServerConfig) validate(w *model.Weights) error {
 	if c.BatchWait == 0 {
 		c.BatchWait = DefaultBatchWait
 	}
+	if c.CheckExperts == 0 {
+		c.CheckExperts = DefaultCheckExperts
+	}
 	return nil
 }
 
@@ -217,9 +230,14 @@ type ServerStats struct {
 	Waits         int64 // passes that waited for other sessions' steps (BatchWait)
 	WaitsExpired  int64 // of those, waits that ran out before every step came
 	Refused       int64 // sessions refused for lack of memory
-	// ExpertFailovers counts requests to holders of experts that failed,
-	// their rows sent to other holders of the same experts.
+	// ExpertFailovers counts requests to holders of experts that failed
+	// (their rows answered by other holders of the same experts), checks
+	// at a second holder included.
 	ExpertFailovers int64
+	// ExpertChecks counts requests to holders of experts whose answers
+	// were compared with a second holder's (CheckExperts); ExpertLiars
+	// the holders banned for answering wrong.
+	ExpertChecks, ExpertLiars int64
 	// BatchRows counts passes by their rows: BatchRows[i] passes ran
 	// between 2^(i-1)+1 and 2^i rows (1, 2, 3–4, 5–8, 9–16, …).
 	BatchRows [BatchBuckets]int64
@@ -415,6 +433,7 @@ func (s *Server) Stats() ServerStats {
 		Sessions: len(s.streams), ReservedBytes: s.reserved,
 		Steps: s.steps.Load(), Passes: s.passes.Load(), Batches: s.batches.Load(), Refused: s.refused.Load(),
 		Waits: s.waits.Load(), WaitsExpired: s.waitsExpired.Load(), ExpertFailovers: s.expertFailovers.Load(),
+		ExpertChecks: s.expertChecks.Load(), ExpertLiars: s.expertLiars.Load(),
 	}
 	for i := range st.BatchRows {
 		st.BatchRows[i] = s.batchRows[i].Load()
