@@ -8,6 +8,9 @@
 //	OpenGGUF / ParseGGUF     GGUF metadata and tensor windows, without building a model
 //	WriteGGUF                GGUF v3 writer, streaming tensor data
 //	Synth, SynthShapes       seeded random-weight GGUF models of named shapes
+//	ConvertHF                a Hugging Face model directory (safetensors) → GGUF
+//	OpenSafeTensors          the tensors of a safetensors file or of a model's shards
+//	HFTokenizerKVs           a Hugging Face tokenizer.json → GGUF tokenizer metadata
 //
 // Load detects the format from the first bytes: "GGUF", the llama2.c
 // "ak42" magic, or else a legacy llama2.c header, which is accepted only

@@ -1,6 +1,7 @@
 package checkpoints
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -70,10 +71,21 @@ func (m *Model) Close() error {
 // is recognised by its exact size). The file is memory-mapped; F32 (and
 // GGUF F16, BF16, Q8_0, Q4_0) tensors are used from the map without
 // copying.
+//
+// A directory is taken as a Hugging Face model (config.json, safetensors,
+// tokenizer.json): it is converted to GGUF in memory (ConvertHF) and
+// loaded from there.
 func Load(path string, opts ...Option) (*Model, error) {
 	o, err := applyOptions(opts)
 	if err != nil {
 		return nil, err
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		var b bytes.Buffer
+		if err := ConvertHF(path, &b); err != nil {
+			return nil, err
+		}
+		return loadBytes(b.Bytes(), path, o)
 	}
 	data, unmap, err := mapFile(path)
 	if err != nil {

@@ -17,7 +17,7 @@ func newModelsCmd(g *globals) *cobra.Command {
 		Short: "Share models as content-addressed blocks; create and inspect model files",
 	}
 	cmd.AddCommand(newModelsImportCmd(g), newModelsPullCmd(g), newModelsLsCmd(g), newModelsInspectCmd(g),
-		newModelsExportCmd(g), newModelsRmCmd(g), newSynthCmd())
+		newModelsExportCmd(g), newModelsRmCmd(g), newSynthCmd(), newConvertCmd())
 	return cmd
 }
 

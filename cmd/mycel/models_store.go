@@ -22,7 +22,8 @@ func newModelsImportCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "import FILE",
 		Short: "Store a model file as content-addressed blocks on the node and announce it",
-		Long: `Cut a model file (llama2.c or GGUF) into content-addressed blocks in the
+		Long: `Cut a model file (llama2.c or GGUF, or a Hugging Face model directory,
+converted as mycel models convert does) into content-addressed blocks in the
 node's store and announce it on the DHT. The last line of stdout is the
 model's CID: the same file always gives the same CID.`,
 		Args: cobra.ExactArgs(1),

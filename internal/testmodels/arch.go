@@ -14,6 +14,7 @@ import (
 // checksum.
 type ArchRef struct {
 	Architecture string `json:"architecture"`
+	PromptText   string `json:"prompt_text"` // input_ids are BOS, then this text twice, cut short
 	InputIDs     []int  `json:"input_ids"`
 	NVocab       int    `json:"n_vocab"`
 	Greedy       struct {

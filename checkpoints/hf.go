@@ -1,0 +1,381 @@
+package checkpoints
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"path/filepath"
+	"strconv"
+)
+
+// A Hugging Face model directory holds config.json (the architecture and
+// its shape), the weights as safetensors (model.safetensors, or shards
+// listed in model.safetensors.index.json) and the tokenizer
+// (tokenizer.json, tokenizer_config.json). ConvertHF writes such a
+// directory as a GGUF file that Load runs: the same tensors under GGUF's
+// names, in their own type (F32, F16 or BF16), with the metadata GGUF's
+// loaders read. Llama-family query and key projections are reordered to
+// GGUF's rotary layout (adjacent pairs): Hugging Face's Llama rotates the
+// two halves of each head (the NeoX layout), and llama.cpp's converter
+// permutes the rows of those matrices so that the adjacent layout computes
+// the same; Qwen 2 and 3 keep the NeoX layout in GGUF too, unpermuted.
+
+// hfConfigFile and the other names of a Hugging Face model directory.
+const (
+	hfConfigFile = "config.json"
+	// maxHFConfig bounds config.json.
+	maxHFConfig = 1 << 20
+)
+
+// hfArch is what ConvertHF knows of one Hugging Face architecture.
+type hfArch struct {
+	gguf    string // GGUF's general.architecture
+	permute bool   // reorder q and k rows from the NeoX layout to the adjacent one
+}
+
+// hfArchs maps config.json's architectures[0] to GGUF.
+var hfArchs = map[string]hfArch{
+	"LlamaForCausalLM":   {gguf: "llama", permute: true},
+	"MistralForCausalLM": {gguf: "llama", permute: true},
+	"Qwen2ForCausalLM":   {gguf: "qwen2"},
+	"Qwen3ForCausalLM":   {gguf: "qwen3"},
+}
+
+// hfConfig is the part of config.json ConvertHF reads.
+type hfConfig struct {
+	Architectures    []string       `json:"architectures"`
+	HiddenSize       int            `json:"hidden_size"`
+	Intermediate     int            `json:"intermediate_size"`
+	Layers           int            `json:"num_hidden_layers"`
+	Heads            int            `json:"num_attention_heads"`
+	KVHeads          int            `json:"num_key_value_heads"`
+	HeadDim          int            `json:"head_dim"`
+	VocabSize        int            `json:"vocab_size"`
+	MaxPositions     int            `json:"max_position_embeddings"`
+	RMSNormEps       float64        `json:"rms_norm_eps"`
+	RopeTheta        float64        `json:"rope_theta"`
+	RopeScaling      *hfRopeScaling `json:"rope_scaling"`
+	TieWordEmbedding *bool          `json:"tie_word_embeddings"`
+}
+
+// hfRopeScaling is config.json's rope_scaling.
+type hfRopeScaling struct {
+	Type          string  `json:"type"`
+	RopeType      string  `json:"rope_type"`
+	Factor        float64 `json:"factor"`
+	LowFreq       float64 `json:"low_freq_factor"`
+	HighFreq      float64 `json:"high_freq_factor"`
+	OriginalMaxPE float64 `json:"original_max_position_embeddings"`
+}
+
+// readHFConfig reads and checks dir's config.json.
+func readHFConfig(dir string) (*hfConfig, hfArch, error) {
+	path := filepath.Join(dir, hfConfigFile)
+	data, err := readBounded(path, maxHFConfig)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, hfArch{}, fmt.Errorf("%s is not a Hugging Face model directory: it has no %s", dir, hfConfigFile)
+	}
+	if err != nil {
+		return nil, hfArch{}, err
+	}
+	var c hfConfig
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, hfArch{}, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(c.Architectures) != 1 {
+		return nil, hfArch{}, fmt.Errorf("%s: architectures %v: want one", path, c.Architectures)
+	}
+	arch, ok := hfArchs[c.Architectures[0]]
+	if !ok {
+		return nil, hfArch{}, fmt.Errorf("%s: architecture %s is not one this converter knows (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)", path, c.Architectures[0])
+	}
+	if c.KVHeads == 0 {
+		c.KVHeads = c.Heads
+	}
+	if c.RopeTheta == 0 {
+		c.RopeTheta = 10000
+	}
+	if c.RMSNormEps == 0 {
+		c.RMSNormEps = 1e-6
+	}
+	const big = 1 << 24
+	for _, f := range []struct {
+		key string
+		v   int
+	}{{"hidden_size", c.HiddenSize}, {"intermediate_size", c.Intermediate}, {"num_hidden_layers", c.Layers},
+		{"num_attention_heads", c.Heads}, {"num_key_value_heads", c.KVHeads}, {"max_position_embeddings", c.MaxPositions}} {
+		if f.v <= 0 || f.v > big {
+			return nil, hfArch{}, fmt.Errorf("%s: %s %d: want 1 to %d", path, f.key, f.v, big)
+		}
+	}
+	if c.HeadDim == 0 {
+		if c.HiddenSize%c.Heads != 0 {
+			return nil, hfArch{}, fmt.Errorf("%s: hidden_size %d is not a multiple of num_attention_heads %d, and no head_dim", path, c.HiddenSize, c.Heads)
+		}
+		c.HeadDim = c.HiddenSize / c.Heads
+	}
+	if c.HeadDim <= 0 || c.HeadDim%2 != 0 || c.HeadDim > 1<<12 || c.Heads%c.KVHeads != 0 {
+		return nil, hfArch{}, fmt.Errorf("%s: head_dim %d, %d heads, %d key/value heads: want an even head_dim and key/value heads dividing the heads", path, c.HeadDim, c.Heads, c.KVHeads)
+	}
+	if !(c.RopeTheta > 0) || !(c.RMSNormEps > 0) || math.IsInf(c.RopeTheta, 0) {
+		return nil, hfArch{}, fmt.Errorf("%s: rope_theta %g, rms_norm_eps %g: want positive", path, c.RopeTheta, c.RMSNormEps)
+	}
+	return &c, arch, nil
+}
+
+// ropeKVs and ropeFreqs are the metadata and the rope_freqs tensor of
+// config.json's rope_scaling: linear scaling as GGUF's key, Llama 3's
+// frequency-dependent scaling as one factor per rotary frequency (each
+// frequency divided by its factor: 1 for short wavelengths, factor for
+// long ones, and between them a smooth blend).
+func (c *hfConfig) ropeScaling(arch string) ([]KV, []float32, error) {
+	s := c.RopeScaling
+	if s == nil {
+		return nil, nil, nil
+	}
+	kind := s.RopeType
+	if kind == "" {
+		kind = s.Type
+	}
+	switch kind {
+	case "", "default":
+		return nil, nil, nil
+	case "linear":
+		if !(s.Factor > 0 && s.Factor <= 1<<16) {
+			return nil, nil, fmt.Errorf("rope_scaling: linear factor %g", s.Factor)
+		}
+		return []KV{
+			{Key: arch + ".rope.scaling.type", Value: Str("linear")},
+			{Key: arch + ".rope.scaling.factor", Value: F32(float32(s.Factor))},
+		}, nil, nil
+	case "llama3":
+		if !(s.Factor >= 1) || !(s.LowFreq > 0) || !(s.HighFreq > s.LowFreq) || !(s.OriginalMaxPE > 0) {
+			return nil, nil, fmt.Errorf("rope_scaling: llama3 with factor %g, low_freq_factor %g, high_freq_factor %g, original_max_position_embeddings %g", s.Factor, s.LowFreq, s.HighFreq, s.OriginalMaxPE)
+		}
+		lowWave, highWave := s.OriginalMaxPE/s.LowFreq, s.OriginalMaxPE/s.HighFreq
+		out := make([]float32, c.HeadDim/2)
+		for i := range out {
+			freq := 1 / math.Pow(c.RopeTheta, float64(2*i)/float64(c.HeadDim))
+			wave := 2 * math.Pi / freq
+			switch {
+			case wave < highWave:
+				out[i] = 1
+			case wave > lowWave:
+				out[i] = float32(s.Factor)
+			default:
+				smooth := (s.OriginalMaxPE/wave - s.LowFreq) / (s.HighFreq - s.LowFreq)
+				out[i] = float32(1 / ((1-smooth)/s.Factor + smooth))
+			}
+		}
+		return nil, out, nil
+	}
+	return nil, nil, fmt.Errorf("rope_scaling of type %q is not supported (linear and llama3 are)", kind)
+}
+
+// hfTensor is one tensor ConvertHF writes: the safetensors tensor it comes
+// from, its GGUF name and shape, and whether its rows are reordered.
+type hfTensor struct {
+	src   *SafeTensor
+	name  string
+	rows  int // of the GGUF matrix (1 for a vector)
+	cols  int
+	heads int // >0: reorder the rows of each of this many heads
+}
+
+// ggmlOf is the GGUF type of a safetensors dtype ConvertHF takes.
+func ggmlOf(dtype string) (GGMLType, int, bool) {
+	switch dtype {
+	case "F32":
+		return GGMLF32, 4, true
+	case "F16":
+		return GGMLF16, 2, true
+	case "BF16":
+		return GGMLBF16, 2, true
+	}
+	return 0, 0, false
+}
+
+// hfTensors maps the tensors of a model of config c from Hugging Face's
+// names to GGUF's, checking each one's type and shape.
+func hfTensors(st *SafeTensors, c *hfConfig, arch hfArch) ([]hfTensor, error) {
+	var out []hfTensor
+	add := func(src, dst string, rows, cols, heads int, optional bool) error {
+		t, ok := st.Tensor(src)
+		if !ok {
+			if optional {
+				return nil
+			}
+			return fmt.Errorf("tensor %s missing", src)
+		}
+		if _, _, ok := ggmlOf(t.DType); !ok {
+			return fmt.Errorf("tensor %s is %s: want F32, F16 or BF16", src, t.DType)
+		}
+		want := []int{rows, cols}
+		if rows == 1 {
+			want = []int{cols}
+		}
+		if len(t.Shape) != len(want) || t.Shape[0] != want[0] || (len(want) == 2 && t.Shape[1] != want[1]) {
+			return fmt.Errorf("tensor %s has shape %v, want %v", src, t.Shape, want)
+		}
+		out = append(out, hfTensor{src: t, name: dst, rows: rows, cols: cols, heads: heads})
+		return nil
+	}
+	emb, ok := st.Tensor("model.embed_tokens.weight")
+	if !ok || len(emb.Shape) != 2 {
+		return nil, fmt.Errorf("tensor model.embed_tokens.weight missing or not a matrix")
+	}
+	vocab, dim, hd := emb.Shape[0], c.HiddenSize, c.HeadDim
+	if c.VocabSize != 0 && c.VocabSize != vocab {
+		return nil, fmt.Errorf("vocab_size %d, but model.embed_tokens.weight has %d rows", c.VocabSize, vocab)
+	}
+	qd, kv := c.Heads*hd, c.KVHeads*hd
+	qh, kh := 0, 0
+	if arch.permute {
+		qh, kh = c.Heads, c.KVHeads
+	}
+	if err := add("model.embed_tokens.weight", tnEmbedding, vocab, dim, 0, false); err != nil {
+		return nil, err
+	}
+	for i := range c.Layers {
+		p, q := "model.layers."+strconv.Itoa(i)+".", "blk."+strconv.Itoa(i)+"."
+		for _, t := range []struct {
+			src, dst   string
+			rows, cols int
+			heads      int
+			optional   bool
+		}{
+			{"input_layernorm.weight", "attn_norm.weight", 1, dim, 0, false},
+			{"self_attn.q_proj.weight", "attn_q.weight", qd, dim, qh, false},
+			{"self_attn.k_proj.weight", "attn_k.weight", kv, dim, kh, false},
+			{"self_attn.v_proj.weight", "attn_v.weight", kv, dim, 0, false},
+			{"self_attn.o_proj.weight", "attn_output.weight", dim, qd, 0, false},
+			{"self_attn.q_proj.bias", "attn_q.bias", 1, qd, qh, true},
+			{"self_attn.k_proj.bias", "attn_k.bias", 1, kv, kh, true},
+			{"self_attn.v_proj.bias", "attn_v.bias", 1, kv, 0, true},
+			{"self_attn.q_norm.weight", "attn_q_norm.weight", 1, hd, 0, arch.gguf != "qwen3"},
+			{"self_attn.k_norm.weight", "attn_k_norm.weight", 1, hd, 0, arch.gguf != "qwen3"},
+			{"post_attention_layernorm.weight", "ffn_norm.weight", 1, dim, 0, false},
+			{"mlp.gate_proj.weight", "ffn_gate.weight", c.Intermediate, dim, 0, false},
+			{"mlp.up_proj.weight", "ffn_up.weight", c.Intermediate, dim, 0, false},
+			{"mlp.down_proj.weight", "ffn_down.weight", dim, c.Intermediate, 0, false},
+		} {
+			if err := add(p+t.src, q+t.dst, t.rows, t.cols, t.heads, t.optional); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := add("model.norm.weight", tnFinalNorm, 1, dim, 0, false); err != nil {
+		return nil, err
+	}
+	tied := c.TieWordEmbedding != nil && *c.TieWordEmbedding
+	if _, ok := st.Tensor("lm_head.weight"); ok || !tied {
+		if err := add("lm_head.weight", tnOutput, vocab, dim, 0, false); err != nil {
+			return nil, fmt.Errorf("%w (and tie_word_embeddings is not true)", err)
+		}
+	}
+	return out, nil
+}
+
+// spec is t as WriteGGUF takes it, its rows reordered as it is written.
+func (t *hfTensor) spec() TensorSpec {
+	typ, size, _ := ggmlOf(t.src.DType)
+	dims := []uint64{uint64(t.cols), uint64(t.rows)}
+	if t.rows == 1 {
+		dims = dims[:1]
+	}
+	s := TensorSpec{Name: t.name, Type: typ, Dims: dims}
+	if t.heads == 0 {
+		s.Data = t.src.Data
+		return s
+	}
+	// A bias is one value a row: reorder its values as the rows.
+	rowBytes := t.cols * size
+	rows := t.rows
+	if t.rows == 1 {
+		rowBytes, rows = size, t.cols
+	}
+	data := t.src.Data
+	heads := t.heads
+	s.Write = func(w io.Writer) error {
+		hd := rows / heads
+		for h := range heads {
+			for j := range hd {
+				// Row 2i+s of a head in the adjacent layout is row
+				// s·hd/2+i of it in the NeoX layout.
+				i, half := j/2, j%2
+				src := h*hd + half*hd/2 + i
+				if _, err := w.Write(data[src*rowBytes : (src+1)*rowBytes]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return s
+}
+
+// ConvertHF writes the Hugging Face model in dir (config.json, safetensors,
+// tokenizer.json) to w as a GGUF file that Load runs.
+func ConvertHF(dir string, w io.Writer) error {
+	c, arch, err := readHFConfig(dir)
+	if err != nil {
+		return fmt.Errorf("checkpoints: %w", err)
+	}
+	st, err := OpenSafeTensors(dir)
+	if err != nil {
+		return fmt.Errorf("checkpoints: %w", err)
+	}
+	defer st.Close()
+	tensors, err := hfTensors(st, c, arch)
+	if err != nil {
+		return fmt.Errorf("checkpoints: %s: %w", dir, err)
+	}
+	vocab := tensors[0].rows
+	a := arch.gguf
+	kvs := []KV{
+		{Key: "general.architecture", Value: Str(a)},
+		{Key: "general.name", Value: Str(filepath.Base(filepath.Clean(dir)))},
+		{Key: a + ".vocab_size", Value: U32(uint32(vocab))},
+		{Key: a + ".context_length", Value: U32(uint32(c.MaxPositions))},
+		{Key: a + ".embedding_length", Value: U32(uint32(c.HiddenSize))},
+		{Key: a + ".block_count", Value: U32(uint32(c.Layers))},
+		{Key: a + ".feed_forward_length", Value: U32(uint32(c.Intermediate))},
+		{Key: a + ".attention.head_count", Value: U32(uint32(c.Heads))},
+		{Key: a + ".attention.head_count_kv", Value: U32(uint32(c.KVHeads))},
+		{Key: a + ".attention.key_length", Value: U32(uint32(c.HeadDim))},
+		{Key: a + ".attention.value_length", Value: U32(uint32(c.HeadDim))},
+		{Key: a + ".rope.dimension_count", Value: U32(uint32(c.HeadDim))},
+		{Key: a + ".rope.freq_base", Value: F32(float32(c.RopeTheta))},
+		{Key: a + ".attention.layer_norm_rms_epsilon", Value: F32(float32(c.RMSNormEps))},
+	}
+	ropeKVs, freqs, err := c.ropeScaling(a)
+	if err != nil {
+		return fmt.Errorf("checkpoints: %s: %w", filepath.Join(dir, hfConfigFile), err)
+	}
+	kvs = append(kvs, ropeKVs...)
+	tok, err := HFTokenizerKVs(dir, vocab)
+	if err != nil {
+		return fmt.Errorf("checkpoints: %w", err)
+	}
+	kvs = append(kvs, tok...)
+	specs := make([]TensorSpec, 0, len(tensors)+1)
+	for i := range tensors {
+		specs = append(specs, tensors[i].spec())
+	}
+	if freqs != nil {
+		var b bytes.Buffer
+		if err := binary.Write(&b, binary.LittleEndian, freqs); err != nil {
+			return err
+		}
+		specs = append(specs, TensorSpec{Name: tnRopeFreqs, Type: GGMLF32, Dims: []uint64{uint64(len(freqs))}, Data: b.Bytes()})
+	}
+	if err := WriteGGUF(w, kvs, specs); err != nil {
+		return fmt.Errorf("checkpoints: write %s as GGUF: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,369 @@
+package checkpoints
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/mycel-net/mycel/internal/testmodels"
+	"github.com/mycel-net/mycel/model/tokenizer"
+)
+
+// hfNames maps GGUF's names of a block's tensors to Hugging Face's.
+var hfNames = map[string]string{
+	"attn_norm.weight":   "input_layernorm.weight",
+	"attn_q.weight":      "self_attn.q_proj.weight",
+	"attn_k.weight":      "self_attn.k_proj.weight",
+	"attn_v.weight":      "self_attn.v_proj.weight",
+	"attn_output.weight": "self_attn.o_proj.weight",
+	"attn_q.bias":        "self_attn.q_proj.bias",
+	"attn_k.bias":        "self_attn.k_proj.bias",
+	"attn_v.bias":        "self_attn.v_proj.bias",
+	"attn_q_norm.weight": "self_attn.q_norm.weight",
+	"attn_k_norm.weight": "self_attn.k_norm.weight",
+	"ffn_norm.weight":    "post_attention_layernorm.weight",
+	"ffn_gate.weight":    "mlp.gate_proj.weight",
+	"ffn_up.weight":      "mlp.up_proj.weight",
+	"ffn_down.weight":    "mlp.down_proj.weight",
+}
+
+// neoxRows reorders the rows (of rowBytes each) of a matrix of heads
+// heads from GGUF's adjacent rotary layout back to Hugging Face's NeoX
+// one: row s·hd/2+i of a head is row 2i+s of it in GGUF.
+func neoxRows(data []byte, heads, rowBytes int) []byte {
+	out := make([]byte, len(data))
+	rows := len(data) / rowBytes
+	hd := rows / heads
+	for h := range heads {
+		for s := range 2 {
+			for i := range hd / 2 {
+				dst, src := h*hd+s*hd/2+i, h*hd+2*i+s
+				copy(out[dst*rowBytes:(dst+1)*rowBytes], data[src*rowBytes:(src+1)*rowBytes])
+			}
+		}
+	}
+	return out
+}
+
+// writeHFModel lays the GGUF model m out in dir as Hugging Face publishes
+// a model of architecture archName: config.json (with rope, when set),
+// model.safetensors in two shards with their index, and its tokenizer.
+func writeHFModel(t *testing.T, dir string, m *Model, archName string, permute bool, rope map[string]any) {
+	t.Helper()
+	c := m.Weights.Config
+	g := m.GGUF
+	cfg := map[string]any{
+		"architectures":           []string{archName},
+		"hidden_size":             c.Dim,
+		"intermediate_size":       c.Hidden,
+		"num_hidden_layers":       c.Layers,
+		"num_attention_heads":     c.Heads,
+		"num_key_value_heads":     c.KVHeads,
+		"head_dim":                c.HeadDim(),
+		"vocab_size":              c.Vocab,
+		"max_position_embeddings": c.Context,
+		"rms_norm_eps":            c.NormEps,
+		"rope_theta":              c.RopeTheta,
+		"tie_word_embeddings":     c.SharedClassifier,
+		"torch_dtype":             "float32",
+	}
+	if rope != nil {
+		cfg["rope_scaling"] = rope
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var tensors []SafeTensor
+	for _, ti := range g.Tensors {
+		name := ti.Name
+		switch {
+		case name == tnEmbedding:
+			name = "model.embed_tokens.weight"
+		case name == tnFinalNorm:
+			name = "model.norm.weight"
+		case name == tnOutput:
+			name = "lm_head.weight"
+		case name == tnRopeFreqs:
+			continue
+		case strings.HasPrefix(name, "blk."):
+			rest := strings.TrimPrefix(name, "blk.")
+			layer, tn, _ := strings.Cut(rest, ".")
+			hf, ok := hfNames[tn]
+			if !ok {
+				t.Fatalf("no Hugging Face name for %s", name)
+			}
+			name = "model.layers." + layer + "." + hf
+		default:
+			t.Fatalf("no Hugging Face name for %s", name)
+		}
+		if ti.Type != GGMLF32 {
+			t.Fatalf("%s is %s; this test writes F32", ti.Name, ti.Type)
+		}
+		data := ti.Data
+		shape := make([]int, len(ti.Dims))
+		for i, d := range ti.Dims {
+			shape[len(shape)-1-i] = int(d)
+		}
+		if permute && (strings.HasSuffix(name, "q_proj.weight") || strings.HasSuffix(name, "k_proj.weight")) {
+			heads := c.Heads
+			if strings.HasSuffix(name, "k_proj.weight") {
+				heads = c.KVHeads
+			}
+			data = neoxRows(data, heads, 4*shape[1])
+		}
+		tensors = append(tensors, SafeTensor{Name: name, DType: "F32", Shape: shape, Data: data})
+	}
+	// Two shards, as large models come, with the index naming them.
+	half := len(tensors) / 2
+	index := map[string]any{"metadata": map[string]any{"total_size": 0}}
+	weights := map[string]string{}
+	for i, part := range [][]SafeTensor{tensors[:half], tensors[half:]} {
+		file := "model-0000" + strconv.Itoa(i+1) + "-of-00002.safetensors"
+		var buf bytes.Buffer
+		if err := WriteSafeTensors(&buf, part, map[string]string{"format": "pt"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, file), buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range part {
+			weights[st.Name] = file
+		}
+	}
+	index["weight_map"] = weights
+	if b, err = json.Marshal(index); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "model.safetensors.index.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeTokenizerJSON(t, dir, m)
+}
+
+// The rows of a head in GGUF's adjacent rotary layout, as llama.cpp's
+// converter permutes Hugging Face's (reshape to [heads, 2, hd/2, cols],
+// swap the middle axes): for two heads of 8, the GGUF rows are Hugging
+// Face's 0 4 1 5 2 6 3 7, then 8 12 9 13 10 14 11 15.
+func TestAdjacentRowsOfNeoX(t *testing.T) {
+	const heads, hd = 2, 8
+	src := make([]byte, heads*hd) // one byte a row: its Hugging Face index
+	for i := range src {
+		src[i] = byte(i)
+	}
+	ht := hfTensor{src: &SafeTensor{DType: "F32", Data: nil}, rows: heads * hd, cols: 1, heads: heads}
+	// Rows of one F32 value, its Hugging Face index.
+	data := make([]byte, 4*len(src))
+	for i := range src {
+		data[4*i] = src[i]
+	}
+	ht.src.Data = data
+	var out bytes.Buffer
+	if err := ht.spec().Write(&out); err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for i := 0; i < out.Len(); i += 4 {
+		got = append(got, int(out.Bytes()[i]))
+	}
+	want := []int{0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15}
+	if !slices.Equal(got, want) {
+		t.Errorf("GGUF rows from Hugging Face rows %v, want %v", got, want)
+	}
+	if back := neoxRows(out.Bytes(), heads, 4); !bytes.Equal(back, data) {
+		t.Error("the test's NeoX reordering does not undo the converter's")
+	}
+}
+
+// The F32 fixtures of Llama 3 (with its rope scaling), Qwen 2 and Qwen 3,
+// laid out as Hugging Face publishes them, convert to a GGUF that loads
+// to the fixture's config and, tensor for tensor, its bytes; Llama 3's
+// rope factors, computed from config.json's rope_scaling, are the ones
+// llama.cpp wrote into the fixture; and the converted model's tokenizer
+// encodes the fixture's prompt to its ids.
+func TestConvertHF(t *testing.T) {
+	for _, tc := range []struct {
+		fixture, arch string
+		permute       bool
+		rope          map[string]any
+	}{
+		{"llama3.F32", "LlamaForCausalLM", true, map[string]any{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}},
+		{"qwen2.F32", "Qwen2ForCausalLM", false, nil},
+		{"qwen3.F32", "Qwen3ForCausalLM", false, nil},
+	} {
+		t.Run(tc.fixture, func(t *testing.T) {
+			src, err := Load(testmodels.ArchModel(t, tc.fixture))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			dir := t.TempDir()
+			writeHFModel(t, dir, src, tc.arch, tc.permute, tc.rope)
+			var buf bytes.Buffer
+			if err := ConvertHF(dir, &buf); err != nil {
+				t.Fatal(err)
+			}
+			got, err := LoadBytes(buf.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer got.Close()
+			if got.Weights.Config != src.Weights.Config {
+				t.Errorf("config %+v, the fixture's %+v", got.Weights.Config, src.Weights.Config)
+			}
+			for _, ti := range src.GGUF.Tensors {
+				want := ti.Data
+				gt, ok := got.GGUF.Tensor(ti.Name)
+				if !ok {
+					t.Errorf("tensor %s missing", ti.Name)
+					continue
+				}
+				have := gt.Data
+				if ti.Name == tnRopeFreqs {
+					w, h := src.Weights.RopeFreqs, got.Weights.RopeFreqs
+					for i := range w {
+						if math.Abs(float64(w[i]-h[i])) > 1e-5*float64(w[i]) {
+							t.Errorf("rope factor %d: %v, llama.cpp's %v", i, h[i], w[i])
+						}
+					}
+					continue
+				}
+				if !bytes.Equal(have, want) {
+					t.Errorf("tensor %s differs from the fixture's", ti.Name)
+				}
+			}
+			if len(got.GGUF.Tensors) != len(src.GGUF.Tensors) {
+				t.Errorf("%d tensors, the fixture has %d", len(got.GGUF.Tensors), len(src.GGUF.Tensors))
+			}
+			ref := testmodels.Arch(t, tc.fixture)
+			ids := got.Tokenizer.Encode(ref.PromptText, tokenizer.EncodeOptions{BOS: true})
+			// A directory given to Load is converted in memory.
+			fromDir, err := Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fromDir.Close()
+			if fromDir.Weights.Config != src.Weights.Config || fromDir.Path != dir {
+				t.Errorf("Load(dir): config %+v, path %q", fromDir.Weights.Config, fromDir.Path)
+			}
+			// The prompt is the text twice: its ids but the last (which
+			// may join what follows) start the reference's.
+			if n, want := len(ids)-1, ref.InputIDs; n < 8 || n > len(want) || !slices.Equal(ids[:n], want[:n]) {
+				t.Errorf("prompt ids %v, llama.cpp's %v", ids, want)
+			}
+		})
+	}
+}
+
+// A directory that is not a model this converter knows is refused,
+// saying what is wrong.
+func TestConvertHFRefuses(t *testing.T) {
+	src, err := Load(testmodels.ArchModel(t, "qwen2.F32"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	base := t.TempDir()
+	writeHFModel(t, base, src, "Qwen2ForCausalLM", false, nil)
+	cfg, err := os.ReadFile(filepath.Join(base, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		edit func(dir string)
+		says string
+	}{
+		"no config":    {func(dir string) { os.Remove(filepath.Join(dir, "config.json")) }, "config.json"},
+		"unknown arch": {func(dir string) { rewrite(t, dir, "config.json", cfg, "Qwen2ForCausalLM", "GPTNeoXForCausalLM") }, "GPTNeoXForCausalLM"},
+		"heads": {func(dir string) {
+			rewrite(t, dir, "config.json", cfg, `"num_attention_heads": 4`, `"num_attention_heads": 0`)
+		}, "num_attention_heads"},
+		"layers": {func(dir string) {
+			rewrite(t, dir, "config.json", cfg, `"num_hidden_layers": 2`, `"num_hidden_layers": 3`)
+		}, "model.layers.2"},
+		"rope": {func(dir string) {
+			rewrite(t, dir, "config.json", cfg, `"torch_dtype"`, `"rope_scaling": {"rope_type": "yarn", "factor": 4}, "torch_dtype"`)
+		}, "yarn"},
+		"no weights": {func(dir string) {
+			os.Remove(filepath.Join(dir, "model.safetensors.index.json"))
+		}, "safetensors"},
+		"no tokenizer": {func(dir string) { os.Remove(filepath.Join(dir, "tokenizer.json")) }, "tokenizer.json"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			copyDir(t, base, dir)
+			c.edit(dir)
+			err := ConvertHF(dir, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), c.says) {
+				t.Errorf("%v; want an error saying %q", err, c.says)
+			}
+		})
+	}
+}
+
+// rewrite writes orig, with old replaced by new, to dir/name.
+func rewrite(t *testing.T, dir, name string, orig []byte, old, new string) {
+	t.Helper()
+	if !bytes.Contains(orig, []byte(old)) {
+		t.Fatalf("%s has no %q", name, old)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), bytes.Replace(orig, []byte(old), []byte(new), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copyDir copies the files of from into to.
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	es, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// writeTokenizerJSON writes m's SentencePiece vocabulary into dir as
+// Llama 2's tokenizer.json and tokenizer_config.json.
+func writeTokenizerJSON(t *testing.T, dir string, m *Model) {
+	t.Helper()
+	g := m.GGUF
+	tokens, err := g.Strings("tokenizer.ggml.tokens")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scores, err := g.Float32s("tokenizer.ggml.scores")
+	if err != nil {
+		t.Fatal(err)
+	}
+	types, err := g.Int32s("tokenizer.ggml.token_type")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{
+		"tokenizer.json": spTokenizerJSON(t, tokens, scores, types),
+		"tokenizer_config.json": hfJSON(t, map[string]any{
+			"add_bos_token": true, "add_eos_token": false, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mycel-net/mycel/checkpoints"
+)
+
+func newConvertCmd() *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "convert DIR -o FILE.gguf",
+		Short: "Convert a Hugging Face model directory (safetensors) to a GGUF file",
+		Long: `Convert a model as Hugging Face publishes it, a directory with config.json,
+the weights as safetensors (model.safetensors, or shards listed in
+model.safetensors.index.json) and tokenizer.json, to one GGUF file that
+every mycel command runs, imports and serves. Llama (2, 3 and 3.x with its
+rope scaling), Mistral, Qwen 2 / 2.5 and Qwen 3 models are known; the
+weights keep their type (F32, F16 or BF16). No Python needed. A directory
+can also be given wherever a model file is taken (mycel run -m DIR): it is
+converted in memory each time.`,
+		Example: `  mycel models convert ./Qwen2.5-0.5B-Instruct -o qwen2.5-0.5b.gguf
+  mycel run -m qwen2.5-0.5b.gguf "The capital of France is"`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return fmt.Errorf("name the output file with -o")
+			}
+			err := writeFileAtomic(out, func(w io.Writer) error {
+				bw := bufio.NewWriterSize(w, 1<<20)
+				if err := checkpoints.ConvertHF(args[0], bw); err != nil {
+					return err
+				}
+				return bw.Flush()
+			})
+			if err != nil {
+				return err
+			}
+			m, err := checkpoints.Load(out)
+			if err != nil {
+				return fmt.Errorf("the file written does not load: %w", err)
+			}
+			defer m.Close()
+			c := m.Weights.Config
+			fi, _ := os.Stat(out)
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s: %s, %d layers, width %d, vocabulary %d, %.1f MB\n",
+				out, c.Arch, c.Layers, c.Dim, c.Vocab, float64(fi.Size())/1e6)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "output file (.gguf)")
+	return cmd
+}
