@@ -30,7 +30,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mycel-net/mycel/model/chat"
 	"github.com/mycel-net/mycel/model/tokenizer"
 )
 
@@ -78,6 +77,10 @@ var hftokPreByRegex = map[string]string{
 	hftokRegexGPT2:   "gpt2",
 }
 
+// ChatTemplateKey is the GGUF metadata key of a model's chat template (the
+// key model/chat reads, chat.MetadataKey).
+const ChatTemplateKey = "tokenizer.chat_template"
+
 // hftokSpace is SentencePiece's visible space, U+2581.
 const hftokSpace = "\u2581"
 
@@ -101,11 +104,11 @@ func HFTokenizerKVs(dir string, vocab int) ([]KV, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoints: %s: %w", dir, err)
 	}
-	if !slices.ContainsFunc(kvs, func(kv KV) bool { return kv.Key == chat.MetadataKey }) {
+	if !slices.ContainsFunc(kvs, func(kv KV) bool { return kv.Key == ChatTemplateKey }) {
 		tmpl, err := readBounded(filepath.Join(dir, "chat_template.jinja"), hftokMaxTemplate)
 		switch {
 		case err == nil:
-			kvs = append(kvs, KV{Key: chat.MetadataKey, Value: Str(string(tmpl))})
+			kvs = append(kvs, KV{Key: ChatTemplateKey, Value: Str(string(tmpl))})
 		case !errors.Is(err, fs.ErrNotExist):
 			return nil, fmt.Errorf("checkpoints: %w", err)
 		}
@@ -522,7 +525,7 @@ func hfTokenizerKVs(tok, cfg []byte, vocab int) ([]KV, error) {
 		kvs = append(kvs, KV{Key: "tokenizer.ggml.add_bos_token", Value: Bool(addBOS)})
 	}
 	if hasTmpl {
-		kvs = append(kvs, KV{Key: chat.MetadataKey, Value: Str(tmpl)})
+		kvs = append(kvs, KV{Key: ChatTemplateKey, Value: Str(tmpl)})
 	}
 	return kvs, nil
 }

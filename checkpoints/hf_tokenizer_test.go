@@ -194,6 +194,9 @@ func TestHFTokenizerByteLevelQwen3(t *testing.T) {
 	if p := str("tokenizer.ggml.pre"); p != srcPre || p != "qwen2" {
 		t.Errorf("tokenizer.ggml.pre = %q, want %q", p, srcPre)
 	}
+	if ChatTemplateKey != chat.MetadataKey {
+		t.Fatalf("ChatTemplateKey %q, model/chat reads %q", ChatTemplateKey, chat.MetadataKey)
+	}
 	if s := str(chat.MetadataKey); s != template {
 		t.Errorf("chat template = %q", s)
 	}
