@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
 )
 
@@ -23,7 +24,9 @@ import (
 // GGUF's rotary layout (adjacent pairs): Hugging Face's Llama rotates the
 // two halves of each head (the NeoX layout), and llama.cpp's converter
 // permutes the rows of those matrices so that the adjacent layout computes
-// the same; Qwen 2 and 3 keep the NeoX layout in GGUF too, unpermuted.
+// the same; Qwen 2 and 3 keep the NeoX layout in GGUF too, unpermuted. A
+// mixture's experts, one matrix each in Hugging Face, are stacked into
+// GGUF's one tensor per kind ([cols, rows, experts]).
 
 // hfConfigFile and the other names of a Hugging Face model directory.
 const (
@@ -36,14 +39,21 @@ const (
 type hfArch struct {
 	gguf    string // GGUF's general.architecture
 	permute bool   // reorder q and k rows from the NeoX layout to the adjacent one
+	// moe names the module of a block's routed experts: Mixtral's
+	// block_sparse_moe (router "gate", experts' w1, w3, w2) or Qwen 3
+	// MoE's mlp (router "gate", experts' gate_proj, up_proj, down_proj);
+	// "" for a dense model.
+	moe string
 }
 
 // hfArchs maps config.json's architectures[0] to GGUF.
 var hfArchs = map[string]hfArch{
-	"LlamaForCausalLM":   {gguf: "llama", permute: true},
-	"MistralForCausalLM": {gguf: "llama", permute: true},
-	"Qwen2ForCausalLM":   {gguf: "qwen2"},
-	"Qwen3ForCausalLM":   {gguf: "qwen3"},
+	"LlamaForCausalLM":    {gguf: "llama", permute: true},
+	"MistralForCausalLM":  {gguf: "llama", permute: true},
+	"Qwen2ForCausalLM":    {gguf: "qwen2"},
+	"Qwen3ForCausalLM":    {gguf: "qwen3"},
+	"MixtralForCausalLM":  {gguf: "llama", permute: true, moe: "block_sparse_moe"},
+	"Qwen3MoeForCausalLM": {gguf: "qwen3moe", moe: "mlp"},
 }
 
 // hfConfig is the part of config.json ConvertHF reads.
@@ -61,6 +71,15 @@ type hfConfig struct {
 	RopeTheta        float64        `json:"rope_theta"`
 	RopeScaling      *hfRopeScaling `json:"rope_scaling"`
 	TieWordEmbedding *bool          `json:"tie_word_embeddings"`
+	// Mixtures of experts: Mixtral's num_local_experts, Qwen 3 MoE's
+	// num_experts and moe_intermediate_size; both num_experts_per_tok.
+	LocalExperts int   `json:"num_local_experts"`
+	Experts      int   `json:"num_experts"`
+	ExpertsUsed  int   `json:"num_experts_per_tok"`
+	MoEHidden    int   `json:"moe_intermediate_size"`
+	NormTopK     *bool `json:"norm_topk_prob"`
+	MLPOnly      []int `json:"mlp_only_layers"`
+	SparseStep   int   `json:"decoder_sparse_step"`
 }
 
 // hfRopeScaling is config.json's rope_scaling.
@@ -92,7 +111,7 @@ func readHFConfig(dir string) (*hfConfig, hfArch, error) {
 	}
 	arch, ok := hfArchs[c.Architectures[0]]
 	if !ok {
-		return nil, hfArch{}, fmt.Errorf("%s: architecture %s is not one this converter knows (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM)", path, c.Architectures[0])
+		return nil, hfArch{}, fmt.Errorf("%s: architecture %s is not one this converter knows (LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM)", path, c.Architectures[0])
 	}
 	if c.KVHeads == 0 {
 		c.KVHeads = c.Heads
@@ -111,6 +130,20 @@ func readHFConfig(dir string) (*hfConfig, hfArch, error) {
 		{"num_attention_heads", c.Heads}, {"num_key_value_heads", c.KVHeads}, {"max_position_embeddings", c.MaxPositions}} {
 		if f.v <= 0 || f.v > big {
 			return nil, hfArch{}, fmt.Errorf("%s: %s %d: want 1 to %d", path, f.key, f.v, big)
+		}
+	}
+	if arch.moe != "" {
+		if c.Experts == 0 {
+			c.Experts = c.LocalExperts
+		}
+		if c.MoEHidden == 0 {
+			c.MoEHidden = c.Intermediate
+		}
+		if c.Experts < 2 || c.Experts > 1<<12 || c.ExpertsUsed < 1 || c.ExpertsUsed > c.Experts || c.MoEHidden <= 0 || c.MoEHidden > big {
+			return nil, hfArch{}, fmt.Errorf("%s: %d experts, %d a token, experts %d wide: want 2 to 4096 experts, 1 to all of them a token", path, c.Experts, c.ExpertsUsed, c.MoEHidden)
+		}
+		if len(c.MLPOnly) > 0 || c.SparseStep > 1 {
+			return nil, hfArch{}, fmt.Errorf("%s: dense layers among the experts' (mlp_only_layers %v, decoder_sparse_step %d) are not supported", path, c.MLPOnly, c.SparseStep)
 		}
 	}
 	if c.HeadDim == 0 {
@@ -185,6 +218,9 @@ type hfTensor struct {
 	rows  int // of the GGUF matrix (1 for a vector)
 	cols  int
 	heads int // >0: reorder the rows of each of this many heads
+	// stack, when set, are the experts' matrices (src the first of them)
+	// that make one GGUF tensor of [cols, rows, experts].
+	stack []*SafeTensor
 }
 
 // ggmlOf is the GGUF type of a safetensors dtype ConvertHF takes.
@@ -204,25 +240,48 @@ func ggmlOf(dtype string) (GGMLType, int, bool) {
 // names to GGUF's, checking each one's type and shape.
 func hfTensors(st *SafeTensors, c *hfConfig, arch hfArch) ([]hfTensor, error) {
 	var out []hfTensor
-	add := func(src, dst string, rows, cols, heads int, optional bool) error {
+	get := func(src string, rows, cols int) (*SafeTensor, error) {
 		t, ok := st.Tensor(src)
 		if !ok {
-			if optional {
-				return nil
-			}
-			return fmt.Errorf("tensor %s missing", src)
+			return nil, fmt.Errorf("tensor %s missing", src)
 		}
 		if _, _, ok := ggmlOf(t.DType); !ok {
-			return fmt.Errorf("tensor %s is %s: want F32, F16 or BF16", src, t.DType)
+			return nil, fmt.Errorf("tensor %s is %s: want F32, F16 or BF16", src, t.DType)
 		}
 		want := []int{rows, cols}
 		if rows == 1 {
 			want = []int{cols}
 		}
-		if len(t.Shape) != len(want) || t.Shape[0] != want[0] || (len(want) == 2 && t.Shape[1] != want[1]) {
-			return fmt.Errorf("tensor %s has shape %v, want %v", src, t.Shape, want)
+		if !slices.Equal(t.Shape, want) {
+			return nil, fmt.Errorf("tensor %s has shape %v, want %v", src, t.Shape, want)
+		}
+		return t, nil
+	}
+	add := func(src, dst string, rows, cols, heads int, optional bool) error {
+		if _, ok := st.Tensor(src); !ok && optional {
+			return nil
+		}
+		t, err := get(src, rows, cols)
+		if err != nil {
+			return err
 		}
 		out = append(out, hfTensor{src: t, name: dst, rows: rows, cols: cols, heads: heads})
+		return nil
+	}
+	// stack adds the experts' matrices named by name(e) as one tensor.
+	stack := func(name func(e int) string, dst string, rows, cols int) error {
+		ts := make([]*SafeTensor, c.Experts)
+		for e := range ts {
+			t, err := get(name(e), rows, cols)
+			if err != nil {
+				return err
+			}
+			if e > 0 && t.DType != ts[0].DType {
+				return fmt.Errorf("tensor %s is %s, expert 0's is %s", t.Name, t.DType, ts[0].DType)
+			}
+			ts[e] = t
+		}
+		out = append(out, hfTensor{src: ts[0], name: dst, rows: rows, cols: cols, stack: ts})
 		return nil
 	}
 	emb, ok := st.Tensor("model.embed_tokens.weight")
@@ -260,13 +319,13 @@ func hfTensors(st *SafeTensors, c *hfConfig, arch hfArch) ([]hfTensor, error) {
 			{"self_attn.q_norm.weight", "attn_q_norm.weight", 1, hd, 0, arch.gguf != "qwen3"},
 			{"self_attn.k_norm.weight", "attn_k_norm.weight", 1, hd, 0, arch.gguf != "qwen3"},
 			{"post_attention_layernorm.weight", "ffn_norm.weight", 1, dim, 0, false},
-			{"mlp.gate_proj.weight", "ffn_gate.weight", c.Intermediate, dim, 0, false},
-			{"mlp.up_proj.weight", "ffn_up.weight", c.Intermediate, dim, 0, false},
-			{"mlp.down_proj.weight", "ffn_down.weight", dim, c.Intermediate, 0, false},
 		} {
 			if err := add(p+t.src, q+t.dst, t.rows, t.cols, t.heads, t.optional); err != nil {
 				return nil, err
 			}
+		}
+		if err := hfFFN(p, q, c, arch, add, stack); err != nil {
+			return nil, err
 		}
 	}
 	if err := add("model.norm.weight", tnFinalNorm, 1, dim, 0, false); err != nil {
@@ -281,6 +340,49 @@ func hfTensors(st *SafeTensors, c *hfConfig, arch hfArch) ([]hfTensor, error) {
 	return out, nil
 }
 
+// hfFFN adds the feed-forward tensors of the block whose Hugging Face
+// names start with p and GGUF's with q: a dense SwiGLU, or a router and
+// the experts' three matrices, each stacked over the experts.
+func hfFFN(p, q string, c *hfConfig, arch hfArch,
+	add func(src, dst string, rows, cols, heads int, optional bool) error,
+	stack func(name func(e int) string, dst string, rows, cols int) error) error {
+	dim := c.HiddenSize
+	if arch.moe == "" {
+		for _, t := range []struct {
+			src, dst   string
+			rows, cols int
+		}{
+			{"mlp.gate_proj.weight", "ffn_gate.weight", c.Intermediate, dim},
+			{"mlp.up_proj.weight", "ffn_up.weight", c.Intermediate, dim},
+			{"mlp.down_proj.weight", "ffn_down.weight", dim, c.Intermediate},
+		} {
+			if err := add(p+t.src, q+t.dst, t.rows, t.cols, 0, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	m := p + arch.moe + "."
+	if err := add(m+"gate.weight", q+tnRouter, c.Experts, dim, 0, false); err != nil {
+		return err
+	}
+	names := [3]string{"gate_proj", "up_proj", "down_proj"}
+	if arch.moe == "block_sparse_moe" {
+		names = [3]string{"w1", "w3", "w2"}
+	}
+	h := c.MoEHidden
+	for i, t := range []struct {
+		dst        string
+		rows, cols int
+	}{{tnExpGate, h, dim}, {tnExpUp, h, dim}, {tnExpDown, dim, h}} {
+		name := func(e int) string { return m + "experts." + strconv.Itoa(e) + "." + names[i] + ".weight" }
+		if err := stack(name, q+t.dst, t.rows, t.cols); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // spec is t as WriteGGUF takes it, its rows reordered as it is written.
 func (t *hfTensor) spec() TensorSpec {
 	typ, size, _ := ggmlOf(t.src.DType)
@@ -289,6 +391,18 @@ func (t *hfTensor) spec() TensorSpec {
 		dims = dims[:1]
 	}
 	s := TensorSpec{Name: t.name, Type: typ, Dims: dims}
+	if t.stack != nil {
+		s.Dims = append(dims, uint64(len(t.stack)))
+		s.Write = func(w io.Writer) error {
+			for _, e := range t.stack {
+				if _, err := w.Write(e.Data); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		return s
+	}
 	if t.heads == 0 {
 		s.Data = t.src.Data
 		return s
@@ -352,6 +466,15 @@ func ConvertHF(dir string, w io.Writer) error {
 		{Key: a + ".rope.dimension_count", Value: U32(uint32(c.HeadDim))},
 		{Key: a + ".rope.freq_base", Value: F32(float32(c.RopeTheta))},
 		{Key: a + ".attention.layer_norm_rms_epsilon", Value: F32(float32(c.RMSNormEps))},
+	}
+	if arch.moe != "" {
+		kvs = append(kvs,
+			KV{Key: a + ".expert_count", Value: U32(uint32(c.Experts))},
+			KV{Key: a + ".expert_used_count", Value: U32(uint32(c.ExpertsUsed))},
+			KV{Key: a + ".expert_feed_forward_length", Value: U32(uint32(c.MoEHidden))})
+		if c.NormTopK != nil {
+			kvs = append(kvs, KV{Key: a + ".expert_weights_norm", Value: Bool(*c.NormTopK)})
+		}
 	}
 	ropeKVs, freqs, err := c.ropeScaling(a)
 	if err != nil {

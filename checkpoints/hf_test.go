@@ -58,6 +58,14 @@ func writeHFModel(t *testing.T, dir string, m *Model, archName string, permute b
 	t.Helper()
 	c := m.Weights.Config
 	g := m.GGUF
+	// The module of a block's experts, and its matrices' names.
+	moe, expNames := "", map[string]string{}
+	switch archName {
+	case "MixtralForCausalLM":
+		moe, expNames = "block_sparse_moe", map[string]string{tnExpGate: "w1", tnExpUp: "w3", tnExpDown: "w2"}
+	case "Qwen3MoeForCausalLM":
+		moe, expNames = "mlp", map[string]string{tnExpGate: "gate_proj", tnExpUp: "up_proj", tnExpDown: "down_proj"}
+	}
 	cfg := map[string]any{
 		"architectures":           []string{archName},
 		"hidden_size":             c.Dim,
@@ -75,6 +83,12 @@ func writeHFModel(t *testing.T, dir string, m *Model, archName string, permute b
 	}
 	if rope != nil {
 		cfg["rope_scaling"] = rope
+	}
+	switch moe {
+	case "block_sparse_moe":
+		cfg["num_local_experts"], cfg["num_experts_per_tok"], cfg["intermediate_size"] = c.Experts, c.ExpertsUsed, c.ExpertHidden
+	case "mlp":
+		cfg["num_experts"], cfg["num_experts_per_tok"], cfg["moe_intermediate_size"], cfg["norm_topk_prob"] = c.Experts, c.ExpertsUsed, c.ExpertHidden, c.ExpertNorm
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -98,6 +112,21 @@ func writeHFModel(t *testing.T, dir string, m *Model, archName string, permute b
 		case strings.HasPrefix(name, "blk."):
 			rest := strings.TrimPrefix(name, "blk.")
 			layer, tn, _ := strings.Cut(rest, ".")
+			if tn == tnRouter {
+				tensors = append(tensors, SafeTensor{Name: "model.layers." + layer + "." + moe + ".gate.weight", DType: "F32",
+					Shape: []int{int(ti.Dims[1]), int(ti.Dims[0])}, Data: ti.Data})
+				continue
+			}
+			if hf, ok := expNames[tn]; ok {
+				// [cols, rows, experts]: one matrix an expert.
+				cols, rows, n := int(ti.Dims[0]), int(ti.Dims[1]), int(ti.Dims[2])
+				for e := range n {
+					size := 4 * rows * cols
+					tensors = append(tensors, SafeTensor{Name: "model.layers." + layer + "." + moe + ".experts." + strconv.Itoa(e) + "." + hf + ".weight",
+						DType: "F32", Shape: []int{rows, cols}, Data: ti.Data[e*size : (e+1)*size]})
+				}
+				continue
+			}
 			hf, ok := hfNames[tn]
 			if !ok {
 				t.Fatalf("no Hugging Face name for %s", name)
@@ -184,8 +213,8 @@ func TestAdjacentRowsOfNeoX(t *testing.T) {
 	}
 }
 
-// The F32 fixtures of Llama 3 (with its rope scaling), Qwen 2 and Qwen 3,
-// laid out as Hugging Face publishes them, convert to a GGUF that loads
+// The F32 fixtures of Llama 3 (with its rope scaling), Qwen 2, Qwen 3 and
+// the mixtures of experts Mixtral and Qwen 3 MoE, laid out as Hugging Face publishes them, convert to a GGUF that loads
 // to the fixture's config and, tensor for tensor, its bytes; Llama 3's
 // rope factors, computed from config.json's rope_scaling, are the ones
 // llama.cpp wrote into the fixture; and the converted model's tokenizer
@@ -199,6 +228,8 @@ func TestConvertHF(t *testing.T) {
 		{"llama3.F32", "LlamaForCausalLM", true, map[string]any{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}},
 		{"qwen2.F32", "Qwen2ForCausalLM", false, nil},
 		{"qwen3.F32", "Qwen3ForCausalLM", false, nil},
+		{"mixtral.F32", "MixtralForCausalLM", true, nil},
+		{"qwen3moe.F32", "Qwen3MoeForCausalLM", false, nil},
 	} {
 		t.Run(tc.fixture, func(t *testing.T) {
 			src, err := Load(testmodels.ArchModel(t, tc.fixture))
