@@ -12,6 +12,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+
+	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
 )
 
 // A Hugging Face model directory holds config.json (the architecture and
@@ -44,6 +47,14 @@ type hfArch struct {
 	// MoE's mlp (router "gate", experts' gate_proj, up_proj, down_proj);
 	// "" for a dense model.
 	moe string
+	// qkNorm: every block has RMSNorms of the queries and keys (Qwen 3).
+	qkNorm bool
+	// fused: the queries, keys and values are one matrix, and so are the
+	// gate and up projections (Phi-3), as GGUF keeps them too.
+	fused bool
+	// gemma: Gemma 2's block (norms after attention and around the FFN,
+	// each norm's weight stored as w where the model scales by 1+w).
+	gemma bool
 }
 
 // hfArchs maps config.json's architectures[0] to GGUF.
@@ -51,9 +62,11 @@ var hfArchs = map[string]hfArch{
 	"LlamaForCausalLM":    {gguf: "llama", permute: true},
 	"MistralForCausalLM":  {gguf: "llama", permute: true},
 	"Qwen2ForCausalLM":    {gguf: "qwen2"},
-	"Qwen3ForCausalLM":    {gguf: "qwen3"},
+	"Qwen3ForCausalLM":    {gguf: "qwen3", qkNorm: true},
 	"MixtralForCausalLM":  {gguf: "llama", permute: true, moe: "block_sparse_moe"},
-	"Qwen3MoeForCausalLM": {gguf: "qwen3moe", moe: "mlp"},
+	"Qwen3MoeForCausalLM": {gguf: "qwen3moe", moe: "mlp", qkNorm: true},
+	"Phi3ForCausalLM":     {gguf: "phi3", fused: true},
+	"Gemma2ForCausalLM":   {gguf: "gemma2", gemma: true},
 }
 
 // hfConfig is the part of config.json ConvertHF reads.
@@ -80,6 +93,13 @@ type hfConfig struct {
 	NormTopK     *bool `json:"norm_topk_prob"`
 	MLPOnly      []int `json:"mlp_only_layers"`
 	SparseStep   int   `json:"decoder_sparse_step"`
+	// Gemma 2 and Phi-3.
+	SlidingWindow int      `json:"sliding_window"`
+	AttnSoftCap   float64  `json:"attn_logit_softcapping"`
+	FinalSoftCap  float64  `json:"final_logit_softcapping"`
+	QueryScalar   float64  `json:"query_pre_attn_scalar"`
+	HiddenAct     string   `json:"hidden_activation"`
+	PartialRotary *float64 `json:"partial_rotary_factor"`
 }
 
 // hfRopeScaling is config.json's rope_scaling.
@@ -111,7 +131,7 @@ func readHFConfig(dir string) (*hfConfig, hfArch, error) {
 	}
 	arch, ok := hfArchs[c.Architectures[0]]
 	if !ok {
-		return nil, hfArch{}, fmt.Errorf("%s: architecture %s is not one this converter knows (LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM)", path, c.Architectures[0])
+		return nil, hfArch{}, fmt.Errorf("%s: architecture %s is not one this converter knows (LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM, Gemma2ForCausalLM)", path, c.Architectures[0])
 	}
 	if c.KVHeads == 0 {
 		c.KVHeads = c.Heads
@@ -151,6 +171,26 @@ func readHFConfig(dir string) (*hfConfig, hfArch, error) {
 			return nil, hfArch{}, fmt.Errorf("%s: hidden_size %d is not a multiple of num_attention_heads %d, and no head_dim", path, c.HiddenSize, c.Heads)
 		}
 		c.HeadDim = c.HiddenSize / c.Heads
+	}
+	if arch.gemma {
+		if c.HiddenAct != "" && c.HiddenAct != "gelu_pytorch_tanh" {
+			return nil, hfArch{}, fmt.Errorf("%s: hidden_activation %q: Gemma 2 runs gelu_pytorch_tanh", path, c.HiddenAct)
+		}
+		// The loader scales queries by 1/√head_dim, or 1/√(width/heads)
+		// for the 46 blocks of Gemma 2 27B: so must the file.
+		want := float64(c.HeadDim)
+		if s := gemmaQueryScale(46)(&model.Config{Layers: c.Layers, Dim: c.HiddenSize, Heads: c.Heads, HeadSize: c.HeadDim}); s != 0 {
+			want = 1 / float64(s*s)
+		}
+		if c.QueryScalar != 0 && math.Abs(c.QueryScalar-want) > 1e-3*want {
+			return nil, hfArch{}, fmt.Errorf("%s: query_pre_attn_scalar %g: this model scales queries by 1/√%g", path, c.QueryScalar, want)
+		}
+	}
+	if c.PartialRotary != nil && *c.PartialRotary != 1 {
+		return nil, hfArch{}, fmt.Errorf("%s: partial_rotary_factor %g: partial rotary embedding is not supported", path, *c.PartialRotary)
+	}
+	if c.SlidingWindow < 0 || c.SlidingWindow > big || !(c.AttnSoftCap >= 0) || !(c.FinalSoftCap >= 0) {
+		return nil, hfArch{}, fmt.Errorf("%s: sliding_window %d, soft-caps %g and %g: want none or positive", path, c.SlidingWindow, c.AttnSoftCap, c.FinalSoftCap)
 	}
 	if c.HeadDim <= 0 || c.HeadDim%2 != 0 || c.HeadDim > 1<<12 || c.Heads%c.KVHeads != 0 {
 		return nil, hfArch{}, fmt.Errorf("%s: head_dim %d, %d heads, %d key/value heads: want an even head_dim and key/value heads dividing the heads", path, c.HeadDim, c.Heads, c.KVHeads)
@@ -221,6 +261,19 @@ type hfTensor struct {
 	// stack, when set, are the experts' matrices (src the first of them)
 	// that make one GGUF tensor of [cols, rows, experts].
 	stack []*SafeTensor
+	// plusOne: a Gemma norm, written as F32 values 1+w.
+	plusOne bool
+}
+
+// kernelsDType is the kernels' type of a safetensors dtype ggmlOf takes.
+func kernelsDType(dtype string) kernels.DType {
+	switch dtype {
+	case "F16":
+		return kernels.F16
+	case "BF16":
+		return kernels.BF16
+	}
+	return kernels.F32
 }
 
 // ggmlOf is the GGUF type of a safetensors dtype ConvertHF takes.
@@ -300,29 +353,47 @@ func hfTensors(st *SafeTensors, c *hfConfig, arch hfArch) ([]hfTensor, error) {
 	if err := add("model.embed_tokens.weight", tnEmbedding, vocab, dim, 0, false); err != nil {
 		return nil, err
 	}
+	type tensor struct {
+		src, dst   string
+		rows, cols int
+		heads      int
+		optional   bool
+	}
 	for i := range c.Layers {
 		p, q := "model.layers."+strconv.Itoa(i)+".", "blk."+strconv.Itoa(i)+"."
-		for _, t := range []struct {
-			src, dst   string
-			rows, cols int
-			heads      int
-			optional   bool
-		}{
-			{"input_layernorm.weight", "attn_norm.weight", 1, dim, 0, false},
-			{"self_attn.q_proj.weight", "attn_q.weight", qd, dim, qh, false},
-			{"self_attn.k_proj.weight", "attn_k.weight", kv, dim, kh, false},
-			{"self_attn.v_proj.weight", "attn_v.weight", kv, dim, 0, false},
+		ts := []tensor{
 			{"self_attn.o_proj.weight", "attn_output.weight", dim, qd, 0, false},
 			{"self_attn.q_proj.bias", "attn_q.bias", 1, qd, qh, true},
 			{"self_attn.k_proj.bias", "attn_k.bias", 1, kv, kh, true},
 			{"self_attn.v_proj.bias", "attn_v.bias", 1, kv, 0, true},
-			{"self_attn.q_norm.weight", "attn_q_norm.weight", 1, hd, 0, arch.gguf != "qwen3"},
-			{"self_attn.k_norm.weight", "attn_k_norm.weight", 1, hd, 0, arch.gguf != "qwen3"},
-			{"post_attention_layernorm.weight", "ffn_norm.weight", 1, dim, 0, false},
-		} {
+			{"self_attn.q_norm.weight", "attn_q_norm.weight", 1, hd, 0, !arch.qkNorm},
+			{"self_attn.k_norm.weight", "attn_k_norm.weight", 1, hd, 0, !arch.qkNorm},
+		}
+		if arch.fused {
+			ts = append(ts, tensor{"self_attn.qkv_proj.weight", "attn_qkv.weight", qd + 2*kv, dim, 0, false})
+		} else {
+			ts = append(ts, tensor{"self_attn.q_proj.weight", "attn_q.weight", qd, dim, qh, false},
+				tensor{"self_attn.k_proj.weight", "attn_k.weight", kv, dim, kh, false},
+				tensor{"self_attn.v_proj.weight", "attn_v.weight", kv, dim, 0, false})
+		}
+		norms := []tensor{{"input_layernorm.weight", "attn_norm.weight", 1, dim, 0, false}}
+		if arch.gemma {
+			norms = append(norms, tensor{"post_attention_layernorm.weight", "post_attention_norm.weight", 1, dim, 0, false},
+				tensor{"pre_feedforward_layernorm.weight", "ffn_norm.weight", 1, dim, 0, false},
+				tensor{"post_feedforward_layernorm.weight", "post_ffw_norm.weight", 1, dim, 0, false})
+		} else {
+			norms = append(norms, tensor{"post_attention_layernorm.weight", "ffn_norm.weight", 1, dim, 0, false})
+		}
+		for _, t := range ts {
 			if err := add(p+t.src, q+t.dst, t.rows, t.cols, t.heads, t.optional); err != nil {
 				return nil, err
 			}
+		}
+		for _, t := range norms {
+			if err := add(p+t.src, q+t.dst, t.rows, t.cols, 0, false); err != nil {
+				return nil, err
+			}
+			out[len(out)-1].plusOne = arch.gemma
 		}
 		if err := hfFFN(p, q, c, arch, add, stack); err != nil {
 			return nil, err
@@ -331,7 +402,8 @@ func hfTensors(st *SafeTensors, c *hfConfig, arch hfArch) ([]hfTensor, error) {
 	if err := add("model.norm.weight", tnFinalNorm, 1, dim, 0, false); err != nil {
 		return nil, err
 	}
-	tied := c.TieWordEmbedding != nil && *c.TieWordEmbedding
+	out[len(out)-1].plusOne = arch.gemma
+	tied := arch.gemma || c.TieWordEmbedding != nil && *c.TieWordEmbedding
 	if _, ok := st.Tensor("lm_head.weight"); ok || !tied {
 		if err := add("lm_head.weight", tnOutput, vocab, dim, 0, false); err != nil {
 			return nil, fmt.Errorf("%w (and tie_word_embeddings is not true)", err)
@@ -347,6 +419,12 @@ func hfFFN(p, q string, c *hfConfig, arch hfArch,
 	add func(src, dst string, rows, cols, heads int, optional bool) error,
 	stack func(name func(e int) string, dst string, rows, cols int) error) error {
 	dim := c.HiddenSize
+	if arch.fused {
+		if err := add(p+"mlp.gate_up_proj.weight", q+"ffn_up.weight", 2*c.Intermediate, dim, 0, false); err != nil {
+			return err
+		}
+		return add(p+"mlp.down_proj.weight", q+"ffn_down.weight", dim, c.Intermediate, 0, false)
+	}
 	if arch.moe == "" {
 		for _, t := range []struct {
 			src, dst   string
@@ -391,6 +469,20 @@ func (t *hfTensor) spec() TensorSpec {
 		dims = dims[:1]
 	}
 	s := TensorSpec{Name: t.name, Type: typ, Dims: dims}
+	if t.plusOne {
+		s.Type = GGMLF32
+		s.Write = func(w io.Writer) error {
+			v := make([]float32, t.cols)
+			kernels.Decode(v, kernelsDType(t.src.DType), t.src.Data)
+			b := make([]byte, 4*len(v))
+			for i, x := range v {
+				binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(1+x))
+			}
+			_, err := w.Write(b)
+			return err
+		}
+		return s
+	}
 	if t.stack != nil {
 		s.Dims = append(dims, uint64(len(t.stack)))
 		s.Write = func(w io.Writer) error {
@@ -466,6 +558,17 @@ func ConvertHF(dir string, w io.Writer) error {
 		{Key: a + ".rope.dimension_count", Value: U32(uint32(c.HeadDim))},
 		{Key: a + ".rope.freq_base", Value: F32(float32(c.RopeTheta))},
 		{Key: a + ".attention.layer_norm_rms_epsilon", Value: F32(float32(c.RMSNormEps))},
+	}
+	for _, kv := range []struct {
+		key string
+		v   float64
+	}{{"attn_logit_softcapping", c.AttnSoftCap}, {"final_logit_softcapping", c.FinalSoftCap}} {
+		if kv.v > 0 {
+			kvs = append(kvs, KV{Key: a + "." + kv.key, Value: F32(float32(kv.v))})
+		}
+	}
+	if c.SlidingWindow > 0 && (arch.gemma || arch.fused) {
+		kvs = append(kvs, KV{Key: a + ".attention.sliding_window", Value: U32(uint32(c.SlidingWindow))})
 	}
 	if arch.moe != "" {
 		kvs = append(kvs,

@@ -2,6 +2,7 @@ package checkpoints
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"math"
 	"os"
@@ -31,6 +32,14 @@ var hfNames = map[string]string{
 	"ffn_gate.weight":    "mlp.gate_proj.weight",
 	"ffn_up.weight":      "mlp.up_proj.weight",
 	"ffn_down.weight":    "mlp.down_proj.weight",
+	"attn_qkv.weight":    "self_attn.qkv_proj.weight",
+}
+
+// gemmaNames are Gemma 2's names where they differ from hfNames.
+var gemmaNames = map[string]string{
+	"post_attention_norm.weight": "post_attention_layernorm.weight",
+	"ffn_norm.weight":            "pre_feedforward_layernorm.weight",
+	"post_ffw_norm.weight":       "post_feedforward_layernorm.weight",
 }
 
 // neoxRows reorders the rows (of rowBytes each) of a matrix of heads
@@ -84,6 +93,14 @@ func writeHFModel(t *testing.T, dir string, m *Model, archName string, permute b
 	if rope != nil {
 		cfg["rope_scaling"] = rope
 	}
+	gemma := archName == "Gemma2ForCausalLM"
+	if gemma {
+		cfg["attn_logit_softcapping"], cfg["final_logit_softcapping"] = c.AttnSoftCap, c.FinalSoftCap
+		cfg["hidden_activation"], cfg["query_pre_attn_scalar"] = "gelu_pytorch_tanh", c.HeadDim()
+	}
+	if c.SlidingWindow > 0 {
+		cfg["sliding_window"] = c.SlidingWindow
+	}
 	switch moe {
 	case "block_sparse_moe":
 		cfg["num_local_experts"], cfg["num_experts_per_tok"], cfg["intermediate_size"] = c.Experts, c.ExpertsUsed, c.ExpertHidden
@@ -128,6 +145,12 @@ func writeHFModel(t *testing.T, dir string, m *Model, archName string, permute b
 				continue
 			}
 			hf, ok := hfNames[tn]
+			if g, ok2 := gemmaNames[tn]; gemma && ok2 {
+				hf, ok = g, true
+			}
+			if tn == "ffn_up.weight" && archName == "Phi3ForCausalLM" {
+				hf = "mlp.gate_up_proj.weight"
+			}
 			if !ok {
 				t.Fatalf("no Hugging Face name for %s", name)
 			}
@@ -142,6 +165,14 @@ func writeHFModel(t *testing.T, dir string, m *Model, archName string, permute b
 		shape := make([]int, len(ti.Dims))
 		for i, d := range ti.Dims {
 			shape[len(shape)-1-i] = int(d)
+		}
+		if gemma && strings.HasSuffix(name, "norm.weight") {
+			// Gemma scales by 1+w, and GGUF stores 1+w.
+			v := make([]byte, len(data))
+			for i := 0; i < len(data); i += 4 {
+				binary.LittleEndian.PutUint32(v[i:], math.Float32bits(math.Float32frombits(binary.LittleEndian.Uint32(data[i:]))-1))
+			}
+			data = v
 		}
 		if permute && (strings.HasSuffix(name, "q_proj.weight") || strings.HasSuffix(name, "k_proj.weight")) {
 			heads := c.Heads
@@ -214,7 +245,8 @@ func TestAdjacentRowsOfNeoX(t *testing.T) {
 }
 
 // The F32 fixtures of Llama 3 (with its rope scaling), Qwen 2, Qwen 3 and
-// the mixtures of experts Mixtral and Qwen 3 MoE, laid out as Hugging Face publishes them, convert to a GGUF that loads
+// the mixtures of experts Mixtral and Qwen 3 MoE, Phi-3 (fused
+// projections) and Gemma 2 (norms stored as w for 1+w), laid out as Hugging Face publishes them, convert to a GGUF that loads
 // to the fixture's config and, tensor for tensor, its bytes; Llama 3's
 // rope factors, computed from config.json's rope_scaling, are the ones
 // llama.cpp wrote into the fixture; and the converted model's tokenizer
@@ -230,6 +262,8 @@ func TestConvertHF(t *testing.T) {
 		{"qwen3.F32", "Qwen3ForCausalLM", false, nil},
 		{"mixtral.F32", "MixtralForCausalLM", true, nil},
 		{"qwen3moe.F32", "Qwen3MoeForCausalLM", false, nil},
+		{"phi3.F32", "Phi3ForCausalLM", false, nil},
+		{"gemma2.F32", "Gemma2ForCausalLM", false, nil},
 	} {
 		t.Run(tc.fixture, func(t *testing.T) {
 			src, err := Load(testmodels.ArchModel(t, tc.fixture))
