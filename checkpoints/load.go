@@ -1,7 +1,7 @@
 package checkpoints
 
 import (
-	"bytes"
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -73,21 +73,46 @@ func (m *Model) Close() error {
 // copying.
 //
 // A directory is taken as a Hugging Face model (config.json, safetensors,
-// tokenizer.json): it is converted to GGUF in memory (ConvertHF) and
-// loaded from there.
+// tokenizer.json): it is converted to a GGUF file in the temporary
+// directory (ConvertHF), which is mapped and removed at once.
 func Load(path string, opts ...Option) (*Model, error) {
 	o, err := applyOptions(opts)
 	if err != nil {
 		return nil, err
 	}
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		var b bytes.Buffer
-		if err := ConvertHF(path, &b); err != nil {
-			return nil, err
-		}
-		return loadBytes(b.Bytes(), path, o)
+		return loadHF(path, o)
 	}
-	data, unmap, err := mapFile(path)
+	return loadFile(path, path, o)
+}
+
+// loadHF converts the Hugging Face model directory dir to a temporary
+// GGUF file and loads that. The file is removed once mapped (where the
+// system allows: the map keeps its pages), so nothing is left behind.
+func loadHF(dir string, o *options) (*Model, error) {
+	tmp, err := os.CreateTemp("", "mycel-hf-*.gguf")
+	if err != nil {
+		return nil, fmt.Errorf("checkpoints: convert %s: %w", dir, err)
+	}
+	defer os.Remove(tmp.Name())
+	w := bufio.NewWriterSize(tmp, 1<<20)
+	err = ConvertHF(dir, w)
+	if err == nil {
+		err = w.Flush()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return loadFile(tmp.Name(), dir, o)
+}
+
+// loadFile maps file and loads the model in it, under the name path (its
+// own path, or the directory it was converted from).
+func loadFile(file, path string, o *options) (*Model, error) {
+	data, unmap, err := mapFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoints: %w", err)
 	}

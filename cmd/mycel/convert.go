@@ -24,7 +24,7 @@ rope scaling), Mistral, Mixtral, Qwen 2 / 2.5, Qwen 3, Qwen 3 MoE, Phi-3 and
 Gemma 2 models are known; the
 weights keep their type (F32, F16 or BF16). No Python needed. A directory
 can also be given wherever a model file is taken (mycel run -m DIR): it is
-converted in memory each time.`,
+converted each time (through a temporary file, removed at once).`,
 		Example: `  mycel models convert ./Qwen2.5-0.5B-Instruct -o qwen2.5-0.5b.gguf
   mycel run -m qwen2.5-0.5b.gguf "The capital of France is"`,
 		Args: cobra.ExactArgs(1),
