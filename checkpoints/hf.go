@@ -122,6 +122,12 @@ func readHFConfig(dir string) (*hfConfig, hfArch, error) {
 	if err != nil {
 		return nil, hfArch{}, err
 	}
+	return parseHFConfig(data, path)
+}
+
+// parseHFConfig parses and checks config.json's data (path names it in
+// errors).
+func parseHFConfig(data []byte, path string) (*hfConfig, hfArch, error) {
 	var c hfConfig
 	if err := json.Unmarshal(data, &c); err != nil {
 		return nil, hfArch{}, fmt.Errorf("%s: %w", path, err)

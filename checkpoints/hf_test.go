@@ -432,3 +432,34 @@ func writeTokenizerJSON(t *testing.T, dir string, m *Model) {
 		}
 	}
 }
+
+func FuzzHFConfig(f *testing.F) {
+	f.Add([]byte(`{"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+		"num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128,
+		"rope_scaling": {"rope_type": "llama3", "factor": 8, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 8192}}`))
+	f.Add([]byte(`{"architectures": ["Qwen3MoeForCausalLM"], "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+		"num_attention_heads": 4, "max_position_embeddings": 128, "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 32}`))
+	f.Add([]byte(`{"architectures": ["Gemma2ForCausalLM"], "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+		"num_attention_heads": 4, "head_dim": 16, "max_position_embeddings": 128, "query_pre_attn_scalar": 16, "sliding_window": 8}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, arch, err := parseHFConfig(data, "config.json")
+		if err != nil {
+			return
+		}
+		if c.HeadDim <= 0 || c.HeadDim%2 != 0 || c.Heads%c.KVHeads != 0 || arch.gguf == "" {
+			t.Fatalf("accepted %+v for %s", c, arch.gguf)
+		}
+		kvs, freqs, err := c.ropeScaling(arch.gguf)
+		if err != nil {
+			return
+		}
+		if len(kvs) > 0 && freqs != nil {
+			t.Fatal("rope scaling both as keys and as factors")
+		}
+		for _, f := range freqs {
+			if !(f >= 1) || math.IsInf(float64(f), 0) {
+				t.Fatalf("rope factor %v", f)
+			}
+		}
+	})
+}
