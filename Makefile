@@ -11,7 +11,7 @@ PROMPT  ?= Once upon a time
 # repository (docs/ourmodel.md); make tales rebuilds it from its seed.
 BUILTIN := models/tales.gguf
 
-.PHONY: all build run tales test fuzz bench bench-go bench-models bench-swarm bench-train vet docs clean
+.PHONY: all build run tales test fuzz cross bench bench-go bench-models bench-swarm bench-train vet docs clean
 
 all: build
 
@@ -92,6 +92,7 @@ vet:
 FUZZTIME ?= 20s
 FUZZ_TARGETS := \
 	./checkpoints:FuzzGGUF ./checkpoints:FuzzLlama2C \
+	./checkpoints:FuzzParseSafeTensors ./checkpoints:FuzzHFConfig ./checkpoints:FuzzHFTokenizer ./p2p:FuzzParseSwarmKey \
 	./checkpoints/shards:FuzzManifest ./checkpoints/shards:FuzzManifestV2 ./checkpoints/shards:FuzzPart \
 	./checkpoints/datasets:FuzzManifest ./checkpoints/trainstate:FuzzManifest \
 	./model/chat:FuzzRender \
@@ -108,6 +109,12 @@ fuzz:
 	  pkg=$${t%%:*}; fn=$${t##*:}; echo "== $$pkg $$fn"; \
 	  $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s || exit 1; \
 	done
+
+# The 32-bit targets volunteers' small boards run (Raspberry Pi OS on
+# armv7, 386): the binary must build there too.
+cross:
+	GOARCH=arm GOARM=7 $(GO) build -o /dev/null ./cmd/mycel
+	GOARCH=386 $(GO) build -o /dev/null ./cmd/mycel
 
 # Benchmarks: kernel microbenchmarks, model import and pull between two
 # nodes next to a raw stream, then whole-model decode on synthetic

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 	"unsafe"
 )
 
@@ -150,7 +151,7 @@ func NewMatrix(t DType, rows, cols int, data []byte) (*Matrix, error) {
 	if err != nil {
 		return nil, fmt.Errorf("matrix %dx%d: %w", rows, cols, err)
 	}
-	if rows > (1<<62)/rb {
+	if rows > math.MaxInt/rb {
 		return nil, fmt.Errorf("matrix %dx%d of %s is too large", rows, cols, t)
 	}
 	if len(data) != rows*rb {

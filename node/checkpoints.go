@@ -71,7 +71,7 @@ func (n *Node) PutCheckpoint(ctx context.Context, name string, state io.Reader) 
 	if err != nil {
 		return res, fmt.Errorf("checkpoint: reading the file: %w", err)
 	}
-	if len(data) > trainstate.MaxStateBytes {
+	if int64(len(data)) > trainstate.MaxStateBytes {
 		return res, fmt.Errorf("%w: checkpoint of more than %d bytes", api.ErrBadRequest, int64(trainstate.MaxStateBytes))
 	}
 	h, err := train.CheckCheckpoint(data)

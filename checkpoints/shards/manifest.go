@@ -481,7 +481,7 @@ func tensorSize(t *Tensor) (int64, error) {
 	if len(t.Shape) == 2 {
 		rows = t.Shape[0]
 	}
-	if rows <= 0 || cols <= 0 || rows > MaxTensorBytes || cols > MaxTensorBytes {
+	if rows <= 0 || cols <= 0 || int64(rows) > MaxTensorBytes || int64(cols) > MaxTensorBytes {
 		return 0, fmt.Errorf("shape %v out of range", t.Shape)
 	}
 	rb, err := dt.RowBytes(cols)

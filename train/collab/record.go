@@ -28,7 +28,7 @@ const (
 	// member that stops announcing is forgotten within it.
 	MaxRecordTTL   = 2 * time.Minute
 	maxRecordAddrs = 16
-	maxRound       = 1 << 40
+	maxRound       = min(1<<40, math.MaxInt)
 )
 
 // RecordDomain and RecordCodec tag the signed envelope of a Member record.
