@@ -84,6 +84,9 @@ func sentencePieceKVs(sp *tokenizer.SentencePiece) []KV {
 		{Key: "tokenizer.ggml.token_type", Value: I32s(types)},
 		{Key: "tokenizer.ggml.add_bos_token", Value: Bool(sp.AddBOS())},
 	}
+	if !sp.SpacePrefix() {
+		kvs = append(kvs, KV{Key: "tokenizer.ggml.add_space_prefix", Value: Bool(false)})
+	}
 	for _, id := range []struct {
 		key string
 		v   int

@@ -444,7 +444,8 @@ func hfTokenizerKVs(tok, cfg []byte, vocab int) ([]KV, error) {
 			{Key: "tokenizer.ggml.merges", Value: Strs(merges)},
 		}
 	} else {
-		if err := hftokCheckSentencePiece(norm, pre, m.ByteFallback); err != nil {
+		prefix, err := hftokCheckSentencePiece(norm, pre, m.ByteFallback)
+		if err != nil {
 			return nil, fmt.Errorf("tokenizer.json: %w", err)
 		}
 		unk := -1
@@ -492,7 +493,7 @@ func hfTokenizerKVs(tok, cfg []byte, vocab int) ([]KV, error) {
 		for len(scores) < vocab {
 			scores = append(scores, floor)
 		}
-		sv := tokenizer.SPVocab{Tokens: tokens, Scores: scores, Types: types, BOS: 1, EOS: 2, UNK: unk, AddBOS: true}
+		sv := tokenizer.SPVocab{Tokens: tokens, Scores: scores, Types: types, BOS: 1, EOS: 2, UNK: unk, AddBOS: true, NoSpacePrefix: !prefix}
 		if bos >= 0 {
 			sv.BOS = bos
 		}
@@ -513,6 +514,9 @@ func hfTokenizerKVs(tok, cfg []byte, vocab int) ([]KV, error) {
 		}
 		if unk >= 0 {
 			kvs = append(kvs, KV{Key: "tokenizer.ggml.unknown_token_id", Value: U32(uint32(unk))})
+		}
+		if !prefix {
+			kvs = append(kvs, KV{Key: "tokenizer.ggml.add_space_prefix", Value: Bool(false)})
 		}
 	}
 	if bos >= 0 {
@@ -718,9 +722,10 @@ func hftokCheckByteNormalizer(steps []*hftokStep) error {
 
 // hftokCheckSentencePiece checks that a tokenizer without a ByteLevel step
 // encodes as the loader's SentencePiece encoder does: spaces written as
-// U+2581 and one put before the text, by a normalizer (Prepend and Replace)
-// or by a Metaspace pre-tokenizer.
-func hftokCheckSentencePiece(norm, pre []*hftokStep, byteFallback bool) error {
+// U+2581 by a normalizer (Replace) or a Metaspace pre-tokenizer, and says
+// whether one is put before the text (a Prepend normalizer, or Metaspace's
+// prepend scheme; Gemma's tokenizers put none).
+func hftokCheckSentencePiece(norm, pre []*hftokStep, byteFallback bool) (bool, error) {
 	spaces, prefix := false, false
 	for _, s := range norm {
 		switch {
@@ -729,15 +734,15 @@ func hftokCheckSentencePiece(norm, pre []*hftokStep, byteFallback bool) error {
 		case s.Type == "Replace" && s.Pattern.String != nil && *s.Pattern.String == " " && s.Content == hftokSpace:
 			spaces = true
 		default:
-			return fmt.Errorf("normalizer %s: %s is not supported for a SentencePiece-style tokenizer (only Prepend and Replace of spaces with %q)", hftokStepNames(norm), s.Type, hftokSpace)
+			return false, fmt.Errorf("normalizer %s: %s is not supported for a SentencePiece-style tokenizer (only Prepend and Replace of spaces with %q)", hftokStepNames(norm), s.Type, hftokSpace)
 		}
 	}
 	for _, s := range pre {
 		if s.Type != "Metaspace" || s.Replacement != hftokSpace {
 			if !byteFallback && !spaces {
-				return fmt.Errorf("pre_tokenizer %s has no ByteLevel step and the tokenizer is not SentencePiece-style either: not supported", hftokStepNames(pre))
+				return false, fmt.Errorf("pre_tokenizer %s has no ByteLevel step and the tokenizer is not SentencePiece-style either: not supported", hftokStepNames(pre))
 			}
-			return fmt.Errorf("pre_tokenizer %s: %s is not supported for a SentencePiece-style tokenizer (only Metaspace with %q)", hftokStepNames(pre), s.Type, hftokSpace)
+			return false, fmt.Errorf("pre_tokenizer %s: %s is not supported for a SentencePiece-style tokenizer (only Metaspace with %q)", hftokStepNames(pre), s.Type, hftokSpace)
 		}
 		spaces = true
 		switch {
@@ -750,12 +755,12 @@ func hftokCheckSentencePiece(norm, pre []*hftokStep, byteFallback bool) error {
 		}
 	}
 	if !spaces && !byteFallback {
-		return errors.New("the tokenizer has no ByteLevel pre-tokenizer and does not write spaces as U+2581: neither a byte-level nor a SentencePiece-style BPE")
+		return false, errors.New("the tokenizer has no ByteLevel pre-tokenizer and does not write spaces as U+2581: neither a byte-level nor a SentencePiece-style BPE")
 	}
-	if !spaces || !prefix {
-		return fmt.Errorf("a SentencePiece-style tokenizer must write spaces as %q and put one before the text, as the loader does (normalizer %s, pre_tokenizer %s)", hftokSpace, hftokStepNames(norm), hftokStepNames(pre))
+	if !spaces {
+		return false, fmt.Errorf("a SentencePiece-style tokenizer must write spaces as %q, as the loader does (normalizer %s, pre_tokenizer %s)", hftokSpace, hftokStepNames(norm), hftokStepNames(pre))
 	}
-	return nil
+	return prefix, nil
 }
 
 // hftokTemplateAddsBOS reports whether the post-processor's template for

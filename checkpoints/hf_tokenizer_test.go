@@ -600,6 +600,30 @@ func TestHFTokenizerSentencePieceSmall(t *testing.T) {
 	if got := tk.Encode("ab abc", tokenizer.EncodeOptions{BOS: true}); !slices.Equal(got, []int{1, 264, 264, 3 + 'c'}) {
 		t.Errorf("encode = %v", got)
 	}
+	if _, ok := g.Get("tokenizer.ggml.add_space_prefix"); ok {
+		t.Error("add_space_prefix written for a tokenizer that puts a space before the text")
+	}
+
+	// Gemma's layout: spaces replaced, none put before the text. The
+	// first word is "ab", not "▁ab", and decoding keeps the text's own
+	// leading space.
+	noPrefix := tinySentencePiece()
+	noPrefix["normalizer"] = map[string]any{"type": "Replace", "pattern": map[string]any{"String": " "}, "content": "▁"}
+	kvs, err = hfTokenizerKVs(hfJSON(t, noPrefix), []byte(`{"bos_token": "<s>", "eos_token": "</s>"}`), 265)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, tk = tokenizerOfKVs(t, kvs)
+	if b, err := g.Bool("tokenizer.ggml.add_space_prefix"); err != nil || b {
+		t.Errorf("add_space_prefix = %v, %v; want false", b, err)
+	}
+	ids := tk.Encode("ab abc", tokenizer.EncodeOptions{})
+	if !slices.Equal(ids, []int{263, 264, 3 + 'c'}) {
+		t.Errorf("encode without the space prefix = %v", ids)
+	}
+	if got := tk.Decode(tk.Encode(" ab", tokenizer.EncodeOptions{})); got != " ab" {
+		t.Errorf("decode(encode(\" ab\")) = %q", got)
+	}
 }
 
 // TestHFTokenizerKVsDir reads a model directory: a chat_template.jinja
@@ -707,9 +731,6 @@ func TestHFTokenizerErrors(t *testing.T) {
 		{"add_bos not a bool", good, `{"add_bos_token": "yes"}`, 261, "tokenizer_config.json"},
 		{"no default template", good, `{"chat_template": [{"name": "rag", "template": "x"}]}`, 261, `none named "default"`},
 		{"template of another kind", good, `{"chat_template": 3}`, 261, "chat_template"},
-		{"sentencepiece without prefix", sp(func(m map[string]any) {
-			m["normalizer"] = map[string]any{"type": "Replace", "pattern": map[string]any{"String": " "}, "content": "▁"}
-		}), "", 265, "before the text"},
 		{"sentencepiece unknown normalizer", sp(func(m map[string]any) {
 			m["normalizer"] = map[string]any{"type": "NFKC"}
 		}), "", 265, "NFKC"},

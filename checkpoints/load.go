@@ -822,6 +822,12 @@ func ggufTokenizer(g *GGUF) (tokenizer.Tokenizer, error) {
 		if v.AddBOS, err = addBOS(true); err != nil {
 			return nil, err
 		}
+		switch prefix, err := g.Bool("tokenizer.ggml.add_space_prefix"); {
+		case err == nil:
+			v.NoSpacePrefix = !prefix
+		case !errors.Is(err, ErrNoKey):
+			return nil, err
+		}
 		t, err := tokenizer.NewSentencePiece(v)
 		if err != nil {
 			return nil, err

@@ -14,7 +14,8 @@ const spaceMark = "\u2581"
 // the algorithm of llama2.c's tokenizer and of GGUF's "llama" tokenizer
 // model.
 //
-// Encoding puts a space before the text (the dummy prefix), starts from one
+// Encoding puts a space before the text (the dummy prefix; not with
+// SPVocab.NoSpacePrefix), starts from one
 // symbol per UTF-8 code point (or, for a code point that is no piece, one
 // byte-fallback symbol per byte), and then repeatedly merges the adjacent
 // pair whose concatenation is the piece with the highest score, the leftmost
@@ -30,6 +31,7 @@ type SentencePiece struct {
 	eos     int
 	unk     int
 	addBOS  bool
+	noPre   bool // no dummy prefix
 	special *specialMatcher
 	dec     *decodeTable
 	eog     map[int]bool
@@ -83,6 +85,7 @@ func newSentencePiece(v SPVocab, matchSpecial bool) (*SentencePiece, error) {
 		eos:    v.EOS,
 		unk:    v.UNK,
 		addBOS: v.AddBOS,
+		noPre:  v.NoSpacePrefix,
 		eog:    map[int]bool{},
 	}
 	if t.scores == nil {
@@ -110,7 +113,7 @@ func newSentencePiece(v SPVocab, matchSpecial bool) (*SentencePiece, error) {
 	for i := range t.byteID {
 		t.byteID[i] = -1
 	}
-	t.dec = newDecodeTable(n, true)
+	t.dec = newDecodeTable(n, !v.NoSpacePrefix)
 	var tmp []byte
 	chunkable := true
 	for id, s := range v.Tokens {
@@ -190,7 +193,7 @@ func (t *SentencePiece) Encode(text string, o EncodeOptions) []int {
 	afterSpecial := true
 	t.special.split(text, o.ParseSpecial,
 		func(frag string) {
-			if afterSpecial {
+			if afterSpecial && !t.noPre {
 				// The dummy prefix opens the text and follows each
 				// added token.
 				sc.buf = append(append(sc.buf[:0], ' '), frag...)
@@ -324,6 +327,10 @@ func (t *SentencePiece) EOS() int { return t.eos }
 
 // AddBOS is the vocabulary's default for EncodeOptions.BOS.
 func (t *SentencePiece) AddBOS() bool { return t.addBOS }
+
+// SpacePrefix says whether encoding puts a space before the text (false
+// with SPVocab.NoSpacePrefix).
+func (t *SentencePiece) SpacePrefix() bool { return !t.noPre }
 
 // IsEOG reports whether id is EOS or a control token named like an end of
 // turn.

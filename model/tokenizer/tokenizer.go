@@ -114,6 +114,10 @@ type SPVocab struct {
 	Types         []int32
 	BOS, EOS, UNK int // -1 where absent
 	AddBOS        bool
+	// NoSpacePrefix leaves out the space SentencePiece puts before the
+	// text and after each added token (GGUF tokenizer.ggml.add_space_prefix
+	// false: Gemma's tokenizers).
+	NoSpacePrefix bool
 }
 
 // BPEVocab is a byte-level BPE vocabulary (GGUF tokenizer.ggml.model
