@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/mycel-net/mycel/kernels"
 	"github.com/mycel-net/mycel/model"
@@ -52,9 +54,14 @@ type hfArch struct {
 	// fused: the queries, keys and values are one matrix, and so are the
 	// gate and up projections (Phi-3), as GGUF keeps them too.
 	fused bool
-	// gemma: Gemma 2's block (norms after attention and around the FFN,
-	// each norm's weight stored as w where the model scales by 1+w).
-	gemma bool
+	// gemma is 2 or 3 for Gemma's block (norms after attention and around
+	// the FFN, each norm's weight stored as w where the model scales by
+	// 1+w; Gemma 3 adds q/k norms and a global layer every sixth).
+	gemma int
+	// text: the language model of a multimodal checkpoint, whose
+	// config.json holds it as text_config and whose tensors are under
+	// another prefix than model.
+	text bool
 }
 
 // hfArchs maps config.json's architectures[0] to GGUF.
@@ -66,7 +73,11 @@ var hfArchs = map[string]hfArch{
 	"MixtralForCausalLM":  {gguf: "llama", permute: true, moe: "block_sparse_moe"},
 	"Qwen3MoeForCausalLM": {gguf: "qwen3moe", moe: "mlp", qkNorm: true},
 	"Phi3ForCausalLM":     {gguf: "phi3", fused: true},
-	"Gemma2ForCausalLM":   {gguf: "gemma2", gemma: true},
+	"Gemma2ForCausalLM":   {gguf: "gemma2", gemma: 2},
+	"Gemma3ForCausalLM":   {gguf: "gemma3", gemma: 3, qkNorm: true},
+	// Gemma 3 4B and up: the text model only; the vision tower's tensors
+	// are left out.
+	"Gemma3ForConditionalGeneration": {gguf: "gemma3", gemma: 3, qkNorm: true, text: true},
 }
 
 // hfConfig is the part of config.json ConvertHF reads.
@@ -100,6 +111,11 @@ type hfConfig struct {
 	QueryScalar   float64  `json:"query_pre_attn_scalar"`
 	HiddenAct     string   `json:"hidden_activation"`
 	PartialRotary *float64 `json:"partial_rotary_factor"`
+	// Gemma 3.
+	RopeLocalBase  float64         `json:"rope_local_base_freq"`
+	SlidingPattern int             `json:"sliding_window_pattern"`
+	LayerTypes     []string        `json:"layer_types"`
+	TextConfig     json.RawMessage `json:"text_config"`
 }
 
 // hfRopeScaling is config.json's rope_scaling.
@@ -137,7 +153,18 @@ func parseHFConfig(data []byte, path string) (*hfConfig, hfArch, error) {
 	}
 	arch, ok := hfArchs[c.Architectures[0]]
 	if !ok {
-		return nil, hfArch{}, fmt.Errorf("%s: architecture %s is not one this converter knows (LlamaForCausalLM, MistralForCausalLM, MixtralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Qwen3MoeForCausalLM, Phi3ForCausalLM, Gemma2ForCausalLM)", path, c.Architectures[0])
+		return nil, hfArch{}, fmt.Errorf("%s: architecture %s is not one this converter knows (%s)", path, c.Architectures[0], strings.Join(slices.Sorted(maps.Keys(hfArchs)), ", "))
+	}
+	if arch.text {
+		if len(c.TextConfig) == 0 {
+			return nil, hfArch{}, fmt.Errorf("%s: %s without text_config", path, c.Architectures[0])
+		}
+		archs, text := c.Architectures, c.TextConfig
+		c = hfConfig{}
+		if err := json.Unmarshal(text, &c); err != nil {
+			return nil, hfArch{}, fmt.Errorf("%s: text_config: %w", path, err)
+		}
+		c.Architectures = archs
 	}
 	if c.KVHeads == 0 {
 		c.KVHeads = c.Heads
@@ -178,14 +205,22 @@ func parseHFConfig(data []byte, path string) (*hfConfig, hfArch, error) {
 		}
 		c.HeadDim = c.HiddenSize / c.Heads
 	}
-	if arch.gemma {
+	if arch.gemma != 0 {
 		if c.HiddenAct != "" && c.HiddenAct != "gelu_pytorch_tanh" {
-			return nil, hfArch{}, fmt.Errorf("%s: hidden_activation %q: Gemma 2 runs gelu_pytorch_tanh", path, c.HiddenAct)
+			return nil, hfArch{}, fmt.Errorf("%s: hidden_activation %q: Gemma runs gelu_pytorch_tanh", path, c.HiddenAct)
 		}
 		// The loader scales queries by 1/√head_dim, or 1/√(width/heads)
-		// for the 46 blocks of Gemma 2 27B: so must the file.
+		// for the 46 blocks of Gemma 2 27B and the 62 of Gemma 3 27B: so
+		// must the file.
+		blocks := 46
+		if arch.gemma == 3 {
+			blocks = 62
+			if err := c.checkGemma3(); err != nil {
+				return nil, hfArch{}, fmt.Errorf("%s: %w", path, err)
+			}
+		}
 		want := float64(c.HeadDim)
-		if s := gemmaQueryScale(46)(&model.Config{Layers: c.Layers, Dim: c.HiddenSize, Heads: c.Heads, HeadSize: c.HeadDim}); s != 0 {
+		if s := gemmaQueryScale(blocks)(&model.Config{Layers: c.Layers, Dim: c.HiddenSize, Heads: c.Heads, HeadSize: c.HeadDim}); s != 0 {
 			want = 1 / float64(s*s)
 		}
 		if c.QueryScalar != 0 && math.Abs(c.QueryScalar-want) > 1e-3*want {
@@ -205,6 +240,30 @@ func parseHFConfig(data []byte, path string) (*hfConfig, hfArch, error) {
 		return nil, hfArch{}, fmt.Errorf("%s: rope_theta %g, rms_norm_eps %g: want positive", path, c.RopeTheta, c.RMSNormEps)
 	}
 	return &c, arch, nil
+}
+
+// checkGemma3 checks that the model's local layers are those the loader
+// runs: every sixth layer global, the others over a sliding window with
+// rotary base 10000.
+func (c *hfConfig) checkGemma3() error {
+	if c.RopeLocalBase != 0 && c.RopeLocalBase != 10000 {
+		return fmt.Errorf("rope_local_base_freq %g: Gemma 3's local layers turn with base 10000", c.RopeLocalBase)
+	}
+	if c.SlidingPattern != 0 && c.SlidingPattern != 6 {
+		return fmt.Errorf("sliding_window_pattern %d: Gemma 3 has a global layer every sixth", c.SlidingPattern)
+	}
+	if c.LayerTypes != nil && len(c.LayerTypes) != c.Layers {
+		return fmt.Errorf("layer_types of %d layers, num_hidden_layers %d", len(c.LayerTypes), c.Layers)
+	}
+	for i, t := range c.LayerTypes {
+		if want := map[bool]string{true: "full_attention", false: "sliding_attention"}[(i+1)%6 == 0]; t != want {
+			return fmt.Errorf("layer_types[%d] %q: Gemma 3 has a global layer every sixth (want %q)", i, t, want)
+		}
+	}
+	if c.SlidingWindow <= 0 {
+		return fmt.Errorf("sliding_window %d: Gemma 3's local layers need one", c.SlidingWindow)
+	}
+	return nil
 }
 
 // ropeKVs and ropeFreqs are the metadata and the rope_freqs tensor of
@@ -343,20 +402,34 @@ func hfTensors(st *SafeTensors, c *hfConfig, arch hfArch) ([]hfTensor, error) {
 		out = append(out, hfTensor{src: ts[0], name: dst, rows: rows, cols: cols, stack: ts})
 		return nil
 	}
-	emb, ok := st.Tensor("model.embed_tokens.weight")
+	// The language model's tensors are under model., or in a multimodal
+	// checkpoint under the name its transformers version gave them.
+	pre := "model."
+	if arch.text {
+		pre = ""
+		for _, p := range []string{"language_model.model.", "model.language_model."} {
+			if _, ok := st.Tensor(p + "embed_tokens.weight"); ok {
+				pre = p
+			}
+		}
+		if pre == "" {
+			return nil, fmt.Errorf("no language model's tensors (language_model.model.embed_tokens.weight or model.language_model.embed_tokens.weight)")
+		}
+	}
+	emb, ok := st.Tensor(pre + "embed_tokens.weight")
 	if !ok || len(emb.Shape) != 2 {
-		return nil, fmt.Errorf("tensor model.embed_tokens.weight missing or not a matrix")
+		return nil, fmt.Errorf("tensor %sembed_tokens.weight missing or not a matrix", pre)
 	}
 	vocab, dim, hd := emb.Shape[0], c.HiddenSize, c.HeadDim
 	if c.VocabSize != 0 && c.VocabSize != vocab {
-		return nil, fmt.Errorf("vocab_size %d, but model.embed_tokens.weight has %d rows", c.VocabSize, vocab)
+		return nil, fmt.Errorf("vocab_size %d, but %sembed_tokens.weight has %d rows", c.VocabSize, pre, vocab)
 	}
 	qd, kv := c.Heads*hd, c.KVHeads*hd
 	qh, kh := 0, 0
 	if arch.permute {
 		qh, kh = c.Heads, c.KVHeads
 	}
-	if err := add("model.embed_tokens.weight", tnEmbedding, vocab, dim, 0, false); err != nil {
+	if err := add(pre+"embed_tokens.weight", tnEmbedding, vocab, dim, 0, false); err != nil {
 		return nil, err
 	}
 	type tensor struct {
@@ -366,7 +439,7 @@ func hfTensors(st *SafeTensors, c *hfConfig, arch hfArch) ([]hfTensor, error) {
 		optional   bool
 	}
 	for i := range c.Layers {
-		p, q := "model.layers."+strconv.Itoa(i)+".", "blk."+strconv.Itoa(i)+"."
+		p, q := pre+"layers."+strconv.Itoa(i)+".", "blk."+strconv.Itoa(i)+"."
 		ts := []tensor{
 			{"self_attn.o_proj.weight", "attn_output.weight", dim, qd, 0, false},
 			{"self_attn.q_proj.bias", "attn_q.bias", 1, qd, qh, true},
@@ -383,7 +456,7 @@ func hfTensors(st *SafeTensors, c *hfConfig, arch hfArch) ([]hfTensor, error) {
 				tensor{"self_attn.v_proj.weight", "attn_v.weight", kv, dim, 0, false})
 		}
 		norms := []tensor{{"input_layernorm.weight", "attn_norm.weight", 1, dim, 0, false}}
-		if arch.gemma {
+		if arch.gemma != 0 {
 			norms = append(norms, tensor{"post_attention_layernorm.weight", "post_attention_norm.weight", 1, dim, 0, false},
 				tensor{"pre_feedforward_layernorm.weight", "ffn_norm.weight", 1, dim, 0, false},
 				tensor{"post_feedforward_layernorm.weight", "post_ffw_norm.weight", 1, dim, 0, false})
@@ -391,25 +464,29 @@ func hfTensors(st *SafeTensors, c *hfConfig, arch hfArch) ([]hfTensor, error) {
 			norms = append(norms, tensor{"post_attention_layernorm.weight", "ffn_norm.weight", 1, dim, 0, false})
 		}
 		for _, t := range ts {
+			n := len(out)
 			if err := add(p+t.src, q+t.dst, t.rows, t.cols, t.heads, t.optional); err != nil {
 				return nil, err
+			}
+			if len(out) > n && strings.HasSuffix(t.src, "norm.weight") {
+				out[n].plusOne = arch.gemma != 0
 			}
 		}
 		for _, t := range norms {
 			if err := add(p+t.src, q+t.dst, t.rows, t.cols, 0, false); err != nil {
 				return nil, err
 			}
-			out[len(out)-1].plusOne = arch.gemma
+			out[len(out)-1].plusOne = arch.gemma != 0
 		}
 		if err := hfFFN(p, q, c, arch, add, stack); err != nil {
 			return nil, err
 		}
 	}
-	if err := add("model.norm.weight", tnFinalNorm, 1, dim, 0, false); err != nil {
+	if err := add(pre+"norm.weight", tnFinalNorm, 1, dim, 0, false); err != nil {
 		return nil, err
 	}
-	out[len(out)-1].plusOne = arch.gemma
-	tied := arch.gemma || c.TieWordEmbedding != nil && *c.TieWordEmbedding
+	out[len(out)-1].plusOne = arch.gemma != 0
+	tied := arch.gemma != 0 || c.TieWordEmbedding != nil && *c.TieWordEmbedding
 	if _, ok := st.Tensor("lm_head.weight"); ok || !tied {
 		if err := add("lm_head.weight", tnOutput, vocab, dim, 0, false); err != nil {
 			return nil, fmt.Errorf("%w (and tie_word_embeddings is not true)", err)
@@ -573,7 +650,7 @@ func ConvertHF(dir string, w io.Writer) error {
 			kvs = append(kvs, KV{Key: a + "." + kv.key, Value: F32(float32(kv.v))})
 		}
 	}
-	if c.SlidingWindow > 0 && (arch.gemma || arch.fused) {
+	if c.SlidingWindow > 0 && (arch.gemma != 0 || arch.fused) {
 		kvs = append(kvs, KV{Key: a + ".attention.sliding_window", Value: U32(uint32(c.SlidingWindow))})
 	}
 	if arch.moe != "" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/mycel-net/mycel/internal/testmodels"
+	"github.com/mycel-net/mycel/kernels"
+	"github.com/mycel-net/mycel/model"
 	"github.com/mycel-net/mycel/model/tokenizer"
 )
 
@@ -93,10 +96,16 @@ func writeHFModel(t *testing.T, dir string, m *Model, archName string, permute b
 	if rope != nil {
 		cfg["rope_scaling"] = rope
 	}
-	gemma := archName == "Gemma2ForCausalLM"
+	gemma := strings.HasPrefix(archName, "Gemma")
 	if gemma {
 		cfg["attn_logit_softcapping"], cfg["final_logit_softcapping"] = c.AttnSoftCap, c.FinalSoftCap
 		cfg["hidden_activation"], cfg["query_pre_attn_scalar"] = "gelu_pytorch_tanh", c.HeadDim()
+	}
+	if strings.HasPrefix(archName, "Gemma3") {
+		cfg["rope_local_base_freq"], cfg["sliding_window_pattern"] = c.RopeLocalTheta, c.SlidingEvery
+		if c.RopeScale != 0 {
+			cfg["rope_scaling"] = map[string]any{"rope_type": "linear", "factor": c.RopeScale}
+		}
 	}
 	if c.SlidingWindow > 0 {
 		cfg["sliding_window"] = c.SlidingWindow
@@ -106,6 +115,15 @@ func writeHFModel(t *testing.T, dir string, m *Model, archName string, permute b
 		cfg["num_local_experts"], cfg["num_experts_per_tok"], cfg["intermediate_size"] = c.Experts, c.ExpertsUsed, c.ExpertHidden
 	case "mlp":
 		cfg["num_experts"], cfg["num_experts_per_tok"], cfg["moe_intermediate_size"], cfg["norm_topk_prob"] = c.Experts, c.ExpertsUsed, c.ExpertHidden, c.ExpertNorm
+	}
+	// A multimodal checkpoint: the text model's config inside, its tensors
+	// under language_model.
+	prefix := "model."
+	if archName == "Gemma3ForConditionalGeneration" {
+		text := maps.Clone(cfg)
+		delete(text, "architectures")
+		cfg = map[string]any{"architectures": []string{archName}, "text_config": text}
+		prefix = "language_model.model."
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -119,9 +137,9 @@ func writeHFModel(t *testing.T, dir string, m *Model, archName string, permute b
 		name := ti.Name
 		switch {
 		case name == tnEmbedding:
-			name = "model.embed_tokens.weight"
+			name = prefix + "embed_tokens.weight"
 		case name == tnFinalNorm:
-			name = "model.norm.weight"
+			name = prefix + "norm.weight"
 		case name == tnOutput:
 			name = "lm_head.weight"
 		case name == tnRopeFreqs:
@@ -130,7 +148,7 @@ func writeHFModel(t *testing.T, dir string, m *Model, archName string, permute b
 			rest := strings.TrimPrefix(name, "blk.")
 			layer, tn, _ := strings.Cut(rest, ".")
 			if tn == tnRouter {
-				tensors = append(tensors, SafeTensor{Name: "model.layers." + layer + "." + moe + ".gate.weight", DType: "F32",
+				tensors = append(tensors, SafeTensor{Name: prefix + "layers." + layer + "." + moe + ".gate.weight", DType: "F32",
 					Shape: []int{int(ti.Dims[1]), int(ti.Dims[0])}, Data: ti.Data})
 				continue
 			}
@@ -139,7 +157,7 @@ func writeHFModel(t *testing.T, dir string, m *Model, archName string, permute b
 				cols, rows, n := int(ti.Dims[0]), int(ti.Dims[1]), int(ti.Dims[2])
 				for e := range n {
 					size := 4 * rows * cols
-					tensors = append(tensors, SafeTensor{Name: "model.layers." + layer + "." + moe + ".experts." + strconv.Itoa(e) + "." + hf + ".weight",
+					tensors = append(tensors, SafeTensor{Name: prefix + "layers." + layer + "." + moe + ".experts." + strconv.Itoa(e) + "." + hf + ".weight",
 						DType: "F32", Shape: []int{rows, cols}, Data: ti.Data[e*size : (e+1)*size]})
 				}
 				continue
@@ -154,7 +172,7 @@ func writeHFModel(t *testing.T, dir string, m *Model, archName string, permute b
 			if !ok {
 				t.Fatalf("no Hugging Face name for %s", name)
 			}
-			name = "model.layers." + layer + "." + hf
+			name = prefix + "layers." + layer + "." + hf
 		default:
 			t.Fatalf("no Hugging Face name for %s", name)
 		}
@@ -264,12 +282,11 @@ func TestConvertHF(t *testing.T) {
 		{"qwen3moe.F32", "Qwen3MoeForCausalLM", false, nil},
 		{"phi3.F32", "Phi3ForCausalLM", false, nil},
 		{"gemma2.F32", "Gemma2ForCausalLM", false, nil},
+		{"gemma3", "Gemma3ForCausalLM", false, nil},
+		{"gemma3", "Gemma3ForConditionalGeneration", false, nil},
 	} {
-		t.Run(tc.fixture, func(t *testing.T) {
-			src, err := Load(testmodels.ArchModel(t, tc.fixture))
-			if err != nil {
-				t.Fatal(err)
-			}
+		t.Run(tc.fixture+"/"+tc.arch, func(t *testing.T) {
+			src := hfSource(t, tc.fixture)
 			defer src.Close()
 			dir := t.TempDir()
 			writeHFModel(t, dir, src, tc.arch, tc.permute, tc.rope)
@@ -309,6 +326,9 @@ func TestConvertHF(t *testing.T) {
 			if len(got.GGUF.Tensors) != len(src.GGUF.Tensors) {
 				t.Errorf("%d tensors, the fixture has %d", len(got.GGUF.Tensors), len(src.GGUF.Tensors))
 			}
+			if tc.fixture == "gemma3" {
+				return // no reference prompt: a synthetic model
+			}
 			ref := testmodels.Arch(t, tc.fixture)
 			ids := got.Tokenizer.Encode(ref.PromptText, tokenizer.EncodeOptions{BOS: true})
 			// A directory given to Load is converted in memory.
@@ -327,6 +347,35 @@ func TestConvertHF(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hfSource loads the fixture name, or for "gemma3", which has none, a
+// random-weight Gemma 3 of the shape shards' tests use (every sixth layer
+// global, linear rope scaling).
+func hfSource(t *testing.T, name string) *Model {
+	t.Helper()
+	if name != "gemma3" {
+		m, err := Load(testmodels.ArchModel(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	c := model.Config{
+		Arch: "gemma3", Dim: 48, Hidden: 64, Layers: 7, Heads: 3, KVHeads: 1, HeadSize: 24,
+		Vocab: 320, Context: 64, RopeTheta: 1e6, RopeStyle: kernels.RopeNeoX, NormEps: 1e-6,
+		SharedClassifier: true, Act: model.ActGELU, EmbedScale: float32(math.Sqrt(48)),
+		SlidingWindow: 5, SlidingEvery: 6, RopeLocalTheta: 10000, RopeScale: 8,
+	}
+	var buf bytes.Buffer
+	if err := SynthArch(&buf, c, "gemma3", 1); err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadBytes(buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // A directory that is not a model this converter knows is refused,

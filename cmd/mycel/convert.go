@@ -20,8 +20,8 @@ func newConvertCmd() *cobra.Command {
 the weights as safetensors (model.safetensors, or shards listed in
 model.safetensors.index.json) and tokenizer.json, to one GGUF file that
 every mycel command runs, imports and serves. Llama (2, 3 and 3.x with its
-rope scaling), Mistral, Mixtral, Qwen 2 / 2.5, Qwen 3, Qwen 3 MoE, Phi-3 and
-Gemma 2 models are known; the
+rope scaling), Mistral, Mixtral, Qwen 2 / 2.5, Qwen 3, Qwen 3 MoE, Phi-3,
+Gemma 2 and Gemma 3 (its text model) are known; the
 weights keep their type (F32, F16 or BF16). No Python needed. A directory
 can also be given wherever a model file is taken (mycel run -m DIR): it is
 converted each time (through a temporary file, removed at once).`,
