@@ -1,6 +1,7 @@
 package checkpoints
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -66,7 +67,7 @@ func neoxRows(data []byte, heads, rowBytes int) []byte {
 // writeHFModel lays the GGUF model m out in dir as Hugging Face publishes
 // a model of architecture archName: config.json (with rope, when set),
 // model.safetensors in two shards with their index, and its tokenizer.
-func writeHFModel(t *testing.T, dir string, m *Model, archName string, permute bool, rope map[string]any) {
+func writeHFModel(t testing.TB, dir string, m *Model, archName string, permute bool, rope map[string]any) {
 	t.Helper()
 	c := m.Weights.Config
 	g := m.GGUF
@@ -455,7 +456,7 @@ func copyDir(t *testing.T, from, to string) {
 
 // writeTokenizerJSON writes m's SentencePiece vocabulary into dir as
 // Llama 2's tokenizer.json and tokenizer_config.json.
-func writeTokenizerJSON(t *testing.T, dir string, m *Model) {
+func writeTokenizerJSON(t testing.TB, dir string, m *Model) {
 	t.Helper()
 	g := m.GGUF
 	tokens, err := g.Strings("tokenizer.ggml.tokens")
@@ -509,6 +510,67 @@ func FuzzHFConfig(f *testing.F) {
 			if !(f >= 1) || math.IsInf(float64(f), 0) {
 				t.Fatalf("rope factor %v", f)
 			}
+		}
+	})
+}
+
+// BenchmarkConvertHF converts a random-weight Llama of 24M parameters
+// (F32, in two safetensors shards) to a GGUF file, against copying the
+// shards' bytes to a file in the same run: the conversion's cost over the
+// disk's.
+func BenchmarkConvertHF(b *testing.B) {
+	c := model.Config{Arch: "llama", Dim: 384, Hidden: 1024, Layers: 12, Heads: 6, KVHeads: 6, Vocab: 512, Context: 256,
+		RopeTheta: 10000, RopeStyle: kernels.RopeAdjacent, NormEps: 1e-5}
+	var buf bytes.Buffer
+	if err := SynthArch(&buf, c, "bench", 1); err != nil {
+		b.Fatal(err)
+	}
+	src, err := LoadBytes(buf.Bytes())
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	writeHFModel(b, dir, src, "LlamaForCausalLM", true, nil)
+	var shards [][]byte
+	var size int64
+	for i := range 2 {
+		data, err := os.ReadFile(filepath.Join(dir, "model-0000"+strconv.Itoa(i+1)+"-of-00002.safetensors"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		shards, size = append(shards, data), size+int64(len(data))
+	}
+	out := filepath.Join(b.TempDir(), "out")
+	b.Run("convert", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			f, err := os.Create(out)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w := bufio.NewWriterSize(f, 1<<20)
+			if err := ConvertHF(dir, w); err != nil {
+				b.Fatal(err)
+			}
+			if err := w.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
+	})
+	b.Run("copy", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			f, err := os.Create(out)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, s := range shards {
+				if _, err := f.Write(s); err != nil {
+					b.Fatal(err)
+				}
+			}
+			f.Close()
 		}
 	})
 }
