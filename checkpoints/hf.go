@@ -544,12 +544,18 @@ func hfFFN(p, q string, c *hfConfig, arch hfArch,
 	return nil
 }
 
-// spec is t as WriteGGUF takes it, its rows reordered as it is written.
-func (t *hfTensor) spec() TensorSpec {
+// spec is t as WriteGGUF takes it: its rows reordered and its experts
+// stacked as it is written, and with to set (a matrix's rows filling whole
+// blocks of it; not the router, which GGUF tools keep as it is) each row
+// re-encoded in type *to.
+func (t *hfTensor) spec(to *kernels.DType) TensorSpec {
 	typ, size, _ := ggmlOf(t.src.DType)
 	dims := []uint64{uint64(t.cols), uint64(t.rows)}
 	if t.rows == 1 {
 		dims = dims[:1]
+	}
+	if t.stack != nil {
+		dims = append(dims, uint64(len(t.stack)))
 	}
 	s := TensorSpec{Name: t.name, Type: typ, Dims: dims}
 	if t.plusOne {
@@ -566,51 +572,84 @@ func (t *hfTensor) spec() TensorSpec {
 		}
 		return s
 	}
-	if t.stack != nil {
-		s.Dims = append(dims, uint64(len(t.stack)))
-		s.Write = func(w io.Writer) error {
-			for _, e := range t.stack {
-				if _, err := w.Write(e.Data); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		return s
-	}
-	if t.heads == 0 {
+	recode := to != nil && t.rows > 1 && *to != kernelsDType(t.src.DType) && !strings.HasSuffix(t.name, tnRouter) &&
+		(!to.Quantized() || t.cols%kernels.QK == 0)
+	if !recode && t.stack == nil && t.heads == 0 {
 		s.Data = t.src.Data
 		return s
 	}
-	// A bias is one value a row: reorder its values as the rows.
-	rowBytes := t.cols * size
-	rows := t.rows
+	// rows walks the stored rows in GGUF's order. A bias (rows 1) is one
+	// value a row.
+	rowBytes, rows := t.cols*size, t.rows
 	if t.rows == 1 {
 		rowBytes, rows = size, t.cols
 	}
-	data := t.src.Data
-	heads := t.heads
-	s.Write = func(w io.Writer) error {
-		hd := rows / heads
-		for h := range heads {
-			for j := range hd {
-				// Row 2i+s of a head in the adjacent layout is row
-				// s·hd/2+i of it in the NeoX layout.
-				i, half := j/2, j%2
-				src := h*hd + half*hd/2 + i
-				if _, err := w.Write(data[src*rowBytes : (src+1)*rowBytes]); err != nil {
+	srcs := t.stack
+	if srcs == nil {
+		srcs = []*SafeTensor{t.src}
+	}
+	walk := func(yield func([]byte) error) error {
+		for _, src := range srcs {
+			for j := range rows {
+				r := j
+				if t.heads > 0 {
+					// Row 2i+s of a head in the adjacent layout is row
+					// s·hd/2+i of it in the NeoX layout.
+					hd := rows / t.heads
+					h, k := j/hd, j%hd
+					r = h*hd + (k%2)*hd/2 + k/2
+				}
+				if err := yield(src.Data[r*rowBytes : (r+1)*rowBytes]); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	}
+	if !recode {
+		s.Write = func(w io.Writer) error {
+			return walk(func(row []byte) error {
+				_, err := w.Write(row)
+				return err
+			})
+		}
+		return s
+	}
+	s.Type, _ = GGMLTypeOf(*to)
+	from := kernelsDType(t.src.DType)
+	s.Write = func(w io.Writer) error {
+		v := make([]float32, t.cols)
+		var buf []byte
+		return walk(func(row []byte) error {
+			kernels.Decode(v, from, row)
+			buf = kernels.Encode(buf[:0], *to, v)
+			_, err := w.Write(buf)
+			return err
+		})
+	}
 	return s
 }
 
 // ConvertHF writes the Hugging Face model in dir (config.json, safetensors,
-// tokenizer.json) to w as a GGUF file that Load runs.
-func ConvertHF(dir string, w io.Writer) error {
+// tokenizer.json) to w as a GGUF file that Load runs, each tensor in its
+// own type.
+func ConvertHF(dir string, w io.Writer) error { return convertHF(dir, w, nil) }
+
+// ConvertHFTo is ConvertHF with the weight matrices in type dt (F32, F16,
+// BF16, Q8_0 or Q4_0), as ConvertWeights would make them: those whose rows
+// do not fill whole blocks of a quantized dt, the router and the norms
+// keep their own.
+func ConvertHFTo(dir string, w io.Writer, dt kernels.DType) error {
+	switch dt {
+	case kernels.F32, kernels.F16, kernels.BF16, kernels.Q8_0, kernels.Q4_0:
+	default:
+		return fmt.Errorf("checkpoints: convert %s to %s: want f32, f16, bf16, q8_0 or q4_0", dir, dt)
+	}
+	return convertHF(dir, w, &dt)
+}
+
+// convertHF is ConvertHF, with the matrices in *to when to is set.
+func convertHF(dir string, w io.Writer, to *kernels.DType) error {
 	c, arch, err := readHFConfig(dir)
 	if err != nil {
 		return fmt.Errorf("checkpoints: %w", err)
@@ -674,7 +713,7 @@ func ConvertHF(dir string, w io.Writer) error {
 	kvs = append(kvs, tok...)
 	specs := make([]TensorSpec, 0, len(tensors)+1)
 	for i := range tensors {
-		specs = append(specs, tensors[i].spec())
+		specs = append(specs, tensors[i].spec(to))
 	}
 	if freqs != nil {
 		var b bytes.Buffer

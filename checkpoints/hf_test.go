@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"math"
 	"os"
@@ -247,7 +248,7 @@ func TestAdjacentRowsOfNeoX(t *testing.T) {
 	}
 	ht.src.Data = data
 	var out bytes.Buffer
-	if err := ht.spec().Write(&out); err != nil {
+	if err := ht.spec(nil).Write(&out); err != nil {
 		t.Fatal(err)
 	}
 	var got []int
@@ -573,4 +574,70 @@ func BenchmarkConvertHF(b *testing.B) {
 			f.Close()
 		}
 	})
+}
+
+// Converted to Q8_0 (or Q4_0) on the way, a model's matrices are those
+// ConvertWeights makes of the fixture's, byte for byte: with Llama's rows
+// reordered and Mixtral's experts stacked before they are quantized, and
+// the router and norms kept as they are.
+func TestConvertHFTo(t *testing.T) {
+	for _, tc := range []struct {
+		fixture, arch string
+		permute       bool
+		dt            kernels.DType
+	}{
+		{"mixtral.F32", "MixtralForCausalLM", true, kernels.Q8_0},
+		{"qwen3.F32", "Qwen3ForCausalLM", false, kernels.Q4_0},
+		{"gemma2.F32", "Gemma2ForCausalLM", false, kernels.BF16},
+	} {
+		t.Run(tc.fixture, func(t *testing.T) {
+			src := hfSource(t, tc.fixture)
+			defer src.Close()
+			dir := t.TempDir()
+			writeHFModel(t, dir, src, tc.arch, tc.permute, nil)
+			var buf bytes.Buffer
+			if err := ConvertHFTo(dir, &buf, tc.dt); err != nil {
+				t.Fatal(err)
+			}
+			got, err := LoadBytes(buf.Bytes())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer got.Close()
+			want, err := ConvertWeights(src.Weights, tc.dt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			same := func(what string, a, b *kernels.Matrix) {
+				t.Helper()
+				if a.Type != b.Type || !bytes.Equal(a.Data, b.Data) {
+					t.Errorf("%s: %s, want ConvertWeights' %s (bytes equal: %v)", what, a.Type, b.Type, bytes.Equal(a.Data, b.Data))
+				}
+			}
+			same("embedding", got.Weights.Embedding, want.Embedding)
+			same("output", got.Weights.Output, want.Output)
+			for i, l := range got.Weights.Layers {
+				w := want.Layers[i]
+				for k, m := range map[string][2]*kernels.Matrix{"q": {l.Wq, w.Wq}, "k": {l.Wk, w.Wk}, "v": {l.Wv, w.Wv}, "o": {l.Wo, w.Wo},
+					"gate": {l.W1, w.W1}, "down": {l.W2, w.W2}, "up": {l.W3, w.W3}} {
+					if m[0] != nil || m[1] != nil {
+						same(fmt.Sprintf("layer %d %s", i, k), m[0], m[1])
+					}
+				}
+				if x := l.Experts; x != nil {
+					same(fmt.Sprintf("layer %d router", i), x.Router, w.Experts.Router)
+					for e := range x.Gate {
+						same(fmt.Sprintf("layer %d expert %d gate", i, e), x.Gate[e], w.Experts.Gate[e])
+						same(fmt.Sprintf("layer %d expert %d down", i, e), x.Down[e], w.Experts.Down[e])
+					}
+				}
+				if !slices.Equal(l.AttnNorm, w.AttnNorm) {
+					t.Errorf("layer %d: attention norm differs", i)
+				}
+			}
+		})
+	}
+	if err := ConvertHFTo(t.TempDir(), &bytes.Buffer{}, kernels.Q4_K); err == nil || !strings.Contains(err.Error(), "q8_0") {
+		t.Errorf("convert to Q4_K: %v", err)
+	}
 }

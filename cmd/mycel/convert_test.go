@@ -22,6 +22,9 @@ func TestConvertRefusesNonModel(t *testing.T) {
 	if _, _, err := mycel(t, "models", "convert", dir); err == nil || !strings.Contains(err.Error(), "-o") {
 		t.Errorf("convert without -o: %v", err)
 	}
+	if _, _, err := mycel(t, "models", "convert", dir, "-o", out, "--dtype", "q3"); err == nil || !strings.Contains(err.Error(), "--dtype") {
+		t.Errorf("convert with --dtype q3: %v", err)
+	}
 	if _, _, err := mycel(t, "run", "-m", dir, "-n", "4", "Hello"); err == nil || !strings.Contains(err.Error(), "not a Hugging Face model directory") {
 		t.Errorf("run -m on an empty directory: %v", err)
 	}
