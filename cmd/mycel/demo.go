@@ -247,15 +247,21 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 	for _, h := range sess.Route() {
 		fmt.Fprintln(stderr, routeLine(*node.NewRouteInfo(swarm.Event{Kind: swarm.EventRoute, Hop: h})))
 	}
-	var victim swarm.Hop
-	if f.killAfter > 0 {
+	// The node to stop is chosen when it is stopped, among the route's
+	// hops whose layers another server holds at that moment: servers move
+	// while the text is generated (one may have left the span the spare
+	// doubled), and stopping the last holder of a span would show no
+	// failover, only an error. Where no hop qualifies yet, it is tried
+	// again at the next token.
+	killed := f.killAfter == 0
+	victim := func() (swarm.Hop, bool) {
 		recs := cn.dir.Known(modelID)
 		for _, h := range sess.Route() {
 			if len(swarm.NewCoverage(cfg.Layers, cfg.Experts, recs, h.Peer).Missing()) == 0 {
-				victim = h
-				break
+				return h, true
 			}
 		}
+		return swarm.Hop{}, false
 	}
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
@@ -274,12 +280,14 @@ func runDemo(ctx context.Context, g *globals, f *demoFlags, prompt string, stdou
 	}, func(id int) error {
 		io.WriteString(out, dec.Next(id))
 		emitted++
-		if victim.Peer != "" && emitted == f.killAfter {
-			out.Flush()
-			fmt.Fprintf(stderr, "\n(stopping %s, which runs layers %s of the route, after %d tokens)\n",
-				shortPeer(victim.Peer.String()), layerRange(victim.Span.First, victim.Span.Last), emitted)
-			servers[victim.Peer].Server().Close() // no goodbye: the client finds out on its next step
-			victim = swarm.Hop{}
+		if !killed && emitted >= f.killAfter {
+			if v, ok := victim(); ok {
+				out.Flush()
+				fmt.Fprintf(stderr, "\n(stopping %s, which runs layers %s of the route, after %d tokens)\n",
+					shortPeer(v.Peer.String()), layerRange(v.Span.First, v.Span.Last), emitted)
+				servers[v.Peer].Server().Close() // no goodbye: the client finds out on its next step
+				killed = true
+			}
 		}
 		return out.Flush()
 	})
