@@ -43,7 +43,8 @@ type Config struct {
 	Bootstrap []string
 	// SwarmKey is the path of a private swarm's key file (p2p.ReadSwarmKey;
 	// mycel swarm key writes one): the node connects only to nodes that
-	// hold the same key, over TCP. Empty: the public swarm.
+	// hold the same key, over TCP. Empty: DataDir/swarm.key (SwarmKeyFile)
+	// when there is one, as IPFS keeps it, else the public swarm.
 	SwarmKey string
 	// StoreCap is the most bytes the block store may hold (0: no cap).
 	StoreCap int64
@@ -104,6 +105,16 @@ type Config struct {
 	LoopbackOnly, NoMDNS, NoNAT, NoQUIC, NoRelay bool
 }
 
+// SwarmKeyFile is the name of the private swarm key a node takes from its
+// data directory when Config.SwarmKey names none.
+const SwarmKeyFile = "swarm.key"
+
+// fileExists says whether path names something (a file, most likely).
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
 // DefaultDataDir is $MYCEL_DATA, or .mycel in the home directory.
 func DefaultDataDir() string {
 	if d := os.Getenv(EnvData); d != "" {
@@ -155,10 +166,19 @@ func (c *Config) p2pOptions() ([]p2p.Option, error) {
 	if len(c.Bootstrap) > 0 {
 		opts = append(opts, p2p.BootstrapStrings(c.Bootstrap...))
 	}
+	if c.SwarmKey == "" {
+		if p := filepath.Join(c.DataDir, SwarmKeyFile); fileExists(p) {
+			c.SwarmKey = p
+		}
+	}
 	if c.SwarmKey != "" {
 		key, err := p2p.ReadSwarmKey(c.SwarmKey)
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
+		}
+		if fi, err := os.Stat(c.SwarmKey); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("the swarm key can be read by other users of this machine, who could join the swarm with it; chmod 600 it",
+				"file", c.SwarmKey, "mode", fi.Mode().Perm())
 		}
 		opts = append(opts, p2p.SwarmKey(key))
 	}

@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mycel-net/mycel/internal/testmodels"
 	"github.com/mycel-net/mycel/node/api"
+	"github.com/mycel-net/mycel/p2p"
 )
 
 // testConfig is a node on loopback only, with a free API port, in the
@@ -225,5 +227,39 @@ func TestAPIRefusesOtherSites(t *testing.T) {
 	}
 	if list, err := api.NewClient(n.APIURL()).List(ctx); err != nil || len(list) != 1 {
 		t.Errorf("after the import from a program: %v, %v", list, err)
+	}
+}
+
+// A node whose data directory holds swarm.key joins that private swarm
+// without being told: a node given the same key file reaches it, one
+// without the key does not.
+func TestSwarmKeyInDataDir(t *testing.T) {
+	key, err := p2p.NewSwarmKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, SwarmKeyFile), p2p.EncodeSwarmKey(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startNode(t, cfg)
+	if got, want := a.Status().PrivateSwarm, p2p.SwarmKeyID(key); got != want {
+		t.Fatalf("private swarm %q, want %q", got, want)
+	}
+	keyFile := filepath.Join(t.TempDir(), "k")
+	if err := os.WriteFile(keyFile, p2p.EncodeSwarmKey(key), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withKey := testConfig(t, a.Status().Addrs[0])
+	withKey.SwarmKey = keyFile
+	b := startNode(t, withKey)
+	without := startNode(t, testConfig(t, a.Status().Addrs[0]))
+	for deadline := time.Now().Add(20 * time.Second); !slices.Contains(b.Status().Peers, a.Status().ID); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the node with the key file did not reach the one with swarm.key")
+		}
+	}
+	if slices.Contains(without.Status().Peers, a.Status().ID) {
+		t.Error("a node without the key reached the private one")
 	}
 }

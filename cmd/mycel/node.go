@@ -140,7 +140,7 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 				fmt.Fprintf(w, "  listening on %s\n", a)
 			}
 			if st.PrivateSwarm != "" {
-				fmt.Fprintf(w, "  in private swarm %s: connecting only to nodes with the key in %s\n", st.PrivateSwarm, cfg.SwarmKey)
+				fmt.Fprintf(w, "  in private swarm %s: connecting only to nodes with the same key\n", st.PrivateSwarm)
 			}
 			fmt.Fprintf(w, "  control API on %s, data in %s\n", n.APIURL(), st.DataDir)
 			if n.APITokenRequired() {
@@ -174,7 +174,7 @@ commands send it themselves (or $MYCEL_API_TOKEN).`,
 	fl.StringSliceVar(&cfg.CORSOrigins, "cors-origins", nil, "web origins whose pages may call the API, such as https://app.example (repeatable; \"*\": any site)")
 	fl.StringSliceVar(&cfg.Listen, "listen", nil, "libp2p listen multiaddr (repeatable; default TCP and QUIC on port "+port+")")
 	fl.StringSliceVar(&cfg.Bootstrap, "bootstrap", nil, "peer to join through, as /.../p2p/ID (repeatable)")
-	fl.StringVar(&cfg.SwarmKey, "swarm-key", "", "join the private swarm of this key file (mycel swarm key writes one): connect only to nodes with the same key, over TCP (default: the public swarm)")
+	fl.StringVar(&cfg.SwarmKey, "swarm-key", "", "join the private swarm of this key file (mycel swarm key writes one): connect only to nodes with the same key, over TCP (default: DATA/swarm.key if there is one, else the public swarm)")
 	fl.StringVar(&caps.store, "store-cap", "", "most disk the block store may use, e.g. 50GB (default: no cap)")
 	fl.Var(choiceValue(&cfg.DHTMode, "auto", "server", "client"), "dht", "DHT mode: auto, server or client")
 	fl.BoolVar(&cfg.NoMDNS, "no-mdns", false, "do not look for peers on the local network")
