@@ -32,31 +32,31 @@ import (
 // QUIC stay together); a listen address given outright on a held port is
 // refused.
 func (c *config) checkPorts() ([]*os.File, error) {
-	if c.defaultListen {
-		claims, err := claimPorts(c.listenAddrs)
-		for _, a := range c.listenAddrs {
-			if err == nil {
-				err = portHeld(a)
-			}
-		}
-		if err != nil {
-			release(claims)
-			log.Warn("default port held by another program on this machine (another node?); listening on ports the system picks",
-				"port", c.port(), "err", err)
-			c.listenAddrs = defaultListenAddrs(c.loopback, !c.noQUIC, 0)
-			return nil, nil
-		}
+	claims, err := claimFree(c.listenAddrs)
+	switch {
+	case err == nil:
 		return claims, nil
+	case c.defaultListen:
+		log.Warn("default port held by another program on this machine (another node?); listening on ports the system picks",
+			"port", c.port(), "err", err)
+		c.listenAddrs = defaultListenAddrs(c.loopback, !c.noQUIC, 0)
+		return nil, nil
 	}
-	claims, err := claimPorts(c.listenAddrs)
-	for _, a := range c.listenAddrs {
+	return nil, fmt.Errorf("p2p: listen addresses %v: %w (another node on this machine? give this one another port, or port 0 for one the system picks)", c.listenAddrs, err)
+}
+
+// claimFree claims the ports of addrs (claimPorts) and checks that no
+// other socket holds them (portHeld); on failure it keeps no claim.
+func claimFree(addrs []ma.Multiaddr) ([]*os.File, error) {
+	claims, err := claimPorts(addrs)
+	for _, a := range addrs {
 		if err == nil {
 			err = portHeld(a)
 		}
 	}
 	if err != nil {
 		release(claims)
-		return nil, fmt.Errorf("p2p: listen addresses %v: %w (another node on this machine? give this one another port, or port 0 for one the system picks)", c.listenAddrs, err)
+		return nil, err
 	}
 	return claims, nil
 }
