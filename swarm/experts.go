@@ -184,10 +184,11 @@ func (c *expertCaller) RunExperts(li int, x []float32, n, k int, pick []int32, w
 // holder of every expert it names as well, and compares the answers row
 // by row (within DefaultVerifyTolerance, as the client's checks of
 // hops). Where they differ a third holder referees: a holder whose answer
-// differs from the other two is banned by this server for its life (its
-// rows go to the others from then on), and the rows take the answer the
-// two agree on. Without a third holder no one can tell which is wrong:
-// both are left out for a while and the rows are asked again elsewhere.
+// differs from the other two, which agree, is banned by this server for
+// its life (its rows go to the others from then on), and the rows take
+// the answer the two agree on. Without a third holder, or where all three
+// differ, no one can tell which is wrong: they are left out for a while
+// and the rows are asked again elsewhere.
 // The attention server's own engine, the routing and the sums stay its
 // own: what a check covers is the one thing it takes on trust.
 
@@ -277,15 +278,19 @@ func (c *expertCaller) settle(li int, ck *expertCheck, x []float32, dim int, rec
 		a.err = fmt.Errorf("%w: %s and %s answered experts of layer %d differently, and no third holder told which is wrong", ErrVerification, a.peer.Peer, b.peer.Peer, li)
 		return
 	}
-	okA, okB := agree(r.out, a.out, dim), agree(r.out, b.out, dim)
-	if !okA {
-		c.ban(a.peer.Peer, fmt.Sprintf("answered experts of layer %d other than %s and %s", li, b.peer.Peer, r.peer.Peer))
-	}
-	if !okB {
+	// Only a holder the other two outvote is banned: where the referee
+	// agrees with neither, any of the three may be the one that lies.
+	switch okA, okB := agree(r.out, a.out, dim), agree(r.out, b.out, dim); {
+	case okA && !okB:
 		c.ban(b.peer.Peer, fmt.Sprintf("answered experts of layer %d other than %s and %s", li, a.peer.Peer, r.peer.Peer))
-	}
-	if !okA {
+	case okB && !okA:
+		c.ban(a.peer.Peer, fmt.Sprintf("answered experts of layer %d other than %s and %s", li, b.peer.Peer, r.peer.Peer))
 		a.out = r.out
+	case !okA && !okB:
+		for _, p := range []peer.ID{a.peer.Peer, b.peer.Peer, r.peer.Peer} {
+			c.leaveOut(p)
+		}
+		a.err = fmt.Errorf("%w: %s, %s and %s answered experts of layer %d three ways", ErrVerification, a.peer.Peer, b.peer.Peer, r.peer.Peer, li)
 	}
 }
 
