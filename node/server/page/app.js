@@ -427,7 +427,8 @@ function renderNetwork(st) {
   secs.network.show(
     h("div", { class: "stats" }, stat("peers", String(peers.length), "connected", "peer-count"),
       stat("LAN DHT", String(d.lan.peers ?? "–"), d.lan.mode || ""), stat("WAN DHT", String(d.wan.peers ?? "–"), d.wan.mode || "")),
-    kv([["DHT mode", d.setting || ""]]),
+    kv([["DHT mode", d.setting || ""],
+      ["swarm", st.private_swarm ? "private " + st.private_swarm + " (only nodes with the same key)" : "public"]]),
     peers.length ? h("ul", { class: "plain mono", style: "margin-top:.5em;max-height:10em;overflow-y:auto" },
       peers.slice(0, 50).map((p) => h("li", { title: p }, p))) : h("p", { class: "empty" }, "No peers connected."),
     peers.length > 50 ? h("p", { class: "dim" }, "and " + (peers.length - 50) + " more") : null,
