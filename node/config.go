@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/mycel-net/mycel/kernels"
@@ -176,7 +177,7 @@ func (c *Config) p2pOptions() ([]p2p.Option, error) {
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
-		if fi, err := os.Stat(c.SwarmKey); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if fi, err := os.Stat(c.SwarmKey); err == nil && runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
 			log.Warn("the swarm key can be read by other users of this machine, who could join the swarm with it; chmod 600 it",
 				"file", c.SwarmKey, "mode", fi.Mode().Perm())
 		}
