@@ -299,16 +299,18 @@ func (n *Host) Routing() routing.Routing { return n.dht }
 // Connect dials p (if not already connected) and remembers its addresses.
 // A connect is asked for now: an address that failed a dial a moment ago
 // (libp2p then refuses to dial it again for some seconds, "dial backoff")
-// is dialed again once. So is a dial that failed otherwise, after a short
-// random pause: two peers that dial each other at the same moment (mDNS
-// finds both sides at once) can meet on one TCP connection on which both
-// start the TLS handshake as its client, and both fail.
+// is dialed again. So is a dial that failed otherwise, after a short
+// random pause, up to connectRetries times, each pause drawn from a range
+// twice as wide as the last: two peers that dial each other at the same
+// moment (mDNS finds both sides at once) can meet on one TCP connection on
+// which both start the TLS handshake as its client, and both fail; the
+// pauses take them apart.
 func (n *Host) Connect(ctx context.Context, p peer.AddrInfo) error {
 	err := n.h.Connect(ctx, p)
-	if err != nil && ctx.Err() == nil && n.h.Network().Connectedness(p.ID) != network.Connected {
+	for try := 0; try < connectRetries && err != nil && ctx.Err() == nil && n.h.Network().Connectedness(p.ID) != network.Connected; try++ {
 		if !errors.Is(err, swarm.ErrDialBackoff) {
 			select {
-			case <-time.After(time.Duration(10+rand.IntN(50)) * time.Millisecond):
+			case <-time.After(time.Duration(10+rand.IntN(50<<try)) * time.Millisecond):
 			case <-ctx.Done():
 			}
 		}
@@ -325,6 +327,9 @@ func (n *Host) Connect(ctx context.Context, p peer.AddrInfo) error {
 	}
 	return nil
 }
+
+// connectRetries bounds the dials Connect makes again after one failed.
+const connectRetries = 3
 
 // bootstrapIdentifyWait bounds how long Bootstrap waits for a connected
 // bootstrap peer to enter a DHT routing table.
