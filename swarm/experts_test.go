@@ -69,6 +69,27 @@ func (es *expertSwarm) serverWith(span swarm.Span, set model.ExpertSet, cfg swar
 	return s
 }
 
+// newExpertSwarm is the fixture swarm of fixture (a mixture of experts),
+// its manifest, and its experts cut in two halves, low and high.
+func newExpertSwarm(t *testing.T, fixture string) (es *expertSwarm, m *shards.Manifest, low, high model.ExpertSet) {
+	t.Helper()
+	es = &expertSwarm{fixtureSwarm: newFixtureSwarm(t, fixture, 12)}
+	m, err := shards.GetManifest(context.Background(), es.st, es.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es.experts = m.Config.Experts
+	low, high = model.ExpertSet{}, model.ExpertSet{}
+	for e := range es.experts {
+		if e < es.experts/2 {
+			low = low.With(e)
+		} else {
+			high = high.With(e)
+		}
+	}
+	return es, m, low, high
+}
+
 // plan routes every layer over the records.
 func (es *expertSwarm) plan() []swarm.Hop {
 	es.t.Helper()
@@ -91,20 +112,7 @@ func (es *expertSwarm) plan() []swarm.Hop {
 func TestExpertsSplitOverServers(t *testing.T) {
 	for _, name := range []string{"mixtral", "qwen3moe"} {
 		t.Run(name, func(t *testing.T) {
-			es := &expertSwarm{fixtureSwarm: newFixtureSwarm(t, name+".F32", 12)}
-			m, err := shards.GetManifest(context.Background(), es.st, es.root)
-			if err != nil {
-				t.Fatal(err)
-			}
-			es.experts = m.Config.Experts
-			low, high := model.ExpertSet{}, model.ExpertSet{}
-			for e := range es.experts {
-				if e < es.experts/2 {
-					low = low.With(e)
-				} else {
-					high = high.With(e)
-				}
-			}
+			es, m, low, high := newExpertSwarm(t, name+".F32")
 			span := swarm.Span{First: 0, Last: 2}
 			var servers []*swarm.Server
 			// No checks at second holders: which holder is asked when
@@ -186,20 +194,7 @@ func TestExpertsSplitOverServers(t *testing.T) {
 // the local run's, and the liar is not asked again. With the checks off
 // the liar's answers go into the text.
 func TestExpertLiarBanned(t *testing.T) {
-	es := &expertSwarm{fixtureSwarm: newFixtureSwarm(t, "mixtral.F32", 12)}
-	m, err := shards.GetManifest(context.Background(), es.st, es.root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	es.experts = m.Config.Experts
-	low, high := model.ExpertSet{}, model.ExpertSet{}
-	for e := range es.experts {
-		if e < es.experts/2 {
-			low = low.With(e)
-		} else {
-			high = high.With(e)
-		}
-	}
+	es, _, low, high := newExpertSwarm(t, "mixtral.F32")
 	span := swarm.Span{First: 0, Last: 2}
 	checking := es.serverWith(span, low, swarm.ServerConfig{CheckExperts: 1})
 	unchecked := es.serverWith(span, low, swarm.ServerConfig{CheckExperts: -1})

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"runtime"
 	"strings"
 	"testing"
@@ -108,14 +107,7 @@ func TestNodeCapsInStatus(t *testing.T) {
 	if got := runtime.GOMAXPROCS(0); got != 1 {
 		t.Errorf("GOMAXPROCS %d while a node with --threads 1 runs", got)
 	}
-	out, _, err := mycel(t, "--api", addr, "status", "--json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st api.Status
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatal(err)
-	}
+	st := statusOf(t, addr)
 	want := api.Caps{Threads: 1, Cores: runtime.NumCPU(), ServeMemory: 2e9, MaxUpload: 10e6, MaxDownload: 10e6, DailyTransfer: 20e9}
 	got := st.Caps
 	got.TransferToday, got.TransferResets = 0, time.Time{}

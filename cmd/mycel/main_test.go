@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/mycel-net/mycel/internal/testmodels"
+	"github.com/mycel-net/mycel/node/api"
 )
 
 // mycel runs the CLI in process and returns stdout, stderr and the error.
@@ -23,6 +25,20 @@ func mycel(t *testing.T, args ...string) (string, string, error) {
 	cmd.SetErr(&errb)
 	err := cmd.ExecuteContext(context.Background())
 	return out.String(), errb.String(), err
+}
+
+// statusOf is the status of the node whose API answers on addr.
+func statusOf(t *testing.T, addr string) api.Status {
+	t.Helper()
+	out, _, err := mycel(t, "--api", addr, "status", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st api.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // The reference greedy texts of stories260K (the shared test models'

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,23 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mycel-net/mycel/node/api"
 	"github.com/mycel-net/mycel/p2p"
 )
-
-// statusOf is the status of the node whose API answers on addr.
-func statusOf(t *testing.T, addr string) api.Status {
-	t.Helper()
-	out, _, err := mycel(t, "--api", addr, "status", "--json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st api.Status
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
 
 // A private swarm as its users make one: mycel swarm key writes a key
 // file, two nodes started with it join each other and show the swarm's

@@ -26,15 +26,7 @@ func TestRunThroughTheSwarm(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	c := lines[len(lines)-1]
-	js, _, err := mycel(t, "--api", pub, "status", "--json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st api.Status
-	if err := json.Unmarshal([]byte(js), &st); err != nil {
-		t.Fatal(err)
-	}
-	boot := st.Addrs[0]
+	boot := statusOf(t, pub).Addrs[0]
 	for range 3 {
 		startNodeCmd(t, "--bootstrap", boot, "--serve", c, "--max-layers", "2", "-t", "1")
 	}

@@ -3,14 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mycel-net/mycel/internal/testmodels"
-	"github.com/mycel-net/mycel/node/api"
 )
 
 // syncBuffer is a bytes.Buffer that a node writes while the test reads.
@@ -95,15 +93,7 @@ func testSwarmTour(t *testing.T, clientFirst bool) {
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	c := lines[len(lines)-1]
-	js, _, err := mycel(t, "--api", a, "status", "--json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st api.Status
-	if err := json.Unmarshal([]byte(js), &st); err != nil {
-		t.Fatal(err)
-	}
-	boot := st.Addrs[0]
+	boot := statusOf(t, a).Addrs[0]
 
 	var client string
 	if clientFirst {
